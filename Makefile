@@ -1,0 +1,15 @@
+# Two commands: `make run` (set up, then serve) and `make test` (set up, then the whole test suite).
+.PHONY: setup run test lint
+PYTEST_ARGS ?=
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	.venv/bin/assistant serve
+
+test: setup
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+lint:
+	.venv/bin/ruff check .

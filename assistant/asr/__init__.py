@@ -1,0 +1,1 @@
+"""Offline speech recognition: one recognizer interface, several engines (faster-whisper, vosk, sherpa-onnx)."""

@@ -1,0 +1,88 @@
+"""The one ``assistant`` command. Each subcommand lives in the module named for its role.
+
+A subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``; heavy imports stay inside
+``run`` so that ``assistant --help`` is instant. Errors derived from ``AssistantError`` are printed as one
+line (``error[code]: message``) with exit status 2; nothing prints a traceback to the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from assistant.errors import AssistantError
+
+# (name, module, help)
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("serve", "assistant.server", "run everything: platform API, console, screen, Rasa supervision, phone gateway"),
+    ("simulate", "assistant.simulate", "run a WAV file as one call through the full pipeline"),
+    ("talk", "assistant.talk", "talk to the assistant with the local microphone and speaker"),
+    ("models", "dialect_models.cli", "list, fetch or verify speech models"),
+    ("rasa", "assistant.dialogue.rasa_cli", "train or run the Rasa servers of intents/"),
+    ("db", "assistant.platform.db_cli", "database migrations and seed data"),
+    ("admin", "assistant.console.admin_cli", "create console users"),
+    ("screen", "assistant.screen.cli", "the elder's smart screen (--local: sounddevice mic/speaker)"),
+    ("phone", "telephony.cli", "SIP gateway and scheduled care calls"),
+)
+EVAL_COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("asr", "assistant.asr.eval_cmd", "character error rate of a recognizer on a transcripts.tsv folder"),
+    ("nlu", "assistant.dialogue.eval_cmd", "intent accuracy of the Rasa model on a TSV"),
+    ("fraud", "assistant.fraud_guard.eval_cmd", "scam detector precision/recall on JSONL dialogues"),
+    ("tts", "assistant.tts.eval_cmd", "voice intelligibility by ASR round trip"),
+)
+BENCH_COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("latency", "assistant.bench.latency", "end of speech → first reply audio"),
+    ("calls", "telephony.bench", "concurrent SIP calls on loopback"),
+    ("console", "assistant.console.bench", "review-queue server time with many flagged calls"),
+)
+
+
+def _add_group(sub: argparse._SubParsersAction, table: tuple[tuple[str, str, str], ...]) -> None:
+    for name, module, help_text in table:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        try:
+            importlib.import_module(module).add_arguments(p)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module.startswith(exc.name):
+                raise
+            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+            p.set_defaults(_missing=f"'{name}' is not built yet ({module})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="assistant", description="长者语音助手 — offline voice assistant for elders")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_group(sub, COMMANDS)
+    ev = sub.add_parser("eval", help="evaluation commands (print JSON)")
+    _add_group(ev.add_subparsers(dest="eval_command", required=True), EVAL_COMMANDS)
+    be = sub.add_parser("bench", help="benchmarks (print JSON)")
+    _add_group(be.add_subparsers(dest="bench_command", required=True), BENCH_COMMANDS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if getattr(args, "_missing", None):
+        print(f"error[not_built]: {args._missing}", file=sys.stderr)
+        return 2
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except AssistantError as exc:
+        print(f"error[{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

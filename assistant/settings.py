@@ -1,0 +1,199 @@
+"""All settings in one place, with units in their names.
+
+Each area has its own frozen section; ``load_settings()`` builds them from defaults, then from environment
+variables named ``ASSISTANT_<SECTION>_<FIELD>`` (e.g. ``ASSISTANT_DIALOGUE_RASA_TIMEOUT_S=3``), then from
+keyword overrides (tests). Paths are resolved against the project root (the folder holding
+``pyproject.toml``) or, for an installed package, the current directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def project_root() -> Path:
+    env = os.environ.get("ASSISTANT_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").exists():
+        return here
+    return Path.cwd().resolve()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PathSettings:
+    root: Path
+    var_dir: Path
+    models_dir: Path
+    reports_dir: Path
+    intents_dir: Path
+    # mirror folders searched (in order) before any URL when provisioning models
+    model_mirror_dirs: tuple[Path, ...]
+    # where the shared evaluation data lives when present (tests skip when absent)
+    shared_dir: Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioSettings:
+    pipeline_sample_rate_hz: int = 16000
+    phone_sample_rate_hz: int = 8000
+    frame_ms: int = 20
+    vad_aggressiveness: int = 2  # webrtcvad mode 0..3
+    vad_start_s: float = 0.2  # speech needed before a turn starts
+    # elders pause mid-sentence: wait this long in silence before the turn ends
+    vad_end_of_turn_silence_s: float = 0.8
+    vad_min_volume: float = 0.0  # pipecat's extra volume gate; 0 lets webrtcvad decide
+    max_utterance_s: float = 30.0
+    no_input_timeout_s: float = 8.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class AsrSettings:
+    default_model_cmn: str = "whisper-base"
+    default_model_yue: str = "whisper-base"
+    # candidates tried on an unknown caller's first utterance (dialect auto-detection)
+    auto_dialect_models: tuple[str, ...] = ("whisper-base",)
+    threads: int = 2
+    beam_size: int = 5
+
+
+@dataclass(frozen=True, kw_only=True)
+class DialogueSettings:
+    rasa_url: str = "http://127.0.0.1:5005"
+    actions_url: str = "http://127.0.0.1:5055"
+    rasa_port: int = 5005
+    actions_port: int = 5055
+    rasa_timeout_s: float = 8.0
+    rasa_health_interval_s: float = 5.0
+    rasa_start_timeout_s: float = 180.0
+    # environment holding Rasa 3.6 + rasa-sdk (created by scripts/setup.sh); empty = look it up
+    rasa_env_dir: str = ""
+    max_failed_turns: int = 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class TtsSettings:
+    default_voice_cmn: str = "espeak-cmn"
+    default_voice_yue: str = "espeak-yue"
+    rate_wpm: int = 130  # slow and clear by default
+    slower_step_wpm: int = 20
+    min_rate_wpm: int = 80
+    volume: float = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreSettings:
+    # SQLite under var/ by default; PostgreSQL: postgresql+asyncpg://user:pw@host/db
+    database_url: str = ""
+    dispatch_sla_s: float = 180.0
+    answer_sla_s: float = 1800.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # token the Rasa action server uses to call the platform API; generated under var/ when empty
+    service_token: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FraudSettings:
+    flag_threshold: float = 0.5
+    code_validity_s: float = 1800.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class TelephonySettings:
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5070
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 20999
+    retry_delays_s: tuple[float, ...] = (900.0, 900.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    paths: PathSettings
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    asr: AsrSettings = field(default_factory=AsrSettings)
+    dialogue: DialogueSettings = field(default_factory=DialogueSettings)
+    tts: TtsSettings = field(default_factory=TtsSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    fraud: FraudSettings = field(default_factory=FraudSettings)
+    telephony: TelephonySettings = field(default_factory=TelephonySettings)
+
+
+def _coerce(value: str, current: Any) -> Any:
+    if isinstance(current, bool):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(current, int):
+        return int(value)
+    if isinstance(current, float):
+        return float(value)
+    if isinstance(current, tuple):
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        if current and isinstance(current[0], float):
+            return tuple(float(v) for v in items)
+        if current and isinstance(current[0], Path):
+            return tuple(Path(v) for v in items)
+        return tuple(items)
+    if isinstance(current, Path):
+        return Path(value)
+    return value
+
+
+def _section_from_env(section: Any, prefix: str, env: dict[str, str]) -> Any:
+    changes = {}
+    for f in dataclasses.fields(section):
+        key = f"ASSISTANT_{prefix}_{f.name}".upper()
+        if key in env:
+            changes[f.name] = _coerce(env[key], getattr(section, f.name))
+    return dataclasses.replace(section, **changes) if changes else section
+
+
+def _default_paths(root: Path, env: dict[str, str]) -> PathSettings:
+    var_dir = Path(env.get("ASSISTANT_VAR_DIR", root / "var"))
+    mirrors: list[Path] = []
+    if env.get("ASSISTANT_MODEL_MIRROR"):
+        mirrors.extend(Path(p) for p in env["ASSISTANT_MODEL_MIRROR"].split(os.pathsep) if p)
+    shared = Path(env.get("ASSISTANT_SHARED_DIR", root.parent / "shared"))
+    mirrors.append(shared / "models")
+    return PathSettings(
+        root=root,
+        var_dir=var_dir,
+        models_dir=Path(env.get("ASSISTANT_MODELS_DIR", var_dir / "models")),
+        reports_dir=root / "reports",
+        intents_dir=root / "intents",
+        model_mirror_dirs=tuple(mirrors),
+        shared_dir=shared,
+    )
+
+
+def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Defaults ← environment ← ``overrides`` (section objects or ``section={"field": value}`` dicts)."""
+    env = dict(os.environ if env is None else env)
+    root = project_root()
+    settings = Settings(paths=_default_paths(root, env))
+    sections = {}
+    for f in dataclasses.fields(settings):
+        current = getattr(settings, f.name)
+        if f.name != "paths":
+            current = _section_from_env(current, f.name, env)
+        if f.name in overrides:
+            over = overrides[f.name]
+            current = dataclasses.replace(current, **over) if isinstance(over, dict) else over
+        sections[f.name] = current
+    settings = Settings(**sections)
+    if not settings.store.database_url:
+        db = settings.paths.var_dir / "assistant.db"
+        settings = dataclasses.replace(
+            settings, store=dataclasses.replace(settings.store, database_url=f"sqlite+aiosqlite:///{db}")
+        )
+    return settings

@@ -1,0 +1,1 @@
+"""Speech output for elders: slow, clear Mandarin and Cantonese voices."""

