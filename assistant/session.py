@@ -1,0 +1,32 @@
+"""Per-call state shared by the stages of one pipeline (one call or one smart-screen session)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal
+
+Channel = Literal["phone", "screen", "simulate", "talk"]
+Verification = Literal["unverified", "verified"]
+
+
+@dataclass(kw_only=True)
+class CallSession:
+    channel: Channel
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    direction: Literal["inbound", "outbound"] = "inbound"
+    elder_id: int | None = None
+    caller_number: str | None = None
+    # "cmn" | "yue"; None = decide from the first utterance and keep for the call
+    dialect: str | None = None
+    # the fraud guard's verdict: personal data may be spoken only when "verified"
+    verification: Verification = "unverified"
+    ledger_entry_id: int | None = None
+    tts_rate_wpm: int = 130
+    tts_volume: float = 1.0
+    failed_turns: int = 0
+    last_bot_text: str = ""
+
+    @property
+    def verified(self) -> bool:
+        return self.verification == "verified"
