@@ -1,0 +1,87 @@
+"""Voice activity detection with webrtcvad, as a pipecat ``VADAnalyzer``, plus a pure offline segmenter.
+
+webrtcvad accepts only 10/20/30 ms frames at 8/16/32/48 kHz; we analyse 30 ms frames. The end-of-turn
+silence (``AudioSettings.vad_end_of_turn_silence_s``) is longer than pipecat's default because elders
+pause mid-sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
+
+from assistant.settings import AudioSettings
+
+VAD_FRAME_MS = 30
+SUPPORTED_RATES_HZ = (8000, 16000, 32000, 48000)
+
+
+def vad_params(audio: AudioSettings) -> VADParams:
+    return VADParams(
+        confidence=0.5,
+        start_secs=audio.vad_start_s,
+        stop_secs=audio.vad_end_of_turn_silence_s,
+        min_volume=audio.vad_min_volume,
+    )
+
+
+class WebRtcVadAnalyzer(VADAnalyzer):
+    """pipecat VAD analyzer backed by webrtcvad (confidence is 1.0 for speech frames, else 0.0)."""
+
+    def __init__(self, *, aggressiveness: int = 2, sample_rate: int | None = None, params: VADParams | None = None):
+        import webrtcvad
+
+        if not 0 <= aggressiveness <= 3:
+            raise ValueError("webrtcvad aggressiveness must be 0..3")
+        self._vad = webrtcvad.Vad(aggressiveness)
+        super().__init__(sample_rate=sample_rate, params=params)
+
+    def set_sample_rate(self, sample_rate: int) -> None:
+        rate = self._init_sample_rate or sample_rate
+        if rate not in SUPPORTED_RATES_HZ:
+            raise ValueError(f"webrtcvad supports {SUPPORTED_RATES_HZ} Hz, not {rate}")
+        super().set_sample_rate(sample_rate)
+
+    def num_frames_required(self) -> int:
+        return self.sample_rate * VAD_FRAME_MS // 1000
+
+    def voice_confidence(self, buffer: bytes) -> float:
+        return 1.0 if self._vad.is_speech(buffer, self.sample_rate) else 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Segment:
+    start_s: float
+    end_s: float  # where the VAD declared the turn over (includes the end-of-turn silence)
+
+
+def segment_speech(
+    pcm16: bytes, *, sample_rate_hz: int, audio: AudioSettings | None = None, chunk_ms: int = 20
+) -> list[Segment]:
+    """Run the same analyzer the pipeline uses over a whole buffer, in ``chunk_ms`` chunks.
+
+    Pure and synchronous (no event loop): used by evaluation and tests.
+    """
+    audio = audio or AudioSettings()
+    analyzer = WebRtcVadAnalyzer(aggressiveness=audio.vad_aggressiveness, params=vad_params(audio))
+    analyzer.set_sample_rate(sample_rate_hz)
+    step = sample_rate_hz * chunk_ms // 1000 * 2
+    segments: list[Segment] = []
+    start: float | None = None
+    previous = VADState.QUIET
+    try:
+        for offset in range(0, len(pcm16), step):
+            state = analyzer._run_analyzer(pcm16[offset : offset + step])
+            t = (offset + step) / 2 / sample_rate_hz
+            if state == VADState.SPEAKING and previous in (VADState.QUIET, VADState.STARTING):
+                start = max(0.0, t - audio.vad_start_s)
+            elif state == VADState.QUIET and previous in (VADState.SPEAKING, VADState.STOPPING) and start is not None:
+                segments.append(Segment(start_s=start, end_s=t))
+                start = None
+            previous = state
+        if start is not None:
+            segments.append(Segment(start_s=start, end_s=len(pcm16) / 2 / sample_rate_hz))
+    finally:
+        analyzer._executor.shutdown(wait=False)
+    return segments
