@@ -1,0 +1,201 @@
+"""The dialogue stage: transcripts and keypad presses in, things to say out (``TTSSpeakFrame``).
+
+- Each transcript goes to Rasa's REST channel with the call id as sender and the call's metadata.
+- An empty or failed transcript is a failed turn: "please say that again"; after
+  ``max_failed_turns`` in a row the keypad menu / operator is offered.
+- Rasa down, slow or malformed → an apology, a handover alert, the keypad menu. Never silence.
+- Custom events from Rasa (``docs/contracts.md``) change the call: slower speech, handover, hang-up.
+- Barge-in: when the elder starts speaking while the bot speaks, an interruption stops playback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from loguru import logger
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    EndWorkerFrame,
+    Frame,
+    InputDTMFFrame,
+    TranscriptionFrame,
+    TTSSpeakFrame,
+    VADUserStartedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from assistant.dialogue.rasa_client import RasaClient, RasaReply
+from assistant.dialogue.system_prompts import prompt
+from assistant.errors import DialogueError
+from assistant.session import CallSession
+from assistant.settings import Settings
+from assistant.turns import TurnRecord, TurnTracker
+
+# keypad: 1 = fine, 2 = need help, 0 = operator (works even when speech fails)
+KEYPAD_INTENTS = {"1": "/checkin_well", "2": "/checkin_unwell", "0": "/request_human"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallAlert:
+    call_id: str
+    elder_id: int | None
+    kind: str  # "human" | "misunderstanding" | ...
+    detail: dict[str, Any]
+
+
+AlertSink = Callable[[CallAlert], Awaitable[None]]
+IdentityProof = Callable[[CallSession], Awaitable[list[str]]]
+
+
+class DialogueProcessor(FrameProcessor):
+    def __init__(
+        self,
+        *,
+        session: CallSession,
+        settings: Settings,
+        rasa: RasaClient,
+        tracker: TurnTracker,
+        on_alert: AlertSink | None = None,
+        identity_proof: IdentityProof | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self._session = session
+        self._settings = settings
+        self._rasa = rasa
+        self._tracker = tracker
+        self._on_alert = on_alert
+        self._identity_proof = identity_proof
+        self._bot_speaking = False
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        if isinstance(frame, BotStartedSpeakingFrame):
+            self._bot_speaking = True
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            self._bot_speaking = False
+        elif isinstance(frame, VADUserStartedSpeakingFrame) and self._bot_speaking:
+            logger.debug(f"call {self._session.call_id}: barge-in, stopping playback")
+            await self.push_frame(frame, direction)
+            await self.broadcast_interruption()
+            return
+        if isinstance(frame, TranscriptionFrame) and direction == FrameDirection.DOWNSTREAM:
+            await self.push_frame(frame, direction)
+            await self._handle_transcript(frame)
+            return
+        if isinstance(frame, InputDTMFFrame):
+            await self.push_frame(frame, direction)
+            await self._handle_keypad(str(frame.button.value))
+            return
+        await self.push_frame(frame, direction)
+
+    # -- turns -------------------------------------------------------------------------------------
+
+    async def _handle_transcript(self, frame: TranscriptionFrame) -> None:
+        record = self._tracker.current
+        if record is None or record.transcript != frame.text:
+            record = self._tracker.begin(source="system")
+            record.transcript = frame.text
+        text = frame.text.strip()
+        if not text:
+            await self._failed_turn(record, reason=record.error or "empty_transcript")
+            return
+        await self._ask_rasa(record, text)
+
+    async def _handle_keypad(self, key: str) -> None:
+        record = self._tracker.begin(source="dtmf")
+        record.transcript = f"[按键 {key}]"
+        intent = KEYPAD_INTENTS.get(key)
+        if intent is None:
+            await self._say(record, [prompt("keypad_menu", self._session.dialect)])
+            return
+        self._session.failed_turns = 0
+        await self._ask_rasa(record, intent, keypad_key=key)
+
+    async def _failed_turn(self, record: TurnRecord, *, reason: str) -> None:
+        self._session.failed_turns += 1
+        if self._session.failed_turns >= self._settings.dialogue.max_failed_turns:
+            record.events.append({"event": "keypad_menu", "reason": reason})
+            await self._alert("misunderstanding", {"failed_turns": self._session.failed_turns, "reason": reason})
+            await self._say(record, [prompt("keypad_menu", self._session.dialect)])
+        else:
+            await self._say(record, [prompt("not_heard", self._session.dialect)])
+
+    async def _ask_rasa(self, record: TurnRecord, text: str, *, keypad_key: str | None = None) -> None:
+        metadata = {
+            "call_id": self._session.call_id,
+            "elder_id": self._session.elder_id,
+            "dialect": self._session.dialect or "cmn",
+            "channel": self._session.channel,
+            "verified": self._session.verified,
+            "caller_number": self._session.caller_number,
+        }
+        record.nlu_start_t = time.perf_counter()
+        try:
+            reply = await self._rasa.send(sender=self._session.call_id, text=text, metadata=metadata)
+        except DialogueError as exc:
+            record.nlu_end_t = time.perf_counter()
+            record.error = exc.code
+            logger.warning(f"call {self._session.call_id}: dialogue unavailable: error[{exc.code}] {exc.message}")
+            record.events.append({"event": "handover", "reason": exc.code})
+            await self._alert("human", {"reason": exc.code, "transcript": record.transcript})
+            await self._say(record, [prompt("dialogue_down", self._session.dialect), prompt("keypad_menu", self._session.dialect)])
+            return
+        record.nlu_end_t = time.perf_counter()
+        if reply.parse is not None:
+            record.intent = reply.parse.intent
+            record.intent_confidence = round(reply.parse.confidence, 3)
+        elif keypad_key is not None:
+            record.intent = text.lstrip("/")
+            record.intent_confidence = 1.0
+        if record.intent == "nlu_fallback" or not reply.messages:
+            self._session.failed_turns += 1
+        else:
+            self._session.failed_turns = 0
+        await self._apply_events(record, reply)
+        texts = reply.texts
+        if self._session.failed_turns >= self._settings.dialogue.max_failed_turns and not any(
+            e.get("event") == "keypad_menu" for e in reply.events
+        ):
+            texts = [*texts, prompt("keypad_menu", self._session.dialect)]
+            record.events.append({"event": "keypad_menu", "reason": "nlu_fallback"})
+            await self._alert("misunderstanding", {"failed_turns": self._session.failed_turns})
+        if not texts:
+            texts = [prompt("not_heard", self._session.dialect)]
+        await self._say(record, texts)
+
+    async def _apply_events(self, record: TurnRecord, reply: RasaReply) -> None:
+        for event in reply.events:
+            record.events.append(event)
+            name = event.get("event")
+            if name == "slower":
+                self._session.tts_rate_wpm = max(
+                    self._settings.tts.min_rate_wpm, self._session.tts_rate_wpm - self._settings.tts.slower_step_wpm
+                )
+            elif name == "handover":
+                await self._alert("human", {"reason": event.get("reason", "requested"), "transcript": record.transcript})
+            elif name == "fraud_check" and self._identity_proof is not None:
+                record.reply_texts.extend(await self._identity_proof(self._session))
+            elif name == "hangup":
+                await self.push_frame(EndWorkerFrame(), FrameDirection.UPSTREAM)
+
+    async def _say(self, record: TurnRecord, texts: list[str]) -> None:
+        spoken = [t for t in [*record.reply_texts, *texts] if t]
+        record.reply_texts = spoken
+        await self._tracker.notify("reply", record)
+        for text in spoken:
+            self._session.last_bot_text = text
+            await self.push_frame(TTSSpeakFrame(text=text, append_to_context=False))
+
+    async def _alert(self, kind: str, detail: dict[str, Any]) -> None:
+        if self._on_alert is None:
+            return
+        alert = CallAlert(call_id=self._session.call_id, elder_id=self._session.elder_id, kind=kind, detail=detail)
+        try:
+            await self._on_alert(alert)
+        except Exception as exc:  # an alert that cannot be stored must not end the call
+            logger.error(f"call {self._session.call_id}: alert {kind} not stored: {exc}")

@@ -1,0 +1,180 @@
+"""Everything a call needs, started once per process: the web app (platform API, console, screen), the
+supervised Rasa servers, and the shared ``PipelineServices``. Used by ``serve``, ``simulate`` and ``talk``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from aiohttp import web
+from loguru import logger
+
+from assistant.dialogue.processor import CallAlert
+from assistant.dialogue.rasa_client import RasaClient
+from assistant.dialogue.supervisor import ChildSpec, Supervisor
+from assistant.errors import SetupError
+from assistant.pipeline import PipelineServices
+from assistant.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def rasa_env_python(settings: Settings) -> Path:
+    env_dir = Path(settings.dialogue.rasa_env_dir) if settings.dialogue.rasa_env_dir else settings.paths.root / ".venv-rasa"
+    python = env_dir / "bin" / "python"
+    if not python.exists():
+        raise SetupError(f"the Rasa environment is missing at {env_dir} (run `make run` or scripts/setup.sh)")
+    return python
+
+
+def rasa_specs(settings: Settings, *, api_url: str, service_token: str) -> list[ChildSpec]:
+    """The Rasa server and the action server as supervised children (command lines from intents/)."""
+    from assistant.dialogue import rasa_cli
+
+    python = rasa_env_python(settings)
+    logs = settings.paths.var_dir / "logs"
+    d = settings.dialogue
+    env = {
+        "ASSISTANT_API_URL": api_url,
+        "ASSISTANT_SERVICE_TOKEN": service_token,
+        "ACTION_SERVER_URL": f"http://127.0.0.1:{d.actions_port}/webhook",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    return [
+        ChildSpec(
+            name="rasa-actions",
+            argv=tuple(rasa_cli.action_server_command(settings, python=python)),
+            cwd=settings.paths.intents_dir,
+            env=env,
+            health_url=f"http://127.0.0.1:{d.actions_port}/health",
+            log_path=logs / "rasa-actions.log",
+            start_timeout_s=d.rasa_start_timeout_s,
+        ),
+        ChildSpec(
+            name="rasa",
+            argv=tuple(rasa_cli.rasa_server_command(settings, python=python)),
+            cwd=settings.paths.intents_dir,
+            env=env,
+            health_url=f"http://127.0.0.1:{d.rasa_port}/status",
+            log_path=logs / "rasa.log",
+            start_timeout_s=d.rasa_start_timeout_s,
+        ),
+    ]
+
+
+@dataclass(kw_only=True)
+class Runtime:
+    settings: Settings
+    app: web.Application
+    services: PipelineServices
+    base_url: str
+    supervisor: Supervisor | None
+
+
+def with_free_ports(settings: Settings) -> Settings:
+    """Rasa, actions and the web app on free loopback ports (for ``simulate`` next to a running server)."""
+    d = settings.dialogue
+    rasa_port, actions_port = free_port(), free_port()
+    return replace(
+        settings,
+        dialogue=replace(d, rasa_port=rasa_port, actions_port=actions_port, rasa_url=f"http://127.0.0.1:{rasa_port}"),
+        server=replace(settings.server, port=free_port()),
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, *, with_rasa: bool = True, rasa_required: bool = False) -> AsyncIterator[Runtime]:
+    """Start the web app and (optionally) the supervised Rasa servers; stop all on exit."""
+    from assistant.server import create_app, service_token
+
+    settings.paths.var_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, port = settings.server.host, settings.server.port
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SetupError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    base_url = f"http://{host}:{port}"
+    logger.info(f"web app on {base_url} (health: {base_url}/health, console: {base_url}/console)")
+    supervisor: Supervisor | None = None
+    rasa = RasaClient(base_url=settings.dialogue.rasa_url, timeout_s=settings.dialogue.rasa_timeout_s)
+    try:
+        if with_rasa:
+            try:
+                supervisor = Supervisor(
+                    specs=rasa_specs(settings, api_url=base_url, service_token=service_token(settings)),
+                    health_interval_s=settings.dialogue.rasa_health_interval_s,
+                )
+                await supervisor.start()
+                app[SUPERVISOR_KEY] = supervisor
+            except SetupError as exc:
+                supervisor = None
+                if rasa_required:
+                    raise
+                logger.error(f"dialogue unavailable, calls will be handed to operators: {exc.message}")
+        services = PipelineServices(
+            settings=settings,
+            rasa=rasa,
+            on_alert=_store_alert_sink(app),
+            identity_proof=_identity_proof(app, settings),
+        )
+        app[SERVICES_KEY] = services
+        yield Runtime(settings=settings, app=app, services=services, base_url=base_url, supervisor=supervisor)
+    finally:
+        await rasa.close()
+        if supervisor is not None:
+            await supervisor.stop()
+        await runner.cleanup()
+
+
+SUPERVISOR_KEY = web.AppKey("supervisor", Supervisor)
+SERVICES_KEY = web.AppKey("services", PipelineServices)
+
+
+def _store_alert_sink(app: web.Application):
+    """Pipeline alerts (handover, misunderstandings) become alert rows in the platform store."""
+
+    async def sink(alert: CallAlert) -> None:
+        from assistant.platform.api import STORE_KEY
+
+        store = app.get(STORE_KEY)
+        if store is None:
+            logger.warning(f"alert {alert.kind} for call {alert.call_id} not stored: no store")
+            return
+        await store.create_alert(elder_id=alert.elder_id, call_id=alert.call_id, kind=alert.kind, detail=alert.detail)
+
+    return sink
+
+
+def _identity_proof(app: web.Application, settings: Settings):
+    try:
+        from assistant.fraud_guard.identity import identity_proof_for_app
+    except ModuleNotFoundError:
+        return None
+    return identity_proof_for_app(app, settings=settings)
+
+
+def eprint(*args: object) -> None:
+    print(*args, file=sys.stderr)

@@ -1,0 +1,143 @@
+"""``assistant serve``: the web app (platform API, fraud-guard lookup, operator console, smart screen),
+the supervised Rasa servers and the phone gateway, on embedded defaults. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import secrets
+import signal
+import time
+from typing import Any
+
+from aiohttp import web
+from loguru import logger
+
+from assistant import __version__
+from assistant.errors import AssistantError
+from assistant.settings import Settings, load_settings
+
+SETTINGS_KEY = web.AppKey("settings", Settings)
+STARTED_KEY = web.AppKey("started_at", float)
+
+# (module, function): each area mounts its routes; a missing area is logged, not fatal
+AREAS: tuple[tuple[str, str], ...] = (
+    ("assistant.platform.api", "setup_platform_api"),
+    ("assistant.fraud_guard.api", "setup_fraud_api"),
+    ("assistant.console.app", "setup_console"),
+    ("assistant.screen.app", "setup_screen"),
+)
+
+
+def service_token(settings: Settings) -> str:
+    """The bearer token the action server and gateways use; created under var/ at first start (mode 0600)."""
+    if settings.server.service_token:
+        return settings.server.service_token
+    path = settings.paths.var_dir / "service_token"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    return token
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except AssistantError as exc:
+        status = 503 if exc.code in {"store_failed", "dialogue_failed"} else 400
+        return web.json_response({"error": {"code": exc.code, "message": exc.message}}, status=status)
+
+
+async def health(request: web.Request) -> web.Response:
+    app = request.app
+    body: dict[str, Any] = {
+        "status": "ok",
+        "version": __version__,
+        "uptime_s": round(time.monotonic() - app[STARTED_KEY], 1),
+    }
+    from assistant.runtime import SUPERVISOR_KEY
+
+    supervisor = app.get(SUPERVISOR_KEY)
+    body["rasa"] = supervisor.status() if supervisor is not None else "not running"
+    try:
+        from assistant.platform.api import store_health
+
+        body["store"] = await store_health(app)
+    except ModuleNotFoundError:
+        body["store"] = "not built"
+    except AssistantError as exc:
+        body["store"] = {"ok": False, "error": exc.code}
+        body["status"] = "degraded"
+    return web.json_response(body, status=200 if body["status"] == "ok" else 503)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[json_errors], client_max_size=32 * 1024 * 1024)
+    app[SETTINGS_KEY] = settings
+    app[STARTED_KEY] = time.monotonic()
+    app.router.add_get("/health", health)
+    for module, func in AREAS:
+        try:
+            setup = getattr(importlib.import_module(module), func)
+        except ModuleNotFoundError as exc:
+            logger.warning(f"{module} not available ({exc.name}); its routes are not mounted")
+            continue
+        setup(app, settings=settings)
+    return app
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="web port (default 8080)")
+    parser.add_argument("--no-rasa", action="store_true", help="do not start the Rasa servers")
+    parser.add_argument("--no-phone", action="store_true", help="do not start the SIP gateway")
+
+
+async def _serve(settings: Settings, *, with_rasa: bool, with_phone: bool) -> None:
+    from assistant.runtime import running
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(settings, with_rasa=with_rasa) as runtime:
+        gateway = None
+        if with_phone:
+            try:
+                from telephony.gateway_service import start_gateway
+
+                gateway = await start_gateway(runtime)
+            except ModuleNotFoundError:
+                logger.warning("phone gateway not built yet; SIP is off")
+        logger.info(f"assistant {__version__} serving on {runtime.base_url} — Ctrl-C stops")
+        try:
+            await stop.wait()
+        finally:
+            if gateway is not None:
+                await gateway.stop()
+    logger.info("stopped cleanly")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    if args.host or args.port:
+        server = {}
+        if args.host:
+            server["host"] = args.host
+        if args.port:
+            server["port"] = args.port
+        overrides["server"] = server
+    settings = load_settings(**overrides)
+    logger.info(f"var: {settings.paths.var_dir}; database: {settings.store.database_url}; models: {settings.paths.models_dir}")
+    asyncio.run(_serve(settings, with_rasa=not args.no_rasa, with_phone=not args.no_phone))
+    return 0

@@ -1,0 +1,68 @@
+"""pipecat TTS service over ``assistant.tts.registry``: slow, clear speech, clause by clause.
+
+The rate and volume come from the call's ``CallSession`` at synthesis time, so "slower" takes effect on
+the next utterance. Long replies are split into clauses and the first clause plays while the rest is
+being synthesized.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+
+from loguru import logger
+from pipecat.frames.frames import ErrorFrame, Frame, TTSAudioRawFrame
+from pipecat.services.settings import TTSSettings
+from pipecat.services.tts_service import TTSService
+
+from assistant.audio.convert import resample_pcm16
+from assistant.errors import AssistantError
+from assistant.session import CallSession
+from assistant.settings import Settings
+from assistant.turns import TurnTracker
+
+CHUNK_MS = 40
+
+
+class AssistantTTSService(TTSService):
+    def __init__(self, *, session: CallSession, settings: Settings, tracker: TurnTracker, **kwargs):
+        super().__init__(
+            push_start_frame=True,
+            push_stop_frames=True,
+            settings=TTSSettings(model="assistant", voice=settings.tts.default_voice_cmn, language=None),
+            **kwargs,
+        )
+        self._session = session
+        self._app_settings = settings
+        self._tracker = tracker
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
+        from assistant.tts.registry import split_clauses, synthesize
+
+        record = self._tracker.current
+        if record is not None and record.tts_request_t is None:
+            record.tts_request_t = time.perf_counter()
+        dialect = self._session.dialect or "cmn"
+        for clause in split_clauses(text) or [text]:
+            try:
+                speech = await synthesize(
+                    clause,
+                    dialect=dialect,
+                    rate_wpm=self._session.tts_rate_wpm,
+                    volume=self._session.tts_volume,
+                    settings=self._app_settings,
+                )
+            except AssistantError as exc:
+                logger.error(f"tts failed: error[{exc.code}] {exc.message}")
+                yield ErrorFrame(error=f"tts failed: {exc.code}")
+                return
+            await self.stop_ttfb_metrics()
+            pcm = resample_pcm16(speech.pcm, from_hz=speech.sample_rate_hz, to_hz=self.sample_rate)
+            step = self.sample_rate * CHUNK_MS // 1000 * 2
+            for offset in range(0, len(pcm), step):
+                yield TTSAudioRawFrame(
+                    audio=pcm[offset : offset + step], sample_rate=self.sample_rate, num_channels=1, context_id=context_id
+                )

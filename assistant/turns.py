@@ -1,0 +1,95 @@
+"""Turn records: what each stage did for one user turn, and how long it took.
+
+Stages write into the call's ``TurnTracker``; ``simulate`` prints the records as JSON lines, the server
+forwards them to the smart screen (captions) and the store (transcripts). Times are ``time.perf_counter``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _ms(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None:
+        return None
+    return round((b - a) * 1000, 1)
+
+
+@dataclass(kw_only=True)
+class TurnRecord:
+    turn: int
+    source: str = "speech"  # "speech" | "dtmf" | "system"
+    speech_end_t: float | None = None
+    asr_start_t: float | None = None
+    asr_end_t: float | None = None
+    transcript: str = ""
+    dialect: str | None = None
+    asr_confidence: float | None = None
+    asr_engine: str | None = None
+    intent: str | None = None
+    intent_confidence: float | None = None
+    nlu_start_t: float | None = None
+    nlu_end_t: float | None = None
+    reply_texts: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    tts_request_t: float | None = None
+    first_audio_t: float | None = None
+    reply_audio: bytearray = field(default_factory=bytearray)
+    reply_sample_rate_hz: int = 16000
+    error: str | None = None
+
+    @property
+    def reply_text(self) -> str:
+        return "".join(self.reply_texts)
+
+    def latency_ms(self) -> dict[str, float | None]:
+        start = self.speech_end_t if self.speech_end_t is not None else self.asr_start_t
+        return {
+            "asr": _ms(self.asr_start_t, self.asr_end_t),
+            "nlu": _ms(self.nlu_start_t, self.nlu_end_t),
+            "tts_first_audio": _ms(self.tts_request_t, self.first_audio_t),
+            "total": _ms(start, self.first_audio_t),
+        }
+
+
+TurnListener = Callable[[str, TurnRecord], Awaitable[None]]
+
+
+@dataclass(kw_only=True)
+class TurnTracker:
+    """Per-call. ``listeners`` get ``(stage, record)`` after each stage: "asr", "reply", "audio"."""
+
+    turns: list[TurnRecord] = field(default_factory=list)
+    listeners: list[TurnListener] = field(default_factory=list)
+    _pending_speech_end_t: float | None = None
+
+    @property
+    def current(self) -> TurnRecord | None:
+        return self.turns[-1] if self.turns else None
+
+    def speech_ended(self) -> None:
+        self._pending_speech_end_t = time.perf_counter()
+
+    def begin(self, *, source: str = "speech") -> TurnRecord:
+        record = TurnRecord(turn=len(self.turns) + 1, source=source)
+        if source == "speech":
+            record.speech_end_t, self._pending_speech_end_t = self._pending_speech_end_t, None
+        self.turns.append(record)
+        return record
+
+    async def notify(self, stage: str, record: TurnRecord) -> None:
+        for listener in self.listeners:
+            await listener(stage, record)
+
+    def add_audio(self, pcm: bytes, sample_rate_hz: int) -> TurnRecord | None:
+        record = self.current
+        if record is None:
+            return None
+        if record.first_audio_t is None:
+            record.first_audio_t = time.perf_counter()
+        record.reply_sample_rate_hz = sample_rate_hz
+        record.reply_audio.extend(pcm)
+        return record
