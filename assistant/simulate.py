@@ -96,9 +96,9 @@ async def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from assistant.runtime import running, with_free_ports
 
     audio = load_call_audio(args.wav, settings=settings, phone=args.phone)
+    settings = with_free_ports(settings)
     if args.rasa_url:
         settings = replace(settings, dialogue=replace(settings.dialogue, rasa_url=args.rasa_url))
-    settings = with_free_ports(settings)
     async with running(settings, with_rasa=not args.rasa_url) as runtime:
         session = CallSession(
             channel="simulate",

@@ -33,6 +33,7 @@ class AssistantSTTService(SegmentedSTTService):
             sample_rate=settings.audio.pipeline_sample_rate_hz,
             trailing_silence_secs=0.3,
             settings=STTSettings(model=settings.asr.default_model_cmn, language=None),
+            ttfs_p99_latency=1.0,
             **kwargs,
         )
         self._session = session

@@ -1,0 +1,132 @@
+"""``assistant bench latency [--data DIR] [--phone] --json``: end of speech → first reply audio.
+
+Every clip runs as its own call through the full pipeline (VAD → ASR → Rasa → TTS) against real Rasa
+servers. The measured time starts when the VAD declares the turn over, so the configured end-of-turn
+silence is excluded. Clips: the WAVs of ``DIR`` (default ``../shared/data/mandarin_speech/wav``) plus
+spoken service requests synthesized by the project's own TTS. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from assistant.audio.convert import PcmAudio, resample_pcm16
+from assistant.session import CallSession
+from assistant.settings import Settings, load_settings
+
+SPOKEN_REQUESTS = (
+    "我想订一罐煤气",
+    "帮我送两份午饭",
+    "我家的水龙头坏了",
+    "我想预约明天去人民医院看病",
+    "我今天身体挺好的",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="folder of WAVs (or with wav/ inside); default ../shared/data/mandarin_speech")
+    parser.add_argument("--phone", action="store_true", help="pass every clip through the 8 kHz G.711 line")
+    parser.add_argument("--limit", type=int, default=0, help="at most this many recorded clips")
+    parser.add_argument("--no-spoken", action="store_true", help="skip the synthesized spoken requests")
+    parser.add_argument("--json", action="store_true", help="print JSON (always JSON; kept for symmetry)")
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return round(values[lo] + (values[hi] - values[lo]) * (k - lo), 1)
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def _clips(args: argparse.Namespace, settings: Settings) -> list[Path]:
+    data = Path(args.data) if args.data else settings.paths.shared_dir / "data" / "mandarin_speech"
+    folder = data / "wav" if (data / "wav").is_dir() else data
+    clips = sorted(folder.glob("*.wav")) if folder.is_dir() else []
+    return clips[: args.limit] if args.limit else clips
+
+
+async def _spoken(settings: Settings) -> list[tuple[str, PcmAudio]]:
+    from assistant.tts.registry import synthesize
+
+    out = []
+    for text in SPOKEN_REQUESTS:
+        speech = await synthesize(text, dialect="cmn", rate_wpm=170, volume=1.0, settings=settings)
+        pcm = resample_pcm16(speech.pcm, from_hz=speech.sample_rate_hz, to_hz=settings.audio.pipeline_sample_rate_hz)
+        out.append((f"spoken:{text}", PcmAudio(pcm=pcm, sample_rate_hz=settings.audio.pipeline_sample_rate_hz)))
+    return out
+
+
+async def _bench(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from assistant.runtime import running, with_free_ports
+    from assistant.simulate import load_call_audio, run_call
+
+    settings = with_free_ports(settings)
+    inputs: list[tuple[str, PcmAudio]] = [
+        (p.name, load_call_audio(p, settings=settings, phone=args.phone)) for p in _clips(args, settings)
+    ]
+    per_turn: list[dict[str, Any]] = []
+    async with running(settings, rasa_required=True) as runtime:
+        if not args.no_spoken:
+            spoken = await _spoken(settings)
+            if args.phone:
+                from assistant.audio.phone_channel import phone_channel
+
+                spoken = [(name, phone_channel(a)) for name, a in spoken]
+            inputs.extend(spoken)
+        # warm-up call: loads the recognizer and voices once, as a running server would have
+        warm = CallSession(channel="simulate", tts_rate_wpm=settings.tts.rate_wpm)
+        await run_call(inputs[0][1], session=warm, services=runtime.services)
+        for name, audio in inputs:
+            session = CallSession(channel="simulate", tts_rate_wpm=settings.tts.rate_wpm)
+            for record in await run_call(audio, session=session, services=runtime.services):
+                lat = record.latency_ms()
+                if lat["total"] is None:
+                    continue
+                per_turn.append({"clip": name, "turn": record.turn, "transcript": record.transcript, "intent": record.intent, **lat})
+        children = runtime.supervisor.status() if runtime.supervisor else {}
+        rss = {"assistant": rss_mb(os.getpid())}
+        rss.update({name: rss_mb(info["pid"]) for name, info in children.items() if info["pid"]})
+    totals = [t["total"] for t in per_turn]
+    stages = {
+        stage: {"p50_ms": _percentile([t[stage] for t in per_turn if t[stage] is not None], 0.5),
+                "p95_ms": _percentile([t[stage] for t in per_turn if t[stage] is not None], 0.95)}
+        for stage in ("asr", "nlu", "tts_first_audio")
+    }
+    return {
+        "n": len(totals),
+        "p50_ms": _percentile(totals, 0.5),
+        "p95_ms": _percentile(totals, 0.95),
+        "stages": stages,
+        "phone": args.phone,
+        "end_of_turn_silence_ms_excluded": settings.audio.vad_end_of_turn_silence_s * 1000,
+        "rss_mb": rss,
+        "per_turn": per_turn,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+    result = asyncio.run(_bench(args, load_settings()))
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
