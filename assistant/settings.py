@@ -115,6 +115,15 @@ class TelephonySettings:
     rtp_port_min: int = 20000
     rtp_port_max: int = 20999
     retry_delays_s: tuple[float, ...] = (900.0, 900.0)
+    sip_user: str = "assistant"  # our user part (From / Contact)
+    sip_domain: str = ""  # domain for bare numbers; defaults to the registrar's / proxy's host
+    outbound_proxy: str = ""  # host:port that bare numbers are sent to (kamailio / trunk); set by register
+    codecs: tuple[str, ...] = ("PCMU", "PCMA")  # offered in this order
+    answer_timeout_s: float = 30.0  # ring time before an outbound call counts as no answer
+    max_calls: int = 50  # concurrent calls per gateway worker; more get 486 Busy
+    jitter_max_reorder_frames: int = 3  # packets held behind a gap before it is declared lost
+    barge_in_max_pending_ms: float = 60.0  # audio queued in the RTP sender (what barge-in cannot recall)
+    quiet_hours: str = "21:00-08:00"  # no scheduled care calls in this local-time window
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,615 @@
+"""A SIP user agent over UDP with a thin interface of ours, wrapping aiosipua (signalling) and ``rtp.RtpStream``.
+
+    endpoint = SipEndpoint(settings=settings.telephony, on_incoming=handle)   # handle(call) is a coroutine
+    await endpoint.start(); await endpoint.register("sip:gw@example", user=..., password=...)  # optional
+    call = await endpoint.dial("1001")                       # raises TelephonyError(code="busy"|"no_answer"|...)
+    call.on_audio = lambda pcm8k: ...; call.on_dtmf = lambda digit: ...
+    await call.answer()  /  call.play(pcm8k)  /  call.clear_playback()  /  await call.hangup()
+    await call.wait_ended()  → CallEnded(reason=...)
+
+Covered: REGISTER with digest auth, INVITE/100/180/200/ACK both ways, BYE, CANCEL both ways, OPTIONS
+(aiosipua answers 200), re-INVITE hold/unhold both ways, ACK for non-2xx finals (aiosipua omits it).
+Work-arounds: aiosipua's UDP protocol asserts a type that 3.11's selector transport fails (a traceback on
+every start) and logs a traceback per malformed datagram; ``QuietUdpSipTransport`` replaces both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from aiosipua import (
+    IncomingCall,
+    OutgoingCall,
+    Registration,
+    RegistrationState,
+    SipDigestAuth,
+    SipMessage,
+    SipRequest,
+    SipResponse,
+    SipUAC,
+    SipUAS,
+    UdpSipTransport,
+    parse_uri,
+)
+from aiosipua.transport import _stamp_via_received
+
+from assistant.errors import TelephonyError
+from assistant.settings import TelephonySettings
+from telephony.rtp import PortAllocator, RtpStream
+from telephony.sdp import MediaPlan, answer_for, build_offer, read_media
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "elder-assistant-gateway/0.1"
+EndReason = Literal["local_hangup", "remote_hangup", "cancelled", "rejected", "no_ack", "shutdown", "error"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallEnded:
+    call_id: str
+    reason: str
+    sip_status: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HoldChanged:
+    call_id: str
+    on_hold: bool
+
+
+class _QuietUdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: QuietUdpSipTransport) -> None:
+        self._owner = owner
+
+    def connection_made(self, transport) -> None:
+        self._owner._udp_transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self._owner._dispatch(data, (str(addr[0]), int(addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("SIP socket error: %s", exc)
+
+
+class QuietUdpSipTransport(UdpSipTransport):
+    """aiosipua's UDP transport without its 3.11 ``AssertionError`` and with one log line per bad datagram."""
+
+    malformed: int = 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _QuietUdpProtocol(self), local_addr=self.local_addr)
+        self._udp_transport = transport
+        self.local_addr = tuple(transport.get_extra_info("sockname")[:2])
+
+    def send(self, message, addr) -> None:
+        if self._udp_transport is None or self._udp_transport.is_closing():
+            return
+        self._udp_transport.sendto(bytes(message), addr)
+
+    def _dispatch(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not data.strip():  # CRLF keep-alive
+            return
+        try:
+            msg = SipMessage.parse(data)
+            if isinstance(msg, SipRequest):
+                _stamp_via_received(msg, addr)
+        except Exception as exc:  # aiosipua raises assorted types for garbage
+            self.malformed += 1
+            logger.info("dropped malformed SIP datagram from %s:%s (%s)", addr[0], addr[1], type(exc).__name__)
+            return
+        if self.on_message is not None:
+            try:
+                self.on_message(msg, addr)
+            except Exception:
+                self.malformed += 1
+                logger.warning("SIP message from %s:%s could not be handled", addr[0], addr[1], exc_info=True)
+
+
+def uri_user(uri: str) -> str:
+    """The user part of a SIP URI or name-addr (the caller ID), '' when absent."""
+    m = re.search(r"<([^>]*)>", uri)
+    if m:
+        uri = m.group(1)
+    try:
+        return parse_uri(uri.strip()).user or ""
+    except Exception:  # a malformed From: treat as anonymous
+        return ""
+
+
+class PhoneCall:
+    """One call, inbound or outbound. Audio in/out is 8 kHz 16-bit PCM in 20 ms frames."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: SipEndpoint,
+        call_id: str,
+        direction: Literal["inbound", "outbound"],
+        remote_uri: str,
+        incoming: IncomingCall | None = None,
+        outgoing: OutgoingCall | None = None,
+        plan: MediaPlan | None = None,
+        stream: RtpStream | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.call_id = call_id
+        self.direction = direction
+        self.remote_uri = remote_uri
+        self.remote_number = uri_user(remote_uri)
+        self.plan = plan
+        self.state: Literal["ringing", "active", "ended"] = "ringing"
+        self.on_hold = False
+        self.ended: CallEnded | None = None
+        self.on_hold_changed: Callable[[HoldChanged], None] | None = None
+        self._incoming = incoming
+        self._outgoing = outgoing
+        self._stream = stream
+        self._on_audio: Callable[[bytes], None] | None = None
+        self._on_dtmf: Callable[[str], None] | None = None
+        self._ended_event = asyncio.Event()
+        self._end_callbacks: list[Callable[[CallEnded], None]] = []
+
+    # --- callbacks ---------------------------------------------------------------------------
+    @property
+    def on_audio(self) -> Callable[[bytes], None] | None:
+        return self._on_audio
+
+    @on_audio.setter
+    def on_audio(self, cb: Callable[[bytes], None] | None) -> None:
+        self._on_audio = cb
+        if self._stream is not None:
+            self._stream.on_audio = cb
+
+    @property
+    def on_dtmf(self) -> Callable[[str], None] | None:
+        return self._on_dtmf
+
+    @on_dtmf.setter
+    def on_dtmf(self, cb: Callable[[str], None] | None) -> None:
+        self._on_dtmf = cb
+        if self._stream is not None:
+            self._stream.on_dtmf = cb
+
+    def add_end_callback(self, cb: Callable[[CallEnded], None]) -> None:
+        if self.ended is not None:
+            cb(self.ended)
+        else:
+            self._end_callbacks.append(cb)
+
+    @property
+    def stream(self) -> RtpStream | None:
+        return self._stream
+
+    @property
+    def codec(self) -> str | None:
+        return self.plan.codec if self.plan else None
+
+    # --- control -----------------------------------------------------------------------------
+    async def answer(self) -> None:
+        """200 OK with our SDP answer; RTP runs from here on (set ``on_audio`` first)."""
+        if self.direction != "inbound" or self._incoming is None:
+            raise TelephonyError("only an inbound call can be answered", code="not_inbound")
+        if self.state != "ringing":
+            raise TelephonyError(f"call {self.call_id} is {self.state}, cannot answer", code="call_not_ringing")
+        assert self.plan is not None
+        stream = self.endpoint._new_stream(self.plan)
+        await stream.bind()
+        if self.state != "ringing":  # cancelled while we bound the port
+            await stream.close()
+            raise TelephonyError("the caller hung up before the answer", code="call_cancelled")
+        self._attach(stream)
+        self._incoming.accept(answer_for(self.plan, ip=self.endpoint.media_host, port=stream.port))
+        self.state = "active"
+        stream.start()
+
+    def _attach(self, stream: RtpStream) -> None:
+        self._stream = stream
+        stream.on_audio = self._on_audio
+        stream.on_dtmf = self._on_dtmf
+        stream.sending = not (self.plan.on_hold if self.plan else False)
+
+    def reject(self, status: int = 486) -> None:
+        if self._incoming is not None and self.state == "ringing":
+            self._incoming.reject(status)
+            self.endpoint._forget(self.call_id)
+            self._finish("rejected", status)
+
+    def play(self, pcm8k: bytes) -> None:
+        if self._stream is not None and self.state == "active":
+            self._stream.play(pcm8k)
+
+    def clear_playback(self) -> None:
+        if self._stream is not None:
+            self._stream.clear_playback()
+
+    @property
+    def pending_ms(self) -> float:
+        return self._stream.pending_ms if self._stream is not None else 0.0
+
+    async def wait_played(self, *, timeout_s: float = 30.0) -> None:
+        if self._stream is not None and self.state == "active":
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._stream.wait_drained()
+
+    def send_dtmf(self, digit: str) -> None:
+        if self._stream is None or self.state != "active":
+            raise TelephonyError("no active media to send DTMF on", code="call_not_active")
+        self._stream.send_dtmf(digit)
+
+    async def hold(self, on: bool = True) -> None:
+        """Put the far end on hold (re-INVITE a=sendonly) or take it off hold (a=sendrecv)."""
+        if self.state != "active" or self._stream is None:
+            raise TelephonyError("only an active call can be held", code="call_not_active")
+        self.endpoint._send_reinvite(self, direction="sendonly" if on else "sendrecv")
+
+    async def hangup(self) -> None:
+        if self.state == "ended":
+            return
+        with contextlib.suppress(Exception):  # the dialog may already be gone on the wire
+            if self._incoming is not None:
+                if self.state == "ringing":
+                    self._incoming.reject(480, "Temporarily Unavailable")
+                else:
+                    self._incoming.hangup()
+            elif self._outgoing is not None:
+                if self.state == "ringing":
+                    self._outgoing.cancel(self.endpoint._uac)
+                else:
+                    self._outgoing.hangup(self.endpoint._uac)
+        self.endpoint._forget(self.call_id)
+        self._finish("local_hangup")
+
+    async def wait_ended(self) -> CallEnded:
+        await self._ended_event.wait()
+        assert self.ended is not None
+        return self.ended
+
+    async def close_media(self) -> None:
+        if self._stream is not None:
+            await self._stream.close()
+
+    def _finish(self, reason: str, status: int | None = None) -> None:
+        if self.ended is not None:
+            return
+        self.state = "ended"
+        self.ended = CallEnded(call_id=self.call_id, reason=reason, sip_status=status)
+        if self._stream is not None:
+            self._stream.sending = False
+            self.endpoint._spawn(self._stream.close(), name=f"rtp-close-{self.call_id}")
+        self._ended_event.set()
+        for cb in self._end_callbacks:
+            try:
+                cb(self.ended)
+            except Exception:
+                logger.exception("call end callback failed")
+
+
+IncomingHandler = Callable[[PhoneCall], Awaitable[None]]
+
+
+class SipEndpoint:
+    """One UDP socket for SIP (UAS + UAC) plus an RTP port range. Owns every task it starts."""
+
+    def __init__(
+        self,
+        *,
+        settings: TelephonySettings,
+        host: str | None = None,
+        port: int | None = None,
+        user: str | None = None,
+        on_incoming: IncomingHandler | None = None,
+    ) -> None:
+        self.settings = settings
+        self.host = host or settings.sip_host
+        self.port = settings.sip_port if port is None else port
+        self.media_host = self.host
+        self.user = user or settings.sip_user
+        self.on_incoming = on_incoming
+        self.codecs = tuple(settings.codecs)
+        self._ports = PortAllocator(port_min=settings.rtp_port_min, port_max=settings.rtp_port_max)
+        self._transport = QuietUdpSipTransport(local_addr=(self.host, self.port))
+        self._uac = SipUAC(self._transport)
+        self._uas = SipUAS(self._transport, uac=self._uac, user_agent=USER_AGENT)
+        self._calls: dict[str, PhoneCall] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._registration: Registration | None = None
+        self._auth: SipDigestAuth | None = None
+        self._proxy: tuple[str, int] | None = _host_port(settings.outbound_proxy) if settings.outbound_proxy else None
+        self._domain = settings.sip_domain
+        self._started = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._uas.on_invite = self._on_invite
+        self._uas.on_reinvite = self._on_reinvite
+        self._uas.on_bye = self._on_bye
+        self._uas.on_cancel = self._on_cancel
+        self._uas.on_ack_timeout = lambda c: self._end(c.call_id, "no_ack")
+        try:
+            await self._uas.start()
+        except OSError as exc:
+            raise TelephonyError(f"cannot listen for SIP on {self.host}:{self.port}: {exc.strerror}", code="sip_bind_failed") from exc
+        self._transport.on_message = self._route
+        self.port = self._transport.local_addr[1]
+        self._started = True
+        logger.info("SIP endpoint listening on udp:%s:%s", self.host, self.port)
+
+    async def stop(self) -> None:
+        for call in list(self._calls.values()):
+            with contextlib.suppress(Exception):
+                await call.hangup()
+        if self._registration is not None and self._registration.state == RegistrationState.REGISTERED:
+            with contextlib.suppress(Exception):
+                self._registration.unregister()
+            await asyncio.sleep(0.05)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._uas.stop()
+        self._started = False
+
+    async def __aenter__(self) -> SipEndpoint:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    @property
+    def uri(self) -> str:
+        return f"sip:{self.user}@{self.host}:{self.port}"
+
+    @property
+    def malformed_messages(self) -> int:
+        return self._transport.malformed
+
+    @property
+    def calls(self) -> dict[str, PhoneCall]:
+        return dict(self._calls)
+
+    def _spawn(self, coro, *, name: str) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            logger.error("telephony task %s failed: %s", task.get_name(), exc, exc_info=exc)
+
+    def _new_stream(self, plan: MediaPlan) -> RtpStream:
+        return RtpStream(
+            host=self.media_host,
+            remote_addr=plan.remote_addr,
+            codec=plan.codec,
+            dtmf_payload_type=plan.dtmf_payload_type,
+            ports=self._ports,
+            max_reorder_frames=self.settings.jitter_max_reorder_frames,
+        )
+
+    def _forget(self, call_id: str) -> None:
+        self._calls.pop(call_id, None)
+        self._uas._calls.pop(call_id, None)
+        self._uac._calls.pop(call_id, None)
+
+    def _end(self, call_id: str, reason: str, status: int | None = None) -> None:
+        call = self._calls.pop(call_id, None)
+        if call is not None:
+            call._finish(reason, status)
+
+    # --- registration ------------------------------------------------------------------------
+    async def register(self, aor: str, *, user: str, password: str, registrar: str | None = None, expires_s: int = 300, timeout_s: float = 5.0) -> None:
+        """REGISTER ``aor`` (digest auth); refreshed by aiosipua. Raises ``TelephonyError(code="register_failed")``."""
+        target = registrar or parse_uri(aor).host
+        addr = _host_port(target)
+        self._auth = SipDigestAuth(username=user, password=password)
+        done: asyncio.Future = asyncio.get_running_loop().create_future()
+        reg = Registration(self._uac, aor, addr, expires=expires_s, auth=self._auth, user_agent=USER_AGENT)
+        reg.on_registered = lambda r: done.done() or done.set_result(None)
+        reg.on_failed = lambda r, status, reason: done.done() or done.set_exception(
+            TelephonyError(f"registration of {aor} refused: {status} {reason}", code="register_failed")
+        )
+        self._registration = reg
+        reg.register()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await done
+        except TimeoutError as exc:
+            raise TelephonyError(f"no answer from registrar {addr[0]}:{addr[1]} within {timeout_s:.0f} s", code="register_failed") from exc
+        if self._proxy is None:
+            self._proxy = addr
+        self._domain = self._domain or parse_uri(aor).host
+        logger.info("registered %s at %s:%s", aor, *addr)
+
+    # --- outbound ----------------------------------------------------------------------------
+    def resolve(self, target: str) -> tuple[str, tuple[str, int]]:
+        """``sip:user@host:port`` → itself; a bare number → ``sip:number@domain`` via the outbound proxy."""
+        if target.startswith("sip:"):
+            u = parse_uri(target)
+            addr = self._proxy or (u.host, u.port or 5060)
+            return target, addr
+        if self._proxy is None:
+            raise TelephonyError(
+                f"cannot dial {target!r}: no outbound proxy (set ASSISTANT_TELEPHONY_OUTBOUND_PROXY or register)", code="no_route"
+            )
+        domain = self._domain or self._proxy[0]
+        return f"sip:{target}@{domain}", self._proxy
+
+    async def dial(self, target: str, *, timeout_s: float | None = None, caller_id: str | None = None) -> PhoneCall:
+        """INVITE ``target``; returns the answered call. Raises ``TelephonyError`` with code ``busy``,
+        ``no_answer`` (rang out / timed out, CANCEL sent), ``unreachable`` (no response at all) or ``rejected``."""
+        if not self._started:
+            raise TelephonyError("the SIP endpoint is not started", code="sip_not_started")
+        uri, addr = self.resolve(target)
+        timeout_s = timeout_s or self.settings.answer_timeout_s
+        ports_stream = RtpStream(host=self.media_host, remote_addr=("0.0.0.0", 0), codec="PCMU", dtmf_payload_type=101, ports=self._ports)
+        await ports_stream.bind()
+        from_uri = f"sip:{caller_id or self.user}@{self._domain or self.host}"
+        oc = self._uac.send_invite(from_uri, uri, addr, build_offer(ip=self.media_host, port=ports_stream.port, codecs=self.codecs), user_agent=USER_AGENT, auth=self._auth)
+        call = PhoneCall(endpoint=self, call_id=oc.call_id, direction="outbound", remote_uri=uri, outgoing=oc)
+        self._calls[oc.call_id] = call
+        heard = asyncio.Event()
+        oc.on_ringing = lambda _c: heard.set()
+        try:
+            await oc.wait_answered(timeout=timeout_s)
+        except TimeoutError as exc:
+            provisional = heard.is_set() or self._uac.transactions is None
+            with contextlib.suppress(Exception):
+                oc.cancel(self._uac)
+            self._forget(oc.call_id)
+            call._finish("cancelled")
+            await ports_stream.close()
+            code = "no_answer" if provisional or oc.dialog.remote_tag else "no_answer"
+            raise TelephonyError(f"{target} did not answer within {timeout_s:.0f} s", code=code) from exc
+        except RuntimeError as exc:
+            status = oc._reject_code
+            self._forget(oc.call_id)
+            call._finish("rejected", status)
+            await ports_stream.close()
+            code = "busy" if status in (486, 600, 603) else ("no_answer" if status in (408, 480, 487) else "rejected")
+            raise TelephonyError(f"{target} refused the call: {status} {oc._reject_reason}", code=code) from exc
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                oc.cancel(self._uac)
+            self._forget(oc.call_id)
+            call._finish("cancelled")
+            await ports_stream.close()
+            raise
+        try:
+            plan = read_media(oc.sdp_answer, codecs=self.codecs)
+        except TelephonyError:
+            with contextlib.suppress(Exception):
+                oc.hangup(self._uac)
+            self._forget(oc.call_id)
+            call._finish("error")
+            await ports_stream.close()
+            raise
+        call.plan = plan
+        ports_stream.configure(plan)
+        call._attach(ports_stream)
+        call.state = "active"
+        ports_stream.start()
+        return call
+
+    def _send_reinvite(self, call: PhoneCall, *, direction: str) -> None:
+        assert call._stream is not None and call.plan is not None
+        offer = build_offer(ip=self.media_host, port=call._stream.port, codecs=(call.plan.codec,), direction=direction)
+        if call._outgoing is not None:
+            self._uac.send_reinvite(call._outgoing.dialog, offer, call._outgoing.remote_addr)
+        elif call._incoming is not None:
+            self._uac._calls.setdefault(call.call_id, _reinvite_shim(call._incoming, self))
+            self._uac.send_reinvite(call._incoming.dialog, offer, call._incoming.source_addr)
+        call._stream.sending = direction != "inactive"
+
+    # --- inbound -----------------------------------------------------------------------------
+    def _route(self, msg: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
+        if isinstance(msg, SipResponse) and msg.status_code >= 300:
+            cseq = msg.cseq
+            if cseq is not None and cseq.method.upper() == "INVITE":
+                self._ack_non_2xx(msg, addr)
+        self._uas._on_message(msg, addr)
+
+    def _ack_non_2xx(self, resp: SipResponse, addr: tuple[str, int]) -> None:
+        """RFC 3261 §17.1.1.3: the INVITE client transaction ACKs every non-2xx final (aiosipua does not)."""
+        call = self._calls.get(resp.call_id or "")
+        oc = call._outgoing if call is not None else None
+        if oc is None:
+            return
+        invite = oc.invite
+        ack = SipRequest(method="ACK", uri=invite.uri)
+        top = invite.headers.get_first("via")
+        if top:
+            ack.headers.append("Via", top)
+        ack.headers.set_single("From", invite.headers.get_first("from") or "")
+        ack.headers.set_single("To", resp.headers.get_first("to") or "")
+        ack.headers.set_single("Call-ID", resp.call_id or "")
+        ack.headers.set_single("CSeq", f"{resp.cseq.seq} ACK")
+        ack.headers.set_single("Max-Forwards", "70")
+        for route in invite.headers.get("route"):
+            ack.headers.append("Route", route)
+        self._transport.send(ack, oc.remote_addr)
+
+    def _on_invite(self, inc: IncomingCall) -> None:
+        try:
+            plan = read_media(inc.sdp_offer, codecs=self.codecs)
+        except TelephonyError as exc:
+            logger.info("rejecting call %s: %s", inc.call_id, exc.message)
+            inc.reject(488, "Not Acceptable Here")
+            self._uas._calls.pop(inc.call_id, None)
+            return
+        if self.on_incoming is None or len(self._calls) >= self.settings.max_calls:
+            inc.reject(486 if self.on_incoming else 480)
+            self._uas._calls.pop(inc.call_id, None)
+            return
+        call = PhoneCall(endpoint=self, call_id=inc.call_id, direction="inbound", remote_uri=inc.caller, incoming=inc, plan=plan)
+        self._calls[inc.call_id] = call
+        inc.ringing()
+        self._spawn(self._run_incoming(call), name=f"sip-call-{inc.call_id[:12]}")
+
+    async def _run_incoming(self, call: PhoneCall) -> None:
+        assert self.on_incoming is not None
+        try:
+            await self.on_incoming(call)
+        except asyncio.CancelledError:
+            await call.hangup()
+            raise
+        except Exception:
+            logger.exception("call handler failed for %s", call.call_id)
+        if call.state != "ended":
+            await call.hangup()
+
+    def _on_reinvite(self, inc: IncomingCall) -> None:
+        call = self._calls.get(inc.call_id)
+        if call is None or call._stream is None:
+            inc.reject(481, "Call/Transaction Does Not Exist")
+            return
+        try:
+            plan = read_media(inc.sdp_offer, codecs=(call.plan.codec,) if call.plan else self.codecs)
+        except TelephonyError:
+            inc.reject(488, "Not Acceptable Here")
+            return
+        call.plan = plan
+        call._stream.configure(plan)
+        inc.accept(answer_for(plan, ip=self.media_host, port=call._stream.port))
+        if call.on_hold != plan.on_hold:
+            call.on_hold = plan.on_hold
+            logger.info("call %s %s by the far end", call.call_id, "held" if plan.on_hold else "resumed")
+            if call.on_hold_changed is not None:
+                call.on_hold_changed(HoldChanged(call_id=call.call_id, on_hold=plan.on_hold))
+
+    def _on_bye(self, inc: IncomingCall, request: SipRequest) -> None:
+        self._end(inc.call_id, "remote_hangup")
+
+    def _on_cancel(self, request: SipRequest, addr: tuple[str, int]) -> None:
+        self._end(request.call_id or "", "cancelled", 487)
+
+
+def _reinvite_shim(inc: IncomingCall, endpoint: SipEndpoint) -> OutgoingCall:
+    """Let aiosipua's UAC ACK the 200 to our re-INVITE on an inbound dialog (it looks calls up by Call-ID)."""
+    oc = OutgoingCall(dialog=inc.dialog, invite=inc.invite, transport=endpoint._transport, remote_addr=inc.source_addr)
+    oc._answered.set()
+    return oc
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    value = value.removeprefix("sip:")
+    if "@" in value:
+        value = value.split("@", 1)[1]
+    value = value.split(";", 1)[0]
+    host, _, port = value.partition(":")
+    return host, int(port or 5060)
