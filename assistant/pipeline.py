@@ -55,7 +55,9 @@ class ReplyTap(FrameProcessor):
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
         if isinstance(frame, TTSAudioRawFrame):
-            record = self._tracker.add_audio(frame.audio, frame.sample_rate)
+            turn = frame.metadata.get("turn")
+            owner = self._tracker.turns[turn - 1] if turn else None
+            record = self._tracker.add_audio(frame.audio, frame.sample_rate, owner)
             if record is not None and len(record.reply_audio) == len(frame.audio):
                 await self._tracker.notify("audio", record)
         await self.push_frame(frame, direction)

@@ -77,7 +77,14 @@ async def run_call(audio: PcmAudio, *, session: CallSession, services, realtime:
     tail = bytes(int(rate * (settings.audio.vad_end_of_turn_silence_s + 0.6)) * 2)
     pcm = audio.pcm + tail
 
+    started = asyncio.Event()
+
+    @worker.event_handler("on_pipeline_started")
+    async def _on_started(_worker, _frame) -> None:
+        started.set()
+
     async def feed() -> None:
+        await asyncio.wait_for(started.wait(), timeout=30)
         for offset in range(0, len(pcm), step):
             chunk = pcm[offset : offset + step]
             if len(chunk) < step:

@@ -22,6 +22,7 @@ def _ms(a: float | None, b: float | None) -> float | None:
 class TurnRecord:
     turn: int
     source: str = "speech"  # "speech" | "dtmf" | "system"
+    frame_id: int | None = None  # id of the TranscriptionFrame this turn produced
     speech_end_t: float | None = None
     asr_start_t: float | None = None
     asr_end_t: float | None = None
@@ -65,10 +66,15 @@ class TurnTracker:
     turns: list[TurnRecord] = field(default_factory=list)
     listeners: list[TurnListener] = field(default_factory=list)
     _pending_speech_end_t: float | None = None
+    # texts handed to TTS, in order, with the turn they answer (turns may overlap when audio comes fast)
+    _replies: list[tuple[str, TurnRecord]] = field(default_factory=list)
 
     @property
     def current(self) -> TurnRecord | None:
         return self.turns[-1] if self.turns else None
+
+    def for_frame(self, frame_id: int) -> TurnRecord | None:
+        return next((r for r in reversed(self.turns) if r.frame_id == frame_id), None)
 
     def speech_ended(self) -> None:
         self._pending_speech_end_t = time.perf_counter()
@@ -84,8 +90,19 @@ class TurnTracker:
         for listener in self.listeners:
             await listener(stage, record)
 
-    def add_audio(self, pcm: bytes, sample_rate_hz: int) -> TurnRecord | None:
-        record = self.current
+    def queue_reply(self, record: TurnRecord, text: str) -> None:
+        self._replies.append((text, record))
+
+    def take_reply(self, text: str) -> TurnRecord | None:
+        """The turn a text handed to TTS belongs to (first queued match), else the latest turn."""
+        for i, (queued, record) in enumerate(self._replies):
+            if queued == text or queued.startswith(text) or text.startswith(queued):
+                del self._replies[: i + 1]
+                return record
+        return self.current
+
+    def add_audio(self, pcm: bytes, sample_rate_hz: int, record: TurnRecord | None = None) -> TurnRecord | None:
+        record = record or self.current
         if record is None:
             return None
         if record.first_audio_t is None:

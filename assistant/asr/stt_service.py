@@ -66,7 +66,9 @@ class AssistantSTTService(SegmentedSTTService):
             record.asr_end_t = time.perf_counter()
             record.error = exc.code
             logger.warning(f"asr failed on turn {record.turn}: error[{exc.code}] {exc.message}")
-            yield TranscriptionFrame(text="", user_id=self._session.call_id, timestamp=time_now_iso8601(), result=exc)
+            frame = TranscriptionFrame(text="", user_id=self._session.call_id, timestamp=time_now_iso8601(), result=exc)
+            record.frame_id = frame.id
+            yield frame
             return
         record.asr_end_t = time.perf_counter()
         if self._session.dialect is None and result.text:
@@ -76,10 +78,12 @@ class AssistantSTTService(SegmentedSTTService):
         record.asr_confidence = round(result.confidence, 3)
         record.asr_engine = f"{result.engine}:{result.model_id}"
         await self._tracker.notify("asr", record)
-        yield TranscriptionFrame(
+        frame = TranscriptionFrame(
             text=result.text,
             user_id=self._session.call_id,
             timestamp=time_now_iso8601(),
             language=LANGUAGES.get(result.dialect),
             result=result,
         )
+        record.frame_id = frame.id
+        yield frame

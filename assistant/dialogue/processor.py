@@ -96,10 +96,11 @@ class DialogueProcessor(FrameProcessor):
     # -- turns -------------------------------------------------------------------------------------
 
     async def _handle_transcript(self, frame: TranscriptionFrame) -> None:
-        record = self._tracker.current
-        if record is None or record.transcript != frame.text:
+        record = self._tracker.for_frame(frame.id)
+        if record is None:  # text from elsewhere (screen buttons, tests), not from our STT
             record = self._tracker.begin(source="system")
             record.transcript = frame.text
+            record.frame_id = frame.id
         text = frame.text.strip()
         if not text:
             await self._failed_turn(record, reason=record.error or "empty_transcript")
@@ -189,6 +190,7 @@ class DialogueProcessor(FrameProcessor):
         await self._tracker.notify("reply", record)
         for text in spoken:
             self._session.last_bot_text = text
+            self._tracker.queue_reply(record, text)
             await self.push_frame(TTSSpeakFrame(text=text, append_to_context=False))
 
     async def _alert(self, kind: str, detail: dict[str, Any]) -> None:

@@ -42,7 +42,7 @@ class AssistantTTSService(TTSService):
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
         from assistant.tts.registry import split_clauses, synthesize
 
-        record = self._tracker.current
+        record = self._tracker.take_reply(text)
         if record is not None and record.tts_request_t is None:
             record.tts_request_t = time.perf_counter()
         dialect = self._session.dialect or "cmn"
@@ -63,6 +63,9 @@ class AssistantTTSService(TTSService):
             pcm = resample_pcm16(speech.pcm, from_hz=speech.sample_rate_hz, to_hz=self.sample_rate)
             step = self.sample_rate * CHUNK_MS // 1000 * 2
             for offset in range(0, len(pcm), step):
-                yield TTSAudioRawFrame(
+                frame = TTSAudioRawFrame(
                     audio=pcm[offset : offset + step], sample_rate=self.sample_rate, num_channels=1, context_id=context_id
                 )
+                if record is not None:
+                    frame.metadata["turn"] = record.turn
+                yield frame
