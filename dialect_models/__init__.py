@@ -1,0 +1,1 @@
+"""Speech-model manifest, per-dialect domain vocabulary and the provisioning behind ``assistant models``."""

