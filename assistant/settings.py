@@ -92,6 +92,11 @@ class StoreSettings:
     database_url: str = ""
     dispatch_sla_s: float = 180.0
     answer_sla_s: float = 1800.0
+    sla_check_interval_s: float = 15.0  # how often the SLA watcher scans open orders
+    outbox_interval_s: float = 5.0  # how often pending notifications are delivered
+    sqlite_busy_timeout_ms: int = 5000  # wait this long for SQLite's write lock before failing
+    connect_timeout_s: float = 5.0  # PostgreSQL connect timeout
+    pool_size: int = 5  # PostgreSQL connection pool
 
 
 @dataclass(frozen=True, kw_only=True)
