@@ -154,6 +154,7 @@ class PhoneCall:
         self._on_audio: Callable[[bytes], None] | None = None
         self._on_dtmf: Callable[[str], None] | None = None
         self._ended_event = asyncio.Event()
+        self._settled = asyncio.Event()  # answered or ended
         self._end_callbacks: list[Callable[[CallEnded], None]] = []
 
     # --- callbacks ---------------------------------------------------------------------------
@@ -207,6 +208,7 @@ class PhoneCall:
         self._attach(stream)
         self._incoming.accept(answer_for(self.plan, ip=self.endpoint.media_host, port=stream.port))
         self.state = "active"
+        self._settled.set()
         stream.start()
 
     def _attach(self, stream: RtpStream) -> None:
@@ -267,6 +269,10 @@ class PhoneCall:
         self.endpoint._forget(self.call_id)
         self._finish("local_hangup")
 
+    async def wait_settled(self) -> None:
+        """Until the call is answered or has ended."""
+        await self._settled.wait()
+
     async def wait_ended(self) -> CallEnded:
         await self._ended_event.wait()
         assert self.ended is not None
@@ -285,6 +291,7 @@ class PhoneCall:
             self._stream.sending = False
             self.endpoint._spawn(self._stream.close(), name=f"rtp-close-{self.call_id}")
         self._ended_event.set()
+        self._settled.set()
         for cb in self._end_callbacks:
             try:
                 cb(self.ended)
@@ -503,6 +510,7 @@ class SipEndpoint:
         ports_stream.configure(plan)
         call._attach(ports_stream)
         call.state = "active"
+        call._settled.set()
         ports_stream.start()
         return call
 

@@ -1,0 +1,219 @@
+"""The phone gateway: a SIP endpoint whose calls each run one pipecat pipeline.
+
+Inbound: caller ID → elder profile (``ElderDirectory``, i.e. ``PlatformStore.elder_by_phone``); an elder
+is greeted in their dialect, an unknown number gets a neutral greeting and no personal data. A call-back
+within a fraud-guard ledger entry's validity window resumes the pending care call
+(``PendingCareCalls.resume_pending``). Outbound care calls come from ``telephony.scheduler``.
+
+The pipeline is the integrator's: ``pipeline_factory(transport=..., session=...)`` returns a pipecat
+``Pipeline`` (or anything with a ``.pipeline``, e.g. ``assistant.pipeline.CallPipeline``) that starts with
+``transport.input()`` and ends with ``transport.output()``. ``default_pipeline_factory`` adapts
+``assistant.pipeline.build_call_pipeline``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from assistant.errors import TelephonyError
+from assistant.session import CallSession
+from assistant.settings import Settings
+from telephony.sip import PhoneCall, SipEndpoint
+from telephony.transport import SipCallTransport, run_call_pipeline
+
+logger = logging.getLogger(__name__)
+
+GREETINGS = {
+    # caller ID can be spoofed: no name or other personal data before the fraud guard verifies the caller
+    ("cmn", "known"): "您好，我是长者语音助手。今天身体怎么样？需要帮忙可以直接说，或者按1表示很好，按2表示需要帮助，按0转人工。",
+    ("yue", "known"): "你好，我係長者語音助手。今日身體點呀？需要幫手可以直接講，或者撳1表示好好，撳2表示要幫手，撳0轉人工。",
+    ("cmn", "unknown"): "您好，这里是长者语音助手，请问有什么可以帮您？",
+    ("yue", "unknown"): "你好，呢度係長者語音助手，請問有咩可以幫到你？",
+    ("cmn", "resume"): "您好，您是回拨我们的关怀电话。我们继续刚才的问候：您今天身体怎么样？按1很好，按2需要帮助，按0转人工。",
+    ("yue", "resume"): "你好，你係覆我哋嘅關懷電話。我哋繼續頭先嘅問候：你今日身體點呀？撳1好好，撳2要幫手，撳0轉人工。",
+}
+
+
+def greeting_text(*, dialect: str | None, kind: str) -> str:
+    return GREETINGS.get((dialect or "cmn", kind), GREETINGS[("cmn", kind)])
+
+
+class ElderProfile(Protocol):
+    id: int
+    dialect: str | None
+
+
+class ElderDirectory(Protocol):
+    """``assistant.platform.store.PlatformStore`` satisfies this (``elder_by_phone`` may be sync or async)."""
+
+    def elder_by_phone(self, number: str) -> Any: ...
+
+
+class PendingCareCalls(Protocol):
+    """``assistant.fraud_guard.ledger``: ``resume_pending(number)`` → the pending care call entry or None."""
+
+    def resume_pending(self, number: str) -> Any: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class TelephonyAlert:
+    """Something a person must act on: ``kind`` is "help" (keypad 2 / unwell), "human" (keypad 0), "no_answer"."""
+
+    kind: str
+    call_id: str | None
+    elder_id: int | None
+    number: str | None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+AlertSink = Callable[[TelephonyAlert], Awaitable[None]]
+PipelineFactory = Callable[..., Any]
+
+
+@dataclass(kw_only=True)
+class CallReport:
+    call_id: str
+    direction: str
+    number: str
+    elder_id: int | None
+    keys: list[str] = field(default_factory=list)
+    end_reason: str | None = None
+    frames_in: int = 0
+    frames_out: int = 0
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+KEYPAD_ALERTS = {"2": "help", "0": "human"}
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        pipeline_factory: PipelineFactory,
+        directory: ElderDirectory | None = None,
+        ledger: PendingCareCalls | None = None,
+        on_alert: AlertSink | None = None,
+        host: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pipeline_factory = pipeline_factory
+        self.directory = directory
+        self.ledger = ledger
+        self.on_alert = on_alert
+        self.endpoint = SipEndpoint(settings=settings.telephony, host=host, port=port, on_incoming=self.handle_inbound)
+        self.reports: list[CallReport] = []
+
+    async def start(self) -> None:
+        await self.endpoint.start()
+
+    async def stop(self) -> None:
+        await self.endpoint.stop()
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    # --- inbound -----------------------------------------------------------------------------
+    async def identify(self, number: str) -> tuple[CallSession, str]:
+        """The session for a caller and the greeting kind ("known" | "unknown" | "resume")."""
+        session = CallSession(channel="phone", direction="inbound", caller_number=number or None, tts_rate_wpm=self.settings.tts.rate_wpm)
+        kind = "unknown"
+        if number and self.ledger is not None:
+            try:
+                pending = await _maybe_await(self.ledger.resume_pending(number))
+            except Exception as exc:
+                logger.warning("fraud-guard ledger lookup failed for an inbound call: %s", exc)
+                pending = None
+            if pending is not None:
+                session.elder_id = getattr(pending, "elder_id", None)
+                session.ledger_entry_id = getattr(pending, "id", None) or getattr(pending, "entry_id", None)
+                kind = "resume"
+        if number and self.directory is not None:
+            try:
+                elder = await _maybe_await(self.directory.elder_by_phone(number))
+            except Exception as exc:
+                logger.warning("elder lookup failed for an inbound call: %s", exc)
+                elder = None
+            if elder is not None:
+                session.elder_id = session.elder_id or getattr(elder, "id", None)
+                session.dialect = getattr(elder, "dialect", None)
+                kind = "resume" if kind == "resume" else "known"
+            elif kind == "resume":  # a ledger entry but no elder on file for the number: stay neutral
+                kind = "unknown"
+        return session, kind
+
+    async def handle_inbound(self, call: PhoneCall) -> None:
+        session, kind = await self.identify(call.remote_number)
+        session.call_id = call.call_id
+        await self.run_call(call, session=session, greeting=greeting_text(dialect=session.dialect, kind=kind))
+
+    # --- any call ----------------------------------------------------------------------------
+    async def run_call(self, call: PhoneCall, *, session: CallSession, greeting: str | None = None, on_key: Callable[[str], Awaitable[None]] | None = None) -> CallReport:
+        report = CallReport(call_id=call.call_id, direction=call.direction, number=call.remote_number, elder_id=session.elder_id)
+        self.reports.append(report)
+
+        async def keypad(digit: str) -> None:
+            report.keys.append(digit)
+            kind = KEYPAD_ALERTS.get(digit)
+            if kind is not None and self.on_alert is not None:
+                await self.on_alert(TelephonyAlert(kind=kind, call_id=call.call_id, elder_id=session.elder_id, number=call.remote_number, detail={"source": "keypad", "key": digit}))
+            if on_key is not None:
+                await on_key(digit)
+
+        transport = SipCallTransport(
+            call=call,
+            pipeline_sample_rate_hz=self.settings.audio.pipeline_sample_rate_hz,
+            max_pending_ms=self.settings.telephony.barge_in_max_pending_ms,
+            on_keypad=keypad,
+        )
+        built = self.pipeline_factory(transport=transport, session=session)
+        pipeline = getattr(built, "pipeline", built)
+
+        async def greet(worker) -> None:
+            if greeting:
+                from pipecat.frames.frames import TTSSpeakFrame
+
+                await worker.queue_frame(TTSSpeakFrame(greeting))
+
+        await run_call_pipeline(
+            transport=transport,
+            pipeline=pipeline,
+            conversation_id=session.call_id,
+            pipeline_sample_rate_hz=self.settings.audio.pipeline_sample_rate_hz,
+            before_answer=greet,
+        )
+        report.end_reason = call.ended.reason if call.ended else None
+        report.frames_in = transport.input().frames_in
+        report.frames_out = transport.output().frames_out
+        return report
+
+    async def dial(self, number: str, *, timeout_s: float | None = None) -> PhoneCall:
+        return await self.endpoint.dial(number, timeout_s=timeout_s)
+
+
+def default_pipeline_factory(services) -> PipelineFactory:
+    """``assistant.pipeline.build_call_pipeline`` bound to the process's ``PipelineServices``."""
+    from assistant.pipeline import build_call_pipeline
+
+    def factory(*, transport: SipCallTransport, session: CallSession):
+        return build_call_pipeline(session=session, services=services, transport=transport)
+
+    return factory
+
+
+def require_started(gateway: Gateway) -> None:
+    if not gateway.endpoint._started:
+        raise TelephonyError("the gateway is not started", code="gateway_not_started")
