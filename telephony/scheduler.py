@@ -1,0 +1,384 @@
+"""Scheduled outbound care calls.
+
+A ``CareSchedule`` per elder says on which weekdays and in which local-time windows the platform calls,
+never inside quiet hours. ``CareCallRunner.run_care_call`` places one check-in:
+
+1. every dial is written to the fraud-guard ledger BEFORE dialling (injected ``ledger_record``); the
+   opening line carries the entry's proof (reference code) so the elder can check the call is genuine;
+2. the check-in records an outcome: well / unwell / needs_something / wants_person. The keypad works for
+   every question even when speech fails: 1 = fine, 2 = need help, 0 = operator. The dialogue reports
+   spoken answers with ``record_outcome(call_id, outcome)``;
+3. no answer or busy → retry after ``settings.telephony.retry_delays_s`` (default +15 min, +15 min) →
+   family contacts in order → operator alert. Unwell / needs something / wants a person → alert.
+
+``CareCallScheduler`` wakes every ``tick_s`` and starts the calls that are due. Time comes from an
+injectable ``Clock`` (``FastClock`` runs minutes in milliseconds for tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time as _time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any, Literal, Protocol
+
+from assistant.errors import TelephonyError
+from assistant.session import CallSession
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["well", "unwell", "needs_something", "wants_person"]
+KEYPAD_OUTCOMES: dict[str, Outcome] = {"1": "well", "2": "unwell", "0": "wants_person"}
+OUTCOME_ALERTS: dict[str, str] = {"unwell": "unwell", "needs_something": "help", "wants_person": "human"}
+RETRYABLE = {"busy", "no_answer", "unreachable", "rejected"}
+
+
+# --- time ------------------------------------------------------------------------------------------
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class FastClock:
+    """Wall time that runs ``speed`` times faster than real time from ``start`` (tests, demos)."""
+
+    def __init__(self, *, start: datetime, speed: float = 600.0) -> None:
+        self.start = start
+        self.speed = speed
+        self._t0 = _time.monotonic()
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=(_time.monotonic() - self._t0) * self.speed)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(seconds, 0.0) / self.speed)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimeWindow:
+    """``start``–``end`` local time; wraps past midnight when ``end <= start`` (e.g. quiet hours 21:00-08:00)."""
+
+    start: time
+    end: time
+
+    @classmethod
+    def parse(cls, text: str) -> TimeWindow:
+        try:
+            a, b = text.split("-")
+            return cls(start=time.fromisoformat(a.strip()), end=time.fromisoformat(b.strip()))
+        except ValueError as exc:
+            raise TelephonyError(f"bad time window {text!r} (want HH:MM-HH:MM)", code="bad_schedule") from exc
+
+    def contains(self, t: time) -> bool:
+        if self.start < self.end:
+            return self.start <= t < self.end
+        return t >= self.start or t < self.end
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FamilyContact:
+    name: str
+    number: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CareSchedule:
+    elder_id: int
+    number: str
+    days: frozenset[int] = frozenset(range(7))  # 0 = Monday … 6 = Sunday
+    windows: tuple[TimeWindow, ...] = (TimeWindow(start=time(9, 0), end=time(11, 0)),)
+    quiet_hours: TimeWindow | None = TimeWindow(start=time(21, 0), end=time(8, 0))
+    family: tuple[FamilyContact, ...] = ()
+    dialect: str | None = None
+
+    def allows(self, at: datetime) -> bool:
+        t = at.time()
+        if at.weekday() not in self.days:
+            return False
+        if self.quiet_hours is not None and self.quiet_hours.contains(t):
+            return False
+        return any(w.contains(t) for w in self.windows)
+
+    def next_call_time(self, after: datetime, *, horizon_days: int = 8) -> datetime | None:
+        """The first minute at or after ``after`` when a call is allowed (None if never within the horizon)."""
+        start = after.replace(second=0, microsecond=0)
+        if start < after:
+            start += timedelta(minutes=1)
+        candidates: list[datetime] = []
+        for d in range(horizon_days + 1):
+            day = (start + timedelta(days=d)).date()
+            for w in self.windows:
+                for base in (datetime.combine(day, w.start), datetime.combine(day, time(0, 0))):
+                    t = max(base, start)
+                    candidates.append(t)
+                    if self.quiet_hours is not None:  # the end of quiet hours opens a window too
+                        candidates.append(max(datetime.combine(day, self.quiet_hours.end), start))
+        for t in sorted(set(candidates)):
+            if self.allows(t):
+                return t
+        return None
+
+
+# --- retries -----------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    delays_s: tuple[float, ...] = (900.0, 900.0)
+
+    @property
+    def attempts(self) -> int:
+        return 1 + len(self.delays_s)
+
+    def delay_after(self, attempt: int) -> float | None:
+        """Seconds to wait after failed attempt ``attempt`` (1-based); None = no more retries."""
+        return self.delays_s[attempt - 1] if attempt <= len(self.delays_s) else None
+
+    def next_attempt_at(self, attempt: int, failed_at: datetime, schedule: CareSchedule | None = None) -> datetime | None:
+        delay = self.delay_after(attempt)
+        if delay is None:
+            return None
+        at = failed_at + timedelta(seconds=delay)
+        if schedule is not None and schedule.quiet_hours is not None and schedule.quiet_hours.contains(at.time()):
+            return None  # never ring into quiet hours: escalate instead
+        return at
+
+
+# --- running one care call ----------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class LedgerIntent:
+    """What the fraud-guard ledger records before a dial."""
+
+    elder_id: int
+    number: str
+    purpose: Literal["care_call", "family_escalation"]
+    attempt: int
+    call_ref: str
+
+
+@dataclass(kw_only=True)
+class Attempt:
+    number: str
+    purpose: str
+    at: datetime
+    result: str  # "answered" | TelephonyError code
+    ledger_entry: Any = None
+    call_id: str | None = None
+
+
+@dataclass(kw_only=True)
+class CareCallResult:
+    elder_id: int
+    status: Literal["completed", "escalated_family", "escalated_operator"] = "completed"
+    outcome: Outcome | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
+
+
+class Dialer(Protocol):
+    async def dial(self, number: str, *, timeout_s: float | None = None) -> Any: ...
+
+
+LedgerRecord = Callable[[LedgerIntent], Awaitable[Any]]
+CheckinRunner = Callable[..., Awaitable[None]]
+
+
+def opening_line(*, dialect: str | None, proof: str | None, family: bool = False) -> str:
+    code = f"本次来电核对码是 {' '.join(proof)}。" if proof else ""
+    if family:
+        return f"您好，这里是长者语音助手关怀平台。您的家人没有接听今天的关怀电话，请您尽快联系确认。{code}收到请按1。"
+    if dialect == "yue":
+        code = f"今次來電核對碼係 {' '.join(proof)}。" if proof else ""
+        return f"你好，呢度係長者語音助手關懷平台嘅問候電話。{code}你今日身體點呀？好好請撳1，要幫手請撳2，轉人工請撳0。"
+    return f"您好，这里是长者语音助手关怀平台的问候电话。{code}您今天身体怎么样？很好请按1，需要帮助请按2，转人工请按0。"
+
+
+class CareCallRunner:
+    def __init__(
+        self,
+        *,
+        gateway,  # telephony.gateway.Gateway (dial + run_call) or any object with the same two methods
+        ledger_record: LedgerRecord,
+        on_alert: Callable[[Any], Awaitable[None]] | None = None,
+        clock: Clock | None = None,
+        retry: RetryPolicy | None = None,
+        answer_timeout_s: float | None = None,
+        after_outcome_s: float = 6.0,
+        max_call_s: float = 300.0,
+    ) -> None:
+        self.gateway = gateway
+        self.ledger_record = ledger_record
+        self.on_alert = on_alert
+        self.clock = clock or SystemClock()
+        self.retry = retry or RetryPolicy(delays_s=tuple(gateway.settings.telephony.retry_delays_s))
+        self.answer_timeout_s = answer_timeout_s
+        self.after_outcome_s = after_outcome_s
+        self.max_call_s = max_call_s
+        self._outcomes: dict[str, Outcome] = {}
+        self._outcome_events: dict[str, asyncio.Event] = {}
+
+    def record_outcome(self, call_id: str, outcome: Outcome) -> None:
+        """The dialogue's spoken answer (checkin_well → "well", …); the keypad calls this too."""
+        self._outcomes.setdefault(call_id, outcome)
+        ev = self._outcome_events.get(call_id)
+        if ev is not None:
+            ev.set()
+
+    async def _alert(self, kind: str, *, elder_id: int, call_id: str | None, number: str, detail: dict) -> None:
+        if self.on_alert is None:
+            return
+        from telephony.gateway import TelephonyAlert
+
+        try:
+            await self.on_alert(TelephonyAlert(kind=kind, call_id=call_id, elder_id=elder_id, number=number, detail=detail))
+        except Exception as exc:  # the alert store being down must not stop the escalation chain
+            logger.error("alert %s for elder %s not stored: %s", kind, elder_id, exc)
+
+    async def _dial(self, schedule: CareSchedule, number: str, purpose: str, attempt: int, result: CareCallResult):
+        intent = LedgerIntent(elder_id=schedule.elder_id, number=number, purpose=purpose, attempt=attempt, call_ref=f"{schedule.elder_id}-{self.clock.now():%Y%m%d%H%M}-{attempt}")
+        entry = await _maybe_await(self.ledger_record(intent))  # BEFORE dialling
+        record = Attempt(number=number, purpose=purpose, at=self.clock.now(), result="dialling", ledger_entry=entry)
+        result.attempts.append(record)
+        try:
+            call = await self.gateway.dial(number, timeout_s=self.answer_timeout_s)
+        except TelephonyError as exc:
+            record.result = exc.code
+            if exc.code not in RETRYABLE:
+                logger.warning("care call to elder %s failed: %s", schedule.elder_id, exc.message)
+            return None, entry, record
+        record.result = "answered"
+        record.call_id = call.call_id
+        return call, entry, record
+
+    async def _converse(self, call, schedule: CareSchedule, *, greeting: str, family: bool) -> Outcome | None:
+        ev = asyncio.Event()
+        self._outcome_events[call.call_id] = ev
+
+        async def on_key(digit: str) -> None:
+            if digit in KEYPAD_OUTCOMES and not family:
+                self.record_outcome(call.call_id, KEYPAD_OUTCOMES[digit])
+            elif digit == "1" and family:
+                self.record_outcome(call.call_id, "well")  # acknowledged
+        session = CallSession(channel="phone", direction="outbound", call_id=call.call_id, elder_id=None if family else schedule.elder_id, caller_number=call.remote_number, dialect=schedule.dialect)
+
+        async def hang_up_after_outcome() -> None:
+            await ev.wait()
+            await asyncio.sleep(self.after_outcome_s)
+            await call.hangup()
+
+        watcher = asyncio.create_task(hang_up_after_outcome())
+        try:
+            async with asyncio.timeout(self.max_call_s):
+                await self.gateway.run_call(call, session=session, greeting=greeting, on_key=on_key)
+        except TimeoutError:
+            await call.hangup()
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+            self._outcome_events.pop(call.call_id, None)
+        return self._outcomes.pop(call.call_id, None)
+
+    async def run_care_call(self, schedule: CareSchedule) -> CareCallResult:
+        result = CareCallResult(elder_id=schedule.elder_id)
+        for attempt in range(1, self.retry.attempts + 1):
+            call, entry, record = await self._dial(schedule, schedule.number, "care_call", attempt, result)
+            if call is not None:
+                proof = _proof(entry)
+                outcome = await self._converse(call, schedule, greeting=opening_line(dialect=schedule.dialect, proof=proof), family=False)
+                result.outcome = outcome
+                kind = OUTCOME_ALERTS.get(outcome or "")
+                if kind:
+                    result.alerts.append(kind)
+                    await self._alert(kind, elder_id=schedule.elder_id, call_id=call.call_id, number=schedule.number, detail={"source": "care_call", "outcome": outcome})
+                return result
+            next_at = self.retry.next_attempt_at(attempt, self.clock.now(), schedule)
+            if next_at is None:
+                break
+            logger.info("care call to elder %s: %s, retry %d at %s", schedule.elder_id, record.result, attempt, next_at)
+            await self.clock.sleep((next_at - self.clock.now()).total_seconds())
+        for i, contact in enumerate(schedule.family, start=1):
+            call, entry, record = await self._dial(schedule, contact.number, "family_escalation", i, result)
+            if call is None:
+                continue
+            await self._converse(call, schedule, greeting=opening_line(dialect=None, proof=_proof(entry), family=True), family=True)
+            result.status = "escalated_family"
+            result.alerts.append("no_answer_family_told")
+            return result
+        result.status = "escalated_operator"
+        result.alerts.append("no_answer")
+        await self._alert("no_answer", elder_id=schedule.elder_id, call_id=None, number=schedule.number, detail={"attempts": [a.result for a in result.attempts]})
+        return result
+
+
+def _proof(entry: Any) -> str | None:
+    for name in ("proof", "code", "verification_code"):
+        value = getattr(entry, name, None) if not isinstance(entry, dict) else entry.get(name)
+        if value:
+            return str(value)
+    return None
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+# --- the schedule loop -----------------------------------------------------------------------------------
+SchedulesSource = Callable[[], Awaitable[Sequence[CareSchedule]]]
+
+
+class CareCallScheduler:
+    """Starts each elder's care call once per allowed day, inside the elder's window. Owns its call tasks."""
+
+    def __init__(self, *, runner: CareCallRunner, schedules: SchedulesSource, clock: Clock | None = None, tick_s: float = 30.0, max_parallel: int = 4):
+        self.runner = runner
+        self.schedules = schedules
+        self.clock = clock or runner.clock
+        self.tick_s = tick_s
+        self.results: list[CareCallResult] = []
+        self._done_on: dict[int, date] = {}
+        self._running: set[int] = set()
+        self._sem = asyncio.Semaphore(max_parallel)
+
+    def due(self, schedules: Sequence[CareSchedule], now: datetime) -> list[CareSchedule]:
+        return [s for s in schedules if s.elder_id not in self._running and self._done_on.get(s.elder_id) != now.date() and s.allows(now)]
+
+    async def _one(self, schedule: CareSchedule) -> None:
+        async with self._sem:
+            try:
+                self.results.append(await self.runner.run_care_call(schedule))
+            except TelephonyError as exc:
+                logger.error("care call for elder %s failed: %s", schedule.elder_id, exc.message)
+            finally:
+                self._running.discard(schedule.elder_id)
+
+    async def run(self, *, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        async with asyncio.TaskGroup() as tg:
+            while not stop.is_set():
+                now = self.clock.now()
+                for s in self.due(await self.schedules(), now):
+                    self._done_on[s.elder_id] = now.date()
+                    self._running.add(s.elder_id)
+                    tg.create_task(self._one(s), name=f"care-call-{s.elder_id}")
+                sleeper = asyncio.create_task(self.clock.sleep(self.tick_s))
+                stopper = asyncio.create_task(stop.wait())
+                try:
+                    await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for t in (sleeper, stopper):
+                        t.cancel()
+                    await asyncio.gather(sleeper, stopper, return_exceptions=True)

@@ -1,0 +1,142 @@
+"""Care-call schedules, quiet hours, retry policy and the escalation chain on a fast clock (no SIP)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, time
+
+import pytest
+
+from assistant.errors import TelephonyError
+from assistant.settings import load_settings
+from telephony.scheduler import (
+    CareCallRunner,
+    CareCallScheduler,
+    CareSchedule,
+    FamilyContact,
+    FastClock,
+    RetryPolicy,
+    TimeWindow,
+)
+
+MON_0930 = datetime(2026, 11, 23, 9, 30)  # a Monday
+
+
+def test_window_wraps_midnight():
+    quiet = TimeWindow.parse("21:00-08:00")
+    assert quiet.contains(time(22, 0)) and quiet.contains(time(7, 59)) and not quiet.contains(time(8, 0))
+    day = TimeWindow.parse("09:00-11:00")
+    assert day.contains(time(9, 0)) and not day.contains(time(11, 0))
+    with pytest.raises(TelephonyError):
+        TimeWindow.parse("nine to eleven")
+
+
+def test_schedule_days_windows_and_quiet_hours():
+    s = CareSchedule(elder_id=1, number="1001", days=frozenset({0, 2}), windows=(TimeWindow.parse("07:00-10:00"),))
+    assert s.allows(MON_0930)
+    assert not s.allows(MON_0930.replace(hour=7, minute=30))  # inside the window but in quiet hours
+    assert not s.allows(datetime(2026, 11, 24, 9, 30))  # Tuesday
+    assert s.next_call_time(MON_0930.replace(hour=6)) == MON_0930.replace(hour=8, minute=0)
+    assert s.next_call_time(MON_0930.replace(hour=10, minute=5)) == datetime(2026, 11, 25, 8, 0)  # Wednesday
+    never = CareSchedule(elder_id=2, number="1", windows=(TimeWindow.parse("22:00-23:00"),))
+    assert never.next_call_time(MON_0930) is None
+
+
+def test_retry_policy_defaults_and_quiet_hours_stop():
+    p = RetryPolicy(delays_s=tuple(load_settings().telephony.retry_delays_s))
+    assert p.attempts == 3 and p.delay_after(1) == 900 and p.delay_after(2) == 900 and p.delay_after(3) is None
+    s = CareSchedule(elder_id=1, number="1")
+    assert p.next_attempt_at(1, MON_0930, s) == datetime(2026, 11, 23, 9, 45)
+    assert p.next_attempt_at(1, datetime(2026, 11, 23, 20, 50), s) is None  # would ring at 21:05
+
+
+@dataclass
+class FakeCall:
+    call_id: str
+    remote_number: str
+
+    async def hangup(self):
+        pass
+
+
+@dataclass
+class FakeGateway:
+    answers: dict[str, list[str]]  # number → per-attempt result ("answer" or an error code)
+    keys: dict[str, str] = field(default_factory=dict)
+    dialled: list[tuple[str, datetime]] = field(default_factory=list)
+    clock: FastClock | None = None
+    settings: object = field(default_factory=load_settings)
+    log: list[str] = field(default_factory=list)
+
+    async def dial(self, number, *, timeout_s=None):
+        self.log.append(f"dial {number}")
+        self.dialled.append((number, self.clock.now()))
+        result = self.answers[number].pop(0)
+        if result != "answer":
+            raise TelephonyError(f"{number}: {result}", code=result)
+        return FakeCall(call_id=f"c{len(self.dialled)}", remote_number=number)
+
+    async def run_call(self, call, *, session, greeting, on_key):
+        assert "核对码" in greeting or "核對碼" in greeting  # identity proof spoken early
+        if call.remote_number in self.keys:
+            await on_key(self.keys[call.remote_number])
+
+
+def runner_for(gw, *, alerts, ledger):
+    async def record(intent):
+        gw.log.append(f"ledger {intent.number} {intent.purpose}")
+        ledger.append(intent)
+        return {"code": "4821"}
+
+    async def on_alert(a):
+        alerts.append(a)
+
+    return CareCallRunner(gateway=gw, ledger_record=record, on_alert=on_alert, clock=gw.clock, after_outcome_s=0)
+
+
+async def test_unanswered_call_retries_then_family_then_operator():
+    clock = FastClock(start=MON_0930, speed=20000)
+    gw = FakeGateway(answers={"1001": ["no_answer", "busy", "no_answer"], "2001": ["no_answer"], "2002": ["busy"]}, clock=clock)
+    alerts, ledger = [], []
+    s = CareSchedule(elder_id=7, number="1001", family=(FamilyContact(name="女儿", number="2001"), FamilyContact(name="儿子", number="2002")))
+    result = await runner_for(gw, alerts=alerts, ledger=ledger).run_care_call(s)
+    assert [n for n, _ in gw.dialled] == ["1001", "1001", "1001", "2001", "2002"]
+    gaps = [(b[1] - a[1]).total_seconds() for a, b in zip(gw.dialled, gw.dialled[1:3], strict=False)]
+    assert all(890 <= g <= 960 for g in gaps), gaps  # +15 min, +15 min
+    assert result.status == "escalated_operator" and [a.kind for a in alerts] == ["no_answer"]
+    # every dial was written to the ledger before it happened
+    assert gw.log[::2] == [f"ledger {n} {p}" for n, p in [("1001", "care_call")] * 3 + [("2001", "family_escalation"), ("2002", "family_escalation")]]
+
+
+async def test_family_answer_stops_escalation_and_unwell_alerts():
+    clock = FastClock(start=MON_0930, speed=20000)
+    gw = FakeGateway(answers={"1001": ["no_answer", "no_answer", "no_answer"], "2001": ["answer"]}, clock=clock, keys={"2001": "1"})
+    alerts, ledger = [], []
+    s = CareSchedule(elder_id=7, number="1001", family=(FamilyContact(name="女儿", number="2001"),))
+    result = await runner_for(gw, alerts=alerts, ledger=ledger).run_care_call(s)
+    assert result.status == "escalated_family" and alerts == []
+
+    gw2 = FakeGateway(answers={"1001": ["answer"]}, clock=clock, keys={"1001": "2"})
+    result2 = await runner_for(gw2, alerts=alerts, ledger=ledger).run_care_call(CareSchedule(elder_id=8, number="1001"))
+    assert result2.outcome == "unwell" and [a.kind for a in alerts] == ["unwell"]
+
+
+async def test_scheduler_calls_each_elder_once_per_day_inside_window():
+    clock = FastClock(start=datetime(2026, 11, 23, 8, 58), speed=600)
+    gw = FakeGateway(answers={"1001": ["answer"] * 3, "1002": ["answer"] * 3}, clock=clock, keys={"1001": "1", "1002": "1"})
+    runner = runner_for(gw, alerts=[], ledger=[])
+    schedules = [CareSchedule(elder_id=1, number="1001"), CareSchedule(elder_id=2, number="1002", windows=(TimeWindow.parse("14:00-15:00"),))]
+
+    async def source():
+        return schedules
+
+    sched = CareCallScheduler(runner=runner, schedules=source, tick_s=30)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sched.run(stop=stop))
+    await asyncio.sleep(0.6)  # ~6 simulated minutes: 08:58 → 09:04
+    stop.set()
+    await task
+    assert [n for n, _ in gw.dialled] == ["1001"]
+    assert gw.dialled[0][1].time() >= time(9, 0)
+    assert sched.results[0].outcome == "well"
