@@ -106,6 +106,7 @@ class StoreSettings:
     sqlite_busy_timeout_ms: int = 5000  # wait this long for SQLite's write lock before failing
     connect_timeout_s: float = 5.0  # PostgreSQL connect timeout
     pool_size: int = 5  # PostgreSQL connection pool
+    auto_migrate: bool = True  # `assistant serve` brings the schema to heads at start-up
 
 
 @dataclass(frozen=True, kw_only=True)

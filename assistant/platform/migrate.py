@@ -47,6 +47,31 @@ def current_revisions(url: str) -> set[str]:
         engine.dispose()
 
 
+def applied_revisions(current: set[str]) -> set[str]:
+    """Every revision implied by the database's current heads (ancestors and ``depends_on``)."""
+    revmap = ScriptDirectory.from_config(alembic_config("sqlite://")).revision_map
+    seen: set[str] = set()
+    todo = list(current)
+    while todo:
+        rev = revmap.get_revision(todo.pop())
+        if rev is None or rev.revision in seen:
+            continue
+        seen.add(rev.revision)
+        for parent in (*_as_tuple(rev.down_revision), *_as_tuple(rev.dependencies)):
+            todo.extend(r.revision for r in revmap.get_revisions(parent) if r is not None)
+    return seen
+
+
+def _as_tuple(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def is_up_to_date(url: str) -> bool:
+    return script_heads() <= applied_revisions(current_revisions(url))
+
+
 def upgrade_heads(url: str) -> bool:
     """Bring the database to every branch head. Returns False when it already was (nothing run)."""
     if url.startswith("sqlite"):
@@ -55,8 +80,7 @@ def upgrade_heads(url: str) -> bool:
         db = make_url(url).database
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
-    heads = script_heads()
-    if current_revisions(url) == heads:
+    if is_up_to_date(url):
         return False
     try:
         command.upgrade(alembic_config(url), "heads")

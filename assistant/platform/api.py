@@ -1,0 +1,503 @@
+"""The platform API under ``/api`` (see docs/contracts.md, "Platform API").
+
+``setup_platform_api(app, settings=...)`` mounts the routes on the integrator's app and adds a
+cleanup_ctx that creates the engine (and brings the schema to heads when ``store.auto_migrate``), puts a
+``PlatformStore`` under ``STORE_KEY``, runs the SLA watcher and the outbox dispatcher, and disposes of it
+all at shutdown. ``create_app(settings)`` is the same on a bare application (tests).
+
+Auth: ``Authorization: Bearer <service token>``; other areas (the console) may append an
+``async def(request) -> str | None`` to ``app[AUTH_HOOKS_KEY]`` that returns a principal for a logged-in
+session. Errors are ``{"error": {"code", "message"}}`` with the status from ``store.ERROR_STATUS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import json
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from assistant.errors import StoreError
+from assistant.platform.db import create_engine_for, describe_url
+from assistant.platform.models import ORDER_TYPES, utcnow
+from assistant.platform.notify import OutboxDispatcher, Sender
+from assistant.platform.sla import SlaWatcher
+from assistant.platform.store import ERROR_STATUS, AlertInfo, CallUpdate, PlatformStore
+from assistant.settings import Settings
+
+log = logging.getLogger(__name__)
+
+AuthHook = Callable[[web.Request], Awaitable[str | None]]
+
+STORE_KEY = web.AppKey("platform_store", PlatformStore)
+SLA_KEY = web.AppKey("platform_sla_watcher", SlaWatcher)
+OUTBOX_KEY = web.AppKey("platform_outbox", OutboxDispatcher)
+SERVICE_TOKEN_KEY = web.AppKey("platform_service_token", str)
+AUTH_HOOKS_KEY = web.AppKey("platform_auth_hooks", list)
+# optional, set before start-up (tests): a UTC clock and extra notification senders
+CLOCK_KEY = web.AppKey("platform_clock", object)
+SENDERS_KEY = web.AppKey("platform_senders", dict)
+_SETTINGS_KEY = web.AppKey("platform_settings", Settings)
+_PRINCIPAL = "platform_principal"
+
+
+# ---------------------------------------------------------------- service token
+
+
+def service_token(settings: Settings) -> str:
+    """``settings.server.service_token``, else ``var/service_token`` (created once, mode 0600)."""
+    if settings.server.service_token:
+        return settings.server.service_token
+    path = settings.paths.var_dir / "service_token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        token = path.read_text().strip()
+        if token:
+            return token
+        raise StoreError(f"{path} is empty: delete it to create a new token", code="store_config") from None
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    return token
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _error(code: str, message: str, status: int) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _api(handler: Handler) -> Handler:
+    """Auth + coded JSON errors for one route (independent of the host app's middlewares)."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        principal = await _authenticate(request)
+        if principal is None:
+            return _error("unauthorized", "missing or wrong bearer token", 401)
+        request[_PRINCIPAL] = principal
+        try:
+            return await handler(request)
+        except StoreError as exc:
+            return _error(exc.code, exc.message, ERROR_STATUS.get(exc.code, 400))
+
+    return wrapper
+
+
+async def _authenticate(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    token = request.app.get(SERVICE_TOKEN_KEY)
+    if header.startswith("Bearer ") and token:
+        if secrets.compare_digest(header[7:].strip().encode(), token.encode()):
+            return "service"
+    for hook in request.app.get(AUTH_HOOKS_KEY, []):
+        principal = await hook(request)
+        if principal:
+            return principal
+    return None
+
+
+def _store(request: web.Request) -> PlatformStore:
+    store = request.app.get(STORE_KEY)
+    if store is None:
+        raise StoreError("platform store is not running")
+    return store
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise StoreError("body must be JSON", code="invalid") from None
+    if not isinstance(body, dict):
+        raise StoreError("body must be a JSON object", code="invalid")
+    return body
+
+
+def _int(value: Any, name: str, *, required: bool = True) -> int | None:
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or value is None:
+        raise StoreError(f"{name} must be an integer", code="invalid")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise StoreError(f"{name} must be an integer", code="invalid") from None
+
+
+def _str(value: Any, name: str, *, required: bool = False) -> str | None:
+    if value is None:
+        if required:
+            raise StoreError(f"{name} is required", code="invalid")
+        return None
+    if not isinstance(value, str):
+        raise StoreError(f"{name} must be a string", code="invalid")
+    return value
+
+
+def _dict(value: Any, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise StoreError(f"{name} must be an object", code="invalid")
+    return value
+
+
+def _when(value: Any, name: str) -> dt.datetime | None:
+    s = _str(value, name)
+    if s is None:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(s)
+    except ValueError:
+        raise StoreError(f"{name} must be an ISO 8601 time", code="invalid") from None
+    if t.tzinfo is None:
+        raise StoreError(f"{name} needs a UTC offset", code="invalid")
+    return t
+
+
+def _match_int(request: web.Request, name: str) -> int:
+    return int(_int(request.match_info[name], name))  # routes only match digits
+
+
+# ---------------------------------------------------------------- handlers
+
+
+async def get_elder(request: web.Request) -> web.Response:
+    elder = await _store(request).get_elder(_match_int(request, "elder_id"))
+    return web.json_response(elder.to_json())
+
+
+async def elder_by_phone(request: web.Request) -> web.Response:
+    number = request.query.get("number", "").strip()
+    if not number:
+        raise StoreError("query parameter 'number' is required", code="invalid")
+    elder = await _store(request).elder_by_phone(number)
+    if elder is None:
+        raise StoreError("no elder with that number", code="not_found")
+    return web.json_response(elder.to_json())
+
+
+async def elder_orders(request: web.Request) -> web.Response:
+    store = _store(request)
+    elder_id = _match_int(request, "elder_id")
+    await store.get_elder(elder_id)
+    status = request.query.get("status")
+    orders = await store.list_orders(elder_id=elder_id, status=status.split(",") if status else None)
+    return web.json_response({"orders": [o.to_json() for o in orders]})
+
+
+async def elder_alerts(request: web.Request) -> web.Response:
+    store = _store(request)
+    elder_id = _match_int(request, "elder_id")
+    await store.get_elder(elder_id)
+    status = request.query.get("status")
+    alerts = await store.list_alerts(elder_id=elder_id, status=status.split(",") if status else None)
+    return web.json_response({"alerts": [a.to_json() for a in alerts]})
+
+
+async def elder_schedules(request: web.Request) -> web.Response:
+    schedules = await _store(request).list_schedules(elder_id=_match_int(request, "elder_id"), enabled_only=False)
+    return web.json_response({"schedules": [s.to_json() for s in schedules]})
+
+
+async def list_schedules(request: web.Request) -> web.Response:
+    schedules = await _store(request).list_schedules()
+    return web.json_response({"schedules": [s.to_json() for s in schedules]})
+
+
+async def get_call(request: web.Request) -> web.Response:
+    store = _store(request)
+    call = await store.get_call(request.match_info["call_id"])
+    body = call.to_json()
+    if request.query.get("turns") in ("1", "true"):
+        body["turns"] = [t.to_json() for t in await store.list_turns(call.call_id)]
+    return web.json_response(body)
+
+
+async def post_call(request: web.Request) -> web.Response:
+    body = await _body(request)
+    call_id = _str(body.get("call_id"), "call_id", required=True)
+    update = CallUpdate(
+        elder_id=_int(body.get("elder_id"), "elder_id", required=False),
+        direction=_str(body.get("direction"), "direction"),
+        channel=_str(body.get("channel"), "channel"),
+        caller_number=_str(body.get("caller_number"), "caller_number"),
+        started_at=_when(body.get("started_at"), "started_at"),
+        ended_at=_when(body.get("ended_at"), "ended_at"),
+        dialect=_str(body.get("dialect"), "dialect"),
+        verification=_str(body.get("verification"), "verification"),
+        outcome=_str(body.get("outcome"), "outcome"),
+        audio_path=_str(body.get("audio_path"), "audio_path"),
+    )
+    call = await _store(request).upsert_call(call_id, update)
+    return web.json_response(call.to_json(), status=200)
+
+
+async def post_turn(request: web.Request) -> web.Response:
+    body = await _body(request)
+    conf = body.get("asr_confidence")
+    if conf is not None and (isinstance(conf, bool) or not isinstance(conf, int | float)):
+        raise StoreError("asr_confidence must be a number", code="invalid")
+    turn = await _store(request).add_turn(
+        call_id=request.match_info["call_id"],
+        turn=int(_int(body.get("turn"), "turn")),
+        speaker=_str(body.get("speaker"), "speaker", required=True),
+        text=_str(body.get("text"), "text") or "",
+        text_redacted=_str(body.get("text_redacted"), "text_redacted"),
+        asr_confidence=float(conf) if conf is not None else None,
+        intent=_str(body.get("intent"), "intent"),
+    )
+    return web.json_response(turn.to_json(), status=201)
+
+
+async def post_order(request: web.Request) -> web.Response:
+    body = await _body(request)
+    placed_by = _str(body.get("placed_by"), "placed_by") or "elder"
+    if placed_by == "family":
+        raise StoreError("family orders go to /api/family/{contact_id}/orders", code="invalid")
+    result = await _store(request).create_order(
+        elder_id=int(_int(body.get("elder_id"), "elder_id")),
+        type=_str(body.get("type"), "type", required=True),
+        details=_dict(body.get("details"), "details"),
+        idempotency_key=_str(body.get("idempotency_key"), "idempotency_key", required=True),
+        call_id=_str(body.get("call_id"), "call_id"),
+        placed_by=placed_by,
+    )
+    return _order_response(result.order, created=result.created)
+
+
+def _order_response(order: Any, *, created: bool) -> web.Response:
+    # replays answer exactly like the first time (same status code), with "created": false
+    return web.json_response(
+        {"order_id": order.order_id, "status": order.status, "type": order.type, "created": created,
+         "order": order.to_json()},
+        status=201,
+    )
+
+
+async def get_order(request: web.Request) -> web.Response:
+    order = await _store(request).get_order(_match_int(request, "order_id"))
+    return web.json_response(order.to_json())
+
+
+async def post_order_status(request: web.Request) -> web.Response:
+    body = await _body(request)
+    order = await _store(request).update_order_status(
+        _match_int(request, "order_id"), _str(body.get("status"), "status", required=True)
+    )
+    return web.json_response(order.to_json())
+
+
+async def family_post_order(request: web.Request) -> web.Response:
+    body = await _body(request)
+    result = await _store(request).family_place_order(
+        contact_id=_match_int(request, "contact_id"),
+        elder_id=int(_int(body.get("elder_id"), "elder_id")),
+        type=_str(body.get("type"), "type", required=True),
+        details=_dict(body.get("details"), "details"),
+        idempotency_key=_str(body.get("idempotency_key"), "idempotency_key", required=True),
+    )
+    return _order_response(result.order, created=result.created)
+
+
+async def family_cancel_order(request: web.Request) -> web.Response:
+    order = await _store(request).family_cancel_order(
+        contact_id=_match_int(request, "contact_id"), order_id=_match_int(request, "order_id")
+    )
+    return web.json_response(order.to_json())
+
+
+async def post_alert(request: web.Request) -> web.Response:
+    body = await _body(request)
+    alert = await _store(request).create_alert(
+        elder_id=_int(body.get("elder_id"), "elder_id", required=False),
+        call_id=_str(body.get("call_id"), "call_id"),
+        order_id=_int(body.get("order_id"), "order_id", required=False),
+        kind=_str(body.get("kind"), "kind", required=True),
+        severity=_str(body.get("severity"), "severity"),
+        detail=_dict(body.get("detail"), "detail"),
+    )
+    dispatcher = request.app.get(OUTBOX_KEY)
+    if dispatcher is not None and alert.notified:
+        dispatcher.wake()
+    return web.json_response({"alert_id": alert.alert_id, "status": alert.status, "alert": alert.to_json()}, status=201)
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    status = request.query.get("status")
+    kind = request.query.get("kind")
+    try:
+        limit = min(int(request.query.get("limit", "50")), 500)
+    except ValueError:
+        raise StoreError("limit must be an integer", code="invalid") from None
+    alerts = await _store(request).list_alerts(
+        status=status.split(",") if status else None, kind=kind.split(",") if kind else None, limit=limit
+    )
+    return web.json_response({"alerts": [a.to_json() for a in alerts]})
+
+
+async def post_alert_status(request: web.Request) -> web.Response:
+    body = await _body(request)
+    alert = await _store(request).set_alert_status(
+        _match_int(request, "alert_id"),
+        _str(body.get("status"), "status", required=True),
+        by=_str(body.get("by"), "by") or request.get(_PRINCIPAL),
+    )
+    return web.json_response(alert.to_json())
+
+
+ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "/api/elders/by-phone", elder_by_phone),
+    ("GET", r"/api/elders/{elder_id:\d+}", get_elder),
+    ("GET", r"/api/elders/{elder_id:\d+}/orders", elder_orders),
+    ("GET", r"/api/elders/{elder_id:\d+}/alerts", elder_alerts),
+    ("GET", r"/api/elders/{elder_id:\d+}/schedules", elder_schedules),
+    ("GET", "/api/schedules", list_schedules),
+    ("POST", "/api/calls", post_call),
+    ("GET", "/api/calls/{call_id}", get_call),
+    ("POST", "/api/calls/{call_id}/turns", post_turn),
+    ("POST", "/api/orders", post_order),
+    ("GET", r"/api/orders/{order_id:\d+}", get_order),
+    ("POST", r"/api/orders/{order_id:\d+}/status", post_order_status),
+    ("POST", r"/api/family/{contact_id:\d+}/orders", family_post_order),
+    ("POST", r"/api/family/{contact_id:\d+}/orders/{order_id:\d+}/cancel", family_cancel_order),
+    ("POST", "/api/alerts", post_alert),
+    ("GET", "/api/alerts", list_alerts),
+    ("POST", r"/api/alerts/{alert_id:\d+}/status", post_alert_status),
+)
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+async def _platform_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[_SETTINGS_KEY]
+    url = settings.store.database_url
+    if settings.store.auto_migrate:
+        from assistant.platform.migrate import upgrade_heads_async
+
+        try:
+            if await upgrade_heads_async(url):
+                log.info("database migrated to heads: %s", describe_url(url))
+        except StoreError as exc:
+            # keep serving: every request answers 503 store_failed until the database is back
+            log.error("database not migrated (%s): %s", describe_url(url), exc)
+    engine = create_engine_for(settings)
+    clock = app.get(CLOCK_KEY) or utcnow
+    store = PlatformStore(engine=engine, clock=clock)  # type: ignore[arg-type]
+    dispatcher = OutboxDispatcher(store=store, senders=app.get(SENDERS_KEY))
+
+    async def wake_outbox(_alerts: list[AlertInfo]) -> None:
+        dispatcher.wake()
+
+    watcher = SlaWatcher(
+        store=store,
+        dispatch_sla_s=settings.store.dispatch_sla_s,
+        answer_sla_s=settings.store.answer_sla_s,
+        interval_s=settings.store.sla_check_interval_s,
+        clock=clock,  # type: ignore[arg-type]
+        on_alerts=wake_outbox,
+    )
+    app[STORE_KEY] = store
+    app[SLA_KEY] = watcher
+    app[OUTBOX_KEY] = dispatcher
+    tasks = [
+        asyncio.create_task(watcher.run(), name="platform-sla-watcher"),
+        asyncio.create_task(dispatcher.run(interval_s=settings.store.outbox_interval_s), name="platform-outbox"),
+    ]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for task, result in zip(tasks, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("%s stopped with %r", task.get_name(), result)
+        await engine.dispose()
+
+
+def setup_platform_api(
+    app: web.Application,
+    *,
+    settings: Settings,
+    senders: Mapping[str, Sender] | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
+) -> None:
+    """Mount ``/api`` routes and the store's lifecycle on ``app`` (the integrator's server calls this)."""
+    app[_SETTINGS_KEY] = settings
+    app[SERVICE_TOKEN_KEY] = service_token(settings)
+    if AUTH_HOOKS_KEY not in app:
+        app[AUTH_HOOKS_KEY] = []
+    if senders:
+        app[SENDERS_KEY] = dict(senders)
+    if clock is not None:
+        app[CLOCK_KEY] = clock
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, _api(handler))
+    app.cleanup_ctx.append(_platform_ctx)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    senders: Mapping[str, Sender] | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
+) -> web.Application:
+    """A bare application with only the platform API and a ``/health`` (tests, tools)."""
+    app = web.Application()
+    setup_platform_api(app, settings=settings, senders=senders, clock=clock)
+
+    async def health(request: web.Request) -> web.Response:
+        try:
+            store = await store_health(request.app)
+        except StoreError as exc:
+            return web.json_response({"status": "degraded", "store": {"ok": False, "error": exc.code}}, status=503)
+        return web.json_response({"status": "ok", "store": store})
+
+    app.router.add_get("/health", health)
+    return app
+
+
+async def store_health(app: web.Application) -> dict[str, Any]:
+    """For the integrator's ``/health``: ``{"ok", "backend", "latency_ms", "sla_rounds"}``; raises
+    ``StoreError`` when the database cannot be reached."""
+    store = app.get(STORE_KEY)
+    if store is None:
+        raise StoreError("platform store is not running")
+    latency_ms = await store.ping()
+    watcher = app.get(SLA_KEY)
+    return {
+        "ok": True,
+        "backend": store.engine.dialect.name,
+        "latency_ms": round(latency_ms, 2),
+        "sla_rounds": watcher.rounds if watcher is not None else 0,
+    }
+
+
+__all__ = [
+    "AUTH_HOOKS_KEY",
+    "ORDER_TYPES",
+    "OUTBOX_KEY",
+    "SERVICE_TOKEN_KEY",
+    "SLA_KEY",
+    "STORE_KEY",
+    "create_app",
+    "service_token",
+    "setup_platform_api",
+    "store_health",
+]

@@ -1,0 +1,137 @@
+"""``assistant db``: ``upgrade`` (alembic upgrade heads; idempotent), ``current``, ``seed-demo``.
+
+``seed-demo`` adds a few demo elders in Jiangmen districts (phones, family contacts, safe phrases,
+care schedules). It is idempotent: elders whose first phone number already exists are left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import logging
+
+from assistant.platform.store import NewContact, NewSchedule
+
+DEMO_ELDERS: tuple[dict, ...] = (
+    {
+        "name": "陈桂英",
+        "district": "蓬江",
+        "dialect": "yue",
+        "address": "江门市蓬江区白沙街道建设三路18号502",
+        "phones": [("0750-3201001", "landline"), ("13800000101", "screen")],
+        "safe_phrase": "荔枝开花",
+        "tts_rate_wpm": 110,
+        "contacts": [
+            NewContact(name="陈志强", relation="儿子", phone="13900000101", priority=1),
+            NewContact(name="陈丽", relation="女儿", phone="13900000102", email="chenli@example.cn",
+                       priority=2, notify_email=True),
+        ],
+        "schedules": [NewSchedule(days="mon,wed,fri", window_start=dt.time(9, 0), window_end=dt.time(10, 30))],
+    },
+    {
+        "name": "李伯",
+        "district": "台山",
+        "dialect": "yue",
+        "address": "江门市台山市台城街道环市路33号",
+        "phones": [("0750-5502002", "landline")],
+        "safe_phrase": "黄鳝饭",
+        "contacts": [NewContact(name="李美华", relation="侄女", phone="13900000201", priority=1)],
+        "schedules": [NewSchedule()],
+    },
+    {
+        "name": "王秀兰",
+        "district": "新会",
+        "dialect": "cmn",
+        "address": "江门市新会区会城街道新会大道中6号1201",
+        "phones": [("0750-6603003", "landline"), ("13800000303", "mobile")],
+        "safe_phrase": "陈皮茶",
+        "text_size": "xlarge",
+        "contacts": [
+            NewContact(name="王建国", relation="儿子", phone="13900000301", priority=1),
+            NewContact(name="张敏", relation="儿媳", phone="13900000302", priority=2, can_act=False),
+        ],
+        "schedules": [NewSchedule(days="tue,thu,sat", window_start=dt.time(15, 0), window_end=dt.time(17, 0))],
+    },
+    {
+        "name": "黄德明",
+        "district": "开平",
+        "dialect": "yue",
+        "address": "江门市开平市长沙街道幕沙路9号",
+        "phones": [("0750-2204004", "landline")],
+        "safe_phrase": "碉楼",
+        "volume": 1.0,
+        "contacts": [NewContact(name="黄小玲", relation="孙女", phone="13900000401", priority=1)],
+        "schedules": [NewSchedule()],
+    },
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="db_command", required=True)
+    sub.add_parser("upgrade", help="bring the database to every migration head (idempotent)")
+    sub.add_parser("current", help="print the revisions the database is at")
+    sub.add_parser("seed-demo", help="add demo elders, family contacts and schedules (idempotent)")
+    parser.add_argument("--database-url", help="override ASSISTANT_STORE_DATABASE_URL")
+
+
+def _settings(args: argparse.Namespace):
+    from assistant.settings import load_settings
+
+    if getattr(args, "database_url", None):
+        return load_settings(store={"database_url": args.database_url})
+    return load_settings()
+
+
+async def seed_demo(store) -> list[dict]:
+    """Create the demo elders that are missing; returns ``[{"elder_id", "name", "created"}]``."""
+    out = []
+    for spec in DEMO_ELDERS:
+        first_number = spec["phones"][0][0]
+        existing = await store.elder_by_phone(first_number)
+        if existing is not None:
+            out.append({"elder_id": existing.elder_id, "name": existing.name, "created": False})
+            continue
+        elder = await store.create_elder(**spec)
+        out.append({"elder_id": elder.elder_id, "name": elder.name, "created": True})
+    return out
+
+
+async def _seed(settings) -> list[dict]:
+    from assistant.platform.db import create_engine_for
+    from assistant.platform.migrate import upgrade_heads_async
+    from assistant.platform.store import PlatformStore
+
+    await upgrade_heads_async(settings.store.database_url)
+    engine = create_engine_for(settings)
+    try:
+        return await seed_demo(PlatformStore(engine=engine))
+    finally:
+        await engine.dispose()
+
+
+def run(args: argparse.Namespace) -> int:
+    if not getattr(args, "verbose", False):
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    from assistant.platform.db import describe_url
+    from assistant.platform.migrate import applied_revisions, current_revisions, script_heads, upgrade_heads
+
+    settings = _settings(args)
+    url = settings.store.database_url
+    if args.db_command == "upgrade":
+        changed = upgrade_heads(url)
+        state = "migrated to" if changed else "already at"
+        print(f"{describe_url(url)}: {state} {', '.join(sorted(script_heads()))}")
+        return 0
+    if args.db_command == "current":
+        current = current_revisions(url)
+        heads = script_heads()
+        print(json.dumps({"database": describe_url(url), "current": sorted(current), "heads": sorted(heads),
+                          "up_to_date": heads <= applied_revisions(current)}, ensure_ascii=False))
+        return 0
+    if args.db_command == "seed-demo":
+        rows = asyncio.run(_seed(settings))
+        print(json.dumps({"elders": rows}, ensure_ascii=False))
+        return 0
+    raise AssertionError(args.db_command)
