@@ -1,0 +1,234 @@
+"""Which recognizer serves a call, loaded once per process, and running it off the event loop.
+
+- ``get_recognizer(model_id, settings=...)`` loads a model the first time it is asked for (in a worker
+  thread, one load at a time per process) and returns the same object afterwards.
+- ``recognize(pcm16, sample_rate_hz=..., dialect=..., options=..., settings=...)`` resamples once to the
+  model's rate, picks the model for the dialect (``settings.asr.default_model_<dialect>``) and decodes in
+  ``asyncio.to_thread``. ``dialect=None`` auto-detects: every model in ``settings.asr.auto_dialect_models``
+  decodes the utterance, the most confident result wins and its text decides the dialect.
+- ``recognize_sync`` is the same for command-line tools and evaluation (no event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Callable
+
+from assistant.asr.base import AsrResult, Recognizer, RecognizerOptions
+from assistant.errors import AsrError, AssistantError
+from assistant.settings import Settings
+
+DIALECTS = ("cmn", "yue")
+# model_id → factory(settings) for models not in the manifest (tests, plugins)
+_FACTORIES: dict[str, Callable[[Settings], Recognizer]] = {}
+_CACHE: dict[tuple[str, str], Recognizer] = {}  # (models_dir, model_id) → loaded recognizer
+_VIEWS: dict[tuple[str, str, str], Recognizer] = {}  # (models_dir, model_id, dialect) → recognizer
+_THREAD_LOCK = threading.Lock()
+_LOOP_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def register_model(model_id: str, factory: Callable[[Settings], Recognizer]) -> None:
+    """Make ``model_id`` loadable through ``factory`` instead of the manifest (used by tests)."""
+    _FACTORIES[model_id] = factory
+
+
+def clear_cache() -> None:
+    """Forget loaded models (tests; a running assistant never needs this)."""
+    with _THREAD_LOCK:
+        _CACHE.clear()
+        _VIEWS.clear()
+
+
+def _key(model_id: str, settings: Settings) -> tuple[str, str]:
+    return (str(settings.paths.models_dir), model_id)
+
+
+def _load(model_id: str, settings: Settings) -> Recognizer:
+    if model_id in _FACTORIES:
+        return _FACTORIES[model_id](settings)
+    from dialect_models import provision
+    from dialect_models.manifest import get_spec
+
+    spec = get_spec(model_id)
+    folder = provision.require(model_id, settings)
+    if spec.engine == "faster-whisper":
+        from assistant.asr.whisper_engine import WhisperRecognizer
+
+        return WhisperRecognizer(
+            model_id=model_id,
+            model_dir=str(folder),
+            dialect="auto",
+            threads=settings.asr.threads,
+            compute_type=settings.asr.compute_type,
+            decoding=whisper_decoding("auto", settings),
+        )
+    if spec.engine == "vosk":
+        from assistant.asr.vosk_engine import VoskRecognizer
+
+        return VoskRecognizer(model_id=model_id, model_dir=str(folder), dialect=spec.dialects[0])
+    if spec.engine == "sherpa-onnx":
+        from assistant.asr.sherpa_engine import SherpaSenseVoiceRecognizer
+
+        return SherpaSenseVoiceRecognizer(
+            model_id=model_id, model_dir=str(folder), threads=settings.asr.threads
+        )
+    raise AsrError(f"model {model_id}: unknown engine {spec.engine!r}")
+
+
+def whisper_decoding(dialect: str, settings: Settings):
+    """Decoding options for whisper in one dialect (``auto``: Mandarin prompt, dialect guessed from text)."""
+    from assistant.asr.whisper_engine import WhisperDecoding
+    from dialect_models.vocab import load_vocabulary
+
+    asr = settings.asr
+    prompt = load_vocabulary("yue" if dialect == "yue" else "cmn").prompt if asr.whisper_prompt else None
+    return WhisperDecoding(
+        beam_size=asr.beam_size,
+        language="zh",
+        temperature=asr.whisper_temperature,
+        condition_on_previous_text=False,
+        vad_filter=asr.whisper_vad_filter,
+        initial_prompt=prompt or None,
+        phrase_min_score=asr.phrase_min_score,
+    )
+
+
+def load_recognizer_sync(model_id: str, *, settings: Settings) -> Recognizer:
+    """Blocking load-once (double-checked under a thread lock)."""
+    key = _key(model_id, settings)
+    rec = _CACHE.get(key)
+    if rec is not None:
+        return rec
+    with _THREAD_LOCK:
+        rec = _CACHE.get(key)
+        if rec is None:
+            rec = _load(model_id, settings)
+            _CACHE[key] = rec
+    return rec
+
+
+def _loop_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _LOOP_LOCKS.get(loop)
+    if lock is None:
+        lock = _LOOP_LOCKS[loop] = asyncio.Lock()
+    return lock
+
+
+async def get_recognizer(model_id: str, *, settings: Settings) -> Recognizer:
+    """The loaded recognizer for ``model_id`` (loaded in a worker thread the first time)."""
+    rec = _CACHE.get(_key(model_id, settings))
+    if rec is not None:
+        return rec
+    async with _loop_lock():
+        return await asyncio.to_thread(load_recognizer_sync, model_id, settings=settings)
+
+
+def dialect_view(rec: Recognizer, dialect: str, settings: Settings) -> Recognizer:
+    """A recognizer decoding for ``dialect``: whisper serves both dialects from one set of weights."""
+    if rec.engine != "faster-whisper" or dialect not in DIALECTS:
+        return rec
+    key = (str(settings.paths.models_dir), rec.model_id, dialect)
+    view = _VIEWS.get(key)
+    if view is None:
+        view = rec.with_dialect(dialect, whisper_decoding(dialect, settings))  # type: ignore[attr-defined]
+        _VIEWS[key] = view
+    return view
+
+
+def model_for(dialect: str, settings: Settings) -> str:
+    if dialect == "yue":
+        return settings.asr.default_model_yue
+    if dialect == "cmn":
+        return settings.asr.default_model_cmn
+    raise AsrError(f"unknown dialect {dialect!r} (cmn, yue or auto)")
+
+
+def _decode(rec: Recognizer, pcm16: bytes, sample_rate_hz: int, options: RecognizerOptions | None) -> AsrResult:
+    from assistant.audio.convert import resample_pcm16
+
+    pcm = resample_pcm16(pcm16, from_hz=sample_rate_hz, to_hz=rec.sample_rate_hz)
+    try:
+        return rec.transcribe(pcm, options)
+    except AssistantError:
+        raise
+    except Exception as exc:  # engine internals (CTranslate2, Kaldi, onnxruntime) raise their own types
+        raise AsrError(f"{rec.engine}:{rec.model_id} failed to decode ({type(exc).__name__}: {exc})") from exc
+
+
+def _pick(results: list[AsrResult]) -> AsrResult:
+    """Most confident non-empty result (the first one when all are empty)."""
+    non_empty = [r for r in results if r.text]
+    return max(non_empty, key=lambda r: r.confidence) if non_empty else results[0]
+
+
+def _auto_candidates(settings: Settings) -> list[str]:
+    return list(dict.fromkeys(settings.asr.auto_dialect_models)) or [settings.asr.default_model_cmn]
+
+
+def _check(pcm16: bytes, sample_rate_hz: int) -> None:
+    if sample_rate_hz <= 0:
+        raise AsrError(f"invalid sample rate {sample_rate_hz}")
+    if len(pcm16) % 2:
+        raise AsrError("PCM16 audio has an odd number of bytes")
+
+
+async def recognize(
+    pcm16: bytes,
+    *,
+    sample_rate_hz: int,
+    dialect: str | None,
+    options: RecognizerOptions | None,
+    settings: Settings,
+) -> AsrResult:
+    """Recognise one utterance without blocking the event loop."""
+    _check(pcm16, sample_rate_hz)
+    if dialect is not None:
+        rec = dialect_view(await get_recognizer(model_for(dialect, settings), settings=settings), dialect, settings)
+        return await asyncio.to_thread(_decode, rec, pcm16, sample_rate_hz, options)
+    results = []
+    for model_id in _auto_candidates(settings):
+        rec = await get_recognizer(model_id, settings=settings)
+        results.append(await asyncio.to_thread(_decode, rec, pcm16, sample_rate_hz, options))
+    best = _pick(results)
+    return await _second_pass(best, pcm16, sample_rate_hz, options, settings)
+
+
+async def _second_pass(best, pcm16, sample_rate_hz, options, settings) -> AsrResult:
+    """After auto-detection: decode again with the detected dialect's own settings when they differ."""
+    if not best.text or not settings.asr.auto_second_pass:
+        return best
+    rec = dialect_view(await get_recognizer(model_for(best.dialect, settings), settings=settings), best.dialect, settings)
+    if rec.model_id == best.model_id and rec.engine != "faster-whisper":
+        return best
+    again = await asyncio.to_thread(_decode, rec, pcm16, sample_rate_hz, options)
+    return again if again.text else best
+
+
+def recognize_sync(
+    pcm16: bytes,
+    *,
+    sample_rate_hz: int,
+    dialect: str | None,
+    options: RecognizerOptions | None = None,
+    settings: Settings,
+) -> AsrResult:
+    """``recognize`` for code without an event loop (CLI, evaluation). Never call it from a coroutine."""
+    _check(pcm16, sample_rate_hz)
+    if dialect is not None:
+        rec = dialect_view(load_recognizer_sync(model_for(dialect, settings), settings=settings), dialect, settings)
+        return _decode(rec, pcm16, sample_rate_hz, options)
+    results = [
+        _decode(load_recognizer_sync(m, settings=settings), pcm16, sample_rate_hz, options)
+        for m in _auto_candidates(settings)
+    ]
+    best = _pick(results)
+    if not best.text or not settings.asr.auto_second_pass:
+        return best
+    rec = dialect_view(load_recognizer_sync(model_for(best.dialect, settings), settings=settings), best.dialect, settings)
+    if rec.model_id == best.model_id and rec.engine != "faster-whisper":
+        return best
+    again = _decode(rec, pcm16, sample_rate_hz, options)
+    return again if again.text else best

@@ -1,0 +1,168 @@
+"""faster-whisper (CTranslate2, int8 on CPU): the embedded default recognizer.
+
+Decoding choices (measured with ``assistant eval asr``; see reports/asr.md):
+- language ``zh`` for both dialects (whisper-base has no ``yue``); the dialect's initial prompt, written in
+  simplified characters (and colloquial Cantonese for ``yue``), steers script and wording;
+- temperature 0 with no conditioning on previous text: no fallback loops on short, noisy phone turns;
+- silero VAD (shipped inside faster-whisper) drops silence and line noise, which otherwise makes whisper
+  hallucinate subtitles credits;
+- for closed prompts (``RecognizerOptions.grammar``) the free hypothesis is matched to the allowed phrases
+  (``assistant.asr.phrases``); for open prompts ``phrases`` become hotwords.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from assistant.asr.base import AsrResult, AsrToken, Recognizer, RecognizerOptions, RecognizerSession
+from assistant.asr.dialect_id import guess_dialect
+from assistant.asr.phrases import match_phrase
+from assistant.text.normalize import normalize_transcript
+
+SAMPLE_RATE_HZ = 16000
+MIN_AUDIO_S = 0.15  # shorter than this is not an utterance
+SILENCE_RMS = 60.0  # int16 RMS below this is digital silence / line hum: no decoding
+# phrases whisper is known to invent on silence or noise (subtitle credits, sign-offs)
+HALLUCINATIONS = (
+    "字幕", "订阅", "點贊", "点赞", "打赏", "明镜", "谢谢观看", "感谢观看", "请不吝", "amara", "中文字幕",
+    "优优独播", "字幕志愿者", "謝謝觀看",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WhisperDecoding:
+    beam_size: int = 5
+    language: str | None = "zh"
+    temperature: float = 0.0
+    condition_on_previous_text: bool = False
+    vad_filter: bool = True
+    no_speech_threshold: float = 0.6
+    initial_prompt: str | None = None
+    phrase_min_score: float = 0.5  # closed prompts: below this the answer is "not understood"
+
+
+class WhisperRecognizer(Recognizer):
+    engine = "faster-whisper"
+
+    def __init__(
+        self,
+        *,
+        model_id: str,
+        model_dir: str,
+        dialect: str,
+        threads: int,
+        compute_type: str = "int8",
+        decoding: WhisperDecoding | None = None,
+        model=None,
+    ) -> None:
+        from faster_whisper import WhisperModel
+
+        self.model_id = model_id
+        self.dialect = dialect
+        self.sample_rate_hz = SAMPLE_RATE_HZ
+        self.decoding = decoding or WhisperDecoding()
+        # one CTranslate2 model may serve several dialect views (``with_dialect``)
+        self._model = model or WhisperModel(
+            model_dir, device="cpu", compute_type=compute_type, cpu_threads=threads, num_workers=1
+        )
+        self._lock = threading.Lock()  # CTranslate2 with num_workers=1: one decode at a time
+
+    def with_dialect(self, dialect: str, decoding: WhisperDecoding) -> WhisperRecognizer:
+        """The same loaded weights, decoding for another dialect (no second copy in memory)."""
+        return WhisperRecognizer(
+            model_id=self.model_id, model_dir="", dialect=dialect, threads=0, decoding=decoding, model=self._model
+        )
+
+    def session(self, options: RecognizerOptions | None = None) -> RecognizerSession:
+        return _WhisperSession(self, options or RecognizerOptions())
+
+    def decode(self, pcm16: bytes, options: RecognizerOptions) -> AsrResult:
+        t0 = time.perf_counter()
+        audio_s = len(pcm16) / 2 / SAMPLE_RATE_HZ
+        x = np.frombuffer(pcm16, dtype="<i2").astype(np.float32)
+        if audio_s < MIN_AUDIO_S or float(np.sqrt(np.mean(x * x))) < SILENCE_RMS:
+            return self._result("", "", 0.0, (), audio_s, time.perf_counter() - t0)
+        d = self.decoding
+        prompt = d.initial_prompt
+        hotwords = None
+        phrases = list(options.grammar or options.phrases or ())
+        if phrases:
+            # the allowed answers / domain words as context, in the prompt's own script
+            hotwords = "，".join(phrases[:40])
+        with self._lock:
+            segments, _info = self._model.transcribe(
+                x / 32768.0,
+                language=d.language,
+                beam_size=d.beam_size,
+                temperature=d.temperature,
+                condition_on_previous_text=d.condition_on_previous_text,
+                vad_filter=d.vad_filter,
+                no_speech_threshold=d.no_speech_threshold,
+                initial_prompt=prompt,
+                hotwords=hotwords,
+                without_timestamps=True,
+            )
+            segments = list(segments)
+        raw = "".join(s.text for s in segments).strip()
+        tokens = tuple(
+            AsrToken(text=s.text.strip(), confidence=math.exp(s.avg_logprob), start_s=s.start, end_s=s.end)
+            for s in segments
+            if s.text.strip()
+        )
+        if any(h in raw.lower() for h in HALLUCINATIONS):
+            raw, tokens = "", ()
+        confidence = _confidence(segments) if tokens else 0.0
+        text = normalize_transcript(raw)
+        if options.grammar:
+            match = match_phrase(text, list(options.grammar))
+            if match is None or match.score < d.phrase_min_score:
+                text, confidence = "", min(confidence, 0.2)
+            else:
+                text = match.phrase
+                confidence = confidence * match.score
+        return self._result(text, raw, confidence, tokens, audio_s, time.perf_counter() - t0)
+
+    def _result(self, text, raw, confidence, tokens, audio_s, decode_s) -> AsrResult:
+        return AsrResult(
+            text=text,
+            raw_text=raw,
+            confidence=round(float(confidence), 4),
+            dialect=guess_dialect(text, default=self.dialect) if self.dialect == "auto" else self.dialect,
+            engine=self.engine,
+            model_id=self.model_id,
+            tokens=tokens,
+            audio_s=audio_s,
+            decode_s=decode_s,
+        )
+
+
+def _confidence(segments) -> float:
+    """Duration-weighted exp(avg log-prob), discounted by the no-speech probability."""
+    total = weight = 0.0
+    for s in segments:
+        w = max(0.1, s.end - s.start)
+        total += w * math.exp(s.avg_logprob) * (1.0 - s.no_speech_prob)
+        weight += w
+    return total / weight if weight else 0.0
+
+
+class _WhisperSession(RecognizerSession):
+    """Buffers one utterance; whisper decodes it whole at ``final()`` (no partials)."""
+
+    def __init__(self, recognizer: WhisperRecognizer, options: RecognizerOptions) -> None:
+        self._rec = recognizer
+        self._options = options
+        self._buf = bytearray()
+
+    def accept_audio(self, pcm16: bytes) -> AsrResult | None:
+        self._buf.extend(pcm16)
+        return None
+
+    def final(self) -> AsrResult:
+        pcm, self._buf = bytes(self._buf), bytearray()
+        return self._rec.decode(pcm, self._options)
