@@ -1,0 +1,279 @@
+// Kiosk page: hands-free voice over one WebSocket, big captions, panels, SOS. Vanilla JS, no build step.
+(function () {
+  "use strict";
+  const cfg = JSON.parse(document.body.dataset.config);
+  const $ = (id) => document.getElementById(id);
+  const MAX_CAPTIONS = 4;
+
+  const state = {
+    ws: null,
+    ready: null,          // the server's "ready" message (rates, end-of-turn silence)
+    ctx: null,            // AudioContext (mic + playback)
+    mic: null,            // AudioWorkletNode
+    micError: null,
+    playHead: 0,          // when the next reply chunk starts, in ctx time
+    sources: [],          // scheduled reply chunks (stopped on barge-in)
+    pttDown: false,
+    muteUntil: 0,         // after press-to-talk: send silence so the server's VAD ends the turn
+    retryMs: 500,
+    lastSpeaker: null,
+  };
+  // for tests and diagnostics
+  window.screenState = state;
+  window.screenLog = { captions: [], messages: [], sos: [], audioChunks: 0, interrupts: 0, micFrames: 0 };
+
+  // -- clock ---------------------------------------------------------------------------------------
+  function tick() {
+    const d = new Date();
+    $("clock").textContent = String(d.getHours()).padStart(2, "0") + ":" + String(d.getMinutes()).padStart(2, "0");
+  }
+  tick();
+  setInterval(tick, 10000);
+
+  // -- connection ----------------------------------------------------------------------------------
+  function setConn(on, text) {
+    const el = $("conn");
+    el.className = on ? "on" : "off";
+    el.textContent = text;
+  }
+
+  function connect() {
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const url = proto + "//" + location.host + cfg.wsPath + "?token=" + encodeURIComponent(cfg.token);
+    const ws = new WebSocket(url);
+    ws.binaryType = "arraybuffer";
+    state.ws = ws;
+    ws.onopen = () => {
+      state.retryMs = 500;
+      setConn(true, "已连接");
+      send({ type: "hello" });
+    };
+    ws.onclose = () => {
+      state.ready = null;
+      stopPlayback();
+      setConn(false, "重新连接…");
+      setTimeout(connect, state.retryMs);
+      state.retryMs = Math.min(state.retryMs * 2, 8000);
+    };
+    ws.onmessage = (ev) => {
+      if (typeof ev.data === "string") onMessage(JSON.parse(ev.data));
+      else playChunk(ev.data);
+    };
+  }
+
+  function send(obj) {
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+      state.ws.send(JSON.stringify(obj));
+      return true;
+    }
+    return false;
+  }
+
+  function onMessage(msg) {
+    window.screenLog.messages.push(msg.type);
+    switch (msg.type) {
+      case "ready":
+        state.ready = msg;
+        startMic();
+        break;
+      case "caption":
+        addCaption(msg.speaker, msg.text);
+        break;
+      case "interrupt":
+        window.screenLog.interrupts += 1;
+        stopPlayback();
+        break;
+      case "status":
+        renderStatus(msg.lines);
+        break;
+      case "fraud":
+        renderFraud(msg);
+        break;
+      case "sos":
+        showOverlay(msg.text, true);
+        break;
+      case "error":
+        addCaption("system", msg.text);
+        break;
+    }
+  }
+
+  // -- captions and panels -------------------------------------------------------------------------
+  function addCaption(speaker, text) {
+    window.screenLog.captions.push({ speaker, text });
+    const box = $("captions");
+    const hint = box.querySelector(".hint");
+    if (hint) hint.remove();
+    const last = box.lastElementChild;
+    if (speaker === "assistant" && state.lastSpeaker === "assistant" && last) {
+      last.textContent += text;  // one bubble per reply, clause after clause
+    } else {
+      const p = document.createElement("p");
+      p.className = "caption " + speaker;
+      p.textContent = text;
+      box.appendChild(p);
+    }
+    state.lastSpeaker = speaker;
+    while (box.children.length > MAX_CAPTIONS) box.firstElementChild.remove();
+    // long replies: drop the oldest bubbles until everything fits
+    while (box.scrollHeight > box.clientHeight + 2 && box.children.length > 1) box.firstElementChild.remove();
+  }
+
+  function renderStatus(lines) {
+    const ul = $("status-lines");
+    ul.textContent = "";
+    for (const line of lines) {
+      const li = document.createElement("li");
+      li.className = line.kind;
+      li.textContent = line.text;
+      ul.appendChild(li);
+    }
+  }
+
+  function renderFraud(msg) {
+    const box = $("fraud");
+    if (msg.state === "clear") {
+      box.className = "hidden";
+      return;
+    }
+    box.className = msg.state;
+    $("fraud-text").textContent = msg.text;
+    $("fraud-code").textContent = msg.state === "platform_calling" && msg.code ? msg.code : "";
+    if (msg.state === "not_platform") setTimeout(() => { if (box.className === "not_platform") box.className = "hidden"; }, 60000);
+  }
+
+  function showOverlay(text, ok) {
+    $("overlay-text").textContent = text;
+    $("overlay").className = ok ? "ok" : "";
+  }
+  $("overlay-close").addEventListener("click", () => { $("overlay").className = "hidden"; });
+
+  // -- audio out -----------------------------------------------------------------------------------
+  function ensureContext() {
+    if (!state.ctx) state.ctx = new AudioContext({ latencyHint: "interactive" });
+    if (state.ctx.state === "suspended") state.ctx.resume();
+    return state.ctx;
+  }
+
+  function playChunk(buf) {
+    window.screenLog.audioChunks += 1;
+    const rate = (state.ready && state.ready.sample_rate_hz) || 16000;
+    const ctx = ensureContext();
+    const pcm = new Int16Array(buf);
+    if (pcm.length === 0) return;
+    const audio = ctx.createBuffer(1, pcm.length, rate);
+    const ch = audio.getChannelData(0);
+    for (let i = 0; i < pcm.length; i++) ch[i] = pcm[i] / 32768;
+    const src = ctx.createBufferSource();
+    src.buffer = audio;
+    src.connect(ctx.destination);
+    const start = Math.max(ctx.currentTime + 0.03, state.playHead);
+    src.start(start);
+    state.playHead = start + audio.duration;
+    state.sources.push(src);
+    src.onended = () => { state.sources = state.sources.filter((s) => s !== src); };
+  }
+
+  function stopPlayback() {
+    for (const s of state.sources) { try { s.stop(); } catch (e) { /* already stopped */ } }
+    state.sources = [];
+    state.playHead = 0;
+  }
+
+  // -- audio in ------------------------------------------------------------------------------------
+  async function startMic() {
+    if (state.mic || state.micError) return;
+    try {
+      if (!navigator.mediaDevices || !window.AudioWorkletNode) throw new Error("insecure");
+      const stream = await navigator.mediaDevices.getUserMedia({
+        audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      });
+      const ctx = ensureContext();
+      await ctx.audioWorklet.addModule(cfg.workletPath);
+      const node = new AudioWorkletNode(ctx, "mic-downsampler", {
+        processorOptions: { outRate: state.ready.mic_sample_rate_hz, frameMs: state.ready.mic_frame_ms },
+      });
+      node.port.onmessage = (ev) => onMicFrame(ev.data.pcm, ev.data.rms);
+      ctx.createMediaStreamSource(stream).connect(node);
+      const sink = ctx.createGain();
+      sink.gain.value = 0;
+      node.connect(sink).connect(ctx.destination);  // keeps the worklet pulled
+      state.mic = node;
+    } catch (e) {
+      state.micError = String(e);
+      addCaption("system", "麦克风不能用，请用下面的按钮");
+    }
+  }
+
+  function onMicFrame(pcm, rms) {
+    $("level").style.width = Math.min(100, Math.round(rms * 400)) + "%";
+    if (!state.ready || !state.ws || state.ws.readyState !== WebSocket.OPEN) return;
+    window.screenLog.micFrames += 1;
+    if (performance.now() < state.muteUntil) state.ws.send(new ArrayBuffer(pcm.byteLength));
+    else state.ws.send(pcm);
+  }
+
+  // -- press-to-talk -------------------------------------------------------------------------------
+  const ptt = $("ptt");
+  function pttStart(ev) {
+    ev.preventDefault();
+    ensureContext();
+    if (state.pttDown) return;
+    state.pttDown = true;
+    state.muteUntil = 0;
+    stopPlayback();
+    ptt.classList.add("active");
+    $("ptt-label").textContent = "请说，说完松开";
+    send({ type: "ptt", state: "start" });
+  }
+  function pttStop() {
+    if (!state.pttDown) return;
+    state.pttDown = false;
+    ptt.classList.remove("active");
+    $("ptt-label").textContent = "按住说话";
+    const eot = (state.ready && state.ready.end_of_turn_silence_s) || 0.8;
+    state.muteUntil = performance.now() + (eot + 0.3) * 1000;
+    send({ type: "ptt", state: "stop" });
+  }
+  ptt.addEventListener("pointerdown", pttStart);
+  ptt.addEventListener("pointerup", pttStop);
+  ptt.addEventListener("pointerleave", pttStop);
+  ptt.addEventListener("pointercancel", pttStop);
+
+  // -- buttons -------------------------------------------------------------------------------------
+  for (const btn of document.querySelectorAll("button[data-button]")) {
+    btn.addEventListener("click", () => {
+      ensureContext();
+      stopPlayback();
+      if (!send({ type: "button", button: btn.dataset.button })) addCaption("system", "网络断开了，正在重新连接");
+    });
+  }
+
+  $("fraud-check").addEventListener("click", () => {
+    ensureContext();
+    if (!send({ type: "fraud_check" })) addCaption("system", "网络断开了，正在重新连接");
+  });
+
+  $("btn-sos").addEventListener("click", async () => {
+    const t0 = performance.now();
+    stopPlayback();
+    showOverlay("正在呼叫家人和服务中心…", false);
+    try {
+      const resp = await fetch(cfg.sosPath, {
+        method: "POST",
+        headers: { "X-Screen-Token": cfg.token },
+        keepalive: true,
+      });
+      const body = await resp.json();
+      window.screenLog.sos.push({ ms: performance.now() - t0, alert_id: body.alert_id, status: resp.status });
+      showOverlay(body.text || "已通知", resp.ok);
+    } catch (e) {
+      window.screenLog.sos.push({ ms: performance.now() - t0, error: String(e) });
+      // never leave the elder without a way out: retry over the socket, and say what to do
+      if (!send({ type: "sos" })) showOverlay("网络断开了！请直接打 120 或家人电话", false);
+    }
+  });
+
+  document.addEventListener("pointerdown", () => ensureContext(), { once: true });
+  connect();
+})();
