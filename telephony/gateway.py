@@ -43,8 +43,12 @@ def greeting_text(*, dialect: str | None, kind: str) -> str:
 
 
 class ElderProfile(Protocol):
-    id: int
+    elder_id: int
     dialect: str | None
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
 class ElderDirectory(Protocol):
@@ -138,8 +142,8 @@ class Gateway:
                 logger.warning("fraud-guard ledger lookup failed for an inbound call: %s", exc)
                 pending = None
             if pending is not None:
-                session.elder_id = getattr(pending, "elder_id", None)
-                session.ledger_entry_id = getattr(pending, "id", None) or getattr(pending, "entry_id", None)
+                session.elder_id = _field(pending, "elder_id")
+                session.ledger_entry_id = _field(pending, "entry_id") or _field(pending, "id")
                 kind = "resume"
         if number and self.directory is not None:
             try:
@@ -148,7 +152,7 @@ class Gateway:
                 logger.warning("elder lookup failed for an inbound call: %s", exc)
                 elder = None
             if elder is not None:
-                session.elder_id = session.elder_id or getattr(elder, "id", None)
+                session.elder_id = session.elder_id or getattr(elder, "elder_id", None) or getattr(elder, "id", None)
                 session.dialect = getattr(elder, "dialect", None)
                 kind = "resume" if kind == "resume" else "known"
             elif kind == "resume":  # a ledger entry but no elder on file for the number: stay neutral

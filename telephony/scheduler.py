@@ -46,7 +46,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now()
+        return datetime.now().astimezone()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -104,16 +104,27 @@ class CareSchedule:
     days: frozenset[int] = frozenset(range(7))  # 0 = Monday … 6 = Sunday
     windows: tuple[TimeWindow, ...] = (TimeWindow(start=time(9, 0), end=time(11, 0)),)
     quiet_hours: TimeWindow | None = TimeWindow(start=time(21, 0), end=time(8, 0))
+    extra_quiet: tuple[TimeWindow, ...] = ()  # the elder's own quiet times (e.g. the afternoon nap)
     family: tuple[FamilyContact, ...] = ()
     dialect: str | None = None
+    timezone: str | None = None  # aware datetimes are converted to it; naive ones are taken as local
+
+    def local(self, at: datetime) -> datetime:
+        if self.timezone and at.tzinfo is not None:
+            from zoneinfo import ZoneInfo
+
+            return at.astimezone(ZoneInfo(self.timezone)).replace(tzinfo=None)
+        return at.replace(tzinfo=None)
+
+    def quiet(self, at: datetime) -> bool:
+        t = self.local(at).time()
+        return any(q.contains(t) for q in ((self.quiet_hours,) if self.quiet_hours else ()) + self.extra_quiet)
 
     def allows(self, at: datetime) -> bool:
-        t = at.time()
-        if at.weekday() not in self.days:
+        local = self.local(at)
+        if local.weekday() not in self.days or self.quiet(at):
             return False
-        if self.quiet_hours is not None and self.quiet_hours.contains(t):
-            return False
-        return any(w.contains(t) for w in self.windows)
+        return any(w.contains(local.time()) for w in self.windows)
 
     def next_call_time(self, after: datetime, *, horizon_days: int = 8) -> datetime | None:
         """The first minute at or after ``after`` when a call is allowed (None if never within the horizon)."""
@@ -127,8 +138,8 @@ class CareSchedule:
                 for base in (datetime.combine(day, w.start), datetime.combine(day, time(0, 0))):
                     t = max(base, start)
                     candidates.append(t)
-                    if self.quiet_hours is not None:  # the end of quiet hours opens a window too
-                        candidates.append(max(datetime.combine(day, self.quiet_hours.end), start))
+                    for q in ((self.quiet_hours,) if self.quiet_hours else ()) + self.extra_quiet:
+                        candidates.append(max(datetime.combine(day, q.end), start))  # quiet hours ending opens a window
         for t in sorted(set(candidates)):
             if self.allows(t):
                 return t
@@ -153,7 +164,7 @@ class RetryPolicy:
         if delay is None:
             return None
         at = failed_at + timedelta(seconds=delay)
-        if schedule is not None and schedule.quiet_hours is not None and schedule.quiet_hours.contains(at.time()):
+        if schedule is not None and schedule.quiet(at):
             return None  # never ring into quiet hours: escalate instead
         return at
 
@@ -257,8 +268,8 @@ class CareCallRunner:
             call = await self.gateway.dial(number, timeout_s=self.answer_timeout_s)
         except TelephonyError as exc:
             record.result = exc.code
-            if exc.code not in RETRYABLE:
-                logger.warning("care call to elder %s failed: %s", schedule.elder_id, exc.message)
+            if exc.code not in RETRYABLE:  # a configuration fault (no route, no ports): retrying cannot help
+                raise
             return None, entry, record
         record.result = "answered"
         record.call_id = call.call_id

@@ -1,0 +1,146 @@
+"""``assistant phone ...``: the SIP gateway and care calls from the command line.
+
+    assistant phone gateway [--listen 127.0.0.1:5070] [--register sip:gw@host --user U --password P [--registrar host:port]]
+                            [--bot]            # stand-in pipeline (no models, no Rasa): for load tests and kamailio
+    assistant phone call NUMBER [--elder ID] [--listen ...] [--bot] [--timeout S]   # one care call now, JSON result
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from dataclasses import asdict, replace
+
+from assistant.errors import TelephonyError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="phone_command", required=True)
+    gw = sub.add_parser("gateway", help="answer calls (and place scheduled care calls) until Ctrl-C")
+    call = sub.add_parser("call", help="place one care call now and print its result as JSON")
+    call.add_argument("number", help="a number (sent to the outbound proxy / registrar) or a sip: URI")
+    call.add_argument("--elder", type=int, help="the elder being called (profile, dialect, family contacts)")
+    call.add_argument("--timeout", type=float, help="ring time in seconds before it counts as no answer")
+    call.add_argument("--no-retry", action="store_true", help="one attempt, then family contacts / operator")
+    for p in (gw, call):
+        p.add_argument("--listen", help="SIP address host:port (default from settings, 127.0.0.1:5070)")
+        p.add_argument("--register", metavar="URI", help="register this address-of-record, e.g. sip:gw1@127.0.0.1")
+        p.add_argument("--registrar", metavar="HOST:PORT", help="registrar address (default: the URI's host)")
+        p.add_argument("--user", help="digest user for --register")
+        p.add_argument("--password", help="digest password for --register")
+        p.add_argument("--proxy", metavar="HOST:PORT", help="outbound proxy for bare numbers")
+        p.add_argument("--bot", action="store_true", help="stand-in pipeline (VAD + fixed reply), no models or Rasa")
+
+
+def _settings(args):
+    from assistant.settings import load_settings
+
+    settings = load_settings()
+    tel = settings.telephony
+    if args.listen:
+        host, _, port = args.listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise TelephonyError(f"--listen wants host:port, got {args.listen!r}", code="bad_argument")
+        tel = replace(tel, sip_host=host, sip_port=int(port))
+    if args.proxy:
+        tel = replace(tel, outbound_proxy=args.proxy)
+    if getattr(args, "timeout", None):
+        tel = replace(tel, answer_timeout_s=args.timeout)
+    return replace(settings, telephony=tel)
+
+
+async def _register(gateway, args) -> None:
+    if args.register:
+        if not args.user or args.password is None:
+            raise TelephonyError("--register needs --user and --password", code="bad_argument")
+        await gateway.endpoint.register(args.register, user=args.user, password=args.password, registrar=args.registrar)
+        print(f"registered {args.register}", file=sys.stderr, flush=True)
+
+
+async def _gateway(args) -> int:
+    settings = _settings(args)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if args.bot:
+        from telephony.gateway import Gateway
+        from telephony.testing import bot_pipeline_factory
+
+        async def log_alert(alert) -> None:
+            print(json.dumps({"alert": alert.kind, "call_id": alert.call_id, "number": alert.number}), flush=True)
+
+        gateway = Gateway(settings=settings, pipeline_factory=bot_pipeline_factory(settings=settings), on_alert=log_alert)
+        async with gateway:
+            await _register(gateway, args)
+            print(f"listening on udp:{gateway.endpoint.host}:{gateway.endpoint.port} (stand-in pipeline)", file=sys.stderr, flush=True)
+            await stop.wait()
+        return 0
+    from assistant.runtime import running
+    from telephony.gateway_service import start_gateway
+
+    async with running(settings) as runtime:
+        service = await start_gateway(runtime)
+        try:
+            await _register(service.gateway, args)
+            print(f"listening on udp:{service.gateway.endpoint.host}:{service.gateway.endpoint.port}", file=sys.stderr, flush=True)
+            await stop.wait()
+        finally:
+            await service.stop()
+    return 0
+
+
+async def _call(args) -> int:
+    from telephony.gateway import Gateway
+    from telephony.scheduler import CareCallRunner, CareSchedule, RetryPolicy
+
+    settings = _settings(args)
+    if not args.bot:
+        raise TelephonyError(
+            "a care call with the real pipeline runs inside `assistant serve` (scheduled); use --bot to test the line",
+            code="bad_argument",
+        )
+    from telephony.testing import bot_pipeline_factory
+
+    ledger: list[dict] = []
+
+    async def record(intent) -> dict:  # --bot: the ledger entry is printed, not stored
+        entry = {"ledger": asdict(intent)}
+        ledger.append(entry)
+        print(json.dumps(entry, ensure_ascii=False), flush=True)
+        return entry
+
+    alerts: list[str] = []
+
+    async def on_alert(alert) -> None:
+        alerts.append(alert.kind)
+
+    gateway = Gateway(settings=settings, pipeline_factory=bot_pipeline_factory(settings=settings), on_alert=on_alert)
+    async with gateway:
+        await _register(gateway, args)
+        retry = RetryPolicy(delays_s=()) if args.no_retry else None
+        runner = CareCallRunner(gateway=gateway, ledger_record=record, on_alert=on_alert, answer_timeout_s=args.timeout, retry=retry)
+        result = await runner.run_care_call(CareSchedule(elder_id=args.elder or 0, number=args.number))
+    print(
+        json.dumps(
+            {
+                "elder_id": result.elder_id,
+                "status": result.status,
+                "outcome": result.outcome,
+                "attempts": [{"number": a.number, "purpose": a.purpose, "result": a.result} for a in result.attempts],
+                "alerts": result.alerts,
+            },
+            ensure_ascii=False,
+        ),
+        flush=True,
+    )
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.phone_command == "gateway":
+        return asyncio.run(_gateway(args))
+    return asyncio.run(_call(args))

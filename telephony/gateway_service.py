@@ -1,0 +1,137 @@
+"""The phone gateway inside ``assistant serve``: wires the platform store, the fraud-guard ledger, the
+alert store and the real call pipeline into ``Gateway`` and ``CareCallScheduler``.
+
+``start_gateway(runtime)`` is what ``assistant/server.py`` calls; the returned service has ``stop()``.
+The scheduler runs only when a ledger is available: every care call must be written to the fraud-guard
+ledger before it is dialled, so without one no care call is placed (fail closed, logged once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from telephony.gateway import Gateway, TelephonyAlert, default_pipeline_factory
+from telephony.scheduler import CareCallRunner, CareCallScheduler, CareSchedule, FamilyContact, TimeWindow
+
+logger = logging.getLogger(__name__)
+
+# our alert kinds → the platform's (contracts.md: sos | unwell | human | nurse_callback | fraud | no_answer)
+ALERT_KINDS = {"help": "unwell", "unwell": "unwell", "human": "human", "no_answer": "no_answer"}
+
+
+def store_alert_sink(store):
+    async def sink(alert: TelephonyAlert) -> None:
+        if store is None:
+            logger.warning("alert %s for call %s not stored: no platform store", alert.kind, alert.call_id)
+            return
+        detail = {**alert.detail, "telephony_kind": alert.kind, "number": alert.number}
+        await store.create_alert(elder_id=alert.elder_id, call_id=alert.call_id, kind=ALERT_KINDS.get(alert.kind, "human"), detail=detail)
+
+    return sink
+
+
+def find_ledger():
+    """The fraud guard's ledger module, when it is built (``resume_pending`` and a before-dial recorder)."""
+    try:
+        from assistant.fraud_guard import ledger  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return ledger
+
+
+def ledger_recorder(ledger, *, settings, store):
+    """Adapter to whichever before-dial function the ledger exposes; None when it has none."""
+    for name in ("record_outbound_call", "record_care_call", "record_outbound", "record_call"):
+        fn = getattr(ledger, name, None)
+        if fn is not None:
+
+            async def record(intent, _fn=fn):
+                result = _fn(elder_id=intent.elder_id, number=intent.number, purpose=intent.purpose, call_ref=intent.call_ref, settings=settings)
+                return await result if asyncio.iscoroutine(result) else result
+
+            return record
+    return None
+
+
+def schedule_from_store(info, elder) -> CareSchedule:
+    """``PlatformStore`` schedule + elder rows → our ``CareSchedule`` (ISO weekdays 1 = Monday → 0)."""
+    primary = next((p.number for p in elder.phones if p.is_primary), elder.phones[0].number if elder.phones else "")
+    extra = ()
+    if info.quiet_start is not None and info.quiet_end is not None:
+        extra = (TimeWindow(start=info.quiet_start, end=info.quiet_end),)
+    family = tuple(FamilyContact(name=c.name, number=c.phone) for c in sorted(elder.contacts, key=lambda c: c.priority) if c.phone)
+    return CareSchedule(
+        elder_id=info.elder_id,
+        number=primary,
+        days=frozenset(d - 1 for d in info.days),
+        windows=(TimeWindow(start=info.window_start, end=info.window_end),),
+        extra_quiet=extra,
+        family=family,
+        dialect=elder.dialect,
+        timezone=info.timezone,
+    )
+
+
+@dataclass(kw_only=True)
+class GatewayService:
+    gateway: Gateway
+    scheduler: CareCallScheduler | None
+    _stop: asyncio.Event
+    _task: asyncio.Task | None
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.gateway.stop()
+
+
+async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = None, port: int | None = None) -> GatewayService:
+    settings = runtime.settings
+    store: Any = None
+    try:
+        from assistant.platform.api import STORE_KEY
+
+        store = runtime.app.get(STORE_KEY)
+    except ImportError:
+        store = None
+    ledger = find_ledger()
+    sink = store_alert_sink(store)
+    gateway = Gateway(
+        settings=settings,
+        pipeline_factory=pipeline_factory or default_pipeline_factory(runtime.services),
+        directory=store,
+        ledger=ledger if ledger is not None and hasattr(ledger, "resume_pending") else None,
+        on_alert=sink,
+        host=host,
+        port=port,
+    )
+    await gateway.start()
+    stop = asyncio.Event()
+    record = ledger_recorder(ledger, settings=settings, store=store) if ledger is not None else None
+    scheduler = None
+    task = None
+    if record is None or store is None:
+        logger.warning("scheduled care calls are off: %s", "no platform store" if store is None else "the fraud-guard ledger has no before-dial recorder yet")
+    else:
+        runner = CareCallRunner(gateway=gateway, ledger_record=record, on_alert=sink)
+
+        async def schedules() -> list[CareSchedule]:
+            out = []
+            for info in await store.list_schedules():
+                elder = await store.get_elder(info.elder_id)
+                if elder.active and elder.phones:
+                    out.append(schedule_from_store(info, elder))
+            return out
+
+        scheduler = CareCallScheduler(runner=runner, schedules=schedules)
+        task = asyncio.create_task(scheduler.run(stop=stop), name="care-call-scheduler")
+    logger.info("phone gateway on udp:%s:%s", gateway.endpoint.host, gateway.endpoint.port)
+    return GatewayService(gateway=gateway, scheduler=scheduler, _stop=stop, _task=task)
+
