@@ -66,10 +66,7 @@ def integer_words(n: int, *, dialect: str = "cmn") -> str:
         if need_zero:
             out.append("零")
         out.append(DIGITS_CMN[rest])
-    text = "".join(out)
-    if n >= 20 and text.startswith("十"):
-        text = "一" + text
-    return text
+    return "".join(out)
 
 
 def number_words(token: str, *, dialect: str = "cmn") -> str:

