@@ -1,0 +1,113 @@
+"""Scam detector: own hard cases (no ../shared needed), negation, scripts, speed, held-out split."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from assistant.fraud_guard import cues as C
+from assistant.fraud_guard.dataset import is_heldout, load_dialogues, split
+from assistant.fraud_guard.detector import ScamDetector, score_dialogue
+from assistant.fraud_guard.eval_cmd import evaluate
+from tests.conftest import shared_path
+
+OWN = Path(__file__).resolve().parents[1] / "data" / "fraud_hardcases_own.jsonl"
+
+
+@pytest.fixture(scope="module")
+def detector() -> ScamDetector:
+    return ScamDetector.default()
+
+
+def _risk(detector: ScamDetector, *caller_turns: str) -> float:
+    watch = detector.watch()
+    for t in caller_turns:
+        watch.add_turn("caller", t)
+    return watch.max_risk
+
+
+def test_own_hardcases_file_is_big_enough_and_balanced():
+    ds = load_dialogues(OWN)
+    assert len(ds) >= 40
+    langs = {d["lang"] for d in ds}
+    assert langs == {"cmn", "yue"}
+    assert 0.35 < sum(d["label"] == "fraud" for d in ds) / len(ds) < 0.65
+    assert all(d["note"] and d["turns"][0]["speaker"] == "caller" for d in ds)
+
+
+def test_own_hardcases_meet_the_bar(detector):
+    r = evaluate(load_dialogues(OWN), detector=detector)
+    assert r["recall"] >= 0.90, r["_errors"]
+    assert r["false_positive_rate"] <= 0.10, r["_errors"]
+
+
+def test_own_hardcases_cue_layer_alone_is_close(detector):
+    r = evaluate(load_dialogues(OWN), detector=ScamDetector.default(use_ngram=False))
+    assert r["recall"] >= 0.85 and r["false_positive_rate"] <= 0.10
+
+
+@pytest.mark.parametrize("text", [
+    "请您不要转账给任何人。",
+    "我们银行从来不会问您验证码和密码。",
+    "如果有人叫您把钱转到安全账户，那就是骗子。",
+    "有人打电话话你个户口涉嫌洗黑钱，叫你将啲钱转去安全账户，千祈唔好做。",
+    "唔好将验证码话俾任何人知。",
+])
+def test_warnings_are_not_requests(detector, text):
+    assert _risk(detector, text) < 0.5
+
+
+@pytest.mark.parametrize("turns", [
+    ("我是公安局的，您涉嫌洗钱，请您把钱转到安全账户，不要告诉家人。",),
+    ("你將啲錢轉去國家資金監管戶口，唔好話俾仔女知。",),  # traditional script, Cantonese
+    ("您的包裹丢了，我们双倍赔偿。", "您手机收到的验证码念给我，我帮您退款。"),
+    ("奶奶，猜猜我是谁？", "我打架被抓了，要交保释金，你先转两万给我朋友，别告诉我爸妈。"),
+    ("为了防止骗子盗刷，请您把钱转到我们的保护账户。",),  # warning frame + direct ask = request
+])
+def test_scams_are_flagged(detector, turns):
+    assert _risk(detector, *turns) >= 0.5
+
+
+def test_evidence_and_type_are_reported(detector):
+    _, at, watch = score_dialogue(detector, [
+        {"speaker": "caller", "text": "我是平安通的，智能屏要升级。"},
+        {"speaker": "callee", "text": "哦。"},
+        {"speaker": "caller", "text": "您把手机收到的验证码念给我，快一点。"},
+    ])
+    assert at == 3
+    assert watch.scam_type() == C.PLATFORM
+    assert any("验证码" in p for p in watch.evidence_phrases())
+
+
+def test_per_turn_time_under_20ms(detector):
+    ds = load_dialogues(OWN)
+    n = 0
+    t0 = time.perf_counter()
+    for d in ds:
+        w = detector.watch()
+        for t in d["turns"]:
+            w.add_turn(t["speaker"], t["text"])
+            n += 1
+    per_turn_ms = (time.perf_counter() - t0) * 1000 / n
+    assert per_turn_ms < 20
+
+
+def test_split_is_deterministic():
+    assert is_heldout("abc") == is_heldout("abc")
+    ids = [f"x{i}" for i in range(1000)]
+    share = sum(map(is_heldout, ids)) / len(ids)
+    assert 0.15 < share < 0.25
+
+
+def test_heldout_split_of_shared_corpus(detector):
+    data = shared_path("data", "fraud_dialogues", "dev.jsonl")
+    r = evaluate(split(load_dialogues(data), "heldout"), detector=detector)
+    assert r["recall"] >= 0.98 and r["false_positive_rate"] <= 0.01
+
+
+def test_shared_hardcases_dev(detector):
+    data = shared_path("data", "fraud_dialogues", "hardcases-dev.jsonl")
+    r = evaluate(load_dialogues(data), detector=detector)
+    assert r["recall"] >= 0.9 and r["false_positive_rate"] <= 0.1
