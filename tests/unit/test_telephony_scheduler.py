@@ -41,6 +41,9 @@ def test_schedule_days_windows_and_quiet_hours():
     assert s.next_call_time(MON_0930.replace(hour=10, minute=5)) == datetime(2026, 11, 25, 8, 0)  # Wednesday
     never = CareSchedule(elder_id=2, number="1", windows=(TimeWindow.parse("22:00-23:00"),))
     assert never.next_call_time(MON_0930) is None
+    napper = CareSchedule(elder_id=3, number="1", windows=(TimeWindow.parse("11:00-16:00"),), extra_quiet=(TimeWindow.parse("12:00-14:30"),))
+    assert not napper.allows(MON_0930.replace(hour=13)) and napper.allows(MON_0930.replace(hour=14, minute=30))
+    assert napper.next_call_time(MON_0930.replace(hour=12, minute=10)) == MON_0930.replace(hour=14, minute=30)
 
 
 def test_retry_policy_defaults_and_quiet_hours_stop():
@@ -96,17 +99,25 @@ def runner_for(gw, *, alerts, ledger):
 
 
 async def test_unanswered_call_retries_then_family_then_operator():
-    clock = FastClock(start=MON_0930, speed=20000)
+    clock = FastClock(start=MON_0930, speed=2000)
     gw = FakeGateway(answers={"1001": ["no_answer", "busy", "no_answer"], "2001": ["no_answer"], "2002": ["busy"]}, clock=clock)
     alerts, ledger = [], []
     s = CareSchedule(elder_id=7, number="1001", family=(FamilyContact(name="女儿", number="2001"), FamilyContact(name="儿子", number="2002")))
     result = await runner_for(gw, alerts=alerts, ledger=ledger).run_care_call(s)
     assert [n for n, _ in gw.dialled] == ["1001", "1001", "1001", "2001", "2002"]
     gaps = [(b[1] - a[1]).total_seconds() for a, b in zip(gw.dialled, gw.dialled[1:3], strict=False)]
-    assert all(890 <= g <= 960 for g in gaps), gaps  # +15 min, +15 min
+    assert all(895 <= g <= 1000 for g in gaps), gaps  # +15 min, +15 min
     assert result.status == "escalated_operator" and [a.kind for a in alerts] == ["no_answer"]
     # every dial was written to the ledger before it happened
     assert gw.log[::2] == [f"ledger {n} {p}" for n, p in [("1001", "care_call")] * 3 + [("2001", "family_escalation"), ("2002", "family_escalation")]]
+
+
+async def test_configuration_fault_is_not_retried():
+    clock = FastClock(start=MON_0930, speed=2000)
+    gw = FakeGateway(answers={"1001": ["no_route"]}, clock=clock)
+    with pytest.raises(TelephonyError) as exc:
+        await runner_for(gw, alerts=[], ledger=[]).run_care_call(CareSchedule(elder_id=1, number="1001"))
+    assert exc.value.code == "no_route" and len(gw.dialled) == 1
 
 
 async def test_family_answer_stops_escalation_and_unwell_alerts():
