@@ -48,10 +48,30 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 class ConsoleError(AssistantError):
     code = "console"
+    status = 400
 
 
 class WeakPasswordError(ConsoleError):
     code = "console_weak_password"
+
+
+class ForbiddenError(ConsoleError):
+    """The signed-in user may not see or change this (another family's parent, a supervisor action)."""
+
+    code = "console_forbidden"
+    status = 403
+
+
+class NotFoundError(ConsoleError):
+    code = "console_not_found"
+    status = 404
+
+
+class ConflictError(ConsoleError):
+    """The action does not fit the current state (e.g. an order already done)."""
+
+    code = "console_conflict"
+    status = 409
 
 
 def utcnow() -> dt.datetime:

@@ -1,0 +1,183 @@
+"""The operator console (``/console``) and the family portal (``/family``): aiohttp, server-rendered.
+
+``setup_console(app, settings=...)`` mounts both on the integrator's application (``assistant serve``);
+``create_app(settings)`` builds a stand-alone application for tests and the benchmark.
+
+Every page handler is wrapped by ``guarded``: it loads the session from the cookie, checks the role,
+checks the CSRF token on every state-changing request, and hands the handler the ``Principal`` and an
+``AsyncSession``. Family users only ever reach their own parents (``require_elder`` → 403).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from urllib.parse import quote
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from assistant.console import auth
+from assistant.console.auth import Principal
+from assistant.console.events import POLL_INTERVAL_S, EventHub, watch_database
+from assistant.console.render import error_page
+from assistant.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+CONSOLE_SETTINGS_KEY = web.AppKey("console_settings", Settings)
+SESSIONS_KEY = web.AppKey("console_sessions", async_sessionmaker)
+HUB_KEY = web.AppKey("console_hub", EventHub)
+
+Handler = Callable[[web.Request, Principal, AsyncSession], Awaitable[web.StreamResponse]]
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def client_ip(request: web.Request) -> str:
+    return (request.remote or "")[:64]
+
+
+def set_session_cookie(resp: web.StreamResponse, request: web.Request, session_id: str) -> None:
+    resp.set_cookie(
+        auth.SESSION_COOKIE,
+        session_id,
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+        path="/",
+        max_age=int(auth.SESSION_TTL_S),
+    )
+
+
+async def submitted_csrf(request: web.Request) -> str | None:
+    token = request.headers.get("X-CSRF-Token")
+    if token:
+        return token
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.post()
+        value = form.get("_csrf")
+        return value if isinstance(value, str) else None
+    return None
+
+
+def guarded(*, area: str, roles: tuple[str, ...]) -> Callable[[Handler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
+    """Sign-in, role and CSRF checks around a page handler."""
+
+    def wrap(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        @functools.wraps(handler)
+        async def inner(request: web.Request) -> web.StreamResponse:
+            sessions = request.app[SESSIONS_KEY]
+            async with sessions() as db:
+                principal = await auth.load_principal(db, request.cookies.get(auth.SESSION_COOKIE))
+                await db.commit()
+                if principal is None:
+                    if request.method == "GET" and "text/event-stream" not in request.headers.get("Accept", ""):
+                        raise web.HTTPSeeOther(f"/{area}/login?next={quote(request.path_qs, safe='')}")
+                    return error_page(403, "请先登录。", area=area)
+                if principal.role not in roles:
+                    return error_page(403, "您的账号无权查看此页面。", principal, area=area)
+                if request.method not in SAFE_METHODS:
+                    if not auth.tokens_equal(await submitted_csrf(request), principal.csrf_token):
+                        await auth.audit(db, principal, "csrf_refused", target_type="path", target_id=request.path[:64],
+                                         ip=client_ip(request))
+                        await db.commit()
+                        return error_page(403, "表单已过期或来源不明（CSRF 校验失败），请刷新页面后重试。",
+                                          principal, area=area)
+                try:
+                    return await handler(request, principal, db)
+                except auth.ConsoleError as exc:
+                    await db.rollback()
+                    return error_page(exc.status, exc.message, principal, area=area)
+
+        return inner
+
+    return wrap
+
+
+def require_elder(principal: Principal, elder_id: int) -> None:
+    """Family users only reach their own parents; staff reach everyone."""
+    if not principal.is_staff and elder_id not in principal.elder_ids:
+        raise auth.ForbiddenError("无权访问这位长者的信息。")
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if request.path.startswith(("/console", "/family")):
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if not request.path.startswith("/console/static"):
+            response.headers.setdefault("Cache-Control", "no-store")
+
+
+def _database_ctx(settings: Settings, *, create_schema: bool):
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        from assistant.platform.db import create_engine_for, session_factory
+
+        engine = create_engine_for(settings)
+        if create_schema:
+            import assistant.console.models  # noqa: F401 - registers the console tables
+            from assistant.platform.models import Base
+
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+        app[SESSIONS_KEY] = session_factory(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    return ctx
+
+
+async def _watcher_ctx(app: web.Application) -> AsyncIterator[None]:
+    import asyncio
+    import contextlib
+
+    task = asyncio.create_task(
+        watch_database(app[HUB_KEY], app[SESSIONS_KEY], interval_s=POLL_INTERVAL_S), name="console-events"
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _close_streams(app: web.Application) -> None:
+    app[HUB_KEY].close()
+
+
+def setup_console(app: web.Application, *, settings: Settings, create_schema: bool = False) -> None:
+    """Mount the console (``/console``) and the family portal (``/family``) on ``app``.
+
+    The database comes from ``settings.store.database_url``; its tables are created by
+    ``assistant db upgrade`` (``create_schema=True`` creates them directly, for tests).
+    """
+    from assistant.console import views_console, views_family
+
+    app[CONSOLE_SETTINGS_KEY] = settings
+    app[HUB_KEY] = EventHub()
+    app.cleanup_ctx.append(_database_ctx(settings, create_schema=create_schema))
+    app.cleanup_ctx.append(_watcher_ctx)
+    app.on_shutdown.append(_close_streams)
+    app.on_response_prepare.append(_security_headers)
+    app.router.add_static("/console/static", STATIC_DIR, name="console_static")
+    views_console.add_routes(app.router)
+    views_family.add_routes(app.router)
+
+
+def create_app(settings: Settings, *, create_schema: bool = True) -> web.Application:
+    app = web.Application()
+    setup_console(app, settings=settings, create_schema=create_schema)
+    return app

@@ -1,0 +1,129 @@
+"""Live updates for open console pages (server-sent events).
+
+``EventHub`` fans events out to one bounded queue per open page. Events come from two places: the
+console's own actions (published at once) and ``watch_database``, one background task per app (owned by
+``cleanup_ctx``) that polls for alerts and orders written by other processes (the pipeline, the action
+server, the SLA watcher) and for order status changes. Family pages only receive events about their
+own parents (``elder_id``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from assistant.platform.models import Alert, WorkOrder
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 2.0
+KEEPALIVE_S = 15.0
+QUEUE_MAX = 100
+
+
+@dataclass(kw_only=True)
+class Subscriber:
+    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
+    # None = staff (everything); otherwise only events about these elders
+    elder_ids: frozenset[int] | None = None
+
+    def wants(self, event: dict[str, Any]) -> bool:
+        return self.elder_ids is None or event.get("elder_id") in self.elder_ids
+
+
+class EventHub:
+    def __init__(self) -> None:
+        self._subscribers: set[Subscriber] = set()
+
+    def __len__(self) -> int:
+        return len(self._subscribers)
+
+    def subscribe(self, *, elder_ids: frozenset[int] | None) -> Subscriber:
+        sub = Subscriber(elder_ids=elder_ids)
+        self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self._subscribers.discard(sub)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        for sub in list(self._subscribers):
+            if sub.wants(event):
+                with contextlib.suppress(asyncio.QueueFull):  # a stuck page misses events, it reloads
+                    sub.queue.put_nowait(event)
+
+    def close(self) -> None:
+        for sub in list(self._subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                sub.queue.put_nowait(None)
+
+
+async def watch_database(hub: EventHub, sessions: async_sessionmaker[AsyncSession], *, interval_s: float) -> None:
+    """Publish ``alert`` / ``order`` events for rows other processes write. Runs until cancelled."""
+    last_alert = last_order = None
+    order_state: dict[int, str] = {}
+    while True:
+        try:
+            async with sessions() as db:
+                if last_alert is None:
+                    last_alert = await db.scalar(select(func.coalesce(func.max(Alert.id), 0)))
+                    last_order = await db.scalar(select(func.coalesce(func.max(WorkOrder.id), 0)))
+                    rows = await db.execute(
+                        select(WorkOrder.id, WorkOrder.status).where(WorkOrder.status.in_(("placed", "dispatched", "answered")))
+                    )
+                    order_state = {oid: status for oid, status in rows.all()}
+                else:
+                    for a in (await db.execute(select(Alert).where(Alert.id > last_alert).order_by(Alert.id))).scalars():
+                        last_alert = a.id
+                        hub.publish({"type": "alert", "id": a.id, "kind": a.kind, "severity": a.severity,
+                                     "elder_id": a.elder_id, "status": a.status})
+                    # new orders and status changes of open ones
+                    q = select(WorkOrder.id, WorkOrder.elder_id, WorkOrder.status).where(
+                        (WorkOrder.id > last_order) | WorkOrder.id.in_(list(order_state) or [-1])
+                    )
+                    for oid, elder_id, status in (await db.execute(q)).all():
+                        last_order = max(last_order, oid)
+                        if order_state.get(oid) != status:
+                            hub.publish({"type": "order", "id": oid, "elder_id": elder_id, "status": status})
+                        if status in ("placed", "dispatched", "answered"):
+                            order_state[oid] = status
+                        else:
+                            order_state.pop(oid, None)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the database may be briefly unavailable: keep watching
+            log.warning("console event watch failed: %s", exc)
+        await asyncio.sleep(interval_s)
+
+
+async def stream(request: web.Request, hub: EventHub, *, elder_ids: frozenset[int] | None) -> web.StreamResponse:
+    """One SSE connection: events as ``event: <type>`` + JSON data, a comment every KEEPALIVE_S."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                       "X-Accel-Buffering": "no"})
+    await resp.prepare(request)
+    sub = hub.subscribe(elder_ids=elder_ids)
+    try:
+        await resp.write(b"retry: 3000\n: connected\n\n")
+        while True:
+            try:
+                event = await asyncio.wait_for(sub.queue.get(), timeout=KEEPALIVE_S)
+            except TimeoutError:
+                await resp.write(b": keepalive\n\n")
+                continue
+            if event is None:
+                break
+            data = json.dumps(event, ensure_ascii=False)
+            await resp.write(f"event: {event['type']}\ndata: {data}\n\n".encode())
+    except (ConnectionResetError, ConnectionError):
+        pass
+    finally:
+        hub.unsubscribe(sub)
+    return resp

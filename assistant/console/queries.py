@@ -1,0 +1,363 @@
+"""Read side of the console: the review queue, one flagged call, the order board, the care dashboard.
+
+Plain SQLAlchemy 2 queries over the platform tables; each function takes an ``AsyncSession`` and returns
+small dataclasses the views render. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import case, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from assistant.console.models import AuditEntry, ConsoleNote
+from assistant.console.render import LOCAL_TZ
+from assistant.platform.models import (
+    DISTRICTS,
+    OPEN_ORDER_STATUSES,
+    Alert,
+    Call,
+    CallTurn,
+    CareSchedule,
+    Elder,
+    WorkOrder,
+)
+
+PAGE_SIZE = 50
+SEVERITY_RANK = {"critical": 4, "urgent": 3, "warning": 2, "info": 1}
+ACTIVE_ALERT_STATUSES = ("open", "acknowledged")
+# calls.outcome values that mean nobody answered (the dialer's vocabulary); anything else set = answered
+UNANSWERED_OUTCOMES = frozenset({"no_answer", "busy", "failed", "rejected", "unanswered", "timeout", "voicemail"})
+
+
+def fraud_info(detail: dict[str, Any]) -> tuple[str, float | None, list[str]]:
+    """(scam type, score, evidence phrases) from a fraud alert's ``detail``, tolerant of key names."""
+    scam = str(detail.get("scam_type") or detail.get("fraud_type") or detail.get("type") or "")
+    score = detail.get("score", detail.get("probability"))
+    try:
+        score_f = float(score) if score is not None else None
+    except (TypeError, ValueError):
+        score_f = None
+    raw = detail.get("evidence") or detail.get("phrases") or detail.get("cues") or []
+    phrases: list[str] = []
+    for item in raw if isinstance(raw, list) else [raw]:
+        if isinstance(item, str):
+            phrases.append(item)
+        elif isinstance(item, dict):
+            text = item.get("phrase") or item.get("text") or item.get("match")
+            if text:
+                phrases.append(str(text))
+    return scam, score_f, phrases
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueRow:
+    alert: Alert
+    elder_name: str
+    district: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueuePage:
+    rows: list[QueueRow]
+    total: int
+    page: int
+    pages: int
+
+
+def _severity_rank():
+    return case(*((Alert.severity == k, v) for k, v in SEVERITY_RANK.items()), else_=0)
+
+
+async def review_queue(
+    db: AsyncSession, *, statuses: tuple[str, ...] = ACTIVE_ALERT_STATUSES, kind: str | None = None, page: int = 1
+) -> QueuePage:
+    """Flagged calls, most urgent first, then newest; ``PAGE_SIZE`` per page."""
+    where = [Alert.status.in_(statuses)]
+    if kind:
+        where.append(Alert.kind == kind)
+    total = int(await db.scalar(select(func.count()).select_from(Alert).where(*where)) or 0)
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(max(page, 1), pages)
+    q = (
+        select(Alert, Elder.name, Elder.district)
+        .outerjoin(Elder, Elder.id == Alert.elder_id)
+        .where(*where)
+        .order_by(_severity_rank().desc(), Alert.created_at.desc(), Alert.id.desc())
+        .limit(PAGE_SIZE)
+        .offset((page - 1) * PAGE_SIZE)
+    )
+    rows = [QueueRow(alert=a, elder_name=n or "（未识别）", district=d or "") for a, n, d in (await db.execute(q)).all()]
+    return QueuePage(rows=rows, total=total, page=page, pages=pages)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimelineItem:
+    at: dt.datetime | None
+    label: str
+
+
+@dataclass(kw_only=True)
+class AlertDetail:
+    alert: Alert
+    elder: Elder | None
+    call: Call | None
+    turns: list[CallTurn]
+    orders: list[WorkOrder]
+    notes: list[ConsoleNote]
+    other_alerts: list[Alert]
+    timeline: list[TimelineItem] = field(default_factory=list)
+
+
+async def alert_detail(db: AsyncSession, alert_id: int) -> AlertDetail | None:
+    alert = await db.get(Alert, alert_id)
+    if alert is None:
+        return None
+    elder = await db.get(Elder, alert.elder_id) if alert.elder_id is not None else None
+    call = await db.get(Call, alert.call_id) if alert.call_id else None
+    turns: list[CallTurn] = []
+    orders: list[WorkOrder] = []
+    other: list[Alert] = []
+    if alert.call_id:
+        turns = list(
+            (await db.execute(select(CallTurn).where(CallTurn.call_id == alert.call_id).order_by(CallTurn.turn)))
+            .scalars()
+            .all()
+        )
+        orders = list(
+            (await db.execute(select(WorkOrder).where(WorkOrder.call_id == alert.call_id).order_by(WorkOrder.id)))
+            .scalars()
+            .all()
+        )
+        other = list(
+            (
+                await db.execute(
+                    select(Alert).where(Alert.call_id == alert.call_id, Alert.id != alert.id).order_by(Alert.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    if alert.order_id is not None and all(o.id != alert.order_id for o in orders):
+        order = await db.get(WorkOrder, alert.order_id)
+        if order is not None:
+            orders.append(order)
+    note_filter = [ConsoleNote.alert_id == alert.id]
+    if alert.call_id:
+        note_filter.append(ConsoleNote.call_id == alert.call_id)
+    notes = list(
+        (await db.execute(select(ConsoleNote).where(or_(*note_filter)).order_by(ConsoleNote.created_at))).scalars().all()
+    )
+    actions = (
+        await db.execute(
+            select(AuditEntry)
+            .where(
+                AuditEntry.target_type == "alert",
+                AuditEntry.target_id == str(alert.id),
+                AuditEntry.action.in_(("acknowledge", "callback", "dispatch", "false_alarm", "add_note")),
+            )
+            .order_by(AuditEntry.at)
+        )
+    ).scalars()
+    detail = AlertDetail(alert=alert, elder=elder, call=call, turns=turns, orders=orders, notes=notes, other_alerts=other)
+    detail.timeline = _timeline(detail, list(actions))
+    return detail
+
+
+ACTION_LABELS = {
+    "acknowledge": "确认",
+    "callback": "安排回电",
+    "dispatch": "派员处理",
+    "false_alarm": "标记误报",
+    "add_note": "添加备注",
+}
+
+
+def _timeline(d: AlertDetail, actions: list[AuditEntry]) -> list[TimelineItem]:
+    from assistant.console.render import ALERT_KIND_LABELS, ORDER_STATUS_LABELS, ORDER_TYPE_LABELS
+
+    items: list[TimelineItem] = []
+    if d.call is not None:
+        items.append(TimelineItem(at=d.call.started_at, label="来电" if d.call.direction == "inbound" else "外呼拨出"))
+        first_bot = next((t for t in d.turns if t.speaker == "bot"), None)
+        first_elder = next((t for t in d.turns if t.speaker == "elder"), None)
+        answered = first_elder if d.call.direction == "outbound" else first_bot
+        if answered is not None:
+            items.append(TimelineItem(at=answered.created_at, label="接通"))
+        verification = {"verified": "身份已核验", "failed": "身份核验失败", "unverified": "身份未核验"}
+        items.append(TimelineItem(at=None, label=verification.get(d.call.verification, d.call.verification)))
+        if d.call.ended_at is not None:
+            items.append(TimelineItem(at=d.call.ended_at, label=f"通话结束（{d.call.outcome or '—'}）"))
+    for a in [d.alert, *d.other_alerts]:
+        items.append(TimelineItem(at=a.created_at, label=f"标记：{ALERT_KIND_LABELS.get(a.kind, a.kind)}"))
+    for o in d.orders:
+        kind = ORDER_TYPE_LABELS.get(o.type, o.type)
+        for at, status in (
+            (o.created_at, "placed"),
+            (o.dispatched_at, "dispatched"),
+            (o.answered_at, "answered"),
+            (o.done_at, "done"),
+            (o.cancelled_at, "cancelled"),
+        ):
+            if at is not None:
+                items.append(TimelineItem(at=at, label=f"工单#{o.id} {kind}：{ORDER_STATUS_LABELS[status]}"))
+    for e in actions:
+        items.append(TimelineItem(at=e.at, label=f"{ACTION_LABELS.get(e.action, e.action)}（{e.username}）"))
+    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+    return sorted(items, key=lambda i: i.at or epoch)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BoardOrder:
+    order: WorkOrder
+    elder_name: str
+    district: str
+    dispatch_deadline: dt.datetime | None
+    answer_deadline: dt.datetime | None
+
+    def overdue(self, now: dt.datetime) -> bool:
+        deadline = self.dispatch_deadline or self.answer_deadline
+        return deadline is not None and deadline < now
+
+
+def order_deadlines(order: WorkOrder, *, dispatch_sla_s: float, answer_sla_s: float) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The pending SLA deadlines: dispatch (while placed) and answer (until answered), both from placement."""
+    dispatch = answer = None
+    if order.status == "placed":
+        dispatch = order.created_at + dt.timedelta(seconds=dispatch_sla_s)
+    if order.status in ("placed", "dispatched"):
+        answer = order.created_at + dt.timedelta(seconds=answer_sla_s)
+    return dispatch, answer
+
+
+async def order_board(
+    db: AsyncSession, *, dispatch_sla_s: float, answer_sla_s: float, now: dt.datetime, order_type: str | None = None
+) -> dict[str, list[BoardOrder]]:
+    """Open orders by status (oldest first) plus those closed in the last 24 hours."""
+    since = now - dt.timedelta(hours=24)
+    where = [
+        or_(
+            WorkOrder.status.in_(OPEN_ORDER_STATUSES),
+            WorkOrder.done_at >= since,
+            WorkOrder.cancelled_at >= since,
+        )
+    ]
+    if order_type:
+        where.append(WorkOrder.type == order_type)
+    q = (
+        select(WorkOrder, Elder.name, Elder.district)
+        .join(Elder, Elder.id == WorkOrder.elder_id)
+        .where(*where)
+        .order_by(WorkOrder.created_at)
+        .limit(1000)
+    )
+    board: dict[str, list[BoardOrder]] = {s: [] for s in ("placed", "dispatched", "answered", "done", "cancelled")}
+    for order, name, district in (await db.execute(q)).all():
+        dispatch, answer = order_deadlines(order, dispatch_sla_s=dispatch_sla_s, answer_sla_s=answer_sla_s)
+        board[order.status].append(
+            BoardOrder(order=order, elder_name=name, district=district, dispatch_deadline=dispatch, answer_deadline=answer)
+        )
+    return board
+
+
+CARE_STATES = ("answered", "unanswered", "escalated", "pending")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CareRow:
+    elder_id: int
+    elder_name: str
+    district: str
+    window: str
+    state: str
+    last_call_at: dt.datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CareDashboard:
+    day: dt.date
+    rows: list[CareRow]
+    by_district: dict[str, dict[str, int]]
+    totals: dict[str, int]
+
+
+async def care_dashboard(db: AsyncSession, *, now: dt.datetime) -> CareDashboard:
+    """Today's (local time) scheduled care calls and their outcome, with per-district counts.
+
+    answered: an outbound call today with an answered outcome; escalated: a ``no_answer`` alert today;
+    unanswered: outbound calls today, none answered, not escalated yet; pending: no call yet.
+    """
+    local = now.astimezone(LOCAL_TZ)
+    day = local.date()
+    start = dt.datetime.combine(day, dt.time(0), tzinfo=LOCAL_TZ).astimezone(dt.UTC)
+    weekday = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[local.weekday()]
+    schedules = (
+        await db.execute(
+            select(CareSchedule, Elder.name, Elder.district)
+            .join(Elder, Elder.id == CareSchedule.elder_id)
+            .where(CareSchedule.enabled.is_(True), Elder.active.is_(True), CareSchedule.days.contains(weekday))
+            .order_by(CareSchedule.window_start, Elder.id)
+        )
+    ).all()
+    elder_ids = {s.elder_id for s, _, _ in schedules}
+    calls: dict[int, list[Call]] = {}
+    escalated: set[int] = set()
+    if elder_ids:
+        for c in (
+            await db.execute(
+                select(Call).where(Call.direction == "outbound", Call.started_at >= start, Call.elder_id.in_(elder_ids))
+            )
+        ).scalars():
+            calls.setdefault(c.elder_id, []).append(c)
+        escalated = set(
+            (
+                await db.execute(
+                    select(Alert.elder_id).where(
+                        Alert.kind == "no_answer", Alert.created_at >= start, Alert.elder_id.in_(elder_ids)
+                    )
+                )
+            ).scalars()
+        )
+    rows: list[CareRow] = []
+    seen: set[int] = set()
+    for sched, name, district in schedules:
+        if sched.elder_id in seen:
+            continue
+        seen.add(sched.elder_id)
+        elder_calls = calls.get(sched.elder_id, [])
+        if any(c.outcome and c.outcome not in UNANSWERED_OUTCOMES for c in elder_calls):
+            state = "answered"
+        elif sched.elder_id in escalated:
+            state = "escalated"
+        elif elder_calls:
+            state = "unanswered"
+        else:
+            state = "pending"
+        rows.append(
+            CareRow(
+                elder_id=sched.elder_id,
+                elder_name=name,
+                district=district,
+                window=f"{sched.window_start:%H:%M}–{sched.window_end:%H:%M}",
+                state=state,
+                last_call_at=max((c.started_at for c in elder_calls), default=None),
+            )
+        )
+    by_district = {d: dict.fromkeys(CARE_STATES, 0) for d in DISTRICTS}
+    totals = dict.fromkeys(CARE_STATES, 0)
+    for r in rows:
+        by_district.setdefault(r.district, dict.fromkeys(CARE_STATES, 0))[r.state] += 1
+        totals[r.state] += 1
+    urgency = {"escalated": 0, "unanswered": 1, "pending": 2, "answered": 3}
+    rows.sort(key=lambda r: urgency[r.state])
+    return CareDashboard(day=day, rows=rows, by_district=by_district, totals=totals)
+
+
+async def recent_audit(db: AsyncSession, *, limit: int = 200, action: str | None = None) -> list[AuditEntry]:
+    q = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if action:
+        q = q.where(AuditEntry.action == action)
+    return list((await db.execute(q)).scalars().all())

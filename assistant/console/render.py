@@ -1,0 +1,177 @@
+"""Server-rendered HTML: one layout, escaping, labels in Chinese, local time. No template engine.
+
+Everything interpolated into HTML goes through ``esc``; pages carry no inline script or style (the
+Content-Security-Policy forbids them), so bars are SVG attributes and behaviour lives in console.js.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from collections.abc import Iterable
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from assistant.console.auth import Principal
+
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+
+ALERT_KIND_LABELS = {
+    "sos": "紧急求助",
+    "unwell": "身体不适",
+    "human": "要求人工",
+    "nurse_callback": "护士回电",
+    "fraud": "疑似诈骗",
+    "no_answer": "关怀电话未接",
+    "sla_dispatch": "派单超时",
+    "sla_answer": "响应超时",
+    "misunderstanding": "多次听不懂",
+}
+SEVERITY_LABELS = {"critical": "危急", "urgent": "紧急", "warning": "注意", "info": "提示"}
+ALERT_STATUS_LABELS = {"open": "待处理", "acknowledged": "已确认", "resolved": "已解决", "false_alarm": "误报"}
+ORDER_TYPE_LABELS = {"gas": "煤气", "meal": "送餐", "repair": "维修", "appointment": "预约挂号"}
+ORDER_STATUS_LABELS = {
+    "placed": "已下单",
+    "dispatched": "已派单",
+    "answered": "已响应",
+    "done": "已完成",
+    "cancelled": "已取消",
+}
+ROLE_LABELS = {"operator": "接线员", "supervisor": "主管", "admin": "管理员", "family": "家属"}
+DIALECT_LABELS = {"cmn": "普通话", "yue": "粤语（江门话）"}
+TEXT_SIZE_LABELS = {"normal": "标准", "large": "大", "xlarge": "特大"}
+SPEAKER_LABELS = {"elder": "长者", "bot": "助手", "caller": "来电方"}
+
+
+def esc(value: object) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def local_time(value: dt.datetime | None, *, with_date: bool = True) -> str:
+    if value is None:
+        return "—"
+    local = value.astimezone(LOCAL_TZ)
+    return local.strftime("%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
+
+
+def iso(value: dt.datetime | None) -> str:
+    return value.astimezone(dt.UTC).isoformat() if value is not None else ""
+
+
+def csrf_field(principal: Principal) -> str:
+    return f'<input type="hidden" name="_csrf" value="{esc(principal.csrf_token)}">'
+
+
+def highlight(text: str, phrases: Iterable[str]) -> str:
+    """Escape ``text`` and wrap each occurrence of any phrase in ``<mark>`` (longest phrases first)."""
+    wanted = sorted({p for p in phrases if p and p.strip()}, key=len, reverse=True)
+    if not wanted:
+        return esc(text)
+    pattern = re.compile("|".join(re.escape(p) for p in wanted))
+    out, pos = [], 0
+    for m in pattern.finditer(text):
+        out.append(esc(text[pos : m.start()]))
+        out.append(f'<mark class="evidence">{esc(m.group(0))}</mark>')
+        pos = m.end()
+    out.append(esc(text[pos:]))
+    return "".join(out)
+
+
+def bars_svg(rows: list[tuple[str, list[tuple[str, int]]]], *, legend: list[tuple[str, str]]) -> str:
+    """Stacked horizontal bars: ``rows`` = [(label, [(css_class, count), ...])]. Accessible via <title>."""
+    total_max = max((sum(c for _, c in parts) for _, parts in rows), default=0) or 1
+    row_h, label_w, bar_w = 40, 90, 520
+    height = row_h * len(rows) + 10
+    out = [
+        f'<svg class="bars" role="img" viewBox="0 0 {label_w + bar_w + 70} {height}" '
+        f'width="100%" aria-labelledby="bars-title"><title id="bars-title">各区关怀电话统计</title>'
+    ]
+    for i, (label, parts) in enumerate(rows):
+        y = i * row_h + 6
+        out.append(f'<text x="0" y="{y + 22}" class="bar-label">{esc(label)}</text>')
+        x = float(label_w)
+        for css, count in parts:
+            w = bar_w * count / total_max
+            if w > 0:
+                out.append(
+                    f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="28" class="{esc(css)}">'
+                    f"<title>{esc(label)} {esc(dict(legend).get(css, css))}: {count}</title></rect>"
+                )
+            x += w
+        out.append(f'<text x="{x + 8:.1f}" y="{y + 22}" class="bar-total">{sum(c for _, c in parts)}</text>')
+    out.append("</svg>")
+    keys = "".join(
+        f'<li><svg width="18" height="18" aria-hidden="true"><rect width="18" height="18" class="{esc(c)}"/></svg> '
+        f"{esc(text)}</li>"
+        for c, text in legend
+    )
+    return "".join(out) + f'<ul class="legend">{keys}</ul>'
+
+
+def _nav(principal: Principal | None, area: str, current: str) -> str:
+    if principal is None:
+        return ""
+    if area == "family":
+        links = [("/family/", "我的家人")]
+    else:
+        links = [
+            ("/console/", "审核队列"),
+            ("/console/orders", "工单看板"),
+            ("/console/care", "关怀电话"),
+        ]
+        if principal.role in ("supervisor", "admin"):
+            links.append(("/console/audit", "审计日志"))
+    items = "".join(
+        f'<li><a href="{href}"{" aria-current=page" if href == current else ""}>{esc(text)}</a></li>'
+        for href, text in links
+    )
+    logout = (
+        f'<form method="post" action="/{area}/logout" class="inline">{csrf_field(principal)}'
+        f'<button type="submit" class="secondary">退出登录</button></form>'
+    )
+    who = f"{esc(principal.name)}（{esc(ROLE_LABELS.get(principal.role, principal.role))}）"
+    return f'<nav aria-label="主导航"><ul>{items}</ul><span class="who">{who}</span>{logout}</nav>'
+
+
+def page(
+    title: str,
+    body: str,
+    *,
+    principal: Principal | None = None,
+    area: str = "console",
+    current: str = "",
+    status: int = 200,
+    live: str = "",
+) -> web.Response:
+    """A full HTML page. ``live`` names the SSE stream the page listens to (console.js)."""
+    csrf_meta = f'<meta name="csrf-token" content="{esc(principal.csrf_token)}">' if principal else ""
+    live_attr = f' data-live="{esc(live)}"' if live else ""
+    doc = f"""<!doctype html>
+<html lang="zh-CN">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+{csrf_meta}
+<title>{esc(title)} · 平安通长者语音助手</title>
+<link rel="stylesheet" href="/console/static/console.css">
+<script src="/console/static/console.js" defer></script>
+</head>
+<body{live_attr}>
+<a class="skip" href="#main">跳到主要内容</a>
+<header><p class="brand">平安通 · 长者语音助手</p>{_nav(principal, area, current)}</header>
+<div id="live-region" class="live" role="status" aria-live="polite"></div>
+<main id="main" tabindex="-1">
+<h1>{esc(title)}</h1>
+{body}
+</main>
+</body>
+</html>"""
+    return web.Response(text=doc, content_type="text/html", status=status, charset="utf-8")
+
+
+def error_page(status: int, message: str, principal: Principal | None = None, *, area: str = "console") -> web.Response:
+    titles = {400: "请求有误", 403: "无权访问", 404: "找不到页面", 409: "操作冲突", 429: "尝试次数过多"}
+    body = f'<p class="error" role="alert">{esc(message)}</p><p><a href="/{area}/">返回首页</a></p>'
+    return page(titles.get(status, "出错了"), body, principal=principal, area=area, status=status)

@@ -1,0 +1,85 @@
+// 平安通 console: live updates (server-sent events), SLA countdowns, confirmations. Plain JS, no framework.
+(function () {
+  "use strict";
+
+  function announce(text) {
+    var region = document.getElementById("live-region");
+    if (region) { region.textContent = text; }
+  }
+
+  // forms with data-confirm ask first (false alarm, cancel an order, delete a contact)
+  document.addEventListener("submit", function (ev) {
+    var msg = ev.target.getAttribute("data-confirm");
+    if (msg && !window.confirm(msg)) { ev.preventDefault(); }
+  });
+
+  // re-fetch the part of the page that lists things (queue, board) and swap it in place
+  function refreshFragment(id) {
+    var box = document.getElementById(id);
+    if (!box) { return Promise.resolve(false); }
+    var url = box.getAttribute("data-fragment") || window.location.pathname + window.location.search;
+    url += (url.indexOf("?") >= 0 ? "&" : "?") + "fragment=1";
+    return fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (html === null) { return false; }
+        var before = {};
+        box.querySelectorAll("tr a").forEach(function (a) { before[a.getAttribute("href")] = true; });
+        box.innerHTML = html;
+        box.querySelectorAll("tr a").forEach(function (a) {
+          if (!before[a.getAttribute("href")]) { a.closest("tr").classList.add("new-row"); }
+        });
+        tickDeadlines();
+        return true;
+      })
+      .catch(function () { return false; });
+  }
+
+  var KIND = { sos: "紧急求助", unwell: "身体不适", fraud: "疑似诈骗", human: "要求人工", no_answer: "关怀电话未接",
+    sla_dispatch: "派单超时", sla_answer: "响应超时", misunderstanding: "多次听不懂", nurse_callback: "护士回电" };
+
+  function connect() {
+    var url = document.body.getAttribute("data-live");
+    if (!url || !window.EventSource) { return; }
+    var source = new EventSource(url);
+    var pending = null;
+    function later(fn) { if (pending) { clearTimeout(pending); } pending = setTimeout(fn, 300); }
+    source.addEventListener("alert", function (ev) {
+      var data = JSON.parse(ev.data);
+      if (document.getElementById("queue")) {
+        later(function () { refreshFragment("queue"); });
+      }
+      if (data.status === "open") { announce("新警报：" + (KIND[data.kind] || data.kind) + " #" + data.id); }
+      if (document.getElementById("family-alerts")) { later(function () { window.location.reload(); }); }
+    });
+    source.addEventListener("order", function () {
+      if (document.getElementById("board")) { later(function () { refreshFragment("board"); }); }
+      if (document.getElementById("family-orders")) { announce("工单状态有更新，正在刷新…"); later(function () { window.location.reload(); }); }
+    });
+    window.addEventListener("beforeunload", function () { source.close(); });
+  }
+
+  function fmt(ms) {
+    var neg = ms < 0; ms = Math.abs(ms);
+    var m = Math.floor(ms / 60000), s = Math.floor((ms % 60000) / 1000);
+    return (neg ? "已超时 " : "剩余 ") + m + " 分 " + (s < 10 ? "0" : "") + s + " 秒";
+  }
+
+  function tickDeadlines() {
+    var now = Date.now();
+    document.querySelectorAll(".sla[data-deadline]").forEach(function (el) {
+      var left = Date.parse(el.getAttribute("data-deadline")) - now;
+      if (!el.dataset.label) { el.dataset.label = el.textContent.split(" ")[0]; }
+      el.textContent = el.dataset.label + " " + fmt(left);
+      el.classList.toggle("late", left < 0);
+      var card = el.closest(".order");
+      if (card && left < 0) { card.classList.add("overdue"); }
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    connect();
+    tickDeadlines();
+    setInterval(tickDeadlines, 1000);
+  });
+})();

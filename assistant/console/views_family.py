@@ -1,0 +1,225 @@
+"""Family portal: a family member sees and acts for their own parent(s) only; anyone else's → 403."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from assistant.console import actions, auth
+from assistant.console.app import HUB_KEY, client_ip, guarded, require_elder
+from assistant.console.auth import Principal
+from assistant.console.events import stream
+from assistant.console.render import (
+    ALERT_KIND_LABELS,
+    ALERT_STATUS_LABELS,
+    DIALECT_LABELS,
+    ORDER_STATUS_LABELS,
+    ORDER_TYPE_LABELS,
+    TEXT_SIZE_LABELS,
+    csrf_field,
+    error_page,
+    esc,
+    iso,
+    local_time,
+    page,
+)
+from assistant.console.views_console import login_handlers, logout_handler
+from assistant.platform.models import OPEN_ORDER_STATUSES, Alert, Call, Elder, WorkOrder
+
+family = guarded(area="family", roles=("family",))
+CARE_OUTCOME_LABELS = {"no_answer": "未接听", "busy": "占线", "failed": "未接通", "completed": "已接听",
+                       "answered": "已接听", "ok": "已接听"}
+DONE_MESSAGES = {
+    "order": "已为家人下单。平台会尽快派单。",
+    "cancel": "工单已取消。",
+    "phrase": "安全暗语已更新。",
+    "contact": "联系人已更新。",
+    "settings": "语音和屏幕设置已保存。",
+}
+
+
+def _elder_id(request: web.Request, p: Principal) -> int:
+    try:
+        elder_id = int(request.match_info["elder_id"])
+    except ValueError as exc:
+        raise auth.NotFoundError("页面不存在") from exc
+    require_elder(p, elder_id)
+    return elder_id
+
+
+@family
+async def home(request: web.Request, p: Principal, db: AsyncSession) -> web.StreamResponse:
+    if len(p.elder_ids) == 1:
+        raise web.HTTPSeeOther(f"/family/elders/{next(iter(p.elder_ids))}")
+    elders = (await db.execute(select(Elder).where(Elder.id.in_(p.elder_ids)).order_by(Elder.id))).scalars().all()
+    items = "".join(f'<li><a href="/family/elders/{e.id}">{esc(e.name)}（{esc(e.district)}）</a></li>' for e in elders)
+    return page("我的家人", f'<ul class="big-links">{items or "<li>尚未关联长者，请联系平台。</li>"}</ul>',
+                principal=p, area="family", current="/family/")
+
+
+def _select(name: str, options: dict[str, str], current: str | None, label: str) -> str:
+    opts = "".join(
+        f'<option value="{esc(k)}"{" selected" if k == current else ""}>{esc(v)}</option>' for k, v in options.items()
+    )
+    return f'<label for="s-{name}">{esc(label)}</label><select id="s-{name}" name="{name}">{opts}</select>'
+
+
+@family
+async def elder_page(request: web.Request, p: Principal, db: AsyncSession) -> web.Response:
+    elder_id = _elder_id(request, p)
+    elder = await db.get(Elder, elder_id)
+    if elder is None:
+        return error_page(404, "找不到这位长者", p, area="family")
+    since = auth.utcnow() - dt.timedelta(days=14)
+    orders = (await db.execute(select(WorkOrder).where(WorkOrder.elder_id == elder_id)
+                               .order_by(WorkOrder.created_at.desc()).limit(20))).scalars().all()
+    calls = (await db.execute(select(Call).where(Call.elder_id == elder_id, Call.direction == "outbound",
+                                                Call.started_at >= since)
+                              .order_by(Call.started_at.desc()).limit(20))).scalars().all()
+    alerts = (await db.execute(select(Alert).where(Alert.elder_id == elder_id)
+                               .order_by(Alert.created_at.desc()).limit(20))).scalars().all()
+    base = f"/family/elders/{elder_id}"
+    csrf = csrf_field(p)
+    done = request.query.get("done")
+    flash = f'<p class="flash" role="status">{esc(DONE_MESSAGES[done])}</p>' if done in DONE_MESSAGES else ""
+
+    order_rows = "".join(
+        f"<tr><td>#{o.id}</td><td>{esc(ORDER_TYPE_LABELS.get(o.type, o.type))}</td>"
+        f"<td>{esc(ORDER_STATUS_LABELS.get(o.status, o.status))}</td><td>{local_time(o.created_at)}</td>"
+        f"<td>{esc(str((o.details or {}).get('note', ''))[:40])}</td><td>"
+        + (f'<form method="post" action="{base}/orders/{o.id}/cancel" class="inline" data-confirm="确定取消这个工单吗？">'
+           f'{csrf}<button type="submit" class="secondary">取消</button></form>' if o.status in OPEN_ORDER_STATUSES else "")
+        + "</td></tr>"
+        for o in orders
+    )
+    order_table = (
+        '<table><thead><tr><th scope=col>编号</th><th scope=col>服务</th><th scope=col>状态</th><th scope=col>下单时间</th>'
+        f"<th scope=col>备注</th><th scope=col>操作</th></tr></thead><tbody>{order_rows}</tbody></table>"
+        if order_rows else '<p class="empty">暂无工单。</p>'
+    )
+    place = f"""<form method="post" action="{base}/orders" class="card">{csrf}
+<input type="hidden" name="idempotency_key" value="{secrets.token_urlsafe(16)}">
+<p>{_select("type", ORDER_TYPE_LABELS, "meal", "服务类型")}</p>
+<p><label for="o-note">说明（如：两份午餐、厨房水龙头漏水）</label><input id="o-note" name="note" maxlength="500"></p>
+<p><label for="o-when">预约时间（预约挂号时填写）</label><input id="o-when" name="when" type="datetime-local"></p>
+<p><button type="submit">代为下单</button></p></form>"""
+    call_rows = "".join(
+        f"<li>{local_time(c.started_at)}：{esc(CARE_OUTCOME_LABELS.get(c.outcome or '', c.outcome or '进行中'))}</li>"
+        for c in calls
+    ) or '<li class="empty">最近 14 天没有关怀电话记录。</li>'
+    alert_rows = "".join(
+        f'<li><time datetime="{iso(a.created_at)}">{local_time(a.created_at)}</time> '
+        f"{esc(ALERT_KIND_LABELS.get(a.kind, a.kind))} — {esc(ALERT_STATUS_LABELS.get(a.status, a.status))}</li>"
+        for a in alerts
+    ) or '<li class="empty">没有提醒。</li>'
+    contacts = "".join(
+        f"<tr><td>{esc(c.name)}</td><td>{esc(c.relation)}</td><td>{esc(c.phone)}</td><td>{c.priority}</td><td>"
+        + ("（您本人）" if c.id in p.contact_ids.values() else
+           f'<form method="post" action="{base}/contacts/{c.id}/delete" class="inline" data-confirm="确定删除这位联系人吗？">'
+           f'{csrf}<button type="submit" class="secondary">删除</button></form>')
+        + "</td></tr>"
+        for c in elder.contacts
+    )
+    phrase_state = "已设置" if elder.safe_phrase else "未设置"
+    rate = elder.tts_rate_wpm or 130
+    volume = elder.volume if elder.volume is not None else 1.0
+    body = f"""{flash}
+<p class="hint">{esc(elder.name)}（{esc(elder.district)}）· 页面会自动更新。</p>
+<div class="grid">
+<section aria-labelledby="h-orders" class="card wide"><h2 id="h-orders">服务工单</h2><div id="family-orders">{order_table}</div></section>
+<section aria-labelledby="h-place"><h2 id="h-place">代为下单</h2>{place}</section>
+<section aria-labelledby="h-care" class="card"><h2 id="h-care">关怀电话</h2><ul>{call_rows}</ul></section>
+<section aria-labelledby="h-alerts" class="card"><h2 id="h-alerts">提醒</h2><ul id="family-alerts">{alert_rows}</ul></section>
+</div>
+<section aria-labelledby="h-phrase" class="card"><h2 id="h-phrase">安全暗语（{phrase_state}）</h2>
+<p class="hint">平台工作人员来电时会说出这句暗语，长者可借此辨别真假。暗语不会在页面上显示。</p>
+<form method="post" action="{base}/safe-phrase">{csrf}
+<label for="phrase">新的安全暗语</label><input id="phrase" name="phrase" minlength="2" maxlength="64" required autocomplete="off">
+<button type="submit">保存暗语</button></form></section>
+<section aria-labelledby="h-contacts" class="card"><h2 id="h-contacts">紧急联系人</h2>
+<table><thead><tr><th scope=col>姓名</th><th scope=col>关系</th><th scope=col>电话</th><th scope=col>顺序</th><th scope=col>操作</th></tr></thead>
+<tbody>{contacts}</tbody></table>
+<form method="post" action="{base}/contacts" class="row">{csrf}
+<label for="c-name">姓名</label><input id="c-name" name="name" required maxlength="64">
+<label for="c-rel">关系</label><input id="c-rel" name="relation" maxlength="32" placeholder="如 女儿">
+<label for="c-phone">电话</label><input id="c-phone" name="phone" required inputmode="tel" maxlength="32">
+<label for="c-pri">顺序</label><input id="c-pri" name="priority" type="number" min="1" max="9" value="2">
+<button type="submit">添加联系人</button></form></section>
+<section aria-labelledby="h-settings" class="card"><h2 id="h-settings">语音和屏幕设置</h2>
+<form method="post" action="{base}/settings" class="row">{csrf}
+{_select("dialect", DIALECT_LABELS, elder.dialect, "方言")}
+<label for="s-rate">语速（字/分钟，越小越慢）</label><input id="s-rate" name="rate_wpm" type="number" min="60" max="200" step="10" value="{rate}">
+<label for="s-volume">音量（0.1–1.0）</label><input id="s-volume" name="volume" type="number" min="0.1" max="1" step="0.1" value="{volume:.1f}">
+{_select("text_size", TEXT_SIZE_LABELS, elder.text_size or "large", "屏幕字号")}
+<button type="submit">保存设置</button></form></section>"""
+    return page(f"{elder.name}的服务", body, principal=p, area="family", current="/family/", live="/family/events")
+
+
+def _form_action(kind: str):
+    @family
+    async def handler(request: web.Request, p: Principal, db: AsyncSession) -> web.StreamResponse:
+        elder_id = _elder_id(request, p)
+        form = await request.post()
+        ip = client_ip(request)
+
+        def f(name: str) -> str:
+            return str(form.get(name, ""))
+
+        done = kind
+        if kind == "order":
+            _, event = await actions.family_place_order(db, p, elder_id, order_type=f("type"), note=f("note"),
+                                                        when=f("when"), idempotency_key=f("idempotency_key"), ip=ip)
+            request.app[HUB_KEY].publish(event)
+        elif kind == "cancel":
+            event = await actions.change_order_status(db, p, int(request.match_info["order_id"]), "cancelled",
+                                                      ip=ip, elder_id=elder_id)
+            request.app[HUB_KEY].publish(event)
+        elif kind == "phrase":
+            await actions.set_safe_phrase(db, p, elder_id, f("phrase"), ip=ip)
+        elif kind == "contact":
+            try:
+                priority = int(f("priority") or "2")
+            except ValueError:
+                priority = 2
+            await actions.add_contact(db, p, elder_id, name=f("name"), relation=f("relation"), phone=f("phone"),
+                                      priority=priority, ip=ip)
+        elif kind == "contact_delete":
+            await actions.delete_contact(db, p, elder_id, int(request.match_info["contact_id"]), ip=ip)
+            done = "contact"
+        else:
+            await actions.update_elder_settings(db, p, elder_id, dialect=f("dialect"), rate_wpm=f("rate_wpm"),
+                                                volume=f("volume"), text_size=f("text_size"), ip=ip)
+        raise web.HTTPSeeOther(f"/family/elders/{elder_id}?done={done}")
+
+    return handler
+
+
+@family
+async def events(request: web.Request, p: Principal, db: AsyncSession) -> web.StreamResponse:
+    await db.close()
+    return await stream(request, request.app[HUB_KEY], elder_ids=p.elder_ids)
+
+
+async def _redirect_home(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/family/")
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    login_get, login_post = login_handlers("family")
+    router.add_get("/family/login", login_get)
+    router.add_post("/family/login", login_post)
+    router.add_post("/family/logout", logout_handler("family", ("family",)))
+    router.add_get("/family", _redirect_home)
+    router.add_get("/family/", home)
+    router.add_get("/family/elders/{elder_id}", elder_page)
+    router.add_post("/family/elders/{elder_id}/orders", _form_action("order"))
+    router.add_post(r"/family/elders/{elder_id}/orders/{order_id:\d+}/cancel", _form_action("cancel"))
+    router.add_post("/family/elders/{elder_id}/safe-phrase", _form_action("phrase"))
+    router.add_post("/family/elders/{elder_id}/contacts", _form_action("contact"))
+    router.add_post(r"/family/elders/{elder_id}/contacts/{contact_id:\d+}/delete", _form_action("contact_delete"))
+    router.add_post("/family/elders/{elder_id}/settings", _form_action("settings"))
+    router.add_get("/family/events", events)
