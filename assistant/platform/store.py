@@ -15,6 +15,7 @@ Rules
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -487,7 +488,14 @@ class PlatformStore:
         Other areas with their own tables may use it too (``async with store.session("x") as s``)."""
         try:
             async with self._sessions() as s:
-                yield s
+                try:
+                    yield s
+                except _DB_ERRORS:
+                    # never hand a connection in an unknown state back to the pool: a half-done
+                    # transaction must die with its connection, not be committed by the next user
+                    with contextlib.suppress(Exception):
+                        await s.invalidate()
+                    raise
         except StoreError:
             raise
         except _DB_ERRORS as exc:
