@@ -1,0 +1,1 @@
+"""Custom NLU components of the Rasa project (run inside the Rasa environment)."""
