@@ -1,0 +1,157 @@
+"""The screen's web app on a real SQLite store (aiohttp test client; the pipeline is the TEST STAND-IN):
+device tokens, the page, SOS into the alerts table, the status panel, the WebSocket's messages and the
+fraud-guard panel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from aiohttp import WSMsgType
+
+from assistant.screen.app import create_app, notify_platform_call, notify_suspicious_call
+from assistant.screen.standin import build_standin_worker
+from assistant.screen.testing import alerts, seed_demo, start_platform_call
+from assistant.screen.tokens import device_token, screen_secret
+
+
+@pytest.fixture
+async def client(settings, aiohttp_client):
+    await seed_demo(settings, text_size="large")
+
+    async def factory(transport, session):
+        return build_standin_worker(transport=transport, session=session, settings=settings, reply_s=0.3)
+
+    app = create_app(settings, pipeline_factory=factory)
+    client = await aiohttp_client(app)
+    client.token = device_token(1, secret=screen_secret(settings))  # type: ignore[attr-defined]
+    return client
+
+
+async def _next_json(ws, kind: str, timeout_s: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        msg = await asyncio.wait_for(ws.receive(), timeout=max(0.01, deadline - time.monotonic()))
+        if msg.type == WSMsgType.TEXT:
+            data = json.loads(msg.data)
+            if data["type"] == kind:
+                return data
+        elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR):
+            raise AssertionError(f"socket closed while waiting for {kind}")
+
+
+async def test_page_needs_the_device_token(client, settings):
+    assert (await client.get("/screen/1")).status == 403
+    assert (await client.get("/screen/1?token=wrong")).status == 403
+    other = device_token(2, secret=screen_secret(settings))  # a token for another elder
+    assert (await client.get(f"/screen/1?token={other}")).status == 403
+    resp = await client.get(f"/screen/1?token={client.token}")
+    assert resp.status == 200
+    page = await resp.text()
+    assert "王秀英" in page and 'class="size-large"' in page
+    for label in ("紧急求助", "叫煤气", "订餐", "找客服", "这是骗子吗"):
+        assert label in page
+
+
+async def test_unknown_elder_is_404(client, settings):
+    token = device_token(99, secret=screen_secret(settings))
+    assert (await client.get(f"/screen/99?token={token}")).status == 404
+
+
+async def test_sos_creates_the_alert_row_at_once(client, settings):
+    t0 = time.perf_counter()
+    resp = await client.post("/screen/1/sos", headers={"X-Screen-Token": client.token})
+    elapsed = time.perf_counter() - t0
+    assert resp.status == 201
+    body = await resp.json()
+    rows = await alerts(settings, kind="sos")
+    assert [r.id for r in rows] == [body["alert_id"]]
+    assert rows[0].elder_id == 1 and rows[0].severity == "critical" and rows[0].detail["source"] == "screen"
+    assert elapsed < 2.0
+    assert (await client.post("/screen/1/sos")).status == 403
+
+
+async def test_status_panel_in_plain_language(client):
+    resp = await client.get(f"/screen/1/status?token={client.token}")
+    texts = [line["text"] for line in (await resp.json())["lines"]]
+    assert texts[0] == "煤气师傅 20 分钟内到"
+    assert texts[1] == "今天的关怀电话：您说身体很好"
+    assert texts[2].startswith("看病：") and "江门市人民医院" in texts[2]
+
+
+async def test_websocket_voice_session_with_captions(client):
+    async with client.ws_connect(f"/screen/1/ws?token={client.token}") as ws:
+        ready = await _next_json(ws, "ready")
+        assert ready["sample_rate_hz"] == 16000 and ready["mic_frame_ms"] == 20
+        status = await _next_json(ws, "status")
+        assert status["lines"][0]["text"] == "煤气师傅 20 分钟内到"
+        await ws.send_str(json.dumps({"type": "button", "button": "gas"}))
+        elder = await _next_json(ws, "caption")
+        assert elder == {"type": "caption", "speaker": "elder", "text": "我要叫煤气", "final": True}
+        reply = await _next_json(ws, "caption")
+        assert reply["speaker"] == "assistant"
+        audio = await asyncio.wait_for(ws.receive(), timeout=5)
+        while audio.type != WSMsgType.BINARY:
+            audio = await asyncio.wait_for(ws.receive(), timeout=5)
+        assert len(audio.data) == 1280  # 40 ms of 16 kHz 16-bit PCM
+        await ws.send_bytes(bytes(641))
+        error = await _next_json(ws, "error")
+        assert error["code"] == "screen_protocol"
+        await ws.send_str(json.dumps({"type": "ping"}))
+        assert (await _next_json(ws, "pong"))["type"] == "pong"
+
+
+async def test_websocket_rejects_a_wrong_token(client):
+    resp = await client.get("/screen/1/ws?token=nope")
+    assert resp.status == 403
+
+
+async def test_fraud_panel_shows_the_code_or_a_red_warning(client, settings):
+    async with client.ws_connect(f"/screen/1/ws?token={client.token}") as ws:
+        await _next_json(ws, "ready")
+        # no platform call in the ledger: "is this a scammer?" → red warning
+        await ws.send_str(json.dumps({"type": "fraud_check"}))
+        warning = await _next_json(ws, "fraud")
+        assert warning["state"] == "not_platform" and "骗子" in warning["text"]
+        # the fraud guard pushes a platform call with its one-time code
+        assert await notify_platform_call(client.app, elder_id=1, code="4821") == 1
+        notice = await _next_json(ws, "fraud")
+        assert notice["state"] == "platform_calling" and notice["code"] == "4821"
+        assert notice["text"] == "平安通正在给您打电话 — 确认码 4821"
+        assert await notify_suspicious_call(client.app, elder_id=1, number="075012345") == 1
+        assert (await _next_json(ws, "fraud"))["state"] == "not_platform"
+        assert await notify_platform_call(client.app, elder_id=2, code="1111") == 0  # nobody else's screen
+
+
+async def test_fraud_check_finds_a_platform_call_in_the_ledger(client, settings):
+    await start_platform_call(settings, elder_id=1)
+    async with client.ws_connect(f"/screen/1/ws?token={client.token}") as ws:
+        notice = await _next_json(ws, "fraud")  # the panel refresh finds the call by itself
+        assert notice["state"] == "platform_calling"
+        await ws.send_str(json.dumps({"type": "fraud_check"}))
+        assert (await _next_json(ws, "fraud"))["state"] == "platform_calling"
+
+
+async def test_sos_over_the_socket(client, settings):
+    async with client.ws_connect(f"/screen/1/ws?token={client.token}") as ws:
+        await _next_json(ws, "ready")
+        await ws.send_str(json.dumps({"type": "sos"}))
+        result = await _next_json(ws, "sos")
+        assert result["ok"] is True
+        assert [a.id for a in await alerts(settings, kind="sos")] == [result["alert_id"]]
+
+
+async def test_without_voice_the_page_still_gets_panels_and_sos(settings, aiohttp_client):
+    await seed_demo(settings)
+    client = await aiohttp_client(create_app(settings))  # no pipeline factory, no `assistant serve` services
+    token = device_token(1, secret=screen_secret(settings))
+    async with client.ws_connect(f"/screen/1/ws?token={token}") as ws:
+        error = await _next_json(ws, "error")
+        assert error["code"] == "screen_no_voice"
+        assert (await _next_json(ws, "status"))["lines"]
+        await ws.send_str(json.dumps({"type": "button", "button": "gas"}))
+        assert (await _next_json(ws, "error"))["code"] == "screen_no_voice"
+        await ws.send_str(json.dumps({"type": "sos"}))
+        assert (await _next_json(ws, "sos"))["ok"] is True
