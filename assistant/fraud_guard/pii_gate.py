@@ -1,0 +1,311 @@
+"""The personal-data gate: every utterance the bot is about to speak passes here, right before TTS.
+
+Rules (``check_utterance``):
+
+- In ANY state the bot never asks for, or reads out, bank card numbers, passwords/PINs, SMS/verification
+  codes, ID-card numbers, and never asks for a money transfer. Warnings that *name* these ("平安通不会问您
+  验证码", "请不要转账") are allowed: the request words are negated in their clause.
+- Until the call is ``verified`` the bot may not speak or ask for personal data: address, ID number, health
+  details, family names, account/phone numbers.
+- Matching is done on a normalised view (NFKC → full-width digits become ASCII; traditional → simplified;
+  whitespace and invisible characters removed; Chinese numerals 六二二二 / 幺 / 两 read as digits), so
+  spacing, script and spelling tricks do not get data out.
+
+``PiiGate`` is the pipecat processor (one place, before TTS); ``redact`` masks transcripts for operators.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import unicodedata
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from loguru import logger
+from pipecat.frames.frames import (
+    Frame,
+    InterimTranscriptionFrame,
+    TextFrame,
+    TranscriptionFrame,
+    TTSSpeakFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from assistant.fraud_guard.cues import NEGATOR
+from assistant.fraud_guard.text import CN_DIGITS, _zh_simplify, split_clauses
+from assistant.session import CallSession
+
+
+@dataclass(frozen=True, kw_only=True)
+class PersonalData:
+    """What the platform knows about the elder on this call (values the bot must not leak unverified)."""
+
+    name: str = ""
+    address: str = ""
+    id_number: str = ""
+    phones: tuple[str, ...] = ()
+    account_numbers: tuple[str, ...] = ()
+    family_names: tuple[str, ...] = ()
+    health_terms: tuple[str, ...] = ()  # diagnoses / medicines on file
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateDecision:
+    allowed: bool
+    reasons: tuple[str, ...] = ()
+    text: str = ""  # what may be spoken: the original, or the safe replacement
+
+
+SAFE_FORBIDDEN = {
+    "cmn": "为了您的安全，平安通不会向您要银行卡号、密码、验证码或身份证号，也不会让您转账。",
+    "yue": "为咗你嘅安全，平安通唔会问你要银行卡号、密码、验证码或者身份证号码，亦唔会叫你转数。",
+}
+SAFE_UNVERIFIED = {
+    "cmn": "为了保护您的隐私，我们先核对身份，再谈这些事情。",
+    "yue": "为咗保护你嘅私隐，我哋核对咗身份先再讲呢啲嘢。",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PiiPolicy:
+    personal: PersonalData | None = None
+    safe_forbidden: dict[str, str] = field(default_factory=lambda: dict(SAFE_FORBIDDEN))
+    safe_unverified: dict[str, str] = field(default_factory=lambda: dict(SAFE_UNVERIFIED))
+
+
+# --- normalisation --------------------------------------------------------------------------------
+
+_FULLWIDTH = {chr(0xFF10 + i): str(i) for i in range(10)}
+_DIGIT_MAP = {**CN_DIGITS, **_FULLWIDTH}
+_DIGIT_CHARS = set("0123456789") | set(_DIGIT_MAP)
+_SEPARATORS = set(" \t\u3000-–—_.,，、·/()（）:：")
+
+
+def _visible(text: str) -> str:
+    t = unicodedata.normalize("NFKC", text or "")
+    # zero-width and other format characters (U+200B, U+FEFF, soft hyphen, ...) are invisible tricks
+    return "".join(ch for ch in t if unicodedata.category(ch) not in ("Cf", "Cc") or ch in "\n\t")
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", "", _zh_simplify(_visible(text)).lower())
+
+
+@dataclass(frozen=True)
+class _Run:
+    start: int
+    end: int
+    digits: str
+
+
+def _digit_runs(text: str, *, min_digits: int) -> list[_Run]:
+    """Runs of digits (ASCII, full-width, Chinese numerals) with separators inside, in ``text``'s indices."""
+    runs: list[_Run] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] in _DIGIT_CHARS:
+            j, digits, last = i, [], i
+            while j < n and (text[j] in _DIGIT_CHARS or text[j] in _SEPARATORS):
+                if text[j] in _DIGIT_CHARS:
+                    digits.append(_DIGIT_MAP.get(text[j], text[j]))
+                    last = j
+                j += 1
+            end = last + 1
+            if end < n and text[end] in "xXｘＸ":  # ID numbers end in X
+                digits.append("x")
+                end += 1
+            if len(digits) >= min_digits:
+                runs.append(_Run(i, end, "".join(digits)))
+            i = end
+        else:
+            i += 1
+    return runs
+
+
+def _classify_digits(d: str) -> str:
+    if len(d) == 18 or (len(d) == 18 and d.endswith("x")) or (len(d) in (15, 18) and d[-1] == "x"):
+        return "id_number"
+    if d.startswith("1") and len(d) == 11:
+        return "phone"
+    if 13 <= len(d) <= 19:
+        return "card_number"
+    if 7 <= len(d) <= 12:
+        return "phone"
+    return "number"
+
+
+# --- what the bot must never say or ask -----------------------------------------------------------
+
+_FORBIDDEN_OBJECTS = re.compile(
+    r"(银行卡号|卡号|卡的号码|卡嘅号码|密码|pin码|pin|验证码|校验码|动态码|短信码|确认码是多少|身份证号|身份证号码|身份证嘅号码|"
+    r"证件号|cvv|安全码|网银|账号|户口号码)"
+)
+_TRANSFER = re.compile(r"(转账|转帐|汇款|汇钱|转钱|打钱|过数|转数|入数|付款到|转到.{0,6}(账|户|卡)|扫码(付|转)|安全账户|监管账户|先交|预付)")
+_PERSONAL_ASK = re.compile(
+    r"(地址|住址|住在哪|住喺边|门牌|几号楼|身份证|病历|病情|诊断|血压|血糖|吃什么药|食咩药|用药|药名|"
+    r"儿子叫|女儿叫|家人.{0,3}名字|仔叫咩|个女叫咩|紧急联系人|电话号码|手机号|账户|户口)"
+)
+
+
+def _negated(clause: str, start: int) -> bool:
+    before = clause[max(0, start - 14) : start]
+    before = re.sub(r"(不如|不然|不过|不好意思|唔该)", "", before)
+    return NEGATOR.search(before) is not None
+
+
+def _hits(pattern: re.Pattern[str], norm: str) -> list[str]:
+    found = []
+    for clause in split_clauses(norm):
+        for m in pattern.finditer(clause):
+            if not _negated(clause, m.start()):
+                found.append(m.group(0))
+    return found
+
+
+def _contains_value(norm_text: str, value: str) -> bool:
+    v = _norm(value)
+    if len(v) < 2:
+        return False
+    if v in norm_text:
+        return True
+    # digits: compare the digit sequences (六二二二 8888 == 62228888)
+    vd = "".join(CN_DIGITS.get(c, c) for c in v if c in _DIGIT_CHARS)
+    if len(vd) >= 6:
+        td = "".join(r.digits for r in _digit_runs(norm_text, min_digits=4))
+        return vd in td
+    return False
+
+
+def check_utterance(text: str, *, verified: bool, personal: PersonalData | None = None,
+                    dialect: str | None = None, policy: PiiPolicy | None = None) -> GateDecision:
+    policy = policy or PiiPolicy(personal=personal)
+    personal = personal or policy.personal
+    norm = _norm(text)
+    reasons: list[str] = []
+    forbidden = False
+    for w in _hits(_FORBIDDEN_OBJECTS, norm):
+        reasons.append(f"asks_or_says_credential:{w}")
+        forbidden = True
+    for w in _hits(_TRANSFER, norm):
+        reasons.append(f"money_transfer:{w}")
+        forbidden = True
+    for run in _digit_runs(norm, min_digits=7):
+        kind = _classify_digits(run.digits)
+        if kind in ("id_number", "card_number"):
+            reasons.append(f"reads_{kind}")
+            forbidden = True
+        elif not verified:
+            reasons.append(f"reads_{kind}")
+    if personal is not None:
+        always = [("id_number", personal.id_number), *[("account_number", a) for a in personal.account_numbers]]
+        for kind, value in always:
+            if value and _contains_value(norm, value):
+                reasons.append(f"reads_{kind}")
+                forbidden = True
+        if not verified:
+            values = [("address", personal.address), *[("phone", p) for p in personal.phones],
+                      *[("family_name", f) for f in personal.family_names],
+                      *[("health", h) for h in personal.health_terms]]
+            for kind, value in values:
+                if value and _contains_value(norm, value):
+                    reasons.append(f"reads_{kind}")
+    if not verified:
+        for w in _hits(_PERSONAL_ASK, norm):
+            reasons.append(f"personal_unverified:{w}")
+    if not reasons:
+        return GateDecision(allowed=True, text=text)
+    d = dialect if dialect in ("cmn", "yue") else "cmn"
+    safe = policy.safe_forbidden[d] if forbidden else policy.safe_unverified[d]
+    return GateDecision(allowed=False, reasons=tuple(dict.fromkeys(reasons)), text=safe)
+
+
+# --- redaction for operators ----------------------------------------------------------------------
+
+_ADDRESS = re.compile(
+    r"[\u4e00-\u9fff]{1,12}(路|街|道|巷|里|村|大道|花园|小区|新村)[\u4e00-\u9fff0-9０-９一二三四五六七八九十零〇幺两\-]{0,12}"
+    r"(号楼|栋|座|号|楼|室|房)([0-9０-９一二三四五六七八九十零〇幺两\-]{1,6}(号|室|房|楼)?)*"
+)
+_LABELS = {"id_number": "[身份证号]", "card_number": "[卡号]", "phone": "[电话]", "number": "[号码]"}
+
+
+def redact(text: str, *, personal: PersonalData | None = None) -> str:
+    """Mask phone/ID/card numbers (any spelling), addresses and known names for operator views."""
+    t = "".join(ch for ch in (text or "") if unicodedata.category(ch) != "Cf")
+    out: list[str] = []
+    pos = 0
+    for run in _digit_runs(t, min_digits=7):
+        out.append(t[pos : run.start])
+        out.append(_LABELS[_classify_digits(run.digits)])
+        pos = run.end
+    out.append(t[pos:])
+    t = "".join(out)
+    t = _ADDRESS.sub("[地址]", t)
+    if personal is not None:
+        for value, label in [(personal.address, "[地址]"), (personal.name, "[姓名]"),
+                             *[(f, "[家人]") for f in personal.family_names]]:
+            if value and len(value.strip()) >= 2:
+                for variant in sorted(_script_variants(value), key=len, reverse=True):
+                    t = t.replace(variant, label)
+    return t
+
+
+# --- the pipecat processor ------------------------------------------------------------------------
+
+BlockSink = Callable[[GateDecision, str], Awaitable[None]]
+
+
+class PiiGate(FrameProcessor):
+    """Place right before TTS. Blocked utterances are replaced by a safe sentence and logged."""
+
+    def __init__(self, *, session: CallSession, policy: PiiPolicy | None = None, on_block: BlockSink | None = None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self._session = session
+        self._policy = policy or PiiPolicy()
+        self._on_block = on_block
+        self.blocked: list[GateDecision] = []
+
+    def set_personal(self, personal: PersonalData | None) -> None:
+        self._policy = dataclasses.replace(self._policy, personal=personal)
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        if (
+            direction == FrameDirection.DOWNSTREAM
+            and isinstance(frame, (TTSSpeakFrame, TextFrame))
+            and not isinstance(frame, (TranscriptionFrame, InterimTranscriptionFrame))
+        ):
+            decision = check_utterance(
+                frame.text, verified=self._session.verified, dialect=self._session.dialect, policy=self._policy
+            )
+            if not decision.allowed:
+                self.blocked.append(decision)
+                logger.warning(f"call {self._session.call_id}: PII gate blocked an utterance: {', '.join(decision.reasons)}")
+                if self._on_block is not None:
+                    try:
+                        await self._on_block(decision, redact(frame.text, personal=self._policy.personal))
+                    except Exception as exc:  # a flag that cannot be stored must not let the text out
+                        logger.error(f"call {self._session.call_id}: PII block not reported: {exc}")
+                frame = _replace_text(frame, decision.text)
+        await self.push_frame(frame, direction)
+
+
+def _replace_text(frame: Frame, text: str) -> Frame:
+    if isinstance(frame, TTSSpeakFrame):
+        return TTSSpeakFrame(text=text)
+    try:
+        return dataclasses.replace(frame, text=text)
+    except (TypeError, ValueError):
+        return TTSSpeakFrame(text=text)
+
+
+def _script_variants(value: str) -> set[str]:
+    out = {value, _zh_simplify(value)}
+    try:
+        import zhconv
+
+        out |= {zhconv.convert(value, "zh-hant"), zhconv.convert(value, "zh-hk")}
+    except ModuleNotFoundError:  # pragma: no cover
+        pass
+    return {v for v in out if v}
