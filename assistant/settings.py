@@ -65,7 +65,6 @@ class AsrSettings:
     whisper_temperature: float = 0.0  # no temperature fallback: short phone turns loop otherwise
     whisper_vad_filter: bool = True  # silero VAD inside faster-whisper drops silence / line noise
     phrase_min_score: float = 0.5  # closed prompts: best phrase similarity needed to accept (0..1)
-    auto_second_pass: bool = True  # after auto-detection, decode again with the detected dialect's settings
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -47,9 +47,9 @@ def state(spec: ModelSpec, settings: Settings) -> str:
     return "present"
 
 
-def require(model_id: str, settings: Settings) -> Path:
+def require(model_id: str, settings: Settings, *, spec: ModelSpec | None = None) -> Path:
     """The model's folder, or ``ModelMissingError`` naming the command that provisions it."""
-    spec = get_spec(model_id)
+    spec = spec or get_spec(model_id)
     if state(spec, settings) != "present":
         raise ModelMissingError(
             f"model {model_id} is not provisioned in {model_dir(spec, settings)}; run `assistant models fetch {model_id}`"
@@ -218,12 +218,15 @@ def _download(spec: ModelSpec, work: Path, *, progress: bool) -> None:
     _extract(dest, spec, work / spec.id)
 
 
-def fetch(model_id: str, settings: Settings, *, allow_download: bool, progress: bool = True) -> FetchOutcome:
+def fetch(
+    model_id: str, settings: Settings, *, allow_download: bool, progress: bool = True, spec: ModelSpec | None = None
+) -> FetchOutcome:
     """Provision one model; never raises for a model that cannot be had (the outcome says why)."""
-    try:
-        spec = get_spec(model_id)
-    except ModelMissingError as exc:
-        return FetchOutcome(model_id=model_id, ok=False, source="", message=exc.message)
+    if spec is None:
+        try:
+            spec = get_spec(model_id)
+        except ModelMissingError as exc:
+            return FetchOutcome(model_id=model_id, ok=False, source="", message=exc.message)
     if state(spec, settings) == "present" and not verify(spec, settings, progress=progress):
         return FetchOutcome(model_id=model_id, ok=True, source="present", message="already present and verified")
     settings.paths.models_dir.mkdir(parents=True, exist_ok=True)

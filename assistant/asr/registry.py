@@ -5,7 +5,8 @@
 - ``recognize(pcm16, sample_rate_hz=..., dialect=..., options=..., settings=...)`` resamples once to the
   model's rate, picks the model for the dialect (``settings.asr.default_model_<dialect>``) and decodes in
   ``asyncio.to_thread``. ``dialect=None`` auto-detects: every model in ``settings.asr.auto_dialect_models``
-  decodes the utterance, the most confident result wins and its text decides the dialect.
+  decodes the utterance (whisper once per dialect, with that dialect's prompt); the result with the best
+  confidence plus Cantonese-character evidence wins, and its dialect is reported.
 - ``recognize_sync`` is the same for command-line tools and evaluation (no event loop).
 """
 
@@ -17,6 +18,7 @@ import weakref
 from collections.abc import Callable
 
 from assistant.asr.base import AsrResult, Recognizer, RecognizerOptions
+from assistant.asr.dialect_id import cantonese_score
 from assistant.errors import AsrError, AssistantError
 from assistant.settings import Settings
 
@@ -158,10 +160,27 @@ def _decode(rec: Recognizer, pcm16: bytes, sample_rate_hz: int, options: Recogni
         raise AsrError(f"{rec.engine}:{rec.model_id} failed to decode ({type(exc).__name__}: {exc})") from exc
 
 
+# auto-detection: a result's score is its confidence plus this weight × the Cantonese evidence in a
+# Cantonese decoding (colloquial characters); measured on ../shared clips, see reports/asr.md
+YUE_MARKER_WEIGHT = 0.4
+
+
+def _auto_score(r: AsrResult) -> float:
+    if not r.text:
+        return -1.0
+    return r.confidence + (YUE_MARKER_WEIGHT * cantonese_score(r.text) if r.dialect == "yue" else 0.0)
+
+
 def _pick(results: list[AsrResult]) -> AsrResult:
-    """Most confident non-empty result (the first one when all are empty)."""
-    non_empty = [r for r in results if r.text]
-    return max(non_empty, key=lambda r: r.confidence) if non_empty else results[0]
+    """The best-scoring result (the first one when all are empty)."""
+    return max(results, key=_auto_score) if any(r.text for r in results) else results[0]
+
+
+def _auto_views(rec: Recognizer, settings: Settings) -> list[Recognizer]:
+    """What one candidate model decodes in auto mode: whisper once per dialect, others once."""
+    if rec.engine == "faster-whisper":
+        return [dialect_view(rec, d, settings) for d in DIALECTS]
+    return [rec]
 
 
 def _auto_candidates(settings: Settings) -> list[str]:
@@ -191,20 +210,9 @@ async def recognize(
     results = []
     for model_id in _auto_candidates(settings):
         rec = await get_recognizer(model_id, settings=settings)
-        results.append(await asyncio.to_thread(_decode, rec, pcm16, sample_rate_hz, options))
-    best = _pick(results)
-    return await _second_pass(best, pcm16, sample_rate_hz, options, settings)
-
-
-async def _second_pass(best, pcm16, sample_rate_hz, options, settings) -> AsrResult:
-    """After auto-detection: decode again with the detected dialect's own settings when they differ."""
-    if not best.text or not settings.asr.auto_second_pass:
-        return best
-    rec = dialect_view(await get_recognizer(model_for(best.dialect, settings), settings=settings), best.dialect, settings)
-    if rec.model_id == best.model_id and rec.engine != "faster-whisper":
-        return best
-    again = await asyncio.to_thread(_decode, rec, pcm16, sample_rate_hz, options)
-    return again if again.text else best
+        for view in _auto_views(rec, settings):
+            results.append(await asyncio.to_thread(_decode, view, pcm16, sample_rate_hz, options))
+    return _pick(results)
 
 
 def recognize_sync(
@@ -221,14 +229,8 @@ def recognize_sync(
         rec = dialect_view(load_recognizer_sync(model_for(dialect, settings), settings=settings), dialect, settings)
         return _decode(rec, pcm16, sample_rate_hz, options)
     results = [
-        _decode(load_recognizer_sync(m, settings=settings), pcm16, sample_rate_hz, options)
-        for m in _auto_candidates(settings)
+        _decode(view, pcm16, sample_rate_hz, options)
+        for model_id in _auto_candidates(settings)
+        for view in _auto_views(load_recognizer_sync(model_id, settings=settings), settings)
     ]
-    best = _pick(results)
-    if not best.text or not settings.asr.auto_second_pass:
-        return best
-    rec = dialect_view(load_recognizer_sync(model_for(best.dialect, settings), settings=settings), best.dialect, settings)
-    if rec.model_id == best.model_id and rec.engine != "faster-whisper":
-        return best
-    again = _decode(rec, pcm16, sample_rate_hz, options)
-    return again if again.text else best
+    return _pick(results)

@@ -12,6 +12,7 @@ Decoding choices (measured with ``assistant eval asr``; see reports/asr.md):
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -59,9 +60,11 @@ class WhisperRecognizer(Recognizer):
         compute_type: str = "int8",
         decoding: WhisperDecoding | None = None,
         model=None,
+        lock: threading.Lock | None = None,
     ) -> None:
         from faster_whisper import WhisperModel
 
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every utterance at INFO
         self.model_id = model_id
         self.dialect = dialect
         self.sample_rate_hz = SAMPLE_RATE_HZ
@@ -70,12 +73,13 @@ class WhisperRecognizer(Recognizer):
         self._model = model or WhisperModel(
             model_dir, device="cpu", compute_type=compute_type, cpu_threads=threads, num_workers=1
         )
-        self._lock = threading.Lock()  # CTranslate2 with num_workers=1: one decode at a time
+        self._lock = lock or threading.Lock()  # one decode at a time per loaded model (num_workers=1)
 
     def with_dialect(self, dialect: str, decoding: WhisperDecoding) -> WhisperRecognizer:
         """The same loaded weights, decoding for another dialect (no second copy in memory)."""
         return WhisperRecognizer(
-            model_id=self.model_id, model_dir="", dialect=dialect, threads=0, decoding=decoding, model=self._model
+            model_id=self.model_id, model_dir="", dialect=dialect, threads=0, decoding=decoding,
+            model=self._model, lock=self._lock,
         )
 
     def session(self, options: RecognizerOptions | None = None) -> RecognizerSession:

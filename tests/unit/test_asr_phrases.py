@@ -1,0 +1,72 @@
+"""Closed-prompt phrase scoring, dialect evidence, domain vocabulary and vosk grammar strings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from assistant.asr.dialect_id import cantonese_score, guess_dialect
+from assistant.asr.phrases import match_phrase, phrase_similarity
+from assistant.asr.vosk_engine import grammar_json
+from dialect_models.vocab import load_vocabulary, parse_vocabulary
+
+SERVICES = ["煤气", "石油气", "送餐", "维修", "预约"]
+
+
+@pytest.mark.parametrize(
+    ("hyp", "expected"),
+    [
+        ("我要没器", "煤气"),  # homophone mis-recognition
+        ("帮我叫一下石油器", "石油气"),  # embedded in a longer sentence
+        ("送参", "送餐"),
+        ("我家水管坏了要维休", "维修"),
+        ("预越", "预约"),
+    ],
+)
+def test_phrase_matching_recovers_homophones(hyp, expected):
+    m = match_phrase(hyp, SERVICES)
+    assert m is not None and m.phrase == expected
+    assert m.score > m.runner_up_score
+
+
+def test_yes_no_negation_wins_over_its_substring():
+    grammar = load_vocabulary("cmn").grammar("yes_no")
+    assert load_vocabulary("cmn").canonical("yes_no", match_phrase("不是啊", grammar).phrase) == "不是"
+    assert load_vocabulary("cmn").canonical("yes_no", match_phrase("是的是的", grammar).phrase) == "是"
+
+
+def test_unrelated_speech_scores_low():
+    m = match_phrase("今天天气怎么样", SERVICES)
+    assert m is None or m.score < 0.5
+    assert phrase_similarity("", "煤气") == 0.0
+
+
+def test_cantonese_evidence():
+    assert guess_dialect("佢哋喺度食紧饭") == "yue"
+    assert guess_dialect("我们在这里吃饭没有") == "cmn"
+    assert guess_dialect("煤气", default="yue") == "yue"  # no evidence either way
+    assert cantonese_score("") == 0.0
+
+
+@pytest.mark.parametrize("dialect", ["cmn", "yue"])
+def test_vocabulary_has_every_section_the_prompts_use(dialect):
+    v = load_vocabulary(dialect)
+    for section in ("yes_no", "menu", "service", "services", "districts", "hospitals", "numbers", "times"):
+        assert v.grammar(section), section
+    assert {"蓬江", "江海", "新会", "台山", "开平", "鹤山", "恩平"} <= set(v.grammar("districts"))
+    assert {"煤气", "石油气", "送餐", "维修", "预约"} <= set(v.grammar("service"))
+    assert v.prompt  # whisper's initial prompt
+
+
+def test_vocabulary_parser_rejects_phrases_outside_sections():
+    with pytest.raises(ValueError):
+        parse_vocabulary("煤气\n[services]\n", dialect="cmn")
+    v = parse_vocabulary("[yes_no]\n是 | 对\n不是\n", dialect="cmn")
+    assert v.grammar("yes_no") == ["是", "对", "不是"]
+    assert v.canonical("yes_no", "对") == "是"
+
+
+def test_vosk_grammar_offers_words_and_characters_plus_unknown():
+    phrases = json.loads(grammar_json(["煤气", "送餐", "煤气"]))
+    assert phrases == ["煤气", "煤 气", "送餐", "送 餐", "[unk]"]
