@@ -1,0 +1,126 @@
+"""``GET /api/verify?number=...`` — is the platform calling this number right now, and with which code?
+
+The smart screen polls it with the elder's number when the phone rings: a current ledger entry →
+"平安通正在给您打电话 — 确认码 4821"; none → a red warning. Authenticated like the platform API
+(``Authorization: Bearer <service token>``, or a console session through the platform's auth hooks).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from aiohttp import web
+from loguru import logger
+
+from assistant.errors import FraudGuardError
+from assistant.fraud_guard.ledger import CallLedger, set_default_ledger
+from assistant.platform.models import normalize_phone
+from assistant.settings import Settings
+
+LEDGER_KEY = web.AppKey("fraud_ledger", CallLedger)
+_TOKEN_KEY = web.AppKey("fraud_service_token", str)
+_SETTINGS_KEY = web.AppKey("fraud_settings", Settings)
+
+
+def screen_message(entry, *, dialect: str | None = None) -> str:
+    if entry is None:
+        if dialect == "yue":
+            return "⚠ 平安通而家冇打俾你。对方话系平安通就系假嘅，请收线，唔好俾钱或者讲验证码。"
+        return "⚠ 平安通现在没有给您打电话。对方自称平安通就是假的，请挂断，不要转账、不要说验证码。"
+    if dialect == "yue":
+        return f"平安通正在打俾你 — 确认码 {entry.code}"
+    return f"平安通正在给您打电话 — 确认码 {entry.code}"
+
+
+async def _authenticated(request: web.Request) -> bool:
+    header = request.headers.get("Authorization", "")
+    token = request.app.get(_TOKEN_KEY, "")
+    if header.startswith("Bearer ") and token and secrets.compare_digest(header[7:].strip().encode(), token.encode()):
+        return True
+    try:
+        from assistant.platform.api import AUTH_HOOKS_KEY
+    except ImportError:
+        return False
+    for hook in request.app.get(AUTH_HOOKS_KEY, []):
+        if await hook(request):
+            return True
+    return False
+
+
+def _error(code: str, message: str, status: int) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+async def verify(request: web.Request) -> web.Response:
+    if not await _authenticated(request):
+        return _error("unauthorized", "missing or wrong bearer token", 401)
+    number = normalize_phone(request.query.get("number", ""))
+    if len(number.lstrip("+")) < 3:
+        return _error("invalid", "number is required (digits)", 400)
+    ledger = request.app.get(LEDGER_KEY)
+    if ledger is None:
+        return _error("fraud_ledger", "call ledger not ready", 503)
+    try:
+        entry = await ledger.current_for_number(number)
+    except FraudGuardError as exc:
+        return _error(exc.code, exc.message, 503)
+    dialect = request.query.get("dialect")
+    body: dict[str, Any] = {
+        "number": number,
+        "calling": entry is not None,
+        "code": entry.code if entry else None,
+        "purpose": entry.purpose if entry else None,
+        "elder_id": entry.elder_id if entry else None,
+        "valid_until": entry.valid_until.isoformat() if entry else None,
+        "status": entry.status if entry else None,
+        "message": screen_message(entry, dialect=dialect),
+        "warning": entry is None,
+    }
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+async def _fraud_ctx(app: web.Application):
+    settings = app[_SETTINGS_KEY]
+    engine = None
+    store = None
+    try:
+        from assistant.platform.api import STORE_KEY
+
+        store = app.get(STORE_KEY)
+    except ImportError:
+        store = None
+    if store is not None:
+        ledger = CallLedger.for_engine(store.engine, settings=settings)
+    else:
+        from assistant.platform.db import create_engine_for
+
+        engine = create_engine_for(settings)
+        ledger = CallLedger.for_engine(engine, settings=settings)
+        logger.warning("fraud guard: no platform store on the app; the ledger opens its own engine")
+    app[LEDGER_KEY] = ledger
+    set_default_ledger(ledger, settings=settings)
+    try:
+        yield
+    finally:
+        set_default_ledger(None, settings=settings)
+        if engine is not None:
+            await engine.dispose()
+
+
+def setup_fraud_api(app: web.Application, *, settings: Settings) -> None:
+    """Mount ``GET /api/verify`` and the ledger's lifecycle (after ``setup_platform_api``: shares its engine)."""
+    app[_SETTINGS_KEY] = settings
+    token = settings.server.service_token
+    if not token:
+        try:
+            from assistant.platform.api import SERVICE_TOKEN_KEY, service_token
+
+            token = app.get(SERVICE_TOKEN_KEY) or service_token(settings)
+        except ImportError:
+            from assistant.server import service_token
+
+            token = service_token(settings)
+    app[_TOKEN_KEY] = token
+    app.router.add_get("/api/verify", verify)
+    app.cleanup_ctx.append(_fraud_ctx)
