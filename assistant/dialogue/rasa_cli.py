@@ -1,0 +1,341 @@
+"""``assistant rasa``: train and test the Rasa project in ``intents/``; the servers' command lines.
+
+Rasa 3.6 lives in its own environment (``.venv-rasa``, Python 3.11, built by ``scripts/setup.sh``) and is
+always run as ``<rasa-env>/bin/python -m rasa ...`` with the working directory ``intents/`` (the custom
+NLU components and the ``actions`` package are imported from there).
+
+Subcommands
+- ``assistant rasa train [--if-changed] [--force]`` trains ``intents/models/elder.tar.gz``. The hash of
+  everything that goes into the model (``config.yml``, ``domain.yml``, ``data/``, ``components/``,
+  ``credentials.yml``; not ``models/``, ``actions/``, ``tests/``, caches) is kept in ``intents/models/.hash``;
+  with ``--if-changed`` nothing is done when it is unchanged and the model exists.
+- ``assistant rasa test [--folds N] [--no-nlu]`` runs ``rasa test core`` on ``intents/tests/test_stories.yml``
+  and NLU cross-validation; reports go under ``reports/rasa/``; prints a JSON summary.
+- ``assistant rasa commands`` prints the two server command lines and their environment.
+
+For the supervisor (``assistant/runtime.py``), the exact processes, both with ``cwd=intents/``:
+
+    rasa server:    <rasa-env>/bin/python -m rasa run --enable-api -i 127.0.0.1 -p <rasa_port>
+                        --model intents/models --credentials intents/credentials.yml
+                        --endpoints var/rasa/endpoints.yml
+                    health: GET http://127.0.0.1:<rasa_port>/status
+    action server:  <rasa-env>/bin/python -m rasa run actions -p <actions_port> --actions actions
+                    health: GET http://127.0.0.1:<actions_port>/health
+
+``rasa_server_command(settings)`` writes ``var/rasa/endpoints.yml`` from the settings: the action server
+URL (``http://127.0.0.1:<actions_port>/webhook``), the tracker store (SQLite ``var/rasa/tracker.db`` by
+default; ``dialogue.tracker_store_url = postgresql://user:pw@host:5432/db`` for PostgreSQL) and, when
+``dialogue.lock_store_url = redis://host:6379/1`` is set, a Redis lock store so that several Rasa servers
+can share the tracker store. Environment for both children (``rasa_child_env``):
+
+    ASSISTANT_API_URL        base URL of the Platform API (the action server calls /api/orders, /api/alerts)
+    ASSISTANT_SERVICE_TOKEN  bearer token for the Platform API
+    RASA_TELEMETRY_ENABLED=false, TF_CPP_MIN_LOG_LEVEL=2 (quiet, offline)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from assistant.errors import DialogueError, SetupError
+from assistant.settings import Settings
+
+MODEL_NAME = "elder"
+# what goes into the trained model; everything else in intents/ can change without retraining
+MODEL_INPUTS = ("config.yml", "domain.yml", "credentials.yml", "data", "components")
+_SKIP_PARTS = {"__pycache__", ".rasa", "models", "results"}
+
+
+# -- command lines for the supervisor ---------------------------------------------------------------------
+def rasa_python(settings: Settings) -> Path:
+    env_dir = Path(settings.dialogue.rasa_env_dir) if settings.dialogue.rasa_env_dir else settings.paths.root / ".venv-rasa"
+    python = env_dir / "bin" / "python"
+    if not python.exists():
+        raise SetupError(f"the Rasa environment is missing at {env_dir} (run scripts/setup.sh)")
+    return python
+
+
+def model_path(settings: Settings) -> Path:
+    return settings.paths.intents_dir / "models" / f"{MODEL_NAME}.tar.gz"
+
+
+def _tracker_store(settings: Settings) -> dict[str, Any]:
+    url = getattr(settings.dialogue, "tracker_store_url", "")
+    if not url:
+        db = settings.paths.var_dir / "rasa" / "tracker.db"
+        return {"type": "SQL", "dialect": "sqlite", "db": str(db)}
+    parts = urlsplit(url)
+    dialect = parts.scheme.split("+")[0]
+    if dialect not in {"postgresql", "sqlite"}:
+        raise SetupError(f"tracker store URL must be postgresql://... or sqlite:///..., not {parts.scheme}://")
+    if dialect == "sqlite":
+        return {"type": "SQL", "dialect": "sqlite", "db": parts.path.lstrip("/") if parts.netloc else parts.path}
+    store: dict[str, Any] = {
+        "type": "SQL",
+        "dialect": "postgresql",
+        "url": parts.hostname or "localhost",
+        "port": parts.port or 5432,
+        "db": parts.path.lstrip("/") or "rasa",
+    }
+    if parts.username:
+        store["username"] = unquote(parts.username)
+    if parts.password:
+        store["password"] = unquote(parts.password)
+    return store
+
+
+def _lock_store(settings: Settings) -> dict[str, Any] | None:
+    url = getattr(settings.dialogue, "lock_store_url", "")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss"}:
+        raise SetupError(f"lock store URL must be redis://host:port/db, not {url}")
+    lock: dict[str, Any] = {
+        "type": "redis",
+        "url": parts.hostname or "localhost",
+        "port": parts.port or 6379,
+        "db": int(parts.path.lstrip("/") or 1),
+        "use_ssl": parts.scheme == "rediss",
+    }
+    if parts.password:
+        lock["password"] = unquote(parts.password)
+    return lock
+
+
+def endpoints_config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "action_endpoint": {"url": f"http://127.0.0.1:{settings.dialogue.actions_port}/webhook"},
+        "tracker_store": _tracker_store(settings),
+    }
+    lock = _lock_store(settings)
+    if lock:
+        config["lock_store"] = lock
+    return config
+
+
+def write_endpoints(settings: Settings) -> Path:
+    """``var/rasa/endpoints.yml`` for the Rasa server (JSON is valid YAML), and the SQLite folder."""
+    folder = settings.paths.var_dir / "rasa"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "endpoints.yml"
+    text = json.dumps(endpoints_config(settings), indent=2) + "\n"
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def rasa_server_command(settings: Settings, *, python: Path | str | None = None) -> list[str]:
+    """The Rasa server (REST channel + HTTP API on loopback). Run with ``cwd=intents/``."""
+    intents = settings.paths.intents_dir
+    return [
+        str(python or rasa_python(settings)),
+        "-m",
+        "rasa",
+        "run",
+        "--enable-api",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(settings.dialogue.rasa_port),
+        "--model",
+        str(intents / "models"),
+        "--credentials",
+        str(intents / "credentials.yml"),
+        "--endpoints",
+        str(write_endpoints(settings)),
+    ]
+
+
+def action_server_command(settings: Settings, *, python: Path | str | None = None) -> list[str]:
+    """The rasa-sdk action server. Run with ``cwd=intents/`` and ``rasa_child_env``."""
+    return [
+        str(python or rasa_python(settings)),
+        "-m",
+        "rasa",
+        "run",
+        "actions",
+        "-p",
+        str(settings.dialogue.actions_port),
+        "--actions",
+        "actions",
+    ]
+
+
+def rasa_child_env(*, api_url: str, service_token: str) -> dict[str, str]:
+    return {
+        "ASSISTANT_API_URL": api_url,
+        "ASSISTANT_SERVICE_TOKEN": service_token,
+        "RASA_TELEMETRY_ENABLED": "false",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+
+
+# -- train if changed ---------------------------------------------------------------------------------------
+def intents_hash(intents_dir: Path) -> str:
+    """sha256 over the model's inputs (paths and bytes, in a stable order)."""
+    digest = hashlib.sha256()
+    files: list[Path] = []
+    for name in MODEL_INPUTS:
+        p = intents_dir / name
+        if p.is_file():
+            files.append(p)
+        elif p.is_dir():
+            files.extend(f for f in p.rglob("*") if f.is_file())
+    for f in sorted(files):
+        rel = f.relative_to(intents_dir)
+        if _SKIP_PARTS.intersection(rel.parts) or f.suffix == ".pyc":
+            continue
+        digest.update(rel.as_posix().encode() + b"\0")
+        digest.update(f.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def hash_file(settings: Settings) -> Path:
+    return settings.paths.intents_dir / "models" / ".hash"
+
+
+def needs_training(settings: Settings) -> bool:
+    h = hash_file(settings)
+    if not model_path(settings).exists() or not h.exists():
+        return True
+    return h.read_text().strip() != intents_hash(settings.paths.intents_dir)
+
+
+def _child_env() -> dict[str, str]:
+    return {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
+
+
+def train(settings: Settings, *, if_changed: bool = False) -> dict[str, Any]:
+    intents = settings.paths.intents_dir
+    if if_changed and not needs_training(settings):
+        return {"trained": False, "reason": "unchanged", "model": str(model_path(settings))}
+    python = rasa_python(settings)
+    digest = intents_hash(intents)
+    (intents / "models").mkdir(exist_ok=True)
+    log = settings.paths.var_dir / "logs" / "rasa-train.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with open(log, "wb") as out:
+        proc = subprocess.run(
+            [str(python), "-m", "rasa", "train", "--out", "models", "--fixed-model-name", MODEL_NAME],
+            cwd=intents,
+            env=_child_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    seconds = round(time.perf_counter() - t0, 1)
+    if proc.returncode != 0 or not model_path(settings).exists():
+        raise DialogueError(f"rasa train failed (exit {proc.returncode}); see {log}", code="rasa_train_failed")
+    hash_file(settings).write_text(digest + "\n")
+    return {"trained": True, "seconds": seconds, "model": str(model_path(settings)), "log": str(log)}
+
+
+# -- rasa test ----------------------------------------------------------------------------------------------
+def test(settings: Settings, *, folds: int = 3, nlu: bool = True) -> dict[str, Any]:
+    intents = settings.paths.intents_dir
+    python = rasa_python(settings)
+    if not model_path(settings).exists():
+        raise SetupError("no trained Rasa model (run `assistant rasa train`)")
+    out = settings.paths.reports_dir / "rasa"
+    out.mkdir(parents=True, exist_ok=True)
+    log = settings.paths.var_dir / "logs" / "rasa-test.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {}
+    with open(log, "wb") as logf:
+        t0 = time.perf_counter()
+        core = subprocess.run(
+            [str(python), "-m", "rasa", "test", "core", "--model", str(model_path(settings)),
+             "--stories", "tests/test_stories.yml", "--out", str(out / "core"), "--no-plot"],
+            cwd=intents, env=_child_env(), stdout=logf, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        summary["core_seconds"] = round(time.perf_counter() - t0, 1)
+        summary["core_exit"] = core.returncode
+        summary["stories"] = _story_summary(out / "core")
+        if nlu:
+            t0 = time.perf_counter()
+            proc = subprocess.run(
+                [str(python), "-m", "rasa", "test", "nlu", "--nlu", "data/nlu.yml", "--config", "config.yml",
+                 "--cross-validation", "--folds", str(folds), "--out", str(out / "nlu"), "--no-plot"],
+                cwd=intents, env=_child_env(), stdout=logf, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            summary["nlu_seconds"] = round(time.perf_counter() - t0, 1)
+            summary["nlu_exit"] = proc.returncode
+            summary["nlu_cross_validation"] = _nlu_summary(out / "nlu")
+    summary["reports"] = str(out)
+    summary["log"] = str(log)
+    return summary
+
+
+def _story_summary(folder: Path) -> dict[str, Any]:
+    failed_file = folder / "failed_test_stories.yml"
+    failed = failed_file.read_text().count("- story:") if failed_file.exists() else None
+    report = folder / "story_report.json"
+    result: dict[str, Any] = {"failed": failed}
+    if report.exists():
+        data = json.loads(report.read_text())
+        if isinstance(data.get("conversation_accuracy"), dict):
+            result["conversation_accuracy"] = data["conversation_accuracy"]
+        if isinstance(data.get("accuracy"), int | float):
+            result["action_accuracy"] = data["accuracy"]
+        if isinstance(data.get("macro avg"), dict):
+            result["action_macro_f1"] = data["macro avg"].get("f1-score")
+    return result
+
+
+def _nlu_summary(folder: Path) -> dict[str, Any]:
+    report = folder / "intent_report.json"
+    if not report.exists():
+        return {}
+    data = json.loads(report.read_text())
+    return {
+        "accuracy": data.get("accuracy"),
+        "macro_f1": (data.get("macro avg") or {}).get("f1-score"),
+        "weighted_f1": (data.get("weighted avg") or {}).get("f1-score"),
+    }
+
+
+# -- CLI ----------------------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="rasa_command", required=True)
+    t = sub.add_parser("train", help="train intents/models/elder.tar.gz")
+    t.add_argument("--if-changed", action="store_true", help="skip when intents/ is unchanged since the last training")
+    ts = sub.add_parser("test", help="rasa test core (test stories) + NLU cross-validation into reports/rasa/")
+    ts.add_argument("--folds", type=int, default=3)
+    ts.add_argument("--no-nlu", action="store_true", help="only the test stories")
+    sub.add_parser("commands", help="print the Rasa server and action server command lines")
+
+
+def run(args: argparse.Namespace) -> int:
+    from assistant.settings import load_settings
+
+    settings = load_settings()
+    if args.rasa_command == "train":
+        result = train(settings, if_changed=args.if_changed)
+        print(json.dumps(result, ensure_ascii=False))
+        return 0
+    if args.rasa_command == "test":
+        result = test(settings, folds=args.folds, nlu=not args.no_nlu)
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        failed = (result.get("stories") or {}).get("failed")
+        return 0 if result.get("core_exit") == 0 and not failed else 1
+    if args.rasa_command == "commands":
+        print(json.dumps(
+            {
+                "cwd": str(settings.paths.intents_dir),
+                "rasa_server": rasa_server_command(settings),
+                "action_server": action_server_command(settings),
+                "env": rasa_child_env(api_url=f"http://{settings.server.host}:{settings.server.port}", service_token="<service token>"),
+            },
+            ensure_ascii=False, indent=2,
+        ))  # fmt: skip
+        return 0
+    return 2
