@@ -12,17 +12,18 @@
    Every fall-through writes one warning line naming the voice, the error code and the next voice.
 
 ``split_clauses(text)`` cuts a reply into clauses for streaming: the pipeline speaks the first clause
-while the rest are synthesized. ``warm(prompts, settings=...)`` fills the cache at start-up.
+while the rest are synthesized (``synthesize_clauses`` does that look-ahead for a caller). ``warm(prompts, settings=...)`` fills the cache at start-up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -306,6 +307,34 @@ def split_clauses(text: str) -> list[str]:
         else:
             out.append(carry)
     return out
+
+
+async def synthesize_clauses(
+    text: str, *, dialect: str, rate_wpm: int, volume: float, settings: Settings
+) -> AsyncIterator[SpeechAudio]:
+    """Speech for ``text`` clause by clause, the next clause synthesized while the caller plays this one.
+
+    The first item arrives as soon as the first clause is ready; a clause no voice can speak raises
+    ``TtsError`` when it is reached. Cancelling the consumer cancels the look-ahead task too.
+    """
+    clauses = split_clauses(text) or [text]
+
+    def start(clause: str) -> asyncio.Task[SpeechAudio]:
+        return asyncio.ensure_future(
+            synthesize(clause, dialect=dialect, rate_wpm=rate_wpm, volume=volume, settings=settings)
+        )
+
+    pending = start(clauses[0])
+    try:
+        for i in range(len(clauses)):
+            audio = await pending
+            pending = start(clauses[i + 1]) if i + 1 < len(clauses) else None
+            yield audio
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TtsError):
+                await pending
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -183,3 +183,11 @@ def test_prompt_cache_lru_and_prune(tmp_path):
     assert len(list(tmp_path.glob("*.wav"))) == 2
     assert make_key(voice="v", rate_wpm=130, volume=1.0, text="a").digest != \
         make_key(voice="v", rate_wpm=130, volume=0.5, text="a").digest
+
+
+async def test_synthesize_clauses_streams_in_order_with_look_ahead(settings, fakes):
+    s = with_voices(settings, cmn=["fake-tone-cmn"])
+    text = "好的，给您订两罐煤气。大约二十分钟送到！还有别的需要吗？"
+    got = [a async for a in registry.synthesize_clauses(text, dialect="cmn", rate_wpm=130, volume=1.0, settings=s)]
+    assert len(got) == 3
+    assert [c.text for c in fakes["fake-tone-cmn"].calls] == registry.split_clauses(text)
