@@ -245,6 +245,7 @@ def write_page(path: Path, results: list[VoiceResult]) -> None:
     from assistant.tts.registry import VOICES
 
     rows = []
+    results = sorted(results, key=lambda r: (r.dialect, r.error != "", r.cer))
     for r in results:
         info = VOICES.get(r.voice)
         head = (f"<h2>{html.escape(r.voice)} — {r.dialect}{' — phone (8 kHz µ-law)' if r.phone else ''}</h2>"
@@ -262,6 +263,15 @@ def write_page(path: Path, results: list[VoiceResult]) -> None:
         )
         rows.append(head + "<table><tr><th>listen</th><th>asked to say</th><th>whisper-base heard</th>"
                     f"<th>CER</th></tr>{body}</table>")
+    summary = "".join(
+        f"<tr><td>{html.escape(r.voice)}</td><td>{r.dialect}</td><td>{'phone' if r.phone else '16 kHz'}</td>"
+        + (f"<td colspan=4 class=err>{html.escape(r.error)}</td>" if r.error else
+           f"<td>{r.cer:.3f}</td><td>{r.rtf:.3f}</td><td>{r.first_audio_ms:.0f}</td><td>{r.first_audio_cached_ms:.2f}</td>")
+        + f"<td>{html.escape(VOICES[r.voice].licence if r.voice in VOICES else '?')}</td></tr>"
+        for r in results
+    )
+    rows.insert(0, "<table><tr><th>voice</th><th>dialect</th><th>channel</th><th>CER</th><th>RTF</th>"
+                "<th>first audio ms</th><th>cached ms</th><th>licence</th></tr>" + summary + "</table>")
     page = ("<!doctype html><html lang=zh><meta charset=utf-8><title>TTS voices — listening page</title>"
             "<style>body{font-family:sans-serif;max-width:72em;margin:auto}td,th{border-bottom:1px solid #ccc;"
             "padding:4px;text-align:left}.err{color:#a00}</style><h1>长者语音助手 — voices compared</h1>"
