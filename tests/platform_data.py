@@ -38,3 +38,41 @@ async def make_family(store: PlatformStore, *, phone: str = "0750-3201001", dist
         ],
         schedules=[NewSchedule(days="mon,wed,fri")],
     )
+
+
+SERVICE_TOKEN = "test-service-token"
+AUTH = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+
+
+def api_settings(tmp_path, db_url: str, **store):
+    """Settings for ``assistant.platform.api.create_app``: var/ in tmp_path, a fixed service token and a
+    fast SLA loop (override any ``StoreSettings`` field with ``store``)."""
+    import os
+
+    from assistant.settings import load_settings
+
+    env = {**os.environ, "ASSISTANT_VAR_DIR": str(tmp_path / "var")}
+    return load_settings(
+        env,
+        store={"database_url": db_url, "sla_check_interval_s": 0.02, "outbox_interval_s": 0.05} | store,
+        server={"service_token": SERVICE_TOKEN},
+    )
+
+
+async def eventually(check, *, timeout_s: float = 5.0, interval_s: float = 0.02):
+    """Poll ``check()`` (sync or async) until it returns something truthy; fail after ``timeout_s``."""
+    import asyncio
+    import inspect
+    import itertools
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    for _ in itertools.count():
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(interval_s)

@@ -45,7 +45,8 @@ AUTH_HOOKS_KEY = web.AppKey("platform_auth_hooks", list)
 CLOCK_KEY = web.AppKey("platform_clock", object)
 SENDERS_KEY = web.AppKey("platform_senders", dict)
 _SETTINGS_KEY = web.AppKey("platform_settings", Settings)
-_PRINCIPAL = "platform_principal"
+SHUTDOWN_GRACE_S = 5.0
+_PRINCIPAL = web.RequestKey("platform_principal", str)
 
 
 # ---------------------------------------------------------------- service token
@@ -422,7 +423,11 @@ async def _platform_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
+        # let the loops finish their round (no query cancelled half-way), then cancel stragglers
+        watcher.stop()
+        dispatcher.stop()
+        _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+        for task in pending:
             task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for task, result in zip(tasks, results, strict=True):

@@ -82,10 +82,18 @@ def upgrade_heads(url: str) -> bool:
             Path(db).parent.mkdir(parents=True, exist_ok=True)
     if is_up_to_date(url):
         return False
+    # a synchronous connection handed to env.py: safe to call from a worker thread or a plain script,
+    # never starts an event loop of its own
+    engine = create_engine(sync_url(url))
     try:
-        command.upgrade(alembic_config(url), "heads")
+        with engine.begin() as conn:
+            cfg = alembic_config(url)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "heads")
     except Exception as exc:
         raise StoreError(f"migration failed: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+    finally:
+        engine.dispose()
     return True
 
 

@@ -57,6 +57,7 @@ class OutboxDispatcher:
         self._senders.update(senders or {})
         self._max_attempts = max_attempts
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
 
     def wake(self) -> None:
         """Deliver soon (called after an alert was written)."""
@@ -87,9 +88,14 @@ class OutboxDispatcher:
         await self._store.mark_outbox(item.outbox_id, sent=True)
         return True
 
+    def stop(self) -> None:
+        """Finish the current round, then return from ``run``."""
+        self._stopping.set()
+        self._wake.set()
+
     async def run(self, *, interval_s: float) -> None:
-        """Deliver forever (until cancelled); a database outage is logged and retried next round."""
-        while True:
+        """Deliver until ``stop()`` or cancellation; a database outage is logged and retried next round."""
+        while not self._stopping.is_set():
             try:
                 await self.deliver_pending()
             except StoreError as exc:

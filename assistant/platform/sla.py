@@ -38,7 +38,7 @@ class SlaWatcher:
         answer_sla_s: float,
         interval_s: float,
         clock: Callable[[], dt.datetime] | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
         on_alerts: Callable[[list[AlertInfo]], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
@@ -46,7 +46,8 @@ class SlaWatcher:
         self._answer_sla_s = answer_sla_s
         self._interval_s = interval_s
         self._clock = clock or store.now
-        self._sleep = sleep
+        self._sleep = sleep or self._pause
+        self._stopping = asyncio.Event()
         self._on_alerts = on_alerts
         self.rounds = 0
         self.last: SlaRound | None = None
@@ -67,8 +68,20 @@ class SlaWatcher:
         self.rounds += 1
         return self.last
 
+    def stop(self) -> None:
+        """Finish the current scan, then return from ``run`` (no cancellation in the middle of a query)."""
+        self._stopping.set()
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
     async def run(self) -> None:
-        """Scan every ``interval_s`` until cancelled (cancellation propagates)."""
-        while True:
+        """Scan every ``interval_s`` until ``stop()`` or cancellation (which propagates)."""
+        while not self._stopping.is_set():
             await self.check_once()
+            if self._stopping.is_set():
+                break
             await self._sleep(self._interval_s)
