@@ -152,14 +152,33 @@ class CallWatch:
         self.turns += 1
         new = self.detector.match_turn(text, speaker=speaker, turn=self.turns)
         self.evidence.extend(new)
-        ngram_logit = 0.0
         model = self.detector.ngram
         if model is not None:
             if self._ngram_state is None:
                 self._ngram_state = model.new_state()
             if speaker == "caller":
                 model.update(self._ngram_state, text)
-            ngram_logit = model.logit(self._ngram_state)
+        return self._rescore(new)
+
+    def _has_scam_cue(self) -> bool:
+        return any(
+            e.speaker == "caller" and e.weight >= 0.8 and not e.warning and e.category not in ("urgency",)
+            for e in self.evidence
+        )
+
+    def add_context(self, *, cue: str, weight: float, label: str, phrase: str = "") -> RiskUpdate:
+        """Evidence from outside the transcript (e.g. "claims to be 平安通 but no ledger entry"); rescored now."""
+        if any(e.cue == cue for e in self.evidence):
+            return self.last or self._rescore([])
+        ev = Evidence(cue=cue, category=cue, weight=weight, phrase=phrase or label, turn=self.turns,
+                      speaker="caller", label=label)
+        self.evidence.append(ev)
+        return self._rescore([ev])
+
+    def _rescore(self, new: list[Evidence]) -> RiskUpdate:
+        ngram_logit = 0.0
+        if self.detector.ngram is not None and self._ngram_state is not None:
+            ngram_logit = self.detector.ngram.logit(self._ngram_state)
         cap = NGRAM_CAP_WITH_CUE if self._has_scam_cue() else NGRAM_CAP
         logit = self._cue_logit() + max(NGRAM_FLOOR, min(cap, ngram_logit))
         risk = 1.0 / (1.0 + math.exp(-logit))
@@ -179,12 +198,6 @@ class CallWatch:
             ngram_logit=round(ngram_logit, 3),
         )
         return self.last
-
-    def _has_scam_cue(self) -> bool:
-        return any(
-            e.speaker == "caller" and e.weight >= 0.8 and not e.warning and e.category not in ("urgency",)
-            for e in self.evidence
-        )
 
     # -- scoring ------------------------------------------------------------------------------------
 
@@ -231,14 +244,20 @@ class CallWatch:
         for e in self.evidence:
             if e.warning or e.speaker != "caller":
                 continue
-            cue = _CUE_BY_NAME[e.cue]
+            cue = _CUE_BY_NAME.get(e.cue)
+            if cue is None:  # context evidence (add_context)
+                if e.cue == "platform_claim_no_ledger":
+                    claims_platform = True
+                continue
             if cue.name == "platform_claim":
                 claims_platform = True
                 continue
             if cue.scam_type and cue.weight > 0:
                 votes[cue.scam_type] = max(votes.get(cue.scam_type, 0.0), cue.weight) + 0.01 * len(votes)
         if claims_platform and any(
-            e.category in C.REQUEST_CATEGORIES and not e.warning and e.speaker == "caller" for e in self.evidence
+            (e.category in C.REQUEST_CATEGORIES or e.cue == "platform_claim_no_ledger")
+            and not e.warning and e.speaker == "caller"
+            for e in self.evidence
         ):
             return C.PLATFORM
         if not votes:

@@ -1,0 +1,209 @@
+"""The fraud guard stage: watches every transcript turn of a call and acts when it looks like a scam.
+
+Per turn: the ``ScamDetector`` updates the call's risk (``FraudRiskUpdated``). When the caller claims to
+be 平安通 and the platform has no current ledger entry for this call, that is evidence too (a real
+platform call is always in the ledger). At the threshold, once per call:
+
+1. the elder is warned calmly in their dialect (a ``TTSSpeakFrame`` pushed downstream, through the PII
+   gate to TTS);
+2. verification is withdrawn (``session.verification = "unverified"``), so no personal data is spoken;
+3. ``on_flag(FraudFlag)`` is awaited — the integrator wires it to the platform store
+   (``store_flag_sink``: an alert of kind ``fraud`` with the redacted transcript and evidence; the store
+   writes the family's notifications in the same transaction).
+
+Speakers: ``TranscriptionFrame.user_id`` "caller"/"remote" is the other party of a screened call,
+"callee"/"elder"/"user" is the elder; anything else is ``default_speaker``. Non-frame callers use
+``await guard.observe(speaker, text)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from loguru import logger
+from pipecat.frames.frames import Frame, TranscriptionFrame, TTSSpeakFrame
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from assistant.fraud_guard.detector import RiskUpdate, ScamDetector
+from assistant.fraud_guard.events import EventSink, FlagSink, FraudFlag, FraudRiskUpdated, FraudWarningSpoken
+from assistant.fraud_guard.pii_gate import PersonalData, redact
+from assistant.session import CallSession
+from assistant.settings import Settings
+
+WARNINGS = {
+    "cmn": "这个电话很可能是诈骗，请不要转账，也不要说验证码。挂断后我们帮您联系家人。",
+    "yue": "呢个电话好大机会系诈骗，唔好转数，亦唔好讲验证码。收线之后我哋帮你联络屋企人。",
+}
+PLATFORM_NO_LEDGER_WEIGHT = 2.0
+_CALLER_IDS = {"caller", "remote", "other", "agent"}
+_CALLEE_IDS = {"callee", "elder", "user"}
+
+LedgerCheck = Callable[[CallSession], Awaitable[bool]]
+
+_DETECTOR: ScamDetector | None = None
+
+
+def shared_detector(threshold: float) -> ScamDetector:
+    """One detector (cue table + n-gram weights) per process; calls share it (it is read-only)."""
+    global _DETECTOR
+    if _DETECTOR is None or _DETECTOR.threshold != threshold:
+        _DETECTOR = ScamDetector.default(threshold=threshold)
+    return _DETECTOR
+
+
+def ledger_check_for(ledger) -> LedgerCheck:
+    """``LedgerCheck`` from a ``CallLedger``: is there a current entry for this call's elder or number?"""
+
+    async def check(session: CallSession) -> bool:
+        if session.ledger_entry_id is not None:
+            entry = await ledger.get(session.ledger_entry_id)
+            if entry is not None and entry.is_valid(ledger.now()):
+                return True
+        if session.elder_id is not None and await ledger.current_for_elder(session.elder_id) is not None:
+            return True
+        if session.caller_number and await ledger.current_for_number(session.caller_number) is not None:
+            return True
+        return False
+
+    return check
+
+
+class FraudGuard(FrameProcessor):
+    def __init__(
+        self,
+        *,
+        session: CallSession,
+        settings: Settings,
+        detector: ScamDetector | None = None,
+        on_flag: FlagSink | None = None,
+        on_event: EventSink | None = None,
+        ledger_check: LedgerCheck | None = None,
+        personal: PersonalData | None = None,
+        default_speaker: str = "callee",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self._session = session
+        self._detector = detector or shared_detector(settings.fraud.flag_threshold)
+        self._watch = self._detector.watch()
+        self._on_flag = on_flag
+        self._on_event = on_event
+        self._ledger_check = ledger_check
+        self._personal = personal
+        self._default_speaker = default_speaker
+        self._transcript: list[tuple[str, str]] = []
+        self._platform_checked = False
+        self._platform_no_ledger = False
+        self.flag: FraudFlag | None = None
+        self.updates: list[RiskUpdate] = []
+
+    @property
+    def risk(self) -> float:
+        return self._watch.last.risk if self._watch.last else 0.0
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, TranscriptionFrame) and direction == FrameDirection.DOWNSTREAM and frame.text.strip():
+            warning = await self.observe(self._speaker_of(frame), frame.text)
+            if warning is not None:
+                await self.push_frame(TTSSpeakFrame(text=warning))
+
+    def _speaker_of(self, frame: TranscriptionFrame) -> str:
+        uid = (frame.user_id or "").lower()
+        if uid in _CALLER_IDS:
+            return "caller"
+        if uid in _CALLEE_IDS:
+            return "callee"
+        return self._default_speaker
+
+    async def observe(self, speaker: str, text: str) -> str | None:
+        """Score one turn; returns the warning to speak when the call has just been flagged."""
+        speaker = "caller" if speaker == "caller" else "callee"
+        self._transcript.append((speaker, text))
+        update = self._watch.add_turn(speaker, text)
+        if (
+            not self._platform_checked
+            and speaker == "caller"
+            and any(e.cue == "platform_claim" for e in update.new_evidence)
+        ):
+            self._platform_checked = True
+            if self._ledger_check is not None and not await self._safe_ledger_check():
+                self._platform_no_ledger = True
+                update = self._watch.add_context(
+                    cue="platform_claim_no_ledger", weight=PLATFORM_NO_LEDGER_WEIGHT,
+                    label="自称平安通但平台没有这通电话的记录", phrase="平安通(无台账记录)",
+                )
+        self.updates.append(update)
+        await self._emit(FraudRiskUpdated(
+            call_id=self._session.call_id, turn=update.turn, speaker=speaker, risk=update.risk,
+            scam_type=update.scam_type, new_evidence=tuple(e.phrase for e in update.new_evidence if not e.warning),
+            flagged=update.flagged,
+        ))
+        if not update.just_flagged:
+            return None
+        return await self._act(update)
+
+    async def _safe_ledger_check(self) -> bool:
+        try:
+            return await self._ledger_check(self._session)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # ledger down: do not invent evidence either way
+            logger.warning(f"call {self._session.call_id}: ledger check failed: {exc}")
+            return True
+
+    async def _act(self, update: RiskUpdate) -> str:
+        dialect = self._session.dialect if self._session.dialect in WARNINGS else "cmn"
+        self._session.verification = "unverified"
+        self.flag = FraudFlag(
+            call_id=self._session.call_id,
+            elder_id=self._session.elder_id,
+            risk=update.risk,
+            scam_type=update.scam_type,
+            evidence=tuple(self._watch.evidence_phrases()),
+            evidence_labels=tuple(dict.fromkeys(e.label for e in update.evidence)),
+            turn=update.turn,
+            dialect=self._session.dialect,
+            transcript_redacted=tuple(
+                {"speaker": s, "text": redact(t, personal=self._personal)} for s, t in self._transcript
+            ),
+            platform_claim_without_ledger=self._platform_no_ledger,
+        )
+        logger.warning(
+            f"call {self._session.call_id}: fraud risk {update.risk:.2f} ({update.scam_type}) at turn {update.turn}: "
+            f"{', '.join(self.flag.evidence)}"
+        )
+        await self._emit(self.flag)
+        if self._on_flag is not None:
+            try:
+                await self._on_flag(self.flag)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the warning to the elder must go out even if the store is down
+                logger.error(f"call {self._session.call_id}: fraud flag not stored: {exc}")
+        text = WARNINGS[dialect]
+        await self._emit(FraudWarningSpoken(call_id=self._session.call_id, text=text, dialect=dialect))
+        return text
+
+    async def _emit(self, event) -> None:
+        if self._on_event is None:
+            return
+        try:
+            await self._on_event(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.error(f"call {self._session.call_id}: fraud event listener failed: {exc}")
+
+
+def store_flag_sink(store) -> FlagSink:
+    """``on_flag`` for the platform store: an urgent ``fraud`` alert (family notified by the store)."""
+
+    async def sink(flag: FraudFlag) -> None:
+        await store.create_alert(
+            elder_id=flag.elder_id, call_id=flag.call_id, kind="fraud", severity="urgent", detail=flag.alert_detail()
+        )
+
+    return sink
