@@ -1,16 +1,20 @@
-"""Write side: what operators and family members change. Each function adds its audit row in the same
-transaction as the change and commits; the caller publishes the returned event to the live pages.
+"""Write side: what operators and family members change.
+
+Order and alert status, family orders, elder preferences and new contacts go through ``PlatformStore``
+(one status machine, one idempotency rule for every area); callbacks are registered in the fraud guard's
+call ledger before anyone dials. The console's own rows (audit, notes) are written in the request's
+session. Each function returns the event to publish to live pages.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console.auth import (
@@ -25,6 +29,8 @@ from assistant.console.auth import (
 from assistant.console.models import ConsoleNote
 from assistant.console.queries import fraud_info
 from assistant.console.redaction import redacted_text
+from assistant.console.render import LOCAL_TZ
+from assistant.fraud_guard.ledger import CallLedger
 from assistant.platform.models import (
     DIALECTS,
     ORDER_TYPES,
@@ -36,12 +42,14 @@ from assistant.platform.models import (
     WorkOrder,
     normalize_phone,
 )
+from assistant.platform.store import NewContact, PlatformStore
+
+if TYPE_CHECKING:
+    from assistant.fraud_guard.ledger import CallLedger
 
 # order status machine (mirrors the platform's: placed → dispatched → answered → done; open → cancelled)
 NEXT_STATUS = {"placed": ("dispatched", "cancelled"), "dispatched": ("answered", "cancelled"),
                "answered": ("done", "cancelled")}
-STATUS_TIME_FIELD = {"dispatched": "dispatched_at", "answered": "answered_at", "done": "done_at",
-                     "cancelled": "cancelled_at"}
 TEXT_SIZES = ("normal", "large", "xlarge")
 RATE_RANGE_WPM = (60, 200)
 _feedback_lock = asyncio.Lock()
@@ -59,25 +67,32 @@ def _event(alert: Alert) -> dict[str, Any]:
             "elder_id": alert.elder_id, "status": alert.status}
 
 
-async def acknowledge(db: AsyncSession, p: Principal, alert_id: int, *, ip: str) -> dict[str, Any]:
-    alert = await _alert(db, alert_id)
-    _ack(alert, p)
-    await audit(db, p, "acknowledge", target_type="alert", target_id=alert.id, ip=ip)
-    await db.commit()
+def _info_event(info: Any) -> dict[str, Any]:
+    return {"type": "alert", "id": info.alert_id, "kind": info.kind, "severity": info.severity,
+            "elder_id": info.elder_id, "status": info.status}
+
+
+async def _ack(store: PlatformStore, alert: Alert, p: Principal) -> dict[str, Any]:
+    """Acknowledge an open alert through the store; later states are left as they are."""
+    if alert.status == "open":
+        return _info_event(await store.set_alert_status(alert.id, "acknowledged", by=p.username))
     return _event(alert)
 
 
-def _ack(alert: Alert, p: Principal) -> None:
-    if alert.status == "open":
-        alert.status = "acknowledged"
-        alert.acknowledged_at = utcnow()
-        alert.acknowledged_by = p.username
+async def acknowledge(db: AsyncSession, store: PlatformStore, p: Principal, alert_id: int, *, ip: str) -> dict[str, Any]:
+    alert = await _alert(db, alert_id)
+    event = await _ack(store, alert, p)
+    await audit(db, p, "acknowledge", target_type="alert", target_id=alert.id, ip=ip)
+    await db.commit()
+    return event
 
 
-async def request_callback(db: AsyncSession, p: Principal, alert_id: int, *, ip: str) -> dict[str, Any]:
-    """Ask for an outbound call to the elder. Recorded as an action plus an outbox entry the dialer (or
-    the fraud guard's call ledger, once it exposes an API) picks up, so the elder can check the call is
-    really from the platform."""
+async def request_callback(
+    db: AsyncSession, store: PlatformStore, ledger: CallLedger | None, p: Principal, alert_id: int, *, ip: str
+) -> tuple[dict[str, Any], str | None]:
+    """Ask for an outbound call to the elder: first registered in the fraud guard's call ledger (so the
+    elder's screen and family can check the call is really the platform's; returns its one-time code),
+    then an outbox ``callback_request`` for the dialer, then the action in the audit log."""
     alert = await _alert(db, alert_id)
     elder = await db.get(Elder, alert.elder_id) if alert.elder_id is not None else None
     if elder is None:
@@ -85,17 +100,24 @@ async def request_callback(db: AsyncSession, p: Principal, alert_id: int, *, ip:
     number = next((ph.number for ph in elder.phones if ph.is_primary), elder.phones[0].number if elder.phones else "")
     if not number:
         raise ConflictError("长者没有登记电话号码，无法回电")
+    requested_at = utcnow()
+    code = ledger_id = None
+    if ledger is not None:
+        entry = await ledger.record_outbound_call(elder_id=elder.id, number=number, purpose="operator_callback",
+                                                  call_ref=f"console-callback-{alert.id}-{requested_at.timestamp():.0f}")
+        code, ledger_id = entry.code, entry.id
     body = {"request": "callback", "elder_id": elder.id, "alert_id": alert.id, "call_id": alert.call_id,
-            "number": number, "requested_by": p.username, "requested_at": utcnow().isoformat()}
+            "number": number, "ledger_id": ledger_id, "requested_by": p.username,
+            "requested_at": requested_at.isoformat()}
     db.add(Outbox(channel="log", recipient=number, subject="callback_request", alert_id=alert.id,
-                  body=json.dumps(body, ensure_ascii=False)))
-    _ack(alert, p)
-    await audit(db, p, "callback", target_type="alert", target_id=alert.id, detail={"elder_id": elder.id}, ip=ip)
+                  body=json.dumps(body, ensure_ascii=False), created_at=requested_at))
+    await audit(db, p, "callback", target_type="alert", target_id=alert.id,
+                detail={"elder_id": elder.id, "ledger_id": ledger_id}, ip=ip)
     await db.commit()
-    return _event(alert)
+    return await _ack(store, alert, p), code
 
 
-async def dispatch(db: AsyncSession, p: Principal, alert_id: int, *, ip: str) -> dict[str, Any]:
+async def dispatch(db: AsyncSession, store: PlatformStore, p: Principal, alert_id: int, *, ip: str) -> dict[str, Any]:
     """Send help: the alert's order is marked dispatched, or (no order) a dispatch notice goes to the
     outbox for the field team with the elder's address."""
     alert = await _alert(db, alert_id)
@@ -103,8 +125,7 @@ async def dispatch(db: AsyncSession, p: Principal, alert_id: int, *, ip: str) ->
     if alert.order_id is not None:
         order = await db.get(WorkOrder, alert.order_id)
         if order is not None and order.status == "placed":
-            order.status = "dispatched"
-            order.dispatched_at = utcnow()
+            await store.update_order_status(order.id, "dispatched")
             detail["order_id"] = order.id
     if not detail:
         elder = await db.get(Elder, alert.elder_id) if alert.elder_id is not None else None
@@ -114,14 +135,13 @@ async def dispatch(db: AsyncSession, p: Principal, alert_id: int, *, ip: str) ->
         db.add(Outbox(channel="log", recipient="field-team", subject="dispatch", alert_id=alert.id,
                       body=json.dumps(body, ensure_ascii=False)))
         detail["outbox"] = True
-    _ack(alert, p)
     await audit(db, p, "dispatch", target_type="alert", target_id=alert.id, detail=detail, ip=ip)
     await db.commit()
-    return _event(alert)
+    return await _ack(store, alert, p)
 
 
 async def mark_false_alarm(
-    db: AsyncSession, p: Principal, alert_id: int, *, ip: str, reason: str, feedback_path: Path
+    db: AsyncSession, store: PlatformStore, p: Principal, alert_id: int, *, ip: str, reason: str, feedback_path: Path
 ) -> dict[str, Any]:
     """Close the alert as a false alarm and append a labelled example to ``var/fraud_feedback.jsonl``
     (redacted turns only) for the fraud evaluation."""
@@ -135,10 +155,8 @@ async def mark_false_alarm(
                  for t in rows.scalars()]
     scam, score, evidence = fraud_info(alert.detail or {})
     now = utcnow()
-    alert.status = "false_alarm"
-    alert.resolved_at = now
-    if alert.acknowledged_at is None:
-        alert.acknowledged_at, alert.acknowledged_by = now, p.username
+    await db.commit()  # end the read: the store writes in its own transaction
+    info = await store.set_alert_status(alert.id, "false_alarm", by=p.username)
     record = {"at": now.isoformat(), "alert_id": alert.id, "call_id": alert.call_id, "kind": alert.kind,
               "label": "legit" if alert.kind == "fraud" else "false_alarm", "scam_type": scam, "score": score,
               "evidence": evidence, "reason": reason[:500], "reviewer": p.username, "turns": turns}
@@ -153,7 +171,7 @@ async def mark_false_alarm(
 
     async with _feedback_lock:
         await asyncio.to_thread(append)
-    return _event(alert)
+    return _info_event(info)
 
 
 async def add_note(db: AsyncSession, p: Principal, alert_id: int, *, ip: str, text: str) -> dict[str, Any]:
@@ -169,56 +187,66 @@ async def add_note(db: AsyncSession, p: Principal, alert_id: int, *, ip: str, te
 
 
 async def change_order_status(
-    db: AsyncSession, p: Principal, order_id: int, status: str, *, ip: str, elder_id: int | None = None
+    db: AsyncSession, store: PlatformStore, p: Principal, order_id: int, status: str, *, ip: str,
+    elder_id: int | None = None,
 ) -> dict[str, Any]:
-    """Move an order along its status machine (``elder_id`` pins it to one parent for family users)."""
+    """Move an order one step along the board (``elder_id`` pins it to one parent for family users, who
+    may only cancel, through the store's family check)."""
     order = await db.get(WorkOrder, order_id)
     if order is None or (elder_id is not None and order.elder_id != elder_id):
         raise NotFoundError(f"工单 #{order_id} 不存在")
     if status not in NEXT_STATUS.get(order.status, ()):
         raise ConflictError(f"工单 #{order.id} 当前状态不能改为该状态")
     old = order.status
-    order.status = status
-    setattr(order, STATUS_TIME_FIELD[status], utcnow())
+    await db.commit()
+    if p.is_staff:
+        info = await store.update_order_status(order.id, status)
+    else:
+        if status != "cancelled":
+            raise ForbiddenError("家属只能取消工单")
+        info = await store.family_cancel_order(contact_id=_acting_contact(p, order.elder_id), order_id=order.id)
     await audit(db, p, "order_status", target_type="order", target_id=order.id, detail={"from": old, "to": status}, ip=ip)
     await db.commit()
-    return {"type": "order", "id": order.id, "elder_id": order.elder_id, "status": status}
+    return {"type": "order", "id": info.order_id, "elder_id": info.elder_id, "status": info.status}
+
+
+def _acting_contact(p: Principal, elder_id: int) -> int:
+    contact_id = p.contact_ids.get(elder_id)
+    if contact_id is None:
+        raise ForbiddenError("您的账号没有关联为这位长者的家属联系人，不能代为下单或取消，请联系平台")
+    return contact_id
 
 
 async def family_place_order(
-    db: AsyncSession, p: Principal, elder_id: int, *, order_type: str, note: str, when: str, idempotency_key: str, ip: str
-) -> tuple[WorkOrder, dict[str, Any]]:
+    db: AsyncSession, store: PlatformStore, p: Principal, elder_id: int, *, order_type: str, note: str,
+    hospital: str, when: str, idempotency_key: str, ip: str
+) -> dict[str, Any]:
+    """Place an order for the parent (store: family contact with ``can_act``; the form's one-time key
+    makes a double submit place one order)."""
     if order_type not in ORDER_TYPES:
         raise ConsoleError("请选择服务类型")
-    if not idempotency_key or len(idempotency_key) > 100:
+    if not idempotency_key or len(idempotency_key) > 64:
         raise ConsoleError("表单无效，请刷新后重试")
-    contact_id = p.contact_ids.get(elder_id)
-    if contact_id is not None:
-        contact = await db.get(FamilyContact, contact_id)
-        if contact is not None and not contact.can_act:
-            raise ForbiddenError("您没有代长者下单的权限，请联系平台")
-    key = f"family:{p.user_id}:{idempotency_key}"
-    existing = await db.scalar(select(WorkOrder).where(WorkOrder.idempotency_key == key))
-    if existing is not None:
-        return existing, {"type": "order", "id": existing.id, "elder_id": elder_id, "status": existing.status}
     details: dict[str, Any] = {"note": note.strip()[:500]}
-    if order_type == "appointment" and when:
-        details["when"] = when
-    order = WorkOrder(elder_id=elder_id, type=order_type, details=details, status="placed", placed_by="family",
-                      placed_by_contact_id=contact_id, idempotency_key=key, created_at=utcnow())
-    db.add(order)
-    try:
-        await db.flush()
-    except IntegrityError:  # the same form submitted twice at once
-        await db.rollback()
-        existing = await db.scalar(select(WorkOrder).where(WorkOrder.idempotency_key == key))
-        if existing is None:
-            raise
-        return existing, {"type": "order", "id": existing.id, "elder_id": elder_id, "status": existing.status}
-    await audit(db, p, "family_place_order", target_type="order", target_id=order.id,
-                detail={"elder_id": elder_id, "type": order_type}, ip=ip)
-    await db.commit()
-    return order, {"type": "order", "id": order.id, "elder_id": elder_id, "status": "placed"}
+    if order_type == "appointment":
+        if not hospital.strip() or not when:
+            raise ConsoleError("预约挂号请填写医院和时间")
+        try:
+            local = dt.datetime.fromisoformat(when)
+        except ValueError as exc:
+            raise ConsoleError("预约时间格式不对") from exc
+        if local.tzinfo is None:
+            local = local.replace(tzinfo=LOCAL_TZ)
+        details.update(hospital=hospital.strip()[:100], when=local.isoformat())
+    result = await store.family_place_order(contact_id=_acting_contact(p, elder_id), elder_id=elder_id,
+                                            type=order_type, details=details,
+                                            idempotency_key=f"family:{p.user_id}:{idempotency_key}")
+    order = result.order
+    if result.created:
+        await audit(db, p, "family_place_order", target_type="order", target_id=order.order_id,
+                    detail={"elder_id": elder_id, "type": order_type}, ip=ip)
+        await db.commit()
+    return {"type": "order", "id": order.order_id, "elder_id": elder_id, "status": order.status}
 
 
 async def _elder(db: AsyncSession, elder_id: int) -> Elder:
@@ -239,18 +267,17 @@ async def set_safe_phrase(db: AsyncSession, p: Principal, elder_id: int, phrase:
 
 
 async def add_contact(
-    db: AsyncSession, p: Principal, elder_id: int, *, name: str, relation: str, phone: str, priority: int, ip: str
+    db: AsyncSession, store: PlatformStore, p: Principal, elder_id: int, *, name: str, relation: str, phone: str,
+    priority: int, ip: str
 ) -> None:
     name, relation, number = name.strip(), relation.strip(), normalize_phone(phone)
     if not name or len(name) > 64 or len(relation) > 32:
         raise ConsoleError("请填写联系人姓名（64 字以内）")
     if not 5 <= len(number.lstrip("+")) <= 20:
         raise ConsoleError("电话号码格式不对")
-    await _elder(db, elder_id)
-    contact = FamilyContact(elder_id=elder_id, name=name, relation=relation, phone=number,
-                            priority=max(1, min(priority, 9)))
-    db.add(contact)
-    await db.flush()
+    # a contact added by family is notified but may not order for the parent until the platform says so
+    contact = await store.add_contact(elder_id, NewContact(name=name, relation=relation, phone=number,
+                                                           priority=max(1, min(priority, 9)), can_act=False))
     await audit(db, p, "add_contact", target_type="contact", target_id=contact.id, detail={"elder_id": elder_id}, ip=ip)
     await db.commit()
 
@@ -267,7 +294,8 @@ async def delete_contact(db: AsyncSession, p: Principal, elder_id: int, contact_
 
 
 async def update_elder_settings(
-    db: AsyncSession, p: Principal, elder_id: int, *, dialect: str, rate_wpm: str, volume: str, text_size: str, ip: str
+    db: AsyncSession, store: PlatformStore, p: Principal, elder_id: int, *, dialect: str, rate_wpm: str, volume: str,
+    text_size: str, ip: str
 ) -> None:
     elder = await _elder(db, elder_id)
     if dialect not in DIALECTS or text_size not in TEXT_SIZES:
@@ -281,7 +309,8 @@ async def update_elder_settings(
         raise ConsoleError("语速或音量超出范围")
     changes = {"dialect": (elder.dialect, dialect), "tts_rate_wpm": (elder.tts_rate_wpm, rate),
                "volume": (elder.volume, vol), "text_size": (elder.text_size, text_size)}
-    elder.dialect, elder.tts_rate_wpm, elder.volume, elder.text_size = dialect, rate, vol, text_size
+    await db.commit()
+    await store.update_elder_preferences(elder_id, tts_rate_wpm=rate, volume=vol, text_size=text_size, dialect=dialect)
     await audit(db, p, "elder_settings", target_type="elder", target_id=elder_id,
                 detail={k: v[1] for k, v in changes.items() if v[0] != v[1]}, ip=ip)
     await db.commit()

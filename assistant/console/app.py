@@ -23,6 +23,8 @@ from assistant.console import auth
 from assistant.console.auth import Principal
 from assistant.console.events import POLL_INTERVAL_S, EventHub, watch_database
 from assistant.console.render import error_page
+from assistant.errors import AssistantError, StoreError
+from assistant.platform.store import PlatformStore
 from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,10 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CONSOLE_SETTINGS_KEY = web.AppKey("console_settings", Settings)
 SESSIONS_KEY = web.AppKey("console_sessions", async_sessionmaker)
 HUB_KEY = web.AppKey("console_hub", EventHub)
+STORE_KEY = web.AppKey("console_store", PlatformStore)
+# the fraud guard's call ledger (callbacks are registered before dialling); None if fraud_guard is absent
+LEDGER_KEY = web.AppKey("console_ledger", object)
+STORE_ERROR_STATUS = {"not_found": 404, "conflict": 409, "forbidden": 403, "invalid": 400}
 
 Handler = Callable[[web.Request, Principal, AsyncSession], Awaitable[web.StreamResponse]]
 
@@ -97,6 +103,15 @@ def guarded(*, area: str, roles: tuple[str, ...]) -> Callable[[Handler], Callabl
                 except auth.ConsoleError as exc:
                     await db.rollback()
                     return error_page(exc.status, exc.message, principal, area=area)
+                except StoreError as exc:
+                    await db.rollback()
+                    status = STORE_ERROR_STATUS.get(exc.code, 503)
+                    message = "数据库暂时不可用，请稍后重试。" if status == 503 else f"操作未完成：{exc.message}"
+                    return error_page(status, message, principal, area=area)
+                except AssistantError as exc:  # e.g. the call ledger is unavailable
+                    await db.rollback()
+                    log.warning("console action failed: %s: %s", exc.code, exc.message)
+                    return error_page(503, f"操作未完成（{exc.code}），请稍后重试。", principal, area=area)
 
         return inner
 
@@ -125,12 +140,28 @@ def _database_ctx(settings: Settings, *, create_schema: bool):
 
         engine = create_engine_for(settings)
         if create_schema:
-            import assistant.console.models  # noqa: F401 - registers the console tables
+            import importlib
+
             from assistant.platform.models import Base
+
+            for module in ("assistant.console.models", "assistant.fraud_guard.models"):
+                try:  # registers their tables on Base.metadata
+                    importlib.import_module(module)
+                except ModuleNotFoundError as exc:
+                    log.warning("%s not available (%s): its tables are not created", module, exc.name)
 
             async with engine.begin() as conn:
                 await conn.run_sync(Base.metadata.create_all)
-        app[SESSIONS_KEY] = session_factory(engine)
+        sessions = session_factory(engine)
+        app[SESSIONS_KEY] = sessions
+        app[STORE_KEY] = PlatformStore(engine=engine, sessionmaker=sessions)
+        try:
+            from assistant.fraud_guard.ledger import CallLedger
+
+            app[LEDGER_KEY] = CallLedger.for_engine(engine, settings=settings)
+        except ModuleNotFoundError as exc:
+            log.warning("fraud guard ledger not available (%s): callbacks go to the outbox only", exc.name)
+            app[LEDGER_KEY] = None
         try:
             yield
         finally:

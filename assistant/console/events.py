@@ -29,7 +29,7 @@ KEEPALIVE_S = 15.0
 QUEUE_MAX = 100
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, eq=False)
 class Subscriber:
     queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
     # None = staff (everything); otherwise only events about these elders

@@ -12,7 +12,9 @@ from assistant.console import actions, auth, queries
 from assistant.console.app import (
     CONSOLE_SETTINGS_KEY,
     HUB_KEY,
+    LEDGER_KEY,
     SESSIONS_KEY,
+    STORE_KEY,
     client_ip,
     guarded,
     set_session_cookie,
@@ -221,6 +223,10 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
     scam, score, evidence = queries.fraud_info(a.detail or {}) if a.kind == "fraud" else ("", None, [])
     done = request.query.get("done")
     flash = f'<p class="flash" role="status">{esc(DONE_MESSAGES[done])}</p>' if done in DONE_MESSAGES else ""
+    code = request.query.get("code", "")
+    if done == "callback" and code.isdigit() and len(code) <= 8:
+        flash = (f'<p class="flash" role="status">已登记回电。来电确认码 <strong class="code">{esc(code)}</strong>：'
+                 "回电时请告诉长者这个号码，长者的屏幕和家属短信会显示同一个号码。</p>")
 
     facts = [
         ("级别", SEVERITY_LABELS.get(a.severity, a.severity)),
@@ -331,20 +337,23 @@ def _alert_action(name: str):
         alert_id = _int(request, "alert_id")
         ip = client_ip(request)
         form = await request.post()
+        store = request.app[STORE_KEY]
+        suffix = ""
         if name == "acknowledge":
-            event = await actions.acknowledge(db, p, alert_id, ip=ip)
+            event = await actions.acknowledge(db, store, p, alert_id, ip=ip)
         elif name == "callback":
-            event = await actions.request_callback(db, p, alert_id, ip=ip)
+            event, code = await actions.request_callback(db, store, request.app[LEDGER_KEY], p, alert_id, ip=ip)
+            suffix = f"&code={code}" if code else ""
         elif name == "dispatch":
-            event = await actions.dispatch(db, p, alert_id, ip=ip)
+            event = await actions.dispatch(db, store, p, alert_id, ip=ip)
         elif name == "false_alarm":
             var_dir = request.app[CONSOLE_SETTINGS_KEY].paths.var_dir
-            event = await actions.mark_false_alarm(db, p, alert_id, ip=ip, reason=str(form.get("reason", "")),
+            event = await actions.mark_false_alarm(db, store, p, alert_id, ip=ip, reason=str(form.get("reason", "")),
                                                    feedback_path=actions.feedback_path(var_dir))
         else:
             event = await actions.add_note(db, p, alert_id, ip=ip, text=str(form.get("text", "")))
         request.app[HUB_KEY].publish(event)
-        raise web.HTTPSeeOther(f"/console/alerts/{alert_id}?done={name}")
+        raise web.HTTPSeeOther(f"/console/alerts/{alert_id}?done={name}{suffix}")
 
     return handler
 
@@ -435,8 +444,8 @@ async def orders_page(request: web.Request, p: Principal, db: AsyncSession) -> w
 @staff
 async def order_status(request: web.Request, p: Principal, db: AsyncSession) -> web.StreamResponse:
     form = await request.post()
-    event = await actions.change_order_status(db, p, _int(request, "order_id"), str(form.get("status", "")),
-                                              ip=client_ip(request))
+    event = await actions.change_order_status(db, request.app[STORE_KEY], p, _int(request, "order_id"),
+                                              str(form.get("status", "")), ip=client_ip(request))
     request.app[HUB_KEY].publish(event)
     raise web.HTTPSeeOther("/console/orders?done=1")
 

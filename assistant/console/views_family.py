@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console import actions, auth
-from assistant.console.app import HUB_KEY, client_ip, guarded, require_elder
+from assistant.console.app import HUB_KEY, STORE_KEY, client_ip, guarded, require_elder
 from assistant.console.auth import Principal
 from assistant.console.events import stream
 from assistant.console.render import (
@@ -105,6 +105,7 @@ async def elder_page(request: web.Request, p: Principal, db: AsyncSession) -> we
 <input type="hidden" name="idempotency_key" value="{secrets.token_urlsafe(16)}">
 <p>{_select("type", ORDER_TYPE_LABELS, "meal", "服务类型")}</p>
 <p><label for="o-note">说明（如：两份午餐、厨房水龙头漏水）</label><input id="o-note" name="note" maxlength="500"></p>
+<p><label for="o-hospital">医院和科室（预约挂号时填写）</label><input id="o-hospital" name="hospital" maxlength="100"></p>
 <p><label for="o-when">预约时间（预约挂号时填写）</label><input id="o-when" name="when" type="datetime-local"></p>
 <p><button type="submit">代为下单</button></p></form>"""
     call_rows = "".join(
@@ -170,12 +171,14 @@ def _form_action(kind: str):
             return str(form.get(name, ""))
 
         done = kind
+        store = request.app[STORE_KEY]
         if kind == "order":
-            _, event = await actions.family_place_order(db, p, elder_id, order_type=f("type"), note=f("note"),
-                                                        when=f("when"), idempotency_key=f("idempotency_key"), ip=ip)
+            event = await actions.family_place_order(db, store, p, elder_id, order_type=f("type"), note=f("note"),
+                                                     hospital=f("hospital"), when=f("when"),
+                                                     idempotency_key=f("idempotency_key"), ip=ip)
             request.app[HUB_KEY].publish(event)
         elif kind == "cancel":
-            event = await actions.change_order_status(db, p, int(request.match_info["order_id"]), "cancelled",
+            event = await actions.change_order_status(db, store, p, int(request.match_info["order_id"]), "cancelled",
                                                       ip=ip, elder_id=elder_id)
             request.app[HUB_KEY].publish(event)
         elif kind == "phrase":
@@ -185,13 +188,13 @@ def _form_action(kind: str):
                 priority = int(f("priority") or "2")
             except ValueError:
                 priority = 2
-            await actions.add_contact(db, p, elder_id, name=f("name"), relation=f("relation"), phone=f("phone"),
+            await actions.add_contact(db, store, p, elder_id, name=f("name"), relation=f("relation"), phone=f("phone"),
                                       priority=priority, ip=ip)
         elif kind == "contact_delete":
             await actions.delete_contact(db, p, elder_id, int(request.match_info["contact_id"]), ip=ip)
             done = "contact"
         else:
-            await actions.update_elder_settings(db, p, elder_id, dialect=f("dialect"), rate_wpm=f("rate_wpm"),
+            await actions.update_elder_settings(db, store, p, elder_id, dialect=f("dialect"), rate_wpm=f("rate_wpm"),
                                                 volume=f("volume"), text_size=f("text_size"), ip=ip)
         raise web.HTTPSeeOther(f"/family/elders/{elder_id}?done={done}")
 

@@ -1,0 +1,322 @@
+"""Console and family portal over HTTP: roles, CSRF, redaction, audit, actions, live events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select
+
+from assistant.console import auth
+from assistant.console.app import HUB_KEY, SESSIONS_KEY, create_app
+from assistant.console.models import AuditEntry, ConsoleNote
+from assistant.console.seed import DemoIds, seed_demo
+from assistant.platform.models import Alert, Elder, FamilyContact, Outbox, WorkOrder
+from tests.unit.console_helpers import PASSWORD, csrf_from, login, write_wav
+
+
+@dataclass
+class Env:
+    client: TestClient
+    app: object
+    ids: DemoIds
+    settings: object
+
+    def db(self):
+        return self.app[SESSIONS_KEY]()
+
+    async def as_user(self, name: str, area: str = "console") -> str:
+        """Sign in and return the page's CSRF token."""
+        self.client.session.cookie_jar.clear()
+        out = await login(self.client, name, area=area)
+        assert out.status == 303, out.text
+        page = await self.client.get(out.location)
+        assert page.status == 200
+        return csrf_from(await page.text())
+
+    async def audit(self, action: str) -> list[AuditEntry]:
+        async with self.db() as db:
+            return list((await db.execute(select(AuditEntry).where(AuditEntry.action == action))).scalars())
+
+
+@pytest.fixture
+async def env(aiohttp_client, settings) -> Env:
+    app = create_app(settings)
+    client = await aiohttp_client(app)
+    wav = write_wav(settings.paths.var_dir / "calls" / "demo.wav")
+    async with app[SESSIONS_KEY]() as db:
+        ids = await seed_demo(db, audio_path=wav)
+        for name, role in (("op", "operator"), ("sup", "supervisor")):
+            await auth.create_user(db, username=name, role=role, password=PASSWORD)
+        await auth.create_user(db, username="fam_a", role="family", password=PASSWORD, elder_ids=(ids.elder_a,),
+                               contact_ids={ids.elder_a: ids.contact_a})
+        await auth.create_user(db, username="fam_b", role="family", password=PASSWORD, elder_ids=(ids.elder_b,))
+    return Env(client=client, app=app, ids=ids, settings=settings)
+
+
+async def test_signed_out_is_sent_to_login(env):
+    for path in ("/console/", f"/console/alerts/{env.ids.fraud_alert}", "/console/orders", "/family/"):
+        resp = await env.client.get(path, allow_redirects=False)
+        assert resp.status == 303 and "/login?next=" in resp.headers["Location"], path
+    resp = await env.client.get(f"/console/calls/{env.ids.fraud_call}/audio", allow_redirects=False)
+    assert resp.status == 303  # no audio without a session
+
+
+async def test_queue_most_urgent_first(env):
+    await env.as_user("op")
+    html = await (await env.client.get("/console/")).text()
+    sos = html.index(f"/console/alerts/{env.ids.sos_alert}")
+    fraud = html.index(f"/console/alerts/{env.ids.fraud_alert}")
+    assert sos < fraud  # critical before urgent
+    assert "冒充公检法" in html and "0.93" in html
+    frag = await (await env.client.get("/console/?fragment=1&kind=fraud")).text()
+    assert frag.startswith("<table") and f"/console/alerts/{env.ids.sos_alert}" not in frag
+
+
+async def test_transcript_is_redacted_highlighted_and_view_is_audited(env):
+    await env.as_user("op")
+    resp = await env.client.get(f"/console/alerts/{env.ids.fraud_alert}")
+    html = await resp.text()
+    assert resp.status == 200
+    assert "62220212345678" not in html and "13800138000" not in html
+    assert "＊＊＊" in html
+    assert '<mark class="evidence">安全账户</mark>' in html
+    assert 'class="conf low">55%' in html  # low ASR confidence flagged
+    assert f"/console/calls/{env.ids.fraud_call}/audio" in html
+    assert "查看原文" not in html  # operators cannot reveal
+    views = await env.audit("view_transcript")
+    assert [(v.username, v.target_id) for v in views] == [("op", str(env.ids.fraud_alert))]
+
+
+async def test_turn_without_stored_redaction_is_still_redacted(env):
+    async with env.db() as db:
+        from assistant.platform.models import CallTurn
+
+        turn = (await db.execute(select(CallTurn).where(CallTurn.call_id == "call-demo-sos"))).scalars().first()
+        turn.text = "我的身份证是440701194501011234，快来"
+        turn.text_redacted = None
+        await db.commit()
+    await env.as_user("op")
+    html = await (await env.client.get(f"/console/alerts/{env.ids.sos_alert}")).text()
+    assert "440701194501011234" not in html and "快来" in html
+
+
+async def test_reveal_only_for_supervisor_and_logged(env):
+    token = await env.as_user("op")
+    resp = await env.client.post(f"/console/alerts/{env.ids.fraud_alert}/reveal", data={"_csrf": token})
+    assert resp.status == 403
+    assert "62220212345678" not in await resp.text()
+    token = await env.as_user("sup")
+    page = await (await env.client.get(f"/console/alerts/{env.ids.fraud_alert}")).text()
+    assert "查看原文" in page
+    resp = await env.client.post(f"/console/alerts/{env.ids.fraud_alert}/reveal", data={"_csrf": token})
+    html = await resp.text()
+    assert resp.status == 200 and "62220212345678" in html and "未脱敏原文" in html
+    reveals = await env.audit("reveal_transcript")
+    assert [(r.username, r.role) for r in reveals] == [("sup", "supervisor")]
+
+
+async def test_forged_form_without_csrf_is_refused(env):
+    token = await env.as_user("op")
+    for data in ({}, {"_csrf": "forged"}, {"_csrf": token[:-1] + ("A" if token[-1] != "A" else "B")}):
+        resp = await env.client.post(f"/console/alerts/{env.ids.fraud_alert}/acknowledge", data=data,
+                                     allow_redirects=False)
+        assert resp.status == 403
+    async with env.db() as db:
+        assert (await db.get(Alert, env.ids.fraud_alert)).status == "open"
+    assert len(await env.audit("csrf_refused")) == 3
+    resp = await env.client.post(f"/console/alerts/{env.ids.fraud_alert}/acknowledge",
+                                 headers={"X-CSRF-Token": token}, allow_redirects=False)
+    assert resp.status == 303
+
+
+async def test_alert_actions_change_state_and_are_audited(env):
+    token = await env.as_user("op")
+    a = env.ids.fraud_alert
+    r = await env.client.post(f"/console/alerts/{a}/acknowledge", data={"_csrf": token}, allow_redirects=False)
+    assert r.status == 303 and r.headers["Location"].endswith("done=acknowledge")
+    await env.client.post(f"/console/alerts/{a}/note", data={"_csrf": token, "text": "已致电女儿核实"})
+    await env.client.post(f"/console/alerts/{a}/callback", data={"_csrf": token})
+    await env.client.post(f"/console/alerts/{a}/false-alarm", data={"_csrf": token, "reason": "女儿确认是银行真实来电"})
+    async with env.db() as db:
+        alert = await db.get(Alert, a)
+        assert alert.status == "false_alarm" and alert.acknowledged_by == "op" and alert.resolved_at
+        notes = (await db.execute(select(ConsoleNote))).scalars().all()
+        assert [n.text for n in notes] == ["已致电女儿核实"]
+        outbox = (await db.execute(select(Outbox).where(Outbox.subject == "callback_request"))).scalars().all()
+        assert len(outbox) == 1 and json.loads(outbox[0].body)["number"] == "07503331234"
+    actions = [e.action for e in await env.audit("acknowledge")] + [e.action for e in await env.audit("false_alarm")]
+    assert actions == ["acknowledge", "false_alarm"]
+    lines = (env.settings.paths.var_dir / "fraud_feedback.jsonl").read_text().splitlines()
+    record = json.loads(lines[-1])
+    assert record["alert_id"] == a and record["label"] == "legit" and record["scam_type"] == "冒充公检法"
+    assert "62220212345678" not in lines[-1]  # feedback carries the redacted transcript only
+    html = await (await env.client.get(f"/console/alerts/{a}")).text()
+    assert "已致电女儿核实" in html and "标记误报（op）" in html  # timeline shows the actions
+    again = await env.client.post(f"/console/alerts/{a}/false-alarm", data={"_csrf": token})
+    assert again.status == 409
+
+
+async def test_dispatch_moves_the_alerts_order(env):
+    token = await env.as_user("op")
+    async with env.db() as db:
+        sla = (await db.execute(select(Alert).where(Alert.kind == "sla_answer"))).scalar_one()
+        order = await db.get(WorkOrder, sla.order_id)
+        order.status = "placed"
+        await db.commit()
+    await env.client.post(f"/console/alerts/{sla.id}/dispatch", data={"_csrf": token})
+    async with env.db() as db:
+        assert (await db.get(WorkOrder, sla.order_id)).status == "dispatched"
+    # an SOS without an order: a dispatch notice with the address goes to the outbox
+    await env.client.post(f"/console/alerts/{env.ids.sos_alert}/dispatch", data={"_csrf": token})
+    async with env.db() as db:
+        box = (await db.execute(select(Outbox).where(Outbox.subject == "dispatch"))).scalar_one()
+        assert "新会区会城中心路" in json.loads(box.body)["address"]
+
+
+async def test_audio_served_with_auth_and_logged_once(env):
+    await env.as_user("op")
+    resp = await env.client.get(f"/console/calls/{env.ids.fraud_call}/audio")
+    body = await resp.read()
+    assert resp.status == 200 and body[:4] == b"RIFF" and body[8:12] == b"WAVE"
+    ranged = await env.client.get(f"/console/calls/{env.ids.fraud_call}/audio", headers={"Range": "bytes=1000-"})
+    assert ranged.status == 206
+    assert len(await env.audit("play_audio")) == 1
+    missing = await env.client.get("/console/calls/call-demo-sos/audio")
+    assert missing.status == 404
+
+
+async def test_order_board_and_status_machine(env):
+    token = await env.as_user("op")
+    html = await (await env.client.get("/console/orders")).text()
+    assert f"#{env.ids.order_a} 煤气" in html and "data-deadline=" in html
+    r = await env.client.post(f"/console/orders/{env.ids.order_a}/status", data={"_csrf": token, "status": "done"})
+    assert r.status == 409  # placed cannot jump to done
+    r = await env.client.post(f"/console/orders/{env.ids.order_a}/status", data={"_csrf": token, "status": "dispatched"},
+                              allow_redirects=False)
+    assert r.status == 303
+    async with env.db() as db:
+        o = await db.get(WorkOrder, env.ids.order_a)
+        assert o.status == "dispatched" and o.dispatched_at is not None
+
+
+async def test_care_dashboard_counts(env):
+    await env.as_user("op")
+    html = await (await env.client.get("/console/care")).text()
+    assert "各区情况" in html and "<svg" in html
+    assert "陈伯" in html and "已接听" in html
+
+
+async def test_audit_page_supervisor_only(env):
+    await env.as_user("op")
+    assert (await env.client.get("/console/audit")).status == 403
+    await env.as_user("sup")
+    html = await (await env.client.get("/console/audit")).text()
+    assert "login" in html
+
+
+async def test_family_sees_only_own_parent(env):
+    token = await env.as_user("fam_a", area="family")
+    own = await env.client.get(f"/family/elders/{env.ids.elder_a}")
+    assert own.status == 200 and "陈伯" in await own.text()
+    other = await env.client.get(f"/family/elders/{env.ids.elder_b}")
+    assert other.status == 403 and "李婆婆" not in await other.text()
+    r = await env.client.post(f"/family/elders/{env.ids.elder_b}/safe-phrase", data={"_csrf": token, "phrase": "月亮"})
+    assert r.status == 403
+    async with env.db() as db:
+        assert (await db.get(Elder, env.ids.elder_b)).safe_phrase is None
+    # family users never reach the operator console or transcripts
+    assert (await env.client.get("/console/")).status == 403
+    assert (await env.client.get(f"/console/alerts/{env.ids.fraud_alert}")).status == 403
+    assert (await env.client.get(f"/console/calls/{env.ids.fraud_call}/audio")).status == 403
+
+
+async def test_family_orders_phrase_contacts_settings(env):
+    token = await env.as_user("fam_a", area="family")
+    base = f"/family/elders/{env.ids.elder_a}"
+    form = {"_csrf": token, "type": "meal", "note": "午餐一份", "when": "", "idempotency_key": "k1"}
+    r1 = await env.client.post(f"{base}/orders", data=form, allow_redirects=False)
+    r2 = await env.client.post(f"{base}/orders", data=form, allow_redirects=False)  # double submit
+    assert r1.status == r2.status == 303
+    async with env.db() as db:
+        mine = (await db.execute(select(WorkOrder).where(WorkOrder.placed_by == "family"))).scalars().all()
+        assert len(mine) == 1 and mine[0].placed_by_contact_id == env.ids.contact_a
+        oid = mine[0].id
+    r = await env.client.post(f"{base}/orders/{oid}/cancel", data={"_csrf": token}, allow_redirects=False)
+    assert r.status == 303
+    await env.client.post(f"{base}/safe-phrase", data={"_csrf": token, "phrase": "荔枝树下"})
+    await env.client.post(f"{base}/contacts", data={"_csrf": token, "name": "陈大明", "relation": "儿子",
+                                                    "phone": "139-0000-1111", "priority": "2"})
+    await env.client.post(f"{base}/settings", data={"_csrf": token, "dialect": "yue", "rate_wpm": "100",
+                                                    "volume": "0.8", "text_size": "xlarge"})
+    async with env.db() as db:
+        assert (await db.get(WorkOrder, oid)).status == "cancelled"
+        elder = await db.get(Elder, env.ids.elder_a)
+        await db.refresh(elder, ["contacts"])
+        assert elder.safe_phrase == "荔枝树下"
+        assert (elder.tts_rate_wpm, elder.volume, elder.text_size) == (100, 0.8, "xlarge")
+        assert "13900001111" in [c.phone for c in elder.contacts]
+    html = await (await env.client.get(base)).text()
+    assert "荔枝树下" not in html and "安全暗语（已设置）" in html
+    phrase_audit = await env.audit("set_safe_phrase")
+    assert len(phrase_audit) == 1 and "荔枝树下" not in json.dumps(phrase_audit[0].detail, ensure_ascii=False)
+    # cancelling another family's order through one's own parent's URL is refused
+    async with env.db() as db:
+        other = (await db.execute(select(WorkOrder).where(WorkOrder.elder_id == env.ids.elder_b))).scalars().first()
+    r = await env.client.post(f"{base}/orders/{other.id}/cancel", data={"_csrf": token})
+    assert r.status == 404
+
+
+async def test_family_without_can_act_cannot_order(env):
+    async with env.db() as db:
+        c = await db.get(FamilyContact, env.ids.contact_a)
+        c.can_act = False
+        await db.commit()
+    token = await env.as_user("fam_a", area="family")
+    r = await env.client.post(f"/family/elders/{env.ids.elder_a}/orders",
+                              data={"_csrf": token, "type": "gas", "idempotency_key": "k2"})
+    assert r.status == 403
+
+
+async def test_security_headers(env):
+    resp = await env.client.get("/console/login")
+    assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["X-Frame-Options"] == "DENY"
+    html = await resp.text()
+    assert "<script>" not in html and "style=" not in html
+
+
+async def test_live_events_stream_new_alerts(env):
+    await env.as_user("op")
+    resp = await env.client.get("/console/events", headers={"Accept": "text/event-stream"})
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
+    assert (await resp.content.readuntil(b"\n\n")).startswith(b"retry:")
+    async with env.db() as db:  # written by "another process": picked up by the watcher
+        new = Alert(elder_id=env.ids.elder_a, kind="sos", severity="critical", detail={})
+        db.add(new)
+        await db.commit()
+
+    async def until_new() -> bytes:
+        while True:  # (seed rows written after the watcher's first look may come first)
+            chunk = await resp.content.readuntil(b"\n\n")
+            if f'"id": {new.id},'.encode() in chunk:
+                return chunk
+
+    chunk = await asyncio.wait_for(until_new(), timeout=10)
+    assert chunk.startswith(b"event: alert") and b'"kind": "sos"' in chunk
+    resp.close()
+
+
+async def test_family_events_only_about_own_parent(env):
+    await env.as_user("fam_a", area="family")
+    resp = await env.client.get("/family/events", headers={"Accept": "text/event-stream"})
+    await resp.content.readuntil(b"\n\n")
+    hub = env.app[HUB_KEY]
+    hub.publish({"type": "order", "id": 1, "elder_id": env.ids.elder_b, "status": "placed"})
+    hub.publish({"type": "order", "id": 2, "elder_id": env.ids.elder_a, "status": "placed"})
+    chunk = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), timeout=5)
+    assert b'"id": 2' in chunk
+    resp.close()
