@@ -88,6 +88,7 @@ class CallReport:
     end_reason: str | None = None
     frames_in: int = 0
     frames_out: int = 0
+    turn_latencies_ms: list[float] = field(default_factory=list)
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -202,6 +203,7 @@ class Gateway:
         report.end_reason = call.ended.reason if call.ended else None
         report.frames_in = transport.input().frames_in
         report.frames_out = transport.output().frames_out
+        report.turn_latencies_ms = list(transport.meter.latencies_ms)
         return report
 
     async def dial(self, number: str, *, timeout_s: float | None = None) -> PhoneCall:

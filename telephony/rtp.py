@@ -32,6 +32,7 @@ FRAME_SAMPLES = SAMPLE_RATE_HZ * FRAME_MS // 1000  # 160
 FRAME_BYTES_PCM16 = FRAME_SAMPLES * 2  # 320
 CODEC_PT = {"PCMU": 0, "PCMA": 8}
 MAX_CONCEALED_FRAMES = 5
+GAP_FILL_AFTER_S = 0.08  # no packet for this long → silence frames on our clock
 
 
 def _seq_diff(a: int, b: int) -> int:
@@ -226,6 +227,7 @@ class MediaStats:
     bad_packets: int = 0
     dtmf_in: int = 0
     late_ticks: int = 0
+    gap_filled: int = 0
     jitter: JitterStats = field(default_factory=JitterStats)
 
 
@@ -273,6 +275,7 @@ class RtpStream:
         self._rtcp: asyncio.DatagramTransport | None = None
         self._clock: asyncio.Task | None = None
         self._last_pcm = bytes(FRAME_BYTES_PCM16)
+        self._last_rx: float | None = None  # when audio last reached on_audio
 
     def configure(self, plan) -> None:
         """Apply a (re-)negotiated ``sdp.MediaPlan``: remote address, codec, telephone-event type, hold."""
@@ -361,8 +364,18 @@ class RtpStream:
         else:
             pcm = decode(self.codec, out.payload)
             self._last_pcm = pcm
+        self._last_rx = time.monotonic()
         if self.on_audio is not None:
             self.on_audio(pcm)
+
+    def _fill_gap(self, now: float) -> None:
+        """The peer stopped sending (silence suppression / DTX, a hold, a dead line): feed silence on our
+        clock so the VAD can still end the turn. Resumes as soon as packets arrive again."""
+        if self._last_rx is not None and now - self._last_rx > GAP_FILL_AFTER_S:
+            self.stats.gap_filled += 1
+            self._last_rx = now - GAP_FILL_AFTER_S  # one frame per 20 ms tick from here on
+            if self.on_audio is not None:
+                self.on_audio(bytes(FRAME_BYTES_PCM16))
 
     # --- send ----------------------------------------------------------------------------------
     def play(self, pcm16: bytes) -> None:
@@ -427,6 +440,7 @@ class RtpStream:
         next_t = time.monotonic()
         while True:
             self._tick()
+            self._fill_gap(time.monotonic())
             next_t += period
             delay = next_t - time.monotonic()
             if delay < -0.2:  # the loop was blocked: resync instead of bursting

@@ -20,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
+import numpy as np
 from pipecat.audio.dtmf.types import KeypadEntry
 from pipecat.frames.frames import (
     CancelFrame,
@@ -45,6 +47,36 @@ from telephony.sip import CallEnded, PhoneCall
 logger = logging.getLogger(__name__)
 
 KeypadHook = Callable[[str], Awaitable[None]]
+
+
+class TurnMeter:
+    """Turn latency on the wire: end of the caller's voice (mean |x| above ``voice_level``) → first reply
+    audio of a new bot talkspurt (a write after ``gap_s`` without one). Greetings (no voice before) don't count."""
+
+    def __init__(self, *, voice_level: float = 300.0, gap_s: float = 0.3) -> None:
+        self.voice_level = voice_level
+        self.gap_s = gap_s
+        self.last_voice: float | None = None
+        self.last_write = 0.0
+        self.spurt_start: float | None = None
+        self.latencies_ms: list[float] = []
+
+    @staticmethod
+    def level(pcm: bytes) -> float:
+        return float(np.abs(np.frombuffer(pcm, dtype="<i2")).mean()) if pcm else 0.0
+
+    def heard(self, pcm8k: bytes, now: float) -> None:
+        if self.level(pcm8k) > self.voice_level:
+            self.last_voice = now
+
+    def spoke(self, pcm: bytes, now: float) -> None:
+        if self.level(pcm) < 30:
+            return
+        if now - self.last_write > self.gap_s:
+            if self.last_voice is not None and (self.spurt_start is None or self.last_voice > self.spurt_start):
+                self.latencies_ms.append((now - self.last_voice) * 1000)
+            self.spurt_start = now
+        self.last_write = now
 MAX_BUFFERED_FRAMES = 250  # 5 s of audio before the pipeline starts
 
 
@@ -61,9 +93,10 @@ def phone_transport_params(*, pipeline_sample_rate_hz: int = 16000) -> Transport
 
 
 class SipInputTransport(BaseInputTransport):
-    def __init__(self, *, call: PhoneCall, params: TransportParams, pipeline_sample_rate_hz: int, on_keypad: KeypadHook | None, **kwargs):
+    def __init__(self, *, call: PhoneCall, params: TransportParams, pipeline_sample_rate_hz: int, on_keypad: KeypadHook | None, meter: TurnMeter, **kwargs):
         super().__init__(params, **kwargs)
         self._call = call
+        self._meter = meter
         self._rate = pipeline_sample_rate_hz
         self._on_keypad = on_keypad
         self._inbox: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
@@ -76,6 +109,7 @@ class SipInputTransport(BaseInputTransport):
         call.on_dtmf = self._on_dtmf
 
     def _on_audio(self, pcm8k: bytes) -> None:
+        self._meter.heard(pcm8k, time.monotonic())
         if not self.started.is_set() and self._inbox.qsize() >= MAX_BUFFERED_FRAMES:
             self.dropped_before_start += 1
             return
@@ -129,9 +163,10 @@ class SipInputTransport(BaseInputTransport):
 
 
 class SipOutputTransport(BaseOutputTransport):
-    def __init__(self, *, call: PhoneCall, params: TransportParams, max_pending_ms: float, **kwargs):
+    def __init__(self, *, call: PhoneCall, params: TransportParams, max_pending_ms: float, meter: TurnMeter, **kwargs):
         super().__init__(params, **kwargs)
         self._call = call
+        self._meter = meter
         self._max_pending_ms = max_pending_ms
         self.frames_out = 0
         self.interruptions = 0
@@ -153,6 +188,7 @@ class SipOutputTransport(BaseOutputTransport):
         if call.state != "active" or call.stream is None:
             return False
         await call.stream.wait_for_space(max_pending_ms=self._max_pending_ms)
+        self._meter.spoke(frame.audio, time.monotonic())
         call.play(frame.audio)
         self.frames_out += 1
         return True
@@ -180,10 +216,11 @@ class SipCallTransport(BaseTransport):
         super().__init__(**kwargs)
         self.call = call
         self._params = params or phone_transport_params(pipeline_sample_rate_hz=pipeline_sample_rate_hz)
+        self.meter = TurnMeter()
         self._input = SipInputTransport(
-            call=call, params=self._params, pipeline_sample_rate_hz=pipeline_sample_rate_hz, on_keypad=on_keypad, name=f"{self.name}#input"
+            call=call, params=self._params, pipeline_sample_rate_hz=pipeline_sample_rate_hz, on_keypad=on_keypad, meter=self.meter, name=f"{self.name}#input"
         )
-        self._output = SipOutputTransport(call=call, params=self._params, max_pending_ms=max_pending_ms, name=f"{self.name}#output")
+        self._output = SipOutputTransport(call=call, params=self._params, max_pending_ms=max_pending_ms, meter=self.meter, name=f"{self.name}#output")
         self.call_ended = asyncio.Event()
         call.add_end_callback(self._ended)
 

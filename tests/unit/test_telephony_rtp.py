@@ -107,3 +107,19 @@ def test_sdp_hold_and_no_codec():
     with pytest.raises(TelephonyError) as exc:
         read_media(parse_sdp(build_sdp_text(ip="127.0.0.1", port=5, codecs=("PCMU",)).replace("RTP/AVP 0 101", "RTP/AVP 18 101").replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:18 G729/8000")))
     assert exc.value.code == "sdp_no_codec"
+
+
+def test_rtp_gap_is_filled_with_silence_on_our_clock():
+    from telephony.rtp import PortAllocator, RtpStream
+
+    s = RtpStream(host="127.0.0.1", remote_addr=("127.0.0.1", 9), codec="PCMU", dtmf_payload_type=101, ports=PortAllocator(port_min=40000, port_max=40010))
+    got = []
+    s.on_audio = got.append
+    s._fill_gap(100.0)
+    assert got == []  # nothing received yet: nothing to fill
+    s._last_rx = 100.0
+    s._fill_gap(100.05)
+    assert got == []  # a short gap is jitter, not silence
+    for i in range(5):
+        s._fill_gap(100.1 + 0.02 * i)
+    assert len(got) == 5 and all(f == bytes(320) for f in got) and s.stats.gap_filled == 5
