@@ -79,6 +79,10 @@ class DialogueSettings:
     # environment holding Rasa 3.6 + rasa-sdk (created by scripts/setup.sh); empty = look it up
     rasa_env_dir: str = ""
     max_failed_turns: int = 2
+    # Rasa tracker store: empty = SQLite var/rasa/tracker.db; or postgresql://user:pw@host:5432/db
+    tracker_store_url: str = ""
+    # Redis lock store when several Rasa servers share one tracker store (redis://host:6379/1); empty = in memory
+    lock_store_url: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
