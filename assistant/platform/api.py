@@ -94,6 +94,11 @@ def _api(handler: Handler) -> Handler:
             return await handler(request)
         except StoreError as exc:
             return _error(exc.code, exc.message, ERROR_STATUS.get(exc.code, 400))
+        except web.HTTPException:
+            raise
+        except Exception:  # a bug: log it, answer JSON, keep serving
+            log.exception("platform API %s %s failed", request.method, request.path)
+            return _error("internal", "internal error (logged)", 500)
 
     return wrapper
 

@@ -13,6 +13,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from assistant.errors import StoreError
 from assistant.platform.db import sync_url
@@ -29,13 +30,20 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+def _sync_engine(url: str, *, connect_timeout_s: int = 10):
+    """A short-lived synchronous engine (tools and migrations only, never on the event loop)."""
+    target = sync_url(url)
+    connect_args = {"connect_timeout": connect_timeout_s} if target.startswith("postgresql") else {}
+    return create_engine(target, connect_args=connect_args, poolclass=NullPool)
+
+
 def script_heads() -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
 
 
 def current_revisions(url: str) -> set[str]:
     """Revisions the database is at (empty for a new database). Uses a short-lived sync connection."""
-    engine = create_engine(sync_url(url))
+    engine = _sync_engine(url)
     try:
         with engine.connect() as conn:
             return set(MigrationContext.configure(conn).get_current_heads())
@@ -84,7 +92,7 @@ def upgrade_heads(url: str) -> bool:
         return False
     # a synchronous connection handed to env.py: safe to call from a worker thread or a plain script,
     # never starts an event loop of its own
-    engine = create_engine(sync_url(url))
+    engine = _sync_engine(url)
     try:
         with engine.begin() as conn:
             cfg = alembic_config(url)

@@ -158,3 +158,25 @@ async def test_sos_alert_reaches_the_family_by_sms(api, sms):
     assert r.status == 200 and (await r.json())["acknowledged_by"] == "service"
     r = await client.post("/api/alerts", json={"elder_id": elder.elder_id, "kind": "party"}, headers=AUTH)
     assert r.status == 400 and (await r.json())["error"]["code"] == "invalid"
+
+
+async def test_console_session_hook_and_internal_errors_stay_json(api, monkeypatch):
+    from assistant.platform.api import AUTH_HOOKS_KEY
+
+    client, app, elder = api
+
+    async def console_session(request):
+        return "console:alice" if request.cookies.get("session") == "ok" else None
+
+    app[AUTH_HOOKS_KEY].append(console_session)
+    r = await client.get(f"/api/elders/{elder.elder_id}", cookies={"session": "ok"})
+    assert r.status == 200
+    r = await client.get(f"/api/elders/{elder.elder_id}", cookies={"session": "forged"})
+    assert r.status == 401
+
+    async def broken(_elder_id):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(app[STORE_KEY], "get_elder", broken)
+    r = await client.get(f"/api/elders/{elder.elder_id}", headers=AUTH)
+    assert r.status == 500 and (await r.json())["error"]["code"] == "internal"
