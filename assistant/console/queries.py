@@ -36,7 +36,7 @@ UNANSWERED_OUTCOMES = frozenset({"no_answer", "busy", "failed", "rejected", "una
 def fraud_info(detail: dict[str, Any]) -> tuple[str, float | None, list[str]]:
     """(scam type, score, evidence phrases) from a fraud alert's ``detail``, tolerant of key names."""
     scam = str(detail.get("scam_type") or detail.get("fraud_type") or detail.get("type") or "")
-    score = detail.get("score", detail.get("probability"))
+    score = next((detail[k] for k in ("score", "risk", "probability") if detail.get(k) is not None), None)
     try:
         score_f = float(score) if score is not None else None
     except (TypeError, ValueError):
@@ -188,7 +188,9 @@ def _timeline(d: AlertDetail, actions: list[AuditEntry]) -> list[TimelineItem]:
         if answered is not None:
             items.append(TimelineItem(at=answered.created_at, label="接通"))
         verification = {"verified": "身份已核验", "failed": "身份核验失败", "unverified": "身份未核验"}
-        items.append(TimelineItem(at=None, label=verification.get(d.call.verification, d.call.verification)))
+        # the call record keeps the verdict, not its time: shown with the end of the call
+        items.append(TimelineItem(at=d.call.ended_at or d.call.started_at,
+                                  label=verification.get(d.call.verification, d.call.verification)))
         if d.call.ended_at is not None:
             items.append(TimelineItem(at=d.call.ended_at, label=f"通话结束（{d.call.outcome or '—'}）"))
     for a in [d.alert, *d.other_alerts]:

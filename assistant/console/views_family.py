@@ -101,7 +101,7 @@ async def elder_page(request: web.Request, p: Principal, db: AsyncSession) -> we
         f"<th scope=col>备注</th><th scope=col>操作</th></tr></thead><tbody>{order_rows}</tbody></table>"
         if order_rows else '<p class="empty">暂无工单。</p>'
     )
-    place = f"""<form method="post" action="{base}/orders" class="card">{csrf}
+    place = f"""<form method="post" action="{base}/orders" class="stacked">{csrf}
 <input type="hidden" name="idempotency_key" value="{secrets.token_urlsafe(16)}">
 <p>{_select("type", ORDER_TYPE_LABELS, "meal", "服务类型")}</p>
 <p><label for="o-note">说明（如：两份午餐、厨房水龙头漏水）</label><input id="o-note" name="note" maxlength="500"></p>
@@ -132,7 +132,7 @@ async def elder_page(request: web.Request, p: Principal, db: AsyncSession) -> we
 <p class="hint">{esc(elder.name)}（{esc(elder.district)}）· 页面会自动更新。</p>
 <div class="grid">
 <section aria-labelledby="h-orders" class="card wide"><h2 id="h-orders">服务工单</h2><div id="family-orders">{order_table}</div></section>
-<section aria-labelledby="h-place"><h2 id="h-place">代为下单</h2>{place}</section>
+<section aria-labelledby="h-place" class="card"><h2 id="h-place">代为下单</h2>{place}</section>
 <section aria-labelledby="h-care" class="card"><h2 id="h-care">关怀电话</h2><ul>{call_rows}</ul></section>
 <section aria-labelledby="h-alerts" class="card"><h2 id="h-alerts">提醒</h2><ul id="family-alerts">{alert_rows}</ul></section>
 </div>

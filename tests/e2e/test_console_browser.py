@@ -1,0 +1,228 @@
+"""The operator console and family portal in Debian's headless chromium (Python playwright; never
+`playwright install`).
+
+A flagged fraud call is seeded through ``PlatformStore`` (elder, call with a real speech WAV, transcript
+turns, alert), next to the console's demo data. The operator signs in, sees it in the queue (and a new
+alert arrive live), opens it (redacted transcript, highlighted evidence), plays the audio, acknowledges
+and marks it a false alarm; the supervisor finds all of it in the audit log. A family member gets 403 on
+another family's parent, a forged form without CSRF token is refused, ten wrong passwords lock the
+account. Screenshots of the main pages go to reports/screens/console_*.png.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from assistant.console import auth
+from assistant.console.app import SESSIONS_KEY, STORE_KEY, create_app
+from assistant.console.seed import FRAUD_TURNS, seed_demo
+from assistant.platform.store import CallUpdate, NewContact
+from tests.unit.console_helpers import PASSWORD, write_wav
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENS = ROOT / "reports" / "screens"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+
+
+def need_browser() -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing (Debian package chromium)")
+    try:
+        import playwright.async_api  # noqa: F401
+    except ModuleNotFoundError:
+        pytest.skip("the playwright Python package is not installed (extra 'dev')")
+
+
+def speech_wav(tmp: Path) -> Path:
+    """A real speech clip from ../shared when present, else a generated tone (still a real WAV)."""
+    shared = Path(__import__("os").environ.get("ASSISTANT_SHARED_DIR", ROOT.parent / "shared"))
+    clip = shared / "data" / "mandarin_speech" / "wav" / "firered_aishell2_IT0011W0001.wav"
+    if clip.exists():
+        return clip
+    return write_wav(tmp / "call.wav", seconds=3.0)
+
+
+async def start_site(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def seed_flagged_call(store, wav: Path) -> tuple[int, int, str]:
+    """Elder + family contact + a fraud-flagged call with audio and transcript, all through the store."""
+    elder = await store.create_elder(
+        name="黄伯", district="江海", dialect="cmn", address="江海区东海路 5 号", phones=["07508881234"],
+        contacts=[NewContact(name="黄丽", relation="女儿", phone="13722223333")],
+    )
+    call_id = "call-e2e-fraud"
+    await store.upsert_call(call_id, CallUpdate(elder_id=elder.elder_id, direction="inbound", channel="phone",
+                                                caller_number="07508881234", verification="failed",
+                                                audio_path=str(wav)))
+    from assistant.console.redaction import redacted_text
+
+    for i, (speaker, text, conf) in enumerate(FRAUD_TURNS):
+        await store.add_turn(call_id=call_id, turn=i + 1, speaker=speaker, text=text,
+                             text_redacted=redacted_text(text=text, text_redacted=None), asr_confidence=conf)
+    alert = await store.create_alert(
+        elder_id=elder.elder_id, kind="fraud", call_id=call_id, severity="urgent",
+        detail={"scam_type": "冒充公检法", "risk": 0.91,
+                "evidence": [{"phrase": "安全账户"}, {"phrase": "验证码"}, {"phrase": "涉嫌洗钱"}]},
+    )
+    return elder.elder_id, alert.alert_id, call_id
+
+
+async def wait_js(page, expression: str, *, timeout_s: float = 15.0) -> None:
+    """Poll a JS expression (``page.wait_for_function`` would need 'unsafe-eval', which our CSP forbids)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not await page.evaluate(expression):
+        assert loop.time() < deadline, f"timed out waiting for {expression}"
+        await asyncio.sleep(0.2)
+
+
+async def sign_in(page, base: str, username: str, password: str = PASSWORD, *, area: str = "console") -> None:
+    await page.goto(f"{base}/{area}/login")
+    await page.fill("#username", username)
+    await page.fill("#password", password)
+    await page.click("button[type=submit]")
+    await page.wait_for_load_state()
+
+
+async def test_console_in_chromium(settings, tmp_path):
+    need_browser()
+    from playwright.async_api import async_playwright
+
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    runner, base = await start_site(app)
+    try:
+        store = app[STORE_KEY]
+        async with app[SESSIONS_KEY]() as db:
+            demo = await seed_demo(db, audio_path=write_wav(tmp_path / "demo.wav"))
+        elder_id, alert_id, call_id = await seed_flagged_call(store, speech_wav(tmp_path))
+        contact = (await store.contacts_for(elder_id))[0]
+        async with app[SESSIONS_KEY]() as db:
+            await auth.create_user(db, username="op", role="operator", password=PASSWORD, display_name="王接线员")
+            await auth.create_user(db, username="sup", role="supervisor", password=PASSWORD, display_name="张主管")
+            await auth.create_user(db, username="fam", role="family", password=PASSWORD, display_name="黄丽",
+                                   elder_ids=(elder_id,), contact_ids={elder_id: contact.contact_id})
+
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            try:
+                ctx = await browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN")
+                page = await ctx.new_page()
+                page.on("dialog", lambda d: d.accept())
+
+                await page.goto(f"{base}/console/login")
+                await page.screenshot(path=str(SCREENS / "console_login.png"))
+                await sign_in(page, base, "op")
+                assert page.url == f"{base}/console/"
+                row = page.locator(f'a[href="/console/alerts/{alert_id}"]')
+                await row.wait_for()
+                assert "冒充公检法" in await page.inner_text("#queue")
+                # body text is at least 18 px
+                size = await page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)")
+                assert size >= 18
+
+                # a new SOS written by "the pipeline" appears without reload
+                live = await store.create_alert(elder_id=elder_id, kind="sos", severity="critical",
+                                                detail={"summary": "长者按了紧急按钮"})
+                await page.locator(f'a[href="/console/alerts/{live.alert_id}"]').wait_for(timeout=15000)
+                assert "新警报" in await page.inner_text("#live-region")
+                await page.screenshot(path=str(SCREENS / "console_queue.png"), full_page=True)
+
+                # keyboard: the skip link is the first thing Tab reaches
+                await page.keyboard.press("Tab")
+                assert await page.evaluate("document.activeElement.className") == "skip"
+
+                await row.click()
+                await page.wait_for_selector("table.transcript")
+                text = await page.inner_text("table.transcript")
+                assert "62220212345678" not in text and "13800138000" not in text
+                assert await page.locator("mark.evidence").count() >= 2
+                audio_ok = []
+                page.on("response", lambda r: audio_ok.append(r.status) if "/audio" in r.url else None)
+                await page.evaluate("document.getElementById('call-audio').play()")
+                await wait_js(page, "document.getElementById('call-audio').currentTime > 0.3")
+                assert audio_ok and all(s in (200, 206) for s in audio_ok)
+                await page.screenshot(path=str(SCREENS / "console_alert.png"), full_page=True)
+
+                await page.click("form[action$='/acknowledge'] button")
+                await page.wait_for_selector(".flash")
+                await page.fill("#fa-reason", "女儿确认是家人来电")
+                await page.click("form[action$='/false-alarm'] button")
+                await page.wait_for_selector(".flash")
+                assert "误报" in await page.inner_text(".facts")
+                feedback = (settings.paths.var_dir / "fraud_feedback.jsonl").read_text().splitlines()
+                assert json.loads(feedback[-1])["alert_id"] == alert_id
+
+                # a forged form (no CSRF token) is refused and changes nothing
+                await page.goto(f"{base}/console/")
+                await page.evaluate(
+                    """(id) => { const f = document.createElement('form'); f.method = 'post';
+                       f.action = '/console/alerts/' + id + '/acknowledge'; document.body.appendChild(f); f.submit(); }""",
+                    demo.sos_alert,
+                )
+                await page.wait_for_load_state()
+                assert "CSRF" in await page.inner_text("main")
+                async with app[SESSIONS_KEY]() as db:
+                    from assistant.platform.models import Alert
+
+                    assert (await db.get(Alert, demo.sos_alert)).status == "open"
+
+                await page.goto(f"{base}/console/orders")
+                # the SLA timers count down in the browser
+                await wait_js(page, "[...document.querySelectorAll('.sla')].some(e => /剩余|已超时/.test(e.textContent))")
+                await page.screenshot(path=str(SCREENS / "console_orders.png"), full_page=True)
+                await page.goto(f"{base}/console/care")
+                assert await page.locator("svg.bars rect").count() >= 1
+                await page.screenshot(path=str(SCREENS / "console_care.png"), full_page=True)
+
+                # the supervisor sees every view and action in the audit log
+                sup = await (await browser.new_context(viewport={"width": 1366, "height": 900})).new_page()
+                await sign_in(sup, base, "sup")
+                await sup.goto(f"{base}/console/audit")
+                audit = await sup.inner_text("table.audit")
+                for action in ("view_transcript", "play_audio", "acknowledge", "false_alarm", "csrf_refused"):
+                    assert action in audit, action
+                await sup.screenshot(path=str(SCREENS / "console_audit.png"), full_page=True)
+
+                # family: own parent yes, another family's parent 403
+                fam = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
+                fam.on("dialog", lambda d: d.accept())
+                await sign_in(fam, base, "fam", area="family")
+                assert fam.url.endswith(f"/family/elders/{elder_id}")
+                await fam.select_option("#s-type", "gas")
+                await fam.fill("#o-note", "一瓶煤气")
+                await fam.click("form[action$='/orders'] button")
+                await fam.wait_for_selector(".flash")
+                assert "煤气" in await fam.inner_text("#family-orders")
+                await fam.screenshot(path=str(SCREENS / "family_portal.png"), full_page=True)
+                resp = await fam.goto(f"{base}/family/elders/{demo.elder_b}")
+                assert resp.status == 403 and "李婆婆" not in await fam.content()
+
+                # ten wrong passwords lock the account
+                locked = await (await browser.new_context()).new_page()
+                for _ in range(auth.MAX_FAILED_LOGINS):
+                    await sign_in(locked, base, "op", "wrong-password-123")
+                assert "锁定" in await locked.inner_text("main")
+                await sign_in(locked, base, "op")
+                assert "锁定" in await locked.inner_text("main") and "/login" in locked.url
+            finally:
+                await browser.close()
+    finally:
+        await runner.cleanup()
