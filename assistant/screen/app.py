@@ -52,6 +52,7 @@ from assistant.settings import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATUS_REFRESH_S = 5.0
+PUSH_HOLD_S = 600.0  # a pushed "platform is calling" notice outlives ledger refreshes this long
 SOS_TEXT = "已通知家人和服务中心，请别着急，马上有人联系您"
 
 
@@ -70,8 +71,27 @@ class ScreenConnection:
     link: ScreenLink
     transport: ScreenTransport
     fraud_state: FraudNotice | None = None
+    # who showed the fraud panel: "ledger" (the panel refresh; it also clears it), "push" (the fraud guard or
+    # the gateway, held for PUSH_HOLD_S or until notify_call_ended), "check" (the elder's own question)
+    fraud_source: str = ""
+    fraud_shown_t: float = 0.0
     last_status: str = ""
     pipeline_running: bool = False
+
+    def show_fraud(self, notice: FraudNotice, *, source: str) -> None:
+        self.fraud_state, self.fraud_source, self.fraud_shown_t = notice, source, time.monotonic()
+
+    def pushed_platform_call(self) -> PlatformCall | None:
+        """A "platform is calling" notice the fraud guard pushed recently (still standing)."""
+        notice = self.fraud_state
+        if (
+            notice is not None
+            and notice.state == "platform_calling"
+            and self.fraud_source == "push"
+            and time.monotonic() - self.fraud_shown_t < PUSH_HOLD_S
+        ):
+            return PlatformCall(call_id="", code=notice.code, caller_name=notice.caller_name)
+        return None
 
 
 @dataclass(kw_only=True)
@@ -98,7 +118,7 @@ class ScreenHub:
         sent = 0
         for conn in self.for_elder(elder_id):
             if isinstance(message, FraudNotice):
-                conn.fraud_state = message
+                conn.show_fraud(message, source="push")
             sent += int(await conn.link.send(message))
         return sent
 
@@ -274,22 +294,24 @@ async def _refresh_panels(app: web.Application, conn: ScreenConnection) -> None:
     if encoded != conn.last_status:
         conn.last_status = encoded
         await conn.link.send(message)
+    if conn.pushed_platform_call() is not None:
+        return  # the fraud guard's own notice stands until it ends the call (or PUSH_HOLD_S)
     call = await _lookup_platform_call(app, conn.elder_id)
     current = conn.fraud_state
     if call is not None:
         notice = platform_calling_notice(call)
         if current is None or current.state != "platform_calling" or current.code != notice.code:
-            conn.fraud_state = notice
+            conn.show_fraud(notice, source="ledger")
             await conn.link.send(notice)
     elif current is not None and current.state == "platform_calling":
-        conn.fraud_state = FraudNotice(state="clear")
+        conn.show_fraud(FraudNotice(state="clear"), source="ledger")
         await conn.link.send(conn.fraud_state)
 
 
 async def _fraud_check(app: web.Application, conn: ScreenConnection) -> None:
-    call = await _lookup_platform_call(app, conn.elder_id)
+    call = conn.pushed_platform_call() or await _lookup_platform_call(app, conn.elder_id)
     notice = platform_calling_notice(call) if call is not None else not_platform_notice()
-    conn.fraud_state = notice
+    conn.show_fraud(notice, source="check")
     await conn.link.send(notice)
     if conn.pipeline_running:
         await conn.transport.inject_text(FRAUD_CHECK_TEXT)

@@ -12,8 +12,14 @@ from assistant.platform.models import Alert, Base, Call, Elder, WorkOrder, utcno
 from assistant.settings import Settings
 
 
-async def create_schema(settings: Settings) -> None:
-    """All tables of ``Base.metadata`` in the configured database (tests; production uses Alembic)."""
+async def create_schema(settings: Settings, *, migrations: bool = False) -> None:
+    """The platform's tables. ``migrations=True`` runs the Alembic migrations (as ``assistant db upgrade``)
+    so that a full server started afterwards finds the database up to date; else ``create_all`` (fast)."""
+    if migrations:
+        from assistant.platform.migrate import upgrade_heads_async
+
+        await upgrade_heads_async(settings.store.database_url)
+        return
     engine = create_engine_for(settings)
     try:
         async with engine.begin() as conn:
@@ -22,15 +28,28 @@ async def create_schema(settings: Settings) -> None:
         await engine.dispose()
 
 
-async def seed_demo(settings: Settings, *, elder_id: int = 1, text_size: str = "normal", with_orders: bool = True) -> int:
+async def seed_demo(
+    settings: Settings, *, elder_id: int = 1, text_size: str = "normal", with_orders: bool = True, migrations: bool = False
+) -> int:
     """One elder (王秀英) with an open gas order, a care call today and an appointment in two days."""
-    await create_schema(settings)
+    await create_schema(settings, migrations=migrations)
     engine = create_engine_for(settings)
     now = utcnow()
     try:
         async with session_factory(engine)() as s:
             async with s.begin():
-                s.add(Elder(id=elder_id, name="王秀英", district="蓬江", dialect="cmn", text_size=text_size, tts_rate_wpm=110, volume=0.9))
+                s.add(
+                    Elder(
+                        id=elder_id,
+                        name="王秀英",
+                        district="蓬江",
+                        address="蓬江区建设路12号3楼",
+                        dialect="cmn",
+                        text_size=text_size,
+                        tts_rate_wpm=110,
+                        volume=0.9,
+                    )
+                )
             if with_orders:
                 async with s.begin():
                     s.add_all(

@@ -11,7 +11,8 @@ import time
 import pytest
 from aiohttp import WSMsgType
 
-from assistant.screen.app import create_app, notify_platform_call, notify_suspicious_call
+from assistant.screen import app as screen_app
+from assistant.screen.app import create_app, notify_call_ended, notify_platform_call, notify_suspicious_call
 from assistant.screen.standin import build_standin_worker
 from assistant.screen.testing import alerts, seed_demo, start_platform_call
 from assistant.screen.tokens import device_token, screen_secret
@@ -155,3 +156,19 @@ async def test_without_voice_the_page_still_gets_panels_and_sos(settings, aiohtt
         assert (await _next_json(ws, "error"))["code"] == "screen_no_voice"
         await ws.send_str(json.dumps({"type": "sos"}))
         assert (await _next_json(ws, "sos"))["ok"] is True
+
+
+async def test_a_pushed_code_outlives_ledger_refreshes_until_the_call_ends(client, monkeypatch):
+    monkeypatch.setattr(screen_app, "STATUS_REFRESH_S", 0.05)
+    async with client.ws_connect(f"/screen/1/ws?token={client.token}") as ws:
+        await _next_json(ws, "ready")
+        await notify_platform_call(client.app, elder_id=1, code="4821")
+        assert (await _next_json(ws, "fraud"))["code"] == "4821"
+        await asyncio.sleep(0.4)  # several refreshes; the ledger has no such call, but the push stands
+        await ws.send_str(json.dumps({"type": "fraud_check"}))
+        answer = await _next_json(ws, "fraud")
+        assert answer["state"] == "platform_calling" and answer["code"] == "4821"
+        await notify_call_ended(client.app, elder_id=1)
+        assert (await _next_json(ws, "fraud"))["state"] == "clear"
+        await ws.send_str(json.dumps({"type": "fraud_check"}))
+        assert (await _next_json(ws, "fraud"))["state"] == "not_platform"

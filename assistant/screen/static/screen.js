@@ -137,8 +137,14 @@
       return;
     }
     box.className = msg.state;
-    $("fraud-text").textContent = msg.text;
-    $("fraud-code").textContent = msg.state === "platform_calling" && msg.code ? msg.code : "";
+    const calling = msg.state === "platform_calling";
+    const withCode = calling && msg.code;
+    $("fraud-text").textContent = calling ? msg.caller_name + "正在给您打电话" : msg.text;
+    $("fraud-code").textContent = withCode ? msg.code : "";
+    $("fraud-code-box").className = withCode ? "" : "hidden";
+    $("fraud-hint").textContent = withCode
+      ? "电话里说的确认码一样，才是" + msg.caller_name
+      : calling ? "可以放心接听" : "";
     if (msg.state === "not_platform") setTimeout(() => { if (box.className === "not_platform") box.className = "hidden"; }, 60000);
   }
 
