@@ -820,6 +820,8 @@ class PlatformStore:
                 elder = await s.get(Elder, elder_id)
                 if elder is None:
                     raise StoreError(f"no elder {elder_id}", code="not_found")
+            if order_id is not None and await s.scalar(select(WorkOrder.id).where(WorkOrder.id == order_id)) is None:
+                raise StoreError(f"no order {order_id}", code="not_found")
             alert = Alert(
                 elder_id=elder_id,
                 call_id=call_id,

@@ -211,6 +211,9 @@ async def test_alert_validation_and_acknowledge(store, clock):
     with pytest.raises(StoreError) as err:
         await store.create_alert(elder_id=12345, kind="sos")
     assert err.value.code == "not_found"
+    with pytest.raises(StoreError) as err:
+        await store.create_alert(elder_id=elder.elder_id, kind="sos", order_id=4242)
+    assert err.value.code == "not_found" and await count(store, Alert) == 0
     alert = await store.create_alert(elder_id=elder.elder_id, kind="nurse_callback")
     clock.advance(30)
     acked = await store.set_alert_status(alert.alert_id, "acknowledged", by="operator1")
