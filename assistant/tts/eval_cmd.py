@@ -329,6 +329,7 @@ async def run_async(args: argparse.Namespace) -> dict:
                 out["yue_voices"] = [r.summary() for r in yue]
     if audio_dir is not None:
         out["page"] = str(settings.paths.reports_dir / "tts.html")
+    out["load_avg_1m"] = round(__import__("os").getloadavg()[0], 2)  # timings depend on the shared CPU
     return out
 
 

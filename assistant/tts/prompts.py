@@ -12,6 +12,9 @@ reads simplified and traditional characters alike.
 from __future__ import annotations
 
 PROMPTS: dict[str, dict[str, str]] = {
+    # short openings: split_clauses lets them stand alone, so replies that start with them play at once
+    "ack": {"cmn": "好的，", "yue": "好，"},
+    "please_wait": {"cmn": "请稍等，", "yue": "请等一等，"},
     "greeting": {
         "cmn": "您好，我是社区的语音助手。请问有什么可以帮您？",
         "yue": "你好，我系社区嘅语音助手。请问有咩可以帮到你？",

@@ -277,6 +277,7 @@ def broken_voices() -> dict[str, str]:
 
 _CLAUSE_END = re.compile(r"(?<=[。！？!?；;\n])|(?<=[，,：:、])(?![\d])")
 MIN_CLAUSE_CHARS = 4
+MIN_FIRST_CLAUSE_CHARS = 2
 MAX_CLAUSE_CHARS = 40
 
 
@@ -284,7 +285,8 @@ def split_clauses(text: str) -> list[str]:
     """Cut ``text`` into clauses at sentence and comma boundaries for streaming synthesis.
 
     Pieces shorter than ``MIN_CLAUSE_CHARS`` are joined to the next one (a voice makes odd prosody of
-    "好，"); commas between digits ("15,000", "10:30") never split. Empty input gives ``[]``.
+    "好，"), except that a two-character opening ("好的，") stands alone so that it plays at once while the
+    rest is synthesized; commas between digits ("15,000", "10:30") never split. Empty input gives ``[]``.
     """
     pieces = [p.strip() for p in _CLAUSE_END.split(text) if p and p.strip()]
     # undo splits between digits ("10:30", "15,000") that the look-behind cannot see
@@ -298,7 +300,9 @@ def split_clauses(text: str) -> list[str]:
     carry = ""
     for p in merged:
         carry += p
-        if len(re.sub(r"[\W_]", "", carry)) >= MIN_CLAUSE_CHARS:
+        # a short opening ("好的，", "您好，") may stand alone: it is spoken while the rest is synthesized
+        need = MIN_FIRST_CLAUSE_CHARS if not out else MIN_CLAUSE_CHARS
+        if len(re.sub(r"[\W_]", "", carry)) >= need:
             out.append(carry)
             carry = ""
     if carry:
