@@ -19,6 +19,7 @@ from pipecat.transports.base_transport import BaseTransport
 
 from assistant.asr.stt_service import AssistantSTTService
 from assistant.audio.vad import WebRtcVadAnalyzer, vad_params
+from assistant.call_recorder import CallLifecycle, CallRecorder
 from assistant.dialogue.processor import AlertSink, DialogueProcessor, IdentityProof
 from assistant.dialogue.rasa_client import RasaClient
 from assistant.session import CallSession
@@ -36,6 +37,8 @@ class PipelineServices:
     on_alert: AlertSink | None = None
     identity_proof: IdentityProof | None = None
     turn_listeners: list[TurnListener] = field(default_factory=list)
+    # the platform store (assistant.platform.store.PlatformStore) to record calls and turns in, if any
+    store: object | None = None
 
 
 @dataclass(kw_only=True)
@@ -84,6 +87,11 @@ def build_call_pipeline(
 ) -> CallPipeline:
     settings = services.settings
     tracker = TurnTracker(listeners=list(services.turn_listeners))
+    recording: list[FrameProcessor] = []
+    if services.store is not None:
+        recorder = CallRecorder(store=services.store, session=session, calls_dir=settings.paths.var_dir / "calls")
+        tracker.listeners.append(recorder.on_turn)
+        recording.append(CallLifecycle(recorder=recorder))
     vad = VADProcessor(
         vad_analyzer=WebRtcVadAnalyzer(aggressiveness=settings.audio.vad_aggressiveness, params=vad_params(settings.audio)),
         audio_idle_timeout=0,
@@ -91,6 +99,7 @@ def build_call_pipeline(
     guard_before, guard_after = _fraud_guard_stages(session, services)
     stages: list[FrameProcessor] = [
         vad,
+        *recording,
         AssistantSTTService(session=session, settings=settings, tracker=tracker),
         *guard_before,
         DialogueProcessor(

@@ -52,12 +52,7 @@ def rasa_specs(settings: Settings, *, api_url: str, service_token: str) -> list[
     python = rasa_env_python(settings)
     logs = settings.paths.var_dir / "logs"
     d = settings.dialogue
-    env = {
-        "ASSISTANT_API_URL": api_url,
-        "ASSISTANT_SERVICE_TOKEN": service_token,
-        "ACTION_SERVER_URL": f"http://127.0.0.1:{d.actions_port}/webhook",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
+    env = rasa_cli.rasa_child_env(api_url=api_url, service_token=service_token)
     return [
         ChildSpec(
             name="rasa-actions",
@@ -134,11 +129,15 @@ async def running(settings: Settings, *, with_rasa: bool = True, rasa_required: 
                 if rasa_required:
                     raise
                 logger.error(f"dialogue unavailable, calls will be handed to operators: {exc.message}")
+        from assistant.platform.api import STORE_KEY
+
+        await warm_up(settings)
         services = PipelineServices(
             settings=settings,
             rasa=rasa,
             on_alert=_store_alert_sink(app),
             identity_proof=_identity_proof(app, settings),
+            store=app.get(STORE_KEY),
         )
         app[SERVICES_KEY] = services
         yield Runtime(settings=settings, app=app, services=services, base_url=base_url, supervisor=supervisor)
@@ -147,6 +146,29 @@ async def running(settings: Settings, *, with_rasa: bool = True, rasa_required: 
         if supervisor is not None:
             await supervisor.stop()
         await runner.cleanup()
+
+
+async def warm_up(settings: Settings) -> None:
+    """Load the recognizers and fill the prompt cache before the first call, and say what loaded."""
+    import time
+
+    from assistant.asr.registry import get_recognizer, model_for
+    from assistant.errors import AssistantError
+    from assistant.tts.registry import warm
+
+    t0 = time.perf_counter()
+    for dialect in ("cmn", "yue"):
+        model_id = model_for(dialect, settings)
+        try:
+            rec = await get_recognizer(model_id, settings=settings)
+            logger.info(f"ASR {dialect}: {rec.engine} model {model_id} loaded")
+        except AssistantError as exc:
+            logger.error(f"ASR {dialect}: error[{exc.code}] {exc.message}")
+    report = await warm(settings=settings)
+    logger.info(
+        f"TTS prompt cache: {report.prompts} prompts, {report.synthesized} synthesized, {report.cached} cached, "
+        f"{report.failed} failed; warm-up took {time.perf_counter() - t0:.1f} s"
+    )
 
 
 SUPERVISOR_KEY = web.AppKey("supervisor", Supervisor)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import os
-import secrets
 import signal
 import time
 from typing import Any
@@ -33,18 +31,10 @@ AREAS: tuple[tuple[str, str], ...] = (
 
 
 def service_token(settings: Settings) -> str:
-    """The bearer token the action server and gateways use; created under var/ at first start (mode 0600)."""
-    if settings.server.service_token:
-        return settings.server.service_token
-    path = settings.paths.var_dir / "service_token"
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token)
-    return token
+    """The bearer token the action server and gateways use (created under var/ at first start)."""
+    from assistant.platform.api import service_token as platform_token
+
+    return platform_token(settings)
 
 
 @web.middleware

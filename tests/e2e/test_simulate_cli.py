@@ -30,10 +30,9 @@ def _speak(tmp_path: Path, text: str, name: str) -> Path:
     """A spoken request made by the project's own Mandarin voice (synthesized speech, said so)."""
     import asyncio
 
-    from assistant.tts.registry import synthesize
-
     from assistant.audio.convert import PcmAudio, write_wav
     from assistant.settings import load_settings
+    from assistant.tts.registry import synthesize
 
     speech = asyncio.run(synthesize(text, dialect="cmn", rate_wpm=160, volume=1.0, settings=load_settings()))
     return write_wav(tmp_path / name, PcmAudio(pcm=speech.pcm, sample_rate_hz=speech.sample_rate_hz))
@@ -121,3 +120,15 @@ def test_stereo_44k_is_converted_and_runs(tmp_path):
     assert turns[0]["error"] == "rasa_down"
     assert "人工" in turns[0]["reply_text"]
     assert _rms(turns[0]["reply_wav"]) > 300
+
+
+def test_talk_without_audio_devices_fails_clearly():
+    """This machine has no sound card: `assistant talk` must say so in one line, not crash."""
+    import sounddevice
+
+    if any(d["max_input_channels"] > 0 for d in sounddevice.query_devices()):
+        pytest.skip("this machine has a microphone; the no-device path cannot be shown here")
+    proc = run_cli("talk")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error[audio_device]:")
+    assert "Traceback" not in proc.stderr
