@@ -14,6 +14,8 @@ from assistant.fraud_guard.eval_cmd import evaluate
 from tests.conftest import shared_path
 
 OWN = Path(__file__).resolve().parents[1] / "data" / "fraud_hardcases_own.jsonl"
+# written after the cue table was frozen and never tuned on: an honest check of generalisation
+BLIND = Path(__file__).resolve().parents[1] / "data" / "fraud_hardcases_blind.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +43,12 @@ def test_own_hardcases_meet_the_bar(detector):
     r = evaluate(load_dialogues(OWN), detector=detector)
     assert r["recall"] >= 0.90, r["_errors"]
     assert r["false_positive_rate"] <= 0.10, r["_errors"]
+
+
+def test_blind_hardcases(detector):
+    r = evaluate(load_dialogues(BLIND), detector=detector)
+    assert r["n"] >= 14
+    assert r["recall"] >= 0.85 and r["false_positive_rate"] <= 0.15, r["_errors"]
 
 
 def test_own_hardcases_cue_layer_alone_is_close(detector):
