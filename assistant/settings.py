@@ -134,6 +134,8 @@ class ServerSettings:
 class FraudSettings:
     flag_threshold: float = 0.5
     code_validity_s: float = 1800.0
+    # the char n-gram style model on top of the cue layer (capped; see assistant/fraud_guard/detector.py)
+    use_ngram: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -44,11 +44,11 @@ LedgerCheck = Callable[[CallSession], Awaitable[bool]]
 _DETECTOR: ScamDetector | None = None
 
 
-def shared_detector(threshold: float) -> ScamDetector:
+def shared_detector(threshold: float, *, use_ngram: bool = True) -> ScamDetector:
     """One detector (cue table + n-gram weights) per process; calls share it (it is read-only)."""
     global _DETECTOR
-    if _DETECTOR is None or _DETECTOR.threshold != threshold:
-        _DETECTOR = ScamDetector.default(threshold=threshold)
+    if _DETECTOR is None or _DETECTOR.threshold != threshold or _DETECTOR.use_ngram != use_ngram:
+        _DETECTOR = ScamDetector.default(threshold=threshold, use_ngram=use_ngram)
     return _DETECTOR
 
 
@@ -85,7 +85,7 @@ class FraudGuard(FrameProcessor):
     ):
         super().__init__(**kwargs)
         self._session = session
-        self._detector = detector or shared_detector(settings.fraud.flag_threshold)
+        self._detector = detector or shared_detector(settings.fraud.flag_threshold, use_ngram=settings.fraud.use_ngram)
         self._watch = self._detector.watch()
         self._on_flag = on_flag
         self._on_event = on_event
@@ -207,3 +207,27 @@ def store_flag_sink(store) -> FlagSink:
         )
 
     return sink
+
+
+def fraud_guard_for_app(app, *, session: CallSession, settings: Settings, personal: PersonalData | None = None,
+                        on_event: EventSink | None = None) -> FraudGuard:
+    """A ``FraudGuard`` wired to the running app: flags go to the platform store (``fraud`` alert, family
+    notified), the "claims to be 平安通" check uses the call ledger. Call after the app has started."""
+    store = None
+    try:
+        from assistant.platform.api import STORE_KEY
+
+        store = app.get(STORE_KEY)
+    except ImportError:
+        store = None
+    from assistant.fraud_guard.api import LEDGER_KEY
+
+    ledger = app.get(LEDGER_KEY)
+    return FraudGuard(
+        session=session,
+        settings=settings,
+        on_flag=store_flag_sink(store) if store is not None else None,
+        on_event=on_event,
+        ledger_check=ledger_check_for(ledger) if ledger is not None else None,
+        personal=personal,
+    )

@@ -100,3 +100,14 @@ async def test_flag_sink_failure_still_warns(settings):
     await guard.observe("caller", "奶奶，猜猜我是谁？我换号码了。")
     warning = await guard.observe("caller", "我打架被抓了，你先转两万块保释金给我朋友，别告诉我爸妈。")
     assert warning == WARNINGS["cmn"]
+
+
+async def test_fraud_guard_for_app_without_store_or_ledger(settings):
+    from aiohttp import web
+
+    from assistant.fraud_guard.guard import fraud_guard_for_app
+
+    guard = fraud_guard_for_app(web.Application(), session=CallSession(channel="screen"), settings=settings)
+    assert isinstance(guard, FraudGuard) and guard.flag is None
+    await guard.observe("caller", "请把验证码念给我，把钱转到安全账户，不要告诉家人。")
+    assert guard.flag is not None  # still flags and warns without a store
