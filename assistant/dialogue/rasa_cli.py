@@ -68,7 +68,7 @@ def model_path(settings: Settings) -> Path:
 
 
 def _tracker_store(settings: Settings) -> dict[str, Any]:
-    url = getattr(settings.dialogue, "tracker_store_url", "")
+    url = settings.dialogue.tracker_store_url
     if not url:
         db = settings.paths.var_dir / "rasa" / "tracker.db"
         return {"type": "SQL", "dialect": "sqlite", "db": str(db)}
@@ -93,7 +93,7 @@ def _tracker_store(settings: Settings) -> dict[str, Any]:
 
 
 def _lock_store(settings: Settings) -> dict[str, Any] | None:
-    url = getattr(settings.dialogue, "lock_store_url", "")
+    url = settings.dialogue.lock_store_url
     if not url:
         return None
     parts = urlsplit(url)

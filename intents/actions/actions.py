@@ -410,6 +410,18 @@ class ValidateGasForm(_OrderForm):
     order_type = "gas"
     slots = ("gas_size", "gas_quantity", "gas_address", "gas_time")
 
+    async def required_slots(
+        self, domain_slots: list[str], dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[str]:
+        required = await super().required_slots(domain_slots, dispatcher, tracker, domain)
+        if tracker.get_slot("gas_address") is not None and tracker.get_slot("gas_address_source") is not None:
+            # validated with the address (profile or spoken) so that it is kept, never asked on its own
+            required.insert(required.index("gas_address") + 1, "gas_address_source")
+        return required
+
+    async def validate_gas_address_source(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+        return {"gas_address_source": value if value in ("profile", "spoken") else "spoken"}
+
     def parse_text(self, text: str, *, intent: str | None, requested: str | None) -> dict[str, Any]:
         out: dict[str, Any] = {}
         size = parsing.parse_gas_size(text)
@@ -461,7 +473,7 @@ class ValidateGasForm(_OrderForm):
     async def validate_gas_address(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
         text = str(value or "").strip()
         if tracker.get_slot("gas_address_source") == "profile" and text:
-            return {"gas_address": text}
+            return {"gas_address": text, "gas_address_source": "profile"}
         if len(parsing.normalize(text)) >= 4:
             return {"gas_address": text, "gas_address_source": "spoken"}
         return self._retry("gas_address")

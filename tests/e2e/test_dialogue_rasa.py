@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests.dialogue_stub_api import ELDER, STUB_TOKEN, StubPlatformApi, free_port
 from tests.e2e.conftest import need_rasa
-from tests.e2e.dialogue_stub_api import ELDER, STUB_TOKEN, StubPlatformApi, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rasa]
 
