@@ -148,6 +148,14 @@ _PERSONAL_ASK = re.compile(
 )
 
 
+# the clause asks for (or states) the data: "请说一下地址", "您女儿叫什么名字", "血压多少" — while
+# "送到您登记的地址" names it without asking or saying it
+_ASK_MARKER = re.compile(
+    r"(请|麻烦|说一下|讲一下|讲下|说下|告诉|报一下|报下|提供|确认一下|核对一下|是什么|是哪|在哪|哪里|边度|系咩|乜嘢|咩|"
+    r"什么|多少|几多|几号|是不是|系咪|对吗|对不对|怎么样|点样|吗|呢|吧|是|系)"
+)
+
+
 def _negated(clause: str, start: int) -> bool:
     before = clause[max(0, start - 14) : start]
     before = re.sub(r"(不如|不然|不过|不好意思|唔该)", "", before)
@@ -211,8 +219,10 @@ def check_utterance(text: str, *, verified: bool, personal: PersonalData | None 
                 if value and _contains_value(norm, value):
                     reasons.append(f"reads_{kind}")
     if not verified:
-        for w in _hits(_PERSONAL_ASK, norm):
-            reasons.append(f"personal_unverified:{w}")
+        for clause in split_clauses(norm):
+            m = _PERSONAL_ASK.search(clause)
+            if m is not None and _ASK_MARKER.search(clause) is not None:
+                reasons.append(f"personal_unverified:{m.group(0)}")
     if not reasons:
         return GateDecision(allowed=True, text=text)
     d = dialect if dialect in ("cmn", "yue") else "cmn"

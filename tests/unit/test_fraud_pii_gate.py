@@ -98,6 +98,7 @@ ALLOWED = [
     "本次确认码是四八二一，和您屏幕上显示的一样。",
     "煤气明天上午送到，请问还需要别的吗？",
     "您今天身体好吗？",
+    "煤气送到您登记的地址，师傅到了会先打电话。",  # names the address without saying or asking it
 ]
 
 
