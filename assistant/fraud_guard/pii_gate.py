@@ -16,6 +16,7 @@ Rules (``check_utterance``):
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 import unicodedata
@@ -23,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from loguru import logger
+from pipecat.frames import frames as _frames
 from pipecat.frames.frames import (
     Frame,
     InterimTranscriptionFrame,
@@ -265,8 +267,22 @@ def redact(text: str, *, personal: PersonalData | None = None) -> str:
 BlockSink = Callable[[GateDecision, str], Awaitable[None]]
 
 
+_USER_SIDE: tuple[type, ...] = tuple(
+    c for c in (
+        TranscriptionFrame, InterimTranscriptionFrame,
+        getattr(_frames, "EagerTranscriptionFrame", None), getattr(_frames, "TranslationFrame", None),
+        getattr(_frames, "InputTextRawFrame", None), getattr(_frames, "TTSTextFrame", None),
+    ) if c is not None
+)
+_SENTENCE_END = re.compile(r"[。！？!?；;\n]\s*$")
+
+
 class PiiGate(FrameProcessor):
-    """Place right before TTS. Blocked utterances are replaced by a safe sentence and logged."""
+    """Place right before TTS. Blocked utterances are replaced by a safe sentence and logged.
+
+    Whole utterances (``TTSSpeakFrame``, ``TextFrame``) are checked one by one. Streamed LLM tokens
+    (``LLMTextFrame``) are held until a sentence ends (or the response ends) and checked as one sentence,
+    so "请把验" + "证码念给我" cannot slip through in pieces; an interruption drops what is held."""
 
     def __init__(self, *, session: CallSession, policy: PiiPolicy | None = None, on_block: BlockSink | None = None,
                  **kwargs):
@@ -274,6 +290,7 @@ class PiiGate(FrameProcessor):
         self._session = session
         self._policy = policy or PiiPolicy()
         self._on_block = on_block
+        self._held: list[str] = []
         self.blocked: list[GateDecision] = []
 
     def set_personal(self, personal: PersonalData | None) -> None:
@@ -281,24 +298,46 @@ class PiiGate(FrameProcessor):
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
-        if (
-            direction == FrameDirection.DOWNSTREAM
-            and isinstance(frame, (TTSSpeakFrame, TextFrame))
-            and not isinstance(frame, (TranscriptionFrame, InterimTranscriptionFrame))
-        ):
-            decision = check_utterance(
-                frame.text, verified=self._session.verified, dialect=self._session.dialect, policy=self._policy
-            )
-            if not decision.allowed:
-                self.blocked.append(decision)
-                logger.warning(f"call {self._session.call_id}: PII gate blocked an utterance: {', '.join(decision.reasons)}")
-                if self._on_block is not None:
-                    try:
-                        await self._on_block(decision, redact(frame.text, personal=self._policy.personal))
-                    except Exception as exc:  # a flag that cannot be stored must not let the text out
-                        logger.error(f"call {self._session.call_id}: PII block not reported: {exc}")
-                frame = _replace_text(frame, decision.text)
+        if direction != FrameDirection.DOWNSTREAM:
+            await self.push_frame(frame, direction)
+            return
+        if isinstance(frame, _frames.InterruptionFrame):
+            self._held.clear()
+            await self.push_frame(frame, direction)
+            return
+        if isinstance(frame, _frames.LLMTextFrame):
+            self._held.append(frame.text)
+            if _SENTENCE_END.search(frame.text):
+                await self._flush()
+            return
+        if self._held:  # anything else (end of response, a whole utterance, control frames) ends a sentence
+            await self._flush()
+        if isinstance(frame, (TTSSpeakFrame, TextFrame)) and not isinstance(frame, _USER_SIDE):
+            frame = await self._checked(frame)
         await self.push_frame(frame, direction)
+
+    async def _flush(self) -> None:
+        text = "".join(self._held)
+        self._held.clear()
+        if text:
+            await self.push_frame(await self._checked(_frames.LLMTextFrame(text=text)), FrameDirection.DOWNSTREAM)
+
+    async def _checked(self, frame: Frame) -> Frame:
+        decision = check_utterance(
+            frame.text, verified=self._session.verified, dialect=self._session.dialect, policy=self._policy
+        )
+        if decision.allowed:
+            return frame
+        self.blocked.append(decision)
+        logger.warning(f"call {self._session.call_id}: PII gate blocked an utterance: {', '.join(decision.reasons)}")
+        if self._on_block is not None:
+            try:
+                await self._on_block(decision, redact(frame.text, personal=self._policy.personal))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a flag that cannot be stored must not let the text out
+                logger.error(f"call {self._session.call_id}: PII block not reported: {exc}")
+        return _replace_text(frame, decision.text)
 
 
 def _replace_text(frame: Frame, text: str) -> Frame:

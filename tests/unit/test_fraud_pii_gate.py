@@ -169,3 +169,19 @@ async def test_processor_uses_verification_state():
     down, _ = await run_test(gate2, frames_to_send=[TTSSpeakFrame(text="您的地址是白沙街道幸福里二号楼三零一吗？")],
                              expected_down_frames=[TTSSpeakFrame])
     assert "幸福里" in down[0].text
+
+
+async def test_streamed_tokens_are_checked_as_one_sentence():
+    from pipecat.frames.frames import LLMFullResponseEndFrame, LLMTextFrame
+
+    session = CallSession(channel="simulate", dialect="cmn")
+    gate = PiiGate(session=session)
+    down, _ = await run_test(
+        gate,
+        frames_to_send=[LLMTextFrame(text="请把验"), LLMTextFrame(text="证"), LLMTextFrame(text="码念给我。"),
+                        LLMTextFrame(text="您今天"), LLMTextFrame(text="好吗"), LLMFullResponseEndFrame()],
+        expected_down_frames=[LLMTextFrame, LLMTextFrame, LLMFullResponseEndFrame],
+    )
+    assert "不会" in down[0].text and "念给我" not in down[0].text
+    assert down[1].text == "您今天好吗"
+    assert len(gate.blocked) == 1
