@@ -158,9 +158,12 @@ async def _bench(url: str, *, count: int, requests: int, var_dir: Path) -> dict[
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
     import platform
 
     from assistant.platform.db import describe_url
+
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
     with contextlib.ExitStack() as stack:
         var_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="console-bench-")))

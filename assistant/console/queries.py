@@ -82,13 +82,18 @@ async def review_queue(
     total = int(await db.scalar(select(func.count()).select_from(Alert).where(*where)) or 0)
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(page, 1), pages)
+    # sort and page over the narrow alerts index first, then load the page's 50 rows with their elders
+    order = (_severity_rank().desc(), Alert.created_at.desc(), Alert.id.desc())
+    ids = list(
+        (await db.execute(select(Alert.id).where(*where).order_by(*order).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)))
+        .scalars()
+        .all()
+    )
     q = (
         select(Alert, Elder.name, Elder.district)
         .outerjoin(Elder, Elder.id == Alert.elder_id)
-        .where(*where)
-        .order_by(_severity_rank().desc(), Alert.created_at.desc(), Alert.id.desc())
-        .limit(PAGE_SIZE)
-        .offset((page - 1) * PAGE_SIZE)
+        .where(Alert.id.in_(ids or [-1]))
+        .order_by(*order)
     )
     rows = [QueueRow(alert=a, elder_name=n or "（未识别）", district=d or "") for a, n, d in (await db.execute(q)).all()]
     return QueuePage(rows=rows, total=total, page=page, pages=pages)

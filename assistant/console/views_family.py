@@ -125,16 +125,24 @@ async def elder_page(request: web.Request, p: Principal, db: AsyncSession) -> we
         + "</td></tr>"
         for c in elder.contacts
     )
+    fragment = request.query.get("fragment")
+    if fragment in ("orders", "alerts"):
+        return web.Response(text=order_table if fragment == "orders" else alert_rows, content_type="text/html",
+                            charset="utf-8")
     phrase_state = "已设置" if elder.safe_phrase else "未设置"
     rate = elder.tts_rate_wpm or 130
     volume = elder.volume if elder.volume is not None else 1.0
     body = f"""{flash}
 <p class="hint">{esc(elder.name)}（{esc(elder.district)}）· 页面会自动更新。</p>
 <div class="grid">
-<section aria-labelledby="h-orders" class="card wide"><h2 id="h-orders">服务工单</h2><div id="family-orders">{order_table}</div></section>
+<section aria-labelledby="h-orders" class="card wide"><h2 id="h-orders">服务工单</h2>
+<div id="family-orders" data-fragment="{base}?fragment=orders">{order_table}</div></section>
 <section aria-labelledby="h-place" class="card"><h2 id="h-place">代为下单</h2>{place}</section>
+<div>
+<section aria-labelledby="h-alerts" class="card"><h2 id="h-alerts">提醒</h2>
+<ul id="family-alerts" data-fragment="{base}?fragment=alerts">{alert_rows}</ul></section>
 <section aria-labelledby="h-care" class="card"><h2 id="h-care">关怀电话</h2><ul>{call_rows}</ul></section>
-<section aria-labelledby="h-alerts" class="card"><h2 id="h-alerts">提醒</h2><ul id="family-alerts">{alert_rows}</ul></section>
+</div>
 </div>
 <section aria-labelledby="h-phrase" class="card"><h2 id="h-phrase">安全暗语（{phrase_state}）</h2>
 <p class="hint">平台工作人员来电时会说出这句暗语，长者可借此辨别真假。暗语不会在页面上显示。</p>

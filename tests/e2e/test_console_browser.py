@@ -211,6 +211,12 @@ async def test_console_in_chromium(settings, tmp_path):
                 await fam.click("form[action$='/orders'] button")
                 await fam.wait_for_selector(".flash")
                 assert "煤气" in await fam.inner_text("#family-orders")
+                # the operator dispatches it: the family page shows it without reload
+                mine = await store.list_orders(elder_id=elder_id)
+                await fam.evaluate("window.__marker = 1")
+                await store.update_order_status(mine[0].order_id, "dispatched")
+                await wait_js(fam, "document.getElementById('family-orders').textContent.includes('已派单')")
+                assert await fam.evaluate("window.__marker") == 1  # same page, not reloaded
                 await fam.screenshot(path=str(SCREENS / "family_portal.png"), full_page=True)
                 resp = await fam.goto(f"{base}/family/elders/{demo.elder_b}")
                 assert resp.status == 403 and "李婆婆" not in await fam.content()

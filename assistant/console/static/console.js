@@ -18,7 +18,7 @@
     var box = document.getElementById(id);
     if (!box) { return Promise.resolve(false); }
     var url = box.getAttribute("data-fragment") || window.location.pathname + window.location.search;
-    url += (url.indexOf("?") >= 0 ? "&" : "?") + "fragment=1";
+    if (url.indexOf("fragment=") < 0) { url += (url.indexOf("?") >= 0 ? "&" : "?") + "fragment=1"; }
     return fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (r) { return r.ok ? r.text() : null; })
       .then(function (html) {
@@ -42,19 +42,22 @@
     var url = document.body.getAttribute("data-live");
     if (!url || !window.EventSource) { return; }
     var source = new EventSource(url);
-    var pending = null;
-    function later(fn) { if (pending) { clearTimeout(pending); } pending = setTimeout(fn, 300); }
+    var pending = {};
+    // coalesce bursts of events into one refresh per list
+    function later(key, fn) { clearTimeout(pending[key]); pending[key] = setTimeout(fn, 300); }
     source.addEventListener("alert", function (ev) {
       var data = JSON.parse(ev.data);
       if (document.getElementById("queue")) {
-        later(function () { refreshFragment("queue"); });
+        later("queue", function () { refreshFragment("queue"); });
       }
       if (data.status === "open") { announce("新警报：" + (KIND[data.kind] || data.kind) + " #" + data.id); }
-      if (document.getElementById("family-alerts")) { later(function () { window.location.reload(); }); }
+      if (document.getElementById("family-alerts")) { later("family-alerts", function () { refreshFragment("family-alerts"); }); }
     });
     source.addEventListener("order", function () {
-      if (document.getElementById("board")) { later(function () { refreshFragment("board"); }); }
-      if (document.getElementById("family-orders")) { announce("工单状态有更新，正在刷新…"); later(function () { window.location.reload(); }); }
+      if (document.getElementById("board")) { later("board", function () { refreshFragment("board"); }); }
+      if (document.getElementById("family-orders")) {
+        later("family-orders", function () { refreshFragment("family-orders").then(function (ok) { if (ok) { announce("工单状态已更新"); } }); });
+      }
     });
     window.addEventListener("beforeunload", function () { source.close(); });
   }
