@@ -242,3 +242,102 @@ class SippRun:
     def errors(self) -> str:
         p = self.workdir / "sipp_errors.log"
         return p.read_text(errors="replace") if p.exists() else ""
+
+
+KAMAILIO_CFG = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children=2
+disable_tcp=yes
+auto_aliases=no
+listen=udp:127.0.0.1:{port}
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "dispatcher.so"
+modparam("tm", "fr_timer", {fr_timer_ms})
+modparam("tm", "fr_inv_timer", 60000)
+modparam("rr", "append_fromtag", 1)
+modparam("dispatcher", "list_file", "{list_file}")
+modparam("dispatcher", "flags", 2)
+modparam("dispatcher", "ds_ping_interval", 1)
+modparam("dispatcher", "ds_probing_mode", 1)
+modparam("dispatcher", "ds_probing_threshold", 1)
+modparam("dispatcher", "ds_inactive_threshold", 1)
+modparam("dispatcher", "ds_ping_from", "sip:dispatcher@127.0.0.1:{port}")
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (has_totag()) {{
+        if (loose_route()) {{ t_relay(); exit; }}
+        if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+    if (is_method("OPTIONS") && uri==myself && $rU==$null) {{ sl_send_reply("200", "OK"); exit; }}
+    if (is_method("INVITE")) {{ record_route(); }}
+    # 4 = round robin over the gateway workers that answer OPTIONS pings
+    if (!ds_select_dst("1", "4", "2")) {{ sl_send_reply("503", "No gateway available"); exit; }}
+    xlog("L_INFO", "dispatch $rm $ci to $du\\n");
+    t_on_failure("NEXT_GATEWAY");
+    t_relay();
+    exit;
+}}
+
+failure_route[NEXT_GATEWAY] {{
+    if (t_is_canceled()) {{ exit; }}
+    if (t_check_status("408|500|503") && ds_next_dst()) {{
+        xlog("L_WARN", "gateway failed, retrying $ci on $du\\n");
+        t_on_failure("NEXT_GATEWAY");
+        t_relay();
+    }}
+}}
+"""
+
+
+@dataclass(kw_only=True)
+class KamailioDispatcher:
+    """kamailio as a stateless-ish SIP dispatcher (round robin + OPTIONS probing + failover) in front of
+    gateway workers ``gateways`` (host:port each)."""
+
+    workdir: Path
+    gateways: list[str]
+    port: int = 0
+    fr_timer_ms: int = 1500
+    proc: asyncio.subprocess.Process | None = field(default=None, init=False)
+
+    async def __aenter__(self) -> KamailioDispatcher:
+        exe = program("kamailio")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_udp_port()
+        ds = self.workdir / "dispatcher.list"
+        ds.write_text("".join(f"1 sip:{g}\n" for g in self.gateways))
+        cfg = self.workdir / "kamailio.cfg"
+        cfg.write_text(KAMAILIO_CFG.format(port=self.port, list_file=ds, fr_timer_ms=self.fr_timer_ms))
+        log = _log_fd(self.workdir / "kamailio.log")
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                exe, "-f", str(cfg), "-DD", "-E", "-m", "32", "-M", "4", "-Y", str(self.workdir), "-w", str(self.workdir),
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
+            )
+        finally:
+            os.close(log)
+        await asyncio.sleep(0.8)
+        if self.proc.returncode is not None:
+            raise SetupError(f"kamailio exited: {self.log()[-800:]}")
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self.proc is not None:
+            await _stop_process(self.proc, grace_s=3.0)
+
+    def log(self) -> str:
+        p = self.workdir / "kamailio.log"
+        return p.read_text(errors="replace") if p.exists() else ""

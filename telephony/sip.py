@@ -81,6 +81,7 @@ class QuietUdpSipTransport(UdpSipTransport):
     """aiosipua's UDP transport without its 3.11 ``AssertionError`` and with one log line per bad datagram."""
 
     malformed: int = 0
+    before_send = None  # Callable[[SipRequest | SipResponse], None]: last touches (Record-Route on 18x/2xx)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -91,6 +92,8 @@ class QuietUdpSipTransport(UdpSipTransport):
     def send(self, message, addr) -> None:
         if self._udp_transport is None or self._udp_transport.is_closing():
             return
+        if self.before_send is not None:
+            self.before_send(message)
         self._udp_transport.sendto(bytes(message), addr)
 
     def _dispatch(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -345,6 +348,7 @@ class SipEndpoint:
         except OSError as exc:
             raise TelephonyError(f"cannot listen for SIP on {self.host}:{self.port}: {exc.strerror}", code="sip_bind_failed") from exc
         self._transport.on_message = self._route
+        self._transport.before_send = self._copy_record_route
         self.port = self._transport.local_addr[1]
         self._started = True
         logger.info("SIP endpoint listening on udp:%s:%s", self.host, self.port)
@@ -526,11 +530,41 @@ class SipEndpoint:
 
     # --- inbound -----------------------------------------------------------------------------
     def _route(self, msg: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
-        if isinstance(msg, SipResponse) and msg.status_code >= 300:
-            cseq = msg.cseq
-            if cseq is not None and cseq.method.upper() == "INVITE":
+        if isinstance(msg, SipResponse) and msg.cseq is not None and msg.cseq.method.upper() == "INVITE":
+            if msg.status_code >= 300:
                 self._ack_non_2xx(msg, addr)
+            elif msg.status_code >= 200:
+                self._learn_route(msg)
         self._uas._on_message(msg, addr)
+
+    def _copy_record_route(self, msg: SipRequest | SipResponse) -> None:
+        """RFC 3261 §12.1.1: a UAS copies the INVITE's Record-Route into its 18x/2xx (aiosipua does not, so
+        the caller's ACK and BYE could not find their way back through a proxy such as kamailio)."""
+        if not isinstance(msg, SipResponse) or not (100 < msg.status_code < 300) or msg.headers.get("record-route"):
+            return
+        if msg.cseq is None or msg.cseq.method.upper() != "INVITE":
+            return
+        inc = self._uas._calls.get(msg.call_id or "")
+        if inc is None:
+            return
+        for rr in inc.invite.headers.get("record-route"):
+            msg.headers.append("Record-Route", rr)
+
+    def _learn_route(self, resp: SipResponse) -> None:
+        """RFC 3261 §12.1.2: the UAC's route set is the 2xx's Record-Route reversed and its remote target
+        the 2xx's Contact (aiosipua keeps neither, so in-dialog requests through a proxy went astray)."""
+        call = self._calls.get(resp.call_id or "")
+        oc = call._outgoing if call is not None else None
+        if oc is None or oc._answered.is_set():
+            return
+        routes: list[str] = []
+        for value in resp.headers.get("record-route"):
+            routes += [r.strip() for r in re.split(r",(?=\s*<)", value) if r.strip()]
+        oc.dialog.route_set = list(reversed(routes))
+        contact = resp.headers.get_first("contact")
+        m = re.search(r"<([^>]+)>", contact or "")
+        if m or contact:
+            oc.dialog.remote_target = m.group(1) if m else contact.split(";")[0].strip()
 
     def _ack_non_2xx(self, resp: SipResponse, addr: tuple[str, int]) -> None:
         """RFC 3261 §17.1.1.3: the INVITE client transaction ACKs every non-2xx final (aiosipua does not)."""

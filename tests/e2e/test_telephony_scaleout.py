@@ -1,0 +1,72 @@
+"""Scale-out on loopback: two gateway workers behind kamailio (dispatcher: round robin, OPTIONS probing,
+failover on 408/5xx). Calls come in at kamailio's address; each worker runs its own pipelines."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from telephony.gateway import Gateway
+from telephony.peers import KamailioDispatcher
+from telephony.sip import SipEndpoint
+from telephony.testing import bot_pipeline_factory, tone
+from tests.conftest import need_program
+
+pytestmark = [pytest.mark.e2e, pytest.mark.sip]
+
+
+async def place_call(phone: SipEndpoint, uri: str, *, listen_s: float = 1.2) -> float:
+    """One call through the dispatcher; returns the loudest 20 ms frame heard (the worker's greeting)."""
+    call = await phone.dial(uri, timeout_s=6)
+    levels: list[float] = []
+    call.on_audio = lambda pcm: levels.append(float(np.abs(np.frombuffer(pcm, "<i2")).mean()))
+    await asyncio.sleep(listen_s)
+    await call.hangup()
+    return max(levels, default=0.0)
+
+
+async def wait_until(pred, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if pred() or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_two_workers_behind_kamailio_share_calls_and_fail_over(settings, tmp_path):
+    need_program("kamailio")
+    from dataclasses import replace
+
+    s = replace(settings, telephony=replace(settings.telephony, sip_port=0))
+    factory = bot_pipeline_factory(settings=s, reply_pcm=tone(seconds=2.0))
+    worker_a = Gateway(settings=replace(s, telephony=replace(s.telephony, rtp_port_min=23000, rtp_port_max=23499)), pipeline_factory=factory, port=0)
+    worker_b = Gateway(settings=replace(s, telephony=replace(s.telephony, rtp_port_min=23500, rtp_port_max=23999)), pipeline_factory=factory, port=0)
+    await worker_a.start()
+    try:
+        async with worker_b:
+            gws = [f"127.0.0.1:{worker_a.endpoint.port}", f"127.0.0.1:{worker_b.endpoint.port}"]
+            async with KamailioDispatcher(workdir=tmp_path / "kamailio", gateways=gws) as kam, SipEndpoint(
+                settings=s.telephony, port=0, user="13800000005"
+            ) as phone:
+                uri = f"sip:assistant@127.0.0.1:{kam.port}"
+                heard = [await place_call(phone, uri) for _ in range(4)]
+                await wait_until(lambda: len(worker_a.reports) + len(worker_b.reports) == 4 and all(r.end_reason for r in worker_a.reports + worker_b.reports), 5)
+                shares = (len(worker_a.reports), len(worker_b.reports))
+                ends = {r.end_reason for r in worker_a.reports + worker_b.reports}
+
+                await worker_a.stop()  # worker A dies; kamailio's probe / failure route moves calls to B
+                before_b = len(worker_b.reports)
+                t0 = time.monotonic()
+                after = [await place_call(phone, uri, listen_s=0.8) for _ in range(2)]
+                failover_s = time.monotonic() - t0
+                await wait_until(lambda: len(worker_b.reports) - before_b == 2, 5)
+                moved = len(worker_b.reports) - before_b
+    finally:
+        await worker_a.stop()
+    assert shares == (2, 2), f"round robin gave {shares}; kamailio log:\n{kam.log()[-1500:]}"
+    assert ends == {"remote_hangup"}  # BYE travelled back through kamailio's record-route
+    assert min(heard) > 1000 and min(after) > 1000  # every caller heard its worker's greeting
+    assert moved == 2 and failover_s < 12
