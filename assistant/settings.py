@@ -102,6 +102,8 @@ class TtsSettings:
     voices_cmn: tuple[str, ...] = ("espeak-cmn", "espeak-cli-cmn")
     voices_yue: tuple[str, ...] = ("espeak-yue", "espeak-cli-yue")
     clause_pause_ms: int = 200  # silence after each clause
+    normalize_level: bool = True  # every voice at the same peak level (0.9 × volume of full scale)
+    presence_boost: bool = True  # +6 dB above ~1.5 kHz: clearer consonants for older ears and phone lines
     cache_memory_items: int = 1024
     cache_disk: bool = True  # var/tts_cache/<sha256>.wav
     cache_max_disk_files: int = 5000

@@ -194,3 +194,17 @@ async def test_synthesize_clauses_streams_in_order_with_look_ahead(settings, fak
 
     assert [c.text for c in fakes["fake-tone-cmn"].calls] == [speakable(c) for c in registry.split_clauses(text)]
     assert fakes["fake-tone-cmn"].calls[0].text == "好的"
+
+
+def test_clarify_sets_peak_from_volume_and_boosts_high_frequencies():
+    t = np.arange(RATE_HZ) / RATE_HZ
+    low = np.sin(2 * np.pi * 300 * t) * 3000
+    high = np.sin(2 * np.pi * 3000 * t) * 3000
+    x = (low + high).astype("<i2")
+    y = registry._clarify(x, sample_rate_hz=RATE_HZ, boost=True, volume=0.5).astype(np.float64)
+    assert abs(np.abs(y).max() - 0.45 * 32767) < 200
+    spectrum = np.abs(np.fft.rfft(y))
+    assert spectrum[3000] > 1.6 * spectrum[300]  # equal in the input, boosted ~+6 dB at 3 kHz
+    flat = registry._clarify(x, sample_rate_hz=RATE_HZ, boost=False, volume=1.0).astype(np.float64)
+    flat_spectrum = np.abs(np.fft.rfft(flat))
+    assert 0.9 < flat_spectrum[3000] / flat_spectrum[300] < 1.1
