@@ -30,15 +30,16 @@ class CacheKey:
     rate_wpm: int
     volume: float
     text: str
+    variant: str = ""  # post-processing settings that change the audio (pause, level, boost)
 
     @property
     def digest(self) -> str:
-        raw = f"{self.voice}\x1f{int(self.rate_wpm)}\x1f{round(float(self.volume), 3)}\x1f{self.text}"
+        raw = f"{self.voice}\x1f{int(self.rate_wpm)}\x1f{round(float(self.volume), 3)}\x1f{self.text}\x1f{self.variant}"
         return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
-def make_key(*, voice: str, rate_wpm: int, volume: float, text: str) -> CacheKey:
-    return CacheKey(voice=voice, rate_wpm=int(rate_wpm), volume=round(float(volume), 3), text=text)
+def make_key(*, voice: str, rate_wpm: int, volume: float, text: str, variant: str = "") -> CacheKey:
+    return CacheKey(voice=voice, rate_wpm=int(rate_wpm), volume=round(float(volume), 3), text=text, variant=variant)
 
 
 class PromptCache:

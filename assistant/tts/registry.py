@@ -248,7 +248,9 @@ async def synthesize(
     for i, name in enumerate(chain):
         info = VOICES.get(name)
         speak_as = info.dialect if info is not None else dialect
-        key = make_key(voice=name, rate_wpm=rate_wpm, volume=volume, text=say)
+        t = settings.tts
+        variant = f"p{t.clause_pause_ms}n{int(t.normalize_level)}b{int(t.presence_boost)}"
+        key = make_key(voice=name, rate_wpm=rate_wpm, volume=volume, text=say, variant=variant)
         hit = await cache.aget(key) if use_cache else None
         if hit is not None:
             return hit

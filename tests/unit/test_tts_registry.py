@@ -181,6 +181,8 @@ def test_prompt_cache_lru_and_prune(tmp_path):
     assert cache.get_disk(keys[0]) == audio  # still on disk
     assert cache.prune() == 1
     assert len(list(tmp_path.glob("*.wav"))) == 2
+    assert make_key(voice="v", rate_wpm=130, volume=1.0, text="a").digest != make_key(
+        voice="v", rate_wpm=130, volume=1.0, text="a", variant="b0").digest
     assert make_key(voice="v", rate_wpm=130, volume=1.0, text="a").digest != \
         make_key(voice="v", rate_wpm=130, volume=0.5, text="a").digest
 
