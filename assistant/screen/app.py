@@ -18,7 +18,6 @@ Entry points: ``setup_screen(app, settings=...)`` (``assistant serve``) and ``cr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import html
 import json
@@ -77,6 +76,7 @@ class ScreenConnection:
     fraud_shown_t: float = 0.0
     last_status: str = ""
     pipeline_running: bool = False
+    refresh: asyncio.Event = field(default_factory=asyncio.Event)
 
     def show_fraud(self, notice: FraudNotice, *, source: str) -> None:
         self.fraud_state, self.fraud_source, self.fraud_shown_t = notice, source, time.monotonic()
@@ -195,15 +195,37 @@ async def _elder(request: web.Request, elder_id: int) -> ElderView:
 
 
 async def _lookup_platform_call(app: web.Application, elder_id: int) -> PlatformCall | None:
+    """Is the platform calling this elder? A registered lookup, else the fraud guard's call ledger (with the
+    one-time code), else an open outbound call row in the calls table (no code)."""
     lookup: PlatformCallLookup | None = app.get(FRAUD_LOOKUP_KEY)  # type: ignore[assignment]
     if lookup is not None:
         return await lookup(elder_id)
+    ledger = _fraud_ledger(app)
+    if ledger is not None:
+        try:
+            entry = await ledger.current_for_elder(elder_id)
+        except AssistantError as exc:
+            logger.warning(f"screen {elder_id}: call ledger unavailable: error[{exc.code}] {exc.message}")
+        else:
+            if entry is not None:
+                return PlatformCall(call_id=entry.call_id or "", code=entry.code)
     return await app[STORE_KEY].platform_call(elder_id)
+
+
+def _fraud_ledger(app: web.Application):
+    try:
+        from assistant.fraud_guard.api import LEDGER_KEY
+    except ImportError:
+        return None
+    return app.get(LEDGER_KEY)
 
 
 async def _raise_sos(app: web.Application, *, elder_id: int, call_id: str | None, via: str) -> int:
     t0 = time.perf_counter()
-    alert_id = await app[STORE_KEY].raise_sos(elder_id=elder_id, call_id=call_id, detail={"source": "screen", "via": via})
+    store = app[STORE_KEY]
+    if store.alert_writer is None:
+        store.alert_writer = _store_alert_writer(app)
+    alert_id = await store.raise_sos(elder_id=elder_id, call_id=call_id, detail={"source": "screen", "via": via})
     elapsed_ms = (time.perf_counter() - t0) * 1000
     app[SOS_TIMES_KEY].append(elapsed_ms)
     logger.warning(f"SOS from the screen of elder {elder_id}: alert {alert_id} ({elapsed_ms:.1f} ms)")
@@ -257,7 +279,9 @@ async def status(request: web.Request) -> web.Response:
 # -- the WebSocket -------------------------------------------------------------------------------------
 
 
-async def default_pipeline_factory(app: web.Application, transport: ScreenTransport, session: CallSession):
+async def default_pipeline_factory(
+    app: web.Application, transport: ScreenTransport, session: CallSession, *, turn_listeners: list | None = None
+):
     """The real call pipeline (``assistant.pipeline``) with the services ``assistant serve`` started."""
     from assistant.pipeline import build_call_pipeline, pipeline_worker
     from assistant.runtime import SERVICES_KEY
@@ -265,26 +289,54 @@ async def default_pipeline_factory(app: web.Application, transport: ScreenTransp
     services = app.get(SERVICES_KEY)
     if services is None:
         raise ScreenError("voice is not running on this server (start it with `assistant serve`)", code="screen_no_voice")
+    if turn_listeners:
+        services = dataclasses.replace(services, turn_listeners=[*services.turn_listeners, *turn_listeners])
     call = build_call_pipeline(session=session, services=services, transport=transport)
     return pipeline_worker(call, settings=services.settings)
 
 
-async def _make_worker(app: web.Application, transport: ScreenTransport, session: CallSession):
+async def _make_worker(app: web.Application, transport: ScreenTransport, session: CallSession, *, turn_listeners: list):
     factory = app.get(PIPELINE_FACTORY_KEY)
     if factory is not None:
         return await factory(transport, session)  # type: ignore[operator]
-    return await default_pipeline_factory(app, transport, session)
+    return await default_pipeline_factory(app, transport, session, turn_listeners=turn_listeners)
+
+
+# dialogue events after which the status panel is refreshed at once (not at the next STATUS_REFRESH_S)
+REFRESH_EVENTS = frozenset({"order_placed", "emergency", "handover"})
+
+
+def _turn_listener(conn: ScreenConnection):
+    """Follows the dialogue: an order placed or an emergency raised by voice shows on the screen at once."""
+
+    async def listener(stage: str, record) -> None:
+        if stage != "reply":
+            return
+        names = {e.get("event") for e in record.events if isinstance(e, dict)}
+        if "emergency" in names:
+            await conn.link.send(SosResult(ok=True, alert_id=None, text=SOS_TEXT))
+        if names & REFRESH_EVENTS:
+            conn.refresh.set()
+
+    return listener
 
 
 async def _panel_loop(app: web.Application, conn: ScreenConnection, stop: asyncio.Event) -> None:
-    """Status and fraud panels: refresh now, then every STATUS_REFRESH_S until the page goes away."""
+    """Status and fraud panels: refresh now, then every STATUS_REFRESH_S (or when the dialogue placed an
+    order) until the page goes away."""
     while not stop.is_set():
+        conn.refresh.clear()
         try:
             await _refresh_panels(app, conn)
         except AssistantError as exc:
             logger.warning(f"screen {conn.elder_id}: panel refresh failed: error[{exc.code}] {exc.message}")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=STATUS_REFRESH_S)
+        waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(conn.refresh.wait())}
+        try:
+            await asyncio.wait(waits, timeout=STATUS_REFRESH_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
 
 
 async def _refresh_panels(app: web.Application, conn: ScreenConnection) -> None:
@@ -401,7 +453,7 @@ async def screen_ws(request: web.Request) -> web.WebSocketResponse:
     worker = None
     try:
         try:
-            worker = await _make_worker(app, transport, session)
+            worker = await _make_worker(app, transport, session, turn_listeners=[_turn_listener(conn)])
         except AssistantError as exc:
             logger.warning(f"screen {elder_id}: no voice pipeline: error[{exc.code}] {exc.message}")
             await link.send(ErrorMessage(code=exc.code, text="语音助手暂时不可用，按钮和紧急求助仍然可以用"))
@@ -436,19 +488,27 @@ async def screen_ws(request: web.Request) -> web.WebSocketResponse:
 # -- app wiring ----------------------------------------------------------------------------------------
 
 
-def _store_alert_writer(app: web.Application):
-    """The platform store's ``create_alert`` when the store is mounted in this app (family notifications)."""
+def _platform_store(app: web.Application):
     try:
         from assistant.platform.api import STORE_KEY as PLATFORM_STORE_KEY
-    except ModuleNotFoundError:
+    except ImportError:
         return None
-    store = app.get(PLATFORM_STORE_KEY)
-    create = getattr(store, "create_alert", None)
-    return create
+    return app.get(PLATFORM_STORE_KEY)
+
+
+def _store_alert_writer(app: web.Application):
+    """The platform store's ``create_alert`` when the store is mounted in this app (family notifications)."""
+    return getattr(_platform_store(app), "create_alert", None)
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    store = ScreenStore.from_settings(app[SETTINGS_KEY])
+    settings = app[SETTINGS_KEY]
+    platform = _platform_store(app)
+    shared = getattr(platform, "engine", None)
+    if shared is not None:  # the platform store's pool (mounted before us by assistant serve)
+        store = ScreenStore(engine=shared, settings=settings, owns_engine=False)
+    else:
+        store = ScreenStore.from_settings(settings)
     store.alert_writer = _store_alert_writer(app)
     app[STORE_KEY] = store
     yield

@@ -144,8 +144,11 @@ def care_call_text(call: Call | None) -> str:
 class ScreenStore:
     """Async reads/writes for the screen. Built on startup, closed on cleanup; nothing at import time."""
 
-    def __init__(self, *, engine: AsyncEngine, settings: Settings, alert_writer: AlertWriter | None = None):
+    def __init__(
+        self, *, engine: AsyncEngine, settings: Settings, alert_writer: AlertWriter | None = None, owns_engine: bool = True
+    ):
         self._engine = engine
+        self._owns_engine = owns_engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._settings = settings
         self.alert_writer = alert_writer
@@ -157,7 +160,8 @@ class ScreenStore:
         return cls(engine=create_engine_for(settings), settings=settings)
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        if self._owns_engine:
+            await self._engine.dispose()
 
     def _session(self) -> AsyncSession:
         return self._sessions()

@@ -172,3 +172,49 @@ async def test_a_pushed_code_outlives_ledger_refreshes_until_the_call_ends(clien
         assert (await _next_json(ws, "fraud"))["state"] == "clear"
         await ws.send_str(json.dumps({"type": "fraud_check"}))
         assert (await _next_json(ws, "fraud"))["state"] == "not_platform"
+
+
+async def test_the_code_comes_from_the_fraud_guards_ledger(settings, aiohttp_client):
+    """With the fraud guard mounted (as in `assistant serve`), its ledger entry's one-time code is shown."""
+    fraud_api = pytest.importorskip("assistant.fraud_guard.api")
+    import assistant.fraud_guard.models  # noqa: F401  (its tables join Base.metadata for create_all)
+
+    await seed_demo(settings)
+    app = create_app(settings)
+    fraud_api.setup_fraud_api(app, settings=settings)
+    client = await aiohttp_client(app)
+    entry = await app[fraud_api.LEDGER_KEY].record_outbound_call(elder_id=1, number="07503331234", purpose="care_call")
+    token = device_token(1, secret=screen_secret(settings))
+    async with client.ws_connect(f"/screen/1/ws?token={token}") as ws:
+        notice = await _next_json(ws, "fraud")  # found by the panel refresh
+        assert notice["state"] == "platform_calling" and notice["code"] == entry.code
+        assert notice["text"] == f"平安通正在给您打电话 — 确认码 {entry.code}"
+
+
+async def test_voice_orders_and_emergencies_show_at_once():
+    from assistant.screen.app import ScreenConnection, _turn_listener
+    from assistant.screen.ws_transport import ScreenLink, ScreenTransport
+    from assistant.session import CallSession
+    from assistant.turns import TurnRecord
+
+    class Sock:
+        closed = False
+        sent: list[dict] = []
+
+        async def send_str(self, data: str) -> None:
+            self.sent.append(json.loads(data))
+
+        async def send_bytes(self, data: bytes) -> None:
+            raise AssertionError("no audio expected")
+
+    sock = Sock()
+    link = ScreenLink(ws=sock)
+    session = CallSession(channel="screen", elder_id=1)
+    conn = ScreenConnection(elder_id=1, session=session, link=link, transport=ScreenTransport(link=link, user_id="u"))
+    listener = _turn_listener(conn)
+    await listener("asr", TurnRecord(turn=1, events=[{"event": "order_placed"}]))
+    assert not conn.refresh.is_set()
+    await listener("reply", TurnRecord(turn=1, events=[{"event": "order_placed", "order_id": 5, "type": "gas"}]))
+    assert conn.refresh.is_set() and sock.sent == []
+    await listener("reply", TurnRecord(turn=2, events=[{"event": "emergency", "alert_id": 9}]))
+    assert sock.sent[0]["type"] == "sos" and sock.sent[0]["ok"] is True
