@@ -160,6 +160,22 @@ async def test_alert_actions_change_state_and_are_audited(env):
     assert again.status == 409
 
 
+async def test_callback_is_registered_in_the_call_ledger(env):
+    from assistant.fraud_guard.models import LedgerEntry
+
+    token = await env.as_user("op")
+    r = await env.client.post(f"/console/alerts/{env.ids.fraud_alert}/callback", data={"_csrf": token})
+    html = await r.text()
+    async with env.db() as db:
+        entry = (await db.execute(select(LedgerEntry))).scalar_one()
+        sms = (await db.execute(select(Outbox).where(Outbox.channel == "sms"))).scalars().all()
+    assert entry.number == "07503331234" and entry.elder_id == env.ids.elder_a
+    assert f'<strong class="code">{entry.code}</strong>' in html  # the operator tells the elder this code
+    assert any(entry.code in m.body for m in sms)  # and the family got it too
+    audit = await env.audit("callback")
+    assert audit[0].detail["ledger_id"] == entry.id and entry.code not in json.dumps(audit[0].detail)
+
+
 async def test_dispatch_moves_the_alerts_order(env):
     token = await env.as_user("op")
     async with env.db() as db:

@@ -1,0 +1,84 @@
+"""``assistant admin create-user`` against a database migrated by ``assistant db upgrade`` (console_0001)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.unit.console_helpers import PASSWORD
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "assistant.cli", *args], cwd=ROOT, env=env, input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def cli_env(tmp_path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["ASSISTANT_VAR_DIR"] = str(tmp_path / "var")
+    env["ASSISTANT_STORE_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'var' / 'a.db'}"
+    up = cli("db", "upgrade", env=env)
+    assert up.returncode == 0, up.stderr
+    return env
+
+
+def test_create_users_and_refusals(cli_env):
+    import asyncio
+
+    from sqlalchemy import select
+
+    from assistant.console.auth import verify_password
+    from assistant.console.models import ConsoleUser, ConsoleUserElder
+    from assistant.platform.db import create_engine_for, session_factory
+    from assistant.platform.models import Elder
+    from assistant.settings import load_settings
+
+    ok = cli("admin", "create-user", "--username", "wang", "--role", "operator", "--password-stdin",
+             env=cli_env, stdin=PASSWORD + "\n")
+    assert ok.returncode == 0 and "created operator user 'wang'" in ok.stdout, ok.stderr
+    again = cli("admin", "create-user", "--username", "wang", "--role", "operator", "--password-stdin",
+                env=cli_env, stdin=PASSWORD + "\n")
+    assert again.returncode == 2 and "error[console_user_exists]" in again.stderr
+    weak = cli("admin", "create-user", "--username", "li", "--role", "operator", "--password-stdin",
+               env=cli_env, stdin="123\n")
+    assert weak.returncode == 2 and "error[console_weak_password]" in weak.stderr
+    no_tty = cli("admin", "create-user", "--username", "li", "--role", "operator", env=cli_env)
+    assert no_tty.returncode == 2 and "--password-stdin" in no_tty.stderr  # never a default password
+    fam_no_elder = cli("admin", "create-user", "--username", "f1", "--role", "family", "--password-stdin",
+                       env=cli_env, stdin=PASSWORD + "\n")
+    assert fam_no_elder.returncode == 2 and "error[console_no_elder]" in fam_no_elder.stderr
+    missing_elder = cli("admin", "create-user", "--username", "f1", "--role", "family", "--elder", "999",
+                        "--password-stdin", env=cli_env, stdin=PASSWORD + "\n")
+    assert missing_elder.returncode == 2 and "no elder with id 999" in missing_elder.stderr
+
+    settings = load_settings(cli_env)
+
+    async def check() -> None:
+        engine = create_engine_for(settings)
+        try:
+            async with session_factory(engine)() as db:
+                elder = Elder(name="陈伯", district="蓬江")
+                db.add(elder)
+                await db.commit()
+                elder_id = elder.id
+            fam = await asyncio.to_thread(
+                cli, "admin", "create-user", "--username", "chen_hong", "--role", "family", "--elder", str(elder_id),
+                "--password-stdin", env=cli_env, stdin=PASSWORD + "\n")
+            assert fam.returncode == 0, fam.stderr
+            async with session_factory(engine)() as db:
+                users = {u.username: u for u in (await db.execute(select(ConsoleUser))).scalars()}
+                assert set(users) == {"wang", "chen_hong"}
+                assert verify_password(users["wang"].password_hash, PASSWORD)
+                links = (await db.execute(select(ConsoleUserElder))).scalars().all()
+                assert [(link.user_id, link.elder_id) for link in links] == [(users["chen_hong"].id, elder_id)]
+        finally:
+            await engine.dispose()
+
+    asyncio.run(check())
