@@ -341,3 +341,84 @@ class KamailioDispatcher:
     def log(self) -> str:
         p = self.workdir / "kamailio.log"
         return p.read_text(errors="replace") if p.exists() else ""
+
+
+KAMAILIO_REGISTRAR_CFG = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children=2
+disable_tcp=yes
+auto_aliases=no
+listen=udp:127.0.0.1:{port}
+alias="127.0.0.1:{port}"
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "auth.so"
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (has_totag()) {{
+        if (loose_route()) {{ t_relay(); exit; }}
+        if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+    if (is_method("REGISTER")) {{
+        if (!pv_www_authenticate("$td", "{password}", "0")) {{ www_challenge("$td", "0"); exit; }}
+        if ($au != "{user}") {{ sl_send_reply("403", "Forbidden"); exit; }}
+        save("location");
+        exit;
+    }}
+    if (is_method("INVITE")) {{ record_route(); }}
+    if (!lookup("location")) {{ sl_send_reply("404", "Not Found"); exit; }}
+    t_relay();
+}}
+"""
+
+
+@dataclass(kw_only=True)
+class KamailioRegistrar:
+    """kamailio as registrar (digest auth, one user) and proxy to registered contacts."""
+
+    workdir: Path
+    user: str
+    password: str
+    port: int = 0
+    proc: asyncio.subprocess.Process | None = field(default=None, init=False)
+
+    async def __aenter__(self) -> KamailioRegistrar:
+        exe = program("kamailio")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_udp_port()
+        cfg = self.workdir / "kamailio.cfg"
+        cfg.write_text(KAMAILIO_REGISTRAR_CFG.format(port=self.port, user=self.user, password=self.password))
+        log = _log_fd(self.workdir / "kamailio.log")
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                exe, "-f", str(cfg), "-DD", "-E", "-m", "32", "-M", "4", "-Y", str(self.workdir), "-w", str(self.workdir),
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
+            )
+        finally:
+            os.close(log)
+        await asyncio.sleep(0.8)
+        if self.proc.returncode is not None:
+            raise SetupError(f"kamailio exited: {self.log()[-800:]}")
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self.proc is not None:
+            await _stop_process(self.proc, grace_s=3.0)
+
+    def log(self) -> str:
+        p = self.workdir / "kamailio.log"
+        return p.read_text(errors="replace") if p.exists() else ""

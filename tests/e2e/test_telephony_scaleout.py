@@ -70,3 +70,31 @@ async def test_two_workers_behind_kamailio_share_calls_and_fail_over(settings, t
     assert ends == {"remote_hangup"}  # BYE travelled back through kamailio's record-route
     assert min(heard) > 1000 and min(after) > 1000  # every caller heard its worker's greeting
     assert moved == 2 and failover_s < 12
+
+
+async def test_register_with_digest_auth_then_calls_reach_the_gateway(settings, tmp_path):
+    need_program("kamailio")
+    from dataclasses import replace
+
+    from assistant.errors import TelephonyError
+    from telephony.peers import KamailioRegistrar
+
+    s = replace(settings, telephony=replace(settings.telephony, sip_port=0))
+    gw = Gateway(settings=s, pipeline_factory=bot_pipeline_factory(settings=s, reply_pcm=tone(seconds=2.0)), port=0)
+    async with gw, KamailioRegistrar(workdir=tmp_path / "registrar", user="gw1", password="s3cret") as reg, SipEndpoint(
+        settings=s.telephony, port=0, user="13800000006"
+    ) as phone:
+        aor = f"sip:gw1@127.0.0.1:{reg.port}"
+        wrong = SipEndpoint(settings=s.telephony, port=0)
+        async with wrong:
+            with pytest.raises(TelephonyError) as refused:
+                await wrong.register(aor, user="gw1", password="wrong", registrar=f"127.0.0.1:{reg.port}")
+        await gw.endpoint.register(aor, user="gw1", password="s3cret", registrar=f"127.0.0.1:{reg.port}")
+        # a call to the registered address-of-record is routed by the registrar to this gateway
+        loudest = await place_call(phone, aor)
+        await wait_until(lambda: gw.reports and gw.reports[0].end_reason, 5)
+        # and the gateway dials a bare number through the registrar (outbound proxy learnt from REGISTER)
+        _, via = gw.endpoint.resolve("13800000006")
+    assert refused.value.code == "register_failed"
+    assert loudest > 1000 and gw.reports[0].end_reason == "remote_hangup"
+    assert via == ("127.0.0.1", reg.port)

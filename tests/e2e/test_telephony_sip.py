@@ -264,3 +264,28 @@ async def test_malformed_sip_and_rtp_loss_leave_other_calls_unaffected(tel_setti
     assert 0.04 < jitter.lost / max(jitter.received + jitter.lost, 1) < 0.2  # the loss was seen and concealed
     assert {r.end_reason for r in gw.reports} == {"remote_hangup"}
     assert max(rms(p) for p in recordings) > 300  # the good caller still heard the bot
+
+
+async def test_hold_and_resume_by_reinvite(tel_settings):
+    gw = Gateway(settings=tel_settings, pipeline_factory=bot_pipeline_factory(settings=tel_settings, reply_pcm=tone(seconds=8.0)), port=0)
+    async with gw, SipEndpoint(settings=tel_settings.telephony, port=0, user="13800000007") as phone:
+        call = await phone.dial(f"sip:assistant@127.0.0.1:{gw.endpoint.port}", timeout_s=5)
+        await wait_for(lambda: gw.endpoint.calls, timeout_s=3, what="the gateway's call")
+        gw_call = next(iter(gw.endpoint.calls.values()))
+        changes = []
+        gw_call.on_hold_changed = changes.append
+        await asyncio.sleep(0.5)
+        await call.hold(True)  # re-INVITE a=sendonly
+        await wait_for(lambda: gw_call.on_hold, timeout_s=3, what="hold")
+        sent = gw_call.stream.stats.packets_out
+        await asyncio.sleep(0.4)
+        held_sent = gw_call.stream.stats.packets_out - sent
+        await call.hold(False)  # re-INVITE a=sendrecv
+        await wait_for(lambda: not gw_call.on_hold, timeout_s=3, what="resume")
+        sent = gw_call.stream.stats.packets_out
+        await asyncio.sleep(0.4)
+        resumed_sent = gw_call.stream.stats.packets_out - sent
+        await call.hangup()
+    assert held_sent == 0  # nothing sent towards a caller who put us on hold
+    assert resumed_sent >= 15  # ~20 packets in 0.4 s once resumed
+    assert [c.on_hold for c in changes] == [True, False]
