@@ -118,6 +118,18 @@ def guarded(*, area: str, roles: tuple[str, ...]) -> Callable[[Handler], Callabl
     return wrap
 
 
+async def console_principal(request: web.Request) -> Principal | None:
+    """The console user signed in on this request (for other areas, e.g. the platform API accepting a
+    console session instead of the service token). None when there is no valid session."""
+    sessions = request.app.get(SESSIONS_KEY)
+    if sessions is None:
+        return None
+    async with sessions() as db:
+        principal = await auth.load_principal(db, request.cookies.get(auth.SESSION_COOKIE))
+        await db.commit()
+    return principal
+
+
 def require_elder(principal: Principal, elder_id: int) -> None:
     """Family users only reach their own parents; staff reach everyone."""
     if not principal.is_staff and elder_id not in principal.elder_ids:

@@ -141,3 +141,19 @@ async def test_next_parameter_cannot_leave_the_site(app_db):
                                                      "password": PASSWORD, "next": "//evil.example/"},
                              allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"] == "/console/"
+
+
+async def test_console_principal_for_other_areas(app_db):
+    from aiohttp.test_utils import make_mocked_request
+
+    from assistant.console.app import console_principal
+
+    client, _ = app_db
+    await login(client, "op1")
+    sid = client.session.cookie_jar.filter_cookies(client.make_url("/api/"))[auth.SESSION_COOKIE].value
+    app = client.server.app
+    req = make_mocked_request("GET", "/api/elders/1", headers={"Cookie": f"{auth.SESSION_COOKIE}={sid}"}, app=app)
+    p = await console_principal(req)
+    assert p is not None and p.username == "op1" and p.is_staff
+    bad = make_mocked_request("GET", "/api/elders/1", headers={"Cookie": f"{auth.SESSION_COOKIE}=nope"}, app=app)
+    assert await console_principal(bad) is None
