@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dialect", choices=("cmn", "yue", "auto"), default="cmn")
     parser.add_argument("--phone", action="store_true", help="through the simulated 8 kHz G.711 line")
     parser.add_argument("--closed", action="store_true", help="also score closed-prompt phrase matching")
+    parser.add_argument("--grammar", action="store_true",
+                        help="third TSV column names a vocabulary section: decode each clip again with that "
+                             "section as its grammar and score closed-prompt accuracy")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override an AsrSettings field for this run (e.g. beam_size=1)")
     parser.add_argument("--label", default="", help="name of this run in the report")
@@ -46,9 +49,19 @@ def read_transcripts(folder: Path) -> list[tuple[str, str]]:
             continue
         if "\t" not in line:
             raise AudioInputError(f"{tsv}:{n}: expected <wav path><TAB><text>")
-        path, text = line.split("\t", 1)
+        path, text, *_ = line.split("\t")
         rows.append((path.strip(), text.strip()))
     return rows
+
+
+def read_sections(folder: Path) -> dict[str, str]:
+    """wav path → vocabulary section, from the optional third column of transcripts.tsv."""
+    out = {}
+    for line in (folder / "transcripts.tsv").read_text(encoding="utf-8").splitlines():
+        cols = line.split("\t")
+        if len(cols) >= 3 and cols[2].strip():
+            out[cols[0].strip()] = cols[2].strip()
+    return out
 
 
 def _settings_for(args: argparse.Namespace):
@@ -95,6 +108,13 @@ def evaluate(args: argparse.Namespace) -> dict:
     rec = load_recognizer_sync(model_id, settings=settings)  # load time is not decode time
     per_file, audio_total, wall_total, cpu_total, closed_hits = [], 0.0, 0.0, 0.0, 0
     refs = [text for _, text in rows]
+    sections = read_sections(args.data) if args.grammar else {}
+    if args.grammar:
+        from assistant.asr.base import RecognizerOptions
+        from dialect_models.vocab import load_vocabulary
+
+        vocab = load_vocabulary(dialect or "cmn")
+    grammar_hits = grammar_n = 0
     for path, ref in rows:
         audio = read_audio(args.data / path, sample_rate_hz=rate)
         if args.phone:
@@ -106,6 +126,17 @@ def evaluate(args: argparse.Namespace) -> dict:
         audio_total += audio.duration_s
         row = {"file": path, "ref": ref, "hyp": result.text, "cer": round(cer(ref, result.text), 4),
                "dialect": result.dialect, "confidence": result.confidence, "audio_s": round(audio.duration_s, 2)}
+        if path in sections:
+            grammar = vocab.grammar(sections[path])
+            expected = match_phrase(ref, grammar)
+            closed = recognize_sync(audio.pcm, sample_rate_hz=audio.sample_rate_hz, dialect=dialect,
+                                    options=RecognizerOptions(grammar=grammar), settings=settings)
+            got = vocab.canonical(sections[path], closed.text) if closed.text else ""
+            row["grammar"] = sections[path]
+            row["expected"] = vocab.canonical(sections[path], expected.phrase) if expected else ""
+            row["closed_hyp"] = got
+            grammar_n += 1
+            grammar_hits += int(bool(got) and got == row["expected"])
         if args.closed:
             m = match_phrase(result.text, refs)
             row["closed_pick"] = m.phrase if m else ""
@@ -133,6 +164,9 @@ def evaluate(args: argparse.Namespace) -> dict:
         out["dialects_detected"] = {d: sum(r["dialect"] == d for r in per_file) for d in ("cmn", "yue")}
     if args.closed:
         out["closed_accuracy"] = round(closed_hits / n, 4) if n else 0.0
+    if grammar_n:
+        out["grammar_accuracy"] = round(grammar_hits / grammar_n, 4)
+        out["open_exact"] = round(sum(r["cer"] == 0 for r in per_file) / n, 4)
     if args.label:
         out["label"] = args.label
     return out
@@ -172,10 +206,20 @@ def write_report(result: dict, reports_dir: Path) -> Path:
     ]
     for r in runs:
         closed = f"{r['closed_accuracy']:.2f}" if "closed_accuracy" in r else ""
+        if "grammar_accuracy" in r:
+            closed = f"grammar {r['grammar_accuracy']:.2f} (open exact {r['open_exact']:.2f})"
         lines.append(f"| {_run_label(r)} | {r['n']} | {r['cer']:.3f} | {r.get('cer_mean_per_file', 0):.3f} | "
                      f"{r['rtf']:.3f} | {r.get('rtf_cpu', 0):.3f} | {r.get('load_average', '')} | {closed} | "
                      f"{r.get('time', '')} |")
-    lines += ["", "![CER per run](asr_cer.png)", ""]
+    lines += [
+        "",
+        "closed acc.: with `--closed`, share of clips whose open hypothesis is matched (phrase scoring) to its own"
+        " transcript among all the folder's transcripts; with `--grammar`, share of clips decoded with their"
+        " vocabulary section as the grammar that come out as the expected canonical answer.",
+        "",
+        "![CER per run](asr_cer.png)",
+        "",
+    ]
     md = reports_dir / "asr.md"
     md.write_text("\n".join(lines), encoding="utf-8")
     _chart(runs, reports_dir / "asr_cer.png")
