@@ -51,7 +51,7 @@ async def _create(args: argparse.Namespace, password: str) -> int:
     from assistant.console.auth import ConsoleError, create_user
     from assistant.errors import StoreError
     from assistant.platform.db import create_engine_for, session_factory
-    from assistant.platform.models import Elder
+    from assistant.platform.models import Elder, FamilyContact
     from assistant.settings import load_settings
 
     settings = load_settings()
@@ -61,7 +61,15 @@ async def _create(args: argparse.Namespace, password: str) -> int:
             for elder_id in args.elder:
                 if await db.scalar(select(Elder.id).where(Elder.id == elder_id)) is None:
                     raise ConsoleError(f"no elder with id {elder_id}", code="console_no_elder")
-            contacts = {args.elder[0]: args.contact} if args.contact is not None and args.elder else None
+            contacts = None
+            if args.contact is not None:
+                if len(args.elder) != 1:
+                    raise ConsoleError("--contact needs exactly one --elder", code="console_bad_contact")
+                contact = await db.get(FamilyContact, args.contact)
+                if contact is None or contact.elder_id != args.elder[0]:
+                    raise ConsoleError(f"contact {args.contact} is not a family contact of elder {args.elder[0]}",
+                                       code="console_bad_contact")
+                contacts = {args.elder[0]: args.contact}
             user = await create_user(db, username=args.username, role=args.role, password=password,
                                      display_name=args.display_name, elder_ids=tuple(args.elder), contact_ids=contacts)
     except (OperationalError, ProgrammingError) as exc:

@@ -68,6 +68,10 @@ def test_create_users_and_refusals(cli_env):
                 db.add(elder)
                 await db.commit()
                 elder_id = elder.id
+            bad = await asyncio.to_thread(
+                cli, "admin", "create-user", "--username", "x", "--role", "family", "--elder", str(elder_id),
+                "--contact", "77", "--password-stdin", env=cli_env, stdin=PASSWORD + "\n")
+            assert bad.returncode == 2 and "error[console_bad_contact]" in bad.stderr
             fam = await asyncio.to_thread(
                 cli, "admin", "create-user", "--username", "chen_hong", "--role", "family", "--elder", str(elder_id),
                 "--password-stdin", env=cli_env, stdin=PASSWORD + "\n")
