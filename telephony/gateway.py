@@ -13,6 +13,7 @@ The pipeline is the integrator's: ``pipeline_factory(transport=..., session=...)
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -119,6 +120,7 @@ class Gateway:
         self.reports: list[CallReport] = []
 
     async def start(self) -> None:
+        await asyncio.to_thread(_prewarm)
         await self.endpoint.start()
 
     async def stop(self) -> None:
@@ -208,6 +210,21 @@ class Gateway:
 
     async def dial(self, number: str, *, timeout_s: float | None = None) -> PhoneCall:
         return await self.endpoint.dial(number, timeout_s=timeout_s)
+
+
+def _prewarm() -> None:
+    """Import what the first call would otherwise import on the event loop (1.5 s of stalled audio for
+    every call in progress, measured with 16 calls)."""
+    import importlib
+
+    for name in ("pipecat.pipeline.worker", "pipecat.workers.runner", "pipecat.processors.audio.vad_processor", "scipy.signal", "assistant.audio.vad", "webrtcvad"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    from telephony.resample import StreamResampler
+
+    StreamResampler(from_hz=8000, to_hz=16000).process(bytes(320))
 
 
 def default_pipeline_factory(services) -> PipelineFactory:

@@ -51,11 +51,13 @@ KeypadHook = Callable[[str], Awaitable[None]]
 
 class TurnMeter:
     """Turn latency on the wire: end of the caller's voice (mean |x| above ``voice_level``) → first reply
-    audio of a new bot talkspurt (a write after ``gap_s`` without one). Greetings (no voice before) don't count."""
+    audio of a new bot talkspurt (a write after ``gap_s`` without one). Talkspurts that start while the
+    caller is still talking (the greeting, a reply overlapping speech) are not turns and don't count."""
 
-    def __init__(self, *, voice_level: float = 300.0, gap_s: float = 0.3) -> None:
+    def __init__(self, *, voice_level: float = 300.0, gap_s: float = 0.3, min_silence_s: float = 0.2) -> None:
         self.voice_level = voice_level
         self.gap_s = gap_s
+        self.min_silence_s = min_silence_s
         self.last_voice: float | None = None
         self.last_write = 0.0
         self.spurt_start: float | None = None
@@ -73,7 +75,7 @@ class TurnMeter:
         if self.level(pcm) < 30:
             return
         if now - self.last_write > self.gap_s:
-            if self.last_voice is not None and (self.spurt_start is None or self.last_voice > self.spurt_start):
+            if self.last_voice is not None and now - self.last_voice >= self.min_silence_s and (self.spurt_start is None or self.last_voice > self.spurt_start):
                 self.latencies_ms.append((now - self.last_voice) * 1000)
             self.spurt_start = now
         self.last_write = now
