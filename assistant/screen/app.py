@@ -33,6 +33,7 @@ from assistant.errors import AssistantError
 from assistant.screen.protocol import (
     BUTTON_TEXTS,
     FRAUD_CHECK_TEXT,
+    Caption,
     ErrorMessage,
     FraudNotice,
     Pong,
@@ -291,6 +292,7 @@ async def default_pipeline_factory(
         raise ScreenError("voice is not running on this server (start it with `assistant serve`)", code="screen_no_voice")
     if turn_listeners:
         services = dataclasses.replace(services, turn_listeners=[*services.turn_listeners, *turn_listeners])
+        transport.output_transport.captions_from_frames = False  # the listeners caption, sooner
     call = build_call_pipeline(session=session, services=services, transport=transport)
     return pipeline_worker(call, settings=services.settings)
 
@@ -307,11 +309,29 @@ REFRESH_EVENTS = frozenset({"order_placed", "emergency", "handover"})
 
 
 def _turn_listener(conn: ScreenConnection):
-    """Follows the dialogue: an order placed or an emergency raised by voice shows on the screen at once."""
+    """Follows the dialogue through the call's turn tracker:
+
+    - captions as soon as each stage is done: what the elder said after ASR ("asr"), what the assistant
+      will say before synthesis ("reply", with the turn's text if it came from a button), so the elder
+      can read a long read-back while it is being spoken;
+    - an order placed or an emergency raised by voice shows on the screen at once.
+    """
+    captioned: set[int] = set()  # turns whose elder caption went out
 
     async def listener(stage: str, record) -> None:
+        if stage == "asr":
+            if record.transcript.strip() and record.turn not in captioned:
+                captioned.add(record.turn)
+                await conn.link.send(Caption(speaker="elder", text=record.transcript.strip()))
+            return
         if stage != "reply":
             return
+        if record.turn not in captioned and record.transcript.strip():
+            captioned.add(record.turn)
+            await conn.link.send(Caption(speaker="elder", text=record.transcript.strip()))
+        reply = "".join(t for t in record.reply_texts if t)
+        if reply:
+            await conn.link.send(Caption(speaker="assistant", text=reply))
         names = {e.get("event") for e in record.events if isinstance(e, dict)}
         if "emergency" in names:
             await conn.link.send(SosResult(ok=True, alert_id=None, text=SOS_TEXT))

@@ -141,9 +141,13 @@ class ScreenInputTransport(BaseInputTransport):
 
 
 class ScreenOutputTransport(BaseOutputTransport):
-    def __init__(self, *, params: TransportParams, link: ScreenLink, **kwargs):
+    """``captions_from_frames``: caption ``TranscriptionFrame``/``TTSTextFrame`` as they pass (pipelines without
+    a turn tracker); the real pipeline captions from its turn tracker instead (sooner, see ``app.py``)."""
+
+    def __init__(self, *, params: TransportParams, link: ScreenLink, captions_from_frames: bool = True, **kwargs):
         super().__init__(params, **kwargs)
         self._link = link
+        self.captions_from_frames = captions_from_frames
         self._send_interval_s = 0.0
         self._next_send_t = 0.0
         self.audio_bytes_out = 0
@@ -158,7 +162,7 @@ class ScreenOutputTransport(BaseOutputTransport):
         await self.set_transport_ready(frame)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
-        if direction == FrameDirection.DOWNSTREAM:
+        if direction == FrameDirection.DOWNSTREAM and self.captions_from_frames:
             if isinstance(frame, TranscriptionFrame) and frame.text.strip():
                 self.captions_out += 1
                 await self._link.send(Caption(speaker="elder", text=frame.text.strip()))

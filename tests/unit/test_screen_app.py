@@ -212,9 +212,17 @@ async def test_voice_orders_and_emergencies_show_at_once():
     session = CallSession(channel="screen", elder_id=1)
     conn = ScreenConnection(elder_id=1, session=session, link=link, transport=ScreenTransport(link=link, user_id="u"))
     listener = _turn_listener(conn)
-    await listener("asr", TurnRecord(turn=1, events=[{"event": "order_placed"}]))
+    await listener("asr", TurnRecord(turn=1, transcript="我要叫煤气", events=[{"event": "order_placed"}]))
     assert not conn.refresh.is_set()
-    await listener("reply", TurnRecord(turn=1, events=[{"event": "order_placed", "order_id": 5, "type": "gas"}]))
-    assert conn.refresh.is_set() and sock.sent == []
-    await listener("reply", TurnRecord(turn=2, events=[{"event": "emergency", "alert_id": 9}]))
-    assert sock.sent[0]["type"] == "sos" and sock.sent[0]["ok"] is True
+    assert sock.sent == [{"type": "caption", "speaker": "elder", "text": "我要叫煤气", "final": True}]
+    await listener(
+        "reply",
+        TurnRecord(turn=1, transcript="我要叫煤气", reply_texts=["好的。", "已下单。"], events=[{"event": "order_placed", "order_id": 5}]),
+    )
+    assert conn.refresh.is_set()
+    assert sock.sent[1:] == [{"type": "caption", "speaker": "assistant", "text": "好的。已下单。", "final": True}]
+    sock.sent.clear()
+    # a button turn (no ASR stage): the elder caption comes first, then the reply; an emergency shows SOS
+    await listener("reply", TurnRecord(turn=2, source="system", transcript="救命", reply_texts=["马上叫人。"], events=[{"event": "emergency", "alert_id": 9}]))
+    assert [m["type"] for m in sock.sent] == ["caption", "caption", "sos"]
+    assert sock.sent[0]["speaker"] == "elder" and sock.sent[1]["speaker"] == "assistant"
