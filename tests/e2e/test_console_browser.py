@@ -44,7 +44,7 @@ def need_browser() -> None:
 def speech_wav(tmp: Path) -> Path:
     """A real speech clip from ../shared when present, else a generated tone (still a real WAV)."""
     shared = Path(__import__("os").environ.get("ASSISTANT_SHARED_DIR", ROOT.parent / "shared"))
-    clip = shared / "data" / "mandarin_speech" / "wav" / "firered_aishell2_IT0011W0001.wav"
+    clip = shared / "data" / "mandarin_speech" / "wav" / "mindaudio_aishell1_BAC009S0002W0122.wav"
     if clip.exists():
         return clip
     return write_wav(tmp / "call.wav", seconds=3.0)
