@@ -119,3 +119,24 @@ def test_shared_hardcases_dev(detector):
     data = shared_path("data", "fraud_dialogues", "hardcases-dev.jsonl")
     r = evaluate(load_dialogues(data), detector=detector)
     assert r["recall"] >= 0.9 and r["false_positive_rate"] <= 0.1
+
+
+def test_eval_command_prints_the_contract_keys(capsys, tmp_path, monkeypatch):
+    import argparse
+    import json
+
+    from assistant.fraud_guard import eval_cmd
+
+    p = argparse.ArgumentParser()
+    eval_cmd.add_arguments(p)
+    args = p.parse_args(["--data", str(BLIND), "--json", "--no-plot"])
+    assert eval_cmd.run(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"n", "precision", "recall", "f1", "false_positive_rate", "median_turns_to_flag"} <= set(out)
+    assert out["n"] == len(load_dialogues(BLIND))
+
+
+def test_eval_command_missing_file_is_a_coded_error(tmp_path):
+    from assistant.cli import main
+
+    assert main(["eval", "fraud", "--data", str(tmp_path / "nope.jsonl"), "--json"]) == 2
