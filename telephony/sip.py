@@ -329,6 +329,7 @@ class SipEndpoint:
         self._uac = SipUAC(self._transport)
         self._uas = SipUAS(self._transport, uac=self._uac, user_agent=USER_AGENT)
         self._calls: dict[str, PhoneCall] = {}
+        self._recent_outgoing: dict[str, OutgoingCall] = {}
         self._tasks: set[asyncio.Task] = set()
         self._registration: Registration | None = None
         self._auth: SipDigestAuth | None = None
@@ -414,7 +415,11 @@ class SipEndpoint:
         )
 
     def _forget(self, call_id: str) -> None:
-        self._calls.pop(call_id, None)
+        call = self._calls.pop(call_id, None)
+        if call is not None and call._outgoing is not None:  # a 487 / late final may still need its ACK
+            self._recent_outgoing[call_id] = call._outgoing
+            while len(self._recent_outgoing) > 256:
+                self._recent_outgoing.pop(next(iter(self._recent_outgoing)))
         self._uas._calls.pop(call_id, None)
         self._uac._calls.pop(call_id, None)
 
@@ -479,14 +484,13 @@ class SipEndpoint:
         try:
             await oc.wait_answered(timeout=timeout_s)
         except TimeoutError as exc:
-            provisional = heard.is_set() or self._uac.transactions is None
             with contextlib.suppress(Exception):
-                oc.cancel(self._uac)
+                oc.cancel(self._uac)  # CANCEL; the 487 that follows is ACKed by _ack_non_2xx
             self._forget(oc.call_id)
             call._finish("cancelled")
             await ports_stream.close()
-            code = "no_answer" if provisional or oc.dialog.remote_tag else "no_answer"
-            raise TelephonyError(f"{target} did not answer within {timeout_s:.0f} s", code=code) from exc
+            rang = "rang out" if heard.is_set() else "no ringing heard"
+            raise TelephonyError(f"{target} did not answer within {timeout_s:.0f} s ({rang})", code="no_answer") from exc
         except RuntimeError as exc:
             status = oc._reject_code
             self._forget(oc.call_id)
@@ -569,7 +573,7 @@ class SipEndpoint:
     def _ack_non_2xx(self, resp: SipResponse, addr: tuple[str, int]) -> None:
         """RFC 3261 §17.1.1.3: the INVITE client transaction ACKs every non-2xx final (aiosipua does not)."""
         call = self._calls.get(resp.call_id or "")
-        oc = call._outgoing if call is not None else None
+        oc = call._outgoing if call is not None else self._recent_outgoing.get(resp.call_id or "")
         if oc is None:
             return
         invite = oc.invite
