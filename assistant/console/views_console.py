@@ -237,8 +237,14 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
     if d.elder is not None:
         facts += [("长者", f"{d.elder.name}（{d.elder.district}）"), ("地址", d.elder.address or "—")]
     if a.kind == "fraud":
+        detail = a.detail or {}
         facts += [("诈骗类型", scam or "未知"), ("风险分", f"{score:.2f}" if score is not None else "—"),
                   ("可疑说法", "、".join(evidence) or "—")]
+        labels = [str(x) for x in detail.get("evidence_labels") or [] if x]
+        if labels:
+            facts.append(("识别依据", "、".join(dict.fromkeys(labels))))
+        if detail.get("platform_claim_without_ledger"):
+            facts.append(("警示", "来电自称平安通，但平台没有登记这通电话"))
     facts_html = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts)
 
     audio = ""
@@ -259,17 +265,26 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
             f'<td class="text">{highlight(text, evidence)}</td><td>{conf or "—"}</td>'
             f'<td>{esc(t.intent or "")}</td></tr>'
         )
+    if not turn_rows:
+        # no turns stored (yet): the fraud guard's alert carries its own redacted transcript
+        for i, item in enumerate((a.detail or {}).get("transcript") or [], start=1):
+            if isinstance(item, dict):
+                speaker = str(item.get("speaker", ""))
+                turn_rows.append(
+                    f'<tr class="spk-{esc(speaker)}"><td>{i}</td><td>{esc(SPEAKER_LABELS.get(speaker, speaker))}</td>'
+                    f'<td class="text">{highlight(str(item.get("text", "")), evidence)}</td><td>—</td><td></td></tr>'
+                )
     mode = ('<p class="revealed" role="status">正在显示<strong>未脱敏原文</strong>（已记入审计日志）。</p>' if reveal
             else '<p class="hint">个人信息已脱敏显示。</p>')
     reveal_btn = ""
-    if p.can_reveal and not reveal and d.turns:
+    if p.can_reveal and not reveal and d.turns:  # (the alert's own transcript is redacted at the source)
         reveal_btn = (f'<form method="post" action="/console/alerts/{a.id}/reveal" class="inline">{csrf_field(p)}'
                       '<button type="submit" class="secondary">查看原文（主管，记入审计）</button></form>')
     transcript = (
         f'<section aria-labelledby="h-tr"><h2 id="h-tr">通话文字记录</h2>{mode}{reveal_btn}'
         '<table class="transcript"><thead><tr><th scope=col>轮次</th><th scope=col>说话人</th><th scope=col>内容</th>'
         f"<th scope=col>识别置信度</th><th scope=col>意图</th></tr></thead><tbody>{''.join(turn_rows)}</tbody></table></section>"
-        if d.turns else '<p class="empty">这条警报没有通话文字记录。</p>'
+        if turn_rows else '<p class="empty">这条警报没有通话文字记录。</p>'
     )
     timeline = "".join(
         f'<li><time datetime="{iso(i.at)}">{local_time(i.at)}</time> {esc(i.label)}</li>' if i.at

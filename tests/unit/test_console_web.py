@@ -336,3 +336,18 @@ async def test_family_events_only_about_own_parent(env):
     chunk = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), timeout=5)
     assert b'"id": 2' in chunk
     resp.close()
+
+
+async def test_fraud_guard_alert_detail_is_shown(env):
+    """The shape ``FraudFlag.alert_detail()`` writes: risk, labels, platform claim, its own redacted transcript."""
+    async with env.db() as db:
+        alert = Alert(elder_id=env.ids.elder_a, call_id="call-not-stored", kind="fraud", severity="urgent", detail={
+            "risk": 0.77, "scam_type": "冒充平安通", "evidence": ["确认码"], "evidence_labels": ["自称平台"],
+            "platform_claim_without_ledger": True,
+            "transcript": [{"speaker": "caller", "text": "我是平安通的，请告诉我确认码[号码]"}]})
+        db.add(alert)
+        await db.commit()
+    await env.as_user("op")
+    html = await (await env.client.get(f"/console/alerts/{alert.id}")).text()
+    assert "0.77" in html and "自称平台" in html and "平台没有登记这通电话" in html
+    assert '<mark class="evidence">确认码</mark>' in html and "没有通话文字记录" not in html
