@@ -154,7 +154,7 @@ class TelephonySettings:
     answer_timeout_s: float = 30.0  # ring time before an outbound call counts as no answer
     max_calls: int = 50  # concurrent calls per gateway worker; more get 486 Busy
     jitter_max_reorder_frames: int = 3  # packets held behind a gap before it is declared lost
-    barge_in_max_pending_ms: float = 60.0  # audio queued in the RTP sender (what barge-in cannot recall)
+    barge_in_max_pending_ms: float = 120.0  # audio queued in the RTP sender: rides out loop stalls; barge-in clears it
     quiet_hours: str = "21:00-08:00"  # no scheduled care calls in this local-time window
 
 

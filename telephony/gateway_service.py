@@ -57,7 +57,7 @@ def ledger_recorder(ledger, *, settings, store):
     return None
 
 
-def schedule_from_store(info, elder) -> CareSchedule:
+def schedule_from_store(info, elder, *, quiet_hours: str = "21:00-08:00") -> CareSchedule:
     """``PlatformStore`` schedule + elder rows → our ``CareSchedule`` (ISO weekdays 1 = Monday → 0)."""
     primary = next((p.number for p in elder.phones if p.is_primary), elder.phones[0].number if elder.phones else "")
     extra = ()
@@ -69,6 +69,7 @@ def schedule_from_store(info, elder) -> CareSchedule:
         number=primary,
         days=frozenset(d - 1 for d in info.days),
         windows=(TimeWindow(start=info.window_start, end=info.window_end),),
+        quiet_hours=TimeWindow.parse(quiet_hours) if quiet_hours else None,
         extra_quiet=extra,
         family=family,
         dialect=elder.dialect,
@@ -127,7 +128,7 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
             for info in await store.list_schedules():
                 elder = await store.get_elder(info.elder_id)
                 if elder.active and elder.phones:
-                    out.append(schedule_from_store(info, elder))
+                    out.append(schedule_from_store(info, elder, quiet_hours=settings.telephony.quiet_hours))
             return out
 
         scheduler = CareCallScheduler(runner=runner, schedules=schedules)

@@ -8,7 +8,7 @@ has started are buffered, not dropped (the gateway starts the pipeline before an
 
 Output: the transport declares an 8 kHz output rate, so pipecat's output stage resamples TTS audio to
 8 kHz and hands us 20 ms chunks (``audio_out_10ms_chunks=2``); each chunk goes to the RTP sender, which
-holds at most ``barge_in_max_pending_ms`` (60 ms) ahead of the wire. An ``InterruptionFrame`` (barge-in)
+holds at most ``barge_in_max_pending_ms`` (120 ms) ahead of the wire. An ``InterruptionFrame`` (barge-in)
 clears pipecat's queue (base class) and our sender queue, so the elder hears silence within one slot.
 
 Hang-up: the call ending sets ``transport.call_ended``; ``run_call_pipeline`` then queues an ``EndFrame``.
@@ -210,7 +210,7 @@ class SipCallTransport(BaseTransport):
         *,
         call: PhoneCall,
         pipeline_sample_rate_hz: int = 16000,
-        max_pending_ms: float = 60.0,
+        max_pending_ms: float = 120.0,
         on_keypad: KeypadHook | None = None,
         params: TransportParams | None = None,
         **kwargs,

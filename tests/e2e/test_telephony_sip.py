@@ -160,8 +160,9 @@ async def test_barge_in_stops_bot_audio_within_300_ms(tel_settings):
         await call.hangup()
     after = [(t - t_int, level) for t, level in heard if t >= t_int]
     before = [level for t, level in heard if t_int - 0.6 < t < t_int - 0.3]
-    assert before and min(before) > 1000  # the bot was audible
+    assert before and float(np.median(before)) > 1000  # the bot was audible
     silent_from = next(t for t, level in after if level < 50)
+    print(f"barge-in: silence {silent_from * 1000:.0f} ms after the interruption")
     assert silent_from < 0.3, f"bot audio continued {silent_from * 1000:.0f} ms after the interruption"
     assert all(level < 50 for t, level in after if t > silent_from + 0.05)
 

@@ -151,3 +151,23 @@ async def test_scheduler_calls_each_elder_once_per_day_inside_window():
     assert [n for n, _ in gw.dialled] == ["1001"]
     assert gw.dialled[0][1].time() >= time(9, 0)
     assert sched.results[0].outcome == "well"
+
+
+def test_schedule_from_store_rows():
+    import datetime as dt
+    from types import SimpleNamespace as NS
+
+    from telephony.gateway_service import schedule_from_store
+
+    info = NS(elder_id=4, days=(1, 3), window_start=dt.time(9), window_end=dt.time(11), quiet_start=dt.time(10), quiet_end=dt.time(10, 30), timezone="Asia/Shanghai")
+    elder = NS(
+        dialect="yue",
+        phones=(NS(number="020-1", is_primary=False), NS(number="020-2", is_primary=True)),
+        contacts=(NS(name="儿子", phone="139-2", priority=2), NS(name="女儿", phone="139-1", priority=1)),
+    )
+    s = schedule_from_store(info, elder, quiet_hours="21:00-08:00")
+    assert s.number == "020-2" and s.days == frozenset({0, 2}) and s.dialect == "yue"
+    assert [c.number for c in s.family] == ["139-1", "139-2"]  # in priority order
+    assert not s.allows(MON_0930.replace(hour=10, minute=10))  # the elder's own quiet time
+    # an aware UTC time is judged in the elder's zone: 01:30 UTC = 09:30 in Shanghai
+    assert s.allows(datetime(2026, 11, 23, 1, 30, tzinfo=dt.UTC))
