@@ -20,7 +20,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from assistant.platform.models import Alert, WorkOrder
+from assistant.platform.models import OPEN_ORDER_STATUSES, Alert, WorkOrder
 
 log = logging.getLogger(__name__)
 
@@ -67,36 +67,46 @@ class EventHub:
 
 
 async def watch_database(hub: EventHub, sessions: async_sessionmaker[AsyncSession], *, interval_s: float) -> None:
-    """Publish ``alert`` / ``order`` events for rows other processes write. Runs until cancelled."""
-    last_alert = last_order = None
-    order_state: dict[int, str] = {}
+    """Publish ``alert`` / ``order`` events for rows other processes write. Runs until cancelled.
+
+    Alerts: every row with a higher id than last time. Orders: new ones and status changes of open ones
+    (an open order that is no longer open is published with its new status)."""
+    last_alert: int | None = None
+    last_order = 0
+    open_orders: dict[int, tuple[int, str]] = {}  # id → (elder_id, status)
     while True:
         try:
             async with sessions() as db:
                 if last_alert is None:
-                    last_alert = await db.scalar(select(func.coalesce(func.max(Alert.id), 0)))
-                    last_order = await db.scalar(select(func.coalesce(func.max(WorkOrder.id), 0)))
-                    rows = await db.execute(
-                        select(WorkOrder.id, WorkOrder.status).where(WorkOrder.status.in_(("placed", "dispatched", "answered")))
-                    )
-                    order_state = {oid: status for oid, status in rows.all()}
+                    last_alert = int(await db.scalar(select(func.coalesce(func.max(Alert.id), 0))) or 0)
+                    last_order = int(await db.scalar(select(func.coalesce(func.max(WorkOrder.id), 0))) or 0)
                 else:
                     for a in (await db.execute(select(Alert).where(Alert.id > last_alert).order_by(Alert.id))).scalars():
                         last_alert = a.id
                         hub.publish({"type": "alert", "id": a.id, "kind": a.kind, "severity": a.severity,
                                      "elder_id": a.elder_id, "status": a.status})
-                    # new orders and status changes of open ones
-                    q = select(WorkOrder.id, WorkOrder.elder_id, WorkOrder.status).where(
-                        (WorkOrder.id > last_order) | WorkOrder.id.in_(list(order_state) or [-1])
+                rows = (
+                    await db.execute(
+                        select(WorkOrder.id, WorkOrder.elder_id, WorkOrder.status).where(
+                            WorkOrder.status.in_(OPEN_ORDER_STATUSES) | (WorkOrder.id > last_order)
+                        )
                     )
-                    for oid, elder_id, status in (await db.execute(q)).all():
-                        last_order = max(last_order, oid)
-                        if order_state.get(oid) != status:
-                            hub.publish({"type": "order", "id": oid, "elder_id": elder_id, "status": status})
-                        if status in ("placed", "dispatched", "answered"):
-                            order_state[oid] = status
-                        else:
-                            order_state.pop(oid, None)
+                ).all()
+                seen: dict[int, tuple[int, str]] = {}
+                for oid, elder_id, status in rows:
+                    # (on the first look every row is known: nothing is published)
+                    if oid > last_order or open_orders.get(oid, (elder_id, status))[1] != status:
+                        hub.publish({"type": "order", "id": oid, "elder_id": elder_id, "status": status})
+                    last_order = max(last_order, oid)
+                    if status in OPEN_ORDER_STATUSES:
+                        seen[oid] = (elder_id, status)
+                closed = [oid for oid in open_orders if oid not in seen]
+                if closed:
+                    for oid, status in (
+                        await db.execute(select(WorkOrder.id, WorkOrder.status).where(WorkOrder.id.in_(closed)))
+                    ).all():
+                        hub.publish({"type": "order", "id": oid, "elder_id": open_orders[oid][0], "status": status})
+                open_orders = seen
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the database may be briefly unavailable: keep watching

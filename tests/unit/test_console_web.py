@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass
 
@@ -351,3 +352,30 @@ async def test_fraud_guard_alert_detail_is_shown(env):
     html = await (await env.client.get(f"/console/alerts/{alert.id}")).text()
     assert "0.77" in html and "自称平台" in html and "平台没有登记这通电话" in html
     assert '<mark class="evidence">确认码</mark>' in html and "没有通话文字记录" not in html
+
+
+async def test_watcher_publishes_new_changed_and_closed_orders(env):
+    from assistant.console.events import EventHub, watch_database
+
+    hub = EventHub()
+    sub = hub.subscribe(elder_ids=None)
+    task = asyncio.create_task(watch_database(hub, env.app[SESSIONS_KEY], interval_s=0.05))
+    try:
+        await asyncio.sleep(0.3)  # first look: existing rows are not news
+        assert sub.queue.empty()
+        async with env.db() as db:
+            order = await db.get(WorkOrder, env.ids.order_a)
+            order.status = "dispatched"
+            await db.commit()
+        event = await asyncio.wait_for(sub.queue.get(), timeout=5)
+        assert (event["id"], event["status"]) == (env.ids.order_a, "dispatched")
+        async with env.db() as db:
+            order = await db.get(WorkOrder, env.ids.order_a)
+            order.status = "cancelled"
+            await db.commit()
+        event = await asyncio.wait_for(sub.queue.get(), timeout=5)
+        assert (event["id"], event["status"], event["elder_id"]) == (env.ids.order_a, "cancelled", env.ids.elder_a)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
