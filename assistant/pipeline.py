@@ -8,9 +8,12 @@ WebSocket, sounddevice, or a WAV file in ``simulate``) supply the ends.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from pipecat.frames.frames import Frame, TTSAudioRawFrame
+from loguru import logger
+from pipecat.frames.frames import Frame, StartFrame, TTSAudioRawFrame
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.audio.vad_processor import VADProcessor
@@ -22,6 +25,9 @@ from assistant.audio.vad import WebRtcVadAnalyzer, vad_params
 from assistant.call_recorder import CallLifecycle, CallRecorder
 from assistant.dialogue.processor import AlertSink, DialogueProcessor, IdentityProof
 from assistant.dialogue.rasa_client import RasaClient
+from assistant.errors import AssistantError
+from assistant.fraud_guard.guard import FraudGuard
+from assistant.fraud_guard.pii_gate import PersonalData, PiiGate
 from assistant.session import CallSession
 from assistant.settings import Settings
 from assistant.tts.service import AssistantTTSService
@@ -38,7 +44,11 @@ class PipelineServices:
     identity_proof: IdentityProof | None = None
     turn_listeners: list[TurnListener] = field(default_factory=list)
     # the platform store (assistant.platform.store.PlatformStore) to record calls and turns in, if any
-    store: object | None = None
+    store: Any = None
+    # builds the call's FraudGuard wired to the store and ledger (default: a guard that only warns)
+    fraud_guard_factory: Callable[[CallSession], FraudGuard] | None = None
+    # sets session.verification from the fraud-guard ledger at call start
+    verify_session: Callable[[CallSession], Awaitable[bool]] | None = None
 
 
 @dataclass(kw_only=True)
@@ -66,20 +76,50 @@ class ReplyTap(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
-def _fraud_guard_stages(session: CallSession, services: PipelineServices) -> tuple[list[FrameProcessor], list[FrameProcessor]]:
-    """The fraud guard watches transcripts (before dialogue); the PII gate checks every utterance (before TTS)."""
-    try:
-        from assistant.fraud_guard.guard import FraudGuard
-        from assistant.fraud_guard.pii_gate import PiiGate
-    except ModuleNotFoundError as exc:  # TODO(integrator): make mandatory once the fraud guard lands
-        from loguru import logger
+class CallOpening(FrameProcessor):
+    """When the call starts: load what the platform knows about the elder (so the PII gate recognises
+    those values) and check the fraud-guard ledger link (a resumed or ledger-registered call to the
+    elder's own number is verified). A store outage leaves the call unverified, never broken."""
 
-        logger.warning(f"fraud guard not available ({exc.name}): running without PII gate")
-        return [], []
+    def __init__(self, *, session: CallSession, services: PipelineServices, gate: PiiGate, guard: FraudGuard, **kwargs):
+        super().__init__(**kwargs)
+        self._session = session
+        self._services = services
+        self._gate = gate
+        self._guard = guard
 
-    before = [FraudGuard(session=session, settings=services.settings)]
-    after = [PiiGate(session=session)]
-    return before, after
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        if isinstance(frame, StartFrame):
+            await self._open()
+        await self.push_frame(frame, direction)
+
+    async def _open(self) -> None:
+        store = self._services.store
+        if store is None or self._session.elder_id is None:
+            return
+        try:
+            elder = await store.get_elder(self._session.elder_id)
+        except AssistantError as exc:
+            logger.warning(f"call {self._session.call_id}: elder profile unavailable: error[{exc.code}]")
+            return
+        if elder is None:
+            return
+        personal = PersonalData(
+            name=elder.name,
+            address=elder.address,
+            phones=tuple(p.number for p in elder.phones),
+            family_names=tuple(c.name for c in elder.contacts),
+        )
+        self._gate.set_personal(personal)
+        self._guard.set_personal(personal)
+        if self._session.dialect is None:
+            self._session.dialect = elder.dialect
+        if self._services.verify_session is not None:
+            try:
+                await self._services.verify_session(self._session)
+            except AssistantError as exc:
+                logger.warning(f"call {self._session.call_id}: ledger check failed: error[{exc.code}]")
 
 
 def build_call_pipeline(
@@ -96,12 +136,19 @@ def build_call_pipeline(
         vad_analyzer=WebRtcVadAnalyzer(aggressiveness=settings.audio.vad_aggressiveness, params=vad_params(settings.audio)),
         audio_idle_timeout=0,
     )
-    guard_before, guard_after = _fraud_guard_stages(session, services)
+    guard = (
+        services.fraud_guard_factory(session)
+        if services.fraud_guard_factory is not None
+        else FraudGuard(session=session, settings=settings)
+    )
+    gate = PiiGate(session=session)
+    opening = CallOpening(session=session, services=services, gate=gate, guard=guard)
     stages: list[FrameProcessor] = [
         vad,
+        opening,
         *recording,
         AssistantSTTService(session=session, settings=settings, tracker=tracker),
-        *guard_before,
+        guard,
         DialogueProcessor(
             session=session,
             settings=settings,
@@ -110,7 +157,7 @@ def build_call_pipeline(
             on_alert=services.on_alert,
             identity_proof=services.identity_proof,
         ),
-        *guard_after,
+        gate,
         AssistantTTSService(session=session, settings=settings, tracker=tracker),
         ReplyTap(tracker=tracker),
     ]

@@ -18,6 +18,8 @@ from assistant.dialogue.processor import CallAlert
 from assistant.dialogue.rasa_client import RasaClient
 from assistant.dialogue.supervisor import ChildSpec, Supervisor
 from assistant.errors import SetupError
+from assistant.fraud_guard.guard import fraud_guard_for_app
+from assistant.fraud_guard.identity import identity_proof_for_app
 from assistant.pipeline import PipelineServices
 from assistant.settings import Settings
 
@@ -136,8 +138,10 @@ async def running(settings: Settings, *, with_rasa: bool = True, rasa_required: 
             settings=settings,
             rasa=rasa,
             on_alert=_store_alert_sink(app),
-            identity_proof=_identity_proof(app, settings),
+            identity_proof=identity_proof_for_app(app, settings=settings),
             store=app.get(STORE_KEY),
+            fraud_guard_factory=lambda session: fraud_guard_for_app(app, session=session, settings=settings),
+            verify_session=_verify_session(app, settings),
         )
         app[SERVICES_KEY] = services
         yield Runtime(settings=settings, app=app, services=services, base_url=base_url, supervisor=supervisor)
@@ -190,12 +194,23 @@ def _store_alert_sink(app: web.Application):
     return sink
 
 
-def _identity_proof(app: web.Application, settings: Settings):
-    try:
-        from assistant.fraud_guard.identity import identity_proof_for_app
-    except ModuleNotFoundError:
-        return None
-    return identity_proof_for_app(app, settings=settings)
+def _verify_session(app: web.Application, settings: Settings):
+    """At call start: a call linked to a ledger entry for the elder's own number is verified."""
+    from assistant.fraud_guard.api import LEDGER_KEY
+    from assistant.fraud_guard.identity import IdentityService, numbers_from_store
+    from assistant.fraud_guard.ledger import default_ledger
+    from assistant.platform.api import STORE_KEY
+
+    async def verify(session) -> bool:
+        store = app.get(STORE_KEY)
+        service = IdentityService(
+            ledger=app.get(LEDGER_KEY) or default_ledger(settings),
+            safe_phrase_of=None,
+            numbers_of=numbers_from_store(store) if store is not None else None,
+        )
+        return await service.verify_session(session)
+
+    return verify
 
 
 def eprint(*args: object) -> None:

@@ -102,6 +102,10 @@ class FraudGuard(FrameProcessor):
     def risk(self) -> float:
         return self._watch.last.risk if self._watch.last else 0.0
 
+    def set_personal(self, personal: PersonalData | None) -> None:
+        """What the platform knows about the elder (known once the call has opened), for redaction."""
+        self._personal = personal
+
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
         await self.push_frame(frame, direction)

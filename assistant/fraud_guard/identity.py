@@ -142,7 +142,7 @@ def identity_proof_for_app(app, *, settings: Settings):
         service = IdentityService(
             ledger=ledger,
             safe_phrase_of=store.safe_phrase if store is not None else None,
-            numbers_of=_numbers_from_store(store) if store is not None else None,
+            numbers_of=numbers_from_store(store) if store is not None else None,
         )
         texts = await service.prove(session)
         await service.verify_session(session)
@@ -151,7 +151,7 @@ def identity_proof_for_app(app, *, settings: Settings):
     return proof
 
 
-def _numbers_from_store(store) -> NumbersLookup:
+def numbers_from_store(store) -> NumbersLookup:
     async def numbers(elder_id: int) -> list[str]:
         elder = await store.get_elder(elder_id)
         phones = getattr(elder, "phones", None) or []
