@@ -134,13 +134,15 @@ class Gateway:
         await self.stop()
 
     # --- inbound -----------------------------------------------------------------------------
-    async def identify(self, number: str) -> tuple[CallSession, str]:
+    async def identify(self, number: str, *, call_id: str | None = None) -> tuple[CallSession, str]:
         """The session for a caller and the greeting kind ("known" | "unknown" | "resume")."""
         session = CallSession(channel="phone", direction="inbound", caller_number=number or None, tts_rate_wpm=self.settings.tts.rate_wpm)
         kind = "unknown"
         if number and self.ledger is not None:
             try:
-                pending = await _maybe_await(self.ledger.resume_pending(number))
+                resume = self.ledger.resume_pending
+                takes_call_id = "call_id" in inspect.signature(resume).parameters
+                pending = await _maybe_await(resume(number, call_id=call_id) if takes_call_id else resume(number))
             except Exception as exc:
                 logger.warning("fraud-guard ledger lookup failed for an inbound call: %s", exc)
                 pending = None
@@ -163,7 +165,7 @@ class Gateway:
         return session, kind
 
     async def handle_inbound(self, call: PhoneCall) -> None:
-        session, kind = await self.identify(call.remote_number)
+        session, kind = await self.identify(call.remote_number, call_id=call.call_id)
         session.call_id = call.call_id
         await self.run_call(call, session=session, greeting=greeting_text(dialect=session.dialect, kind=kind))
 

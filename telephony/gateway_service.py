@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +35,18 @@ def store_alert_sink(store):
     return sink
 
 
-def find_ledger():
-    """The fraud guard's ledger module, when it is built (``resume_pending`` and a before-dial recorder)."""
+def find_ledger(app=None):
+    """The fraud guard's call ledger: the app's ``CallLedger`` (``assistant.fraud_guard.api.LEDGER_KEY``),
+    else the module's defaults, else None (not built)."""
+    if app is not None:
+        try:
+            from assistant.fraud_guard.api import LEDGER_KEY
+
+            ledger = app.get(LEDGER_KEY)
+            if ledger is not None:
+                return ledger
+        except ImportError:
+            pass
     try:
         from assistant.fraud_guard import ledger  # type: ignore[attr-defined]
     except ImportError:
@@ -43,18 +54,18 @@ def find_ledger():
     return ledger
 
 
-def ledger_recorder(ledger, *, settings, store):
-    """Adapter to whichever before-dial function the ledger exposes; None when it has none."""
-    for name in ("record_outbound_call", "record_care_call", "record_outbound", "record_call"):
-        fn = getattr(ledger, name, None)
-        if fn is not None:
+def ledger_recorder(ledger, *, settings):
+    """``LedgerIntent`` → the ledger's ``record_outbound_call`` (a ``CallLedger`` method or the module
+    function, which also takes ``settings``); None when the ledger has no before-dial recorder."""
+    fn = getattr(ledger, "record_outbound_call", None)
+    if fn is None:
+        return None
+    extra = {"settings": settings} if "settings" in inspect.signature(fn).parameters else {}
 
-            async def record(intent, _fn=fn):
-                result = _fn(elder_id=intent.elder_id, number=intent.number, purpose=intent.purpose, call_ref=intent.call_ref, settings=settings)
-                return await result if asyncio.iscoroutine(result) else result
+    async def record(intent):
+        return await fn(elder_id=intent.elder_id, number=intent.number, purpose=intent.purpose, call_ref=intent.call_ref, **extra)
 
-            return record
-    return None
+    return record
 
 
 def schedule_from_store(info, elder, *, quiet_hours: str = "21:00-08:00") -> CareSchedule:
@@ -102,7 +113,7 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
         store = runtime.app.get(STORE_KEY)
     except ImportError:
         store = None
-    ledger = find_ledger()
+    ledger = find_ledger(runtime.app)
     sink = store_alert_sink(store)
     gateway = Gateway(
         settings=settings,
@@ -115,7 +126,7 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
     )
     await gateway.start()
     stop = asyncio.Event()
-    record = ledger_recorder(ledger, settings=settings, store=store) if ledger is not None else None
+    record = ledger_recorder(ledger, settings=settings) if ledger is not None else None
     scheduler = None
     task = None
     if record is None or store is None:

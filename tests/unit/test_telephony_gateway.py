@@ -1,0 +1,69 @@
+"""Inbound caller identification: the real PlatformStore and CallLedger on SQLite (no SIP)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from assistant.fraud_guard.ledger import CallLedger
+from assistant.platform.db import create_engine_for
+from assistant.platform.migrate import upgrade_heads_async
+from assistant.platform.store import PlatformStore
+from telephony.gateway import Gateway, greeting_text
+from telephony.gateway_service import ledger_recorder
+from telephony.scheduler import LedgerIntent
+
+
+@pytest.fixture
+async def platform(settings):
+    await upgrade_heads_async(settings.store.database_url)
+    engine = create_engine_for(settings)
+    now = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
+    store = PlatformStore(engine=engine, clock=lambda: now)
+    elder = await store.create_elder(name="陈桂英", district="蓬江", phones=["0750-333 1234"], dialect="yue")
+    ledger = CallLedger.for_engine(engine, settings=settings, clock=lambda: now)
+    yield store, ledger, elder
+    await engine.dispose()
+
+
+def gateway(settings, store, ledger) -> Gateway:
+    return Gateway(settings=settings, pipeline_factory=lambda **_: None, directory=store, ledger=ledger, port=0)
+
+
+async def test_known_caller_is_greeted_in_dialect_without_personal_data(settings, platform):
+    store, ledger, elder = platform
+    session, kind = await gateway(settings, store, ledger).identify("07503331234", call_id="in-1")
+    assert kind == "known" and session.elder_id == elder.elder_id and session.dialect == "yue"
+    text = greeting_text(dialect=session.dialect, kind=kind)
+    assert "你好" in text and elder.name not in text and "陳" not in text
+
+
+async def test_unknown_caller_gets_neutral_greeting(settings, platform):
+    store, ledger, _ = platform
+    session, kind = await gateway(settings, store, ledger).identify("13911112222", call_id="in-2")
+    assert kind == "unknown" and session.elder_id is None and session.dialect is None
+    assert greeting_text(dialect=None, kind=kind) == "您好，这里是长者语音助手，请问有什么可以帮您？"
+
+
+async def test_call_back_within_the_window_resumes_the_pending_care_call(settings, platform):
+    store, ledger, elder = platform
+    record = ledger_recorder(ledger, settings=settings)
+    entry = await record(LedgerIntent(elder_id=elder.elder_id, number="0750-333 1234", purpose="care_call", attempt=1, call_ref="r-1"))
+    assert entry.code and entry.status == "pending"  # written before any dial
+    session, kind = await gateway(settings, store, ledger).identify("07503331234", call_id="in-3")
+    assert kind == "resume" and session.ledger_entry_id == entry.entry_id and session.elder_id == elder.elder_id
+    again = await gateway(settings, store, ledger).identify("07503331234", call_id="in-4")
+    assert again[1] == "known"  # an entry resumes once
+
+
+async def test_lookup_failures_fall_back_to_the_neutral_greeting(settings):
+    class Broken:
+        async def elder_by_phone(self, number):
+            raise RuntimeError("database down")
+
+        async def resume_pending(self, number):
+            raise RuntimeError("database down")
+
+    session, kind = await Gateway(settings=settings, pipeline_factory=lambda **_: None, directory=Broken(), ledger=Broken(), port=0).identify("07503331234")
+    assert kind == "unknown" and session.elder_id is None
