@@ -290,3 +290,32 @@ async def test_hold_and_resume_by_reinvite(tel_settings):
     assert held_sent == 0  # nothing sent towards a caller who put us on hold
     assert resumed_sent >= 15  # ~20 packets in 0.4 s once resumed
     assert [c.on_hold for c in changes] == [True, False]
+
+
+@pytest.fixture
+def dtmf2_pcap() -> str:
+    pcap = Path("/usr/share/sip-tester/dtmf_2833_2.pcap")
+    if not pcap.exists():
+        pytest.skip(f"{pcap} missing (Debian package sip-tester)")
+    return str(pcap)
+
+
+async def test_sipp_rfc2833_pcap_digit_2_raises_help(tel_settings, tmp_path, dtmf2_pcap):
+    need_program("sipp")
+    from telephony.bench import SCENARIO
+
+    pcap = dtmf2_pcap
+    plays = f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n  <pause milliseconds="1500"/>\n'
+    scenario = tmp_path / "dtmf.xml"
+    scenario.write_text(SCENARIO.replace("{plays}", plays))
+    alerts = []
+
+    async def on_alert(a):
+        alerts.append(a)
+
+    gw = Gateway(settings=tel_settings, pipeline_factory=bot_pipeline_factory(settings=tel_settings), on_alert=on_alert, port=0)
+    async with gw, SippRun(scenario=scenario, target=f"127.0.0.1:{gw.endpoint.port}", workdir=tmp_path / "sipp", timeout_s=15) as sipp:
+        rc = await sipp.wait()
+        await wait_for(lambda: gw.reports and gw.reports[0].end_reason, timeout_s=5, what="the call to end")
+    assert rc == 0, sipp.errors()[-1000:]
+    assert [a.kind for a in alerts] == ["help"] and gw.reports[0].keys == ["2"]
