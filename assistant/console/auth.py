@@ -7,7 +7,8 @@
   header ``X-CSRF-Token``); the sign-in form uses a double-submit cookie since no session exists yet.
 - Lockout: ``MAX_FAILED_LOGINS`` wrong passwords (counted since the last success, within
   ``LOCKOUT_S``) lock the name for ``LOCKOUT_S`` after the last failure. Unknown names are counted the
-  same way and cost the same argon2 time, so the form does not reveal which names exist.
+  same way and cost the same argon2 time, so the form does not reveal which names exist. An address with
+  ``MAX_FAILED_PER_IP`` failures in ``LOCKOUT_S`` (any names) is refused too.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ SESSION_COOKIE = "console_sid"
 LOGIN_CSRF_COOKIE = "console_login_csrf"
 SESSION_TTL_S = 8 * 3600.0
 MAX_FAILED_LOGINS = 10
+# one address guessing across many names (the per-name lock does not catch that)
+MAX_FAILED_PER_IP = 50
 LOCKOUT_S = 15 * 60.0
 MIN_PASSWORD_CHARS = 10
 
@@ -149,16 +152,24 @@ async def failed_logins(db: AsyncSession, username: str, *, now: dt.datetime) ->
     return int(count or 0), last
 
 
-async def is_locked(db: AsyncSession, username: str, *, now: dt.datetime) -> bool:
+async def is_locked(db: AsyncSession, username: str, *, now: dt.datetime, ip: str | None = None) -> bool:
     count, _ = await failed_logins(db, username, now=now)
-    return count >= MAX_FAILED_LOGINS
+    if count >= MAX_FAILED_LOGINS:
+        return True
+    if ip:
+        since = now - dt.timedelta(seconds=LOCKOUT_S)
+        by_ip = await db.scalar(
+            select(func.count()).where(LoginAttempt.ip == ip, LoginAttempt.ok.is_(False), LoginAttempt.at >= since)
+        )
+        return int(by_ip or 0) >= MAX_FAILED_PER_IP
+    return False
 
 
 async def login(db: AsyncSession, *, username: str, password: str, ip: str) -> LoginResult:
     """Check a password (respecting the lockout) and open a session on success. Commits."""
     username = username.strip()[:64]
     now = utcnow()
-    if await is_locked(db, username, now=now):
+    if await is_locked(db, username, now=now, ip=ip):
         db.add(LoginAttempt(username=username, ip=ip, ok=False, at=now))
         await audit(db, None, "login_locked", target_type="user", target_id=username, ip=ip, username=username)
         await db.commit()
@@ -171,7 +182,7 @@ async def login(db: AsyncSession, *, username: str, password: str, ip: str) -> L
     if not ok:
         await audit(db, None, "login_failed", target_type="user", target_id=username, ip=ip, username=username)
         await db.commit()
-        locked = await is_locked(db, username, now=now)
+        locked = await is_locked(db, username, now=now, ip=ip)
         return LoginResult(ok=False, locked=locked)
     assert user is not None
     session_id = secrets.token_urlsafe(32)

@@ -63,7 +63,10 @@ class ConsoleSession(Base):
 
 class LoginAttempt(Base):
     __tablename__ = "console_login_attempts"
-    __table_args__ = (Index("ix_console_login_attempts_username_at", "username", "at"),)
+    __table_args__ = (
+        Index("ix_console_login_attempts_username_at", "username", "at"),
+        Index("ix_console_login_attempts_ip_at", "ip", "at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64))

@@ -157,3 +157,14 @@ async def test_console_principal_for_other_areas(app_db):
     assert p is not None and p.username == "op1" and p.is_staff
     bad = make_mocked_request("GET", "/api/elders/1", headers={"Cookie": f"{auth.SESSION_COOKIE}=nope"}, app=app)
     assert await console_principal(bad) is None
+
+
+async def test_one_address_guessing_many_names_is_refused(app_db):
+    client, sessions = app_db
+    now = auth.utcnow()
+    async with sessions() as db:
+        db.add_all([LoginAttempt(username=f"name{i}", ip="127.0.0.1", ok=False, at=now)
+                    for i in range(auth.MAX_FAILED_PER_IP)])
+        await db.commit()
+    out = await login(client, "op1")  # right password, fresh name, but this address is throttled
+    assert out.status == 429

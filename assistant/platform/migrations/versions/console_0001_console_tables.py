@@ -29,6 +29,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("console_login_attempts", schema=None) as batch_op:
         batch_op.create_index("ix_console_login_attempts_username_at", ["username", "at"], unique=False)
+        batch_op.create_index("ix_console_login_attempts_ip_at", ["ip", "at"], unique=False)
 
     op.create_table(
         "console_users",
@@ -158,6 +159,7 @@ def downgrade() -> None:
     op.drop_table("console_audit_log")
     op.drop_table("console_users")
     with op.batch_alter_table("console_login_attempts", schema=None) as batch_op:
+        batch_op.drop_index("ix_console_login_attempts_ip_at")
         batch_op.drop_index("ix_console_login_attempts_username_at")
 
     op.drop_table("console_login_attempts")
