@@ -156,6 +156,19 @@ async def test_kiosk_page_standin_voice_sos_and_layout(settings, tmp_path):
                     box = await page.locator(selector).bounding_box()
                     assert box is not None and box["width"] >= 200 and box["height"] >= 100
 
+                # long captions never spill off the top of the caption box (the oldest bubbles go)
+                for i in range(6):
+                    await page.evaluate(
+                        "([s, t]) => window.screenDebug.addCaption(s, t)",
+                        ["assistant" if i % 2 else "elder", f"第{i}句：" + "我跟您核对一下，煤气十五公斤一罐，今天下午送到。" * 2],
+                    )
+                clipped = await page.evaluate(
+                    """() => { const box = document.getElementById('captions').getBoundingClientRect();
+                       return [...document.querySelectorAll('#captions .caption')]
+                         .filter(c => c.getBoundingClientRect().top < box.top - 1).length; }"""
+                )
+                assert clipped == 0
+                assert "第5句" in await page.locator("#captions").inner_text()
                 # the one-time code pushed by the fraud guard
                 await notify_platform_call(app, elder_id=1, code="4821")
                 await page.wait_for_selector("#fraud.platform_calling", timeout=5000)
@@ -168,6 +181,7 @@ async def test_kiosk_page_standin_voice_sos_and_layout(settings, tmp_path):
                 await page.click("#fraud-check")
                 await page.wait_for_selector("#fraud.not_platform", timeout=5000)
                 assert "骗子" in await page.locator("#fraud-text").inner_text()
+                assert "平安通现在没有给您打电话" in await page.locator("#fraud-hint").inner_text()
                 await page.screenshot(path=str(shots / "screen-fraud-warning-1024x600.png"))
 
                 # SOS: click → alert row, timed from the click to the row being readable in the store

@@ -20,6 +20,7 @@
   };
   // for tests and diagnostics
   window.screenState = state;
+  window.screenDebug = { addCaption: (speaker, text) => addCaption(speaker, text) };
   window.screenLog = { captions: [], messages: [], sos: [], audioChunks: 0, interrupts: 0, micFrames: 0 };
 
   // -- clock ---------------------------------------------------------------------------------------
@@ -115,9 +116,19 @@
     }
     state.lastSpeaker = speaker;
     while (box.children.length > MAX_CAPTIONS) box.firstElementChild.remove();
-    // long replies: drop the oldest bubbles until everything fits
-    while (box.scrollHeight > box.clientHeight + 2 && box.children.length > 1) box.firstElementChild.remove();
+    fitCaptions();
   }
+
+  // the box is bottom-aligned, so overflow goes off the top (not scrollable): drop the oldest bubbles
+  // until the first one starts inside the box
+  function fitCaptions() {
+    const box = $("captions");
+    const top = box.getBoundingClientRect().top;
+    while (box.children.length > 1 && box.firstElementChild.getBoundingClientRect().top < top) {
+      box.firstElementChild.remove();
+    }
+  }
+  window.addEventListener("resize", fitCaptions);
 
   function renderStatus(lines) {
     const ul = $("status-lines");
@@ -139,12 +150,12 @@
     box.className = msg.state;
     const calling = msg.state === "platform_calling";
     const withCode = calling && msg.code;
-    $("fraud-text").textContent = calling ? msg.caller_name + "正在给您打电话" : msg.text;
+    $("fraud-text").textContent = calling ? msg.caller_name + "正在给您打电话" : "小心骗子！";
     $("fraud-code").textContent = withCode ? msg.code : "";
     $("fraud-code-box").className = withCode ? "" : "hidden";
     $("fraud-hint").textContent = withCode
       ? "电话里说的确认码一样，才是" + msg.caller_name
-      : calling ? "可以放心接听" : "";
+      : calling ? "可以放心接听" : msg.text;
     if (msg.state === "not_platform") setTimeout(() => { if (box.className === "not_platform") box.className = "hidden"; }, 60000);
   }
 
@@ -211,12 +222,20 @@
     }
   }
 
+  // While the assistant is talking, quiet mic frames are sent as silence: what the screen's own speaker
+  // leaks into the mic past echo cancellation must not barge in on the assistant; a voice raised over it
+  // (or press-to-talk) still does.
+  const ECHO_GATE_RMS = 0.06;
+  function playing() {
+    return state.ctx && state.playHead > state.ctx.currentTime;
+  }
+
   function onMicFrame(pcm, rms) {
     $("level").style.width = Math.min(100, Math.round(rms * 400)) + "%";
     if (!state.ready || !state.ws || state.ws.readyState !== WebSocket.OPEN) return;
     window.screenLog.micFrames += 1;
-    if (performance.now() < state.muteUntil) state.ws.send(new ArrayBuffer(pcm.byteLength));
-    else state.ws.send(pcm);
+    const muted = performance.now() < state.muteUntil || (!state.pttDown && playing() && rms < ECHO_GATE_RMS);
+    state.ws.send(muted ? new ArrayBuffer(pcm.byteLength) : pcm);
   }
 
   // -- press-to-talk -------------------------------------------------------------------------------
