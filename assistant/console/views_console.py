@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -65,8 +66,6 @@ def _safe_next(value: str | None, area: str) -> str:
 
 
 def login_form(area: str, *, next_url: str, message: str = "", status: int = 200, token: str | None = None) -> web.Response:
-    import secrets
-
     token = token or secrets.token_urlsafe(32)
     err = f'<p class="error" role="alert">{esc(message)}</p>' if message else ""
     body = f"""{err}
@@ -426,7 +425,10 @@ async def orders_page(request: web.Request, p: Principal, db: AsyncSession) -> w
                 for nxt in actions.NEXT_STATUS.get(o.status, ())
             )
             overdue = " overdue" if b.overdue(now) else ""
-            note = (o.details or {}).get("note") or (o.details or {}).get("summary") or ""
+            details = o.details or {}
+            note = details.get("note") or details.get("summary") or ""
+            if o.type == "appointment" and details.get("hospital"):
+                note = f"{details.get('hospital')} {details.get('department') or ''} {details.get('when') or ''} {note}"
             cards.append(
                 f'<li class="order{overdue}"><strong>#{o.id} {esc(ORDER_TYPE_LABELS.get(o.type, o.type))}</strong> '
                 f"{esc(b.elder_name)}（{esc(b.district)}）<br><small>下单 {local_time(o.created_at)} · "

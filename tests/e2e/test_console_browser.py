@@ -195,9 +195,14 @@ async def test_console_in_chromium(settings, tmp_path):
                 # the supervisor sees every view and action in the audit log
                 sup = await (await browser.new_context(viewport={"width": 1366, "height": 900})).new_page()
                 await sign_in(sup, base, "sup")
+                await sup.goto(f"{base}/console/alerts/{alert_id}")
+                await sup.click("form[action$='/reveal'] button")
+                await sup.wait_for_selector(".revealed")
+                assert "62220212345678" in await sup.inner_text("table.transcript")
                 await sup.goto(f"{base}/console/audit")
                 audit = await sup.inner_text("table.audit")
-                for action in ("view_transcript", "play_audio", "acknowledge", "false_alarm", "csrf_refused"):
+                for action in ("view_transcript", "reveal_transcript", "play_audio", "acknowledge", "false_alarm",
+                               "csrf_refused"):
                     assert action in audit, action
                 await sup.screenshot(path=str(SCREENS / "console_audit.png"), full_page=True)
 
