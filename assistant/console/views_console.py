@@ -52,7 +52,6 @@ DONE_MESSAGES = {
     "dispatch": "已派员处理。",
     "false_alarm": "已标记为误报，并记录到诈骗识别反馈。",
     "note": "备注已保存。",
-    "order": "工单状态已更新。",
 }
 
 
