@@ -275,7 +275,7 @@ class CareCallRunner:
         record.call_id = call.call_id
         return call, entry, record
 
-    async def _converse(self, call, schedule: CareSchedule, *, greeting: str, family: bool) -> Outcome | None:
+    async def _converse(self, call, schedule: CareSchedule, *, greeting: str, family: bool, entry: Any = None) -> Outcome | None:
         ev = asyncio.Event()
         self._outcome_events[call.call_id] = ev
 
@@ -284,7 +284,15 @@ class CareCallRunner:
                 self.record_outcome(call.call_id, KEYPAD_OUTCOMES[digit])
             elif digit == "1" and family:
                 self.record_outcome(call.call_id, "well")  # acknowledged
-        session = CallSession(channel="phone", direction="outbound", call_id=call.call_id, elder_id=None if family else schedule.elder_id, caller_number=call.remote_number, dialect=schedule.dialect)
+        session = CallSession(
+            channel="phone",
+            direction="outbound",
+            call_id=call.call_id,
+            elder_id=None if family else schedule.elder_id,
+            caller_number=call.remote_number,
+            dialect=None if family else schedule.dialect,
+            ledger_entry_id=_entry_id(entry),  # the fraud guard verifies a call linked to its ledger entry
+        )
 
         async def hang_up_after_outcome() -> None:
             await ev.wait()
@@ -309,7 +317,7 @@ class CareCallRunner:
             call, entry, record = await self._dial(schedule, schedule.number, "care_call", attempt, result)
             if call is not None:
                 proof = _proof(entry)
-                outcome = await self._converse(call, schedule, greeting=opening_line(dialect=schedule.dialect, proof=proof), family=False)
+                outcome = await self._converse(call, schedule, greeting=opening_line(dialect=schedule.dialect, proof=proof), family=False, entry=entry)
                 result.outcome = outcome
                 kind = OUTCOME_ALERTS.get(outcome or "")
                 if kind:
@@ -325,7 +333,7 @@ class CareCallRunner:
             call, entry, record = await self._dial(schedule, contact.number, "family_escalation", i, result)
             if call is None:
                 continue
-            await self._converse(call, schedule, greeting=opening_line(dialect=None, proof=_proof(entry), family=True), family=True)
+            await self._converse(call, schedule, greeting=opening_line(dialect=None, proof=_proof(entry), family=True), family=True, entry=entry)
             result.status = "escalated_family"
             result.alerts.append("no_answer_family_told")
             return result
@@ -333,6 +341,14 @@ class CareCallRunner:
         result.alerts.append("no_answer")
         await self._alert("no_answer", elder_id=schedule.elder_id, call_id=None, number=schedule.number, detail={"attempts": [a.result for a in result.attempts]})
         return result
+
+
+def _entry_id(entry: Any) -> int | None:
+    for name in ("entry_id", "id"):
+        value = entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)
+        if isinstance(value, int):
+            return value
+    return None
 
 
 def _proof(entry: Any) -> str | None:
