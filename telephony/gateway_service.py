@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from telephony.gateway import Gateway, TelephonyAlert, default_pipeline_factory
-from telephony.scheduler import CareCallRunner, CareCallScheduler, CareSchedule, FamilyContact, TimeWindow
+from telephony.scheduler import (
+    INTENT_OUTCOMES,
+    CareCallRunner,
+    CareCallScheduler,
+    CareSchedule,
+    FamilyContact,
+    TimeWindow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +95,25 @@ def schedule_from_store(info, elder, *, quiet_hours: str = "21:00-08:00") -> Car
     )
 
 
+def with_checkin_outcomes(base, runner_ref: list):
+    """Wrap a pipeline factory so each turn's intent becomes the care call's outcome (spoken answers)."""
+
+    def factory(*, transport, session):
+        built = base(transport=transport, session=session)
+        tracker = getattr(built, "tracker", None)
+        if tracker is not None:
+
+            async def listener(stage: str, record) -> None:
+                outcome = INTENT_OUTCOMES.get(getattr(record, "intent", None) or "")
+                if outcome and runner_ref:
+                    runner_ref[0].record_outcome(session.call_id, outcome)
+
+            tracker.listeners.append(listener)
+        return built
+
+    return factory
+
+
 @dataclass(kw_only=True)
 class GatewayService:
     gateway: Gateway
@@ -115,9 +141,10 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
         store = None
     ledger = find_ledger(runtime.app)
     sink = store_alert_sink(store)
+    runner_ref: list[CareCallRunner] = []
     gateway = Gateway(
         settings=settings,
-        pipeline_factory=pipeline_factory or default_pipeline_factory(runtime.services),
+        pipeline_factory=with_checkin_outcomes(pipeline_factory or default_pipeline_factory(runtime.services), runner_ref),
         directory=store,
         ledger=ledger if ledger is not None and hasattr(ledger, "resume_pending") else None,
         on_alert=sink,
@@ -133,6 +160,7 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
         logger.warning("scheduled care calls are off: %s", "no platform store" if store is None else "the fraud-guard ledger has no before-dial recorder yet")
     else:
         runner = CareCallRunner(gateway=gateway, ledger_record=record, on_alert=sink)
+        runner_ref.append(runner)
 
         async def schedules() -> list[CareSchedule]:
             out = []

@@ -34,6 +34,19 @@ logger = logging.getLogger(__name__)
 Outcome = Literal["well", "unwell", "needs_something", "wants_person"]
 KEYPAD_OUTCOMES: dict[str, Outcome] = {"1": "well", "2": "unwell", "0": "wants_person"}
 OUTCOME_ALERTS: dict[str, str] = {"unwell": "unwell", "needs_something": "help", "wants_person": "human"}
+OUTCOME_SEVERITY: dict[str, int] = {"well": 0, "needs_something": 1, "wants_person": 2, "unwell": 3}
+# what the dialogue's intents (contracts.md) say about a check-in
+INTENT_OUTCOMES: dict[str, Outcome] = {
+    "checkin_well": "well",
+    "checkin_unwell": "unwell",
+    "emergency": "unwell",
+    "health_consult": "unwell",
+    "request_human": "wants_person",
+    "order_gas": "needs_something",
+    "order_meal": "needs_something",
+    "request_repair": "needs_something",
+    "book_appointment": "needs_something",
+}
 RETRYABLE = {"busy", "no_answer", "unreachable", "rejected"}
 
 
@@ -243,11 +256,15 @@ class CareCallRunner:
         self._outcome_events: dict[str, asyncio.Event] = {}
 
     def record_outcome(self, call_id: str, outcome: Outcome) -> None:
-        """The dialogue's spoken answer (checkin_well → "well", …); the keypad calls this too."""
-        self._outcomes.setdefault(call_id, outcome)
+        """The dialogue's spoken answer (checkin_well → "well", …); the keypad calls this too. Only care
+        calls in progress are recorded; the most serious answer of the call wins."""
         ev = self._outcome_events.get(call_id)
-        if ev is not None:
-            ev.set()
+        if ev is None:
+            return
+        current = self._outcomes.get(call_id)
+        if current is None or OUTCOME_SEVERITY[outcome] > OUTCOME_SEVERITY[current]:
+            self._outcomes[call_id] = outcome
+        ev.set()
 
     async def _alert(self, kind: str, *, elder_id: int, call_id: str | None, number: str, detail: dict) -> None:
         if self.on_alert is None:
