@@ -16,6 +16,7 @@ from telephony.testing import bot_pipeline_factory, tone
 from tests.conftest import need_program
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sip]
+pytest_plugins = ["tests.fixtures_pg"]
 
 
 async def place_call(phone: SipEndpoint, uri: str, *, listen_s: float = 1.2) -> float:
@@ -98,3 +99,57 @@ async def test_register_with_digest_auth_then_calls_reach_the_gateway(settings, 
     assert refused.value.code == "register_failed"
     assert loudest > 1000 and gw.reports[0].end_reason == "remote_hangup"
     assert via == ("127.0.0.1", reg.port)
+
+
+@pytest.mark.postgres
+async def test_workers_share_one_postgres_store_a_call_back_resumes_on_the_other_worker(settings, tmp_path, pg_fresh_url):
+    """Worker A writes the care call's ledger entry; the elder calls back through kamailio and lands on
+    worker B, which finds the entry in the shared PostgreSQL store and resumes the care call."""
+    need_program("kamailio")
+    from dataclasses import replace
+
+    from assistant.fraud_guard.ledger import CallLedger
+    from assistant.platform.db import create_engine_for
+    from assistant.platform.migrate import upgrade_heads_async
+    from assistant.platform.store import PlatformStore
+    from telephony.gateway_service import ledger_recorder
+    from telephony.scheduler import LedgerIntent
+
+    s = replace(settings, telephony=replace(settings.telephony, sip_port=0), store=replace(settings.store, database_url=pg_fresh_url))
+    await upgrade_heads_async(pg_fresh_url)
+    engines = [create_engine_for(s), create_engine_for(s)]  # one pool per worker, as in two processes
+    sessions: list[tuple[str, object]] = []
+
+    def factory_for(name: str):
+        base = bot_pipeline_factory(settings=s, reply_pcm=tone(seconds=1.0))
+
+        def factory(*, transport, session):
+            sessions.append((name, session))
+            return base(transport=transport, session=session)
+
+        return factory
+
+    try:
+        stores = [PlatformStore(engine=e) for e in engines]
+        ledgers = [CallLedger.for_engine(e, settings=s) for e in engines]
+        elder = await stores[0].create_elder(name="黄妹", district="江海", phones=["0750-888 1234"], dialect="yue")
+        worker_a = Gateway(settings=replace(s, telephony=replace(s.telephony, rtp_port_min=24000, rtp_port_max=24499)), pipeline_factory=factory_for("A"), directory=stores[0], ledger=ledgers[0], port=0)
+        worker_b = Gateway(settings=replace(s, telephony=replace(s.telephony, rtp_port_min=24500, rtp_port_max=24999)), pipeline_factory=factory_for("B"), directory=stores[1], ledger=ledgers[1], port=0)
+        async with worker_a, worker_b:
+            # worker A is about to place the care call: the ledger entry is written first
+            entry = await ledger_recorder(ledgers[0], settings=s)(LedgerIntent(elder_id=elder.elder_id, number="0750-888 1234", purpose="care_call", attempt=1, call_ref="pg-1"))
+            gws = [f"127.0.0.1:{worker_a.endpoint.port}", f"127.0.0.1:{worker_b.endpoint.port}"]
+            async with KamailioDispatcher(workdir=tmp_path / "kamailio", gateways=gws) as kam, SipEndpoint(settings=s.telephony, port=0, user="07508881234") as phone:
+                uri = f"sip:assistant@127.0.0.1:{kam.port}"
+                await place_call(phone, uri, listen_s=0.6)  # round robin: the first call goes to A …
+                await place_call(phone, uri, listen_s=0.6)  # … the second to B
+                await wait_until(lambda: len(sessions) == 2, 5)
+    finally:
+        for e in engines:
+            await e.dispose()
+    by_worker = dict(sessions)
+    assert set(by_worker) == {"A", "B"}
+    first, second = sessions[0][1], sessions[1][1]
+    # the first call-back (whichever worker took it) resumed the entry A wrote; the second is a known caller
+    assert first.ledger_entry_id == entry.entry_id and first.elder_id == elder.elder_id
+    assert second.ledger_entry_id is None and second.elder_id == elder.elder_id and second.dialect == "yue"
