@@ -119,7 +119,7 @@ async def test_kiosk_page_standin_voice_sos_and_layout(settings, tmp_path):
     wav = espeak_wav("我要叫煤气", tmp_path / "gas.wav")
 
     async def factory(transport, session):  # TEST STAND-IN voice: VAD + captions + tone, no models
-        return build_standin_worker(transport=transport, session=session, settings=settings, reply_s=1.0)
+        return build_standin_worker(transport=transport, session=session, settings=settings, reply_s=3.0)
 
     app = create_app(settings, pipeline_factory=factory)
     runner, base = await start_site(app)
@@ -169,6 +169,29 @@ async def test_kiosk_page_standin_voice_sos_and_layout(settings, tmp_path):
                 )
                 assert clipped == 0
                 assert "第5句" in await page.locator("#captions").inner_text()
+                # a service button speaks for the elder; pressing "按住说话" while the reply plays stops it:
+                # the page at once, and the server sends an interruption (nothing more of the reply arrives)
+                await page.wait_for_function("window.screenState.playHead < window.screenState.ctx.currentTime", timeout=10000)
+                chunks_before = await page.evaluate("window.screenLog.audioChunks")
+                await page.click("#btn-gas")
+                await page.wait_for_function(
+                    "window.screenLog.captions.some(c => c.speaker === 'elder' && c.text === '我要叫煤气')", timeout=5000
+                )
+                await page.wait_for_function(f"window.screenLog.audioChunks >= {chunks_before + 10}", timeout=5000)
+                ptt = await page.locator("#ptt").bounding_box()
+                assert ptt is not None
+                await page.mouse.move(ptt["x"] + ptt["width"] / 2, ptt["y"] + ptt["height"] / 2)
+                await page.mouse.down()
+                await page.wait_for_function("window.screenLog.interrupts >= 1", timeout=5000)
+                assert await page.evaluate("window.screenState.sources.length") == 0
+                assert await page.locator("#ptt.active").count() == 1
+                after_interrupt = await page.evaluate("window.screenLog.audioChunks")
+                await page.wait_for_timeout(500)
+                await page.mouse.up()
+                # a 3 s reply is 75 chunks of 40 ms; the interruption cut it short
+                assert await page.evaluate("window.screenLog.audioChunks") <= after_interrupt + 2
+                assert after_interrupt - chunks_before < 75
+
                 # the one-time code pushed by the fraud guard
                 await notify_platform_call(app, elder_id=1, code="4821")
                 await page.wait_for_selector("#fraud.platform_calling", timeout=5000)
