@@ -6,8 +6,11 @@ Decoding choices (measured with ``assistant eval asr``; see reports/asr.md):
 - temperature 0 with no conditioning on previous text: no fallback loops on short, noisy phone turns;
 - silero VAD (shipped inside faster-whisper) drops silence and line noise, which otherwise makes whisper
   hallucinate subtitles credits;
-- for closed prompts (``RecognizerOptions.grammar``) the free hypothesis is matched to the allowed phrases
-  (``assistant.asr.phrases``); for open prompts ``phrases`` become hotwords.
+- 0.5 s of silence padded on both sides (short answers cut tightly by a VAD were otherwise dropped);
+- for closed prompts (``RecognizerOptions.grammar``) the phrases become hotwords, the no-speech gate is
+  off (a one-syllable answer often scores as "no speech"), and the free hypothesis is matched to the allowed
+  phrases (``assistant.asr.phrases``); for open prompts ``phrases`` become hotwords;
+- a hypothesis that merely repeats the initial prompt (whisper does this on a lone syllable) is dropped.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from assistant.text.normalize import normalize_transcript
 
 SAMPLE_RATE_HZ = 16000
 MIN_AUDIO_S = 0.15  # shorter than this is not an utterance
+# silence added before and after every utterance: whisper (and its VAD) drop words that start or end right
+# at the edge of the buffer, which is how short answers (是的 / 不要) arrive when a VAD cut them tightly
+PAD_S = 0.5
 SILENCE_RMS = 60.0  # int16 RMS below this is digital silence / line hum: no decoding
 # phrases whisper is known to invent on silence or noise (subtitle credits, sign-offs)
 HALLUCINATIONS = (
@@ -98,15 +104,16 @@ class WhisperRecognizer(Recognizer):
         if phrases:
             # the allowed answers / domain words as context, in the prompt's own script
             hotwords = "，".join(phrases[:40])
+        pad = np.zeros(int(PAD_S * SAMPLE_RATE_HZ), dtype=np.float32)
         with self._lock:
             segments, _info = self._model.transcribe(
-                x / 32768.0,
+                np.concatenate([pad, x / 32768.0, pad]),
                 language=d.language,
                 beam_size=d.beam_size,
                 temperature=d.temperature,
                 condition_on_previous_text=d.condition_on_previous_text,
                 vad_filter=d.vad_filter,
-                no_speech_threshold=d.no_speech_threshold,
+                no_speech_threshold=None if options.grammar else d.no_speech_threshold,
                 initial_prompt=prompt,
                 hotwords=hotwords,
                 without_timestamps=True,
@@ -114,11 +121,11 @@ class WhisperRecognizer(Recognizer):
             segments = list(segments)
         raw = "".join(s.text for s in segments).strip()
         tokens = tuple(
-            AsrToken(text=s.text.strip(), confidence=math.exp(s.avg_logprob), start_s=s.start, end_s=s.end)
+            AsrToken(text=s.text.strip(), confidence=math.exp(s.avg_logprob), start_s=max(0.0, s.start - PAD_S), end_s=max(0.0, s.end - PAD_S))
             for s in segments
             if s.text.strip()
         )
-        if any(h in raw.lower() for h in HALLUCINATIONS):
+        if any(h in raw.lower() for h in HALLUCINATIONS) or _echoes_prompt(raw, prompt):
             raw, tokens = "", ()
         confidence = _confidence(segments) if tokens else 0.0
         text = normalize_transcript(raw)
@@ -143,6 +150,16 @@ class WhisperRecognizer(Recognizer):
             audio_s=audio_s,
             decode_s=decode_s,
         )
+
+
+def _echoes_prompt(raw: str, prompt: str | None) -> bool:
+    """True when the hypothesis is just a piece of the initial prompt (at least 3 characters of it)."""
+    if not prompt:
+        return False
+    from assistant.text.normalize import normalize_for_scoring
+
+    h = normalize_for_scoring(raw)
+    return len(h) >= 3 and h in normalize_for_scoring(prompt)
 
 
 def _confidence(segments) -> float:

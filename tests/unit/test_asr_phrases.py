@@ -70,3 +70,23 @@ def test_vocabulary_parser_rejects_phrases_outside_sections():
 def test_vosk_grammar_offers_words_and_characters_plus_unknown():
     phrases = json.loads(grammar_json(["煤气", "送餐", "煤气"]))
     assert phrases == ["煤气", "煤 气", "送餐", "送 餐", "[unk]"]
+
+
+def test_prompt_options_for_closed_and_open_questions():
+    from assistant.asr.prompt_options import canonical_answer, closed_prompt, open_prompt
+
+    yes_no = closed_prompt("yue", "yes_no")
+    assert "唔系" in yes_no.grammar and yes_no.phrases is None
+    assert "台山" in open_prompt("cmn").phrases and open_prompt("cmn").grammar is None
+    assert canonical_answer("yue", "yes_no", "唔使") == "唔系"
+    assert canonical_answer("cmn", "service", "") == ""
+
+
+def test_whisper_drops_a_hypothesis_that_only_echoes_its_prompt():
+    from assistant.asr.whisper_engine import _echoes_prompt
+
+    prompt = "以下是普通话的句子，关于订煤气、送餐、维修和预约。"
+    assert _echoes_prompt("以下是普通话。", prompt)
+    assert not _echoes_prompt("我要订煤气", prompt)
+    assert not _echoes_prompt("送餐", prompt)  # a real two-character answer may be in the prompt
+    assert not _echoes_prompt("以下是普通话", None)
