@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from assistant.platform.db import create_engine_for, session_factory
-from assistant.platform.models import Alert, Base, Call, Elder, WorkOrder, utcnow
+from assistant.platform.models import Alert, Base, Call, Elder, FamilyContact, Outbox, WorkOrder, utcnow
 from assistant.settings import Settings
 
 
@@ -50,6 +50,8 @@ async def seed_demo(
                         volume=0.9,
                     )
                 )
+            async with s.begin():
+                s.add(FamilyContact(elder_id=elder_id, name="李明", relation="儿子", phone="13800138000", priority=1))
             if with_orders:
                 async with s.begin():
                     s.add_all(
@@ -104,5 +106,16 @@ async def alerts(settings: Settings, *, kind: str | None = None) -> list[Alert]:
             if kind is not None:
                 query = query.where(Alert.kind == kind)
             return list((await s.scalars(query)).all())
+    finally:
+        await engine.dispose()
+
+
+async def outbox(settings: Settings) -> list[Outbox]:
+    from sqlalchemy import select
+
+    engine = create_engine_for(settings)
+    try:
+        async with session_factory(engine)() as s:
+            return list((await s.scalars(select(Outbox).order_by(Outbox.id))).all())
     finally:
         await engine.dispose()

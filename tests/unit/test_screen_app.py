@@ -226,3 +226,27 @@ async def test_voice_orders_and_emergencies_show_at_once():
     await listener("reply", TurnRecord(turn=2, source="system", transcript="救命", reply_texts=["马上叫人。"], events=[{"event": "emergency", "alert_id": 9}]))
     assert [m["type"] for m in sock.sent] == ["caption", "caption", "sos"]
     assert sock.sent[0]["speaker"] == "elder" and sock.sent[1]["speaker"] == "assistant"
+
+
+async def test_sos_in_the_full_server_goes_through_the_platform_store(settings, aiohttp_client):
+    """Mounted by `assistant serve`'s create_app: the SOS alert is the platform store's, with the family's
+    notification in the outbox (same transaction), and the screen shares the store's engine."""
+    from assistant.screen.testing import outbox
+    from assistant.server import create_app as server_app
+
+    await seed_demo(settings, migrations=True)
+    app = server_app(settings)
+    client = await aiohttp_client(app)
+    token = device_token(1, secret=screen_secret(settings))
+    t0 = time.perf_counter()
+    resp = await client.post("/screen/1/sos", headers={"X-Screen-Token": token})
+    elapsed = time.perf_counter() - t0
+    assert resp.status == 201
+    alert_id = (await resp.json())["alert_id"]
+    rows = await alerts(settings, kind="sos")
+    assert [r.id for r in rows] == [alert_id]
+    assert any(m.alert_id == alert_id and m.recipient == "13800138000" for m in await outbox(settings))
+    assert elapsed < 2.0
+    from assistant.platform.api import STORE_KEY as PLATFORM_STORE_KEY
+
+    assert app[screen_app.STORE_KEY]._engine is app[PLATFORM_STORE_KEY].engine
