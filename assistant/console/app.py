@@ -130,6 +130,30 @@ async def console_principal(request: web.Request) -> Principal | None:
     return principal
 
 
+async def api_auth_hook(request: web.Request) -> str | None:
+    """For the platform API (``AUTH_HOOKS_KEY``): a signed-in operator/supervisor/admin may call ``/api``
+    with their console session; state-changing calls must carry the session's ``X-CSRF-Token``. Family
+    sessions are not accepted there (the API does not check whose parent an elder is)."""
+    principal = await console_principal(request)
+    if principal is None or not principal.is_staff:
+        return None
+    if request.method not in SAFE_METHODS and not auth.tokens_equal(
+        request.headers.get("X-CSRF-Token"), principal.csrf_token
+    ):
+        return None
+    return f"console:{principal.username}"
+
+
+def _register_api_auth(app: web.Application) -> None:
+    try:
+        from assistant.platform.api import AUTH_HOOKS_KEY
+    except ModuleNotFoundError:
+        return
+    if AUTH_HOOKS_KEY not in app:
+        app[AUTH_HOOKS_KEY] = []
+    app[AUTH_HOOKS_KEY].append(api_auth_hook)
+
+
 def require_elder(principal: Principal, elder_id: int) -> None:
     """Family users only reach their own parents; staff reach everyone."""
     if not principal.is_staff and elder_id not in principal.elder_ids:
@@ -216,6 +240,7 @@ def setup_console(app: web.Application, *, settings: Settings, create_schema: bo
     app.on_shutdown.append(_close_streams)
     app.on_response_prepare.append(_security_headers)
     app.router.add_static("/console/static", STATIC_DIR, name="console_static")
+    _register_api_auth(app)
     views_console.add_routes(app.router)
     views_family.add_routes(app.router)
 

@@ -168,3 +168,35 @@ async def test_one_address_guessing_many_names_is_refused(app_db):
         await db.commit()
     out = await login(client, "op1")  # right password, fresh name, but this address is throttled
     assert out.status == 429
+
+
+async def test_platform_api_accepts_staff_sessions_only(app_db):
+    from aiohttp.test_utils import make_mocked_request
+
+    from assistant.console.app import api_auth_hook
+    from tests.unit.console_helpers import csrf_from
+
+    client, sessions = app_db
+    async with sessions() as db:
+        from assistant.platform.models import Elder
+
+        elder = Elder(name="陈伯", district="蓬江")
+        db.add(elder)
+        await db.commit()
+        await auth.create_user(db, username="fam1", role="family", password=PASSWORD, elder_ids=(elder.id,))
+    app = client.server.app
+
+    def req(method: str, sid: str, **headers: str):
+        return make_mocked_request(method, "/api/orders", app=app,
+                                   headers={"Cookie": f"{auth.SESSION_COOKIE}={sid}", **headers})
+
+    await login(client, "op1")
+    token = csrf_from(await (await client.get("/console/")).text())
+    sid = client.session.cookie_jar.filter_cookies(client.make_url("/api/"))[auth.SESSION_COOKIE].value
+    assert await api_auth_hook(req("GET", sid)) == "console:op1"
+    assert await api_auth_hook(req("POST", sid)) is None  # no CSRF header
+    assert await api_auth_hook(req("POST", sid, **{"X-CSRF-Token": token})) == "console:op1"
+    client.session.cookie_jar.clear()
+    await login(client, "fam1", area="family")
+    fam_sid = client.session.cookie_jar.filter_cookies(client.make_url("/api/"))[auth.SESSION_COOKIE].value
+    assert await api_auth_hook(req("GET", fam_sid)) is None
