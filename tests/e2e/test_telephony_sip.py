@@ -319,3 +319,22 @@ async def test_sipp_rfc2833_pcap_digit_2_raises_help(tel_settings, tmp_path, dtm
         await wait_for(lambda: gw.reports and gw.reports[0].end_reason, timeout_s=5, what="the call to end")
     assert rc == 0, sipp.errors()[-1000:]
     assert [a.kind for a in alerts] == ["help"] and gw.reports[0].keys == ["2"]
+
+
+async def test_caller_cancels_while_ringing(tel_settings):
+    """The caller gives up while the gateway is still looking the number up: CANCEL → 487, no pipeline left."""
+    from assistant.errors import TelephonyError
+
+    class SlowDirectory:
+        async def elder_by_phone(self, number):
+            await asyncio.sleep(1.5)
+            return None
+
+    gw = Gateway(settings=tel_settings, pipeline_factory=bot_pipeline_factory(settings=tel_settings), directory=SlowDirectory(), port=0)
+    async with gw, SipEndpoint(settings=tel_settings.telephony, port=0, user="13800000008") as phone:
+        with pytest.raises(TelephonyError) as exc:
+            await phone.dial(f"sip:assistant@127.0.0.1:{gw.endpoint.port}", timeout_s=0.5)
+        await wait_for(lambda: gw.reports and gw.reports[0].end_reason, timeout_s=5, what="the cancelled call's report")
+        assert not gw.endpoint.calls
+    assert exc.value.code == "no_answer"
+    assert gw.reports[0].end_reason == "cancelled" and gw.reports[0].frames_out == 0
