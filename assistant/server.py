@@ -100,15 +100,15 @@ async def _serve(settings: Settings, *, with_rasa: bool, with_phone: bool) -> No
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    from telephony.gateway_service import start_gateway
+
     async with running(settings, with_rasa=with_rasa) as runtime:
         gateway = None
         if with_phone:
             try:
-                from telephony.gateway_service import start_gateway
-
                 gateway = await start_gateway(runtime)
-            except ModuleNotFoundError:
-                logger.warning("phone gateway not built yet; SIP is off")
+            except AssistantError as exc:  # e.g. the SIP port is taken: serve the rest, say so
+                logger.error(f"phone gateway not started: error[{exc.code}] {exc.message}")
         logger.info(f"assistant {__version__} serving on {runtime.base_url} — Ctrl-C stops")
         try:
             await stop.wait()
