@@ -217,3 +217,37 @@ def test_always_available_turns(stack):
     texts, _ = call.say("我血压高可以吃咸鱼吗")
     assert "120" in "".join(texts)
     assert any(a["kind"] == "nurse_callback" and a["call_id"] == call.sender for a in api.alerts)
+
+
+def test_meal_repair_and_appointment_forms_book_services(stack):
+    api: StubPlatformApi = stack["api"]
+    call = Call(stack)
+    texts, _ = call.say("帮我订明天的午饭")
+    assert "要注意" in "".join(texts)  # meals and days understood at once; asks about the diet
+    texts, _ = call.say("没有")
+    assert "午餐" in "".join(texts) and "明天" in "".join(texts) and "对吗" in "".join(texts)
+    texts, events = call.say("对的")
+    meal = [o for o in _orders_for(api, call) if o["type"] == "meal"]
+    assert len(meal) == 1 and meal[0]["details"]["meals"] == ["lunch"] and meal[0]["details"]["diet"] == ["none"]
+    assert any(e.get("event") == "order_placed" and e["type"] == "meal" for e in events)
+
+    yue = Call(stack, dialect="yue")
+    texts, _ = yue.say("屋企水喉爆咗好急")
+    assert "报修" in "".join(texts) and "好急" in "".join(texts)  # item and urgency from one sentence → read-back
+    texts, events = yue.say("係呀")
+    repair = _orders_for(api, yue)
+    assert len(repair) == 1 and repair[0]["type"] == "repair"
+    assert repair[0]["details"] == {"item": "水管漏水", "urgency": "urgent", "dialect": "yue"}
+    assert repair[0]["idempotency_key"] == f"{yue.sender}:repair_form:1"
+
+    texts, _ = yue.say("幫我約中心醫院嘅眼科")
+    assert "边日" in "".join(texts)
+    texts, _ = yue.say("下個禮拜三上晝")
+    assert "陪" in "".join(texts)
+    texts, _ = yue.say("唔使我個仔陪我去")
+    assert "江门市中心医院" in "".join(texts) and "眼科" in "".join(texts) and "唔使人陪" in "".join(texts)
+    texts, events = yue.say("啱")
+    appt = [o for o in _orders_for(api, yue) if o["type"] == "appointment"]
+    assert len(appt) == 1 and appt[0]["details"]["needs_escort"] is False
+    assert appt[0]["details"]["when"] == "下星期三上午"
+    assert appt[0]["idempotency_key"] == f"{yue.sender}:appointment_form:2"  # the call's second order
