@@ -251,3 +251,15 @@ def test_meal_repair_and_appointment_forms_book_services(stack):
     assert len(appt) == 1 and appt[0]["details"]["needs_escort"] is False
     assert appt[0]["details"]["when"] == "下星期三上午"
     assert appt[0]["idempotency_key"] == f"{yue.sender}:appointment_form:2"  # the call's second order
+
+
+def test_repeat_and_slower_inside_a_form_resume_it(stack):
+    call = Call(stack)
+    question, _ = call.say("我要订煤气")
+    assert question and "公斤" in question[-1]
+    again, events = call.say("你说什么我没听清")
+    assert again[-1] == question[-1] and not events  # the form asks the same question again
+    texts, events = call.say("说慢一点")
+    assert {"event": "slower"} in events and texts[-1] == question[-1]
+    texts, _ = call.say("大罐")  # the form is still there and takes the answer
+    assert "几罐" in "".join(texts)
