@@ -332,5 +332,18 @@ async def test_spoken_gas_order_on_the_real_pipeline(settings, tmp_path):
                     "document.querySelector('#status-lines').innerText.includes('煤气')", timeout=15000
                 )
                 await page.screenshot(path=str(settings.paths.reports_dir / "screens" / "screen-gas-order-1024x600.png"))
+
+                # SOS in the full server: through the platform store (family outbox in the same transaction)
+                t0 = time.perf_counter()
+                await page.click("#btn-sos")
+
+                async def sos_row():
+                    return await alerts(settings, kind="sos") or None
+
+                rows = await wait_until(sos_row, timeout_s=5.0, step_s=0.01)
+                click_to_row_s = time.perf_counter() - t0
+                assert rows and rows[0].elder_id == 1
+                print(f"SOS latency (full server, platform store): {click_to_row_s * 1000:.1f} ms")
+                assert click_to_row_s < SOS_TARGET_S
             finally:
                 await browser.close()
