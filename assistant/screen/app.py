@@ -284,8 +284,11 @@ async def default_pipeline_factory(
     app: web.Application, transport: ScreenTransport, session: CallSession, *, turn_listeners: list | None = None
 ):
     """The real call pipeline (``assistant.pipeline``) with the services ``assistant serve`` started."""
-    from assistant.pipeline import build_call_pipeline, pipeline_worker
-    from assistant.runtime import SERVICES_KEY
+    try:
+        from assistant.pipeline import build_call_pipeline, pipeline_worker
+        from assistant.runtime import SERVICES_KEY
+    except ImportError as exc:  # a stage's optional dependency missing: the page still gets panels and SOS
+        raise ScreenError(f"voice pipeline cannot load: {exc}", code="screen_no_voice") from exc
 
     services = app.get(SERVICES_KEY)
     if services is None:
