@@ -324,8 +324,9 @@ async def run_async(args: argparse.Namespace) -> dict:
     registry.reset()
     if audio_dir is not None:
         write_page(settings.paths.reports_dir / "tts.html", results)
-    cmn = [r for r in results if r.dialect == "cmn"]
-    yue = [r for r in results if r.dialect == "yue"]
+    # the default voice of each dialect leads (top-level keys), the others follow
+    cmn = sorted((r for r in results if r.dialect == "cmn"), key=lambda r: r.voice != settings.tts.default_voice_cmn)
+    yue = sorted((r for r in results if r.dialect == "yue"), key=lambda r: r.voice != settings.tts.default_voice_yue)
     out: dict = {}
     if cmn:
         out.update(cmn[0].summary())
