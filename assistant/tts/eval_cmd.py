@@ -314,6 +314,9 @@ async def run_async(args: argparse.Namespace) -> dict:
             raise TtsError(f"no such voice {v!r} (known: {', '.join(sorted(registry.VOICES))})",
                            code="tts_voice_missing")
     audio_dir = None if args.no_page else settings.paths.reports_dir / "tts_audio"
+    if audio_dir is not None and audio_dir.exists():  # the page shows this run only: drop older audio
+        for old in audio_dir.glob("*.wav"):
+            old.unlink()
     transcribe = Transcriber(settings, plain=args.asr == "plain")
     results: list[VoiceResult] = []
     for v in voices:
