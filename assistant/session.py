@@ -26,6 +26,8 @@ class CallSession:
     tts_volume: float = 1.0
     failed_turns: int = 0
     last_bot_text: str = ""
+    # what the bot just asked: "yes_no" (a read-back to confirm), "menu" (keypad menu) or None (open)
+    expect: str | None = None
 
     @property
     def verified(self) -> bool:

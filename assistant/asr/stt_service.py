@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 
 from loguru import logger
 from pipecat.frames.frames import Frame, TranscriptionFrame, VADUserStoppedSpeakingFrame
@@ -13,12 +14,28 @@ from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
+from assistant.asr.base import AsrResult, RecognizerOptions
 from assistant.errors import AssistantError
 from assistant.session import CallSession
 from assistant.settings import Settings
 from assistant.turns import TurnTracker
 
 LANGUAGES = {"cmn": Language.CMN, "yue": Language.YUE}
+CLOSED_EXPECTATIONS = {"yes_no": "yes_no", "menu": "menu"}
+# a free hypothesis this much longer than the matched phrase means the elder said more (a correction)
+EXTRA_CHARS_FOR_FREE_TEXT = 3
+
+
+def keep_what_was_said(result: AsrResult) -> AsrResult:
+    """After a closed prompt: keep the matched phrase for short answers, the free text for longer ones."""
+    from assistant.text.normalize import normalize_transcript
+
+    free = normalize_transcript(result.raw_text) if result.raw_text else ""
+    if not free or free == result.text:
+        return result
+    if not result.text or len(free) > len(result.text) + EXTRA_CHARS_FOR_FREE_TEXT:
+        return replace(result, text=free)
+    return result
 
 
 class AssistantSTTService(SegmentedSTTService):
@@ -49,6 +66,15 @@ class AssistantSTTService(SegmentedSTTService):
             self._tracker.speech_ended()
         await super().process_frame(frame, direction)
 
+    def _options(self) -> RecognizerOptions | None:
+        """A closed prompt after a yes/no question or the keypad menu (short answers like 对 survive)."""
+        expect = self._session.expect
+        if expect not in CLOSED_EXPECTATIONS:
+            return None
+        from assistant.asr.prompt_options import closed_prompt
+
+        return closed_prompt(self._session.dialect or "cmn", CLOSED_EXPECTATIONS[expect])
+
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
         from assistant.asr.registry import recognize
 
@@ -59,9 +85,10 @@ class AssistantSTTService(SegmentedSTTService):
                 audio,
                 sample_rate_hz=self.sample_rate,
                 dialect=self._session.dialect,
-                options=None,
+                options=self._options(),
                 settings=self._app_settings,
             )
+            result = keep_what_was_said(result)
         except AssistantError as exc:
             record.asr_end_t = time.perf_counter()
             record.error = exc.code

@@ -35,6 +35,9 @@ from assistant.session import CallSession
 from assistant.settings import Settings
 from assistant.turns import TurnRecord, TurnTracker
 
+# a reply ending in one of these asks the elder to confirm: the next utterance is a closed yes/no prompt
+CONFIRM_QUESTIONS = ("对吗", "对不对", "好吗", "好不好", "是不是", "可以吗", "啱唔啱", "係唔係", "好唔好", "得唔得")
+
 # keypad: 1 = fine, 2 = need help, 0 = operator (works even when speech fails)
 KEYPAD_INTENTS = {"1": "/checkin_well", "2": "/checkin_unwell", "0": "/request_human"}
 
@@ -187,6 +190,7 @@ class DialogueProcessor(FrameProcessor):
     async def _say(self, record: TurnRecord, texts: list[str]) -> None:
         spoken = [t for t in [*record.reply_texts, *texts] if t]
         record.reply_texts = spoken
+        self._session.expect = expectation(spoken)
         await self._tracker.notify("reply", record)
         for text in spoken:
             self._session.last_bot_text = text
@@ -201,3 +205,13 @@ class DialogueProcessor(FrameProcessor):
             await self._on_alert(alert)
         except Exception as exc:  # an alert that cannot be stored must not end the call
             logger.error(f"call {self._session.call_id}: alert {kind} not stored: {exc}")
+
+
+def expectation(texts: list[str]) -> str | None:
+    """What kind of answer the last thing said invites (drives closed-prompt recognition)."""
+    last = texts[-1].rstrip("？?。！!. ") if texts else ""
+    if "按一" in last or "㩒一" in last:
+        return "menu"
+    if last.endswith(CONFIRM_QUESTIONS):
+        return "yes_no"
+    return None
