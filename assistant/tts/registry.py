@@ -383,17 +383,15 @@ async def warm(
 ) -> WarmReport:
     """Synthesize ``prompts`` ((dialect, text) pairs; default: the built-in catalogue) into the cache.
 
-    Called by the server at start-up. Loads each dialect's first voice and fills memory and disk, at the
-    default rate and one step slower. Failures are logged, never raised: the server must start anyway.
+    Called by the server at start-up. Loads each dialect's first voice and fills memory and disk at the
+    default rate (pass ``rates_wpm`` to add slower ones; a slower prompt is otherwise synthesized on first
+    use and cached). Disk entries make later starts fast. Failures are logged, never raised.
     """
     from assistant.tts.prompts import all_prompts
 
     t0 = time.perf_counter()
     items = list(prompts) if prompts is not None else all_prompts()
-    rates = list(rates_wpm) if rates_wpm is not None else [
-        settings.tts.rate_wpm,
-        max(settings.tts.min_rate_wpm, settings.tts.rate_wpm - settings.tts.slower_step_wpm),
-    ]
+    rates = list(rates_wpm) if rates_wpm is not None else [settings.tts.rate_wpm]
     cache = get_cache(settings)
     await asyncio.to_thread(cache.prune)
     synthesized = cached = failed = 0
