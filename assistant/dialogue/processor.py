@@ -156,20 +156,15 @@ class DialogueProcessor(FrameProcessor):
         elif keypad_key is not None:
             record.intent = text.lstrip("/")
             record.intent_confidence = 1.0
-        if record.intent == "nlu_fallback" or not reply.messages:
-            self._session.failed_turns += 1
-        else:
+        # Rasa counts its own misunderstandings (inside forms a plain slot answer parses as nlu_fallback,
+        # so fallbacks are not failures here) and sends keypad_menu itself; we count unheard turns.
+        if any(e.get("event") == "keypad_menu" for e in reply.events):
+            self._session.failed_turns = 0
+            await self._alert("misunderstanding", {"reason": "rasa_fallbacks", "transcript": record.transcript})
+        elif record.intent != "nlu_fallback" and reply.messages:
             self._session.failed_turns = 0
         await self._apply_events(record, reply)
-        texts = reply.texts
-        if self._session.failed_turns >= self._settings.dialogue.max_failed_turns and not any(
-            e.get("event") == "keypad_menu" for e in reply.events
-        ):
-            texts = [*texts, prompt("keypad_menu", self._session.dialect)]
-            record.events.append({"event": "keypad_menu", "reason": "nlu_fallback"})
-            await self._alert("misunderstanding", {"failed_turns": self._session.failed_turns})
-        if not texts:
-            texts = [prompt("not_heard", self._session.dialect)]
+        texts = reply.texts or [prompt("not_heard", self._session.dialect)]
         await self._say(record, texts)
 
     async def _apply_events(self, record: TurnRecord, reply: RasaReply) -> None:

@@ -35,13 +35,18 @@ async def rasa_stub(aiohttp_server):
             return web.json_response([{"text": "好的，我说慢一点。"}, {"custom": {"event": "slower"}}])
         if "人工" in text or text == "/request_human":
             return web.json_response([{"text": "好的。"}, {"custom": {"event": "handover", "reason": "requested"}}])
+        if "下午" in text:  # a slot answer inside a form: Rasa parses it as nlu_fallback but handles it
+            return web.json_response([{"text": "好的，今天下午送到。"}])
+        if "听不懂" in text:
+            return web.json_response([{"text": "您可以按键。"}, {"custom": {"event": "keypad_menu"}}])
         if text == "/checkin_well":
             return web.json_response([{"text": "好的，祝您健康。"}])
         return web.json_response([{"text": "您要一罐十五公斤的煤气，对吗？"}])
 
     async def parse(request):
         body = await request.json()
-        return web.json_response({"intent": {"name": "order_gas", "confidence": 0.9}, "text": body["text"]})
+        name = "nlu_fallback" if "下午" in body["text"] else "order_gas"
+        return web.json_response({"intent": {"name": name, "confidence": 0.9}, "text": body["text"]})
 
     app = web.Application()
     app.router.add_post("/webhooks/rest/webhook", webhook)
@@ -113,3 +118,17 @@ async def test_cantonese_call_gets_cantonese_system_prompts(rasa_stub):
     session = CallSession(channel="phone", dialect="yue", tts_rate_wpm=130)
     spoken, _, _, _ = await _run(url, [transcript("")], session=session)
     assert "唔好意思" in spoken[0]
+
+
+async def test_slot_answers_parsed_as_fallback_are_not_failed_turns(rasa_stub):
+    url, _ = rasa_stub
+    spoken, alerts, session, _ = await _run(url, [transcript("今天下午"), transcript("明天下午")])
+    assert spoken == ["好的，今天下午送到。", "好的，今天下午送到。"]
+    assert alerts == [] and session.failed_turns == 0
+
+
+async def test_rasa_keypad_menu_event_raises_a_misunderstanding_alert(rasa_stub):
+    url, _ = rasa_stub
+    spoken, alerts, _, _ = await _run(url, [transcript("我听不懂")])
+    assert spoken == ["您可以按键。"]
+    assert [a.kind for a in alerts] == ["misunderstanding"]
