@@ -45,8 +45,9 @@ def load_call_audio(path: str | Path, *, settings: Settings, phone: bool) -> Pcm
     return audio
 
 
-def turn_json(record: TurnRecord, *, reply_wav: str | None) -> dict[str, Any]:
+def turn_json(record: TurnRecord, *, reply_wav: str | None, call_id: str) -> dict[str, Any]:
     return {
+        "call_id": call_id,
         "turn": record.turn,
         "source": record.source,
         "transcript": record.transcript,
@@ -115,6 +116,10 @@ async def _simulate(args: argparse.Namespace, settings: Settings) -> int:
             tts_rate_wpm=settings.tts.rate_wpm,
             verification="verified" if args.verified else "unverified",
         )
+        if args.caller and args.elder_id is None and runtime.services.store is not None:
+            elder = await runtime.services.store.elder_by_phone(args.caller)  # caller ID → profile
+            if elder is not None:
+                session.elder_id = elder.elder_id
         turns = await run_call(audio, session=session, services=runtime.services, realtime=args.realtime)
     out_dir = Path(args.out) if args.out else settings.paths.var_dir / "simulate" / session.call_id
     if not turns:
@@ -128,7 +133,7 @@ async def _simulate(args: argparse.Namespace, settings: Settings) -> int:
             wav_path = str(
                 write_wav(out_dir / f"turn-{record.turn}.wav", PcmAudio(pcm=bytes(record.reply_audio), sample_rate_hz=record.reply_sample_rate_hz))
             )
-        line = turn_json(record, reply_wav=wav_path)
+        line = turn_json(record, reply_wav=wav_path, call_id=session.call_id)
         if args.json:
             print(json.dumps(line, ensure_ascii=False), flush=True)
         else:

@@ -100,6 +100,11 @@ def served(tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail(f"assistant serve not ready in 600 s; see {var / 'serve.log'}")
             time.sleep(1)
+        seeded = subprocess.run(
+            [sys.executable, "-m", "assistant.cli", "db", "seed-demo"], cwd=ROOT, env={**os.environ, **env},
+            capture_output=True, text=True, timeout=120,
+        )
+        assert seeded.returncode == 0, seeded.stderr
         yield Served(base_url=f"http://127.0.0.1:{web}", rasa_url=f"http://127.0.0.1:{rasa}", var_dir=var, env=env)
     finally:
         proc.send_signal(__import__("signal").SIGINT)

@@ -59,6 +59,32 @@ def test_spoken_gas_request_over_the_phone_is_order_gas(tmp_path, served):
     assert "order_gas" in intents, proc.stdout
 
 
+@pytest.mark.rasa
+def test_spoken_gas_order_over_the_phone_creates_exactly_one_work_order(tmp_path, served):
+    """Issue 5: an enrolled elder (demo elder 王, Mandarin, caller ID 0750-6603003) orders gas by voice over
+    an 8 kHz line, hears the read-back, confirms; exactly one gas work order is stored for that call."""
+    import sqlite3
+
+    from assistant.audio.convert import PcmAudio, read_audio, write_wav
+
+    first = read_audio(_speak(tmp_path, "我想订两罐十五公斤的煤气，今天下午送。", "a.wav"), sample_rate_hz=16000)
+    second = read_audio(_speak(tmp_path, "对，没问题。", "b.wav"), sample_rate_hz=16000)
+    gap = bytes(16000 * 2 * 3)
+    wav = write_wav(tmp_path / "order.wav", PcmAudio(pcm=first.pcm + gap + second.pcm, sample_rate_hz=16000))
+    proc = run_cli(
+        "simulate", "--wav", str(wav), "--phone", "--json", "--caller", "0750-6603003",
+        "--out", str(tmp_path / "out"), "--rasa-url", served.rasa_url, env=served.env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    turns = _turns(proc)
+    assert len(turns) == 2, proc.stdout
+    assert "对吗" in turns[0]["reply_text"], proc.stdout  # read back before placing
+    assert any(e.get("event") == "order_placed" for e in turns[1]["events"]), proc.stdout
+    with sqlite3.connect(served.var_dir / "assistant.db") as db:
+        rows = db.execute("select type, status from work_orders where call_id = ?", (turns[0]["call_id"],)).fetchall()
+    assert rows == [("gas", "placed")]
+
+
 def test_non_audio_file_is_one_clear_line(tmp_path):
     bad = tmp_path / "notes.wav"
     bad.write_text("this is not audio")
