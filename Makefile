@@ -6,6 +6,7 @@ setup:
 	@bash scripts/setup.sh
 
 run: setup
+	.venv/bin/assistant db seed-demo
 	.venv/bin/assistant serve
 
 test: setup
