@@ -3,10 +3,12 @@
 Decoding choices (measured with ``assistant eval asr``; see reports/asr.md):
 - language ``zh`` for both dialects (whisper-base has no ``yue``); the dialect's initial prompt, written in
   simplified characters (and colloquial Cantonese for ``yue``), steers script and wording;
-- temperature 0 with no conditioning on previous text: no fallback loops on short, noisy phone turns;
+- temperature 0 with no conditioning on previous text; a decode that loops (compression ratio > 2.4) is
+  retried at 0.2 then 0.4 (one phone clip otherwise came out as 听听听听…);
 - silero VAD (shipped inside faster-whisper) drops silence and line noise, which otherwise makes whisper
   hallucinate subtitles credits;
-- 0.5 s of silence padded on both sides (short answers cut tightly by a VAD were otherwise dropped);
+- 0.5 s of silence padded on both sides of utterances under 5 s (short answers cut tightly by a VAD were
+  otherwise dropped);
 - for closed prompts (``RecognizerOptions.grammar``) the phrases become hotwords, the no-speech gate is
   off (a one-syllable answer often scores as "no speech"), and the free hypothesis is matched to the allowed
   phrases (``assistant.asr.phrases``); for open prompts ``phrases`` become hotwords;
@@ -33,6 +35,10 @@ MIN_AUDIO_S = 0.15  # shorter than this is not an utterance
 # silence added before and after every utterance: whisper (and its VAD) drop words that start or end right
 # at the edge of the buffer, which is how short answers (是的 / 不要) arrive when a VAD cut them tightly
 PAD_S = 0.5
+PAD_BELOW_S = 5.0  # only short utterances are padded (longer ones have their own pauses; >30 s splits)
+# temperatures tried after the first when a decode loops (compression ratio > 2.4); a merely unsure decode
+# is kept (sampling hotter on bad phone audio only invents text, or recites the prompt)
+FALLBACK_STEPS = (0.2, 0.4)
 SILENCE_RMS = 60.0  # int16 RMS below this is digital silence / line hum: no decoding
 # phrases whisper is known to invent on silence or noise (subtitle credits, sign-offs)
 HALLUCINATIONS = (
@@ -104,13 +110,16 @@ class WhisperRecognizer(Recognizer):
         if phrases:
             # the allowed answers / domain words as context, in the prompt's own script
             hotwords = "，".join(phrases[:40])
-        pad = np.zeros(int(PAD_S * SAMPLE_RATE_HZ), dtype=np.float32)
+        pad_s = PAD_S if audio_s < PAD_BELOW_S else 0.0
+        pad = np.zeros(int(pad_s * SAMPLE_RATE_HZ), dtype=np.float32)
         with self._lock:
             segments, _info = self._model.transcribe(
                 np.concatenate([pad, x / 32768.0, pad]),
                 language=d.language,
                 beam_size=d.beam_size,
-                temperature=d.temperature,
+                temperature=(d.temperature, *(d.temperature + t for t in FALLBACK_STEPS)),
+                compression_ratio_threshold=2.4,
+                log_prob_threshold=None,
                 condition_on_previous_text=d.condition_on_previous_text,
                 vad_filter=d.vad_filter,
                 no_speech_threshold=None if options.grammar else d.no_speech_threshold,
@@ -121,7 +130,7 @@ class WhisperRecognizer(Recognizer):
             segments = list(segments)
         raw = "".join(s.text for s in segments).strip()
         tokens = tuple(
-            AsrToken(text=s.text.strip(), confidence=math.exp(s.avg_logprob), start_s=max(0.0, s.start - PAD_S), end_s=max(0.0, s.end - PAD_S))
+            AsrToken(text=s.text.strip(), confidence=math.exp(s.avg_logprob), start_s=max(0.0, s.start - pad_s), end_s=max(0.0, s.end - pad_s))
             for s in segments
             if s.text.strip()
         )
@@ -153,13 +162,21 @@ class WhisperRecognizer(Recognizer):
 
 
 def _echoes_prompt(raw: str, prompt: str | None) -> bool:
-    """True when the hypothesis is just a piece of the initial prompt (at least 3 characters of it)."""
+    """True when the hypothesis is mostly recited from the initial prompt (whisper does this on a lone
+    syllable or unintelligible audio): at least 6 characters (a caller's short answer may well repeat a
+    domain word of the prompt), inside the prompt or with 60 % of its character pairs from it."""
     if not prompt:
         return False
     from assistant.text.normalize import normalize_for_scoring
 
-    h = normalize_for_scoring(raw)
-    return len(h) >= 3 and h in normalize_for_scoring(prompt)
+    h, p = normalize_for_scoring(raw), normalize_for_scoring(prompt)
+    if len(h) < 6:
+        return False
+    if h in p:
+        return True
+    pairs = [h[i : i + 2] for i in range(len(h) - 1)]
+    prompt_pairs = {p[i : i + 2] for i in range(len(p) - 1)}
+    return sum(x in prompt_pairs for x in pairs) >= 0.6 * len(pairs)
 
 
 def _confidence(segments) -> float:
