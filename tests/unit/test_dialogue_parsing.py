@@ -95,3 +95,9 @@ def test_every_phrase_has_both_dialects_and_formats():
         assert set(texts) == {"cmn", "yue"}, key
     assert "1 2 3" in say("order_placed", "yue", order_id="1 2 3")
     assert say("greet", "fr") == PHRASES["greet"]["cmn"]  # unknown dialect → Mandarin
+
+
+def test_quantity_accepts_asr_homophones_of_guan():
+    assert parsing.parse_quantity("我想订两贯15公斤的煤气") == 2
+    assert parsing.parse_quantity("要三冠") == 3
+    assert parsing.parse_quantity("我习惯了") is None
