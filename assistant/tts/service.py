@@ -7,6 +7,7 @@ being synthesized.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncGenerator
 
@@ -40,32 +41,35 @@ class AssistantTTSService(TTSService):
         return True
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
-        from assistant.tts.registry import split_clauses, synthesize
+        from assistant.tts.registry import synthesize_clauses
 
         record = self._tracker.take_reply(text)
         if record is not None and record.tts_request_t is None:
             record.tts_request_t = time.perf_counter()
-        dialect = self._session.dialect or "cmn"
-        for clause in split_clauses(text) or [text]:
-            try:
-                speech = await synthesize(
-                    clause,
-                    dialect=dialect,
-                    rate_wpm=self._session.tts_rate_wpm,
-                    volume=self._session.tts_volume,
-                    settings=self._app_settings,
-                )
-            except AssistantError as exc:
-                logger.error(f"tts failed: error[{exc.code}] {exc.message}")
-                yield ErrorFrame(error=f"tts failed: {exc.code}")
-                return
-            await self.stop_ttfb_metrics()
-            pcm = resample_pcm16(speech.pcm, from_hz=speech.sample_rate_hz, to_hz=self.sample_rate)
-            step = self.sample_rate * CHUNK_MS // 1000 * 2
-            for offset in range(0, len(pcm), step):
-                frame = TTSAudioRawFrame(
-                    audio=pcm[offset : offset + step], sample_rate=self.sample_rate, num_channels=1, context_id=context_id
-                )
-                if record is not None:
-                    frame.metadata["turn"] = record.turn
-                yield frame
+        stream = synthesize_clauses(
+            text,
+            dialect=self._session.dialect or "cmn",
+            rate_wpm=self._session.tts_rate_wpm,
+            volume=self._session.tts_volume,
+            settings=self._app_settings,
+        )
+        async with contextlib.aclosing(stream) as clauses:  # an interruption closes the look-ahead too
+            while True:
+                try:
+                    speech = await anext(clauses)
+                except StopAsyncIteration:
+                    return
+                except AssistantError as exc:
+                    logger.error(f"tts failed: error[{exc.code}] {exc.message}")
+                    yield ErrorFrame(error=f"tts failed: {exc.code}")
+                    return
+                await self.stop_ttfb_metrics()
+                pcm = resample_pcm16(speech.pcm, from_hz=speech.sample_rate_hz, to_hz=self.sample_rate)
+                step = self.sample_rate * CHUNK_MS // 1000 * 2
+                for offset in range(0, len(pcm), step):
+                    frame = TTSAudioRawFrame(
+                        audio=pcm[offset : offset + step], sample_rate=self.sample_rate, num_channels=1, context_id=context_id
+                    )
+                    if record is not None:
+                        frame.metadata["turn"] = record.turn
+                    yield frame
