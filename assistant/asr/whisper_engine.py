@@ -3,11 +3,11 @@
 Decoding choices (measured with ``assistant eval asr``; see reports/asr.md):
 - language ``zh`` for both dialects (whisper-base has no ``yue``); the dialect's initial prompt, written in
   simplified characters (and colloquial Cantonese for ``yue``), steers script and wording;
-- temperature 0 with no conditioning on previous text; a decode that loops (compression ratio > 2.4) is
-  retried at 0.2 then 0.4 (one phone clip otherwise came out as 听听听听…);
+- temperature 0 with no conditioning on previous text and no temperature fallback; a decoding loop
+  (听听听听…) is collapsed to one unit;
 - silero VAD (shipped inside faster-whisper) drops silence and line noise, which otherwise makes whisper
   hallucinate subtitles credits;
-- 0.5 s of silence padded on both sides of utterances under 5 s (short answers cut tightly by a VAD were
+- 0.5 s of silence padded on both sides of utterances under 1.5 s (short answers cut tightly by a VAD were
   otherwise dropped);
 - for closed prompts (``RecognizerOptions.grammar``) the phrases become hotwords, the no-speech gate is
   off (a one-syllable answer often scores as "no speech"), and the free hypothesis is matched to the allowed
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -35,10 +36,10 @@ MIN_AUDIO_S = 0.15  # shorter than this is not an utterance
 # silence added before and after every utterance: whisper (and its VAD) drop words that start or end right
 # at the edge of the buffer, which is how short answers (是的 / 不要) arrive when a VAD cut them tightly
 PAD_S = 0.5
-PAD_BELOW_S = 5.0  # only short utterances are padded (longer ones have their own pauses; >30 s splits)
-# temperatures tried after the first when a decode loops (compression ratio > 2.4); a merely unsure decode
-# is kept (sampling hotter on bad phone audio only invents text, or recites the prompt)
-FALLBACK_STEPS = (0.2, 0.4)
+PAD_BELOW_S = 1.5  # only one- or two-word answers are padded (the closed-prompt answers measured: 0.5-1.0 s)
+# a unit of 1-4 characters repeated 4+ times in a row is a decoding loop (听听听听…): keep it once.
+# (Temperature fallback was measured instead: on phone audio it invented text or recited the prompt.)
+LOOP_RE = re.compile(r"(.{1,4}?)\1{3,}")
 SILENCE_RMS = 60.0  # int16 RMS below this is digital silence / line hum: no decoding
 # phrases whisper is known to invent on silence or noise (subtitle credits, sign-offs)
 HALLUCINATIONS = (
@@ -117,9 +118,7 @@ class WhisperRecognizer(Recognizer):
                 np.concatenate([pad, x / 32768.0, pad]),
                 language=d.language,
                 beam_size=d.beam_size,
-                temperature=(d.temperature, *(d.temperature + t for t in FALLBACK_STEPS)),
-                compression_ratio_threshold=2.4,
-                log_prob_threshold=None,
+                temperature=d.temperature,
                 condition_on_previous_text=d.condition_on_previous_text,
                 vad_filter=d.vad_filter,
                 no_speech_threshold=None if options.grammar else d.no_speech_threshold,
@@ -128,7 +127,7 @@ class WhisperRecognizer(Recognizer):
                 without_timestamps=True,
             )
             segments = list(segments)
-        raw = "".join(s.text for s in segments).strip()
+        raw = LOOP_RE.sub(r"\1", "".join(s.text for s in segments).strip())
         tokens = tuple(
             AsrToken(text=s.text.strip(), confidence=math.exp(s.avg_logprob), start_s=max(0.0, s.start - pad_s), end_s=max(0.0, s.end - pad_s))
             for s in segments

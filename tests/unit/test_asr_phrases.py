@@ -99,3 +99,11 @@ def test_whisper_drops_a_near_recital_of_its_prompt():
     prompt = "以下是普通话的句子，关于订煤气、送餐、维修和预约。"
     assert _echoes_prompt("这次是普通话的句子关于订煤气送餐维修和预约", prompt)
     assert not _echoes_prompt("我想订煤气还要预约医生明天上午来", prompt)
+
+
+def test_whisper_collapses_decoding_loops_but_keeps_real_repeats():
+    from assistant.asr.whisper_engine import LOOP_RE
+
+    assert LOOP_RE.sub(r"\1", "开始滚番起听听听听听听听") == "开始滚番起听"
+    assert LOOP_RE.sub(r"\1", "说一下说一下") == "说一下说一下"
+    assert LOOP_RE.sub(r"\1", "哈哈哈") == "哈哈哈"
