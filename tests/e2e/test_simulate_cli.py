@@ -34,7 +34,7 @@ def _speak(tmp_path: Path, text: str, name: str) -> Path:
     from assistant.settings import load_settings
     from assistant.tts.registry import synthesize
 
-    speech = asyncio.run(synthesize(text, dialect="cmn", rate_wpm=160, volume=1.0, settings=load_settings()))
+    speech = asyncio.run(synthesize(text, dialect="cmn", rate_wpm=130, volume=1.0, settings=load_settings()))
     return write_wav(tmp_path / name, PcmAudio(pcm=speech.pcm, sample_rate_hz=speech.sample_rate_hz))
 
 
