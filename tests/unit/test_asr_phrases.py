@@ -107,3 +107,11 @@ def test_whisper_collapses_decoding_loops_but_keeps_real_repeats():
     assert LOOP_RE.sub(r"\1", "开始滚番起听听听听听听听") == "开始滚番起听"
     assert LOOP_RE.sub(r"\1", "说一下说一下") == "说一下说一下"
     assert LOOP_RE.sub(r"\1", "哈哈哈") == "哈哈哈"
+
+
+def test_sensevoice_language_tag_gives_the_dialect():
+    from assistant.asr.sherpa_engine import dialect_of
+
+    assert dialect_of("<|yue|>", "我要叫石油气") == "yue"
+    assert dialect_of("<|zh|>", "我要订煤气") == "cmn"
+    assert dialect_of("<|en|>", "佢哋喺度") == "yue"  # other languages: the text's own evidence
