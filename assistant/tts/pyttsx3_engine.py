@@ -15,6 +15,7 @@ espeakng-loader MIT.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
 import logging
@@ -85,6 +86,15 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
+_ESPEAK_THREAD = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="espeak")
+
+
+def _voice_ids() -> tuple[str, set[str]]:
+    with _ESPEAK_LOCK:
+        engine, version = _load_espeak_152()
+        return version, {v.id for v in engine.getProperty("voices")}
+
+
 class Pyttsx3Engine(TtsEngine):
     """One espeak-ng 1.52 voice via pyttsx3. Construction loads the library (raises ``TtsError`` if it can't)."""
 
@@ -95,13 +105,16 @@ class Pyttsx3Engine(TtsEngine):
             raise TtsError(f"unknown pyttsx3 voice {voice!r}", code="tts_voice_missing")
         self.voice = voice
         self.espeak_voice, self.dialects = VOICES[voice]
-        with _ESPEAK_LOCK:
-            engine, self.version = _load_espeak_152()
-            ids = {v.id for v in engine.getProperty("voices")}
+        self.version, ids = _ESPEAK_THREAD.submit(_voice_ids).result()
         if self.espeak_voice not in ids:
             raise TtsError(f"espeak-ng {self.version} has no voice {self.espeak_voice}", code="tts_voice_missing")
 
     def synthesize(self, request: VoiceRequest) -> SpeechAudio:
+        # pyttsx3's espeak driver is thread-affine: loaded on one thread and driven from others
+        # (asyncio.to_thread), the rate stopped changing, so "slower" had no effect. One thread does it all.
+        return _ESPEAK_THREAD.submit(self._synthesize, request).result()
+
+    def _synthesize(self, request: VoiceRequest) -> SpeechAudio:
         text = request.text.strip()
         if not text:
             raise TtsError("nothing to say (empty text)", code="tts_empty_text")
