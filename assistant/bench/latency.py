@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phone", action="store_true", help="pass every clip through the 8 kHz G.711 line")
     parser.add_argument("--limit", type=int, default=0, help="at most this many recorded clips")
     parser.add_argument("--no-spoken", action="store_true", help="skip the synthesized spoken requests")
+    parser.add_argument("--dialect", choices=["cmn", "yue"], help="callers' dialect as an elder profile gives it (default: detect)")
     parser.add_argument("--json", action="store_true", help="print JSON (always JSON; kept for symmetry)")
 
 
@@ -95,7 +96,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
         warm = CallSession(channel="simulate", tts_rate_wpm=settings.tts.rate_wpm)
         await run_call(inputs[0][1], session=warm, services=runtime.services)
         for name, audio in inputs:
-            session = CallSession(channel="simulate", tts_rate_wpm=settings.tts.rate_wpm)
+            session = CallSession(channel="simulate", tts_rate_wpm=settings.tts.rate_wpm, dialect=args.dialect)
             for record in await run_call(audio, session=session, services=runtime.services):
                 lat = record.latency_ms()
                 if lat["total"] is None:
@@ -116,6 +117,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
         "p95_ms": _percentile(totals, 0.95),
         "stages": stages,
         "phone": args.phone,
+        "dialect": args.dialect or "auto",
         "end_of_turn_silence_ms_excluded": settings.audio.vad_end_of_turn_silence_s * 1000,
         "rss_mb": rss,
         "per_turn": per_turn,
