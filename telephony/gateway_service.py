@@ -75,6 +75,20 @@ def ledger_recorder(ledger, *, settings):
     return record
 
 
+def ledger_marker(ledger):
+    """(entry id, call id) → ``CallLedger.mark(..., status="answered")`` after an answered care call; None
+    when the ledger has no ``mark`` (the module-level fallback). ``answered`` (not a closed status) keeps the
+    entry valid for the elder's call-back to the official number inside the code's window."""
+    fn = getattr(ledger, "mark", None)
+    if fn is None:
+        return None
+
+    async def mark(entry_id: int, call_id: str) -> None:
+        await fn(entry_id, status="answered", call_id=call_id)
+
+    return mark
+
+
 def schedule_from_store(info, elder, *, quiet_hours: str = "21:00-08:00") -> CareSchedule:
     """``PlatformStore`` schedule + elder rows → our ``CareSchedule`` (ISO weekdays 1 = Monday → 0)."""
     primary = next((p.number for p in elder.phones if p.is_primary), elder.phones[0].number if elder.phones else "")
@@ -159,7 +173,13 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
     if record is None or store is None:
         logger.warning("scheduled care calls are off: %s", "no platform store" if store is None else "the fraud-guard ledger has no before-dial recorder yet")
     else:
-        runner = CareCallRunner(gateway=gateway, ledger_record=record, on_alert=sink)
+        runner = CareCallRunner(
+            gateway=gateway,
+            ledger_record=record,
+            on_alert=sink,
+            safe_phrase_of=store.safe_phrase,  # the opening proves the call with the elder's own safe phrase
+            ledger_mark=ledger_marker(ledger),
+        )
         runner_ref.append(runner)
 
         async def schedules() -> list[CareSchedule]:

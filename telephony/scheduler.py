@@ -4,7 +4,12 @@ A ``CareSchedule`` per elder says on which weekdays and in which local-time wind
 never inside quiet hours. ``CareCallRunner.run_care_call`` places one check-in:
 
 1. every dial is written to the fraud-guard ledger BEFORE dialling (injected ``ledger_record``); the
-   opening line carries the entry's proof (reference code) so the elder can check the call is genuine;
+   opening line proves the call is genuine (``assistant.fraud_guard.identity.proof_utterances``): the
+   elder's own safe phrase (injected ``safe_phrase_of``; spoken by us, never asked from the elder), the
+   entry's one-time code, and the offer to hang up and call back the official number. A family contact
+   hears the code only (the safe phrase is the elder's secret); a failed lookup falls back to the code.
+   After an answered call the entry is marked ``answered`` (injected ``ledger_mark``), which keeps it
+   valid for the elder's call-back inside the window;
 2. the check-in records an outcome: well / unwell / needs_something / wants_person. The keypad works for
    every question even when speech fails: 1 = fine, 2 = need help, 0 = operator. The dialogue reports
    spoken answers with ``record_outcome(call_id, outcome)``;
@@ -218,17 +223,28 @@ class Dialer(Protocol):
 
 
 LedgerRecord = Callable[[LedgerIntent], Awaitable[Any]]
+LedgerMark = Callable[[int, str], Awaitable[Any]]  # (entry id, call id) after an answered call
+SafePhraseOf = Callable[[int], Awaitable[str | None]]  # elder id → the elder's safe phrase (PlatformStore.safe_phrase)
 CheckinRunner = Callable[..., Awaitable[None]]
+SAFE_PHRASE_TIMEOUT_S = 3.0  # a slow store must not keep the elder waiting in silence: fall back to the code
+
+CHECKIN_QUESTION = {
+    "cmn": "您今天身体怎么样？很好请按1，需要帮助请按2，转人工请按0。",
+    "yue": "你今日身體點呀？好好請撳1，要幫手請撳2，轉人工請撳0。",
+}
 
 
-def opening_line(*, dialect: str | None, proof: str | None, family: bool = False) -> str:
-    code = f"本次来电核对码是 {' '.join(proof)}。" if proof else ""
+def opening_line(*, dialect: str | None, proof: str | None, family: bool = False, safe_phrase: str | None = None) -> str:
+    """The first thing the callee hears. Elder: the identity proof (safe phrase, one-time code, call-back
+    offer), then the check-in question with the keypad hint. Family contact: the code only — the elder's
+    safe phrase is never spoken to anyone else, whatever is passed."""
+    from assistant.fraud_guard.identity import proof_utterances
+
     if family:
-        return f"您好，这里是长者语音助手关怀平台。您的家人没有接听今天的关怀电话，请您尽快联系确认。{code}收到请按1。"
-    if dialect == "yue":
-        code = f"今次來電核對碼係 {' '.join(proof)}。" if proof else ""
-        return f"你好，呢度係長者語音助手關懷平台嘅問候電話。{code}你今日身體點呀？好好請撳1，要幫手請撳2，轉人工請撳0。"
-    return f"您好，这里是长者语音助手关怀平台的问候电话。{code}您今天身体怎么样？很好请按1，需要帮助请按2，转人工请按0。"
+        proved = "".join(proof_utterances(safe_phrase=None, code=proof, dialect=None))
+        return f"{proved}您的家人没有接听今天的关怀电话，请您尽快联系确认。收到请按1。"
+    proved = "".join(proof_utterances(safe_phrase=safe_phrase, code=proof, dialect=dialect))
+    return proved + CHECKIN_QUESTION["yue" if dialect == "yue" else "cmn"]
 
 
 class CareCallRunner:
@@ -243,9 +259,13 @@ class CareCallRunner:
         answer_timeout_s: float | None = None,
         after_outcome_s: float = 6.0,
         max_call_s: float = 300.0,
+        safe_phrase_of: SafePhraseOf | None = None,
+        ledger_mark: LedgerMark | None = None,
     ) -> None:
         self.gateway = gateway
         self.ledger_record = ledger_record
+        self.safe_phrase_of = safe_phrase_of
+        self.ledger_mark = ledger_mark
         self.on_alert = on_alert
         self.clock = clock or SystemClock()
         self.retry = retry or RetryPolicy(delays_s=tuple(gateway.settings.telephony.retry_delays_s))
@@ -275,6 +295,36 @@ class CareCallRunner:
             await self.on_alert(TelephonyAlert(kind=kind, call_id=call_id, elder_id=elder_id, number=number, detail=detail))
         except Exception as exc:  # the alert store being down must not stop the escalation chain
             logger.error("alert %s for elder %s not stored: %s", kind, elder_id, exc)
+
+    async def _safe_phrase(self, elder_id: int) -> str | None:
+        """The elder's safe phrase for the opening, or None (not set / lookup failed → code-only proof).
+        Never logged."""
+        if self.safe_phrase_of is None:
+            return None
+        try:
+            async with asyncio.timeout(SAFE_PHRASE_TIMEOUT_S):
+                phrase = await self.safe_phrase_of(elder_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the proof still has the code and the call-back offer
+            reason = getattr(exc, "code", None) or type(exc).__name__
+            logger.warning("care call to elder %s: safe phrase lookup failed (%s); opening with the code only", elder_id, reason)
+            return None
+        if not phrase:
+            logger.info("care call to elder %s: no safe phrase set; opening with the code only", elder_id)
+            return None
+        return str(phrase)
+
+    async def _mark_answered(self, entry: Any, call_id: str) -> None:
+        entry_id = _entry_id(entry)
+        if self.ledger_mark is None or entry_id is None:
+            return
+        try:
+            await self.ledger_mark(entry_id, call_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # bookkeeping only: the call itself is over
+            logger.warning("ledger entry %s for call %s not marked answered: %s", entry_id, call_id, getattr(exc, "code", None) or type(exc).__name__)
 
     async def _dial(self, schedule: CareSchedule, number: str, purpose: str, attempt: int, result: CareCallResult):
         intent = LedgerIntent(elder_id=schedule.elder_id, number=number, purpose=purpose, attempt=attempt, call_ref=f"{schedule.elder_id}-{self.clock.now():%Y%m%d%H%M}-{attempt}")
@@ -331,10 +381,14 @@ class CareCallRunner:
     async def run_care_call(self, schedule: CareSchedule) -> CareCallResult:
         result = CareCallResult(elder_id=schedule.elder_id)
         for attempt in range(1, self.retry.attempts + 1):
+            phrase = await self._safe_phrase(schedule.elder_id)  # before dialling: no dead air after the answer
             call, entry, record = await self._dial(schedule, schedule.number, "care_call", attempt, result)
             if call is not None:
-                proof = _proof(entry)
-                outcome = await self._converse(call, schedule, greeting=opening_line(dialect=schedule.dialect, proof=proof), family=False, entry=entry)
+                greeting = opening_line(dialect=schedule.dialect, proof=_proof(entry), safe_phrase=phrase)
+                try:
+                    outcome = await self._converse(call, schedule, greeting=greeting, family=False, entry=entry)
+                finally:
+                    await self._mark_answered(entry, call.call_id)
                 result.outcome = outcome
                 kind = OUTCOME_ALERTS.get(outcome or "")
                 if kind:
@@ -350,7 +404,10 @@ class CareCallRunner:
             call, entry, record = await self._dial(schedule, contact.number, "family_escalation", i, result)
             if call is None:
                 continue
-            await self._converse(call, schedule, greeting=opening_line(dialect=None, proof=_proof(entry), family=True), family=True, entry=entry)
+            try:
+                await self._converse(call, schedule, greeting=opening_line(dialect=None, proof=_proof(entry), family=True), family=True, entry=entry)
+            finally:
+                await self._mark_answered(entry, call.call_id)
             result.status = "escalated_family"
             result.alerts.append("no_answer_family_told")
             return result

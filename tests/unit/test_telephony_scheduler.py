@@ -71,6 +71,7 @@ class FakeGateway:
     clock: FastClock | None = None
     settings: object = field(default_factory=load_settings)
     log: list[str] = field(default_factory=list)
+    greetings: dict[str, str] = field(default_factory=dict)  # number → the opening line it heard
 
     async def dial(self, number, *, timeout_s=None):
         self.log.append(f"dial {number}")
@@ -81,21 +82,22 @@ class FakeGateway:
         return FakeCall(call_id=f"c{len(self.dialled)}", remote_number=number)
 
     async def run_call(self, call, *, session, greeting, on_key):
-        assert "核对码" in greeting or "核對碼" in greeting  # identity proof spoken early
+        assert greeting.startswith("平安通") and "确认码" in greeting  # identity proof spoken first
+        self.greetings[call.remote_number] = greeting
         if call.remote_number in self.keys:
             await on_key(self.keys[call.remote_number])
 
 
-def runner_for(gw, *, alerts, ledger):
+def runner_for(gw, *, alerts, ledger, **kwargs):
     async def record(intent):
         gw.log.append(f"ledger {intent.number} {intent.purpose}")
         ledger.append(intent)
-        return {"code": "4821"}
+        return {"code": "4821", "entry_id": len(ledger)}
 
     async def on_alert(a):
         alerts.append(a)
 
-    return CareCallRunner(gateway=gw, ledger_record=record, on_alert=on_alert, clock=gw.clock, after_outcome_s=0)
+    return CareCallRunner(gateway=gw, ledger_record=record, on_alert=on_alert, clock=gw.clock, after_outcome_s=0, **kwargs)
 
 
 async def test_unanswered_call_retries_then_family_then_operator():
@@ -171,3 +173,96 @@ def test_schedule_from_store_rows():
     assert not s.allows(MON_0930.replace(hour=10, minute=10))  # the elder's own quiet time
     # an aware UTC time is judged in the elder's zone: 01:30 UTC = 09:30 in Shanghai
     assert s.allows(datetime(2026, 11, 23, 1, 30, tzinfo=dt.UTC))
+
+
+# --- the opening proves the call (fraud guard): safe phrase + one-time code + call-back offer ---------------
+PHRASE = "桂花飘香"  # the elder's safe phrase (a test value)
+
+
+def test_opening_line_elder_family_and_fallback():
+    from assistant.fraud_guard.identity import spell_code
+    from telephony.scheduler import opening_line
+
+    elder = opening_line(dialect="cmn", proof="4821", safe_phrase=PHRASE)
+    assert elder.index(PHRASE) < elder.index(spell_code("4821")) < elder.index("回拨") < elder.index("按1")
+    assert "需要帮助请按2" in elder and "转人工请按0" in elder
+    yue = opening_line(dialect="yue", proof="4821", safe_phrase=PHRASE)
+    assert PHRASE in yue and spell_code("4821") in yue and "打返嚟" in yue and "請撳1" in yue
+    family = opening_line(dialect="cmn", proof="4821", safe_phrase=PHRASE, family=True)  # never the elder's secret
+    assert PHRASE not in family and "暗语" not in family and spell_code("4821") in family and "按1" in family
+    code_only = opening_line(dialect="cmn", proof="4821")
+    assert "暗语" not in code_only and spell_code("4821") in code_only and "回拨" in code_only
+
+
+async def test_care_call_opening_speaks_safe_phrase_and_code_family_call_does_not(caplog):
+    from assistant.fraud_guard.identity import spell_code
+
+    caplog.set_level("DEBUG")
+    asked: list[int] = []
+
+    async def safe_phrase_of(elder_id):
+        asked.append(elder_id)
+        return PHRASE
+
+    marked: list[tuple[int, str]] = []
+
+    async def ledger_mark(entry_id, call_id):
+        marked.append((entry_id, call_id))
+
+    clock = FastClock(start=MON_0930, speed=20000)
+    gw = FakeGateway(answers={"1001": ["answer"]}, clock=clock, keys={"1001": "1"})
+    runner = runner_for(gw, alerts=[], ledger=[], safe_phrase_of=safe_phrase_of, ledger_mark=ledger_mark)
+    result = await runner.run_care_call(CareSchedule(elder_id=7, number="1001"))
+    greeting = gw.greetings["1001"]
+    assert result.outcome == "well" and asked == [7]
+    assert PHRASE in greeting and spell_code("4821") in greeting and "回拨" in greeting
+    assert marked == [(1, "c1")]  # the answered call's ledger entry
+
+    gw2 = FakeGateway(answers={"1001": ["no_answer"] * 3, "2001": ["answer"]}, clock=clock, keys={"2001": "1"})
+    runner2 = runner_for(gw2, alerts=[], ledger=[], safe_phrase_of=safe_phrase_of, ledger_mark=ledger_mark)
+    result2 = await runner2.run_care_call(CareSchedule(elder_id=7, number="1001", family=(FamilyContact(name="女儿", number="2001"),)))
+    family = gw2.greetings["2001"]
+    assert result2.status == "escalated_family"
+    assert PHRASE not in family and "暗语" not in family and spell_code("4821") in family
+    assert marked[1:] == [(4, "c4")]  # only the answered (family) call; unanswered entries stay pending for a call-back
+    assert PHRASE not in caplog.text
+
+
+async def test_safe_phrase_lookup_failure_falls_back_to_code_only(caplog, monkeypatch):
+    from assistant.errors import StoreError
+    from assistant.fraud_guard.identity import spell_code
+
+    caplog.set_level("DEBUG")
+
+    async def broken(elder_id):
+        raise StoreError(f"database locked (phrase {PHRASE} not read)", code="store_failed")
+
+    async def hangs(elder_id):
+        await asyncio.sleep(60)
+        return PHRASE
+
+    monkeypatch.setattr("telephony.scheduler.SAFE_PHRASE_TIMEOUT_S", 0.05)
+    for lookup in (broken, hangs):
+        clock = FastClock(start=MON_0930, speed=20000)
+        gw = FakeGateway(answers={"1001": ["answer"]}, clock=clock, keys={"1001": "1"})
+        result = await runner_for(gw, alerts=[], ledger=[], safe_phrase_of=lookup).run_care_call(CareSchedule(elder_id=7, number="1001"))
+        greeting = gw.greetings["1001"]
+        assert result.outcome == "well"
+        assert PHRASE not in greeting and "暗语" not in greeting and spell_code("4821") in greeting and "回拨" in greeting
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name == "telephony.scheduler"]
+    assert len(warnings) == 2 and all("code only" in w for w in warnings)
+    assert PHRASE not in caplog.text  # not even from the exception's message
+
+
+async def test_ledger_marker_uses_answered_status():
+    from telephony.gateway_service import ledger_marker
+
+    calls = []
+
+    class Ledger:
+        async def mark(self, entry_id, *, status, call_id=None):
+            calls.append((entry_id, status, call_id))
+
+    await ledger_marker(Ledger())(5, "c9")
+    assert calls == [(5, "answered", "c9")]
+    assert ledger_marker(object()) is None
