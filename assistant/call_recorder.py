@@ -18,6 +18,8 @@ from assistant.errors import AssistantError
 from assistant.session import CallSession
 from assistant.turns import TurnRecord
 
+PROOF_PLACEHOLDER = "[平安通身份证明]"
+
 
 def _redact(text: str) -> str:
     from assistant.fraud_guard.pii_gate import redact
@@ -68,7 +70,8 @@ class CallRecorder:
                 intent=record.intent,
             ),
         )
-        bot_text = record.reply_text
+        # the identity proof speaks the elder's safe phrase: transcripts keep only that a proof was given
+        bot_text = "".join(PROOF_PLACEHOLDER if t in record.secret_texts else t for t in record.reply_texts)
         await self._safe(
             "record bot turn",
             self.store.add_turn(call_id=cid, turn=record.turn * 2, speaker="bot", text=bot_text, text_redacted=_redact(bot_text)),

@@ -35,6 +35,8 @@ class TurnRecord:
     nlu_start_t: float | None = None
     nlu_end_t: float | None = None
     reply_texts: list[str] = field(default_factory=list)
+    # utterances that carry a secret (the identity proof: the elder's safe phrase); never stored as text
+    secret_texts: set[str] = field(default_factory=set)
     events: list[dict[str, Any]] = field(default_factory=list)
     tts_request_t: float | None = None
     first_audio_t: float | None = None

@@ -178,7 +178,9 @@ class DialogueProcessor(FrameProcessor):
             elif name == "handover":
                 await self._alert("human", {"reason": event.get("reason", "requested"), "transcript": record.transcript})
             elif name == "fraud_check" and self._identity_proof is not None:
-                record.reply_texts.extend(await self._identity_proof(self._session))
+                proof = await self._identity_proof(self._session)
+                record.reply_texts.extend(proof)
+                record.secret_texts.update(proof)
             elif name == "hangup":
                 await self.push_frame(EndWorkerFrame(), FrameDirection.UPSTREAM)
 
