@@ -141,6 +141,9 @@ class DialogueProcessor(FrameProcessor):
         record.nlu_start_t = time.perf_counter()
         try:
             reply = await self._rasa.send(sender=self._session.call_id, text=text, metadata=metadata)
+            if not reply.messages:
+                # Rasa answers `[]` when its actions fail (the action server is down): nothing was done
+                raise DialogueError("Rasa sent no reply (its action server may be down)", code="rasa_empty_reply")
         except DialogueError as exc:
             record.nlu_end_t = time.perf_counter()
             record.error = exc.code

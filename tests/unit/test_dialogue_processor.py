@@ -35,6 +35,8 @@ async def rasa_stub(aiohttp_server):
             return web.json_response([{"text": "好的，我说慢一点。"}, {"custom": {"event": "slower"}}])
         if "人工" in text or text == "/request_human":
             return web.json_response([{"text": "好的。"}, {"custom": {"event": "handover", "reason": "requested"}}])
+        if "没有回应" in text:  # Rasa's answer when its action server is down
+            return web.json_response([])
         if "下午" in text:  # a slot answer inside a form: Rasa parses it as nlu_fallback but handles it
             return web.json_response([{"text": "好的，今天下午送到。"}])
         if "听不懂" in text:
@@ -132,3 +134,10 @@ async def test_rasa_keypad_menu_event_raises_a_misunderstanding_alert(rasa_stub)
     spoken, alerts, _, _ = await _run(url, [transcript("我听不懂")])
     assert spoken == ["您可以按键。"]
     assert [a.kind for a in alerts] == ["misunderstanding"]
+
+
+async def test_empty_rasa_reply_is_a_dialogue_failure(rasa_stub):
+    url, _ = rasa_stub
+    spoken, alerts, _, tracker = await _run(url, [transcript("没有回应")])
+    assert "人工" in spoken[0]
+    assert [a.kind for a in alerts] == ["human"] and tracker.turns[0].error == "rasa_empty_reply"
