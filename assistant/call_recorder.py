@@ -63,7 +63,7 @@ class CallRecorder:
             self.store.add_turn(
                 call_id=cid,
                 turn=record.turn * 2 - 1,
-                speaker="elder",
+                speaker="caller" if self.session.heard_speaker == "caller" else "elder",
                 text=elder_text,
                 text_redacted=_redact(elder_text),
                 asr_confidence=record.asr_confidence,

@@ -139,7 +139,7 @@ def build_call_pipeline(
     guard = (
         services.fraud_guard_factory(session)
         if services.fraud_guard_factory is not None
-        else FraudGuard(session=session, settings=settings)
+        else FraudGuard(session=session, settings=settings, default_speaker=session.heard_speaker)
     )
     gate = PiiGate(session=session)
     opening = CallOpening(session=session, services=services, gate=gate, guard=guard)

@@ -26,6 +26,9 @@ class CallSession:
     tts_volume: float = 1.0
     failed_turns: int = 0
     last_bot_text: str = ""
+    # whose voice the pipeline hears, in the scam detector's terms: "callee" (the elder, the usual case) or
+    # "caller" (a recorded or relayed call where the other party speaks, e.g. `simulate --speaker caller`)
+    heard_speaker: Literal["callee", "caller"] = "callee"
     # what the bot just asked: "yes_no" (a read-back to confirm), "menu" (keypad menu) or None (open)
     expect: str | None = None
 

@@ -32,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--elder-id", type=int, help="simulate a call from this enrolled elder")
     parser.add_argument("--caller", help="caller number (looked up in the store)")
     parser.add_argument("--verified", action="store_true", help="treat the call as verified by the fraud guard")
+    parser.add_argument(
+        "--speaker", choices=["callee", "caller"], default="callee",
+        help="whose voice the WAV holds: the elder (default) or the other party of a call (scam check)",
+    )
     parser.add_argument("--realtime", action="store_true", help="feed audio at real-time pace (default: as fast as possible)")
     parser.add_argument("--rasa-url", help="use this running Rasa server instead of starting one")
 
@@ -115,6 +119,7 @@ async def _simulate(args: argparse.Namespace, settings: Settings) -> int:
             caller_number=args.caller,
             tts_rate_wpm=settings.tts.rate_wpm,
             verification="verified" if args.verified else "unverified",
+            heard_speaker=args.speaker,
         )
         if args.caller and args.elder_id is None and runtime.services.store is not None:
             elder = await runtime.services.store.elder_by_phone(args.caller)  # caller ID → profile

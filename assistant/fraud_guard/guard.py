@@ -127,6 +127,7 @@ class FraudGuard(FrameProcessor):
         speaker = "caller" if speaker == "caller" else "callee"
         self._transcript.append((speaker, text))
         update = self._watch.add_turn(speaker, text)
+        just_flagged = update.just_flagged
         if (
             not self._platform_checked
             and speaker == "caller"
@@ -139,13 +140,16 @@ class FraudGuard(FrameProcessor):
                     cue="platform_claim_no_ledger", weight=PLATFORM_NO_LEDGER_WEIGHT,
                     label="自称平安通但平台没有这通电话的记录", phrase="平安通(无台账记录)",
                 )
+                # the turn itself may already have crossed the threshold: the re-score must not hide that
+                just_flagged = just_flagged or update.just_flagged
         self.updates.append(update)
+        logger.debug(f"call {self._session.call_id}: fraud risk {update.risk:.2f} after a {speaker} turn")
         await self._emit(FraudRiskUpdated(
             call_id=self._session.call_id, turn=update.turn, speaker=speaker, risk=update.risk,
             scam_type=update.scam_type, new_evidence=tuple(e.phrase for e in update.new_evidence if not e.warning),
             flagged=update.flagged,
         ))
-        if not update.just_flagged:
+        if not just_flagged:
             return None
         return await self._act(update)
 
@@ -214,7 +218,7 @@ def store_flag_sink(store) -> FlagSink:
 
 
 def fraud_guard_for_app(app, *, session: CallSession, settings: Settings, personal: PersonalData | None = None,
-                        on_event: EventSink | None = None) -> FraudGuard:
+                        on_event: EventSink | None = None, default_speaker: str | None = None) -> FraudGuard:
     """A ``FraudGuard`` wired to the running app: flags go to the platform store (``fraud`` alert, family
     notified), the "claims to be 平安通" check uses the call ledger. Call after the app has started."""
     store = None
@@ -234,4 +238,5 @@ def fraud_guard_for_app(app, *, session: CallSession, settings: Settings, person
         on_event=on_event,
         ledger_check=ledger_check_for(ledger) if ledger is not None else None,
         personal=personal,
+        default_speaker=default_speaker or session.heard_speaker,
     )

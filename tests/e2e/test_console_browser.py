@@ -259,11 +259,6 @@ SCAM_SENTENCES = (
 SCAM_PAUSE_S = 1.5
 SCAM_LINE = "0750-6603003"  # 王秀兰's landline (`assistant db seed-demo`, dialect cmn)
 SIM_USERS = {"sim_op": ("operator", "李接线员"), "sim_sup": ("supervisor", "周主管")}
-GUARD_GAP = (
-    "assistant simulate recorded the scam call, but the pipeline's FraudGuard raised no `fraud` alert: the pipeline "
-    "labels every transcript as the elder's (TranscriptionFrame.user_id = call_id → FraudGuard default_speaker "
-    "'callee'), and the detector's request/pressure cues and n-gram score only 'caller' turns"
-)
 
 
 async def scam_call_wav(path: Path) -> Path:
@@ -311,7 +306,7 @@ async def test_simulated_scam_call_in_chromium(served, tmp_path):
     SCREENS.mkdir(parents=True, exist_ok=True)
     wav = await scam_call_wav(tmp_path / "scam-call.wav")
     proc = run_cli("simulate", "--wav", str(wav), "--phone", "--json", "--dialect", "cmn", "--caller", SCAM_LINE,
-                   "--out", str(tmp_path / "replies"), "--rasa-url", served.rasa_url, env=served.env, timeout_s=600)
+                   "--speaker", "caller", "--out", str(tmp_path / "replies"), "--rasa-url", served.rasa_url, env=served.env, timeout_s=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert lines and all(line.get("call_id") for line in lines), proc.stdout
@@ -328,11 +323,10 @@ async def test_simulated_scam_call_in_chromium(served, tmp_path):
         assert call.audio_path and Path(call.audio_path) == audio and audio.stat().st_size > 32000 * 10
         assert call.elder_id == (await store.elder_by_phone(SCAM_LINE)).elder_id
         turns = await store.list_turns(call_id)
-        assert [t for t in turns if t.speaker == "elder" and t.text and t.text_redacted], turns
+        assert [t for t in turns if t.speaker == "caller" and t.text and t.text_redacted], turns
         flagged = [a for a in await store.list_alerts(kind="fraud", limit=500) if a.call_id == call_id]
-        if not flagged:
-            kinds = sorted({a.kind for a in await store.list_alerts(limit=500) if a.call_id == call_id})
-            pytest.xfail(f"{GUARD_GAP}. Heard: {heard}; alerts for {call_id}: {kinds or 'none'}")
+        kinds = sorted({a.kind for a in await store.list_alerts(limit=500) if a.call_id == call_id})
+        assert flagged, f"no fraud alert. Heard: {heard}; alerts for {call_id}: {kinds or 'none'}"
         alert = flagged[0]
         assert alert.status == "open" and alert.elder_id == call.elder_id
         scam_type = (alert.detail or {}).get("scam_type")

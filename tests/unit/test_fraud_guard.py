@@ -92,6 +92,24 @@ async def test_platform_claim_without_ledger_entry_counts(settings):
     assert risks["entry"][0] < risks["none"][0]
 
 
+async def test_platform_claim_on_the_flagging_turn_still_warns_and_flags(settings):
+    """The turn that crosses the threshold also claims 平安通 with no ledger entry: the ledger re-score must not
+    swallow the "just flagged" moment (it once did: no warning, no alert)."""
+    flags = []
+
+    async def no_entry(session):
+        return False
+
+    async def on_flag(flag):
+        flags.append(flag)
+
+    guard = FraudGuard(session=CallSession(channel="phone", dialect="cmn"), settings=settings,
+                       ledger_check=no_entry, on_flag=on_flag)
+    warning = await guard.observe("caller", "你好我是平安通的工作人员这边转接公安局")
+    assert warning == WARNINGS["cmn"]
+    assert len(flags) == 1 and flags[0].platform_claim_without_ledger
+
+
 async def test_flag_sink_failure_still_warns(settings):
     async def broken(flag):
         raise RuntimeError("store down")
