@@ -254,7 +254,7 @@ def test(settings: Settings, *, folds: int = 3, nlu: bool = True) -> dict[str, A
         t0 = time.perf_counter()
         core = subprocess.run(
             [str(python), "-m", "rasa", "test", "core", "--model", str(model_path(settings)),
-             "--stories", "tests/test_stories.yml", "--out", str(out / "core"), "--no-plot"],
+             "--stories", "tests", "--out", str(out / "core"), "--no-plot"],
             cwd=intents, env=_child_env(), stdout=logf, stderr=subprocess.STDOUT,
         )  # fmt: skip
         summary["core_seconds"] = round(time.perf_counter() - t0, 1)

@@ -387,3 +387,18 @@ def test_two_rasa_servers_with_a_redis_lock_store_process_turns_in_order(running
     ]
     assert [e["name"] for e in events if e["event"] == "action"].count("action_order_gas") == 1
     assert _tracker(call_b.url, call_b.sender)["events"] == events  # both servers see the same conversation
+
+
+def test_rasa_test_stories_all_pass():
+    """`assistant rasa test`: every form has a happy path, a correction and an emergency story; all must pass."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "assistant.cli", "rasa", "test", "--no-nlu"],
+        capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stories = json.loads(proc.stdout)["stories"]
+    assert stories["failed"] == 0 and stories["conversation_accuracy"]["total"] >= 24, stories
