@@ -74,8 +74,10 @@ async def seed_demo(
                                 elder_id=elder_id,
                                 direction="outbound",
                                 channel="phone",
-                                started_at=now - dt.timedelta(minutes=2),
-                                ended_at=now - dt.timedelta(minutes=1),
+                                # seconds ago, not minutes: just after local midnight "2 minutes ago" was
+                                # yesterday's call and the panel rightly said there was none today
+                                started_at=now - dt.timedelta(seconds=2),
+                                ended_at=now - dt.timedelta(seconds=1),
                                 outcome="well",
                             ),
                         ]

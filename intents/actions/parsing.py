@@ -69,8 +69,8 @@ def parse_gas_size(text: str) -> str | None:
     return None
 
 
-# 罐 (guàn) comes back from ASR as its homophones 贯/冠/灌/管 often enough to accept them after a number
-_COUNT_UNITS = "罐|樽|瓶|桶|支|个|贯|冠|灌|管"
+# 罐 (guàn) comes back from ASR as its near-homophones 贯/冠/灌/管/关 often enough to accept them after a number
+_COUNT_UNITS = "罐|樽|瓶|桶|支|个|贯|冠|灌|管|关"
 
 
 def parse_quantity(text: str, *, bare_ok: bool = False, max_n: int = 5) -> int | None:

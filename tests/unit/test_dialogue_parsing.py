@@ -100,4 +100,5 @@ def test_every_phrase_has_both_dialects_and_formats():
 def test_quantity_accepts_asr_homophones_of_guan():
     assert parsing.parse_quantity("我想订两贯15公斤的煤气") == 2
     assert parsing.parse_quantity("要三冠") == 3
+    assert parsing.parse_quantity("要15公斤的大关一关今天下午送") == 1
     assert parsing.parse_quantity("我习惯了") is None
