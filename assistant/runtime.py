@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,15 +27,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def rasa_env_python(settings: Settings) -> Path:
@@ -211,7 +201,3 @@ def _verify_session(app: web.Application, settings: Settings):
         return await service.verify_session(session)
 
     return verify
-
-
-def eprint(*args: object) -> None:
-    print(*args, file=sys.stderr)
