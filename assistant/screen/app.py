@@ -378,7 +378,8 @@ async def _refresh_panels(app: web.Application, conn: ScreenConnection) -> None:
         if current is None or current.state != "platform_calling" or current.code != notice.code:
             conn.show_fraud(notice, source="ledger")
             await conn.link.send(notice)
-    elif current is not None and current.state == "platform_calling":
+    elif current is not None and current.state == "platform_calling" and conn.fraud_source != "push":
+        # a notice the fraud guard pushed (possibly during the lookup above) ends only with its call
         conn.show_fraud(FraudNotice(state="clear"), source="ledger")
         await conn.link.send(conn.fraud_state)
 
