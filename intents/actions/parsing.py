@@ -69,8 +69,9 @@ def parse_gas_size(text: str) -> str | None:
     return None
 
 
-# 罐 (guàn) comes back from ASR as its near-homophones 贯/冠/灌/管/关 often enough to accept them after a number
-_COUNT_UNITS = "罐|樽|瓶|桶|支|个|贯|冠|灌|管|关"
+# 罐 (guàn) comes back from ASR as its near-homophones 贯/冠/灌/管/关/官/馆 often enough to accept them
+# after a number (CI saw "大官一官" for "大罐，一罐")
+_COUNT_UNITS = "罐|樽|瓶|桶|支|个|贯|冠|灌|管|关|官|馆"
 
 
 def parse_quantity(text: str, *, bare_ok: bool = False, max_n: int = 5) -> int | None:

@@ -101,4 +101,6 @@ def test_quantity_accepts_asr_homophones_of_guan():
     assert parsing.parse_quantity("我想订两贯15公斤的煤气") == 2
     assert parsing.parse_quantity("要三冠") == 3
     assert parsing.parse_quantity("要15公斤的大关一关今天下午送") == 1
+    assert parsing.parse_quantity("要15公斤的大官一官今天下午送") == 1  # seen in CI
+    assert parsing.parse_quantity("两馆") == 2
     assert parsing.parse_quantity("我习惯了") is None
