@@ -64,6 +64,8 @@ class AsrSettings:
     whisper_prompt: bool = True  # dialect's initial prompt from dialect_models/vocab/<dialect>.txt
     whisper_temperature: float = 0.0  # no temperature fallback: short phone turns loop otherwise
     whisper_vad_filter: bool = True  # silero VAD inside faster-whisper drops silence / line noise
+    # encode the utterance plus this much of the padding, not whisper's whole 30 s window (30: whole window)
+    whisper_encoder_margin_s: float = 30.0
     phrase_min_score: float = 0.5  # closed prompts: best phrase similarity needed to accept (0..1)
 
 

@@ -94,6 +94,7 @@ def whisper_decoding(dialect: str, settings: Settings):
         vad_filter=asr.whisper_vad_filter,
         initial_prompt=prompt or None,
         phrase_min_score=asr.phrase_min_score,
+        encoder_margin_s=asr.whisper_encoder_margin_s,
     )
 
 

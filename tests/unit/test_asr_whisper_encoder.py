@@ -1,0 +1,42 @@
+"""Pure logic around whisper's encoder: trimming the 30 s window's zero padding, reusing the last output."""
+
+import numpy as np
+
+from assistant.asr.whisper_engine import _wrap_encoder, trimmed_features
+
+
+def _features(content_frames: int, total: int = 3000) -> np.ndarray:
+    x = np.zeros((80, total), dtype=np.float32)
+    x[:, :content_frames] = np.random.default_rng(0).normal(size=(80, content_frames))
+    return x
+
+
+def test_trimmed_features_keeps_content_plus_margin_even_length():
+    assert trimmed_features(_features(301), margin_frames=50).shape == (80, 352)
+    assert trimmed_features(_features(300), margin_frames=50).shape == (80, 350)
+
+
+def test_trimmed_features_never_grows_and_none_keeps_the_window():
+    assert trimmed_features(_features(2990), margin_frames=3000).shape == (80, 3000)
+    assert trimmed_features(_features(301), margin_frames=None).shape == (80, 3000)
+    assert trimmed_features(np.zeros((80, 3000), dtype=np.float32), margin_frames=0).shape == (80, 2)
+
+
+class _CountingModel:
+    def __init__(self):
+        self.calls = []
+
+    def encode(self, features):
+        self.calls.append(features.shape)
+        return f"encoded{len(self.calls)}"
+
+
+def test_encoder_output_is_reused_for_the_same_features_only():
+    model = _CountingModel()
+    _wrap_encoder(model)
+    a, b = _features(300), _features(500)
+    assert model.encode(a) == model.encode(a.copy()) == "encoded1"  # second dialect view: no second encode
+    assert model.encode(b) == "encoded2"
+    model.encoder_margin_frames = 100
+    assert model.encode(b) == "encoded3"  # a different trim is a different input
+    assert model.calls[-1] == (80, 600)
