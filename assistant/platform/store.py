@@ -808,7 +808,11 @@ class PlatformStore:
         detail: dict[str, Any] | None = None,
     ) -> AlertInfo:
         """Raise an operator alert. For sos/unwell/fraud the elder's family contacts get outbox
-        notifications written in the same transaction (all or nothing)."""
+        notifications written in the same transaction (all or nothing).
+
+        One alert per call per kind: while an alert of ``kind`` for ``call_id`` is unresolved, raising it
+        again (keypad 2 seen by the phone gateway *and* by the dialogue, from any process) returns that
+        alert and writes nothing (``notified`` 0)."""
         if kind not in ALERT_KINDS:
             raise _invalid(f"alert kind must be one of {ALERT_KINDS}")
         severity = severity or DEFAULT_SEVERITY.get(kind, "warning")
@@ -832,14 +836,35 @@ class PlatformStore:
                 status="open",
                 created_at=self.now(),
             )
+            if call_id is not None:
+                await self._lock_alert_key(s, call_id, kind)
             s.add(alert)
             await s.flush()
+            if call_id is not None:
+                # after our INSERT (SQLite: we hold the write lock) or the advisory lock (PostgreSQL) every
+                # other writer of this (call, kind) has committed or waits: an earlier open one wins
+                first = await s.scalar(
+                    select(Alert)
+                    .where(Alert.call_id == call_id, Alert.kind == kind, Alert.resolved_at.is_(None), Alert.id != alert.id)
+                    .order_by(Alert.id)
+                    .limit(1)
+                )
+                if first is not None:
+                    info = AlertInfo.of(first)
+                    await s.rollback()
+                    log.info("alert %s %s for call %s already raised: not raised again", info.alert_id, kind, call_id)
+                    return info
             notified = 0
             if elder is not None and kind in FAMILY_NOTIFY_KINDS:
                 notified = self._notify_family(s, elder, alert)
             await s.commit()
             log.info("alert %s raised: %s (%s) elder=%s call=%s", alert.id, kind, severity, elder_id, call_id)
             return AlertInfo.of(alert, notified=notified)
+
+    async def _lock_alert_key(self, s: AsyncSession, call_id: str, kind: str) -> None:
+        """PostgreSQL: serialise writers of one (call, kind) until commit (SQLite serialises all writers)."""
+        if self.engine.dialect.name == "postgresql":
+            await s.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(f"alert:{call_id}:{kind}", 0))))
 
     def _notify_family(self, s: AsyncSession, elder: Elder, alert: Alert) -> int:
         body = family_message(kind=alert.kind, elder_name=elder.name, district=elder.district, alert_id=alert.id)
