@@ -80,3 +80,69 @@ async def test_real_pipeline_answers_a_phone_call(settings, tmp_path, caller_wav
     assert spoken, "no transcript from the caller's speech"
     assert any(t.reply_text for t in spoken)
     assert recordings and max(rms(p) for p in recordings) > 300, "the caller heard only silence"
+
+
+async def test_keypad_2_and_0_raise_one_alert_each_on_a_real_call(settings, tmp_path):
+    """The gateway's keypad safety net and the dialogue (Rasa's check-in / handover) both see a digit;
+    the platform store must hold one ``unwell`` and one ``human`` alert for the call, the family told once."""
+    need_program("baresip")
+    need_whisper()
+    need_rasa()
+    from assistant.platform.api import STORE_KEY
+    from assistant.platform.db_cli import seed_demo
+    from assistant.runtime import running, with_free_ports
+    from assistant.settings import load_settings
+    from telephony.gateway import default_pipeline_factory
+
+    settings = with_free_ports(replace(settings, telephony=replace(settings.telephony, sip_port=0, rtp_port_min=23000, rtp_port_max=23999)))
+    settings = replace(settings, paths=replace(settings.paths, models_dir=load_settings().paths.models_dir))
+    calls = []
+
+    async def wait_until(what: str, check, timeout_s: float = 60.0):
+        deadline = time.monotonic() + timeout_s
+        while not (result := await check()):
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.2)
+        return result
+
+    async with running(settings) as runtime:
+        store = runtime.app[STORE_KEY]
+        await seed_demo(store)
+        elder = await store.elder_by_phone("0750-6603003")
+        base = default_pipeline_factory(runtime.services)
+
+        def factory(*, transport, session):
+            built = base(transport=transport, session=session)
+            calls.append(built)
+            return built
+
+        async def keypad_answered(n: int):
+            turns = [t for t in calls[0].tracker.turns if t.source == "dtmf"] if calls else []
+            return len(turns) >= n and all(t.reply_texts for t in turns)
+
+        service = await start_gateway(runtime, pipeline_factory=factory, port=0)
+        try:
+            async with BaresipPeer(workdir=tmp_path / "elder", user="07506603003") as peer:  # silence
+                await peer.command("dial", f"sip:assistant@127.0.0.1:{service.gateway.endpoint.port}")
+
+                async def answered():
+                    return bool(service.gateway.reports)
+
+                await wait_until("the call to be answered", answered, timeout_s=20)
+                await asyncio.sleep(2.0)
+                await peer.command("sndcode", "2")
+                await wait_until("the dialogue's answer to key 2", lambda: keypad_answered(1))
+                await peer.command("sndcode", "0")
+                await wait_until("the dialogue's answer to key 0", lambda: keypad_answered(2))
+                await asyncio.sleep(1.0)  # anything late still lands before we count
+                await peer.command("hangup")
+                await asyncio.sleep(0.5)
+            call_id = service.gateway.reports[0].call_id
+        finally:
+            await service.stop()
+        alerts = [a for a in await store.list_alerts() if a.call_id == call_id]
+        outbox = [o for a in alerts for o in await store.list_outbox(alert_id=a.alert_id)]
+    assert [t.intent for t in calls[0].tracker.turns if t.source == "dtmf"] == ["checkin_unwell", "request_human"]
+    assert sorted(a.kind for a in alerts) == ["human", "unwell"], [(a.kind, a.detail) for a in alerts]
+    assert all(a.elder_id == elder.elder_id for a in alerts)
+    assert len(outbox) == 2  # the unwell alert's SMS to each of the two family contacts, once
