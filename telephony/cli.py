@@ -2,7 +2,9 @@
 
     assistant phone gateway [--listen 127.0.0.1:5070] [--register sip:gw@host --user U --password P [--registrar host:port]]
                             [--bot]            # stand-in pipeline (no models, no Rasa): for load tests and kamailio
-    assistant phone call NUMBER [--elder ID] [--listen ...] [--bot] [--timeout S]   # one care call now, JSON result
+    assistant phone call NUMBER|sip:URI [--elder ID] [--listen ...] [--bot] [--timeout S]   # one care call now, JSON result
+        (the elder: --elder, else the one whose phone NUMBER is; the call is recorded in the fraud-guard ledger
+        of the configured database and opens with the same identity proof as a scheduled care call)
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import json
 import signal
 import sys
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 from assistant.errors import TelephonyError
 
@@ -22,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gw = sub.add_parser("gateway", help="answer calls (and place scheduled care calls) until Ctrl-C")
     call = sub.add_parser("call", help="place one care call now and print its result as JSON")
     call.add_argument("number", help="a number (sent to the outbound proxy / registrar) or a sip: URI")
-    call.add_argument("--elder", type=int, help="the elder being called (profile, dialect, family contacts)")
+    call.add_argument("--elder", type=int, help="the elder being called (default: the elder whose phone NUMBER is)")
     call.add_argument("--timeout", type=float, help="ring time in seconds before it counts as no answer")
     call.add_argument("--no-retry", action="store_true", help="one attempt, then family contacts / operator")
     for p in (gw, call):
@@ -94,8 +96,16 @@ async def _gateway(args) -> int:
 
 
 async def _call(args) -> int:
+    """One care call now, with the scheduler's wiring (``gateway_service.place_care_call``): the ledger
+    entry written to the platform database before the dial, the opening with the elder's safe phrase, the
+    entry's code and the call-back offer; alerts go to the platform store."""
+    from assistant.fraud_guard.ledger import CallLedger
+    from assistant.platform.db import create_engine_for
+    from assistant.platform.migrate import upgrade_heads_async
+    from assistant.platform.store import PlatformStore
     from telephony.gateway import Gateway
-    from telephony.scheduler import CareCallRunner, CareSchedule, RetryPolicy
+    from telephony.gateway_service import place_care_call, store_alert_sink
+    from telephony.scheduler import RetryPolicy
 
     settings = _settings(args)
     if not args.bot:
@@ -105,25 +115,27 @@ async def _call(args) -> int:
         )
     from telephony.testing import bot_pipeline_factory
 
-    ledger: list[dict] = []
+    def show_entry(intent, entry) -> None:  # what was written, never the code or the phrase
+        shown = {"entry_id": entry.entry_id, "purpose": intent.purpose, "attempt": intent.attempt, "number": entry.number,
+                 "valid_until": entry.valid_until.isoformat()}
+        print(json.dumps({"ledger": shown}, ensure_ascii=False), flush=True)
 
-    async def record(intent) -> dict:  # --bot: the ledger entry is printed, not stored
-        entry = {"ledger": asdict(intent)}
-        ledger.append(entry)
-        print(json.dumps(entry, ensure_ascii=False), flush=True)
-        return entry
-
-    alerts: list[str] = []
-
-    async def on_alert(alert) -> None:
-        alerts.append(alert.kind)
-
-    gateway = Gateway(settings=settings, pipeline_factory=bot_pipeline_factory(settings=settings), on_alert=on_alert)
-    async with gateway:
-        await _register(gateway, args)
-        retry = RetryPolicy(delays_s=()) if args.no_retry else None
-        runner = CareCallRunner(gateway=gateway, ledger_record=record, on_alert=on_alert, answer_timeout_s=args.timeout, retry=retry)
-        result = await runner.run_care_call(CareSchedule(elder_id=args.elder or 0, number=args.number))
+    await upgrade_heads_async(settings.store.database_url)  # as `assistant serve` does at start (idempotent)
+    engine = create_engine_for(settings)
+    try:
+        store = PlatformStore(engine=engine)
+        ledger = CallLedger.for_engine(engine, settings=settings)
+        sink = store_alert_sink(store)
+        gateway = Gateway(settings=settings, pipeline_factory=bot_pipeline_factory(settings=settings), on_alert=sink)
+        async with gateway:
+            await _register(gateway, args)
+            result = await place_care_call(
+                gateway=gateway, store=store, ledger=ledger, settings=settings, number=args.number, elder_id=args.elder,
+                on_alert=sink, on_entry=show_entry, answer_timeout_s=args.timeout,
+                retry=RetryPolicy(delays_s=()) if args.no_retry else None,
+            )
+    finally:
+        await engine.dispose()
     print(
         json.dumps(
             {

@@ -12,12 +12,14 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from telephony.gateway import Gateway, TelephonyAlert, default_pipeline_factory
+from assistant.errors import StoreError, TelephonyError
+from telephony.gateway import Gateway, TelephonyAlert, _maybe_await, default_pipeline_factory
 from telephony.scheduler import (
     INTENT_OUTCOMES,
+    CareCallResult,
     CareCallRunner,
     CareCallScheduler,
     CareSchedule,
@@ -70,7 +72,8 @@ def ledger_recorder(ledger, *, settings):
     extra = {"settings": settings} if "settings" in inspect.signature(fn).parameters else {}
 
     async def record(intent):
-        return await fn(elder_id=intent.elder_id, number=intent.number, purpose=intent.purpose, call_ref=intent.call_ref, **extra)
+        # the phone the callee will call back from: a sip: URI's user part, not the URI's digits
+        return await fn(elder_id=intent.elder_id, number=_phone_of(intent.number), purpose=intent.purpose, call_ref=intent.call_ref, **extra)
 
     return record
 
@@ -91,22 +94,90 @@ def ledger_marker(ledger):
 
 def schedule_from_store(info, elder, *, quiet_hours: str = "21:00-08:00") -> CareSchedule:
     """``PlatformStore`` schedule + elder rows → our ``CareSchedule`` (ISO weekdays 1 = Monday → 0)."""
-    primary = next((p.number for p in elder.phones if p.is_primary), elder.phones[0].number if elder.phones else "")
     extra = ()
     if info.quiet_start is not None and info.quiet_end is not None:
         extra = (TimeWindow(start=info.quiet_start, end=info.quiet_end),)
-    family = tuple(FamilyContact(name=c.name, number=c.phone) for c in sorted(elder.contacts, key=lambda c: c.priority) if c.phone)
-    return CareSchedule(
-        elder_id=info.elder_id,
-        number=primary,
+    return replace(
+        schedule_for_elder(elder, elder_id=info.elder_id, quiet_hours=quiet_hours),
         days=frozenset(d - 1 for d in info.days),
         windows=(TimeWindow(start=info.window_start, end=info.window_end),),
-        quiet_hours=TimeWindow.parse(quiet_hours) if quiet_hours else None,
         extra_quiet=extra,
-        family=family,
-        dialect=elder.dialect,
         timezone=info.timezone,
     )
+
+
+def schedule_for_elder(elder, *, elder_id: int | None = None, number: str | None = None, quiet_hours: str = "21:00-08:00") -> CareSchedule:
+    """An elder row (``PlatformStore.get_elder``) → a ``CareSchedule`` for a call now: the primary number
+    (or ``number``, e.g. a sip: URI), the dialect, the family contacts in priority order, the quiet hours."""
+    primary = next((p.number for p in elder.phones if p.is_primary), elder.phones[0].number if elder.phones else "")
+    family = tuple(FamilyContact(name=c.name, number=c.phone) for c in sorted(elder.contacts, key=lambda c: c.priority) if c.phone)
+    return CareSchedule(
+        elder_id=elder_id if elder_id is not None else elder.elder_id,
+        number=number or primary,
+        quiet_hours=TimeWindow.parse(quiet_hours) if quiet_hours else None,
+        family=family,
+        dialect=elder.dialect,
+    )
+
+
+def care_call_runner(*, gateway, store, ledger, settings, on_alert=None, on_entry=None, **kwargs) -> CareCallRunner | None:
+    """The one way a care call is wired, for the scheduler and for ``assistant phone call``: every dial
+    written to the fraud-guard ledger first, the opening spoken with the full identity proof (the elder's
+    safe phrase from ``store.safe_phrase`` + the entry's one-time code + the call-back offer), answered
+    entries marked ``answered``. ``on_entry(intent, entry)`` sees each entry once written. None without a
+    store or a ledger that records before dialling (fail closed: no proof, no call)."""
+    record = ledger_recorder(ledger, settings=settings) if ledger is not None else None
+    if record is None or store is None:
+        return None
+    if on_entry is not None:
+        recorder = record
+
+        async def record(intent):
+            entry = await recorder(intent)
+            await _maybe_await(on_entry(intent, entry))
+            return entry
+
+    return CareCallRunner(
+        gateway=gateway,
+        ledger_record=record,
+        on_alert=on_alert,
+        safe_phrase_of=store.safe_phrase,  # the opening proves the call with the elder's own safe phrase
+        ledger_mark=ledger_marker(ledger),
+        **kwargs,
+    )
+
+
+async def place_care_call(*, gateway, store, ledger, settings, number: str | None = None, elder_id: int | None = None,
+                          on_alert=None, on_entry=None, **kwargs) -> CareCallResult:
+    """One care call now, dialled by hand (``assistant phone call``), with the scheduler's proof.
+
+    The elder is ``elder_id`` or the one whose phone is ``number`` (a sip: URI's user part counts); the
+    call goes to ``number`` if given, else to the elder's primary phone. No elder → no call (a care call's
+    proof needs the elder's ledger entry and safe phrase)."""
+    elder = None
+    if elder_id is not None:
+        try:
+            elder = await store.get_elder(elder_id)
+        except StoreError as exc:
+            if exc.code != "not_found":
+                raise
+    elif number:
+        elder = await store.elder_by_phone(_phone_of(number))
+    if elder is None:
+        which = f"elder {elder_id}" if elder_id is not None else f"the number {number!r}"
+        raise TelephonyError(f"no elder on file for {which}: a care call needs the elder (--elder ID)", code="unknown_elder")
+    runner = care_call_runner(gateway=gateway, store=store, ledger=ledger, settings=settings, on_alert=on_alert, on_entry=on_entry, **kwargs)
+    if runner is None:
+        raise TelephonyError("the fraud-guard ledger cannot record calls before dialling: no care call placed", code="no_ledger")
+    schedule = schedule_for_elder(elder, number=number, quiet_hours=settings.telephony.quiet_hours)
+    return await runner.run_care_call(schedule)
+
+
+def _phone_of(number: str) -> str:
+    """``sip:07506603003@host:port`` → ``07506603003``; a plain number is returned as it is."""
+    if number.startswith(("sip:", "sips:")):
+        return number.split(":", 1)[1].split("@", 1)[0]
+    return number
 
 
 def with_checkin_outcomes(base, runner_ref: list):
@@ -167,19 +238,12 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
     )
     await gateway.start()
     stop = asyncio.Event()
-    record = ledger_recorder(ledger, settings=settings) if ledger is not None else None
     scheduler = None
     task = None
-    if record is None or store is None:
+    runner = care_call_runner(gateway=gateway, store=store, ledger=ledger, settings=settings, on_alert=sink)
+    if runner is None:
         logger.warning("scheduled care calls are off: %s", "no platform store" if store is None else "the fraud-guard ledger has no before-dial recorder yet")
     else:
-        runner = CareCallRunner(
-            gateway=gateway,
-            ledger_record=record,
-            on_alert=sink,
-            safe_phrase_of=store.safe_phrase,  # the opening proves the call with the elder's own safe phrase
-            ledger_mark=ledger_marker(ledger),
-        )
         runner_ref.append(runner)
 
         async def schedules() -> list[CareSchedule]:

@@ -266,3 +266,64 @@ async def test_ledger_marker_uses_answered_status():
     await ledger_marker(Ledger())(5, "c9")
     assert calls == [(5, "answered", "c9")]
     assert ledger_marker(object()) is None
+
+
+# --- a care call dialled by hand (`assistant phone call`) speaks the same proof ------------------------------
+@pytest.fixture
+async def platform(settings):
+    import datetime as dt
+
+    from assistant.fraud_guard.ledger import CallLedger
+    from assistant.platform.db import create_engine_for
+    from assistant.platform.migrate import upgrade_heads_async
+    from assistant.platform.store import NewContact, PlatformStore
+
+    await upgrade_heads_async(settings.store.database_url)
+    engine = create_engine_for(settings)
+    store = PlatformStore(engine=engine)
+    elder = await store.create_elder(
+        name="李伯", district="台山", dialect="yue", phones=["0750-550 2002"], safe_phrase=PHRASE,
+        contacts=[NewContact(name="李美华", phone="13900000201", priority=1)],
+    )
+    ledger = CallLedger.for_engine(engine, settings=settings, clock=lambda: dt.datetime.now(dt.UTC))
+    yield store, ledger, elder
+    await engine.dispose()
+
+
+async def test_hand_dialled_care_call_speaks_the_schedulers_full_proof(settings, platform, caplog):
+    from assistant.fraud_guard.identity import spell_code
+    from telephony.gateway_service import place_care_call
+
+    caplog.set_level("DEBUG")
+    store, ledger, elder = platform
+    gw = FakeGateway(answers={"sip:07505502002@127.0.0.1:5999": ["answer"]}, clock=FastClock(start=MON_0930), keys={"sip:07505502002@127.0.0.1:5999": "1"}, settings=settings)
+    entries = []
+
+    def on_entry(intent, entry):
+        gw.log.append(f"ledger {intent.number}")
+        entries.append(entry)
+
+    # the elder found by the number (a sip: URI's user part), as `assistant phone call sip:...` does
+    result = await place_care_call(gateway=gw, store=store, ledger=ledger, settings=settings, number="sip:07505502002@127.0.0.1:5999", on_entry=on_entry, after_outcome_s=0)
+    greeting = gw.greetings["sip:07505502002@127.0.0.1:5999"]
+    [entry] = entries
+    assert result.elder_id == elder.elder_id and result.outcome == "well"
+    assert gw.log == ["ledger sip:07505502002@127.0.0.1:5999", "dial sip:07505502002@127.0.0.1:5999"]  # recorded before the dial
+    assert greeting.index(PHRASE) < greeting.index(spell_code(entry.code)) < greeting.index("打返嚟")  # in the elder's dialect
+    assert "撳1" in greeting and "李伯" not in greeting
+    stored = await ledger.get(entry.entry_id)
+    assert stored.number == "07505502002" and stored.elder_id == elder.elder_id and stored.status == "answered"
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith(("telephony", "assistant")))
+    assert PHRASE not in ours and entry.code not in ours  # (aiosqlite's own DEBUG log prints SQL parameters)
+
+
+async def test_hand_dialled_care_call_needs_an_elder_on_file(settings, platform):
+    from telephony.gateway_service import place_care_call
+
+    store, ledger, _ = platform
+    gw = FakeGateway(answers={}, clock=FastClock(start=MON_0930), settings=settings)
+    for kwargs in ({"number": "13811112222"}, {"number": "0750-550 2002", "elder_id": 999}):
+        with pytest.raises(TelephonyError) as exc:
+            await place_care_call(gateway=gw, store=store, ledger=ledger, settings=settings, **kwargs)
+        assert exc.value.code == "unknown_elder"
+    assert gw.dialled == [] and await ledger.current_for_number("07505502002") is None
