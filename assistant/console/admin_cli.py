@@ -1,8 +1,15 @@
-"""``assistant admin create-user --username U --role R [--elder ID] [--password-stdin]``
+"""``assistant admin``: console and family-portal users from the command line.
+
+    assistant admin create-user --username U --role R [--elder ID] [--contact ID] [--password-stdin]
+    assistant admin reset-password --username U [--password-stdin]
+    assistant admin disable --username U        (ends their sessions)
+    assistant admin enable --username U
+    assistant admin link-elder --username U --elder ID [--contact ID]
 
 There are no default accounts or passwords. The password is read from standard input with
 ``--password-stdin`` (first line, for scripts), otherwise asked twice on the terminal without echo.
-The database must be migrated first (``assistant db upgrade``).
+The database must be migrated first (``assistant db upgrade``). The work is done by
+``assistant.console.users``, which the console's admin pages (``/console/users``) use too.
 """
 
 from __future__ import annotations
@@ -26,61 +33,64 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="family users: their own family_contacts id (orders they place name it)")
     p.add_argument("--display-name", default="", help="name shown in the console")
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p = sub.add_parser("reset-password", help="set a new password (ends the user's sessions)")
+    p.add_argument("--username", required=True)
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    for name, text in (("disable", "stop a user signing in (ends their sessions)"), ("enable", "let a user sign in again")):
+        sub.add_parser(name, help=text).add_argument("--username", required=True)
+    p = sub.add_parser("link-elder", help="let a family user act for one more elder (or change their contact)")
+    p.add_argument("--username", required=True)
+    p.add_argument("--elder", type=int, required=True, metavar="ID")
+    p.add_argument("--contact", type=int, default=None, metavar="ID")
 
 
 def _read_password(from_stdin: bool) -> str:
     from assistant.console.auth import ConsoleError
+    from assistant.console.users import check_new_password
 
     if from_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        if not sys.stdin.isatty():
-            raise ConsoleError("no terminal to ask for a password: use --password-stdin", code="console_no_password")
-        password = getpass.getpass("password: ")
-        if getpass.getpass("again: ") != password:
-            raise ConsoleError("the two passwords differ", code="console_password_mismatch")
-    if not password:
-        raise ConsoleError("empty password", code="console_no_password")
-    return password
+        return check_new_password(sys.stdin.readline().rstrip("\r\n"))
+    if not sys.stdin.isatty():
+        raise ConsoleError("no terminal to ask for a password: use --password-stdin", code="console_no_password")
+    password = getpass.getpass("password: ")
+    return check_new_password(password, getpass.getpass("again: "))
 
 
-async def _create(args: argparse.Namespace, password: str) -> int:
-    from sqlalchemy import select
+async def _run(args: argparse.Namespace, password: str | None) -> str:
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    from assistant.console.auth import ConsoleError, create_user
+    from assistant.console import users
     from assistant.errors import StoreError
     from assistant.platform.db import create_engine_for, session_factory
-    from assistant.platform.models import Elder, FamilyContact
     from assistant.settings import load_settings
 
-    settings = load_settings()
-    engine = create_engine_for(settings)
+    engine = create_engine_for(load_settings())
     try:
         async with session_factory(engine)() as db:
-            for elder_id in args.elder:
-                if await db.scalar(select(Elder.id).where(Elder.id == elder_id)) is None:
-                    raise ConsoleError(f"no elder with id {elder_id}", code="console_no_elder")
-            contacts = None
-            if args.contact is not None:
-                if len(args.elder) != 1:
-                    raise ConsoleError("--contact needs exactly one --elder", code="console_bad_contact")
-                contact = await db.get(FamilyContact, args.contact)
-                if contact is None or contact.elder_id != args.elder[0]:
-                    raise ConsoleError(f"contact {args.contact} is not a family contact of elder {args.elder[0]}",
-                                       code="console_bad_contact")
-                contacts = {args.elder[0]: args.contact}
-            user = await create_user(db, username=args.username, role=args.role, password=password,
-                                     display_name=args.display_name, elder_ids=tuple(args.elder), contact_ids=contacts)
+            if args.admin_command == "create-user":
+                assert password is not None
+                user = await users.create_user(db, username=args.username, role=args.role, password=password,
+                                               display_name=args.display_name, elder_ids=tuple(args.elder),
+                                               contact_id=args.contact)
+                return f"created {user.role} user {user.username!r} (id {user.id})"
+            user = await users.user_by_name(db, args.username)
+            if args.admin_command == "reset-password":
+                assert password is not None
+                await users.reset_password(db, user.id, password)
+                return f"new password set for {user.username!r}; their sessions ended"
+            if args.admin_command in ("disable", "enable"):
+                await users.set_active(db, user.id, args.admin_command == "enable")
+                return f"{user.username!r} {args.admin_command}d"
+            await users.link_elder(db, user.id, args.elder, args.contact)
+            return f"{user.username!r} linked to elder {args.elder}"
     except (OperationalError, ProgrammingError) as exc:
         raise StoreError(f"database not ready ({type(exc).__name__}); run `assistant db upgrade` first") from exc
     finally:
         await engine.dispose()
-    print(f"created {user.role} user {user.username!r} (id {user.id})")
-    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.admin_command == "create-user":
-        return asyncio.run(_create(args, _read_password(args.password_stdin)))
-    return 2
+    needs_password = args.admin_command in ("create-user", "reset-password")
+    password = _read_password(args.password_stdin) if needs_password else None
+    print(asyncio.run(_run(args, password)))
+    return 0

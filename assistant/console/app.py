@@ -231,7 +231,7 @@ def setup_console(app: web.Application, *, settings: Settings, create_schema: bo
     The database comes from ``settings.store.database_url``; its tables are created by
     ``assistant db upgrade`` (``create_schema=True`` creates them directly, for tests).
     """
-    from assistant.console import views_console, views_family
+    from assistant.console import views_console, views_family, views_users
 
     app[CONSOLE_SETTINGS_KEY] = settings
     app[HUB_KEY] = EventHub()
@@ -243,6 +243,7 @@ def setup_console(app: web.Application, *, settings: Settings, create_schema: bo
     _register_api_auth(app)
     views_console.add_routes(app.router)
     views_family.add_routes(app.router)
+    views_users.add_routes(app.router)
 
 
 def create_app(settings: Settings, *, create_schema: bool = True) -> web.Application:

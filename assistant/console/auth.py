@@ -285,8 +285,11 @@ async def create_user(
     display_name: str = "",
     elder_ids: tuple[int, ...] = (),
     contact_ids: dict[int, int] | None = None,
+    actor: Principal | None = None,
+    ip: str = "",
 ) -> ConsoleUser:
-    """Create a console user (hashing off the loop). Commits. Family users need at least one elder."""
+    """Create a console user (hashing off the loop). Commits. Family users need at least one elder.
+    ``actor`` is the admin doing it in the console (audited as them); None means ``assistant admin``."""
     from assistant.console.models import ROLES
 
     username = username.strip()
@@ -306,7 +309,7 @@ async def create_user(
     await db.flush()
     for elder_id in elder_ids:
         db.add(ConsoleUserElder(user_id=user.id, elder_id=elder_id, contact_id=(contact_ids or {}).get(elder_id)))
-    await audit(db, None, "create_user", target_type="user", target_id=str(user.id),
-                detail={"username": username, "role": role, "elders": list(elder_ids)}, username="admin-cli")
+    await audit(db, actor, "create_user", target_type="user", target_id=str(user.id),
+                detail={"username": username, "role": role, "elders": list(elder_ids)}, ip=ip, username="admin-cli")
     await db.commit()
     return user

@@ -43,6 +43,16 @@ ROLE_LABELS = {"operator": "接线员", "supervisor": "主管", "admin": "管理
 DIALECT_LABELS = {"cmn": "普通话", "yue": "粤语（江门话）"}
 TEXT_SIZE_LABELS = {"normal": "标准", "large": "大", "xlarge": "特大"}
 SPEAKER_LABELS = {"elder": "长者", "bot": "助手", "caller": "来电方"}
+AUDIT_LABELS = {
+    "login": "登录", "login_failed": "密码错误", "login_locked": "账号锁定中尝试登录", "logout": "退出",
+    "create_user": "创建用户", "disable_user": "停用用户", "enable_user": "启用用户", "reset_password": "重置密码",
+    "link_elder": "关联长者", "unlink_elder": "取消关联长者",
+    "view_transcript": "查看通话记录", "reveal_transcript": "查看未脱敏原文",
+    "play_audio": "播放录音", "acknowledge": "确认警报", "callback": "安排回电", "dispatch": "派员处理",
+    "false_alarm": "标记误报", "add_note": "添加备注", "order_status": "更改工单状态", "csrf_refused": "拒绝伪造请求",
+    "family_place_order": "家属代下单", "set_safe_phrase": "修改安全暗语", "add_contact": "添加联系人",
+    "delete_contact": "删除联系人", "elder_settings": "修改语音/屏幕设置",
+}
 
 
 def esc(value: object) -> str:
@@ -62,6 +72,18 @@ def iso(value: dt.datetime | None) -> str:
 
 def csrf_field(principal: Principal) -> str:
     return f'<input type="hidden" name="_csrf" value="{esc(principal.csrf_token)}">'
+
+
+def select_field(
+    name: str, options: dict[str, str], current: str | None, label: str, *, field_id: str = "", required: bool = False
+) -> str:
+    """A labelled ``<select>`` (id ``s-<name>`` unless ``field_id`` is given)."""
+    field_id = field_id or f"s-{name}"
+    req = " required" if required else ""
+    opts = "".join(
+        f'<option value="{esc(k)}"{" selected" if k == current else ""}>{esc(v)}</option>' for k, v in options.items()
+    )
+    return f'<label for="{esc(field_id)}">{esc(label)}</label><select id="{esc(field_id)}" name="{esc(name)}"{req}>{opts}</select>'
 
 
 def highlight(text: str, phrases: Iterable[str]) -> str:
@@ -123,6 +145,8 @@ def _nav(principal: Principal | None, area: str, current: str) -> str:
         ]
         if principal.role in ("supervisor", "admin"):
             links.append(("/console/audit", "审计日志"))
+        if principal.role == "admin":
+            links.append(("/console/users", "用户管理"))
     items = "".join(
         f'<li><a href="{href}"{" aria-current=page" if href == current else ""}>{esc(text)}</a></li>'
         for href, text in links

@@ -27,6 +27,7 @@ from assistant.console.redaction import display_text
 from assistant.console.render import (
     ALERT_KIND_LABELS,
     ALERT_STATUS_LABELS,
+    AUDIT_LABELS,
     ORDER_STATUS_LABELS,
     ORDER_TYPE_LABELS,
     ROLE_LABELS,
@@ -469,14 +470,6 @@ async def order_status(request: web.Request, p: Principal, db: AsyncSession) -> 
 # ---------------------------------------------------------------- care calls
 
 
-AUDIT_LABELS = {
-    "login": "登录", "login_failed": "密码错误", "login_locked": "账号锁定中尝试登录", "logout": "退出",
-    "create_user": "创建用户", "view_transcript": "查看通话记录", "reveal_transcript": "查看未脱敏原文",
-    "play_audio": "播放录音", "acknowledge": "确认警报", "callback": "安排回电", "dispatch": "派员处理",
-    "false_alarm": "标记误报", "add_note": "添加备注", "order_status": "更改工单状态", "csrf_refused": "拒绝伪造请求",
-    "family_place_order": "家属代下单", "set_safe_phrase": "修改安全暗语", "add_contact": "添加联系人",
-    "delete_contact": "删除联系人", "elder_settings": "修改语音/屏幕设置",
-}
 CARE_LABELS = {"answered": "已接听", "unanswered": "未接听", "escalated": "已升级处理", "pending": "待拨打"}
 
 

@@ -26,6 +26,7 @@ from assistant.console.render import (
     iso,
     local_time,
     page,
+    select_field,
 )
 from assistant.console.views_console import login_handlers, logout_handler
 from assistant.platform.models import OPEN_ORDER_STATUSES, Alert, Call, Elder, WorkOrder
@@ -59,13 +60,6 @@ async def home(request: web.Request, p: Principal, db: AsyncSession) -> web.Stre
     items = "".join(f'<li><a href="/family/elders/{e.id}">{esc(e.name)}（{esc(e.district)}）</a></li>' for e in elders)
     return page("我的家人", f'<ul class="big-links">{items or "<li>尚未关联长者，请联系平台。</li>"}</ul>',
                 principal=p, area="family", current="/family/")
-
-
-def _select(name: str, options: dict[str, str], current: str | None, label: str) -> str:
-    opts = "".join(
-        f'<option value="{esc(k)}"{" selected" if k == current else ""}>{esc(v)}</option>' for k, v in options.items()
-    )
-    return f'<label for="s-{name}">{esc(label)}</label><select id="s-{name}" name="{name}">{opts}</select>'
 
 
 @family
@@ -103,7 +97,7 @@ async def elder_page(request: web.Request, p: Principal, db: AsyncSession) -> we
     )
     place = f"""<form method="post" action="{base}/orders" class="stacked">{csrf}
 <input type="hidden" name="idempotency_key" value="{secrets.token_urlsafe(16)}">
-<p>{_select("type", ORDER_TYPE_LABELS, "meal", "服务类型")}</p>
+<p>{select_field("type", ORDER_TYPE_LABELS, "meal", "服务类型")}</p>
 <p><label for="o-note">说明（如：两份午餐、厨房水龙头漏水）</label><input id="o-note" name="note" maxlength="500"></p>
 <p><label for="o-hospital">医院和科室（预约挂号时填写）</label><input id="o-hospital" name="hospital" maxlength="100"></p>
 <p><label for="o-when">预约时间（预约挂号时填写）</label><input id="o-when" name="when" type="datetime-local"></p>
@@ -160,10 +154,10 @@ async def elder_page(request: web.Request, p: Principal, db: AsyncSession) -> we
 <button type="submit">添加联系人</button></form></section>
 <section aria-labelledby="h-settings" class="card"><h2 id="h-settings">语音和屏幕设置</h2>
 <form method="post" action="{base}/settings" class="row">{csrf}
-{_select("dialect", DIALECT_LABELS, elder.dialect, "方言")}
+{select_field("dialect", DIALECT_LABELS, elder.dialect, "方言")}
 <label for="s-rate">语速（字/分钟，越小越慢）</label><input id="s-rate" name="rate_wpm" type="number" min="60" max="200" step="10" value="{rate}">
 <label for="s-volume">音量（0.1–1.0）</label><input id="s-volume" name="volume" type="number" min="0.1" max="1" step="0.1" value="{volume:.1f}">
-{_select("text_size", TEXT_SIZE_LABELS, elder.text_size or "large", "屏幕字号")}
+{select_field("text_size", TEXT_SIZE_LABELS, elder.text_size or "large", "屏幕字号")}
 <button type="submit">保存设置</button></form></section>"""
     return page(f"{elder.name}的服务", body, principal=p, area="family", current="/family/", live="/family/events")
 

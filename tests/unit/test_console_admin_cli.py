@@ -35,7 +35,7 @@ def test_create_users_and_refusals(cli_env):
     from sqlalchemy import select
 
     from assistant.console.auth import verify_password
-    from assistant.console.models import ConsoleUser, ConsoleUserElder
+    from assistant.console.models import AuditEntry, ConsoleUser, ConsoleUserElder
     from assistant.platform.db import create_engine_for, session_factory
     from assistant.platform.models import Elder
     from assistant.settings import load_settings
@@ -82,6 +82,30 @@ def test_create_users_and_refusals(cli_env):
                 assert verify_password(users["wang"].password_hash, PASSWORD)
                 links = (await db.execute(select(ConsoleUserElder))).scalars().all()
                 assert [(link.user_id, link.elder_id) for link in links] == [(users["chen_hong"].id, elder_id)]
+
+            # the same functions as the console's user pages: reset, disable/enable, link
+            def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+                return cli("admin", *args, env=cli_env, stdin=stdin)
+
+            weak = await asyncio.to_thread(run, "reset-password", "--username", "wang", "--password-stdin", stdin="x\n")
+            assert weak.returncode == 2 and "error[console_weak_password]" in weak.stderr
+            reset = await asyncio.to_thread(run, "reset-password", "--username", "wang", "--password-stdin",
+                                            stdin="another long passphrase\n")
+            assert reset.returncode == 0, reset.stderr
+            nobody = await asyncio.to_thread(run, "disable", "--username", "nobody")
+            assert nobody.returncode == 2 and "error[console_no_user]" in nobody.stderr
+            off = await asyncio.to_thread(run, "disable", "--username", "wang")
+            assert off.returncode == 0 and "disabled" in off.stdout, off.stderr
+            staff_link = await asyncio.to_thread(run, "link-elder", "--username", "wang", "--elder", str(elder_id))
+            assert staff_link.returncode == 2 and "error[console_bad_role]" in staff_link.stderr
+            async with session_factory(engine)() as db:
+                wang = await db.scalar(select(ConsoleUser).where(ConsoleUser.username == "wang"))
+                assert not wang.active and verify_password(wang.password_hash, "another long passphrase")
+                actions = [e.action for e in (await db.execute(select(AuditEntry).order_by(AuditEntry.id))).scalars()
+                           if e.username == "admin-cli"]
+                assert actions == ["create_user", "create_user", "reset_password", "disable_user"]
+            on = await asyncio.to_thread(run, "enable", "--username", "wang")
+            assert on.returncode == 0, on.stderr
         finally:
             await engine.dispose()
 
