@@ -12,7 +12,8 @@ the supervisor finds all of it in the audit log (users made with ``assistant adm
 ``test_console_in_chromium`` covers the rest on store-seeded data (elder, call with a real speech WAV,
 transcript turns, alert, next to the console's demo data): live updates, redaction and reveal, keyboard,
 orders and care boards, a family member's own parent (and 403 on another family's), a forged form without
-CSRF token refused, ten wrong passwords locking the account. Screenshots of the main pages go to
+CSRF token refused, ten wrong passwords locking the account, and the admin's user pages (create, link a
+family member to an elder, disable, no self-disable). Screenshots of the main pages go to
 reports/screens/console_*.png (and console_sim_*.png for the simulated call).
 """
 
@@ -126,6 +127,7 @@ async def test_console_in_chromium(settings, tmp_path):
             await auth.create_user(db, username="sup", role="supervisor", password=PASSWORD, display_name="张主管")
             await auth.create_user(db, username="fam", role="family", password=PASSWORD, display_name="黄丽",
                                    elder_ids=(elder_id,), contact_ids={elder_id: contact.contact_id})
+            await auth.create_user(db, username="boss", role="admin", password=PASSWORD, display_name="刘管理员")
 
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
@@ -240,10 +242,82 @@ async def test_console_in_chromium(settings, tmp_path):
                 assert "锁定" in await locked.inner_text("main")
                 await sign_in(locked, base, "op")
                 assert "锁定" in await locked.inner_text("main") and "/login" in locked.url
+
+                await manage_users(browser, base, elder_id=elder_id, contact_id=contact.contact_id)
             finally:
                 await browser.close()
     finally:
         await runner.cleanup()
+
+
+async def manage_users(browser, base: str, *, elder_id: int, contact_id: int) -> None:
+    """The admin's user pages: create an operator and a family member (linked to the elder, with their own
+    contact row), each signs in; disabling the operator signs them out at once; no self-disable."""
+    admin = await (await browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN")).new_page()
+    admin.on("dialog", lambda d: d.accept())
+    await sign_in(admin, base, "boss")
+    await admin.click("nav a[href='/console/users']")
+    await admin.wait_for_selector("table.users")
+    assert "王接线员" in await admin.inner_text("table.users")
+
+    async def create(username: str, role: str, password: str, elder: int | None = None) -> None:
+        await admin.goto(f"{base}/console/users")
+        await admin.fill("#u-username", username)
+        await admin.fill("#u-display", f"新{username}")
+        await admin.select_option("#u-role", role)
+        await admin.fill("#u-password", password)
+        await admin.fill("#u-password2", password)
+        if elder is not None:
+            await admin.fill("#u-elder", str(elder))
+        await admin.click("#new-user button[type=submit]")
+        await admin.wait_for_selector(".flash")
+
+    new_password = "new operator passphrase"
+    # a mismatched second entry is refused and nothing is created
+    await admin.fill("#u-username", "new_op")
+    await admin.select_option("#u-role", "operator")
+    await admin.fill("#u-password", new_password)
+    await admin.fill("#u-password2", new_password + "!")
+    await admin.click("#new-user button[type=submit]")
+    assert "不一致" in await admin.inner_text(".error")
+    assert await admin.input_value("#u-username") == "new_op" and await admin.input_value("#u-password") == ""
+
+    await create("new_op", "operator", new_password)
+    op_url = admin.url.split("?")[0]
+    await create("new_fam", "family", new_password, elder=elder_id)
+    assert "联系人记录" in await admin.inner_text(".flash")
+    await admin.select_option(f"#contact-{elder_id}", str(contact_id))
+    await admin.click(f"form:has(#contact-{elder_id}) button")
+    await admin.wait_for_selector(".flash")
+    assert await admin.input_value(f"#contact-{elder_id}") == str(contact_id)
+    await admin.screenshot(path=str(SCREENS / "console_user.png"), full_page=True)
+
+    fam = await (await browser.new_context()).new_page()
+    await sign_in(fam, base, "new_fam", new_password, area="family")
+    assert fam.url.endswith(f"/family/elders/{elder_id}")
+    op = await (await browser.new_context()).new_page()
+    await sign_in(op, base, "new_op", new_password)
+    assert op.url == f"{base}/console/"
+
+    await admin.goto(op_url)
+    await admin.click("form[action$='/disable'] button")
+    await admin.wait_for_selector(".flash")
+    assert "已停用" in await admin.inner_text(".facts")
+    await op.reload()
+    assert "/console/login" in op.url  # signed out at once
+    await sign_in(op, base, "new_op", new_password)
+    assert "/console/login" in op.url and "不正确" in await op.inner_text("main")
+
+    await admin.goto(f"{base}/console/users")
+    await admin.click("a:text-is('boss')")
+    assert await admin.locator("form[action$='/disable']").count() == 0
+    assert "不能停用自己" in await admin.inner_text("main")
+    await admin.goto(f"{base}/console/users")
+    await admin.screenshot(path=str(SCREENS / "console_users.png"), full_page=True)
+    await admin.goto(f"{base}/console/audit")
+    audit = await admin.inner_text("table.audit")
+    for action in ("create_user", "link_elder", "disable_user"):
+        assert action in audit, action
 
 
 # ---------------------------------------------------------------- the acceptance: a real simulated scam call
