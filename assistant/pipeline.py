@@ -16,12 +16,11 @@ from loguru import logger
 from pipecat.frames.frames import Frame, StartFrame, TTSAudioRawFrame
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
-from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 
 from assistant.asr.stt_service import AssistantSTTService
-from assistant.audio.vad import WebRtcVadAnalyzer, vad_params
+from assistant.audio.vad import PauseAwareVADProcessor, WebRtcVadAnalyzer, vad_params
 from assistant.call_recorder import CallLifecycle, CallRecorder
 from assistant.dialogue.processor import AlertSink, DialogueProcessor, IdentityProof
 from assistant.dialogue.rasa_client import RasaClient
@@ -132,8 +131,9 @@ def build_call_pipeline(
         recorder = CallRecorder(store=services.store, session=session, calls_dir=settings.paths.var_dir / "calls")
         tracker.listeners.append(recorder.on_turn)
         recording.append(CallLifecycle(recorder=recorder))
-    vad = VADProcessor(
+    vad = PauseAwareVADProcessor(
         vad_analyzer=WebRtcVadAnalyzer(aggressiveness=settings.audio.vad_aggressiveness, params=vad_params(settings.audio)),
+        pause_s=settings.audio.early_asr_after_silence_s,
         audio_idle_timeout=0,
     )
     guard = (

@@ -47,6 +47,9 @@ class AudioSettings:
     vad_start_s: float = 0.2  # speech needed before a turn starts
     # elders pause mid-sentence: wait this long in silence before the turn ends
     vad_end_of_turn_silence_s: float = 0.8
+    # start recognising after this much silence instead of waiting for the end of the turn; the result is kept
+    # when the turn ends without more speech (0 disables; only when the recognizer is idle)
+    early_asr_after_silence_s: float = 0.25
     vad_min_volume: float = 0.0  # pipecat's extra volume gate; 0 lets webrtcvad decide
     max_utterance_s: float = 30.0
     no_input_timeout_s: float = 8.0

@@ -57,6 +57,7 @@ def turn_json(record: TurnRecord, *, reply_wav: str | None, call_id: str) -> dic
         "transcript": record.transcript,
         "dialect": record.dialect,
         "asr_confidence": record.asr_confidence,
+        "asr_early": record.asr_early,
         "intent": record.intent,
         "confidence": record.intent_confidence,
         "reply_text": record.reply_text,

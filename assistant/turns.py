@@ -30,6 +30,7 @@ class TurnRecord:
     dialect: str | None = None
     asr_confidence: float | None = None
     asr_engine: str | None = None
+    asr_early: bool = False  # recognised from the pause before the end-of-turn silence ran out
     intent: str | None = None
     intent_confidence: float | None = None
     nlu_start_t: float | None = None

@@ -29,6 +29,8 @@ _CACHE: dict[tuple[str, str], Recognizer] = {}  # (models_dir, model_id) → loa
 _VIEWS: dict[tuple[str, str, str], Recognizer] = {}  # (models_dir, model_id, dialect) → recognizer
 _THREAD_LOCK = threading.Lock()
 _LOOP_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+_RUNNING = [0]  # decodes running (or waiting for their model) in worker threads, all models
+_RUNNING_LOCK = threading.Lock()
 
 
 def register_model(model_id: str, factory: Callable[[Settings], Recognizer]) -> None:
@@ -153,12 +155,23 @@ def _decode(rec: Recognizer, pcm16: bytes, sample_rate_hz: int, options: Recogni
     from assistant.audio.convert import resample_pcm16
 
     pcm = resample_pcm16(pcm16, from_hz=sample_rate_hz, to_hz=rec.sample_rate_hz)
+    with _RUNNING_LOCK:
+        _RUNNING[0] += 1
     try:
         return rec.transcribe(pcm, options)
     except AssistantError:
         raise
     except Exception as exc:  # engine internals (CTranslate2, Kaldi, onnxruntime) raise their own types
         raise AsrError(f"{rec.engine}:{rec.model_id} failed to decode ({type(exc).__name__}: {exc})") from exc
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING[0] -= 1
+
+
+def decodes_running() -> int:
+    """How many decodes are running now (counted inside the worker threads, so a decode whose caller was
+    cancelled still counts until its thread is done): early recognition only starts when this is 0."""
+    return _RUNNING[0]
 
 
 # auto-detection: a result's score is its confidence plus this weight × the Cantonese evidence in a

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from loguru import logger
-from pipecat.frames.frames import Frame, TranscriptionFrame, VADUserStoppedSpeakingFrame
+from pipecat.frames.frames import (
+    CancelFrame,
+    EndFrame,
+    Frame,
+    TranscriptionFrame,
+    VADUserStoppedSpeakingFrame,
+)
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.settings import STTSettings
 from pipecat.services.stt_service import SegmentedSTTService
@@ -15,6 +22,7 @@ from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
 from assistant.asr.base import AsrResult, RecognizerOptions
+from assistant.audio.vad import SpeechPausedFrame, SpeechResumedFrame
 from assistant.errors import AssistantError
 from assistant.session import CallSession
 from assistant.settings import Settings
@@ -38,11 +46,30 @@ def keep_what_was_said(result: AsrResult) -> AsrResult:
     return result
 
 
+@dataclass(kw_only=True)
+class EarlyRecognition:
+    """Recognition started at a pause, before the end-of-turn silence ran out (``SpeechPausedFrame``)."""
+
+    prefix: bytes  # the turn's audio up to the pause; the final segment must start with exactly this
+    dialect: str | None
+    options: RecognizerOptions | None
+    task: asyncio.Task
+    turn_ended: bool = False  # its turn's segment was queued (VADUserStoppedSpeakingFrame)
+
+    def serves(self, audio: bytes, *, dialect: str | None, options: RecognizerOptions | None) -> bool:
+        return audio.startswith(self.prefix) and dialect == self.dialect and options == self.options
+
+
 class AssistantSTTService(SegmentedSTTService):
     """Hands each VAD segment to ``assistant.asr.registry.recognize``.
 
     A failed or empty recognition still yields a ``TranscriptionFrame`` (empty text, ``result`` holding
     the error code) so the dialogue can say "please say that again" instead of staying silent.
+
+    Early recognition: at a ``SpeechPausedFrame`` (a pause shorter than the end-of-turn silence) the audio so
+    far is decoded in the background when no other decode is running; if the turn then ends with no more
+    speech, that result is used and the reply starts up to the rest of the silence sooner. Speech resuming
+    (``SpeechResumedFrame``) discards it.
     """
 
     def __init__(self, *, session: CallSession, settings: Settings, tracker: TurnTracker, **kwargs):
@@ -56,6 +83,7 @@ class AssistantSTTService(SegmentedSTTService):
         self._session = session
         self._app_settings = settings
         self._tracker = tracker
+        self._early: list[EarlyRecognition] = []  # in turn order; the last one may still be open
 
     @property
     def wants_wav_segments(self) -> bool:
@@ -64,7 +92,58 @@ class AssistantSTTService(SegmentedSTTService):
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         if isinstance(frame, VADUserStoppedSpeakingFrame):
             self._tracker.speech_ended()
+            if self._early:
+                self._early[-1].turn_ended = True
+        elif isinstance(frame, SpeechPausedFrame):
+            await self._start_early()
+        elif isinstance(frame, SpeechResumedFrame):
+            await self._drop_open_early()
         await super().process_frame(frame, direction)
+
+    async def stop(self, frame: EndFrame):
+        await super().stop(frame)  # decodes the queued segments (using their early results)
+        await self._drop_all_early()
+
+    async def cancel(self, frame: CancelFrame):
+        await self._drop_all_early()
+        await super().cancel(frame)
+
+    async def _start_early(self) -> None:
+        from assistant.asr.registry import decodes_running
+
+        if not self._user_speaking or decodes_running() > 0:
+            return  # never compete with another call's (or this call's previous) decode for the CPU
+        await self._drop_open_early()
+        audio = bytes(self._audio_buffer) + self._trailing_silence()
+        dialect, options = self._session.dialect, self._options()
+        task = self.create_task(self._recognize(audio, dialect=dialect, options=options), name="early-asr")
+        self._early.append(EarlyRecognition(prefix=bytes(self._audio_buffer), dialect=dialect, options=options, task=task))
+
+    async def _drop_open_early(self) -> None:
+        """Speech went on after the pause: the open early recognition is for half a sentence."""
+        if self._early and not self._early[-1].turn_ended:
+            await self.cancel_task(self._early.pop().task)
+
+    async def _drop_all_early(self) -> None:
+        while self._early:
+            await self.cancel_task(self._early.pop().task)
+
+    async def _take_early(self, audio: bytes, options: RecognizerOptions | None) -> asyncio.Task | None:
+        """The early recognition made for this segment, if any (older unused ones are dropped)."""
+        while self._early:
+            early = self._early.pop(0)
+            if early.serves(audio, dialect=self._session.dialect, options=options):
+                return early.task
+            await self.cancel_task(early.task)
+        return None
+
+    async def _recognize(self, audio: bytes, *, dialect: str | None, options: RecognizerOptions | None) -> AsrResult:
+        from assistant.asr.registry import recognize
+
+        result = await recognize(
+            audio, sample_rate_hz=self.sample_rate, dialect=dialect, options=options, settings=self._app_settings
+        )
+        return keep_what_was_said(result)
 
     def _options(self) -> RecognizerOptions | None:
         """A closed prompt after a yes/no question or the keypad menu (short answers like 对 survive)."""
@@ -76,19 +155,16 @@ class AssistantSTTService(SegmentedSTTService):
         return closed_prompt(self._session.dialect or "cmn", CLOSED_EXPECTATIONS[expect])
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
-        from assistant.asr.registry import recognize
-
         record = self._tracker.begin(source="speech")
         record.asr_start_t = time.perf_counter()
+        options = self._options()
         try:
-            result = await recognize(
-                audio,
-                sample_rate_hz=self.sample_rate,
-                dialect=self._session.dialect,
-                options=self._options(),
-                settings=self._app_settings,
-            )
-            result = keep_what_was_said(result)
+            early = await self._take_early(audio, options)
+            record.asr_early = early is not None
+            if early is not None:
+                result = await early
+            else:
+                result = await self._recognize(audio, dialect=self._session.dialect, options=options)
         except AssistantError as exc:
             record.asr_end_t = time.perf_counter()
             record.error = exc.code

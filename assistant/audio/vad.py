@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
+from pipecat.frames.frames import Frame, InputAudioRawFrame, SystemFrame
+from pipecat.processors.audio.vad_processor import VADProcessor
+from pipecat.processors.frame_processor import FrameDirection
 
 from assistant.settings import AudioSettings
 
@@ -48,6 +51,59 @@ class WebRtcVadAnalyzer(VADAnalyzer):
 
     def voice_confidence(self, buffer: bytes) -> float:
         return 1.0 if self._vad.is_speech(buffer, self.sample_rate) else 0.0
+
+    @property
+    def state(self) -> VADState:
+        return self._vad_state
+
+    @property
+    def trailing_silence_s(self) -> float:
+        """How long the speaker has been silent inside a turn (0 unless the turn is ending: STOPPING)."""
+        if self._vad_state != VADState.STOPPING:
+            return 0.0
+        return self._vad_stopping_count * VAD_FRAME_MS / 1000
+
+
+@dataclass
+class SpeechPausedFrame(SystemFrame):
+    """The caller has been silent for ``silence_s`` inside a turn: the turn may be over (early ASR may start)."""
+
+    silence_s: float = 0.0
+
+
+@dataclass
+class SpeechResumedFrame(SystemFrame):
+    """The caller spoke again after a ``SpeechPausedFrame``: the turn was not over."""
+
+
+class PauseAwareVADProcessor(VADProcessor):
+    """pipecat's VAD processor, plus a frame when a pause reaches ``pause_s`` and one if speech resumes.
+
+    The end-of-turn silence is long because elders pause mid-sentence; recognition can start at the pause and
+    is kept when the turn then ends without more speech. ``pause_s`` 0 (or ≥ the end-of-turn silence) disables.
+    """
+
+    def __init__(self, *, vad_analyzer: WebRtcVadAnalyzer, pause_s: float, **kwargs):
+        super().__init__(vad_analyzer=vad_analyzer, **kwargs)
+        self._analyzer = vad_analyzer
+        self._pause_s = pause_s
+        self._paused = False
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        if self._pause_s <= 0 or not isinstance(frame, InputAudioRawFrame):
+            return
+        state = self._analyzer.state
+        if not self._paused:
+            silence_s = self._analyzer.trailing_silence_s
+            if silence_s >= self._pause_s:
+                self._paused = True
+                await self.push_frame(SpeechPausedFrame(silence_s=silence_s))
+        elif state == VADState.SPEAKING:
+            self._paused = False
+            await self.push_frame(SpeechResumedFrame())
+        elif state == VADState.QUIET:
+            self._paused = False  # the turn ended (VADUserStoppedSpeakingFrame went out)
 
 
 @dataclass(frozen=True, kw_only=True)

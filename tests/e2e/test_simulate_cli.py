@@ -154,3 +154,19 @@ def test_talk_without_audio_devices_fails_clearly():
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error[audio_device]:")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.rasa
+def test_early_recognition_at_the_pause_gives_the_same_transcript(tmp_path, served):
+    """Audio fed in real time: recognition starts 0.25 s into the end-of-turn silence and is kept."""
+    clip = shared_path("data", "mandarin_speech", "wav", "mindaudio_aishell1_BAC009S0002W0123.wav")
+    runs = {}
+    for early_s in ("0.25", "0"):
+        proc = run_cli(
+            "simulate", "--wav", str(clip), "--json", "--realtime", "--dialect", "cmn", "--out", str(tmp_path / early_s),
+            "--rasa-url", served.rasa_url, env={**served.env, "ASSISTANT_AUDIO_EARLY_ASR_AFTER_SILENCE_S": early_s},
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs[early_s] = _turns(proc)[0]
+    assert runs["0.25"]["asr_early"] is True and runs["0"]["asr_early"] is False
+    assert runs["0.25"]["transcript"] and runs["0.25"]["transcript"] == runs["0"]["transcript"]

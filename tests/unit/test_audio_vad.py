@@ -50,3 +50,36 @@ def test_phone_rate_works_and_unsupported_rate_is_refused():
     analyzer = WebRtcVadAnalyzer()
     with pytest.raises(ValueError, match="webrtcvad supports"):
         analyzer.set_sample_rate(22050)
+
+
+async def _vad_frames(pcm: bytes, *, pause_s: float, end_of_turn_s: float = 0.8) -> list[str]:
+    from pipecat.frames.frames import InputAudioRawFrame, VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame
+    from pipecat.tests.utils import run_test
+
+    from assistant.audio.vad import PauseAwareVADProcessor, SpeechPausedFrame, SpeechResumedFrame, vad_params
+
+    audio = AudioSettings(vad_end_of_turn_silence_s=end_of_turn_s)
+    vad = PauseAwareVADProcessor(
+        vad_analyzer=WebRtcVadAnalyzer(params=vad_params(audio), sample_rate=RATE), pause_s=pause_s, audio_idle_timeout=0
+    )
+    step = RATE * 20 // 1000 * 2
+    frames = [InputAudioRawFrame(audio=pcm[i : i + step], sample_rate=RATE, num_channels=1) for i in range(0, len(pcm), step)]
+    down, _ = await run_test(vad, frames_to_send=frames)
+    kinds = (VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame, SpeechPausedFrame, SpeechResumedFrame)
+    return [type(f).__name__ for f in down if isinstance(f, kinds)]
+
+
+async def test_a_mid_sentence_pause_is_announced_then_withdrawn_and_the_final_pause_ends_the_turn():
+    pcm = voiced(1.0) + silence(0.45) + voiced(1.0) + silence(1.5)
+    assert await _vad_frames(pcm, pause_s=0.25) == [
+        "VADUserStartedSpeakingFrame", "SpeechPausedFrame", "SpeechResumedFrame",
+        "SpeechPausedFrame", "VADUserStoppedSpeakingFrame",
+    ]
+
+
+async def test_no_pause_frames_when_disabled_or_the_pause_is_too_short():
+    pcm = voiced(1.0) + silence(0.15) + voiced(1.0) + silence(1.5)
+    assert await _vad_frames(pcm, pause_s=0.25) == [
+        "VADUserStartedSpeakingFrame", "SpeechPausedFrame", "VADUserStoppedSpeakingFrame",
+    ]
+    assert await _vad_frames(pcm, pause_s=0.0) == ["VADUserStartedSpeakingFrame", "VADUserStoppedSpeakingFrame"]
