@@ -1,8 +1,9 @@
 """``assistant bench latency [--data DIR] [--phone] --json``: end of speech → first reply audio.
 
 Every clip runs as its own call through the full pipeline (VAD → ASR → Rasa → TTS) against real Rasa
-servers. The measured time starts when the VAD declares the turn over, so the configured end-of-turn
-silence is excluded. Clips: the WAVs of ``DIR`` (default ``../shared/data/mandarin_speech/wav``) plus
+servers, fed in real time as a caller speaks (so early recognition during the end-of-turn silence counts as
+it would on a line). The measured time starts when the VAD declares the turn over, so the configured
+end-of-turn silence is excluded. Clips: the WAVs of ``DIR`` (default ``../shared/data/mandarin_speech/wav``) plus
 spoken service requests synthesized by the project's own TTS. Prints one JSON object.
 """
 
@@ -94,14 +95,15 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
             inputs.extend(spoken)
         # warm-up call: loads the recognizer and voices once, as a running server would have
         warm = CallSession(channel="simulate", tts_rate_wpm=settings.tts.rate_wpm)
-        await run_call(inputs[0][1], session=warm, services=runtime.services)
+        await run_call(inputs[0][1], session=warm, services=runtime.services, realtime=True)
         for name, audio in inputs:
             session = CallSession(channel="simulate", tts_rate_wpm=settings.tts.rate_wpm, dialect=args.dialect)
-            for record in await run_call(audio, session=session, services=runtime.services):
+            for record in await run_call(audio, session=session, services=runtime.services, realtime=True):
                 lat = record.latency_ms()
                 if lat["total"] is None:
                     continue
-                per_turn.append({"clip": name, "turn": record.turn, "transcript": record.transcript, "intent": record.intent, **lat})
+                per_turn.append({"clip": name, "turn": record.turn, "transcript": record.transcript, "intent": record.intent,
+                                 "asr_early": record.asr_early, **lat})
         children = runtime.supervisor.status() if runtime.supervisor else {}
         rss = {"assistant": rss_mb(os.getpid())}
         rss.update({name: rss_mb(info["pid"]) for name, info in children.items() if info["pid"]})
@@ -113,6 +115,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
     }
     return {
         "n": len(totals),
+        "asr_early_share": round(sum(t["asr_early"] for t in per_turn) / len(per_turn), 2) if per_turn else None,
         "p50_ms": _percentile(totals, 0.5),
         "p95_ms": _percentile(totals, 0.95),
         "stages": stages,
