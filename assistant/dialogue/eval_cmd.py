@@ -10,6 +10,16 @@ from Cantonese function words when the column is missing). Each text goes to ``P
 ``out_of_scope`` in the TSV and ``nlu_fallback`` from the model are the same label ("not understood").
 Prints ``{"n", "accuracy", "macro_f1", "per_intent", "per_lang", "errors", "confusion_png"}``; the confusion
 matrix is drawn to ``reports/nlu_confusion.png`` (or ``--png``).
+
+``--spoken`` measures ASR + NLU instead of NLU alone: each text is spoken by the project's own TTS
+(``assistant.tts.registry.synthesize``, the default voice of its language), passed through the simulated
+8 kHz G.711 line with ``--phone``, recognised with the production ASR settings (the language column as the
+caller's known dialect; ``--auto-dialect`` lets the recogniser detect it) and the *transcript* goes to Rasa.
+``--intents`` keeps only some intents (default with ``--spoken``: the in-domain requests and check-in
+answers, ``SPOKEN_INTENTS``). The result adds ``asr_cer`` (corpus CER of the transcripts against the texts),
+``rtf`` and per-example ``transcript`` in ``errors``; the confusion matrix goes to
+``reports/asr_spoken_intent_confusion.png``. Synthetic voices are cleaner than an elder on a phone line:
+this compares settings and catches regressions, it is not a promise about real callers.
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ from typing import Any
 from assistant.errors import AssistantError, DialogueError
 
 FALLBACK = "nlu_fallback"
+# in-domain requests and check-in answers (issue #4: "gas, meals, repair, appointment, check-in answers")
+SPOKEN_INTENTS = ("order_gas", "order_meal", "request_repair", "book_appointment", "checkin_well", "checkin_unwell")
 _YUE_MARKERS = set("嘅咗唔冇係佢喺啲嚟乜咩嘢哋畀俾睇㗎噉咁揾搵攞瞓嗰啱喇嘞晒嚿冚")
 
 
@@ -237,13 +249,91 @@ def evaluate(examples: list[Example], url: str) -> tuple[dict[str, Any], list[st
     return result, predicted
 
 
+# -- spoken: TTS → (phone line) → ASR → NLU -----------------------------------------------------------------
+async def _speak_all(examples: list[Example], *, settings: Any, rate_wpm: int) -> list[Any]:
+    from assistant.audio.convert import PcmAudio, resample_pcm16
+    from assistant.tts.registry import synthesize
+
+    rate = settings.audio.pipeline_sample_rate_hz
+    out = []
+    for e in examples:
+        speech = await synthesize(e.text, dialect=e.lang, rate_wpm=rate_wpm, volume=1.0, settings=settings)
+        out.append((PcmAudio(pcm=resample_pcm16(speech.pcm, from_hz=speech.sample_rate_hz, to_hz=rate),
+                             sample_rate_hz=rate), speech.voice))
+    return out
+
+
+def transcribe_spoken(
+    examples: list[Example], *, settings: Any, phone: bool, auto_dialect: bool, rate_wpm: int
+) -> tuple[list[str], dict[str, Any]]:
+    """Speak every example, optionally through the phone line, and recognise it: (transcripts, ASR stats)."""
+    from assistant.asr.registry import recognize_sync
+    from assistant.audio.phone_channel import phone_channel
+    from assistant.text.normalize import corpus_cer
+
+    spoken = asyncio.run(_speak_all(examples, settings=settings, rate_wpm=rate_wpm))
+    texts: list[str] = []
+    wall = audio_s = 0.0
+    voices: dict[str, set[str]] = defaultdict(set)
+    for e, (audio, voice) in zip(examples, spoken, strict=True):
+        voices[e.lang].add(voice)
+        if phone:
+            audio = phone_channel(audio)
+        t0 = time.perf_counter()
+        result = recognize_sync(audio.pcm, sample_rate_hz=audio.sample_rate_hz,
+                                dialect=None if auto_dialect else e.lang, settings=settings)
+        wall += time.perf_counter() - t0
+        audio_s += audio.duration_s
+        texts.append(result.text)
+    per_lang_cer = {
+        lang: round(corpus_cer([(e.text, t) for e, t in zip(examples, texts, strict=True) if e.lang == lang]), 4)
+        for lang in sorted({e.lang for e in examples})
+    }
+    stats = {
+        "asr_cer": round(corpus_cer([(e.text, t) for e, t in zip(examples, texts, strict=True)]), 4),
+        "asr_cer_per_lang": per_lang_cer,
+        "rtf": round(wall / audio_s, 4) if audio_s else 0.0,
+        "load_average": round(os.getloadavg()[0], 2),
+        "phone": phone,
+        "dialect": "auto" if auto_dialect else "known",
+        "voices": {k: sorted(v) for k, v in voices.items()},
+        "asr_model": settings.asr.default_model_cmn,
+    }
+    return texts, stats
+
+
+def _evaluate_texts(examples: list[Example], heard: list[str], url: str) -> tuple[dict[str, Any], list[str]]:
+    """Like ``evaluate`` but Rasa parses ``heard`` (the transcripts); errors show both texts."""
+    predictions = asyncio.run(parse_all(url, [h or " " for h in heard]))
+    predicted = [p if h else FALLBACK for (p, _), h in zip(predictions, heard, strict=True)]
+    result = score([e.intent for e in examples], predicted, [e.lang for e in examples])
+    result["errors"] = [
+        {"text": e.text, "transcript": h, "gold": e.intent, "predicted": p, "confidence": round(c, 3), "lang": e.lang}
+        for e, h, p, (_, c) in zip(examples, heard, predicted, predictions, strict=True)
+        if p != e.intent
+    ]
+    return result, predicted
+
+
 # -- CLI ----------------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, type=Path, help="TSV with header text<TAB>intent[<TAB>lang]")
+    parser.add_argument("--data", required=True, type=Path, nargs="+",
+                        help="TSV file(s) with header text<TAB>intent[<TAB>lang]")
     parser.add_argument("--url", help="a running Rasa server (default: dialogue.rasa_url if it answers, else start one)")
     parser.add_argument("--no-running", action="store_true", help="always start a fresh server with intents/models")
     parser.add_argument("--png", type=Path, help="confusion matrix image (default reports/nlu_confusion.png)")
     parser.add_argument("--json", action="store_true", help="print JSON only (default: JSON plus a one-line summary on stderr)")
+    parser.add_argument("--spoken", action="store_true",
+                        help="speak each text with the project's TTS and send the ASR transcript to Rasa (ASR + NLU)")
+    parser.add_argument("--phone", action="store_true", help="with --spoken: through the simulated 8 kHz G.711 line")
+    parser.add_argument("--auto-dialect", action="store_true",
+                        help="with --spoken: let the recogniser detect the dialect (default: the lang column)")
+    parser.add_argument("--intents", help="comma-separated intents to keep (default with --spoken: the in-domain "
+                                          "requests and check-in answers)")
+    parser.add_argument("--lang", help="comma-separated languages to keep (cmn, yue)")
+    parser.add_argument("--rate-wpm", type=int, default=150, help="with --spoken: TTS speaking rate")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="with --spoken: override an AsrSettings field (e.g. whisper_prompt=false)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -252,21 +342,57 @@ def run(args: argparse.Namespace) -> int:
     from assistant.settings import load_settings
 
     settings = load_settings()
-    examples = read_tsv(args.data)
+    paths = args.data if isinstance(args.data, list) else [args.data]
+    examples = [e for path in paths for e in read_tsv(path)]
+    intents = args.intents.split(",") if args.intents else (SPOKEN_INTENTS if args.spoken else None)
+    if intents:
+        examples = [e for e in examples if e.intent in intents]
+    if args.lang:
+        examples = [e for e in examples if e.lang in args.lang.split(",")]
+    if not examples:
+        raise EvalDataError("no examples left after --intents / --lang")
+    heard: list[str] | None = None
+    asr_stats: dict[str, Any] = {}
+    if args.spoken:
+        settings = _with_asr_overrides(settings, args.set)
+        heard, asr_stats = transcribe_spoken(examples, settings=settings, phone=args.phone,
+                                             auto_dialect=args.auto_dialect, rate_wpm=args.rate_wpm)
+
+    def _run(url: str) -> tuple[dict[str, Any], list[str]]:
+        return evaluate(examples, url) if heard is None else _evaluate_texts(examples, heard, url)
+
     url = args.url
     if url is None and not args.no_running and _reachable(settings.dialogue.rasa_url):
         url = settings.dialogue.rasa_url
     if url is not None:
-        result, predicted = evaluate(examples, url)
+        result, predicted = _run(url)
         result["server"] = url
     else:
         with NluServer(settings=settings) as server:
-            result, predicted = evaluate(examples, server.url)
+            result, predicted = _run(server.url)
         result["server"] = "started for this evaluation"
-    png = plot_confusion([e.intent for e in examples], predicted, args.png or settings.paths.reports_dir / "nlu_confusion.png")
+    result.update(asr_stats)
+    default_png = "asr_spoken_intent_confusion.png" if args.spoken else "nlu_confusion.png"
+    png = plot_confusion([e.intent for e in examples], predicted, args.png or settings.paths.reports_dir / default_png)
     result["confusion_png"] = str(png) if png else None
     print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
     if not args.json:
         langs = ", ".join(f"{k} {v['accuracy']:.3f} (n={v['n']})" for k, v in result["per_lang"].items())
-        print(f"accuracy {result['accuracy']:.3f}, macro F1 {result['macro_f1']:.3f}; {langs}", file=sys.stderr)
+        extra = f"; ASR CER {result['asr_cer']:.3f}, RTF {result['rtf']:.2f}" if args.spoken else ""
+        print(f"accuracy {result['accuracy']:.3f}, macro F1 {result['macro_f1']:.3f}; {langs}{extra}", file=sys.stderr)
     return 0
+
+
+def _with_asr_overrides(settings: Any, items: list[str]) -> Any:
+    import dataclasses
+
+    from assistant.settings import _coerce
+
+    asr = settings.asr
+    changes = {}
+    for item in items:
+        field, _, value = item.partition("=")
+        if not hasattr(asr, field):
+            raise EvalDataError(f"--set {item}: AsrSettings has no field {field!r}")
+        changes[field] = _coerce(value, getattr(asr, field))
+    return dataclasses.replace(settings, asr=dataclasses.replace(asr, **changes)) if changes else settings
