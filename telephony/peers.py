@@ -244,14 +244,16 @@ class SippRun:
         return p.read_text(errors="replace") if p.exists() else ""
 
 
-KAMAILIO_CFG = """#!KAMAILIO
+# kamailio configurations: str.format templates ({port}, ...; literal braces doubled), built from shared parts
+_KAMAILIO_GLOBALS = """#!KAMAILIO
 debug=2
 log_stderror=yes
 children=2
 disable_tcp=yes
 auto_aliases=no
 listen=udp:127.0.0.1:{port}
-mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+"""
+_KAMAILIO_MODULES = """mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "rr.so"
@@ -260,7 +262,19 @@ loadmodule "maxfwd.so"
 loadmodule "textops.so"
 loadmodule "siputils.so"
 loadmodule "xlog.so"
-loadmodule "dispatcher.so"
+"""
+# the start of every request_route: hop limit, in-dialog requests by their Route (loose routing), CANCEL
+_KAMAILIO_IN_DIALOG = """    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (has_totag()) {{
+        if (loose_route()) {{ t_relay(); exit; }}
+        if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+"""
+
+KAMAILIO_CFG = _KAMAILIO_GLOBALS + _KAMAILIO_MODULES + """loadmodule "dispatcher.so"
 modparam("tm", "fr_timer", {fr_timer_ms})
 modparam("tm", "fr_inv_timer", 60000)
 modparam("rr", "append_fromtag", 1)
@@ -273,15 +287,7 @@ modparam("dispatcher", "ds_inactive_threshold", 1)
 modparam("dispatcher", "ds_ping_from", "sip:dispatcher@127.0.0.1:{port}")
 
 request_route {{
-    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
-    if (has_totag()) {{
-        if (loose_route()) {{ t_relay(); exit; }}
-        if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
-        sl_send_reply("404", "Not here");
-        exit;
-    }}
-    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
-    if (is_method("OPTIONS") && uri==myself && $rU==$null) {{ sl_send_reply("200", "OK"); exit; }}
+""" + _KAMAILIO_IN_DIALOG + """    if (is_method("OPTIONS") && uri==myself && $rU==$null) {{ sl_send_reply("200", "OK"); exit; }}
     if (is_method("INVITE")) {{ record_route(); }}
     # 4 = round robin over the gateway workers that answer OPTIONS pings
     if (!ds_select_dst("1", "4", "2")) {{ sl_send_reply("503", "No gateway available"); exit; }}
@@ -301,79 +307,13 @@ failure_route[NEXT_GATEWAY] {{
 }}
 """
 
-
-@dataclass(kw_only=True)
-class KamailioDispatcher:
-    """kamailio as a stateless-ish SIP dispatcher (round robin + OPTIONS probing + failover) in front of
-    gateway workers ``gateways`` (host:port each)."""
-
-    workdir: Path
-    gateways: list[str]
-    port: int = 0
-    fr_timer_ms: int = 1500
-    proc: asyncio.subprocess.Process | None = field(default=None, init=False)
-
-    async def __aenter__(self) -> KamailioDispatcher:
-        exe = program("kamailio")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or free_udp_port()
-        ds = self.workdir / "dispatcher.list"
-        ds.write_text("".join(f"1 sip:{g}\n" for g in self.gateways))
-        cfg = self.workdir / "kamailio.cfg"
-        cfg.write_text(KAMAILIO_CFG.format(port=self.port, list_file=ds, fr_timer_ms=self.fr_timer_ms))
-        log = _log_fd(self.workdir / "kamailio.log")
-        try:
-            self.proc = await asyncio.create_subprocess_exec(
-                exe, "-f", str(cfg), "-DD", "-E", "-m", "32", "-M", "4", "-Y", str(self.workdir), "-w", str(self.workdir),
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
-            )
-        finally:
-            os.close(log)
-        await asyncio.sleep(0.8)
-        if self.proc.returncode is not None:
-            raise SetupError(f"kamailio exited: {self.log()[-800:]}")
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        if self.proc is not None:
-            await _stop_process(self.proc, grace_s=3.0)
-
-    def log(self) -> str:
-        p = self.workdir / "kamailio.log"
-        return p.read_text(errors="replace") if p.exists() else ""
-
-
-KAMAILIO_REGISTRAR_CFG = """#!KAMAILIO
-debug=2
-log_stderror=yes
-children=2
-disable_tcp=yes
-auto_aliases=no
-listen=udp:127.0.0.1:{port}
-alias="127.0.0.1:{port}"
-mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "xlog.so"
-loadmodule "usrloc.so"
+KAMAILIO_REGISTRAR_CFG = _KAMAILIO_GLOBALS + """alias="127.0.0.1:{port}"
+""" + _KAMAILIO_MODULES + """loadmodule "usrloc.so"
 loadmodule "registrar.so"
 loadmodule "auth.so"
 
 request_route {{
-    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
-    if (has_totag()) {{
-        if (loose_route()) {{ t_relay(); exit; }}
-        if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
-        sl_send_reply("404", "Not here");
-        exit;
-    }}
-    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
-    if (is_method("REGISTER")) {{
+""" + _KAMAILIO_IN_DIALOG + """    if (is_method("REGISTER")) {{
         if (!pv_www_authenticate("$td", "{password}", "0")) {{ www_challenge("$td", "0"); exit; }}
         if ($au != "{user}") {{ sl_send_reply("403", "Forbidden"); exit; }}
         save("location");
@@ -387,21 +327,23 @@ request_route {{
 
 
 @dataclass(kw_only=True)
-class KamailioRegistrar:
-    """kamailio as registrar (digest auth, one user) and proxy to registered contacts."""
+class _Kamailio:
+    """One kamailio process on 127.0.0.1 running ``config()`` (written to ``workdir``), logging to
+    ``workdir/kamailio.log``."""
 
     workdir: Path
-    user: str
-    password: str
     port: int = 0
     proc: asyncio.subprocess.Process | None = field(default=None, init=False)
 
-    async def __aenter__(self) -> KamailioRegistrar:
+    def config(self) -> str:
+        raise NotImplementedError
+
+    async def __aenter__(self):
         exe = program("kamailio")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_udp_port()
         cfg = self.workdir / "kamailio.cfg"
-        cfg.write_text(KAMAILIO_REGISTRAR_CFG.format(port=self.port, user=self.user, password=self.password))
+        cfg.write_text(self.config())
         log = _log_fd(self.workdir / "kamailio.log")
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -422,3 +364,28 @@ class KamailioRegistrar:
     def log(self) -> str:
         p = self.workdir / "kamailio.log"
         return p.read_text(errors="replace") if p.exists() else ""
+
+
+@dataclass(kw_only=True)
+class KamailioDispatcher(_Kamailio):
+    """kamailio as a stateless-ish SIP dispatcher (round robin + OPTIONS probing + failover) in front of
+    gateway workers ``gateways`` (host:port each)."""
+
+    gateways: list[str]
+    fr_timer_ms: int = 1500
+
+    def config(self) -> str:
+        ds = self.workdir / "dispatcher.list"
+        ds.write_text("".join(f"1 sip:{g}\n" for g in self.gateways))
+        return KAMAILIO_CFG.format(port=self.port, list_file=ds, fr_timer_ms=self.fr_timer_ms)
+
+
+@dataclass(kw_only=True)
+class KamailioRegistrar(_Kamailio):
+    """kamailio as registrar (digest auth, one user) and proxy to registered contacts."""
+
+    user: str
+    password: str
+
+    def config(self) -> str:
+        return KAMAILIO_REGISTRAR_CFG.format(port=self.port, user=self.user, password=self.password)
