@@ -82,7 +82,7 @@ async def test_real_pipeline_answers_a_phone_call(settings, tmp_path, caller_wav
     assert recordings and max(rms(p) for p in recordings) > 300, "the caller heard only silence"
 
 
-async def test_keypad_2_and_0_raise_one_alert_each_on_a_real_call(settings, tmp_path):
+async def test_keypad_2_and_0_raise_one_alert_each_on_a_real_call(settings, tmp_path, caplog):
     """The gateway's keypad safety net and the dialogue (Rasa's check-in / handover) both see a digit;
     the platform store must hold one ``unwell`` and one ``human`` alert for the call, the family told once."""
     need_program("baresip")
@@ -97,6 +97,7 @@ async def test_keypad_2_and_0_raise_one_alert_each_on_a_real_call(settings, tmp_
     settings = with_free_ports(replace(settings, telephony=replace(settings.telephony, sip_port=0, rtp_port_min=23000, rtp_port_max=23999)))
     settings = replace(settings, paths=replace(settings.paths, models_dir=load_settings().paths.models_dir))
     calls = []
+    caplog.set_level("INFO", logger="assistant.platform.store")
 
     async def wait_until(what: str, check, timeout_s: float = 60.0):
         deadline = time.monotonic() + timeout_s
@@ -145,4 +146,7 @@ async def test_keypad_2_and_0_raise_one_alert_each_on_a_real_call(settings, tmp_
     assert [t.intent for t in calls[0].tracker.turns if t.source == "dtmf"] == ["checkin_unwell", "request_human"]
     assert sorted(a.kind for a in alerts) == ["human", "unwell"], [(a.kind, a.detail) for a in alerts]
     assert all(a.elder_id == elder.elder_id for a in alerts)
+    # both paths did raise each alert (the dialogue's second raise was the one folded into the first)
+    folded = [r.getMessage() for r in caplog.records if "already raised" in r.getMessage()]
+    assert len(folded) == 2 and any(" unwell " in m for m in folded) and any(" human " in m for m in folded), folded
     assert len(outbox) == 2  # the unwell alert's SMS to each of the two family contacts, once
