@@ -25,19 +25,13 @@ from pathlib import Path
 PCAP = Path("/usr/share/sip-tester/g711a.pcap")
 PCAP_S = 7.1
 
-SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="elder speaks for a while">
-  <send retrans="500"><![CDATA[
-
-INVITE sip:assistant@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+_DIALOG_HEADERS = """Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: <sip:1390000[call_number]@[local_ip]>;tag=[call_number]
-To: <sip:assistant@[remote_ip]:[remote_port]>
+To: <sip:assistant@[remote_ip]:[remote_port]>{to_tag}
 Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:bench@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
+CSeq: {cseq}
+"""
+_SDP = """Content-Type: application/sdp
 Content-Length: [len]
 
 v=0
@@ -50,40 +44,75 @@ a=rtpmap:8 PCMA/8000
 a=rtpmap:101 telephone-event/8000
 a=fmtp:101 0-15
 a=ptime:20
+"""
+_NO_BODY = """Content-Length: 0
+"""
 
+
+def sipp_scenario(plays: str, *, late_offer: bool = False, answer_in_ack: bool = True) -> str:
+    """A sipp caller: INVITE → 200 → ACK → ``plays`` (sipp actions) → BYE. The caller offers PCMA +
+    telephone-event 101 in the INVITE; ``late_offer``: the INVITE has no SDP, the 200 OK must offer
+    PCMU/PCMA/telephone-event (sipp fails otherwise) and the ACK carries the answer — or, with
+    ``answer_in_ack=False``, no answer, and sipp then expects the gateway's BYE instead of playing."""
+
+    def dialog(cseq: str, *, to_tag: bool) -> str:
+        return _DIALOG_HEADERS.format(cseq=cseq, to_tag="[peer_tag_param]" if to_tag else "")
+
+    ok = '  <recv response="200" rtd="true"/>\n'
+    if late_offer:  # our offer: both G.711 laws and telephone-event
+        ok = (
+            '  <recv response="200" rtd="true">\n    <action>\n'
+            '      <ereg regexp="m=audio [0-9]+ RTP/AVP 0 8 101" search_in="body" check_it="true" assign_to="offer"/>\n'
+            '    </action>\n  </recv>\n  <Reference variables="offer"/>\n'
+        )
+    ack_body = _SDP if late_offer and answer_in_ack else _NO_BODY
+    text = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="elder speaks for a while">
+  <send retrans="500"><![CDATA[
+
+INVITE sip:assistant@[remote_ip]:[remote_port] SIP/2.0
+{dialog("1 INVITE", to_tag=False)}Contact: <sip:bench@[local_ip]:[local_port]>
+Max-Forwards: 70
+{_NO_BODY if late_offer else _SDP}
   ]]></send>
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
-  <recv response="200" rtd="true"/>
-  <send><![CDATA[
+{ok}  <send><![CDATA[
 
 ACK sip:assistant@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:1390000[call_number]@[local_ip]>;tag=[call_number]
-To: <sip:assistant@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Contact: <sip:bench@[local_ip]:[local_port]>
+{dialog("1 ACK", to_tag=True)}Contact: <sip:bench@[local_ip]:[local_port]>
 Max-Forwards: 70
+{ack_body}
+  ]]></send>
+"""
+    if late_offer and not answer_in_ack:
+        return text + """  <recv request="BYE"/>
+  <send><![CDATA[
+
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
 Content-Length: 0
 
   ]]></send>
-{plays}
+</scenario>
+"""
+    return text + f"""{plays}
   <send retrans="500"><![CDATA[
 
 BYE sip:assistant@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:1390000[call_number]@[local_ip]>;tag=[call_number]
-To: <sip:assistant@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Max-Forwards: 70
-Content-Length: 0
-
+{dialog("2 BYE", to_tag=True)}Max-Forwards: 70
+{_NO_BODY}
   ]]></send>
   <recv response="200" crlf="true"/>
 </scenario>
 """
+
+
+SCENARIO = sipp_scenario("{plays}")  # "{plays}" is replaced by what the caller does between ACK and BYE
 
 PLAY = """  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>
   <pause milliseconds="{ms}"/>

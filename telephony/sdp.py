@@ -58,7 +58,7 @@ def build_offer(*, ip: str, port: int, codecs: tuple[str, ...] = ("PCMU", "PCMA"
 def read_media(sdp: SdpMessage | None, *, codecs: tuple[str, ...] = ("PCMU", "PCMA")) -> MediaPlan:
     """The remote side's audio: the first offered codec we support, its telephone-event type, its address."""
     if sdp is None:
-        raise TelephonyError("the call carries no SDP (late offer is not supported)", code="sdp_missing")
+        raise TelephonyError("the message carries no SDP", code="sdp_missing")
     audio = sdp.audio
     addr = sdp.rtp_address
     if audio is None or addr is None or audio.port == 0:

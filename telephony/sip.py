@@ -8,7 +8,8 @@
     await call.wait_ended()  → CallEnded(reason=...)
 
 Covered: REGISTER with digest auth, INVITE/100/180/200/ACK both ways, BYE, CANCEL both ways, OPTIONS
-(aiosipua answers 200), re-INVITE hold/unhold both ways, ACK for non-2xx finals (aiosipua omits it).
+(aiosipua answers 200), re-INVITE hold/unhold both ways, ACK for non-2xx finals (aiosipua omits it), late
+offer on inbound calls (an INVITE without SDP: our offer in the 200 OK, the caller's answer in the ACK).
 Work-arounds: aiosipua's UDP protocol asserts a type that 3.11's selector transport fails (a traceback on
 every start) and logs a traceback per malformed datagram; ``QuietUdpSipTransport`` replaces both.
 """
@@ -28,6 +29,7 @@ from aiosipua import (
     OutgoingCall,
     Registration,
     RegistrationState,
+    SdpMessage,
     SipDigestAuth,
     SipMessage,
     SipRequest,
@@ -35,6 +37,7 @@ from aiosipua import (
     SipUAC,
     SipUAS,
     UdpSipTransport,
+    parse_sdp,
     parse_uri,
 )
 from aiosipua.transport import _stamp_via_received
@@ -47,6 +50,10 @@ from telephony.sdp import MediaPlan, answer_for, build_offer, read_media
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "elder-assistant-gateway/0.1"
+# late offer: how long the 200 OK with our offer waits for the ACK with the caller's answer (RFC 3261 64*T1)
+LATE_ANSWER_TIMEOUT_S = 32.0
+# the RTP port is bound before the caller's answer says where to send: configured once the ACK arrives
+_UNKNOWN_MEDIA = MediaPlan(remote_addr=("0.0.0.0", 0), codec="PCMU", payload_type=0, dtmf_payload_type=101, direction="sendrecv")
 EndReason = Literal["local_hangup", "remote_hangup", "cancelled", "rejected", "no_ack", "shutdown", "error"]
 
 
@@ -159,6 +166,8 @@ class PhoneCall:
         self._ended_event = asyncio.Event()
         self._settled = asyncio.Event()  # answered or ended
         self._end_callbacks: list[Callable[[CallEnded], None]] = []
+        self._sip_accepted = False  # our 200 OK is out (late offer: the call is still "ringing" until the ACK)
+        self._late_answer: asyncio.Future[str | None] | None = None  # the ACK's body, None if the call ended
 
     # --- callbacks ---------------------------------------------------------------------------
     @property
@@ -197,22 +206,68 @@ class PhoneCall:
 
     # --- control -----------------------------------------------------------------------------
     async def answer(self) -> None:
-        """200 OK with our SDP answer; RTP runs from here on (set ``on_audio`` first)."""
+        """200 OK with our SDP answer; RTP runs from here on (set ``on_audio`` first).
+
+        Late offer (the INVITE had no SDP, ``plan`` is None): the 200 OK carries our offer and the call turns
+        active when the ACK brings the caller's answer (RFC 3264 §2); no usable answer → BYE and
+        ``TelephonyError`` (``sdp_missing`` / ``sdp_no_codec`` / ``sdp_no_audio``, or ``no_ack``)."""
         if self.direction != "inbound" or self._incoming is None:
             raise TelephonyError("only an inbound call can be answered", code="not_inbound")
-        if self.state != "ringing":
+        if self.state != "ringing" or self._sip_accepted:
             raise TelephonyError(f"call {self.call_id} is {self.state}, cannot answer", code="call_not_ringing")
-        assert self.plan is not None
-        stream = self.endpoint._new_stream(self.plan)
+        stream = self.endpoint._new_stream(self.plan or _UNKNOWN_MEDIA)
         await stream.bind()
         if self.state != "ringing":  # cancelled while we bound the port
             await stream.close()
             raise TelephonyError("the caller hung up before the answer", code="call_cancelled")
+        if self.plan is None:
+            try:
+                self.plan = await self._late_offer(stream)
+            except BaseException:
+                await stream.close()
+                raise
+        else:
+            self._incoming.accept(answer_for(self.plan, ip=self.endpoint.media_host, port=stream.port))
+            self._sip_accepted = True
+        stream.configure(self.plan)
         self._attach(stream)
-        self._incoming.accept(answer_for(self.plan, ip=self.endpoint.media_host, port=stream.port))
         self.state = "active"
         self._settled.set()
         stream.start()
+
+    async def _late_offer(self, stream: RtpStream) -> MediaPlan:
+        """Offer in the 200 OK, answer from the ACK (the endpoint hands us the ACK's body)."""
+        assert self._incoming is not None
+        self._late_answer = asyncio.get_running_loop().create_future()
+        self._incoming.accept(build_offer(ip=self.endpoint.media_host, port=stream.port, codecs=self.endpoint.codecs))
+        self._sip_accepted = True
+        try:
+            async with asyncio.timeout(LATE_ANSWER_TIMEOUT_S):
+                body = await self._late_answer
+        except TimeoutError:
+            body = None
+        finally:
+            self._late_answer = None
+        if body is None:
+            if self.ended is not None and self.ended.reason in ("cancelled", "remote_hangup"):
+                raise TelephonyError("the caller hung up before the answer", code="call_cancelled")
+            if self.state != "ended":
+                await self.hangup()
+            raise TelephonyError("the caller never acknowledged our answer (late offer)", code="no_ack")
+        try:
+            sdp: SdpMessage | None = parse_sdp(body) if body.strip() else None
+        except Exception:  # aiosipua raises assorted types for a malformed body
+            sdp = None
+        try:
+            return read_media(sdp, codecs=self.endpoint.codecs)
+        except TelephonyError as exc:
+            logger.info("call %s: no usable SDP answer in the ACK (%s): hanging up", self.call_id, exc.message)
+            await self.hangup()  # RFC 3261 §13.3.1.4: the answer in the ACK is unacceptable → BYE
+            raise TelephonyError(f"late offer: {exc.message}", code=exc.code) from exc
+
+    def _late_answer_arrived(self, body: str) -> None:
+        if self._late_answer is not None and not self._late_answer.done():
+            self._late_answer.set_result(body)
 
     def _attach(self, stream: RtpStream) -> None:
         self._stream = stream
@@ -260,7 +315,7 @@ class PhoneCall:
             return
         with contextlib.suppress(Exception):  # the dialog may already be gone on the wire
             if self._incoming is not None:
-                if self.state == "ringing":
+                if self.state == "ringing" and not self._sip_accepted:
                     self._incoming.reject(480, "Temporarily Unavailable")
                 else:
                     self._incoming.hangup()
@@ -290,6 +345,8 @@ class PhoneCall:
             return
         self.state = "ended"
         self.ended = CallEnded(call_id=self.call_id, reason=reason, sip_status=status)
+        if self._late_answer is not None and not self._late_answer.done():
+            self._late_answer.set_result(None)
         if self._stream is not None:
             self._stream.sending = False
             self.endpoint._spawn(self._stream.close(), name=f"rtp-close-{self.call_id}")
@@ -534,6 +591,10 @@ class SipEndpoint:
 
     # --- inbound -----------------------------------------------------------------------------
     def _route(self, msg: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
+        if isinstance(msg, SipRequest) and msg.method.upper() == "ACK":  # late offer: the answer rides the ACK
+            call = self._calls.get(msg.call_id or "")
+            if call is not None and call._late_answer is not None:
+                call._late_answer_arrived(msg.text or "")
         if isinstance(msg, SipResponse) and msg.cseq is not None and msg.cseq.method.upper() == "INVITE":
             if msg.status_code >= 300:
                 self._ack_non_2xx(msg, addr)
@@ -592,7 +653,8 @@ class SipEndpoint:
 
     def _on_invite(self, inc: IncomingCall) -> None:
         try:
-            plan = read_media(inc.sdp_offer, codecs=self.codecs)
+            # no SDP at all = late offer: we offer in the 200 OK (PhoneCall.answer)
+            plan = read_media(inc.sdp_offer, codecs=self.codecs) if inc.sdp_offer is not None else None
         except TelephonyError as exc:
             logger.info("rejecting call %s: %s", inc.call_id, exc.message)
             inc.reject(488, "Not Acceptable Here")

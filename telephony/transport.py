@@ -40,6 +40,7 @@ from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
 
+from assistant.errors import TelephonyError
 from telephony.resample import StreamResampler
 from telephony.rtp import SAMPLE_RATE_HZ
 from telephony.sip import CallEnded, PhoneCall
@@ -272,7 +273,11 @@ async def run_call_pipeline(
         if before_answer is not None:
             await before_answer(worker)
         if call.direction == "inbound" and call.state == "ringing":
-            await call.answer()
+            try:
+                await call.answer()
+            except TelephonyError as exc:  # e.g. a late offer whose ACK brought no usable answer (BYE sent)
+                logger.info("call %s not answered: error[%s] %s", call.call_id, exc.code, exc.message)
+                return
         ended = asyncio.create_task(transport.call_ended.wait())
         try:
             await asyncio.wait({run_task, ended}, return_when=asyncio.FIRST_COMPLETED)

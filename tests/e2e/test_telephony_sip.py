@@ -338,3 +338,51 @@ async def test_caller_cancels_while_ringing(tel_settings):
         assert not gw.endpoint.calls
     assert exc.value.code == "no_answer"
     assert gw.reports[0].end_reason == "cancelled" and gw.reports[0].frames_out == 0
+
+
+# --- late offer: an INVITE without SDP (what many PBXs send); sipp as the caller ----------------------------
+@pytest.fixture
+def g711a_pcap() -> str:
+    pcap = Path("/usr/share/sip-tester/g711a.pcap")
+    if not pcap.exists():
+        pytest.skip(f"{pcap} missing (Debian package sip-tester)")
+    return str(pcap)
+
+
+async def test_late_offer_invite_without_sdp_is_answered_with_our_offer(tel_settings, tmp_path, dtmf2_pcap, g711a_pcap):
+    """sipp sends an INVITE without SDP: our 200 OK offers PCMU/PCMA + telephone-event, sipp answers PCMA in
+    the ACK, speaks (A-law pcap) and presses 2 — the gateway hears both, then BYE."""
+    need_program("sipp")
+    from telephony.bench import sipp_scenario
+
+    plays = "".join(f'  <nop><action><exec play_pcap_audio="{p}"/></action></nop>\n  <pause milliseconds="{ms}"/>\n' for p, ms in ((g711a_pcap, 3000), (dtmf2_pcap, 1500)))
+    scenario = tmp_path / "late_offer.xml"
+    scenario.write_text(sipp_scenario(plays, late_offer=True))
+    alerts, bots = [], []
+
+    async def on_alert(a):
+        alerts.append(a)
+
+    gw = Gateway(settings=tel_settings, pipeline_factory=bot_pipeline_factory(settings=tel_settings, bots=bots, reply_pcm=tone(seconds=0.5)), on_alert=on_alert, port=0)
+    async with gw, SippRun(scenario=scenario, target=f"127.0.0.1:{gw.endpoint.port}", workdir=tmp_path / "sipp", timeout_s=20) as sipp:
+        rc = await sipp.wait()
+        await wait_for(lambda: gw.reports and gw.reports[0].end_reason, timeout_s=5, what="the call to end")
+    assert rc == 0, sipp.errors()[-1500:]
+    report = gw.reports[0]
+    assert report.number == "13900001" and report.end_reason == "remote_hangup"
+    assert report.frames_in > 100 and report.frames_out > 0  # the pcap's speech in, the greeting out
+    assert report.keys == ["2"] and [a.kind for a in alerts] == ["help"]  # telephone-event 101 from the answer
+
+
+async def test_late_offer_without_an_answer_in_the_ack_is_hung_up(tel_settings, tmp_path):
+    need_program("sipp")
+    from telephony.bench import sipp_scenario
+
+    scenario = tmp_path / "late_offer_no_answer.xml"
+    scenario.write_text(sipp_scenario("", late_offer=True, answer_in_ack=False))
+    gw = Gateway(settings=tel_settings, pipeline_factory=bot_pipeline_factory(settings=tel_settings), port=0)
+    async with gw, SippRun(scenario=scenario, target=f"127.0.0.1:{gw.endpoint.port}", workdir=tmp_path / "sipp", timeout_s=15) as sipp:
+        rc = await sipp.wait()  # sipp fails unless it receives our BYE
+        await wait_for(lambda: gw.reports and gw.reports[0].end_reason, timeout_s=5, what="the call to end")
+    assert rc == 0, sipp.errors()[-1500:]
+    assert gw.reports[0].frames_in == 0 and gw.endpoint.calls == {}
