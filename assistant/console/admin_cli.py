@@ -60,6 +60,7 @@ async def _run(args: argparse.Namespace, password: str | None) -> str:
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from assistant.console import users
+    from assistant.console.auth import ConsoleError
     from assistant.errors import StoreError
     from assistant.platform.db import create_engine_for, session_factory
     from assistant.settings import load_settings
@@ -69,9 +70,11 @@ async def _run(args: argparse.Namespace, password: str | None) -> str:
         async with session_factory(engine)() as db:
             if args.admin_command == "create-user":
                 assert password is not None
+                if args.contact is not None and len(args.elder) != 1:
+                    raise ConsoleError("--contact needs exactly one --elder", code="console_bad_contact")
                 user = await users.create_user(db, username=args.username, role=args.role, password=password,
                                                display_name=args.display_name, elder_ids=tuple(args.elder),
-                                               contact_id=args.contact)
+                                               contact_ids={args.elder[0]: args.contact} if args.contact else None)
                 return f"created {user.role} user {user.username!r} (id {user.id})"
             user = await users.user_by_name(db, args.username)
             if args.admin_command == "reset-password":

@@ -102,7 +102,7 @@ async def _bench(url: str, *, count: int, requests: int, var_dir: Path) -> dict[
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from assistant.console import auth
+    from assistant.console import users
     from assistant.console.app import SESSIONS_KEY, create_app
     from assistant.console.seed import seed_flagged_calls
     from assistant.settings import load_settings
@@ -131,7 +131,7 @@ async def _bench(url: str, *, count: int, requests: int, var_dir: Path) -> dict[
         async with app[SESSIONS_KEY]() as db:
             await seed_flagged_calls(db, count=count)
             password = "bench-" + os.urandom(8).hex()
-            await auth.create_user(db, username="bench-operator", role="operator", password=password)
+            await users.create_user(db, username="bench-operator", role="operator", password=password)
         seed_s = time.perf_counter() - t0
         page = await client.get("/console/login")
         token = re.search(r'name="_csrf" value="([^"]+)"', await page.text()).group(1)  # type: ignore[union-attr]

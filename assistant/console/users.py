@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console import auth
 from assistant.console.auth import ConflictError, ConsoleError, NotFoundError, Principal
-from assistant.console.models import ConsoleSession, ConsoleUser, ConsoleUserElder
+from assistant.console.models import ROLES, ConsoleSession, ConsoleUser, ConsoleUserElder
 from assistant.platform.models import Elder, FamilyContact
 
 CLI_ACTOR = "admin-cli"
@@ -38,21 +38,16 @@ def check_new_password(password: str, again: str | None = None) -> str:
     return password
 
 
-async def check_elder_links(db: AsyncSession, elder_ids: tuple[int, ...], contact_id: int | None) -> dict[int, int] | None:
-    """Every elder exists; ``contact_id`` (with exactly one elder) is one of that elder's family contacts.
-    Returns the ``contact_ids`` mapping for ``auth.create_user``."""
+async def check_elder_links(db: AsyncSession, elder_ids: tuple[int, ...], contact_ids: dict[int, int] | None) -> None:
+    """Every elder exists; each ``contact_ids[elder]`` is one of that elder's family contacts."""
     for elder_id in elder_ids:
         if await db.scalar(select(Elder.id).where(Elder.id == elder_id)) is None:
             raise ConsoleError(f"no elder with id {elder_id}", code="console_no_elder")
-    if contact_id is None:
-        return None
-    if len(elder_ids) != 1:
-        raise ConsoleError("--contact needs exactly one --elder", code="console_bad_contact")
-    contact = await db.get(FamilyContact, contact_id)
-    if contact is None or contact.elder_id != elder_ids[0]:
-        raise ConsoleError(f"contact {contact_id} is not a family contact of elder {elder_ids[0]}",
-                           code="console_bad_contact")
-    return {elder_ids[0]: contact_id}
+    for elder_id, contact_id in (contact_ids or {}).items():
+        contact = await db.get(FamilyContact, contact_id)
+        if elder_id not in elder_ids or contact is None or contact.elder_id != elder_id:
+            raise ConsoleError(f"contact {contact_id} is not a family contact of elder {elder_id}",
+                               code="console_bad_contact")
 
 
 async def create_user(
@@ -63,14 +58,33 @@ async def create_user(
     password: str,
     display_name: str = "",
     elder_ids: tuple[int, ...] = (),
-    contact_id: int | None = None,
+    contact_ids: dict[int, int] | None = None,
     actor: Principal | None = None,
     ip: str = "",
 ) -> ConsoleUser:
-    contacts = await check_elder_links(db, elder_ids, contact_id)
-    return await auth.create_user(db, username=username, role=role, password=password,
-                                  display_name=display_name.strip()[:64], elder_ids=elder_ids, contact_ids=contacts,
-                                  actor=actor, ip=ip)
+    """Create a user (hashing off the loop). Commits. A family user needs at least one elder (the parents
+    they act for) and may name their own contact row per elder (``contact_ids``)."""
+    username = username.strip()
+    if not username or len(username) > 64 or any(c.isspace() for c in username):
+        raise ConsoleError("username must be 1–64 characters without spaces", code="console_bad_username")
+    if role not in ROLES:
+        raise ConsoleError(f"unknown role {role!r} (one of {', '.join(ROLES)})", code="console_bad_role")
+    if role == "family" and not elder_ids:
+        raise ConsoleError("a family user needs --elder ID (the parent they act for)", code="console_no_elder")
+    if role != "family" and elder_ids:
+        raise ConsoleError("--elder is only for family users", code="console_bad_role")
+    await check_elder_links(db, elder_ids, contact_ids)
+    if await db.scalar(select(ConsoleUser.id).where(ConsoleUser.username == username)) is not None:
+        raise ConsoleError(f"user {username!r} already exists", code="console_user_exists")
+    password_hash = await asyncio.to_thread(auth.hash_password, check_new_password(password))
+    user = ConsoleUser(username=username, role=role, password_hash=password_hash, display_name=display_name.strip()[:64])
+    db.add(user)
+    await db.flush()
+    for elder_id in elder_ids:
+        db.add(ConsoleUserElder(user_id=user.id, elder_id=elder_id, contact_id=(contact_ids or {}).get(elder_id)))
+    await _audit(db, actor, "create_user", user, ip=ip, detail={"role": role, "elders": list(elder_ids)})
+    await db.commit()
+    return user
 
 
 async def get_user(db: AsyncSession, user_id: int) -> ConsoleUser:
@@ -137,7 +151,7 @@ async def link_elder(
     user = await get_user(db, user_id)
     if user.role != "family":
         raise ConsoleError("only family users are linked to elders", code="console_bad_role")
-    await check_elder_links(db, (elder_id,), contact_id)
+    await check_elder_links(db, (elder_id,), {elder_id: contact_id} if contact_id is not None else None)
     link = await db.get(ConsoleUserElder, (user.id, elder_id))
     if link is None:
         db.add(ConsoleUserElder(user_id=user.id, elder_id=elder_id, contact_id=contact_id))

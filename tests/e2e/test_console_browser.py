@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from assistant.console import auth
+from assistant.console import auth, users
 from assistant.console.app import SESSIONS_KEY, STORE_KEY, create_app
 from assistant.console.seed import FRAUD_TURNS, seed_demo
 from assistant.platform.store import CallUpdate, NewContact
@@ -123,11 +123,11 @@ async def test_console_in_chromium(settings, tmp_path):
         elder_id, alert_id, call_id = await seed_flagged_call(store, speech_wav(tmp_path))
         contact = (await store.contacts_for(elder_id))[0]
         async with app[SESSIONS_KEY]() as db:
-            await auth.create_user(db, username="op", role="operator", password=PASSWORD, display_name="王接线员")
-            await auth.create_user(db, username="sup", role="supervisor", password=PASSWORD, display_name="张主管")
-            await auth.create_user(db, username="fam", role="family", password=PASSWORD, display_name="黄丽",
+            await users.create_user(db, username="op", role="operator", password=PASSWORD, display_name="王接线员")
+            await users.create_user(db, username="sup", role="supervisor", password=PASSWORD, display_name="张主管")
+            await users.create_user(db, username="fam", role="family", password=PASSWORD, display_name="黄丽",
                                    elder_ids=(elder_id,), contact_ids={elder_id: contact.contact_id})
-            await auth.create_user(db, username="boss", role="admin", password=PASSWORD, display_name="刘管理员")
+            await users.create_user(db, username="boss", role="admin", password=PASSWORD, display_name="刘管理员")
 
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from assistant.console import auth
+from assistant.console import auth, users
 from assistant.console.app import SESSIONS_KEY, create_app
 from assistant.console.models import ConsoleSession, ConsoleUser, LoginAttempt
 from tests.unit.console_helpers import PASSWORD, login
@@ -34,7 +34,7 @@ async def app_db(aiohttp_client, settings):
     client = await aiohttp_client(app)
     sessions = app[SESSIONS_KEY]
     async with sessions() as db:
-        await auth.create_user(db, username="op1", role="operator", password=PASSWORD)
+        await users.create_user(db, username="op1", role="operator", password=PASSWORD)
     return client, sessions
 
 
@@ -183,7 +183,7 @@ async def test_platform_api_accepts_staff_sessions_only(app_db):
         elder = Elder(name="陈伯", district="蓬江")
         db.add(elder)
         await db.commit()
-        await auth.create_user(db, username="fam1", role="family", password=PASSWORD, elder_ids=(elder.id,))
+        await users.create_user(db, username="fam1", role="family", password=PASSWORD, elder_ids=(elder.id,))
     app = client.server.app
 
     def req(method: str, sid: str, **headers: str):

@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
-from assistant.console import auth
+from assistant.console import auth, users
 from assistant.console.app import SESSIONS_KEY, create_app
 from assistant.console.models import AuditEntry, ConsoleSession, ConsoleUser, ConsoleUserElder
 from assistant.console.seed import DemoIds, seed_demo
@@ -47,6 +47,14 @@ class Env:
         return await self.client.post(path, data={"_csrf": token, **data}, allow_redirects=False)
 
 
+async def session_of(env: Env, name: str) -> str:
+    """Sign ``name`` in and return their session cookie (to present again later)."""
+    await env.as_user(name)
+    cookie = env.client.session.cookie_jar.filter_cookies(env.client.make_url("/"))[auth.SESSION_COOKIE].value
+    await use_session(env, cookie, expect=200)
+    return cookie
+
+
 async def use_session(env: Env, cookie: str, *, expect: int) -> None:
     """Present an earlier session cookie (303 to the sign-in page once that session has ended)."""
     env.client.session.cookie_jar.clear()
@@ -60,10 +68,10 @@ async def env(aiohttp_client, settings) -> Env:
     client = await aiohttp_client(app)
     async with app[SESSIONS_KEY]() as db:
         ids = await seed_demo(db)
-        admin = await auth.create_user(db, username="boss", role="admin", password=PASSWORD, display_name="刘管理员")
-        await auth.create_user(db, username="sup", role="supervisor", password=PASSWORD)
-        await auth.create_user(db, username="op", role="operator", password=PASSWORD)
-        await auth.create_user(db, username="fam_a", role="family", password=PASSWORD, elder_ids=(ids.elder_a,))
+        admin = await users.create_user(db, username="boss", role="admin", password=PASSWORD, display_name="刘管理员")
+        await users.create_user(db, username="sup", role="supervisor", password=PASSWORD)
+        await users.create_user(db, username="op", role="operator", password=PASSWORD)
+        await users.create_user(db, username="fam_a", role="family", password=PASSWORD, elder_ids=(ids.elder_a,))
     return Env(client=client, app=app, ids=ids, admin_id=admin.id)
 
 
@@ -149,9 +157,7 @@ async def test_create_users_with_the_cli_policy_and_audit(env):
 
 async def test_disable_enable_ends_sessions_and_never_self(env):
     # op is signed in elsewhere
-    await env.as_user("op")
-    op_cookie = env.client.session.cookie_jar.filter_cookies(env.client.make_url("/"))[auth.SESSION_COOKIE].value
-    await use_session(env, op_cookie, expect=200)
+    op_cookie = await session_of(env, "op")
     token = await env.as_user("boss")
     op = await env.user("op")
     page = await (await env.client.get(f"/console/users/{op.id}")).text()
@@ -188,9 +194,7 @@ async def test_disable_enable_ends_sessions_and_never_self(env):
 
 
 async def test_reset_password(env):
-    await env.as_user("sup")
-    sup_cookie = env.client.session.cookie_jar.filter_cookies(env.client.make_url("/"))[auth.SESSION_COOKIE].value
-    await use_session(env, sup_cookie, expect=200)
+    sup_cookie = await session_of(env, "sup")
     token = await env.as_user("boss")
     sup = await env.user("sup")
     url = f"/console/users/{sup.id}/password"

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from assistant.console import auth
+from assistant.console import users
 from assistant.console.app import HUB_KEY, SESSIONS_KEY, create_app
 from assistant.console.models import AuditEntry, ConsoleNote
 from assistant.console.seed import DemoIds, seed_demo
@@ -51,10 +51,10 @@ async def env(aiohttp_client, settings) -> Env:
     async with app[SESSIONS_KEY]() as db:
         ids = await seed_demo(db, audio_path=wav)
         for name, role in (("op", "operator"), ("sup", "supervisor")):
-            await auth.create_user(db, username=name, role=role, password=PASSWORD)
-        await auth.create_user(db, username="fam_a", role="family", password=PASSWORD, elder_ids=(ids.elder_a,),
+            await users.create_user(db, username=name, role=role, password=PASSWORD)
+        await users.create_user(db, username="fam_a", role="family", password=PASSWORD, elder_ids=(ids.elder_a,),
                                contact_ids={ids.elder_a: ids.contact_a})
-        await auth.create_user(db, username="fam_b", role="family", password=PASSWORD, elder_ids=(ids.elder_b,))
+        await users.create_user(db, username="fam_b", role="family", password=PASSWORD, elder_ids=(ids.elder_b,))
     return Env(client=client, app=app, ids=ids, settings=settings)
 
 
@@ -379,3 +379,4 @@ async def test_watcher_publishes_new_changed_and_closed_orders(env):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
