@@ -14,7 +14,13 @@ from sqlalchemy import case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console.models import AuditEntry, ConsoleNote
-from assistant.console.render import LOCAL_TZ
+from assistant.console.render import (
+    ALERT_KIND_LABELS,
+    CALL_OUTCOME_LABELS,
+    LOCAL_TZ,
+    ORDER_STATUS_LABELS,
+    ORDER_TYPE_LABELS,
+)
 from assistant.platform.models import (
     DISTRICTS,
     OPEN_ORDER_STATUSES,
@@ -181,25 +187,38 @@ ACTION_LABELS = {
 }
 
 
-def _timeline(d: AlertDetail, actions: list[AuditEntry]) -> list[TimelineItem]:
-    from assistant.console.render import ALERT_KIND_LABELS, ORDER_STATUS_LABELS, ORDER_TYPE_LABELS
+# ties (and, within the call, inversions) are broken by what happens first in a call
+_RANK = {"call_start": 0, "answered": 1, "event": 2, "verification": 3, "call_end": 4, "action": 5}
 
-    items: list[TimelineItem] = []
+
+def _timeline(d: AlertDetail, actions: list[AuditEntry]) -> list[TimelineItem]:
+    """The alert's story in call order. Simulated calls feed audio faster than real time, so a turn may be
+    stamped after the call's end: each step of the call (start, answered, verdict, end) sorts no earlier than
+    the step before it, and equal times sort by kind. The times shown are the stored ones."""
+    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+    keyed: list[tuple[dt.datetime, int, TimelineItem]] = []
+
+    def add(at: dt.datetime | None, kind: str, label: str, *, not_before: dt.datetime | None = None) -> dt.datetime:
+        key = max(at or epoch, not_before or epoch)
+        keyed.append((key, _RANK[kind], TimelineItem(at=at, label=label)))
+        return key
+
     if d.call is not None:
-        items.append(TimelineItem(at=d.call.started_at, label="来电" if d.call.direction == "inbound" else "外呼拨出"))
+        step = add(d.call.started_at, "call_start", "来电" if d.call.direction == "inbound" else "外呼拨出")
         first_bot = next((t for t in d.turns if t.speaker == "bot"), None)
         first_elder = next((t for t in d.turns if t.speaker == "elder"), None)
         answered = first_elder if d.call.direction == "outbound" else first_bot
         if answered is not None:
-            items.append(TimelineItem(at=answered.created_at, label="接通"))
+            step = add(answered.created_at, "answered", "接通", not_before=step)
         verification = {"verified": "身份已核验", "failed": "身份核验失败", "unverified": "身份未核验"}
         # the call record keeps the verdict, not its time: shown with the end of the call
-        items.append(TimelineItem(at=d.call.ended_at or d.call.started_at,
-                                  label=verification.get(d.call.verification, d.call.verification)))
+        step = add(d.call.ended_at or d.call.started_at, "verification",
+                   verification.get(d.call.verification, d.call.verification), not_before=step)
         if d.call.ended_at is not None:
-            items.append(TimelineItem(at=d.call.ended_at, label=f"通话结束（{d.call.outcome or '—'}）"))
+            outcome = CALL_OUTCOME_LABELS.get(d.call.outcome or "", d.call.outcome or "—")
+            add(d.call.ended_at, "call_end", f"通话结束（{outcome}）", not_before=step)
     for a in [d.alert, *d.other_alerts]:
-        items.append(TimelineItem(at=a.created_at, label=f"标记：{ALERT_KIND_LABELS.get(a.kind, a.kind)}"))
+        add(a.created_at, "event", f"标记：{ALERT_KIND_LABELS.get(a.kind, a.kind)}")
     for o in d.orders:
         kind = ORDER_TYPE_LABELS.get(o.type, o.type)
         for at, status in (
@@ -210,11 +229,10 @@ def _timeline(d: AlertDetail, actions: list[AuditEntry]) -> list[TimelineItem]:
             (o.cancelled_at, "cancelled"),
         ):
             if at is not None:
-                items.append(TimelineItem(at=at, label=f"工单#{o.id} {kind}：{ORDER_STATUS_LABELS[status]}"))
+                add(at, "event", f"工单#{o.id} {kind}：{ORDER_STATUS_LABELS[status]}")
     for e in actions:
-        items.append(TimelineItem(at=e.at, label=f"{ACTION_LABELS.get(e.action, e.action)}（{e.username}）"))
-    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
-    return sorted(items, key=lambda i: i.at or epoch)
+        add(e.at, "action", f"{ACTION_LABELS.get(e.action, e.action)}（{e.username}）")
+    return [item for _, _, item in sorted(keyed, key=lambda k: (k[0], k[1]))]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -43,6 +43,60 @@ ROLE_LABELS = {"operator": "接线员", "supervisor": "主管", "admin": "管理
 DIALECT_LABELS = {"cmn": "普通话", "yue": "粤语（江门话）"}
 TEXT_SIZE_LABELS = {"normal": "标准", "large": "大", "xlarge": "特大"}
 SPEAKER_LABELS = {"elder": "长者", "bot": "助手", "caller": "来电方"}
+# why the dialogue or telephony raised a non-fraud alert (``alerts.detail.reason``; "order_failed:<code>")
+ALERT_REASON_LABELS = {
+    "requested": "长者要求转人工",
+    "emergency_alert_failed": "紧急求助未能送达平台",
+    "nurse_callback_failed": "护士回电未能登记",
+    "unwell_alert_failed": "身体不适未能报告平台",
+    "order_failed": "下单失败",
+    "rasa_empty_reply": "对话服务没有回应",
+    "rasa_timeout": "对话服务超时",
+    "rasa_down": "对话服务不可用",
+    "rasa_bad_reply": "对话服务回复异常",
+    "rasa_no_model": "对话模型未训练",
+    "rasa_fallbacks": "多次没听懂",
+    "empty_transcript": "没听清（没有识别出文字）",
+    "asr_failed": "语音识别失败",
+    "model_missing": "语音识别模型缺失",
+    "audio_input": "录音无法读取",
+}
+# ``calls.outcome``: how a call ended, or what a care call heard (telephony.scheduler check-in outcomes)
+CALL_OUTCOME_LABELS = {
+    "no_answer": "未接听", "unanswered": "未接听", "busy": "占线", "failed": "未接通", "rejected": "被拒接",
+    "timeout": "超时未接", "voicemail": "转入语音信箱", "completed": "已接听", "answered": "已接听", "ok": "已接听",
+    "well": "一切安好", "unwell": "说身体不适", "needs_something": "需要服务", "wants_person": "想找工作人员",
+    "handover": "转人工", "sos": "紧急求助",
+}
+
+
+def reason_label(reason: str) -> str:
+    """A reason code in Chinese; an unknown code is kept (in brackets) so nothing is lost."""
+    code, _, sub = reason.partition(":")
+    label = ALERT_REASON_LABELS.get(code)
+    if label is None:
+        return f"其他原因（{reason}）"
+    return f"{label}（{sub}）" if sub else label
+
+
+def alert_reason_text(detail: dict) -> str:
+    """One line in Chinese on why a (non-fraud) alert was raised, from its ``detail``; "" if nothing is said."""
+    if detail.get("summary") or detail.get("message"):
+        return str(detail.get("summary") or detail.get("message"))
+    if detail.get("reason"):
+        text = reason_label(str(detail["reason"]))
+        turns = detail.get("failed_turns")
+        return f"{text}，连续 {turns} 次" if isinstance(turns, int) and turns > 1 else text
+    if detail.get("source") == "keypad" and detail.get("key"):
+        return f"长者按了电话键 {detail['key']}"
+    if detail.get("source") == "care_call" and detail.get("outcome"):
+        outcome = str(detail["outcome"])
+        return f"关怀电话：{CALL_OUTCOME_LABELS.get(outcome, outcome)}"
+    if isinstance(detail.get("attempts"), list):
+        return f"关怀电话拨打 {len(detail['attempts'])} 次未接通"
+    return ""
+
+
 AUDIT_LABELS = {
     "login": "登录", "login_failed": "密码错误", "login_locked": "账号锁定中尝试登录", "logout": "退出",
     "create_user": "创建用户", "disable_user": "停用用户", "enable_user": "启用用户", "reset_password": "重置密码",

@@ -33,6 +33,7 @@ from assistant.console.render import (
     ROLE_LABELS,
     SEVERITY_LABELS,
     SPEAKER_LABELS,
+    alert_reason_text,
     bars_svg,
     csrf_field,
     error_page,
@@ -130,9 +131,7 @@ def _alert_summary(a) -> str:
         return f"{esc(scam or '类型未知')} · 风险分 {score_txt}"
     if a.kind in ("sla_dispatch", "sla_answer") and a.order_id:
         return f"工单 #{a.order_id}"
-    detail = a.detail or {}
-    text = detail.get("summary") or detail.get("reason") or detail.get("message") or ""
-    return esc(str(text)[:80])
+    return esc(alert_reason_text(a.detail or {})[:80])
 
 
 def queue_table(qp: queries.QueuePage) -> str:
@@ -235,6 +234,9 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
     ]
     if d.elder is not None:
         facts += [("长者", f"{d.elder.name}（{d.elder.district}）"), ("地址", d.elder.address or "—")]
+    reason = alert_reason_text(a.detail or {}) if a.kind != "fraud" else ""
+    if reason:
+        facts.append(("原因", reason))
     if a.kind == "fraud":
         detail = a.detail or {}
         facts += [("诈骗类型", scam or "未知"), ("风险分", f"{score:.2f}" if score is not None else "—"),
@@ -533,17 +535,22 @@ async def events(request: web.Request, p: Principal, db: AsyncSession) -> web.St
     return await stream(request, request.app[HUB_KEY], elder_ids=None)
 
 
-async def _redirect_home(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPFound("/console/")
+def add_sign_in_routes(router: web.UrlDispatcher, area: str, roles: tuple[str, ...]) -> None:
+    """``/<area>/login`` (GET, POST), ``/<area>/logout`` and ``/<area>`` → ``/<area>/`` (console and family)."""
+    login_get, login_post = login_handlers(area)
+
+    async def redirect_home(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(f"/{area}/")
+
+    router.add_get(f"/{area}/login", login_get)
+    router.add_post(f"/{area}/login", login_post)
+    router.add_post(f"/{area}/logout", logout_handler(area, roles))
+    router.add_get(f"/{area}", redirect_home)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
-    login_get, login_post = login_handlers("console")
-    router.add_get("/console/login", login_get)
-    router.add_post("/console/login", login_post)
-    router.add_post("/console/logout", logout_handler("console", STAFF_ROLES))
+    add_sign_in_routes(router, "console", STAFF_ROLES)
     router.add_get("/console/", queue_page)
-    router.add_get("/console", _redirect_home)
     router.add_get(r"/console/alerts/{alert_id:\d+}", alert_page)
     router.add_post(r"/console/alerts/{alert_id:\d+}/reveal", alert_reveal)
     for path, name in (("acknowledge", "acknowledge"), ("callback", "callback"), ("dispatch", "dispatch"),

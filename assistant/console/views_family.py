@@ -16,6 +16,7 @@ from assistant.console.events import stream
 from assistant.console.render import (
     ALERT_KIND_LABELS,
     ALERT_STATUS_LABELS,
+    CALL_OUTCOME_LABELS,
     DIALECT_LABELS,
     ORDER_STATUS_LABELS,
     ORDER_TYPE_LABELS,
@@ -28,12 +29,10 @@ from assistant.console.render import (
     page,
     select_field,
 )
-from assistant.console.views_console import login_handlers, logout_handler
+from assistant.console.views_console import add_sign_in_routes
 from assistant.platform.models import OPEN_ORDER_STATUSES, Alert, Call, Elder, WorkOrder
 
 family = guarded(area="family", roles=("family",))
-CARE_OUTCOME_LABELS = {"no_answer": "未接听", "busy": "占线", "failed": "未接通", "completed": "已接听",
-                       "answered": "已接听", "ok": "已接听"}
 DONE_MESSAGES = {
     "order": "已为家人下单。平台会尽快派单。",
     "cancel": "工单已取消。",
@@ -103,7 +102,7 @@ async def elder_page(request: web.Request, p: Principal, db: AsyncSession) -> we
 <p><label for="o-when">预约时间（预约挂号时填写）</label><input id="o-when" name="when" type="datetime-local"></p>
 <p><button type="submit">代为下单</button></p></form>"""
     call_rows = "".join(
-        f"<li>{local_time(c.started_at)}：{esc(CARE_OUTCOME_LABELS.get(c.outcome or '', c.outcome or '进行中'))}</li>"
+        f"<li>{local_time(c.started_at)}：{esc(CALL_OUTCOME_LABELS.get(c.outcome or '', c.outcome or '进行中'))}</li>"
         for c in calls
     ) or '<li class="empty">最近 14 天没有关怀电话记录。</li>'
     alert_rows = "".join(
@@ -209,16 +208,8 @@ async def events(request: web.Request, p: Principal, db: AsyncSession) -> web.St
     return await stream(request, request.app[HUB_KEY], elder_ids=p.elder_ids)
 
 
-async def _redirect_home(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPFound("/family/")
-
-
 def add_routes(router: web.UrlDispatcher) -> None:
-    login_get, login_post = login_handlers("family")
-    router.add_get("/family/login", login_get)
-    router.add_post("/family/login", login_post)
-    router.add_post("/family/logout", logout_handler("family", ("family",)))
-    router.add_get("/family", _redirect_home)
+    add_sign_in_routes(router, "family", ("family",))
     router.add_get("/family/", home)
     router.add_get("/family/elders/{elder_id}", elder_page)
     router.add_post("/family/elders/{elder_id}/orders", _form_action("order"))

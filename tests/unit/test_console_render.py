@@ -53,3 +53,46 @@ def test_bars_svg_scales_and_titles():
                    legend=[("c-answered", "已接听"), ("c-pending", "待拨打")])
     assert svg.count("<rect") == 2 + 2  # two bars + two legend keys
     assert "蓬江 已接听: 3" in svg and "style=" not in svg
+
+
+def test_alert_reasons_are_shown_in_chinese():
+    from assistant.console.render import alert_reason_text, reason_label
+
+    assert alert_reason_text({"reason": "requested", "transcript": "我要找人"}) == "长者要求转人工"
+    assert alert_reason_text({"reason": "rasa_empty_reply"}) == "对话服务没有回应"
+    assert alert_reason_text({"reason": "order_failed:store_unavailable"}) == "下单失败（store_unavailable）"
+    assert alert_reason_text({"reason": "empty_transcript", "failed_turns": 3}) == "没听清（没有识别出文字），连续 3 次"
+    assert reason_label("something_new") == "其他原因（something_new）"  # unknown codes are kept, not lost
+    assert alert_reason_text({"summary": "长者说摔倒了", "reason": "requested"}) == "长者说摔倒了"
+    assert alert_reason_text({"source": "keypad", "key": "0"}) == "长者按了电话键 0"
+    assert alert_reason_text({"source": "care_call", "outcome": "wants_person"}) == "关怀电话：想找工作人员"
+    assert alert_reason_text({"attempts": ["no_answer", "busy", "no_answer"]}) == "关怀电话拨打 3 次未接通"
+    assert alert_reason_text({}) == ""
+
+
+def test_timeline_reads_in_call_order_when_simulated_times_tie_or_invert():
+    """A simulated call's audio runs faster than real time: its first bot turn can be stamped at or after the
+    call's end. The timeline still reads call → answered → verdict → end, then later actions."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from assistant.console.queries import AlertDetail, _timeline
+
+    t0 = dt.datetime(2026, 1, 1, 8, 0, tzinfo=dt.UTC)
+    call = SimpleNamespace(started_at=t0, ended_at=t0 + dt.timedelta(seconds=2), direction="inbound",
+                           verification="failed", outcome="handover")
+    turns = [SimpleNamespace(speaker="elder", created_at=t0 + dt.timedelta(seconds=3)),
+             SimpleNamespace(speaker="bot", created_at=t0 + dt.timedelta(seconds=3))]  # after the end
+    alert = SimpleNamespace(created_at=t0 + dt.timedelta(seconds=2), kind="human")
+    action = SimpleNamespace(at=t0 + dt.timedelta(seconds=60), action="acknowledge", username="op")
+    d = AlertDetail(alert=alert, elder=None, call=call, turns=turns, orders=[], notes=[], other_alerts=[])
+    labels = [i.label for i in _timeline(d, [action])]
+    assert labels == ["来电", "标记：要求人工", "接通", "身份核验失败", "通话结束（转人工）", "确认（op）"]
+    # all stamped the same second (a fast simulation): still in call order
+    for t in turns:
+        t.created_at = t0
+    call.ended_at = alert.created_at = action.at = t0
+    labels = [i.label for i in _timeline(d, [action])]
+    assert labels == ["来电", "接通", "标记：要求人工", "身份核验失败", "通话结束（转人工）", "确认（op）"]
+    # the stored times are what is shown
+    assert [i.at for i in _timeline(d, [])][-1] == t0

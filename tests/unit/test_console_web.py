@@ -380,3 +380,15 @@ async def test_watcher_publishes_new_changed_and_closed_orders(env):
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+
+async def test_handover_reasons_are_chinese_in_queue_and_alert(env):
+    async with env.db() as db:
+        alert = Alert(elder_id=env.ids.elder_a, kind="human", severity="urgent",
+                      detail={"reason": "requested", "transcript": "我要找人"})
+        db.add(alert)
+        await db.commit()
+    await env.as_user("op")
+    queue = await (await env.client.get("/console/?kind=human")).text()
+    assert "长者要求转人工" in queue and "requested" not in queue
+    page = await (await env.client.get(f"/console/alerts/{alert.id}")).text()
+    assert "<dt>原因</dt><dd>长者要求转人工</dd>" in page
