@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.dialogue.processor import CallAlert
 from assistant.platform.db import create_engine_for
@@ -50,8 +51,15 @@ async def test_keypad_2_and_0_seen_by_gateway_and_dialogue_raise_one_alert_each(
     assert await count(store, Outbox) == 3  # the family is told once (2 SMS + 1 email), not twice
 
 
-async def test_simultaneous_raises_from_two_processes_make_one_alert(store, db_url):
+async def test_simultaneous_raises_from_two_processes_make_one_alert(store, db_url, monkeypatch):
     elder = await make_family(store)
+    commit = AsyncSession.commit
+
+    async def slow_commit(self, *args, **kwargs):  # widen the window between the duplicate check and COMMIT
+        await asyncio.sleep(0.05)  # (without the PostgreSQL advisory lock this made 4 alerts of 8 raises)
+        await commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncSession, "commit", slow_commit)
     other_engine = create_engine_for(StoreSettings(database_url=db_url, sqlite_busy_timeout_ms=5000))
     other = PlatformStore(engine=other_engine)  # another process's pool (a gateway worker vs. the API)
     try:
