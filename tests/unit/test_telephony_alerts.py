@@ -56,7 +56,7 @@ async def test_simultaneous_raises_from_two_processes_make_one_alert(store, db_u
     commit = AsyncSession.commit
 
     async def slow_commit(self, *args, **kwargs):  # widen the window between the duplicate check and COMMIT
-        await asyncio.sleep(0.05)  # (without the PostgreSQL advisory lock this made 4 alerts of 8 raises)
+        await asyncio.sleep(0.05)  # (without the PostgreSQL advisory lock: 4–6 alerts of 8 raises)
         await commit(self, *args, **kwargs)
 
     monkeypatch.setattr(AsyncSession, "commit", slow_commit)
