@@ -304,8 +304,10 @@ def transcribe_spoken(
 
 def _evaluate_texts(examples: list[Example], heard: list[str], url: str) -> tuple[dict[str, Any], list[str]]:
     """Like ``evaluate`` but Rasa parses ``heard`` (the transcripts); errors show both texts."""
-    predictions = asyncio.run(parse_all(url, [h or " " for h in heard]))
-    predicted = [p if h else FALLBACK for (p, _), h in zip(predictions, heard, strict=True)]
+    said = [h for h in heard if h.strip()]  # nothing recognised is "not understood" without asking Rasa
+    parsed = iter(asyncio.run(parse_all(url, said)) if said else [])
+    predictions = [next(parsed) if h.strip() else (FALLBACK, 0.0) for h in heard]
+    predicted = [p for p, _ in predictions]
     result = score([e.intent for e in examples], predicted, [e.lang for e in examples])
     result["errors"] = [
         {"text": e.text, "transcript": h, "gold": e.intent, "predicted": p, "confidence": round(c, 3), "lang": e.lang}
