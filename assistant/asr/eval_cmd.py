@@ -5,6 +5,9 @@ through the simulated landline first. Prints one JSON object; each run is also a
 ``reports/asr_runs.jsonl`` and summarised in ``reports/asr.md`` with a bar chart ``reports/asr_cer.png``.
 ``--closed`` also measures closed-prompt recognition: every clip is matched against all the folder's
 transcripts as the allowed phrases (accuracy of picking its own).
+``--plain`` is the issue's anchor: bare faster-whisper on the same weights (int8, beam 5, language zh, the
+configured threads, every other option at faster-whisper's default: temperature fallback, timestamps, no
+prompt, no VAD, no padding or clean-up) instead of the project's recognizer.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "section as its grammar and score closed-prompt accuracy")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override an AsrSettings field for this run (e.g. beam_size=1)")
+    parser.add_argument("--plain", action="store_true",
+                        help="the anchor: bare faster-whisper (int8, beam 5, language zh, defaults otherwise)")
     parser.add_argument("--label", default="", help="name of this run in the report")
     parser.add_argument("--limit", type=int, default=0, help="only the first N clips")
     parser.add_argument("--json", action="store_true", help="print the JSON result (default: a summary)")
@@ -106,6 +111,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         rows = rows[: args.limit]
     rate = settings.audio.pipeline_sample_rate_hz
     rec = load_recognizer_sync(model_id, settings=settings)  # load time is not decode time
+    if args.plain:
+        rec = PlainWhisper(rec, settings)
     per_file, audio_total, wall_total, cpu_total, closed_hits = [], 0.0, 0.0, 0.0, 0
     refs = [text for _, text in rows]
     sections = read_sections(args.data) if args.grammar else {}
@@ -120,7 +127,10 @@ def evaluate(args: argparse.Namespace) -> dict:
         if args.phone:
             audio = phone_channel(audio)
         t0, c0 = time.perf_counter(), time.process_time()
-        result = recognize_sync(audio.pcm, sample_rate_hz=audio.sample_rate_hz, dialect=dialect, settings=settings)
+        if args.plain:
+            result = rec.recognize(audio.pcm, sample_rate_hz=audio.sample_rate_hz)
+        else:
+            result = recognize_sync(audio.pcm, sample_rate_hz=audio.sample_rate_hz, dialect=dialect, settings=settings)
         wall_total += time.perf_counter() - t0
         cpu_total += time.process_time() - c0
         audio_total += audio.duration_s
@@ -167,9 +177,43 @@ def evaluate(args: argparse.Namespace) -> dict:
     if grammar_n:
         out["grammar_accuracy"] = round(grammar_hits / grammar_n, 4)
         out["open_exact"] = round(sum(r["cer"] == 0 for r in per_file) / n, 4)
-    if args.label:
-        out["label"] = args.label
+    if args.plain:
+        out["plain"] = True
+    if args.label or args.plain:
+        out["label"] = args.label or "plain faster-whisper (anchor)"
     return out
+
+
+class PlainWhisper:
+    """The anchor: the loaded whisper weights decoded by bare ``WhisperModel.transcribe``."""
+
+    engine = "faster-whisper"
+
+    def __init__(self, rec, settings) -> None:
+        from assistant.errors import AsrError
+
+        if getattr(rec, "engine", "") != "faster-whisper":
+            raise AsrError("--plain needs a faster-whisper model")
+        self.model_id = rec.model_id
+        self._model = rec._model
+        self._lock = rec._lock
+        self._beam = 5
+
+    def recognize(self, pcm16: bytes, *, sample_rate_hz: int):
+        import numpy as np
+
+        from assistant.asr.base import AsrResult
+        from assistant.audio.convert import resample_pcm16
+        from assistant.text.normalize import normalize_transcript
+
+        pcm = resample_pcm16(pcm16, from_hz=sample_rate_hz, to_hz=16000)
+        x = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+        with self._lock:
+            self._model.encoder_margin_frames = None  # the whole 30 s window, as faster-whisper does
+            segments, _ = self._model.transcribe(x, language="zh", beam_size=self._beam)
+            raw = "".join(s.text for s in segments).strip()
+        return AsrResult(text=normalize_transcript(raw), raw_text=raw, confidence=0.0, dialect="cmn",
+                         engine=self.engine, model_id=self.model_id, audio_s=len(x) / 16000)
 
 
 def _run_label(r: dict) -> str:
