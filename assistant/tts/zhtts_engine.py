@@ -40,11 +40,13 @@ def env_python(env_dir: Path) -> Path:
 class ZhttsEngine(TtsEngine):
     dialects = ("cmn",)
     streams = True  # synthesize(..., on_chunk=...) delivers audio while the rest is still being vocoded
-    # Peak of a clause after the registry's presence boost, as a fraction of full scale: 95th percentile
-    # over 55 catalogue prompts at 130 wpm (median 0.61, 5th 0.48, max 0.75). A streamed clause cannot be
+    # Peak of a clause after the registry's presence boost, as a fraction of full scale: the median over 55
+    # catalogue prompts at 130 wpm (5th percentile 0.48, 95th 0.72, max 0.75). A streamed clause cannot be
     # peak-normalised (its peak is not known when its first part plays), so the registry applies a fixed
-    # gain from this and a soft limiter instead — for this voice whether streamed or not.
-    reference_peak = 0.72
+    # gain (this → 0.9 of full scale) and a soft limiter instead, for this voice whether streamed or not.
+    # With the 95th percentile (0.72; quieter) CER was 0.082 / 0.119 (phone); with the median 0.067 / 0.119,
+    # as with peak normalisation.
+    reference_peak = 0.61
 
     def __init__(self, *, env_dir: Path, voice: str = VOICE) -> None:
         self.voice = voice
