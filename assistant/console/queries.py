@@ -192,9 +192,11 @@ _RANK = {"call_start": 0, "answered": 1, "event": 2, "verification": 3, "call_en
 
 
 def _timeline(d: AlertDetail, actions: list[AuditEntry]) -> list[TimelineItem]:
-    """The alert's story in call order. Simulated calls feed audio faster than real time, so a turn may be
-    stamped after the call's end: each step of the call (start, answered, verdict, end) sorts no earlier than
-    the step before it, and equal times sort by kind. The times shown are the stored ones."""
+    """The alert's story in call order. Simulated calls feed audio faster than real time and turns are
+    written after they are spoken, so a turn may be stamped after the call's end: each step of the call
+    (start, answered, verdict, end) sorts no earlier than the step before it, what happened during the call
+    (its alerts, the orders it placed) no earlier than the answer, and equal times sort by kind. The times
+    shown are the stored ones."""
     epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
     keyed: list[tuple[dt.datetime, int, TimelineItem]] = []
 
@@ -203,13 +205,14 @@ def _timeline(d: AlertDetail, actions: list[AuditEntry]) -> list[TimelineItem]:
         keyed.append((key, _RANK[kind], TimelineItem(at=at, label=label)))
         return key
 
+    answered_key: dt.datetime | None = None
     if d.call is not None:
         step = add(d.call.started_at, "call_start", "来电" if d.call.direction == "inbound" else "外呼拨出")
         first_bot = next((t for t in d.turns if t.speaker == "bot"), None)
         first_elder = next((t for t in d.turns if t.speaker == "elder"), None)
         answered = first_elder if d.call.direction == "outbound" else first_bot
         if answered is not None:
-            step = add(answered.created_at, "answered", "接通", not_before=step)
+            step = answered_key = add(answered.created_at, "answered", "接通", not_before=step)
         verification = {"verified": "身份已核验", "failed": "身份核验失败", "unverified": "身份未核验"}
         # the call record keeps the verdict, not its time: shown with the end of the call
         step = add(d.call.ended_at or d.call.started_at, "verification",
@@ -217,8 +220,13 @@ def _timeline(d: AlertDetail, actions: list[AuditEntry]) -> list[TimelineItem]:
         if d.call.ended_at is not None:
             outcome = CALL_OUTCOME_LABELS.get(d.call.outcome or "", d.call.outcome or "—")
             add(d.call.ended_at, "call_end", f"通话结束（{outcome}）", not_before=step)
+    call_id = d.call.call_id if d.call is not None else None
+
+    def during_call(ref: str | None) -> dt.datetime | None:
+        return answered_key if call_id is not None and ref == call_id else None
+
     for a in [d.alert, *d.other_alerts]:
-        add(a.created_at, "event", f"标记：{ALERT_KIND_LABELS.get(a.kind, a.kind)}")
+        add(a.created_at, "event", f"标记：{ALERT_KIND_LABELS.get(a.kind, a.kind)}", not_before=during_call(a.call_id))
     for o in d.orders:
         kind = ORDER_TYPE_LABELS.get(o.type, o.type)
         for at, status in (
@@ -229,7 +237,8 @@ def _timeline(d: AlertDetail, actions: list[AuditEntry]) -> list[TimelineItem]:
             (o.cancelled_at, "cancelled"),
         ):
             if at is not None:
-                add(at, "event", f"工单#{o.id} {kind}：{ORDER_STATUS_LABELS[status]}")
+                add(at, "event", f"工单#{o.id} {kind}：{ORDER_STATUS_LABELS[status]}",
+                    not_before=during_call(o.call_id) if status == "placed" else None)
     for e in actions:
         add(e.at, "action", f"{ACTION_LABELS.get(e.action, e.action)}（{e.username}）")
     return [item for _, _, item in sorted(keyed, key=lambda k: (k[0], k[1]))]

@@ -10,6 +10,7 @@ import datetime as dt
 import html
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -140,17 +141,42 @@ def select_field(
     return f'<label for="{esc(field_id)}">{esc(label)}</label><select id="{esc(field_id)}" name="{esc(name)}"{req}>{opts}</select>'
 
 
+@lru_cache(maxsize=8192)
+def _fold(ch: str) -> str:
+    """One character as the fraud guard's ``normalize`` writes it (simplified, half-width, lower case, no
+    white space): its evidence phrases are normalised, the transcript shown is as heard ("安全帐户")."""
+    try:
+        from assistant.fraud_guard.text import normalize
+    except ModuleNotFoundError:  # pragma: no cover - the fraud guard is part of the assistant
+        return "" if ch.isspace() else ch.lower()
+    return normalize(ch)
+
+
+# an evidence phrase may end in a note about it, e.g. the fraud guard's "平安通(无台账记录)"
+_NOTE = re.compile(r"\s*[(（][^()（）]*[)）]\s*$")
+
+
 def highlight(text: str, phrases: Iterable[str]) -> str:
-    """Escape ``text`` and wrap each occurrence of any phrase in ``<mark>`` (longest phrases first)."""
-    wanted = sorted({p for p in phrases if p and p.strip()}, key=len, reverse=True)
+    """Escape ``text`` and wrap each occurrence of any phrase in ``<mark>`` (longest phrases first), matching
+    as the fraud guard does (traditional/simplified, full/half width, case and spaces do not matter); a
+    phrase's closing note in brackets is not part of what was said."""
+    words = (_NOTE.sub("", p) for p in phrases if p)
+    wanted = sorted({f for f in ("".join(_fold(c) for c in w) for w in words) if f}, key=len, reverse=True)
     if not wanted:
         return esc(text)
+    folded: list[str] = []
+    origin: list[int] = []  # folded character → index in text
+    for i, ch in enumerate(text):
+        for out in _fold(ch):
+            folded.append(out)
+            origin.append(i)
     pattern = re.compile("|".join(re.escape(p) for p in wanted))
     out, pos = [], 0
-    for m in pattern.finditer(text):
-        out.append(esc(text[pos : m.start()]))
-        out.append(f'<mark class="evidence">{esc(m.group(0))}</mark>')
-        pos = m.end()
+    for m in pattern.finditer("".join(folded)):
+        start, end = origin[m.start()], origin[m.end() - 1] + 1
+        out.append(esc(text[pos:start]))
+        out.append(f'<mark class="evidence">{esc(text[start:end])}</mark>')
+        pos = end
     out.append(esc(text[pos:]))
     return "".join(out)
 

@@ -427,7 +427,7 @@ async def test_simulated_scam_call_in_chromium(served, tmp_path):
             await page.wait_for_selector("table.transcript")
             shown = await page.inner_text("table.transcript")
             assert any(t.text_redacted and t.text_redacted[:6] in shown for t in turns), shown
-            assert await page.locator("mark.evidence").count() >= 1
+            assert await page.locator("mark.evidence").count() >= 1, (alert.detail, shown)
             src = await page.evaluate("document.getElementById('call-audio').currentSrc")
             assert f"/console/calls/{call_id}/audio" in src
             audio_ok = []

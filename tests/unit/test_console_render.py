@@ -29,6 +29,16 @@ def test_highlight_escapes_and_marks_longest_first():
     assert highlight("a<script>", []) == "a&lt;script&gt;"
 
 
+def test_highlight_matches_the_fraud_guards_normalised_evidence():
+    # the detector's evidence is simplified / half-width / lower case / without spaces; the text is as heard
+    assert highlight("請把錢轉到安全賬戶", ["安全账户"]) == '請把錢轉到<mark class="evidence">安全賬戶</mark>'
+    assert highlight("打开ＡＰＰ 转 账", ["app", "转账"]) == (
+        '打开<mark class="evidence">ＡＰＰ</mark> <mark class="evidence">转 账</mark>')
+    # context evidence carries a note: the words before it are what was said
+    assert highlight("我是平安通的工作人员", ["平安通(无台账记录)"]) == '我是<mark class="evidence">平安通</mark>的工作人员'
+    assert highlight("(无台账记录)", ["(无台账记录)"]) == "(无台账记录)"
+
+
 def test_fraud_info_accepts_the_detectors_shapes():
     assert fraud_info({"scam_type": "冒充客服", "risk": 0.8, "evidence": [{"phrase": "退款"}, "验证码"]}) == (
         "冒充客服", 0.8, ["退款", "验证码"])
@@ -72,22 +82,22 @@ def test_alert_reasons_are_shown_in_chinese():
 
 def test_timeline_reads_in_call_order_when_simulated_times_tie_or_invert():
     """A simulated call's audio runs faster than real time: its first bot turn can be stamped at or after the
-    call's end. The timeline still reads call → answered → verdict → end, then later actions."""
+    call's end. The timeline still reads call → answered → what happened in it → verdict → end → actions."""
     import datetime as dt
     from types import SimpleNamespace
 
     from assistant.console.queries import AlertDetail, _timeline
 
     t0 = dt.datetime(2026, 1, 1, 8, 0, tzinfo=dt.UTC)
-    call = SimpleNamespace(started_at=t0, ended_at=t0 + dt.timedelta(seconds=2), direction="inbound",
+    call = SimpleNamespace(call_id="c1", started_at=t0, ended_at=t0 + dt.timedelta(seconds=2), direction="inbound",
                            verification="failed", outcome="handover")
     turns = [SimpleNamespace(speaker="elder", created_at=t0 + dt.timedelta(seconds=3)),
              SimpleNamespace(speaker="bot", created_at=t0 + dt.timedelta(seconds=3))]  # after the end
-    alert = SimpleNamespace(created_at=t0 + dt.timedelta(seconds=2), kind="human")
+    alert = SimpleNamespace(created_at=t0 + dt.timedelta(seconds=2), kind="human", call_id="c1")
     action = SimpleNamespace(at=t0 + dt.timedelta(seconds=60), action="acknowledge", username="op")
     d = AlertDetail(alert=alert, elder=None, call=call, turns=turns, orders=[], notes=[], other_alerts=[])
     labels = [i.label for i in _timeline(d, [action])]
-    assert labels == ["来电", "标记：要求人工", "接通", "身份核验失败", "通话结束（转人工）", "确认（op）"]
+    assert labels == ["来电", "接通", "标记：要求人工", "身份核验失败", "通话结束（转人工）", "确认（op）"]
     # all stamped the same second (a fast simulation): still in call order
     for t in turns:
         t.created_at = t0
