@@ -22,7 +22,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("models", "dialect_models.cli", "list, fetch or verify speech models"),
     ("rasa", "assistant.dialogue.rasa_cli", "train or run the Rasa servers of intents/"),
     ("db", "assistant.platform.db_cli", "database migrations and seed data"),
-    ("admin", "assistant.console.admin_cli", "create console users"),
+    ("admin", "assistant.console.admin_cli", "console users: create, reset password, disable/enable, link elders"),
     ("screen", "assistant.screen.cli", "the elder's smart screen (--local: sounddevice mic/speaker)"),
     ("phone", "telephony.cli", "SIP gateway and scheduled care calls"),
 )
