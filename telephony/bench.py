@@ -124,6 +124,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each call (default 20)")
     parser.add_argument("--json", action="store_true", help="print one JSON object (default: readable)")
     parser.add_argument("--pipeline", choices=["bot", "real"], default="bot", help="stand-in pipeline (default) or the real one")
+    parser.add_argument("--stagger", action="store_true",
+                        help="start the calls spread over one play cycle instead of all at once (callers then speak "
+                             "at different moments, as on a real line; the calls still all overlap)")
 
 
 def scenario_text(seconds: float) -> str:
@@ -147,7 +150,7 @@ def _rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-async def bench(*, concurrent: int, seconds: float, pipeline: str = "bot") -> dict:
+async def bench(*, concurrent: int, seconds: float, pipeline: str = "bot", stagger: bool = False) -> dict:
     from dataclasses import replace
 
     from assistant.settings import load_settings
@@ -173,13 +176,15 @@ async def bench(*, concurrent: int, seconds: float, pipeline: str = "bot") -> di
         with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
             scenario = Path(tmp) / "bench.xml"
             scenario.write_text(scenario_text(seconds))
+            # sipp starts `rate` calls per `-rp` period: all within 1 s, or spread over one play cycle
+            cycle_s = PCAP_S + 2.0 if stagger else 1.0
             async with gateway:
                 cpu0 = time.process_time()
                 t0 = time.monotonic()
                 async with SippRun(
                     scenario=scenario, target=f"127.0.0.1:{gateway.endpoint.port}", workdir=Path(tmp) / "sipp",
-                    calls=concurrent, rate=max(concurrent, 1), concurrent=concurrent, timeout_s=seconds + 30,
-                    extra=("-trace_stat", "-stf", str(Path(tmp) / "stat.csv")),
+                    calls=concurrent, rate=max(concurrent, 1), concurrent=concurrent, timeout_s=seconds + 30 + cycle_s,
+                    extra=("-trace_stat", "-stf", str(Path(tmp) / "stat.csv"), "-rp", str(int(cycle_s * 1000))),
                 ) as sipp:
                     rc = await sipp.wait()
                     out = (Path(tmp) / "sipp" / "sipp.out").read_text(errors="replace")
@@ -205,6 +210,7 @@ async def bench(*, concurrent: int, seconds: float, pipeline: str = "bot") -> di
         "turns": len(latencies),
         "seconds": seconds,
         "pipeline": pipeline,
+        "staggered": stagger,
         "sipp_exit": rc,
     }
     if rc != 0:
@@ -223,7 +229,9 @@ def check_tools() -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_tools()
-    result = asyncio.run(bench(concurrent=args.concurrent, seconds=args.seconds, pipeline=args.pipeline))
+    result = asyncio.run(
+        bench(concurrent=args.concurrent, seconds=args.seconds, pipeline=args.pipeline, stagger=args.stagger)
+    )
     if args.json:
         print(json.dumps(result), flush=True)
     else:
@@ -233,4 +241,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run(argparse.Namespace(concurrent=int(os.environ.get("N", 2)), seconds=10.0, json=True, pipeline="bot")))
+    sys.exit(run(argparse.Namespace(concurrent=int(os.environ.get("N", 2)), seconds=10.0, json=True, pipeline="bot", stagger=False)))
