@@ -97,6 +97,7 @@ def whisper_decoding(dialect: str, settings: Settings):
         initial_prompt=prompt or None,
         phrase_min_score=asr.phrase_min_score,
         encoder_margin_s=asr.whisper_encoder_margin_s,
+        loop_retry_repetition_penalty=asr.whisper_loop_retry_repetition_penalty,
     )
 
 
