@@ -53,7 +53,11 @@ def test_phone_rate_works_and_unsupported_rate_is_refused():
 
 
 async def _vad_frames(pcm: bytes, *, pause_s: float, end_of_turn_s: float = 0.8) -> list[str]:
-    from pipecat.frames.frames import InputAudioRawFrame, VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame
+    from pipecat.frames.frames import (
+        InputAudioRawFrame,
+        VADUserStartedSpeakingFrame,
+        VADUserStoppedSpeakingFrame,
+    )
     from pipecat.tests.utils import run_test
 
     from assistant.audio.vad import PauseAwareVADProcessor, SpeechPausedFrame, SpeechResumedFrame, vad_params
