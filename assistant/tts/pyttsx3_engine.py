@@ -79,6 +79,27 @@ def _load_espeak_152() -> tuple[object, str]:
     return engine, version
 
 
+RATE_SETTLE_TIMEOUT_S = 1.0
+
+
+def _set_rate(driver, rate_wpm: int) -> None:
+    """Set espeak's speaking rate and wait until espeak reports it as current.
+
+    espeak-ng runs parameter changes through its own command queue; right after an utterance a change can
+    still be pending when the next text is handed over, and that text is spoken at the old rate. Setting it
+    again until ``espeak_GetParameter(RATE, current)`` agrees makes "slower" reliable."""
+    import time
+
+    from pyttsx3.drivers import _espeak
+
+    deadline = time.monotonic() + RATE_SETTLE_TIMEOUT_S
+    while True:
+        driver.setProperty("rate", rate_wpm)
+        if _espeak.dll.espeak_GetParameter(_espeak.RATE, 1) == rate_wpm or time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
+
+
 def _version_tuple(text: str) -> tuple[int, ...]:
     import re
 
@@ -120,9 +141,13 @@ class Pyttsx3Engine(TtsEngine):
             raise TtsError("nothing to say (empty text)", code="tts_empty_text")
         with _ESPEAK_LOCK, tempfile.TemporaryDirectory(prefix="tts-") as tmp:
             engine, _ = _load_espeak_152()
-            engine.setProperty("voice", self.espeak_voice)
-            engine.setProperty("rate", int(request.rate_wpm))
-            engine.setProperty("volume", max(0.0, min(1.0, float(request.volume))))
+            # straight to the driver (espeak_SetParameter now), not through pyttsx3's command queue: while its
+            # proxy still counts as busy from the previous utterance the queued change is applied late or not
+            # at all, so "slower" was ignored about one time in three (rate 90 spoken at 110, 130 at 200)
+            driver = engine.proxy._driver
+            driver.setProperty("voice", self.espeak_voice)
+            driver.setProperty("volume", max(0.0, min(1.0, float(request.volume))))
+            _set_rate(driver, int(request.rate_wpm))
             # pyttsx3's espeak driver very rarely writes an empty WAV (seen once in ~300 utterances while
             # warming the prompt cache): one retry, then the registry falls back to the next voice
             for attempt in (1, 2):
