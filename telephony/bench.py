@@ -1,13 +1,27 @@
 """``assistant bench calls --concurrent N --seconds S --json``: N simultaneous calls on loopback.
 
-One sipp process places N calls at once into an in-process gateway; each call plays Debian's recorded
-G.711 A-law speech (``/usr/share/sip-tester/g711a.pcap``, 7 s with pauses) in a loop for S seconds, then
-hangs up. The gateway runs the stand-in pipeline (webrtcvad VAD → fixed spoken reply) unless
-``--pipeline real`` (needs models and Rasa; ASR dominates).
+One sipp process places N calls into an in-process gateway; each call lasts S seconds, then hangs up. What
+the caller says (``--speech``):
+
+- ``debian`` (default): Debian's recorded G.711 A-law English speech (``/usr/share/sip-tester/g711a.pcap``,
+  7 s with pauses) played in a loop with 2 s after each play. sipp sends a replayed pcap's RTP sequence
+  numbers unchanged, so the gateway's jitter buffer drops every replay after the first as late packets:
+  each call has one spoken turn, whatever S is.
+- ``mandarin``: what our elders say: short Mandarin requests and answers spoken by the project's TTS
+  (``assistant.tts.registry.synthesize``, once at bench start) through the 8 kHz phone path (band-pass,
+  A-law), after the greeting, each followed by silence long enough for the bot's spoken reply
+  (``--reply-pause``, 7 s), the conversation repeated to fill the call — written as one continuous RTP pcap
+  (``telephony.pcap``) per run, so no RTP is ever replayed.
+
+The gateway runs the stand-in pipeline (webrtcvad VAD → fixed spoken reply) unless ``--pipeline real``
+(needs models and Rasa; ASR dominates). ``--stagger``: calls start spread over one conversation cycle.
 
 Turn latency = end of the caller's speech on the wire → first reply audio on the wire, measured at the
 gateway; it includes the VAD's end-of-turn silence (``audio.vad_end_of_turn_silence_s``, 0.8 s), i.e.
-what the elder waits. cpu_pct / rss_mb are the gateway process's (cpu_pct: 100 = one core busy).
+what the elder waits; ``*_excl_eot_ms`` subtract it (the system's own share). ``turns_spoken`` counts the
+caller's utterances that ended at least ``TURN_MIN_ANSWER_S`` before hang-up: turns without a measured
+latency got no reply in time (or overlapped the bot). cpu_pct / rss_mb are the gateway process's
+(cpu_pct: 100 = one core busy); load_1m is the machine's 1-minute load average at start and end.
 """
 
 from __future__ import annotations
@@ -20,10 +34,17 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PCAP = Path("/usr/share/sip-tester/g711a.pcap")
 PCAP_S = 7.1
+
+# what an elder says when ordering gas (the gas form: request → the bot asks / reads back → answer → confirm)
+MANDARIN_CONVERSATION = ("我想订一罐煤气。", "十五公斤的，今天下午送。", "对，没问题。")
+REPLY_PAUSE_S = 7.0  # silence after each utterance: the bot's spoken reply (several seconds)
+GREETING_MARGIN_S = 1.0  # the caller waits for the greeting to end, then this long
+TURN_MIN_ANSWER_S = 3.0  # an utterance ending closer than this to hang-up is not counted as a turn
 
 _DIALOG_HEADERS = """Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: <sip:1390000[call_number]@[local_ip]>;tag=[call_number]
@@ -119,6 +140,74 @@ PLAY = """  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>
 """
 
 
+@dataclass
+class CallerSpeech:
+    """What each bench call plays: one pcap file and the pause after it (``ms``), the cycle used by
+    ``--stagger``, and the ends of the caller's utterances within the call (seconds from the answer)."""
+
+    plays: list[tuple[Path, int]]
+    cycle_s: float
+    speech_ends_s: list[float] = field(default_factory=list)
+    kind: str = "debian"
+
+
+def debian_speech(seconds: float) -> CallerSpeech:
+    plays, ends, t = [], [], 0.0
+    left_ms = max(int(seconds * 1000), 1000)
+    while left_ms > 0:
+        ms = min(int((PCAP_S + 2.0) * 1000), left_ms)  # the recording, then 2 s for the reply
+        plays.append((PCAP, ms))
+        if t + PCAP_S <= seconds - TURN_MIN_ANSWER_S:
+            ends.append(t + PCAP_S)
+        t += ms / 1000
+        left_ms -= ms
+    return CallerSpeech(plays=plays, cycle_s=PCAP_S + 2.0, speech_ends_s=ends, kind="debian")
+
+
+async def _phone_pcm8k(text: str, *, settings) -> bytes:
+    """``text`` spoken by the default Mandarin voice, as an elder's landline delivers it: 8 kHz A-law."""
+    from assistant.audio.convert import PcmAudio
+    from assistant.audio.phone_channel import phone_channel
+    from assistant.tts.registry import synthesize
+
+    speech = await synthesize(text, dialect="cmn", rate_wpm=settings.tts.rate_wpm, volume=1.0, settings=settings)
+    audio = PcmAudio(pcm=speech.pcm, sample_rate_hz=speech.sample_rate_hz)
+    line = await asyncio.to_thread(phone_channel, audio, law="alaw", out_rate_hz=8000)
+    return line.pcm
+
+
+async def mandarin_speech(
+    seconds: float, *, settings, workdir: Path, greeting_s: float | None = None, reply_pause_s: float = REPLY_PAUSE_S,
+    utterances: tuple[str, ...] = MANDARIN_CONVERSATION,
+) -> CallerSpeech:
+    """One continuous pcap of ``seconds``: silence while the greeting plays (``greeting_s``; default: the
+    unknown-caller greeting spoken by our TTS), then ``utterances`` each followed by ``reply_pause_s`` of
+    silence, repeated. Synthesized once; the file is written in a thread."""
+    from telephony.gateway import greeting_text
+    from telephony.pcap import write_rtp_pcap
+
+    rate = 8000
+    spoken = [await _phone_pcm8k(text, settings=settings) for text in utterances]
+    if greeting_s is None:
+        greeting_s = len(await _phone_pcm8k(greeting_text(dialect="cmn", kind="unknown"), settings=settings)) / 2 / rate
+    lead_s = greeting_s + GREETING_MARGIN_S
+    pause = b"\x00\x00" * int(reply_pause_s * rate)
+    total = int(seconds * rate) * 2
+    pcm = bytearray(b"\x00\x00" * int(lead_s * rate))
+    ends = []
+    while len(pcm) < total:
+        for said in spoken:
+            pcm += said
+            end_s = len(pcm) / 2 / rate
+            if end_s <= seconds - TURN_MIN_ANSWER_S:
+                ends.append(round(end_s, 2))
+            pcm += pause
+    pcm = bytes(pcm[:total])
+    path = await asyncio.to_thread(write_rtp_pcap, workdir / "mandarin.pcap", pcm)
+    cycle_s = sum(len(s) / 2 / rate + reply_pause_s for s in spoken)
+    return CallerSpeech(plays=[(path, int(seconds * 1000))], cycle_s=cycle_s, speech_ends_s=ends, kind="mandarin")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrent", type=int, default=4, help="simultaneous calls (default 4)")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each call (default 20)")
@@ -127,16 +216,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stagger", action="store_true",
                         help="start the calls spread over one play cycle instead of all at once (callers then speak "
                              "at different moments, as on a real line; the calls still all overlap)")
+    parser.add_argument("--speech", choices=["debian", "mandarin"], default="debian",
+                        help="what the callers say: Debian's English g711a.pcap in a loop (default), or short "
+                             "Mandarin requests and answers spoken by our TTS, each followed by a pause for the reply")
+    parser.add_argument("--reply-pause", type=float, default=REPLY_PAUSE_S,
+                        help=f"--speech mandarin: silence after each utterance for the bot's reply (default {REPLY_PAUSE_S})")
 
 
-def scenario_text(seconds: float) -> str:
-    plays = []
-    left_ms = max(int(seconds * 1000), 1000)
-    while left_ms > 0:
-        ms = min(int((PCAP_S + 2.0) * 1000), left_ms)  # the recording, then 2 s for the reply
-        plays.append(PLAY.format(pcap=PCAP, ms=ms))
-        left_ms -= ms
-    return SCENARIO.replace("{plays}", "".join(plays))
+def scenario_text(seconds: float, speech: CallerSpeech | None = None) -> str:
+    speech = speech or debian_speech(seconds)
+    return SCENARIO.replace("{plays}", "".join(PLAY.format(pcap=p, ms=ms) for p, ms in speech.plays))
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -150,34 +239,45 @@ def _rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-async def bench(*, concurrent: int, seconds: float, pipeline: str = "bot", stagger: bool = False) -> dict:
+async def bench(
+    *, concurrent: int, seconds: float, pipeline: str = "bot", stagger: bool = False, speech: str = "debian",
+    reply_pause_s: float = REPLY_PAUSE_S,
+) -> dict:
     from dataclasses import replace
 
     from assistant.settings import load_settings
     from telephony.gateway import Gateway
     from telephony.peers import SippRun
-    from telephony.testing import bot_pipeline_factory
+    from telephony.testing import bot_pipeline_factory, tone
 
     settings = load_settings()
     settings = replace(settings, telephony=replace(settings.telephony, sip_port=0, max_calls=max(concurrent * 2, 8)))
+    eot_ms = settings.audio.vad_end_of_turn_silence_s * 1000
+    load_start = os.getloadavg()[0]
     runtime_cm = None
-    if pipeline == "real":
-        from assistant.runtime import running, with_free_ports
-        from telephony.gateway import default_pipeline_factory
+    with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
+        if speech == "mandarin":
+            # the stand-in bot greets with a 1.5 s tone; the real pipeline speaks the unknown-caller greeting
+            caller = await mandarin_speech(seconds, settings=settings, workdir=Path(tmp), reply_pause_s=reply_pause_s,
+                                           greeting_s=1.5 if pipeline == "bot" else None)
+        else:
+            caller = debian_speech(seconds)
+        if pipeline == "real":
+            from assistant.runtime import running, with_free_ports
+            from telephony.gateway import default_pipeline_factory
 
-        settings = with_free_ports(settings)
-        runtime_cm = running(settings)
-        runtime = await runtime_cm.__aenter__()
-        factory = default_pipeline_factory(runtime.services)
-    else:
-        factory = bot_pipeline_factory(settings=settings)
-    try:
-        gateway = Gateway(settings=settings, pipeline_factory=factory)
-        with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
+            settings = with_free_ports(settings)
+            runtime_cm = running(settings)
+            runtime = await runtime_cm.__aenter__()
+            factory = default_pipeline_factory(runtime.services)
+        else:
+            factory = bot_pipeline_factory(settings=settings, reply_pcm=tone(seconds=1.5))
+        try:
+            gateway = Gateway(settings=settings, pipeline_factory=factory)
             scenario = Path(tmp) / "bench.xml"
-            scenario.write_text(scenario_text(seconds))
-            # sipp starts `rate` calls per `-rp` period: all within 1 s, or spread over one play cycle
-            cycle_s = PCAP_S + 2.0 if stagger else 1.0
+            scenario.write_text(scenario_text(seconds, caller))
+            # sipp starts `rate` calls per `-rp` period: all within 1 s, or spread over one conversation cycle
+            cycle_s = caller.cycle_s if stagger else 1.0
             async with gateway:
                 cpu0 = time.process_time()
                 t0 = time.monotonic()
@@ -194,21 +294,28 @@ async def bench(*, concurrent: int, seconds: float, pipeline: str = "bot", stagg
                     await asyncio.sleep(0.1)
                 wall = time.monotonic() - t0
                 cpu = time.process_time() - cpu0
-    finally:
-        if runtime_cm is not None:
-            await runtime_cm.__aexit__(None, None, None)
+        finally:
+            if runtime_cm is not None:
+                await runtime_cm.__aexit__(None, None, None)
     ok = [r for r in gateway.reports if r.end_reason == "remote_hangup"]
     latencies = [lat for r in gateway.reports for lat in r.turn_latencies_ms]
+    own = [lat - eot_ms for lat in latencies]
     result = {
         "calls": concurrent,
         "completed": len(ok),
         "dropped": concurrent - len(ok),
+        "turns": len(latencies),
+        "turns_spoken": concurrent * len(caller.speech_ends_s),
         "turn_latency_p50_ms": _pct(latencies, 0.5),
         "turn_latency_p95_ms": _pct(latencies, 0.95),
+        "turn_latency_p50_excl_eot_ms": _pct(own, 0.5),
+        "turn_latency_p95_excl_eot_ms": _pct(own, 0.95),
+        "end_of_turn_silence_ms": round(eot_ms),
         "cpu_pct": round(100 * cpu / wall, 1),
         "rss_mb": _rss_mb(),
-        "turns": len(latencies),
+        "load_1m": [round(load_start, 2), round(os.getloadavg()[0], 2)],
         "seconds": seconds,
+        "speech": caller.kind,
         "pipeline": pipeline,
         "staggered": stagger,
         "sipp_exit": rc,
@@ -230,7 +337,8 @@ def check_tools() -> None:
 def run(args: argparse.Namespace) -> int:
     check_tools()
     result = asyncio.run(
-        bench(concurrent=args.concurrent, seconds=args.seconds, pipeline=args.pipeline, stagger=args.stagger)
+        bench(concurrent=args.concurrent, seconds=args.seconds, pipeline=args.pipeline, stagger=args.stagger,
+              speech=getattr(args, "speech", "debian"), reply_pause_s=getattr(args, "reply_pause", REPLY_PAUSE_S))
     )
     if args.json:
         print(json.dumps(result), flush=True)
