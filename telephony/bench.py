@@ -149,6 +149,8 @@ class CallerSpeech:
     cycle_s: float
     speech_ends_s: list[float] = field(default_factory=list)
     kind: str = "debian"
+    voice: str | None = None  # the TTS voice that spoke (mandarin)
+    utterances_s: list[float] = field(default_factory=list)  # length of each utterance
 
 
 def debian_speech(seconds: float) -> CallerSpeech:
@@ -164,7 +166,7 @@ def debian_speech(seconds: float) -> CallerSpeech:
     return CallerSpeech(plays=plays, cycle_s=PCAP_S + 2.0, speech_ends_s=ends, kind="debian")
 
 
-async def _phone_pcm8k(text: str, *, settings) -> bytes:
+async def _phone_pcm8k(text: str, *, settings) -> tuple[bytes, str]:
     """``text`` spoken by the default Mandarin voice, as an elder's landline delivers it: 8 kHz A-law."""
     from assistant.audio.convert import PcmAudio
     from assistant.audio.phone_channel import phone_channel
@@ -173,7 +175,7 @@ async def _phone_pcm8k(text: str, *, settings) -> bytes:
     speech = await synthesize(text, dialect="cmn", rate_wpm=settings.tts.rate_wpm, volume=1.0, settings=settings)
     audio = PcmAudio(pcm=speech.pcm, sample_rate_hz=speech.sample_rate_hz)
     line = await asyncio.to_thread(phone_channel, audio, law="alaw", out_rate_hz=8000)
-    return line.pcm
+    return line.pcm, speech.voice
 
 
 async def mandarin_speech(
@@ -187,17 +189,19 @@ async def mandarin_speech(
     from telephony.pcap import write_rtp_pcap
 
     rate = 8000
-    spoken = [await _phone_pcm8k(text, settings=settings) for text in utterances]
+    said = [await _phone_pcm8k(text, settings=settings) for text in utterances]
+    spoken = [pcm for pcm, _voice in said]
     if greeting_s is None:
-        greeting_s = len(await _phone_pcm8k(greeting_text(dialect="cmn", kind="unknown"), settings=settings)) / 2 / rate
+        greeting, _voice = await _phone_pcm8k(greeting_text(dialect="cmn", kind="unknown"), settings=settings)
+        greeting_s = len(greeting) / 2 / rate
     lead_s = greeting_s + GREETING_MARGIN_S
     pause = b"\x00\x00" * int(reply_pause_s * rate)
     total = int(seconds * rate) * 2
     pcm = bytearray(b"\x00\x00" * int(lead_s * rate))
     ends = []
     while len(pcm) < total:
-        for said in spoken:
-            pcm += said
+        for words in spoken:
+            pcm += words
             end_s = len(pcm) / 2 / rate
             if end_s <= seconds - TURN_MIN_ANSWER_S:
                 ends.append(round(end_s, 2))
@@ -205,7 +209,8 @@ async def mandarin_speech(
     pcm = bytes(pcm[:total])
     path = await asyncio.to_thread(write_rtp_pcap, workdir / "mandarin.pcap", pcm)
     cycle_s = sum(len(s) / 2 / rate + reply_pause_s for s in spoken)
-    return CallerSpeech(plays=[(path, int(seconds * 1000))], cycle_s=cycle_s, speech_ends_s=ends, kind="mandarin")
+    return CallerSpeech(plays=[(path, int(seconds * 1000))], cycle_s=cycle_s, speech_ends_s=ends, kind="mandarin",
+                        voice=said[0][1], utterances_s=[round(len(s) / 2 / rate, 2) for s in spoken])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -316,6 +321,8 @@ async def bench(
         "load_1m": [round(load_start, 2), round(os.getloadavg()[0], 2)],
         "seconds": seconds,
         "speech": caller.kind,
+        **({"voice": caller.voice, "utterances_s": caller.utterances_s, "reply_pause_s": reply_pause_s}
+           if caller.kind == "mandarin" else {}),
         "pipeline": pipeline,
         "staggered": stagger,
         "sipp_exit": rc,
