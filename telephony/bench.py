@@ -45,6 +45,9 @@ MANDARIN_CONVERSATION = ("我想订一罐煤气。", "十五公斤的，今天�
 REPLY_PAUSE_S = 7.0  # silence after each utterance: the bot's spoken reply (several seconds)
 GREETING_MARGIN_S = 1.0  # the caller waits for the greeting to end, then this long
 TURN_MIN_ANSWER_S = 3.0  # an utterance ending closer than this to hang-up is not counted as a turn
+# our TTS leaves ~0.75 s of silence at a comma (0.4 s in 对，没问题), nearly the VAD's 0.8 s end of turn: a
+# caller pausing that long mid-sentence gets the reply to half a sentence. People pause ~0.2–0.3 s there.
+MAX_INNER_PAUSE_S = 0.3
 
 _DIALOG_HEADERS = """Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: <sip:1390000[call_number]@[local_ip]>;tag=[call_number]
@@ -166,6 +169,29 @@ def debian_speech(seconds: float) -> CallerSpeech:
     return CallerSpeech(plays=plays, cycle_s=PCAP_S + 2.0, speech_ends_s=ends, kind="debian")
 
 
+def cap_inner_pauses(pcm8k: bytes, *, max_pause_s: float = MAX_INNER_PAUSE_S, level: float = 50.0) -> bytes:
+    """Shorten every silence inside an utterance (20 ms frames with mean |x| < ``level``, between voiced
+    frames) to ``max_pause_s``; leading and trailing silence are left as they are."""
+    import numpy as np
+
+    n = 160
+    x = np.frombuffer(pcm8k, dtype="<i2")
+    frames = [x[i : i + n] for i in range(0, len(x), n)]
+    quiet = [float(np.abs(f.astype(np.int32)).mean()) < level for f in frames]
+    voiced = [i for i, q in enumerate(quiet) if not q]
+    if not voiced:
+        return pcm8k
+    keep, run, limit = [], [], int(round(max_pause_s * 1000 / 20))
+    for i, f in enumerate(frames):
+        if voiced[0] < i < voiced[-1] and quiet[i]:
+            run.append(f)
+            continue
+        keep.extend(run[:limit])
+        run = []
+        keep.append(f)
+    return np.concatenate(keep).astype("<i2").tobytes()
+
+
 async def _phone_pcm8k(text: str, *, settings) -> tuple[bytes, str]:
     """``text`` spoken by the default Mandarin voice, as an elder's landline delivers it: 8 kHz A-law."""
     from assistant.audio.convert import PcmAudio
@@ -175,7 +201,7 @@ async def _phone_pcm8k(text: str, *, settings) -> tuple[bytes, str]:
     speech = await synthesize(text, dialect="cmn", rate_wpm=settings.tts.rate_wpm, volume=1.0, settings=settings)
     audio = PcmAudio(pcm=speech.pcm, sample_rate_hz=speech.sample_rate_hz)
     line = await asyncio.to_thread(phone_channel, audio, law="alaw", out_rate_hz=8000)
-    return line.pcm, speech.voice
+    return await asyncio.to_thread(cap_inner_pauses, line.pcm), speech.voice
 
 
 async def mandarin_speech(

@@ -77,3 +77,19 @@ def test_reader_agrees_with_debians_capture():
 def test_reader_rejects_garbage():
     with pytest.raises(ValueError):
         read_rtp_pcap(b"\x00" * 40)
+
+
+def test_bench_caps_pauses_inside_an_utterance_only():
+    from telephony.bench import cap_inner_pauses
+
+    def voiced(s):
+        return speech_like(s)
+
+    def quiet(s):
+        return b"\x00\x00" * int(s * 8000)
+
+    pcm = quiet(0.5) + voiced(0.4) + quiet(0.8) + voiced(0.4) + quiet(0.1) + voiced(0.2) + quiet(0.6)
+    out = cap_inner_pauses(pcm, max_pause_s=0.3)
+    assert len(out) == len(pcm) - int(0.5 * 8000) * 2  # only the 0.8 s pause shrank, to 0.3 s
+    assert out[: int(0.5 * 8000) * 2] == quiet(0.5) and out.endswith(quiet(0.6))
+    assert cap_inner_pauses(quiet(1.0)) == quiet(1.0)
