@@ -115,3 +115,15 @@ def test_sensevoice_language_tag_gives_the_dialect():
     assert dialect_of("<|yue|>", "我要叫石油气") == "yue"
     assert dialect_of("<|zh|>", "我要订煤气") == "cmn"
     assert dialect_of("<|en|>", "佢哋喺度") == "yue"  # other languages: the text's own evidence
+
+
+def test_no_problem_is_a_yes_not_a_no():
+    """'对，没问题' after a read-back once matched 没有 (no) because 没问题 was not an allowed answer (seen in CI)."""
+    from dialect_models.vocab import load_vocabulary
+
+    vocab = load_vocabulary("cmn")
+    grammar = list(vocab.grammar("yes_no")) if callable(vocab.grammar) else list(vocab.grammar["yes_no"])
+    for heard in ("对没问题", "没问题", "没有问题"):
+        match = match_phrase(heard, grammar)
+        assert match is not None and vocab.canonical("yes_no", match.phrase) == "是", (heard, match)
+    assert vocab.canonical("yes_no", match_phrase("没有", grammar).phrase) == "不是"
