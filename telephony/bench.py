@@ -21,7 +21,8 @@ gateway; it includes the VAD's end-of-turn silence (``audio.vad_end_of_turn_sile
 what the elder waits; ``*_excl_eot_ms`` subtract it (the system's own share). ``turns_spoken`` counts the
 caller's utterances that ended at least ``TURN_MIN_ANSWER_S`` before hang-up: turns without a measured
 latency got no reply in time (or overlapped the bot). cpu_pct / rss_mb are the gateway process's
-(cpu_pct: 100 = one core busy); load_1m is the machine's 1-minute load average at start and end.
+(cpu_pct: 100 = one core busy); machine_cpu_pct is every process's (Rasa, the TTS worker, sipp and other
+jobs too; at most 100 × cores); load_1m is the machine's 1-minute load average at start and end.
 """
 
 from __future__ import annotations
@@ -266,6 +267,17 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(s[min(len(s) - 1, int(round(q * (len(s) - 1))))], 1)
 
 
+def _machine_busy_s() -> float | None:
+    """CPU seconds all cores spent busy since boot (/proc/stat), or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
@@ -311,6 +323,7 @@ async def bench(
             cycle_s = caller.cycle_s if stagger else 1.0
             async with gateway:
                 cpu0 = time.process_time()
+                busy0 = await asyncio.to_thread(_machine_busy_s)
                 t0 = time.monotonic()
                 async with SippRun(
                     scenario=scenario, target=f"127.0.0.1:{gateway.endpoint.port}", workdir=Path(tmp) / "sipp",
@@ -325,6 +338,7 @@ async def bench(
                     await asyncio.sleep(0.1)
                 wall = time.monotonic() - t0
                 cpu = time.process_time() - cpu0
+                busy1 = await asyncio.to_thread(_machine_busy_s)
         finally:
             if runtime_cm is not None:
                 await runtime_cm.__aexit__(None, None, None)
@@ -343,6 +357,8 @@ async def bench(
         "turn_latency_p95_excl_eot_ms": _pct(own, 0.95),
         "end_of_turn_silence_ms": round(eot_ms),
         "cpu_pct": round(100 * cpu / wall, 1),
+        "machine_cpu_pct": round(100 * (busy1 - busy0) / wall, 1) if busy0 is not None and busy1 is not None else None,
+        "cores": os.cpu_count(),
         "rss_mb": _rss_mb(),
         "load_1m": [round(load_start, 2), round(os.getloadavg()[0], 2)],
         "seconds": seconds,
