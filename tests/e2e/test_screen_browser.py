@@ -326,7 +326,11 @@ async def test_spoken_gas_order_on_the_real_pipeline(settings, tmp_path):
                 readback = next(
                     i for i, c in enumerate(captions) if c["speaker"] == "assistant" and "核对" in c["text"] and "煤气" in c["text"]
                 )
-                yes = next(i for i, c in enumerate(captions) if c["speaker"] == "elder" and c["text"].startswith("对"))
+                # the caption is what was understood at the yes/no prompt: 对 or 没问题 (the closest allowed answer)
+                yes = next(
+                    i for i, c in enumerate(captions)
+                    if c["speaker"] == "elder" and (c["text"].startswith("对") or c["text"].startswith("没问题"))
+                )
                 assert readback < yes, captions
                 await page.wait_for_function(
                     "document.querySelector('#status-lines').innerText.includes('煤气')", timeout=15000
