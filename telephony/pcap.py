@@ -17,13 +17,11 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.audio import g711
+from telephony.rtp import CODEC_PT, FRAME_MS, FRAME_SAMPLES, RtpPacketizer, encode
 
-SAMPLE_RATE_HZ = 8000
-FRAME_MS = 20
-FRAME_SAMPLES = SAMPLE_RATE_HZ * FRAME_MS // 1000  # 160
-PT_PCMU = 0
-PT_PCMA = 8
+PT_PCMU = CODEC_PT["PCMU"]
+PT_PCMA = CODEC_PT["PCMA"]
+_CODEC_OF_PT = {pt: codec for codec, pt in CODEC_PT.items()}
 
 _PCAP_MAGIC = 0xA1B2C3D4  # microsecond timestamps
 _LINKTYPE_ETHERNET = 1
@@ -70,15 +68,14 @@ def _udp_checksum(src: bytes, dst: bytes, udp: bytes) -> int:
 
 def encode_frames(pcm8k: bytes, *, payload_type: int = PT_PCMA) -> list[bytes]:
     """8 kHz PCM16 → G.711 payloads of 20 ms; the last frame is padded with silence."""
-    if payload_type not in (PT_PCMU, PT_PCMA):
+    if payload_type not in _CODEC_OF_PT:
         raise ValueError(f"payload type {payload_type}: only PCMU (0) and PCMA (8)")
     n = FRAME_SAMPLES * 2
     if len(pcm8k) % 2:
         pcm8k = pcm8k[:-1]
     if len(pcm8k) % n:
         pcm8k += b"\x00" * (n - len(pcm8k) % n)
-    encode = g711.alaw_encode if payload_type == PT_PCMA else g711.ulaw_encode
-    coded = encode(pcm8k)
+    coded = encode(_CODEC_OF_PT[payload_type], pcm8k)
     return [coded[i : i + FRAME_SAMPLES] for i in range(0, len(coded), FRAME_SAMPLES)]
 
 
@@ -101,9 +98,10 @@ def rtp_pcap_bytes(
     src_ip, dst_ip = _ip4(src[0]), _ip4(dst[0])
     out = [struct.pack("<IHHiIII", _PCAP_MAGIC, 2, 4, 0, 0, 65535, _LINKTYPE_ETHERNET)]
     eth = _ETH.pack(b"\x02\x00\x00\x00\x00\x02", b"\x02\x00\x00\x00\x00\x01", 0x0800)
+    # the gateway's own packetizer: +1 / +160 per frame, marker on the first packet of the talkspurt
+    packetizer = RtpPacketizer(payload_type=payload_type, ssrc=ssrc, seq=first_seq, timestamp=first_timestamp)
     for i, payload in enumerate(encode_frames(pcm8k, payload_type=payload_type)):
-        rtp = _RTP.pack(0x80, payload_type | (0x80 if i == 0 else 0), (first_seq + i) & 0xFFFF,
-                        (first_timestamp + i * FRAME_SAMPLES) & 0xFFFFFFFF, ssrc) + payload
+        rtp = packetizer.audio(payload)
         udp_len = _UDP.size + len(rtp)
         udp = _UDP.pack(src[1], dst[1], udp_len, 0) + rtp
         udp = udp[:6] + struct.pack("!H", _udp_checksum(src_ip, dst_ip, udp)) + udp[8:]
