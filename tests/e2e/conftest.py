@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,20 @@ def need_whisper() -> None:
     model = load_settings().paths.models_dir / "whisper-base" / "model.bin"
     if not model.exists():
         pytest.skip(f"whisper-base model missing at {model} (`assistant models fetch whisper-base`)")
+
+
+@pytest.fixture
+def tel_settings(settings):
+    """Settings for an in-process phone gateway: any free SIP port, a short answer timeout, a fixed RTP range."""
+    return replace(settings, telephony=replace(settings.telephony, sip_port=0, answer_timeout_s=5.0, rtp_port_min=21000, rtp_port_max=21999))
+
+
+async def wait_for(predicate, *, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout_s: float = 300) -> subprocess.CompletedProcess:

@@ -101,6 +101,17 @@ async def wait_js(page, expression: str, *, timeout_s: float = 15.0) -> None:
         await asyncio.sleep(0.2)
 
 
+async def acknowledge_then_false_alarm(page, *, reason: str, var_dir: Path) -> dict:
+    """On an alert page: acknowledge, then mark a false alarm with ``reason``; the fraud-feedback line written."""
+    await page.click("form[action$='/acknowledge'] button")
+    await page.wait_for_selector(".flash")
+    await page.fill("#fa-reason", reason)
+    await page.click("form[action$='/false-alarm'] button")
+    await page.wait_for_selector(".flash")
+    assert "误报" in await page.inner_text(".facts")
+    return json.loads((var_dir / "fraud_feedback.jsonl").read_text().splitlines()[-1])
+
+
 async def sign_in(page, base: str, username: str, password: str = PASSWORD, *, area: str = "console") -> None:
     await page.goto(f"{base}/{area}/login")
     await page.fill("#username", username)
@@ -170,14 +181,8 @@ async def test_console_in_chromium(settings, tmp_path):
                 assert audio_ok and all(s in (200, 206) for s in audio_ok)
                 await page.screenshot(path=str(SCREENS / "console_alert.png"), full_page=True)
 
-                await page.click("form[action$='/acknowledge'] button")
-                await page.wait_for_selector(".flash")
-                await page.fill("#fa-reason", "女儿确认是家人来电")
-                await page.click("form[action$='/false-alarm'] button")
-                await page.wait_for_selector(".flash")
-                assert "误报" in await page.inner_text(".facts")
-                feedback = (settings.paths.var_dir / "fraud_feedback.jsonl").read_text().splitlines()
-                assert json.loads(feedback[-1])["alert_id"] == alert_id
+                feedback = await acknowledge_then_false_alarm(page, reason="女儿确认是家人来电", var_dir=settings.paths.var_dir)
+                assert feedback["alert_id"] == alert_id
 
                 # a forged form (no CSRF token) is refused and changes nothing
                 await page.goto(f"{base}/console/")
@@ -439,15 +444,9 @@ async def test_simulated_scam_call_in_chromium(served, tmp_path):
             assert abs(duration - (audio.stat().st_size - 44) / 32000) < 1.0  # the recorder's caller audio
             await page.screenshot(path=str(SCREENS / "console_sim_alert.png"), full_page=True)
 
-            await page.click("form[action$='/acknowledge'] button")
-            await page.wait_for_selector(".flash")
-            await page.fill("#fa-reason", "测试：模拟诈骗电话")
-            await page.click("form[action$='/false-alarm'] button")
-            await page.wait_for_selector(".flash")
-            assert "误报" in await page.inner_text(".facts")
-            feedback = (served.var_dir / "fraud_feedback.jsonl").read_text().splitlines()
-            assert json.loads(feedback[-1])["alert_id"] == alert.alert_id
-            assert json.loads(feedback[-1])["call_id"] == call_id
+            feedback = await acknowledge_then_false_alarm(page, reason="测试：模拟诈骗电话", var_dir=served.var_dir)
+            assert feedback["alert_id"] == alert.alert_id
+            assert feedback["call_id"] == call_id
 
             sup = await (await browser.new_context(viewport={"width": 1366, "height": 900})).new_page()
             await sign_in(sup, base, "sim_sup")

@@ -4,8 +4,6 @@ and ``assistant bench calls --speech mandarin`` end to end with the stand-in bot
 from __future__ import annotations
 
 import asyncio
-import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,23 +14,11 @@ from telephony.pcap import read_rtp_pcap, write_rtp_pcap
 from telephony.peers import SippRun
 from telephony.testing import bot_pipeline_factory, tone
 from tests.conftest import need_program
+from tests.e2e.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sip]
 
 DEBIAN_PCAP = Path("/usr/share/sip-tester/g711a.pcap")
-
-
-@pytest.fixture
-def tel_settings(settings):
-    return replace(settings, telephony=replace(settings.telephony, sip_port=0, answer_timeout_s=5.0, rtp_port_min=21000, rtp_port_max=21999))
-
-
-async def wait_for(predicate, *, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from telephony.scheduler import CareCallRunner, CareSchedule, FamilyContact, Fas
 from telephony.sip import SipEndpoint
 from telephony.testing import bot_pipeline_factory, tone
 from tests.conftest import need_program, shared_path
+from tests.e2e.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sip]
 
@@ -42,21 +43,6 @@ def speech_wav_8k(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("speech") / "utterance_8k.wav"
     subprocess.run([sox, str(src), "-r", "8000", "-c", "1", "-b", "16", str(out), "pad", "0.5", "20"], check=True)
     return out
-
-
-@pytest.fixture
-def tel_settings(settings):
-    from dataclasses import replace
-
-    return replace(settings, telephony=replace(settings.telephony, sip_port=0, answer_timeout_s=5.0, rtp_port_min=21000, rtp_port_max=21999))
-
-
-async def wait_for(predicate, *, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def skip_without_baresip():
