@@ -114,10 +114,12 @@ class AssistantSTTService(SegmentedSTTService):
         if not self._user_speaking or decodes_running() > 0:
             return  # never compete with another call's (or this call's previous) decode for the CPU
         await self._drop_open_early()
-        audio = bytes(self._audio_buffer) + self._trailing_silence()
+        prefix = bytes(self._audio_buffer)
         dialect, options = self._session.dialect, self._options()
-        task = self.create_task(self._recognize(audio, dialect=dialect, options=options), name="early-asr")
-        self._early.append(EarlyRecognition(prefix=bytes(self._audio_buffer), dialect=dialect, options=options, task=task))
+        task = self.create_task(
+            self._recognize(prefix + self._trailing_silence(), dialect=dialect, options=options), name="early-asr"
+        )
+        self._early.append(EarlyRecognition(prefix=prefix, dialect=dialect, options=options, task=task))
 
     async def _drop_open_early(self) -> None:
         """Speech went on after the pause: the open early recognition is for half a sentence."""

@@ -199,9 +199,9 @@ def trimmed_features(features: np.ndarray, *, margin_frames: int | None) -> np.n
     utterance ~0.05 s. CTranslate2 accepts shorter inputs; the decoder attends to what is there. The length
     is kept even (the encoder's stride-2 convolution).
     """
-    if margin_frames is None:
-        return features
     frames = features.shape[-1]
+    if margin_frames is None or margin_frames >= frames:
+        return features  # the whole window (the default): no need to look for the padding
     nonzero = np.flatnonzero(np.any(features.reshape(-1, frames) != 0.0, axis=0))
     content = int(nonzero[-1]) + 1 if nonzero.size else 0
     keep = min(frames, content + margin_frames)

@@ -21,6 +21,7 @@ sklearn's.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,12 @@ def char_ngrams(text: str, min_n: int, max_n: int) -> list[str]:
     return [text[i : i + n] for n in range(min_n, max_n + 1) for i in range(len(text) - n + 1)]
 
 
-def _syllables(text: str) -> list[str]:
+@lru_cache(maxsize=4096)
+def _syllables(text: str) -> tuple[str, ...]:
+    """Toneless pinyin, once per text for both pinyin views."""
     from pypinyin import Style, lazy_pinyin
 
-    return lazy_pinyin(text, style=Style.NORMAL, errors=lambda chars: list(chars))
+    return tuple(lazy_pinyin(text, style=Style.NORMAL, errors=lambda chars: list(chars)))
 
 
 def pinyin_syllable_grams(text: str) -> list[str]:
