@@ -138,13 +138,15 @@ class WhisperRecognizer(Recognizer):
                 # the retry is there to recover what the loop swallowed: it must not loop more, nor say less
                 if _loop_share(again) < looped and len(_words(again)) >= len(_words(LOOP_RE.sub(r"\1", first))):
                     segments = retry
+        # a hallucinated segment (subtitle credits on a trailing half second) is dropped, not the utterance
+        segments = [s for s in segments if not _hallucinated(s.text)]
         raw = LOOP_RE.sub(r"\1", "".join(s.text for s in segments).strip())
         tokens = tuple(
             AsrToken(text=s.text.strip(), confidence=math.exp(s.avg_logprob), start_s=max(0.0, s.start - pad_s), end_s=max(0.0, s.end - pad_s))
             for s in segments
             if s.text.strip()
         )
-        if any(h in raw.lower() for h in HALLUCINATIONS) or _echoes_prompt(raw, prompt):
+        if _echoes_prompt(raw, prompt):
             raw, tokens = "", ()
         confidence = _confidence(segments) if tokens else 0.0
         text = normalize_transcript(raw)
@@ -225,6 +227,10 @@ def _wrap_encoder(model) -> None:
         return last["output"]
 
     model.encode = encode
+
+
+def _hallucinated(text: str) -> bool:
+    return any(h in text.lower() for h in HALLUCINATIONS)
 
 
 def _words(text: str) -> str:

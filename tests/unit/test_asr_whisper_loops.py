@@ -55,3 +55,25 @@ def test_a_retry_that_says_less_is_not_kept():
 def test_no_loop_no_retry_and_penalty_one_disables_it():
     assert _decode({1.0: "我要订煤气。。。。。"}) == ("我要订煤气", [1.0])
     assert _decode({1.0: "听听听听听听"}, penalty=1.0)[1] == [1.0]
+
+
+class _TwoSegments(_FakeModel):
+    """A real 30 s Cantonese clip decoded like this: a long segment, then subtitle credits on the last 0.5 s."""
+
+    def transcribe(self, audio, *, repetition_penalty, **_):
+        self.penalties.append(repetition_penalty)
+        mk = lambda text, start, end: SimpleNamespace(  # noqa: E731
+            text=text, avg_logprob=-0.3, no_speech_prob=0.1, start=start, end=end)
+        return [mk(t, i, i + 1.0) for i, t in enumerate(self.texts[repetition_penalty].split("|"))], None
+
+
+def test_a_hallucinated_segment_is_dropped_not_the_whole_utterance():
+    rec = WhisperRecognizer(model_id="fake", model_dir="", dialect="yue", threads=0, lock=threading.Lock(),
+                            model=_TwoSegments({1.0: "六个星期嘅课程包括六堂课|字幕製作作曲"}))
+    pcm = (np.sin(np.arange(32000) / 3) * 6000).astype("<i2").tobytes()
+    result = rec.decode(pcm, RecognizerOptions())
+    assert result.text.endswith("星期嘅课程包括六堂课")
+    assert "字幕" not in result.text and len(result.tokens) == 1
+    only_credits = WhisperRecognizer(model_id="fake", model_dir="", dialect="yue", threads=0, lock=threading.Lock(),
+                                     model=_TwoSegments({1.0: "字幕由Amara.org社区提供"}))
+    assert only_credits.decode(pcm, RecognizerOptions()).text == ""
