@@ -58,6 +58,7 @@ def turn_json(record: TurnRecord, *, reply_wav: str | None, call_id: str) -> dic
         "dialect": record.dialect,
         "asr_confidence": record.asr_confidence,
         "asr_early": record.asr_early,
+        "dialect_probe": record.dialect_probe,
         "intent": record.intent,
         "confidence": record.intent_confidence,
         "reply_text": record.reply_text,

@@ -31,6 +31,7 @@ class TurnRecord:
     asr_confidence: float | None = None
     asr_engine: str | None = None
     asr_early: bool = False  # recognised from the pause before the end-of-turn silence ran out
+    dialect_probe: bool = False  # the call's dialect came from this turn's first words (stt_service)
     intent: str | None = None
     intent_confidence: float | None = None
     nlu_start_t: float | None = None

@@ -103,7 +103,8 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
                 if lat["total"] is None:
                     continue
                 per_turn.append({"clip": name, "turn": record.turn, "transcript": record.transcript, "intent": record.intent,
-                                 "asr_early": record.asr_early, **lat})
+                                 "dialect": record.dialect, "asr_early": record.asr_early,
+                                 "dialect_probe": record.dialect_probe, **lat})
         children = runtime.supervisor.status() if runtime.supervisor else {}
         rss = {"assistant": rss_mb(os.getpid())}
         rss.update({name: rss_mb(info["pid"]) for name, info in children.items() if info["pid"]})
@@ -116,6 +117,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
     return {
         "n": len(totals),
         "asr_early_share": round(sum(t["asr_early"] for t in per_turn) / len(per_turn), 2) if per_turn else None,
+        "dialect_probe_share": round(sum(t["dialect_probe"] for t in per_turn) / len(per_turn), 2) if per_turn else None,
         "p50_ms": _percentile(totals, 0.5),
         "p95_ms": _percentile(totals, 0.95),
         "stages": stages,

@@ -171,3 +171,20 @@ def test_early_recognition_at_the_pause_gives_the_same_transcript(tmp_path, serv
         runs[early_s] = _turns(proc)[0]
     assert runs["0.25"]["asr_early"] is True and runs["0"]["asr_early"] is False
     assert runs["0.25"]["transcript"] and runs["0.25"]["transcript"] == runs["0"]["transcript"]
+
+
+@pytest.mark.rasa
+def test_an_unknown_callers_dialect_is_probed_at_a_mid_sentence_pause(tmp_path, served):
+    """No profile: the words before a 0.4 s pause decide the dialect; the whole turn is then decoded once."""
+    from assistant.audio.convert import PcmAudio, read_audio, write_wav
+
+    first = read_audio(_speak(tmp_path, "你好，我家里的煤气用完了。", "a.wav"), sample_rate_hz=16000)
+    second = read_audio(_speak(tmp_path, "请帮我送一罐煤气。", "b.wav"), sample_rate_hz=16000)
+    pause = b"\0\0" * int(0.4 * first.sample_rate_hz)
+    wav = write_wav(tmp_path / "paused.wav", PcmAudio(pcm=first.pcm + pause + second.pcm, sample_rate_hz=first.sample_rate_hz))
+    proc = run_cli("simulate", "--wav", str(wav), "--json", "--realtime", "--out", str(tmp_path / "out"),
+                   "--rasa-url", served.rasa_url, env=served.env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    turn = _turns(proc)[0]
+    assert turn["dialect_probe"] is True and turn["dialect"] == "cmn", turn
+    assert "送" in turn["transcript"] and turn["intent"] == "order_gas", turn
