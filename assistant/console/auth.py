@@ -138,15 +138,24 @@ class LoginResult:
 
 
 async def failed_logins(db: AsyncSession, username: str, *, now: dt.datetime) -> tuple[int, dt.datetime | None]:
-    """Failures since the last success within the lockout window, and the time of the latest one."""
+    """Failures since the last success or password reset within the lockout window, and the time of the
+    latest one (an admin's reset is how a locked-out operator gets back in before the window ends)."""
     since = now - dt.timedelta(seconds=LOCKOUT_S)
     last_ok = await db.scalar(
         select(func.max(LoginAttempt.at)).where(
             LoginAttempt.username == username, LoginAttempt.ok.is_(True), LoginAttempt.at >= since
         )
     )
+    user_id = await db.scalar(select(ConsoleUser.id).where(ConsoleUser.username == username))
+    last_reset = None if user_id is None else await db.scalar(
+        select(func.max(AuditEntry.at)).where(
+            AuditEntry.action == "reset_password", AuditEntry.target_type == "user",
+            AuditEntry.target_id == str(user_id), AuditEntry.at >= since,
+        )
+    )
+    start = max(t for t in (since, last_ok, last_reset) if t is not None)
     q = select(func.count(), func.max(LoginAttempt.at)).where(
-        LoginAttempt.username == username, LoginAttempt.ok.is_(False), LoginAttempt.at >= (last_ok or since)
+        LoginAttempt.username == username, LoginAttempt.ok.is_(False), LoginAttempt.at >= start
     )
     count, last = (await db.execute(q)).one()
     return int(count or 0), last

@@ -294,3 +294,20 @@ async def test_user_page_shows_history_and_audit_labels(env):
     assert "账号已停用" in html and "停用用户" in html and "启用账号" in html
     audit = await (await env.client.get("/console/audit")).text()
     assert "停用用户" in audit and "disable_user" in audit
+
+
+async def test_a_password_reset_lifts_the_lockout(env):
+    env.client.session.cookie_jar.clear()
+    for _ in range(auth.MAX_FAILED_LOGINS):
+        await login(env.client, "sup", "wrong password!")
+    assert (await login(env.client, "sup")).status == 429  # locked, even with the right password
+    token = await env.as_user("boss")
+    r = await env.post(f"/console/users/{(await env.user('sup')).id}/password",
+                       {"password": NEW_PASSWORD, "password_again": NEW_PASSWORD}, token=token)
+    assert r.status == 303
+    env.client.session.cookie_jar.clear()
+    assert (await login(env.client, "sup", NEW_PASSWORD)).status == 303
+    # the count starts again from the reset: ten more wrong passwords lock the name again
+    env.client.session.cookie_jar.clear()
+    statuses = [(await login(env.client, "sup", "wrong again!")).status for _ in range(auth.MAX_FAILED_LOGINS)]
+    assert statuses[-1] == 429 and statuses[0] == 401
