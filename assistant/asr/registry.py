@@ -5,8 +5,9 @@
 - ``recognize(pcm16, sample_rate_hz=..., dialect=..., options=..., settings=...)`` resamples once to the
   model's rate, picks the model for the dialect (``settings.asr.default_model_<dialect>``) and decodes in
   ``asyncio.to_thread``. ``dialect=None`` auto-detects: every model in ``settings.asr.auto_dialect_models``
-  decodes the utterance (whisper once per dialect, with that dialect's prompt); the result with the best
-  confidence plus Cantonese-character evidence wins, and its dialect is reported.
+  decodes the utterance (whisper once per dialect, with that dialect's prompt, the views side by side on one
+  encoding); the result with the best confidence plus Cantonese-character evidence wins, and its dialect is
+  reported.
 - ``recognize_sync`` is the same for command-line tools and evaluation (no event loop).
 """
 
@@ -65,6 +66,7 @@ def _load(model_id: str, settings: Settings) -> Recognizer:
             model_dir=str(folder),
             dialect="auto",
             threads=settings.asr.threads,
+            decode_workers=settings.asr.decode_workers,
             compute_type=settings.asr.compute_type,
             decoding=whisper_decoding("auto", settings),
         )
@@ -222,12 +224,14 @@ async def recognize(
     if dialect is not None:
         rec = dialect_view(await get_recognizer(model_for(dialect, settings), settings=settings), dialect, settings)
         return await asyncio.to_thread(_decode, rec, pcm16, sample_rate_hz, options)
-    results = []
-    for model_id in _auto_candidates(settings):
-        rec = await get_recognizer(model_id, settings=settings)
-        for view in _auto_views(rec, settings):
-            results.append(await asyncio.to_thread(_decode, view, pcm16, sample_rate_hz, options))
-    return _pick(results)
+    views = [
+        view
+        for model_id in _auto_candidates(settings)
+        for view in _auto_views(await get_recognizer(model_id, settings=settings), settings)
+    ]
+    # side by side: whisper's views share one encoding and decode in parallel workers (``decode_workers``)
+    results = await asyncio.gather(*(asyncio.to_thread(_decode, v, pcm16, sample_rate_hz, options) for v in views))
+    return _pick(list(results))
 
 
 def recognize_sync(

@@ -26,6 +26,7 @@ import math
 import re
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,10 +82,11 @@ class WhisperRecognizer(Recognizer):
         model_dir: str,
         dialect: str,
         threads: int,
+        decode_workers: int = 1,
         compute_type: str = "int8",
         decoding: WhisperDecoding | None = None,
         model=None,
-        lock: threading.Lock | None = None,
+        lock: threading.Semaphore | None = None,
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -95,10 +97,16 @@ class WhisperRecognizer(Recognizer):
         self.decoding = decoding or WhisperDecoding()
         # one CTranslate2 model may serve several dialect views (``with_dialect``)
         if model is None:
-            model = WhisperModel(model_dir, device="cpu", compute_type=compute_type, cpu_threads=threads, num_workers=1)
-            _wrap_encoder(model)
+            # decoding: ``decode_workers`` side by side, one thread each; encoding: a second copy of the
+            # weights with ``threads`` threads, one encode at a time (the encoder does scale with threads)
+            model = WhisperModel(model_dir, device="cpu", compute_type=compute_type, cpu_threads=1,
+                                 num_workers=max(1, decode_workers))
+            encoder = WhisperModel(model_dir, device="cpu", compute_type=compute_type, cpu_threads=threads,
+                                   num_workers=1) if decode_workers > 1 else model
+            _wrap_encoder(model, encoder.encode)
         self._model = model
-        self._lock = lock or threading.Lock()  # one decode at a time per loaded model (num_workers=1)
+        # at most ``decode_workers`` decodes at a time on the loaded model, shared by its dialect views
+        self._lock = lock or threading.Semaphore(max(1, decode_workers))
 
     def with_dialect(self, dialect: str, decoding: WhisperDecoding) -> WhisperRecognizer:
         """The same loaded weights, decoding for another dialect (no second copy in memory)."""
@@ -211,20 +219,29 @@ def trimmed_features(features: np.ndarray, *, margin_frames: int | None) -> np.n
     return features[..., : min(frames, max(keep, 2))]
 
 
-def _wrap_encoder(model) -> None:
-    """Make ``model.encode`` honour ``model.encoder_margin_frames`` (set per decode, under the model lock) and
-    reuse the last encoder output for identical features: an unknown caller's utterance is decoded once per
-    dialect (different prompts, same audio), and the encoder is most of the cost of a short utterance."""
-    full_encode = model.encode
+ENCODER_CACHE_SIZE = 4  # recent encoder outputs kept (two callers' utterances, each with two dialect views)
+
+
+def _wrap_encoder(model, full_encode=None) -> None:
+    """Make ``model.encode`` honour ``model.encoder_margin_frames`` (the same for every view of a model), run
+    ``full_encode`` (default: the model's own) one encode at a time, and reuse recent encoder outputs for
+    identical features: an unknown caller's utterance is decoded once per dialect (different prompts, same
+    audio, decoded side by side), and the encoder is most of the cost of a short utterance."""
+    full_encode = full_encode or model.encode
     model.encoder_margin_frames = None
-    last: dict[str, object] = {}
+    recent: OrderedDict[str, object] = OrderedDict()
+    lock = threading.Lock()  # the second view waits for the first view's encode instead of repeating it
 
     def encode(features):
         x = np.ascontiguousarray(trimmed_features(features, margin_frames=model.encoder_margin_frames))
         key = hashlib.blake2b(x.tobytes(), digest_size=16).hexdigest() + str(x.shape)
-        if last.get("key") != key:
-            last["key"], last["output"] = key, full_encode(x)
-        return last["output"]
+        with lock:
+            if key not in recent:
+                recent[key] = full_encode(x)
+                while len(recent) > ENCODER_CACHE_SIZE:
+                    recent.popitem(last=False)
+            recent.move_to_end(key)
+            return recent[key]
 
     model.encode = encode
 

@@ -40,3 +40,37 @@ def test_encoder_output_is_reused_for_the_same_features_only():
     model.encoder_margin_frames = 100
     assert model.encode(b) == "encoded3"  # a different trim is a different input
     assert model.calls[-1] == (80, 600)
+
+
+def test_views_decoding_side_by_side_share_one_encode_and_recent_outputs_are_kept():
+    import threading
+    import time
+
+    class _SlowEncoder:
+        def __init__(self):
+            self.calls = 0
+
+        def encode(self, features):
+            self.calls += 1
+            time.sleep(0.05)  # long enough for the second view to arrive while the first encodes
+            return f"encoded{self.calls}"
+
+    model, encoder = _CountingModel(), _SlowEncoder()
+    _wrap_encoder(model, encoder.encode)
+    a = _features(300)
+    out: list[str] = []
+    views = [threading.Thread(target=lambda: out.append(model.encode(a.copy()))) for _ in range(2)]
+    for t in views:
+        t.start()
+    for t in views:
+        t.join()
+    assert out == ["encoded1", "encoded1"] and encoder.calls == 1 and model.calls == []
+    others = [_features(n) for n in (310, 320, 330)]
+    for f in others:
+        model.encode(f)
+    assert model.encode(a) == "encoded1" and encoder.calls == 4  # four kept: the first is still there
+    model.encode(_features(340))  # the least recently used (310) makes room
+    model.encode(others[1])
+    assert encoder.calls == 5
+    model.encode(others[0])
+    assert encoder.calls == 6
