@@ -345,6 +345,7 @@ async def bench(
     ok = [r for r in gateway.reports if r.end_reason == "remote_hangup"]
     latencies = [lat for r in gateway.reports for lat in r.turn_latencies_ms]
     own = [lat - eot_ms for lat in latencies]
+    stages = [s for r in gateway.reports for s in r.turn_stages_ms]
     result = {
         "calls": concurrent,
         "completed": len(ok),
@@ -356,6 +357,12 @@ async def bench(
         "turn_latency_p50_excl_eot_ms": _pct(own, 0.5),
         "turn_latency_p95_excl_eot_ms": _pct(own, 0.95),
         "end_of_turn_silence_ms": round(eot_ms),
+        **({"pipeline_turns": len(stages),
+            "pipeline_stages": {k: {"p50_ms": _pct([s[k] for s in stages if s[k] is not None], 0.5),
+                                    "p95_ms": _pct([s[k] for s in stages if s[k] is not None], 0.95)}
+                                for k in ("asr", "nlu", "tts_first_audio", "total")},
+            "pipeline_asr_early_share": round(sum(s["asr_early"] for s in stages) / len(stages), 2)}
+           if stages else {}),
         "cpu_pct": round(100 * cpu / wall, 1),
         "machine_cpu_pct": round(100 * (busy1 - busy0) / wall, 1) if busy0 is not None and busy1 is not None else None,
         "cores": os.cpu_count(),

@@ -90,6 +90,8 @@ class CallReport:
     frames_in: int = 0
     frames_out: int = 0
     turn_latencies_ms: list[float] = field(default_factory=list)
+    # the pipeline's own view of each spoken turn (``TurnRecord.latency_ms``: from the VAD's end of turn)
+    turn_stages_ms: list[dict[str, Any]] = field(default_factory=list)
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -208,6 +210,11 @@ class Gateway:
         report.frames_in = transport.input().frames_in
         report.frames_out = transport.output().frames_out
         report.turn_latencies_ms = list(transport.meter.latencies_ms)
+        tracker = getattr(built, "tracker", None)
+        if tracker is not None:
+            report.turn_stages_ms = [
+                {**t.latency_ms(), "asr_early": t.asr_early} for t in tracker.turns if t.source == "speech"
+            ]
         return report
 
     async def dial(self, number: str, *, timeout_s: float | None = None) -> PhoneCall:

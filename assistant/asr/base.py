@@ -37,10 +37,12 @@ class AsrResult:
 @dataclass(frozen=True, kw_only=True)
 class RecognizerOptions:
     """Per-utterance options. ``grammar`` restricts output to one of the phrases (closed prompts);
-    ``phrases`` biases an open prompt (hotwords / phrase scoring)."""
+    ``phrases`` biases an open prompt (hotwords / phrase scoring). ``busy``: decodes are queuing up (set by
+    the registry, not by callers); an engine may then trade some accuracy for speed."""
 
     grammar: Sequence[str] | None = None
     phrases: Sequence[str] | None = None
+    busy: bool = False
 
 
 class RecognizerSession(ABC):

@@ -208,8 +208,10 @@ class PlainWhisper:
 
         pcm = resample_pcm16(pcm16, from_hz=sample_rate_hz, to_hz=16000)
         x = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+        from assistant.asr.whisper_engine import set_encoder_margin
+
         with self._lock:
-            self._model.encoder_margin_frames = None  # the whole 30 s window, as faster-whisper does
+            set_encoder_margin(None)  # the whole 30 s window, as faster-whisper does
             segments, _ = self._model.transcribe(x, language="zh", beam_size=self._beam)
             raw = "".join(s.text for s in segments).strip()
         return AsrResult(text=normalize_transcript(raw), raw_text=raw, confidence=0.0, dialect="cmn",

@@ -99,6 +99,7 @@ def whisper_decoding(dialect: str, settings: Settings):
         initial_prompt=prompt or None,
         phrase_min_score=asr.phrase_min_score,
         encoder_margin_s=asr.whisper_encoder_margin_s,
+        busy_encoder_margin_s=asr.whisper_busy_encoder_margin_s,
         loop_retry_repetition_penalty=asr.whisper_loop_retry_repetition_penalty,
     )
 
@@ -154,12 +155,22 @@ def model_for(dialect: str, settings: Settings) -> str:
     raise AsrError(f"unknown dialect {dialect!r} (cmn, yue or auto)")
 
 
+# this many decodes in flight (running or waiting for a worker) means the machine is behind: the decode is
+# marked ``busy`` and whisper encodes only the utterance (``asr.whisper_busy_encoder_margin_s``)
+BUSY_DECODES = 3
+
+
 def _decode(rec: Recognizer, pcm16: bytes, sample_rate_hz: int, options: RecognizerOptions | None) -> AsrResult:
+    from dataclasses import replace
+
     from assistant.audio.convert import resample_pcm16
 
     pcm = resample_pcm16(pcm16, from_hz=sample_rate_hz, to_hz=rec.sample_rate_hz)
     with _RUNNING_LOCK:
         _RUNNING[0] += 1
+        busy = _RUNNING[0] >= BUSY_DECODES
+    if busy:
+        options = replace(options or RecognizerOptions(), busy=True)
     try:
         return rec.transcribe(pcm, options)
     except AssistantError:

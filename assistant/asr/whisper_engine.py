@@ -67,6 +67,9 @@ class WhisperDecoding:
     # encode only the utterance plus this much of the zero padding instead of the full 30 s window
     # (whisper.cpp's "audio_ctx"); 30 s or more encodes the whole window. See ``trimmed_features``.
     encoder_margin_s: float = 30.0
+    # the same when the machine is behind (``RecognizerOptions.busy``): encoding a 3 s utterance plus 5 s costs
+    # a tenth of the whole window; it costs some accuracy, waiting seconds for every reply costs more
+    busy_encoder_margin_s: float = 30.0
     # a hypothesis that loops (``LOOP_RE``) is decoded again with this repetition penalty (1.0: no retry);
     # the retry is kept when it does not loop, or loops less (see ``_loop_share``)
     loop_retry_repetition_penalty: float = 1.3
@@ -134,8 +137,9 @@ class WhisperRecognizer(Recognizer):
         pad_s = PAD_S if audio_s < PAD_BELOW_S else 0.0
         pad = np.zeros(int(pad_s * SAMPLE_RATE_HZ), dtype=np.float32)
         audio = np.concatenate([pad, x / 32768.0, pad])
+        margin_s = d.busy_encoder_margin_s if options.busy else d.encoder_margin_s
         with self._lock:
-            self._model.encoder_margin_frames = int(d.encoder_margin_s * FRAMES_PER_S)
+            set_encoder_margin(int(margin_s * FRAMES_PER_S))
             segments = self._transcribe(audio, options, prompt, hotwords, repetition_penalty=1.0)
             first = "".join(s.text for s in segments)
             looped = _loop_share(first)
@@ -222,18 +226,29 @@ def trimmed_features(features: np.ndarray, *, margin_frames: int | None) -> np.n
 ENCODER_CACHE_SIZE = 4  # recent encoder outputs kept (two callers' utterances, each with two dialect views)
 
 
+_ENCODE = threading.local()  # this thread's encoder margin (frames; None: the whole window)
+
+
+def set_encoder_margin(frames: int | None) -> None:
+    """The encoder margin for decodes made by this thread (read by the wrapped ``encode``)."""
+    _ENCODE.margin_frames = frames
+
+
+def encoder_margin() -> int | None:
+    return getattr(_ENCODE, "margin_frames", None)
+
+
 def _wrap_encoder(model, full_encode=None) -> None:
-    """Make ``model.encode`` honour ``model.encoder_margin_frames`` (the same for every view of a model), run
+    """Make ``model.encode`` honour this thread's ``_ENCODE.margin_frames`` (set by ``decode``), run
     ``full_encode`` (default: the model's own) one encode at a time, and reuse recent encoder outputs for
     identical features: an unknown caller's utterance is decoded once per dialect (different prompts, same
     audio, decoded side by side), and the encoder is most of the cost of a short utterance."""
     full_encode = full_encode or model.encode
-    model.encoder_margin_frames = None
     recent: OrderedDict[str, object] = OrderedDict()
     lock = threading.Lock()  # the second view waits for the first view's encode instead of repeating it
 
     def encode(features):
-        x = np.ascontiguousarray(trimmed_features(features, margin_frames=model.encoder_margin_frames))
+        x = np.ascontiguousarray(trimmed_features(features, margin_frames=encoder_margin()))
         key = hashlib.blake2b(x.tobytes(), digest_size=16).hexdigest() + str(x.shape)
         with lock:
             if key not in recent:

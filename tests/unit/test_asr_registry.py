@@ -163,3 +163,24 @@ async def test_bad_input_is_a_coded_error(fakes):
         await registry.recognize(b"\x00", sample_rate_hz=16000, dialect="cmn", options=None, settings=s)
     with pytest.raises(AsrError):
         await registry.recognize(b"", sample_rate_hz=16000, dialect="klingon", options=None, settings=s)
+
+
+def test_a_decode_is_marked_busy_when_decodes_queue_up():
+    seen: list[bool] = []
+
+    class _Options(FakeRecognizer):
+        def transcribe(self, pcm16, options=None):
+            seen.append(bool(options and options.busy))
+            return super().transcribe(pcm16, options)
+
+    rec = _Options(model_id="fake", dialect="cmn", text="好", confidence=0.9)
+    pcm = b"\x01\x00" * 1600
+    registry._decode(rec, pcm, 16000, None)
+    with registry._RUNNING_LOCK:
+        registry._RUNNING[0] += registry.BUSY_DECODES - 1  # others running or waiting for a worker
+    try:
+        registry._decode(rec, pcm, 16000, RecognizerOptions(phrases=("煤气",)))
+    finally:
+        with registry._RUNNING_LOCK:
+            registry._RUNNING[0] -= registry.BUSY_DECODES - 1
+    assert seen == [False, True] and registry.decodes_running() == 0

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from assistant.asr.whisper_engine import _wrap_encoder, trimmed_features
+from assistant.asr.whisper_engine import _wrap_encoder, set_encoder_margin, trimmed_features
 
 
 def _features(content_frames: int, total: int = 3000) -> np.ndarray:
@@ -37,8 +37,11 @@ def test_encoder_output_is_reused_for_the_same_features_only():
     a, b = _features(300), _features(500)
     assert model.encode(a) == model.encode(a.copy()) == "encoded1"  # second dialect view: no second encode
     assert model.encode(b) == "encoded2"
-    model.encoder_margin_frames = 100
-    assert model.encode(b) == "encoded3"  # a different trim is a different input
+    set_encoder_margin(100)
+    try:
+        assert model.encode(b) == "encoded3"  # a different trim is a different input
+    finally:
+        set_encoder_margin(None)
     assert model.calls[-1] == (80, 600)
 
 

@@ -77,3 +77,22 @@ def test_a_hallucinated_segment_is_dropped_not_the_whole_utterance():
     only_credits = WhisperRecognizer(model_id="fake", model_dir="", dialect="yue", threads=0, lock=threading.Lock(),
                                      model=_TwoSegments({1.0: "字幕由Amara.org社区提供"}))
     assert only_credits.decode(pcm, RecognizerOptions()).text == ""
+
+
+def test_a_busy_decode_encodes_only_the_utterance_plus_the_busy_margin():
+    from assistant.asr.whisper_engine import FRAMES_PER_S, encoder_margin
+
+    seen = []
+
+    class _Model(_FakeModel):
+        def transcribe(self, audio, *, repetition_penalty, **kw):
+            seen.append(encoder_margin())
+            return super().transcribe(audio, repetition_penalty=repetition_penalty, **kw)
+
+    rec = WhisperRecognizer(model_id="fake", model_dir="", dialect="cmn", threads=0, lock=threading.Lock(),
+                            model=_Model({1.0: "我要订煤气"}),
+                            decoding=WhisperDecoding(encoder_margin_s=30.0, busy_encoder_margin_s=5.0))
+    pcm = (np.sin(np.arange(32000) / 3) * 6000).astype("<i2").tobytes()
+    rec.decode(pcm, RecognizerOptions())
+    rec.decode(pcm, RecognizerOptions(busy=True))
+    assert seen == [30 * FRAMES_PER_S, 5 * FRAMES_PER_S]
