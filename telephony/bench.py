@@ -205,9 +205,19 @@ async def _phone_pcm8k(text: str, *, settings) -> tuple[bytes, str]:
     return await asyncio.to_thread(cap_inner_pauses, line.pcm), speech.voice
 
 
+async def seed_callers(store, n: int) -> None:
+    """Enrol sipp's callers (``From: 1390000[call_number]``, numbered from 1) as Mandarin-speaking elders."""
+    for i in range(1, n + 1):
+        await store.create_elder(name=f"测试{i}", district="蓬江", dialect="cmn", phones=[caller_number(i)])
+
+
+def caller_number(call_number: int) -> str:
+    return f"1390000{call_number}"
+
+
 async def mandarin_speech(
     seconds: float, *, settings, workdir: Path, greeting_s: float | None = None, reply_pause_s: float = REPLY_PAUSE_S,
-    utterances: tuple[str, ...] = MANDARIN_CONVERSATION,
+    utterances: tuple[str, ...] = MANDARIN_CONVERSATION, greeting_kind: str = "unknown",
 ) -> CallerSpeech:
     """One continuous pcap of ``seconds``: silence while the greeting plays (``greeting_s``; default: the
     unknown-caller greeting spoken by our TTS), then ``utterances`` each followed by ``reply_pause_s`` of
@@ -219,7 +229,7 @@ async def mandarin_speech(
     said = [await _phone_pcm8k(text, settings=settings) for text in utterances]
     spoken = [pcm for pcm, _voice in said]
     if greeting_s is None:
-        greeting, _voice = await _phone_pcm8k(greeting_text(dialect="cmn", kind="unknown"), settings=settings)
+        greeting, _voice = await _phone_pcm8k(greeting_text(dialect="cmn", kind=greeting_kind), settings=settings)
         greeting_s = len(greeting) / 2 / rate
     lead_s = greeting_s + GREETING_MARGIN_S
     pause = b"\x00\x00" * int(reply_pause_s * rate)
@@ -251,6 +261,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speech", choices=["debian", "mandarin"], default="debian",
                         help="what the callers say: Debian's English g711a.pcap in a loop (default), or short "
                              "Mandarin requests and answers spoken by our TTS, each followed by a pause for the reply")
+    parser.add_argument("--known", action="store_true",
+                        help="--pipeline real: every caller is an enrolled Mandarin-speaking elder (a throwaway SQLite "
+                             "store seeded with the callers' numbers), as most of a care platform's callers are: "
+                             "known greeting, dialect from the profile, one decode per utterance")
     parser.add_argument("--reply-pause", type=float, default=REPLY_PAUSE_S,
                         help=f"--speech mandarin: silence after each utterance for the bot's reply (default {REPLY_PAUSE_S})")
 
@@ -284,7 +298,7 @@ def _rss_mb() -> float:
 
 async def bench(
     *, concurrent: int, seconds: float, pipeline: str = "bot", stagger: bool = False, speech: str = "debian",
-    reply_pause_s: float = REPLY_PAUSE_S,
+    reply_pause_s: float = REPLY_PAUSE_S, known: bool = False,
 ) -> dict:
     from dataclasses import replace
 
@@ -298,11 +312,18 @@ async def bench(
     eot_ms = settings.audio.vad_end_of_turn_silence_s * 1000
     load_start = os.getloadavg()[0]
     runtime_cm = None
+    if known and pipeline != "real":
+        from assistant.errors import SetupError
+
+        raise SetupError("--known needs --pipeline real (the stand-in bot has no elder profiles)")
     with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
+        if known:  # never the user's own store: a throwaway one, seeded below
+            settings = replace(settings, store=replace(settings.store, database_url=f"sqlite+aiosqlite:///{tmp}/bench.db"))
         if speech == "mandarin":
-            # the stand-in bot greets with a 1.5 s tone; the real pipeline speaks the unknown-caller greeting
+            # the stand-in bot greets with a 1.5 s tone; the real pipeline speaks the unknown (or known) greeting
             caller = await mandarin_speech(seconds, settings=settings, workdir=Path(tmp), reply_pause_s=reply_pause_s,
-                                           greeting_s=1.5 if pipeline == "bot" else None)
+                                           greeting_s=1.5 if pipeline == "bot" else None,
+                                           greeting_kind="known" if known else "unknown")
         else:
             caller = debian_speech(seconds)
         if pipeline == "real":
@@ -313,10 +334,13 @@ async def bench(
             runtime_cm = running(settings)
             runtime = await runtime_cm.__aenter__()
             factory = default_pipeline_factory(runtime.services)
+            if known:
+                await seed_callers(runtime.services.store, concurrent)
         else:
             factory = bot_pipeline_factory(settings=settings, reply_pcm=tone(seconds=1.5))
         try:
-            gateway = Gateway(settings=settings, pipeline_factory=factory)
+            gateway = Gateway(settings=settings, pipeline_factory=factory,
+                              directory=runtime.services.store if known else None)
             scenario = Path(tmp) / "bench.xml"
             scenario.write_text(scenario_text(seconds, caller))
             # sipp starts `rate` calls per `-rp` period: all within 1 s, or spread over one conversation cycle
@@ -374,6 +398,8 @@ async def bench(
            if caller.kind == "mandarin" else {}),
         "pipeline": pipeline,
         "staggered": stagger,
+        "callers": "known" if known else "unknown",
+        "callers_identified": sum(r.elder_id is not None for r in gateway.reports),
         "sipp_exit": rc,
     }
     if rc != 0:
@@ -394,7 +420,8 @@ def run(args: argparse.Namespace) -> int:
     check_tools()
     result = asyncio.run(
         bench(concurrent=args.concurrent, seconds=args.seconds, pipeline=args.pipeline, stagger=args.stagger,
-              speech=getattr(args, "speech", "debian"), reply_pause_s=getattr(args, "reply_pause", REPLY_PAUSE_S))
+              speech=getattr(args, "speech", "debian"), reply_pause_s=getattr(args, "reply_pause", REPLY_PAUSE_S),
+              known=getattr(args, "known", False))
     )
     if args.json:
         print(json.dumps(result), flush=True)

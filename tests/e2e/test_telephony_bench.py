@@ -70,3 +70,27 @@ async def test_bench_calls_mandarin_speech_with_the_stand_in_bot():
     eot = result["end_of_turn_silence_ms"]
     assert result["turn_latency_p50_ms"] - result["turn_latency_p50_excl_eot_ms"] == pytest.approx(eot, abs=0.2)
     assert eot <= result["turn_latency_p50_ms"] < eot + 2000
+
+
+@pytest.mark.rasa
+async def test_bench_calls_with_known_callers_on_the_real_pipeline():
+    """--known: the callers' numbers are enrolled in a throwaway store; the real pipeline identifies them."""
+    need_program("sipp")
+    from tests.e2e.conftest import need_rasa, need_whisper
+
+    need_rasa()
+    need_whisper()
+    from telephony.bench import bench
+
+    result = await bench(concurrent=1, seconds=24, pipeline="real", speech="mandarin", known=True)
+    assert result["sipp_exit"] == 0, result.get("sipp_tail")
+    assert result["completed"] == 1 and result["callers"] == "known" and result["callers_identified"] == 1
+    assert result["pipeline_turns"] >= 1 and result["pipeline_stages"]["asr"]["p50_ms"] is not None
+
+
+async def test_bench_calls_known_needs_the_real_pipeline():
+    from assistant.errors import SetupError
+    from telephony.bench import bench
+
+    with pytest.raises(SetupError, match="--pipeline real"):
+        await bench(concurrent=1, seconds=5, pipeline="bot", speech="mandarin", known=True)
