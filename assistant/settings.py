@@ -48,7 +48,7 @@ class AudioSettings:
     # elders pause mid-sentence: wait this long in silence before the turn ends
     vad_end_of_turn_silence_s: float = 0.8
     # start recognising after this much silence instead of waiting for the end of the turn; the result is kept
-    # when the turn ends without more speech (0 disables; only when the recognizer is idle)
+    # when the turn ends without more speech (0 disables; only on an idle decode worker)
     early_asr_after_silence_s: float = 0.25
     vad_min_volume: float = 0.0  # pipecat's extra volume gate; 0 lets webrtcvad decide
     max_utterance_s: float = 30.0

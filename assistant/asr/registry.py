@@ -184,7 +184,8 @@ def _decode(rec: Recognizer, pcm16: bytes, sample_rate_hz: int, options: Recogni
 
 def decodes_running() -> int:
     """How many decodes are running now (counted inside the worker threads, so a decode whose caller was
-    cancelled still counts until its thread is done): early recognition only starts when this is 0."""
+    cancelled still counts until its thread is done): early recognition only starts when this is below
+    ``asr.decode_workers`` (an idle worker)."""
     return _RUNNING[0]
 
 

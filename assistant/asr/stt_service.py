@@ -69,8 +69,8 @@ class AssistantSTTService(SegmentedSTTService):
     the error code) so the dialogue can say "please say that again" instead of staying silent.
 
     Early recognition: at a ``SpeechPausedFrame`` (a pause shorter than the end-of-turn silence) the audio so
-    far is decoded in the background when no other decode is running; if the turn then ends with no more
-    speech, that result is used and the reply starts up to the rest of the silence sooner. Speech resuming
+    far is decoded in the background when a decode worker is idle (``asr.decode_workers``); if the turn then
+    ends with no more speech, that result is used and the reply starts up to the rest of the silence sooner. Speech resuming
     (``SpeechResumedFrame``) discards it, with one exception: while the caller's dialect is unknown (a
     number with no profile), an early recognition of at least ``DIALECT_PROBE_MIN_S`` of speech goes on as
     the dialect probe. Its dialect becomes the call's, so the rest of the turn is decoded once, in that
@@ -119,8 +119,8 @@ class AssistantSTTService(SegmentedSTTService):
         from assistant.asr.registry import decodes_running
 
         await self._adopt_probe_dialect(wait=False)
-        if not self._user_speaking or decodes_running() > 0:
-            return  # never compete with another call's (or this call's previous) decode for the CPU
+        if not self._user_speaking or decodes_running() >= self._app_settings.asr.decode_workers:
+            return  # only on an idle decode worker: never queue behind (or delay) another decode
         await self._drop_open_early()
         prefix = bytes(self._audio_buffer)
         dialect, options = self._session.dialect, self._options()
