@@ -302,6 +302,7 @@ async def bench(
 ) -> dict:
     from dataclasses import replace
 
+    from assistant.bench.stats import share, stage_percentiles
     from assistant.settings import load_settings
     from telephony.gateway import Gateway
     from telephony.peers import SippRun
@@ -382,10 +383,8 @@ async def bench(
         "turn_latency_p95_excl_eot_ms": _pct(own, 0.95),
         "end_of_turn_silence_ms": round(eot_ms),
         **({"pipeline_turns": len(stages),
-            "pipeline_stages": {k: {"p50_ms": _pct([s[k] for s in stages if s[k] is not None], 0.5),
-                                    "p95_ms": _pct([s[k] for s in stages if s[k] is not None], 0.95)}
-                                for k in ("asr", "nlu", "tts_first_audio", "total")},
-            "pipeline_asr_early_share": round(sum(s["asr_early"] for s in stages) / len(stages), 2)}
+            "pipeline_stages": stage_percentiles(stages, ("asr", "nlu", "tts_first_audio", "total"), _pct),
+            "pipeline_asr_early_share": share(stages, "asr_early")}
            if stages else {}),
         "cpu_pct": round(100 * cpu / wall, 1),
         "machine_cpu_pct": round(100 * (busy1 - busy0) / wall, 1) if busy0 is not None and busy1 is not None else None,

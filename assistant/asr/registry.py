@@ -17,6 +17,7 @@ import asyncio
 import threading
 import weakref
 from collections.abc import Callable
+from dataclasses import replace
 
 from assistant.asr.base import AsrResult, Recognizer, RecognizerOptions
 from assistant.asr.dialect_id import cantonese_score
@@ -161,8 +162,6 @@ BUSY_DECODES = 3
 
 
 def _decode(rec: Recognizer, pcm16: bytes, sample_rate_hz: int, options: RecognizerOptions | None) -> AsrResult:
-    from dataclasses import replace
-
     from assistant.audio.convert import resample_pcm16
 
     pcm = resample_pcm16(pcm16, from_hz=sample_rate_hz, to_hz=rec.sample_rate_hz)

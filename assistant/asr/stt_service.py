@@ -147,25 +147,22 @@ class AssistantSTTService(SegmentedSTTService):
             probe, self._probe = self._probe, None
             await self.cancel_task(probe)
 
-    async def _adopt_probe_dialect(self, *, wait: bool) -> bool:
-        """Take the dialect probe's dialect as the call's once it is done (``wait``: wait for it); True if
-        the probe decided the dialect."""
+    async def _adopt_probe_dialect(self, *, wait: bool) -> None:
+        """Take the dialect probe's dialect as the call's once it is done (``wait``: wait for it)."""
         probe = self._probe
         if probe is None or not (wait or probe.done()):
-            return False
+            return
         self._probe = None
         if probe.cancelled():
-            return False
+            return
         try:
             result = await probe
         except AssistantError:
-            return False  # no evidence: the turn is decoded in every dialect as before
-        if self._session.dialect is not None or not result.text:
-            return False
-        self._session.dialect = result.dialect
-        self._probe_decided = True
-        logger.debug(f"call {self._session.call_id}: dialect {result.dialect} from the first words")
-        return True
+            return  # no evidence: the turn is decoded in every dialect as before
+        if self._session.dialect is None and result.text:
+            self._session.dialect = result.dialect
+            self._probe_decided = True  # reported on the turn being decoded (``run_stt``)
+            logger.debug(f"call {self._session.call_id}: dialect {result.dialect} from the first words")
 
     async def _take_early(self, audio: bytes, options: RecognizerOptions | None) -> asyncio.Task | None:
         """The early recognition made for this segment, if any (older unused ones are dropped)."""

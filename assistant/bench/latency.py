@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.audio.convert import PcmAudio, resample_pcm16
+from assistant.bench.stats import share, stage_percentiles
 from assistant.session import CallSession
 from assistant.settings import Settings, load_settings
 
@@ -109,15 +110,11 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
         rss = {"assistant": rss_mb(os.getpid())}
         rss.update({name: rss_mb(info["pid"]) for name, info in children.items() if info["pid"]})
     totals = [t["total"] for t in per_turn]
-    stages = {
-        stage: {"p50_ms": _percentile([t[stage] for t in per_turn if t[stage] is not None], 0.5),
-                "p95_ms": _percentile([t[stage] for t in per_turn if t[stage] is not None], 0.95)}
-        for stage in ("asr", "nlu", "tts_first_audio")
-    }
+    stages = stage_percentiles(per_turn, ("asr", "nlu", "tts_first_audio"), _percentile)
     return {
         "n": len(totals),
-        "asr_early_share": round(sum(t["asr_early"] for t in per_turn) / len(per_turn), 2) if per_turn else None,
-        "dialect_probe_share": round(sum(t["dialect_probe"] for t in per_turn) / len(per_turn), 2) if per_turn else None,
+        "asr_early_share": share(per_turn, "asr_early"),
+        "dialect_probe_share": share(per_turn, "dialect_probe"),
         "p50_ms": _percentile(totals, 0.5),
         "p95_ms": _percentile(totals, 0.95),
         "stages": stages,
