@@ -302,6 +302,7 @@ async def bench(
 ) -> dict:
     from dataclasses import replace
 
+    from assistant.bench.scratch import scratch_store
     from assistant.bench.stats import share, stage_percentiles
     from assistant.settings import load_settings
     from telephony.gateway import Gateway
@@ -318,8 +319,7 @@ async def bench(
 
         raise SetupError("--known needs --pipeline real (the stand-in bot has no elder profiles)")
     with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
-        if known:  # never the user's own store: a throwaway one, seeded below
-            settings = replace(settings, store=replace(settings.store, database_url=f"sqlite+aiosqlite:///{tmp}/bench.db"))
+        settings = scratch_store(settings, Path(tmp))  # never the operators' store (seeded below with --known)
         if speech == "mandarin":
             # the stand-in bot greets with a 1.5 s tone; the real pipeline speaks the unknown (or known) greeting
             caller = await mandarin_speech(seconds, settings=settings, workdir=Path(tmp), reply_pause_s=reply_pause_s,

@@ -1,8 +1,8 @@
 """``assistant bench latency [--data DIR] [--phone] --json``: end of speech → first reply audio.
 
 Every clip runs as its own call through the full pipeline (VAD → ASR → Rasa → TTS) against real Rasa
-servers, fed in real time as a caller speaks (so early recognition during the end-of-turn silence counts as
-it would on a line). The measured time starts when the VAD declares the turn over, so the configured
+servers and a throwaway store (``assistant.bench.scratch``), fed in real time as a caller speaks (so early
+recognition during the end-of-turn silence counts as it would on a line). The measured time starts when the VAD declares the turn over, so the configured
 end-of-turn silence is excluded. Clips: the WAVs of ``DIR`` (default ``../shared/data/mandarin_speech/wav``) plus
 spoken service requests synthesized by the project's own TTS. Prints one JSON object.
 """
@@ -14,10 +14,12 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from assistant.audio.convert import PcmAudio, resample_pcm16
+from assistant.bench.scratch import scratch_store
 from assistant.bench.stats import share, stage_percentiles
 from assistant.session import CallSession
 from assistant.settings import Settings, load_settings
@@ -78,6 +80,11 @@ async def _spoken(settings: Settings) -> list[tuple[str, PcmAudio]]:
 
 
 async def _bench(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
+        return await _bench_in(args, scratch_store(settings, Path(tmp)))
+
+
+async def _bench_in(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from assistant.runtime import running, with_free_ports
     from assistant.simulate import load_call_audio, run_call
 

@@ -1,4 +1,4 @@
-"""Per-stage percentiles and shares shared by the benchmarks."""
+"""What the benchmarks share: per-stage percentiles and shares, and their throwaway store."""
 
 from assistant.bench.stats import share, stage_percentiles
 
@@ -16,3 +16,14 @@ def test_stage_percentiles_skip_untimed_rows_and_use_the_given_rule():
 def test_share_of_true_rows_and_none_without_rows():
     assert share([{"early": True}, {"early": False}, {"early": True}], "early") == 0.67
     assert share([], "early") is None
+
+
+def test_benchmarks_use_a_throwaway_store_in_their_own_folder(tmp_path):
+    from assistant.bench.scratch import scratch_store
+    from assistant.settings import load_settings
+
+    settings = load_settings(env={})
+    bench = scratch_store(settings, tmp_path)
+    assert bench.store.database_url == f"sqlite+aiosqlite:///{tmp_path}/bench.db"
+    assert bench.store.database_url != settings.store.database_url
+    assert bench.asr == settings.asr and bench.paths == settings.paths
