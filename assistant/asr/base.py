@@ -37,12 +37,14 @@ class AsrResult:
 @dataclass(frozen=True, kw_only=True)
 class RecognizerOptions:
     """Per-utterance options. ``grammar`` restricts output to one of the phrases (closed prompts);
-    ``phrases`` biases an open prompt (hotwords / phrase scoring). ``busy``: decodes are queuing up (set by
-    the registry, not by callers); an engine may then trade some accuracy for speed."""
+    ``phrases`` biases an open prompt (hotwords / phrase scoring). The load, set by the registry (not by
+    callers): ``others``, how many other utterances were being recognised when this one started, and
+    ``other_calls``, how many other calls were open; an engine may then trade some accuracy for speed."""
 
     grammar: Sequence[str] | None = None
     phrases: Sequence[str] | None = None
-    busy: bool = False
+    others: int = 0
+    other_calls: int = 0
 
 
 class RecognizerSession(ABC):

@@ -33,6 +33,17 @@ _THREAD_LOCK = threading.Lock()
 _LOOP_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 _RUNNING = [0]  # decodes running (or waiting for their model) in worker threads, all models
 _RUNNING_LOCK = threading.Lock()
+_IN_FLIGHT = [0]  # utterances being recognised by ``recognize`` (each decoded in one or more views)
+_CALLS: set[str] = set()  # calls open in this process (``call_started`` / ``call_ended``)
+
+
+def call_started(call_id: str) -> None:
+    """A call's speech recognition is running (its STT service started): the machine is shared."""
+    _CALLS.add(call_id)
+
+
+def call_ended(call_id: str) -> None:
+    _CALLS.discard(call_id)
 
 
 def register_model(model_id: str, factory: Callable[[Settings], Recognizer]) -> None:
@@ -100,6 +111,7 @@ def whisper_decoding(dialect: str, settings: Settings):
         initial_prompt=prompt or None,
         phrase_min_score=asr.phrase_min_score,
         encoder_margin_s=asr.whisper_encoder_margin_s,
+        shared_encoder_margin_s=asr.whisper_shared_encoder_margin_s,
         busy_encoder_margin_s=asr.whisper_busy_encoder_margin_s,
         loop_retry_repetition_penalty=asr.whisper_loop_retry_repetition_penalty,
     )
@@ -156,20 +168,12 @@ def model_for(dialect: str, settings: Settings) -> str:
     raise AsrError(f"unknown dialect {dialect!r} (cmn, yue or auto)")
 
 
-# this many decodes in flight (running or waiting for a worker) means the machine is behind: the decode is
-# marked ``busy`` and whisper encodes only the utterance (``asr.whisper_busy_encoder_margin_s``)
-BUSY_DECODES = 3
-
-
 def _decode(rec: Recognizer, pcm16: bytes, sample_rate_hz: int, options: RecognizerOptions | None) -> AsrResult:
     from assistant.audio.convert import resample_pcm16
 
     pcm = resample_pcm16(pcm16, from_hz=sample_rate_hz, to_hz=rec.sample_rate_hz)
     with _RUNNING_LOCK:
         _RUNNING[0] += 1
-        busy = _RUNNING[0] >= BUSY_DECODES
-    if busy:
-        options = replace(options or RecognizerOptions(), busy=True)
     try:
         return rec.transcribe(pcm, options)
     except AssistantError:
@@ -229,9 +233,25 @@ async def recognize(
     dialect: str | None,
     options: RecognizerOptions | None,
     settings: Settings,
+    call_id: str | None = None,
 ) -> AsrResult:
-    """Recognise one utterance without blocking the event loop."""
+    """Recognise one utterance (of call ``call_id``) without blocking the event loop.
+
+    It is told the load (``RecognizerOptions.others``, ``other_calls``; the same for all its dialect views, so
+    they still share one encoding): whisper encodes less of its window when the machine is shared."""
     _check(pcm16, sample_rate_hz)
+    options = replace(options or RecognizerOptions(), others=_IN_FLIGHT[0], other_calls=len(_CALLS - {call_id}))
+    _IN_FLIGHT[0] += 1
+    try:
+        return await _recognize(pcm16, sample_rate_hz=sample_rate_hz, dialect=dialect, options=options,
+                                settings=settings)
+    finally:
+        _IN_FLIGHT[0] -= 1
+
+
+async def _recognize(
+    pcm16: bytes, *, sample_rate_hz: int, dialect: str | None, options: RecognizerOptions, settings: Settings
+) -> AsrResult:
     if dialect is not None:
         rec = dialect_view(await get_recognizer(model_for(dialect, settings), settings=settings), dialect, settings)
         return await asyncio.to_thread(_decode, rec, pcm16, sample_rate_hz, options)

@@ -12,6 +12,7 @@ from pipecat.frames.frames import (
     CancelFrame,
     EndFrame,
     Frame,
+    StartFrame,
     TranscriptionFrame,
     VADUserStoppedSpeakingFrame,
 )
@@ -107,13 +108,29 @@ class AssistantSTTService(SegmentedSTTService):
             await self._drop_open_early()
         await super().process_frame(frame, direction)
 
+    async def start(self, frame: StartFrame):
+        from assistant.asr.registry import call_started
+
+        await super().start(frame)
+        call_started(self._session.call_id)
+
     async def stop(self, frame: EndFrame):
-        await super().stop(frame)  # decodes the queued segments (using their early results)
-        await self._drop_all_early()
+        from assistant.asr.registry import call_ended
+
+        try:
+            await super().stop(frame)  # decodes the queued segments (using their early results)
+            await self._drop_all_early()
+        finally:
+            call_ended(self._session.call_id)
 
     async def cancel(self, frame: CancelFrame):
-        await self._drop_all_early()
-        await super().cancel(frame)
+        from assistant.asr.registry import call_ended
+
+        try:
+            await self._drop_all_early()
+            await super().cancel(frame)
+        finally:
+            call_ended(self._session.call_id)
 
     async def _start_early(self) -> None:
         from assistant.asr.registry import decodes_running
@@ -177,7 +194,8 @@ class AssistantSTTService(SegmentedSTTService):
         from assistant.asr.registry import recognize
 
         result = await recognize(
-            audio, sample_rate_hz=self.sample_rate, dialect=dialect, options=options, settings=self._app_settings
+            audio, sample_rate_hz=self.sample_rate, dialect=dialect, options=options, settings=self._app_settings,
+            call_id=self._session.call_id,
         )
         return keep_what_was_said(result)
 

@@ -46,6 +46,8 @@ PAD_BELOW_S = 1.5  # only one- or two-word answers are padded (the closed-prompt
 # (Temperature fallback was measured instead: on phone audio it invented text or recited the prompt.)
 LOOP_RE = re.compile(r"(.{1,4}?)\1{3,}")
 NON_WORD_RE = re.compile(r"[\W_]+")  # punctuation and spaces (CJK characters are word characters)
+# this many other utterances in flight means the machine is behind: the busy encoder margin applies
+BUSY_OTHERS = 2
 SILENCE_RMS = 60.0  # int16 RMS below this is digital silence / line hum: no decoding
 # phrases whisper is known to invent on silence or noise (subtitle credits, sign-offs)
 HALLUCINATIONS = (
@@ -67,12 +69,25 @@ class WhisperDecoding:
     # encode only the utterance plus this much of the zero padding instead of the full 30 s window
     # (whisper.cpp's "audio_ctx"); 30 s or more encodes the whole window. See ``trimmed_features``.
     encoder_margin_s: float = 30.0
-    # the same when the machine is behind (``RecognizerOptions.busy``): encoding a 3 s utterance plus 5 s costs
-    # a tenth of the whole window; it costs some accuracy, waiting seconds for every reply costs more
+    # the same while the machine is shared (other calls open, or another utterance being recognised: see
+    # ``RecognizerOptions``): a 3 s utterance plus 15 s costs about half the whole window
+    shared_encoder_margin_s: float = 30.0
+    # the same when the machine is behind (``BUSY_OTHERS`` or more): a 3 s utterance plus 5 s costs a tenth of
+    # the whole window; it costs some accuracy, waiting seconds for every reply costs more
     busy_encoder_margin_s: float = 30.0
     # a hypothesis that loops (``LOOP_RE``) is decoded again with this repetition penalty (1.0: no retry);
     # the retry is kept when it does not loop, or loops less (see ``_loop_share``)
     loop_retry_repetition_penalty: float = 1.3
+
+    def encoder_margin_for(self, options: RecognizerOptions) -> float:
+        """The encoder margin for an utterance decoded under ``options``' load: the whole window when alone;
+        the shared margin when other calls are open or another utterance is in flight (an utterance decoded
+        alone with the whole window delays every other caller's next one); the busy margin when several are."""
+        if options.others >= BUSY_OTHERS:
+            return self.busy_encoder_margin_s
+        if options.others or options.other_calls:
+            return self.shared_encoder_margin_s
+        return self.encoder_margin_s
 
 
 class WhisperRecognizer(Recognizer):
@@ -137,7 +152,7 @@ class WhisperRecognizer(Recognizer):
         pad_s = PAD_S if audio_s < PAD_BELOW_S else 0.0
         pad = np.zeros(int(pad_s * SAMPLE_RATE_HZ), dtype=np.float32)
         audio = np.concatenate([pad, x / 32768.0, pad])
-        margin_s = d.busy_encoder_margin_s if options.busy else d.encoder_margin_s
+        margin_s = d.encoder_margin_for(options)
         with self._lock:
             set_encoder_margin(int(margin_s * FRAMES_PER_S))
             segments = self._transcribe(audio, options, prompt, hotwords, repetition_penalty=1.0)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from assistant.asr import registry
 from telephony.gateway_service import start_gateway
 from telephony.peers import BaresipPeer
 from tests.conftest import need_program, shared_path
@@ -70,12 +71,16 @@ async def test_real_pipeline_answers_a_phone_call(settings, tmp_path, caller_wav
                     if any(t.transcript and t.reply_audio for t in turns if t.source != "system"):
                         break
                     await asyncio.sleep(0.5)
+                open_during_call = set(registry._CALLS)
                 await asyncio.sleep(3.0)  # let the reply play out to the caller
                 await peer.command("hangup")
                 await asyncio.sleep(0.5)
                 recordings = peer.recordings()
         finally:
             await service.stop()
+    # the recognizer knew the call was open (whisper's encoder margin depends on the calls open) and that it ended
+    assert open_during_call == {calls[0].session.call_id}
+    assert registry._CALLS == set()
     spoken = [t for t in calls[0].tracker.turns if t.transcript]
     assert spoken, "no transcript from the caller's speech"
     assert any(t.reply_text for t in spoken)

@@ -165,22 +165,48 @@ async def test_bad_input_is_a_coded_error(fakes):
         await registry.recognize(b"", sample_rate_hz=16000, dialect="klingon", options=None, settings=s)
 
 
-def test_a_decode_is_marked_busy_when_decodes_queue_up():
-    seen: list[bool] = []
+async def test_an_utterance_is_told_the_load_other_utterances_and_other_calls(fakes):
+    s, _, _ = fakes
+    seen: list[tuple[str, int, int]] = []  # (model, other utterances in flight, other calls open)
 
     class _Options(FakeRecognizer):
         def transcribe(self, pcm16, options=None):
-            seen.append(bool(options and options.busy))
+            seen.append((self.model_id, options.others, options.other_calls))
             return super().transcribe(pcm16, options)
 
-    rec = _Options(model_id="fake", dialect="cmn", text="好", confidence=0.9)
+    for model_id in ("fake-a", "fake-b"):
+        rec = _Options(model_id=model_id, dialect="cmn", text="好", confidence=0.9, decode_delay_s=0.1)
+        registry.register_model(model_id, lambda _s, rec=rec: rec)
+    s = dataclasses.replace(s, asr=dataclasses.replace(s.asr, default_model_cmn="fake-a",
+                                                       auto_dialect_models=("fake-a", "fake-b")))
     pcm = b"\x01\x00" * 1600
-    registry._decode(rec, pcm, 16000, None)
-    with registry._RUNNING_LOCK:
-        registry._RUNNING[0] += registry.BUSY_DECODES - 1  # others running or waiting for a worker
+
+    async def say(*, dialect="cmn", call_id=None, options=None):
+        await registry.recognize(pcm, sample_rate_hz=16000, dialect=dialect, options=options, settings=s,
+                                 call_id=call_id)
+
     try:
-        registry._decode(rec, pcm, 16000, RecognizerOptions(phrases=("煤气",)))
+        await say()
+        assert seen == [("fake-a", 0, 0)]
+        seen.clear()
+        await asyncio.gather(say(), say(), say())
+        assert sorted(n for _, n, _ in seen) == [0, 1, 2]  # three callers at once: 0, 1 and 2 others in flight
+        seen.clear()
+        # an unknown caller's candidates are one utterance: told the same (whisper's views share one encoding)
+        await say(dialect=None, options=RecognizerOptions(phrases=("煤气",)))
+        assert sorted(seen) == [("fake-a", 0, 0), ("fake-b", 0, 0)]
+        assert registry._IN_FLIGHT[0] == 0 and registry.decodes_running() == 0
+        seen.clear()
+        registry.call_started("call-1")
+        registry.call_started("call-2")
+        try:
+            await say(call_id="call-1")  # one other call open
+            await say()  # not a call (evaluation): both are others
+        finally:
+            registry.call_ended("call-1")
+            registry.call_ended("call-2")
+        await say(call_id="call-1")
+        assert [c for _, _, c in seen] == [1, 2, 0]
     finally:
-        with registry._RUNNING_LOCK:
-            registry._RUNNING[0] -= registry.BUSY_DECODES - 1
-    assert seen == [False, True] and registry.decodes_running() == 0
+        registry._FACTORIES.pop("fake-a", None)
+        registry._FACTORIES.pop("fake-b", None)

@@ -79,7 +79,7 @@ def test_a_hallucinated_segment_is_dropped_not_the_whole_utterance():
     assert only_credits.decode(pcm, RecognizerOptions()).text == ""
 
 
-def test_a_busy_decode_encodes_only_the_utterance_plus_the_busy_margin():
+def test_under_load_whisper_encodes_only_the_utterance_plus_a_margin():
     from assistant.asr.whisper_engine import FRAMES_PER_S, encoder_margin
 
     seen = []
@@ -91,8 +91,15 @@ def test_a_busy_decode_encodes_only_the_utterance_plus_the_busy_margin():
 
     rec = WhisperRecognizer(model_id="fake", model_dir="", dialect="cmn", threads=0, lock=threading.Lock(),
                             model=_Model({1.0: "我要订煤气"}),
-                            decoding=WhisperDecoding(encoder_margin_s=30.0, busy_encoder_margin_s=5.0))
+                            decoding=WhisperDecoding(encoder_margin_s=30.0, shared_encoder_margin_s=15.0,
+                                                     busy_encoder_margin_s=5.0))
     pcm = (np.sin(np.arange(32000) / 3) * 6000).astype("<i2").tobytes()
-    rec.decode(pcm, RecognizerOptions())
-    rec.decode(pcm, RecognizerOptions(busy=True))
-    assert seen == [30 * FRAMES_PER_S, 5 * FRAMES_PER_S]
+    loads = [
+        RecognizerOptions(),  # alone on the machine: the whole window
+        RecognizerOptions(other_calls=3),  # other calls open: shared
+        RecognizerOptions(others=1),  # another utterance being recognised: shared
+        RecognizerOptions(others=2, other_calls=7),  # the machine is behind: busy
+    ]
+    for options in loads:
+        rec.decode(pcm, options)
+    assert seen == [30 * FRAMES_PER_S, 15 * FRAMES_PER_S, 15 * FRAMES_PER_S, 5 * FRAMES_PER_S]
