@@ -20,7 +20,8 @@ def test_bench_calls_prints_the_agreed_json():
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"calls", "completed", "dropped", "turn_latency_p50_ms", "turn_latency_p95_ms", "cpu_pct", "rss_mb"} <= set(result)
     assert result["calls"] == 2 and result["completed"] == 2 and result["dropped"] == 0
-    assert result["turn_latency_p50_ms"] is not None and 300 < result["turn_latency_p50_ms"] < 5000
+    assert result["turn_latency_p50_ms"] is not None and 0 < result["turn_latency_p50_ms"] < 4200
+    assert result["turn_latency_incl_eot_p50_ms"] > result["turn_latency_p50_ms"]
     assert 0 < result["rss_mb"] < 2000
 
 
