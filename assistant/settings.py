@@ -96,6 +96,10 @@ class DialogueSettings:
     # environment holding Rasa 3.6 + rasa-sdk (created by scripts/setup.sh); empty = look it up
     rasa_env_dir: str = ""
     max_failed_turns: int = 2
+    # TensorFlow threads in the Rasa server (TEDPolicy; Rasa's TF_INTER/INTRA_OP_PARALLELISM_THREADS): one,
+    # because on 2 cores shared with whisper more threads only oversubscribe (8 callers replying at the same
+    # instant: dialogue p95 2.1 s with one thread, 2.6–3.4 s with TensorFlow's default)
+    rasa_tf_threads: int = 1
     # Rasa tracker store: empty = SQLite var/rasa/tracker.db; or postgresql://user:pw@host:5432/db
     tracker_store_url: str = ""
     # Redis lock store when several Rasa servers share one tracker store (redis://host:6379/1); empty = in memory

@@ -160,8 +160,8 @@ def resilience(tmp_path_factory):
         def settings_for(rasa_port: int):
             return load_settings(env, dialogue={**dialogue, "rasa_port": rasa_port})
 
-        child_env = {**os.environ, **rasa_cli.rasa_child_env(api_url=api.url, service_token=STUB_TOKEN)}
         settings = settings_for(free_port())
+        child_env = {**os.environ, **rasa_cli.rasa_child_env(settings, api_url=api.url, service_token=STUB_TOKEN)}
         intents = settings.paths.intents_dir
 
         def rasa_server(name: str, port: int) -> Server:
