@@ -44,7 +44,7 @@ def rasa_specs(settings: Settings, *, api_url: str, service_token: str) -> list[
     python = rasa_env_python(settings)
     logs = settings.paths.var_dir / "logs"
     d = settings.dialogue
-    env = rasa_cli.rasa_child_env(settings, api_url=api_url, service_token=service_token)
+    env = rasa_cli.rasa_child_env(api_url=api_url, service_token=service_token)
     return [
         ChildSpec(
             name="rasa-actions",
@@ -59,7 +59,7 @@ def rasa_specs(settings: Settings, *, api_url: str, service_token: str) -> list[
             name="rasa",
             argv=tuple(rasa_cli.rasa_server_command(settings, python=python)),
             cwd=settings.paths.intents_dir,
-            env=env,
+            env={**env, **rasa_cli.rasa_server_env(settings)},
             health_url=f"http://127.0.0.1:{d.rasa_port}/status",
             log_path=logs / "rasa.log",
             start_timeout_s=d.rasa_start_timeout_s,

@@ -31,6 +31,8 @@ can share the tracker store. Environment for both children (``rasa_child_env``):
     ASSISTANT_API_URL        base URL of the Platform API (the action server calls /api/orders, /api/alerts)
     ASSISTANT_SERVICE_TOKEN  bearer token for the Platform API
     RASA_TELEMETRY_ENABLED=false, TF_CPP_MIN_LOG_LEVEL=2 (quiet, offline)
+and for the Rasa server only (``rasa_server_env``):
+
     TF_INTER_OP_PARALLELISM_THREADS, TF_INTRA_OP_PARALLELISM_THREADS = dialogue.rasa_tf_threads
 """
 
@@ -171,16 +173,20 @@ def action_server_command(settings: Settings, *, python: Path | str | None = Non
     ]
 
 
-def rasa_child_env(settings: Settings, *, api_url: str, service_token: str) -> dict[str, str]:
-    threads = str(settings.dialogue.rasa_tf_threads)
+def rasa_child_env(*, api_url: str, service_token: str) -> dict[str, str]:
     return {
         "ASSISTANT_API_URL": api_url,
         "ASSISTANT_SERVICE_TOKEN": service_token,
         "RASA_TELEMETRY_ENABLED": "false",
         "TF_CPP_MIN_LOG_LEVEL": "2",
-        "TF_INTER_OP_PARALLELISM_THREADS": threads,
-        "TF_INTRA_OP_PARALLELISM_THREADS": threads,
     }
+
+
+def rasa_server_env(settings: Settings) -> dict[str, str]:
+    """TensorFlow's thread counts, for the Rasa server only: Rasa imports TensorFlow to apply them, which
+    would add ~300 MB to the action server."""
+    threads = str(settings.dialogue.rasa_tf_threads)
+    return {"TF_INTER_OP_PARALLELISM_THREADS": threads, "TF_INTRA_OP_PARALLELISM_THREADS": threads}
 
 
 # -- train if changed ---------------------------------------------------------------------------------------
@@ -337,7 +343,8 @@ def run(args: argparse.Namespace) -> int:
                 "cwd": str(settings.paths.intents_dir),
                 "rasa_server": rasa_server_command(settings),
                 "action_server": action_server_command(settings),
-                "env": rasa_child_env(settings, api_url=f"http://{settings.server.host}:{settings.server.port}", service_token="<service token>"),
+                "env": rasa_child_env(api_url=f"http://{settings.server.host}:{settings.server.port}", service_token="<service token>"),
+                "rasa_server_env": rasa_server_env(settings),
             },
             ensure_ascii=False, indent=2,
         ))  # fmt: skip

@@ -65,7 +65,7 @@ def stack(tmp_path_factory):
     env = {**os.environ, "ASSISTANT_VAR_DIR": str(tmp / "var")}
     settings = load_settings(env, dialogue={"rasa_port": rasa_port, "actions_port": actions_port})
     api = StubPlatformApi().start()
-    child_env = {**os.environ, **rasa_cli.rasa_child_env(settings, api_url=api.url, service_token=STUB_TOKEN)}
+    child_env = {**os.environ, **rasa_cli.rasa_child_env(api_url=api.url, service_token=STUB_TOKEN)}
     procs: list[subprocess.Popen] = []
     try:
         for name, argv, health in (

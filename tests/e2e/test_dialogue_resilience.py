@@ -161,7 +161,7 @@ def resilience(tmp_path_factory):
             return load_settings(env, dialogue={**dialogue, "rasa_port": rasa_port})
 
         settings = settings_for(free_port())
-        child_env = {**os.environ, **rasa_cli.rasa_child_env(settings, api_url=api.url, service_token=STUB_TOKEN)}
+        child_env = {**os.environ, **rasa_cli.rasa_child_env(api_url=api.url, service_token=STUB_TOKEN)}
         intents = settings.paths.intents_dir
 
         def rasa_server(name: str, port: int) -> Server:

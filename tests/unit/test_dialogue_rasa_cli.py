@@ -109,9 +109,11 @@ def test_server_command_lines_for_the_supervisor(settings):
     assert (s.paths.var_dir / "rasa").is_dir()  # SQLite needs the folder
     actions = rasa_cli.action_server_command(s, python="/env/bin/python")
     assert actions == ["/env/bin/python", "-m", "rasa", "run", "actions", "-p", "5124", "--actions", "actions"]
-    env = rasa_cli.rasa_child_env(s, api_url="http://127.0.0.1:8080", service_token="t")
+    env = rasa_cli.rasa_child_env(api_url="http://127.0.0.1:8080", service_token="t")
     assert env["ASSISTANT_API_URL"] == "http://127.0.0.1:8080" and env["ASSISTANT_SERVICE_TOKEN"] == "t"
-    assert env["TF_INTER_OP_PARALLELISM_THREADS"] == env["TF_INTRA_OP_PARALLELISM_THREADS"] == "1"
+    assert not any(k.startswith("TF_INTER") for k in env)  # the action server must not import TensorFlow
+    server = rasa_cli.rasa_server_env(s)
+    assert server["TF_INTER_OP_PARALLELISM_THREADS"] == server["TF_INTRA_OP_PARALLELISM_THREADS"] == "1"
 
 
 def test_missing_rasa_env_is_a_setup_error(settings, tmp_path):
