@@ -75,11 +75,12 @@ _NO_BODY = """Content-Length: 0
 """
 
 
-def sipp_scenario(plays: str, *, late_offer: bool = False, answer_in_ack: bool = True) -> str:
+def sipp_scenario(plays: str, *, late_offer: bool = False, answer_in_ack: bool = True, bye_cseq: int = 2) -> str:
     """A sipp caller: INVITE → 200 → ACK → ``plays`` (sipp actions) → BYE. The caller offers PCMA +
     telephone-event 101 in the INVITE; ``late_offer``: the INVITE has no SDP, the 200 OK must offer
     PCMU/PCMA/telephone-event (sipp fails otherwise) and the ACK carries the answer — or, with
-    ``answer_in_ack=False``, no answer, and sipp then expects the gateway's BYE instead of playing."""
+    ``answer_in_ack=False``, no answer, and sipp then expects the gateway's BYE instead of playing.
+    ``bye_cseq``: the BYE's CSeq (``plays`` holding in-dialog requests of its own takes 2 and up)."""
 
     def dialog(cseq: str, *, to_tag: bool) -> str:
         return _DIALOG_HEADERS.format(cseq=cseq, to_tag="[peer_tag_param]" if to_tag else "")
@@ -130,7 +131,7 @@ Content-Length: 0
   <send retrans="500"><![CDATA[
 
 BYE sip:assistant@[remote_ip]:[remote_port] SIP/2.0
-{dialog("2 BYE", to_tag=True)}Max-Forwards: 70
+{dialog(f"{bye_cseq} BYE", to_tag=True)}Max-Forwards: 70
 {_NO_BODY}
   ]]></send>
   <recv response="200" crlf="true"/>

@@ -8,8 +8,9 @@
     await call.wait_ended()  → CallEnded(reason=...)
 
 Covered: REGISTER with digest auth, INVITE/100/180/200/ACK both ways, BYE, CANCEL both ways, OPTIONS
-(aiosipua answers 200), re-INVITE hold/unhold both ways, ACK for non-2xx finals (aiosipua omits it), late
-offer on inbound calls (an INVITE without SDP: our offer in the 200 OK, the caller's answer in the ACK).
+(aiosipua answers 200), re-INVITE hold/unhold both ways, a re-INVITE without SDP (our offer, the session as it
+is, in the 200 OK; the answer in the ACK), ACK for non-2xx finals (aiosipua omits it), late offer on inbound
+calls (an INVITE without SDP: our offer in the 200 OK, the caller's answer in the ACK).
 Work-arounds: aiosipua's UDP protocol asserts a type that 3.11's selector transport fails (a traceback on
 every start) and logs a traceback per malformed datagram; ``QuietUdpSipTransport`` replaces both.
 """
@@ -45,7 +46,7 @@ from aiosipua.transport import _stamp_via_received
 from assistant.errors import TelephonyError
 from assistant.settings import TelephonySettings
 from telephony.rtp import PortAllocator, RtpStream
-from telephony.sdp import MediaPlan, answer_for, build_offer, read_media
+from telephony.sdp import MediaPlan, answer_for, build_offer, build_sdp_text, read_media
 
 logger = logging.getLogger(__name__)
 
@@ -255,11 +256,7 @@ class PhoneCall:
                 await self.hangup()
             raise TelephonyError("the caller never acknowledged our answer (late offer)", code="no_ack")
         try:
-            sdp: SdpMessage | None = parse_sdp(body) if body.strip() else None
-        except Exception:  # aiosipua raises assorted types for a malformed body
-            sdp = None
-        try:
-            return read_media(sdp, codecs=self.endpoint.codecs)
+            return read_media(_sdp_of(body), codecs=self.endpoint.codecs)
         except TelephonyError as exc:
             logger.info("call %s: no usable SDP answer in the ACK (%s): hanging up", self.call_id, exc.message)
             await self.hangup()  # RFC 3261 §13.3.1.4: the answer in the ACK is unacceptable → BYE
@@ -683,17 +680,50 @@ class SipEndpoint:
 
     def _on_reinvite(self, inc: IncomingCall) -> None:
         call = self._calls.get(inc.call_id)
-        if call is None or call._stream is None:
+        if call is None or call._stream is None or call.plan is None:
             inc.reject(481, "Call/Transaction Does Not Exist")
             return
+        if not _carries_sdp(inc.invite):  # (aiosipua keeps the previous offer in ``sdp_offer``: stale here)
+            # RFC 3261 §14.2: a re-INVITE without an offer (a session refresh, or a PBX's third-party call
+            # control) gets our offer, the session as it is, in the 200 OK; the answer rides the ACK
+            plan = call.plan
+            call._late_answer = asyncio.get_running_loop().create_future()  # before the 200: the ACK may be quick
+            inc.accept(parse_sdp(build_sdp_text(ip=self.media_host, port=call._stream.port, codecs=(plan.codec,),
+                                                dtmf_payload_type=plan.dtmf_payload_type or 101)))
+            self._spawn(self._reoffer_answered(call, call._late_answer), name=f"sip-reoffer-{inc.call_id[:12]}")
+            return
         try:
-            plan = read_media(inc.sdp_offer, codecs=(call.plan.codec,) if call.plan else self.codecs)
+            plan = read_media(inc.sdp_offer, codecs=(call.plan.codec,))
         except TelephonyError:
             inc.reject(488, "Not Acceptable Here")
             return
+        inc.accept(answer_for(plan, ip=self.media_host, port=call._stream.port))
+        self._apply_plan(call, plan)
+
+    async def _reoffer_answered(self, call: PhoneCall, answer: asyncio.Future[str | None]) -> None:
+        """The far end's answer (in its ACK) to the offer we made for its re-INVITE without SDP."""
+        try:
+            async with asyncio.timeout(LATE_ANSWER_TIMEOUT_S):
+                body = await answer
+        except TimeoutError:
+            body = None
+        finally:
+            if call._late_answer is answer:
+                call._late_answer = None
+        if call._stream is None or call.plan is None or call.state == "ended":
+            return
+        try:
+            plan = read_media(_sdp_of(body or ""), codecs=(call.plan.codec,))
+        except TelephonyError as exc:
+            logger.info("call %s: no usable answer to our re-offer (%s): media unchanged", call.call_id, exc.message)
+            return
+        self._apply_plan(call, plan)
+
+    def _apply_plan(self, call: PhoneCall, plan: MediaPlan) -> None:
+        """A renegotiated session: new media parameters, and the far end's hold state."""
+        assert call._stream is not None
         call.plan = plan
         call._stream.configure(plan)
-        inc.accept(answer_for(plan, ip=self.media_host, port=call._stream.port))
         if call.on_hold != plan.on_hold:
             call.on_hold = plan.on_hold
             logger.info("call %s %s by the far end", call.call_id, "held" if plan.on_hold else "resumed")
@@ -705,6 +735,18 @@ class SipEndpoint:
 
     def _on_cancel(self, request: SipRequest, addr: tuple[str, int]) -> None:
         self._end(request.call_id or "", "cancelled", 487)
+
+
+def _carries_sdp(request: SipRequest) -> bool:
+    return bool(request.body) and (request.content_type or "").lower().startswith("application/sdp")
+
+
+def _sdp_of(body: str) -> SdpMessage | None:
+    """A message body as SDP (``None`` when empty or malformed)."""
+    try:
+        return parse_sdp(body) if body.strip() else None
+    except Exception:  # aiosipua raises assorted types for a malformed body
+        return None
 
 
 def _reinvite_shim(inc: IncomingCall, endpoint: SipEndpoint) -> OutgoingCall:

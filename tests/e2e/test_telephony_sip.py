@@ -372,3 +372,56 @@ async def test_late_offer_without_an_answer_in_the_ack_is_hung_up(tel_settings, 
         await wait_for(lambda: gw.reports and gw.reports[0].end_reason, timeout_s=5, what="the call to end")
     assert rc == 0, sipp.errors()[-1500:]
     assert gw.reports[0].frames_in == 0 and gw.endpoint.calls == {}
+
+
+async def test_reinvite_without_sdp_gets_our_offer_and_the_call_goes_on(tel_settings, tmp_path, dtmf2_pcap):
+    """A PBX that uses late offer (INVITE without SDP, answer in the ACK) refreshes the session mid-call with a
+    re-INVITE without SDP: our 200 OK offers the session as it is (PCMA, which the call uses, and
+    telephone-event; it used to be rejected with 488), sipp answers in the ACK, then presses 2 — still heard."""
+    need_program("sipp")
+    from telephony.bench import _DIALOG_HEADERS, _NO_BODY, _SDP, sipp_scenario
+
+    def headers(cseq: str) -> str:
+        return _DIALOG_HEADERS.format(cseq=cseq, to_tag="[peer_tag_param]")
+
+    plays = f"""  <pause milliseconds="1000"/>
+  <send retrans="500"><![CDATA[
+
+INVITE sip:assistant@[remote_ip]:[remote_port] SIP/2.0
+{headers("2 INVITE")}Contact: <sip:bench@[local_ip]:[local_port]>
+Max-Forwards: 70
+{_NO_BODY}
+  ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="200" rtd="true">
+    <action>
+      <ereg regexp="m=audio [0-9]+ RTP/AVP 8 101" search_in="body" check_it="true" assign_to="offer"/>
+    </action>
+  </recv>
+  <Reference variables="offer"/>
+  <send><![CDATA[
+
+ACK sip:assistant@[remote_ip]:[remote_port] SIP/2.0
+{headers("2 ACK")}Contact: <sip:bench@[local_ip]:[local_port]>
+Max-Forwards: 70
+{_SDP}
+  ]]></send>
+  <pause milliseconds="500"/>
+  <nop><action><exec play_pcap_audio="{dtmf2_pcap}"/></action></nop>
+  <pause milliseconds="1500"/>
+"""
+    scenario = tmp_path / "reinvite_no_sdp.xml"
+    scenario.write_text(sipp_scenario(plays, late_offer=True, bye_cseq=3))
+    alerts = []
+
+    async def on_alert(a):
+        alerts.append(a)
+
+    gw = Gateway(settings=tel_settings, pipeline_factory=bot_pipeline_factory(settings=tel_settings, reply_pcm=tone(seconds=0.5)), on_alert=on_alert, port=0)
+    async with gw, SippRun(scenario=scenario, target=f"127.0.0.1:{gw.endpoint.port}", workdir=tmp_path / "sipp", timeout_s=20) as sipp:
+        rc = await sipp.wait()
+        await wait_for(lambda: gw.reports and gw.reports[0].end_reason, timeout_s=5, what="the call to end")
+    assert rc == 0, sipp.errors()[-1500:]  # sipp checked our offer (PCMA + telephone-event) in the 200 OK
+    report = gw.reports[0]
+    assert report.end_reason == "remote_hangup"
+    assert report.keys == ["2"] and [a.kind for a in alerts] == ["help"]  # media and DTMF went on after the refresh
