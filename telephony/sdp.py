@@ -51,8 +51,10 @@ def build_sdp_text(*, ip: str, port: int, codecs: tuple[str, ...], dtmf_payload_
     return "\r\n".join(lines) + "\r\n"
 
 
-def build_offer(*, ip: str, port: int, codecs: tuple[str, ...] = ("PCMU", "PCMA"), direction: str = "sendrecv") -> SdpMessage:
-    return parse_sdp(build_sdp_text(ip=ip, port=port, codecs=codecs, direction=direction))
+def build_offer(*, ip: str, port: int, codecs: tuple[str, ...] = ("PCMU", "PCMA"), direction: str = "sendrecv",
+                dtmf_payload_type: int | None = 101) -> SdpMessage:
+    return parse_sdp(build_sdp_text(ip=ip, port=port, codecs=codecs, dtmf_payload_type=dtmf_payload_type,
+                                    direction=direction))
 
 
 def read_media(sdp: SdpMessage | None, *, codecs: tuple[str, ...] = ("PCMU", "PCMA")) -> MediaPlan:

@@ -46,7 +46,7 @@ from aiosipua.transport import _stamp_via_received
 from assistant.errors import TelephonyError
 from assistant.settings import TelephonySettings
 from telephony.rtp import PortAllocator, RtpStream
-from telephony.sdp import MediaPlan, answer_for, build_offer, build_sdp_text, read_media
+from telephony.sdp import MediaPlan, answer_for, build_offer, read_media
 
 logger = logging.getLogger(__name__)
 
@@ -239,16 +239,10 @@ class PhoneCall:
     async def _late_offer(self, stream: RtpStream) -> MediaPlan:
         """Offer in the 200 OK, answer from the ACK (the endpoint hands us the ACK's body)."""
         assert self._incoming is not None
-        self._late_answer = asyncio.get_running_loop().create_future()
+        answer = self._expect_ack_body()
         self._incoming.accept(build_offer(ip=self.endpoint.media_host, port=stream.port, codecs=self.endpoint.codecs))
         self._sip_accepted = True
-        try:
-            async with asyncio.timeout(LATE_ANSWER_TIMEOUT_S):
-                body = await self._late_answer
-        except TimeoutError:
-            body = None
-        finally:
-            self._late_answer = None
+        body = await self._ack_body(answer)
         if body is None:
             if self.ended is not None and self.ended.reason in ("cancelled", "remote_hangup"):
                 raise TelephonyError("the caller hung up before the answer", code="call_cancelled")
@@ -261,6 +255,23 @@ class PhoneCall:
             logger.info("call %s: no usable SDP answer in the ACK (%s): hanging up", self.call_id, exc.message)
             await self.hangup()  # RFC 3261 §13.3.1.4: the answer in the ACK is unacceptable → BYE
             raise TelephonyError(f"late offer: {exc.message}", code=exc.code) from exc
+
+    def _expect_ack_body(self) -> asyncio.Future[str | None]:
+        """Call before sending a 200 OK that carries our offer: the ACK will carry the answer (``SipEndpoint._route``
+        hands its body over), and it may arrive before the sender of the 200 waits for it."""
+        self._late_answer = asyncio.get_running_loop().create_future()
+        return self._late_answer
+
+    async def _ack_body(self, answer: asyncio.Future[str | None]) -> str | None:
+        """The body of the ACK to our offer; ``None`` when none came in time or the call ended."""
+        try:
+            async with asyncio.timeout(LATE_ANSWER_TIMEOUT_S):
+                return await answer
+        except TimeoutError:
+            return None
+        finally:
+            if self._late_answer is answer:
+                self._late_answer = None
 
     def _late_answer_arrived(self, body: str) -> None:
         if self._late_answer is not None and not self._late_answer.done():
@@ -687,10 +698,10 @@ class SipEndpoint:
             # RFC 3261 §14.2: a re-INVITE without an offer (a session refresh, or a PBX's third-party call
             # control) gets our offer, the session as it is, in the 200 OK; the answer rides the ACK
             plan = call.plan
-            call._late_answer = asyncio.get_running_loop().create_future()  # before the 200: the ACK may be quick
-            inc.accept(parse_sdp(build_sdp_text(ip=self.media_host, port=call._stream.port, codecs=(plan.codec,),
-                                                dtmf_payload_type=plan.dtmf_payload_type or 101)))
-            self._spawn(self._reoffer_answered(call, call._late_answer), name=f"sip-reoffer-{inc.call_id[:12]}")
+            answer = call._expect_ack_body()
+            inc.accept(build_offer(ip=self.media_host, port=call._stream.port, codecs=(plan.codec,),
+                                   dtmf_payload_type=plan.dtmf_payload_type or 101))
+            self._spawn(self._reoffer_answered(call, answer), name=f"sip-reoffer-{inc.call_id[:12]}")
             return
         try:
             plan = read_media(inc.sdp_offer, codecs=(call.plan.codec,))
@@ -702,14 +713,7 @@ class SipEndpoint:
 
     async def _reoffer_answered(self, call: PhoneCall, answer: asyncio.Future[str | None]) -> None:
         """The far end's answer (in its ACK) to the offer we made for its re-INVITE without SDP."""
-        try:
-            async with asyncio.timeout(LATE_ANSWER_TIMEOUT_S):
-                body = await answer
-        except TimeoutError:
-            body = None
-        finally:
-            if call._late_answer is answer:
-                call._late_answer = None
+        body = await call._ack_body(answer)
         if call._stream is None or call.plan is None or call.state == "ended":
             return
         try:
