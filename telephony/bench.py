@@ -75,43 +75,44 @@ _NO_BODY = """Content-Length: 0
 """
 
 
+def sipp_send(method: str, cseq: int, *, sdp: bool, to_tag: bool = True, contact: bool = True,
+              retrans: bool = True) -> str:
+    """One request of the sipp caller (a scenario's ``<send>``): ``sdp`` adds the caller's SDP (PCMA +
+    telephone-event 101); ``to_tag`` puts the gateway's tag in To (every in-dialog request)."""
+    headers = _DIALOG_HEADERS.format(cseq=f"{cseq} {method}", to_tag="[peer_tag_param]" if to_tag else "")
+    contact_line = "Contact: <sip:bench@[local_ip]:[local_port]>\n" if contact else ""
+    return f"""  <send{' retrans="500"' if retrans else ''}><![CDATA[
+
+{method} sip:assistant@[remote_ip]:[remote_port] SIP/2.0
+{headers}{contact_line}Max-Forwards: 70
+{_SDP if sdp else _NO_BODY}
+  ]]></send>
+"""
+
+
+def sipp_recv_ok(*, offer_formats: str | None = None) -> str:
+    """sipp waits for the 200 OK; ``offer_formats`` (e.g. "0 8 101"): its SDP must offer these payload types."""
+    if offer_formats is None:
+        return '  <recv response="200" rtd="true"/>\n'
+    return (
+        '  <recv response="200" rtd="true">\n    <action>\n'
+        f'      <ereg regexp="m=audio [0-9]+ RTP/AVP {offer_formats}" search_in="body" check_it="true" assign_to="offer"/>\n'
+        '    </action>\n  </recv>\n  <Reference variables="offer"/>\n'
+    )
+
+
 def sipp_scenario(plays: str, *, late_offer: bool = False, answer_in_ack: bool = True, bye_cseq: int = 2) -> str:
     """A sipp caller: INVITE → 200 → ACK → ``plays`` (sipp actions) → BYE. The caller offers PCMA +
     telephone-event 101 in the INVITE; ``late_offer``: the INVITE has no SDP, the 200 OK must offer
     PCMU/PCMA/telephone-event (sipp fails otherwise) and the ACK carries the answer — or, with
     ``answer_in_ack=False``, no answer, and sipp then expects the gateway's BYE instead of playing.
     ``bye_cseq``: the BYE's CSeq (``plays`` holding in-dialog requests of its own takes 2 and up)."""
-
-    def dialog(cseq: str, *, to_tag: bool) -> str:
-        return _DIALOG_HEADERS.format(cseq=cseq, to_tag="[peer_tag_param]" if to_tag else "")
-
-    ok = '  <recv response="200" rtd="true"/>\n'
-    if late_offer:  # our offer: both G.711 laws and telephone-event
-        ok = (
-            '  <recv response="200" rtd="true">\n    <action>\n'
-            '      <ereg regexp="m=audio [0-9]+ RTP/AVP 0 8 101" search_in="body" check_it="true" assign_to="offer"/>\n'
-            '    </action>\n  </recv>\n  <Reference variables="offer"/>\n'
-        )
-    ack_body = _SDP if late_offer and answer_in_ack else _NO_BODY
     text = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="elder speaks for a while">
-  <send retrans="500"><![CDATA[
-
-INVITE sip:assistant@[remote_ip]:[remote_port] SIP/2.0
-{dialog("1 INVITE", to_tag=False)}Contact: <sip:bench@[local_ip]:[local_port]>
-Max-Forwards: 70
-{_NO_BODY if late_offer else _SDP}
-  ]]></send>
-  <recv response="100" optional="true"/>
+{sipp_send("INVITE", 1, sdp=not late_offer, to_tag=False)}  <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
-{ok}  <send><![CDATA[
-
-ACK sip:assistant@[remote_ip]:[remote_port] SIP/2.0
-{dialog("1 ACK", to_tag=True)}Contact: <sip:bench@[local_ip]:[local_port]>
-Max-Forwards: 70
-{ack_body}
-  ]]></send>
-"""
+{sipp_recv_ok(offer_formats="0 8 101" if late_offer else None)}{
+sipp_send("ACK", 1, sdp=late_offer and answer_in_ack, retrans=False)}"""
     if late_offer and not answer_in_ack:
         return text + """  <recv request="BYE"/>
   <send><![CDATA[
@@ -128,13 +129,7 @@ Content-Length: 0
 </scenario>
 """
     return text + f"""{plays}
-  <send retrans="500"><![CDATA[
-
-BYE sip:assistant@[remote_ip]:[remote_port] SIP/2.0
-{dialog(f"{bye_cseq} BYE", to_tag=True)}Max-Forwards: 70
-{_NO_BODY}
-  ]]></send>
-  <recv response="200" crlf="true"/>
+{sipp_send("BYE", bye_cseq, sdp=False, contact=False)}  <recv response="200" crlf="true"/>
 </scenario>
 """
 

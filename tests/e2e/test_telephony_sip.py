@@ -379,37 +379,18 @@ async def test_reinvite_without_sdp_gets_our_offer_and_the_call_goes_on(tel_sett
     re-INVITE without SDP: our 200 OK offers the session as it is (PCMA, which the call uses, and
     telephone-event; it used to be rejected with 488), sipp answers in the ACK, then presses 2 — still heard."""
     need_program("sipp")
-    from telephony.bench import _DIALOG_HEADERS, _NO_BODY, _SDP, sipp_scenario
+    from telephony.bench import sipp_recv_ok, sipp_scenario, sipp_send
 
-    def headers(cseq: str) -> str:
-        return _DIALOG_HEADERS.format(cseq=cseq, to_tag="[peer_tag_param]")
-
-    plays = f"""  <pause milliseconds="1000"/>
-  <send retrans="500"><![CDATA[
-
-INVITE sip:assistant@[remote_ip]:[remote_port] SIP/2.0
-{headers("2 INVITE")}Contact: <sip:bench@[local_ip]:[local_port]>
-Max-Forwards: 70
-{_NO_BODY}
-  ]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="200" rtd="true">
-    <action>
-      <ereg regexp="m=audio [0-9]+ RTP/AVP 8 101" search_in="body" check_it="true" assign_to="offer"/>
-    </action>
-  </recv>
-  <Reference variables="offer"/>
-  <send><![CDATA[
-
-ACK sip:assistant@[remote_ip]:[remote_port] SIP/2.0
-{headers("2 ACK")}Contact: <sip:bench@[local_ip]:[local_port]>
-Max-Forwards: 70
-{_SDP}
-  ]]></send>
-  <pause milliseconds="500"/>
-  <nop><action><exec play_pcap_audio="{dtmf2_pcap}"/></action></nop>
-  <pause milliseconds="1500"/>
-"""
+    plays = (
+        '  <pause milliseconds="1000"/>\n'
+        + sipp_send("INVITE", 2, sdp=False)  # the refresh: no offer
+        + '  <recv response="100" optional="true"/>\n'
+        + sipp_recv_ok(offer_formats="8 101")  # our offer: the call's codec (PCMA) and telephone-event
+        + sipp_send("ACK", 2, sdp=True, retrans=False)  # the caller's answer
+        + '  <pause milliseconds="500"/>\n'
+        + f'  <nop><action><exec play_pcap_audio="{dtmf2_pcap}"/></action></nop>\n'
+        + '  <pause milliseconds="1500"/>\n'
+    )
     scenario = tmp_path / "reinvite_no_sdp.xml"
     scenario.write_text(sipp_scenario(plays, late_offer=True, bye_cseq=3))
     alerts = []
