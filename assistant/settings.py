@@ -73,10 +73,10 @@ class AsrSettings:
     whisper_vad_filter: bool = True  # silero VAD inside faster-whisper drops silence / line noise
     # encode the utterance plus this much of the padding, not whisper's whole 30 s window (30: whole window)
     whisper_encoder_margin_s: float = 30.0
-    # the same while another caller's utterance is being recognised: half the encoder's cost, the same
-    # spoken-intent accuracy by phone (measured in README "Measured"); 30 turns it off
+    # the same while the machine is shared (other calls open, or another utterance being recognised): half the
+    # encoder's cost, the same spoken-intent accuracy by phone (measured in README "Measured"); 30 turns it off
     whisper_shared_encoder_margin_s: float = 15.0
-    # the same when two or more others are (several callers at once): 5 s keeps replies coming in time at
+    # the same when two or more other utterances are being recognised: 5 s keeps replies coming in time at
     # some cost in accuracy (measured in README "Measured"); 30 turns it off
     whisper_busy_encoder_margin_s: float = 5.0
     # a hypothesis stuck repeating one unit (听听听…) is decoded again with this repetition penalty (1.0: no retry)

@@ -2,8 +2,8 @@
 
 Every clip runs as its own call through the full pipeline (VAD → ASR → Rasa → TTS) against real Rasa
 servers and a throwaway store (``assistant.bench.scratch``), fed in real time as a caller speaks (so early
-recognition during the end-of-turn silence counts as it would on a line). The measured time starts when the VAD declares the turn over, so the configured
-end-of-turn silence is excluded. Clips: the WAVs of ``DIR`` (default ``../shared/data/mandarin_speech/wav``) plus
+recognition during the end-of-turn silence counts as it would on a line). The measured time starts when the
+VAD declares the turn over, so the configured end-of-turn silence is excluded. Clips: the WAVs of ``DIR`` (default ``../shared/data/mandarin_speech/wav``) plus
 spoken service requests synthesized by the project's own TTS. Prints one JSON object.
 """
 
