@@ -146,6 +146,26 @@ class StoreSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PrivacySettings:
+    """Retention of personal data (China's PIPL: no longer than the purpose needs). ``assistant serve`` purges
+    what is past its period every ``purge_interval_s`` (also ``assistant db purge``); 0 days keeps that kind
+    forever. Work orders and alerts are business/safety records and are kept (alerts lose their transcript
+    text); see assistant/platform/retention.py for every record kind."""
+
+    recordings_retention_days: int = 30  # call audio files (calls.audio_path and var/calls/*)
+    raw_transcript_retention_days: int = 30  # then call_turns.text becomes its redacted copy; alert transcripts go
+    transcript_retention_days: int = 180  # then transcript turns (redacted too) and fraud flags are deleted
+    call_record_retention_days: int = 365  # then call rows (caller number, times, outcome) are deleted
+    outbox_retention_days: int = 90  # sent notifications (family numbers, the elder's name in the text)
+    ledger_retention_days: int = 180  # calls the platform placed, with their one-time codes (after validity)
+    login_attempts_retention_days: int = 180  # console sign-in attempts (user names, IP addresses)
+    audit_log_retention_days: int = 1095  # kept longest: proves who saw or changed what (>= 6 months by law)
+    purge_interval_s: float = 3600.0  # how often serve runs the retention purge
+    purge_retry_s: float = 300.0  # after a failed purge, try again this soon
+    purge_batch_rows: int = 500  # rows per transaction (short write locks on SQLite)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -190,6 +210,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     fraud: FraudSettings = field(default_factory=FraudSettings)
     telephony: TelephonySettings = field(default_factory=TelephonySettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
 
 def _coerce(value: str, current: Any) -> Any:
