@@ -200,6 +200,25 @@ class TelephonySettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SmsSettings:
+    """Family SMS through Kannel's sendsms interface (docs/kannel.conf.sample: SMPP to the carrier).
+    No ``kannel_sendsms_url`` = no SMS channel: rows stay ``undeliverable`` and nobody is told they went out."""
+
+    kannel_sendsms_url: str = ""  # e.g. http://127.0.0.1:13013/cgi-bin/sendsms (smsbox's sendsms-port)
+    kannel_username: str = ""  # a `group = sendsms-user` of that smsbox
+    kannel_password: str = ""
+    sender: str = ""  # the `from` number / short code the carrier gave the platform
+    smsc_id: str = ""  # route through this smsc-id (empty: Kannel chooses)
+    request_timeout_s: float = 10.0
+    # delivery reports: Kannel calls http://<dlr_public_host or listen host>:<port>/sms/dlr/<row>?t=<secret>&type=%d
+    dlr_listen_host: str = "127.0.0.1"
+    dlr_listen_port: int = 13080  # 0 = any free port (tests)
+    dlr_public_url: str = ""  # base URL Kannel uses when it runs on another host (e.g. http://10.0.0.5:13080)
+    max_attempts: int = 5  # submissions per message (failed submits and failed delivery reports)
+    retry_backoff_s: tuple[float, ...] = (30.0, 120.0, 600.0, 1800.0)  # wait before attempt 2, 3, …
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     paths: PathSettings
     audio: AudioSettings = field(default_factory=AudioSettings)
@@ -210,6 +229,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     fraud: FraudSettings = field(default_factory=FraudSettings)
     telephony: TelephonySettings = field(default_factory=TelephonySettings)
+    sms: SmsSettings = field(default_factory=SmsSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
 
