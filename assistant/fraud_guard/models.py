@@ -54,3 +54,19 @@ class FraudFlagRow(Base):
     transcript_redacted: Mapped[str] = mapped_column(Text, default="")
     alert_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ElderPin(Base):
+    """The elder's keypad PIN (4–6 digits) as an argon2 hash, and the per-elder attempt counter.
+
+    ``failed_count`` counts attempts since the last success (an attempt is counted *before* the hash is
+    checked, so parallel calls cannot guess past the limit); ``locked_until`` set → every attempt is
+    refused until then. Migration: ``core_0002_elder_pins``."""
+
+    __tablename__ = "elder_pins"
+
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elders.id", ondelete="CASCADE"), primary_key=True)
+    pin_hash: Mapped[str] = mapped_column(String(255))
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
