@@ -1,19 +1,29 @@
 """Writes each call and its turns into the platform store: who called, the transcript (with a redacted
 copy for operators), ASR confidence, intents and the call's audio. A store outage is logged and never
-ends the call (the order path has its own commit-before-confirm rule)."""
+ends the call (the order path has its own commit-before-confirm rule).
+
+The audio is streamed to ``var/calls/<call_id>.wav`` while the call goes on (``assistant.audio.recording``:
+stereo, left = caller, right = bot, header valid after every ~1 s flush), and the call row points at it from
+the start, so a crash leaves a playable recording linked to its call."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
 from loguru import logger
-from pipecat.frames.frames import CancelFrame, EndFrame, Frame, InputAudioRawFrame, StartFrame
+from pipecat.frames.frames import (
+    CancelFrame,
+    EndFrame,
+    Frame,
+    InputAudioRawFrame,
+    OutputAudioRawFrame,
+    StartFrame,
+)
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from assistant.audio.convert import PcmAudio, write_wav
+from assistant.audio.recording import CallAudioRecorder, recording_path
 from assistant.errors import AssistantError
 from assistant.session import CallSession
 from assistant.turns import TurnRecord
@@ -33,7 +43,10 @@ class CallRecorder:
     session: CallSession
     calls_dir: Path
 
-    async def started(self) -> None:
+    def audio_path(self) -> Path:
+        return recording_path(self.calls_dir, self.session.call_id)
+
+    async def started(self, *, audio_path: Path | None = None) -> None:
         from assistant.platform.store import CallUpdate
 
         s = self.session
@@ -49,6 +62,7 @@ class CallRecorder:
                     started_at=dt.datetime.now(dt.UTC),
                     dialect=s.dialect,
                     verification=s.verification,
+                    audio_path=str(audio_path) if audio_path is not None else None,
                 ),
             ),
         )
@@ -77,10 +91,9 @@ class CallRecorder:
             self.store.add_turn(call_id=cid, turn=record.turn * 2, speaker="bot", text=bot_text, text_redacted=_redact(bot_text)),
         )
 
-    async def ended(self, *, audio: PcmAudio | None = None, outcome: str | None = None) -> None:
+    async def ended(self, *, audio_path: Path | None = None, outcome: str | None = None) -> None:
         from assistant.platform.store import CallUpdate
 
-        audio_path = await asyncio.to_thread(self._keep_audio, audio) if audio is not None else None
         s = self.session
         await self._safe(
             "end call",
@@ -91,15 +104,10 @@ class CallRecorder:
                     dialect=s.dialect,
                     verification=s.verification,
                     outcome=outcome,
-                    audio_path=audio_path,
+                    audio_path=str(audio_path) if audio_path is not None else None,
                 ),
             ),
         )
-
-    def _keep_audio(self, audio: PcmAudio) -> str | None:
-        if not audio.pcm:
-            return None
-        return str(write_wav(self.calls_dir / f"{self.session.call_id}.wav", audio))
 
     async def _safe(self, what: str, coro) -> None:
         try:
@@ -108,28 +116,61 @@ class CallRecorder:
             logger.error(f"call {self.session.call_id}: {what} not stored: error[{exc.code}] {exc.message}")
 
 
-MAX_RECORDED_S = 15 * 60
-
-
 class CallLifecycle(FrameProcessor):
-    """Marks the call started/ended in the store and keeps the caller's audio for operator playback."""
+    """Marks the call started/ended in the store (``recorder``, optional) and streams the caller's leg
+    into ``recording`` (opened at StartFrame). The bot's leg comes from ``BotAudioTap`` after the output
+    transport, which also closes the recording once the last audio has gone out."""
 
-    def __init__(self, *, recorder: CallRecorder, **kwargs):
+    def __init__(self, *, recorder: CallRecorder | None = None, recording: CallAudioRecorder | None = None, **kwargs):
         super().__init__(**kwargs)
         self._recorder = recorder
-        self._audio = bytearray()
-        self._rate = 16000
+        self._recording = recording
         self._finished = False
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
         if isinstance(frame, StartFrame):
-            await self._recorder.started()
+            await self._start()
         elif isinstance(frame, InputAudioRawFrame):
-            self._rate = frame.sample_rate
-            if len(self._audio) < MAX_RECORDED_S * self._rate * 2:
-                self._audio.extend(frame.audio)
+            if self._recording is not None:
+                self._recording.caller(frame.audio, frame.sample_rate)
         elif isinstance(frame, EndFrame | CancelFrame) and not self._finished:
             self._finished = True
-            await self._recorder.ended(audio=PcmAudio(pcm=bytes(self._audio), sample_rate_hz=self._rate))
+            if self._recorder is not None:
+                await self._recorder.ended(audio_path=self._audio_path())
+        await self.push_frame(frame, direction)
+
+    def _audio_path(self) -> Path | None:
+        rec = self._recording
+        return rec.path if rec is not None and rec.error is None and rec.opened else None
+
+    async def _start(self) -> None:
+        if self._recording is not None and not self._recording.opened:
+            try:
+                await self._recording.open()
+            except OSError as exc:
+                logger.error(f"call recording {self._recording.path.name} not started: {exc}")
+        if self._recorder is not None:
+            await self._recorder.started(audio_path=self._audio_path())
+
+    async def cleanup(self):
+        await super().cleanup()
+        if self._recording is not None:  # normally closed by BotAudioTap; a cancelled pipeline may not get there
+            await self._recording.close()
+
+
+class BotAudioTap(FrameProcessor):
+    """After the output transport: the audio that went out on the line (pushed on after each write) →
+    the recording's bot leg; EndFrame/CancelFrame close the recording (the goodbye included)."""
+
+    def __init__(self, *, recording: CallAudioRecorder, **kwargs):
+        super().__init__(**kwargs)
+        self._recording = recording
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        if isinstance(frame, OutputAudioRawFrame) and direction == FrameDirection.DOWNSTREAM:
+            self._recording.bot(frame.audio, frame.sample_rate)
+        elif isinstance(frame, EndFrame | CancelFrame):
+            await self._recording.close()
         await self.push_frame(frame, direction)

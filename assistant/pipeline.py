@@ -20,9 +20,10 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 
 from assistant.asr.stt_service import AssistantSTTService
+from assistant.audio.recording import CallAudioRecorder
 from assistant.audio.vad import PauseAwareVADProcessor, WebRtcVadAnalyzer, vad_params
-from assistant.call_recorder import CallLifecycle, CallRecorder
-from assistant.dialogue.processor import AlertSink, DialogueProcessor, IdentityProof
+from assistant.call_recorder import BotAudioTap, CallLifecycle, CallRecorder
+from assistant.dialogue.processor import AlertSink, DialogueProcessor, IdentityProof, KeypadPin
 from assistant.dialogue.rasa_client import RasaClient
 from assistant.errors import AssistantError
 from assistant.fraud_guard.guard import FraudGuard
@@ -48,6 +49,8 @@ class PipelineServices:
     fraud_guard_factory: Callable[[CallSession], FraudGuard] | None = None
     # sets session.verification from the fraud-guard ledger at call start
     verify_session: Callable[[CallSession], Awaitable[bool]] | None = None
+    # checks the PIN an inbound caller keys (* PIN #); "ok" verifies the call (assistant.fraud_guard.pin)
+    keypad_pin: KeypadPin | None = None
 
 
 @dataclass(kw_only=True)
@@ -127,10 +130,13 @@ def build_call_pipeline(
     settings = services.settings
     tracker = TurnTracker(listeners=list(services.turn_listeners))
     recording: list[FrameProcessor] = []
+    bot_tap: list[FrameProcessor] = []
     if services.store is not None:
         recorder = CallRecorder(store=services.store, session=session, calls_dir=settings.paths.var_dir / "calls")
         tracker.listeners.append(recorder.on_turn)
-        recording.append(CallLifecycle(recorder=recorder))
+        audio = call_audio_recorder(recorder.audio_path(), settings=settings)
+        recording.append(CallLifecycle(recorder=recorder, recording=audio))
+        bot_tap.append(BotAudioTap(recording=audio))
     vad = PauseAwareVADProcessor(
         vad_analyzer=WebRtcVadAnalyzer(aggressiveness=settings.audio.vad_aggressiveness, params=vad_params(settings.audio)),
         pause_s=settings.audio.early_asr_after_silence_s,
@@ -156,6 +162,7 @@ def build_call_pipeline(
             tracker=tracker,
             on_alert=services.on_alert,
             identity_proof=services.identity_proof,
+            keypad_pin=services.keypad_pin,
         ),
         gate,
         AssistantTTSService(session=session, settings=settings, tracker=tracker),
@@ -163,7 +170,15 @@ def build_call_pipeline(
     ]
     if transport is not None:
         stages = [transport.input(), *stages, transport.output()]
+    stages += bot_tap  # after the output transport: the bot's audio as it went out
     return CallPipeline(pipeline=Pipeline(stages), session=session, tracker=tracker)
+
+
+def call_audio_recorder(path, *, settings: Settings) -> CallAudioRecorder:
+    """The call's streamed stereo recording (opened by ``CallLifecycle`` when the call starts)."""
+    audio = settings.audio
+    return CallAudioRecorder(path=path, sample_rate_hz=audio.pipeline_sample_rate_hz, flush_s=audio.recording_flush_s,
+                             max_s=audio.recording_max_s)
 
 
 def pipeline_worker(call: CallPipeline, *, settings: Settings, out_sample_rate_hz: int | None = None) -> PipelineWorker:

@@ -53,6 +53,10 @@ class AudioSettings:
     vad_min_volume: float = 0.0  # pipecat's extra volume gate; 0 lets webrtcvad decide
     max_utterance_s: float = 30.0
     no_input_timeout_s: float = 8.0
+    # call recordings (var/calls/<call_id>.wav, stereo: left caller, right bot) are streamed to disk: the WAV
+    # header is valid after every flush (a killed process loses at most ~this much), and stop at recording_max_s
+    recording_flush_s: float = 1.0
+    recording_max_s: float = 7200.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,6 +175,9 @@ class ServerSettings:
     port: int = 8080
     # token the Rasa action server uses to call the platform API; generated under var/ when empty
     service_token: str = ""
+    # reverse proxies in front of the web server (exact peer IPs): only when the socket peer is one of them is
+    # X-Forwarded-For used for the client address (console sign-in throttling, audit log); empty = never
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,10 +186,6 @@ class FraudSettings:
     code_validity_s: float = 1800.0
     # the char n-gram style model on top of the cue layer (capped; see assistant/fraud_guard/detector.py)
     use_ngram: bool = True
-    # the elder's keypad PIN (assistant/fraud_guard/pin.py): this many wrong entries in a row lock it for
-    # pin_lockout_s and raise an operator alert
-    pin_max_attempts: int = 3
-    pin_lockout_s: float = 900.0
 
 
 @dataclass(frozen=True, kw_only=True)

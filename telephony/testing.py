@@ -75,8 +75,10 @@ class ReplyBot(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
-def bot_pipeline_factory(*, reply_pcm: bytes | None = None, reply_wav: Path | None = None, settings=None, bots: list | None = None):
-    """A ``pipeline_factory`` for ``Gateway``: VAD → ReplyBot. ``bots`` collects the ReplyBot of each call."""
+def bot_pipeline_factory(*, reply_pcm: bytes | None = None, reply_wav: Path | None = None, settings=None, bots: list | None = None,
+                         recordings_dir: Path | None = None):
+    """A ``pipeline_factory`` for ``Gateway``: VAD → ReplyBot. ``bots`` collects the ReplyBot of each call;
+    ``recordings_dir``: each call is recorded there as the real pipeline records it (``<call_id>.wav``)."""
     from assistant.audio.convert import read_audio
     from assistant.audio.vad import WebRtcVadAnalyzer, vad_params
     from assistant.settings import AudioSettings
@@ -93,6 +95,13 @@ def bot_pipeline_factory(*, reply_pcm: bytes | None = None, reply_wav: Path | No
         if bots is not None:
             bots.append(bot)
         vad = VADProcessor(vad_analyzer=WebRtcVadAnalyzer(aggressiveness=audio.vad_aggressiveness, params=vad_params(audio)), audio_idle_timeout=0)
-        return Pipeline([transport.input(), vad, bot, transport.output()])
+        if recordings_dir is None:
+            return Pipeline([transport.input(), vad, bot, transport.output()])
+        from assistant.audio.recording import CallAudioRecorder, recording_path
+        from assistant.call_recorder import BotAudioTap, CallLifecycle
+
+        recording = CallAudioRecorder(path=recording_path(recordings_dir, session.call_id), flush_s=audio.recording_flush_s)
+        return Pipeline([transport.input(), CallLifecycle(recording=recording), vad, bot, transport.output(),
+                         BotAudioTap(recording=recording)])
 
     return factory

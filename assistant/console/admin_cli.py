@@ -5,6 +5,7 @@
     assistant admin disable --username U        (ends their sessions)
     assistant admin enable --username U
     assistant admin link-elder --username U --elder ID [--contact ID]
+    assistant admin unlock [--username U] [--ip ADDRESS]   (lift a sign-in lock; the password stays)
 
 There are no default accounts or passwords. The password is read from standard input with
 ``--password-stdin`` (first line, for scripts), otherwise asked twice on the terminal without echo.
@@ -42,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--username", required=True)
     p.add_argument("--elder", type=int, required=True, metavar="ID")
     p.add_argument("--contact", type=int, default=None, metavar="ID")
+    p = sub.add_parser("unlock", help="lift a sign-in lock for a user (every address) and/or an address (every name)")
+    p.add_argument("--username", default=None)
+    p.add_argument("--ip", default=None, metavar="ADDRESS")
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -68,6 +72,15 @@ async def _run(args: argparse.Namespace, password: str | None) -> str:
     engine = create_engine_for(load_settings())
     try:
         async with session_factory(engine)() as db:
+            if args.admin_command == "unlock":
+                from assistant.console.auth import unlock
+
+                if not args.username and not args.ip:
+                    raise ConsoleError("unlock needs --username and/or --ip", code="console_bad_unlock")
+                await unlock(db, username=args.username, ip=args.ip)
+                return "unlocked " + " and ".join(
+                    x for x in (f"user {args.username!r}" if args.username else "",
+                                f"address {args.ip}" if args.ip else "") if x)
             if args.admin_command == "create-user":
                 assert password is not None
                 if args.contact is not None and len(args.elder) != 1:

@@ -48,8 +48,29 @@ CSP = (
 )
 
 
+def peer_ip(request: web.Request) -> str:
+    """The socket peer's address (what the kernel says, not what a header claims)."""
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    if isinstance(peer, tuple | list) and peer:
+        return str(peer[0])
+    return request.remote or ""
+
+
 def client_ip(request: web.Request) -> str:
-    return (request.remote or "")[:64]
+    """The address sign-in throttling and the audit log use: the socket peer; only when that peer is one of
+    ``settings.server.trusted_proxies`` (a reverse proxy in front of us) the right-most ``X-Forwarded-For``
+    entry that is not itself a trusted proxy."""
+    ip = peer_ip(request)
+    settings = request.app.get(CONSOLE_SETTINGS_KEY)
+    trusted = tuple(getattr(settings.server, "trusted_proxies", ()) or ()) if settings is not None else ()
+    if ip and ip in trusted:
+        hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
+        for hop in reversed(hops):
+            if hop not in trusted:
+                ip = hop
+                break
+    return ip[:64]
 
 
 def set_session_cookie(resp: web.StreamResponse, request: web.Request, session_id: str) -> None:

@@ -5,10 +5,19 @@
   stored. Sessions expire after ``SESSION_TTL_S`` and slide while used.
 - CSRF: one random token per session, required on every state-changing request (form field ``_csrf`` or
   header ``X-CSRF-Token``); the sign-in form uses a double-submit cookie since no session exists yet.
-- Lockout: ``MAX_FAILED_LOGINS`` wrong passwords (counted since the last success, within
-  ``LOCKOUT_S``) lock the name for ``LOCKOUT_S`` after the last failure. Unknown names are counted the
-  same way and cost the same argon2 time, so the form does not reveal which names exist. An address with
-  ``MAX_FAILED_PER_IP`` failures in ``LOCKOUT_S`` (any names) is refused too.
+- Lockout, per (name, client address): ``MAX_FAILED_LOGINS`` wrong passwords for a name from one address
+  (counted since the last success, password reset or unlock, within ``LOCKOUT_S``) lock that name *for that
+  address* for ``LOCKOUT_S`` after the last failure, so someone guessing ``admin`` from elsewhere cannot
+  lock the real admin out. An address with ``MAX_FAILED_PER_IP`` failures in ``LOCKOUT_S`` (any names) is
+  refused for every name. A name with ``MAX_FAILED_PER_NAME`` failures from all addresses together (a
+  guess spread over many addresses) is refused from every address that has not signed in as that name
+  successfully within ``KNOWN_ADDRESS_S``: the owner's usual addresses keep working. Unknown names are
+  counted the same way and cost the same argon2 time, so the form does not reveal which names exist.
+- Unlock: an admin's password reset lifts a name's lock (all addresses); ``assistant admin unlock
+  --username U`` / ``--ip A`` (``unlock``) lifts it without changing the password. Both are audit rows,
+  which the counters read as their new start.
+- The client address is the socket peer (``client_ip`` in ``app.py``), never a header, unless the peer is
+  one of ``settings.server.trusted_proxies``.
 """
 
 from __future__ import annotations
@@ -41,7 +50,12 @@ SESSION_TTL_S = 8 * 3600.0
 MAX_FAILED_LOGINS = 10
 # one address guessing across many names (the per-name lock does not catch that)
 MAX_FAILED_PER_IP = 50
+# one name guessed from many addresses: refused from addresses the user has not signed in from lately
+MAX_FAILED_PER_NAME = 100
+KNOWN_ADDRESS_S = 90 * 86400.0
 LOCKOUT_S = 15 * 60.0
+# audit actions after which the failure counters start again
+UNLOCK_ACTIONS = ("reset_password", "unlock_login")
 MIN_PASSWORD_CHARS = 10
 
 _hasher = PasswordHasher()
@@ -137,41 +151,82 @@ class LoginResult:
     user: ConsoleUser | None = None
 
 
-async def failed_logins(db: AsyncSession, username: str, *, now: dt.datetime) -> tuple[int, dt.datetime | None]:
-    """Failures since the last success or password reset within the lockout window, and the time of the
-    latest one (an admin's reset is how a locked-out operator gets back in before the window ends)."""
-    since = now - dt.timedelta(seconds=LOCKOUT_S)
-    last_ok = await db.scalar(
-        select(func.max(LoginAttempt.at)).where(
-            LoginAttempt.username == username, LoginAttempt.ok.is_(True), LoginAttempt.at >= since
-        )
-    )
-    user_id = await db.scalar(select(ConsoleUser.id).where(ConsoleUser.username == username))
-    last_reset = None if user_id is None else await db.scalar(
+async def _last_unlock(db: AsyncSession, target_type: str, target_id: str, *, since: dt.datetime) -> dt.datetime | None:
+    return await db.scalar(
         select(func.max(AuditEntry.at)).where(
-            AuditEntry.action == "reset_password", AuditEntry.target_type == "user",
-            AuditEntry.target_id == str(user_id), AuditEntry.at >= since,
+            AuditEntry.action.in_(UNLOCK_ACTIONS), AuditEntry.target_type == target_type,
+            AuditEntry.target_id == target_id, AuditEntry.at >= since,
         )
     )
+
+
+async def failed_logins(
+    db: AsyncSession, username: str, *, now: dt.datetime, ip: str | None = None
+) -> tuple[int, dt.datetime | None]:
+    """Failures for ``username`` (from ``ip`` only, when given) since the last success (from that address),
+    password reset or unlock within the lockout window, and the time of the latest one (an admin's reset
+    or ``assistant admin unlock`` is how a locked-out user gets back in before the window ends)."""
+    since = now - dt.timedelta(seconds=LOCKOUT_S)
+    ok_where = [LoginAttempt.username == username, LoginAttempt.ok.is_(True), LoginAttempt.at >= since]
+    fail_where = [LoginAttempt.username == username, LoginAttempt.ok.is_(False)]
+    if ip is not None:
+        ok_where.append(LoginAttempt.ip == ip)
+        fail_where.append(LoginAttempt.ip == ip)
+    last_ok = await db.scalar(select(func.max(LoginAttempt.at)).where(*ok_where))
+    user_id = await db.scalar(select(ConsoleUser.id).where(ConsoleUser.username == username))
+    last_reset = None if user_id is None else await _last_unlock(db, "user", str(user_id), since=since)
     start = max(t for t in (since, last_ok, last_reset) if t is not None)
-    q = select(func.count(), func.max(LoginAttempt.at)).where(
-        LoginAttempt.username == username, LoginAttempt.ok.is_(False), LoginAttempt.at >= start
-    )
+    q = select(func.count(), func.max(LoginAttempt.at)).where(*fail_where, LoginAttempt.at >= start)
     count, last = (await db.execute(q)).one()
     return int(count or 0), last
 
 
+async def failed_from_ip(db: AsyncSession, ip: str, *, now: dt.datetime) -> int:
+    """Failures from one address (any names) within the window, since that address was last unlocked."""
+    since = now - dt.timedelta(seconds=LOCKOUT_S)
+    last_unlock = await _last_unlock(db, "ip", ip, since=since)
+    start = max(since, last_unlock) if last_unlock is not None else since
+    by_ip = await db.scalar(
+        select(func.count()).where(LoginAttempt.ip == ip, LoginAttempt.ok.is_(False), LoginAttempt.at >= start)
+    )
+    return int(by_ip or 0)
+
+
+async def known_address(db: AsyncSession, username: str, ip: str, *, now: dt.datetime) -> bool:
+    """Has ``username`` signed in successfully from ``ip`` within ``KNOWN_ADDRESS_S``?"""
+    since = now - dt.timedelta(seconds=KNOWN_ADDRESS_S)
+    return await db.scalar(
+        select(LoginAttempt.id).where(LoginAttempt.username == username, LoginAttempt.ip == ip,
+                                      LoginAttempt.ok.is_(True), LoginAttempt.at >= since).limit(1)
+    ) is not None
+
+
 async def is_locked(db: AsyncSession, username: str, *, now: dt.datetime, ip: str | None = None) -> bool:
-    count, _ = await failed_logins(db, username, now=now)
+    """Is a sign-in as ``username`` from ``ip`` refused right now? (``ip`` None: from any address, i.e.
+    the name's own total, for tools and tests.)"""
+    count, _ = await failed_logins(db, username, now=now, ip=ip)
     if count >= MAX_FAILED_LOGINS:
         return True
+    if ip is None:
+        return False
+    if await failed_from_ip(db, ip, now=now) >= MAX_FAILED_PER_IP:
+        return True
+    total, _ = await failed_logins(db, username, now=now)
+    return total >= MAX_FAILED_PER_NAME and not await known_address(db, username, ip, now=now)
+
+
+async def unlock(db: AsyncSession, *, username: str | None = None, ip: str | None = None, actor: str = "admin-cli") -> None:
+    """Lift a lock without changing a password: for a user name (every address) and/or for an address (every
+    name). Written as an ``unlock_login`` audit row, which the counters start from. Commits."""
+    if username:
+        user_id = await db.scalar(select(ConsoleUser.id).where(ConsoleUser.username == username))
+        if user_id is None:
+            raise NotFoundError(f"no user {username!r}", code="console_no_user")
+        await audit(db, None, "unlock_login", target_type="user", target_id=str(user_id),
+                    detail={"username": username}, username=actor)
     if ip:
-        since = now - dt.timedelta(seconds=LOCKOUT_S)
-        by_ip = await db.scalar(
-            select(func.count()).where(LoginAttempt.ip == ip, LoginAttempt.ok.is_(False), LoginAttempt.at >= since)
-        )
-        return int(by_ip or 0) >= MAX_FAILED_PER_IP
-    return False
+        await audit(db, None, "unlock_login", target_type="ip", target_id=ip[:64], username=actor)
+    await db.commit()
 
 
 async def login(db: AsyncSession, *, username: str, password: str, ip: str) -> LoginResult:

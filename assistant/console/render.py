@@ -107,6 +107,7 @@ AUDIT_LABELS = {
     "false_alarm": "标记误报", "add_note": "添加备注", "order_status": "更改工单状态", "csrf_refused": "拒绝伪造请求",
     "family_place_order": "家属代下单", "set_safe_phrase": "修改安全暗语", "add_contact": "添加联系人",
     "delete_contact": "删除联系人", "elder_settings": "修改语音/屏幕设置",
+    "unlock_login": "解除登录锁定", "family_refused": "家属无权操作（已拒绝）", "api_view_turns": "接口查看通话记录",
 }
 
 

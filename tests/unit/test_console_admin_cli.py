@@ -110,3 +110,38 @@ def test_create_users_and_refusals(cli_env):
             await engine.dispose()
 
     asyncio.run(check())
+
+
+def test_unlock_lifts_a_sign_in_lock(cli_env):
+    import asyncio
+
+    from sqlalchemy import select
+
+    from assistant.console import auth
+    from assistant.console.models import LoginAttempt
+    from assistant.platform.db import create_engine_for, session_factory
+    from assistant.settings import load_settings
+
+    made = cli("admin", "create-user", "--username", "wang", "--role", "operator", "--password-stdin",
+               env=cli_env, stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    settings = load_settings(cli_env)
+
+    async def locked() -> bool:
+        engine = create_engine_for(settings)
+        try:
+            async with session_factory(engine)() as db:
+                if not await db.scalar(select(LoginAttempt.id).limit(1)):
+                    db.add_all([LoginAttempt(username="wang", ip="192.0.2.9", ok=False, at=auth.utcnow())
+                                for _ in range(auth.MAX_FAILED_LOGINS)])
+                    await db.commit()
+                return await auth.is_locked(db, "wang", now=auth.utcnow(), ip="192.0.2.9")
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(locked())
+    none = cli("admin", "unlock", env=cli_env)
+    assert none.returncode == 2 and "error[console_bad_unlock]" in none.stderr
+    out = cli("admin", "unlock", "--username", "wang", env=cli_env)
+    assert out.returncode == 0 and "unlocked user 'wang'" in out.stdout, out.stderr
+    assert not asyncio.run(locked())
