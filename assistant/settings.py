@@ -147,6 +147,8 @@ class StoreSettings:
     connect_timeout_s: float = 5.0  # PostgreSQL connect timeout
     pool_size: int = 5  # PostgreSQL connection pool
     auto_migrate: bool = True  # `assistant serve` brings the schema to heads at start-up
+    # pg_dump/pg_restore for `assistant db backup/restore`; empty = /usr/lib/postgresql/<server major>/bin, PATH
+    pg_bin_dir: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
