@@ -35,6 +35,7 @@ EVAL_COMMANDS: tuple[tuple[str, str, str], ...] = (
 BENCH_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("latency", "assistant.bench.latency", "end of speech → first reply audio"),
     ("calls", "telephony.bench", "concurrent SIP calls on loopback"),
+    ("soak", "telephony.soak", "N calls kept up for M minutes: gateway RSS, fds and tasks over time"),
     ("console", "assistant.console.bench", "review-queue server time with many flagged calls"),
 )
 

@@ -1,0 +1,277 @@
+"""``assistant bench soak --calls N --minutes M --json``: N calls kept up for M minutes through the real
+pipeline, watching the gateway process for growth.
+
+The machinery of ``assistant bench calls --pipeline real --speech mandarin`` (``telephony.bench``): one
+sipp process calls the in-process gateway on loopback, each caller speaks short Mandarin requests (our
+TTS through the 8 kHz phone path) with pauses for the bot's replies; every call lasts ``--call-seconds``
+and sipp places a new one as soon as one ends (``-l N``), spread over one conversation cycle, so N calls
+stay up until M minutes of calls have been placed.
+
+Every ``--sample-s`` the gateway process's RSS (``/proc/self/status`` VmRSS, not the peak), open file
+descriptors (``/proc/self/fd``) and asyncio tasks are sampled. ``growth_mb_per_call_minute`` is the
+least-squares slope of RSS after ``--warmup-minutes`` (default 2) divided by the mean number of calls up
+then. ``fds_end``/``tasks_end`` are taken once every call has ended (after up to 30 s for keep-alive
+connections to close, a GC). A PNG of RSS and calls over time goes to ``reports/``.
+
+``--tracemalloc``: the Python heap is traced (slow: use 1–2 calls) and the growth between the end of the
+warm-up and the last sample with calls up is written to ``reports/soak-tracemalloc.txt`` (top allocation
+sites by size difference, with tracebacks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from telephony.bench import REPLY_PAUSE_S, check_tools, mandarin_speech, scenario_text
+
+
+@dataclass
+class Sample:
+    t_s: float
+    rss_mb: float
+    fds: int
+    tasks: int
+    calls_up: int
+
+
+def rss_mb() -> float:
+    """The process's resident set now (VmRSS), in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def growth_per_call_minute(samples: list[Sample], *, after_s: float) -> float | None:
+    """Least-squares slope of RSS (MB/min) over the samples after ``after_s`` with calls up, per call up."""
+    pts = [s for s in samples if s.t_s >= after_s and s.calls_up > 0]
+    if len(pts) < 3:
+        return None
+    n = len(pts)
+    mt = sum(s.t_s for s in pts) / n
+    mr = sum(s.rss_mb for s in pts) / n
+    var = sum((s.t_s - mt) ** 2 for s in pts)
+    if var == 0:
+        return None
+    slope_mb_per_s = sum((s.t_s - mt) * (s.rss_mb - mr) for s in pts) / var
+    calls = sum(s.calls_up for s in pts) / n
+    return round(slope_mb_per_s * 60 / calls, 3)
+
+
+def plot(samples: list[Sample], path: Path, *, title: str, warmup_s: float) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=110)
+    t = [s.t_s / 60 for s in samples]
+    ax.plot(t, [s.rss_mb for s in samples], color="tab:blue", label="gateway RSS (MB)")
+    ax.axvline(warmup_s / 60, color="grey", linestyle=":", label="end of warm-up")
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("RSS (MB)")
+    ax2 = ax.twinx()
+    ax2.step(t, [s.calls_up for s in samples], where="post", color="tab:orange", alpha=0.6, label="calls up")
+    ax2.set_ylabel("calls up")
+    ax2.set_ylim(0, max([s.calls_up for s in samples] + [1]) * 2)
+    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(lines, [h.get_label() for h in lines], loc="lower right", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def tracemalloc_report(first, last, *, top: int = 25) -> str:
+    out = ["# tracemalloc: growth between the end of the warm-up and the last sample with calls up", ""]
+    for kind in ("lineno", "traceback"):
+        stats = last.compare_to(first, kind)
+        out.append(f"## top {top} by {kind}")
+        for stat in stats[:top]:
+            out.append(f"{stat.size_diff / 1024:+10.1f} KiB  {stat.count_diff:+7d} blocks  {stat.traceback[0]}")
+            if kind == "traceback":
+                out.extend(f"        {line}" for line in stat.traceback.format()[-12:])
+        out.append("")
+    return "\n".join(out)
+
+
+async def soak(
+    *, calls: int, minutes: float, call_s: float = 120.0, warmup_minutes: float = 2.0, sample_s: float = 5.0,
+    reply_pause_s: float = REPLY_PAUSE_S, trace: bool = False, reports_dir: Path | None = None,
+) -> dict:
+    from assistant.bench.scratch import scratch_store
+    from assistant.runtime import running, with_free_ports
+    from assistant.settings import load_settings
+    from telephony.gateway import Gateway, default_pipeline_factory
+    from telephony.peers import SippRun
+
+    settings = load_settings()
+    tel = settings.telephony
+    limit_field = "max_concurrent_calls" if hasattr(tel, "max_concurrent_calls") else "max_calls"
+    settings = replace(settings, telephony=replace(tel, sip_port=0, **{limit_field: max(calls * 2, 8)}))
+    reports_dir = reports_dir or settings.paths.reports_dir
+    call_s = min(call_s, minutes * 60)
+    total = calls * max(1, math.ceil(minutes * 60 / call_s))
+    warmup_s = warmup_minutes * 60
+    load_start = os.getloadavg()[0]
+    samples: list[Sample] = []
+    snapshots: list = []  # [end of warm-up, latest] tracemalloc snapshots
+    last_snap = [0.0]
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
+        settings = with_free_ports(scratch_store(settings, Path(tmp)))
+        caller = await mandarin_speech(call_s, settings=settings, workdir=Path(tmp), reply_pause_s=reply_pause_s)
+        scenario = Path(tmp) / "soak.xml"
+        scenario.write_text(scenario_text(call_s, caller))
+        async with running(settings) as runtime:
+            gateway = Gateway(settings=settings, pipeline_factory=default_pipeline_factory(runtime.services))
+            async with gateway:
+                if trace:
+                    import tracemalloc
+
+                    tracemalloc.start(16)
+                gc.collect()
+                await asyncio.sleep(1.0)
+                fds_start, tasks_start = open_fds(), len(asyncio.all_tasks())
+                t0 = time.monotonic()
+
+                def up() -> int:
+                    return sum(1 for r in gateway.reports if r.end_reason is None)
+
+                def sample() -> Sample:
+                    s = Sample(t_s=round(time.monotonic() - t0, 1), rss_mb=rss_mb(), fds=open_fds(),
+                               tasks=len(asyncio.all_tasks()), calls_up=up())
+                    samples.append(s)
+                    return s
+
+                async def sampler() -> None:
+                    sample()
+                    while True:
+                        await asyncio.sleep(sample_s)
+                        s = sample()
+                        due = not snapshots or s.t_s - last_snap[0] >= 30
+                        if trace and s.calls_up and s.t_s >= warmup_s and due:
+                            import tracemalloc
+
+                            snap = await asyncio.to_thread(tracemalloc.take_snapshot)
+                            snapshots[1 if snapshots else 0 :] = [snap]
+                            last_snap[0] = s.t_s
+
+                sampling = asyncio.create_task(sampler(), name="soak-sampler")
+                try:
+                    async with SippRun(
+                        scenario=scenario, target=f"127.0.0.1:{gateway.endpoint.port}", workdir=Path(tmp) / "sipp",
+                        calls=total, rate=calls, concurrent=calls, timeout_s=minutes * 60 + call_s + 120,
+                        extra=("-rp", str(int(caller.cycle_s * 1000))),
+                    ) as sipp:
+                        rc = await sipp.wait()
+                        sipp_tail = (Path(tmp) / "sipp" / "sipp.out").read_text(errors="replace")[-600:]
+                    for _ in range(100):  # the gateway finishes its pipelines
+                        if all(r.end_reason for r in gateway.reports):
+                            break
+                        await asyncio.sleep(0.1)
+                finally:
+                    sampling.cancel()
+                    try:
+                        await sampling
+                    except asyncio.CancelledError:
+                        pass
+                calls_s = time.monotonic() - t0
+                # what is left once every call has ended: keep-alive sockets get 30 s to close
+                for _ in range(30):
+                    gc.collect()
+                    fds_end, tasks_end = open_fds(), len(asyncio.all_tasks())
+                    if fds_end <= fds_start and tasks_end <= tasks_start:
+                        break
+                    await asyncio.sleep(1.0)
+                sample()
+                if trace and len(snapshots) == 2:
+                    import tracemalloc
+
+                    report = tracemalloc_report(snapshots[0], snapshots[1])
+                    tracemalloc.stop()
+                    (reports_dir / "soak-tracemalloc.txt").write_text(report)
+    ok = [r for r in gateway.reports if r.end_reason == "remote_hangup"]
+    answered = sum(len(r.turn_latencies_ms) for r in ok)
+    after = [s for s in samples if s.t_s >= warmup_s]
+    png = plot(samples, reports_dir / f"soak-{calls}x{minutes:g}min.png", warmup_s=warmup_s,
+               title=f"assistant bench soak --calls {calls} --minutes {minutes:g} (real pipeline, Mandarin callers, "
+                     f"{call_s:g} s calls)")
+    return {
+        "calls_completed": len(ok),
+        "dropped": len(gateway.reports) - len(ok) + max(0, total - len(gateway.reports)),
+        "turns_spoken": len(ok) * len(caller.speech_ends_s),
+        "turns_answered": answered,
+        "rss_mb_after_warmup": after[0].rss_mb if after else None,
+        "rss_mb_end": samples[-1].rss_mb,
+        "rss_mb_peak": max(s.rss_mb for s in samples),
+        "growth_mb_per_call_minute": growth_per_call_minute(samples, after_s=warmup_s),
+        "fds_start": fds_start,
+        "fds_end": fds_end,
+        "tasks_start": tasks_start,
+        "tasks_end": tasks_end,
+        "calls": calls,
+        "minutes": minutes,
+        "call_seconds": call_s,
+        "calls_placed": len(gateway.reports),
+        "seconds_with_calls": round(calls_s, 1),
+        "warmup_minutes": warmup_minutes,
+        "load_1m": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+        "cores": os.cpu_count(),
+        "plot": str(png) if png else None,
+        "sipp_exit": rc,
+        **({"sipp_tail": sipp_tail} if rc != 0 else {}),
+        **({"tracemalloc": str(reports_dir / "soak-tracemalloc.txt")} if trace else {}),
+        "samples": [[s.t_s, s.rss_mb, s.fds, s.tasks, s.calls_up] for s in samples],
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--calls", type=int, default=4, help="calls kept up at once (default 4)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="how long calls are placed (default 10)")
+    parser.add_argument("--call-seconds", type=float, default=120.0, help="length of each call (default 120)")
+    parser.add_argument("--warmup-minutes", type=float, default=2.0,
+                        help="growth is measured after this (default 2: models, caches and pools warm up)")
+    parser.add_argument("--sample-s", type=float, default=5.0, help="sampling period (default 5 s)")
+    parser.add_argument("--reply-pause", type=float, default=REPLY_PAUSE_S, help="silence after each utterance")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="trace the Python heap and write the growth's top sites to reports/soak-tracemalloc.txt")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (default: readable)")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_tools()
+    result = asyncio.run(
+        soak(calls=args.calls, minutes=args.minutes, call_s=args.call_seconds, warmup_minutes=args.warmup_minutes,
+             sample_s=args.sample_s, reply_pause_s=args.reply_pause, trace=args.tracemalloc)
+    )
+    if args.json:
+        print(json.dumps(result), flush=True)
+    else:
+        for k, v in result.items():
+            if k != "samples":
+                print(f"{k:>26}: {v}")
+    return 0 if result["dropped"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run(argparse.Namespace(calls=1, minutes=1.0, call_seconds=60.0, warmup_minutes=0.5, sample_s=5.0,
+                                    reply_pause=REPLY_PAUSE_S, tracemalloc=False, json=True)))
