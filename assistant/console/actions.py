@@ -256,7 +256,31 @@ async def _elder(db: AsyncSession, elder_id: int) -> Elder:
     return elder
 
 
+async def may_act_for(db: AsyncSession, p: Principal, elder_id: int) -> bool:
+    """May ``p`` change what protects the elder (safe phrase, who is called and texted)? Admins may; a family
+    user only through their own ``family_contacts`` row for that elder with ``can_act`` (the same right the
+    store requires for placing orders); read live, so revoking ``can_act`` takes effect at once."""
+    if p.role == "admin":
+        return True
+    if p.role != "family" or elder_id not in p.elder_ids:
+        return False
+    contact_id = p.contact_ids.get(elder_id)
+    contact = await db.get(FamilyContact, contact_id) if contact_id is not None else None
+    return contact is not None and contact.elder_id == elder_id and bool(contact.can_act)
+
+
+async def require_act_for(db: AsyncSession, p: Principal, elder_id: int, action: str, *, ip: str) -> None:
+    """Refuse (403) unless ``may_act_for``; the refusal is audited (committed before raising, as the
+    caller's transaction is rolled back)."""
+    if await may_act_for(db, p, elder_id):
+        return
+    await audit(db, p, "family_refused", target_type="elder", target_id=elder_id, detail={"action": action}, ip=ip)
+    await db.commit()
+    raise ForbiddenError("您的账号只能查看，不能修改安全暗语或紧急联系人。如需这项权限，请联系平台。")
+
+
 async def set_safe_phrase(db: AsyncSession, p: Principal, elder_id: int, phrase: str, *, ip: str) -> None:
+    await require_act_for(db, p, elder_id, "set_safe_phrase", ip=ip)
     phrase = phrase.strip()
     if not 2 <= len(phrase) <= 64:
         raise ConsoleError("安全暗语需要 2 到 64 个字")
@@ -270,6 +294,7 @@ async def add_contact(
     db: AsyncSession, store: PlatformStore, p: Principal, elder_id: int, *, name: str, relation: str, phone: str,
     priority: int, ip: str
 ) -> None:
+    await require_act_for(db, p, elder_id, "add_contact", ip=ip)
     name, relation, number = name.strip(), relation.strip(), normalize_phone(phone)
     if not name or len(name) > 64 or len(relation) > 32:
         raise ConsoleError("请填写联系人姓名（64 字以内）")
@@ -283,6 +308,7 @@ async def add_contact(
 
 
 async def delete_contact(db: AsyncSession, p: Principal, elder_id: int, contact_id: int, *, ip: str) -> None:
+    await require_act_for(db, p, elder_id, "delete_contact", ip=ip)
     contact = await db.get(FamilyContact, contact_id)
     if contact is None or contact.elder_id != elder_id:
         raise NotFoundError("联系人不存在")

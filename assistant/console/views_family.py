@@ -110,14 +110,26 @@ async def elder_page(request: web.Request, p: Principal, db: AsyncSession) -> we
         f"{esc(ALERT_KIND_LABELS.get(a.kind, a.kind))} — {esc(ALERT_STATUS_LABELS.get(a.status, a.status))}</li>"
         for a in alerts
     ) or '<li class="empty">没有提醒。</li>'
+    # safe phrase and contacts: only a family member with the right to act for the parent may change them
+    can_act = await actions.may_act_for(db, p, elder_id)
     contacts = "".join(
         f"<tr><td>{esc(c.name)}</td><td>{esc(c.relation)}</td><td>{esc(c.phone)}</td><td>{c.priority}</td><td>"
         + ("（您本人）" if c.id in p.contact_ids.values() else
            f'<form method="post" action="{base}/contacts/{c.id}/delete" class="inline" data-confirm="确定删除这位联系人吗？">'
-           f'{csrf}<button type="submit" class="secondary">删除</button></form>')
+           f'{csrf}<button type="submit" class="secondary">删除</button></form>' if can_act else "—")
         + "</td></tr>"
         for c in elder.contacts
     )
+    view_only = '<p class="hint">您的账号只能查看。修改安全暗语或紧急联系人需要代办权限，请联系平台。</p>'
+    phrase_form = f"""<form method="post" action="{base}/safe-phrase">{csrf}
+<label for="phrase">新的安全暗语</label><input id="phrase" name="phrase" minlength="2" maxlength="64" required autocomplete="off">
+<button type="submit">保存暗语</button></form>""" if can_act else view_only
+    contact_form = f"""<form method="post" action="{base}/contacts" class="row">{csrf}
+<label for="c-name">姓名</label><input id="c-name" name="name" required maxlength="64">
+<label for="c-rel">关系</label><input id="c-rel" name="relation" maxlength="32" placeholder="如 女儿">
+<label for="c-phone">电话</label><input id="c-phone" name="phone" required inputmode="tel" maxlength="32">
+<label for="c-pri">顺序</label><input id="c-pri" name="priority" type="number" min="1" max="9" value="2">
+<button type="submit">添加联系人</button></form>""" if can_act else ""
     fragment = request.query.get("fragment")
     if fragment in ("orders", "alerts"):
         return web.Response(text=order_table if fragment == "orders" else alert_rows, content_type="text/html",
@@ -139,18 +151,11 @@ async def elder_page(request: web.Request, p: Principal, db: AsyncSession) -> we
 </div>
 <section aria-labelledby="h-phrase" class="card"><h2 id="h-phrase">安全暗语（{phrase_state}）</h2>
 <p class="hint">平台工作人员来电时会说出这句暗语，长者可借此辨别真假。暗语不会在页面上显示。</p>
-<form method="post" action="{base}/safe-phrase">{csrf}
-<label for="phrase">新的安全暗语</label><input id="phrase" name="phrase" minlength="2" maxlength="64" required autocomplete="off">
-<button type="submit">保存暗语</button></form></section>
+{phrase_form}</section>
 <section aria-labelledby="h-contacts" class="card"><h2 id="h-contacts">紧急联系人</h2>
 <table><thead><tr><th scope=col>姓名</th><th scope=col>关系</th><th scope=col>电话</th><th scope=col>顺序</th><th scope=col>操作</th></tr></thead>
 <tbody>{contacts}</tbody></table>
-<form method="post" action="{base}/contacts" class="row">{csrf}
-<label for="c-name">姓名</label><input id="c-name" name="name" required maxlength="64">
-<label for="c-rel">关系</label><input id="c-rel" name="relation" maxlength="32" placeholder="如 女儿">
-<label for="c-phone">电话</label><input id="c-phone" name="phone" required inputmode="tel" maxlength="32">
-<label for="c-pri">顺序</label><input id="c-pri" name="priority" type="number" min="1" max="9" value="2">
-<button type="submit">添加联系人</button></form></section>
+{contact_form}</section>
 <section aria-labelledby="h-settings" class="card"><h2 id="h-settings">语音和屏幕设置</h2>
 <form method="post" action="{base}/settings" class="row">{csrf}
 {select_field("dialect", DIALECT_LABELS, elder.dialect, "方言")}

@@ -392,3 +392,51 @@ async def test_handover_reasons_are_chinese_in_queue_and_alert(env):
     assert "长者要求转人工" in queue and "requested" not in queue
     page = await (await env.client.get(f"/console/alerts/{alert.id}")).text()
     assert "<dt>原因</dt><dd>长者要求转人工</dd>" in page
+
+
+async def test_view_only_family_member_cannot_change_phrase_or_contacts(env):
+    """A family user without the right to act for the parent (no contact row with can_act) gets 403 for the
+    safe phrase and for adding or deleting contacts; nothing changes; each refusal is audited."""
+    async with env.db() as db:
+        before = await db.get(Elder, env.ids.elder_b)
+        await db.refresh(before, ["contacts"])
+        phrase = before.safe_phrase
+        contacts = sorted((c.id, c.phone) for c in before.contacts)
+    token = await env.as_user("fam_b", area="family")
+    base = f"/family/elders/{env.ids.elder_b}"
+    page = await (await env.client.get(base)).text()
+    assert f'action="{base}/safe-phrase"' not in page and f'action="{base}/contacts"' not in page
+    assert "只能查看" in page
+    attempts = [
+        (f"{base}/safe-phrase", {"_csrf": token, "phrase": "骗子的暗语"}),
+        (f"{base}/contacts", {"_csrf": token, "name": "假儿子", "relation": "儿子", "phone": "13900009999",
+                              "priority": "1"}),
+        (f"{base}/contacts/{env.ids.contact_b}/delete", {"_csrf": token}),
+    ]
+    for path, data in attempts:
+        r = await env.client.post(path, data=data, allow_redirects=False)
+        assert r.status == 403, path
+    async with env.db() as db:
+        after = await db.get(Elder, env.ids.elder_b)
+        await db.refresh(after, ["contacts"])
+        assert after.safe_phrase == phrase
+        assert sorted((c.id, c.phone) for c in after.contacts) == contacts
+        outbox = (await db.execute(select(Outbox).where(Outbox.recipient == "13900009999"))).scalars().all()
+        assert outbox == []
+    refused = await env.audit("family_refused")
+    assert sorted(r.detail["action"] for r in refused) == ["add_contact", "delete_contact", "set_safe_phrase"]
+    assert all(r.username == "fam_b" and r.target_id == str(env.ids.elder_b) for r in refused)
+    assert await env.audit("set_safe_phrase") == [] and await env.audit("delete_contact") == []
+
+
+async def test_revoking_can_act_takes_the_right_away_at_once(env):
+    token = await env.as_user("fam_a", area="family")
+    async with env.db() as db:
+        c = await db.get(FamilyContact, env.ids.contact_a)
+        c.can_act = False
+        await db.commit()
+    base = f"/family/elders/{env.ids.elder_a}"
+    r = await env.client.post(f"{base}/safe-phrase", data={"_csrf": token, "phrase": "新暗语呀"}, allow_redirects=False)
+    assert r.status == 403
+    async with env.db() as db:
+        assert (await db.get(Elder, env.ids.elder_a)).safe_phrase != "新暗语呀"
