@@ -51,7 +51,7 @@ def rasa_specs(settings: Settings, *, api_url: str, service_token: str) -> list[
             argv=tuple(rasa_cli.action_server_command(settings, python=python)),
             cwd=settings.paths.intents_dir,
             env=env,
-            health_url=f"http://127.0.0.1:{d.actions_port}/health",
+            health_url=f"http://{_client_host(d.actions_host)}:{d.actions_port}/health",
             log_path=logs / "rasa-actions.log",
             start_timeout_s=d.rasa_start_timeout_s,
         ),
@@ -60,11 +60,17 @@ def rasa_specs(settings: Settings, *, api_url: str, service_token: str) -> list[
             argv=tuple(rasa_cli.rasa_server_command(settings, python=python)),
             cwd=settings.paths.intents_dir,
             env={**env, **rasa_cli.rasa_server_env(settings)},
-            health_url=f"http://127.0.0.1:{d.rasa_port}/status",
+            health_url=f"http://{_client_host(d.rasa_host)}:{d.rasa_port}/status",
+            health_params={"token": rasa_cli.rasa_token(settings)},
             log_path=logs / "rasa.log",
             start_timeout_s=d.rasa_start_timeout_s,
         ),
     ]
+
+
+def _client_host(listen_host: str) -> str:
+    """Where to reach a server listening on ``listen_host`` from this machine."""
+    return "127.0.0.1" if listen_host in {"", "0.0.0.0", "::"} else listen_host
 
 
 @dataclass(kw_only=True)
@@ -106,7 +112,10 @@ async def running(settings: Settings, *, with_rasa: bool = True, rasa_required: 
     base_url = f"http://{host}:{port}"
     logger.info(f"web app on {base_url} (health: {base_url}/health, console: {base_url}/console)")
     supervisor: Supervisor | None = None
-    rasa = RasaClient(base_url=settings.dialogue.rasa_url, timeout_s=settings.dialogue.rasa_timeout_s)
+    from assistant.dialogue.rasa_cli import rasa_token
+
+    rasa = RasaClient(base_url=settings.dialogue.rasa_url, timeout_s=settings.dialogue.rasa_timeout_s,
+                      token=rasa_token(settings))
     try:
         if with_rasa:
             try:

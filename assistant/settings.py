@@ -94,6 +94,13 @@ class DialogueSettings:
     actions_url: str = "http://127.0.0.1:5055"
     rasa_port: int = 5005
     actions_port: int = 5055
+    # listen addresses of the two Rasa children: loopback unless a deployment puts them elsewhere on purpose
+    rasa_host: str = "127.0.0.1"
+    actions_host: str = "127.0.0.1"
+    # shared secrets: our client → Rasa server (its --auth-token and the REST channel), Rasa → action server
+    # (X-Action-Token header); empty = generated once in var/secrets/rasa_token, var/secrets/actions_token (0600)
+    rasa_token: str = ""
+    actions_token: str = ""
     rasa_timeout_s: float = 8.0
     rasa_health_interval_s: float = 5.0
     rasa_start_timeout_s: float = 180.0

@@ -152,16 +152,18 @@ def plot_confusion(gold: list[str], predicted: list[str], path: Path) -> Path | 
 
 
 # -- talking to Rasa ----------------------------------------------------------------------------------------
-async def parse_all(url: str, texts: list[str], *, concurrency: int = 4, timeout_s: float = 30.0) -> list[tuple[str, float]]:
+async def parse_all(url: str, texts: list[str], *, token: str = "", concurrency: int = 4,
+                    timeout_s: float = 30.0) -> list[tuple[str, float]]:
     import aiohttp
 
     sem = asyncio.Semaphore(concurrency)
+    params = {"token": token} if token else {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http:
 
         async def one(text: str) -> tuple[str, float]:
             async with sem:
                 try:
-                    async with http.post(url.rstrip("/") + "/model/parse", json={"text": text}) as resp:
+                    async with http.post(url.rstrip("/") + "/model/parse", json={"text": text}, params=params) as resp:
                         if resp.status != 200:
                             raise DialogueError(f"/model/parse answered HTTP {resp.status}", code=f"rasa_http_{resp.status}")
                         data = await resp.json(content_type=None)
@@ -173,11 +175,13 @@ async def parse_all(url: str, texts: list[str], *, concurrency: int = 4, timeout
         return list(await asyncio.gather(*(one(t) for t in texts)))
 
 
-def _reachable(url: str) -> bool:
+def _reachable(url: str, token: str = "") -> bool:
+    import urllib.parse
     import urllib.request
 
+    query = "?" + urllib.parse.urlencode({"token": token}) if token else ""
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/status", timeout=2) as resp:
+        with urllib.request.urlopen(url.rstrip("/") + "/status" + query, timeout=2) as resp:
             return resp.status == 200
     except OSError:
         return False
@@ -190,16 +194,18 @@ def _free_port() -> int:
 
 
 class NluServer:
-    """``rasa run --enable-api`` on a free loopback port with the trained model (NLU use only)."""
+    """``rasa run --enable-api`` on a free loopback port with the trained model (NLU use only), token-checked
+    like the supervised server (``self.token``)."""
 
     def __init__(self, *, settings: Any, start_timeout_s: float = 240.0) -> None:
         self._settings = settings
         self._timeout_s = start_timeout_s
         self._proc: subprocess.Popen | None = None
         self.url = ""
+        self.token = ""
 
     def __enter__(self) -> NluServer:
-        from assistant.dialogue.rasa_cli import _child_env, model_path, rasa_python
+        from assistant.dialogue.rasa_cli import LAUNCHER, _child_env, model_path, rasa_python, rasa_token_file
 
         settings = self._settings
         if not model_path(settings).exists():
@@ -208,8 +214,10 @@ class NluServer:
         self.url = f"http://127.0.0.1:{port}"
         log = settings.paths.var_dir / "logs" / "rasa-eval.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        argv = [str(rasa_python(settings)), "-m", "rasa", "run", "--enable-api", "-i", "127.0.0.1", "-p", str(port),
-                "--model", str(model_path(settings))]  # fmt: skip
+        token_file = rasa_token_file(settings)
+        self.token = token_file.read_text().strip()
+        argv = [str(rasa_python(settings)), LAUNCHER, "rasa", "--token-file", str(token_file), "--",
+                "run", "--enable-api", "-i", "127.0.0.1", "-p", str(port), "--model", str(model_path(settings))]  # fmt: skip
         with open(log, "wb") as out:
             self._proc = subprocess.Popen(
                 argv, cwd=settings.paths.intents_dir, env=_child_env(), stdout=out, stderr=subprocess.STDOUT,
@@ -219,7 +227,7 @@ class NluServer:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise DialogueError(f"the Rasa server exited while starting; see {log}", code="rasa_down")
-            if _reachable(self.url):
+            if _reachable(self.url, self.token):
                 return self
             time.sleep(0.5)
         self.__exit__()
@@ -237,8 +245,8 @@ class NluServer:
             proc.wait()
 
 
-def evaluate(examples: list[Example], url: str) -> tuple[dict[str, Any], list[str]]:
-    predictions = asyncio.run(parse_all(url, [e.text for e in examples]))
+def evaluate(examples: list[Example], url: str, *, token: str = "") -> tuple[dict[str, Any], list[str]]:
+    predictions = asyncio.run(parse_all(url, [e.text for e in examples], token=token))
     predicted = [p for p, _ in predictions]
     result = score([e.intent for e in examples], predicted, [e.lang for e in examples])
     result["errors"] = [
@@ -302,10 +310,10 @@ def transcribe_spoken(
     return texts, stats
 
 
-def _evaluate_texts(examples: list[Example], heard: list[str], url: str) -> tuple[dict[str, Any], list[str]]:
+def _evaluate_texts(examples: list[Example], heard: list[str], url: str, *, token: str = "") -> tuple[dict[str, Any], list[str]]:
     """Like ``evaluate`` but Rasa parses ``heard`` (the transcripts); errors show both texts."""
     said = [h for h in heard if h.strip()]  # nothing recognised is "not understood" without asking Rasa
-    parsed = iter(asyncio.run(parse_all(url, said)) if said else [])
+    parsed = iter(asyncio.run(parse_all(url, said, token=token)) if said else [])
     predictions = [next(parsed) if h.strip() else (FALLBACK, 0.0) for h in heard]
     predicted = [p for p, _ in predictions]
     result = score([e.intent for e in examples], predicted, [e.lang for e in examples])
@@ -360,18 +368,23 @@ def run(args: argparse.Namespace) -> int:
         heard, asr_stats = transcribe_spoken(examples, settings=settings, phone=args.phone,
                                              auto_dialect=args.auto_dialect, rate_wpm=args.rate_wpm)
 
-    def _run(url: str) -> tuple[dict[str, Any], list[str]]:
-        return evaluate(examples, url) if heard is None else _evaluate_texts(examples, heard, url)
+    from assistant.dialogue.rasa_cli import rasa_token
+
+    def _run(url: str, token: str) -> tuple[dict[str, Any], list[str]]:
+        if heard is None:
+            return evaluate(examples, url, token=token)
+        return _evaluate_texts(examples, heard, url, token=token)
 
     url = args.url
-    if url is None and not args.no_running and _reachable(settings.dialogue.rasa_url):
+    token = rasa_token(settings)
+    if url is None and not args.no_running and _reachable(settings.dialogue.rasa_url, token):
         url = settings.dialogue.rasa_url
     if url is not None:
-        result, predicted = _run(url)
+        result, predicted = _run(url, token)
         result["server"] = url
     else:
         with NluServer(settings=settings) as server:
-            result, predicted = _run(server.url)
+            result, predicted = _run(server.url, server.token)
         result["server"] = "started for this evaluation"
     result.update(asr_stats)
     default_png = "asr_spoken_intent_confusion.png" if args.spoken else "nlu_confusion.png"

@@ -13,14 +13,23 @@ Subcommands
   and NLU cross-validation; reports go under ``reports/rasa/``; prints a JSON summary.
 - ``assistant rasa commands`` prints the two server command lines and their environment.
 
-For the supervisor (``assistant/runtime.py``), the exact processes, both with ``cwd=intents/``:
+For the supervisor (``assistant/runtime.py``), the exact processes, both with ``cwd=intents/`` and both
+through our launcher ``intents/secured_servers.py`` (loopback, a shared secret on every request):
 
-    rasa server:    <rasa-env>/bin/python -m rasa run --enable-api -i 127.0.0.1 -p <rasa_port>
+    rasa server:    <rasa-env>/bin/python secured_servers.py rasa --token-file var/secrets/rasa_token --
+                        run --enable-api -i <rasa_host> -p <rasa_port>
                         --model intents/models --credentials intents/credentials.yml
                         --endpoints var/rasa/endpoints.yml
-                    health: GET http://127.0.0.1:<rasa_port>/status
-    action server:  <rasa-env>/bin/python -m rasa run actions -p <actions_port> --actions actions
-                    health: GET http://127.0.0.1:<actions_port>/health
+                    health: GET http://127.0.0.1:<rasa_port>/status?token=<rasa token>
+    action server:  <rasa-env>/bin/python secured_servers.py actions --host <actions_host> -p <actions_port>
+                        --token-file var/secrets/actions_token --actions actions
+                    health: GET http://127.0.0.1:<actions_port>/health (the only open route)
+
+Secrets: ``rasa_token`` (our client → the Rasa server: its ``--auth-token``, and the REST channel, as
+``?token=``) and ``actions_token`` (the Rasa server → the action server, header ``X-Action-Token`` from
+``action_endpoint.headers`` in endpoints.yml). Each is ``dialogue.rasa_token`` / ``dialogue.actions_token`` when
+set, else generated once in ``var/secrets/`` (0600, folder 0700); the launcher reads it from the file, never from
+the command line (every local user can read ``ps``). ``var/rasa/endpoints.yml`` holds the action token and is 0600.
 
 ``rasa_server_command(settings)`` writes ``var/rasa/endpoints.yml`` from the settings: the action server
 URL (``http://127.0.0.1:<actions_port>/webhook``), the tracker store (SQLite ``var/rasa/tracker.db`` by
@@ -49,6 +58,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from assistant.errors import DialogueError, SetupError
+from assistant.private_files import FILE_MODE, private_dir, secret_in_file
 from assistant.settings import Settings
 
 MODEL_NAME = "elder"
@@ -64,6 +74,46 @@ def rasa_python(settings: Settings) -> Path:
     if not python.exists():
         raise SetupError(f"the Rasa environment is missing at {env_dir} (run scripts/setup.sh)")
     return python
+
+
+ACTION_TOKEN_HEADER = "X-Action-Token"  # the header intents/secured_servers.py checks
+LAUNCHER = "secured_servers.py"  # in intents/
+
+
+def secrets_dir(settings: Settings) -> Path:
+    return settings.paths.var_dir / "secrets"
+
+
+def _token_file(settings: Settings, name: str, explicit: str) -> Path:
+    """``var/secrets/<name>``: the configured value written there (0600), else a generated one kept there."""
+    path = secrets_dir(settings) / name
+    if explicit:
+        private_dir(path.parent)
+        if not path.exists() or path.read_text().strip() != explicit:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            with os.fdopen(fd, "w") as f:
+                f.write(explicit + "\n")
+        return path
+    secret_in_file(path)
+    return path
+
+
+def rasa_token_file(settings: Settings) -> Path:
+    return _token_file(settings, "rasa_token", settings.dialogue.rasa_token)
+
+
+def actions_token_file(settings: Settings) -> Path:
+    return _token_file(settings, "actions_token", settings.dialogue.actions_token)
+
+
+def rasa_token(settings: Settings) -> str:
+    """The secret our client sends to the Rasa server (``?token=``)."""
+    return rasa_token_file(settings).read_text().strip()
+
+
+def actions_token(settings: Settings) -> str:
+    """The secret the Rasa server sends to the action server (``X-Action-Token``)."""
+    return actions_token_file(settings).read_text().strip()
 
 
 def model_path(settings: Settings) -> Path:
@@ -116,7 +166,10 @@ def _lock_store(settings: Settings) -> dict[str, Any] | None:
 
 def endpoints_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
-        "action_endpoint": {"url": f"http://127.0.0.1:{settings.dialogue.actions_port}/webhook"},
+        "action_endpoint": {
+            "url": f"http://127.0.0.1:{settings.dialogue.actions_port}/webhook",
+            "headers": {ACTION_TOKEN_HEADER: actions_token(settings)},
+        },
         "tracker_store": _tracker_store(settings),
     }
     lock = _lock_store(settings)
@@ -126,27 +179,33 @@ def endpoints_config(settings: Settings) -> dict[str, Any]:
 
 
 def write_endpoints(settings: Settings) -> Path:
-    """``var/rasa/endpoints.yml`` for the Rasa server (JSON is valid YAML), and the SQLite folder."""
-    folder = settings.paths.var_dir / "rasa"
-    folder.mkdir(parents=True, exist_ok=True)
+    """``var/rasa/endpoints.yml`` for the Rasa server (JSON is valid YAML; 0600: it holds the action token and
+    any tracker-store password), and the SQLite folder (0700)."""
+    folder = private_dir(settings.paths.var_dir / "rasa")
     path = folder / "endpoints.yml"
     text = json.dumps(endpoints_config(settings), indent=2) + "\n"
     if not path.exists() or path.read_text() != text:
-        path.write_text(text)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    path.chmod(FILE_MODE)
     return path
 
 
 def rasa_server_command(settings: Settings, *, python: Path | str | None = None) -> list[str]:
-    """The Rasa server (REST channel + HTTP API on loopback). Run with ``cwd=intents/``."""
+    """The Rasa server (REST channel + HTTP API on ``dialogue.rasa_host``, token required). ``cwd=intents/``."""
     intents = settings.paths.intents_dir
     return [
         str(python or rasa_python(settings)),
-        "-m",
+        LAUNCHER,
         "rasa",
+        "--token-file",
+        str(rasa_token_file(settings)),
+        "--",
         "run",
         "--enable-api",
         "-i",
-        "127.0.0.1",
+        settings.dialogue.rasa_host,
         "-p",
         str(settings.dialogue.rasa_port),
         "--model",
@@ -159,15 +218,17 @@ def rasa_server_command(settings: Settings, *, python: Path | str | None = None)
 
 
 def action_server_command(settings: Settings, *, python: Path | str | None = None) -> list[str]:
-    """The rasa-sdk action server. Run with ``cwd=intents/`` and ``rasa_child_env``."""
+    """The rasa-sdk action server on ``dialogue.actions_host``, token required. ``cwd=intents/``, ``rasa_child_env``."""
     return [
         str(python or rasa_python(settings)),
-        "-m",
-        "rasa",
-        "run",
+        LAUNCHER,
         "actions",
-        "-p",
+        "--host",
+        settings.dialogue.actions_host,
+        "--port",
         str(settings.dialogue.actions_port),
+        "--token-file",
+        str(actions_token_file(settings)),
         "--actions",
         "actions",
     ]

@@ -2,7 +2,7 @@
 
 Every failure becomes a ``DialogueError`` with a stable code: ``rasa_down`` (connection refused),
 ``rasa_timeout`` (slower than ``rasa_timeout_s``), ``rasa_bad_reply`` (not the JSON we expect),
-``rasa_http_<status>``. The dialogue processor turns these into a spoken apology and an operator offer.
+``rasa_http_<status>`` (``rasa_http_401``: the server wants ``token``, ``dialogue.rasa_token``). The dialogue processor turns these into a spoken apology and an operator offer.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ class RasaReply:
 class RasaClient:
     base_url: str
     timeout_s: float = 8.0
+    # the Rasa server's --auth-token (sent as ``?token=``, as Rasa's HTTP API and our launcher expect)
+    token: str = ""
     _session: aiohttp.ClientSession | None = field(default=None, init=False, repr=False)
 
     async def __aenter__(self) -> RasaClient:
@@ -70,7 +72,7 @@ class RasaClient:
     async def _post(self, path: str, payload: dict[str, Any]) -> Any:
         url = self.base_url.rstrip("/") + path
         try:
-            async with self._http().post(url, json=payload) as resp:
+            async with self._http().post(url, json=payload, params=self._params()) as resp:
                 if resp.status != 200:
                     raise DialogueError(f"Rasa answered HTTP {resp.status} for {path}", code=f"rasa_http_{resp.status}")
                 try:
@@ -83,6 +85,9 @@ class RasaClient:
             raise DialogueError(f"Rasa is not reachable at {self.base_url}", code="rasa_down") from exc
         except aiohttp.ClientError as exc:
             raise DialogueError(f"Rasa request failed: {type(exc).__name__}", code="rasa_down") from exc
+
+    def _params(self) -> dict[str, str]:
+        return {"token": self.token} if self.token else {}
 
     async def parse(self, text: str) -> NluParse:
         data = await self._post("/model/parse", {"text": text})
@@ -119,7 +124,7 @@ class RasaClient:
 
     async def healthy(self) -> bool:
         try:
-            async with self._http().get(self.base_url.rstrip("/") + "/status") as resp:
+            async with self._http().get(self.base_url.rstrip("/") + "/status", params=self._params()) as resp:
                 return resp.status == 200
         except (aiohttp.ClientError, TimeoutError):
             return False

@@ -19,6 +19,7 @@ import aiohttp
 from loguru import logger
 
 from assistant.errors import SetupError
+from assistant.private_files import FILE_MODE, private_dir
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,6 +28,8 @@ class ChildSpec:
     argv: tuple[str, ...]
     health_url: str
     log_path: Path
+    # query parameters of the health check (a token); kept out of the URL so that logs never show them
+    health_params: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
     start_timeout_s: float = 180.0
@@ -87,8 +90,9 @@ class Supervisor:
 
     async def _spawn(self, child: _Child) -> None:
         spec = child.spec
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(spec.log_path, "ab")  # noqa: ASYNC230 - a local append-open, handed to the child
+        private_dir(spec.log_path.parent)
+        fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        log = os.fdopen(fd, "ab")  # a local append-open, handed to the child
         try:
             child.process = await asyncio.create_subprocess_exec(
                 *spec.argv,
@@ -108,7 +112,7 @@ class Supervisor:
     async def _healthy(self, child: _Child) -> bool:
         assert self._http is not None
         try:
-            async with self._http.get(child.spec.health_url) as resp:
+            async with self._http.get(child.spec.health_url, params=child.spec.health_params) as resp:
                 return resp.status == 200
         except (aiohttp.ClientError, TimeoutError):
             return False

@@ -78,6 +78,8 @@ def serve_env(var: Path) -> dict[str, str]:
         "ASSISTANT_DIALOGUE_RASA_PORT": str(rasa),
         "ASSISTANT_DIALOGUE_ACTIONS_PORT": str(actions),
         "ASSISTANT_DIALOGUE_RASA_URL": f"http://127.0.0.1:{rasa}",
+        # the Rasa server's --auth-token (also guards its REST channel): tests that talk to it pass ?token=
+        "ASSISTANT_DIALOGUE_RASA_TOKEN": __import__("secrets").token_urlsafe(24),
     }
 
 
@@ -97,6 +99,7 @@ class Served:
         self.rasa_url = rasa_url
         self.var_dir = var_dir
         self.env = env
+        self.rasa_token = env["ASSISTANT_DIALOGUE_RASA_TOKEN"]
 
 
 @pytest.fixture(scope="session")
@@ -121,7 +124,8 @@ def served(tmp_path_factory):
             if proc.poll() is not None:
                 pytest.fail(f"assistant serve exited with {proc.returncode}; see {var / 'serve.log'}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{rasa}/status", timeout=2) as resp:
+                token = env["ASSISTANT_DIALOGUE_RASA_TOKEN"]
+                with urllib.request.urlopen(f"http://127.0.0.1:{rasa}/status?token={token}", timeout=2) as resp:
                     if resp.status == 200:
                         break
             except OSError:

@@ -24,6 +24,9 @@ from tests.e2e.conftest import need_rasa
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rasa]
 
+# the Rasa server's --auth-token in these tests (dialogue.rasa_token); the REST channel needs it too
+RASA_TOKEN = "e2e-rasa-token-0123456789abcdef"
+
 
 def _get(url: str, timeout_s: float = 2.0) -> int:
     try:
@@ -62,7 +65,7 @@ def stack(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("rasa")
     rasa_port, actions_port = free_port(), free_port()
-    env = {**os.environ, "ASSISTANT_VAR_DIR": str(tmp / "var")}
+    env = {**os.environ, "ASSISTANT_VAR_DIR": str(tmp / "var"), "ASSISTANT_DIALOGUE_RASA_TOKEN": RASA_TOKEN}
     settings = load_settings(env, dialogue={"rasa_port": rasa_port, "actions_port": actions_port})
     api = StubPlatformApi().start()
     child_env = {**os.environ, **rasa_cli.rasa_child_env(api_url=api.url, service_token=STUB_TOKEN)}
@@ -70,7 +73,7 @@ def stack(tmp_path_factory):
     try:
         for name, argv, health in (
             ("actions", rasa_cli.action_server_command(settings), f"http://127.0.0.1:{actions_port}/health"),
-            ("rasa", rasa_cli.rasa_server_command(settings), f"http://127.0.0.1:{rasa_port}/status"),
+            ("rasa", rasa_cli.rasa_server_command(settings), f"http://127.0.0.1:{rasa_port}/status?token={RASA_TOKEN}"),
         ):
             log = tmp / f"{name}.log"
             with open(log, "wb") as out:
@@ -99,7 +102,7 @@ class Call:
     def say(self, text: str) -> tuple[list[str], list[dict[str, Any]]]:
         body = json.dumps({"sender": self.sender, "message": text, "metadata": self.meta}).encode()
         req = urllib.request.Request(
-            self.url + "/webhooks/rest/webhook", data=body, headers={"Content-Type": "application/json"}
+            self.url + f"/webhooks/rest/webhook?token={RASA_TOKEN}", data=body, headers={"Content-Type": "application/json"}
         )
         with urllib.request.urlopen(req, timeout=30) as resp:
             messages = json.loads(resp.read())

@@ -39,7 +39,7 @@ from assistant.dialogue.processor import CallAlert
 from assistant.session import CallSession
 from tests.dialogue_stub_api import STUB_TOKEN, StubPlatformApi, free_port
 from tests.e2e.conftest import need_rasa
-from tests.e2e.test_dialogue_rasa import Call, _get, _wait_healthy
+from tests.e2e.test_dialogue_rasa import RASA_TOKEN, Call, _get, _wait_healthy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rasa]
 
@@ -151,7 +151,7 @@ def resilience(tmp_path_factory):
                         f"redis-server did not start: {(tmp / 'redis.log').read_text()[-2000:]}"
                     )
                 time.sleep(0.1)
-        env = {**os.environ, "ASSISTANT_VAR_DIR": str(tmp / "var")}
+        env = {**os.environ, "ASSISTANT_VAR_DIR": str(tmp / "var"), "ASSISTANT_DIALOGUE_RASA_TOKEN": RASA_TOKEN}
         actions_port = free_port()
         dialogue: dict[str, Any] = {"actions_port": actions_port}
         if redis_port:
@@ -166,7 +166,7 @@ def resilience(tmp_path_factory):
 
         def rasa_server(name: str, port: int) -> Server:
             s = settings_for(port)
-            server = Server(name, rasa_cli.rasa_server_command(s), health=f"http://127.0.0.1:{port}/status",
+            server = Server(name, rasa_cli.rasa_server_command(s), health=f"http://127.0.0.1:{port}/status?token={RASA_TOKEN}",
                             cwd=intents, env=child_env, logs=tmp)  # fmt: skip
             servers.append(server)
             return server
@@ -197,11 +197,11 @@ def resilience(tmp_path_factory):
 
 def _stack(server: Server, api: StubPlatformApi) -> dict[str, Any]:
     """What ``Call`` from test_dialogue_rasa expects."""
-    return {"url": server.health.removesuffix("/status"), "api": api}
+    return {"url": server.health.split("/status")[0], "api": api}
 
 
 def _tracker(url: str, sender: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{url}/conversations/{sender}/tracker", timeout=10) as resp:
+    with urllib.request.urlopen(f"{url}/conversations/{sender}/tracker?token={RASA_TOKEN}", timeout=10) as resp:
         return json.loads(resp.read())
 
 
@@ -248,7 +248,7 @@ async def _speak(
         alerts.append(alert)
 
     tracker = TurnTracker()
-    async with RasaClient(base_url=url, timeout_s=30) as rasa:
+    async with RasaClient(base_url=url, timeout_s=30, token=RASA_TOKEN) as rasa:
         proc = DialogueProcessor(
             session=session, settings=load_settings(), rasa=rasa, tracker=tracker, on_alert=on_alert
         )

@@ -102,13 +102,27 @@ def test_endpoints_default_sqlite_postgres_and_redis(settings):
 def test_server_command_lines_for_the_supervisor(settings):
     s = dataclasses.replace(settings, dialogue=dataclasses.replace(settings.dialogue, rasa_port=5123, actions_port=5124))
     server = rasa_cli.rasa_server_command(s, python="/env/bin/python")
-    assert server[:5] == ["/env/bin/python", "-m", "rasa", "run", "--enable-api"]
+    rasa_token_file = s.paths.var_dir / "secrets" / "rasa_token"
+    assert server[:7] == ["/env/bin/python", "secured_servers.py", "rasa", "--token-file", str(rasa_token_file), "--", "run"]
+    assert "--enable-api" in server and "--auth-token" not in server  # the token never shows in `ps`
     assert server[server.index("-p") + 1] == "5123" and server[server.index("-i") + 1] == "127.0.0.1"
     endpoints = Path(server[server.index("--endpoints") + 1])
-    assert json.loads(endpoints.read_text())["action_endpoint"]["url"] == "http://127.0.0.1:5124/webhook"
+    action_endpoint = json.loads(endpoints.read_text())["action_endpoint"]
+    assert action_endpoint["url"] == "http://127.0.0.1:5124/webhook"
+    assert action_endpoint["headers"] == {"X-Action-Token": rasa_cli.actions_token(s)}
+    assert endpoints.stat().st_mode & 0o777 == 0o600  # it holds the action token
     assert (s.paths.var_dir / "rasa").is_dir()  # SQLite needs the folder
     actions = rasa_cli.action_server_command(s, python="/env/bin/python")
-    assert actions == ["/env/bin/python", "-m", "rasa", "run", "actions", "-p", "5124", "--actions", "actions"]
+    actions_token_file = s.paths.var_dir / "secrets" / "actions_token"
+    assert actions == ["/env/bin/python", "secured_servers.py", "actions", "--host", "127.0.0.1", "--port", "5124",
+                       "--token-file", str(actions_token_file), "--actions", "actions"]  # fmt: skip
+    for f in (rasa_token_file, actions_token_file):
+        assert f.stat().st_mode & 0o777 == 0o600 and len(f.read_text().strip()) >= 32
+    assert (s.paths.var_dir / "secrets").stat().st_mode & 0o777 == 0o700
+    assert rasa_cli.rasa_token(s) != rasa_cli.actions_token(s)
+    assert rasa_cli.rasa_token(s) == rasa_cli.rasa_token(s)  # generated once, then kept
+    fixed = dataclasses.replace(s, dialogue=dataclasses.replace(s.dialogue, rasa_token="configured-token-0123456789"))
+    assert rasa_cli.rasa_token(fixed) == "configured-token-0123456789"
     env = rasa_cli.rasa_child_env(api_url="http://127.0.0.1:8080", service_token="t")
     assert env["ASSISTANT_API_URL"] == "http://127.0.0.1:8080" and env["ASSISTANT_SERVICE_TOKEN"] == "t"
     assert not any(k.startswith("TF_INTER") for k in env)  # the action server must not import TensorFlow
