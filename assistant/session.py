@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Channel = Literal["phone", "screen", "simulate", "talk"]
 Verification = Literal["unverified", "verified"]
@@ -31,6 +31,10 @@ class CallSession:
     heard_speaker: Literal["callee", "caller"] = "callee"
     # what the bot just asked: "yes_no" (a read-back to confirm), "menu" (keypad menu) or None (open)
     expect: str | None = None
+    # the form slot Rasa just asked for (custom event "asking"): answers to it are slot values, not requests
+    asking_slot: str | None = None
+    # an uncertain emergency was asked about ("do you need help?"): what raised it, until it is answered
+    pending_emergency: dict[str, Any] | None = None
 
     @property
     def verified(self) -> bool:

@@ -6,10 +6,14 @@
 - Rasa down, slow or malformed → an apology, a handover alert, the keypad menu. Never silence.
 - Custom events from Rasa (``docs/contracts.md``) change the call: slower speech, handover, hang-up.
 - Barge-in: when the elder starts speaking while the bot speaks, an interruption stops playback.
+- One calibrated decision per spoken turn (``decision.py``, issue #27): the NLU parse is asked first, and
+  only a turn heard and understood clearly enough reaches Rasa's actions; an uncertain emergency asks one
+  short question, and yes, silence or anything unclear raises an "unconfirmed emergency" operator alert.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,7 +32,8 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from assistant.dialogue.rasa_client import RasaClient, RasaReply
+from assistant.dialogue.decision import Decision, Thresholds, classify_answer, decide, spoken_menu_choice
+from assistant.dialogue.rasa_client import NluParse, RasaClient, RasaReply
 from assistant.dialogue.system_prompts import prompt
 from assistant.errors import DialogueError
 from assistant.session import CallSession
@@ -74,6 +79,12 @@ class DialogueProcessor(FrameProcessor):
         self._on_alert = on_alert
         self._identity_proof = identity_proof
         self._bot_speaking = False
+        self._thresholds = Thresholds.from_settings(settings.dialogue)
+        self._answer_timer: asyncio.Task | None = None
+
+    async def cleanup(self):
+        await self._stop_answer_timer()
+        await super().cleanup()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
@@ -105,14 +116,33 @@ class DialogueProcessor(FrameProcessor):
             record.transcript = frame.text
             record.frame_id = frame.id
         text = frame.text.strip()
+        asr_confidence = record.asr_confidence if record.source == "speech" else None
+        if self._session.pending_emergency is not None:
+            await self._emergency_answer(record, text, asr_confidence=asr_confidence)
+            return
         if not text:
             await self._failed_turn(record, reason=record.error or "empty_transcript")
             return
-        await self._ask_rasa(record, text)
+        if self._session.expect == "menu":
+            # a keypad menu choice said aloud counts only when the whole answer is the choice
+            key = spoken_menu_choice(text)
+            if key is not None and (asr_confidence is None or asr_confidence >= self._thresholds.answer_min_asr):
+                await self._keypad_choice(record, key)
+                return
+        await self._decide(record, text, asr_confidence=asr_confidence)
 
     async def _handle_keypad(self, key: str) -> None:
         record = self._tracker.begin(source="dtmf")
         record.transcript = f"[按键 {key}]"
+        if self._session.pending_emergency is not None:  # key 1 (or 2) answers "do you need help?" with yes
+            await self._stop_answer_timer()
+            answer = "yes" if key in ("1", "2") else "unclear"
+            record.events.append({"event": "emergency_answer", "answer": answer, "key": key})
+            await self._resolve_emergency(record, answer, text=record.transcript)
+            return
+        await self._keypad_choice(record, key)
+
+    async def _keypad_choice(self, record: TurnRecord, key: str) -> None:
         intent = KEYPAD_INTENTS.get(key)
         if intent is None:
             await self._say(record, [prompt("keypad_menu", self._session.dialect)])
@@ -129,7 +159,10 @@ class DialogueProcessor(FrameProcessor):
         else:
             await self._say(record, [prompt("not_heard", self._session.dialect)])
 
-    async def _ask_rasa(self, record: TurnRecord, text: str, *, keypad_key: str | None = None) -> None:
+    async def _ask_rasa(
+        self, record: TurnRecord, text: str, *, keypad_key: str | None = None, parse: NluParse | None = None,
+        extra_metadata: dict[str, Any] | None = None,
+    ) -> None:
         metadata = {
             "call_id": self._session.call_id,
             "elder_id": self._session.elder_id,
@@ -137,20 +170,19 @@ class DialogueProcessor(FrameProcessor):
             "channel": self._session.channel,
             "verified": self._session.verified,
             "caller_number": self._session.caller_number,
+            **(extra_metadata or {}),
         }
-        record.nlu_start_t = time.perf_counter()
+        if record.nlu_start_t is None:
+            record.nlu_start_t = time.perf_counter()
         try:
-            reply = await self._rasa.send(sender=self._session.call_id, text=text, metadata=metadata)
+            reply = await self._rasa.send(sender=self._session.call_id, text=text, metadata=metadata, with_parse=parse is None)
+            if parse is not None:
+                reply = RasaReply(messages=reply.messages, parse=parse, latency_ms=reply.latency_ms)
             if not reply.messages:
                 # Rasa answers `[]` when its actions fail (the action server is down): nothing was done
                 raise DialogueError("Rasa sent no reply (its action server may be down)", code="rasa_empty_reply")
         except DialogueError as exc:
-            record.nlu_end_t = time.perf_counter()
-            record.error = exc.code
-            logger.warning(f"call {self._session.call_id}: dialogue unavailable: error[{exc.code}] {exc.message}")
-            record.events.append({"event": "handover", "reason": exc.code})
-            await self._alert("human", {"reason": exc.code, "transcript": record.transcript})
-            await self._say(record, [prompt("dialogue_down", self._session.dialect), prompt("keypad_menu", self._session.dialect)])
+            await self._dialogue_down(record, exc)
             return
         record.nlu_end_t = time.perf_counter()
         if reply.parse is not None:
@@ -166,9 +198,18 @@ class DialogueProcessor(FrameProcessor):
             await self._alert("misunderstanding", {"reason": "rasa_fallbacks", "transcript": record.transcript})
         elif record.intent != "nlu_fallback" and reply.messages:
             self._session.failed_turns = 0
+        self._session.asking_slot = next((e.get("slot") for e in reply.events if e.get("event") == "asking"), None)
         await self._apply_events(record, reply)
         texts = reply.texts or [prompt("not_heard", self._session.dialect)]
         await self._say(record, texts)
+
+    async def _dialogue_down(self, record: TurnRecord, exc: DialogueError) -> None:
+        record.nlu_end_t = time.perf_counter()
+        record.error = exc.code
+        logger.warning(f"call {self._session.call_id}: dialogue unavailable: error[{exc.code}] {exc.message}")
+        record.events.append({"event": "handover", "reason": exc.code})
+        await self._alert("human", {"reason": exc.code, "transcript": record.transcript})
+        await self._say(record, [prompt("dialogue_down", self._session.dialect), prompt("keypad_menu", self._session.dialect)])
 
     async def _apply_events(self, record: TurnRecord, reply: RasaReply) -> None:
         for event in reply.events:
@@ -186,6 +227,107 @@ class DialogueProcessor(FrameProcessor):
                 record.secret_texts.update(proof)
             elif name == "hangup":
                 await self.push_frame(EndWorkerFrame(), FrameDirection.UPSTREAM)
+
+    # -- one decision per turn, emergencies (issue #27) -----------------------------------------------
+
+    async def _decide(self, record: TurnRecord, text: str, *, asr_confidence: float | None) -> None:
+        """Parse first, then one decision: act (Rasa), emergency now, ask about one, or "say that again"."""
+        record.nlu_start_t = time.perf_counter()
+        try:
+            parse = await self._rasa.parse(text)
+        except DialogueError as exc:
+            await self._dialogue_down(record, exc)
+            return
+        decision = decide(
+            text=text, asr_confidence=asr_confidence, intent=parse.intent, nlu_confidence=parse.confidence,
+            thresholds=self._thresholds, in_form=self._session.asking_slot is not None,
+        )
+        record.intent = parse.intent
+        record.intent_confidence = round(parse.confidence, 3)
+        record.events.append({"event": "decision", **decision.detail()})
+        if decision.action == "act":
+            await self._ask_rasa(record, text, parse=parse)
+        elif decision.action == "emergency":
+            await self._emergency_now(record, text, parse=parse, decision=decision)
+        elif decision.action == "ask_emergency":
+            record.nlu_end_t = time.perf_counter()
+            await self._ask_emergency(record, text, decision=decision)
+        else:
+            record.nlu_end_t = time.perf_counter()
+            await self._failed_turn(record, reason=decision.reason)
+
+    async def _emergency_now(
+        self, record: TurnRecord, text: str, *, parse: NluParse | None, decision: Decision | None
+    ) -> None:
+        """SOS through Rasa's emergency rule: the alert (family told), reassurance, any form ended."""
+        self._session.pending_emergency = None
+        if parse is not None and parse.intent == "emergency":
+            await self._ask_rasa(record, text, parse=parse)
+            return
+        detail = decision.detail() if decision is not None else {"decision": "confirmed_by_elder"}
+        await self._ask_rasa(record, "/emergency", keypad_key="emergency",
+                             extra_metadata={"transcript": text, "decision": detail})
+
+    async def _ask_emergency(self, record: TurnRecord, text: str, *, decision: Decision) -> None:
+        self._session.pending_emergency = {
+            "transcript": text, "asr_confidence": record.asr_confidence, "intent": record.intent,
+            "nlu_confidence": record.intent_confidence, **decision.detail(),
+        }
+        await self._say(record, [prompt("emergency_question", self._session.dialect)])
+        self._session.expect = "yes_no"  # the question names key 1 too, but the answer is a yes or a no
+        await self._start_answer_timer()
+
+    async def _emergency_answer(self, record: TurnRecord, text: str, *, asr_confidence: float | None) -> None:
+        await self._stop_answer_timer()
+        intent, confidence = None, 0.0
+        if text:
+            try:
+                parse = await self._rasa.parse(text)
+                intent, confidence = parse.intent, parse.confidence
+            except DialogueError as exc:  # no NLU: the answer is unclear, which means a person
+                logger.warning(f"call {self._session.call_id}: NLU unavailable for the emergency answer: {exc.code}")
+        answer = classify_answer(text=text, asr_confidence=asr_confidence, intent=intent, nlu_confidence=confidence,
+                                 thresholds=self._thresholds)
+        record.intent, record.intent_confidence = intent, round(confidence, 3)
+        record.events.append({"event": "emergency_answer", "answer": answer})
+        await self._resolve_emergency(record, answer, text=text)
+
+    async def _resolve_emergency(self, record: TurnRecord, answer: str, *, text: str) -> None:
+        """yes → the SOS (family told); a clear no → carry on; silence or unclear → a person, no family."""
+        pending = self._session.pending_emergency or {}
+        if answer == "yes":
+            await self._emergency_now(record, str(pending.get("transcript") or text), parse=None, decision=None)
+            return
+        self._session.pending_emergency = None
+        if answer == "no":
+            self._session.failed_turns = 0
+            await self._say(record, [prompt("emergency_cancelled", self._session.dialect)])
+            return
+        record.events.append({"event": "handover", "reason": "unconfirmed_emergency"})
+        await self._alert("unconfirmed_emergency", {
+            "label": "unconfirmed emergency", "answer": answer, "answer_transcript": text, **pending,
+        })
+        await self._say(record, [prompt("emergency_person", self._session.dialect)])
+
+    async def _start_answer_timer(self) -> None:
+        await self._stop_answer_timer()
+        self._answer_timer = self.create_task(self._answer_timeout(), name="emergency_answer_timeout")
+
+    async def _stop_answer_timer(self) -> None:
+        timer, self._answer_timer = self._answer_timer, None
+        if timer is not None and timer is not asyncio.current_task() and not timer.done():
+            await self.cancel_task(timer)
+
+    async def _answer_timeout(self) -> None:
+        """No answer to "do you need help?" within ``emergency_answer_timeout_s``: a person."""
+        await asyncio.sleep(self._settings.dialogue.emergency_answer_timeout_s)
+        self._answer_timer = None
+        if self._session.pending_emergency is None:
+            return
+        record = self._tracker.begin(source="system")
+        record.transcript = "[无回应]"
+        record.events.append({"event": "emergency_answer", "answer": "silence"})
+        await self._resolve_emergency(record, "silence", text="")
 
     async def _say(self, record: TurnRecord, texts: list[str]) -> None:
         spoken = [t for t in [*record.reply_texts, *texts] if t]

@@ -62,6 +62,8 @@ ALERT_KINDS = (
     "sla_dispatch",
     "sla_answer",
     "misunderstanding",
+    # an emergency the dialogue heard but could not confirm (issue #27): a person calls back, the family is not told
+    "unconfirmed_emergency",
 )
 ALERT_SEVERITIES = ("info", "warning", "urgent", "critical")
 ALERT_STATUSES = ("open", "acknowledged", "resolved", "false_alarm")

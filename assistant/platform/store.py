@@ -84,6 +84,7 @@ DEFAULT_SEVERITY = {
     "sla_dispatch": "warning",
     "sla_answer": "urgent",
     "misunderstanding": "info",
+    "unconfirmed_emergency": "critical",
 }
 ORDER_LABEL_ZH = {"gas": "煤气", "meal": "送餐", "repair": "维修", "appointment": "医院预约"}
 _ORDER_RANK = {"placed": 0, "dispatched": 1, "answered": 2, "done": 3}

@@ -228,8 +228,12 @@ class ActionEmergency(Action):
         dialect = dialect_of(tracker)
         received_at = user_turn_time(tracker)
         action_started_at = time.time()
+        text = latest_text(tracker)
+        meta = call_metadata(tracker)
         detail = {
-            "transcript": latest_text(tracker),
+            # "/emergency" comes from the pipeline's decision (a keyword, or the elder's "yes"): it sends what was heard
+            "transcript": str(meta.get("transcript") or text) if text.startswith("/") else text,
+            "decision": meta.get("decision"),
             "intent_received_at": received_at,
             "alert_sent_at": action_started_at,
             "dialect": dialect,
@@ -677,6 +681,8 @@ class _AskSlot(Action, ABC):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         dialect = dialect_of(tracker)
+        # the pipeline reads the next turn as this slot's answer, not as a new request (issue #27)
+        custom(dispatcher, "asking", slot=self.slot, form=self.form)
         retry = tracker.get_slot("retry_slot") == self.slot
         if retry and consecutive_fallbacks(tracker) >= 2:
             dispatcher.utter_message(text=say("keypad_menu", dialect))

@@ -36,7 +36,8 @@
   }
 
   var KIND = { sos: "紧急求助", unwell: "身体不适", fraud: "疑似诈骗", human: "要求人工", no_answer: "关怀电话未接",
-    sla_dispatch: "派单超时", sla_answer: "响应超时", misunderstanding: "多次听不懂", nurse_callback: "护士回电" };
+    sla_dispatch: "派单超时", sla_answer: "响应超时", misunderstanding: "多次听不懂", nurse_callback: "护士回电",
+    unconfirmed_emergency: "未确认的紧急求助" };
 
   function connect() {
     var url = document.body.getAttribute("data-live");

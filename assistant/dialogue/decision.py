@@ -1,0 +1,143 @@
+"""One calibrated decision per turn (issue #27): act, raise an emergency, ask about one, or "say again".
+
+The dialogue used to act on the NLU's top intent whatever recognition had heard: garbled Cantonese story
+lines became SOS calls to a daughter in another city. Now every spoken turn gets one decision from the ASR
+confidence, the NLU's intent and confidence, an emergency keyword spotter and the dialogue state:
+
+- ``emergency``: act at once (SOS alert, family told): the NLU says ``emergency`` confidently on a clear
+  enough recognition, or a strong emergency keyword (救命, 跌低, 心口痛 …) was recognised clearly enough.
+- ``ask_emergency``: something sounds like an emergency but not clearly: ask one short question (yes / key 1
+  / silence / anything unclear → a person, "unconfirmed emergency"; a clear no → carry on).
+- ``act``: hand the text to Rasa (orders, bookings, check-in answers, yes/no ...).
+- ``not_heard``: below the thresholds nothing with consequences happens: "sorry, say that again", and after
+  ``max_failed_turns`` the keypad menu.
+
+Thresholds live in ``DialogueSettings`` (``decision_*``); their defaults were calibrated by
+``assistant eval emergencies --calibrate`` on a calibration split (see ``eval_emergencies.py``).
+Typed text and keypad presses carry no ASR confidence and are trusted (``asr_confidence=None``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from assistant.dialogue.emergency_spotter import Spotting, spot
+
+Action = Literal["act", "emergency", "ask_emergency", "not_heard"]
+Answer = Literal["yes", "no", "unclear"]
+
+# intents whose turn has no consequence when acted on by mistake (a repetition, a slower voice, a hello)
+HARMLESS_INTENTS = frozenset({"repeat", "slower", "greet", "nlu_fallback", "out_of_scope"})
+# spoken keypad-menu choices: the whole utterance must be the choice ("二", "按二", "第二个", "转人工")
+MENU_WORDS = {
+    "1": ("一", "1", "第一", "第一个", "按一", "㩒一", "揿一", "一号"),
+    "2": ("二", "2", "两", "第二", "第二个", "按二", "㩒二", "揿二", "二号"),
+    "0": ("零", "0", "按零", "㩒零", "揿零", "人工", "转人工", "接线员"),
+}
+_YES_WORDS = ("是", "系", "係", "对", "啱", "要", "好", "嗯", "需要", "救命", "帮我", "帮手", "快", "有", "一", "1")
+_NO_WORDS = ("不是", "唔系", "唔係", "不要", "唔要", "没事", "冇事", "无事", "不用", "唔使", "没有", "冇", "我很好", "我好好", "好好", "不需要", "唔需要")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Thresholds:
+    """See ``DialogueSettings.decision_*`` for what each one means."""
+
+    act_min_asr: float = 0.45
+    act_min_nlu: float = 0.6
+    emergency_now_min_nlu: float = 0.75
+    emergency_now_min_asr: float = 0.45
+    keyword_now_min_asr: float = 0.45
+    emergency_ask_min_nlu: float = 0.5
+    ask_min_asr: float = 0.0
+    answer_min_asr: float = 0.3
+
+    @classmethod
+    def from_settings(cls, dialogue: object) -> Thresholds:
+        names = cls.__dataclass_fields__
+        return cls(**{n: getattr(dialogue, f"decision_{n}") for n in names if hasattr(dialogue, f"decision_{n}")})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decision:
+    action: Action
+    reason: str
+    spotting: Spotting = field(default_factory=Spotting)
+
+    def detail(self) -> dict[str, object]:
+        return {"decision": self.action, "reason": self.reason, "keywords": self.spotting.summary()}
+
+
+def decide(
+    *,
+    text: str,
+    asr_confidence: float | None,
+    intent: str | None,
+    nlu_confidence: float,
+    thresholds: Thresholds,
+    in_form: bool = False,
+) -> Decision:
+    """The one decision for a spoken (or typed) turn that is not an answer to the emergency question."""
+    th = thresholds
+    asr = 1.0 if asr_confidence is None else asr_confidence
+    spotting = spot(text)
+    nlu_emergency = intent == "emergency"
+    if nlu_emergency and nlu_confidence >= th.emergency_now_min_nlu and asr >= th.emergency_now_min_asr:
+        return Decision(action="emergency", reason="nlu", spotting=spotting)
+    if spotting.strong and asr >= th.keyword_now_min_asr and any(not h.by_sound for h in spotting.hits if h.strong):
+        return Decision(action="emergency", reason="keyword", spotting=spotting)
+    if asr >= th.ask_min_asr and (spotting.any or (nlu_emergency and nlu_confidence >= th.emergency_ask_min_nlu)):
+        return Decision(action="ask_emergency", reason="keyword" if spotting.any else "nlu_uncertain", spotting=spotting)
+    if nlu_emergency:
+        # never hand an unclear emergency to Rasa: its rule would raise the SOS
+        return Decision(action="not_heard", reason="emergency_below_threshold", spotting=spotting)
+    if intent in HARMLESS_INTENTS or intent is None:
+        if asr < th.act_min_asr and not in_form:
+            return Decision(action="not_heard", reason="asr_below_threshold", spotting=spotting)
+        return Decision(action="act", reason="harmless", spotting=spotting)
+    if asr < th.act_min_asr:
+        return Decision(action="not_heard", reason="asr_below_threshold", spotting=spotting)
+    if nlu_confidence < th.act_min_nlu and not (in_form and intent not in _FORM_INTERRUPTS):
+        return Decision(action="not_heard", reason="nlu_below_threshold", spotting=spotting)
+    return Decision(action="act", reason="confident", spotting=spotting)
+
+
+# intents that interrupt a form with their own consequence (intents/actions/actions.py INTERRUPT_INTENTS)
+_FORM_INTERRUPTS = frozenset({"emergency", "request_human", "health_consult", "goodbye", "ask_identity", "report_suspicious_call"})
+
+
+def _compact(text: str) -> str:
+    from assistant.text.normalize import strip_punctuation, to_simplified
+
+    return strip_punctuation(to_simplified(text or ""))
+
+
+def spoken_menu_choice(text: str) -> str | None:
+    """The keypad key a spoken answer to the keypad menu names, only when the answer is just that choice.
+
+    A digit inside an unrelated sentence ("第二掌劳就请嘅成班…") is not a menu choice.
+    """
+    t = _compact(text).rstrip("啊呀吖啦喇呢吧")
+    for key, words in MENU_WORDS.items():
+        if t in words:
+            return key
+    return None
+
+
+def classify_answer(*, text: str, asr_confidence: float | None, intent: str | None, nlu_confidence: float,
+                    thresholds: Thresholds) -> Answer:
+    """The elder's answer to "do you need help?": only a clear no carries on without a person."""
+    t = _compact(text).rstrip("啊呀吖啦喇呢吧咯")
+    if not t:
+        return "unclear"
+    asr = 1.0 if asr_confidence is None else asr_confidence
+    clear = asr >= thresholds.answer_min_asr
+    if clear and len(t) <= 8 and any(t.startswith(w) or t == w for w in _NO_WORDS) and not spot(t).any:
+        return "no"
+    if clear and intent in ("deny", "checkin_well") and nlu_confidence >= thresholds.act_min_nlu and len(t) <= 12 and not spot(t).any:
+        return "no"
+    if len(t) <= 6 and any(t.startswith(w) for w in _YES_WORDS):
+        return "yes"
+    if intent in ("affirm", "emergency") or spot(t).strong:
+        return "yes"
+    return "unclear"

@@ -1,0 +1,254 @@
+"""The one decision per turn (issue #27): thresholds, the emergency keyword spotter, spoken menu choices, the
+answer to "do you need help?", and the dialogue stage acting on them with a stand-in Rasa."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import web
+from pipecat.audio.dtmf.types import KeypadEntry
+from pipecat.frames.frames import InputDTMFFrame, TranscriptionFrame, TTSSpeakFrame
+from pipecat.tests.utils import SleepFrame, run_test
+
+from assistant.dialogue.decision import Thresholds, classify_answer, decide, spoken_menu_choice
+from assistant.dialogue.emergency_spotter import spot
+from assistant.dialogue.processor import CallAlert, DialogueProcessor
+from assistant.dialogue.rasa_client import RasaClient
+from assistant.session import CallSession
+from assistant.settings import load_settings
+from assistant.turns import TurnTracker
+
+TH = Thresholds()
+
+
+# -- the spotter ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["救命啊", "我跌低咗起唔到身", "我摔倒了爬不起来", "我心口好痛", "快啲叫白車", "屋企火燭呀"])
+def test_spotter_strong_in_both_dialects_and_scripts(text):
+    assert spot(text).strong
+
+
+@pytest.mark.parametrize("text", ["我头好晕", "我好唔舒服"])
+def test_spotter_weak_words_are_not_strong(text):
+    s = spot(text)
+    assert s.any and not s.strong
+
+
+@pytest.mark.parametrize("text", ["我没有摔倒", "我很好，没有不舒服", "我冇跌倒", "我想订一罐煤气", "原来黄丽云系佢家中里面成就最低𠮶个"])
+def test_spotter_ignores_negations_and_ordinary_talk(text):
+    assert not spot(text).any
+
+
+def test_spotter_hears_sound_alikes_as_weak_evidence():
+    s = spot("就命啊")  # 救命 misheard: same syllables
+    assert s.any and not s.strong and s.hits[0].by_sound
+
+
+# -- decide ---------------------------------------------------------------------------------------------------
+def test_clear_emergency_acts_at_once():
+    d = decide(text="救命啊我跌倒了", asr_confidence=0.8, intent="emergency", nlu_confidence=0.95, thresholds=TH)
+    assert d.action == "emergency"
+
+
+def test_strong_keyword_acts_even_when_the_nlu_says_something_else():
+    d = decide(text="我跌低咗起唔到身", asr_confidence=0.7, intent="checkin_unwell", nlu_confidence=0.5, thresholds=TH)
+    assert (d.action, d.reason) == ("emergency", "keyword")
+
+
+def test_strong_keyword_in_garbled_text_asks():
+    d = decide(text="救命个嘢嚟㗎", asr_confidence=0.2, intent="nlu_fallback", nlu_confidence=0.4, thresholds=TH)
+    assert d.action == "ask_emergency"
+
+
+def test_issue_story_line_at_low_confidence_is_not_an_sos():
+    # issue #27: "上者小启我都有爷妃" at ASR confidence 0.2 was an SOS
+    d = decide(text="上者小启我都有爷妃", asr_confidence=0.2, intent="emergency", nlu_confidence=0.45, thresholds=TH)
+    assert d.action == "not_heard"
+
+
+def test_uncertain_nlu_emergency_asks_never_acts():
+    d = decide(text="原来黄丽云系佢家中里面成就最低", asr_confidence=0.6, intent="emergency",
+               nlu_confidence=(TH.emergency_ask_min_nlu + TH.emergency_now_min_nlu) / 2, thresholds=TH)
+    assert d.action == "ask_emergency"
+
+
+def test_low_asr_confidence_books_nothing():
+    for intent in ("health_consult", "order_gas", "checkin_well", "deny", "request_human"):
+        d = decide(text="我想问", asr_confidence=TH.act_min_asr - 0.05, intent=intent, nlu_confidence=0.9, thresholds=TH)
+        assert d.action == "not_heard", intent
+
+
+def test_low_nlu_confidence_books_nothing_outside_a_form():
+    d = decide(text="我想问", asr_confidence=0.9, intent="health_consult", nlu_confidence=TH.act_min_nlu - 0.05, thresholds=TH)
+    assert d.action == "not_heard"
+
+
+def test_slot_answer_inside_a_form_passes_but_an_interrupt_does_not():
+    answer = decide(text="十五公斤", asr_confidence=0.9, intent="order_gas", nlu_confidence=0.35, thresholds=TH, in_form=True)
+    assert answer.action == "act"
+    interrupt = decide(text="我想问", asr_confidence=0.9, intent="health_consult", nlu_confidence=0.35, thresholds=TH, in_form=True)
+    assert interrupt.action == "not_heard"
+
+
+def test_typed_text_is_trusted():
+    d = decide(text="我要订煤气", asr_confidence=None, intent="order_gas", nlu_confidence=0.9, thresholds=TH)
+    assert d.action == "act"
+
+
+# -- keypad menu said aloud -------------------------------------------------------------------------------------
+def test_spoken_menu_choice_only_when_the_answer_is_the_choice():
+    assert spoken_menu_choice("二") == "2"
+    assert spoken_menu_choice("㩒二呀") == "2"
+    assert spoken_menu_choice("转人工") == "0"
+    assert spoken_menu_choice("第二掌劳就请嘅成班斗木蜜虎嚟啦") is None
+    assert spoken_menu_choice("我二零一零年搬嚟") is None
+
+
+# -- the answer to "do you need help?" ------------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "asr", "intent", "expected"), [
+    ("系", 0.8, "affirm", "yes"),
+    ("是的", 0.8, "affirm", "yes"),
+    ("唔系，冇事", 0.8, "deny", "no"),
+    ("不是", 0.8, "deny", "no"),
+    ("不是", 0.1, "deny", "unclear"),  # a "no" heard badly is not a no
+    ("昨天我们去了公园看花", 0.5, "nlu_fallback", "unclear"),
+    ("", None, None, "unclear"),
+    ("不是，我跌倒了", 0.8, "emergency", "yes"),
+])
+def test_classify_answer(text, asr, intent, expected):
+    assert classify_answer(text=text, asr_confidence=asr, intent=intent, nlu_confidence=0.9, thresholds=TH) == expected
+
+
+# -- the dialogue stage ---------------------------------------------------------------------------------------
+@pytest.fixture
+async def rasa_stub(aiohttp_server):
+    """Parses by keywords with set confidences; the webhook answers like our Rasa project."""
+    received: list[dict] = []
+    intents = {"救命": ("emergency", 0.97), "唔舒服": ("checkin_unwell", 0.55), "成就": ("emergency", 0.68),
+               "系": ("affirm", 0.9), "不是": ("deny", 0.95), "煤气": ("order_gas", 0.9), "公园": ("nlu_fallback", 0.4)}
+
+    def nlu(text: str) -> tuple[str, float]:
+        return next((v for k, v in intents.items() if k in text), ("nlu_fallback", 0.2))
+
+    async def webhook(request):
+        body = await request.json()
+        received.append(body)
+        text = body["message"]
+        if text == "/emergency" or nlu(text)[0] == "emergency":
+            return web.json_response([{"custom": {"event": "emergency", "alert_id": 1}}, {"text": "唔使惊，我即刻通知职员。"}])
+        return web.json_response([{"text": "好的。"}])
+
+    async def parse(request):
+        body = await request.json()
+        name, confidence = nlu(body["text"])
+        return web.json_response({"intent": {"name": name, "confidence": confidence}, "text": body["text"]})
+
+    app = web.Application()
+    app.router.add_post("/webhooks/rest/webhook", webhook)
+    app.router.add_post("/model/parse", parse)
+    server = await aiohttp_server(app)
+    return f"http://127.0.0.1:{server.port}", received
+
+
+def heard(tracker: TurnTracker, text: str, confidence: float) -> TranscriptionFrame:
+    """A transcript as our STT makes it: a speech turn with its ASR confidence."""
+    frame = TranscriptionFrame(text=text, user_id="c1", timestamp="now")
+    record = tracker.begin(source="speech")
+    record.transcript, record.asr_confidence, record.frame_id = text, confidence, frame.id
+    return frame
+
+
+async def _run(url: str, frames, tracker: TurnTracker, *, timeout_s: float = 10.0, dialect: str = "yue"):
+    session = CallSession(channel="simulate", dialect=dialect)
+    alerts: list[CallAlert] = []
+
+    async def on_alert(alert: CallAlert) -> None:
+        alerts.append(alert)
+
+    settings = load_settings(dialogue={"emergency_answer_timeout_s": timeout_s})
+    async with RasaClient(base_url=url, timeout_s=2.0) as rasa:
+        proc = DialogueProcessor(session=session, settings=settings, rasa=rasa, tracker=tracker, on_alert=on_alert)
+        down, _ = await run_test(proc, frames_to_send=frames)
+    return [f.text for f in down if isinstance(f, TTSSpeakFrame)], alerts, session
+
+
+async def test_clear_emergency_goes_to_rasa_at_once(rasa_stub):
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    spoken, alerts, _ = await _run(url, [heard(tracker, "救命呀我跌低咗", 0.8)], tracker)
+    assert [r["message"] for r in received] == ["救命呀我跌低咗"]
+    assert "唔使惊" in spoken[-1] and not alerts
+
+
+async def test_uncertain_emergency_then_silence_reaches_a_person_without_the_family(rasa_stub):
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    frames = [heard(tracker, "我好唔舒服", 0.6), SleepFrame(sleep=0.6)]
+    spoken, alerts, session = await _run(url, frames, tracker, timeout_s=0.3)
+    assert "你系咪要人帮手" in spoken[0]
+    assert [a.kind for a in alerts] == ["unconfirmed_emergency"]
+    assert alerts[0].detail["answer"] == "silence" and alerts[0].detail["transcript"] == "我好唔舒服"
+    assert received == []  # nothing reached Rasa: no SOS, no family message
+    assert session.pending_emergency is None
+
+
+async def test_uncertain_emergency_confirmed_by_yes_raises_the_sos(rasa_stub):
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    frames = [heard(tracker, "我好唔舒服", 0.6), heard(tracker, "系", 0.7)]
+    _, alerts, _ = await _run(url, frames, tracker)
+    assert [r["message"] for r in received] == ["/emergency"]
+    assert received[0]["metadata"]["transcript"] == "我好唔舒服"
+    assert not alerts
+
+
+async def test_uncertain_emergency_confirmed_by_key_one(rasa_stub):
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    frames = [heard(tracker, "我好唔舒服", 0.6), SleepFrame(sleep=0.3), InputDTMFFrame(button=KeypadEntry.ONE)]
+    await _run(url, frames, tracker)
+    assert [r["message"] for r in received] == ["/emergency"]
+
+
+async def test_uncertain_emergency_answered_with_a_story_reaches_a_person(rasa_stub):
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    frames = [heard(tracker, "原来黄丽云系佢家中里面成就最低", 0.6), heard(tracker, "昨天我们去了公园看花", 0.5)]
+    _, alerts, _ = await _run(url, frames, tracker)
+    assert received == [] and [a.kind for a in alerts] == ["unconfirmed_emergency"]
+
+
+async def test_clear_no_carries_on_without_anyone(rasa_stub):
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    frames = [heard(tracker, "我好唔舒服", 0.6), heard(tracker, "不是", 0.8), SleepFrame(sleep=0.5)]
+    spoken, alerts, _ = await _run(url, frames, tracker, timeout_s=0.3, dialect="cmn")
+    assert received == [] and alerts == []
+    assert "没事就好" in spoken[-1]
+
+
+async def test_garbled_request_books_nothing(rasa_stub):
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    spoken, alerts, _ = await _run(url, [heard(tracker, "煤气", 0.2)], tracker, dialect="cmn")
+    assert received == [] and not alerts
+    assert "再说一遍" in spoken[0]
+
+
+async def test_digit_inside_a_sentence_after_the_keypad_menu_is_not_a_choice(rasa_stub):
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    session_frames = [heard(tracker, "第二掌劳就请嘅成班斗木蜜虎嚟啦", 0.3)]
+    session = CallSession(channel="simulate", dialect="yue", expect="menu")
+    async with RasaClient(base_url=url, timeout_s=2.0) as rasa:
+        proc = DialogueProcessor(session=session, settings=load_settings(), rasa=rasa, tracker=tracker)
+        await run_test(proc, frames_to_send=session_frames)
+    assert received == []  # not keypad 2 (/checkin_unwell), not handed to Rasa either
+
+
+async def test_spoken_menu_choice_is_the_key(rasa_stub):
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    session = CallSession(channel="simulate", dialect="yue", expect="menu")
+    async with RasaClient(base_url=url, timeout_s=2.0) as rasa:
+        proc = DialogueProcessor(session=session, settings=load_settings(), rasa=rasa, tracker=tracker)
+        await run_test(proc, frames_to_send=[heard(tracker, "二", 0.7)])
+    assert [r["message"] for r in received] == ["/checkin_unwell"]
