@@ -18,7 +18,7 @@ from assistant.dialogue.rasa_client import RasaClient
 from assistant.dialogue.supervisor import ChildSpec, Supervisor
 from assistant.errors import SetupError
 from assistant.fraud_guard.guard import fraud_guard_for_app
-from assistant.fraud_guard.identity import identity_proof_for_app
+from assistant.fraud_guard.identity import identity_proof_for_app, keypad_pin_for_app
 from assistant.pipeline import PipelineServices
 from assistant.settings import Settings
 
@@ -141,6 +141,7 @@ async def running(settings: Settings, *, with_rasa: bool = True, rasa_required: 
             store=app.get(STORE_KEY),
             fraud_guard_factory=lambda session: fraud_guard_for_app(app, session=session, settings=settings),
             verify_session=_verify_session(app, settings),
+            keypad_pin=keypad_pin_for_app(app, settings=settings),
         )
         app[SERVICES_KEY] = services
         yield Runtime(settings=settings, app=app, services=services, base_url=base_url, supervisor=supervisor)

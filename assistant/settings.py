@@ -221,7 +221,23 @@ class TelephonySettings:
     outbound_proxy: str = ""  # host:port that bare numbers are sent to (kamailio / trunk); set by register
     codecs: tuple[str, ...] = ("PCMU", "PCMA")  # offered in this order
     answer_timeout_s: float = 30.0  # ring time before an outbound call counts as no answer
-    max_calls: int = 50  # concurrent calls per gateway worker; more get 486 Busy
+    # concurrent calls per gateway worker (ringing ones included); beyond it an INVITE gets 503 + Retry-After,
+    # never a hang-up of a call in progress. ~8 real-pipeline calls are served well on the 2-core box
+    # (README: p95 turn latency 0.6-1.3 s with 8 spread calls); 12 leaves room for silent / ringing / ending
+    # calls without letting a flood push latency for everyone past usable
+    max_concurrent_calls: int = 12
+    busy_retry_after_s: int = 30  # the Retry-After of that 503
+    # inbound calls per signalling source IP (0 = no limit): for a gateway reachable directly; behind a proxy
+    # (kamailio) every call comes from the proxy's IP, so leave it 0 there
+    max_calls_per_source: int = 0
+    idle_timeout_s: float = 30.0  # no RTP from the far end for this long (hold included) → BYE (0 = never)
+    max_call_duration_s: float = 3600.0  # a call this old says goodbye and hangs up (0 = no limit)
+    # the SDP c= address of an inbound offer: must be the signalling source's IP or in trusted_media_networks
+    # (CIDRs; "0.0.0.0/0" trusts any, e.g. behind a proxy whose media bypasses it); otherwise "refuse" → 488
+    # with a Warning, or "source" → media goes to the signalling source's IP instead (NAT). Host names are
+    # never resolved (refused / replaced likewise)
+    media_address_policy: str = "refuse"
+    trusted_media_networks: tuple[str, ...] = ()
     jitter_max_reorder_frames: int = 3  # packets held behind a gap before it is declared lost
     barge_in_max_pending_ms: float = 120.0  # audio queued in the RTP sender: rides out loop stalls; barge-in clears it
     quiet_hours: str = "21:00-08:00"  # no scheduled care calls in this local-time window

@@ -307,7 +307,7 @@ async def bench(
     from telephony.testing import bot_pipeline_factory, tone
 
     settings = load_settings()
-    settings = replace(settings, telephony=replace(settings.telephony, sip_port=0, max_calls=max(concurrent * 2, 8)))
+    settings = replace(settings, telephony=replace(settings.telephony, sip_port=0, max_concurrent_calls=max(concurrent * 2, 8)))
     eot_ms = settings.audio.vad_end_of_turn_silence_s * 1000
     load_start = os.getloadavg()[0]
     runtime_cm = None

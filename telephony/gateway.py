@@ -39,6 +39,13 @@ GREETINGS = {
 }
 
 
+# spoken when a call reaches ``telephony.max_call_duration_s`` (the BYE follows)
+TIME_LIMIT_GOODBYE = {
+    "cmn": "这次通话时间已经很长了，我先挂断。需要帮忙请随时再打过来，再见。",
+    "yue": "今次通話已經好耐喇，我哋住收線。要幫手隨時再打嚟，拜拜。",
+}
+
+
 def greeting_text(*, dialect: str | None, kind: str) -> str:
     return GREETINGS.get((dialect or "cmn", kind), GREETINGS[("cmn", kind)])
 
@@ -194,9 +201,18 @@ class Gateway:
         pipeline = getattr(built, "pipeline", built)
 
         async def greet(worker) -> None:
-            if greeting:
-                from pipecat.frames.frames import TTSSpeakFrame
+            from pipecat.frames.frames import TTSSpeakFrame
 
+            async def goodbye() -> None:  # the call reached its maximum duration: say so, then the BYE
+                call.clear_playback()
+                await worker.queue_frame(TTSSpeakFrame(TIME_LIMIT_GOODBYE.get(session.dialect or "cmn", TIME_LIMIT_GOODBYE["cmn"])))
+                async with asyncio.timeout(8.0):  # until the synthesised audio reaches the sender
+                    while call.pending_ms <= 0 and call.state == "active":  # noqa: ASYNC110 (no event for "audio queued")
+                        await asyncio.sleep(0.05)
+                await call.wait_played(timeout_s=10.0)
+
+            call.on_time_limit = goodbye
+            if greeting:
                 await worker.queue_frame(TTSSpeakFrame(greeting))
 
         await run_call_pipeline(

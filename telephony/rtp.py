@@ -1,5 +1,10 @@
 """RTP media for one call: G.711 (our bit-exact tables), RFC 4733 telephone-events, a small jitter buffer,
-one 20 ms packet per 20 ms on a monotonic clock, symmetric RTP.
+one 20 ms packet per 20 ms on a monotonic clock, symmetric RTP latched to the negotiated address.
+
+Media security (issue #15): a stream sends only to the address the SDP named, or to the port its first
+packets came from on that same IP (symmetric RTP behind NAT), and accepts packets only from that latched
+address and the first sender's SSRC; anything else is dropped and counted (``MediaStats.foreign_packets``,
+``foreign_ssrc``). Ports are drawn at random from the configured range.
 
 aiortp provides the packet format (``RtpPacket``) and the telephone-event payload (``DtmfEvent``); the
 jitter buffer, the pacing and the codec are ours: aiortp's A-law has its sign bit inverted and its jitter
@@ -14,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +39,11 @@ FRAME_BYTES_PCM16 = FRAME_SAMPLES * 2  # 320
 CODEC_PT = {"PCMU": 0, "PCMA": 8}
 MAX_CONCEALED_FRAMES = 5
 GAP_FILL_AFTER_S = 0.08  # no packet for this long → silence frames on our clock
+# a new SSRC from the latched address is taken over only after the current one was silent this long (a
+# restarted sender); while it is still talking, a second SSRC is an injection and dropped
+SSRC_SWITCH_AFTER_S = 0.3
+_UNSPECIFIED = "0.0.0.0"
+_rng = secrets.SystemRandom()
 
 
 def _seq_diff(a: int, b: int) -> int:
@@ -189,19 +200,19 @@ class _Protocol(asyncio.DatagramProtocol):
 
 
 class PortAllocator:
-    """Even RTP ports from a range; the odd one above each is bound too (RTCP, discarded)."""
+    """Even RTP ports from a range, drawn at random (not guessable from the last call's); the odd one
+    above each is bound too (RTCP, discarded)."""
 
     def __init__(self, *, port_min: int, port_max: int) -> None:
         self._ports = list(range(port_min + (port_min % 2), port_max, 2))
-        self._next = 0
         self._used: set[int] = set()
 
     async def bind(self, host: str, on_rtp, on_rtcp) -> tuple[int, asyncio.DatagramTransport, asyncio.DatagramTransport]:
         loop = asyncio.get_running_loop()
-        for _ in range(len(self._ports)):
-            port = self._ports[self._next]
-            self._next = (self._next + 1) % len(self._ports)
-            if port in self._used:
+        free = [p for p in self._ports if p not in self._used]
+        _rng.shuffle(free)
+        for port in free:
+            if port in self._used:  # taken by a bind that ran while we awaited
                 continue
             try:
                 rtp, _ = await loop.create_datagram_endpoint(lambda: _Protocol(on_rtp), local_addr=(host, port))
@@ -225,6 +236,8 @@ class MediaStats:
     packets_in: int = 0
     packets_out: int = 0
     bad_packets: int = 0
+    foreign_packets: int = 0  # from an address other than the negotiated / latched one: dropped
+    foreign_ssrc: int = 0  # from the right address but another sender's SSRC: dropped
     dtmf_in: int = 0
     late_ticks: int = 0
     gap_filled: int = 0
@@ -264,7 +277,10 @@ class RtpStream:
         self._dtmf = DtmfDetector()
         self._packetizer = RtpPacketizer(payload_type=CODEC_PT[codec])
         self._remote_ssrc: int | None = None
+        self._ssrc_seen_at = 0.0  # when the locked SSRC last sent
+        self._sdp_addr = remote_addr  # where the SDP says the far end receives (and sends from)
         self._latched = False
+        self.last_packet_at: float | None = None  # monotonic time of the last accepted packet (idle timeout)
         self._out = bytearray()
         self._dtmf_out: list[tuple[DtmfEvent, bool]] = []
         self._dtmf_ts = 0
@@ -279,8 +295,11 @@ class RtpStream:
 
     def configure(self, plan) -> None:
         """Apply a (re-)negotiated ``sdp.MediaPlan``: remote address, codec, telephone-event type, hold."""
-        if plan.remote_addr[0] != "0.0.0.0" and not self._latched:
-            self.remote_addr = plan.remote_addr
+        if plan.remote_addr[0] != _UNSPECIFIED and plan.remote_addr != self._sdp_addr:
+            # a new (or first) media address: latch afresh to it and to whoever sends from it
+            self._sdp_addr = self.remote_addr = plan.remote_addr
+            self._latched = False
+            self._remote_ssrc = None
         self.codec = plan.codec
         self.dtmf_payload_type = plan.dtmf_payload_type
         self._packetizer.payload_type = CODEC_PT[plan.codec]
@@ -293,6 +312,8 @@ class RtpStream:
     def start(self) -> None:
         if self._rtp is None:
             raise TelephonyError("RTP stream started before bind()", code="rtp_not_bound")
+        if self.last_packet_at is None:
+            self.last_packet_at = time.monotonic()  # the idle clock starts with the media
         if self._clock is None:
             self._clock = asyncio.get_running_loop().create_task(self._run_clock(), name=f"rtp-clock-{self.port}")
 
@@ -322,15 +343,9 @@ class RtpStream:
             return
         if 72 <= pkt.payload_type <= 76:  # RTCP on the RTP port (rtcp-mux): not used
             return
+        if not self._accept(addr, pkt.ssrc):
+            return
         self.stats.packets_in += 1
-        if self.symmetric and (not self._latched or addr != self.remote_addr):
-            if addr != self.remote_addr:
-                logger.debug("symmetric RTP: latching %s → %s", self.remote_addr, addr)
-            self.remote_addr = addr
-            self._latched = True
-        if pkt.ssrc != self._remote_ssrc:
-            self._remote_ssrc = pkt.ssrc
-            self._jitter.reset()
         if self.dtmf_payload_type is not None and pkt.payload_type == self.dtmf_payload_type:
             digit = self._dtmf.feed(timestamp=pkt.timestamp, payload=pkt.payload)
             # the telephone-event took a sequence number: keep the jitter buffer's order intact
@@ -349,6 +364,30 @@ class RtpStream:
                 return
         for out in self._jitter.put(pkt.sequence_number, pkt.payload):
             self._deliver(out)
+
+    def _accept(self, addr: tuple[str, int], ssrc: int) -> bool:
+        """Only the negotiated peer: its SDP address, or (symmetric RTP, NAT) the first port that sends from
+        its IP, latched for the rest of the session; and only one sender (SSRC) at a time."""
+        if addr != self.remote_addr:
+            if self._latched or not self.symmetric or addr[0] != self._sdp_addr[0] or addr[0] == _UNSPECIFIED:
+                self.stats.foreign_packets += 1
+                if self.stats.foreign_packets in (1, 100, 10000):
+                    logger.info("RTP on port %s from %s:%s dropped: not the call's peer %s:%s (%d so far)", self.port,
+                                addr[0], addr[1], self.remote_addr[0], self.remote_addr[1], self.stats.foreign_packets)
+                return False
+            logger.debug("symmetric RTP: latching %s → %s", self.remote_addr, addr)
+            self.remote_addr = addr
+        self._latched = True
+        now = time.monotonic()
+        if ssrc != self._remote_ssrc:
+            if self._remote_ssrc is not None and now - self._ssrc_seen_at < SSRC_SWITCH_AFTER_S:
+                self.stats.foreign_ssrc += 1
+                return False
+            self._remote_ssrc = ssrc
+            self._jitter.reset()
+        self._ssrc_seen_at = now
+        self.last_packet_at = now
+        return True
 
     def _deliver(self, out: JitterOutput) -> None:
         if out.lost:

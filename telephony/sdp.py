@@ -6,6 +6,7 @@ telephone-event 101 even when the offer used another payload type (the answer mu
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass
 
@@ -82,9 +83,16 @@ def read_media(sdp: SdpMessage | None, *, codecs: tuple[str, ...] = ("PCMU", "PC
             chosen = pt
         if name == "TELEPHONE-EVENT" and dtmf is None:
             dtmf = pt
+    host = str(addr[0]).strip()
+    try:  # a host name would be resolved by a blocking sendto on the event loop: only IPv4 literals (our media socket)
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        raise TelephonyError(f"the SDP's c= address {host[:64]!r} is not an IPv4 address", code="sdp_bad_address") from None
+    if not 0 < int(addr[1]) < 65536:
+        raise TelephonyError(f"the SDP's media port {addr[1]} is out of range", code="sdp_no_audio")
     if chosen is None:
         raise TelephonyError(f"no common codec (offered {audio.formats}, we take {list(codecs)})", code="sdp_no_codec")
-    return MediaPlan(remote_addr=(addr[0], int(addr[1])), codec=_STATIC[chosen], payload_type=chosen, dtmf_payload_type=dtmf, direction=audio.direction)
+    return MediaPlan(remote_addr=(host, int(addr[1])), codec=_STATIC[chosen], payload_type=chosen, dtmf_payload_type=dtmf, direction=audio.direction)
 
 
 def answer_for(plan: MediaPlan, *, ip: str, port: int, hold_us: bool = False) -> SdpMessage:

@@ -11,6 +11,12 @@ Covered: REGISTER with digest auth, INVITE/100/180/200/ACK both ways, BYE, CANCE
 (aiosipua answers 200), re-INVITE hold/unhold both ways, a re-INVITE without SDP (our offer, the session as it
 is, in the 200 OK; the answer in the ACK), ACK for non-2xx finals (aiosipua omits it), late offer on inbound
 calls (an INVITE without SDP: our offer in the 200 OK, the caller's answer in the ACK).
+Limits (issue #15): at most ``max_concurrent_calls`` calls (more INVITEs get 503 + Retry-After, no call in
+progress is touched), optionally ``max_calls_per_source`` per signalling IP; an active call with no RTP for
+``idle_timeout_s`` or older than ``max_call_duration_s`` (after ``PhoneCall.on_time_limit``, e.g. a spoken
+goodbye) is hung up; a 200 OK never ACKed ends the call (aiosipua's 64*T1). An inbound offer's c= address
+must be the signalling source's IP or a trusted network (``media_address_policy``); an unparseable SDP gets
+400 with a Warning instead of silence.
 Work-arounds: aiosipua's UDP protocol asserts a type that 3.11's selector transport fails (a traceback on
 every start) and logs a traceback per malformed datagram; ``QuietUdpSipTransport`` replaces both.
 """
@@ -19,10 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from aiosipua import (
@@ -55,7 +63,9 @@ USER_AGENT = "elder-assistant-gateway/0.1"
 LATE_ANSWER_TIMEOUT_S = 32.0
 # the RTP port is bound before the caller's answer says where to send: configured once the ACK arrives
 _UNKNOWN_MEDIA = MediaPlan(remote_addr=("0.0.0.0", 0), codec="PCMU", payload_type=0, dtmf_payload_type=101, direction="sendrecv")
-EndReason = Literal["local_hangup", "remote_hangup", "cancelled", "rejected", "no_ack", "shutdown", "error"]
+EndReason = Literal["local_hangup", "remote_hangup", "cancelled", "rejected", "no_ack", "shutdown", "error",
+                    "idle_timeout", "max_duration"]
+TIME_LIMIT_GOODBYE_MAX_S = 15.0  # how long ``PhoneCall.on_time_limit`` (the goodbye) may take before the BYE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,6 +178,10 @@ class PhoneCall:
         self._settled = asyncio.Event()  # answered or ended
         self._end_callbacks: list[Callable[[CallEnded], None]] = []
         self._sip_accepted = False  # our 200 OK is out (late offer: the call is still "ringing" until the ACK)
+        self.source_ip = incoming.source_addr[0] if incoming is not None else None  # signalling source (inbound)
+        self.answered_at: float | None = None  # monotonic, when the media started
+        # awaited before the BYE of a call that reached ``max_call_duration_s`` (the gateway speaks a goodbye)
+        self.on_time_limit: Callable[[], Awaitable[None]] | None = None
         self._late_answer: asyncio.Future[str | None] | None = None  # the ACK's body, None if the call ended
 
     # --- callbacks ---------------------------------------------------------------------------
@@ -235,6 +249,7 @@ class PhoneCall:
         self.state = "active"
         self._settled.set()
         stream.start()
+        self.endpoint._watch(self)
 
     async def _late_offer(self, stream: RtpStream) -> MediaPlan:
         """Offer in the 200 OK, answer from the ACK (the endpoint hands us the ACK's body)."""
@@ -250,7 +265,7 @@ class PhoneCall:
                 await self.hangup()
             raise TelephonyError("the caller never acknowledged our answer (late offer)", code="no_ack")
         try:
-            return read_media(_sdp_of(body), codecs=self.endpoint.codecs)
+            return self.endpoint._vet_media(read_media(_sdp_of(body), codecs=self.endpoint.codecs), self.source_ip)
         except TelephonyError as exc:
             logger.info("call %s: no usable SDP answer in the ACK (%s): hanging up", self.call_id, exc.message)
             await self.hangup()  # RFC 3261 §13.3.1.4: the answer in the ACK is unacceptable → BYE
@@ -318,7 +333,7 @@ class PhoneCall:
             raise TelephonyError("only an active call can be held", code="call_not_active")
         self.endpoint._send_reinvite(self, direction="sendonly" if on else "sendrecv")
 
-    async def hangup(self) -> None:
+    async def hangup(self, *, reason: str = "local_hangup") -> None:
         if self.state == "ended":
             return
         with contextlib.suppress(Exception):  # the dialog may already be gone on the wire
@@ -333,7 +348,7 @@ class PhoneCall:
                 else:
                     self._outgoing.hangup(self.endpoint._uac)
         self.endpoint._forget(self.call_id)
-        self._finish("local_hangup")
+        self._finish(reason)
 
     async def wait_settled(self) -> None:
         """Until the call is answered or has ended."""
@@ -479,6 +494,59 @@ class SipEndpoint:
             max_reorder_frames=self.settings.jitter_max_reorder_frames,
         )
 
+    # --- limits ------------------------------------------------------------------------------
+    def _watch(self, call: PhoneCall) -> None:
+        """Idle and maximum-duration limits for a call that just turned active."""
+        call.answered_at = time.monotonic()
+        if self.settings.idle_timeout_s > 0 or self.settings.max_call_duration_s > 0:
+            self._spawn(self._watch_call(call), name=f"sip-limits-{call.call_id[:12]}")
+
+    async def _watch_call(self, call: PhoneCall) -> None:
+        idle_s, max_s = self.settings.idle_timeout_s, self.settings.max_call_duration_s
+        step = min(1.0, *(t / 4 for t in (idle_s, max_s) if t > 0))
+        while call.state == "active":
+            await asyncio.sleep(step)
+            now = time.monotonic()
+            stream = call._stream
+            last = stream.last_packet_at if stream is not None else None
+            if idle_s > 0 and last is not None and now - last > idle_s and call.state == "active":
+                logger.info("call %s: no RTP from the far end for %.0f s: hanging up", call.call_id, now - last)
+                await call.hangup(reason="idle_timeout")
+                return
+            if max_s > 0 and call.answered_at is not None and now - call.answered_at > max_s and call.state == "active":
+                logger.info("call %s reached the maximum duration (%.0f s): saying goodbye", call.call_id, max_s)
+                if call.on_time_limit is not None:
+                    try:
+                        async with asyncio.timeout(TIME_LIMIT_GOODBYE_MAX_S):
+                            await call.on_time_limit()
+                    except TimeoutError:
+                        pass
+                    except Exception:
+                        logger.warning("call %s: the time-limit goodbye failed", call.call_id, exc_info=True)
+                await call.hangup(reason="max_duration")
+                return
+
+    def _vet_media(self, plan: MediaPlan, source_ip: str | None) -> MediaPlan:
+        """An inbound peer's media address against ``media_address_policy``: the signalling source's IP, a
+        trusted network, 0.0.0.0 (hold) pass; else ``sdp_foreign_address`` ("refuse") or the source's IP in
+        its place ("source"). Media is never aimed at a third party named by an unauthenticated caller."""
+        ip = plan.remote_addr[0]
+        if source_ip is None or ip in ("0.0.0.0", source_ip) or _in_networks(ip, self.settings.trusted_media_networks):
+            return plan
+        if self.settings.media_address_policy == "source":
+            logger.info("SDP c=%s is not the signalling source %s: sending media to the source", ip, source_ip)
+            return replace(plan, remote_addr=(source_ip, plan.remote_addr[1]))
+        raise TelephonyError(f"the SDP's c= address {ip} is not the signalling source {source_ip}", code="sdp_foreign_address")
+
+    def _admit(self, inc: IncomingCall) -> str | None:
+        """Why a new inbound call cannot be taken now (None: it can)."""
+        if len(self._calls) >= self.settings.max_concurrent_calls:
+            return "call limit reached"
+        per_source = self.settings.max_calls_per_source
+        if per_source > 0 and sum(1 for c in self._calls.values() if c.source_ip == inc.source_addr[0]) >= per_source:
+            return f"call limit for {inc.source_addr[0]} reached"
+        return None
+
     def _forget(self, call_id: str) -> None:
         call = self._calls.pop(call_id, None)
         if call is not None and call._outgoing is not None:  # a 487 / late final may still need its ACK
@@ -585,6 +653,7 @@ class SipEndpoint:
         call.state = "active"
         call._settled.set()
         ports_stream.start()
+        self._watch(call)
         return call
 
     def _send_reinvite(self, call: PhoneCall, *, direction: str) -> None:
@@ -599,6 +668,14 @@ class SipEndpoint:
 
     # --- inbound -----------------------------------------------------------------------------
     def _route(self, msg: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
+        if isinstance(msg, SipRequest) and msg.body and msg.content_type == "application/sdp" and msg.method.upper() != "ACK":
+            try:  # aiosipua parses it inside its UAS and raises: the caller would get no answer at all
+                parse_sdp(msg.text)
+            except Exception as exc:
+                self._transport.malformed += 1
+                logger.info("%s from %s:%s with an unparseable SDP (%s): 400", msg.method, addr[0], addr[1], type(exc).__name__)
+                self._uas._send_error(msg, 400, "Bad Request", extra_headers={"Warning": f'399 {self.host} "Malformed SDP"'})
+                return
         if isinstance(msg, SipRequest) and msg.method.upper() == "ACK":  # late offer: the answer rides the ACK
             call = self._calls.get(msg.call_id or "")
             if call is not None and call._late_answer is not None:
@@ -660,16 +737,26 @@ class SipEndpoint:
         self._transport.send(ack, oc.remote_addr)
 
     def _on_invite(self, inc: IncomingCall) -> None:
+        if self.on_incoming is None:
+            inc.reject(480)
+            self._uas._calls.pop(inc.call_id, None)
+            return
+        full = self._admit(inc)
+        if full is not None:  # RFC 3261 §21.5.4: try again later; no call in progress is touched
+            logger.warning("refusing an INVITE from %s:%s: %s (%d calls)", *inc.source_addr, full, len(self._calls))
+            inc._send_response(503, "Service Unavailable", extra_headers={"Retry-After": str(self.settings.busy_retry_after_s)})
+            inc.dialog.terminate()
+            self._uas._calls.pop(inc.call_id, None)
+            return
         try:
             # no SDP at all = late offer: we offer in the 200 OK (PhoneCall.answer)
             plan = read_media(inc.sdp_offer, codecs=self.codecs) if inc.sdp_offer is not None else None
+            if plan is not None:
+                plan = self._vet_media(plan, inc.source_addr[0])
         except TelephonyError as exc:
             logger.info("rejecting call %s: %s", inc.call_id, exc.message)
-            inc.reject(488, "Not Acceptable Here")
-            self._uas._calls.pop(inc.call_id, None)
-            return
-        if self.on_incoming is None or len(self._calls) >= self.settings.max_calls:
-            inc.reject(486 if self.on_incoming else 480)
+            inc._send_response(488, "Not Acceptable Here", extra_headers={"Warning": f'399 {self.host} "{exc.code}"'})
+            inc.dialog.terminate()
             self._uas._calls.pop(inc.call_id, None)
             return
         call = PhoneCall(endpoint=self, call_id=inc.call_id, direction="inbound", remote_uri=inc.caller, incoming=inc, plan=plan)
@@ -704,9 +791,9 @@ class SipEndpoint:
             self._spawn(self._reoffer_answered(call, answer), name=f"sip-reoffer-{inc.call_id[:12]}")
             return
         try:
-            plan = read_media(inc.sdp_offer, codecs=(call.plan.codec,))
-        except TelephonyError:
-            inc.reject(488, "Not Acceptable Here")
+            plan = self._vet_media(read_media(inc.sdp_offer, codecs=(call.plan.codec,)), call.source_ip)
+        except TelephonyError as exc:
+            inc._send_response(488, "Not Acceptable Here", extra_headers={"Warning": f'399 {self.host} "{exc.code}"'})
             return
         inc.accept(answer_for(plan, ip=self.media_host, port=call._stream.port))
         self._apply_plan(call, plan)
@@ -717,7 +804,7 @@ class SipEndpoint:
         if call._stream is None or call.plan is None or call.state == "ended":
             return
         try:
-            plan = read_media(_sdp_of(body or ""), codecs=(call.plan.codec,))
+            plan = self._vet_media(read_media(_sdp_of(body or ""), codecs=(call.plan.codec,)), call.source_ip)
         except TelephonyError as exc:
             logger.info("call %s: no usable answer to our re-offer (%s): media unchanged", call.call_id, exc.message)
             return
@@ -739,6 +826,20 @@ class SipEndpoint:
 
     def _on_cancel(self, request: SipRequest, addr: tuple[str, int]) -> None:
         self._end(request.call_id or "", "cancelled", 487)
+
+
+def _in_networks(ip: str, networks: tuple[str, ...]) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    for net in networks:
+        try:
+            if addr in ipaddress.ip_network(net, strict=False):
+                return True
+        except ValueError:
+            logger.warning("telephony.trusted_media_networks: %r is not a network", net)
+    return False
 
 
 def _carries_sdp(request: SipRequest) -> bool:

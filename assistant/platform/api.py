@@ -28,6 +28,7 @@ from assistant.errors import StoreError
 from assistant.platform.db import create_engine_for, describe_url
 from assistant.platform.models import ORDER_TYPES, utcnow
 from assistant.platform.notify import OutboxDispatcher, Sender
+from assistant.platform.retention import RetentionJob, recordings_dir
 from assistant.platform.sla import SlaWatcher
 from assistant.platform.store import ERROR_STATUS, AlertInfo, CallUpdate, PlatformStore
 from assistant.settings import Settings
@@ -45,6 +46,7 @@ AUTH_HOOKS_KEY = web.AppKey("platform_auth_hooks", list)
 CLOCK_KEY = web.AppKey("platform_clock", object)
 SENDERS_KEY = web.AppKey("platform_senders", dict)
 _SETTINGS_KEY = web.AppKey("platform_settings", Settings)
+RETENTION_KEY = web.AppKey("platform_retention", RetentionJob)
 SHUTDOWN_GRACE_S = 5.0
 _PRINCIPAL = web.RequestKey("platform_principal", str)
 
@@ -421,15 +423,27 @@ async def _platform_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STORE_KEY] = store
     app[SLA_KEY] = watcher
     app[OUTBOX_KEY] = dispatcher
+    # data protection (issue #15): personal data past its retention period is purged while serve runs
+    retention = RetentionJob(store=store, privacy=settings.privacy, recordings_dir=recordings_dir(settings),
+                             clock=clock)  # type: ignore[arg-type]
+    app[RETENTION_KEY] = retention
+    # `assistant db restore` refuses to overwrite a SQLite database while this is held
+    from assistant.platform.backup import ServeLock
+
+    serve_lock = ServeLock.for_url(url)
+    if serve_lock is not None and not await asyncio.to_thread(serve_lock.acquire):
+        log.warning("another process holds %s (a second serve on this database?)", serve_lock.path)
     tasks = [
         asyncio.create_task(watcher.run(), name="platform-sla-watcher"),
         asyncio.create_task(dispatcher.run(interval_s=settings.store.outbox_interval_s), name="platform-outbox"),
+        asyncio.create_task(retention.run(), name="platform-retention"),
     ]
     try:
         yield
     finally:
         # let the loops finish their round (no query cancelled half-way), then cancel stragglers
         watcher.stop()
+        retention.stop()
         dispatcher.stop()
         _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
         for task in pending:
@@ -438,6 +452,8 @@ async def _platform_ctx(app: web.Application) -> AsyncIterator[None]:
         for task, result in zip(tasks, results, strict=True):
             if isinstance(result, Exception):
                 log.error("%s stopped with %r", task.get_name(), result)
+        if serve_lock is not None:
+            serve_lock.release()
         await engine.dispose()
 
 

@@ -1,4 +1,13 @@
-"""``assistant db``: ``upgrade`` (alembic upgrade heads; idempotent), ``current``, ``seed-demo``.
+"""``assistant db``: ``upgrade`` (alembic upgrade heads; idempotent), ``current``, ``seed-demo``, and data
+protection (assistant/platform/retention.py, elder_data.py, backup.py):
+
+    assistant db purge [--dry-run]                      retention periods (settings.privacy), now
+    assistant db export-elder --elder-id N --out PATH   one elder's whole record (JSON + recordings; .zip or folder)
+    assistant db delete-elder --elder-id N --confirm --reason R [--ticket REF]   erasure on request
+    assistant db backup --out PATH                      SQLite online backup / pg_dump (file 0600)
+    assistant db restore --from PATH [--force]          refuses while serve runs on the database
+
+Export, deletion and purge write audit rows (``--by`` names who acts; default ``cli:<os user>``).
 
 ``seed-demo`` adds a few demo elders in Jiangmen districts (phones, family contacts, safe phrases,
 care schedules). It is idempotent: elders whose first phone number already exists are left alone.
@@ -73,7 +82,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("upgrade", help="bring the database to every migration head (idempotent)")
     sub.add_parser("current", help="print the revisions the database is at")
     sub.add_parser("seed-demo", help="add demo elders, family contacts and schedules (idempotent)")
+    p = sub.add_parser("purge", help="delete personal data past its retention period (settings.privacy)")
+    p.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    p = sub.add_parser("export-elder", help="one elder's whole record as JSON plus recordings (audited)")
+    p.add_argument("--elder-id", type=int, required=True)
+    p.add_argument("--out", required=True, help="a new folder, or a file ending in .zip")
+    p.add_argument("--by", help="who exports (audit log); default cli:<os user>")
+    p = sub.add_parser("delete-elder", help="erase one elder's personal data on request (audited)")
+    p.add_argument("--elder-id", type=int, required=True)
+    p.add_argument("--confirm", action="store_true", help="required: the erasure cannot be undone")
+    p.add_argument("--reason", required=True, choices=_delete_reasons(), help="why (recorded in the audit log)")
+    p.add_argument("--ticket", help="the request's reference (letters, digits . _ : / -; no names)")
+    p.add_argument("--by", help="who erases (audit log); default cli:<os user>")
+    p = sub.add_parser("backup", help="back up the database (SQLite online backup or pg_dump) to a new 0600 file")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("restore", help="replace the database with a backup, then migrate to heads")
+    p.add_argument("--from", dest="source", required=True, metavar="PATH")
+    p.add_argument("--force", action="store_true", help="restore even though serve (or another session) is connected")
     parser.add_argument("--database-url", help="override ASSISTANT_STORE_DATABASE_URL")
+
+
+def _delete_reasons() -> tuple[str, ...]:
+    from assistant.platform.elder_data import DELETE_REASONS
+
+    return DELETE_REASONS
 
 
 def _settings(args: argparse.Namespace):
@@ -134,4 +166,47 @@ def run(args: argparse.Namespace) -> int:
         rows = asyncio.run(_seed(settings))
         print(json.dumps({"elders": rows}, ensure_ascii=False))
         return 0
+    if args.db_command in ("purge", "export-elder", "delete-elder", "backup", "restore"):
+        result = asyncio.run(_data_protection(args, settings))
+        print(json.dumps(result, ensure_ascii=False))
+        return 0
     raise AssertionError(args.db_command)
+
+
+async def _data_protection(args: argparse.Namespace, settings) -> dict:
+    from pathlib import Path
+
+    from assistant.errors import StoreError
+    from assistant.platform import backup as backups
+
+    url = settings.store.database_url
+    if args.db_command == "backup":
+        return (await backups.backup(url, Path(args.out), pg_bin_dir=settings.store.pg_bin_dir)).to_json()
+    if args.db_command == "restore":
+        return await backups.restore(url, Path(args.source), force=args.force, pg_bin_dir=settings.store.pg_bin_dir)
+    if args.db_command == "delete-elder" and not args.confirm:
+        raise StoreError("delete-elder erases the elder's personal data for good: add --confirm", code="invalid")
+
+    from assistant.platform.audit import cli_actor
+    from assistant.platform.db import create_engine_for
+    from assistant.platform.elder_data import delete_elder, export_elder
+    from assistant.platform.migrate import is_up_to_date
+    from assistant.platform.retention import purge, recordings_dir
+    from assistant.platform.store import PlatformStore
+
+    if not await asyncio.to_thread(is_up_to_date, url):
+        raise StoreError("the database is not at the migration heads: run `assistant db upgrade` first",
+                         code="store_config")
+    engine = create_engine_for(settings)
+    try:
+        store = PlatformStore(engine=engine)
+        if args.db_command == "purge":
+            return (await purge(store, settings=settings, dry_run=args.dry_run)).to_json()
+        actor = cli_actor(args.by)
+        if args.db_command == "export-elder":
+            return (await export_elder(store, elder_id=args.elder_id, out=Path(args.out),
+                                       recordings_dir=recordings_dir(settings), actor=actor)).to_json()
+        return (await delete_elder(store, elder_id=args.elder_id, actor=actor, reason=args.reason,
+                                   ticket=args.ticket, recordings_dir=recordings_dir(settings))).to_json()
+    finally:
+        await engine.dispose()

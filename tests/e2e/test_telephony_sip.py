@@ -341,7 +341,9 @@ async def test_late_offer_invite_without_sdp_is_answered_with_our_offer(tel_sett
     need_program("sipp")
     from telephony.bench import sipp_scenario
 
-    plays = "".join(f'  <nop><action><exec play_pcap_audio="{p}"/></action></nop>\n  <pause milliseconds="{ms}"/>\n' for p, ms in ((g711a_pcap, 3000), (dtmf2_pcap, 1500)))
+    # the speech pcap lasts 7.05 s and the digit's pcap is another sender (SSRC): one after the other, as a
+    # phone would (two senders at once on one call are an injection and dropped)
+    plays = "".join(f'  <nop><action><exec play_pcap_audio="{p}"/></action></nop>\n  <pause milliseconds="{ms}"/>\n' for p, ms in ((g711a_pcap, 7500), (dtmf2_pcap, 1500)))
     scenario = tmp_path / "late_offer.xml"
     scenario.write_text(sipp_scenario(plays, late_offer=True))
     alerts, bots = [], []
@@ -350,7 +352,7 @@ async def test_late_offer_invite_without_sdp_is_answered_with_our_offer(tel_sett
         alerts.append(a)
 
     gw = Gateway(settings=tel_settings, pipeline_factory=bot_pipeline_factory(settings=tel_settings, bots=bots, reply_pcm=tone(seconds=0.5)), on_alert=on_alert, port=0)
-    async with gw, SippRun(scenario=scenario, target=f"127.0.0.1:{gw.endpoint.port}", workdir=tmp_path / "sipp", timeout_s=20) as sipp:
+    async with gw, SippRun(scenario=scenario, target=f"127.0.0.1:{gw.endpoint.port}", workdir=tmp_path / "sipp", timeout_s=25) as sipp:
         rc = await sipp.wait()
         await wait_for(lambda: gw.reports and gw.reports[0].end_reason, timeout_s=5, what="the call to end")
     assert rc == 0, sipp.errors()[-1500:]

@@ -123,3 +123,76 @@ def test_rtp_gap_is_filled_with_silence_on_our_clock():
     for i in range(5):
         s._fill_gap(100.1 + 0.02 * i)
     assert len(got) == 5 and all(f == bytes(320) for f in got) and s.stats.gap_filled == 5
+
+
+def _rtp(seq: int, *, ssrc: int = 0x1234, pt: int = 0) -> bytes:
+    from aiortp import RtpPacket
+
+    return RtpPacket(payload_type=pt, marker=0, sequence_number=seq, timestamp=seq * 160, ssrc=ssrc, payload=bytes([0xFF]) * 160).serialize()
+
+
+def _stream(remote=("127.0.0.1", 40000)):
+    from telephony.rtp import PortAllocator, RtpStream
+
+    s = RtpStream(host="127.0.0.1", remote_addr=remote, codec="PCMU", dtmf_payload_type=101, ports=PortAllocator(port_min=40000, port_max=40010))
+    got = []
+    s.on_audio = got.append
+    return s, got
+
+
+def test_rtp_latches_to_the_sdp_ip_only_and_drops_foreign_senders():
+    """Issue #15: RTP from anyone but the negotiated peer is neither played nor redirects our media."""
+    s, got = _stream()
+    s._on_rtp(_rtp(1), ("192.0.2.66", 40000))  # an attacker, before the peer's first packet
+    assert got == [] and s.remote_addr == ("127.0.0.1", 40000) and s.stats.foreign_packets == 1
+    s._on_rtp(_rtp(2), ("127.0.0.1", 40002))  # the peer behind NAT: same IP, another port → latched
+    assert len(got) == 1 and s.remote_addr == ("127.0.0.1", 40002)
+    s._on_rtp(_rtp(3), ("127.0.0.1", 40000))  # once latched, no other port, not even the SDP's
+    s._on_rtp(_rtp(4), ("192.0.2.66", 40002))
+    assert len(got) == 1 and s.remote_addr == ("127.0.0.1", 40002) and s.stats.foreign_packets == 3
+    s._on_rtp(_rtp(3), ("127.0.0.1", 40002))  # the peer goes on: the dropped packets took no slot
+    assert len(got) >= 2 and s.stats.packets_in == 2
+
+
+def test_rtp_locks_to_the_first_ssrc_while_it_talks(monkeypatch):
+    s, got = _stream()
+    s._on_rtp(_rtp(10, ssrc=1), ("127.0.0.1", 40000))
+    s._on_rtp(_rtp(500, ssrc=2), ("127.0.0.1", 40000))  # spoofed source, other SSRC: injected speech
+    assert len(got) == 1 and s.stats.foreign_ssrc == 1
+    monkeypatch.setattr("telephony.rtp.SSRC_SWITCH_AFTER_S", 0.0)  # the first sender went quiet: a restart
+    s._on_rtp(_rtp(600, ssrc=2), ("127.0.0.1", 40000))  # (a new SSRC restarts the jitter buffer)
+    assert len(got) == 2
+
+
+def test_rtp_without_a_known_peer_accepts_nothing_and_a_new_sdp_address_relatches():
+    from telephony.sdp import MediaPlan
+
+    s, got = _stream(remote=("0.0.0.0", 0))  # late offer: bound before the ACK names the peer
+    s._on_rtp(_rtp(1), ("127.0.0.1", 40000))
+    assert got == [] and s.stats.foreign_packets == 1
+    plan = MediaPlan(remote_addr=("127.0.0.1", 40000), codec="PCMU", payload_type=0, dtmf_payload_type=101, direction="sendrecv")
+    s.configure(plan)
+    s._on_rtp(_rtp(2), ("127.0.0.1", 40000))
+    assert len(got) == 1
+    s.configure(plan)  # a re-INVITE with the same address keeps the latch
+    s.configure(MediaPlan(**{**plan.__dict__, "remote_addr": ("127.0.0.2", 41000)}))  # a moved media server
+    s._on_rtp(_rtp(3), ("127.0.0.1", 40000))
+    assert len(got) == 1 and s.remote_addr == ("127.0.0.2", 41000)
+
+
+async def test_rtp_ports_are_drawn_at_random():
+    from telephony.rtp import PortAllocator
+
+    ports = PortAllocator(port_min=41000, port_max=41400)
+    bound = []
+    try:
+        for _ in range(6):
+            port, rtp, rtcp = await ports.bind("127.0.0.1", lambda d, a: None, lambda d, a: None)
+            bound.append((port, rtp, rtcp))
+    finally:
+        for _, rtp, rtcp in bound:
+            rtp.close()
+            rtcp.close()
+    got = [p for p, _, _ in bound]
+    assert all(p % 2 == 0 and 41000 <= p < 41400 for p in got) and len(set(got)) == 6
+    assert got != sorted(got) or got[-1] - got[0] > 10  # not handed out in order from the bottom

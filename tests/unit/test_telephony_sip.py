@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from assistant.errors import TelephonyError
-from telephony.sip import PhoneCall
+from assistant.settings import TelephonySettings
+from telephony.sip import PhoneCall, SipEndpoint
 
 ANSWER = (
     "v=0\r\no=pbx 1 1 IN IP4 10.0.0.9\r\ns=-\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\n"
@@ -46,6 +47,7 @@ class FakeIncoming:
     accepted: list = field(default_factory=list)
     byes: int = 0
     rejects: list = field(default_factory=list)
+    source_addr: tuple = ("10.0.0.9", 5060)  # the caller's signalling address (= its SDP's c=)
 
     def accept(self, sdp):
         self.accepted.append(sdp)
@@ -59,8 +61,11 @@ class FakeIncoming:
 
 class FakeEndpoint:
     media_host = "127.0.0.1"
+    host = "127.0.0.1"
     codecs = ("PCMU", "PCMA")
+    settings = TelephonySettings()
     _uac = None
+    _vet_media = SipEndpoint._vet_media  # the real c= policy
 
     def __init__(self):
         self.stream = FakeStream()
@@ -71,6 +76,9 @@ class FakeEndpoint:
 
     def _forget(self, call_id):
         self.forgotten.append(call_id)
+
+    def _watch(self, call):
+        pass
 
     def _spawn(self, coro, *, name):
         return asyncio.get_running_loop().create_task(coro, name=name)
@@ -104,7 +112,12 @@ async def test_answer_in_the_ack_makes_the_call_active():
     assert endpoint.stream.started and inc.byes == 0
 
 
-@pytest.mark.parametrize("body,code", [("", "sdp_missing"), (ANSWER.replace("8 96", "18 96").replace("a=rtpmap:8 PCMA/8000\r\n", ""), "sdp_no_codec")])
+@pytest.mark.parametrize("body,code", [
+    ("", "sdp_missing"),
+    (ANSWER.replace("8 96", "18 96").replace("a=rtpmap:8 PCMA/8000\r\n", ""), "sdp_no_codec"),
+    (ANSWER.replace("c=IN IP4 10.0.0.9", "c=IN IP4 192.0.2.66"), "sdp_foreign_address"),  # media aimed at a third party
+    (ANSWER.replace("c=IN IP4 10.0.0.9", "c=IN IP4 victim.example"), "sdp_bad_address"),  # never resolved
+])
 async def test_no_usable_answer_in_the_ack_sends_bye(body, code):
     call, endpoint, inc = late_call()
     task = await answer_with(call, body)

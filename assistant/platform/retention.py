@@ -1,0 +1,395 @@
+"""Retention: personal data is deleted when its period (``settings.privacy``) has passed.
+
+China's PIPL (art. 19, 47) asks that personal information be kept no longer than its purpose needs. What
+each record kind holds and what happens to it (periods are settings; 0 keeps that kind forever):
+
+=====================  =====================================  ================================================
+record kind            personal data in it                    after its period
+=====================  =====================================  ================================================
+call recordings        the caller's voice                     file deleted, ``calls.audio_path`` cleared
+                                                              (``recordings_retention_days``, from the call's
+                                                              start; stray files in the recordings folder by
+                                                              their modification time)
+raw transcript text    everything said, unredacted            ``call_turns.text`` replaced by the PII gate's
+                                                              redacted copy; ``transcript`` removed from alert
+                                                              details (``raw_transcript_retention_days``)
+transcript turns       redacted text, intents                 turns and fraud flags deleted
+                                                              (``transcript_retention_days``)
+call records           caller number, times, outcome          call rows deleted, with their turns and
+                                                              recording (``call_record_retention_days``)
+sent notifications     family phone/e-mail, elder's name      outbox rows deleted (``outbox_retention_days``,
+                                                              from sending, or creation if never sent)
+placed-call ledger     number dialled, one-time code          deleted once ``ledger_retention_days`` past
+                                                              its validity
+console sign-ins       user name, IP address                  deleted (``login_attempts_retention_days``)
+audit log              who saw/changed what (no content)      deleted (``audit_log_retention_days``, longest:
+                                                              the evidence of every access above)
+work orders            elder id, service details              KEPT: business records (billing, disputes,
+                                                              service statistics); erased only by
+                                                              ``assistant db delete-elder``
+alerts                 elder id, kind, status, times          KEPT (minus transcript text): safety records
+elders, contacts       profile                                KEPT while the elder is served; erased on
+                                                              request (``assistant db delete-elder``)
+=====================  =====================================  ================================================
+
+``purge(...)`` does one pass (``assistant db purge``; ``dry_run`` only counts). ``RetentionJob`` runs it
+in ``assistant serve`` every ``purge_interval_s`` (a failed pass is logged and retried after
+``purge_retry_s``). Each pass that deletes anything writes one audit row (``retention_purge``, counts
+only). Rows go in batches of ``purge_batch_rows`` per transaction so SQLite's write lock is held briefly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+
+from assistant.errors import StoreError
+from assistant.platform.audit import RETENTION_ACTOR, add_audit
+from assistant.platform.models import Alert, Call, CallTurn, Outbox
+from assistant.platform.store import PlatformStore
+from assistant.settings import PrivacySettings, Settings
+
+log = logging.getLogger(__name__)
+
+PURGE_KINDS = (
+    "recordings",
+    "recording_refs",
+    "raw_transcripts",
+    "alert_transcripts",
+    "transcript_turns",
+    "fraud_flags",
+    "calls",
+    "outbox",
+    "ledger",
+    "login_attempts",
+    "audit_log",
+)
+
+
+def recordings_dir(settings: Settings) -> Path:
+    """Where call audio is kept (``assistant.call_recorder``: ``var/calls``)."""
+    return settings.paths.var_dir / "calls"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PurgeReport:
+    at: dt.datetime
+    dry_run: bool
+    counts: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "dry_run": self.dry_run, "counts": dict(self.counts),
+                "total": self.total, "error": self.error}
+
+
+def _cutoff(now: dt.datetime, days: int) -> dt.datetime | None:
+    return now - dt.timedelta(days=days) if days > 0 else None
+
+
+def inside(path: Path, folder: Path) -> bool:
+    """``path`` resolves to somewhere under ``folder`` (recordings are only ever deleted there)."""
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
+def remove_recording(path_text: str, folder: Path) -> bool:
+    """Delete one recording if it is a file under ``folder``; True when it is gone (or never existed).
+
+    A path outside the recordings folder (``audio_path`` can be posted through the API) is never deleted:
+    False, and the caller keeps the reference."""
+    path = Path(path_text)
+    if not inside(path, folder):
+        log.warning("recording outside %s not deleted: %s", folder, path.name)
+        return False
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    return True
+
+
+def _stray_recordings(folder: Path, cutoff: dt.datetime, referenced: list[str]) -> list[Path]:
+    """Files under ``folder`` last written before ``cutoff`` that no call row points to (blocking)."""
+    if not folder.is_dir():
+        return []
+    keep = {str(Path(p).resolve()) for p in referenced}
+    limit = cutoff.timestamp()
+    out = []
+    for p in folder.rglob("*"):
+        try:
+            if p.is_symlink() or not p.is_file():
+                continue
+            if p.stat().st_mtime < limit and str(p.resolve()) not in keep:
+                out.append(p)
+        except OSError:
+            continue
+    return out
+
+
+class Purger:
+    """One retention pass over the store and the recordings folder."""
+
+    def __init__(self, *, store: PlatformStore, privacy: PrivacySettings, recordings_dir: Path) -> None:
+        self._store = store
+        self._p = privacy
+        self._dir = recordings_dir
+        self._batch = max(int(privacy.purge_batch_rows), 1)
+
+    async def purge(self, *, now: dt.datetime | None = None, dry_run: bool = False) -> PurgeReport:
+        """Delete (or with ``dry_run`` count) everything past its period. Raises ``StoreError``/``OSError``."""
+        now = now or self._store.now()
+        p = self._p
+        counts: dict[str, int] = dict.fromkeys(PURGE_KINDS, 0)
+        cut = {
+            "rec": _cutoff(now, p.recordings_retention_days),
+            "raw": _cutoff(now, p.raw_transcript_retention_days),
+            "turns": _cutoff(now, p.transcript_retention_days),
+            "calls": _cutoff(now, p.call_record_retention_days),
+            "outbox": _cutoff(now, p.outbox_retention_days),
+            "ledger": _cutoff(now, p.ledger_retention_days),
+            "logins": _cutoff(now, p.login_attempts_retention_days),
+            "audit": _cutoff(now, p.audit_log_retention_days),
+        }
+        # a call row deleted takes its recording with it, whatever the recordings' own period
+        rec_cuts = [c for c in (cut["rec"], cut["calls"]) if c is not None]
+        if rec_cuts:
+            n_files, n_refs = await self._recordings(max(rec_cuts), dry_run)
+            counts["recordings"] += n_files
+            counts["recording_refs"] += n_refs
+        if cut["rec"] is not None:
+            counts["recordings"] += await self._strays(cut["rec"], dry_run)
+        if cut["raw"] is not None:
+            counts["raw_transcripts"] = await self._raw_turns(cut["raw"], dry_run)
+            counts["alert_transcripts"] = await self._alert_transcripts(cut["raw"], dry_run)
+        if cut["turns"] is not None:
+            counts["transcript_turns"] = await self._delete(CallTurn, CallTurn.id, CallTurn.created_at < cut["turns"], dry_run)
+            counts["fraud_flags"] = await self._delete_model("fraud_flags", cut["turns"], dry_run)
+        if cut["calls"] is not None:
+            counts["calls"] = await self._delete(Call, Call.call_id, Call.started_at < cut["calls"], dry_run)
+        if cut["outbox"] is not None:
+            counts["outbox"] = await self._delete(
+                Outbox, Outbox.id, func.coalesce(Outbox.sent_at, Outbox.created_at) < cut["outbox"], dry_run
+            )
+        if cut["ledger"] is not None:
+            counts["ledger"] = await self._delete_model("ledger", cut["ledger"], dry_run)
+        if cut["logins"] is not None:
+            counts["login_attempts"] = await self._delete_model("login_attempts", cut["logins"], dry_run)
+        if cut["audit"] is not None:
+            counts["audit_log"] = await self._delete_model("audit_log", cut["audit"], dry_run)
+        report = PurgeReport(at=now, dry_run=dry_run, counts=counts)
+        if not dry_run and report.total:
+            async with self._store.session("audit purge") as s:
+                add_audit(s, at=now, actor=RETENTION_ACTOR, action="retention_purge", target_type="retention",
+                          detail={"counts": {k: v for k, v in counts.items() if v}})
+                await s.commit()
+            log.info("retention purge: %s", {k: v for k, v in counts.items() if v})
+        return report
+
+    # ------------------------------------------------------------ recordings
+
+    async def _recordings(self, cutoff: dt.datetime, dry_run: bool) -> tuple[int, int]:
+        files = refs = 0
+        after = ""
+        while True:
+            async with self._store.session("read recordings") as s:
+                rows = (await s.execute(
+                    select(Call.call_id, Call.audio_path)
+                    .where(Call.audio_path.is_not(None), Call.started_at < cutoff, Call.call_id > after)
+                    .order_by(Call.call_id).limit(self._batch)
+                )).all()
+            if not rows:
+                return files, refs
+            after = rows[-1][0]
+            cleared = []
+            for call_id, path in rows:
+                if dry_run:
+                    files += int(await asyncio.to_thread(lambda p=path: inside(Path(p), self._dir) and Path(p).exists()))
+                    refs += 1
+                    continue
+                existed = await asyncio.to_thread(Path(path).exists)
+                if await asyncio.to_thread(remove_recording, path, self._dir):
+                    files += int(existed)
+                    cleared.append(call_id)
+                else:
+                    cleared.append(call_id)  # outside our folder: forget the reference, leave the file
+            if cleared:
+                async with self._store.session("clear recordings") as s:
+                    await s.execute(update(Call).where(Call.call_id.in_(cleared)).values(audio_path=None))
+                    await s.commit()
+                refs += len(cleared)
+            if len(rows) < self._batch:
+                return files, refs
+
+    async def _strays(self, cutoff: dt.datetime, dry_run: bool) -> int:
+        async with self._store.session("read recent recordings") as s:
+            recent = (await s.scalars(select(Call.audio_path).where(Call.audio_path.is_not(None)))).all()
+        stray = await asyncio.to_thread(_stray_recordings, self._dir, cutoff, list(recent))
+        if not dry_run:
+            for path in stray:
+                with contextlib.suppress(FileNotFoundError):
+                    await asyncio.to_thread(path.unlink)
+        return len(stray)
+
+    # ------------------------------------------------------------ transcripts
+
+    async def _raw_turns(self, cutoff: dt.datetime, dry_run: bool) -> int:
+        redacted = func.coalesce(CallTurn.text_redacted, "")
+        cond = (CallTurn.created_at < cutoff, CallTurn.text != redacted)
+        if dry_run:
+            async with self._store.session("count raw turns") as s:
+                return int(await s.scalar(select(func.count(CallTurn.id)).where(*cond)) or 0)
+        n = 0
+        while True:
+            async with self._store.session("redact old turns") as s:
+                ids = (await s.scalars(select(CallTurn.id).where(*cond).order_by(CallTurn.id).limit(self._batch))).all()
+                if not ids:
+                    return n
+                await s.execute(update(CallTurn).where(CallTurn.id.in_(ids)).values(text=redacted))
+                await s.commit()
+            n += len(ids)
+
+    async def _alert_transcripts(self, cutoff: dt.datetime, dry_run: bool) -> int:
+        n = 0
+        after = 0
+        while True:
+            async with self._store.session("old alert transcripts") as s:
+                rows = (await s.scalars(
+                    select(Alert).where(Alert.created_at < cutoff, Alert.id > after,
+                                        Alert.detail["transcript"].as_string().is_not(None))
+                    .order_by(Alert.id).limit(self._batch)
+                )).all()
+                if not rows:
+                    return n
+                after = rows[-1].id
+                for a in rows:
+                    detail = dict(a.detail or {})
+                    if "transcript" not in detail:
+                        continue
+                    detail.pop("transcript")
+                    n += 1
+                    if not dry_run:
+                        a.detail = detail | {"transcript_purged": True}
+                if not dry_run:
+                    await s.commit()
+            if len(rows) < self._batch:
+                return n
+
+    # ------------------------------------------------------------ plain deletes
+
+    async def _delete_model(self, which: str, cutoff: dt.datetime, dry_run: bool) -> int:
+        if which == "fraud_flags":
+            from assistant.fraud_guard.models import FraudFlagRow
+
+            return await self._delete(FraudFlagRow, FraudFlagRow.id, FraudFlagRow.created_at < cutoff, dry_run)
+        if which == "ledger":
+            from assistant.fraud_guard.models import LedgerEntry
+
+            return await self._delete(LedgerEntry, LedgerEntry.id, LedgerEntry.valid_until < cutoff, dry_run)
+        from assistant.console.models import AuditEntry, LoginAttempt
+
+        if which == "login_attempts":
+            return await self._delete(LoginAttempt, LoginAttempt.id, LoginAttempt.at < cutoff, dry_run)
+        if which == "audit_log":
+            return await self._delete(AuditEntry, AuditEntry.id, AuditEntry.at < cutoff, dry_run)
+        raise AssertionError(which)
+
+    async def _delete(self, model: Any, key: Any, cond: Any, dry_run: bool) -> int:
+        if dry_run:
+            async with self._store.session(f"count {model.__tablename__}") as s:
+                return int(await s.scalar(select(func.count()).select_from(model).where(cond)) or 0)
+        n = 0
+        while True:
+            async with self._store.session(f"purge {model.__tablename__}") as s:
+                ids = (await s.scalars(select(key).where(cond).order_by(key).limit(self._batch))).all()
+                if not ids:
+                    return n
+                if model is Call:
+                    # turns go by ON DELETE CASCADE; say so explicitly for engines without foreign keys
+                    await s.execute(delete(CallTurn).where(CallTurn.call_id.in_(ids)))
+                await s.execute(delete(model).where(key.in_(ids)))
+                await s.commit()
+            n += len(ids)
+
+
+async def purge(
+    store: PlatformStore,
+    *,
+    settings: Settings,
+    now: dt.datetime | None = None,
+    dry_run: bool = False,
+) -> PurgeReport:
+    """One retention pass with ``settings.privacy`` (what ``assistant db purge`` runs)."""
+    return await Purger(store=store, privacy=settings.privacy, recordings_dir=recordings_dir(settings)).purge(
+        now=now, dry_run=dry_run
+    )
+
+
+class RetentionJob:
+    """Runs the purge every ``purge_interval_s``; a failed pass is logged and retried after ``purge_retry_s``.
+
+    Owned by the platform API's cleanup_ctx (``assistant serve``), next to the SLA watcher; ``stop()`` lets
+    the current pass finish. Clock and sleep are injectable for tests."""
+
+    def __init__(
+        self,
+        *,
+        store: PlatformStore,
+        privacy: PrivacySettings,
+        recordings_dir: Path,
+        clock: Callable[[], dt.datetime] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        self._purger = Purger(store=store, privacy=privacy, recordings_dir=recordings_dir)
+        self._privacy = privacy
+        self._clock = clock or store.now
+        self._sleep = sleep or self._pause
+        self._stopping = asyncio.Event()
+        self.rounds = 0
+        self.failures = 0
+        self.last: PurgeReport | None = None
+
+    async def run_once(self) -> PurgeReport:
+        now = self._clock()
+        try:
+            report = await self._purger.purge(now=now)
+        except (StoreError, OSError) as exc:
+            log.error("retention purge failed (retrying in %.0f s): %s: %s",
+                      self._privacy.purge_retry_s, type(exc).__name__, exc)
+            self.failures += 1
+            report = PurgeReport(at=now, dry_run=False, error=getattr(exc, "code", type(exc).__name__))
+        self.rounds += 1
+        self.last = report
+        return report
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            report = await self.run_once()
+            if self._stopping.is_set():
+                break
+            await self._sleep(self._privacy.purge_retry_s if report.error else self._privacy.purge_interval_s)
+
+
+__all__ = ["PURGE_KINDS", "PurgeReport", "Purger", "RetentionJob", "purge", "recordings_dir", "remove_recording"]
+
