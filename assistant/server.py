@@ -68,6 +68,12 @@ async def health(request: web.Request) -> web.Response:
     except AssistantError as exc:
         body["store"] = {"ok": False, "error": exc.code}
         body["status"] = "degraded"
+    try:
+        from assistant.platform.api import sms_health
+
+        body["sms"] = sms_health(app)  # "not configured": family SMS are not sent (rows stay undeliverable)
+    except ModuleNotFoundError:
+        body["sms"] = "not configured"
     return web.json_response(body, status=200 if body["status"] == "ok" else 503)
 
 

@@ -27,7 +27,7 @@ from aiohttp import web
 from assistant.errors import StoreError
 from assistant.platform.db import create_engine_for, describe_url
 from assistant.platform.models import ORDER_TYPES, utcnow
-from assistant.platform.notify import OutboxDispatcher, Sender
+from assistant.platform.notify import DlrReceiver, KannelSms, OutboxDispatcher, Sender, TrackingSender
 from assistant.platform.retention import RetentionJob, recordings_dir
 from assistant.platform.sla import SlaWatcher
 from assistant.platform.store import ERROR_STATUS, AlertInfo, CallUpdate, PlatformStore
@@ -40,6 +40,7 @@ AuthHook = Callable[[web.Request], Awaitable[str | None]]
 STORE_KEY = web.AppKey("platform_store", PlatformStore)
 SLA_KEY = web.AppKey("platform_sla_watcher", SlaWatcher)
 OUTBOX_KEY = web.AppKey("platform_outbox", OutboxDispatcher)
+DLR_KEY = web.AppKey("platform_sms_dlr", DlrReceiver)
 SERVICE_TOKEN_KEY = web.AppKey("platform_service_token", str)
 AUTH_HOOKS_KEY = web.AppKey("platform_auth_hooks", list)
 # optional, set before start-up (tests): a UTC clock and extra notification senders
@@ -342,7 +343,29 @@ async def post_alert(request: web.Request) -> web.Response:
     dispatcher = request.app.get(OUTBOX_KEY)
     if dispatcher is not None and alert.notified:
         dispatcher.wake()
-    return web.json_response({"alert_id": alert.alert_id, "status": alert.status, "alert": alert.to_json()}, status=201)
+    notice = family_notice(alert, dispatcher)
+    return web.json_response(
+        {
+            "alert_id": alert.alert_id,
+            "status": alert.status,
+            "alert": alert.to_json(),
+            # what the elder may be told: "on_its_way" only when a configured channel carries a family message
+            "family_notice": notice,
+            "family_notified": notice == "on_its_way",
+        },
+        status=201,
+    )
+
+
+def family_notice(alert: AlertInfo, dispatcher: OutboxDispatcher | None) -> str:
+    """``on_its_way``: family messages were queued on a channel that can carry them; ``undeliverable``:
+    messages were queued but no channel is configured for them; ``none``: no family message (no contact,
+    an alert kind that does not notify family, or an alert raised earlier in this call)."""
+    if not alert.notified:
+        return "none"
+    if dispatcher is not None and any(dispatcher.can_deliver(c) for c in alert.notified_channels):
+        return "on_its_way"
+    return "undeliverable"
 
 
 async def list_alerts(request: web.Request) -> web.Response:
@@ -407,7 +430,36 @@ async def _platform_ctx(app: web.Application) -> AsyncIterator[None]:
     engine = create_engine_for(settings)
     clock = app.get(CLOCK_KEY) or utcnow
     store = PlatformStore(engine=engine, clock=clock)  # type: ignore[arg-type]
-    dispatcher = OutboxDispatcher(store=store, senders=app.get(SENDERS_KEY))
+    senders: dict[str, Any] = dict(app.get(SENDERS_KEY) or {})
+    dispatcher = OutboxDispatcher(
+        store=store,
+        senders=senders,
+        max_attempts=settings.sms.max_attempts,
+        retry_backoff_s=settings.sms.retry_backoff_s,
+    )
+    kannel: KannelSms | None = None
+    dlr: DlrReceiver | None = None
+    if settings.sms.kannel_sendsms_url and "sms" not in senders:
+        dlr = DlrReceiver(dispatcher=dispatcher, host=settings.sms.dlr_listen_host, port=settings.sms.dlr_listen_port)
+        try:
+            await dlr.start()
+        except OSError as exc:
+            # serve without SMS (health says "not configured") rather than not at all
+            log.error("SMS channel off: delivery-report listener %s:%s: %s", dlr.host, dlr.port, exc)
+            await dlr.stop()
+            dlr = None
+    if dlr is not None:
+        kannel = KannelSms(
+            sendsms_url=settings.sms.kannel_sendsms_url,
+            username=settings.sms.kannel_username,
+            password=settings.sms.kannel_password,
+            sender=settings.sms.sender,
+            smsc_id=settings.sms.smsc_id,
+            dlr_base_url=settings.sms.dlr_public_url or dlr.base_url,
+            timeout_s=settings.sms.request_timeout_s,
+        )
+        dispatcher.add_sender("sms", kannel)
+        app[DLR_KEY] = dlr
 
     async def wake_outbox(_alerts: list[AlertInfo]) -> None:
         dispatcher.wake()
@@ -452,6 +504,10 @@ async def _platform_ctx(app: web.Application) -> AsyncIterator[None]:
         for task, result in zip(tasks, results, strict=True):
             if isinstance(result, Exception):
                 log.error("%s stopped with %r", task.get_name(), result)
+        if dlr is not None:
+            await dlr.stop()
+        if kannel is not None:
+            await kannel.close()
         if serve_lock is not None:
             serve_lock.release()
         await engine.dispose()
@@ -492,11 +548,29 @@ def create_app(
         try:
             store = await store_health(request.app)
         except StoreError as exc:
-            return web.json_response({"status": "degraded", "store": {"ok": False, "error": exc.code}}, status=503)
-        return web.json_response({"status": "ok", "store": store})
+            return web.json_response(
+                {"status": "degraded", "store": {"ok": False, "error": exc.code}, "sms": sms_health(request.app)},
+                status=503,
+            )
+        return web.json_response({"status": "ok", "store": store, "sms": sms_health(request.app)})
 
     app.router.add_get("/health", health)
     return app
+
+
+def sms_health(app: web.Application) -> str | dict[str, Any]:
+    """For ``/health``: ``"not configured"`` (family SMS stay undeliverable), or the SMS channel's state."""
+    dispatcher = app.get(OUTBOX_KEY)
+    if dispatcher is None or not dispatcher.can_deliver("sms"):
+        return "not configured"
+    sender = dispatcher.sender("sms")
+    dlr = app.get(DLR_KEY)
+    return {
+        "channel": "kannel" if isinstance(sender, KannelSms) else type(sender).__name__,
+        "delivery_reports": isinstance(sender, TrackingSender),
+        "dlr_listening": f"{dlr.host}:{dlr.port}" if dlr is not None else None,
+        "last_error": dispatcher.last_error,
+    }
 
 
 async def store_health(app: web.Application) -> dict[str, Any]:
@@ -523,6 +597,8 @@ __all__ = [
     "SLA_KEY",
     "STORE_KEY",
     "create_app",
+    "family_notice",
+    "sms_health",
     "service_token",
     "setup_platform_api",
     "store_health",

@@ -68,6 +68,9 @@ ALERT_KINDS = (
 ALERT_SEVERITIES = ("info", "warning", "urgent", "critical")
 ALERT_STATUSES = ("open", "acknowledged", "resolved", "false_alarm")
 OUTBOX_CHANNELS = ("log", "sms", "email")
+# queued → sent (the channel accepted it) → delivered | failed (delivery report); failed submissions and
+# failed reports go back to queued (later) until the attempts run out. undeliverable: no channel configured
+OUTBOX_STATUSES = ("queued", "sent", "delivered", "failed", "undeliverable")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -287,7 +290,9 @@ class Outbox(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         CheckConstraint(_in("channel", OUTBOX_CHANNELS), name="channel"),
+        CheckConstraint(_in("status", OUTBOX_STATUSES), name="status"),
         Index("ix_outbox_pending", "sent_at", "id"),
+        Index("ix_outbox_status_next", "status", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -300,6 +305,12 @@ class Outbox(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued")
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)  # a retry waits until then
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    # sha256 of this attempt's delivery-report secret (the plain secret only travels in Kannel's dlr-url)
+    dlr_secret_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    dlr_status: Mapped[str | None] = mapped_column(String(255), nullable=True)  # the last delivery report
 
 
 class CareSchedule(Base):

@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import hashlib
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -42,6 +44,7 @@ from assistant.platform.models import (
     ORDER_STATUSES,
     ORDER_TYPES,
     OUTBOX_CHANNELS,
+    OUTBOX_STATUSES,
     PHONE_KINDS,
     PLACED_BY,
     SPEAKERS,
@@ -102,6 +105,10 @@ def _db_errors() -> tuple[type[BaseException], ...]:
 
 
 _DB_ERRORS = _db_errors()
+
+
+def _secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _invalid(message: str) -> StoreError:
@@ -264,9 +271,10 @@ class AlertInfo:
     acknowledged_by: str | None = None
     resolved_at: dt.datetime | None = None
     notified: int = 0  # outbox rows written with the alert
+    notified_channels: tuple[str, ...] = ()  # their channels (sms, email): whether they can go out is the API's call
 
     @classmethod
-    def of(cls, a: Alert, *, notified: int = 0) -> AlertInfo:
+    def of(cls, a: Alert, *, notified: int = 0, notified_channels: tuple[str, ...] = ()) -> AlertInfo:
         return cls(
             alert_id=a.id,
             elder_id=a.elder_id,
@@ -281,6 +289,7 @@ class AlertInfo:
             acknowledged_by=a.acknowledged_by,
             resolved_at=a.resolved_at,
             notified=notified,
+            notified_channels=notified_channels,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -374,6 +383,10 @@ class OutboxItem:
     sent_at: dt.datetime | None
     attempts: int
     last_error: str | None
+    status: str = "queued"
+    next_attempt_at: dt.datetime | None = None
+    delivered_at: dt.datetime | None = None
+    dlr_status: str | None = None
 
     @classmethod
     def of(cls, o: Outbox) -> OutboxItem:
@@ -388,6 +401,10 @@ class OutboxItem:
             sent_at=o.sent_at,
             attempts=o.attempts,
             last_error=o.last_error,
+            status=o.status or "queued",
+            next_attempt_at=o.next_attempt_at,
+            delivered_at=o.delivered_at,
+            dlr_status=o.dlr_status,
         )
 
 
@@ -855,21 +872,22 @@ class PlatformStore:
                     await s.rollback()
                     log.info("alert %s %s for call %s already raised: not raised again", info.alert_id, kind, call_id)
                     return info
-            notified = 0
+            channels: list[str] = []
             if elder is not None and kind in FAMILY_NOTIFY_KINDS:
-                notified = self._notify_family(s, elder, alert)
+                channels = self._notify_family(s, elder, alert)
             await s.commit()
             log.info("alert %s raised: %s (%s) elder=%s call=%s", alert.id, kind, severity, elder_id, call_id)
-            return AlertInfo.of(alert, notified=notified)
+            return AlertInfo.of(alert, notified=len(channels), notified_channels=tuple(dict.fromkeys(channels)))
 
     async def _lock_alert_key(self, s: AsyncSession, call_id: str, kind: str) -> None:
         """PostgreSQL: serialise writers of one (call, kind) until commit (SQLite serialises all writers)."""
         if self.engine.dialect.name == "postgresql":
             await s.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(f"alert:{call_id}:{kind}", 0))))
 
-    def _notify_family(self, s: AsyncSession, elder: Elder, alert: Alert) -> int:
+    def _notify_family(self, s: AsyncSession, elder: Elder, alert: Alert) -> list[str]:
+        """Outbox rows for the elder's contacts; returns the channel of each row written."""
         body = family_message(kind=alert.kind, elder_name=elder.name, district=elder.district, alert_id=alert.id)
-        n = 0
+        written: list[str] = []
         for c in sorted(elder.contacts, key=lambda c: (c.priority, c.id)):
             targets = []
             if c.notify_sms and c.phone:
@@ -887,8 +905,8 @@ class PlatformStore:
                         created_at=self.now(),
                     )
                 )
-                n += 1
-        return n
+                written.append(channel)
+        return written
 
     async def get_alert(self, alert_id: int) -> AlertInfo:
         async with self.session("read alert") as s:
@@ -936,22 +954,45 @@ class PlatformStore:
 
     # ------------------------------------------------------------ outbox
 
-    async def pending_outbox(self, *, limit: int = 50, max_attempts: int = 5) -> list[OutboxItem]:
+    async def pending_outbox(
+        self, *, limit: int = 50, max_attempts: int = 5, channels: Iterable[str] | None = None
+    ) -> list[OutboxItem]:
+        """Queued rows whose retry time has come (oldest first)."""
         async with self.session("read outbox") as s:
-            rows = await s.scalars(
+            q = (
                 select(Outbox)
-                .where(Outbox.sent_at.is_(None), Outbox.attempts < max_attempts)
+                .where(
+                    Outbox.status == "queued",
+                    Outbox.attempts < max_attempts,
+                    (Outbox.next_attempt_at.is_(None)) | (Outbox.next_attempt_at <= self.now()),
+                )
                 .order_by(Outbox.id)
                 .limit(limit)
             )
+            if channels is not None:
+                q = q.where(Outbox.channel.in_(list(channels)))
+            rows = await s.scalars(q)
             return [OutboxItem.of(o) for o in rows.all()]
 
-    async def list_outbox(self, *, alert_id: int | None = None, limit: int = 100) -> list[OutboxItem]:
+    async def list_outbox(
+        self, *, alert_id: int | None = None, status: str | None = None, limit: int = 100
+    ) -> list[OutboxItem]:
         async with self.session("read outbox") as s:
             q = select(Outbox).order_by(Outbox.id).limit(limit)
             if alert_id is not None:
                 q = q.where(Outbox.alert_id == alert_id)
+            if status is not None:
+                if status not in OUTBOX_STATUSES:
+                    raise _invalid(f"status must be one of {OUTBOX_STATUSES}")
+                q = q.where(Outbox.status == status)
             return [OutboxItem.of(o) for o in (await s.scalars(q)).all()]
+
+    async def get_outbox(self, outbox_id: int) -> OutboxItem:
+        async with self.session("read outbox") as s:
+            row = await s.get(Outbox, outbox_id)
+            if row is None:
+                raise StoreError(f"no outbox row {outbox_id}", code="not_found")
+            return OutboxItem.of(row)
 
     async def enqueue_notification(
         self, *, channel: str, recipient: str, body: str, subject: str | None = None, alert_id: int | None = None
@@ -966,18 +1007,102 @@ class PlatformStore:
             await s.commit()
             return OutboxItem.of(row)
 
-    async def mark_outbox(self, outbox_id: int, *, sent: bool, error: str | None = None) -> None:
-        async with self.session("update outbox") as s:
+    async def _update_outbox(self, outbox_id: int, what: str, change: Callable[[Outbox], None]) -> OutboxItem:
+        async with self.session(what) as s:
             row = await s.get(Outbox, outbox_id)
             if row is None:
                 raise StoreError(f"no outbox row {outbox_id}", code="not_found")
-            row.attempts += 1
-            if sent:
-                row.sent_at = self.now()
-                row.last_error = None
-            else:
-                row.last_error = (error or "failed")[:255]
+            change(row)
             await s.commit()
+            return OutboxItem.of(row)
+
+    async def outbox_attempt(self, outbox_id: int, *, dlr_secret: str) -> OutboxItem:
+        """A channel with delivery reports is about to be given the row: remember this attempt's report
+        secret (its hash) first — the report may arrive before the submission returns."""
+
+        def change(row: Outbox) -> None:
+            row.dlr_secret_hash = _secret_hash(dlr_secret)
+            row.dlr_status = None
+
+        return await self._update_outbox(outbox_id, "update outbox", change)
+
+    async def outbox_sent(self, outbox_id: int) -> OutboxItem:
+        """The channel accepted the message (one attempt): ``sent`` — unless this attempt's delivery report
+        already came in (then the report decided the status)."""
+
+        def change(row: Outbox) -> None:
+            row.attempts += 1
+            row.sent_at = self.now()
+            row.last_error = None if row.status != "queued" or row.dlr_status is None else row.last_error
+            if row.status == "queued" and row.dlr_status is None:
+                row.status = "sent"
+                row.next_attempt_at = None
+
+        return await self._update_outbox(outbox_id, "update outbox", change)
+
+    async def outbox_failed(self, outbox_id: int, *, error: str, retry_at: dt.datetime | None) -> OutboxItem:
+        """One failed attempt: back to ``queued`` until ``retry_at``, or ``failed`` for good when None."""
+
+        def change(row: Outbox) -> None:
+            row.attempts += 1
+            row.last_error = (error or "failed")[:255]
+            row.status = "queued" if retry_at is not None else "failed"
+            row.next_attempt_at = retry_at
+
+        return await self._update_outbox(outbox_id, "update outbox", change)
+
+    async def outbox_undeliverable(self, outbox_id: int, *, reason: str) -> OutboxItem:
+        """No channel can carry this row (none configured): nothing was attempted, nothing claims it went."""
+
+        def change(row: Outbox) -> None:
+            row.status = "undeliverable"
+            row.last_error = reason[:255]
+
+        return await self._update_outbox(outbox_id, "update outbox", change)
+
+    async def outbox_delivery_report(
+        self,
+        outbox_id: int,
+        *,
+        secret: str,
+        outcome: str,
+        report: str,
+        retry_at: dt.datetime | None = None,
+    ) -> OutboxItem:
+        """A delivery report for a ``sent`` row, authenticated by the secret of its current attempt.
+
+        ``outcome``: ``delivered``; ``failed`` (back to ``queued`` until ``retry_at``, or ``failed`` for good
+        when None); ``pending`` (buffered / accepted by the SMSC: only recorded). Reports for a row that is
+        no longer ``sent`` (nor in flight) are recorded and change nothing. A wrong secret raises ``forbidden``."""
+        if outcome not in ("delivered", "failed", "pending"):
+            raise _invalid("outcome must be delivered, failed or pending")
+        async with self.session("delivery report") as s:
+            row = await s.get(Outbox, outbox_id)
+            if row is None or not row.dlr_secret_hash or not hmac.compare_digest(row.dlr_secret_hash, _secret_hash(secret)):
+                # the same answer for an unknown row and a wrong secret
+                raise StoreError("delivery report not accepted", code="forbidden")
+            # queued without a report yet: the submission of this attempt has not returned (reports can be faster)
+            in_flight = row.status == "queued" and row.dlr_status is None
+            row.dlr_status = report[:255]
+            if row.status == "sent" or in_flight:
+                if outcome == "delivered":
+                    row.status = "delivered"
+                    row.delivered_at = self.now()
+                elif outcome == "failed":
+                    row.last_error = f"delivery failed: {report}"[:255]
+                    row.status = "queued" if retry_at is not None else "failed"
+                    row.next_attempt_at = retry_at
+                else:
+                    row.status = "sent"
+            await s.commit()
+            return OutboxItem.of(row)
+
+    async def mark_outbox(self, outbox_id: int, *, sent: bool, error: str | None = None) -> None:
+        """Older form: ``sent`` → ``outbox_sent``; not sent → one failed attempt, retried at once."""
+        if sent:
+            await self.outbox_sent(outbox_id)
+        else:
+            await self.outbox_failed(outbox_id, error=error or "failed", retry_at=self.now())
 
     # ------------------------------------------------------------ calls and turns
 
@@ -1140,7 +1265,10 @@ class PlatformStore:
                 ),
                 "open_alerts": int(await s.scalar(select(func.count(Alert.id)).where(Alert.status == "open")) or 0),
                 "pending_notifications": int(
-                    await s.scalar(select(func.count(Outbox.id)).where(Outbox.sent_at.is_(None))) or 0
+                    await s.scalar(select(func.count(Outbox.id)).where(Outbox.status.in_(("queued", "sent")))) or 0
+                ),
+                "undeliverable_notifications": int(
+                    await s.scalar(select(func.count(Outbox.id)).where(Outbox.status == "undeliverable")) or 0
                 ),
             }
 

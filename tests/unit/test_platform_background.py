@@ -4,6 +4,7 @@ demo seed, service token."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import stat
 
@@ -111,14 +112,18 @@ async def test_outbox_retries_failed_deliveries(store):
         async def send(self, *, recipient, subject, body):
             emails.append(recipient)
 
-    dispatcher = OutboxDispatcher(store=store, senders={"sms": sms, "email": Mail()})
+    dispatcher = OutboxDispatcher(store=store, senders={"sms": sms, "email": Mail()}, retry_backoff_s=(30.0,))
     assert await dispatcher.deliver_pending() == 2  # first SMS failed, second SMS + email sent
     rows = {r.recipient: r for r in await store.list_outbox()}
     failed = rows["13900000101"]
     assert failed.sent_at is None and failed.attempts == 1 and "SMS gateway down" in failed.last_error
+    assert failed.status == "queued" and failed.next_attempt_at == store.now() + dt.timedelta(seconds=30)
+    assert await dispatcher.deliver_pending() == 0  # backing off
+    store._clock.advance(30)
     assert await dispatcher.deliver_pending() == 1  # the retry
     assert sms.sent == ["13900000102", "13900000101"] and emails == ["chenli@example.cn"]
     assert await store.pending_outbox() == []
+    assert {r.status for r in await store.list_outbox()} == {"sent"}
     assert "疑似诈骗" in rows["13900000101"].body
 
 
@@ -129,11 +134,11 @@ async def test_outbox_gives_up_after_max_attempts(store):
         async def send(self, **_):
             raise OSError("no route")
 
-    dispatcher = OutboxDispatcher(store=store, senders={"sms": Down()}, max_attempts=2)
+    dispatcher = OutboxDispatcher(store=store, senders={"sms": Down()}, max_attempts=2, retry_backoff_s=(0.0,))
     for _ in range(3):
         await dispatcher.deliver_pending()
     (row,) = await store.list_outbox()
-    assert row.attempts == 2 and row.sent_at is None
+    assert row.attempts == 2 and row.sent_at is None and row.status == "failed"
     assert await store.pending_outbox(max_attempts=2) == []
 
 
