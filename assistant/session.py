@@ -35,6 +35,12 @@ class CallSession:
     asking_slot: str | None = None
     # an uncertain emergency was asked about ("do you need help?"): what raised it, until it is answered
     pending_emergency: dict[str, Any] | None = None
+    # True while the caller keys their PIN (``*`` … ``#``): keypad digits are then secret — no keypad alerts,
+    # not in reports or transcripts
+    keypad_secret: bool = False
+    # the caller (an inbound call from an elder's registered number) asked us to hang up and call them back
+    # on that number: the gateway places the outbound call (with the full proof) after this call ends
+    callback_requested: bool = False
 
     @property
     def verified(self) -> bool:

@@ -207,6 +207,12 @@ class FraudSettings:
     code_validity_s: float = 1800.0
     # the char n-gram style model on top of the cue layer (capped; see assistant/fraud_guard/detector.py)
     use_ngram: bool = True
+    # the elder's keypad PIN (assistant/fraud_guard/pin.py): this many wrong entries in a row lock it for
+    # pin_lockout_s and raise an operator alert
+    pin_max_attempts: int = 3
+    pin_lockout_s: float = 900.0
+    # a caller who pressed 9 (call me back) is dialled this long after their call ended (line free again)
+    callback_delay_s: float = 3.0
 
 
 @dataclass(frozen=True, kw_only=True)

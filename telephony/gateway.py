@@ -1,9 +1,11 @@
 """The phone gateway: a SIP endpoint whose calls each run one pipecat pipeline.
 
 Inbound: caller ID → elder profile (``ElderDirectory``, i.e. ``PlatformStore.elder_by_phone``); an elder
-is greeted in their dialect, an unknown number gets a neutral greeting and no personal data. A call-back
-within a fraud-guard ledger entry's validity window resumes the pending care call
-(``PendingCareCalls.resume_pending``). Outbound care calls come from ``telephony.scheduler``.
+is greeted in their dialect, an unknown number gets a neutral greeting and no personal data. Caller ID can
+be spoofed, so an inbound call is never verified by it (issue #15): not even a call-back inside a care
+call's code window. The caller can key the elder's PIN (``*`` PIN ``#``, checked by the dialogue stage) or
+press 9: the call ends and ``call_back`` dials the registered number with the full proof (an outbound
+call through ``telephony.scheduler``). Outbound care calls come from ``telephony.scheduler``.
 
 The pipeline is the integrator's: ``pipeline_factory(transport=..., session=...)`` returns a pipecat
 ``Pipeline`` (or anything with a ``.pipeline``, e.g. ``assistant.pipeline.CallPipeline``) that starts with
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -34,8 +37,6 @@ GREETINGS = {
     ("yue", "known"): "你好，我係長者語音助手。今日身體點呀？需要幫手可以直接講，或者撳1表示好好，撳2表示要幫手，撳0轉人工。",
     ("cmn", "unknown"): "您好，这里是长者语音助手，请问有什么可以帮您？",
     ("yue", "unknown"): "你好，呢度係長者語音助手，請問有咩可以幫到你？",
-    ("cmn", "resume"): "您好，您是回拨我们的关怀电话。我们继续刚才的问候：您今天身体怎么样？按1很好，按2需要帮助，按0转人工。",
-    ("yue", "resume"): "你好，你係覆我哋嘅關懷電話。我哋繼續頭先嘅問候：你今日身體點呀？撳1好好，撳2要幫手，撳0轉人工。",
 }
 
 
@@ -65,12 +66,6 @@ class ElderDirectory(Protocol):
     def elder_by_phone(self, number: str) -> Any: ...
 
 
-class PendingCareCalls(Protocol):
-    """``assistant.fraud_guard.ledger``: ``resume_pending(number)`` → the pending care call entry or None."""
-
-    def resume_pending(self, number: str) -> Any: ...
-
-
 @dataclass(frozen=True, kw_only=True)
 class TelephonyAlert:
     """Something a person must act on: ``kind`` is "help" (keypad 2 / unwell), "human" (keypad 0), "no_answer"."""
@@ -84,6 +79,9 @@ class TelephonyAlert:
 
 AlertSink = Callable[[TelephonyAlert], Awaitable[None]]
 PipelineFactory = Callable[..., Any]
+# the caller asked to be called back on their registered number (session.callback_requested): place the
+# outbound call (ledger entry before dialling, full proof); raises TelephonyError when it cannot
+CallBack = Callable[[CallSession], Awaitable[None]]
 
 
 @dataclass(kw_only=True)
@@ -115,18 +113,20 @@ class Gateway:
         settings: Settings,
         pipeline_factory: PipelineFactory,
         directory: ElderDirectory | None = None,
-        ledger: PendingCareCalls | None = None,
         on_alert: AlertSink | None = None,
+        call_back: CallBack | None = None,
         host: str | None = None,
         port: int | None = None,
+        max_reports: int = 1000,
     ) -> None:
         self.settings = settings
         self.pipeline_factory = pipeline_factory
         self.directory = directory
-        self.ledger = ledger
         self.on_alert = on_alert
+        self.call_back = call_back  # set by gateway_service once the care-call runner exists
         self.endpoint = SipEndpoint(settings=settings.telephony, host=host, port=port, on_incoming=self.handle_inbound)
-        self.reports: list[CallReport] = []
+        # the latest calls' reports (benchmarks, tests): bounded, a gateway runs for months
+        self.reports: deque[CallReport] = deque(maxlen=max_reports)
 
     async def start(self) -> None:
         await asyncio.to_thread(_prewarm)
@@ -144,21 +144,11 @@ class Gateway:
 
     # --- inbound -----------------------------------------------------------------------------
     async def identify(self, number: str, *, call_id: str | None = None) -> tuple[CallSession, str]:
-        """The session for a caller and the greeting kind ("known" | "unknown" | "resume")."""
+        """The session for a caller and the greeting kind ("known" | "unknown"). The caller ID only picks
+        the profile (dialect, whose PIN / which number to call back): the session stays unverified and is
+        never linked to a ledger entry."""
         session = CallSession(channel="phone", direction="inbound", caller_number=number or None, tts_rate_wpm=self.settings.tts.rate_wpm)
         kind = "unknown"
-        if number and self.ledger is not None:
-            try:
-                resume = self.ledger.resume_pending
-                takes_call_id = "call_id" in inspect.signature(resume).parameters
-                pending = await _maybe_await(resume(number, call_id=call_id) if takes_call_id else resume(number))
-            except Exception as exc:
-                logger.warning("fraud-guard ledger lookup failed for an inbound call: %s", exc)
-                pending = None
-            if pending is not None:
-                session.elder_id = _field(pending, "elder_id")
-                session.ledger_entry_id = _field(pending, "entry_id") or _field(pending, "id")
-                kind = "resume"
         if number and self.directory is not None:
             try:
                 elder = await _maybe_await(self.directory.elder_by_phone(number))
@@ -166,17 +156,35 @@ class Gateway:
                 logger.warning("elder lookup failed for an inbound call: %s", exc)
                 elder = None
             if elder is not None:
-                session.elder_id = session.elder_id or getattr(elder, "elder_id", None) or getattr(elder, "id", None)
+                session.elder_id = getattr(elder, "elder_id", None) or getattr(elder, "id", None)
                 session.dialect = getattr(elder, "dialect", None)
-                kind = "resume" if kind == "resume" else "known"
-            elif kind == "resume":  # a ledger entry but no elder on file for the number: stay neutral
-                kind = "unknown"
+                kind = "known"
         return session, kind
 
     async def handle_inbound(self, call: PhoneCall) -> None:
         session, kind = await self.identify(call.remote_number, call_id=call.call_id)
         session.call_id = call.call_id
         await self.run_call(call, session=session, greeting=greeting_text(dialect=session.dialect, kind=kind))
+        if session.callback_requested and session.elder_id is not None:
+            await self._call_back(session)
+
+    async def _call_back(self, session: CallSession) -> None:
+        """The call-back the caller asked for; without a dialer (or when it fails) an operator is asked
+        to call the registered number instead."""
+        reason = "no_dialer"
+        if self.call_back is not None:
+            try:
+                await self.call_back(session)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                reason = getattr(exc, "code", None) or type(exc).__name__
+                logger.warning("call-back for call %s not placed: %s", session.call_id, reason)
+        if self.on_alert is not None:
+            await self.on_alert(TelephonyAlert(kind="human", call_id=session.call_id, elder_id=session.elder_id,
+                                               number=session.caller_number,
+                                               detail={"source": "identity_callback", "reason": reason}))
 
     # --- any call ----------------------------------------------------------------------------
     async def run_call(self, call: PhoneCall, *, session: CallSession, greeting: str | None = None, on_key: Callable[[str], Awaitable[None]] | None = None) -> CallReport:
@@ -184,6 +192,9 @@ class Gateway:
         self.reports.append(report)
 
         async def keypad(digit: str) -> None:
+            if session.keypad_secret:  # a PIN being keyed: not recorded, no keypad alerts
+                report.keys.append("•")
+                return
             report.keys.append(digit)
             kind = KEYPAD_ALERTS.get(digit)
             if kind is not None and self.on_alert is not None:

@@ -199,6 +199,27 @@ def with_checkin_outcomes(base, runner_ref: list):
     return factory
 
 
+def identity_call_back(*, runner: CareCallRunner, store, settings):
+    """``Gateway.call_back``: the caller on an inbound call pressed 9 → after ``fraud.callback_delay_s``
+    (their line is free again) one outbound call to the number on file they rang from — caller ID picked
+    the elder, but only the real subscriber of that number answers our call — with the full proof."""
+
+    async def call_back(session) -> None:
+        from assistant.platform.models import normalize_phone
+
+        elder = await store.get_elder(session.elder_id)
+        caller = normalize_phone(_phone_of(session.caller_number or ""))
+        number = next((p.number for p in elder.phones if normalize_phone(p.number) == caller), None)
+        if number is None:
+            raise TelephonyError("the caller's number is not on file: no call-back", code="unknown_elder")
+        await asyncio.sleep(settings.fraud.callback_delay_s)
+        schedule = schedule_for_elder(elder, number=number, quiet_hours=settings.telephony.quiet_hours)
+        result = await runner.run_identity_callback(schedule)
+        logger.info("identity call-back to elder %s: %s", session.elder_id, result.status)
+
+    return call_back
+
+
 @dataclass(kw_only=True)
 class GatewayService:
     gateway: Gateway
@@ -231,7 +252,6 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
         settings=settings,
         pipeline_factory=with_checkin_outcomes(pipeline_factory or default_pipeline_factory(runtime.services), runner_ref),
         directory=store,
-        ledger=ledger if ledger is not None and hasattr(ledger, "resume_pending") else None,
         on_alert=sink,
         host=host,
         port=port,
@@ -245,6 +265,7 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
         logger.warning("scheduled care calls are off: %s", "no platform store" if store is None else "the fraud-guard ledger has no before-dial recorder yet")
     else:
         runner_ref.append(runner)
+        gateway.call_back = identity_call_back(runner=runner, store=store, settings=settings)
 
         async def schedules() -> list[CareSchedule]:
             out = []

@@ -194,7 +194,7 @@ class LedgerIntent:
 
     elder_id: int
     number: str
-    purpose: Literal["care_call", "family_escalation"]
+    purpose: Literal["care_call", "family_escalation", "identity_callback"]
     attempt: int
     call_ref: str
 
@@ -231,6 +231,11 @@ SAFE_PHRASE_TIMEOUT_S = 3.0  # a slow store must not keep the elder waiting in s
 CHECKIN_QUESTION = {
     "cmn": "您今天身体怎么样？很好请按1，需要帮助请按2，转人工请按0。",
     "yue": "你今日身體點呀？好好請撳1，要幫手請撳2，轉人工請撳0。",
+}
+# after the proof on the call-back an inbound caller asked for (keypad 9 on their call)
+CALLBACK_QUESTION = {
+    "cmn": "这是您刚才要的回电。有什么可以帮您？",
+    "yue": "呢個係你頭先要嘅回電。有咩可以幫到你？",
 }
 
 
@@ -342,7 +347,11 @@ class CareCallRunner:
         record.call_id = call.call_id
         return call, entry, record
 
-    async def _converse(self, call, schedule: CareSchedule, *, greeting: str, family: bool, entry: Any = None) -> Outcome | None:
+    async def _converse(self, call, schedule: CareSchedule, *, greeting: str, family: bool, entry: Any = None,
+                        hang_up_after_outcome_s: float | None = None) -> Outcome | None:
+        """Run the answered call; a check-in hangs up ``after_outcome_s`` after its answer
+        (``hang_up_after_outcome_s`` None → that default; a negative value → never, the callee ends it)."""
+        after_s = self.after_outcome_s if hang_up_after_outcome_s is None else hang_up_after_outcome_s
         ev = asyncio.Event()
         self._outcome_events[call.call_id] = ev
 
@@ -363,7 +372,9 @@ class CareCallRunner:
 
         async def hang_up_after_outcome() -> None:
             await ev.wait()
-            await asyncio.sleep(self.after_outcome_s)
+            if after_s < 0:
+                return
+            await asyncio.sleep(after_s)
             await call.hangup()
 
         watcher = asyncio.create_task(hang_up_after_outcome())
@@ -414,6 +425,31 @@ class CareCallRunner:
         result.status = "escalated_operator"
         result.alerts.append("no_answer")
         await self._alert("no_answer", elder_id=schedule.elder_id, call_id=None, number=schedule.number, detail={"attempts": [a.result for a in result.attempts]})
+        return result
+
+
+    async def run_identity_callback(self, schedule: CareSchedule) -> CareCallResult:
+        """The call-back an inbound caller asked for (they pressed 9 instead of keying the PIN): one dial to
+        ``schedule.number`` (a number on file), written to the ledger first like every platform call, opened
+        with the full proof; the callee ends the call. No answer → an operator alert (no retries, no family)."""
+        from assistant.fraud_guard.identity import proof_utterances
+
+        result = CareCallResult(elder_id=schedule.elder_id)
+        phrase = await self._safe_phrase(schedule.elder_id)
+        call, entry, record = await self._dial(schedule, schedule.number, "identity_callback", 1, result)
+        if call is None:
+            result.status = "escalated_operator"
+            result.alerts.append("no_answer")
+            await self._alert("no_answer", elder_id=schedule.elder_id, call_id=None, number=schedule.number,
+                              detail={"source": "identity_callback", "attempts": [record.result]})
+            return result
+        d = "yue" if schedule.dialect == "yue" else "cmn"
+        greeting = "".join(proof_utterances(safe_phrase=phrase, code=_proof(entry), dialect=schedule.dialect)) + CALLBACK_QUESTION[d]
+        try:
+            result.outcome = await self._converse(call, schedule, greeting=greeting, family=False, entry=entry,
+                                                  hang_up_after_outcome_s=-1.0)
+        finally:
+            await self._mark_answered(entry, call.call_id)
         return result
 
 

@@ -57,6 +57,11 @@ class CallAlert:
 
 AlertSink = Callable[[CallAlert], Awaitable[None]]
 IdentityProof = Callable[[CallSession], Awaitable[list[str]]]
+# (session, PIN keyed) → ``assistant.fraud_guard.pin.PinCheck`` (``IdentityService.check_pin``)
+KeypadPin = Callable[[CallSession, str], Awaitable[Any]]
+
+PIN_START, PIN_END, CALLBACK_KEY = "*", "#", "9"
+PIN_MAX_KEYS = 12  # longer than any PIN: stop collecting (the check then fails)
 
 
 class DialogueProcessor(FrameProcessor):
@@ -69,6 +74,7 @@ class DialogueProcessor(FrameProcessor):
         tracker: TurnTracker,
         on_alert: AlertSink | None = None,
         identity_proof: IdentityProof | None = None,
+        keypad_pin: KeypadPin | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -78,6 +84,8 @@ class DialogueProcessor(FrameProcessor):
         self._tracker = tracker
         self._on_alert = on_alert
         self._identity_proof = identity_proof
+        self._keypad_pin = keypad_pin
+        self._pin_keys: str | None = None  # the PIN being keyed (never logged or recorded)
         self._bot_speaking = False
         self._thresholds = Thresholds.from_settings(settings.dialogue)
         self._answer_timer: asyncio.Task | None = None
@@ -116,6 +124,8 @@ class DialogueProcessor(FrameProcessor):
             record.transcript = frame.text
             record.frame_id = frame.id
         text = frame.text.strip()
+        if self._pin_keys is not None and text:  # spoke instead of finishing the PIN: entry abandoned
+            self._end_pin_entry()
         asr_confidence = record.asr_confidence if record.source == "speech" else None
         if self._session.pending_emergency is not None:
             await self._emergency_answer(record, text, asr_confidence=asr_confidence)
@@ -132,6 +142,12 @@ class DialogueProcessor(FrameProcessor):
         await self._decide(record, text, asr_confidence=asr_confidence)
 
     async def _handle_keypad(self, key: str) -> None:
+        if self._pin_keys is not None:
+            await self._pin_key(key)
+            return
+        if self._pin_factor_offered() and key in (PIN_START, CALLBACK_KEY):
+            await self._identity_key(key)
+            return
         record = self._tracker.begin(source="dtmf")
         record.transcript = f"[按键 {key}]"
         if self._session.pending_emergency is not None:  # key 1 (or 2) answers "do you need help?" with yes
@@ -149,6 +165,77 @@ class DialogueProcessor(FrameProcessor):
             return
         self._session.failed_turns = 0
         await self._ask_rasa(record, intent, keypad_key=key)
+
+    # -- the caller's identity factors on an inbound phone call (issue #15) -----------------------------
+
+    def _pin_factor_offered(self) -> bool:
+        s = self._session
+        return self._keypad_pin is not None and s.channel == "phone" and s.direction == "inbound" and not s.verified
+
+    async def _identity_key(self, key: str) -> None:
+        from assistant.fraud_guard.identity import pin_prompt
+
+        record = self._tracker.begin(source="dtmf")
+        record.transcript = f"[按键 {key}]"
+        dialect = self._session.dialect
+        if self._session.elder_id is None:  # not a registered number: neither factor applies
+            await self._say(record, [pin_prompt("unavailable" if key == PIN_START else "callback_unavailable", dialect)])
+            return
+        if key == PIN_START:
+            self._pin_keys = ""
+            self._session.keypad_secret = True
+            await self._say(record, [pin_prompt("enter", dialect)])
+            return
+        self._session.callback_requested = True
+        record.events.append({"event": "identity_callback"})
+        await self._say(record, [pin_prompt("callback", dialect)])
+        await self.push_frame(EndWorkerFrame(), FrameDirection.UPSTREAM)
+
+    def _end_pin_entry(self) -> None:
+        self._pin_keys = None
+        self._session.keypad_secret = False
+
+    async def _pin_key(self, key: str) -> None:
+        assert self._pin_keys is not None
+        if key == PIN_START:  # start again
+            self._pin_keys = ""
+            return
+        if key != PIN_END:
+            if key.isdigit() and len(self._pin_keys) < PIN_MAX_KEYS:
+                self._pin_keys += key
+            return
+        pin = self._pin_keys
+        self._end_pin_entry()
+        await self._check_pin(pin)
+
+    async def _check_pin(self, pin: str) -> None:
+        from assistant.fraud_guard.identity import pin_prompt
+
+        record = self._tracker.begin(source="dtmf")
+        record.transcript = "[按键 口令]"  # never the digits
+        dialect = self._session.dialect
+        try:
+            result = await self._keypad_pin(self._session, pin)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the store is down: no verification, and say how to go on
+            logger.error(f"call {self._session.call_id}: PIN check failed: {exc}")
+            await self._say(record, [pin_prompt("unavailable", dialect)])
+            return
+        status = getattr(result, "status", "not_set")
+        record.events.append({"event": "identity_pin", "status": status})
+        if status == "ok":
+            self._session.failed_turns = 0
+            await self._say(record, [pin_prompt("ok", dialect)])
+        elif status == "wrong":
+            await self._say(record, [pin_prompt("wrong", dialect)])
+        elif status == "locked":
+            if getattr(result, "just_locked", False):
+                await self._alert("fraud", {"reason": "pin_lockout", "number": self._session.caller_number,
+                                            "locked_until": str(getattr(result, "locked_until", ""))})
+            await self._say(record, [pin_prompt("locked", dialect)])
+        else:
+            await self._say(record, [pin_prompt("unavailable", dialect)])
 
     async def _failed_turn(self, record: TurnRecord, *, reason: str) -> None:
         self._session.failed_turns += 1

@@ -28,7 +28,7 @@ async def platform(settings):
 
 
 def gateway(settings, store, ledger) -> Gateway:
-    return Gateway(settings=settings, pipeline_factory=lambda **_: None, directory=store, ledger=ledger, port=0)
+    return Gateway(settings=settings, pipeline_factory=lambda **_: None, directory=store, port=0)
 
 
 async def test_known_caller_is_greeted_in_dialect_without_personal_data(settings, platform):
@@ -46,15 +46,16 @@ async def test_unknown_caller_gets_neutral_greeting(settings, platform):
     assert greeting_text(dialect=None, kind=kind) == "您好，这里是长者语音助手，请问有什么可以帮您？"
 
 
-async def test_call_back_within_the_window_resumes_the_pending_care_call(settings, platform):
+async def test_call_back_within_the_window_is_not_linked_to_the_care_call(settings, platform):
+    # issue #15: caller ID can be spoofed, so a call "back" from the number we dialled proves nothing
     store, ledger, elder = platform
     record = ledger_recorder(ledger, settings=settings)
     entry = await record(LedgerIntent(elder_id=elder.elder_id, number="0750-333 1234", purpose="care_call", attempt=1, call_ref="r-1"))
     assert entry.code and entry.status == "pending"  # written before any dial
     session, kind = await gateway(settings, store, ledger).identify("07503331234", call_id="in-3")
-    assert kind == "resume" and session.ledger_entry_id == entry.entry_id and session.elder_id == elder.elder_id
-    again = await gateway(settings, store, ledger).identify("07503331234", call_id="in-4")
-    assert again[1] == "known"  # an entry resumes once
+    assert kind == "known" and session.ledger_entry_id is None and session.elder_id == elder.elder_id
+    assert session.verification == "unverified"
+    assert (await ledger.get(entry.entry_id)).status == "pending"  # not consumed by the inbound call
 
 
 async def test_lookup_failures_fall_back_to_the_neutral_greeting(settings):
@@ -62,8 +63,5 @@ async def test_lookup_failures_fall_back_to_the_neutral_greeting(settings):
         async def elder_by_phone(self, number):
             raise RuntimeError("database down")
 
-        async def resume_pending(self, number):
-            raise RuntimeError("database down")
-
-    session, kind = await Gateway(settings=settings, pipeline_factory=lambda **_: None, directory=Broken(), ledger=Broken(), port=0).identify("07503331234")
+    session, kind = await Gateway(settings=settings, pipeline_factory=lambda **_: None, directory=Broken(), port=0).identify("07503331234")
     assert kind == "unknown" and session.elder_id is None
