@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from assistant.private_files import restrict_umask
+
+    restrict_umask()  # store, tracker store, recordings, logs, secrets: 0600/0700 whatever the shell's umask
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

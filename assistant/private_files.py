@@ -22,20 +22,25 @@ def restrict_umask() -> int:
     return os.umask(PRIVATE_UMASK)
 
 
-def private_dir(path: Path) -> Path:
-    """Create ``path`` (and missing parents) with mode 0700; an existing folder we own is narrowed to 0700."""
+def private_dir(path: Path, *, narrow: bool = True) -> Path:
+    """Create ``path`` (and missing parents) with mode 0700. With ``narrow`` an existing folder we own is
+    narrowed to 0700 too: only for the assistant's own folders (``var/`` and below), never for a folder a
+    user named as the parent of something (``/tmp``, a home directory)."""
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    try:
-        if path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
-            path.chmod(DIR_MODE)
-    except OSError:
-        pass
+    if narrow:
+        try:
+            st = path.stat()
+            if st.st_uid == os.getuid() and st.st_mode & 0o077:
+                path.chmod(DIR_MODE)
+        except OSError:
+            pass
     return path
 
 
 def private_file(path: Path) -> Path:
-    """Create ``path`` empty with mode 0600 when missing (so SQLite & co. inherit 0600); parents 0700."""
-    private_dir(path.parent)
+    """Create ``path`` empty with mode 0600 when missing (SQLite gives its -wal/-shm files the database file's
+    mode); missing parents are created 0700, existing ones are left as they are."""
+    private_dir(path.parent, narrow=False)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     except FileExistsError:

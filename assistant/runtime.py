@@ -96,9 +96,10 @@ def with_free_ports(settings: Settings) -> Settings:
 @contextlib.asynccontextmanager
 async def running(settings: Settings, *, with_rasa: bool = True, rasa_required: bool = False) -> AsyncIterator[Runtime]:
     """Start the web app and (optionally) the supervised Rasa servers; stop all on exit."""
+    from assistant.private_files import private_dir
     from assistant.server import create_app, service_token
 
-    settings.paths.var_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.paths.var_dir)  # 0700: recordings, store, logs, secrets live below
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -2,8 +2,10 @@
 
 ``create_engine_for(settings)`` builds an ``AsyncEngine`` from ``settings.store.database_url``:
 
-- ``sqlite+aiosqlite:///path`` — the parent folder is created; every connection gets WAL journaling,
-  ``busy_timeout`` (``settings.store.sqlite_busy_timeout_ms``) and ``foreign_keys=ON``.
+- ``sqlite+aiosqlite:///path`` — the parent folder is created (0700) and the database file (0600, before
+  SQLite creates it: its -wal/-shm files take the same mode); every connection gets WAL journaling with
+  ``synchronous=FULL`` (a committed order survives a power cut: NORMAL may lose the last transactions in WAL
+  mode), ``busy_timeout`` (``settings.store.sqlite_busy_timeout_ms``) and ``foreign_keys=ON``.
 - ``postgresql+asyncpg://user:pw@host:port/db`` — pooled, pre-pinged, with a connect timeout.
 
 ``session_factory(engine)`` returns the ``async_sessionmaker`` the store uses (``expire_on_commit=False``).
@@ -19,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from assistant.errors import StoreError
+from assistant.private_files import private_file
 from assistant.settings import Settings, StoreSettings
 
 
@@ -52,7 +55,7 @@ def create_engine_for(settings: Settings | StoreSettings, *, url: str | None = N
             u = u.set(drivername="sqlite+aiosqlite")
         db = u.database or ""
         if db and db != ":memory:" and not db.startswith("file:"):
-            Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(db).expanduser())
         connect_args = {"timeout": max(store.sqlite_busy_timeout_ms, 1) / 1000.0}
         engine = create_async_engine(u, connect_args=connect_args, **kwargs)
         busy_ms = int(store.sqlite_busy_timeout_ms)
@@ -63,7 +66,7 @@ def create_engine_for(settings: Settings | StoreSettings, *, url: str | None = N
             try:
                 if db and db != ":memory:":
                     cur.execute("PRAGMA journal_mode=WAL")
-                    cur.execute("PRAGMA synchronous=NORMAL")
+                    cur.execute("PRAGMA synchronous=FULL")
                 cur.execute(f"PRAGMA busy_timeout={busy_ms}")
                 cur.execute("PRAGMA foreign_keys=ON")
             finally:

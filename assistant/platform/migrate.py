@@ -30,10 +30,23 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+def _private_sqlite_file(url: str) -> None:
+    """A new SQLite database file is created 0600 (folder 0700 when missing) before SQLite opens it."""
+    from sqlalchemy.engine import make_url
+
+    from assistant.private_files import private_file
+
+    u = make_url(url)
+    db = u.database or ""
+    if u.get_backend_name() == "sqlite" and db and db != ":memory:" and not db.startswith("file:"):
+        private_file(Path(db).expanduser())
+
+
 def _sync_engine(url: str, *, connect_timeout_s: int = 10):
     """A short-lived synchronous engine (tools and migrations only, never on the event loop)."""
     target = sync_url(url)
     connect_args = {"connect_timeout": connect_timeout_s} if target.startswith("postgresql") else {}
+    _private_sqlite_file(target)
     return create_engine(target, connect_args=connect_args, poolclass=NullPool)
 
 
