@@ -97,7 +97,7 @@ def with_free_ports(settings: Settings) -> Settings:
 async def running(settings: Settings, *, with_rasa: bool = True, rasa_required: bool = False) -> AsyncIterator[Runtime]:
     """Start the web app and (optionally) the supervised Rasa servers; stop all on exit."""
     from assistant.private_files import private_dir
-    from assistant.server import create_app, service_token
+    from assistant.server import create_app, report_component, service_token
 
     private_dir(settings.paths.var_dir)  # 0700: recordings, store, logs, secrets live below
     app = create_app(settings)
@@ -131,6 +131,9 @@ async def running(settings: Settings, *, with_rasa: bool = True, rasa_required: 
                 if rasa_required:
                     raise
                 logger.error(f"dialogue unavailable, calls will be handed to operators: {exc.message}")
+                report_component(app, "dialogue", ok=False, error=exc.code, message=exc.message)
+        else:
+            report_component(app, "dialogue", ok=None, note="Rasa not started here")
         from assistant.platform.api import STORE_KEY
 
         await warm_up(settings)

@@ -20,6 +20,16 @@ from assistant.settings import Settings, load_settings
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 STARTED_KEY = web.AppKey("started_at", float)
+# what `serve` started and how that went: name → {"ok": bool | None, "error": code, ...}; ok None = off on purpose
+COMPONENTS_KEY = web.AppKey("components", dict)
+
+
+def report_component(app: web.Application, name: str, *, ok: bool | None, error: str | None = None, **detail: Any) -> None:
+    """Record a component's state for ``/health`` (``ok=None``: switched off on purpose, not a fault)."""
+    entry: dict[str, Any] = {"ok": ok, **detail}
+    if error:
+        entry["error"] = error
+    app.setdefault(COMPONENTS_KEY, {})[name] = entry
 
 # (module, function): each area mounts its routes; a missing area is logged, not fatal
 AREAS: tuple[tuple[str, str], ...] = (
@@ -59,6 +69,14 @@ async def health(request: web.Request) -> web.Response:
 
     supervisor = app.get(SUPERVISOR_KEY)
     body["rasa"] = supervisor.status() if supervisor is not None else "not running"
+    components = {name: dict(entry) for name, entry in (app.get(COMPONENTS_KEY) or {}).items()}
+    if supervisor is not None:  # a child that died or is being restarted: calls go to operators meanwhile
+        children = body["rasa"]
+        down = sorted(name for name, child in children.items() if not child["running"])
+        components["dialogue"] = {"ok": not down, **({"error": "rasa_down", "down": down} if down else {})}
+    body["components"] = components
+    if any(entry.get("ok") is False for entry in components.values()):
+        body["status"] = "degraded"
     try:
         from assistant.platform.api import store_health
 
@@ -81,6 +99,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=32 * 1024 * 1024)
     app[SETTINGS_KEY] = settings
     app[STARTED_KEY] = time.monotonic()
+    app[COMPONENTS_KEY] = {}
     app.router.add_get("/health", health)
     for module, func in AREAS:
         try:
@@ -134,12 +153,9 @@ async def _serve_until(stop: asyncio.Event, ready: asyncio.Event, settings: Sett
     from telephony.gateway_service import start_gateway
 
     async with running(settings, with_rasa=with_rasa) as runtime:
-        gateway = None
-        if with_phone:
-            try:
-                gateway = await start_gateway(runtime)
-            except AssistantError as exc:  # e.g. the SIP port is taken: serve the rest, say so
-                logger.error(f"phone gateway not started: error[{exc.code}] {exc.message}")
+        gateway = await start_phone(runtime, start_gateway=start_gateway) if with_phone else None
+        if not with_phone:
+            report_component(runtime.app, "phone", ok=None, note="--no-phone")
         ready.set()
         logger.info(f"assistant {__version__} serving on {runtime.base_url} — Ctrl-C stops")
         try:
@@ -147,6 +163,19 @@ async def _serve_until(stop: asyncio.Event, ready: asyncio.Event, settings: Sett
         finally:
             if gateway is not None:
                 await gateway.stop()
+
+
+async def start_phone(runtime, *, start_gateway):
+    """The SIP gateway, or None when it cannot start (e.g. the SIP port is taken): the rest is served, the log
+    says why and ``/health`` answers 503 "degraded" with ``components.phone.error``."""
+    try:
+        gateway = await start_gateway(runtime)
+    except AssistantError as exc:
+        logger.error(f"phone gateway not started: error[{exc.code}] {exc.message}")
+        report_component(runtime.app, "phone", ok=False, error=exc.code, message=exc.message)
+        return None
+    report_component(runtime.app, "phone", ok=True)
+    return gateway
 
 
 def run(args: argparse.Namespace) -> int:
