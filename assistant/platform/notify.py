@@ -116,6 +116,9 @@ class OutboxDispatcher:
         self._backoff_s = tuple(retry_backoff_s)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        # one outbox-row update at a time in this process: Kannel sends reports 8 and 1 at once, and they may
+        # overtake the submission's own update (SQLite has no row locks to order them)
+        self._row_lock = asyncio.Lock()
         self.last_error: str | None = None  # the last failed submission (health)
         self.last_sent_at: dt.datetime | None = None
 
@@ -163,7 +166,8 @@ class OutboxDispatcher:
         try:
             if tracking:
                 # the secret is stored before Kannel can answer with a report (a fake SMSC answers in ms)
-                await self._store.outbox_attempt(item.outbox_id, dlr_secret=secret or "")
+                async with self._row_lock:
+                    await self._store.outbox_attempt(item.outbox_id, dlr_secret=secret or "")
                 await sender.submit(item, dlr_secret=secret or "")
             else:
                 await sender.send(recipient=item.recipient, subject=item.subject, body=item.body)
@@ -179,9 +183,11 @@ class OutboxDispatcher:
                 "notify[%s] outbox %s failed (attempt %d, %s): %s",
                 item.channel, item.outbox_id, item.attempts + 1, f"retry at {retry_at:%H:%M:%S}" if retry_at else "giving up", exc,
             )
-            await self._store.outbox_failed(item.outbox_id, error=error, retry_at=retry_at)
+            async with self._row_lock:
+                await self._store.outbox_failed(item.outbox_id, error=error, retry_at=retry_at)
             return False
-        await self._store.outbox_sent(item.outbox_id)
+        async with self._row_lock:
+            await self._store.outbox_sent(item.outbox_id)
         self.last_error = None
         self.last_sent_at = self._store.now()
         return True
@@ -193,13 +199,14 @@ class OutboxDispatcher:
         if outcome is None:
             raise StoreError(f"unknown delivery report type {dlr_type}", code="invalid")
         report = f"{dlr_type} {DLR_LABELS[dlr_type]}" + (f": {reply}" if reply else "")
-        retry_at = None
-        if outcome == "failed":
-            current = await self._store.get_outbox(outbox_id)
-            retry_at = self.retry_at(failed_attempts=max(current.attempts, 1))
-        item = await self._store.outbox_delivery_report(
-            outbox_id, secret=secret, outcome=outcome, report=report, retry_at=retry_at
-        )
+        async with self._row_lock:
+            retry_at = None
+            if outcome == "failed":
+                current = await self._store.get_outbox(outbox_id)
+                retry_at = self.retry_at(failed_attempts=max(current.attempts, 1))
+            item = await self._store.outbox_delivery_report(
+                outbox_id, secret=secret, outcome=outcome, report=report, retry_at=retry_at
+            )
         log.info("notify[%s] outbox %s: delivery report %s → %s", item.channel, outbox_id, report, item.status)
         if item.status == "queued":
             self.wake()

@@ -1008,8 +1008,9 @@ class PlatformStore:
             return OutboxItem.of(row)
 
     async def _update_outbox(self, outbox_id: int, what: str, change: Callable[[Outbox], None]) -> OutboxItem:
+        # FOR UPDATE (PostgreSQL): a delivery report and the submission's own update may race for the row
         async with self.session(what) as s:
-            row = await s.get(Outbox, outbox_id)
+            row = await s.get(Outbox, outbox_id, with_for_update=True)
             if row is None:
                 raise StoreError(f"no outbox row {outbox_id}", code="not_found")
             change(row)
@@ -1077,7 +1078,7 @@ class PlatformStore:
         if outcome not in ("delivered", "failed", "pending"):
             raise _invalid("outcome must be delivered, failed or pending")
         async with self.session("delivery report") as s:
-            row = await s.get(Outbox, outbox_id)
+            row = await s.get(Outbox, outbox_id, with_for_update=True)
             if row is None or not row.dlr_secret_hash or not hmac.compare_digest(row.dlr_secret_hash, _secret_hash(secret)):
                 # the same answer for an unknown row and a wrong secret
                 raise StoreError("delivery report not accepted", code="forbidden")
