@@ -23,6 +23,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("rasa", "assistant.dialogue.rasa_cli", "train or run the Rasa servers of intents/"),
     ("db", "assistant.platform.db_cli", "database migrations and seed data"),
     ("admin", "assistant.console.admin_cli", "console users: create, reset password, disable/enable, link elders"),
+    ("pin", "assistant.fraud_guard.pin_cli", "elders' keypad PINs (identity on inbound calls): set, clear, status"),
     ("screen", "assistant.screen.cli", "the elder's smart screen (--local: sounddevice mic/speaker)"),
     ("phone", "telephony.cli", "SIP gateway and scheduled care calls"),
 )

@@ -1,0 +1,88 @@
+"""``assistant pin``: the elder's keypad PIN (issue #15), for administrators.
+
+    assistant pin set --elder ID [--pin-stdin]     (also lifts a lock-out)
+    assistant pin clear --elder ID
+    assistant pin status --elder ID
+
+The PIN (4–6 digits, not repeated or sequential) is read from standard input with ``--pin-stdin`` (first
+line, for scripts), otherwise asked twice on the terminal without echo — never from the command line,
+where it would land in shell history and ``ps``. It is stored as an argon2id hash
+(``assistant.fraud_guard.pin``). Give the PIN to the elder in person or on paper, never by phone.
+The database must be migrated first (``assistant db upgrade``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+
+from assistant.errors import FraudGuardError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="pin_command", required=True)
+    p = sub.add_parser("set", help="set or replace an elder's keypad PIN (lifts a lock-out)")
+    p.add_argument("--elder", type=int, required=True, metavar="ID")
+    p.add_argument("--pin-stdin", action="store_true", help="read the PIN from standard input")
+    for name, text in (("clear", "remove an elder's PIN (inbound calls can then only be verified by call-back)"),
+                       ("status", "whether a PIN is set and whether it is locked")):
+        sub.add_parser(name, help=text).add_argument("--elder", type=int, required=True, metavar="ID")
+
+
+def _read_pin(from_stdin: bool) -> str:
+    from assistant.fraud_guard.pin import pin_problem
+
+    if from_stdin:
+        pin = sys.stdin.readline().strip()
+    else:
+        if not sys.stdin.isatty():
+            raise FraudGuardError("no terminal to ask for the PIN: use --pin-stdin", code="fraud_pin_input")
+        pin = getpass.getpass("PIN (4-6 digits): ").strip()
+        if getpass.getpass("again: ").strip() != pin:
+            raise FraudGuardError("the two PINs differ", code="fraud_pin_input")
+    problem = pin_problem(pin)
+    if problem is not None:
+        raise FraudGuardError(problem, code="fraud_pin_input")
+    return pin
+
+
+async def _run(args: argparse.Namespace, pin: str | None) -> str:
+    from sqlalchemy import select
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from assistant.errors import StoreError
+    from assistant.fraud_guard.models import ElderPin
+    from assistant.fraud_guard.pin import PinStore
+    from assistant.platform.db import create_engine_for, session_factory
+    from assistant.platform.models import utcnow
+    from assistant.settings import load_settings
+
+    settings = load_settings()
+    engine = create_engine_for(settings)
+    pins = PinStore.for_engine(engine, settings=settings)
+    try:
+        if args.pin_command == "set":
+            assert pin is not None
+            await pins.set_pin(args.elder, pin)
+            return f"PIN set for elder {args.elder}"
+        if args.pin_command == "clear":
+            return f"PIN cleared for elder {args.elder}" if await pins.clear_pin(args.elder) else f"elder {args.elder} had no PIN"
+        async with session_factory(engine)() as db:
+            row = (await db.scalars(select(ElderPin).where(ElderPin.elder_id == args.elder))).first()
+        if row is None:
+            return f"elder {args.elder}: no PIN"
+        if row.locked_until is not None and row.locked_until > utcnow():
+            return f"elder {args.elder}: PIN set, locked until {row.locked_until:%Y-%m-%d %H:%M:%S} UTC"
+        return f"elder {args.elder}: PIN set, {row.failed_count} wrong attempt(s) since the last success"
+    except (OperationalError, ProgrammingError) as exc:
+        raise StoreError(f"database not ready ({type(exc).__name__}); run `assistant db upgrade` first") from exc
+    finally:
+        await engine.dispose()
+
+
+def run(args: argparse.Namespace) -> int:
+    pin = _read_pin(args.pin_stdin) if args.pin_command == "set" else None
+    print(asyncio.run(_run(args, pin)))
+    return 0
