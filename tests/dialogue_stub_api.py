@@ -33,6 +33,7 @@ class StubPlatformApi:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     unauthorised: int = 0
     fail_orders: bool = False
+    family_notice: str = "none"  # what POST /api/alerts says about family messages (on_its_way / undeliverable)
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
     _thread: threading.Thread | None = None
@@ -73,7 +74,10 @@ class StubPlatformApi:
         body = await request.json()
         alert_id = len(self.alerts) + 1
         self.alerts.append({**body, "alert_id": alert_id})
-        return web.json_response({"alert_id": alert_id}, status=201)
+        return web.json_response(
+            {"alert_id": alert_id, "family_notice": self.family_notice, "family_notified": self.family_notice == "on_its_way"},
+            status=201,
+        )
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "stub": True})

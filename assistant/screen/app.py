@@ -53,7 +53,8 @@ from assistant.settings import Settings
 STATIC_DIR = Path(__file__).parent / "static"
 STATUS_REFRESH_S = 5.0
 PUSH_HOLD_S = 600.0  # a pushed "platform is calling" notice outlives ledger refreshes this long
-SOS_TEXT = "已通知家人和服务中心，请别着急，马上有人联系您"
+# the alert reaches the operators at once; family hear from them / by SMS when one is configured (issue #16)
+SOS_TEXT = "已通知服务中心值班人员，请别着急，马上有人联系您"
 
 
 class ScreenError(AssistantError):

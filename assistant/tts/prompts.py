@@ -67,9 +67,14 @@ PROMPTS: dict[str, dict[str, str]] = {
         "cmn": "请稍等，我帮您转接人工服务。",
         "yue": "请等一等，我帮你转接人工服务。",
     },
+    # the SOS replies of intents/actions/phrases.py (family mentioned only when a message to them is on its way)
     "emergency": {
-        "cmn": "别着急，我已经通知您的家人和社区，马上有人来帮您。",
-        "yue": "唔好急，我已经通知咗你屋企人同社区，即刻有人嚟帮你。",
+        "cmn": "别怕，我已经通知值班人员，也正在通知您的家人。请不要挂机。如果可以，请打120。",
+        "yue": "唔使惊，我已经通知咗值班职员，亦都当紧通知你屋企人。请唔好收线。如果可以，请打120。",
+    },
+    "emergency_staff_only": {
+        "cmn": "别怕，我已经通知值班人员，马上有人联系您。请不要挂机。如果可以，请打120。",
+        "yue": "唔使惊，我已经通知咗值班职员，即刻有人联络你。请唔好收线。如果可以，请打120。",
     },
     "checkin": {
         "cmn": "您今天身体好吗？",

@@ -249,6 +249,9 @@ class ActionEmergency(Action):
         stored_at = time.time()
         time_to_alert_ms = round((stored_at - received_at) * 1000, 1)
         logger.info("SOS alert %s stored %.1f ms after the intent arrived", alert.get("alert_id"), time_to_alert_ms)
+        # family are mentioned only when the platform says a message to them is on its way (a configured
+        # channel carries it); otherwise the elder hears what is true: the operators have the alert
+        family_notified = alert.get("family_notice") == "on_its_way"
         custom(
             dispatcher,
             "emergency",
@@ -256,8 +259,9 @@ class ActionEmergency(Action):
             intent_received_at=received_at,
             alert_stored_at=stored_at,
             time_to_alert_ms=time_to_alert_ms,
+            family_notified=family_notified,
         )
-        dispatcher.utter_message(text=say("emergency", dialect))
+        dispatcher.utter_message(text=say("emergency" if family_notified else "emergency_staff_only", dialect))
         return []
 
 

@@ -31,9 +31,15 @@ PHRASES: dict[str, dict[str, str]] = {
         "yue": "我系平安通嘅语音助手。我唔会问你攞钱，亦都唔会问银行密码。",
     },
     # -- care ---------------------------------------------------------------------------------------------
+    # what the elder hears matches what happened: the operators always have the alert; family only when a
+    # configured channel carries their message (the platform's family_notice, issue #16)
     "emergency": {
-        "cmn": "别怕，我马上通知工作人员和您的家人。请不要挂机。如果可以，请打120。",
-        "yue": "唔使惊，我即刻通知职员同你屋企人。请唔好收线。如果可以，请打120。",
+        "cmn": "别怕，我已经通知值班人员，也正在通知您的家人。请不要挂机。如果可以，请打120。",
+        "yue": "唔使惊，我已经通知咗值班职员，亦都当紧通知你屋企人。请唔好收线。如果可以，请打120。",
+    },
+    "emergency_staff_only": {
+        "cmn": "别怕，我已经通知值班人员，马上有人联系您。请不要挂机。如果可以，请打120。",
+        "yue": "唔使惊，我已经通知咗值班职员，即刻有人联络你。请唔好收线。如果可以，请打120。",
     },
     "emergency_alert_failed": {
         "cmn": "别怕。系统有点问题，我马上转接工作人员。请不要挂机。如果可以，请马上打120。",

@@ -194,12 +194,31 @@ def test_care_actions_raise_alerts_and_never_advise(api):
     event = next(c for c in customs(emergency) if c["event"] == "emergency")
     assert event["alert_id"] == sos["alert_id"] and event["time_to_alert_ms"] >= 0
     assert "120" in texts(emergency)
+    # no family message on its way (no contact / no SMS channel): the elder is not told family were notified
+    assert "值班人员" in texts(emergency) and "家人" not in texts(emergency) and event["family_notified"] is False
 
     nurse = next(a for a in api.alerts if a["call_id"] == "call-nurse")
     assert nurse["kind"] == "nurse_callback"
     assert "即刻打120" in texts(health) and "护士" in texts(health)  # Cantonese, no advice beyond 120
 
     assert customs(fraud)[0]["event"] == "fraud_check"
+
+
+def test_sos_mentions_family_only_when_their_message_is_on_its_way(api):
+    api.family_notice = "on_its_way"
+    try:
+        cmn, yue = run_actions(
+            api,
+            [
+                ("action_emergency", tracker("救命", "emergency", sender="call-sos-family")),
+                ("action_emergency", tracker("救命呀", "emergency", sender="call-sos-family-yue", dialect="yue")),
+            ],
+        )
+    finally:
+        api.family_notice = "none"
+    assert "值班人员" in texts(cmn) and "正在通知您的家人" in texts(cmn)
+    assert "屋企人" in texts(yue)
+    assert next(c for c in customs(cmn) if c["event"] == "emergency")["family_notified"] is True
 
 
 def test_fallback_repeat_and_slower(api):
