@@ -65,3 +65,34 @@ async def test_lookup_failures_fall_back_to_the_neutral_greeting(settings):
 
     session, kind = await Gateway(settings=settings, pipeline_factory=lambda **_: None, directory=Broken(), port=0).identify("07503331234")
     assert kind == "unknown" and session.elder_id is None
+
+
+async def test_call_back_request_without_a_dialer_asks_an_operator(settings, platform):
+    from assistant.errors import TelephonyError
+    from assistant.session import CallSession
+
+    store, ledger, elder = platform
+    alerts = []
+
+    async def on_alert(a):
+        alerts.append(a)
+
+    session = CallSession(channel="phone", direction="inbound", elder_id=elder.elder_id, caller_number="07503331234",
+                          callback_requested=True)
+    gw = Gateway(settings=settings, pipeline_factory=lambda **_: None, directory=store, on_alert=on_alert, port=0)
+    await gw._call_back(session)
+
+    async def failing(s):
+        raise TelephonyError("no route", code="no_route")
+
+    gw.call_back = failing
+    await gw._call_back(session)
+    placed = []
+
+    async def works(s):
+        placed.append(s.caller_number)
+
+    gw.call_back = works
+    await gw._call_back(session)
+    assert [(a.kind, a.detail["reason"]) for a in alerts] == [("human", "no_dialer"), ("human", "no_route")]
+    assert placed == ["07503331234"]

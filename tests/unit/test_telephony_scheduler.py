@@ -327,3 +327,56 @@ async def test_hand_dialled_care_call_needs_an_elder_on_file(settings, platform)
             await place_care_call(gateway=gw, store=store, ledger=ledger, settings=settings, **kwargs)
         assert exc.value.code == "unknown_elder"
     assert gw.dialled == [] and await ledger.current_for_number("07505502002") is None
+
+
+async def test_identity_call_back_dials_the_number_on_file_with_the_full_proof(settings, platform):
+    # issue #15: the caller pressed 9 on an inbound call from an elder's number → we hang up and call that
+    # registered number (ledger entry first); only whoever really has that line hears the proof
+    import dataclasses
+
+    from assistant.fraud_guard.identity import spell_code
+    from assistant.session import CallSession
+    from telephony.gateway_service import care_call_runner, identity_call_back
+
+    store, ledger, elder = platform
+    settings = dataclasses.replace(settings, fraud=dataclasses.replace(settings.fraud, callback_delay_s=0.0))
+    gw = FakeGateway(answers={"07505502002": ["answer"]}, clock=FastClock(start=MON_0930), keys={"07505502002": "1"},
+                     settings=settings)
+    entries = []
+    runner = care_call_runner(gateway=gw, store=store, ledger=ledger, settings=settings, after_outcome_s=0,
+                              on_entry=lambda intent, entry: (gw.log.append(f"ledger {intent.purpose}"), entries.append(entry)))
+    call_back = identity_call_back(runner=runner, store=store, settings=settings)
+    session = CallSession(channel="phone", direction="inbound", elder_id=elder.elder_id, caller_number="0750 5502002",
+                          callback_requested=True)
+    await call_back(session)
+    [entry] = entries
+    assert gw.log == ["ledger identity_callback", "dial 07505502002"]  # recorded before the dial
+    greeting = gw.greetings["07505502002"]
+    assert PHRASE in greeting and spell_code(entry.code) in greeting and "回電" in greeting
+    assert (await ledger.get(entry.entry_id)).status == "answered"
+    # a number that is not the elder's: no call
+    stranger = CallSession(channel="phone", direction="inbound", elder_id=elder.elder_id, caller_number="13811112222")
+    with pytest.raises(TelephonyError):
+        await call_back(stranger)
+    assert gw.log == ["ledger identity_callback", "dial 07505502002"]
+
+
+async def test_identity_call_back_without_answer_alerts_an_operator(settings, platform):
+    import dataclasses
+
+    from assistant.session import CallSession
+    from telephony.gateway_service import care_call_runner, identity_call_back
+
+    store, ledger, elder = platform
+    settings = dataclasses.replace(settings, fraud=dataclasses.replace(settings.fraud, callback_delay_s=0.0))
+    gw = FakeGateway(answers={"07505502002": ["no_answer"]}, clock=FastClock(start=MON_0930), settings=settings)
+    alerts = []
+
+    async def on_alert(a):
+        alerts.append(a)
+
+    runner = care_call_runner(gateway=gw, store=store, ledger=ledger, settings=settings, on_alert=on_alert)
+    await identity_call_back(runner=runner, store=store, settings=settings)(
+        CallSession(channel="phone", direction="inbound", elder_id=elder.elder_id, caller_number="07505502002"))
+    assert gw.log == ["dial 07505502002"] and len(gw.dialled) == 1  # one try, no retries, no family
+    assert [(a.kind, a.detail["source"]) for a in alerts] == [("no_answer", "identity_callback")]
