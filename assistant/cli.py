@@ -30,6 +30,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 EVAL_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("asr", "assistant.asr.eval_cmd", "character error rate of a recognizer on a transcripts.tsv folder"),
     ("nlu", "assistant.dialogue.eval_cmd", "intent accuracy of the Rasa model on a TSV"),
+    ("emergencies", "assistant.dialogue.eval_emergencies", "spoken emergencies, non-request calls and NLU through the turn decision"),
     ("fraud", "assistant.fraud_guard.eval_cmd", "scam detector precision/recall on JSONL dialogues"),
     ("tts", "assistant.tts.eval_cmd", "voice intelligibility by ASR round trip"),
 )

