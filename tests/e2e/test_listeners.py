@@ -188,3 +188,60 @@ def test_both_servers_listen_on_loopback_only(servers):
     found = [s for s in listening_sockets(servers["pids"])]
     assert ports <= {s.port for s in found}, found
     assert all(s.loopback for s in found), [s for s in found if not s.loopback]
+
+
+def test_serve_listens_on_loopback_only_and_keeps_files_private(tmp_path):
+    """`assistant serve` with the phone gateway, on defaults (ports made free): every listening socket of it
+    and its children (web app, Rasa, action server, SIP, RTP) is on loopback; /health is ok with the phone up;
+    the store, the Rasa tracker store, logs and secrets are private to the service's user."""
+    import sys
+
+    from tests.e2e.conftest import serve_env
+
+    need_rasa()
+    var = tmp_path / "var"
+    env = {**serve_env(var), "ASSISTANT_TELEPHONY_SIP_PORT": str(free_port())}
+    # the defaults are what is tested: no inherited ASSISTANT_*_HOST override
+    inherited = {k: v for k, v in os.environ.items() if not (k.startswith("ASSISTANT_") and k.endswith("_HOST"))}
+    web = env["ASSISTANT_SERVER_PORT"]
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve"], cwd=ROOT,
+                                env={**inherited, **env},
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 600
+        body: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            try:
+                status, raw, _ = _request(f"http://127.0.0.1:{web}/health")
+                body = json.loads(raw)
+                rasa = body.get("rasa")
+                if isinstance(rasa, dict) and "phone" in body.get("components", {}) and all(c["running"] for c in rasa.values()):
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail(f"serve not ready; see {log_path}")
+        assert status == 200 and body["status"] == "ok" and body["components"]["phone"]["ok"] is True, body
+        found = listening_sockets([proc.pid])
+        ports = {s.port for s in found}
+        expected = {int(web), int(env["ASSISTANT_DIALOGUE_RASA_PORT"]), int(env["ASSISTANT_DIALOGUE_ACTIONS_PORT"]),
+                    int(env["ASSISTANT_TELEPHONY_SIP_PORT"])}  # fmt: skip
+        assert expected <= ports, (expected, found)
+        beyond = [s for s in found if not s.loopback]
+        assert not beyond, beyond
+        # files: var/ 0700; nothing below it readable by group or others (store, tracker store, logs, secrets)
+        assert (var / "assistant.db").exists() and (var / "rasa" / "tracker.db").exists()
+        loose = [p for p in [var, *var.rglob("*")] if p.stat().st_mode & 0o077 and p.name != "serve.log"]
+        assert not loose, [(str(p), oct(p.stat().st_mode & 0o777)) for p in loose]
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
