@@ -28,7 +28,7 @@ from assistant.errors import StoreError
 from assistant.platform.db import create_engine_for, describe_url
 from assistant.platform.models import ORDER_TYPES, utcnow
 from assistant.platform.notify import DlrReceiver, KannelSms, OutboxDispatcher, Sender, TrackingSender
-from assistant.platform.retention import RetentionJob, recordings_dir
+from assistant.platform.retention import RetentionJob, recordings_dir, tracker_store_url
 from assistant.platform.sla import SlaWatcher
 from assistant.platform.store import ERROR_STATUS, AlertInfo, CallUpdate, PlatformStore
 from assistant.settings import Settings
@@ -477,7 +477,7 @@ async def _platform_ctx(app: web.Application) -> AsyncIterator[None]:
     app[OUTBOX_KEY] = dispatcher
     # data protection (issue #15): personal data past its retention period is purged while serve runs
     retention = RetentionJob(store=store, privacy=settings.privacy, recordings_dir=recordings_dir(settings),
-                             clock=clock)  # type: ignore[arg-type]
+                             tracker_url=tracker_store_url(settings), clock=clock)  # type: ignore[arg-type]
     app[RETENTION_KEY] = retention
     # `assistant db restore` refuses to overwrite a SQLite database while this is held
     from assistant.platform.backup import ServeLock

@@ -191,7 +191,7 @@ async def _data_protection(args: argparse.Namespace, settings) -> dict:
     from assistant.platform.db import create_engine_for
     from assistant.platform.elder_data import delete_elder, export_elder
     from assistant.platform.migrate import is_up_to_date
-    from assistant.platform.retention import purge, recordings_dir
+    from assistant.platform.retention import purge, recordings_dir, tracker_store_url
     from assistant.platform.store import PlatformStore
 
     if not await asyncio.to_thread(is_up_to_date, url):
@@ -207,6 +207,7 @@ async def _data_protection(args: argparse.Namespace, settings) -> dict:
             return (await export_elder(store, elder_id=args.elder_id, out=Path(args.out),
                                        recordings_dir=recordings_dir(settings), actor=actor)).to_json()
         return (await delete_elder(store, elder_id=args.elder_id, actor=actor, reason=args.reason,
-                                   ticket=args.ticket, recordings_dir=recordings_dir(settings))).to_json()
+                                   ticket=args.ticket, recordings_dir=recordings_dir(settings),
+                                   tracker_url=tracker_store_url(settings))).to_json()
     finally:
         await engine.dispose()

@@ -13,8 +13,9 @@ and one-time codes still valid. An ``export_elder`` audit row records who export
 Erasure (``assistant db delete-elder --elder-id N --confirm --reason R``):
 
 - deleted: phones, family contacts, care schedules, console links (family users' own accounts are theirs and
-  stay), calls matched by elder or by the elder's numbers with their turns and recordings, fraud flags, ledger
-  entries, notifications sent about the elder or to the contacts, operator notes on the elder's alerts;
+  stay), calls matched by elder or by the elder's numbers with their turns, recordings and Rasa tracker events
+  (sender id = call id), fraud flags, ledger entries, notifications sent about the elder or to the contacts,
+  operator notes on the elder's alerts;
 - anonymised and KEPT as service statistics: the ``elders`` row becomes a tombstone (name ``（已删除）``,
   no address, no safe phrase, no preferences, inactive; district and dialect stay, coarse enough for
   per-district counts), work orders keep type/status/times/who-placed-kind but lose ``details``, the call id
@@ -53,7 +54,7 @@ from assistant.platform.models import (
     Outbox,
     WorkOrder,
 )
-from assistant.platform.retention import remove_recording
+from assistant.platform.retention import delete_tracker_events, remove_recording
 from assistant.platform.store import (
     AlertInfo,
     CallInfo,
@@ -326,6 +327,7 @@ async def delete_elder(
     reason: str,
     recordings_dir: Path,
     ticket: str | None = None,
+    tracker_url: str | None = None,
 ) -> DeletionResult:
     """Erase the elder's personal data (see the module docstring); one transaction for the rows, the
     recordings removed after it commits (a file left behind is still found by the retention purge)."""
@@ -404,4 +406,6 @@ async def delete_elder(
         if not await asyncio.to_thread(remove_recording, path, recordings_dir):
             kept += 1
     counts["recordings"] = len(audio) - kept
+    # the elder's conversations in Rasa's tracker store (sender id = call id): what was said, the caller number
+    counts["dialogue_events"] = await delete_tracker_events(tracker_url, call_ids)
     return DeletionResult(elder_id=elder_id, counts=counts, recordings_kept_outside=kept)

@@ -21,6 +21,9 @@ sent notifications     family phone/e-mail, elder's name      outbox rows delete
                                                               from sending, or creation if never sent)
 placed-call ledger     number dialled, one-time code          deleted once ``ledger_retention_days`` past
                                                               its validity
+Rasa tracker events    what was said, caller number, elder id deleted with the raw text
+                                                              (``raw_transcript_retention_days``; the dialogue
+                                                              needs them only while the call lasts)
 console sign-ins       user name, IP address                  deleted (``login_attempts_retention_days``)
 audit log              who saw/changed what (no content)      deleted (``audit_log_retention_days``, longest:
                                                               the evidence of every access above)
@@ -64,6 +67,7 @@ PURGE_KINDS = (
     "recording_refs",
     "raw_transcripts",
     "alert_transcripts",
+    "dialogue_events",
     "transcript_turns",
     "fraud_flags",
     "calls",
@@ -77,6 +81,56 @@ PURGE_KINDS = (
 def recordings_dir(settings: Settings) -> Path:
     """Where call audio is kept (``assistant.call_recorder``: ``var/calls``)."""
     return settings.paths.var_dir / "calls"
+
+
+def tracker_store_url(settings: Settings) -> str:
+    """A synchronous SQLAlchemy URL of Rasa's tracker store (``dialogue.tracker_store_url``, else the SQLite
+    file ``var/rasa/tracker.db`` that ``assistant rasa`` configures)."""
+    url = settings.dialogue.tracker_store_url
+    if not url:
+        return f"sqlite:///{settings.paths.var_dir / 'rasa' / 'tracker.db'}"
+    scheme, _, rest = url.partition("://")
+    if scheme.split("+")[0] == "postgresql":
+        return f"postgresql+psycopg://{rest}"
+    return f"sqlite://{rest}"
+
+
+def _tracker_delete(url: str, *, before_ts: float | None = None, senders: list[str] | None = None,
+                    dry_run: bool = False) -> int:
+    """Blocking: delete Rasa tracker events older than ``before_ts`` (unix time) or of ``senders`` (call ids).
+    0 when the tracker store does not exist yet."""
+    from sqlalchemy import bindparam, create_engine, inspect, text
+    from sqlalchemy.pool import NullPool
+
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return 0
+    connect_args = {"timeout": 30.0} if url.startswith("sqlite") else {"connect_timeout": 10}
+    engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    try:
+        with engine.begin() as conn:
+            if not inspect(conn).has_table("events"):
+                return 0
+            verb = "SELECT count(*) FROM events WHERE" if dry_run else "DELETE FROM events WHERE"
+            if senders is not None:
+                if not senders:
+                    return 0
+                stmt = text(f"{verb} sender_id IN :senders").bindparams(bindparam("senders", expanding=True))
+                result = conn.execute(stmt, {"senders": senders})
+            else:
+                result = conn.execute(text(f"{verb} timestamp < :ts"), {"ts": before_ts})
+            return int(result.scalar() or 0) if dry_run else int(result.rowcount or 0)
+    finally:
+        engine.dispose()
+
+
+async def delete_tracker_events(url: str | None, senders: list[str]) -> int:
+    """Delete the Rasa conversations of these calls (erasure on request). Raises ``StoreError``."""
+    if not url or not senders:
+        return 0
+    try:
+        return await asyncio.to_thread(_tracker_delete, url, senders=senders)
+    except Exception as exc:  # sqlalchemy / driver errors: one coded error for the caller
+        raise StoreError(f"tracker store: {type(exc).__name__}", code="store_failed") from exc
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,8 +198,11 @@ def _stray_recordings(folder: Path, cutoff: dt.datetime, referenced: list[str]) 
 class Purger:
     """One retention pass over the store and the recordings folder."""
 
-    def __init__(self, *, store: PlatformStore, privacy: PrivacySettings, recordings_dir: Path) -> None:
+    def __init__(
+        self, *, store: PlatformStore, privacy: PrivacySettings, recordings_dir: Path, tracker_url: str | None = None
+    ) -> None:
         self._store = store
+        self._tracker_url = tracker_url
         self._p = privacy
         self._dir = recordings_dir
         self._batch = max(int(privacy.purge_batch_rows), 1)
@@ -176,6 +233,13 @@ class Purger:
         if cut["raw"] is not None:
             counts["raw_transcripts"] = await self._raw_turns(cut["raw"], dry_run)
             counts["alert_transcripts"] = await self._alert_transcripts(cut["raw"], dry_run)
+            if self._tracker_url:
+                try:
+                    counts["dialogue_events"] = await asyncio.to_thread(
+                        _tracker_delete, self._tracker_url, before_ts=cut["raw"].timestamp(), dry_run=dry_run
+                    )
+                except Exception as exc:  # the tracker store is Rasa's: report, retry with the next pass
+                    raise StoreError(f"tracker store: {type(exc).__name__}: {str(exc)[:200]}") from exc
         if cut["turns"] is not None:
             counts["transcript_turns"] = await self._delete(CallTurn, CallTurn.id, CallTurn.created_at < cut["turns"], dry_run)
             counts["fraud_flags"] = await self._delete_model("fraud_flags", cut["turns"], dry_run)
@@ -334,9 +398,9 @@ async def purge(
     dry_run: bool = False,
 ) -> PurgeReport:
     """One retention pass with ``settings.privacy`` (what ``assistant db purge`` runs)."""
-    return await Purger(store=store, privacy=settings.privacy, recordings_dir=recordings_dir(settings)).purge(
-        now=now, dry_run=dry_run
-    )
+    purger = Purger(store=store, privacy=settings.privacy, recordings_dir=recordings_dir(settings),
+                    tracker_url=tracker_store_url(settings))
+    return await purger.purge(now=now, dry_run=dry_run)
 
 
 class RetentionJob:
@@ -351,10 +415,11 @@ class RetentionJob:
         store: PlatformStore,
         privacy: PrivacySettings,
         recordings_dir: Path,
+        tracker_url: str | None = None,
         clock: Callable[[], dt.datetime] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
-        self._purger = Purger(store=store, privacy=privacy, recordings_dir=recordings_dir)
+        self._purger = Purger(store=store, privacy=privacy, recordings_dir=recordings_dir, tracker_url=tracker_url)
         self._privacy = privacy
         self._clock = clock or store.now
         self._sleep = sleep or self._pause
@@ -391,5 +456,15 @@ class RetentionJob:
             await self._sleep(self._privacy.purge_retry_s if report.error else self._privacy.purge_interval_s)
 
 
-__all__ = ["PURGE_KINDS", "PurgeReport", "Purger", "RetentionJob", "purge", "recordings_dir", "remove_recording"]
+__all__ = [
+    "PURGE_KINDS",
+    "PurgeReport",
+    "Purger",
+    "RetentionJob",
+    "delete_tracker_events",
+    "purge",
+    "recordings_dir",
+    "remove_recording",
+    "tracker_store_url",
+]
 

@@ -264,3 +264,16 @@ def test_cli_export_then_delete(settings, tmp_path, capsys):
     assert [p for p in PERSONAL if p in text] == []
     assert not (out2 / "recordings").exists()
     assert os.listdir(out2) == [f"elder-{e1}.json"]
+
+
+async def test_delete_elder_removes_their_rasa_conversations(store, settings):
+    from assistant.platform.retention import tracker_store_url
+    from tests.unit.test_platform_retention import make_tracker, tracker_senders
+
+    w = await _seed(store, settings)
+    now = store.now().timestamp()
+    path = make_tracker(settings, [("call-1", now, RAW), ("call-1b", now, "老人说头晕"), ("call-2", now, "我要订餐")])
+    result = await delete_elder(store, elder_id=w["e1"].elder_id, actor="cli:dpo", reason="deceased",
+                                recordings_dir=w["rec"], tracker_url=tracker_store_url(settings))
+    assert result.counts["dialogue_events"] == 2
+    assert tracker_senders(path) == ["call-2"]

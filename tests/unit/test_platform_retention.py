@@ -269,3 +269,42 @@ def test_cli_purge_dry_run_then_purge(tmp_path, monkeypatch, capsys):
     assert main(["db", "--database-url", url, "purge"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["counts"]["recordings"] == 1 and not wav.exists()
+
+
+def make_tracker(settings, events: list[tuple[str, float, str]]) -> Path:
+    """A Rasa SQL tracker store (its ``events`` table) at var/rasa/tracker.db."""
+    import sqlite3
+
+    path = settings.paths.var_dir / "rasa" / "tracker.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, sender_id VARCHAR(255) NOT NULL, type_name VARCHAR(255)"
+                 " NOT NULL, timestamp FLOAT, intent_name VARCHAR(255), action_name VARCHAR(255), data TEXT)")
+    for sender, ts, text in events:
+        conn.execute("INSERT INTO events (sender_id, type_name, timestamp, data) VALUES (?, 'user', ?, ?)",
+                     (sender, ts, json.dumps({"text": text, "metadata": {"caller_number": "07503201001"}})))
+    conn.commit()
+    conn.close()
+    return path
+
+
+def tracker_senders(path: Path) -> list[str]:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        return [r[0] for r in conn.execute("SELECT sender_id FROM events ORDER BY id")]
+    finally:
+        conn.close()
+
+
+async def test_rasa_tracker_events_go_with_the_raw_text(store, settings):
+    """Rasa's tracker store keeps every user message with its metadata (caller number, elder id): purged
+    after ``raw_transcript_retention_days`` like the raw transcript."""
+    old, new = store.now() - dt.timedelta(days=31), store.now() - dt.timedelta(days=29)
+    path = make_tracker(settings, [("call-old", old.timestamp(), RAW), ("call-new", new.timestamp(), RAW)])
+    dry = await purge(store, settings=settings, dry_run=True)
+    assert dry.counts["dialogue_events"] == 1 and tracker_senders(path) == ["call-old", "call-new"]
+    report = await purge(store, settings=settings)
+    assert report.counts["dialogue_events"] == 1
+    assert tracker_senders(path) == ["call-new"]
