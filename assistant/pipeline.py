@@ -73,7 +73,7 @@ class ReplyTap(FrameProcessor):
             turn = frame.metadata.get("turn")
             owner = self._tracker.turns[turn - 1] if turn else None
             record = self._tracker.add_audio(frame.audio, frame.sample_rate, owner)
-            if record is not None and len(record.reply_audio) == len(frame.audio):
+            if record is not None and record.reply_audio_bytes == len(frame.audio):  # the reply's first audio
                 await self._tracker.notify("audio", record)
         await self.push_frame(frame, direction)
 
@@ -128,7 +128,8 @@ def build_call_pipeline(
     *, session: CallSession, services: PipelineServices, transport: BaseTransport | None = None
 ) -> CallPipeline:
     settings = services.settings
-    tracker = TurnTracker(listeners=list(services.turn_listeners))
+    # a live call (transport) does not keep each reply's audio in its turns: only simulate writes it out
+    tracker = TurnTracker(listeners=list(services.turn_listeners), keep_reply_audio=transport is None)
     recording: list[FrameProcessor] = []
     bot_tap: list[FrameProcessor] = []
     if services.store is not None:

@@ -42,7 +42,10 @@ class TurnRecord:
     events: list[dict[str, Any]] = field(default_factory=list)
     tts_request_t: float | None = None
     first_audio_t: float | None = None
+    # the reply's audio, kept only when the tracker keeps it (``simulate`` writes it out); a live call's
+    # tracker does not (it grew the call by every reply spoken; the call recording has the bot's audio)
     reply_audio: bytearray = field(default_factory=bytearray)
+    reply_audio_bytes: int = 0
     reply_sample_rate_hz: int = 16000
     error: str | None = None
 
@@ -69,6 +72,7 @@ class TurnTracker:
 
     turns: list[TurnRecord] = field(default_factory=list)
     listeners: list[TurnListener] = field(default_factory=list)
+    keep_reply_audio: bool = True
     _pending_speech_end_t: float | None = None
     # texts handed to TTS, in order, with the turn they answer (turns may overlap when audio comes fast)
     _replies: list[tuple[str, TurnRecord]] = field(default_factory=list)
@@ -112,5 +116,7 @@ class TurnTracker:
         if record.first_audio_t is None:
             record.first_audio_t = time.perf_counter()
         record.reply_sample_rate_hz = sample_rate_hz
-        record.reply_audio.extend(pcm)
+        record.reply_audio_bytes += len(pcm)
+        if self.keep_reply_audio:
+            record.reply_audio.extend(pcm)
         return record

@@ -57,6 +57,16 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def fd_targets() -> dict[str, str]:
+    out = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            out[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass
+    return out
+
+
 def growth_per_call_minute(samples: list[Sample], *, after_s: float) -> float | None:
     """Least-squares slope of RSS (MB/min) over the samples after ``after_s`` with calls up, per call up."""
     pts = [s for s in samples if s.t_s >= after_s and s.calls_up > 0]
@@ -71,6 +81,18 @@ def growth_per_call_minute(samples: list[Sample], *, after_s: float) -> float | 
     slope_mb_per_s = sum((s.t_s - mt) * (s.rss_mb - mr) for s in pts) / var
     calls = sum(s.calls_up for s in pts) / n
     return round(slope_mb_per_s * 60 / calls, 3)
+
+
+def low_envelope(samples: list[Sample], *, after_s: float, window_s: float = 60.0) -> list[Sample]:
+    """The lowest-RSS sample of each ``window_s`` after ``after_s`` with calls up: what stays resident
+    between the ASR's transient decode buffers (tens of MB that come and go with each utterance)."""
+    windows: dict[int, Sample] = {}
+    for s in samples:
+        if s.t_s >= after_s and s.calls_up:
+            k = int((s.t_s - after_s) // window_s)
+            if k not in windows or s.rss_mb < windows[k].rss_mb:
+                windows[k] = s
+    return [windows[k] for k in sorted(windows)]
 
 
 def plot(samples: list[Sample], path: Path, *, title: str, warmup_s: float) -> Path | None:
@@ -151,6 +173,7 @@ async def soak(
                 gc.collect()
                 await asyncio.sleep(1.0)
                 fds_start, tasks_start = open_fds(), len(asyncio.all_tasks())
+                fds_at_start = fd_targets()
                 t0 = time.monotonic()
 
                 def up() -> int:
@@ -168,7 +191,8 @@ async def soak(
                         await asyncio.sleep(sample_s)
                         s = sample()
                         due = not snapshots or s.t_s - last_snap[0] >= 30
-                        if trace and s.calls_up and s.t_s >= warmup_s and due:
+                        started = next((x.t_s for x in samples if x.calls_up), None)
+                        if trace and s.calls_up and started is not None and s.t_s >= started + warmup_s and due:
                             import tracemalloc
 
                             snap = await asyncio.to_thread(tracemalloc.take_snapshot)
@@ -179,8 +203,8 @@ async def soak(
                 try:
                     async with SippRun(
                         scenario=scenario, target=f"127.0.0.1:{gateway.endpoint.port}", workdir=Path(tmp) / "sipp",
-                        calls=total, rate=calls, concurrent=calls, timeout_s=minutes * 60 + call_s + 120,
-                        extra=("-rp", str(int(caller.cycle_s * 1000))),
+                        calls=total, rate=1, concurrent=calls, timeout_s=minutes * 60 + call_s + 120,
+                        extra=("-rp", str(int(caller.cycle_s / calls * 1000))),  # spread over one conversation
                     ) as sipp:
                         rc = await sipp.wait()
                         sipp_tail = (Path(tmp) / "sipp" / "sipp.out").read_text(errors="replace")[-600:]
@@ -203,12 +227,16 @@ async def soak(
                         break
                     await asyncio.sleep(1.0)
                 sample()
+                fds_left = sorted(v for k, v in fd_targets().items() if fds_at_start.get(k) != v)
+                tasks_left = sorted(t.get_name() for t in asyncio.all_tasks())
                 if trace and len(snapshots) == 2:
                     import tracemalloc
 
                     report = tracemalloc_report(snapshots[0], snapshots[1])
                     tracemalloc.stop()
                     (reports_dir / "soak-tracemalloc.txt").write_text(report)
+    first_call_s = next((s.t_s for s in samples if s.calls_up), 0.0)
+    warmup_s += first_call_s  # sipp places the first call one rate period after it starts
     ok = [r for r in gateway.reports if r.end_reason == "remote_hangup"]
     answered = sum(len(r.turn_latencies_ms) for r in ok)
     after = [s for s in samples if s.t_s >= warmup_s]
@@ -224,10 +252,14 @@ async def soak(
         "rss_mb_end": samples[-1].rss_mb,
         "rss_mb_peak": max(s.rss_mb for s in samples),
         "growth_mb_per_call_minute": growth_per_call_minute(samples, after_s=warmup_s),
+        "growth_low_envelope_mb_per_call_minute": growth_per_call_minute(low_envelope(samples, after_s=warmup_s),
+                                                                         after_s=warmup_s),
         "fds_start": fds_start,
         "fds_end": fds_end,
+        "fds_new_at_end": fds_left,
         "tasks_start": tasks_start,
         "tasks_end": tasks_end,
+        "tasks_at_end": tasks_left,
         "calls": calls,
         "minutes": minutes,
         "call_seconds": call_s,
