@@ -29,6 +29,7 @@ import ipaddress
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -409,6 +410,7 @@ class SipEndpoint:
         self._uac = SipUAC(self._transport)
         self._uas = SipUAS(self._transport, uac=self._uac, user_agent=USER_AGENT)
         self._calls: dict[str, PhoneCall] = {}
+        self.refusals: Counter[str] = Counter()  # INVITEs turned away: "busy" (503), "media" (488), "bad_sdp" (400)
         self._recent_outgoing: dict[str, OutgoingCall] = {}
         self._tasks: set[asyncio.Task] = set()
         self._registration: Registration | None = None
@@ -673,6 +675,7 @@ class SipEndpoint:
                 parse_sdp(msg.text)
             except Exception as exc:
                 self._transport.malformed += 1
+                self.refusals["bad_sdp"] += 1
                 logger.info("%s from %s:%s with an unparseable SDP (%s): 400", msg.method, addr[0], addr[1], type(exc).__name__)
                 self._uas._send_error(msg, 400, "Bad Request", extra_headers={"Warning": f'399 {self.host} "Malformed SDP"'})
                 return
@@ -743,7 +746,10 @@ class SipEndpoint:
             return
         full = self._admit(inc)
         if full is not None:  # RFC 3261 §21.5.4: try again later; no call in progress is touched
-            logger.warning("refusing an INVITE from %s:%s: %s (%d calls)", *inc.source_addr, full, len(self._calls))
+            self.refusals["busy"] += 1
+            if self.refusals["busy"] in (1, 10, 100) or self.refusals["busy"] % 1000 == 0:
+                logger.warning("refusing an INVITE from %s:%s: %s (%d calls; %d refused so far)", *inc.source_addr, full,
+                               len(self._calls), self.refusals["busy"])
             inc._send_response(503, "Service Unavailable", extra_headers={"Retry-After": str(self.settings.busy_retry_after_s)})
             inc.dialog.terminate()
             self._uas._calls.pop(inc.call_id, None)
@@ -755,6 +761,7 @@ class SipEndpoint:
                 plan = self._vet_media(plan, inc.source_addr[0])
         except TelephonyError as exc:
             logger.info("rejecting call %s: %s", inc.call_id, exc.message)
+            self.refusals["media"] += 1
             inc._send_response(488, "Not Acceptable Here", extra_headers={"Warning": f'399 {self.host} "{exc.code}"'})
             inc.dialog.terminate()
             self._uas._calls.pop(inc.call_id, None)
