@@ -1,6 +1,7 @@
 """The elder's smart screen: kiosk page, its WebSocket (voice + captions + panels) and the SOS endpoint.
 
-Routes (all need the device token, ``?token=`` or the ``X-Screen-Token`` header; see ``tokens.py``):
+Routes (all need a device token that is not revoked, ``?token=`` or the ``X-Screen-Token`` header; see
+``tokens.py``; an open page whose device is revoked is closed at the next panel refresh):
 - ``GET  /screen/{elder_id}``          the kiosk page (server-rendered HTML, vanilla JS, 1024×600)
 - ``GET  /screen/{elder_id}/ws``       WebSocket: mic PCM in, reply PCM + JSON messages out (``protocol.py``)
 - ``POST /screen/{elder_id}/sos``      raise an SOS alert now → ``{"alert_id": ...}``
@@ -45,13 +46,14 @@ from assistant.screen.protocol import (
     parse_control,
 )
 from assistant.screen.store_view import ElderView, PlatformCall, PlatformCallLookup, ScreenStore
-from assistant.screen.tokens import check_token, screen_secret
+from assistant.screen.tokens import load_registry, registry_path, screen_secret, token_device
 from assistant.screen.ws_transport import ScreenLink, ScreenTransport, screen_transport_params
 from assistant.session import CallSession
 from assistant.settings import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATUS_REFRESH_S = 5.0
+WS_CLOSE_REVOKED = 4403  # close code sent to a page whose device token was revoked
 PUSH_HOLD_S = 600.0  # a pushed "platform is calling" notice outlives ledger refreshes this long
 # the alert reaches the operators at once; family hear from them / by SMS when one is configured (issue #16)
 SOS_TEXT = "已通知服务中心值班人员，请别着急，马上有人联系您"
@@ -78,6 +80,7 @@ class ScreenConnection:
     fraud_shown_t: float = 0.0
     last_status: str = ""
     pipeline_running: bool = False
+    device_id: str | None = None  # the enrolled screen (``elder-<id>``: the elder's shared token)
     refresh: asyncio.Event = field(default_factory=asyncio.Event)
 
     def show_fraud(self, notice: FraudNotice, *, source: str) -> None:
@@ -181,12 +184,24 @@ def _elder_id(request: web.Request) -> int:
         raise web.HTTPNotFound(text="no such screen") from exc
 
 
-def _authorize(request: web.Request) -> int:
+async def _device_allowed(app: web.Application, elder_id: int, device_id: str | None) -> bool:
+    """Is this device enrolled for the elder and not revoked? The registry file is read each time (tiny), so a
+    revocation by ``assistant screen --revoke`` in another process counts at once."""
+    registry = await asyncio.to_thread(load_registry, registry_path(app[SETTINGS_KEY]))
+    return registry.allows(elder_id, device_id)
+
+
+async def _authorize_device(request: web.Request) -> tuple[int, str]:
     elder_id = _elder_id(request)
     token = request.query.get("token") or request.headers.get("X-Screen-Token")
-    if not check_token(elder_id, token, secret=request.app[SECRET_KEY]):
+    device_id = token_device(elder_id, token, secret=request.app[SECRET_KEY])
+    if device_id is None or not await _device_allowed(request.app, elder_id, device_id):
         raise web.HTTPForbidden(text="this screen is not enrolled (ask the family to set it up again)")
-    return elder_id
+    return elder_id, device_id
+
+
+async def _authorize(request: web.Request) -> int:
+    return (await _authorize_device(request))[0]
 
 
 async def _elder(request: web.Request, elder_id: int) -> ElderView:
@@ -238,7 +253,7 @@ async def _raise_sos(app: web.Application, *, elder_id: int, call_id: str | None
 
 
 async def screen_page(request: web.Request) -> web.Response:
-    elder_id = _authorize(request)
+    elder_id = await _authorize(request)
     elder = await _elder(request, elder_id)
     token = request.query.get("token", "")
     config = {
@@ -259,7 +274,7 @@ async def screen_page(request: web.Request) -> web.Response:
 
 
 async def sos(request: web.Request) -> web.Response:
-    elder_id = _authorize(request)
+    elder_id = await _authorize(request)
     call_id = None
     conns = request.app[HUB_KEY].for_elder(elder_id)
     if conns:
@@ -273,7 +288,7 @@ async def sos(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    elder_id = _authorize(request)
+    elder_id = await _authorize(request)
     lines = await request.app[STORE_KEY].status(elder_id)
     return web.json_response({"lines": [dataclasses.asdict(line) for line in lines]})
 
@@ -350,6 +365,12 @@ async def _panel_loop(app: web.Application, conn: ScreenConnection, stop: asynci
     order) until the page goes away."""
     while not stop.is_set():
         conn.refresh.clear()
+        if not await _device_allowed(app, conn.elder_id, conn.device_id):
+            logger.warning(f"screen {conn.elder_id}: device {conn.device_id} was revoked; closing its page")
+            ws = getattr(conn.link, "_ws", None)
+            if ws is not None and not ws.closed:
+                await ws.close(code=WS_CLOSE_REVOKED, message=b"device revoked")
+            return
         try:
             await _refresh_panels(app, conn)
         except AssistantError as exc:
@@ -454,7 +475,7 @@ async def _run_worker(worker, conn: ScreenConnection) -> None:
 
 async def screen_ws(request: web.Request) -> web.WebSocketResponse:
     app = request.app
-    elder_id = _authorize(request)
+    elder_id, device_id = await _authorize_device(request)
     elder = await _elder(request, elder_id)
     settings = app[SETTINGS_KEY]
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024)
@@ -471,7 +492,7 @@ async def screen_ws(request: web.Request) -> web.WebSocketResponse:
     )
     rate = settings.audio.pipeline_sample_rate_hz
     transport = ScreenTransport(link=link, user_id=session.call_id, params=screen_transport_params(out_sample_rate_hz=rate))
-    conn = ScreenConnection(elder_id=elder_id, session=session, link=link, transport=transport)
+    conn = ScreenConnection(elder_id=elder_id, session=session, link=link, transport=transport, device_id=device_id)
     hub = app[HUB_KEY]
     hub.add(conn)
     stop = asyncio.Event()

@@ -3,7 +3,11 @@
 - ``assistant screen --local [--input-device NAME|INDEX] [--output-device NAME|INDEX] [--elder-id N]``:
   the same call pipeline as the kiosk page, on this machine's microphone and speaker (sounddevice).
 - ``assistant screen --list-devices``: the audio devices PortAudio sees.
-- ``assistant screen --url ELDER_ID``: the kiosk page's path with its device token (for enrolment).
+- ``assistant screen --url ELDER_ID [--name NAME]``: enrol a new screen for the elder and print its kiosk page
+  URL (with the screen's own token).
+- ``assistant screen --devices [--elder-id N]``: the enrolled screens (id, elder, name, enrolled, revoked).
+- ``assistant screen --revoke DEVICE_ID``: revoke one screen (``elder-<id>``: the elder's shared token); it is
+  refused on its next request and an open page is closed within seconds.
 
 A machine without a microphone or speaker stops at once with ``error[audio_device]: ...``.
 """
@@ -22,7 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-device", help="speaker: index or part of its name (default: system default)")
     parser.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     parser.add_argument("--elder-id", type=int, help="use this elder's dialect, speech rate and volume")
-    parser.add_argument("--url", type=int, metavar="ELDER_ID", help="print the kiosk page path (with token) for an elder")
+    parser.add_argument("--url", type=int, metavar="ELDER_ID", help="enrol a new screen for an elder and print its kiosk page URL")
+    parser.add_argument("--name", default="", help="with --url: a name for the screen (e.g. 客厅)")
+    parser.add_argument("--devices", action="store_true", help="list enrolled screens (JSON lines)")
+    parser.add_argument("--revoke", metavar="DEVICE_ID", help="revoke one screen's token")
     parser.add_argument("--rasa-url", help="use this running Rasa server instead of starting one")
 
 
@@ -36,6 +43,32 @@ def _list_devices() -> int:
     print("  #  kind    rate       name")
     for d in devices:
         print(d.line())
+    return 0
+
+
+def _devices(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from assistant.screen.tokens import enrol_device, list_devices, revoke_device
+    from assistant.settings import load_settings
+
+    settings = load_settings()
+    if args.url is not None:
+        device, path = enrol_device(settings, args.url, name=args.name)
+        print(f"http://{settings.server.host}:{settings.server.port}{path}")
+        print(f"screen {device.device_id} enrolled for elder {device.elder_id}; revoke: assistant screen --revoke "
+              f"{device.device_id}", file=sys.stderr)  # fmt: skip
+        return 0
+    if args.revoke:
+        device = revoke_device(settings, args.revoke)
+        if device is None:
+            print(f"error[screen_device]: no screen {args.revoke!r} (see `assistant screen --devices`)", file=sys.stderr)
+            return 2
+        print(json.dumps(asdict(device), ensure_ascii=False))
+        return 0
+    for device in list_devices(settings, elder_id=args.elder_id):
+        print(json.dumps(asdict(device), ensure_ascii=False))
     return 0
 
 
@@ -90,13 +123,8 @@ async def _run_local(args: argparse.Namespace, transport) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.list_devices:
         return _list_devices()
-    if args.url is not None:
-        from assistant.screen.tokens import screen_path
-        from assistant.settings import load_settings
-
-        settings = load_settings()
-        print(f"http://{settings.server.host}:{settings.server.port}{screen_path(args.url, settings=settings)}")
-        return 0
+    if args.url is not None or args.devices or args.revoke:
+        return _devices(args)
     if not args.local:
         print("the smart screen is served by `assistant serve` at /screen/<elder id>; "
               "use --local to talk here, --url ELDER_ID for the page address", file=sys.stderr)
