@@ -183,13 +183,27 @@ async def _data_protection(args: argparse.Namespace, settings) -> dict:
     if args.db_command == "backup":
         return (await backups.backup(url, Path(args.out), pg_bin_dir=settings.store.pg_bin_dir)).to_json()
     if args.db_command == "restore":
-        return await backups.restore(url, Path(args.source), force=args.force, pg_bin_dir=settings.store.pg_bin_dir)
+        result = await backups.restore(url, Path(args.source), force=args.force, pg_bin_dir=settings.store.pg_bin_dir)
+        # a backup from before an erasure must not bring the elder back
+        from assistant.platform.db import create_engine_for
+        from assistant.platform.elder_data import erasure_journal, reapply_erasures
+        from assistant.platform.retention import recordings_dir, tracker_store_url
+        from assistant.platform.store import PlatformStore
+
+        engine = create_engine_for(settings)
+        try:
+            result["erasures_reapplied"] = await reapply_erasures(
+                PlatformStore(engine=engine), journal=erasure_journal(settings),
+                recordings_dir=recordings_dir(settings), tracker_url=tracker_store_url(settings))
+        finally:
+            await engine.dispose()
+        return result
     if args.db_command == "delete-elder" and not args.confirm:
         raise StoreError("delete-elder erases the elder's personal data for good: add --confirm", code="invalid")
 
     from assistant.platform.audit import cli_actor
     from assistant.platform.db import create_engine_for
-    from assistant.platform.elder_data import delete_elder, export_elder
+    from assistant.platform.elder_data import delete_elder, erasure_journal, export_elder
     from assistant.platform.migrate import is_up_to_date
     from assistant.platform.retention import purge, recordings_dir, tracker_store_url
     from assistant.platform.store import PlatformStore
@@ -208,6 +222,7 @@ async def _data_protection(args: argparse.Namespace, settings) -> dict:
                                        recordings_dir=recordings_dir(settings), actor=actor)).to_json()
         return (await delete_elder(store, elder_id=args.elder_id, actor=actor, reason=args.reason,
                                    ticket=args.ticket, recordings_dir=recordings_dir(settings),
-                                   tracker_url=tracker_store_url(settings))).to_json()
+                                   tracker_url=tracker_store_url(settings),
+                                   journal=erasure_journal(settings))).to_json()
     finally:
         await engine.dispose()

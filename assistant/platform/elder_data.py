@@ -22,6 +22,12 @@ Erasure (``assistant db delete-elder --elder-id N --confirm --reason R``):
   and the contact, alerts keep kind/severity/status/times but lose ``detail`` and the call id;
 - audit rows about the elder keep who/when/what but their ``detail`` is emptied; one ``delete_elder`` row
   records who, when, the reason code and an optional ticket reference (no personal data).
+
+Backups taken before an erasure still hold the elder's data. Every erasure is therefore also appended to
+``var/erasures.jsonl`` (elder id, time, reason, ticket, who: no personal data; 0600), outside the database,
+and ``assistant db restore`` applies that journal again to the restored database (``reapply_erasures``), so
+a restore never brings an erased elder back. Backup files themselves age out by the operator's backup
+rotation (see the README's data-protection section).
 """
 
 from __future__ import annotations
@@ -319,6 +325,52 @@ async def export_elder(
 # ---------------------------------------------------------------- erasure
 
 
+def erasure_journal(settings: Any) -> Path:
+    """``var/erasures.jsonl``: the elders erased on request, re-applied after a restore."""
+    return settings.paths.var_dir / "erasures.jsonl"
+
+
+def _append_journal(path: Path, entry: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _read_journal(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if isinstance(entry, dict) and isinstance(entry.get("elder_id"), int):
+                out.append(entry)
+    return out
+
+
+async def reapply_erasures(
+    store: PlatformStore, *, journal: Path, recordings_dir: Path, tracker_url: str | None = None
+) -> list[int]:
+    """After a restore: erase again every journalled elder whose personal data came back with the backup.
+    Returns their ids (an already-erased or missing elder is skipped)."""
+    done: list[int] = []
+    for entry in await asyncio.to_thread(_read_journal, journal):
+        elder_id = entry["elder_id"]
+        async with store.session("check erasure") as s:
+            elder = await s.get(Elder, elder_id)
+            if elder is None or (elder.name == ERASED_NAME and not elder.phones and not elder.contacts):
+                continue
+        reason = entry.get("reason") if entry.get("reason") in DELETE_REASONS else "other"
+        ticket = entry.get("ticket") if isinstance(entry.get("ticket"), str) else None
+        await delete_elder(store, elder_id=elder_id, actor="restore", reason=reason, ticket=ticket,
+                           recordings_dir=recordings_dir, tracker_url=tracker_url)
+        done.append(elder_id)
+    return done
+
+
 async def delete_elder(
     store: PlatformStore,
     *,
@@ -328,6 +380,7 @@ async def delete_elder(
     recordings_dir: Path,
     ticket: str | None = None,
     tracker_url: str | None = None,
+    journal: Path | None = None,
 ) -> DeletionResult:
     """Erase the elder's personal data (see the module docstring); one transaction for the rows, the
     recordings removed after it commits (a file left behind is still found by the retention purge)."""
@@ -408,4 +461,7 @@ async def delete_elder(
     counts["recordings"] = len(audio) - kept
     # the elder's conversations in Rasa's tracker store (sender id = call id): what was said, the caller number
     counts["dialogue_events"] = await delete_tracker_events(tracker_url, call_ids)
+    if journal is not None:
+        entry = {"elder_id": elder_id, "at": store.now().isoformat(), "reason": reason, "ticket": ticket, "by": actor}
+        await asyncio.to_thread(_append_journal, journal, entry)
     return DeletionResult(elder_id=elder_id, counts=counts, recordings_kept_outside=kept)

@@ -277,3 +277,44 @@ async def test_delete_elder_removes_their_rasa_conversations(store, settings):
                                 recordings_dir=w["rec"], tracker_url=tracker_store_url(settings))
     assert result.counts["dialogue_events"] == 2
     assert tracker_senders(path) == ["call-2"]
+
+
+def test_restoring_an_older_backup_does_not_bring_an_erased_elder_back(settings, tmp_path, capsys):
+    import asyncio
+
+    from assistant.cli import main
+    from assistant.platform.elder_data import erasure_journal
+
+    async def seed() -> tuple[int, int]:
+        engine = create_engine_for(settings)
+        try:
+            w = await _seed(PlatformStore(engine=engine, clock=FakeClock()), settings)
+            return w["e1"].elder_id, w["e2"].elder_id
+        finally:
+            await engine.dispose()
+
+    e1, e2 = asyncio.run(seed())
+    url = settings.store.database_url
+    backup_file = tmp_path / "before-erasure.sqlite"
+    assert main(["db", "--database-url", url, "backup", "--out", str(backup_file)]) == 0
+    assert main(["db", "--database-url", url, "delete-elder", "--elder-id", str(e1), "--confirm",
+                 "--reason", "data_subject_request", "--ticket", "DSR-7"]) == 0
+    journal = erasure_journal(settings)
+    assert stat.S_IMODE(journal.stat().st_mode) == 0o600
+    entry = json.loads(journal.read_text(encoding="utf-8").splitlines()[-1])
+    assert entry["elder_id"] == e1 and entry["reason"] == "data_subject_request" and entry["ticket"] == "DSR-7"
+    assert [p for p in PERSONAL if p in journal.read_text(encoding="utf-8")] == []
+    capsys.readouterr()
+
+    assert main(["db", "--database-url", url, "restore", "--from", str(backup_file)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["erasures_reapplied"] == [e1]
+    assert main(["db", "--database-url", url, "export-elder", "--elder-id", str(e1), "--out", str(tmp_path / "x")]) == 0
+    text = (tmp_path / "x" / f"elder-{e1}.json").read_text(encoding="utf-8")
+    assert [p for p in PERSONAL if p in text] == []
+    # the other elder came back from the backup whole; the same old backup restored again is erased again
+    assert main(["db", "--database-url", url, "export-elder", "--elder-id", str(e2), "--out", str(tmp_path / "y")]) == 0
+    assert "李伯" in (tmp_path / "y" / f"elder-{e2}.json").read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert main(["db", "--database-url", url, "restore", "--from", str(backup_file)]) == 0
+    assert json.loads(capsys.readouterr().out)["erasures_reapplied"] == [e1]
