@@ -328,3 +328,20 @@ async def test_kamailio_style_trusted_network_accepts_a_c_address_other_than_the
             caller.send(caller.request("BYE", call_id=call_id, cseq=2, to_tag=_to_tag(resp)))
             await wait_for(lambda: not gw.endpoint.calls, timeout_s=3, what="the BYE")
     assert plan.remote_addr == ("127.0.0.3", media_port)
+
+
+async def test_a_call_at_its_maximum_duration_hears_a_goodbye_then_bye(tel_settings):
+    s = replace(tel_settings, telephony=replace(tel_settings.telephony, max_call_duration_s=2.5))
+    gw = Gateway(settings=s, pipeline_factory=bot_pipeline_factory(settings=s, reply_pcm=tone(seconds=0.8)), port=0)
+    async with gw, SipEndpoint(settings=tel_settings.telephony, port=0, user="13800000044") as phone:  # no limit of its own
+        call = await phone.dial(f"sip:assistant@127.0.0.1:{gw.endpoint.port}", timeout_s=5)
+        t0 = asyncio.get_running_loop().time()
+        heard: list[tuple[float, float]] = []
+        call.on_audio = lambda pcm: heard.append((asyncio.get_running_loop().time() - t0, level(pcm)))
+        ended = await asyncio.wait_for(call.wait_ended(), 15)
+        t_end = asyncio.get_running_loop().time() - t0
+        await wait_for(lambda: gw.reports and gw.reports[0].end_reason, timeout_s=5, what="the gateway's report")
+    assert ended.reason == "remote_hangup" and gw.reports[0].end_reason == "max_duration"
+    assert 2.5 <= t_end < 2.5 + 8
+    goodbye = [t for t, lv in heard if t > 2.5 and lv > 1000]  # the greeting (0.8 s) is long over by then
+    assert goodbye, "no goodbye before the BYE"
