@@ -9,7 +9,7 @@ the start, so a crash leaves a playable recording linked to its call."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from loguru import logger
@@ -31,10 +31,10 @@ from assistant.turns import TurnRecord
 PROOF_PLACEHOLDER = "[平安通身份证明]"
 
 
-def _redact(text: str) -> str:
+def _redact(text: str, personal: object | None = None) -> str:
     from assistant.fraud_guard.pii_gate import redact
 
-    return redact(text)
+    return redact(text, personal=personal)  # type: ignore[arg-type]
 
 
 @dataclass(kw_only=True)
@@ -42,6 +42,27 @@ class CallRecorder:
     store: object  # assistant.platform.store.PlatformStore
     session: CallSession
     calls_dir: Path
+    # the elder's data the stored redaction masks (name, address, numbers, safe phrase, family), loaded from
+    # the store for the call's elder (again if the call's elder changes, e.g. identified during the call)
+    _personal: object | None = field(default=None, init=False, repr=False)
+    _personal_elder: int | None = field(default=None, init=False, repr=False)
+
+    async def personal(self) -> object | None:
+        elder_id = self.session.elder_id
+        if elder_id is None:
+            return None
+        if self._personal_elder != elder_id:
+            from assistant.fraud_guard.pii_gate import personal_data_of
+
+            try:
+                elder = await self.store.get_elder(elder_id)
+                phrase = await self.store.safe_phrase(elder_id) if hasattr(self.store, "safe_phrase") else None
+            except AssistantError as exc:
+                logger.warning(f"call {self.session.call_id}: elder data for redaction unavailable: error[{exc.code}]")
+                return self._personal
+            self._personal = personal_data_of(elder, safe_phrase=phrase or "") if elder is not None else None
+            self._personal_elder = elder_id
+        return self._personal
 
     def audio_path(self) -> Path:
         return recording_path(self.calls_dir, self.session.call_id)
@@ -72,6 +93,7 @@ class CallRecorder:
             return
         cid = self.session.call_id
         elder_text = record.transcript
+        personal = await self.personal()
         await self._safe(
             "record elder turn",
             self.store.add_turn(
@@ -79,7 +101,7 @@ class CallRecorder:
                 turn=record.turn * 2 - 1,
                 speaker="caller" if self.session.heard_speaker == "caller" else "elder",
                 text=elder_text,
-                text_redacted=_redact(elder_text),
+                text_redacted=_redact(elder_text, personal),
                 asr_confidence=record.asr_confidence,
                 intent=record.intent,
             ),
@@ -88,7 +110,7 @@ class CallRecorder:
         bot_text = "".join(PROOF_PLACEHOLDER if t in record.secret_texts else t for t in record.reply_texts)
         await self._safe(
             "record bot turn",
-            self.store.add_turn(call_id=cid, turn=record.turn * 2, speaker="bot", text=bot_text, text_redacted=_redact(bot_text)),
+            self.store.add_turn(call_id=cid, turn=record.turn * 2, speaker="bot", text=bot_text, text_redacted=_redact(bot_text, personal)),
         )
 
     async def ended(self, *, audio_path: Path | None = None, outcome: str | None = None) -> None:

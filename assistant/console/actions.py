@@ -28,7 +28,7 @@ from assistant.console.auth import (
 )
 from assistant.console.models import ConsoleNote
 from assistant.console.queries import fraud_info
-from assistant.console.redaction import redacted_text
+from assistant.console.redaction import personal_of, redacted_text
 from assistant.console.render import LOCAL_TZ
 from assistant.fraud_guard.ledger import CallLedger
 from assistant.platform.models import (
@@ -150,8 +150,10 @@ async def mark_false_alarm(
         raise ConflictError("这条警报已经标记为误报")
     turns = []
     if alert.call_id:
+        personal = personal_of(await db.get(Elder, alert.elder_id) if alert.elder_id is not None else None)
         rows = await db.execute(select(CallTurn).where(CallTurn.call_id == alert.call_id).order_by(CallTurn.turn))
-        turns = [{"speaker": t.speaker, "text": redacted_text(text=t.text, text_redacted=t.text_redacted)}
+        turns = [{"speaker": t.speaker,
+                  "text": redacted_text(text=t.text, text_redacted=t.text_redacted, personal=personal)}
                  for t in rows.scalars()]
     scam, score, evidence = fraud_info(alert.detail or {})
     now = utcnow()

@@ -165,14 +165,34 @@ async def api_auth_hook(request: web.Request) -> str | None:
     return f"console:{principal.username}"
 
 
+async def api_audit_hook(request: web.Request, principal: str, action: str, target_type: str, target_id: str) -> None:
+    """For the platform API (``AUDIT_HOOKS_KEY``): a console user's read of personal data through ``/api``
+    (e.g. a call's masked transcript) goes to the console's audit log like a page view."""
+    if not principal.startswith("console:"):
+        return
+    sessions = request.app.get(SESSIONS_KEY)
+    if sessions is None:
+        return
+    async with sessions() as db:
+        p = await auth.load_principal(db, request.cookies.get(auth.SESSION_COOKIE))
+        await auth.audit(db, p, action, target_type=target_type, target_id=target_id[:64], ip=client_ip(request),
+                         username=principal.removeprefix("console:"))
+        await db.commit()
+
+
 def _register_api_auth(app: web.Application) -> None:
     try:
-        from assistant.platform.api import AUTH_HOOKS_KEY
+        from assistant.platform import api
     except ModuleNotFoundError:
         return
-    if AUTH_HOOKS_KEY not in app:
-        app[AUTH_HOOKS_KEY] = []
-    app[AUTH_HOOKS_KEY].append(api_auth_hook)
+    if api.AUTH_HOOKS_KEY not in app:
+        app[api.AUTH_HOOKS_KEY] = []
+    app[api.AUTH_HOOKS_KEY].append(api_auth_hook)
+    audit_key = getattr(api, "AUDIT_HOOKS_KEY", None)
+    if audit_key is not None:
+        if audit_key not in app:
+            app[audit_key] = []
+        app[audit_key].append(api_audit_hook)
 
 
 def require_elder(principal: Principal, elder_id: int) -> None:

@@ -23,7 +23,7 @@ from assistant.console.app import (
 from assistant.console.auth import Principal
 from assistant.console.events import stream
 from assistant.console.models import REVEAL_ROLES, STAFF_ROLES
-from assistant.console.redaction import display_text
+from assistant.console.redaction import display_text, personal_of, redact_text
 from assistant.console.render import (
     ALERT_KIND_LABELS,
     ALERT_STATUS_LABELS,
@@ -131,7 +131,7 @@ def _alert_summary(a) -> str:
         return f"{esc(scam or '类型未知')} · 风险分 {score_txt}"
     if a.kind in ("sla_dispatch", "sla_answer") and a.order_id:
         return f"工单 #{a.order_id}"
-    return esc(alert_reason_text(a.detail or {})[:80])
+    return esc(redact_text(alert_reason_text(a.detail or {}))[:80])
 
 
 def queue_table(qp: queries.QueuePage) -> str:
@@ -226,6 +226,7 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
         flash = (f'<p class="flash" role="status">已登记回电。来电确认码 <strong class="code">{esc(code)}</strong>：'
                  "回电时请告诉长者这个号码，长者的屏幕和家属短信会显示同一个号码。</p>")
 
+    personal = personal_of(d.elder)
     facts = [
         ("级别", SEVERITY_LABELS.get(a.severity, a.severity)),
         ("状态", ALERT_STATUS_LABELS.get(a.status, a.status)
@@ -235,6 +236,8 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
     if d.elder is not None:
         facts += [("长者", f"{d.elder.name}（{d.elder.district}）"), ("地址", d.elder.address or "—")]
     reason = alert_reason_text(a.detail or {}) if a.kind != "fraud" else ""
+    if not reveal:  # a free-text summary may quote the caller
+        reason = redact_text(reason, personal)
     if reason:
         facts.append(("原因", reason))
     if a.kind == "fraud":
@@ -256,7 +259,7 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
 
     turn_rows = []
     for t in d.turns:
-        text = display_text(text=t.text, text_redacted=t.text_redacted, reveal=reveal)
+        text = display_text(text=t.text, text_redacted=t.text_redacted, reveal=reveal, personal=personal)
         conf = ""
         if t.asr_confidence is not None:
             low = " low" if t.asr_confidence < LOW_CONFIDENCE else ""
@@ -273,7 +276,8 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
                 speaker = str(item.get("speaker", ""))
                 turn_rows.append(
                     f'<tr class="spk-{esc(speaker)}"><td>{i}</td><td>{esc(SPEAKER_LABELS.get(speaker, speaker))}</td>'
-                    f'<td class="text">{highlight(str(item.get("text", "")), evidence)}</td><td>—</td><td></td></tr>'
+                    f'<td class="text">{highlight(redact_text(str(item.get("text", "")), personal), evidence)}</td>'
+                    "<td>—</td><td></td></tr>"
                 )
     mode = ('<p class="revealed" role="status">正在显示<strong>未脱敏原文</strong>（已记入审计日志）。</p>' if reveal
             else '<p class="hint">个人信息已脱敏显示。</p>')

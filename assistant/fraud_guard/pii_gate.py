@@ -50,6 +50,22 @@ class PersonalData:
     account_numbers: tuple[str, ...] = ()
     family_names: tuple[str, ...] = ()
     health_terms: tuple[str, ...] = ()  # diagnoses / medicines on file
+    safe_phrase: str = ""  # the elder's safe phrase (masked in transcripts)
+    family_phones: tuple[str, ...] = ()  # the family contacts' numbers
+
+
+def personal_data_of(elder: object, *, safe_phrase: str | None = None) -> PersonalData:
+    """``PersonalData`` from a platform elder (``ElderInfo`` or the ``Elder`` row, relations loaded): name,
+    address, phones, family names and numbers, and the safe phrase (``ElderInfo`` does not carry it: pass it)."""
+    contacts = list(getattr(elder, "contacts", ()) or ())
+    return PersonalData(
+        name=str(getattr(elder, "name", "") or ""),
+        address=str(getattr(elder, "address", "") or ""),
+        phones=tuple(str(p.number) for p in getattr(elder, "phones", ()) or () if getattr(p, "number", "")),
+        family_names=tuple(str(c.name) for c in contacts if getattr(c, "name", "")),
+        family_phones=tuple(str(c.phone) for c in contacts if getattr(c, "phone", "")),
+        safe_phrase=str(safe_phrase if safe_phrase is not None else getattr(elder, "safe_phrase", "") or ""),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,25 +255,55 @@ _ADDRESS = re.compile(
     r"(号楼|栋|座|号|楼|室|房)([0-9０-９一二三四五六七八九十零〇幺两\-]{1,6}(号|室|房|楼)?)*"
 )
 _LABELS = {"id_number": "[身份证号]", "card_number": "[卡号]", "phone": "[电话]", "number": "[号码]"}
+SHORT_CODE_LABEL = "[数字码]"
+# 4-6 digits followed by one of these are a quantity, a time, a date, money or an age ("2024年", "500元",
+# "1500毫升"), not a one-time code or PIN; they stay readable
+_QUANTITY_UNITS = frozenset("年月日号点时分秒岁元块圆毛角斤克个罐瓶份次米天万千百亿度%％")
+_QUANTITY_WORDS = ("毫升", "公斤", "公里", "千克", "毫克", "分钟", "小时", "周岁", "人民币", "蚊")
+_CLOCK = re.compile(r"^[0-9０-９]{1,2}\s*[:：]\s*[0-9０-９]{2}$")
+
+
+def _quantity_follows(t: str, end: int) -> bool:
+    rest = t[end : end + 4].lstrip(" \u3000")
+    return bool(rest) and (rest[0] in _QUANTITY_UNITS or rest.startswith(_QUANTITY_WORDS))
 
 
 def redact(text: str, *, personal: PersonalData | None = None) -> str:
-    """Mask phone/ID/card numbers (any spelling), addresses and known names for operator views."""
+    """Mask, for operator views and stored transcripts: phone/ID/card numbers (7+ digits, any spelling), short
+    codes (4-6 digits: one-time codes, PINs; not quantities, times or dates), addresses, and with
+    ``personal`` the elder's name (and given name), address, safe phrase, numbers and family names/numbers.
+    "两罐", "下午3点", "15:30", "2024年" stay as they are."""
     t = "".join(ch for ch in (text or "") if unicodedata.category(ch) != "Cf")
+    if personal is not None:
+        # before the digit masks: a safe phrase may hold digits ("幸福8号")
+        for value in (personal.safe_phrase,):
+            if value and len(value.strip()) >= 2:
+                for variant in sorted(_script_variants(value.strip()), key=len, reverse=True):
+                    t = t.replace(variant, "[暗语]")
     out: list[str] = []
     pos = 0
-    for run in _digit_runs(t, min_digits=7):
+    for run in _digit_runs(t, min_digits=4):
+        if len(run.digits) >= 7:
+            label = _LABELS[_classify_digits(run.digits)]
+        elif _CLOCK.match(t[run.start : run.end]) or _quantity_follows(t, run.end):
+            continue
+        else:
+            label = SHORT_CODE_LABEL
         out.append(t[pos : run.start])
-        out.append(_LABELS[_classify_digits(run.digits)])
+        out.append(label)
         pos = run.end
     out.append(t[pos:])
     t = "".join(out)
     t = _ADDRESS.sub("[地址]", t)
     if personal is not None:
-        for value, label in [(personal.address, "[地址]"), (personal.name, "[姓名]"),
-                             *[(f, "[家人]") for f in personal.family_names]]:
+        values = [(personal.address, "[地址]"), (personal.name, "[姓名]"),
+                  *[(f, "[家人]") for f in personal.family_names]]
+        name = personal.name.strip()
+        if len(name) >= 3:  # the given name alone ("桂英" of 陈桂英); surnames alone are too common to mask
+            values.append((name[1:], "[姓名]"))
+        for value, label in values:
             if value and len(value.strip()) >= 2:
-                for variant in sorted(_script_variants(value), key=len, reverse=True):
+                for variant in sorted(_script_variants(value.strip()), key=len, reverse=True):
                     t = t.replace(variant, label)
     return t
 

@@ -7,7 +7,14 @@ all at shutdown. ``create_app(settings)`` is the same on a bare application (tes
 
 Auth: ``Authorization: Bearer <service token>``; other areas (the console) may append an
 ``async def(request) -> str | None`` to ``app[AUTH_HOOKS_KEY]`` that returns a principal for a logged-in
-session. Errors are ``{"error": {"code", "message"}}`` with the status from ``store.ERROR_STATUS``.
+session, and an ``async def(request, principal, action, target_type, target_id) -> None`` to
+``app[AUDIT_HOOKS_KEY]`` to log reads of personal data. Errors are ``{"error": {"code", "message"}}`` with
+the status from ``store.ERROR_STATUS``.
+
+Personal data: transcripts (``GET /api/calls/{id}?turns=1``) and alert ``detail`` are always returned
+masked with the elder's own data (``assistant.console.redaction``); the raw text is only reachable through
+the console's reveal flow (supervisors, audited). An alert status change records the authenticated
+principal, never a ``by`` from the body.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ OUTBOX_KEY = web.AppKey("platform_outbox", OutboxDispatcher)
 DLR_KEY = web.AppKey("platform_sms_dlr", DlrReceiver)
 SERVICE_TOKEN_KEY = web.AppKey("platform_service_token", str)
 AUTH_HOOKS_KEY = web.AppKey("platform_auth_hooks", list)
+AUDIT_HOOKS_KEY = web.AppKey("platform_audit_hooks", list)
 # optional, set before start-up (tests): a UTC clock and extra notification senders
 CLOCK_KEY = web.AppKey("platform_clock", object)
 SENDERS_KEY = web.AppKey("platform_senders", dict)
@@ -215,7 +223,7 @@ async def elder_alerts(request: web.Request) -> web.Response:
     await store.get_elder(elder_id)
     status = request.query.get("status")
     alerts = await store.list_alerts(elder_id=elder_id, status=status.split(",") if status else None)
-    return web.json_response({"alerts": [a.to_json() for a in alerts]})
+    return web.json_response({"alerts": await _masked_alerts(store, alerts)})
 
 
 async def elder_schedules(request: web.Request) -> web.Response:
@@ -228,12 +236,60 @@ async def list_schedules(request: web.Request) -> web.Response:
     return web.json_response({"schedules": [s.to_json() for s in schedules]})
 
 
+async def _personal(store: PlatformStore, elder_id: int | None) -> Any:
+    """The elder's values to mask (``console.redaction.Personal``), or None."""
+    from assistant.console.redaction import personal_of
+
+    if elder_id is None:
+        return None
+    try:
+        elder = await store.get_elder(elder_id)
+    except StoreError as exc:
+        if exc.code == "not_found":
+            return None
+        raise
+    return personal_of(elder, safe_phrase=await store.safe_phrase(elder_id) or "")
+
+
+async def _audit(request: web.Request, action: str, target_type: str, target_id: str | int) -> None:
+    for hook in request.app.get(AUDIT_HOOKS_KEY, []):
+        await hook(request, request[_PRINCIPAL], action, target_type, str(target_id))
+
+
+async def _masked_alerts(store: PlatformStore, alerts: list[AlertInfo]) -> list[dict[str, Any]]:
+    """Alerts as JSON with every string of ``detail`` masked with their elder's data."""
+    from assistant.console.redaction import redact_detail
+
+    personal: dict[int | None, Any] = {}
+    out = []
+    for a in alerts:
+        if a.elder_id not in personal:
+            personal[a.elder_id] = await _personal(store, a.elder_id)
+        body = a.to_json()
+        body["detail"] = redact_detail(body.get("detail") or {}, personal[a.elder_id])
+        out.append(body)
+    return out
+
+
 async def get_call(request: web.Request) -> web.Response:
+    """A call; with ``?turns=1`` its transcript, masked (``text``; the raw text is not served here: the
+    console's reveal flow is the one audited way to it). A console user's read is audited."""
+    from assistant.console.redaction import redacted_text
+
     store = _store(request)
     call = await store.get_call(request.match_info["call_id"])
     body = call.to_json()
     if request.query.get("turns") in ("1", "true"):
-        body["turns"] = [t.to_json() for t in await store.list_turns(call.call_id)]
+        personal = await _personal(store, call.elder_id)
+        turns = []
+        for t in await store.list_turns(call.call_id):
+            turn = t.to_json()
+            turn["text"] = redacted_text(text=t.text, text_redacted=t.text_redacted, personal=personal)
+            turn["text_redacted"] = turn["text"]
+            turn["redacted"] = True
+            turns.append(turn)
+        body["turns"] = turns
+        await _audit(request, "api_view_turns", "call", call.call_id)
     return web.json_response(body)
 
 
@@ -348,7 +404,7 @@ async def post_alert(request: web.Request) -> web.Response:
         {
             "alert_id": alert.alert_id,
             "status": alert.status,
-            "alert": alert.to_json(),
+            "alert": (await _masked_alerts(_store(request), [alert]))[0],
             # what the elder may be told: "on_its_way" only when a configured channel carries a family message
             "family_notice": notice,
             "family_notified": notice == "on_its_way",
@@ -375,20 +431,23 @@ async def list_alerts(request: web.Request) -> web.Response:
         limit = min(int(request.query.get("limit", "50")), 500)
     except ValueError:
         raise StoreError("limit must be an integer", code="invalid") from None
-    alerts = await _store(request).list_alerts(
+    store = _store(request)
+    alerts = await store.list_alerts(
         status=status.split(",") if status else None, kind=kind.split(",") if kind else None, limit=limit
     )
-    return web.json_response({"alerts": [a.to_json() for a in alerts]})
+    return web.json_response({"alerts": await _masked_alerts(store, alerts)})
 
 
 async def post_alert_status(request: web.Request) -> web.Response:
     body = await _body(request)
-    alert = await _store(request).set_alert_status(
+    store = _store(request)
+    alert = await store.set_alert_status(
         _match_int(request, "alert_id"),
         _str(body.get("status"), "status", required=True),
-        by=_str(body.get("by"), "by") or request.get(_PRINCIPAL),
+        by=request[_PRINCIPAL],  # who is signed in / holds the token; a "by" in the body is not believed
     )
-    return web.json_response(alert.to_json())
+    (masked,) = await _masked_alerts(store, [alert])
+    return web.json_response(masked)
 
 
 ROUTES: tuple[tuple[str, str, Handler], ...] = (
@@ -590,6 +649,7 @@ async def store_health(app: web.Application) -> dict[str, Any]:
 
 
 __all__ = [
+    "AUDIT_HOOKS_KEY",
     "AUTH_HOOKS_KEY",
     "ORDER_TYPES",
     "OUTBOX_KEY",

@@ -131,8 +131,21 @@ def test_redact(text, must_not_contain, label):
     assert label in r
 
 
-def test_redact_keeps_short_numbers():
-    assert redact("确认码是4821，明天9点到", personal=P) == "确认码是4821，明天9点到"
+def test_redact_masks_short_codes_but_keeps_quantities_and_times():
+    # a one-time code or PIN of 4-6 digits (any spelling) is masked ...
+    assert redact("确认码是4821，明天9点到", personal=P) == "确认码是[数字码]，明天9点到"
+    assert redact("验证码 六二八一 对吧") == "验证码 [数字码] 对吧"
+    assert redact("密码是123456") == "密码是[数字码]"
+    # ... quantities, times, dates and money are not
+    for text in ("我要两罐煤气，下午3点送", "15:30到", "2024年5月", "转5000元", "1500毫升水", "三点半来，送两份"):
+        assert redact(text, personal=P) == text
+
+
+def test_redact_masks_the_elders_own_data():
+    personal = PersonalData(name="陈桂英", address="白沙街道幸福里二号楼三零一", safe_phrase="荔枝树下",
+                            family_names=("陈建华",), family_phones=("13922223333",))
+    r = redact("桂英啊，暗语是荔枝树下，打给陈建华", personal=personal)
+    assert r == "[姓名]啊，暗语是[暗语]，打给[家人]"
 
 
 async def test_processor_replaces_blocked_and_passes_the_rest():
