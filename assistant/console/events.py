@@ -20,7 +20,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from assistant.platform.models import OPEN_ORDER_STATUSES, Alert, WorkOrder
+from assistant.platform.models import OPEN_ORDER_STATUSES, Alert, Outbox, WorkOrder
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +70,20 @@ async def watch_database(hub: EventHub, sessions: async_sessionmaker[AsyncSessio
     """Publish ``alert`` / ``order`` events for rows other processes write. Runs until cancelled.
 
     Alerts: every row with a higher id than last time. Orders: new ones and status changes of open ones
-    (an open order that is no longer open is published with its new status)."""
+    (an open order that is no longer open is published with its new status). Outbox rows (staff only: no
+    elder_id): new ones and state changes of queued / sent ones (queued → sent → delivered / failed)."""
     last_alert: int | None = None
     last_order = 0
     open_orders: dict[int, tuple[int, str]] = {}  # id → (elder_id, status)
+    last_outbox = 0
+    moving: dict[int, tuple[int | None, str]] = {}  # outbox id → (alert_id, status) while queued / sent
     while True:
         try:
             async with sessions() as db:
                 if last_alert is None:
                     last_alert = int(await db.scalar(select(func.coalesce(func.max(Alert.id), 0))) or 0)
                     last_order = int(await db.scalar(select(func.coalesce(func.max(WorkOrder.id), 0))) or 0)
+                    last_outbox = int(await db.scalar(select(func.coalesce(func.max(Outbox.id), 0))) or 0)
                 else:
                     for a in (await db.execute(select(Alert).where(Alert.id > last_alert).order_by(Alert.id))).scalars():
                         last_alert = a.id
@@ -107,11 +111,35 @@ async def watch_database(hub: EventHub, sessions: async_sessionmaker[AsyncSessio
                     ).all():
                         hub.publish({"type": "order", "id": oid, "elder_id": open_orders[oid][0], "status": status})
                 open_orders = seen
+                last_outbox, moving = await _watch_outbox(db, hub, last_outbox, moving)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the database may be briefly unavailable: keep watching
             log.warning("console event watch failed: %s", exc)
         await asyncio.sleep(interval_s)
+
+
+async def _watch_outbox(
+    db: AsyncSession, hub: EventHub, last_id: int, moving: dict[int, tuple[int | None, str]]
+) -> tuple[int, dict[int, tuple[int | None, str]]]:
+    active = ("queued", "sent")
+    rows = (
+        await db.execute(
+            select(Outbox.id, Outbox.alert_id, Outbox.status).where(Outbox.status.in_(active) | (Outbox.id > last_id))
+        )
+    ).all()
+    seen: dict[int, tuple[int | None, str]] = {}
+    for oid, alert_id, status in rows:
+        if oid > last_id or moving.get(oid, (alert_id, status))[1] != status:
+            hub.publish({"type": "outbox", "id": oid, "alert_id": alert_id, "status": status})
+        last_id = max(last_id, oid)
+        if status in active:
+            seen[oid] = (alert_id, status)
+    gone = [oid for oid in moving if oid not in seen]
+    if gone:
+        for oid, status in (await db.execute(select(Outbox.id, Outbox.status).where(Outbox.id.in_(gone)))).all():
+            hub.publish({"type": "outbox", "id": oid, "alert_id": moving[oid][0], "status": status})
+    return last_id, seen
 
 
 async def stream(request: web.Request, hub: EventHub, *, elder_ids: frozenset[int] | None) -> web.StreamResponse:

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from assistant.console import actions, auth, queries
+from assistant.console import actions, auth, notices, queries
 from assistant.console.app import (
     CONSOLE_SETTINGS_KEY,
     HUB_KEY,
@@ -321,6 +321,7 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
                  '<label for="fa-reason" class="sr-only">误报原因</label>'
                  '<input id="fa-reason" name="reason" placeholder="原因（可选）">')
     )
+    notices_html = notices.notices_card(a.id, await notices.alert_outbox(db, a.id))
     body = f"""{flash}
 <div class="grid">
 <section aria-labelledby="h-facts" class="card"><h2 id="h-facts">概要</h2><dl class="facts">{facts_html}</dl></section>
@@ -331,6 +332,7 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
 </div>
 {audio}
 {transcript}
+{notices_html}
 <div class="grid">
 <section aria-labelledby="h-tl" class="card"><h2 id="h-tl">时间线</h2><ol class="timeline">{timeline}</ol>
 {f'<h3>相关工单</h3><ul>{orders}</ul>' if orders else ''}</section>
@@ -343,6 +345,9 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
 
 @staff
 async def alert_page(request: web.Request, p: Principal, db: AsyncSession) -> web.Response:
+    if request.query.get("fragment") == "notices":  # the live delivery states (no transcript: not audited)
+        rows = await notices.alert_outbox(db, _int(request, "alert_id"))
+        return web.Response(text=notices.notices_table(rows), content_type="text/html")
     return await _render_alert(request, p, db, _int(request, "alert_id"), reveal=False)
 
 

@@ -60,6 +60,9 @@
         later("family-orders", function () { refreshFragment("family-orders").then(function (ok) { if (ok) { announce("工单状态已更新"); } }); });
       }
     });
+    source.addEventListener("outbox", function () {  // family notices: queued → sent → delivered / failed
+      if (document.getElementById("notices")) { later("notices", function () { refreshFragment("notices"); }); }
+    });
     window.addEventListener("beforeunload", function () { source.close(); });
   }
 
