@@ -27,7 +27,7 @@ from assistant.dialogue.processor import AlertSink, DialogueProcessor, IdentityP
 from assistant.dialogue.rasa_client import RasaClient
 from assistant.errors import AssistantError
 from assistant.fraud_guard.guard import FraudGuard
-from assistant.fraud_guard.pii_gate import PersonalData, PiiGate
+from assistant.fraud_guard.pii_gate import PiiGate, personal_data_of
 from assistant.session import CallSession
 from assistant.settings import Settings
 from assistant.tts.service import AssistantTTSService
@@ -102,17 +102,14 @@ class CallOpening(FrameProcessor):
             return
         try:
             elder = await store.get_elder(self._session.elder_id)
+            # masked in the fraud guard's alert transcript and in blocked-utterance reports
+            safe_phrase = await store.safe_phrase(self._session.elder_id) if hasattr(store, "safe_phrase") else None
         except AssistantError as exc:
             logger.warning(f"call {self._session.call_id}: elder profile unavailable: error[{exc.code}]")
             return
         if elder is None:
             return
-        personal = PersonalData(
-            name=elder.name,
-            address=elder.address,
-            phones=tuple(p.number for p in elder.phones),
-            family_names=tuple(c.name for c in elder.contacts),
-        )
+        personal = personal_data_of(elder, safe_phrase=safe_phrase or "")
         self._gate.set_personal(personal)
         self._guard.set_personal(personal)
         if self._session.dialect is None:
