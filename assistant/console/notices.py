@@ -1,4 +1,4 @@
-"""The alert page's "通知家属" card: each outbox row of the alert with its delivery state, refreshed live
+"""The alert page's "通知与送达" card: each outbox row of the alert with its delivery state, refreshed live
 (``watch_database`` publishes an ``outbox`` event when a row changes state; the page re-fetches
 ``/console/alerts/<id>?fragment=notices``, which is not audited as a transcript view)."""
 
@@ -46,10 +46,13 @@ def notices_table(rows: list[Outbox]) -> str:
         retry = ""
         if status == "queued" and o.next_attempt_at is not None:
             retry = f'（<time datetime="{iso(o.next_attempt_at)}">{local_time(o.next_attempt_at)}</time> 重试）'
+        label = STATUS_LABELS.get(status, status)
+        if o.channel == "log" and status == "sent":
+            label = "已记入内部记录（不会自动送达）"  # the log channel reaches no phone
         out.append(
             f'<tr class="notice-{esc(status)}"><td>{esc(CHANNEL_LABELS.get(o.channel, o.channel))}</td>'
             f"<td>{esc(mask_recipient(o.recipient))}</td>"
-            f'<td><span class="badge notice-{esc(status)}">{esc(STATUS_LABELS.get(status, status))}</span>{retry}</td>'
+            f'<td><span class="badge notice-{esc(status)}">{esc(label)}</span>{retry}</td>'
             f"<td>{o.attempts}</td><td>{stamp}</td><td>{esc(detail)}</td></tr>"
         )
     return (
@@ -61,7 +64,7 @@ def notices_table(rows: list[Outbox]) -> str:
 
 def notices_card(alert_id: int, rows: list[Outbox]) -> str:
     return (
-        '<section aria-labelledby="h-notices" class="card"><h2 id="h-notices">通知家属</h2>'
+        '<section aria-labelledby="h-notices" class="card"><h2 id="h-notices">通知与送达</h2>'
         f'<div id="notices" data-fragment="/console/alerts/{alert_id}?fragment=notices" aria-live="polite">'
         f"{notices_table(rows)}</div></section>"
     )
