@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, select, text, update
 
 from assistant.errors import StoreError
 from assistant.platform.audit import add_audit
@@ -76,6 +76,35 @@ EXPORT_VERSION = 1
 ERASED_NAME = "（已删除）"
 DELETE_REASONS = ("data_subject_request", "family_request", "deceased", "service_ended", "legal_order", "other")
 _TICKET_RE = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")
+
+
+# tables handled one by one below; any OTHER table with an ``elder_id`` column (another area's, e.g. the keypad
+# PIN) is exported generically (secret-looking columns left out) and its rows deleted on erasure
+HANDLED_TABLES = frozenset({
+    "elders", "elder_phones", "family_contacts", "calls", "call_turns", "work_orders", "alerts", "outbox",
+    "care_schedules", "console_user_elders", "console_audit_log", "console_notes", "fraud_call_ledger", "fraud_flags",
+})
+_SECRET_COLUMN = re.compile(r"hash|secret|token|password|salt|pin$|code$", re.IGNORECASE)
+
+
+async def _other_elder_tables(s) -> list[str]:
+    """Tables of the live database, not handled above, that have an ``elder_id`` column."""
+    from sqlalchemy import inspect
+
+    def find(sync_conn) -> list[str]:
+        insp = inspect(sync_conn)
+        return sorted(t for t in insp.get_table_names() if t not in HANDLED_TABLES
+                      and any(c["name"] == "elder_id" for c in insp.get_columns(t)))
+
+    return await (await s.connection()).run_sync(find)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dt.datetime | dt.date | dt.time):
+        return v.isoformat()
+    if isinstance(v, bytes):
+        return None
+    return v
 
 
 def _iso(v: dt.datetime | None) -> str | None:
@@ -202,6 +231,10 @@ async def collect_elder_record(store: PlatformStore, elder_id: int) -> dict[str,
             for f in (await s.scalars(select(FraudFlagRow).where(or_(*flag_cond)).order_by(FraudFlagRow.id))).all()
         ]
         audit = [_audit_json(a) for a in await _audit_rows(s, AuditEntry, elder_id, contacts, orders, alert_ids, call_ids)]
+        other: dict[str, list[dict[str, Any]]] = {}
+        for table in await _other_elder_tables(s):
+            rows = (await s.execute(text(f'SELECT * FROM "{table}" WHERE elder_id = :e'), {"e": elder_id})).mappings()
+            other[table] = [{k: _jsonable(v) for k, v in r.items() if not _SECRET_COLUMN.search(k)} for r in rows]
     return {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -219,9 +252,11 @@ async def collect_elder_record(store: PlatformStore, elder_id: int) -> dict[str,
         "ledger": ledger,
         "fraud_flags": flags,
         "audit": audit,
+        "other": other,
         "left_out": {
             "safe_phrase": "a secret that proves the platform's identity on calls: only whether one is set",
             "valid_one_time_codes": "codes still valid at export time",
+            "secrets": "hashes, tokens and codes in other tables (e.g. the keypad PIN's hash)",
         },
     }
 
@@ -436,6 +471,8 @@ async def delete_elder(
             await run("orders_anonymised", update(WorkOrder).where(WorkOrder.id == oid).values(
                 details={}, call_id=None, placed_by_contact_id=None, idempotency_key=f"erased:{oid}"))
         await run("console_links", delete(ConsoleUserElder).where(ConsoleUserElder.elder_id == elder_id))
+        for table in await _other_elder_tables(s):
+            await run(table, text(f'DELETE FROM "{table}" WHERE elder_id = :e').bindparams(e=elder_id))
         await run("care_schedules", delete(CareSchedule).where(CareSchedule.elder_id == elder_id))
         await run("phones", delete(ElderPhone).where(ElderPhone.elder_id == elder_id))
         if contact_ids:

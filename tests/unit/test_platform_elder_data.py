@@ -34,11 +34,18 @@ PERSONAL = ("陈桂英", "建设三路", "07503201001", "13800000101", "陈志�
             "chenli@example.cn", "荔枝开花", "483920", "[姓名]", "请把煤气放在门口", "人民医院", "老人说头晕")
 
 
-@pytest.fixture
-def settings(tmp_path, monkeypatch):
+pytest_plugins = ["tests.fixtures_pg"]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def settings(request, tmp_path, monkeypatch):
     var = tmp_path / "var"
     monkeypatch.setenv("ASSISTANT_VAR_DIR", str(var))
-    url = f"sqlite+aiosqlite:///{var / 'p.db'}"
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{var / 'p.db'}"
+    else:
+        url = request.getfixturevalue("pg_fresh_url")
+        var.mkdir(parents=True, exist_ok=True)
     upgrade_heads(url)
     return load_settings(store={"database_url": url})
 
@@ -103,6 +110,10 @@ async def _seed(store: PlatformStore, settings) -> dict:
                           created_at=clock(), valid_until=clock() + dt.timedelta(minutes=30)))
         s.add(FraudFlagRow(call_id="call-1", elder_id=e1.elder_id, risk=0.8, scam_type="impersonation",
                            evidence={"cues": ["转账"]}, transcript_redacted=REDACTED))
+        from assistant.fraud_guard.models import ElderPin
+
+        s.add(ElderPin(elder_id=e1.elder_id, pin_hash="$argon2id$v=19$secret-hash-e1", failed_count=1))
+        s.add(ElderPin(elder_id=e2.elder_id, pin_hash="$argon2id$v=19$secret-hash-e2", failed_count=0))
         for action, ttype, tid, detail in (
             ("set_safe_phrase", "elder", e1.elder_id, {}),
             ("add_contact", "contact", contact_ids[1], {"elder_id": e1.elder_id}),
@@ -151,6 +162,10 @@ async def test_export_writes_the_whole_record_privately_and_audits(store, settin
     actions = sorted(a["action"] for a in doc["audit"])
     assert actions == ["add_contact", "false_alarm", "play_audio", "set_safe_phrase"]  # not elder 2's row
     assert "李伯" not in doc_path.read_text(encoding="utf-8")
+    # another area's table with an elder_id (the keypad PIN): exported without its hash
+    assert doc["other"]["elder_pins"] == [{"elder_id": e1, "failed_count": 1, "locked_until": None,
+                                           "updated_at": doc["other"]["elder_pins"][0]["updated_at"]}]
+    assert "secret-hash" not in doc_path.read_text(encoding="utf-8")
     assert result.recordings == 1 and result.counts["orders"] == 2
     async with store.session("t") as s:
         rows = (await s.scalars(select(AuditEntry).where(AuditEntry.action == "export_elder"))).all()
@@ -198,6 +213,7 @@ async def test_delete_elder_erases_personal_data_and_leaves_other_elders(store, 
     assert after["phones"] == [] and after["family_contacts"] == [] and after["calls"] == []
     assert after["outbox"] == [] and after["ledger"] == [] and after["fraud_flags"] == []
     assert after["console_users"] == [] and after["care_schedules"] == []
+    assert after["other"]["elder_pins"] == [] and result.counts["elder_pins"] == 1
     assert await store.list_turns("call-1") == []
     # anonymised statistics kept: the orders (type, status, times) and the alert (kind, status)
     orders = {o["order_id"]: o for o in after["orders"]}
@@ -214,7 +230,7 @@ async def test_delete_elder_erases_personal_data_and_leaves_other_elders(store, 
 
     # elder 2 untouched: profile, contacts, call, turns, recording, order, alert
     after_e2 = await collect_elder_record(store, e2)
-    for key in ("profile", "phones", "family_contacts", "orders", "calls", "alerts", "outbox", "audit"):
+    for key in ("profile", "phones", "family_contacts", "orders", "calls", "alerts", "outbox", "audit", "other"):
         assert after_e2[key] == before_e2[key], key
     assert (w["rec"] / "call-2.wav").read_bytes() == WAV[::-1]
     assert (await store.list_turns("call-2"))[0].text == "我要订餐"
