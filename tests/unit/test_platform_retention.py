@@ -28,10 +28,16 @@ RAW = "我叫陈桂英，住在建设三路18号"
 REDACTED = "我叫[姓名]，住在[地址]"
 
 
-@pytest.fixture
-def settings(tmp_path):
+pytest_plugins = ["tests.fixtures_pg"]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def settings(request, tmp_path):
     env = {**os.environ, "ASSISTANT_VAR_DIR": str(tmp_path / "var")}
-    url = f"sqlite+aiosqlite:///{tmp_path / 'var' / 'p.db'}"
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'var' / 'p.db'}"
+    else:
+        url = request.getfixturevalue("pg_fresh_url")
     upgrade_heads(url)
     return load_settings(env, store={"database_url": url})
 
