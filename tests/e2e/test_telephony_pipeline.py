@@ -68,7 +68,7 @@ async def test_real_pipeline_answers_a_phone_call(settings, tmp_path, caller_wav
                 deadline = time.monotonic() + 90
                 while time.monotonic() < deadline:
                     turns = calls[0].tracker.turns if calls else []
-                    if any(t.transcript and t.reply_audio for t in turns if t.source != "system"):
+                    if any(t.transcript and t.reply_audio_bytes for t in turns if t.source != "system"):
                         break
                     await asyncio.sleep(0.5)
                 open_during_call = set(registry._CALLS)
@@ -85,6 +85,17 @@ async def test_real_pipeline_answers_a_phone_call(settings, tmp_path, caller_wav
     assert spoken, "no transcript from the caller's speech"
     assert any(t.reply_text for t in spoken)
     assert recordings and max(rms(p) for p in recordings) > 300, "the caller heard only silence"
+    # the call's own recording (streamed to var/calls while the call went on): the caller's speech on the
+    # left, the greeting and the reply on the right
+    import soundfile as sf
+
+    from assistant.audio.recording import recording_path
+
+    rec, rate = sf.read(str(recording_path(settings.paths.var_dir / "calls", calls[0].session.call_id)), dtype="int16")
+    assert rate == 16000 and rec.shape[1] == 2 and len(rec) > 10 * rate
+    left, right = rec[:, 0].astype(float), rec[:, 1].astype(float)
+    assert np.sqrt(np.mean(left[6 * rate : 10 * rate] ** 2)) > 100, "the caller's speech is not on the left"
+    assert np.sqrt(np.mean(right[: 5 * rate] ** 2)) > 100, "the greeting is not on the right"
 
 
 async def test_keypad_2_and_0_raise_one_alert_each_on_a_real_call(settings, tmp_path, caplog):
