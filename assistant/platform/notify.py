@@ -108,12 +108,14 @@ class OutboxDispatcher:
         senders: Mapping[str, Sender | TrackingSender] | None = None,
         max_attempts: int = 5,
         retry_backoff_s: Sequence[float] = (30.0, 120.0, 600.0, 1800.0),
+        claim_lease_s: float = 120.0,  # a claimed row is retried by any worker after this (the claimer died)
     ) -> None:
         self._store = store
         self._senders: dict[str, Any] = {"log": LogSender(channel="log")}
         self._senders.update(senders or {})
         self._max_attempts = max_attempts
         self._backoff_s = tuple(retry_backoff_s)
+        self._lease_s = claim_lease_s
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         # one outbox-row update at a time in this process: Kannel sends reports 8 and 1 at once, and they may
@@ -163,11 +165,13 @@ class OutboxDispatcher:
             return False
         tracking = isinstance(sender, TrackingSender)
         secret = secrets.token_urlsafe(24) if tracking else None
+        # claimed first: another worker's dispatcher skips it; the report secret is stored before Kannel can
+        # answer with a report (a fake SMSC answers in milliseconds)
+        async with self._row_lock:
+            if not await self._store.claim_outbox(item.outbox_id, lease_s=self._lease_s, dlr_secret=secret):
+                return False
         try:
             if tracking:
-                # the secret is stored before Kannel can answer with a report (a fake SMSC answers in ms)
-                async with self._row_lock:
-                    await self._store.outbox_attempt(item.outbox_id, dlr_secret=secret or "")
                 await sender.submit(item, dlr_secret=secret or "")
             else:
                 await sender.send(recipient=item.recipient, subject=item.subject, body=item.body)

@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -1017,15 +1017,27 @@ class PlatformStore:
             await s.commit()
             return OutboxItem.of(row)
 
-    async def outbox_attempt(self, outbox_id: int, *, dlr_secret: str) -> OutboxItem:
-        """A channel with delivery reports is about to be given the row: remember this attempt's report
-        secret (its hash) first — the report may arrive before the submission returns."""
-
-        def change(row: Outbox) -> None:
-            row.dlr_secret_hash = _secret_hash(dlr_secret)
-            row.dlr_status = None
-
-        return await self._update_outbox(outbox_id, "update outbox", change)
+    async def claim_outbox(self, outbox_id: int, *, lease_s: float, dlr_secret: str | None = None) -> bool:
+        """Take a due ``queued`` row for one attempt: it stays invisible to other dispatchers (other
+        ``assistant serve`` workers on the same database) for ``lease_s``. With ``dlr_secret`` (a channel with
+        delivery reports) its hash is stored first — the report may arrive before the submission returns.
+        False when another worker took it, or it is no longer due."""
+        now = self.now()
+        values: dict[str, Any] = {"next_attempt_at": now + dt.timedelta(seconds=lease_s)}
+        if dlr_secret is not None:
+            values |= {"dlr_secret_hash": _secret_hash(dlr_secret), "dlr_status": None}
+        async with self.session("claim outbox") as s:
+            result = await s.execute(
+                update(Outbox)
+                .where(
+                    Outbox.id == outbox_id,
+                    Outbox.status == "queued",
+                    (Outbox.next_attempt_at.is_(None)) | (Outbox.next_attempt_at <= now),
+                )
+                .values(**values)
+            )
+            await s.commit()
+            return bool(result.rowcount)
 
     async def outbox_sent(self, outbox_id: int) -> OutboxItem:
         """The channel accepted the message (one attempt): ``sent`` — unless this attempt's delivery report

@@ -265,3 +265,39 @@ async def test_health_and_alert_with_kannel_configured(aiohttp_client, tmp_path,
     r = await client.post("/api/alerts", json={"elder_id": elder.elder_id, "kind": "sos", "call_id": "c2"},
                           headers={"Authorization": "Bearer t0ken"})
     assert (await r.json())["family_notice"] == "none"
+
+
+async def test_two_workers_never_send_the_same_row(store):
+    """Two `assistant serve` workers share the database: a row being submitted by one is not taken by the other."""
+    import asyncio
+
+    oid = await _one_sms(store)
+    release = asyncio.Event()
+    submitting = asyncio.Event()
+    calls: list[str] = []
+
+    class Slow:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def submit(self, item: OutboxItem, *, dlr_secret: str) -> None:
+            calls.append(self.name)
+            submitting.set()
+            await release.wait()
+
+    a = OutboxDispatcher(store=store, senders={"sms": Slow("a")})
+    b = OutboxDispatcher(store=store, senders={"sms": Slow("b")})
+    first = asyncio.create_task(a.deliver_pending())
+    try:
+        await asyncio.wait_for(submitting.wait(), timeout=10)
+        assert await b.deliver_pending() == 0  # taken by a
+    finally:
+        release.set()
+        assert await first == 1
+    assert calls == ["a"] and (await store.get_outbox(oid)).status == "sent"
+    # a worker that died mid-submit: the row comes back after the lease
+    oid2 = await _one_sms(store)
+    assert await store.claim_outbox(oid2, lease_s=120.0)
+    assert await b.deliver_pending() == 0
+    store._clock.advance(121)
+    assert await b.deliver_pending() == 1 and calls == ["a", "b"]
