@@ -414,13 +414,16 @@ async def post_alert(request: web.Request) -> web.Response:
 
 
 def family_notice(alert: AlertInfo, dispatcher: OutboxDispatcher | None) -> str:
-    """``on_its_way``: family messages were queued on a channel that can carry them; ``undeliverable``:
+    """``on_its_way``: family messages were queued on a channel that can carry them; ``queued``: the channel
+    is configured but this worker cannot send (another may); ``undeliverable``:
     messages were queued but no channel is configured for them; ``none``: no family message (no contact,
     an alert kind that does not notify family, or an alert raised earlier in this call)."""
     if not alert.notified:
         return "none"
     if dispatcher is not None and any(dispatcher.can_deliver(c) for c in alert.notified_channels):
         return "on_its_way"
+    if dispatcher is not None and any(dispatcher.is_deferred(c) for c in alert.notified_channels):
+        return "queued"  # configured, but this worker cannot send it (its report listener failed): not claimed
     return "undeliverable"
 
 
@@ -503,10 +506,13 @@ async def _platform_ctx(app: web.Application) -> AsyncIterator[None]:
         try:
             await dlr.start()
         except OSError as exc:
-            # serve without SMS (health says "not configured") rather than not at all
-            log.error("SMS channel off: delivery-report listener %s:%s: %s", dlr.host, dlr.port, exc)
+            # serve without sending SMS here rather than not at all: the rows stay queued (another worker with
+            # its own sms.dlr_listen_port sends them), /health shows the error
+            log.error("SMS not sent by this process: delivery-report listener %s:%s: %s", dlr.host, dlr.port, exc)
             await dlr.stop()
             dlr = None
+            dispatcher.defer("sms", reason=f"delivery-report listener {settings.sms.dlr_listen_host}:"
+                             f"{settings.sms.dlr_listen_port}: {exc.strerror or exc}")
     if dlr is not None:
         kannel = KannelSms(
             sendsms_url=settings.sms.kannel_sendsms_url,
@@ -620,6 +626,8 @@ def create_app(
 def sms_health(app: web.Application) -> str | dict[str, Any]:
     """For ``/health``: ``"not configured"`` (family SMS stay undeliverable), or the SMS channel's state."""
     dispatcher = app.get(OUTBOX_KEY)
+    if dispatcher is not None and dispatcher.is_deferred("sms"):
+        return {"channel": "kannel", "sending_here": False, "last_error": dispatcher.last_error}
     if dispatcher is None or not dispatcher.can_deliver("sms"):
         return "not configured"
     sender = dispatcher.sender("sms")

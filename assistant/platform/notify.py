@@ -30,6 +30,7 @@ import aiohttp
 from aiohttp import web
 
 from assistant.errors import AssistantError, StoreError
+from assistant.platform.models import OUTBOX_CHANNELS
 from assistant.platform.store import OutboxItem, PlatformStore
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,9 @@ class OutboxDispatcher:
         # overtake the submission's own update (SQLite has no row locks to order them)
         self._row_lock = asyncio.Lock()
         self.last_error: str | None = None  # the last failed submission (health)
+        # configured here but not usable by this process (its delivery-report port is taken): rows stay
+        # queued for a worker that can send them, never marked undeliverable
+        self._deferred: set[str] = set()
         self.last_sent_at: dt.datetime | None = None
 
     @property
@@ -137,6 +141,15 @@ class OutboxDispatcher:
 
     def add_sender(self, channel: str, sender: Sender | TrackingSender) -> None:
         self._senders[channel] = sender
+        self._deferred.discard(channel)
+
+    def is_deferred(self, channel: str) -> bool:
+        return channel in self._deferred
+
+    def defer(self, channel: str, *, reason: str) -> None:
+        """Leave ``channel``'s rows queued (another worker sends them); ``last_error`` says why."""
+        self._deferred.add(channel)
+        self.last_error = reason
 
     def wake(self) -> None:
         """Deliver soon (called after an alert was written)."""
@@ -150,7 +163,10 @@ class OutboxDispatcher:
 
     async def deliver_pending(self, *, limit: int = 50) -> int:
         """Hand what is due to the channels once; returns how many were accepted."""
-        items = await self._store.pending_outbox(limit=limit, max_attempts=self._max_attempts)
+        channels = None
+        if self._deferred:
+            channels = [c for c in OUTBOX_CHANNELS if c not in self._deferred]
+        items = await self._store.pending_outbox(limit=limit, max_attempts=self._max_attempts, channels=channels)
         sent = 0
         for item in items:
             if await self._deliver(item):

@@ -301,3 +301,28 @@ async def test_two_workers_never_send_the_same_row(store):
     assert await b.deliver_pending() == 0
     store._clock.advance(121)
     assert await b.deliver_pending() == 1 and calls == ["a", "b"]
+
+
+async def test_a_taken_report_port_leaves_sms_queued_not_undeliverable(aiohttp_client, tmp_path, sqlite_url, fake_kannel):
+    import socket
+
+    server, _seen, _state = fake_kannel
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = _settings(tmp_path, sqlite_url, kannel_sendsms_url=str(server.make_url("/cgi-bin/sendsms")),
+                             kannel_username="platform", kannel_password="pw", dlr_listen_port=port)
+        app = create_app(settings)
+        client = await aiohttp_client(app)
+        sms = (await (await client.get("/health")).json())["sms"]
+        assert sms["sending_here"] is False and str(port) in sms["last_error"]
+        elder = await make_family(app[STORE_KEY])
+        r = await client.post("/api/alerts", json={"elder_id": elder.elder_id, "kind": "sos"},
+                              headers={"Authorization": "Bearer t0ken"})
+        assert (await r.json())["family_notice"] == "queued"  # not claimed as on its way
+        from assistant.platform.api import OUTBOX_KEY
+
+        await app[OUTBOX_KEY].deliver_pending()
+        rows = await app[STORE_KEY].list_outbox()
+        assert {o.channel: o.status for o in rows} == {"sms": "queued", "email": "undeliverable"}
