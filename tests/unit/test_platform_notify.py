@@ -326,3 +326,11 @@ async def test_a_taken_report_port_leaves_sms_queued_not_undeliverable(aiohttp_c
         await app[OUTBOX_KEY].deliver_pending()
         rows = await app[STORE_KEY].list_outbox()
         assert {o.channel: o.status for o in rows} == {"sms": "queued", "email": "undeliverable"}
+
+
+async def test_service_health_says_sms_not_configured(aiohttp_client, settings):
+    from assistant.server import create_app as create_service
+
+    client = await aiohttp_client(create_service(settings))
+    body = await (await client.get("/health")).json()
+    assert body["sms"] == "not configured"
