@@ -1,8 +1,9 @@
 """outbox delivery states: status (queued/sent/delivered/failed/undeliverable), next_attempt_at (retry
 backoff), delivered_at, the delivery-report secret's hash and the last report (issue #16).
 
-Revision ID: core_0003 (branch "core"). Model: ``assistant.platform.models.Outbox``. Rows already marked
-sent keep ``sent``; the others become ``queued``.
+Revision ID: core_0003 (branch "core"). Model: ``assistant.platform.models.Outbox``. Log rows already
+marked sent keep ``sent``; SMS / email rows "sent" before this revision were only logged: ``undeliverable``;
+the others become ``queued``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("dlr_secret_hash", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("dlr_status", sa.String(length=255), nullable=True))
-    op.execute("UPDATE outbox SET status = 'sent' WHERE sent_at IS NOT NULL")
+    # before this revision the sms / email channels only wrote to the log and marked the row sent: say so
+    op.execute("UPDATE outbox SET status = 'sent' WHERE sent_at IS NOT NULL AND channel = 'log'")
+    op.execute(
+        "UPDATE outbox SET status = 'undeliverable', "
+        "last_error = 'only written to the log (no SMS / email channel before core_0003)' "
+        "WHERE sent_at IS NOT NULL AND channel IN ('sms', 'email')"
+    )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.create_check_constraint(
             "status", "status IN ('queued', 'sent', 'delivered', 'failed', 'undeliverable')"
