@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +20,16 @@ STATUS_LABELS = {
     "failed": "发送失败",
     "undeliverable": "未发送：没有配置该通道",
 }
+
+
+def sms_configured(app: web.Application) -> bool:
+    """Whether this server sends SMS (the platform's outbox dispatcher has an SMS channel)."""
+    try:
+        from assistant.platform.api import OUTBOX_KEY
+    except ModuleNotFoundError:
+        return False
+    dispatcher = app.get(OUTBOX_KEY)
+    return dispatcher is not None and dispatcher.can_deliver("sms")
 
 
 async def alert_outbox(db: AsyncSession, alert_id: int) -> list[Outbox]:

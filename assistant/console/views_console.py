@@ -223,8 +223,11 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
     flash = f'<p class="flash" role="status">{esc(DONE_MESSAGES[done])}</p>' if done in DONE_MESSAGES else ""
     code = request.query.get("code", "")
     if done == "callback" and code.isdigit() and len(code) <= 8:
+        # family get the code only through a configured SMS channel (issue #16): say so when there is none
+        shown = "长者的屏幕和家属短信会显示同一个号码" if notices.sms_configured(request.app) else \
+            "长者的屏幕会显示同一个号码（短信通道未配置，家属收不到短信）"
         flash = (f'<p class="flash" role="status">已登记回电。来电确认码 <strong class="code">{esc(code)}</strong>：'
-                 "回电时请告诉长者这个号码，长者的屏幕和家属短信会显示同一个号码。</p>")
+                 f"回电时请告诉长者这个号码，{shown}。</p>")
 
     personal = personal_of(d.elder)
     facts = [

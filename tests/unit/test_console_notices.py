@@ -100,3 +100,10 @@ async def test_delivery_report_is_pushed_to_open_pages(env):
     chunk = await asyncio.wait_for(until_outbox(), timeout=10)
     assert b'"status": "delivered"' in chunk
     resp.close()
+
+
+async def test_callback_flash_does_not_promise_a_family_sms_without_a_channel(env):
+    client, _app, ids, _sent = env
+    await _sign_in(client, "op")
+    html = await (await client.get(f"/console/alerts/{ids.sos_alert}?done=callback&code=4821")).text()
+    assert "4821" in html and "家属收不到短信" in html and "家属短信会显示" not in html
