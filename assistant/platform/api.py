@@ -653,7 +653,17 @@ async def store_health(app: web.Application) -> dict[str, Any]:
         "backend": store.engine.dialect.name,
         "latency_ms": round(latency_ms, 2),
         "sla_rounds": watcher.rounds if watcher is not None else 0,
+        "retention": _retention_health(app.get(RETENTION_KEY)),
     }
+
+
+def _retention_health(job: RetentionJob | None) -> dict[str, Any] | None:
+    """The retention purge's last pass (a failing purge is not an outage, but someone should see it)."""
+    if job is None:
+        return None
+    last = job.last
+    return {"rounds": job.rounds, "failures": job.failures, "last_at": last.at.isoformat() if last else None,
+            "last_error": last.error if last else None}
 
 
 __all__ = [

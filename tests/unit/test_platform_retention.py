@@ -245,6 +245,8 @@ async def test_serve_runs_the_retention_job(tmp_path, aiohttp_client):
     await eventually(lambda: job.rounds >= 1, timeout_s=10)
     assert not wav.exists()
     assert job.rounds >= 1 and job.last is not None and job.last.counts["recordings"] == 1
+    health = await (await client.get("/health")).json()
+    assert health["store"]["retention"]["rounds"] >= 1 and health["store"]["retention"]["last_error"] is None
     await client.close()
     assert job._stopping.is_set()
 
