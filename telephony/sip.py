@@ -28,6 +28,7 @@ import contextlib
 import ipaddress
 import logging
 import re
+import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -100,6 +101,7 @@ class QuietUdpSipTransport(UdpSipTransport):
     """aiosipua's UDP transport without its 3.11 ``AssertionError`` and with one log line per bad datagram."""
 
     malformed: int = 0
+    unroutable: int = 0  # messages not sent: no usable Via, or an address that is no IP literal + valid port
     before_send = None  # Callable[[SipRequest | SipResponse], None]: last touches (Record-Route on 18x/2xx)
 
     async def start(self) -> None:
@@ -111,9 +113,21 @@ class QuietUdpSipTransport(UdpSipTransport):
     def send(self, message, addr) -> None:
         if self._udp_transport is None or self._udp_transport.is_closing():
             return
+        if not _routable(addr):
+            # a response routed by a hostile Via: a port out of range is a fatal error for asyncio's datagram
+            # transport (it closes the SIP socket: every call lost), a host name a blocking DNS lookup
+            self.unroutable += 1
+            logger.info("not sending SIP %s to %r: not an IP address and port", _first_line(message), addr)
+            return
         if self.before_send is not None:
             self.before_send(message)
-        self._udp_transport.sendto(bytes(message), addr)
+        self._udp_transport.sendto(bytes(message), (str(addr[0]), int(addr[1])))
+
+    def send_reply(self, response) -> None:
+        try:
+            super().send_reply(response)
+        except ValueError:  # "Cannot route response": no usable Via
+            self.unroutable += 1
 
     def _dispatch(self, data: bytes, addr: tuple[str, int]) -> None:
         if not data.strip():  # CRLF keep-alive
@@ -132,6 +146,41 @@ class QuietUdpSipTransport(UdpSipTransport):
             except Exception:
                 self.malformed += 1
                 logger.warning("SIP message from %s:%s could not be handled", addr[0], addr[1], exc_info=True)
+
+
+def _routable(addr) -> bool:
+    try:
+        host, port = addr[0], int(addr[1])
+        ipaddress.ip_address(str(host))
+    except (TypeError, ValueError, IndexError):
+        return False
+    return 0 < port < 65536
+
+
+async def _resolved(addr: tuple[str, int]) -> tuple[str, int]:
+    """A configured host name (proxy, registrar, dialled URI) → its IPv4 address, off the event loop (the
+    transport sends to IP literals only)."""
+    host, port = addr
+    try:
+        ipaddress.ip_address(host)
+        return addr
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise TelephonyError(f"cannot resolve {host}: {exc}", code="unreachable") from exc
+    if not infos:
+        raise TelephonyError(f"cannot resolve {host}", code="unreachable")
+    return str(infos[0][4][0]), int(port)
+
+
+def _first_line(message) -> str:
+    try:
+        return bytes(message).split(b"\r\n", 1)[0][:80].decode(errors="replace")
+    except Exception:
+        return type(message).__name__
 
 
 def uri_user(uri: str) -> str:
@@ -567,7 +616,7 @@ class SipEndpoint:
     async def register(self, aor: str, *, user: str, password: str, registrar: str | None = None, expires_s: int = 300, timeout_s: float = 5.0) -> None:
         """REGISTER ``aor`` (digest auth); refreshed by aiosipua. Raises ``TelephonyError(code="register_failed")``."""
         target = registrar or parse_uri(aor).host
-        addr = _host_port(target)
+        addr = await _resolved(_host_port(target))
         self._auth = SipDigestAuth(username=user, password=password)
         done: asyncio.Future = asyncio.get_running_loop().create_future()
         reg = Registration(self._uac, aor, addr, expires=expires_s, auth=self._auth, user_agent=USER_AGENT)
@@ -607,6 +656,7 @@ class SipEndpoint:
         if not self._started:
             raise TelephonyError("the SIP endpoint is not started", code="sip_not_started")
         uri, addr = self.resolve(target)
+        addr = await _resolved(addr)
         timeout_s = timeout_s or self.settings.answer_timeout_s
         ports_stream = RtpStream(host=self.media_host, remote_addr=("0.0.0.0", 0), codec="PCMU", dtmf_payload_type=101, ports=self._ports)
         await ports_stream.bind()
@@ -670,15 +720,28 @@ class SipEndpoint:
 
     # --- inbound -----------------------------------------------------------------------------
     def _route(self, msg: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
-        if isinstance(msg, SipRequest) and msg.body and msg.content_type == "application/sdp" and msg.method.upper() != "ACK":
-            try:  # aiosipua parses it inside its UAS and raises: the caller would get no answer at all
-                parse_sdp(msg.text)
-            except Exception as exc:
-                self._transport.malformed += 1
-                self.refusals["bad_sdp"] += 1
-                logger.info("%s from %s:%s with an unparseable SDP (%s): 400", msg.method, addr[0], addr[1], type(exc).__name__)
-                self._uas._send_error(msg, 400, "Bad Request", extra_headers={"Warning": f'399 {self.host} "Malformed SDP"'})
-                return
+        """Every datagram that parsed as SIP. aiosipua parses headers and SDP lazily, deep inside its UAS, and
+        raises there: the sender got no answer at all. Malformed requests get 400 with a Warning here (never
+        for an ACK), malformed responses are dropped; nothing raises out of this handler."""
+        problem = _malformed(msg)
+        if problem is not None:
+            self._transport.malformed += 1
+            logger.info("%s from %s:%s: %s", _first_line(msg), addr[0], addr[1], problem)
+            if isinstance(msg, SipRequest) and problem != "Bad Via" and msg.method.upper() != "ACK":
+                self.refusals["bad_sdp" if problem == "Malformed SDP" else "bad_request"] += 1
+                with contextlib.suppress(Exception):
+                    self._uas._send_error(msg, 400, "Bad Request", extra_headers={"Warning": f'399 {self.host} "{problem}"'})
+            return
+        try:
+            self._route_checked(msg, addr)
+        except Exception:  # a bug of ours or aiosipua's: answer, stay up, and make it visible
+            self._transport.malformed += 1
+            logger.error("SIP %s from %s:%s could not be handled", _first_line(msg), addr[0], addr[1], exc_info=True)
+            if isinstance(msg, SipRequest) and msg.method.upper() != "ACK":
+                with contextlib.suppress(Exception):
+                    self._uas._send_error(msg, 500, "Server Internal Error", extra_headers={"Warning": f'399 {self.host} "internal error"'})
+
+    def _route_checked(self, msg: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
         if isinstance(msg, SipRequest) and msg.method.upper() == "ACK":  # late offer: the answer rides the ACK
             call = self._calls.get(msg.call_id or "")
             if call is not None and call._late_answer is not None:
@@ -847,6 +910,32 @@ def _in_networks(ip: str, networks: tuple[str, ...]) -> bool:
         except ValueError:
             logger.warning("telephony.trusted_media_networks: %r is not a network", net)
     return False
+
+
+def _malformed(msg: SipRequest | SipResponse) -> str | None:
+    """What is wrong with a message's headers or SDP that aiosipua would choke on (None: nothing)."""
+    try:
+        vias = msg.via
+    except Exception:
+        return "Bad Via"
+    if isinstance(msg, SipRequest) and not vias:
+        return "Bad Via"
+    try:
+        cseq = msg.cseq
+    except Exception:
+        return "Bad CSeq"
+    if cseq is not None and not 0 <= cseq.seq < 2**31:
+        return "Bad CSeq"
+    try:
+        msg.from_addr, msg.to_addr, msg.contact  # noqa: B018 (parsing is the check)
+    except Exception:
+        return "Bad From/To/Contact"
+    if isinstance(msg, SipRequest) and msg.body and msg.content_type == "application/sdp" and msg.method.upper() != "ACK":
+        try:
+            parse_sdp(msg.text)
+        except Exception:
+            return "Malformed SDP"
+    return None
 
 
 def _carries_sdp(request: SipRequest) -> bool:
