@@ -250,6 +250,27 @@ class TelephonySettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HandoverSettings:
+    """A person answers (issue #16): the elder's live call bridged to an operator's SIP phone, then family,
+    then the duty phone. No ``operator_uris`` = no live hand-over (the operator alert is raised as before)."""
+
+    # operators' phones, e.g. sip:op1@kamailio.example:5060 (registered there) or bare extensions (dialled
+    # through the outbound proxy); env: ASSISTANT_HANDOVER_OPERATOR_URIS=sip:op1@…,sip:op2@…
+    operator_uris: tuple[str, ...] = ()
+    operator_strategy: str = "longest_idle"  # "longest_idle": one phone at a time, longest idle first; "ring_all"
+    operator_ring_timeout_s: float = 20.0  # total time operators may take to answer before family are called
+    operator_ring_each_s: float = 10.0  # longest_idle: how long one operator's phone rings before the next
+    hold_reminder_s: float = 12.0  # while operators ring, the elder hears a short "still connecting" this often
+    call_family: bool = True  # no operator answered: phone the elder's family contacts in priority order
+    family_ring_timeout_s: float = 25.0
+    family_ack_timeout_s: float = 20.0  # after the spoken alert: time to press 1 (the alert is said twice)
+    duty_uri: str = ""  # last step: the duty phone (bridged to the elder like an operator)
+    duty_ring_timeout_s: float = 25.0
+    # the elder's bot reply (e.g. the SOS reassurance) may finish before the hold message: at most this long
+    reply_drain_max_s: float = 8.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class SmsSettings:
     """Family SMS through Kannel's sendsms interface (docs/kannel.conf.sample: SMPP to the carrier).
     No ``kannel_sendsms_url`` = no SMS channel: rows stay ``undeliverable`` and nobody is told they went out."""
@@ -280,6 +301,7 @@ class Settings:
     fraud: FraudSettings = field(default_factory=FraudSettings)
     telephony: TelephonySettings = field(default_factory=TelephonySettings)
     sms: SmsSettings = field(default_factory=SmsSettings)
+    handover: HandoverSettings = field(default_factory=HandoverSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
 
