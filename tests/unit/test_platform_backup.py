@@ -17,7 +17,7 @@ from assistant.platform.db import create_engine_for
 from assistant.platform.migrate import upgrade_heads
 from assistant.platform.store import PlatformStore
 from assistant.settings import StoreSettings
-from tests.platform_data import FakeClock, make_family
+from tests.platform_data import FakeClock, eventually, make_family
 
 pytest_plugins = ["tests.fixtures_pg"]
 
@@ -99,11 +99,11 @@ async def test_sqlite_backup_while_writing_then_restore_finds_every_order(sqlite
 
     writer = asyncio.create_task(keep_writing())
     try:
-        await asyncio.sleep(0.05)
+        await eventually(lambda: len(written) >= 3, timeout_s=30)
         out = tmp_path / "backups" / "b1.sqlite"
         result = await backup(sqlite_url, out)
         n_during = len(written)
-        await asyncio.sleep(0.05)
+        await eventually(lambda: len(written) > n_during + 2, timeout_s=30)
     finally:
         stop.set()
         await writer
