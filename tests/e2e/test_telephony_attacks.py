@@ -345,3 +345,18 @@ async def test_a_call_at_its_maximum_duration_hears_a_goodbye_then_bye(tel_setti
     assert 2.5 <= t_end < 2.5 + 8
     goodbye = [t for t, lv in heard if t > 2.5 and lv > 1000]  # the greeting (0.8 s) is long over by then
     assert goodbye, "no goodbye before the BYE"
+
+
+async def test_calls_per_source_limit_turns_away_a_second_call_from_the_same_ip(tel_settings):
+    s = replace(tel_settings, telephony=replace(tel_settings.telephony, max_calls_per_source=1, busy_retry_after_s=7))
+    gw = Gateway(settings=s, pipeline_factory=bot_pipeline_factory(settings=s, reply_pcm=tone(seconds=0.5)), port=0)
+    async with gw, RawCaller(gw.endpoint.port) as first, RawCaller(gw.endpoint.port) as second:
+        resp1, call_id = await first.invite()
+        resp2, _ = await second.invite()
+        first.send(first.request("BYE", call_id=call_id, cseq=2, to_tag=_to_tag(resp1)))
+        await wait_for(lambda: not gw.endpoint.calls, timeout_s=3, what="the BYE")
+        resp3, call_id3 = await second.invite()
+        second.send(second.request("BYE", call_id=call_id3, cseq=2, to_tag=_to_tag(resp3)))
+    assert resp1.startswith("SIP/2.0 200"), resp1
+    assert resp2.startswith("SIP/2.0 503") and _header(resp2, "Retry-After") == "7", resp2
+    assert resp3.startswith("SIP/2.0 200"), resp3  # the slot is back once the first call ended
