@@ -13,6 +13,9 @@
   guess spread over many addresses) is refused from every address that has not signed in as that name
   successfully within ``KNOWN_ADDRESS_S``: the owner's usual addresses keep working. Unknown names are
   counted the same way and cost the same argon2 time, so the form does not reveal which names exist.
+- Only checked passwords count: a sign-in refused because of a lock is audited (``login_locked``) but not
+  counted, so a lock ends ``LOCKOUT_S`` after the last real guess, and one address hammering a locked name
+  cannot push the name's total over ``MAX_FAILED_PER_NAME``.
 - Unlock: an admin's password reset lifts a name's lock (all addresses); ``assistant admin unlock
   --username U`` / ``--ip A`` (``unlock``) lifts it without changing the password. Both are audit rows,
   which the counters read as their new start.
@@ -234,7 +237,8 @@ async def login(db: AsyncSession, *, username: str, password: str, ip: str) -> L
     username = username.strip()[:64]
     now = utcnow()
     if await is_locked(db, username, now=now, ip=ip):
-        db.add(LoginAttempt(username=username, ip=ip, ok=False, at=now))
+        # audited, not counted: attempts refused unchecked neither extend the lock nor feed the name's total
+        # (one address hammering a locked name must not push it over MAX_FAILED_PER_NAME for everyone)
         await audit(db, None, "login_locked", target_type="user", target_id=username, ip=ip, username=username)
         await db.commit()
         return LoginResult(ok=False, locked=True)

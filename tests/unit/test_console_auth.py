@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from assistant.console import auth, users
 from assistant.console.app import SESSIONS_KEY, create_app
-from assistant.console.models import ConsoleSession, ConsoleUser, LoginAttempt
+from assistant.console.models import AuditEntry, ConsoleSession, ConsoleUser, LoginAttempt
 from tests.unit.console_helpers import PASSWORD, login
 
 
@@ -76,7 +76,10 @@ async def test_wrong_password_then_lockout_after_ten(app_db):
     assert out.status == 429
     async with sessions() as db:
         assert await db.scalar(select(func.count()).select_from(ConsoleSession)) == 0
-        assert await db.scalar(select(func.count()).select_from(LoginAttempt).where(LoginAttempt.ok.is_(False))) == 11
+        # the refused attempt is audited, not counted (it checked no password)
+        assert await db.scalar(select(func.count()).select_from(LoginAttempt).where(LoginAttempt.ok.is_(False))) == 10
+        locked = await db.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "login_locked"))
+        assert locked == 1
 
 
 async def test_lock_expires_and_success_resets_count(app_db):

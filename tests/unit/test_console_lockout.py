@@ -161,3 +161,14 @@ def test_client_ip_is_the_peer_unless_the_peer_is_a_trusted_proxy(settings):
     assert ip("10.0.0.1", "1.2.3.4, 10.9.9.9", ("10.0.0.1",)) == "10.9.9.9"  # right-most untrusted hop
     assert ip("10.0.0.1", "10.9.9.9, 10.0.0.2", ("10.0.0.1", "10.0.0.2")) == "10.9.9.9"
     assert ip("10.0.0.1", None, ("10.0.0.1",)) == "10.0.0.1"
+
+
+async def test_one_address_hammering_a_locked_name_does_not_lock_it_for_new_addresses(sessions):
+    """Attempts refused because of a lock are not counted: a single attacker cannot reach the name's total."""
+    app, _ = sessions
+    async with app[SESSIONS_KEY]() as db:
+        for _ in range(auth.MAX_FAILED_PER_NAME + 20):
+            await auth.login(db, username="admin", password="wrong password!", ip="203.0.113.9")
+        count, _ = await auth.failed_logins(db, "admin", now=auth.utcnow())
+        assert count == auth.MAX_FAILED_LOGINS
+        assert (await auth.login(db, username="admin", password=PASSWORD, ip="192.0.2.200")).ok
