@@ -1,0 +1,120 @@
+"""Issue #15 attack test: a spoofed caller ID asks "who are you" on a real SIP call through the real pipeline.
+
+baresip calls the gateway with ``From: <enrolled elder's number>`` and says 请问你是谁 (the default Mandarin
+voice, through a phone channel, recognised by whisper, understood by the real Rasa model). Before the fix
+this call heard the elder's safe phrase and a fresh one-time code, the code went to the family by SMS and
+the call was marked verified. Now: the reply names the platform's line and the two ways on (keypad PIN,
+call-back), the call stays unverified, no ledger entry, no outbox message. Keying the elder's PIN (``*``
+PIN ``#``, RFC 2833 from baresip) then verifies the call, and the PIN digits are nowhere in the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from telephony.peers import BaresipPeer, write_wav8k
+from tests.conftest import need_program
+from tests.e2e.conftest import need_rasa, need_whisper
+
+pytestmark = [pytest.mark.e2e, pytest.mark.sip, pytest.mark.rasa]
+
+ELDER_NUMBER = "07506601234"
+PHRASE = "桂花开了"
+PIN = "4827"
+
+
+async def _wait(what: str, check, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
+    return result
+
+
+async def test_spoofed_caller_id_asking_who_are_you_gets_no_secret(settings, tmp_path):
+    need_program("baresip")
+    need_whisper()
+    need_rasa()
+    from assistant.fraud_guard.models import LedgerEntry
+    from assistant.fraud_guard.pin import PinStore
+    from assistant.platform.api import STORE_KEY
+    from assistant.platform.store import NewContact
+    from assistant.runtime import running, with_free_ports
+    from assistant.settings import load_settings
+    from telephony.bench import _phone_pcm8k
+    from telephony.gateway import default_pipeline_factory
+    from telephony.gateway_service import start_gateway
+
+    settings = with_free_ports(replace(settings, telephony=replace(settings.telephony, sip_port=0, rtp_port_min=24000, rtp_port_max=24999)))
+    settings = replace(settings, paths=replace(settings.paths, models_dir=load_settings().paths.models_dir))
+    # a busy shared machine: give Rasa time rather than handing the turn to an operator
+    settings = replace(settings, dialogue=replace(settings.dialogue, rasa_timeout_s=30.0))
+    calls = []
+    # the attacker's audio: the greeting plays, then "请问你是谁？", then silence. The installed Mandarin
+    # voice lives under the real var/envs (not the test's var dir); synthesised before the server's warm-up
+    voice_settings = replace(settings, paths=replace(settings.paths, var_dir=load_settings().paths.var_dir))
+    speech, voice = await _phone_pcm8k("请问你是谁？", settings=voice_settings)
+    wav = write_wav8k(tmp_path / "caller.wav", bytes(8000 * 2 * 12) + speech + bytes(8000 * 2 * 60))
+
+    async with running(settings) as runtime:
+        store = runtime.app[STORE_KEY]
+        elder = await store.create_elder(
+            name="陈桂英", district="蓬江", dialect="cmn", phones=[ELDER_NUMBER], safe_phrase=PHRASE,
+            contacts=[NewContact(name="陈建华", relation="儿子", phone="13800000001")],
+        )
+        await PinStore.for_engine(store.engine, settings=settings).set_pin(elder.elder_id, PIN)
+        base = default_pipeline_factory(runtime.services)
+
+        def factory(*, transport, session):
+            built = base(transport=transport, session=session)
+            calls.append(built)
+            return built
+
+        service = await start_gateway(runtime, pipeline_factory=factory, port=0)
+        try:
+            async with BaresipPeer(workdir=tmp_path / "spoofer", wav=wav, user=ELDER_NUMBER) as peer:
+                await peer.command("dial", f"sip:assistant@127.0.0.1:{service.gateway.endpoint.port}")
+                await _wait("the call to be answered", lambda: bool(calls), timeout_s=20)
+                call = calls[0]
+
+                def asked():
+                    return [t for t in call.tracker.turns if t.source == "speech" and t.transcript and t.reply_texts]
+
+                await _wait("the reply to the spoken question", asked, timeout_s=120)
+                await asyncio.sleep(2.0)  # anything late (a second turn) lands before we look
+                verified_after_question = call.session.verified
+                replies = [r for t in call.tracker.turns for r in t.reply_texts]
+                transcripts = [t.transcript for t in asked()]
+                intents = [t.intent for t in asked()]
+                # the elder's own PIN, keyed on the phone: a factor a spoofer lacks
+                for key in f"*{PIN}#":
+                    await peer.command("sndcode", key)
+                    await asyncio.sleep(0.4)
+                await _wait("the PIN to verify the call", lambda: call.session.verified, timeout_s=30)
+                await peer.command("hangup")
+                await asyncio.sleep(0.5)
+            report = service.gateway.reports[0]
+        finally:
+            await service.stop()
+        async with AsyncSession(store.engine) as s:
+            ledger_rows = int(await s.scalar(select(func.count()).select_from(LedgerEntry)))
+        outbox = await store.list_outbox()
+        alerts = await store.list_alerts(elder_id=elder.elder_id)
+
+    print(f"caller ({voice}) said:", transcripts, intents, "→ bot:", replies)
+    assert "ask_identity" in intents, (transcripts, intents)
+    assert not verified_after_question
+    spoken = "".join(replies)
+    assert PHRASE not in spoken and "暗语" not in spoken and "确认码" not in spoken
+    assert "平安通热线" in spoken and "星号" in spoken  # the inbound answer and the offer
+    assert ledger_rows == 0  # no fresh code was issued
+    assert [o for o in outbox if o.channel == "sms"] == []  # the family got nothing
+    assert not [a for a in alerts if a.kind == "fraud"]
+    assert PIN not in "".join(report.keys) and "•" in report.keys
+    assert all(PIN not in (t.transcript or "") for t in call.tracker.turns)
