@@ -68,6 +68,28 @@ def rasa_specs(settings: Settings, *, api_url: str, service_token: str) -> list[
     ]
 
 
+def exposed_listeners(settings: Settings, *, with_rasa: bool = True) -> list[str]:
+    """The listeners configured beyond loopback (each must be a deliberate setting; logged at start-up)."""
+    import ipaddress
+
+    d = settings.dialogue
+    items = [("web app", settings.server.host), ("SIP/RTP", settings.telephony.sip_host)]
+    if with_rasa:
+        items += [("Rasa server", d.rasa_host), ("action server", d.actions_host)]
+    sms = getattr(settings, "sms", None)
+    if sms is not None and sms.kannel_sendsms_url:
+        items.append(("SMS delivery reports", sms.dlr_listen_host))
+    out = []
+    for name, host in items:
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            out.append(f"{name} on {host or '0.0.0.0'}")
+    return out
+
+
 def _client_host(listen_host: str) -> str:
     """Where to reach a server listening on ``listen_host`` from this machine."""
     return "127.0.0.1" if listen_host in {"", "0.0.0.0", "::"} else listen_host
@@ -112,6 +134,8 @@ async def running(settings: Settings, *, with_rasa: bool = True, rasa_required: 
         raise SetupError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     base_url = f"http://{host}:{port}"
     logger.info(f"web app on {base_url} (health: {base_url}/health, console: {base_url}/console)")
+    for exposed in exposed_listeners(settings, with_rasa=with_rasa):
+        logger.warning(f"listening beyond loopback as configured: {exposed}")
     supervisor: Supervisor | None = None
     from assistant.dialogue.rasa_cli import rasa_token
 

@@ -67,3 +67,18 @@ async def test_rasa_that_failed_to_start_or_died_is_degraded(aiohttp_client, set
     r = await client2.get("/health")
     body = await r.json()
     assert r.status == 503 and body["components"]["dialogue"] == {"ok": False, "error": "rasa_down", "down": ["rasa"]}
+
+
+def test_listeners_beyond_loopback_are_named(settings):
+    import dataclasses
+
+    from assistant.runtime import exposed_listeners
+
+    assert exposed_listeners(settings) == []  # the defaults: all loopback
+    wide = dataclasses.replace(
+        settings,
+        server=dataclasses.replace(settings.server, host="0.0.0.0"),
+        dialogue=dataclasses.replace(settings.dialogue, actions_host="10.0.0.5"),
+        telephony=dataclasses.replace(settings.telephony, sip_host="::1"),
+    )
+    assert exposed_listeners(wide) == ["web app on 0.0.0.0", "action server on 10.0.0.5"]
