@@ -10,7 +10,9 @@ stay up until M minutes of calls have been placed.
 Every ``--sample-s`` the gateway process's RSS (``/proc/self/status`` VmRSS, not the peak), open file
 descriptors (``/proc/self/fd``) and asyncio tasks are sampled. ``growth_mb_per_call_minute`` is the
 least-squares slope of RSS after ``--warmup-minutes`` (default 2) divided by the mean number of calls up
-then. ``fds_end``/``tasks_end`` are taken once every call has ended (after up to 30 s for keep-alive
+then. ``fds_start``/``tasks_start`` are taken on the idle gateway after one ``--warmup-call-s`` call (what
+the first call opens once for the process — the store's pooled connection, onnxruntime's cache database,
+lazily imported modules — is not a leak of the soak's calls); ``fds_end``/``tasks_end`` once every call has ended (after up to 30 s for keep-alive
 connections to close, a GC). A PNG of RSS and calls over time goes to ``reports/``.
 
 ``--tracemalloc``: the Python heap is traced (slow: use 1–2 calls) and the growth between the end of the
@@ -139,6 +141,7 @@ def tracemalloc_report(first, last, *, top: int = 25) -> str:
 async def soak(
     *, calls: int, minutes: float, call_s: float = 120.0, warmup_minutes: float = 2.0, sample_s: float = 5.0,
     reply_pause_s: float = REPLY_PAUSE_S, trace: bool = False, reports_dir: Path | None = None,
+    warmup_call_s: float = 20.0,
 ) -> dict:
     from assistant.bench.scratch import scratch_store
     from assistant.runtime import running, with_free_ports
@@ -166,10 +169,22 @@ async def soak(
         async with running(settings) as runtime:
             gateway = Gateway(settings=settings, pipeline_factory=default_pipeline_factory(runtime.services))
             async with gateway:
+                if warmup_call_s > 0:  # what the first call opens once for the process (pool connections, model caches)
+                    warm = Path(tmp) / "warm.xml"
+                    warm.write_text(scenario_text(warmup_call_s, replace(caller, plays=[(caller.plays[0][0], int(warmup_call_s * 1000))])))
+                    async with SippRun(scenario=warm, target=f"127.0.0.1:{gateway.endpoint.port}", workdir=Path(tmp) / "sipp-warm",
+                                       calls=1, timeout_s=warmup_call_s + 60) as sipp:
+                        await sipp.wait()
+                    for _ in range(100):
+                        if all(r.end_reason for r in gateway.reports):
+                            break
+                        await asyncio.sleep(0.1)
+                    await asyncio.sleep(20.0)  # keep-alive connections of the warm-up call time out
+                    gateway.reports.clear()
                 if trace:
                     import tracemalloc
 
-                    tracemalloc.start(16)
+                    tracemalloc.start(6)
                 gc.collect()
                 await asyncio.sleep(1.0)
                 fds_start, tasks_start = open_fds(), len(asyncio.all_tasks())
@@ -282,6 +297,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--call-seconds", type=float, default=120.0, help="length of each call (default 120)")
     parser.add_argument("--warmup-minutes", type=float, default=2.0,
                         help="growth is measured after this (default 2: models, caches and pools warm up)")
+    parser.add_argument("--warmup-call-s", type=float, default=20.0,
+                        help="one call this long before the start values are taken (0: none): what a gateway opens "
+                             "once, on its first call, is not counted as left over by the soak's calls (default 20)")
     parser.add_argument("--sample-s", type=float, default=5.0, help="sampling period (default 5 s)")
     parser.add_argument("--reply-pause", type=float, default=REPLY_PAUSE_S, help="silence after each utterance")
     parser.add_argument("--tracemalloc", action="store_true",
@@ -293,7 +311,8 @@ def run(args: argparse.Namespace) -> int:
     check_tools()
     result = asyncio.run(
         soak(calls=args.calls, minutes=args.minutes, call_s=args.call_seconds, warmup_minutes=args.warmup_minutes,
-             sample_s=args.sample_s, reply_pause_s=args.reply_pause, trace=args.tracemalloc)
+             sample_s=args.sample_s, reply_pause_s=args.reply_pause, trace=args.tracemalloc,
+             warmup_call_s=args.warmup_call_s)
     )
     if args.json:
         print(json.dumps(result), flush=True)
@@ -306,4 +325,4 @@ def run(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     sys.exit(run(argparse.Namespace(calls=1, minutes=1.0, call_seconds=60.0, warmup_minutes=0.5, sample_s=5.0,
-                                    reply_pause=REPLY_PAUSE_S, tracemalloc=False, json=True)))
+                                    reply_pause=REPLY_PAUSE_S, tracemalloc=False, warmup_call_s=20.0, json=True)))
