@@ -88,13 +88,12 @@ def growth_per_call_minute(samples: list[Sample], *, after_s: float) -> float | 
 def low_envelope(samples: list[Sample], *, after_s: float, window_s: float = 60.0) -> list[Sample]:
     """The lowest-RSS sample of each ``window_s`` after ``after_s`` with calls up: what stays resident
     between the ASR's transient decode buffers (tens of MB that come and go with each utterance)."""
-    windows: dict[int, Sample] = {}
+    windows: dict[int, list[Sample]] = {}
     for s in samples:
         if s.t_s >= after_s and s.calls_up:
-            k = int((s.t_s - after_s) // window_s)
-            if k not in windows or s.rss_mb < windows[k].rss_mb:
-                windows[k] = s
-    return [windows[k] for k in sorted(windows)]
+            windows.setdefault(int((s.t_s - after_s) // window_s), []).append(s)
+    # a window needs samples over half its length (the last one may hold a single sample: a peak)
+    return [min(w, key=lambda s: s.rss_mb) for _k, w in sorted(windows.items()) if w[-1].t_s - w[0].t_s >= window_s / 2]
 
 
 def plot(samples: list[Sample], path: Path, *, title: str, warmup_s: float) -> Path | None:
