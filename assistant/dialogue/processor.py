@@ -286,8 +286,10 @@ class DialogueProcessor(FrameProcessor):
         elif record.intent != "nlu_fallback" and reply.messages:
             self._session.failed_turns = 0
         self._session.asking_slot = next((e.get("slot") for e in reply.events if e.get("event") == "asking"), None)
-        await self._apply_events(record, reply)
-        texts = reply.texts or [prompt("not_heard", self._session.dialect)]
+        dropped = await self._apply_events(record, reply)
+        texts = [t for t in reply.texts if t not in dropped]
+        if not texts and not record.reply_texts:
+            texts = [prompt("not_heard", self._session.dialect)]
         await self._say(record, texts)
 
     async def _dialogue_down(self, record: TurnRecord, exc: DialogueError) -> None:
@@ -298,7 +300,9 @@ class DialogueProcessor(FrameProcessor):
         await self._alert("human", {"reason": exc.code, "transcript": record.transcript})
         await self._say(record, [prompt("dialogue_down", self._session.dialect), prompt("keypad_menu", self._session.dialect)])
 
-    async def _apply_events(self, record: TurnRecord, reply: RasaReply) -> None:
+    async def _apply_events(self, record: TurnRecord, reply: RasaReply) -> set[str]:
+        """Apply Rasa's custom events; returns Rasa's texts that our own reply replaces."""
+        dropped: set[str] = set()
         for event in reply.events:
             record.events.append(event)
             name = event.get("event")
@@ -312,8 +316,11 @@ class DialogueProcessor(FrameProcessor):
                 proof = await self._identity_proof(self._session)
                 record.reply_texts.extend(proof)
                 record.secret_texts.update(proof)
+                if proof and event.get("fallback_text"):  # the action's generic line: ours replaces it
+                    dropped.add(event["fallback_text"])
             elif name == "hangup":
                 await self.push_frame(EndWorkerFrame(), FrameDirection.UPSTREAM)
+        return dropped
 
     # -- one decision per turn, emergencies (issue #27) -----------------------------------------------
 

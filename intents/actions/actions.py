@@ -206,14 +206,17 @@ class ActionFallback(Action):
 
 
 class ActionFraudCheck(Action):
-    """ask_identity / report_suspicious_call → the fraud guard (issue #6). STUB reply until it answers itself."""
+    """ask_identity / report_suspicious_call → the fraud guard (issue #6, #15), which answers in the pipeline."""
 
     def name(self) -> str:
         return "action_fraud_check"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        custom(dispatcher, "fraud_check", intent=latest_intent(tracker))
-        dispatcher.utter_message(text=say("fraud_check", dialect_of(tracker)))
+        text = say("fraud_check", dialect_of(tracker))
+        # the fraud guard answers with its own words (the platform's proof on our calls, the inbound answer
+        # on the caller's): ``fallback_text`` is what it drops then; only a pipeline without it says this
+        custom(dispatcher, "fraud_check", intent=latest_intent(tracker), fallback_text=text)
+        dispatcher.utter_message(text=text)
         return []
 
 

@@ -202,6 +202,8 @@ def test_care_actions_raise_alerts_and_never_advise(api):
     assert "即刻打120" in texts(health) and "护士" in texts(health)  # Cantonese, no advice beyond 120
 
     assert customs(fraud)[0]["event"] == "fraud_check"
+    # the line the fraud guard replaces with its own answer (issue #15) is named in the event
+    assert customs(fraud)[0]["fallback_text"] in texts(fraud)
 
 
 def test_sos_mentions_family_only_when_their_message_is_on_its_way(api):

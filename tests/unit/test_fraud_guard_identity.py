@@ -239,3 +239,37 @@ async def test_keypad_9_asks_for_a_call_back_and_ends_the_call(db):
     unknown = CallSession(channel="phone", direction="inbound", caller_number="13911112222")
     spoken, _, _, _ = await _dialogue(_keys("9"), unknown, lambda s, p: service.check_pin(s, p))
     assert not unknown.callback_requested and spoken == [pin_prompt("callback_unavailable", "cmn")]
+
+
+async def test_the_fraud_guards_answer_replaces_the_actions_generic_line(aiohttp_server):
+    from aiohttp import web
+
+    async def webhook(request):
+        return web.json_response([{"custom": {"event": "fraud_check", "intent": "ask_identity", "fallback_text": "我是平安通的语音助手。"}},
+                                  {"text": "我是平安通的语音助手。"}])
+
+    async def parse(request):
+        body = await request.json()
+        return web.json_response({"intent": {"name": "ask_identity", "confidence": 0.99}, "text": body["text"]})
+
+    app = web.Application()
+    app.router.add_post("/webhooks/rest/webhook", webhook)
+    app.router.add_post("/model/parse", parse)
+    server = await aiohttp_server(app)
+    from pipecat.frames.frames import TranscriptionFrame
+
+    from assistant.settings import load_settings
+
+    async def proof(session):
+        return ["这是您打进来的平安通热线。"]
+
+    async def spoken_with(identity_proof):
+        session = CallSession(channel="phone", direction="inbound", caller_number="13911112222")
+        async with RasaClient(base_url=f"http://127.0.0.1:{server.port}", timeout_s=5.0) as rasa:
+            proc = DialogueProcessor(session=session, settings=load_settings(), rasa=rasa, tracker=TurnTracker(),
+                                     identity_proof=identity_proof)
+            down, _ = await run_test(proc, frames_to_send=[TranscriptionFrame(text="请问你是谁", user_id="c", timestamp="0")])
+        return [f.text for f in down if isinstance(f, TTSSpeakFrame)]
+
+    assert await spoken_with(proof) == ["这是您打进来的平安通热线。"]
+    assert await spoken_with(None) == ["我是平安通的语音助手。"]  # no fraud guard wired: the action's line
