@@ -6,6 +6,10 @@ this call heard the elder's safe phrase and a fresh one-time code, the code went
 the call was marked verified. Now: the reply names the platform's line and the two ways on (keypad PIN,
 call-back), the call stays unverified, no ledger entry, no outbox message. Keying the elder's PIN (``*``
 PIN ``#``, RFC 2833 from baresip) then verifies the call, and the PIN digits are nowhere in the report.
+
+The second test presses 9 instead: the platform hangs up and calls the registered number (routed by
+``telephony.outbound_proxy`` to a second baresip, the elder's real line): that call is ledgered before the
+dial (purpose ``identity_callback``) and verified, the spoofer's call never was.
 """
 
 from __future__ import annotations
@@ -118,3 +122,64 @@ async def test_spoofed_caller_id_asking_who_are_you_gets_no_secret(settings, tmp
     assert not [a for a in alerts if a.kind == "fraud"]
     assert PIN not in "".join(report.keys) and "•" in report.keys
     assert all(PIN not in (t.transcript or "") for t in call.tracker.turns)
+
+
+async def test_spoofed_caller_pressing_9_gets_the_real_line_called_back(settings, tmp_path):
+    need_program("baresip")
+    need_whisper()
+    need_rasa()
+    from assistant.fraud_guard.ledger import CallLedger
+    from assistant.platform.api import STORE_KEY
+    from assistant.platform.store import NewContact
+    from assistant.runtime import running, with_free_ports
+    from assistant.settings import load_settings
+    from telephony.gateway import default_pipeline_factory
+    from telephony.gateway_service import start_gateway
+    from telephony.peers import free_udp_port
+
+    real_line_port = free_udp_port()
+    settings = with_free_ports(replace(settings, telephony=replace(
+        settings.telephony, sip_port=0, rtp_port_min=25000, rtp_port_max=25999, outbound_proxy=f"127.0.0.1:{real_line_port}")))
+    settings = replace(settings, paths=replace(settings.paths, models_dir=load_settings().paths.models_dir),
+                       fraud=replace(settings.fraud, callback_delay_s=1.0))
+    calls = []
+
+    async with running(settings, with_rasa=False) as runtime:  # keypad only: no speech, no Rasa needed
+        store = runtime.app[STORE_KEY]
+        elder = await store.create_elder(
+            name="陈桂英", district="蓬江", dialect="cmn", phones=[ELDER_NUMBER], safe_phrase=PHRASE,
+            contacts=[NewContact(name="陈建华", relation="儿子", phone="13800000001")],
+        )
+        base = default_pipeline_factory(runtime.services)
+
+        def factory(*, transport, session):
+            built = base(transport=transport, session=session)
+            calls.append(built)
+            return built
+
+        service = await start_gateway(runtime, pipeline_factory=factory, port=0)
+        try:
+            async with BaresipPeer(workdir=tmp_path / "real-line", user=ELDER_NUMBER, sip_port=real_line_port) as real_line, \
+                    BaresipPeer(workdir=tmp_path / "spoofer", user=ELDER_NUMBER) as spoofer:
+                await spoofer.command("dial", f"sip:assistant@127.0.0.1:{service.gateway.endpoint.port}")
+                await _wait("the spoofed call to be answered", lambda: bool(calls), timeout_s=20)
+                spoofed = calls[0]
+                await asyncio.sleep(2.0)
+                await spoofer.command("sndcode", "9")
+                await _wait("the call-back to the registered number", lambda: len(calls) >= 2, timeout_s=30)
+                back = calls[1]
+                await _wait("the call-back to be verified", lambda: back.session.verified, timeout_s=20)
+                await asyncio.sleep(1.0)
+                await real_line.command("hangup")
+                await asyncio.sleep(1.0)
+            reports = list(service.gateway.reports)
+        finally:
+            await service.stop()
+        ledger = CallLedger.for_engine(store.engine, settings=settings)
+        entry = await ledger.current_for_elder(elder.elder_id)
+
+    assert spoofed.session.direction == "inbound" and not spoofed.session.verified and spoofed.session.callback_requested
+    assert reports[0].end_reason is not None  # we hung up on the spoofer
+    assert back.session.direction == "outbound" and back.session.elder_id == elder.elder_id
+    assert entry is not None and entry.purpose == "identity_callback" and entry.number == ELDER_NUMBER
+    assert back.session.ledger_entry_id == entry.entry_id  # the entry was written before the dial
