@@ -107,16 +107,15 @@ class DialogueSettings:
     # environment holding Rasa 3.6 + rasa-sdk (created by scripts/setup.sh); empty = look it up
     rasa_env_dir: str = ""
     max_failed_turns: int = 2
-    # one decision per spoken turn (assistant/dialogue/decision.py, issue #27). Calibrated by
-    # `assistant eval emergencies --calibrate` on the calibration split (tests/data/emergencies_calib.tsv, the
-    # nlu_heldout.tsv requests and half of the shared non-request clips); README: the numbers
-    decision_act_min_asr: float = 0.45  # below: nothing with consequences happens ("say that again")
-    decision_act_min_nlu: float = 0.6  # a request, booking, yes/no or check-in answer needs this NLU confidence
-    decision_emergency_now_min_nlu: float = 0.75  # NLU "emergency" this sure on a clear recognition: SOS at once
-    decision_emergency_now_min_asr: float = 0.45
-    decision_keyword_now_min_asr: float = 0.45  # a strong emergency keyword (救命, 跌低 …) heard this clearly: SOS
-    decision_emergency_ask_min_nlu: float = 0.5  # NLU "emergency" at least this sure: ask "do you need help?"
-    decision_ask_min_asr: float = 0.0
+    # one decision per spoken turn (assistant/dialogue/decision.py, issue #27); a score is ASR confidence × NLU
+    # confidence. Calibrated by `assistant eval emergencies --calibrate` on the calibration split
+    # (tests/data/emergencies_calib.tsv, spoken nlu_heldout.tsv requests, half of the shared clips)
+    decision_act_min_asr: float = 0.3  # below: nothing with consequences happens ("say that again")
+    decision_act_min_score: float = 0.35  # a request, booking, yes/no or check-in answer needs this score
+    decision_emergency_now_min_score: float = 0.3  # NLU "emergency" with this score: SOS at once
+    decision_keyword_now_min_asr: float = 0.5  # a strong emergency keyword (救命, 跌低 …) heard this clearly: SOS
+    decision_emergency_ask_min_score: float = 0.3  # NLU "emergency" with this score: ask "do you need help?"
+    decision_ask_min_asr: float = 0.1  # any emergency keyword heard at least this clearly: ask
     decision_answer_min_asr: float = 0.3  # a "no" to the emergency question must be heard this clearly
     emergency_answer_timeout_s: float = 10.0  # no answer to the emergency question: a person (unconfirmed)
     # TensorFlow threads in the Rasa server (TEDPolicy; Rasa's TF_INTER/INTRA_OP_PARALLELISM_THREADS): one,

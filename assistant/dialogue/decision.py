@@ -41,15 +41,14 @@ _NO_WORDS = ("不是", "唔系", "唔係", "不要", "唔要", "没事", "冇事
 
 @dataclass(frozen=True, kw_only=True)
 class Thresholds:
-    """See ``DialogueSettings.decision_*`` for what each one means."""
+    """See ``DialogueSettings.decision_*``. A *score* is ASR confidence × NLU confidence (typed text: NLU alone)."""
 
-    act_min_asr: float = 0.45
-    act_min_nlu: float = 0.6
-    emergency_now_min_nlu: float = 0.75
-    emergency_now_min_asr: float = 0.45
-    keyword_now_min_asr: float = 0.45
-    emergency_ask_min_nlu: float = 0.5
-    ask_min_asr: float = 0.0
+    act_min_asr: float = 0.3
+    act_min_score: float = 0.35
+    emergency_now_min_score: float = 0.3
+    keyword_now_min_asr: float = 0.5
+    emergency_ask_min_score: float = 0.3
+    ask_min_asr: float = 0.1
     answer_min_asr: float = 0.3
 
     @classmethod
@@ -83,7 +82,7 @@ def decide(
     spotting = spot(text)
     nlu_emergency = intent == "emergency"
     # 1. clear emergencies act at once: the NLU sure on a clear recognition, or a strong keyword heard clearly
-    if nlu_emergency and nlu_confidence >= th.emergency_now_min_nlu and asr >= th.emergency_now_min_asr:
+    if nlu_emergency and asr * nlu_confidence >= th.emergency_now_min_score and asr >= th.act_min_asr:
         return Decision(action="emergency", reason="nlu", spotting=spotting)
     if asr >= th.keyword_now_min_asr and any(h.strong and not h.by_sound for h in spotting.hits):
         return Decision(action="emergency", reason="keyword", spotting=spotting)
@@ -96,7 +95,7 @@ def decide(
     # 3. something sounds like an emergency, not clearly: one short question
     if asr >= th.ask_min_asr and spotting.any:
         return Decision(action="ask_emergency", reason="keyword", spotting=spotting)
-    if nlu_emergency and nlu_confidence >= th.emergency_ask_min_nlu and asr >= th.ask_min_asr:
+    if nlu_emergency and asr * nlu_confidence >= th.emergency_ask_min_score:
         return Decision(action="ask_emergency", reason="nlu_uncertain", spotting=spotting)
     if nlu_emergency:  # never hand an unclear emergency to Rasa: its rule would raise the SOS
         return Decision(action="not_heard", reason="emergency_below_threshold", spotting=spotting)
@@ -112,7 +111,7 @@ def _gate(*, asr: float, intent: str | None, nlu_confidence: float, th: Threshol
         return "not_heard"
     if intent in HARMLESS_INTENTS or intent is None:
         return "act"
-    if nlu_confidence >= th.act_min_nlu:
+    if asr * nlu_confidence >= th.act_min_score:
         return "act"
     # inside a form a slot answer often parses as a weak request ("十五公斤" → order_gas 0.4): the form reads it;
     # an interruption with its own consequence (a nurse call-back, a hand-over) must be sure
@@ -151,7 +150,7 @@ def classify_answer(*, text: str, asr_confidence: float | None, intent: str | No
     clear = asr >= thresholds.answer_min_asr
     if clear and len(t) <= 8 and any(t.startswith(w) or t == w for w in _NO_WORDS) and not spot(t).any:
         return "no"
-    if clear and intent in ("deny", "checkin_well") and nlu_confidence >= thresholds.act_min_nlu and len(t) <= 12 and not spot(t).any:
+    if clear and intent in ("deny", "checkin_well") and asr * nlu_confidence >= thresholds.act_min_score and len(t) <= 12 and not spot(t).any:
         return "no"
     if len(t) <= 6 and any(t.startswith(w) for w in _YES_WORDS):
         return "yes"

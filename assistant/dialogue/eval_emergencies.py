@@ -182,11 +182,11 @@ def hear_clips(clips: list[tuple[str, Path]], *, cache: AsrCache, settings: Any,
     return out
 
 
-async def _parse_all(url: str, items: list[Heard]) -> list[Heard]:
+async def _parse_all(url: str, items: list[Heard], *, token: str = "") -> list[Heard]:
     from assistant.dialogue.eval_cmd import parse_all
 
     texts = [h.text for h in items if h.text.strip()]
-    parsed = iter(await parse_all(url, texts) if texts else [])
+    parsed = iter(await parse_all(url, texts, token=token) if texts else [])
     out = []
     for h in items:
         intent, conf = next(parsed) if h.text.strip() else ("nlu_fallback", 0.0)
@@ -195,8 +195,14 @@ async def _parse_all(url: str, items: list[Heard]) -> list[Heard]:
 
 
 # -- the dialogue stage's state machine, offline -------------------------------------------------------------
-def emergency_turns(h: Heard, th: Thresholds) -> int:
+# acted on, these intents also put a person on it (an operator alert row): unwell, hand-over
+PERSON_INTENTS = ("checkin_unwell", "request_human")
+
+
+def emergency_turns(h: Heard, th: Thresholds, *, any_person: bool = False) -> int:
     d = decide(text=h.text, asr_confidence=h.asr_confidence, intent=h.intent, nlu_confidence=h.nlu_confidence, thresholds=th)
+    if any_person and d.action == "act" and h.intent in PERSON_INTENTS:
+        return 1
     return {"emergency": 1, "ask_emergency": 2}.get(d.action, MISSED_TURNS)
 
 
@@ -292,6 +298,9 @@ def measure(*, emergencies: list[Heard], clip_turns: list[Heard], nlu: list[Hear
         "questions_per_call": round(totals["asked"] / n_calls, 4),
         "emergency_per_lang": per_lang,
         "emergency_at_once": round(sum(t == 1 for t in turns) / len(turns), 4) if turns else 0.0,
+        # the same, counting an "unwell" alert or a hand-over (an operator alert, not an SOS) as a person reached
+        "emergency_recall_any_alert": round(sum(emergency_turns(h, th, any_person=True) <= 2 for h in emergencies)
+                                            / len(emergencies), 4) if emergencies else 0.0,
         "n_emergencies": len(emergencies),
         "calls": len(calls),
         "call_turns": len(clip_turns),
@@ -304,33 +313,40 @@ def measure(*, emergencies: list[Heard], clip_turns: list[Heard], nlu: list[Hear
 
 # -- calibration ------------------------------------------------------------------------------------------------
 GRID = {
-    "act_min_asr": (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6),
-    "act_min_nlu": (0.4, 0.5, 0.6, 0.7, 0.8),
-    "emergency_now_min_nlu": (0.6, 0.7, 0.8, 0.9),
+    "act_min_asr": (0.2, 0.3, 0.4),
+    "act_min_score": (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5),
+    "emergency_now_min_score": (0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7),
     "keyword_now_min_asr": (0.2, 0.3, 0.4, 0.5),
-    "emergency_ask_min_nlu": (0.4, 0.5, 0.6, 0.7, 0.8),
-    "ask_min_asr": (0.0, 0.2, 0.3, 0.4),
+    "emergency_ask_min_score": (0.1, 0.15, 0.2, 0.25, 0.3),
+    "ask_min_asr": (0.0, 0.1, 0.2),
 }
+# the calibration split is small (a few dozen non-request turns): a threshold must stay clear of every
+# calibration non-request turn by this much (the check runs with every threshold lowered by it)
+SAFETY_MARGIN = 0.05
+_LOWERED = ("act_min_score", "emergency_now_min_score", "keyword_now_min_asr", "emergency_ask_min_score", "act_min_asr")
 
 
 def calibrate(*, emergencies: list[Heard], clip_turns: list[Heard], spoken_requests: list[Heard], base: Thresholds) -> tuple[Thresholds, dict]:
-    """Best thresholds on the calibration split: no false SOS or action, fewest unconfirmed alerts, then the
-    highest emergency recall (at once before asked), then the most spoken requests acted on."""
+    """Best thresholds on the calibration split: no false SOS, action or unconfirmed alert on the non-request
+    turns even with every threshold lowered by ``SAFETY_MARGIN``; then the highest emergency recall (at once
+    before asked), the most spoken requests acted on, and the higher (safer) thresholds."""
     best: tuple | None = None
-    best_th = base
+    best_th, best_m = base, {}
     names = list(GRID)
     for values in itertools.product(*(GRID[n] for n in names)):
         p = dict(zip(names, values, strict=True))
-        if p["emergency_ask_min_nlu"] > p["emergency_now_min_nlu"]:
+        if p["emergency_ask_min_score"] > p["emergency_now_min_score"]:
             continue
-        th = dataclasses.replace(base, **p, emergency_now_min_asr=p["act_min_asr"])
+        th = dataclasses.replace(base, **p)
+        low = dataclasses.replace(th, **{n: max(0.0, getattr(th, n) - SAFETY_MARGIN) for n in _LOWERED})
+        neg = measure(emergencies=[], clip_turns=clip_turns, nlu=[], spoken_requests=[], th=low)
+        if neg["false_sos_per_call"] or neg["false_actions_per_call"] or neg["false_unconfirmed_per_call"]:
+            continue
         m = measure(emergencies=emergencies, clip_turns=clip_turns, nlu=[], spoken_requests=spoken_requests, th=th)
-        score = (-(m["false_sos_per_call"] + m["false_actions_per_call"]), -m["false_unconfirmed_per_call"],
-                 m["emergency_recall"], m["emergency_at_once"], m["spoken_requests_accepted"] or 0.0,
-                 -abs(p["act_min_asr"] - 0.45))
-        if best is None or score > best[0]:
-            best, best_th = (score, m), th
-    return best_th, best[1] if best else {}
+        score = (m["emergency_recall"], m["emergency_at_once"], m["spoken_requests_accepted"] or 0.0, sum(values))
+        if best is None or score > best:
+            best, best_th, best_m = score, th, m
+    return best_th, best_m
 
 
 # -- CLI --------------------------------------------------------------------------------------------------------
@@ -369,23 +385,30 @@ def run(args: argparse.Namespace) -> int:
     spoken = [dataclasses.replace(h, gold=e.intent) for h, e in zip(spoken, requests, strict=True)]
     typed = [Heard(key=e.text, lang=e.lang, text=e.text, asr_confidence=1.0, gold=e.intent)
              for path in args.nlu_data for e in read_tsv(path)]
+    # the same phrasings as text (what the decision does when recognition is right): both dialects
+    written = [Heard(key=t, lang=lang, text=t, asr_confidence=1.0, style=style, gold="emergency") for t, lang, style in phr]
     asr_s = time.perf_counter() - t0
 
-    async def parse(url: str):
-        return await asyncio.gather(*(_parse_all(url, xs) for xs in (emergencies, clip_turns, typed, spoken)))
+    async def parse(url: str, token: str):
+        return await asyncio.gather(*(_parse_all(url, xs, token=token) for xs in (emergencies, clip_turns, typed, spoken, written)))
 
     if args.url:
-        parsed = asyncio.run(parse(args.url))
+        from assistant.dialogue.rasa_cli import rasa_token
+
+        parsed = asyncio.run(parse(args.url, rasa_token(settings)))
     else:
         with NluServer(settings=settings) as server:
-            parsed = asyncio.run(parse(server.url))
-    emergencies, clip_turns, typed, spoken = parsed
+            parsed = asyncio.run(parse(server.url, server.token))
+    emergencies, clip_turns, typed, spoken, written = parsed
     th = Thresholds.from_settings(settings.dialogue)
     if args.calibrate:
         th, m = calibrate(emergencies=emergencies, clip_turns=clip_turns, spoken_requests=spoken, base=th)
         result = {"calibrated": dataclasses.asdict(th), "on_calibration_split": m}
     else:
         result = measure(emergencies=emergencies, clip_turns=clip_turns, nlu=typed, spoken_requests=spoken, th=th)
+        as_text = measure(emergencies=written, clip_turns=[], nlu=[], spoken_requests=[], th=th)
+        result["emergency_recall_written"] = as_text["emergency_recall"]
+        result["emergency_per_lang_written"] = as_text["emergency_per_lang"]
         result["missed"] = [{"said": h.key, "heard": h.text, "lang": h.lang, "asr": round(h.asr_confidence, 3),
                              "intent": h.intent, "nlu": round(h.nlu_confidence, 3)}
                             for h in emergencies if emergency_turns(h, th) > 2]
