@@ -16,6 +16,7 @@ The pipeline is the integrator's: ``pipeline_factory(transport=..., session=...)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from collections import deque
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 from assistant.errors import TelephonyError
 from assistant.session import CallSession
 from assistant.settings import Settings
+from telephony.handover import Escalation, HandOverState, Speaker, tts_speaker
 from telephony.sip import PhoneCall, SipEndpoint
 from telephony.transport import SipCallTransport, run_call_pipeline
 
@@ -104,6 +106,19 @@ async def _maybe_await(value: Any) -> Any:
 
 
 KEYPAD_ALERTS = {"2": "help", "0": "human"}
+HANDOVER_KEY = "0"  # keypad 0 = 转人工: a person, live (telephony.handover)
+# the dialogue's custom events that put a person on the line: "handover" (request_human, the unconfirmed
+# emergency, a dialogue outage) and "emergency" (SOS, with the alert's id)
+HANDOVER_EVENTS = ("handover", "emergency")
+
+
+@dataclass(kw_only=True)
+class _LiveCall:
+    call: PhoneCall
+    session: CallSession
+    transport: SipCallTransport
+    handover: HandOverState | None = None
+    task: asyncio.Task | None = None
 
 
 class Gateway:
@@ -118,6 +133,8 @@ class Gateway:
         host: str | None = None,
         port: int | None = None,
         max_reports: int = 1000,
+        store: Any = None,
+        speak: Speaker | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline_factory = pipeline_factory
@@ -127,6 +144,12 @@ class Gateway:
         self.endpoint = SipEndpoint(settings=settings.telephony, host=host, port=port, on_incoming=self.handle_inbound)
         # the latest calls' reports (benchmarks, tests): bounded, a gateway runs for months
         self.reports: deque[CallReport] = deque(maxlen=max_reports)
+        # a person answers (issue #16): operators' phones, family alert calls, the duty phone
+        if store is None and directory is not None and hasattr(directory, "create_alert"):
+            store = directory
+        self.escalation = Escalation(settings=settings, endpoint=self.endpoint, store=store, speak=speak or tts_speaker(settings))
+        self._live: dict[str, _LiveCall] = {}
+        self.handovers: deque[HandOverState] = deque(maxlen=max_reports)
 
     async def start(self) -> None:
         await asyncio.to_thread(_prewarm)
@@ -186,6 +209,45 @@ class Gateway:
                                                number=session.caller_number,
                                                detail={"source": "identity_callback", "reason": reason}))
 
+    # --- a person answers ---------------------------------------------------------------------
+    async def hand_over(self, call: PhoneCall | str, reason: str, *, alert_id: int | None = None) -> HandOverState | None:
+        """Put a person on the elder's live call: operators' phones, then family, then the duty phone
+        (``telephony.handover.Escalation``). Returns at once with the hand-over's state (``state.done`` is
+        set when it is over); a second request for the same call returns the first one's state. None when
+        the call is not live here or no person is configured (``handover.*``: the alert stands alone)."""
+        call_id = call if isinstance(call, str) else call.call_id
+        live = self._live.get(call_id)
+        if live is None or live.call.state != "active" or not self.escalation.enabled:
+            return None
+        if live.handover is not None:
+            if alert_id is not None and live.handover.alert_id is None:
+                live.handover.alert_id = alert_id
+            return live.handover
+        state = HandOverState(call_id=call_id, reason=reason, alert_id=alert_id)
+        live.handover = state
+        self.handovers.append(state)
+        logger.info("call %s: hand-over to a person (%s)", call_id, reason)
+        # owned by the call: run_call awaits it before the call's handler returns
+        live.task = asyncio.create_task(
+            self.escalation.run(call=live.call, session=live.session, reason=reason, state=state, muting=live.transport),
+            name=f"handover-{call_id[:12]}",
+        )
+        return state
+
+    def _handover_listener(self, call: PhoneCall):
+        """A turn tracker listener: the dialogue's handover / emergency events start the hand-over."""
+
+        async def listener(stage: str, record) -> None:
+            if stage != "reply":
+                return
+            for event in getattr(record, "events", None) or ():
+                name = event.get("event") if isinstance(event, dict) else None
+                if name in HANDOVER_EVENTS:
+                    reason = "emergency" if name == "emergency" else str(event.get("reason") or "requested")
+                    await self.hand_over(call, reason, alert_id=event.get("alert_id"))
+
+        return listener
+
     # --- any call ----------------------------------------------------------------------------
     async def run_call(self, call: PhoneCall, *, session: CallSession, greeting: str | None = None, on_key: Callable[[str], Awaitable[None]] | None = None) -> CallReport:
         report = CallReport(call_id=call.call_id, direction=call.direction, number=call.remote_number, elder_id=session.elder_id)
@@ -199,6 +261,8 @@ class Gateway:
             kind = KEYPAD_ALERTS.get(digit)
             if kind is not None and self.on_alert is not None:
                 await self.on_alert(TelephonyAlert(kind=kind, call_id=call.call_id, elder_id=session.elder_id, number=call.remote_number, detail={"source": "keypad", "key": digit}))
+            if digit == HANDOVER_KEY:
+                await self.hand_over(call, "keypad_0")
             if on_key is not None:
                 await on_key(digit)
 
@@ -210,6 +274,11 @@ class Gateway:
         )
         built = self.pipeline_factory(transport=transport, session=session)
         pipeline = getattr(built, "pipeline", built)
+        live = _LiveCall(call=call, session=session, transport=transport)
+        self._live[call.call_id] = live
+        tracker = getattr(built, "tracker", None)
+        if tracker is not None and hasattr(tracker, "listeners"):
+            tracker.listeners.append(self._handover_listener(call))
 
         async def greet(worker) -> None:
             from pipecat.frames.frames import TTSSpeakFrame
@@ -226,13 +295,27 @@ class Gateway:
             if greeting:
                 await worker.queue_frame(TTSSpeakFrame(greeting))
 
-        await run_call_pipeline(
-            transport=transport,
-            pipeline=pipeline,
-            conversation_id=session.call_id,
-            pipeline_sample_rate_hz=self.settings.audio.pipeline_sample_rate_hz,
-            before_answer=greet,
-        )
+        try:
+            await run_call_pipeline(
+                transport=transport,
+                pipeline=pipeline,
+                conversation_id=session.call_id,
+                pipeline_sample_rate_hz=self.settings.audio.pipeline_sample_rate_hz,
+                before_answer=greet,
+            )
+            if live.task is not None:  # the bridge (or family calls) outlive the bot's pipeline
+                try:
+                    await live.task
+                except Exception:
+                    logger.exception("hand-over of call %s failed", call.call_id)
+        finally:
+            if live.task is not None and not live.task.done():
+                live.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await live.task
+            self._live.pop(call.call_id, None)
+            if call.state != "ended":
+                await call.hangup()
         report.end_reason = call.ended.reason if call.ended else None
         report.frames_in = transport.input().frames_in
         report.frames_out = transport.output().frames_out

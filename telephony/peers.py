@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import wave
@@ -79,6 +80,9 @@ class BaresipPeer:
     wav: Path | None = None
     auto_answer: bool = True
     user: str = "elder"
+    # register user@registrar (host:port, e.g. kamailio) with digest ``password`` (an operator's phone)
+    registrar: str | None = None
+    password: str = ""
     sip_port: int = 0
     ctrl_port: int = 0
     proc: asyncio.subprocess.Process | None = field(default=None, init=False)
@@ -119,9 +123,11 @@ class BaresipPeer:
         )
         (self.workdir / "config").write_text(config)
         answer = "auto" if self.auto_answer else "manual"
-        (self.workdir / "accounts").write_text(
-            f"<sip:{self.user}@127.0.0.1>;regint=0;answermode={answer};audio_codecs=PCMU,PCMA\n"
-        )
+        if self.registrar:
+            account = f"<sip:{self.user}@{self.registrar}>;auth_pass={self.password};regint=60"
+        else:
+            account = f"<sip:{self.user}@127.0.0.1>;regint=0"
+        (self.workdir / "accounts").write_text(f"{account};answermode={answer};audio_codecs=PCMU,PCMA\n")
         (self.workdir / "contacts").write_text("")
 
     async def __aenter__(self) -> BaresipPeer:
@@ -177,6 +183,15 @@ class BaresipPeer:
                 w.close()
                 with contextlib.suppress(Exception):
                     await w.wait_closed()
+
+    async def wait_registered(self, *, timeout_s: float = 5.0) -> None:
+        """Until the registrar accepted our REGISTER (baresip's log says so)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not re.search(r"200 OK .*\[\d+ binding", self.log()):
+            if loop.time() > deadline:
+                raise SetupError(f"baresip {self.user} did not register: {self.log()[-600:]}")
+            await asyncio.sleep(0.05)
 
     def recordings(self) -> list[Path]:
         """WAV files sndfile wrote of what baresip heard (decoded stream)."""
@@ -326,6 +341,28 @@ request_route {{
 """
 
 
+# a registrar for several users (operators' and family phones) sharing one password, proxying INVITEs from
+# anyone (the gateway) to the registered contacts; production uses auth_db / a real PBX (README)
+KAMAILIO_PBX_CFG = _KAMAILIO_GLOBALS + """alias="127.0.0.1:{port}"
+""" + _KAMAILIO_MODULES + """loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "auth.so"
+modparam("tm", "fr_inv_timer", 120000)
+
+request_route {{
+""" + _KAMAILIO_IN_DIALOG + """    if (is_method("REGISTER")) {{
+        if (!pv_www_authenticate("$td", "{password}", "0")) {{ www_challenge("$td", "0"); exit; }}
+        if (!($au =~ "^({users})$")) {{ sl_send_reply("403", "Forbidden"); exit; }}
+        save("location");
+        exit;
+    }}
+    if (is_method("INVITE")) {{ record_route(); }}
+    if (!lookup("location")) {{ sl_send_reply("404", "Not Found"); exit; }}
+    t_relay();
+}}
+"""
+
+
 @dataclass(kw_only=True)
 class _Kamailio:
     """One kamailio process on 127.0.0.1 running ``config()`` (written to ``workdir``), logging to
@@ -389,3 +426,20 @@ class KamailioRegistrar(_Kamailio):
 
     def config(self) -> str:
         return KAMAILIO_REGISTRAR_CFG.format(port=self.port, user=self.user, password=self.password)
+
+
+@dataclass(kw_only=True)
+class KamailioPbx(_Kamailio):
+    """kamailio as the platform's SIP front for phones: ``users`` register (digest, one shared ``password``),
+    INVITEs to ``sip:<user>@127.0.0.1:<port>`` reach the registered phone (operators, family phones)."""
+
+    users: tuple[str, ...]
+    password: str
+
+    def aor(self, user: str) -> str:
+        return f"sip:{user}@127.0.0.1:{self.port}"
+
+    def config(self) -> str:
+        import re
+
+        return KAMAILIO_PBX_CFG.format(port=self.port, password=self.password, users="|".join(re.escape(u) for u in self.users))

@@ -173,6 +173,7 @@ class SipOutputTransport(BaseOutputTransport):
         self._max_pending_ms = max_pending_ms
         self.frames_out = 0
         self.interruptions = 0
+        self.muted = False  # the call is handed over to a person: the bot's audio goes nowhere
 
     async def start(self, frame: StartFrame):
         await super().start(frame)
@@ -186,6 +187,8 @@ class SipOutputTransport(BaseOutputTransport):
 
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
         call = self._call
+        if self.muted:
+            return True
         if call.state == "ringing":  # audio produced before the answer (greeting): wait for the line
             await call.wait_settled()
         if call.state != "active" or call.stream is None:
@@ -198,7 +201,7 @@ class SipOutputTransport(BaseOutputTransport):
 
     async def stop(self, frame: EndFrame):
         await super().stop(frame)
-        if self._call.state == "active":  # the bot ended the call: let the goodbye play out, then BYE
+        if self._call.state == "active" and not self.muted:  # the bot ended the call: let the goodbye play out, then BYE
             await self._call.wait_played(timeout_s=15.0)
             await self._call.hangup()
 
@@ -229,6 +232,23 @@ class SipCallTransport(BaseTransport):
 
     def _ended(self, ended: CallEnded) -> None:
         self.call_ended.set()
+
+    # --- hand-over to a person (telephony.handover) ------------------------------------------------
+    @property
+    def handed_over(self) -> bool:
+        return self._output.muted
+
+    def hand_over(self) -> None:
+        """The bot stops speaking (its audio is dropped) and its queued audio is cleared; the caller's
+        audio is the hand-over's (it sets ``call.on_audio``). The pipeline keeps running."""
+        self._output.muted = True
+        self.call.clear_playback()
+
+    def take_back(self) -> None:
+        """Nobody took the call: the bot listens and speaks again."""
+        self._output.muted = False
+        self.call.on_audio = self._input._on_audio
+        self.call.on_dtmf = self._input._on_dtmf
 
     def input(self) -> SipInputTransport:
         return self._input
@@ -297,5 +317,5 @@ async def run_call_pipeline(
             run_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await run_task
-        if call.state != "ended":
+        if call.state != "ended" and not transport.handed_over:  # a handed-over call ends with its bridge
             await call.hangup()

@@ -952,6 +952,16 @@ class PlatformStore:
             await s.commit()
             return AlertInfo.of(alert)
 
+    async def note_alert_handover(self, alert_id: int, handover: dict[str, Any]) -> None:
+        """The live hand-over's state on the alert (``detail.handover``: ringing / connected / family
+        acknowledged, operator, times), written by the phone gateway for the console."""
+        async with self.session("note hand-over") as s:
+            alert = await s.get(Alert, alert_id)
+            if alert is None:
+                raise StoreError(f"no alert {alert_id}", code="not_found")
+            alert.detail = {**(alert.detail or {}), "handover": dict(handover)}
+            await s.commit()
+
     # ------------------------------------------------------------ outbox
 
     async def pending_outbox(

@@ -1,0 +1,478 @@
+"""A person answers (issue #16): the elder's live call handed over to an operator's SIP phone, then family.
+
+``Escalation.run`` is one hand-over, started by ``Gateway.hand_over(call, reason)`` (request_human, keypad 0,
+an SOS, the dialogue's unconfirmed emergency, a dialogue outage):
+
+1. the bot stops listening at once; its current reply (e.g. the SOS reassurance) may finish, then it is
+   muted and the elder hears 请稍等，正在为您接通人工 (and a short reminder every ``hold_reminder_s``);
+2. the operators' phones (``handover.operator_uris``: registered with kamailio, dialled through it) ring —
+   one at a time, longest idle first, or all at once (``operator_strategy``) — for at most
+   ``operator_ring_timeout_s``; the first to answer is bridged to the elder (B2BUA: each leg's 20 ms RTP
+   frames are played on the other; RFC 4733 digits are passed on) until either side hangs up;
+3. nobody answered: the elder is told so (值班人员暂时没有接听，我们正在打电话给您的家人) and the family
+   contacts are phoned in priority order with a spoken alert (王秀兰刚才按了紧急求助…按1表示您来处理);
+   key 1 acknowledges the alert in the store (``acknowledged_by`` = ``family:<name>``) and, while the elder
+   is still on the line, bridges the family member to the elder; unanswered → next contact;
+4. then the duty phone (``handover.duty_uri``), bridged like an operator;
+5. nobody at all: the elder hears that the request is on record and the bot listens again.
+
+Every step is written to the alert's detail (``detail.handover``: state, operator, times) so the console
+sees ringing / connected / family_acknowledged. Nothing here is fire-and-forget: the gateway awaits the
+escalation before its call handler returns (family calls go on after the elder hung up: an SOS stands).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from assistant.errors import AssistantError, TelephonyError
+from assistant.settings import Settings
+from telephony.sip import PhoneCall, SipEndpoint
+
+logger = logging.getLogger(__name__)
+
+# (text, dialect) → 8 kHz 16-bit mono PCM to play on a call
+Speaker = Callable[[str, str], Awaitable[bytes]]
+
+HOLD = {"cmn": "请稍等，正在为您接通人工。", "yue": "請等等，而家幫你接駁人工服務。"}
+HOLD_AGAIN = {"cmn": "还在为您接通，请不要挂机。", "yue": "仲幫緊你接駁，唔好收線。"}
+NO_OPERATOR_FAMILY = {"cmn": "值班人员暂时没有接听，我们正在打电话给您的家人，请不要挂机。",
+                      "yue": "值班人員暫時未接聽，我哋而家打電話畀你屋企人，唔好收線。"}
+NO_OPERATOR_DUTY = {"cmn": "值班人员暂时没有接听，我们正在打值班电话，请不要挂机。",
+                    "yue": "值班人員暫時未接聽，我哋而家打值班電話，唔好收線。"}
+FAMILY_CONNECTING = {"cmn": "您的家人接听了，正在为您接通。", "yue": "你屋企人聽咗電話，而家幫你接駁。"}
+FAMILY_NO_ANSWER_DUTY = {"cmn": "家人暂时没有接听，我们正在打值班电话，请不要挂机。",
+                         "yue": "屋企人暫時未接聽，我哋而家打值班電話，唔好收線。"}
+NOBODY = {"cmn": "暂时没有人接听。您的求助已经记录下来，值班人员会尽快给您回电。您也可以继续跟我说。",
+          "yue": "暫時未有人接聽。你嘅求助已經記低咗，值班人員會盡快覆電話畀你。你都可以繼續同我講。"}
+FAMILY_ALERT = {"cmn": "您好，这里是平安通。{name}刚才{what}。按1表示您来处理。",
+                "yue": "你好，呢度係平安通。{name}頭先{what}。撳1表示你嚟處理。"}
+FAMILY_WHAT = {
+    "sos": {"cmn": "按了紧急求助", "yue": "撳咗緊急求助"},
+    "unconfirmed_emergency": {"cmn": "可能遇到了紧急情况，没有回答我们", "yue": "可能有緊急情況，冇回應我哋"},
+    "human": {"cmn": "要求转接人工，值班人员暂时没有接听", "yue": "要求轉駁人工，值班人員暫時未接聽"},
+}
+FAMILY_ACK_BRIDGE = {"cmn": "谢谢，已经记录由您处理。正在为您接通老人，请稍等。", "yue": "多謝，已經記低由你處理。而家幫你接駁老人家，請等等。"}
+FAMILY_ACK_GONE = {"cmn": "谢谢，已经记录由您处理。老人已经挂机，请尽快联系老人。", "yue": "多謝，已經記低由你處理。老人家已經收咗線，請盡快聯絡佢。"}
+
+# hand-over reason → the alert kind it stands on
+REASON_KINDS = {"emergency": "sos", "sos": "sos", "unconfirmed_emergency": "unconfirmed_emergency"}
+
+
+def _say(table: dict[str, str], dialect: str | None, **fmt: Any) -> str:
+    return table.get(dialect or "cmn", table["cmn"]).format(**fmt)
+
+
+def tts_speaker(settings: Settings) -> Speaker:
+    """The platform's voices (prompt cache first), resampled to the 8 kHz line."""
+
+    async def speak(text: str, dialect: str) -> bytes:
+        from assistant.audio.convert import resample_pcm16
+        from assistant.tts.registry import synthesize
+
+        audio = await synthesize(text, dialect=dialect, rate_wpm=settings.tts.rate_wpm, volume=1.0, settings=settings)
+        return await asyncio.to_thread(resample_pcm16, audio.pcm, from_hz=audio.sample_rate_hz, to_hz=8000)
+
+    return speak
+
+
+@dataclass(kw_only=True)
+class OperatorPool:
+    """The operators' phones: which are free, and since when each has been idle (longest idle first)."""
+
+    uris: tuple[str, ...]
+    _busy: set[str] = field(default_factory=set)
+    _idle_since: dict[str, float] = field(default_factory=dict)
+
+    def free(self) -> list[str]:
+        order = {u: i for i, u in enumerate(self.uris)}
+        return sorted((u for u in self.uris if u not in self._busy), key=lambda u: (self._idle_since.get(u, 0.0), order[u]))
+
+    def take(self, uri: str) -> None:
+        self._busy.add(uri)
+
+    def release(self, uri: str) -> None:
+        self._busy.discard(uri)
+        self._idle_since[uri] = time.monotonic()
+
+
+@dataclass(kw_only=True)
+class HandOverState:
+    """One hand-over as the console and the benchmark see it. Times are ``time.monotonic()``."""
+
+    call_id: str
+    reason: str
+    alert_id: int | None = None
+    state: str = "requested"  # ringing_operators → connected_operator | calling_family → family_acknowledged
+    #                          (→ connected_family) | calling_duty → connected_duty | nobody; then ended
+    operator: str | None = None
+    acknowledged_by: str | None = None
+    requested_at: float = field(default_factory=time.monotonic)
+    ringing_at: float | None = None  # the first operator INVITE went out
+    connected_at: float | None = None  # a person (operator / family / duty) is bridged to the elder
+    family_call_at: float | None = None  # the first family call was answered
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # {"who", "uri", "result"}
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def to_json(self) -> dict[str, Any]:
+        def ms(t: float | None) -> float | None:
+            return None if t is None else round((t - self.requested_at) * 1000, 1)
+
+        return {"state": self.state, "reason": self.reason, "operator": self.operator, "acknowledged_by": self.acknowledged_by,
+                "ringing_ms": ms(self.ringing_at), "connected_ms": ms(self.connected_at),
+                "family_call_ms": ms(self.family_call_at), "attempts": list(self.attempts)}
+
+
+async def bridge(a: PhoneCall, b: PhoneCall, *, max_pending_ms: float = 300.0) -> PhoneCall:
+    """Relay audio and keypad digits between two active calls until one ends; hang up the other. Returns
+    the call that ended first."""
+
+    def relay(to: PhoneCall):
+        def on_audio(pcm: bytes) -> None:
+            if to.pending_ms > max_pending_ms:  # the far side's clock runs slow: keep the delay short
+                to.clear_playback()
+            to.play(pcm)
+
+        return on_audio
+
+    def digits(to: PhoneCall):
+        def on_dtmf(digit: str) -> None:
+            with contextlib.suppress(TelephonyError):
+                to.send_dtmf(digit)
+
+        return on_dtmf
+
+    a.clear_playback()
+    b.clear_playback()
+    a.on_audio, b.on_audio = relay(b), relay(a)
+    a.on_dtmf, b.on_dtmf = digits(b), digits(a)
+    ends = {asyncio.ensure_future(a.wait_ended()): a, asyncio.ensure_future(b.wait_ended()): b}
+    try:
+        done, _ = await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in ends:
+            t.cancel()
+    first = ends[next(iter(done))]
+    other = b if first is a else a
+    await other.hangup()
+    return first
+
+
+class Escalation:
+    """Operators, then family, then the duty phone, for one elder's call (see the module docstring)."""
+
+    def __init__(self, *, settings: Settings, endpoint: SipEndpoint, speak: Speaker, store: Any = None,
+                 pool: OperatorPool | None = None) -> None:
+        self.settings = settings
+        self.cfg = settings.handover
+        self.endpoint = endpoint
+        self.speak = speak
+        self.store = store
+        self.pool = pool or OperatorPool(uris=tuple(settings.handover.operator_uris))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cfg.operator_uris or self.cfg.duty_uri or (self.cfg.call_family and self.store is not None))
+
+    # --- the elder's side ----------------------------------------------------------------------
+    async def _tell(self, call: PhoneCall, table: dict[str, str], dialect: str | None, **fmt: Any) -> None:
+        """Say something to a caller (queued on their line; returns once it is queued)."""
+        if call.state != "active":
+            return
+        try:
+            pcm = await self.speak(_say(table, dialect, **fmt), dialect or "cmn")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a voice that fails must not stop the escalation
+            logger.warning("hand-over prompt not synthesised: %s", exc)
+            return
+        call.play(pcm)
+
+    async def _note(self, state: HandOverState) -> None:
+        """The hand-over's state on its alert (console: ringing / connected / family acknowledged)."""
+        if self.store is None or state.alert_id is None or not hasattr(self.store, "note_alert_handover"):
+            return
+        try:
+            await self.store.note_alert_handover(state.alert_id, state.to_json())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("alert %s: hand-over state not stored: %s", state.alert_id, exc)
+
+    async def _alert_for(self, *, session, reason: str) -> int | None:
+        """The alert this hand-over answers: raising it again returns the open one (one per call and kind)."""
+        if self.store is None:
+            return None
+        kind = REASON_KINDS.get(reason, "human")
+        try:
+            info = await self.store.create_alert(elder_id=session.elder_id, call_id=session.call_id, kind=kind,
+                                                 detail={"source": "handover", "reason": reason})
+            return info.alert_id
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("call %s: no alert for the hand-over: %s", session.call_id, exc)
+            return None
+
+    # --- one hand-over -------------------------------------------------------------------------
+    async def run(self, *, call: PhoneCall, session, reason: str, state: HandOverState, muting=None) -> HandOverState:
+        """``muting`` (``SipCallTransport`` or None): the bot to silence and later give the call back to."""
+        dialect = session.dialect or "cmn"
+        try:
+            if state.alert_id is None:
+                state.alert_id = await self._alert_for(session=session, reason=reason)
+            call.on_audio = _drop  # the bot stops listening now
+            call.on_dtmf = _drop
+            if await self._operators(call, state, dialect, muting):
+                return state
+            await self._mute(call, muting)  # no operator configured / free: still muted before we speak
+            kind = REASON_KINDS.get(reason, "human")
+            family = await self._contacts(session) if self.cfg.call_family else []
+            if family and (call.state == "active" or kind != "human"):
+                state.state = "calling_family"
+                await self._note(state)
+                await self._tell(call, NO_OPERATOR_FAMILY, dialect)
+                if await self._family(call, state, session, family, kind, dialect):
+                    return state
+                if self.cfg.duty_uri:
+                    await self._tell(call, FAMILY_NO_ANSWER_DUTY, dialect)
+            elif self.cfg.duty_uri:
+                await self._tell(call, NO_OPERATOR_DUTY, dialect)
+            if self.cfg.duty_uri and call.state == "active":
+                state.state = "calling_duty"
+                await self._note(state)
+                duty = await self._ring([self.cfg.duty_uri], state, who="duty", total_s=self.cfg.duty_ring_timeout_s, elder=call)
+                if duty is not None:
+                    await self._connected(call, duty, state, who="duty")
+                    return state
+            state.state = "nobody"
+            await self._note(state)
+            await self._tell(call, NOBODY, dialect)
+            if muting is not None and call.state == "active":
+                await call.wait_played(timeout_s=15.0)
+                muting.take_back()
+            return state
+        finally:
+            state.done.set()
+
+    async def _drain(self, call: PhoneCall, muting) -> None:
+        """Let the bot's current reply play out (bounded), so the elder hears e.g. the SOS reassurance."""
+        deadline = time.monotonic() + self.cfg.reply_drain_max_s
+        await asyncio.sleep(0.3)  # the reply's first audio may still be on its way through TTS
+        while time.monotonic() < deadline and call.state == "active":
+            quiet_s = time.monotonic() - muting.meter.last_write
+            if quiet_s > 0.8 and call.pending_ms <= 0:
+                return
+            await asyncio.sleep(0.1)
+
+    async def _mute(self, call: PhoneCall, muting) -> None:
+        if muting is not None and not muting.handed_over:
+            muting.hand_over()
+
+    async def _operators(self, call: PhoneCall, state: HandOverState, dialect: str, muting) -> bool:
+        """Ring the operators at once; meanwhile the bot's reply plays out, then the hold message and
+        reminders. True when an operator took the call (bridged until it ended)."""
+        if not self.pool.uris:
+            return False
+
+        async def hold() -> None:
+            if muting is not None:
+                await self._drain(call, muting)
+                muting.hand_over()
+            await self._tell(call, HOLD, dialect)
+            await self._remind(call, dialect)
+
+        state.state = "ringing_operators"
+        holding = asyncio.create_task(hold(), name=f"handover-hold-{call.call_id[:12]}")
+        try:
+            op = await self._ring_operators(call, state)
+        finally:
+            holding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await holding
+            await self._mute(call, muting)
+        if op is None:
+            return False
+        uri, op_call = op
+        self.pool.take(uri)
+        try:
+            state.operator = uri
+            await self._connected(call, op_call, state, who="operator")
+        finally:
+            self.pool.release(uri)
+        return True
+
+    async def _remind(self, call: PhoneCall, dialect: str) -> None:
+        while call.state == "active":
+            await asyncio.sleep(self.cfg.hold_reminder_s)
+            await self._tell(call, HOLD_AGAIN, dialect)
+
+    async def _ring_operators(self, elder: PhoneCall, state: HandOverState) -> tuple[str, PhoneCall] | None:
+        free = self.pool.free()
+        if not free:
+            state.attempts.append({"who": "operator", "uri": None, "result": "all_busy"})
+            return None
+        if self.cfg.operator_strategy == "ring_all":
+            got = await self._ring(free, state, who="operator", total_s=self.cfg.operator_ring_timeout_s, elder=elder, parallel=True)
+            return (state.operator or "", got) if got is not None else None
+        deadline = time.monotonic() + self.cfg.operator_ring_timeout_s
+        for uri in free:
+            left = deadline - time.monotonic()
+            if left <= 0.5 or elder.state != "active":
+                break
+            got = await self._ring([uri], state, who="operator", total_s=min(self.cfg.operator_ring_each_s, left), elder=elder)
+            if got is not None:
+                return uri, got
+        return None
+
+    async def _ring(self, uris: list[str], state: HandOverState, *, who: str, total_s: float, elder: PhoneCall | None,
+                    parallel: bool = False) -> PhoneCall | None:
+        """Ring ``uris`` (all at once) for ``total_s``; the first answered call, the others cancelled. Stops
+        ringing when the elder hangs up (nobody to connect)."""
+        dials = {asyncio.ensure_future(self.endpoint.dial(u, timeout_s=total_s)): u for u in uris}
+        elder_gone = asyncio.ensure_future(elder.wait_ended()) if elder is not None else None
+        winner: PhoneCall | None = None
+        try:
+            if state.ringing_at is None:
+                state.ringing_at = time.monotonic()
+                await self._note(state)  # the INVITEs go out meanwhile
+            pending = set(dials)
+            while pending and winner is None:
+                waits = pending | ({elder_gone} if elder_gone is not None else set())
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if elder_gone is not None and elder_gone in done:
+                    break
+                for t in done:
+                    pending.discard(t)
+                    uri = dials[t]
+                    exc = t.exception()
+                    if exc is not None:
+                        code = getattr(exc, "code", type(exc).__name__)
+                        state.attempts.append({"who": who, "uri": uri, "result": code})
+                        continue
+                    if winner is None:
+                        winner = t.result()
+                        state.attempts.append({"who": who, "uri": uri, "result": "answered"})
+                        if who == "operator":
+                            state.operator = uri
+                    else:  # answered at the same moment as the winner
+                        await t.result().hangup()
+        finally:
+            if elder_gone is not None:
+                elder_gone.cancel()
+            for t in dials:
+                if not t.done():
+                    t.cancel()
+            for t in dials:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    late = await t
+                    if late is not winner and isinstance(late, PhoneCall):
+                        await late.hangup()
+        if winner is not None and (elder is not None and elder.state != "active"):
+            await winner.hangup()
+            return None
+        return winner
+
+    async def _connected(self, elder: PhoneCall, person: PhoneCall, state: HandOverState, *, who: str) -> None:
+        state.state = f"connected_{who}"
+        state.connected_at = time.monotonic()
+        await self._note(state)
+        logger.info("call %s handed over to %s %s", elder.call_id, who, person.remote_uri)
+        await bridge(elder, person)
+        state.state = f"ended_{who}"
+        await self._note(state)
+
+    # --- family --------------------------------------------------------------------------------
+    async def _contacts(self, session) -> list[Any]:
+        if self.store is None or session.elder_id is None:
+            return []
+        try:
+            contacts = await self.store.contacts_for(session.elder_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("elder %s: family contacts not read: %s", session.elder_id, exc)
+            return []
+        return [c for c in sorted(contacts, key=lambda c: (c.priority, c.contact_id)) if c.phone]
+
+    async def _elder_name(self, session) -> str:
+        try:
+            return (await self.store.get_elder(session.elder_id)).name
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return "您的家人"
+
+    async def _family(self, elder: PhoneCall, state: HandOverState, session, contacts: list[Any], kind: str, dialect: str) -> bool:
+        name = await self._elder_name(session)
+        what = _say(FAMILY_WHAT.get(kind, FAMILY_WHAT["human"]), dialect)
+        for contact in contacts:
+            try:
+                fam = await self.endpoint.dial(contact.phone, timeout_s=self.cfg.family_ring_timeout_s)
+            except TelephonyError as exc:
+                state.attempts.append({"who": "family", "uri": contact.phone, "result": exc.code})
+                continue
+            if state.family_call_at is None:
+                state.family_call_at = time.monotonic()
+            pressed = await self._alert_family(fam, name=name, what=what, dialect=dialect)
+            state.attempts.append({"who": "family", "uri": contact.phone, "result": "acknowledged" if pressed else "no_key"})
+            if not pressed:
+                await fam.hangup()
+                continue
+            who = f"family:{contact.name}"
+            state.acknowledged_by = who
+            state.state = "family_acknowledged"
+            if self.store is not None and state.alert_id is not None:
+                try:
+                    await self.store.set_alert_status(state.alert_id, "acknowledged", by=who)
+                except AssistantError as exc:
+                    logger.warning("alert %s: family acknowledgement not stored: %s", state.alert_id, exc)
+            await self._note(state)
+            if elder.state == "active":
+                await self._tell(fam, FAMILY_ACK_BRIDGE, dialect)
+                await fam.wait_played(timeout_s=10.0)
+                await self._tell(elder, FAMILY_CONNECTING, dialect)
+                await elder.wait_played(timeout_s=10.0)
+                await self._connected(elder, fam, state, who="family")
+            else:
+                await self._tell(fam, FAMILY_ACK_GONE, dialect)
+                await fam.wait_played(timeout_s=15.0)
+                await fam.hangup()
+            return True
+        return False
+
+    async def _alert_family(self, fam: PhoneCall, *, name: str, what: str, dialect: str) -> bool:
+        """The spoken alert (twice), then key 1 within ``family_ack_timeout_s``: True when pressed."""
+        pressed = asyncio.Event()
+        fam.on_dtmf = lambda d: pressed.set() if d == "1" else None
+        fam.on_audio = _drop
+        for _ in range(2):
+            await self._tell(fam, FAMILY_ALERT, dialect, name=name, what=what)
+            try:
+                async with asyncio.timeout(self.cfg.family_ack_timeout_s / 2):
+                    await _first(pressed.wait(), fam.wait_ended())
+            except TimeoutError:
+                pass
+            if pressed.is_set() or fam.state != "active":
+                break
+        fam.clear_playback()
+        return pressed.is_set()
+
+
+def _drop(_value) -> None:
+    return None
+
+
+async def _first(*aws) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()

@@ -1,0 +1,183 @@
+"""A person answers (issue #16), with real peers on loopback: kamailio as the platform's SIP front, baresip
+"operator phones" and a baresip "family phone" registered with it (digest auth), a baresip "elder" calling
+the gateway and pressing 0 (转人工).
+
+- an operator phone auto-answers and hears the elder's own audio (a 1 kHz tone) through the gateway's bridge;
+  the alert carries the hand-over state (connected_operator, which operator);
+- nobody answers on the operators' phones: the family phone gets the alert call, its key 1 acknowledges the
+  alert in the store (acknowledged_by family:<name>) and the family member is bridged to the elder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import wave
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from telephony.gateway import Gateway
+from telephony.peers import BaresipPeer, KamailioPbx, write_wav8k
+from telephony.testing import bot_pipeline_factory, tone
+from tests.conftest import need_program
+
+pytestmark = [pytest.mark.e2e, pytest.mark.sip]
+
+PASSWORD = "ops-s3cret"
+ELDER_NUMBER = "07506601234"
+FAMILY_NUMBER = "13900001111"
+
+
+def tone8k(hz: float, seconds: float, level: float = 0.3) -> bytes:
+    t = np.arange(int(seconds * 8000)) / 8000
+    return (np.sin(2 * np.pi * hz * t) * level * 32767).astype("<i2").tobytes()
+
+
+def tone_speaker(hz: float = 700.0, seconds: float = 0.6):
+    """Stands in for the TTS voice: every prompt is a short tone (no voice model needed)."""
+    spoken: list[str] = []
+
+    async def speak(text: str, dialect: str) -> bytes:
+        spoken.append(text)
+        return tone8k(hz, seconds)
+
+    speak.spoken = spoken  # type: ignore[attr-defined]
+    return speak
+
+
+def dominant_hz(path) -> tuple[float, float]:
+    """(loudest frequency, mean |x|) of the loud part of a WAV baresip recorded."""
+    with wave.open(str(path)) as w:
+        rate = w.getframerate()
+        x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float64)
+        if w.getnchannels() == 2:
+            x = x[::2]
+    if len(x) < rate // 4:
+        return 0.0, 0.0
+    frames = x[: len(x) // 160 * 160].reshape(-1, 160)
+    loud = frames[np.abs(frames).mean(axis=1) > 300]
+    if len(loud) == 0:
+        return 0.0, float(np.abs(x).mean())
+    sig = loud.reshape(-1)
+    spec = np.abs(np.fft.rfft(sig * np.hanning(len(sig))))
+    return float(np.argmax(spec) * rate / len(sig)), float(np.abs(sig).mean())
+
+
+async def wait_until(pred, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
+async def make_store(tmp_path, *, with_family: bool):
+    from assistant.platform.db import create_engine_for
+    from assistant.platform.migrate import upgrade_heads_async
+    from assistant.platform.store import NewContact, PlatformStore
+    from assistant.settings import load_settings
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'handover.db'}"
+    await upgrade_heads_async(url)
+    engine = create_engine_for(load_settings({"ASSISTANT_VAR_DIR": str(tmp_path / "var"), "ASSISTANT_STORE_DATABASE_URL": url}))
+    store = PlatformStore(engine=engine)
+    elder = await store.create_elder(name="王秀兰", district="江海", dialect="cmn", phones=[ELDER_NUMBER])
+    if with_family:
+        await store.add_contact(elder.elder_id, NewContact(name="王小明", phone=FAMILY_NUMBER, relation="儿子"))
+    return engine, store, elder
+
+
+def handover_settings(settings, kam: KamailioPbx, **handover):
+    return replace(
+        settings,
+        telephony=replace(settings.telephony, sip_port=0, outbound_proxy=f"127.0.0.1:{kam.port}", rtp_port_min=26000, rtp_port_max=26999),
+        handover=replace(settings.handover, operator_uris=(kam.aor("op1"), kam.aor("op2")), **handover),
+    )
+
+
+async def test_keypad_0_rings_an_operator_phone_which_hears_the_elder(settings, tmp_path):
+    for name in ("kamailio", "baresip"):
+        need_program(name)
+    elder_wav = write_wav8k(tmp_path / "elder.wav", bytes(8000 * 2) + tone8k(1000.0, 25.0))
+    engine, store, elder = await make_store(tmp_path, with_family=False)
+    try:
+        async with KamailioPbx(workdir=tmp_path / "kam", users=("op1", "op2"), password=PASSWORD) as kam, \
+                BaresipPeer(workdir=tmp_path / "op1", user="op1", registrar=f"127.0.0.1:{kam.port}", password=PASSWORD) as op1, \
+                BaresipPeer(workdir=tmp_path / "op2", user="op2", registrar=f"127.0.0.1:{kam.port}", password=PASSWORD) as op2:
+            await op1.wait_registered()
+            await op2.wait_registered()
+            s = handover_settings(settings, kam, operator_ring_each_s=6.0, operator_ring_timeout_s=12.0, reply_drain_max_s=3.0)
+            speak = tone_speaker()
+            gw = Gateway(settings=s, pipeline_factory=bot_pipeline_factory(settings=s, reply_pcm=tone(seconds=1.0)), directory=store, speak=speak, port=0)
+            async with gw, BaresipPeer(workdir=tmp_path / "elder", wav=elder_wav, user=ELDER_NUMBER) as elder_phone:
+                await elder_phone.command("dial", f"sip:assistant@127.0.0.1:{gw.endpoint.port}")
+                assert await wait_until(lambda: any(c.state == "active" for c in gw.endpoint.calls.values()), 10), elder_phone.log()[-800:]
+                await asyncio.sleep(1.0)
+                t_key = time.monotonic()
+                await elder_phone.command("sndcode", "0")
+                assert await wait_until(lambda: gw.handovers and gw.handovers[0].state == "connected_operator", 20), (
+                    gw.handovers[0].to_json() if gw.handovers else "no hand-over", kam.log()[-1500:])
+                state = gw.handovers[0]
+                await asyncio.sleep(3.0)  # the operator hears the elder for a while
+                await elder_phone.command("hangup")
+                assert await wait_until(lambda: state.done.is_set(), 10)
+            alerts = await store.list_alerts(elder_id=elder.elder_id)
+    finally:
+        await engine.dispose()
+    assert state.operator == kam.aor("op1")  # longest idle first: never used → configured order
+    assert state.connected_at is not None and state.connected_at - t_key < 10
+    # the operator rings at once; the hold message follows the bot's reply unless the operator was faster
+    assert speak.spoken[:1] in ([], ["请稍等，正在为您接通人工。"])
+    heard = [dominant_hz(p) for p in op1.recordings()]
+    print("hand-over:", state.to_json(), "operator heard:", heard)
+    assert heard and max(level for _, level in heard) > 500, (heard, op1.log()[-800:])
+    assert any(abs(hz - 1000.0) < 30 for hz, level in heard if level > 500), heard  # the elder's tone, not a prompt
+    assert not op2.recordings() or max(dominant_hz(p)[1] for p in op2.recordings()) < 100  # op2 never connected
+    human = [a for a in alerts if a.kind == "human"]
+    assert human and human[0].detail["handover"]["state"] in ("connected_operator", "ended_operator")
+    assert human[0].detail["handover"]["operator"] == kam.aor("op1")
+
+
+async def test_no_operator_answers_family_phone_gets_the_alert_call_and_key_1_acknowledges(settings, tmp_path):
+    for name in ("kamailio", "baresip"):
+        need_program(name)
+    engine, store, elder = await make_store(tmp_path, with_family=True)
+    try:
+        async with KamailioPbx(workdir=tmp_path / "kam", users=("op1", "op2", FAMILY_NUMBER), password=PASSWORD) as kam, \
+                BaresipPeer(workdir=tmp_path / "op1", user="op1", registrar=f"127.0.0.1:{kam.port}", password=PASSWORD, auto_answer=False) as op1, \
+                BaresipPeer(workdir=tmp_path / "family", user=FAMILY_NUMBER, registrar=f"127.0.0.1:{kam.port}", password=PASSWORD) as family:
+            await op1.wait_registered()
+            await family.wait_registered()
+            # op2 is not registered at all (404 from kamailio): the hunt goes on to family
+            s = handover_settings(settings, kam, operator_ring_each_s=2.0, operator_ring_timeout_s=4.0, reply_drain_max_s=2.0,
+                                  family_ack_timeout_s=16.0)
+            speak = tone_speaker()
+            gw = Gateway(settings=s, pipeline_factory=bot_pipeline_factory(settings=s, reply_pcm=tone(seconds=0.5)), directory=store, speak=speak, port=0)
+            async with gw, BaresipPeer(workdir=tmp_path / "elder", user=ELDER_NUMBER) as elder_phone:
+                await elder_phone.command("dial", f"sip:assistant@127.0.0.1:{gw.endpoint.port}")
+                assert await wait_until(lambda: any(c.state == "active" for c in gw.endpoint.calls.values()), 10)
+                await asyncio.sleep(0.8)
+                await elder_phone.command("sndcode", "0")
+                assert await wait_until(lambda: gw.handovers and gw.handovers[0].family_call_at is not None, 25), (
+                    gw.handovers[0].to_json() if gw.handovers else "no hand-over", kam.log()[-1500:])
+                state = gw.handovers[0]
+                await asyncio.sleep(1.0)  # the family member listens to the alert, then presses 1
+                await family.command("sndcode", "1")
+                assert await wait_until(lambda: state.state in ("connected_family", "ended_family"), 15), state.to_json()
+                await asyncio.sleep(1.0)
+                await elder_phone.command("hangup")
+                assert await wait_until(lambda: state.done.is_set(), 10)
+            alert = (await store.list_alerts(elder_id=elder.elder_id, kind="human"))[0]
+    finally:
+        await engine.dispose()
+    results = [(a["who"], a["result"]) for a in state.attempts]
+    print("hand-over:", state.to_json())
+    assert ("operator", "answered") not in results and results[-1] == ("family", "acknowledged"), results
+    assert speak.spoken[0] == "请稍等，正在为您接通人工。"  # told while the operators' phones rang
+    assert "值班人员暂时没有接听，我们正在打电话给您的家人，请不要挂机。" in speak.spoken
+    assert any(t.startswith("您好，这里是平安通。王秀兰刚才要求转接人工") for t in speak.spoken), speak.spoken
+    assert alert.status == "acknowledged" and alert.acknowledged_by == "family:王小明"
+    assert alert.detail["handover"]["acknowledged_by"] == "family:王小明"
