@@ -178,7 +178,9 @@ class Escalation:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.cfg.operator_uris or self.cfg.duty_uri or (self.cfg.call_family and self.store is not None))
+        """A person to put on the line is configured (operators or a duty phone; family calls follow them).
+        Without one nothing changes: the alert alone, the bot keeps the call."""
+        return bool(self.cfg.operator_uris or self.cfg.duty_uri)
 
     # --- the elder's side ----------------------------------------------------------------------
     async def _tell(self, call: PhoneCall, table: dict[str, str], dialect: str | None, **fmt: Any) -> None:

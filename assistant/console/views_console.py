@@ -210,6 +210,29 @@ def _int(request: web.Request, name: str) -> int:
         raise auth.NotFoundError("页面不存在") from exc
 
 
+# the phone gateway's live hand-over (telephony.handover, ``alerts.detail.handover``), issue #16
+HANDOVER_STATES = {
+    "requested": "正在转接人工",
+    "ringing_operators": "正在呼叫值班人员电话",
+    "connected_operator": "已接通值班人员",
+    "ended_operator": "值班人员已接听（通话已结束）",
+    "calling_family": "值班人员未接听，正在打电话给家属",
+    "family_acknowledged": "家属已按1确认处理",
+    "connected_family": "家属已按1确认，正与长者通话",
+    "ended_family": "家属已按1确认并与长者通话（已结束）",
+    "calling_duty": "正在呼叫值班电话",
+    "connected_duty": "值班电话已接通",
+    "ended_duty": "值班电话已接听（通话已结束）",
+    "nobody": "无人接听：已告知长者会尽快回电",
+}
+
+
+def handover_text(handover: dict) -> str:
+    text = HANDOVER_STATES.get(str(handover.get("state")), str(handover.get("state")))
+    who = handover.get("operator") or handover.get("acknowledged_by")
+    return f"{text}（{who}）" if who else text
+
+
 async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, alert_id: int, *, reveal: bool) -> web.Response:
     d = await queries.alert_detail(db, alert_id)
     if d is None:
@@ -243,6 +266,9 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
         reason = redact_text(reason, personal)
     if reason:
         facts.append(("原因", reason))
+    handover = (a.detail or {}).get("handover")
+    if isinstance(handover, dict) and handover.get("state"):
+        facts.append(("人工接通", handover_text(handover)))
     if a.kind == "fraud":
         detail = a.detail or {}
         facts += [("诈骗类型", scam or "未知"), ("风险分", f"{score:.2f}" if score is not None else "—"),

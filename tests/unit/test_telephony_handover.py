@@ -1,0 +1,55 @@
+"""Hand-over pieces without peers (issue #16): who is rung first, which dialogue events start a hand-over,
+and that nothing changes when no person is configured."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import SimpleNamespace
+
+from telephony.gateway import Gateway
+from telephony.handover import FAMILY_ALERT, FAMILY_WHAT, OperatorPool, _say
+
+
+def test_longest_idle_operator_first_and_busy_ones_skipped():
+    pool = OperatorPool(uris=("sip:op1@x", "sip:op2@x", "sip:op3@x"))
+    assert pool.free() == ["sip:op1@x", "sip:op2@x", "sip:op3@x"]  # none used yet: configured order
+    pool.take("sip:op1@x")
+    assert pool.free() == ["sip:op2@x", "sip:op3@x"]
+    pool.release("sip:op1@x")  # just finished a call: idle the shortest
+    pool.take("sip:op2@x")
+    pool.release("sip:op2@x")
+    assert pool.free() == ["sip:op3@x", "sip:op1@x", "sip:op2@x"]
+
+
+def test_family_alert_words():
+    text = _say(FAMILY_ALERT, "cmn", name="王秀兰", what=_say(FAMILY_WHAT["sos"], "cmn"))
+    assert text == "您好，这里是平安通。王秀兰刚才按了紧急求助。按1表示您来处理。"
+    assert "撳1" in _say(FAMILY_ALERT, "yue", name="黄妹", what=_say(FAMILY_WHAT["sos"], "yue"))
+
+
+def _gateway(settings, **handover):
+    s = replace(settings, handover=replace(settings.handover, **handover))
+    return Gateway(settings=s, pipeline_factory=lambda **kw: None, port=0, speak=None)
+
+
+async def test_dialogue_events_start_a_hand_over(settings):
+    gw = _gateway(settings, operator_uris=("sip:op1@127.0.0.1:5999",))
+    asked: list[tuple[str, str, int | None]] = []
+
+    async def hand_over(call, reason, *, alert_id=None):
+        asked.append((call.call_id, reason, alert_id))
+
+    gw.hand_over = hand_over  # type: ignore[method-assign]
+    call = SimpleNamespace(call_id="c1")
+    listener = gw._handover_listener(call)
+    await listener("asr", SimpleNamespace(events=[{"event": "handover", "reason": "requested"}]))  # not a reply yet
+    await listener("reply", SimpleNamespace(events=[{"event": "slower"}]))
+    await listener("reply", SimpleNamespace(events=[{"event": "emergency", "alert_id": 7}]))
+    await listener("reply", SimpleNamespace(events=[{"event": "handover", "reason": "unconfirmed_emergency"}]))
+    assert asked == [("c1", "emergency", 7), ("c1", "unconfirmed_emergency", None)]
+
+
+async def test_no_person_configured_no_hand_over(settings):
+    gw = _gateway(settings)  # default settings: no operator phones, no duty phone
+    assert not gw.escalation.enabled
+    assert await gw.hand_over("no-such-call", "keypad_0") is None
