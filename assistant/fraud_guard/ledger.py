@@ -6,8 +6,9 @@ speaks, so a real platform call can prove itself; a scammer has no entry and no 
 the code through the platform outbox in the same transaction as the entry.
 
 ``CallLedger`` works on the platform database (shared ``Base``; tables from ``fraud_0001``). Module-level
-``record_outbound_call(...)`` and ``resume_pending(number)`` are what ``telephony`` calls; they use a
-per-database default ledger created lazily (nothing is created at import).
+``record_outbound_call(...)`` is what ``telephony`` calls; it uses a per-database default ledger created
+lazily (nothing is created at import). An inbound call is never linked to an entry (issue #15: the caller
+ID that would link it can be spoofed); the ``resumed`` status is kept only for rows written before that.
 """
 
 from __future__ import annotations
@@ -188,31 +189,6 @@ class CallLedger:
 
         return await self._run("lookup", read)
 
-    async def resume_pending(self, number: str, *, call_id: str | None = None) -> LedgerEntryInfo | None:
-        """An inbound call from a number we dialled, inside the validity window, links to that entry.
-
-        Only entries the elder has not completed yet (``pending``: we dialled, nobody finished the call)
-        resume; the entry becomes ``resumed`` (and keeps its code and window)."""
-        num = normalize_phone(number)
-        if not num:
-            return None
-
-        async def write(s: AsyncSession):
-            q = (select(LedgerEntry)
-                 .where(LedgerEntry.number == num, LedgerEntry.valid_until >= self.now(),
-                        LedgerEntry.status.in_(("pending", "answered")))
-                 .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc()).limit(1))
-            row = (await s.scalars(q)).first()
-            if row is None:
-                return None
-            row.status = "resumed"
-            row.resumed_at = self.now()
-            row.resumed_call_id = call_id
-            await s.commit()
-            return LedgerEntryInfo.of(row)
-
-        return await self._run("resume", write)
-
     async def expire_old(self) -> int:
         async def write(s: AsyncSession) -> int:
             res = await s.execute(update(LedgerEntry)
@@ -267,10 +243,6 @@ async def record_outbound_call(*, elder_id: int | None, number: str, purpose: st
                                settings: Settings | None = None) -> LedgerEntryInfo:
     return await default_ledger(settings).record_outbound_call(elder_id=elder_id, number=number, purpose=purpose,
                                                                call_ref=call_ref)
-
-
-async def resume_pending(number: str, *, call_id: str | None = None, settings: Settings | None = None) -> LedgerEntryInfo | None:
-    return await default_ledger(settings).resume_pending(number, call_id=call_id)
 
 
 async def close_default_ledgers() -> None:

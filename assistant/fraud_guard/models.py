@@ -1,8 +1,8 @@
 """Fraud-guard tables (branch "fraud" of the platform's Alembic history, revision ``fraud_0001``).
 
 - ``fraud_call_ledger``: every call the platform places, written BEFORE dialling, with a short one-time
-  code and its validity window. The smart screen shows the code; the bot speaks it; an inbound call from
-  the dialled number inside the window links back to the entry (``CallLedger.resume_pending``).
+  code and its validity window. The smart screen shows the code; the bot speaks it on that call only (an
+  inbound call is never linked to an entry: its caller ID may be spoofed).
 - ``fraud_flags``: calls the detector flagged (risk, scam type, evidence, redacted transcript).
 """
 

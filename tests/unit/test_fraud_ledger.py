@@ -1,5 +1,5 @@
-"""Call ledger on SQLite in tmp_path: before-dial entries, code validity, call-back linking, /api/verify,
-identity proof and verification."""
+"""Call ledger on SQLite in tmp_path: before-dial entries, code validity, /api/verify, identity proof and
+verification (inbound calls are never linked to an entry: tests/unit/test_fraud_guard_identity.py)."""
 
 from __future__ import annotations
 
@@ -62,23 +62,6 @@ async def test_family_gets_the_code_through_the_outbox(db):
     e = await ledger.record_outbound_call(elder_id=elder.elder_id, number="07503331234", purpose="care_checkin")
     items = await store.list_outbox()
     assert any(i.recipient == "13800000001" and e.code in i.body for i in items)
-
-
-async def test_callback_links_to_pending_entry_within_window(db, settings):
-    _, ledger, elder, clock = db
-    e = await ledger.record_outbound_call(elder_id=elder.elder_id, number="07503331234", purpose="care_checkin")
-    assert await ledger.resume_pending("13999999999") is None  # another number
-    clock.advance(60)
-    r = await ledger.resume_pending("0750-3331234", call_id="in-1")
-    assert r is not None and r.entry_id == e.entry_id and r.status == "resumed" and r.resumed_call_id == "in-1"
-    assert await ledger.resume_pending("07503331234") is None  # resumes once
-
-
-async def test_callback_after_window_does_not_link(db, settings):
-    _, ledger, elder, clock = db
-    await ledger.record_outbound_call(elder_id=elder.elder_id, number="07503331234", purpose="care_checkin")
-    clock.advance(settings.fraud.code_validity_s + 5)
-    assert await ledger.resume_pending("07503331234") is None
 
 
 def test_codes_are_four_digits_and_not_trivial():
