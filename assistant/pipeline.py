@@ -58,6 +58,8 @@ class CallPipeline:
     pipeline: Pipeline
     session: CallSession
     tracker: TurnTracker
+    # the call's stereo recording (None without a store): a hand-over to a person keeps writing both legs
+    recording: Any = None
 
 
 class ReplyTap(FrameProcessor):
@@ -129,6 +131,7 @@ def build_call_pipeline(
     tracker = TurnTracker(listeners=list(services.turn_listeners), keep_reply_audio=transport is None)
     recording: list[FrameProcessor] = []
     bot_tap: list[FrameProcessor] = []
+    audio = None
     if services.store is not None:
         recorder = CallRecorder(store=services.store, session=session, calls_dir=settings.paths.var_dir / "calls")
         tracker.listeners.append(recorder.on_turn)
@@ -169,7 +172,7 @@ def build_call_pipeline(
     if transport is not None:
         stages = [transport.input(), *stages, transport.output()]
     stages += bot_tap  # after the output transport: the bot's audio as it went out
-    return CallPipeline(pipeline=Pipeline(stages), session=session, tracker=tracker)
+    return CallPipeline(pipeline=Pipeline(stages), session=session, tracker=tracker, recording=audio)
 
 
 def call_audio_recorder(path, *, settings: Settings) -> CallAudioRecorder:

@@ -117,6 +117,7 @@ class _LiveCall:
     call: PhoneCall
     session: CallSession
     transport: SipCallTransport
+    recording: Any = None  # the call's CallAudioRecorder (CallPipeline.recording), kept through a hand-over
     handover: HandOverState | None = None
     task: asyncio.Task | None = None
 
@@ -229,7 +230,8 @@ class Gateway:
         logger.info("call %s: hand-over to a person (%s)", call_id, reason)
         # owned by the call: run_call awaits it before the call's handler returns
         live.task = asyncio.create_task(
-            self.escalation.run(call=live.call, session=live.session, reason=reason, state=state, muting=live.transport),
+            self.escalation.run(call=live.call, session=live.session, reason=reason, state=state, muting=live.transport,
+                                recording=live.recording),
             name=f"handover-{call_id[:12]}",
         )
         return state
@@ -274,7 +276,7 @@ class Gateway:
         )
         built = self.pipeline_factory(transport=transport, session=session)
         pipeline = getattr(built, "pipeline", built)
-        live = _LiveCall(call=call, session=session, transport=transport)
+        live = _LiveCall(call=call, session=session, transport=transport, recording=getattr(built, "recording", None))
         self._live[call.call_id] = live
         tracker = getattr(built, "tracker", None)
         if tracker is not None and hasattr(tracker, "listeners"):

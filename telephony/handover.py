@@ -129,15 +129,18 @@ class HandOverState:
                 "family_call_ms": ms(self.family_call_at), "attempts": list(self.attempts)}
 
 
-async def bridge(a: PhoneCall, b: PhoneCall, *, max_pending_ms: float = 300.0) -> PhoneCall:
+async def bridge(a: PhoneCall, b: PhoneCall, *, max_pending_ms: float = 300.0, recording: Any = None) -> PhoneCall:
     """Relay audio and keypad digits between two active calls until one ends; hang up the other. Returns
-    the call that ended first."""
+    the call that ended first. ``recording`` (``CallAudioRecorder``): ``a`` on the caller's leg, ``b`` on
+    the other."""
 
-    def relay(to: PhoneCall):
+    def relay(to: PhoneCall, tap):
         def on_audio(pcm: bytes) -> None:
             if to.pending_ms > max_pending_ms:  # the far side's clock runs slow: keep the delay short
                 to.clear_playback()
             to.play(pcm)
+            if tap is not None:
+                tap(pcm, 8000)
 
         return on_audio
 
@@ -150,7 +153,8 @@ async def bridge(a: PhoneCall, b: PhoneCall, *, max_pending_ms: float = 300.0) -
 
     a.clear_playback()
     b.clear_playback()
-    a.on_audio, b.on_audio = relay(b), relay(a)
+    a.on_audio = relay(b, recording.caller if recording is not None else None)
+    b.on_audio = relay(a, recording.bot if recording is not None else None)
     a.on_dtmf, b.on_dtmf = digits(b), digits(a)
     ends = {asyncio.ensure_future(a.wait_ended()): a, asyncio.ensure_future(b.wait_ended()): b}
     try:
@@ -175,6 +179,7 @@ class Escalation:
         self.speak = speak
         self.store = store
         self.pool = pool or OperatorPool(uris=tuple(settings.handover.operator_uris))
+        self._recordings: dict[str, Any] = {}  # call id → the elder's call recording, while handed over
 
     @property
     def enabled(self) -> bool:
@@ -195,6 +200,9 @@ class Escalation:
             logger.warning("hand-over prompt not synthesised: %s", exc)
             return
         call.play(pcm)
+        recording = self._recordings.get(call.call_id)
+        if recording is not None:
+            recording.bot(pcm, 8000)
 
     async def _note(self, state: HandOverState) -> None:
         """The hand-over's state on its alert (console: ringing / connected / family acknowledged)."""
@@ -223,13 +231,17 @@ class Escalation:
             return None
 
     # --- one hand-over -------------------------------------------------------------------------
-    async def run(self, *, call: PhoneCall, session, reason: str, state: HandOverState, muting=None) -> HandOverState:
-        """``muting`` (``SipCallTransport`` or None): the bot to silence and later give the call back to."""
+    async def run(self, *, call: PhoneCall, session, reason: str, state: HandOverState, muting=None,
+                  recording: Any = None) -> HandOverState:
+        """``muting`` (``SipCallTransport`` or None): the bot to silence and later give the call back to;
+        ``recording`` (the call's ``CallAudioRecorder``): what the elder says and hears keeps being recorded."""
         dialect = session.dialect or "cmn"
+        if recording is not None:
+            self._recordings[call.call_id] = recording
         try:
             if state.alert_id is None:
                 state.alert_id = await self._alert_for(session=session, reason=reason)
-            call.on_audio = _drop  # the bot stops listening now
+            call.on_audio = (lambda pcm: recording.caller(pcm, 8000)) if recording is not None else _drop  # the bot stops listening
             call.on_dtmf = _drop
             if await self._operators(call, state, dialect, muting):
                 return state
@@ -261,6 +273,7 @@ class Escalation:
                 muting.take_back()
             return state
         finally:
+            self._recordings.pop(call.call_id, None)
             state.done.set()
 
     async def _drain(self, call: PhoneCall, muting) -> None:
@@ -386,7 +399,7 @@ class Escalation:
         state.connected_at = time.monotonic()
         await self._note(state)
         logger.info("call %s handed over to %s %s", elder.call_id, who, person.remote_uri)
-        await bridge(elder, person)
+        await bridge(elder, person, recording=self._recordings.get(elder.call_id))
         state.state = f"ended_{who}"
         await self._note(state)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from pipecat.frames.frames import (
@@ -101,7 +102,8 @@ def bot_pipeline_factory(*, reply_pcm: bytes | None = None, reply_wav: Path | No
         from assistant.call_recorder import BotAudioTap, CallLifecycle
 
         recording = CallAudioRecorder(path=recording_path(recordings_dir, session.call_id), flush_s=audio.recording_flush_s)
-        return Pipeline([transport.input(), CallLifecycle(recording=recording), vad, bot, transport.output(),
-                         BotAudioTap(recording=recording)])
+        pipeline = Pipeline([transport.input(), CallLifecycle(recording=recording), vad, bot, transport.output(),
+                             BotAudioTap(recording=recording)])
+        return SimpleNamespace(pipeline=pipeline, recording=recording)  # as CallPipeline: a hand-over records on
 
     return factory

@@ -65,6 +65,24 @@ def dominant_hz(path) -> tuple[float, float]:
     return float(np.argmax(spec) * rate / len(sig)), float(np.abs(sig).mean())
 
 
+def stereo_tail(path, *, seconds: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(loudest frequency, mean |x|) of each channel over the last ``seconds`` with sound."""
+    with wave.open(str(path)) as w:
+        rate = w.getframerate()
+        x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float64).reshape(-1, 2)
+    out = []
+    for ch in (0, 1):
+        sig = x[:, ch]
+        loud = np.nonzero(np.abs(sig) > 300)[0]
+        if len(loud) == 0:
+            out.append((0.0, 0.0))
+            continue
+        seg = sig[max(0, loud[-1] - int(seconds * rate)): loud[-1]]
+        spec = np.abs(np.fft.rfft(seg * np.hanning(len(seg))))
+        out.append((float(np.argmax(spec) * rate / len(seg)), float(np.abs(seg).mean())))
+    return out[0], out[1]
+
+
 async def wait_until(pred, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while not pred():
@@ -102,16 +120,18 @@ async def test_keypad_0_rings_an_operator_phone_which_hears_the_elder(settings, 
     for name in ("kamailio", "baresip"):
         need_program(name)
     elder_wav = write_wav8k(tmp_path / "elder.wav", bytes(8000 * 2) + tone8k(1000.0, 25.0))
+    operator_wav = write_wav8k(tmp_path / "operator.wav", tone8k(1500.0, 25.0))
     engine, store, elder = await make_store(tmp_path, with_family=False)
     try:
         async with KamailioPbx(workdir=tmp_path / "kam", users=("op1", "op2"), password=PASSWORD) as kam, \
-                BaresipPeer(workdir=tmp_path / "op1", user="op1", registrar=f"127.0.0.1:{kam.port}", password=PASSWORD) as op1, \
+                BaresipPeer(workdir=tmp_path / "op1", user="op1", registrar=f"127.0.0.1:{kam.port}", password=PASSWORD, wav=operator_wav) as op1, \
                 BaresipPeer(workdir=tmp_path / "op2", user="op2", registrar=f"127.0.0.1:{kam.port}", password=PASSWORD) as op2:
             await op1.wait_registered()
             await op2.wait_registered()
             s = handover_settings(settings, kam, operator_ring_each_s=6.0, operator_ring_timeout_s=12.0, reply_drain_max_s=3.0)
             speak = tone_speaker()
-            gw = Gateway(settings=s, pipeline_factory=bot_pipeline_factory(settings=s, reply_pcm=tone(seconds=1.0)), directory=store, speak=speak, port=0)
+            factory = bot_pipeline_factory(settings=s, reply_pcm=tone(seconds=1.0), recordings_dir=tmp_path / "calls")
+            gw = Gateway(settings=s, pipeline_factory=factory, directory=store, speak=speak, port=0)
             async with gw, BaresipPeer(workdir=tmp_path / "elder", wav=elder_wav, user=ELDER_NUMBER) as elder_phone:
                 await elder_phone.command("dial", f"sip:assistant@127.0.0.1:{gw.endpoint.port}")
                 assert await wait_until(lambda: any(c.state == "active" for c in gw.endpoint.calls.values()), 10), elder_phone.log()[-800:]
@@ -136,6 +156,13 @@ async def test_keypad_0_rings_an_operator_phone_which_hears_the_elder(settings, 
     assert heard and max(level for _, level in heard) > 500, (heard, op1.log()[-800:])
     assert any(abs(hz - 1000.0) < 30 for hz, level in heard if level > 500), heard  # the elder's tone, not a prompt
     assert not op2.recordings() or max(dominant_hz(p)[1] for p in op2.recordings()) < 100  # op2 never connected
+    # the call's own recording goes on through the bridge: the elder (left) and the operator (right)
+    from assistant.audio.recording import recording_path
+
+    left, right = stereo_tail(recording_path(tmp_path / "calls", state.call_id), seconds=2.0)
+    print("recording tail: elder", left, "operator", right)
+    assert abs(left[0] - 1000.0) < 30 and left[1] > 500
+    assert abs(right[0] - 1500.0) < 30 and right[1] > 500
     human = [a for a in alerts if a.kind == "human"]
     assert human and human[0].detail["handover"]["state"] in ("connected_operator", "ended_operator")
     assert human[0].detail["handover"]["operator"] == kam.aor("op1")
