@@ -20,6 +20,7 @@ reports/screens/console_*.png (and console_sim_*.png for the simulated call).
 from __future__ import annotations
 
 import json
+import wave
 from pathlib import Path
 
 import pytest
@@ -441,7 +442,9 @@ async def test_simulated_scam_call_in_chromium(served, tmp_path):
             await wait_js(page, "document.getElementById('call-audio').currentTime > 0.3")
             assert audio_ok and all(s in (200, 206) for s in audio_ok)
             duration = await page.evaluate("document.getElementById('call-audio').duration")
-            assert abs(duration - (audio.stat().st_size - 44) / 32000) < 1.0  # the recorder's caller audio
+            with wave.open(str(audio)) as w:  # the call's recording (stereo since the streamed recorder)
+                recorded_s = w.getnframes() / w.getframerate()
+            assert abs(duration - recorded_s) < 1.0
             await page.screenshot(path=str(SCREENS / "console_sim_alert.png"), full_page=True)
 
             feedback = await acknowledge_then_false_alarm(page, reason="测试：模拟诈骗电话", var_dir=served.var_dir)
