@@ -87,8 +87,9 @@ class PinStore:
         except (SQLAlchemyError, OSError) as exc:
             raise FraudGuardError(f"elder PIN: {what} failed ({type(exc).__name__})", code="fraud_pin_store") from exc
 
-    async def set_pin(self, elder_id: int, pin: str) -> None:
-        """Set (or replace) the elder's PIN; clears the attempt counter and any lock-out."""
+    async def set_pin(self, elder_id: int, pin: str, *, actor: str | None = None) -> None:
+        """Set (or replace) the elder's PIN; clears the attempt counter and any lock-out. With ``actor``
+        (``assistant pin``: ``cli:<os user>``) an audit row ``pin_set`` is written in the same transaction."""
         problem = pin_problem(pin)
         if problem is not None:
             raise FraudGuardError(problem, code="fraud_pin_input")
@@ -102,13 +103,22 @@ class PinStore:
                 row = ElderPin(elder_id=elder_id, pin_hash=pin_hash)
                 s.add(row)
             row.pin_hash, row.failed_count, row.locked_until, row.updated_at = pin_hash, 0, None, self._clock()
+            self._audit(s, actor, "pin_set", elder_id)
             await s.commit()
 
         await self._run("set", write)
 
-    async def clear_pin(self, elder_id: int) -> bool:
+    def _audit(self, s: AsyncSession, actor: str | None, action: str, elder_id: int) -> None:
+        if actor is not None:
+            from assistant.platform.audit import add_audit
+
+            add_audit(s, at=self._clock(), actor=actor, action=action, target_type="elder", target_id=elder_id)
+
+    async def clear_pin(self, elder_id: int, *, actor: str | None = None) -> bool:
         async def write(s: AsyncSession) -> bool:
             res = await s.execute(delete(ElderPin).where(ElderPin.elder_id == elder_id))
+            if res.rowcount:
+                self._audit(s, actor, "pin_clear", elder_id)
             await s.commit()
             return bool(res.rowcount)
 

@@ -1,14 +1,15 @@
 """``assistant pin``: the elder's keypad PIN (issue #15), for administrators.
 
-    assistant pin set --elder ID [--pin-stdin]     (also lifts a lock-out)
-    assistant pin clear --elder ID
+    assistant pin set --elder ID [--pin-stdin] [--by WHO]    (also lifts a lock-out)
+    assistant pin clear --elder ID [--by WHO]
     assistant pin status --elder ID
 
 The PIN (4–6 digits, not repeated or sequential) is read from standard input with ``--pin-stdin`` (first
 line, for scripts), otherwise asked twice on the terminal without echo — never from the command line,
 where it would land in shell history and ``ps``. It is stored as an argon2id hash
 (``assistant.fraud_guard.pin``). Give the PIN to the elder in person or on paper, never by phone.
-The database must be migrated first (``assistant db upgrade``).
+Setting and clearing are written to the console's audit log (``pin_set`` / ``pin_clear``, actor ``--by`` or
+``cli:<os user>``). The database must be migrated first (``assistant db upgrade``).
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("set", help="set or replace an elder's keypad PIN (lifts a lock-out)")
     p.add_argument("--elder", type=int, required=True, metavar="ID")
     p.add_argument("--pin-stdin", action="store_true", help="read the PIN from standard input")
-    for name, text in (("clear", "remove an elder's PIN (inbound calls can then only be verified by call-back)"),
-                       ("status", "whether a PIN is set and whether it is locked")):
-        sub.add_parser(name, help=text).add_argument("--elder", type=int, required=True, metavar="ID")
+    p.add_argument("--by", default=None, help="who did it, for the audit log (default cli:<os user>)")
+    p = sub.add_parser("clear", help="remove an elder's PIN (inbound calls can then only be verified by call-back)")
+    p.add_argument("--elder", type=int, required=True, metavar="ID")
+    p.add_argument("--by", default=None, help="who did it, for the audit log (default cli:<os user>)")
+    sub.add_parser("status", help="whether a PIN is set and whether it is locked").add_argument(
+        "--elder", type=int, required=True, metavar="ID")
 
 
 def _read_pin(from_stdin: bool) -> str:
@@ -55,6 +59,7 @@ async def _run(args: argparse.Namespace, pin: str | None) -> str:
     from assistant.errors import StoreError
     from assistant.fraud_guard.models import ElderPin
     from assistant.fraud_guard.pin import PinStore
+    from assistant.platform.audit import cli_actor
     from assistant.platform.db import create_engine_for, session_factory
     from assistant.platform.models import utcnow
     from assistant.settings import load_settings
@@ -65,10 +70,11 @@ async def _run(args: argparse.Namespace, pin: str | None) -> str:
     try:
         if args.pin_command == "set":
             assert pin is not None
-            await pins.set_pin(args.elder, pin)
+            await pins.set_pin(args.elder, pin, actor=cli_actor(args.by))
             return f"PIN set for elder {args.elder}"
         if args.pin_command == "clear":
-            return f"PIN cleared for elder {args.elder}" if await pins.clear_pin(args.elder) else f"elder {args.elder} had no PIN"
+            cleared = await pins.clear_pin(args.elder, actor=cli_actor(args.by))
+            return f"PIN cleared for elder {args.elder}" if cleared else f"elder {args.elder} had no PIN"
         async with session_factory(engine)() as db:
             row = (await db.scalars(select(ElderPin).where(ElderPin.elder_id == args.elder))).first()
         if row is None:

@@ -71,5 +71,20 @@ def test_set_status_clear(cli_env):
 
     assert _with_store(cli_env, check) == "ok"
     assert "PIN set, 0 wrong" in cli("pin", "status", "--elder", elder_id, env=cli_env).stdout
-    assert "PIN cleared" in cli("pin", "clear", "--elder", elder_id, env=cli_env).stdout
+    assert "PIN cleared" in cli("pin", "clear", "--elder", elder_id, "--by", "admin-li", env=cli_env).stdout
     assert "no PIN" in cli("pin", "status", "--elder", elder_id, env=cli_env).stdout
+
+    async def audit_rows(store, pins):
+        from sqlalchemy import select
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        from assistant.console.models import AuditEntry
+
+        async with AsyncSession(store.engine) as s:
+            rows = (await s.scalars(select(AuditEntry).where(AuditEntry.target_type == "elder"))).all()
+        return [(r.action, r.username, r.target_id, r.detail) for r in rows]
+
+    rows = _with_store(cli_env, audit_rows)
+    assert [(a, t) for a, _u, t, _d in rows] == [("pin_set", elder_id), ("pin_clear", elder_id)]
+    assert rows[0][1].startswith("cli:") and rows[1][1] == "admin-li"
+    assert all("4827" not in str(r) for r in rows)
