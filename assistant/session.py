@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -35,9 +36,9 @@ class CallSession:
     asking_slot: str | None = None
     # an uncertain emergency was asked about ("do you need help?"): what raised it, until it is answered
     pending_emergency: dict[str, Any] | None = None
-    # True while the caller keys their PIN (``*`` … ``#``): keypad digits are then secret — no keypad alerts,
-    # not in reports or transcripts
-    keypad_secret: bool = False
+    # while the caller keys their PIN (``*`` … ``#``), until this ``time.monotonic()`` deadline: keypad digits
+    # are then secret (no keypad alerts, not in reports or transcripts); after it the keypad works as usual
+    pin_entry_until: float | None = None
     # the caller (an inbound call from an elder's registered number) asked us to hang up and call them back
     # on that number: the gateway places the outbound call (with the full proof) after this call ends
     callback_requested: bool = False
@@ -45,3 +46,7 @@ class CallSession:
     @property
     def verified(self) -> bool:
         return self.verification == "verified"
+
+    @property
+    def keypad_secret(self) -> bool:
+        return self.pin_entry_until is not None and time.monotonic() < self.pin_entry_until

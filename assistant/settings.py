@@ -212,6 +212,8 @@ class FraudSettings:
     pin_lockout_s: float = 900.0
     # a caller who pressed 9 (call me back) is dialled this long after their call ended (line free again)
     callback_delay_s: float = 3.0
+    # * starts PIN entry; without # within this time the entry is dropped and keys work as usual again
+    pin_entry_timeout_s: float = 20.0
 
 
 @dataclass(frozen=True, kw_only=True)

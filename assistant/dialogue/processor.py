@@ -142,6 +142,8 @@ class DialogueProcessor(FrameProcessor):
         await self._decide(record, text, asr_confidence=asr_confidence)
 
     async def _handle_keypad(self, key: str) -> None:
+        if self._pin_keys is not None and not self._session.keypad_secret:
+            self._end_pin_entry()  # started and left: this key (2 = help!) counts as usual
         if self._pin_keys is not None:
             await self._pin_key(key)
             return
@@ -183,7 +185,7 @@ class DialogueProcessor(FrameProcessor):
             return
         if key == PIN_START:
             self._pin_keys = ""
-            self._session.keypad_secret = True
+            self._session.pin_entry_until = time.monotonic() + self._settings.fraud.pin_entry_timeout_s
             await self._say(record, [pin_prompt("enter", dialect)])
             return
         self._session.callback_requested = True
@@ -193,7 +195,7 @@ class DialogueProcessor(FrameProcessor):
 
     def _end_pin_entry(self) -> None:
         self._pin_keys = None
-        self._session.keypad_secret = False
+        self._session.pin_entry_until = None
 
     async def _pin_key(self, key: str) -> None:
         assert self._pin_keys is not None

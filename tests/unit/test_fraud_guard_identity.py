@@ -273,3 +273,29 @@ async def test_the_fraud_guards_answer_replaces_the_actions_generic_line(aiohttp
 
     assert await spoken_with(proof) == ["这是您打进来的平安通热线。"]
     assert await spoken_with(None) == ["我是平安通的语音助手。"]  # no fraud guard wired: the action's line
+
+
+async def test_an_abandoned_pin_entry_gives_the_keypad_back(db):
+    # * pressed by mistake: once fraud.pin_entry_timeout_s has passed, 2 (need help) acts as usual again
+    import dataclasses
+
+    from pipecat.tests.utils import SleepFrame
+
+    from assistant.settings import load_settings
+
+    store, ledger, pins, service, elder, clock, engine = db
+    settings = load_settings()
+    settings = dataclasses.replace(settings, fraud=dataclasses.replace(settings.fraud, pin_entry_timeout_s=0.2))
+    session = CallSession(channel="phone", direction="inbound", elder_id=elder.elder_id, caller_number=ELDER_NUMBER)
+    checked: list[str] = []
+
+    async def keypad_pin(s, pin):
+        checked.append(pin)
+        return await service.check_pin(s, pin)
+
+    tracker = TurnTracker()
+    async with RasaClient(base_url="http://127.0.0.1:9", timeout_s=0.5) as rasa:  # down: key 2 → handover
+        proc = DialogueProcessor(session=session, settings=settings, rasa=rasa, tracker=tracker, keypad_pin=keypad_pin)
+        await run_test(proc, frames_to_send=[*_keys("*"), SleepFrame(sleep=0.4), *_keys("2")])
+    assert checked == [] and not session.keypad_secret  # the gateway's keypad alerts see "2" again
+    assert [t.transcript for t in tracker.turns] == ["[按键 *]", "[按键 2]"]
