@@ -126,7 +126,7 @@ CUES: tuple[Cue, ...] = (
        r"要说是|唔好话.{0,4}(投资|转|汇))",
        negatable=False, scam_type=POLICE, label="教唆对银行撒谎"),
     _c("urgency", "urgency", 0.6,
-       r"(马上|立即|立刻|尽快|赶紧|赶快|今天之内|今日之内|今天内|小时内|分钟内|即刻|快啲|快点|否则|不然|逾期|过期作废|"
+       r"(马上|立即|立刻|尽快|赶紧|赶快|快一点|快一些|抓紧|今天之内|今日之内|今天内|小时内|分钟内|即刻|快啲|快点|否则|不然|逾期|过期作废|"
        r"来不及|名额有限|最后一天|只剩)",
        negatable=False, label="催促"),
     _c("threat", "threat", 1.0,
@@ -193,6 +193,23 @@ CUES: tuple[Cue, ...] = (
     _c("callee_complied", "callee_complied", 0.6,
        r"(我(已经)?(转|汇|打)(了|咗)|(验证码|密码|卡号)(是|系)|我去(银行|取钱|攞钱)|我.{0,3}下载(了|咗))",
        speaker="callee", negatable=False, label="老人已在照做"),
+    # --- who asks whom: verification blocked vs invited (#20) --------------------------------------------
+    _c("block_verify", "block_verify", 1.2,
+       r"((不用|唔使|不要|别|唔好|不必|千万别|千万不要)(问|打俾|打给|打去|打电话给|去).{0,6}(儿子|女儿|仔|个女|子女|家人|屋企人|银行|分行|"
+       r"柜台|110|警察|医生|其他人|任何人)|会打断|(医生|银行|警察|佢哋|他们).{0,8}(当然不会说|唔会话你知|不会告诉你)|那是针对骗子|我们不一样|唔同嘅|"
+       r"(你|您)自己(话事|做主|决定就可以)|会阻拦|会拦着)",
+       negatable=False, scam_type=POLICE, label="阻止老人向家人/银行/警方核实"),
+    _c("reads_code_to_elder", "genuine_shows_code", -1.0,
+       r"((屏幕|屏|智能屏|电视).{0,8}(显示|出咗|出了|出现|会出|有).{0,6}(码|数字|名字|照片|工号)|"
+       r"(我|我哋|我们)(念|读|报)(俾|给|畀)(你|您)(听)?|唔使你读|不用您念|不用你念)",
+       negatable=False, label="平台把码显示在屏幕上/读给老人核对(不是向老人要码)"),
+    _c("invite_verify", "genuine_invite_verify", -0.8,
+       r"((可以|可|你|您|自己).{0,6}(打|拨打|拨|致电|打去|打返|打电话问|打俾).{0,8}(110|96110|955\d\d|卡背面|服务卡|官方|屋企|你阿爸|你儿子|你女儿|热线|客服电话)|"
+       r"视像|视频(通话|确认|核实)|核实一下我|查证)",
+       negatable=False, label="邀请老人自行向官方/家人核实"),
+    _c("money_to_elder", "genuine_money_in", -0.5,
+       r"((我|已经)(已经)?(给|帮|同)?(你|您)(个户口|卡上|张卡|户口)?(转|存|打|入)(了|咗)|订金我已经俾咗|已经结过|(我|我哋|我们)(已经)?(俾|付|交)咗)",
+       negatable=False, label="钱是流向老人的/已付清"),
     # --- genuine-call evidence (caller) ---------------------------------------------------------------
     _c("own_number_callback", "genuine_callback", -1.2,
        r"((挂|收线|收咗线|挂咗|挂了|挂断).{0,14}(打|拨|按|致电).{0,12}(卡背面|服务卡|官方|110|96110|一键|自己|您手上|你手上|"
@@ -216,6 +233,6 @@ REQUEST_CATEGORIES = frozenset(
 MONEY_CATEGORIES = frozenset({"safe_account", "transfer", "transfer_word", "pay", "fee", "cash"})
 CREDENTIAL_CATEGORIES = frozenset({"code", "card", "remote"})
 PRESSURE_CATEGORIES = frozenset(
-    {"secrecy", "coach_lie", "account_alarm", "invest_pitch", "parcel", "kidnap", "urgency", "threat", "authority", "transfer_call", "insurance", "family", "family_trouble",
+    {"secrecy", "coach_lie", "block_verify", "account_alarm", "invest_pitch", "parcel", "kidnap", "urgency", "threat", "authority", "transfer_call", "insurance", "family", "family_trouble",
      "prize", "refund", "invest", "miracle"}
 )

@@ -22,9 +22,11 @@ How the risk is made (all offline, pure Python, well under 1 ms per turn):
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from assistant.fraud_guard import cues as C
 from assistant.fraud_guard.ngram import NgramModel, load_default_model
@@ -38,6 +40,9 @@ NGRAM_CAP_WITH_CUE = 1.8
 NGRAM_FLOOR = -2.0
 GENUINE_CAP = -2.0
 NEGATION_WINDOW = 14  # characters before a request, within its clause
+_NOPUNCT_NEGATION_WINDOW = 7  # the same without punctuation (no clause to bound it)
+_NOPUNCT_FRAME_WINDOW = 16  # a warning frame must be this close to a request in unpunctuated text
+_CLAUSE_PUNCT = re.compile(r"[,.!?;，。！？；…]")
 REPEAT_BONUS = 0.25
 COMBO_MONEY_PRESSURE = 1.2
 COMBO_CREDENTIAL_PRESSURE = 1.0
@@ -70,6 +75,125 @@ class RiskUpdate:
     flagged: bool
     just_flagged: bool
     ngram_logit: float
+    # why: the strongest learned contributions, e.g. "要求转账/汇款 +1.9", "邀请老人自行核实 -0.8"
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Combiner:
+    """The learned layer: logistic regression over ``call_features`` (trained by ``train.py``).
+
+    ``bias`` is shifted at training time so that the operating point chosen on the development split maps
+    to risk 0.5 (``settings.fraud.flag_threshold``'s default).
+    """
+
+    weights: dict[str, float]
+    bias: float
+    meta: dict
+
+    def contributions(self, feats: dict[str, float]) -> list[tuple[str, float]]:
+        return [(k, self.weights[k] * v) for k, v in feats.items() if k in self.weights and v]
+
+    def logit(self, feats: dict[str, float]) -> float:
+        return self.bias + sum(c for _, c in self.contributions(feats))
+
+    @classmethod
+    def load(cls, path: Path) -> Combiner:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(weights={k: float(v) for k, v in data["weights"].items()}, bias=float(data["bias"]),
+                   meta=data.get("meta", {}))
+
+    def save(self, path: Path) -> None:
+        data = {"meta": self.meta, "bias": round(self.bias, 5),
+                "weights": {k: round(v, 5) for k, v in sorted(self.weights.items())}}
+        path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+COMBINER_PATH = Path(__file__).with_name("combiner_weights.json")
+# the same layer trained without the n-gram feature (cue/direction features only; no corpus-derived weights)
+COMBINER_NO_NGRAM_PATH = Path(__file__).with_name("combiner_weights_cues.json")
+
+
+def load_default_combiner(path: Path | None = None) -> Combiner | None:
+    p = path or COMBINER_PATH
+    return Combiner.load(p) if p.exists() else None
+
+
+NGRAM_FEATURE_CLIP = 4.0
+_GENUINE_CATEGORIES = frozenset(c.category for c in C.CUES if c.weight < 0)
+
+
+def call_features(evidence: list[Evidence], ngram_logit: float | None, *, prior: float | None = None) -> dict[str, float]:
+    """What the learned layer sees about a call so far: who asked whom for what, and how.
+
+    - ``ask:<category>``: the caller asked for / pushed it (not as a warning); 1, +0.25 per further turn
+      (max 1.5). Categories are the cue table's (transfer, code, card, remote, secrecy, block_verify, …).
+    - ``gen:<category>``: genuine-call evidence from the caller (shows the code on the screen and reads it
+      to the elder, invites a call-back to the official number, promises never to ask, money flows *to* the
+      elder, in person).
+    - ``warned``: requests the caller named as warnings ("不要把验证码告诉任何人"), 0..1.
+    - ``callee:complied``: the elder says they are doing it.
+    - ``combo:*``: a money or credential request together with pressure; two different requests.
+    - ``ngram``: the char n-gram style model's logit over the caller's turns, clipped to ±4 and scaled.
+    - ``prior``: the hand-weighted cue sum (``CallWatch._cue_logit``: the fraud-literature weights of the cue
+      table), scaled; the learner decides how far to trust it against the per-category features.
+    """
+    turns: dict[str, set[int]] = {}
+    warned = 0
+    callee: set[str] = set()
+    for e in evidence:
+        if e.speaker != "caller":
+            if e.weight > 0 and not e.warning:
+                callee.add(e.category)
+            continue
+        if e.warning:
+            warned += 1
+            continue
+        if e.category not in _CATEGORY_NAMES:  # context evidence (add_context): scored by hand weight
+            continue
+        turns.setdefault(e.category, set()).add(e.turn)
+    f: dict[str, float] = {}
+    for cat, ts in turns.items():
+        prefix = "gen:" if cat in _GENUINE_CATEGORIES else "ask:"
+        f[prefix + cat] = 1.0 + 0.25 * min(2, len(ts) - 1)
+    cats = {c for c in turns if c not in _GENUINE_CATEGORIES}
+    if warned:
+        f["warned"] = min(3, warned) / 3
+    if callee:
+        f["callee:complied"] = 1.0
+    money, cred, pressure = cats & C.MONEY_CATEGORIES, cats & C.CREDENTIAL_CATEGORIES, cats & C.PRESSURE_CATEGORIES
+    if money and pressure:
+        f["combo:money_pressure"] = 1.0
+    if cred and pressure:
+        f["combo:cred_pressure"] = 1.0
+    if len(cats & C.REQUEST_CATEGORIES) >= 2:
+        f["combo:two_requests"] = 1.0
+    if prior is not None:
+        f["prior"] = prior / 4.0
+    if ngram_logit is not None:
+        f["ngram"] = max(-NGRAM_FEATURE_CLIP, min(NGRAM_FEATURE_CLIP, ngram_logit)) / NGRAM_FEATURE_CLIP
+    return f
+
+
+_CATEGORY_NAMES = frozenset(c.category for c in C.CUES)
+_LABEL_BY_CATEGORY: dict[str, str] = {}
+for _cue in C.CUES:
+    _LABEL_BY_CATEGORY.setdefault(_cue.category, _cue.label)
+_FEATURE_LABELS = {
+    "warned": "来电把这些要求当作'骗子的做法'来提醒",
+    "callee:complied": "老人已在照做",
+    "combo:money_pressure": "要钱 + 施压",
+    "combo:cred_pressure": "要验证码/卡号 + 施压",
+    "combo:two_requests": "提出两种以上的要求",
+    "ngram": "说话方式像诈骗对话(n-gram)",
+    "prior": "线索表总分(专家权重)",
+}
+
+
+def feature_label(name: str) -> str:
+    if name in _FEATURE_LABELS:
+        return _FEATURE_LABELS[name]
+    return _LABEL_BY_CATEGORY.get(name.split(":", 1)[-1], name)
 
 
 @dataclass(kw_only=True)
@@ -79,10 +203,16 @@ class ScamDetector:
     threshold: float = 0.5
     ngram: NgramModel | None = None
     use_ngram: bool = True
+    # the learned layer; None → the hand-weighted cue sum below (the fallback when no weights are shipped)
+    combiner: Combiner | None = None
 
     @classmethod
-    def default(cls, *, threshold: float = 0.5, use_ngram: bool = True) -> ScamDetector:
-        detector = cls(threshold=threshold, ngram=load_default_model() if use_ngram else None, use_ngram=use_ngram)
+    def default(cls, *, threshold: float = 0.5, use_ngram: bool = True, learned: bool = True) -> ScamDetector:
+        combiner = load_default_combiner() if learned else None
+        if combiner is not None and not use_ngram:
+            combiner = load_default_combiner(COMBINER_NO_NGRAM_PATH)
+        detector = cls(threshold=threshold, ngram=load_default_model() if use_ngram else None, use_ngram=use_ngram,
+                       combiner=combiner)
         detector.match_turn("预热", speaker="caller", turn=0)  # load zhconv's tables now, not on the first turn
         return detector
 
@@ -94,6 +224,9 @@ class ScamDetector:
     def match_turn(self, text: str, *, speaker: str, turn: int) -> list[Evidence]:
         norm = normalize(text)
         found: list[Evidence] = []
+        # recognised speech has no punctuation: one "clause" is then the whole turn, so negations and warning
+        # frames are looked for only near the match (``_NOPUNCT_*`` characters), not across the turn
+        punctuated = _CLAUSE_PUNCT.search(norm) is not None or len(norm) <= _NOPUNCT_FRAME_WINDOW
         for sentence in split_sentences(norm):
             # a warning frame earlier in the sentence covers the clauses after it; a closing warning
             # ("…, 千祈唔好做") covers the whole sentence
@@ -103,19 +236,30 @@ class ScamDetector:
                 for cue in C.CUES:
                     if cue.speaker != "any" and cue.speaker != speaker:
                         continue
-                    m = cue.pattern.search(clause)
-                    if m is None:
+                    # every occurrence in the clause (an unpunctuated turn is one long clause: "不用先给钱…货到付款"
+                    # holds a warning and a request); the first request wins, else the first warning
+                    hit: tuple[re.Match[str], bool] | None = None
+                    for m in cue.pattern.finditer(clause):
+                        warning = False
+                        if cue.negatable:
+                            prefix = clause[: m.start()]
+                            window = NEGATION_WINDOW if punctuated else _NOPUNCT_NEGATION_WINDOW
+                            before = _NOT_NEGATIONS.sub("", prefix[-window:])
+                            if not punctuated:
+                                prefix = prefix[-_NOPUNCT_FRAME_WINDOW:]
+                            negated = C.NEGATOR.search(before) is not None or (
+                                cue.inner_negation and _INNER_NEGATION.search(m.group(0)) is not None
+                            )
+                            # "为防骗子, 请您转到安全账户": a direct, un-negated ask is a request despite the frame
+                            direct = C.DIRECT_ASK.search(prefix) is not None and not negated
+                            warning = negated or (framed and not direct)
+                        if hit is None or (hit[1] and not warning):
+                            hit = (m, warning)
+                        if not warning or not cue.negatable:
+                            break
+                    if hit is None:
                         continue
-                    warning = False
-                    if cue.negatable:
-                        prefix = clause[: m.start()]
-                        before = _NOT_NEGATIONS.sub("", prefix[-NEGATION_WINDOW:])
-                        negated = C.NEGATOR.search(before) is not None or (
-                            cue.inner_negation and _INNER_NEGATION.search(m.group(0)) is not None
-                        )
-                        # "为防骗子, 请您转到安全账户": a direct, un-negated ask is a request despite the frame
-                        direct = C.DIRECT_ASK.search(prefix) is not None and not negated
-                        warning = negated or (framed and not direct)
+                    m, warning = hit
                     found.append(
                         Evidence(
                             cue=cue.name,
@@ -179,8 +323,21 @@ class CallWatch:
         ngram_logit = 0.0
         if self.detector.ngram is not None and self._ngram_state is not None:
             ngram_logit = self.detector.ngram.logit(self._ngram_state)
-        cap = NGRAM_CAP_WITH_CUE if self._has_scam_cue() else NGRAM_CAP
-        logit = self._cue_logit() + max(NGRAM_FLOOR, min(cap, ngram_logit))
+        combiner = self.detector.combiner
+        reasons: tuple[str, ...] = ()
+        if combiner is not None:
+            feats = call_features(self.evidence, ngram_logit if self.detector.ngram is not None else None,
+                                  prior=self._cue_logit())
+            contrib = combiner.contributions(feats)
+            # evidence from outside the transcript (add_context) keeps its hand weight
+            context = sum(e.weight for e in self.evidence if e.category not in _CATEGORY_NAMES)
+            logit = combiner.bias + sum(c for _, c in contrib) + context
+            top = sorted(contrib, key=lambda kv: -abs(kv[1]))[:5]
+            reasons = tuple(f"{feature_label(k)} {c:+.1f}" for k, c in top if abs(c) >= 0.2)
+        else:
+            cap = NGRAM_CAP_WITH_CUE if self._has_scam_cue() else NGRAM_CAP
+            logit = self._cue_logit() + max(NGRAM_FLOOR, min(cap, ngram_logit))
+        logit = max(-30.0, min(30.0, logit))
         risk = 1.0 / (1.0 + math.exp(-logit))
         self.max_risk = max(self.max_risk, risk)
         just = False
@@ -196,6 +353,7 @@ class CallWatch:
             flagged=self.flagged,
             just_flagged=just,
             ngram_logit=round(ngram_logit, 3),
+            reasons=reasons,
         )
         return self.last
 

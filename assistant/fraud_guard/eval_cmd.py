@@ -1,8 +1,14 @@
-"""``assistant eval fraud --data FILE.jsonl [--split heldout] --json``
+"""``assistant eval fraud --data FILE.jsonl [--split heldout | --cv 5] [--no-punct] [--asr-noise 0.1] --json``
 
 Feeds each dialogue's turns one at a time, as a live call would, and scores the call by whether (and when)
 the detector flags it. Prints ``{"n","precision","recall","f1","false_positive_rate","median_turns_to_flag",
 ...}`` and writes a PR curve (max risk per call as the score) to ``reports/fraud_pr_<name>.png``.
+
+Every run also scores the same dialogues with the punctuation removed (``"no_punct"``: what ASR gives),
+and with ``--asr-noise P`` with a fraction P of the Chinese characters swapped for a same-pinyin character
+(``"asr_noise"``: a cheap stand-in for recognition errors). ``--no-punct`` makes the unpunctuated text the
+main result. ``--cv K`` is K-fold cross-validation over the file: for each fold both learned layers are
+retrained (``train.train_all``) on the other folds plus the project's own dialogues, and the fold is scored.
 """
 
 from __future__ import annotations
@@ -23,6 +29,90 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON only")
     parser.add_argument("--errors", action="store_true", help="list misclassified dialogues with evidence")
     parser.add_argument("--no-plot", action="store_true", help="skip the PR-curve PNG")
+    parser.add_argument("--no-punct", action="store_true", help="score the dialogues with punctuation removed")
+    parser.add_argument("--asr-noise", type=float, default=0.0, metavar="P",
+                        help="also score with a fraction P of characters swapped for same-pinyin ones")
+    parser.add_argument("--no-learned", action="store_true", help="hand-weighted cue sum instead of the learned layer")
+    parser.add_argument("--cv", type=int, default=0, metavar="K",
+                        help="K-fold cross-validation over --data (retrains both learned layers per fold)")
+
+
+def no_punct(dialogues: list[dict]) -> list[dict]:
+    from assistant.fraud_guard.text import strip_punct
+
+    return [dict(d, turns=[dict(t, text=strip_punct(t.get("text", ""))) for t in d["turns"]]) for d in dialogues]
+
+
+def asr_noise(dialogues: list[dict], rate: float, *, seed: int = 20) -> list[dict]:
+    """Swap a fraction ``rate`` of Chinese characters for another character with the same toneless pinyin
+    (drawn from the characters of these dialogues), deterministically; punctuation is removed as well."""
+    import random
+
+    from pypinyin import Style, lazy_pinyin
+
+    from assistant.fraud_guard.text import strip_punct
+
+    chars = sorted({ch for d in dialogues for t in d["turns"] for ch in t.get("text", "") if "\u4e00" <= ch <= "\u9fff"})
+    by_sound: dict[str, list[str]] = {}
+    sound = dict(zip(chars, lazy_pinyin(chars, style=Style.NORMAL), strict=True))
+    for ch in chars:
+        by_sound.setdefault(sound[ch], []).append(ch)
+    rng = random.Random(seed)
+
+    def noisy(text: str) -> str:
+        out = []
+        for ch in strip_punct(text):
+            alts = by_sound.get(sound.get(ch, ""), [])
+            if len(alts) > 1 and rng.random() < rate:
+                ch = rng.choice([a for a in alts if a != ch])
+            out.append(ch)
+        return "".join(out)
+
+    return [dict(d, turns=[dict(t, text=noisy(t.get("text", ""))) for t in d["turns"]]) for d in dialogues]
+
+
+def _summary(r: dict) -> dict:
+    return {k: r[k] for k in ("n", "recall", "false_positive_rate", "precision")}
+
+
+def cross_validate(dialogues: list[dict], *, k: int, threshold: float, asr_rate: float = 0.0, log=None) -> dict:
+    """K-fold CV over ``dialogues``: both learned layers retrained per fold on the other folds + own data."""
+    from assistant.fraud_guard.detector import ScamDetector
+    from assistant.fraud_guard.train import fold_of, load_own, train_all
+
+    own = load_own()
+    parts: dict[str, dict] = {}
+    for fold in range(k):
+        test = [d for d in dialogues if fold_of(str(d["id"]), k, salt="cv") == fold]
+        pool = [d for d in dialogues if fold_of(str(d["id"]), k, salt="cv") != fold] + own
+        ngram, combiner = train_all(pool)
+        det = ScamDetector(threshold=threshold, ngram=ngram, combiner=combiner)
+        sets = {"main": test, "no_punct": no_punct(test)}
+        if asr_rate:
+            sets["asr_noise"] = asr_noise(test, asr_rate)
+        for name, ds in sets.items():
+            r = evaluate(ds, detector=det)
+            acc = parts.setdefault(name, {"tp": 0, "fp": 0, "fn": 0, "tn": 0, "errors": [], "scores": []})
+            nf, nl = r["n_fraud"], r["n_legit"]
+            tp = round(r["recall"] * nf)
+            fp = round(r["false_positive_rate"] * nl)
+            acc["tp"] += tp
+            acc["fn"] += nf - tp
+            acc["fp"] += fp
+            acc["tn"] += nl - fp
+            acc["errors"] += r["_errors"]
+            acc["scores"] += r["_scores"]
+        if log:
+            log(f"cv fold {fold}: {len(test)} dialogues scored")
+    out = {}
+    for name, a in parts.items():
+        tp, fp, fn, tn = a["tp"], a["fp"], a["fn"], a["tn"]
+        out[name] = {"n": tp + fp + fn + tn, "n_fraud": tp + fn, "n_legit": fp + tn,
+                     "recall": round(tp / (tp + fn), 4) if tp + fn else 0.0,
+                     "false_positive_rate": round(fp / (fp + tn), 4) if fp + tn else 0.0,
+                     "precision": round(tp / (tp + fp), 4) if tp + fp else 0.0,
+                     "_errors": a["errors"], "_scores": a["scores"]}
+    return out
 
 
 def evaluate(dialogues: list[dict], *, detector) -> dict:
@@ -105,6 +195,8 @@ def plot_pr(scores: list[tuple[float, int]], path: Path, *, title: str) -> Path 
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from assistant.fraud_guard.dataset import load_dialogues, split
     from assistant.fraud_guard.detector import ScamDetector
     from assistant.settings import load_settings
@@ -112,13 +204,34 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     threshold = args.threshold if args.threshold is not None else settings.fraud.flag_threshold
     dialogues = split(load_dialogues(args.data), args.split)
-    detector = ScamDetector.default(threshold=threshold, use_ngram=not args.no_ngram)
-    result = evaluate(dialogues, detector=detector)
-    scores, errors = result.pop("_scores"), result.pop("_errors")
+    if args.cv:
+        cv = cross_validate(dialogues, k=args.cv, threshold=threshold, asr_rate=args.asr_noise,
+                            log=lambda m: print(m, file=sys.stderr))
+        main = cv.pop("no_punct") if args.no_punct else cv.pop("main")
+        cv.pop("main", None)
+        result = {k: v for k, v in main.items() if not k.startswith("_")}
+        result.update({"cv_folds": args.cv, "threshold": threshold, "learned": True, "ngram": True})
+        scores, errors = main["_scores"], main["_errors"]
+        for name, r in cv.items():
+            result[name] = _summary(r)
+    else:
+        detector = ScamDetector.default(threshold=threshold, use_ngram=not args.no_ngram, learned=not args.no_learned)
+        main_set = no_punct(dialogues) if args.no_punct else dialogues
+        result = evaluate(main_set, detector=detector)
+        scores, errors = result.pop("_scores"), result.pop("_errors")
+        result["learned"] = detector.combiner is not None
+        if not args.no_punct:
+            result["no_punct"] = _summary(evaluate(no_punct(dialogues), detector=detector))
+        if args.asr_noise:
+            result["asr_noise"] = _summary(evaluate(asr_noise(dialogues, args.asr_noise), detector=detector))
     result["data"] = str(args.data)
     result["split"] = args.split
+    result["no_punct_main"] = bool(args.no_punct)
+    if args.asr_noise:
+        result["asr_noise_rate"] = args.asr_noise
     if not args.no_plot:
-        name = f"{args.data.stem}_{args.split}{'_cues' if args.no_ngram else ''}"
+        name = (f"{args.data.stem}_{args.split}{'_cv' if args.cv else ''}{'_cues' if args.no_ngram else ''}"
+                f"{'_nopunct' if args.no_punct else ''}")
         png = plot_pr(scores, settings.paths.reports_dir / f"fraud_pr_{name}.png", title=f"fraud guard PR: {name}")
         result["pr_curve_png"] = str(png) if png else None
     if args.errors:
