@@ -38,6 +38,7 @@ BENCH_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("latency", "assistant.bench.latency", "end of speech → first reply audio"),
     ("calls", "telephony.bench", "concurrent SIP calls on loopback"),
     ("soak", "telephony.soak", "N calls kept up for M minutes: gateway RSS, fds and tasks over time"),
+    ("handover", "telephony.handover_bench", "SOS calls in a row handed over to operator / family phones (kamailio + baresip)"),
     ("console", "assistant.console.bench", "review-queue server time with many flagged calls"),
 )
 

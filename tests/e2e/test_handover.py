@@ -208,3 +208,20 @@ async def test_no_operator_answers_family_phone_gets_the_alert_call_and_key_1_ac
     assert any(t.startswith("您好，这里是平安通。王秀兰刚才要求转接人工") for t in speak.spoken), speak.spoken
     assert alert.status == "acknowledged" and alert.acknowledged_by == "family:王小明"
     assert alert.detail["handover"]["acknowledged_by"] == "family:王小明"
+
+
+def test_bench_handover_prints_the_agreed_json():
+    for name in ("kamailio", "baresip"):
+        need_program(name)
+    import json
+
+    from tests.e2e.conftest import run_cli
+
+    proc = run_cli("bench", "handover", "--calls", "2", "--family-calls", "1", "--json", timeout_s=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {"n", "ring_p95_ms", "connected_p95_ms", "family_call_p95_ms", "sms_delivered", "lost"} <= set(result)
+    assert result["n"] == 2 and result["lost"] == 0 and result["family_acknowledged"] == 1
+    assert 0 < result["ring_p95_ms"] < 3000 and result["ring_p95_ms"] < result["connected_p95_ms"] < 5000
+    assert 0 < result["family_call_p95_ms"] < 5000
+    assert result["sms_delivered"] in (None, result["sms_expected"])  # None: Debian's kannel not installed
