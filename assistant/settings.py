@@ -279,6 +279,11 @@ class HandoverSettings:
     family_ack_timeout_s: float = 20.0  # after the spoken alert: time to press 1 (the alert is said twice)
     duty_uri: str = ""  # last step: the duty phone (bridged to the elder like an operator)
     duty_ring_timeout_s: float = 25.0
+    # an SOS: the operator keys ``emergency_conference_keys`` on their phone and the gateway conferences in
+    # the emergency number (120 through the trunk in production) without dropping the elder ("" = off)
+    emergency_uri: str = ""
+    emergency_conference_keys: str = "*1"
+    emergency_ring_timeout_s: float = 40.0
     # the elder's bot reply (e.g. the SOS reassurance) may finish before the hold message: at most this long
     reply_drain_max_s: float = 8.0
 
@@ -380,6 +385,9 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
             current = dataclasses.replace(current, **over) if isinstance(over, dict) else over
         sections[f.name] = current
     settings = Settings(**sections)
+    if settings.licence.commercial_only and settings.fraud.use_ngram:
+        # the n-gram weights are derived from a research-use corpus (dialect_models/provenance.json)
+        settings = dataclasses.replace(settings, fraud=dataclasses.replace(settings.fraud, use_ngram=False))
     if not settings.store.database_url:
         db = settings.paths.var_dir / "assistant.db"
         settings = dataclasses.replace(

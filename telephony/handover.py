@@ -27,9 +27,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from assistant.errors import AssistantError, TelephonyError
 from assistant.settings import Settings
@@ -60,6 +63,8 @@ FAMILY_WHAT = {
 }
 FAMILY_ACK_BRIDGE = {"cmn": "谢谢，已经记录由您处理。正在为您接通老人，请稍等。", "yue": "多謝，已經記低由你處理。而家幫你接駁老人家，請等等。"}
 FAMILY_ACK_GONE = {"cmn": "谢谢，已经记录由您处理。老人已经挂机，请尽快联系老人。", "yue": "多謝，已經記低由你處理。老人家已經收咗線，請盡快聯絡佢。"}
+
+EMERGENCY_FAILED = {"cmn": "急救电话没有接通，请直接拨打。", "yue": "急救電話未接通，請直接打。"}
 
 # hand-over reason → the alert kind it stands on
 REASON_KINDS = {"emergency": "sos", "sos": "sos", "unconfirmed_emergency": "unconfirmed_emergency"}
@@ -166,6 +171,79 @@ async def bridge(a: PhoneCall, b: PhoneCall, *, max_pending_ms: float = 300.0, r
     other = b if first is a else a
     await other.hangup()
     return first
+
+
+class Conference:
+    """Several calls hearing each other (the elder, the operator, the emergency number): a 20 ms clock
+    mixes, for each leg, the others' latest frames. ``anchor`` is the elder: when they hang up, everyone
+    is hung up; the conference also ends when the elder is left alone. ``on_dtmf(leg, digit)`` sees every
+    keypad digit first (True = consumed, else it is passed to the other legs)."""
+
+    FRAME = 320  # 20 ms of 8 kHz 16-bit PCM
+
+    def __init__(self, *, anchor: PhoneCall, recording: Any = None, on_dtmf: Callable[[PhoneCall, str], bool] | None = None,
+                 max_inbox_frames: int = 3) -> None:
+        self.anchor = anchor
+        self.recording = recording
+        self.on_dtmf = on_dtmf
+        self.legs: list[PhoneCall] = []
+        self.max_inbox_frames = max_inbox_frames
+        self._inbox: dict[str, deque[bytes]] = {}
+
+    def add(self, leg: PhoneCall) -> None:
+        self._inbox[leg.call_id] = deque(maxlen=10)
+        self.legs.append(leg)
+        leg.clear_playback()
+        leg.on_audio = lambda pcm, cid=leg.call_id: self._inbox[cid].append(pcm)
+        leg.on_dtmf = lambda digit, who=leg: self._dtmf(who, digit)
+
+    def _dtmf(self, leg: PhoneCall, digit: str) -> None:
+        if self.on_dtmf is not None and self.on_dtmf(leg, digit):
+            return
+        for other in self.legs:
+            if other is not leg and other.state == "active":
+                with contextlib.suppress(TelephonyError):
+                    other.send_dtmf(digit)
+
+    def _take(self, leg: PhoneCall) -> np.ndarray | None:
+        box = self._inbox[leg.call_id]
+        while len(box) > self.max_inbox_frames:  # keep the delay short when the clocks drift
+            box.popleft()
+        if not box:
+            return None
+        x = np.frombuffer(box.popleft(), "<i2").astype(np.int32)
+        if len(x) < self.FRAME // 2:
+            x = np.pad(x, (0, self.FRAME // 2 - len(x)))
+        return x[: self.FRAME // 2]
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        tick = loop.time()
+        silence = np.zeros(self.FRAME // 2, dtype=np.int32)
+        while True:
+            live = [leg for leg in self.legs if leg.state == "active"]
+            if self.anchor.state != "active" or len(live) < 2:
+                break
+            frames = {leg.call_id: self._take(leg) for leg in live}
+            for dest in live:
+                parts = [f for cid, f in frames.items() if cid != dest.call_id and f is not None]
+                if parts:
+                    if dest.pending_ms > 200:
+                        dest.clear_playback()
+                    dest.play(np.clip(sum(parts), -32768, 32767).astype("<i2").tobytes())
+            if self.recording is not None:
+                mine = frames.get(self.anchor.call_id)
+                others = [f for cid, f in frames.items() if cid != self.anchor.call_id and f is not None]
+                self.recording.caller((mine if mine is not None else silence).astype("<i2").tobytes(), 8000)
+                if others:
+                    self.recording.bot(np.clip(sum(others), -32768, 32767).astype("<i2").tobytes(), 8000)
+            tick += 0.02
+            await asyncio.sleep(max(0.0, tick - loop.time()))
+            if loop.time() - tick > 0.2:  # the loop stalled: don't try to catch up
+                tick = loop.time()
+        for leg in self.legs:
+            if leg.state == "active":
+                await leg.hangup()
 
 
 class Escalation:
@@ -318,10 +396,69 @@ class Escalation:
         self.pool.take(uri)
         try:
             state.operator = uri
-            await self._connected(call, op_call, state, who="operator")
+            if self.cfg.emergency_uri:
+                await self._operator_conference(call, op_call, state)
+            else:
+                await self._connected(call, op_call, state, who="operator")
         finally:
             self.pool.release(uri)
         return True
+
+    async def _operator_conference(self, elder: PhoneCall, op: PhoneCall, state: HandOverState) -> None:
+        """The elder and the operator in a conference the operator can bring the emergency number into
+        (``emergency_conference_keys`` on their phone); the elder stays on the line throughout."""
+        keys = self.cfg.emergency_conference_keys
+        typed = ""
+        joins: list[asyncio.Task] = []
+        conf = Conference(anchor=elder, recording=self._recordings.get(elder.call_id))
+
+        def on_dtmf(leg: PhoneCall, digit: str) -> bool:
+            nonlocal typed
+            if leg is not op or not keys:
+                return False
+            typed = (typed + digit)[-len(keys):]
+            if typed == keys and not joins:
+                joins.append(asyncio.ensure_future(self._conference_in(conf, op, state)))
+                return True
+            return digit in keys  # the operator's command keys are not played to the elder
+
+        conf.on_dtmf = on_dtmf
+        conf.add(elder)
+        conf.add(op)
+        state.state = "connected_operator"
+        state.connected_at = time.monotonic()
+        await self._note(state)
+        logger.info("call %s handed over to operator %s (conference)", elder.call_id, op.remote_uri)
+        try:
+            await conf.run()
+        finally:
+            for t in joins:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            for leg in conf.legs:
+                if leg.state == "active":
+                    await leg.hangup()
+        state.state = "ended_operator"
+        await self._note(state)
+
+    async def _conference_in(self, conf: Conference, op: PhoneCall, state: HandOverState) -> None:
+        uri = self.cfg.emergency_uri
+        logger.info("call %s: the operator conferences in the emergency number %s", conf.anchor.call_id, uri)
+        try:
+            leg = await self.endpoint.dial(uri, timeout_s=self.cfg.emergency_ring_timeout_s)
+        except TelephonyError as exc:
+            state.attempts.append({"who": "emergency", "uri": uri, "result": exc.code})
+            await self._note(state)
+            await self._tell(op, EMERGENCY_FAILED, "cmn")
+            return
+        if conf.anchor.state != "active":
+            await leg.hangup()
+            return
+        conf.add(leg)
+        state.attempts.append({"who": "emergency", "uri": uri, "result": "answered"})
+        state.state = "conference_emergency"
+        await self._note(state)
 
     async def _remind(self, call: PhoneCall, dialect: str) -> None:
         while call.state == "active":

@@ -215,6 +215,7 @@ HANDOVER_STATES = {
     "requested": "正在转接人工",
     "ringing_operators": "正在呼叫值班人员电话",
     "connected_operator": "已接通值班人员",
+    "conference_emergency": "已接通值班人员，急救电话已加入通话",
     "ended_operator": "值班人员已接听（通话已结束）",
     "calling_family": "值班人员未接听，正在打电话给家属",
     "family_acknowledged": "家属已按1确认处理",

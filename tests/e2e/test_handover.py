@@ -225,3 +225,67 @@ def test_bench_handover_prints_the_agreed_json():
     assert 0 < result["ring_p95_ms"] < 3000 and result["ring_p95_ms"] < result["connected_p95_ms"] < 5000
     assert 0 < result["family_call_p95_ms"] < 5000
     assert result["sms_delivered"] in (None, result["sms_expected"])  # None: Debian's kannel not installed
+
+
+def has_tone(path, hz: float) -> bool:
+    """A clear spectral peak at ``hz`` in the loud part of a recording (mixed signals: several peaks)."""
+    with wave.open(str(path)) as w:
+        rate = w.getframerate()
+        x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float64)
+        if w.getnchannels() == 2:
+            x = x[::2]
+    x = x[np.abs(x) > 0]
+    if len(x) < rate // 2:
+        return False
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    freqs = np.fft.rfftfreq(len(x), 1 / rate)
+    band = spec[(freqs > hz - 15) & (freqs < hz + 15)].max()
+    return bool(band > 0.1 * spec.max())  # G.711 harmonics of another tone stay far below
+
+
+async def test_operator_conferences_in_the_emergency_number_and_the_elder_stays(settings, tmp_path):
+    for name in ("kamailio", "baresip"):
+        need_program(name)
+    elder_wav = write_wav8k(tmp_path / "elder.wav", bytes(8000 * 2) + tone8k(1000.0, 40.0))
+    operator_wav = write_wav8k(tmp_path / "operator.wav", tone8k(1500.0, 40.0))
+    emergency_wav = write_wav8k(tmp_path / "120.wav", tone8k(2000.0, 40.0))
+    engine, store, elder = await make_store(tmp_path, with_family=False)
+    try:
+        async with KamailioPbx(workdir=tmp_path / "kam", users=("op1", "op2", "120"), password=PASSWORD) as kam, \
+                BaresipPeer(workdir=tmp_path / "op1", user="op1", registrar=f"127.0.0.1:{kam.port}", password=PASSWORD, wav=operator_wav) as op1, \
+                BaresipPeer(workdir=tmp_path / "120", user="120", registrar=f"127.0.0.1:{kam.port}", password=PASSWORD, wav=emergency_wav) as e120:
+            await op1.wait_registered()
+            await e120.wait_registered()
+            s = handover_settings(settings, kam, operator_ring_each_s=6.0, operator_ring_timeout_s=12.0, reply_drain_max_s=2.0,
+                                  emergency_uri=kam.aor("120"))
+            gw = Gateway(settings=s, pipeline_factory=bot_pipeline_factory(settings=s, reply_pcm=tone(seconds=0.5)), directory=store,
+                         speak=tone_speaker(), port=0)
+            async with gw, BaresipPeer(workdir=tmp_path / "elder", wav=elder_wav, user=ELDER_NUMBER) as elder_phone:
+                await elder_phone.command("dial", f"sip:assistant@127.0.0.1:{gw.endpoint.port}")
+                assert await wait_until(lambda: any(c.state == "active" for c in gw.endpoint.calls.values()), 10)
+                await asyncio.sleep(0.8)
+                await elder_phone.command("sndcode", "0")
+                assert await wait_until(lambda: gw.handovers and gw.handovers[0].state == "connected_operator", 20)
+                state = gw.handovers[0]
+                elder_call = next(c for c in gw.endpoint.calls.values() if c.call_id == state.call_id)
+                await asyncio.sleep(1.0)
+                await op1.command("sndcode", "*")
+                await asyncio.sleep(0.3)
+                await op1.command("sndcode", "1")
+                assert await wait_until(lambda: state.state == "conference_emergency", 15), (state.to_json(), kam.log()[-1500:])
+                await asyncio.sleep(3.0)  # three parties talk
+                await op1.command("hangup")  # the operator leaves: the elder stays with 120
+                await asyncio.sleep(1.5)
+                elder_still_on = elder_call.state == "active"
+                await elder_phone.command("hangup")
+                assert await wait_until(lambda: state.done.is_set(), 10)
+    finally:
+        await engine.dispose()
+    print("hand-over:", state.to_json())
+    assert elder_still_on
+    assert ("emergency", "answered") in [(a["who"], a["result"]) for a in state.attempts]
+    heard_120 = e120.recordings()
+    assert heard_120 and any(has_tone(p, 1000.0) for p in heard_120), [dominant_hz(p) for p in heard_120]  # 120 hears the elder
+    assert any(has_tone(p, 2000.0) for p in elder_phone.recordings())  # the elder hears 120
+    assert any(has_tone(p, 1500.0) for p in heard_120)  # and 120 heard the operator while they were on
+    assert not any(has_tone(p, 2000.0) for p in heard_120)  # nobody hears themselves (and the check can fail)
