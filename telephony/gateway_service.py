@@ -33,6 +33,26 @@ logger = logging.getLogger(__name__)
 ALERT_KINDS = {"help": "unwell", "unwell": "unwell", "human": "human", "no_answer": "no_answer"}
 
 
+# pipeline alerts that also put a person on the line (request_human, emergencies and dialogue outages
+# arrive as the dialogue's handover / emergency events, which the gateway sees itself)
+HANDOVER_ALERT_KINDS = frozenset({"misunderstanding"})
+
+
+def with_handover_alerts(services, gateway_ref: list):
+    """``services`` whose alert sink also starts a hand-over for repeated misunderstanding (issue #16)."""
+    base = services.on_alert
+
+    async def on_alert(alert) -> None:
+        try:
+            if base is not None:
+                await base(alert)
+        finally:
+            if alert.kind in HANDOVER_ALERT_KINDS and alert.call_id and gateway_ref:
+                await gateway_ref[0].hand_over(alert.call_id, alert.kind)
+
+    return replace(services, on_alert=on_alert)
+
+
 def store_alert_sink(store):
     async def sink(alert: TelephonyAlert) -> None:
         if store is None:
@@ -248,14 +268,18 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
     ledger = find_ledger(runtime.app)
     sink = store_alert_sink(store)
     runner_ref: list[CareCallRunner] = []
+    gateway_ref: list[Gateway] = []
+    if pipeline_factory is None:
+        pipeline_factory = default_pipeline_factory(with_handover_alerts(runtime.services, gateway_ref))
     gateway = Gateway(
         settings=settings,
-        pipeline_factory=with_checkin_outcomes(pipeline_factory or default_pipeline_factory(runtime.services), runner_ref),
+        pipeline_factory=with_checkin_outcomes(pipeline_factory, runner_ref),
         directory=store,
         on_alert=sink,
         host=host,
         port=port,
     )
+    gateway_ref.append(gateway)
     await gateway.start()
     stop = asyncio.Event()
     scheduler = None

@@ -60,6 +60,8 @@ FAMILY_WHAT = {
     "sos": {"cmn": "按了紧急求助", "yue": "撳咗緊急求助"},
     "unconfirmed_emergency": {"cmn": "可能遇到了紧急情况，没有回答我们", "yue": "可能有緊急情況，冇回應我哋"},
     "human": {"cmn": "要求转接人工，值班人员暂时没有接听", "yue": "要求轉駁人工，值班人員暫時未接聽"},
+    "misunderstanding": {"cmn": "打来电话，我们几次没听懂需要什么，值班人员暂时没有接听",
+                         "yue": "打電話嚟，我哋幾次都聽唔明要咩，值班人員暫時未接聽"},
 }
 FAMILY_ACK_BRIDGE = {"cmn": "谢谢，已经记录由您处理。正在为您接通老人，请稍等。", "yue": "多謝，已經記低由你處理。而家幫你接駁老人家，請等等。"}
 FAMILY_ACK_GONE = {"cmn": "谢谢，已经记录由您处理。老人已经挂机，请尽快联系老人。", "yue": "多謝，已經記低由你處理。老人家已經收咗線，請盡快聯絡佢。"}
@@ -67,7 +69,10 @@ FAMILY_ACK_GONE = {"cmn": "谢谢，已经记录由您处理。老人已经挂�
 EMERGENCY_FAILED = {"cmn": "急救电话没有接通，请直接拨打。", "yue": "急救電話未接通，請直接打。"}
 
 # hand-over reason → the alert kind it stands on
-REASON_KINDS = {"emergency": "sos", "sos": "sos", "unconfirmed_emergency": "unconfirmed_emergency"}
+REASON_KINDS = {"emergency": "sos", "sos": "sos", "unconfirmed_emergency": "unconfirmed_emergency",
+                "misunderstanding": "misunderstanding"}
+# an alert that stands after the elder hung up: family are still phoned
+URGENT_KINDS = frozenset({"sos", "unconfirmed_emergency"})
 
 
 def _say(table: dict[str, str], dialect: str | None, **fmt: Any) -> str:
@@ -326,7 +331,7 @@ class Escalation:
             await self._mute(call, muting)  # no operator configured / free: still muted before we speak
             kind = REASON_KINDS.get(reason, "human")
             family = await self._contacts(session) if self.cfg.call_family else []
-            if family and (call.state == "active" or kind != "human"):
+            if family and (call.state == "active" or kind in URGENT_KINDS):
                 state.state = "calling_family"
                 await self._note(state)
                 await self._tell(call, NO_OPERATOR_FAMILY, dialect)

@@ -53,3 +53,29 @@ async def test_no_person_configured_no_hand_over(settings):
     gw = _gateway(settings)  # default settings: no operator phones, no duty phone
     assert not gw.escalation.enabled
     assert await gw.hand_over("no-such-call", "keypad_0") is None
+
+
+async def test_repeated_misunderstanding_alert_also_hands_over():
+    from telephony.gateway_service import with_handover_alerts
+
+    stored: list[str] = []
+    asked: list[tuple[str, str]] = []
+
+    async def base(alert):
+        stored.append(alert.kind)
+
+    class FakeGateway:
+        async def hand_over(self, call_id, reason, *, alert_id=None):
+            asked.append((call_id, reason))
+
+    from dataclasses import dataclass
+
+    @dataclass
+    class Services:
+        on_alert: object
+
+    services = with_handover_alerts(Services(on_alert=base), [FakeGateway()])
+    await services.on_alert(SimpleNamespace(kind="misunderstanding", call_id="c9"))
+    await services.on_alert(SimpleNamespace(kind="unwell", call_id="c9"))
+    assert stored == ["misunderstanding", "unwell"]  # every alert is still stored
+    assert asked == [("c9", "misunderstanding")]
