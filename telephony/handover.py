@@ -475,15 +475,32 @@ class Escalation:
         if not free:
             state.attempts.append({"who": "operator", "uri": None, "result": "all_busy"})
             return None
+        # a phone that rings for one hand-over is reserved: a second SOS at the same moment rings another
         if self.cfg.operator_strategy == "ring_all":
-            got = await self._ring(free, state, who="operator", total_s=self.cfg.operator_ring_timeout_s, elder=elder, parallel=True)
+            for uri in free:
+                self.pool.take(uri)
+            got = None
+            try:
+                got = await self._ring(free, state, who="operator", total_s=self.cfg.operator_ring_timeout_s, elder=elder, parallel=True)
+            finally:
+                for uri in free:
+                    if got is None or uri != state.operator:
+                        self.pool.release(uri)
             return (state.operator or "", got) if got is not None else None
         deadline = time.monotonic() + self.cfg.operator_ring_timeout_s
         for uri in free:
             left = deadline - time.monotonic()
             if left <= 0.5 or elder.state != "active":
                 break
-            got = await self._ring([uri], state, who="operator", total_s=min(self.cfg.operator_ring_each_s, left), elder=elder)
+            if uri not in self.pool.free():  # taken by another hand-over meanwhile
+                continue
+            self.pool.take(uri)
+            got = None
+            try:
+                got = await self._ring([uri], state, who="operator", total_s=min(self.cfg.operator_ring_each_s, left), elder=elder)
+            finally:
+                if got is None:
+                    self.pool.release(uri)
             if got is not None:
                 return uri, got
         return None

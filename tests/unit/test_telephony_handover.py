@@ -79,3 +79,29 @@ async def test_repeated_misunderstanding_alert_also_hands_over():
     await services.on_alert(SimpleNamespace(kind="unwell", call_id="c9"))
     assert stored == ["misunderstanding", "unwell"]  # every alert is still stored
     assert asked == [("c9", "misunderstanding")]
+
+
+async def test_two_hand_overs_at_once_ring_different_operators(settings):
+    """A phone ringing for one hand-over is reserved: a second SOS at the same moment rings the next one."""
+    import asyncio
+
+    from telephony.handover import Escalation, HandOverState
+
+    s = replace(settings, handover=replace(settings.handover, operator_uris=("sip:op1@x", "sip:op2@x"), operator_ring_each_s=0.6,
+                                           operator_ring_timeout_s=1.0))
+    rung: list[str] = []
+
+    class Endpoint:
+        async def dial(self, uri, *, timeout_s):
+            from assistant.errors import TelephonyError
+
+            rung.append(uri)
+            await asyncio.sleep(timeout_s)
+            raise TelephonyError("no answer", code="no_answer")
+
+    esc = Escalation(settings=s, endpoint=Endpoint(), speak=None)
+    elder = SimpleNamespace(state="active", call_id="e", wait_ended=lambda: asyncio.sleep(60))
+    states = [HandOverState(call_id=f"c{i}", reason="sos") for i in (1, 2)]
+    await asyncio.gather(*(esc._ring_operators(elder, st) for st in states))
+    assert rung[:2] == ["sip:op1@x", "sip:op2@x"]  # not op1 twice
+    assert esc.pool.free()  # every reservation released after ringing out
