@@ -51,6 +51,10 @@ MAX_FPR_CORPUS = 0.005
 MAX_FPR_OWN = 0.05
 INNER_FOLDS = 4
 COMBINER_C = 0.5
+# training also sees every dialogue with this fraction of characters swapped for same-pinyin ones (a seed
+# different from the evaluation's), so the combiner learns how far cues survive recognition errors
+NOISE_RATE = 0.1
+NOISE_SEED = 7
 
 
 def fold_of(dialogue_id: str, k: int, *, salt: str = "fold") -> int:
@@ -110,9 +114,11 @@ def prefix_features(d: dict, *, ngram: NgramModel | None) -> list[dict[str, floa
     return out
 
 
-def featurise(d: dict, *, ngram: NgramModel | None) -> list[list[dict[str, float]]]:
-    """Per-prefix features of the dialogue as written and without punctuation (ASR output)."""
-    return [prefix_features(v, ngram=ngram) for v in (d, without_punct(d))]
+def featurise(d: dict, *, ngram: NgramModel | None, noisy: dict | None = None) -> list[list[dict[str, float]]]:
+    """Per-prefix features of the dialogue as written, without punctuation (ASR output) and, when given,
+    with simulated recognition errors (``noisy``: same-pinyin character swaps)."""
+    variants = [d, without_punct(d)] + ([noisy] if noisy is not None else [])
+    return [prefix_features(v, ngram=ngram) for v in variants]
 
 
 def dialogue_rows(d: dict, variants: list[list[dict[str, float]]]) -> list[tuple[dict[str, float], int, float]]:
@@ -199,12 +205,17 @@ def choose_threshold(scored: list[tuple[float, int, bool]]) -> float:
 def train_all(pool: list[dict], *, use_ngram: bool = True, log=None) -> tuple[NgramModel | None, Combiner]:
     """Both layers from one training pool (corpus dialogues + own dialogues marked ``_own``)."""
     folds = [fold_of(str(d["id"]), INNER_FOLDS) for d in pool]
+    noisy_pool: list[dict | None] = [None] * len(pool)
+    if NOISE_RATE:
+        from assistant.fraud_guard.eval_cmd import asr_noise
+
+        noisy_pool = list(asr_noise(pool, NOISE_RATE, seed=NOISE_SEED))
     feats_by_dialogue: list[list[list[dict[str, float]]]] = [[] for _ in pool]
     for k in range(INNER_FOLDS):
         ngram_k = train_ngram([d for d, f in zip(pool, folds, strict=True) if f != k]) if use_ngram else None
         for i, d in enumerate(pool):
             if folds[i] == k:
-                feats_by_dialogue[i] = featurise(d, ngram=ngram_k)
+                feats_by_dialogue[i] = featurise(d, ngram=ngram_k, noisy=noisy_pool[i])
         if log:
             log(f"inner fold {k}: features computed")
     rows_by_dialogue = [dialogue_rows(d, fs) for d, fs in zip(pool, feats_by_dialogue, strict=True)]

@@ -118,7 +118,88 @@ def test_heldout_split_of_shared_corpus(detector):
 def test_shared_hardcases_dev(detector):
     data = shared_path("data", "fraud_dialogues", "hardcases-dev.jsonl")
     r = evaluate(load_dialogues(data), detector=detector)
-    assert r["recall"] >= 0.9 and r["false_positive_rate"] <= 0.1
+    assert r["recall"] >= 0.95 and r["false_positive_rate"] <= 0.05, r["_errors"]
+
+
+@pytest.mark.parametrize("name", ["hardcases-dev.jsonl", "dev.jsonl"])
+def test_without_punctuation_loses_at_most_002_recall(detector, name):
+    from assistant.fraud_guard.eval_cmd import no_punct
+
+    ds = load_dialogues(shared_path("data", "fraud_dialogues", name))
+    if name == "dev.jsonl":
+        ds = split(ds, "heldout")
+    with_p, without_p = evaluate(ds, detector=detector), evaluate(no_punct(ds), detector=detector)
+    assert without_p["recall"] >= with_p["recall"] - 0.02, without_p["_errors"]
+    assert without_p["false_positive_rate"] <= max(0.05, with_p["false_positive_rate"]), without_p["_errors"]
+
+
+# -- #20: who asks whom for what, learned layer ---------------------------------------------------------
+
+def test_the_learned_layer_is_loaded_and_explains_itself(detector):
+    assert detector.combiner is not None
+    watch = detector.watch()
+    watch.add_turn("caller", "我是平安通的，智能屏要升级。")
+    u = watch.add_turn("caller", "您把手机收到的验证码念给我，快一点，不用问您儿子。")
+    assert u.flagged and u.reasons
+    assert any("催促" in r or "验证码" in r or "核实" in r or "线索表" in r for r in u.reasons), u.reasons
+
+
+def test_shipped_weights_respect_the_sign_constraints():
+    from assistant.fraud_guard.detector import COMBINER_NO_NGRAM_PATH, COMBINER_PATH, Combiner
+
+    for path in (COMBINER_PATH, COMBINER_NO_NGRAM_PATH):
+        w = Combiner.load(path).weights
+        assert all(v <= 0 for k, v in w.items() if k.startswith("gen:") or k == "warned"), path
+        assert all(v >= 0 for k, v in w.items() if k.startswith(("ask:", "combo:"))), path
+
+
+def test_platform_shows_the_code_scammer_asks_for_it(detector):
+    genuine = _risk(
+        detector,
+        "王叔叔您好，我是平安通的小李，跟您确认明天送米。",
+        "您看一下智能屏，上面显示一个确认码，我念给您：七三五九，您对一下。",
+        "我们绝对不会让您把手机上收到的任何验证码念给我们，谁要您念码您就挂掉。",
+    )
+    scam = _risk(
+        detector,
+        "王叔叔您好，我是平安通的小李，跟您确认明天送米。",
+        "系统给您手机发了一条短信，里面有六位数字，您念给我听一下，快一点，五分钟就失效了。",
+    )
+    assert genuine < 0.5 <= scam
+
+
+def test_unpunctuated_turn_finds_the_request_after_a_warning():
+    d = ScamDetector.default()
+    ev = d.match_turn("不用转账也不用先给钱我们货到付款名额只剩三个了", speaker="caller", turn=1)
+    pay = [e for e in ev if e.category == "pay"]
+    assert pay and not pay[0].warning and pay[0].phrase == "付款"
+
+
+def test_blocking_verification_is_pressure(detector):
+    ev = detector.match_turn("唔好打110，佢哋要排队，会打断我哋嘅保护程序", speaker="caller", turn=1)
+    assert any(e.category == "block_verify" for e in ev)
+
+
+def test_sign_constrained_fit_keeps_signs():
+    from assistant.fraud_guard.train import _fit
+
+    # a genuine-call feature that co-occurs with scams in this toy data must still not become positive
+    rows = [({"ask:code": 1.0, "gen:genuine_free": 1.0}, 1, 1.0)] * 5 + [({"gen:genuine_free": 1.0}, 0, 1.0)] * 5
+    rows += [({"ask:code": 1.0}, 1, 1.0)] * 5 + [({}, 0, 1.0)] * 5
+    weights, _ = _fit(rows)
+    assert weights.get("gen:genuine_free", 0.0) <= 0.0 < weights["ask:code"]
+
+
+def test_asr_noise_is_deterministic_and_keeps_length():
+    from assistant.fraud_guard.eval_cmd import asr_noise
+
+    ds = load_dialogues(OWN)[:4]
+    a, b = asr_noise(ds, 0.3), asr_noise(ds, 0.3)
+    assert a == b
+    from assistant.fraud_guard.text import strip_punct
+
+    changed = sum(x["text"] != strip_punct(y["text"]) for d0, d1 in zip(a, ds, strict=True) for x, y in zip(d0["turns"], d1["turns"], strict=True))
+    assert changed > 0
 
 
 def test_eval_command_prints_the_contract_keys(capsys, tmp_path, monkeypatch):
@@ -134,6 +215,7 @@ def test_eval_command_prints_the_contract_keys(capsys, tmp_path, monkeypatch):
     out = json.loads(capsys.readouterr().out)
     assert {"n", "precision", "recall", "f1", "false_positive_rate", "median_turns_to_flag"} <= set(out)
     assert out["n"] == len(load_dialogues(BLIND))
+    assert out["learned"] is True and {"recall", "false_positive_rate"} <= set(out["no_punct"])
 
 
 def test_eval_command_missing_file_is_a_coded_error(tmp_path):
