@@ -5,7 +5,8 @@ at a time. Each cue has a category; a call's risk sums the strongest cue per cat
 little), so a long friendly call does not drift upwards on small talk. Request cues are *negation-aware*:
 "不要转账" / "唔好讲验证码" / "骗子会叫您转账" are warnings, not requests, and count for the genuine side.
 
-Weights are log-odds contributions, set by hand from the fraud literature (公安部 反诈 cases, 96110
+Weights are log-odds contributions used by the hand-weighted fallback and, summed, as the ``prior`` feature
+of the learned combiner (``train.py``, #20), which learns its own weight per category. They were set by hand from the fraud literature (公安部 反诈 cases, 96110
 scripts) and checked against ``tests/data/fraud_hardcases_own.jsonl``; see ``detector.py`` for how they
 combine.
 """
