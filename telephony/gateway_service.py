@@ -17,6 +17,7 @@ from typing import Any
 
 from assistant.errors import StoreError, TelephonyError
 from telephony.gateway import Gateway, TelephonyAlert, _maybe_await, default_pipeline_factory
+from telephony.handover import OperatorCallbacks
 from telephony.scheduler import (
     INTENT_OUTCOMES,
     CareCallResult,
@@ -246,13 +247,16 @@ class GatewayService:
     scheduler: CareCallScheduler | None
     _stop: asyncio.Event
     _task: asyncio.Task | None
+    callbacks: OperatorCallbacks | None = None  # the console's 安排回电 dialler (operators configured)
+    _callbacks_task: asyncio.Task | None = None
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._callbacks_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.gateway.stop()
 
 
@@ -301,6 +305,17 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
 
         scheduler = CareCallScheduler(runner=runner, schedules=schedules)
         task = asyncio.create_task(scheduler.run(stop=stop), name="care-call-scheduler")
+    callbacks = callbacks_task = None
+    if gateway.escalation.enabled:  # the console's 安排回电 dials: elder first, then an operator's phone
+        callbacks = OperatorCallbacks(gateway=gateway)
+        callbacks_task = asyncio.create_task(callbacks.run(), name="console-callbacks")
+        try:
+            from assistant.console.app import CALLBACK_DIALLER_KEY
+
+            runtime.app[CALLBACK_DIALLER_KEY] = callbacks
+        except ImportError:
+            pass
     logger.info("phone gateway on udp:%s:%s", gateway.endpoint.host, gateway.endpoint.port)
-    return GatewayService(gateway=gateway, scheduler=scheduler, _stop=stop, _task=task)
+    return GatewayService(gateway=gateway, scheduler=scheduler, _stop=stop, _task=task, callbacks=callbacks,
+                          _callbacks_task=callbacks_task)
 

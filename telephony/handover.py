@@ -54,6 +54,9 @@ FAMILY_NO_ANSWER_DUTY = {"cmn": "家人暂时没有接听，我们正在打值�
                          "yue": "屋企人暫時未接聽，我哋而家打值班電話，唔好收線。"}
 NOBODY = {"cmn": "暂时没有人接听。您的求助已经记录下来，值班人员会尽快给您回电。您也可以继续跟我说。",
           "yue": "暫時未有人接聽。你嘅求助已經記低咗，值班人員會盡快覆電話畀你。你都可以繼續同我講。"}
+NOBODY_NO_BOT = {"cmn": "值班人员暂时没有接听，我们会尽快再打给您。再见。", "yue": "值班人員暫時未接聽，我哋會盡快再打畀你。拜拜。"}
+CALLBACK_OPENING = {"cmn": "您好，这里是平安通，值班人员给您回电话。本次来电确认码是{code}。请稍等，正在为您接通值班人员。",
+                    "yue": "你好，呢度係平安通，值班人員覆電話畀你。今次來電確認碼係{code}。請等等，而家幫你接駁值班人員。"}
 FAMILY_ALERT = {"cmn": "您好，这里是平安通。{name}刚才{what}。按1表示您来处理。",
                 "yue": "你好，呢度係平安通。{name}頭先{what}。撳1表示你嚟處理。"}
 FAMILY_WHAT = {
@@ -315,7 +318,7 @@ class Escalation:
 
     # --- one hand-over -------------------------------------------------------------------------
     async def run(self, *, call: PhoneCall, session, reason: str, state: HandOverState, muting=None,
-                  recording: Any = None) -> HandOverState:
+                  recording: Any = None, call_family: bool | None = None) -> HandOverState:
         """``muting`` (``SipCallTransport`` or None): the bot to silence and later give the call back to;
         ``recording`` (the call's ``CallAudioRecorder``): what the elder says and hears keeps being recorded."""
         dialect = session.dialect or "cmn"
@@ -330,7 +333,7 @@ class Escalation:
                 return state
             await self._mute(call, muting)  # no operator configured / free: still muted before we speak
             kind = REASON_KINDS.get(reason, "human")
-            family = await self._contacts(session) if self.cfg.call_family else []
+            family = await self._contacts(session) if (self.cfg.call_family if call_family is None else call_family) else []
             if family and (call.state == "active" or kind in URGENT_KINDS):
                 state.state = "calling_family"
                 await self._note(state)
@@ -350,10 +353,13 @@ class Escalation:
                     return state
             state.state = "nobody"
             await self._note(state)
-            await self._tell(call, NOBODY, dialect)
-            if muting is not None and call.state == "active":
+            await self._tell(call, NOBODY if muting is not None else NOBODY_NO_BOT, dialect)
+            if call.state == "active":
                 await call.wait_played(timeout_s=15.0)
-                muting.take_back()
+                if muting is not None:
+                    muting.take_back()
+                else:  # no bot on this call (the console's call-back): say goodbye
+                    await call.hangup()
             return state
         finally:
             self._recordings.pop(call.call_id, None)
@@ -650,3 +656,76 @@ async def _first(*aws) -> None:
     finally:
         for t in tasks:
             t.cancel()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallbackRequest:
+    """The console's 安排回电: the ledger entry (and its one-time code) is written before this is queued."""
+
+    alert_id: int | None
+    elder_id: int
+    number: str
+    code: str | None
+    dialect: str | None = None
+    requested_by: str | None = None
+
+
+class OperatorCallbacks:
+    """The console's 安排回电 button dials (issue #16): the gateway calls the elder's number on file, says
+    who is calling with the call's one-time code (the same the elder's screen and family SMS show), and puts
+    an operator on the line (the hand-over's operator phones; no family calls). Requests are queued and
+    placed one at a time by ``run()``, a task the gateway service owns."""
+
+    def __init__(self, *, gateway, max_queued: int = 50) -> None:
+        self.gateway = gateway
+        self.queue: asyncio.Queue[CallbackRequest] = asyncio.Queue(maxsize=max_queued)
+        self.results: deque[HandOverState] = deque(maxlen=200)
+
+    def request(self, *, alert_id: int | None, elder_id: int, number: str, code: str | None, dialect: str | None = None,
+                requested_by: str | None = None) -> bool:
+        """Queue a call-back; False when the queue is full (the console then says it was only recorded)."""
+        req = CallbackRequest(alert_id=alert_id, elder_id=elder_id, number=number, code=code, dialect=dialect,
+                              requested_by=requested_by)
+        try:
+            self.queue.put_nowait(req)
+            return True
+        except asyncio.QueueFull:
+            return False
+
+    async def run(self) -> None:
+        while True:
+            req = await self.queue.get()
+            try:
+                await self.place(req)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("console call-back to elder %s failed", req.elder_id)
+
+    async def place(self, req: CallbackRequest) -> HandOverState:
+        from assistant.session import CallSession
+
+        esc: Escalation = self.gateway.escalation
+        state = HandOverState(call_id="", reason="operator_callback", alert_id=req.alert_id)
+        self.results.append(state)
+        try:
+            call = await self.gateway.dial(req.number, timeout_s=esc.cfg.family_ring_timeout_s)
+        except TelephonyError as exc:
+            state.attempts.append({"who": "elder", "uri": req.number, "result": exc.code})
+            state.state = "elder_no_answer"
+            await esc._note(state)
+            state.done.set()
+            return state
+        state.call_id = call.call_id
+        session = CallSession(channel="phone", direction="outbound", caller_number=req.number, elder_id=req.elder_id,
+                              call_id=call.call_id, dialect=req.dialect)
+        try:
+            call.on_audio = _drop
+            if req.code:
+                await esc._tell(call, CALLBACK_OPENING, req.dialect, code=" ".join(req.code))
+                await call.wait_played(timeout_s=20.0)
+            await esc.run(call=call, session=session, reason="operator_callback", state=state, call_family=False)
+        finally:
+            if call.state != "ended":
+                await call.hangup()
+        return state

@@ -38,6 +38,8 @@ HUB_KEY = web.AppKey("console_hub", EventHub)
 STORE_KEY = web.AppKey("console_store", PlatformStore)
 # the fraud guard's call ledger (callbacks are registered before dialling); None if fraud_guard is absent
 LEDGER_KEY = web.AppKey("console_ledger", object)
+# the phone gateway's call-back dialler (telephony.handover.OperatorCallbacks), set when the gateway runs here
+CALLBACK_DIALLER_KEY = web.AppKey("callback_dialler", object)
 STORE_ERROR_STATUS = {"not_found": 404, "conflict": 409, "forbidden": 403, "invalid": 400}
 
 Handler = Callable[[web.Request, Principal, AsyncSession], Awaitable[web.StreamResponse]]

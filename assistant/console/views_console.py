@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console import actions, auth, notices, queries
 from assistant.console.app import (
+    CALLBACK_DIALLER_KEY,
     CONSOLE_SETTINGS_KEY,
     HUB_KEY,
     LEDGER_KEY,
@@ -234,6 +235,23 @@ def handover_text(handover: dict) -> str:
     return f"{text}（{who}）" if who else text
 
 
+async def _dial_callback(request: web.Request, store, alert_id: int, *, code: str | None, by: str) -> bool:
+    """安排回电 dials when the phone gateway runs in this process with operator phones configured
+    (``telephony.handover.OperatorCallbacks``): the elder's number on file, the ledger code spoken first."""
+    dialler = request.app.get(CALLBACK_DIALLER_KEY)
+    if dialler is None:
+        return False
+    alert = await store.get_alert(alert_id)
+    if alert.elder_id is None:
+        return False
+    elder = await store.get_elder(alert.elder_id)
+    number = next((ph.number for ph in elder.phones if ph.is_primary), elder.phones[0].number if elder.phones else "")
+    if not number:
+        return False
+    return dialler.request(alert_id=alert_id, elder_id=elder.elder_id, number=number, code=code, dialect=elder.dialect,
+                           requested_by=by)
+
+
 async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, alert_id: int, *, reveal: bool) -> web.Response:
     d = await queries.alert_detail(db, alert_id)
     if d is None:
@@ -246,12 +264,15 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
     done = request.query.get("done")
     flash = f'<p class="flash" role="status">{esc(DONE_MESSAGES[done])}</p>' if done in DONE_MESSAGES else ""
     code = request.query.get("code", "")
+    dialling = "系统正在拨打长者电话，长者接听后会转到值班人员的电话上。" if done == "callback" and request.query.get("dialling") else ""
+    if dialling and not (code.isdigit() and len(code) <= 8):
+        flash = f'<p class="flash" role="status">已安排回电。{esc(dialling)}</p>'
     if done == "callback" and code.isdigit() and len(code) <= 8:
         # family get the code only through a configured SMS channel (issue #16): say so when there is none
         shown = "长者的屏幕和家属短信会显示同一个号码" if notices.sms_configured(request.app) else \
             "长者的屏幕会显示同一个号码（短信通道未配置，家属收不到短信）"
         flash = (f'<p class="flash" role="status">已登记回电。来电确认码 <strong class="code">{esc(code)}</strong>：'
-                 f"回电时请告诉长者这个号码，{shown}。</p>")
+                 f"回电时请告诉长者这个号码，{shown}。{esc(dialling)}</p>")
 
     personal = personal_of(d.elder)
     facts = [
@@ -399,6 +420,8 @@ def _alert_action(name: str):
         elif name == "callback":
             event, code = await actions.request_callback(db, store, request.app[LEDGER_KEY], p, alert_id, ip=ip)
             suffix = f"&code={code}" if code else ""
+            if await _dial_callback(request, store, alert_id, code=code, by=p.username):
+                suffix += "&dialling=1"
         elif name == "dispatch":
             event = await actions.dispatch(db, store, p, alert_id, ip=ip)
         elif name == "false_alarm":

@@ -11,6 +11,7 @@ the gateway and pressing 0 (转人工).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import wave
 from dataclasses import replace
@@ -289,3 +290,48 @@ async def test_operator_conferences_in_the_emergency_number_and_the_elder_stays(
     assert any(has_tone(p, 2000.0) for p in elder_phone.recordings())  # the elder hears 120
     assert any(has_tone(p, 1500.0) for p in heard_120)  # and 120 heard the operator while they were on
     assert not any(has_tone(p, 2000.0) for p in heard_120)  # nobody hears themselves (and the check can fail)
+
+
+async def test_console_callback_dials_the_elder_then_an_operator(settings, tmp_path):
+    """安排回电: the gateway rings the elder's number on file (through kamailio), speaks the opening with the
+    ledger code, then rings an operator phone and bridges them."""
+    for name in ("kamailio", "baresip"):
+        need_program(name)
+    from telephony.handover import OperatorCallbacks
+
+    elder_wav = write_wav8k(tmp_path / "elder.wav", tone8k(1000.0, 30.0))
+    engine, store, elder = await make_store(tmp_path, with_family=False)
+    try:
+        alert = await store.create_alert(elder_id=elder.elder_id, kind="human", call_id="console-cb-1")
+        async with KamailioPbx(workdir=tmp_path / "kam", users=("op1", "op2", ELDER_NUMBER), password=PASSWORD) as kam, \
+                BaresipPeer(workdir=tmp_path / "op1", user="op1", registrar=f"127.0.0.1:{kam.port}", password=PASSWORD) as op1, \
+                BaresipPeer(workdir=tmp_path / "elder", user=ELDER_NUMBER, wav=elder_wav, registrar=f"127.0.0.1:{kam.port}",
+                            password=PASSWORD) as elder_phone:
+            await op1.wait_registered()
+            await elder_phone.wait_registered()
+            s = handover_settings(settings, kam, operator_ring_each_s=6.0, operator_ring_timeout_s=12.0)
+            speak = tone_speaker()
+            gw = Gateway(settings=s, pipeline_factory=bot_pipeline_factory(settings=s), directory=store, speak=speak, port=0)
+            async with gw:
+                callbacks = OperatorCallbacks(gateway=gw)
+                runner = asyncio.create_task(callbacks.run())
+                try:
+                    assert callbacks.request(alert_id=alert.alert_id, elder_id=elder.elder_id, number=ELDER_NUMBER, code="4827",
+                                             dialect="cmn", requested_by="op")
+                    assert await wait_until(lambda: callbacks.results and callbacks.results[0].state == "connected_operator", 25), (
+                        callbacks.results[0].to_json() if callbacks.results else "not placed", kam.log()[-1500:])
+                    state = callbacks.results[0]
+                    await asyncio.sleep(2.0)
+                    await elder_phone.command("hangup")
+                    assert await wait_until(lambda: state.done.is_set(), 10)
+                finally:
+                    runner.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await runner
+            stored = await store.get_alert(alert.alert_id)
+    finally:
+        await engine.dispose()
+    assert speak.spoken[0] == "您好，这里是平安通，值班人员给您回电话。本次来电确认码是4 8 2 7。请稍等，正在为您接通值班人员。"
+    assert state.operator == kam.aor("op1")
+    assert any(has_tone(p, 1000.0) for p in op1.recordings())  # the operator hears the elder
+    assert stored.detail["handover"]["state"] in ("connected_operator", "ended_operator")
