@@ -97,6 +97,7 @@ def _sound_keywords() -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple((k, _pinyin(k)) for k in SOUND_KEYWORDS)
 
 
+@lru_cache(maxsize=8192)
 def spot(text: str, *, by_sound: bool = True) -> Spotting:
     """Emergency keywords in ``text`` (any script, any punctuation)."""
     t = _clean(text)
