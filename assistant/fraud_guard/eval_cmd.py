@@ -75,6 +75,13 @@ def _summary(r: dict) -> dict:
     return {k: r[k] for k in ("n", "recall", "false_positive_rate", "precision")}
 
 
+def by_language(dialogues: list[dict], *, detector) -> dict:
+    """Recall / FPR per ``lang`` field (cmn, yue) where the file has one."""
+    langs = sorted({d["lang"] for d in dialogues if d.get("lang")})
+    return {lang: _summary(evaluate([d for d in dialogues if d.get("lang") == lang], detector=detector))
+            for lang in langs}
+
+
 def cross_validate(dialogues: list[dict], *, k: int, threshold: float, asr_rate: float = 0.0, log=None) -> dict:
     """K-fold CV over ``dialogues``: both learned layers retrained per fold on the other folds + own data."""
     from assistant.fraud_guard.detector import ScamDetector
@@ -116,16 +123,20 @@ def cross_validate(dialogues: list[dict], *, k: int, threshold: float, asr_rate:
 
 
 def evaluate(dialogues: list[dict], *, detector) -> dict:
-    from assistant.fraud_guard.detector import score_dialogue
-
     tp = fp = fn = tn = 0
     turns_to_flag: list[int] = []
     scores: list[tuple[float, int]] = []
     per_turn_ms: list[float] = []
     errors: list[dict] = []
+    turn_cpu_ms: list[float] = []
     for d in dialogues:
         t0 = time.perf_counter()
-        risk, flagged_at, watch = score_dialogue(detector, d["turns"])
+        watch = detector.watch()
+        for t in d["turns"]:
+            c0 = time.thread_time()
+            watch.add_turn(t.get("speaker", "caller"), t.get("text", ""))
+            turn_cpu_ms.append((time.thread_time() - c0) * 1000)
+        risk, flagged_at = watch.max_risk, watch.flagged_at_turn
         per_turn_ms.append((time.perf_counter() - t0) * 1000 / max(1, len(d["turns"])))
         truth = d["label"] == "fraud"
         pred = flagged_at is not None
@@ -158,6 +169,9 @@ def evaluate(dialogues: list[dict], *, detector) -> dict:
         "ngram": detector.ngram is not None,
         "per_turn_ms_mean": round(statistics.fmean(per_turn_ms), 3) if per_turn_ms else None,
         "per_turn_ms_max": round(max(per_turn_ms), 3) if per_turn_ms else None,
+        # CPU time of each add_turn (time.thread_time: less distorted by other processes than wall clock)
+        "turn_cpu_ms_median": round(statistics.median(turn_cpu_ms), 3) if turn_cpu_ms else None,
+        "turn_cpu_ms_p95": round(sorted(turn_cpu_ms)[int(0.95 * (len(turn_cpu_ms) - 1))], 3) if turn_cpu_ms else None,
         "_scores": scores,
         "_errors": errors,
     }
@@ -224,6 +238,8 @@ def run(args: argparse.Namespace) -> int:
             result["no_punct"] = _summary(evaluate(no_punct(dialogues), detector=detector))
         if args.asr_noise:
             result["asr_noise"] = _summary(evaluate(asr_noise(dialogues, args.asr_noise), detector=detector))
+        if any(d.get("lang") for d in dialogues):
+            result["by_language"] = by_language(main_set, detector=detector)
     result["data"] = str(args.data)
     result["split"] = args.split
     result["no_punct_main"] = bool(args.no_punct)
