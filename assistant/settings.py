@@ -216,7 +216,8 @@ class ServerSettings:
 class FraudSettings:
     flag_threshold: float = 0.5
     code_validity_s: float = 1800.0
-    # the char n-gram style model on top of the cue layer (capped; see assistant/fraud_guard/detector.py)
+    # the char n-gram style feature of the learned scam combiner (corpus-derived weights); off → the combiner
+    # trained on own dialogues only (combiner_weights_cues.json; see assistant/fraud_guard/train.py)
     use_ngram: bool = True
     # the elder's keypad PIN (assistant/fraud_guard/pin.py): this many wrong entries in a row lock it for
     # pin_lockout_s and raise an operator alert
