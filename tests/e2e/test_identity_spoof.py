@@ -26,7 +26,8 @@ from telephony.peers import BaresipPeer, write_wav8k
 from tests.conftest import need_program
 from tests.e2e.conftest import need_rasa, need_whisper
 
-pytestmark = [pytest.mark.e2e, pytest.mark.sip, pytest.mark.rasa]
+# a whole server (Rasa start-up, model and TTS warm-up) per test: minutes on a loaded 2-core box
+pytestmark = [pytest.mark.e2e, pytest.mark.sip, pytest.mark.rasa, pytest.mark.timeout(900)]
 
 ELDER_NUMBER = "07506601234"
 PHRASE = "桂花开了"
