@@ -169,15 +169,16 @@ async def soak(
             gateway = Gateway(settings=settings, pipeline_factory=default_pipeline_factory(runtime.services))
             async with gateway:
                 if warmup_call_s > 0:  # what the first call opens once for the process (pool connections, model caches)
+                    idle_tasks = len(asyncio.all_tasks())
                     warm = Path(tmp) / "warm.xml"
                     warm.write_text(scenario_text(warmup_call_s, replace(caller, plays=[(caller.plays[0][0], int(warmup_call_s * 1000))])))
                     async with SippRun(scenario=warm, target=f"127.0.0.1:{gateway.endpoint.port}", workdir=Path(tmp) / "sipp-warm",
                                        calls=1, timeout_s=warmup_call_s + 60) as sipp:
                         await sipp.wait()
-                    for _ in range(100):
-                        if all(r.end_reason for r in gateway.reports):
+                    for _ in range(120):  # its pipeline ends (slowly on a loaded machine)
+                        if all(r.end_reason for r in gateway.reports) and len(asyncio.all_tasks()) <= idle_tasks:
                             break
-                        await asyncio.sleep(0.1)
+                        await asyncio.sleep(0.5)
                     await asyncio.sleep(20.0)  # keep-alive connections of the warm-up call time out
                     gateway.reports.clear()
                 if trace:
@@ -222,10 +223,10 @@ async def soak(
                     ) as sipp:
                         rc = await sipp.wait()
                         sipp_tail = (Path(tmp) / "sipp" / "sipp.out").read_text(errors="replace")[-600:]
-                    for _ in range(100):  # the gateway finishes its pipelines
+                    for _ in range(120):  # the gateway finishes its pipelines
                         if all(r.end_reason for r in gateway.reports):
                             break
-                        await asyncio.sleep(0.1)
+                        await asyncio.sleep(0.5)
                 finally:
                     sampling.cancel()
                     try:
