@@ -43,8 +43,12 @@ def make_key(*, voice: str, rate_wpm: int, volume: float, text: str, variant: st
 
 
 class PromptCache:
-    def __init__(self, *, directory: Path | None, max_items: int = 1024, max_disk_files: int = 5000) -> None:
+    def __init__(self, *, directory: Path | None, max_items: int = 1024, max_disk_files: int = 5000,
+                 read_only_dirs: tuple[Path, ...] = ()) -> None:
         self.directory = Path(directory) if directory is not None else None
+        # also looked in (never written, never pruned): the checkout's var/tts_cache, filled by the set-up's
+        # pre-render, for a server or test with its own var/ (keys are content hashes: sharing is safe)
+        self.read_only_dirs = tuple(Path(d) for d in read_only_dirs if self.directory is None or Path(d) != self.directory)
         self.max_items = max(1, int(max_items))
         self.max_disk_files = max(1, int(max_disk_files))
         self._memory: OrderedDict[str, SpeechAudio] = OrderedDict()
@@ -78,6 +82,8 @@ class PromptCache:
         """Blocking: read the WAV for ``key`` (and keep it in memory). ``None`` when absent or unreadable."""
         path = self._path(key.digest)
         if path is None or not path.exists():
+            path = next((p for p in (d / f"{key.digest}.wav" for d in self.read_only_dirs) if p.exists()), None)
+        if path is None:
             return None
         try:
             with wave.open(str(path), "rb") as w:
@@ -111,7 +117,7 @@ class PromptCache:
     # -- async helpers --------------------------------------------------------------------------------
     async def aget(self, key: CacheKey) -> SpeechAudio | None:
         audio = self.get_memory(key)
-        if audio is None and self.directory is not None:
+        if audio is None and (self.directory is not None or self.read_only_dirs):
             audio = await asyncio.to_thread(self.get_disk, key)
         if audio is None:
             self.misses += 1

@@ -208,8 +208,10 @@ def get_cache(settings: Settings) -> PromptCache:
     key = (str(directory), t.cache_memory_items, t.cache_max_disk_files)
     cache = _caches.get(key)
     if cache is None:
+        shared = settings.paths.root / "var" / "tts_cache"  # the set-up's pre-render (python -m assistant.tts.prerender)
         cache = _caches[key] = PromptCache(
-            directory=directory, max_items=t.cache_memory_items, max_disk_files=t.cache_max_disk_files
+            directory=directory, max_items=t.cache_memory_items, max_disk_files=t.cache_max_disk_files,
+            read_only_dirs=(shared,) if t.cache_disk else (),
         )
     return cache
 

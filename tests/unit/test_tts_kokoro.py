@@ -351,3 +351,19 @@ async def test_every_fixed_sentence_is_pre_rendered_and_starts_within_20_ms(sett
     finally:
         registry.reset()
         registry.VOICES.pop("fake-slow-cmn", None)
+
+
+def test_a_server_with_its_own_var_reads_the_checkouts_pre_rendered_prompts_without_writing_there(tmp_path):
+    from assistant.tts.cache import PromptCache, make_key
+
+    shared, own = tmp_path / "checkout-cache", tmp_path / "own-cache"
+    key = make_key(voice="kokoro-cmn", rate_wpm=130, volume=1.0, text="您好。")
+    audio = SpeechAudio(pcm=b"\x10\x00" * 800, sample_rate_hz=24000, voice="kokoro-cmn")
+    PromptCache(directory=shared).put(key, audio)
+    cache = PromptCache(directory=own, read_only_dirs=(shared,))
+    hit = cache.get_disk(key)
+    assert hit is not None and hit.pcm == audio.pcm and cache.hits_disk == 1
+    other = make_key(voice="kokoro-cmn", rate_wpm=130, volume=1.0, text="再见。")
+    cache.put(other, audio)
+    assert (own / f"{other.digest}.wav").exists() and not (shared / f"{other.digest}.wav").exists()
+    assert PromptCache(directory=own).get_disk(key) is None  # without the shared folder: a miss
