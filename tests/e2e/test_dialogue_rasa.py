@@ -261,7 +261,8 @@ def test_repeat_and_slower_inside_a_form_resume_it(stack):
     question, _ = call.say("我要订煤气")
     assert question and "公斤" in question[-1]
     again, events = call.say("你说什么我没听清")
-    assert again[-1] == question[-1] and not events  # the form asks the same question again
+    # the form asks the same question again (and tells the pipeline which slot it asks: issue #27)
+    assert again[-1] == question[-1] and events == [{"event": "asking", "slot": "gas_size", "form": "gas_form"}]
     texts, events = call.say("说慢一点")
     assert {"event": "slower"} in events and texts[-1] == question[-1]
     texts, _ = call.say("大罐")  # the form is still there and takes the answer
