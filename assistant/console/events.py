@@ -97,11 +97,12 @@ async def watch_database(hub: EventHub, sessions: async_sessionmaker[AsyncSessio
                     )
                 ).all()
                 seen: dict[int, tuple[int, str]] = {}
-                for oid, elder_id, status in rows:
+                newest_order = last_order
+                for oid, elder_id, status in rows:  # (any order: compare with the last look's newest id)
                     # (on the first look every row is known: nothing is published)
                     if oid > last_order or open_orders.get(oid, (elder_id, status))[1] != status:
                         hub.publish({"type": "order", "id": oid, "elder_id": elder_id, "status": status})
-                    last_order = max(last_order, oid)
+                    newest_order = max(newest_order, oid)
                     if status in OPEN_ORDER_STATUSES:
                         seen[oid] = (elder_id, status)
                 closed = [oid for oid in open_orders if oid not in seen]
@@ -111,6 +112,7 @@ async def watch_database(hub: EventHub, sessions: async_sessionmaker[AsyncSessio
                     ).all():
                         hub.publish({"type": "order", "id": oid, "elder_id": open_orders[oid][0], "status": status})
                 open_orders = seen
+                last_order = newest_order
                 last_outbox, moving = await _watch_outbox(db, hub, last_outbox, moving)
         except asyncio.CancelledError:
             raise
@@ -129,17 +131,18 @@ async def _watch_outbox(
         )
     ).all()
     seen: dict[int, tuple[int | None, str]] = {}
-    for oid, alert_id, status in rows:
+    newest = last_id
+    for oid, alert_id, status in rows:  # (any order: an index on status may return the active rows first)
         if oid > last_id or moving.get(oid, (alert_id, status))[1] != status:
             hub.publish({"type": "outbox", "id": oid, "alert_id": alert_id, "status": status})
-        last_id = max(last_id, oid)
+        newest = max(newest, oid)
         if status in active:
             seen[oid] = (alert_id, status)
     gone = [oid for oid in moving if oid not in seen]
     if gone:
         for oid, status in (await db.execute(select(Outbox.id, Outbox.status).where(Outbox.id.in_(gone)))).all():
             hub.publish({"type": "outbox", "id": oid, "alert_id": moving[oid][0], "status": status})
-    return last_id, seen
+    return newest, seen
 
 
 async def stream(request: web.Request, hub: EventHub, *, elder_ids: frozenset[int] | None) -> web.StreamResponse:

@@ -107,3 +107,25 @@ async def test_callback_flash_does_not_promise_a_family_sms_without_a_channel(en
     await _sign_in(client, "op")
     html = await (await client.get(f"/console/alerts/{ids.sos_alert}?done=callback&code=4821")).text()
     assert "4821" in html and "家属收不到短信" in html and "家属短信会显示" not in html
+
+
+async def test_new_outbox_rows_are_published_whatever_order_the_database_returns():
+    """SQLite returned the active rows first (an index on status): newer ids seen first hid older new rows."""
+    from assistant.console.events import EventHub, _watch_outbox
+
+    class Rows:
+        def __init__(self, rows):
+            self._rows = rows
+
+        def all(self):
+            return self._rows
+
+    class Db:
+        async def execute(self, _query):
+            return Rows([(2, 7, "queued"), (5, 7, "sent"), (1, 7, "delivered"), (4, 7, "delivered")])
+
+    hub = EventHub()
+    sub = hub.subscribe(elder_ids=None)
+    newest, moving = await _watch_outbox(Db(), hub, 0, {})
+    published = sorted(sub.queue.get_nowait()["id"] for _ in range(sub.queue.qsize()))
+    assert published == [1, 2, 4, 5] and newest == 5 and set(moving) == {2, 5}
