@@ -18,6 +18,9 @@ while read -r pkg; do
   [ -z "$pkg" ] && continue
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done < <(grep -v '^#' scripts/apt-packages.txt)
+# npm packs the Kokoro voices (kokoro-js); a nodejs build that ships its own npm (e.g. NodeSource) counts too,
+# and Debian's npm package would conflict with it
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
