@@ -42,6 +42,19 @@ def new_code() -> str:
             return code
 
 
+async def run_in_session(sessions: async_sessionmaker[AsyncSession], fn, *, what: str, code: str):
+    """``await fn(session)`` in a new session; a database or file-system failure becomes a coded
+    ``FraudGuardError`` (the fraud guard's stage boundary). Shared by the call ledger and the PIN store."""
+    try:
+        async with sessions() as s:
+            return await fn(s)
+    except asyncio.CancelledError:
+        raise
+    except FraudGuardError:
+        raise
+    except (SQLAlchemyError, OSError) as exc:
+        raise FraudGuardError(f"{what} failed ({type(exc).__name__})", code=code) from exc
+
 @dataclass(frozen=True, kw_only=True)
 class LedgerEntryInfo:
     entry_id: int
@@ -94,15 +107,7 @@ class CallLedger:
         return self._clock()
 
     async def _run(self, what: str, fn):
-        try:
-            async with self._sessions() as s:
-                return await fn(s)
-        except asyncio.CancelledError:
-            raise
-        except FraudGuardError:
-            raise
-        except (SQLAlchemyError, OSError) as exc:
-            raise FraudGuardError(f"call ledger: {what} failed ({type(exc).__name__})", code="fraud_ledger") from exc
+        return await run_in_session(self._sessions, fn, what=f"call ledger: {what}", code="fraud_ledger")
 
     # -- writing ------------------------------------------------------------------------------------
 

@@ -22,10 +22,10 @@ from typing import Literal
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from assistant.errors import FraudGuardError
+from assistant.fraud_guard.ledger import run_in_session
 from assistant.fraud_guard.models import ElderPin
 from assistant.platform.models import Elder, utcnow
 from assistant.settings import Settings
@@ -77,15 +77,7 @@ class PinStore:
                    max_attempts=settings.fraud.pin_max_attempts, lockout_s=settings.fraud.pin_lockout_s, clock=clock)
 
     async def _run(self, what: str, fn):
-        try:
-            async with self._sessions() as s:
-                return await fn(s)
-        except asyncio.CancelledError:
-            raise
-        except FraudGuardError:
-            raise
-        except (SQLAlchemyError, OSError) as exc:
-            raise FraudGuardError(f"elder PIN: {what} failed ({type(exc).__name__})", code="fraud_pin_store") from exc
+        return await run_in_session(self._sessions, fn, what=f"elder PIN: {what}", code="fraud_pin_store")
 
     async def set_pin(self, elder_id: int, pin: str, *, actor: str | None = None) -> None:
         """Set (or replace) the elder's PIN; clears the attempt counter and any lock-out. With ``actor``
