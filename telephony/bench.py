@@ -194,9 +194,10 @@ async def _phone_pcm8k(text: str, *, settings) -> tuple[bytes, str]:
     """``text`` spoken by the default Mandarin voice, as an elder's landline delivers it: 8 kHz A-law."""
     from assistant.audio.convert import PcmAudio
     from assistant.audio.phone_channel import phone_channel
-    from assistant.tts.registry import synthesize
+    from assistant.tts.registry import simulated_caller_voice, synthesize
 
-    speech = await synthesize(text, dialect="cmn", rate_wpm=settings.tts.rate_wpm, volume=1.0, settings=settings)
+    speech = await synthesize(text, dialect="cmn", rate_wpm=settings.tts.rate_wpm, volume=1.0, settings=settings,
+                              voice=simulated_caller_voice("cmn"))
     audio = PcmAudio(pcm=speech.pcm, sample_rate_hz=speech.sample_rate_hz)
     line = await asyncio.to_thread(phone_channel, audio, law="alaw", out_rate_hz=8000)
     return await asyncio.to_thread(cap_inner_pauses, line.pcm), speech.voice

@@ -40,12 +40,13 @@ ANSWERS: dict[str, tuple[tuple[str, str], ...]] = {
 async def make_set(out: Path, dialect: str) -> int:
     from assistant.audio.convert import PcmAudio, resample_pcm16, write_wav
     from assistant.settings import load_settings
-    from assistant.tts.registry import synthesize
+    from assistant.tts.registry import simulated_caller_voice, synthesize
 
     settings = load_settings()
     lines = []
     for i, (section, text) in enumerate(ANSWERS[dialect]):
-        speech = await synthesize(text, dialect=dialect, rate_wpm=settings.tts.rate_wpm, volume=1.0, settings=settings)
+        speech = await synthesize(text, dialect=dialect, rate_wpm=settings.tts.rate_wpm, volume=1.0, settings=settings,
+                                  voice=simulated_caller_voice(dialect))
         pcm = resample_pcm16(speech.pcm, from_hz=speech.sample_rate_hz, to_hz=16000)
         name = f"wav/{dialect}_{i:02d}_{section}.wav"
         write_wav(out / name, PcmAudio(pcm=pcm, sample_rate_hz=16000))

@@ -69,11 +69,12 @@ def _clips(args: argparse.Namespace, settings: Settings) -> list[Path]:
 
 
 async def _spoken(settings: Settings) -> list[tuple[str, PcmAudio]]:
-    from assistant.tts.registry import synthesize
+    from assistant.tts.registry import simulated_caller_voice, synthesize
 
     out = []
     for text in SPOKEN_REQUESTS:
-        speech = await synthesize(text, dialect="cmn", rate_wpm=170, volume=1.0, settings=settings)
+        speech = await synthesize(text, dialect="cmn", rate_wpm=170, volume=1.0, settings=settings,
+                                  voice=simulated_caller_voice("cmn"))
         pcm = resample_pcm16(speech.pcm, from_hz=speech.sample_rate_hz, to_hz=settings.audio.pipeline_sample_rate_hz)
         out.append((f"spoken:{text}", PcmAudio(pcm=pcm, sample_rate_hz=settings.audio.pipeline_sample_rate_hz)))
     return out

@@ -260,12 +260,13 @@ def evaluate(examples: list[Example], url: str, *, token: str = "") -> tuple[dic
 # -- spoken: TTS → (phone line) → ASR → NLU -----------------------------------------------------------------
 async def _speak_all(examples: list[Example], *, settings: Any, rate_wpm: int) -> list[Any]:
     from assistant.audio.convert import PcmAudio, resample_pcm16
-    from assistant.tts.registry import synthesize
+    from assistant.tts.registry import simulated_caller_voice, synthesize
 
     rate = settings.audio.pipeline_sample_rate_hz
     out = []
     for e in examples:
-        speech = await synthesize(e.text, dialect=e.lang, rate_wpm=rate_wpm, volume=1.0, settings=settings)
+        speech = await synthesize(e.text, dialect=e.lang, rate_wpm=rate_wpm, volume=1.0, settings=settings,
+                                  voice=simulated_caller_voice(e.lang))
         out.append((PcmAudio(pcm=resample_pcm16(speech.pcm, from_hz=speech.sample_rate_hz, to_hz=rate),
                              sample_rate_hz=rate), speech.voice))
     return out

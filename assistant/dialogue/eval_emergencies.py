@@ -148,14 +148,15 @@ def _recognize(pcm: bytes, rate: int, lang: str, settings: Any) -> tuple[str, fl
 def hear_phrasings(rows: list[tuple[str, str, str]], *, cache: AsrCache, settings: Any, source: str,
                    gold: str = "emergency", rate_wpm: int = 130) -> list[Heard]:
     from assistant.audio.convert import resample_pcm16
-    from assistant.tts.registry import synthesize
+    from assistant.tts.registry import simulated_caller_voice, synthesize
 
     rate = settings.audio.pipeline_sample_rate_hz
     out = []
     for text, lang, style in rows:
         key = cache.key("tts", text, lang, rate_wpm)
         if key not in cache.data:
-            speech = asyncio.run(synthesize(text, dialect=lang, rate_wpm=rate_wpm, volume=1.0, settings=settings))
+            speech = asyncio.run(synthesize(text, dialect=lang, rate_wpm=rate_wpm, volume=1.0, settings=settings,
+                                            voice=simulated_caller_voice(lang)))
             pcm = resample_pcm16(speech.pcm, from_hz=speech.sample_rate_hz, to_hz=rate)
             cache.data[key] = [*_recognize(pcm, rate, lang, settings), speech.voice]
             cache.save()

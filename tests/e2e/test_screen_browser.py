@@ -257,11 +257,12 @@ def _real_pipeline_missing(settings) -> str | None:
 async def _project_tts_wav(settings, path: Path, parts: list[tuple[str, float]]) -> Path:
     """Speech then silence, per part, synthesized with the project's own TTS (what ASR is tuned on)."""
     from assistant.audio.convert import resample_pcm16
-    from assistant.tts.registry import synthesize
+    from assistant.tts.registry import simulated_caller_voice, synthesize
 
     pcm = bytearray(bytes(16000 * 2))
     for text, pause_s in parts:
-        speech = await synthesize(text, dialect="cmn", rate_wpm=130, volume=1.0, settings=settings)
+        speech = await synthesize(text, dialect="cmn", rate_wpm=130, volume=1.0, settings=settings,
+                                  voice=simulated_caller_voice("cmn"))
         pcm += resample_pcm16(speech.pcm, from_hz=speech.sample_rate_hz, to_hz=16000)
         pcm += bytes(int(16000 * pause_s) * 2)
     return write_wav(path, PcmAudio(pcm=bytes(pcm), sample_rate_hz=16000))

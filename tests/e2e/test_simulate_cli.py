@@ -27,14 +27,17 @@ def _rms(path: str) -> float:
 
 
 def _speak(tmp_path: Path, text: str, name: str) -> Path:
-    """A spoken request made by the project's own Mandarin voice (synthesized speech, said so)."""
+    """A spoken request made by the simulated caller's Mandarin voice (synthesized speech, said so; whisper-base
+    hears Kokoro's 两罐 as 两万 and its accent as Cantonese at the dialect probe)."""
     import asyncio
 
     from assistant.audio.convert import PcmAudio, write_wav
     from assistant.settings import load_settings
-    from assistant.tts.registry import synthesize
+    from assistant.tts.registry import simulated_caller_voice, synthesize
 
-    speech = asyncio.run(synthesize(text, dialect="cmn", rate_wpm=130, volume=1.0, settings=load_settings()))
+    speech = asyncio.run(
+        synthesize(text, dialect="cmn", rate_wpm=130, volume=1.0, settings=load_settings(), voice=simulated_caller_voice("cmn"))
+    )
     return write_wav(tmp_path / name, PcmAudio(pcm=speech.pcm, sample_rate_hz=speech.sample_rate_hz))
 
 

@@ -174,6 +174,9 @@
 
   function playChunk(buf) {
     window.screenLog.audioChunks += 1;
+    // the elder is talking (barge-in): the rest of the reply is dropped, also chunks that were already on
+    // their way before the server's interruption
+    if (state.pttDown) return;
     const rate = (state.ready && state.ready.sample_rate_hz) || 16000;
     const ctx = ensureContext();
     const pcm = new Int16Array(buf);
