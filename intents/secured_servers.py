@@ -108,7 +108,7 @@ def run_rasa(args: argparse.Namespace) -> None:
         raise SystemExit("pass the token with --token-file, not on the command line")
     from rasa.__main__ import main
 
-    sys.argv = ["rasa", *rest, "--auth-token", token]
+    sys.argv = ["rasa", *rest, f"--auth-token={token}"]  # one argument: a token may start with "-"
     main()
 
 
