@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 import urllib.request
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.dialogue_stub_api import ELDER, STUB_TOKEN, StubPlatformApi, free_port
-from tests.e2e.conftest import need_rasa
+from tests.e2e.conftest import need_rasa, stop_process_group
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rasa]
 
@@ -45,16 +44,6 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout_s: float 
             return
         time.sleep(0.5)
     raise RuntimeError(f"{url} not healthy after {timeout_s} s: {log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +76,7 @@ def stack(tmp_path_factory):
         yield {"url": f"http://127.0.0.1:{rasa_port}", "api": api}
     finally:
         for proc in procs:
-            _stop(proc)
+            stop_process_group(proc)
         api.stop()
 
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.dialogue_stub_api import ELDER, STUB_TOKEN, StubPlatformApi, free_port
-from tests.e2e.conftest import need_rasa
+from tests.e2e.conftest import need_rasa, stop_process_group
 from tests.sockets import listening_sockets
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rasa]
@@ -64,16 +64,6 @@ def _wait(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 240) -
     raise RuntimeError(f"{url} not healthy after {timeout_s} s: {log.read_text()[-3000:]}")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     """The action server and the Rasa server, started with the supervisor's own command lines."""
@@ -108,7 +98,7 @@ def servers(tmp_path_factory):
         }
     finally:
         for proc in procs:
-            _stop(proc)
+            stop_process_group(proc)
         api.stop()
 
 
