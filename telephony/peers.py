@@ -32,6 +32,24 @@ def free_udp_port(*, even: bool = False) -> int:
     raise SetupError("no free UDP port on 127.0.0.1")
 
 
+def free_sip_port() -> int:
+    """A port ``p`` with UDP ``p``, TCP ``p`` and TCP ``p+1`` free: baresip listens on all three (SIP over
+    UDP and TCP on ``sip_listen``'s port, SIP/TLS on the next one) and exits if any is taken."""
+    for _ in range(50):
+        port = free_udp_port()
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(), socket.socket()]
+        try:
+            for sock, p in zip(socks, (port, port, port + 1), strict=True):
+                sock.bind(("127.0.0.1", p))
+            return port
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise SetupError("no free SIP port (UDP+TCP, TLS next to it) on 127.0.0.1")
+
+
 def free_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -131,9 +149,21 @@ class BaresipPeer:
         (self.workdir / "contacts").write_text("")
 
     async def __aenter__(self) -> BaresipPeer:
+        chosen = bool(self.sip_port), bool(self.ctrl_port)
+        for attempt in range(3):
+            self.sip_port = self.sip_port if chosen[0] else free_sip_port()
+            self.ctrl_port = self.ctrl_port if chosen[1] else free_tcp_port()
+            try:
+                await self._start()
+                return self
+            except SetupError:
+                # another process took a port between our probe and baresip's bind: pick new ones
+                if attempt == 2 or all(chosen) or "Address already in use" not in self.log():
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _start(self) -> None:
         exe = program("baresip")
-        self.sip_port = self.sip_port or free_udp_port()
-        self.ctrl_port = self.ctrl_port or free_tcp_port()
         self._write_config()
         log = _log_fd(self.workdir / "baresip.log")
         try:
@@ -143,7 +173,6 @@ class BaresipPeer:
         finally:
             os.close(log)
         await self._wait_ctrl()
-        return self
 
     async def __aexit__(self, *exc) -> None:
         if self.proc is not None:

@@ -136,9 +136,9 @@ async def test_spoofed_caller_pressing_9_gets_the_real_line_called_back(settings
     from assistant.settings import load_settings
     from telephony.gateway import default_pipeline_factory
     from telephony.gateway_service import start_gateway
-    from telephony.peers import free_udp_port
+    from telephony.peers import free_sip_port
 
-    real_line_port = free_udp_port()
+    real_line_port = free_sip_port()
     settings = with_free_ports(replace(settings, telephony=replace(
         settings.telephony, sip_port=0, rtp_port_min=25000, rtp_port_max=25999, outbound_proxy=f"127.0.0.1:{real_line_port}")))
     settings = replace(settings, paths=replace(settings.paths, models_dir=load_settings().paths.models_dir),
