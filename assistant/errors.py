@@ -66,3 +66,29 @@ class SetupError(AssistantError):
     """The environment is incomplete (Rasa env missing, Debian package missing, ...)."""
 
     code = "setup_incomplete"
+
+
+# The HTTP status for an error code: the platform API, the console and the server's JSON middleware all
+# answer with ``http_status(exc.code)``. A code not listed is the server's trouble (503: try again later),
+# never blamed on the client.
+HTTP_STATUS: dict[str, int] = {
+    # the request itself is wrong
+    "invalid": 400,
+    "bad_argument": 400,
+    "audio_input": 400,
+    "screen_protocol": 400,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "exists": 409,
+    # the service cannot do it now
+    "store_failed": 503,
+    "store_config": 503,
+    "dialogue_failed": 503,
+}
+UNAVAILABLE_STATUS = 503
+
+
+def http_status(code: str) -> int:
+    """The HTTP status to answer an ``AssistantError`` with ``code`` (``not_found`` → 404, ...)."""
+    return HTTP_STATUS.get(code, UNAVAILABLE_STATUS)

@@ -15,7 +15,7 @@ from aiohttp import web
 from loguru import logger
 
 from assistant import __version__
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, http_status
 from assistant.settings import Settings, load_settings
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
@@ -54,8 +54,7 @@ async def json_errors(request: web.Request, handler):
     except web.HTTPException:
         raise
     except AssistantError as exc:
-        status = 503 if exc.code in {"store_failed", "dialogue_failed"} else 400
-        return web.json_response({"error": {"code": exc.code, "message": exc.message}}, status=status)
+        return web.json_response({"error": {"code": exc.code, "message": exc.message}}, status=http_status(exc.code))
 
 
 async def health(request: web.Request) -> web.Response:

@@ -23,7 +23,7 @@ from assistant.console import auth
 from assistant.console.auth import Principal
 from assistant.console.events import POLL_INTERVAL_S, EventHub, watch_database
 from assistant.console.render import error_page
-from assistant.errors import AssistantError, StoreError
+from assistant.errors import AssistantError, StoreError, http_status
 from assistant.platform.store import PlatformStore
 from assistant.settings import Settings
 
@@ -40,7 +40,6 @@ STORE_KEY = web.AppKey("console_store", PlatformStore)
 LEDGER_KEY = web.AppKey("console_ledger", object)
 # the phone gateway's call-back dialler (telephony.handover.OperatorCallbacks), set when the gateway runs here
 CALLBACK_DIALLER_KEY = web.AppKey("callback_dialler", object)
-STORE_ERROR_STATUS = {"not_found": 404, "conflict": 409, "forbidden": 403, "invalid": 400}
 
 Handler = Callable[[web.Request, Principal, AsyncSession], Awaitable[web.StreamResponse]]
 
@@ -128,7 +127,7 @@ def guarded(*, area: str, roles: tuple[str, ...]) -> Callable[[Handler], Callabl
                     return error_page(exc.status, exc.message, principal, area=area)
                 except StoreError as exc:
                     await db.rollback()
-                    status = STORE_ERROR_STATUS.get(exc.code, 503)
+                    status = http_status(exc.code)
                     message = "数据库暂时不可用，请稍后重试。" if status == 503 else f"操作未完成：{exc.message}"
                     return error_page(status, message, principal, area=area)
                 except AssistantError as exc:  # e.g. the call ledger is unavailable

@@ -9,7 +9,7 @@ Auth: ``Authorization: Bearer <service token>``; other areas (the console) may a
 ``async def(request) -> str | None`` to ``app[AUTH_HOOKS_KEY]`` that returns a principal for a logged-in
 session, and an ``async def(request, principal, action, target_type, target_id) -> None`` to
 ``app[AUDIT_HOOKS_KEY]`` to log reads of personal data. Errors are ``{"error": {"code", "message"}}`` with
-the status from ``store.ERROR_STATUS``.
+the status from ``assistant.errors.http_status``.
 
 Personal data: transcripts (``GET /api/calls/{id}?turns=1``) and alert ``detail`` are always returned
 masked with the elder's own data (``assistant.console.redaction``); the raw text is only reachable through
@@ -31,13 +31,13 @@ from typing import Any
 
 from aiohttp import web
 
-from assistant.errors import StoreError
+from assistant.errors import StoreError, http_status
 from assistant.platform.db import create_engine_for, describe_url
 from assistant.platform.models import ORDER_TYPES, utcnow
 from assistant.platform.notify import DlrReceiver, KannelSms, OutboxDispatcher, Sender, TrackingSender
 from assistant.platform.retention import RetentionJob, recordings_dir, tracker_store_url
 from assistant.platform.sla import SlaWatcher
-from assistant.platform.store import ERROR_STATUS, AlertInfo, CallUpdate, PlatformStore
+from assistant.platform.store import AlertInfo, CallUpdate, PlatformStore
 from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def _api(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except StoreError as exc:
-            return _error(exc.code, exc.message, ERROR_STATUS.get(exc.code, 400))
+            return _error(exc.code, exc.message, http_status(exc.code))
         except web.HTTPException:
             raise
         except Exception:  # a bug: log it, answer JSON, keep serving

@@ -29,7 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 import aiohttp
 from aiohttp import web
 
-from assistant.errors import AssistantError, StoreError
+from assistant.errors import AssistantError, StoreError, http_status
 from assistant.platform.models import OUTBOX_CHANNELS
 from assistant.platform.store import OutboxItem, PlatformStore
 
@@ -352,7 +352,9 @@ class DlrReceiver:
                 int(request.match_info["outbox_id"]), secret=secret, dlr_type=dlr_type, reply=query.get("reply", "")[:120]
             )
         except StoreError as exc:
-            status = {"forbidden": 403, "invalid": 400, "not_found": 403}.get(exc.code, 503)
+            status = http_status(exc.code)
+            if status == 404:  # Kannel's listener never tells which rows exist: unknown = refused
+                status = 403
             if status == 403:
                 log.warning("delivery report for outbox %s refused (bad secret) from %s", request.match_info["outbox_id"], request.remote)
             return web.Response(status=status, text=exc.code)

@@ -4,7 +4,7 @@ Rules
 - Every method opens its own short transaction and commits before it returns: when ``create_order``
   returns, the order is on disk. If the commit fails nothing is reported as placed.
 - Database failures never cross this boundary raw: they become ``StoreError`` with a stable code
-  (``ERROR_STATUS`` maps codes to HTTP statuses for the API):
+  (``assistant.errors.http_status`` maps codes to HTTP statuses):
   ``store_failed`` (database unreachable / locked / refused the write), ``not_found``, ``invalid``,
   ``forbidden`` (a family member acting outside their rights), ``conflict`` (idempotency key reused for a
   different order, or a status change that goes backwards).
@@ -64,16 +64,6 @@ from assistant.platform.models import (
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
-
-# HTTP status for each StoreError code (the API and the integrator's middleware use it)
-ERROR_STATUS: dict[str, int] = {
-    "store_failed": 503,
-    "store_config": 503,
-    "not_found": 404,
-    "invalid": 400,
-    "forbidden": 403,
-    "conflict": 409,
-}
 
 # alerts that notify the elder's family (outbox rows in the same transaction as the alert)
 FAMILY_NOTIFY_KINDS = ("sos", "unwell", "fraud")
