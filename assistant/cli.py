@@ -13,6 +13,9 @@ import logging
 import sys
 
 from assistant.errors import AssistantError
+from assistant.native_heap import limit_arenas
+from assistant.private_files import restrict_umask
+from assistant.settings import load_settings
 
 # (name, module, help)
 COMMANDS: tuple[tuple[str, str, str], ...] = (
@@ -69,9 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from assistant.private_files import restrict_umask
-
     restrict_umask()  # store, tracker store, recordings, logs, secrets: 0600/0700 whatever the shell's umask
+    limit_arenas(load_settings().server.malloc_arena_max)  # before any thread starts
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -210,6 +210,8 @@ class ServerSettings:
     # reverse proxies in front of the web server (exact peer IPs): only when the socket peer is one of them is
     # X-Forwarded-For used for the client address (console sign-in throttling, audit log); empty = never
     trusted_proxies: tuple[str, ...] = ()
+    # glibc malloc arenas for the whole process (0 = glibc's default of 8 per core); see assistant/native_heap.py
+    malloc_arena_max: int = 2
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from assistant import native_heap
 from assistant.errors import TelephonyError
 from assistant.session import CallSession
 from assistant.settings import Settings
@@ -327,6 +328,7 @@ class Gateway:
             report.turn_stages_ms = [
                 {**t.latency_ms(), "asr_early": t.asr_early} for t in tracker.turns if t.source == "speech"
             ]
+        await native_heap.trim()  # the call's native buffers (decoder, voices) go back to the system
         return report
 
     async def dial(self, number: str, *, timeout_s: float | None = None) -> PhoneCall:

@@ -114,6 +114,10 @@ class KokoroEngine(TtsEngine):
         options.inter_op_num_threads = 1
         # no busy-waiting between kernels: on a shared 2-core machine a spinning thread takes the CPU from ASR
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # every clause has its own length: an arena (and memory patterns planned per shape) keeps the largest
+        # buffers of every length ever seen for the life of the process (soak bench, issue #23)
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
         try:
             self.session = ort.InferenceSession(str(model_dir / MODEL_FILE), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types
