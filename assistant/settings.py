@@ -263,6 +263,14 @@ class TelephonySettings:
     jitter_max_reorder_frames: int = 3  # packets held behind a gap before it is declared lost
     barge_in_max_pending_ms: float = 120.0  # audio queued in the RTP sender: rides out loop stalls; barge-in clears it
     quiet_hours: str = "21:00-08:00"  # no scheduled care calls in this local-time window
+    # the call engine (telephony.engine, issue #17): planned calls are call_jobs rows shared by every node
+    engine_node_id: str = ""  # this node's name in call_jobs.claimed_by ("" = host name + process id)
+    engine_tick_s: float = 5.0  # how often a node claims due jobs, renews its leases and resolves dead nodes' jobs
+    engine_lease_s: float = 60.0  # a node's claim lasts this long past its last heartbeat (then another node resolves it)
+    engine_max_calls: int = 8  # care calls in progress per node (ringing ones included); waiting retries hold none
+    engine_dials_per_s: float = 2.0  # INVITEs per second per node at most (the trunk's call rate)
+    engine_plan_every_s: float = 300.0  # how often the elders' schedules are read again to plan new days
+    engine_alert_retry_s: float = 60.0  # an operator alert the alert store refused is tried again after this
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,8 +1,9 @@
 """The phone gateway inside ``assistant serve``: wires the platform store, the fraud-guard ledger, the
-alert store and the real call pipeline into ``Gateway`` and ``CareCallScheduler``.
+alert store and the real call pipeline into ``Gateway`` and the call engine (``telephony.engine``: care
+calls planned as ``call_jobs`` rows in the platform database, shared by every node).
 
 ``start_gateway(runtime)`` is what ``assistant/server.py`` calls; the returned service has ``stop()``.
-The scheduler runs only when a ledger is available: every care call must be written to the fraud-guard
+The engine runs only when a ledger is available: every care call must be written to the fraud-guard
 ledger before it is dialled, so without one no care call is placed (fail closed, logged once).
 """
 
@@ -16,13 +17,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from assistant.errors import StoreError, TelephonyError
+from telephony.engine import CallEngine
 from telephony.gateway import Gateway, TelephonyAlert, _maybe_await, default_pipeline_factory
 from telephony.handover import OperatorCallbacks
 from telephony.scheduler import (
     INTENT_OUTCOMES,
     CareCallResult,
     CareCallRunner,
-    CareCallScheduler,
     CareSchedule,
     FamilyContact,
     TimeWindow,
@@ -220,6 +221,17 @@ def with_checkin_outcomes(base, runner_ref: list):
     return factory
 
 
+def call_engine(*, settings, store, runner: CareCallRunner, schedules, node_id: str | None = None) -> CallEngine | None:
+    """The call engine on the platform store's database (``call_jobs``), or None without one."""
+    from telephony.call_jobs import CallJobStore
+
+    db = getattr(store, "engine", None)
+    if db is None:
+        return None
+    jobs = CallJobStore.for_engine(db, now=runner.clock.now)
+    return CallEngine.from_settings(settings=settings, jobs=jobs, runner=runner, schedules=schedules, node_id=node_id)
+
+
 def identity_call_back(*, runner: CareCallRunner, store, settings):
     """``Gateway.call_back``: the caller on an inbound call pressed 9 → after ``fraud.callback_delay_s``
     (their line is free again) one outbound call to the number on file they rang from — caller ID picked
@@ -244,7 +256,7 @@ def identity_call_back(*, runner: CareCallRunner, store, settings):
 @dataclass(kw_only=True)
 class GatewayService:
     gateway: Gateway
-    scheduler: CareCallScheduler | None
+    engine: CallEngine | None
     _stop: asyncio.Event
     _task: asyncio.Task | None
     callbacks: OperatorCallbacks | None = None  # the console's 安排回电 dialler (operators configured)
@@ -286,7 +298,7 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
     gateway_ref.append(gateway)
     await gateway.start()
     stop = asyncio.Event()
-    scheduler = None
+    engine = None
     task = None
     runner = care_call_runner(gateway=gateway, store=store, ledger=ledger, settings=settings, on_alert=sink)
     if runner is None:
@@ -303,8 +315,11 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
                     out.append(schedule_from_store(info, elder, quiet_hours=settings.telephony.quiet_hours))
             return out
 
-        scheduler = CareCallScheduler(runner=runner, schedules=schedules)
-        task = asyncio.create_task(scheduler.run(stop=stop), name="care-call-scheduler")
+        engine = call_engine(settings=settings, store=store, runner=runner, schedules=schedules)
+        if engine is None:
+            logger.warning("scheduled care calls are off: the platform store has no database engine")
+        else:
+            task = asyncio.create_task(engine.run(stop=stop), name="call-engine")
     callbacks = callbacks_task = None
     if gateway.escalation.enabled:  # the console's 安排回电 dials: elder first, then an operator's phone
         callbacks = OperatorCallbacks(gateway=gateway)
@@ -316,6 +331,6 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
         except ImportError:
             pass
     logger.info("phone gateway on udp:%s:%s", gateway.endpoint.host, gateway.endpoint.port)
-    return GatewayService(gateway=gateway, scheduler=scheduler, _stop=stop, _task=task, callbacks=callbacks,
+    return GatewayService(gateway=gateway, engine=engine, _stop=stop, _task=task, callbacks=callbacks,
                           _callbacks_task=callbacks_task)
 

@@ -16,8 +16,10 @@ never inside quiet hours. ``CareCallRunner.run_care_call`` places one check-in:
 3. no answer or busy → retry after ``settings.telephony.retry_delays_s`` (default +15 min, +15 min) →
    family contacts in order → operator alert. Unwell / needs something / wants a person → alert.
 
-``CareCallScheduler`` wakes every ``tick_s`` and starts the calls that are due. Time comes from an
-injectable ``Clock`` (``FastClock`` runs minutes in milliseconds for tests).
+The call engine (``telephony.engine``) plans each day's care call, its retries and escalations as
+``call_jobs`` rows and places each with ``CareCallRunner.place``; ``run_care_call`` is the whole chain in
+one go for a call placed by hand (``assistant phone call``). Time comes from an injectable ``Clock``
+(``FastClock`` runs minutes in milliseconds for tests).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import logging
 import time as _time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, Literal, Protocol
 
 from assistant.errors import TelephonyError
@@ -73,12 +75,17 @@ class SystemClock:
 class FastClock:
     """Wall time that runs ``speed`` times faster than real time from ``start`` (tests, demos)."""
 
-    def __init__(self, *, start: datetime, speed: float = 600.0) -> None:
+    def __init__(self, *, start: datetime, speed: float = 600.0, wall_origin: float | None = None) -> None:
+        """``wall_origin``: a ``time.time()`` value several processes share, so their fast clocks agree
+        (``assistant bench outbound``); without it the clock starts at ``start`` now."""
         self.start = start
         self.speed = speed
+        self._wall_origin = wall_origin
         self._t0 = _time.monotonic()
 
     def now(self) -> datetime:
+        if self._wall_origin is not None:
+            return self.start + timedelta(seconds=(_time.time() - self._wall_origin) * self.speed)
         return self.start + timedelta(seconds=(_time.monotonic() - self._t0) * self.speed)
 
     async def sleep(self, seconds: float) -> None:
@@ -218,6 +225,16 @@ class CareCallResult:
     alerts: list[str] = field(default_factory=list)
 
 
+@dataclass(kw_only=True)
+class PlacedCall:
+    """One dial of a call-engine job: ``result`` is "answered" or the ``TelephonyError`` code."""
+
+    result: str
+    entry: Any = None
+    call_id: str | None = None
+    outcome: Outcome | None = None
+
+
 class Dialer(Protocol):
     async def dial(self, number: str, *, timeout_s: float | None = None) -> Any: ...
 
@@ -331,9 +348,13 @@ class CareCallRunner:
         except Exception as exc:  # bookkeeping only: the call itself is over
             logger.warning("ledger entry %s for call %s not marked answered: %s", entry_id, call_id, getattr(exc, "code", None) or type(exc).__name__)
 
-    async def _dial(self, schedule: CareSchedule, number: str, purpose: str, attempt: int, result: CareCallResult):
-        intent = LedgerIntent(elder_id=schedule.elder_id, number=number, purpose=purpose, attempt=attempt, call_ref=f"{schedule.elder_id}-{self.clock.now():%Y%m%d%H%M}-{attempt}")
+    async def _dial(self, schedule: CareSchedule, number: str, purpose: str, attempt: int, result: CareCallResult,
+                    *, call_ref: str | None = None, before_dial: Callable[[Any], Awaitable[None]] | None = None):
+        intent = LedgerIntent(elder_id=schedule.elder_id, number=number, purpose=purpose, attempt=attempt,
+                              call_ref=call_ref or f"{schedule.elder_id}-{self.clock.now():%Y%m%d%H%M}-{attempt}")
         entry = await _maybe_await(self.ledger_record(intent))  # BEFORE dialling
+        if before_dial is not None:  # the call engine records 'dialling' here; raising means: do not dial
+            await before_dial(entry)
         record = Attempt(number=number, purpose=purpose, at=self.clock.now(), result="dialling", ledger_entry=entry)
         result.attempts.append(record)
         try:
@@ -428,6 +449,32 @@ class CareCallRunner:
         return result
 
 
+    async def place(self, schedule: CareSchedule, *, number: str, purpose: Literal["care_call", "family_escalation"],
+                    attempt: int, call_ref: str, before_dial: Callable[[Any], Awaitable[None]],
+                    on_answered: Callable[[str], Awaitable[None]]) -> PlacedCall:
+        """One dial of the call engine's job (no retries here: the engine plans them as rows). The ledger
+        entry (``call_ref``: one entry per job) is written first, then ``before_dial(entry)``, then the
+        INVITE; an answered call runs with the same opening and keypad as ``run_care_call``.
+        ``on_answered(call_id)`` must not raise (the engine logs its own failures)."""
+        family = purpose == "family_escalation"
+        phrase = None if family else await self._safe_phrase(schedule.elder_id)
+        scratch = CareCallResult(elder_id=schedule.elder_id)
+        try:
+            call, entry, record = await self._dial(schedule, number, purpose, attempt, scratch, call_ref=call_ref,
+                                                   before_dial=before_dial)
+        except TelephonyError as exc:  # a configuration fault (no route, no ports)
+            return PlacedCall(result=exc.code, entry=scratch.attempts[-1].ledger_entry if scratch.attempts else None)
+        if call is None:
+            return PlacedCall(result=record.result, entry=entry)
+        await on_answered(call.call_id)
+        greeting = opening_line(dialect=None if family else schedule.dialect, proof=_proof(entry), family=family,
+                                safe_phrase=phrase)
+        try:
+            outcome = await self._converse(call, schedule, greeting=greeting, family=family, entry=entry)
+        finally:
+            await self._mark_answered(entry, call.call_id)
+        return PlacedCall(result="answered", entry=entry, call_id=call.call_id, outcome=outcome)
+
     async def run_identity_callback(self, schedule: CareSchedule) -> CareCallResult:
         """The call-back an inbound caller asked for (they pressed 9 instead of keying the PIN): one dial to
         ``schedule.number`` (a number on file), written to the ledger first like every platform call, opened
@@ -473,49 +520,4 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-# --- the schedule loop -----------------------------------------------------------------------------------
 SchedulesSource = Callable[[], Awaitable[Sequence[CareSchedule]]]
-
-
-class CareCallScheduler:
-    """Starts each elder's care call once per allowed day, inside the elder's window. Owns its call tasks."""
-
-    def __init__(self, *, runner: CareCallRunner, schedules: SchedulesSource, clock: Clock | None = None, tick_s: float = 30.0, max_parallel: int = 4):
-        self.runner = runner
-        self.schedules = schedules
-        self.clock = clock or runner.clock
-        self.tick_s = tick_s
-        self.results: list[CareCallResult] = []
-        self._done_on: dict[int, date] = {}
-        self._running: set[int] = set()
-        self._sem = asyncio.Semaphore(max_parallel)
-
-    def due(self, schedules: Sequence[CareSchedule], now: datetime) -> list[CareSchedule]:
-        return [s for s in schedules if s.elder_id not in self._running and self._done_on.get(s.elder_id) != now.date() and s.allows(now)]
-
-    async def _one(self, schedule: CareSchedule) -> None:
-        async with self._sem:
-            try:
-                self.results.append(await self.runner.run_care_call(schedule))
-            except TelephonyError as exc:
-                logger.error("care call for elder %s failed: %s", schedule.elder_id, exc.message)
-            finally:
-                self._running.discard(schedule.elder_id)
-
-    async def run(self, *, stop: asyncio.Event | None = None) -> None:
-        stop = stop or asyncio.Event()
-        async with asyncio.TaskGroup() as tg:
-            while not stop.is_set():
-                now = self.clock.now()
-                for s in self.due(await self.schedules(), now):
-                    self._done_on[s.elder_id] = now.date()
-                    self._running.add(s.elder_id)
-                    tg.create_task(self._one(s), name=f"care-call-{s.elder_id}")
-                sleeper = asyncio.create_task(self.clock.sleep(self.tick_s))
-                stopper = asyncio.create_task(stop.wait())
-                try:
-                    await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for t in (sleeper, stopper):
-                        t.cancel()
-                    await asyncio.gather(sleeper, stopper, return_exceptions=True)

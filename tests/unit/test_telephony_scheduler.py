@@ -12,7 +12,6 @@ from assistant.errors import TelephonyError
 from assistant.settings import load_settings
 from telephony.scheduler import (
     CareCallRunner,
-    CareCallScheduler,
     CareSchedule,
     FamilyContact,
     FastClock,
@@ -133,26 +132,6 @@ async def test_family_answer_stops_escalation_and_unwell_alerts():
     gw2 = FakeGateway(answers={"1001": ["answer"]}, clock=clock, keys={"1001": "2"})
     result2 = await runner_for(gw2, alerts=alerts, ledger=ledger).run_care_call(CareSchedule(elder_id=8, number="1001"))
     assert result2.outcome == "unwell" and [a.kind for a in alerts] == ["unwell"]
-
-
-async def test_scheduler_calls_each_elder_once_per_day_inside_window():
-    clock = FastClock(start=datetime(2026, 11, 23, 8, 58), speed=600)
-    gw = FakeGateway(answers={"1001": ["answer"] * 3, "1002": ["answer"] * 3}, clock=clock, keys={"1001": "1", "1002": "1"})
-    runner = runner_for(gw, alerts=[], ledger=[])
-    schedules = [CareSchedule(elder_id=1, number="1001"), CareSchedule(elder_id=2, number="1002", windows=(TimeWindow.parse("14:00-15:00"),))]
-
-    async def source():
-        return schedules
-
-    sched = CareCallScheduler(runner=runner, schedules=source, tick_s=30)
-    stop = asyncio.Event()
-    task = asyncio.create_task(sched.run(stop=stop))
-    await asyncio.sleep(0.6)  # ~6 simulated minutes: 08:58 → 09:04
-    stop.set()
-    await task
-    assert [n for n, _ in gw.dialled] == ["1001"]
-    assert gw.dialled[0][1].time() >= time(9, 0)
-    assert sched.results[0].outcome == "well"
 
 
 def test_schedule_from_store_rows():

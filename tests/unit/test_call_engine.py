@@ -1,0 +1,402 @@
+"""The call engine (issue #17): care calls as ``call_jobs`` rows on SQLite and PostgreSQL.
+
+Ticks are driven by the test on a clock that moves only when told to, with stand-in phones (no SIP): each
+test says which dials are answered. Fault tests: a node killed while dialling / mid-call / during a retry
+wait, the database failing for one tick, the alert store failing, two engines on one database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from assistant.errors import TelephonyError
+from assistant.fraud_guard.ledger import CallLedger
+from assistant.platform.db import create_engine_for
+from assistant.platform.store import PlatformStore
+from assistant.settings import StoreSettings, load_settings
+from telephony.call_jobs import CallJobStore
+from telephony.engine import CallEngine
+from telephony.gateway_service import ledger_marker, ledger_recorder
+from telephony.scheduler import CareCallRunner, CareSchedule, FamilyContact, TimeWindow
+
+pytest_plugins = ["tests.fixtures_pg", "tests.fixtures_platform"]
+
+MON_0858 = datetime(2026, 11, 23, 8, 58)  # a Monday, two minutes before the 09:00-11:00 window
+
+
+class ManualClock:
+    def __init__(self, start: datetime) -> None:
+        self.t = start
+
+    def now(self) -> datetime:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:  # the test drives the ticks
+        await asyncio.sleep(0)
+
+    def advance(self, seconds: float) -> None:
+        self.t += timedelta(seconds=seconds)
+
+
+@dataclass
+class PhoneCall:
+    call_id: str
+    remote_number: str
+    hung_up: bool = False
+
+    async def hangup(self):
+        self.hung_up = True
+
+
+@dataclass
+class Phones:
+    """Stand-in phones: per number a list of what each dial does — "answer" (and press ``keys``), "hold"
+    (answer and stay on the line until ``release``), "ring" (never answers, never returns) or an error code."""
+
+    clock: ManualClock
+    answers: dict[str, list[str]]
+    keys: dict[str, str] = field(default_factory=dict)
+    dialled: list[tuple[str, datetime]] = field(default_factory=list)
+    calls: list[PhoneCall] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    settings: object = field(default_factory=load_settings)
+
+    async def dial(self, number, *, timeout_s=None):
+        self.dialled.append((number, self.clock.now()))
+        what = self.answers[number].pop(0) if self.answers.get(number) else "no_answer"
+        if what == "ring":
+            await asyncio.Event().wait()
+        if what not in ("answer", "hold"):
+            raise TelephonyError(f"{number}: {what}", code=what)
+        call = PhoneCall(call_id=f"c{len(self.dialled)}", remote_number=number)
+        call.hold = what == "hold"
+        self.calls.append(call)
+        return call
+
+    async def run_call(self, call, *, session, greeting, on_key):
+        assert greeting.startswith("平安通") and "确认码" in greeting  # the identity proof first
+        if call.hold:
+            await self.release.wait()
+        if call.remote_number in self.keys:
+            await on_key(self.keys[call.remote_number])
+
+    def numbers(self) -> list[str]:
+        return [n for n, _ in self.dialled]
+
+
+@dataclass
+class Platform:
+    url: str
+    store: PlatformStore
+    ledger: CallLedger
+    engine: object
+    elders: list[int]
+
+
+@pytest.fixture
+async def platform(db_url):
+    engine = create_engine_for(StoreSettings(database_url=db_url, sqlite_busy_timeout_ms=5000))
+    store = PlatformStore(engine=engine)
+    elders = []
+    for i in range(3):
+        e = await store.create_elder(name=f"老人{i}", district="蓬江", phones=[f"0750-100{i}"])
+        elders.append(e.elder_id)
+    ledger = CallLedger(sessionmaker=__import__("sqlalchemy.ext.asyncio", fromlist=["x"]).async_sessionmaker(
+        engine, expire_on_commit=False), code_validity_s=1800, clock=lambda: datetime.now(UTC), notify_family=False)
+    yield Platform(url=db_url, store=store, ledger=ledger, engine=engine, elders=elders)
+    await engine.dispose()
+
+
+def schedules_for(elder_ids, *, family=0, windows=(TimeWindow.parse("09:00-11:00"),)):
+    out = [CareSchedule(elder_id=e, number=f"10{e:02d}", windows=windows,
+                        family=tuple(FamilyContact(name="家属", number=f"20{e:02d}{k}") for k in range(family)))
+           for e in elder_ids]
+
+    async def source():
+        return out
+
+    return source
+
+
+def make_engine(p: Platform, phones: Phones, clock: ManualClock, schedules, *, node="a", alerts=None, lease_s=60.0,
+                on_alert=None):
+    settings = load_settings()
+
+    async def sink(alert):
+        alerts.append(alert)
+
+    runner = CareCallRunner(gateway=phones, ledger_record=ledger_recorder(p.ledger, settings=settings),
+                            ledger_mark=ledger_marker(p.ledger), on_alert=on_alert or sink, clock=clock,
+                            after_outcome_s=0)
+    jobs = CallJobStore.for_engine(p.engine, now=clock.now)
+    return CallEngine(jobs=jobs, runner=runner, schedules=schedules, clock=clock, node_id=node, tick_s=10.0,
+                      lease_s=lease_s, max_calls=4, plan_every_s=300.0)
+
+
+async def settle(*engines, busy_ok: int = 0, timeout_s: float = 10.0) -> None:
+    """Until the engines' job tasks have ended (``busy_ok`` jobs may stay in progress)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    await asyncio.sleep(0.005)
+    while sum(len(e._held) for e in engines) > busy_ok:
+        assert asyncio.get_running_loop().time() < deadline, [e._held for e in engines]
+        await asyncio.sleep(0.01)
+
+
+async def state_of(engine, elder_id: int, state: str, timeout_s: float = 10.0) -> None:
+    """Until the elder's newest job row is in ``state`` (a call in progress reached it)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while (await engine.jobs.jobs(elder_id=elder_id))[-1].state != state:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+
+
+async def drive(engine, tg, clock, *, seconds: float, step_s: float = 30.0, busy_ok: int = 0) -> None:
+    end = clock.now() + timedelta(seconds=seconds)
+    while clock.now() < end:
+        await engine.tick(tg)
+        await settle(engine, busy_ok=busy_ok)
+        clock.advance(step_s)
+
+
+@contextlib.asynccontextmanager
+async def running():
+    """A task group whose tasks are cancelled on exit (a killed node)."""
+    tasks: set[asyncio.Task] = set()
+
+    class Group:
+        def create_task(self, coro, name=None):
+            t = asyncio.create_task(coro, name=name)
+            tasks.add(t)
+            return t
+
+    try:
+        yield Group()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def ledger_refs(p: Platform) -> list[str]:
+    from sqlalchemy import select
+
+    from assistant.fraud_guard.models import LedgerEntry
+
+    async with p.ledger._sessions() as s:
+        return list((await s.scalars(select(LedgerEntry.call_ref).order_by(LedgerEntry.id))).all())
+
+
+# --- the state machine ---------------------------------------------------------------------------------
+async def test_no_answer_retries_then_family_then_operator_as_rows(platform):
+    p = platform
+    clock = ManualClock(MON_0858)
+    e = p.elders[0]
+    phones = Phones(clock=clock, answers={f"10{e:02d}": ["no_answer", "busy", "no_answer"], f"20{e:02d}0": ["no_answer"]})
+    alerts = []
+    engine = make_engine(p, phones, clock, schedules_for([e], family=1), alerts=alerts)
+    async with running() as tg:
+        await drive(engine, tg, clock, seconds=3600)
+    assert phones.numbers() == [f"10{e:02d}"] * 3 + [f"20{e:02d}0"]
+    times = [t for _, t in phones.dialled]
+    assert times[0] == datetime(2026, 11, 23, 9, 0)
+    assert [(b - a).total_seconds() for a, b in zip(times, times[1:3], strict=False)] == [900.0, 900.0]
+    rows = await engine.jobs.jobs(elder_id=e)
+    assert [(r.job_key.split(":")[-1], r.state) for r in rows] == [
+        ("a1", "no_answer"), ("a2", "busy"), ("a3", "no_answer"), ("f1", "no_answer"), ("alert", "done")]
+    assert [a.kind for a in alerts] == ["no_answer"]
+    assert alerts[0].detail["attempts"] == ["no_answer", "busy", "no_answer", "no_answer"]
+    # one ledger entry (one code) per dialled job, written before its dial
+    assert await ledger_refs(p) == [f"job:{r.job_key}" for r in rows[:4]]
+    assert all(r.ledger_entry_id is not None for r in rows[:4])
+
+
+async def test_answered_unwell_raises_alert_and_each_elder_is_called_once_a_day(platform):
+    p = platform
+    clock = ManualClock(MON_0858)
+    a, b = p.elders[:2]
+    phones = Phones(clock=clock, answers={f"10{a:02d}": ["answer"] * 3, f"10{b:02d}": ["answer"] * 3},
+                    keys={f"10{a:02d}": "2", f"10{b:02d}": "1"})
+    alerts = []
+    engine = make_engine(p, phones, clock, schedules_for([a, b]), alerts=alerts)
+    async with running() as tg:
+        await drive(engine, tg, clock, seconds=3 * 3600, step_s=60)
+    assert sorted(phones.numbers()) == [f"10{a:02d}", f"10{b:02d}"]
+    assert [(x.kind, x.elder_id, x.detail["outcome"]) for x in alerts] == [("unwell", a, "unwell")]
+    rows = {r.elder_id: r for r in await engine.jobs.jobs() if r.kind == "care_call" and "2026-11-23" in r.chain}
+    assert {r.chain for r in await engine.jobs.jobs() if "2026-11-24" in r.chain} == {f"care:{a}:2026-11-24", f"care:{b}:2026-11-24"}
+    assert rows[a].outcome == "unwell" and rows[b].outcome == "well" and rows[b].state == "done"
+
+
+# --- restarts ------------------------------------------------------------------------------------------
+async def test_node_killed_while_dialling_is_resolved_without_a_second_dial(platform):
+    p = platform
+    clock = ManualClock(MON_0858)
+    e = p.elders[0]
+    phones = Phones(clock=clock, answers={f"10{e:02d}": ["ring", "answer"]}, keys={f"10{e:02d}": "1"})
+    a = make_engine(p, phones, clock, schedules_for([e]), node="a")
+    async with running() as tg:  # node a dials at 09:00; the INVITE is out when the node dies
+        await drive(a, tg, clock, seconds=150, busy_ok=1)
+        await state_of(a, e, "dialling")
+    [job] = await a.jobs.jobs(elder_id=e)
+    assert job.state == "dialling" and job.ledger_entry_id is not None and phones.numbers() == [f"10{e:02d}"]
+    b = make_engine(p, phones, clock, schedules_for([e]), node="b")
+    async with running() as tg:  # node b: the lease runs out after 60 s; the dial is not repeated blindly
+        await drive(b, tg, clock, seconds=600)
+        assert phones.numbers() == [f"10{e:02d}"]
+        rows = await b.jobs.jobs(elder_id=e)
+        assert [(r.attempt, r.state, r.result) for r in rows] == [(1, "no_answer", "lost_in_dialling"), (2, "planned", None)]
+        assert (rows[1].not_before - rows[0].finished_at).total_seconds() == 900  # the usual retry wait
+        await drive(b, tg, clock, seconds=900)
+    assert phones.numbers() == [f"10{e:02d}"] * 2
+    assert [(r.attempt, r.state, r.outcome) for r in await b.jobs.jobs(elder_id=e)] == [
+        (1, "no_answer", None), (2, "done", "well")]
+    assert len(await ledger_refs(p)) == 2
+
+
+async def test_node_killed_mid_call_tells_an_operator_and_does_not_call_again(platform):
+    p = platform
+    clock = ManualClock(MON_0858)
+    e = p.elders[0]
+    phones = Phones(clock=clock, answers={f"10{e:02d}": ["hold", "answer"]})
+    alerts = []
+    a = make_engine(p, phones, clock, schedules_for([e]), node="a", alerts=alerts)
+    async with running() as tg:
+        await drive(a, tg, clock, seconds=150, busy_ok=1)
+        await state_of(a, e, "answered")
+    [job] = await a.jobs.jobs(elder_id=e)
+    assert job.state == "answered" and job.call_id == "c1"
+    b = make_engine(p, phones, clock, schedules_for([e]), node="b", alerts=alerts)
+    async with running() as tg:
+        await drive(b, tg, clock, seconds=2 * 3600, step_s=60)
+    assert phones.numbers() == [f"10{e:02d}"]  # the day's call happened: no second call
+    rows = await b.jobs.jobs(elder_id=e)
+    assert [(r.kind, r.state, r.result) for r in rows] == [("care_call", "done", "interrupted"), ("alert", "done", "alerted")]
+    assert [(x.kind, x.detail["reason"], x.call_id) for x in alerts] == [("human", "interrupted", "c1")]
+
+
+async def test_restart_during_retry_wait_keeps_the_retry_and_the_escalation(platform):
+    p = platform
+    clock = ManualClock(MON_0858)
+    e = p.elders[0]
+    phones = Phones(clock=clock, answers={f"10{e:02d}": ["no_answer"] * 3})
+    alerts = []
+    a = make_engine(p, phones, clock, schedules_for([e]), node="a", alerts=alerts)
+    async with running() as tg:
+        await drive(a, tg, clock, seconds=300)  # 09:00 no answer; retry planned for 09:15
+    assert a._held == {}  # waiting for the retry holds no line
+    b = make_engine(p, phones, clock, schedules_for([e]), node="a", alerts=alerts)  # the same node, restarted
+    async with running() as tg:
+        await drive(b, tg, clock, seconds=3600)
+    times = [t.time().isoformat() for _, t in phones.dialled]
+    assert times == ["09:00:00", "09:15:00", "09:30:00"]
+    assert [x.kind for x in alerts] == ["no_answer"]  # not lost by the restart
+
+
+# --- faults --------------------------------------------------------------------------------------------
+class FlakySessions:
+    """A sessionmaker that raises OperationalError while ``down`` (the database stopped)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.down = False
+        self.refused = 0
+
+    def __call__(self):
+        if self.down:
+            self.refused += 1
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("database stopped"))
+        return self.inner()
+
+
+async def test_database_down_for_a_tick_inside_a_window(platform, caplog):
+    p = platform
+    clock = ManualClock(MON_0858)
+    a, b = p.elders[:2]
+    phones = Phones(clock=clock, answers={f"10{a:02d}": ["hold"], f"10{b:02d}": ["answer"]},
+                    keys={f"10{a:02d}": "1", f"10{b:02d}": "1"})
+    engine = make_engine(p, phones, clock, schedules_for([a]))
+    flaky = FlakySessions(engine.jobs._sessions)
+    engine.jobs._sessions = flaky
+    async with running() as tg:
+        await drive(engine, tg, clock, seconds=150, busy_ok=1)  # elder a is on the line
+        await state_of(engine, a, "answered")
+        assert len(engine._held) == 1
+        flaky.down = True
+        phones.release.set()  # the call ends while the database is away: its end cannot be written
+        await engine.tick(tg)
+        await settle(engine, busy_ok=1)
+        assert flaky.refused >= 2 and engine.stats.errors >= 2
+        assert not phones.calls[0].hung_up  # the engine's error did not end the call early
+        engine.schedules = schedules_for([a, b])
+        engine._last_plan = None
+        flaky.down = False
+        await drive(engine, tg, clock, seconds=600)
+    rows = {r.elder_id: r for r in await engine.jobs.jobs()}
+    assert rows[a].state == "done" and rows[a].outcome == "well"  # written on the next good tick
+    assert rows[b].state == "done" and sorted(phones.numbers()) == sorted([f"10{a:02d}", f"10{b:02d}"])
+    assert "failed" in caplog.text and "call_jobs" in caplog.text
+
+
+async def test_alert_store_down_keeps_the_alert_until_it_is_stored(platform):
+    p = platform
+    clock = ManualClock(MON_0858)
+    e = p.elders[0]
+    phones = Phones(clock=clock, answers={f"10{e:02d}": ["answer"]}, keys={f"10{e:02d}": "0"})
+    stored, refusals = [], []
+
+    async def sink(alert):
+        if len(refusals) < 2:
+            refusals.append(alert)
+            raise OperationalError("INSERT", {}, ConnectionRefusedError("alerts table locked"))
+        stored.append(alert)
+
+    engine = make_engine(p, phones, clock, schedules_for([e]), on_alert=sink)
+    async with running() as tg:
+        await drive(engine, tg, clock, seconds=600)
+    assert len(refusals) == 2 and [(x.kind, x.detail["outcome"]) for x in stored] == [("human", "wants_person")]
+
+
+async def test_two_engines_share_one_database_without_double_dials(platform):
+    p = platform
+    more = []
+    for i in range(9):
+        more.append((await p.store.create_elder(name=f"新{i}", district="江海", phones=[f"0750-200{i}"])).elder_id)
+    elders = p.elders + more
+    clock = ManualClock(MON_0858)
+    answers = {}
+    for k, e in enumerate(elders):  # a third answer, a third never answer, a third answer the second retry
+        answers[f"10{e:02d}"] = ["answer"] if k % 3 == 0 else ["no_answer"] * 3 if k % 3 == 1 else ["busy", "answer"]
+    phones = Phones(clock=clock, answers=answers, keys={f"10{e:02d}": "1" for e in elders})
+    alerts = []
+    sched = schedules_for(elders, family=1)
+    a = make_engine(p, phones, clock, sched, node="a", alerts=alerts)
+    b = make_engine(p, phones, clock, sched, node="b", alerts=alerts)
+    async with running() as tga, running() as tgb:
+        end = clock.now() + timedelta(hours=2)
+        while clock.now() < end:
+            await asyncio.gather(a.tick(tga), b.tick(tgb))
+            await settle(a, b)
+            clock.advance(30)
+    dials = phones.numbers()
+    expected = sum(1 if k % 3 == 0 else 4 if k % 3 == 1 else 2 for k in range(len(elders)))
+    assert len(dials) == expected
+    rows = await a.jobs.jobs()
+    assert all(r.claims == 1 for r in rows)  # every job was taken once
+    assert len({r.job_key for r in rows}) == len(rows)
+    assert sorted(x.elder_id for x in alerts) == sorted(e for k, e in enumerate(elders) if k % 3 == 1)
+    assert a.stats.claimed > 0 and b.stats.claimed > 0  # both did work
+    refs = await ledger_refs(p)
+    assert len(refs) == len(set(refs)) == expected
+
+
+def test_engine_refuses_a_lease_shorter_than_two_ticks():
+    with pytest.raises(ValueError):
+        CallEngine(jobs=None, runner=dataclasses.make_dataclass("R", [("retry", object)])(None), schedules=None,
+                   clock=ManualClock(MON_0858), node_id="x", tick_s=10, lease_s=15, max_calls=1)
