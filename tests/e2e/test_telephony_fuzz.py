@@ -26,8 +26,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from telephony.dialog import sdp_of
 from telephony.sdp import read_media
-from telephony.sip import SipEndpoint, _sdp_of
+from telephony.sip import SipEndpoint
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fuzz]
 
@@ -178,7 +179,7 @@ ALLOWED_5XX = {("500", "Server Internal Error"), ("503", "Service Unavailable")}
 
 
 async def test_fuzzed_sip_requests_never_crash_the_endpoint(tel_settings, monkeypatch, caplog):
-    monkeypatch.setattr("telephony.sip.LATE_ANSWER_TIMEOUT_S", 0.5)
+    monkeypatch.setattr("telephony.dialog.LATE_ANSWER_TIMEOUT_S", 0.5)
     monkeypatch.setattr("aiosipua.transaction.TIMER_H", 1.0)
     caplog.set_level(logging.WARNING, logger="telephony")
     s = replace(tel_settings.telephony, idle_timeout_s=1.0)
@@ -335,7 +336,7 @@ def test_fuzzed_sdp_either_negotiates_a_sane_plan_or_raises_a_coded_error(data: 
     from assistant.errors import TelephonyError
 
     body = data.partition(b"\r\n\r\n")[2].decode("utf-8", errors="replace")
-    sdp = _sdp_of(body)  # never raises
+    sdp = sdp_of(body)  # never raises
     try:
         plan = read_media(sdp)
     except TelephonyError as exc:

@@ -11,7 +11,9 @@ import pytest
 
 from assistant.errors import TelephonyError
 from assistant.settings import TelephonySettings
-from telephony.sip import PhoneCall, SipEndpoint
+from telephony.dialog import PhoneCall
+from telephony.offer_answer import OfferAnswer
+from telephony.sip_leg import InboundLeg
 
 ANSWER = (
     "v=0\r\no=pbx 1 1 IN IP4 10.0.0.9\r\ns=-\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\n"
@@ -42,12 +44,15 @@ class FakeStream:
         self.closed = True
 
 
-@dataclass
-class FakeIncoming:
-    accepted: list = field(default_factory=list)
-    byes: int = 0
-    rejects: list = field(default_factory=list)
-    source_addr: tuple = ("10.0.0.9", 5060)  # the caller's signalling address (= its SDP's c=)
+class FakeLeg(InboundLeg):
+    """The SIP side of an inbound dialog, recording what the call sends."""
+
+    def __init__(self):
+        self.accepted: list = []
+        self.byes = 0
+        self.rejects: list = []
+
+    source_addr = ("10.0.0.9", 5060)  # the caller's signalling address (= its SDP's c=)
 
     def accept(self, sdp):
         self.accepted.append(sdp)
@@ -55,50 +60,46 @@ class FakeIncoming:
     def hangup(self):
         self.byes += 1
 
-    def reject(self, status, reason=""):
+    def refuse(self, status, reason="", *, headers=None, terminate=True):
         self.rejects.append(status)
 
 
-class FakeEndpoint:
-    media_host = "127.0.0.1"
-    host = "127.0.0.1"
-    codecs = ("PCMU", "PCMA")
-    settings = TelephonySettings()
-    _uac = None
-    _vet_media = SipEndpoint._vet_media  # the real c= policy
+class FakeHost:
+    """``telephony.dialog.CallHost`` with the real offer/answer policy and a fake RTP stream."""
 
     def __init__(self):
+        self.media = OfferAnswer(settings=TelephonySettings(), media_host="127.0.0.1")
         self.stream = FakeStream()
-        self.forgotten: list[str] = []
+        self.gone: list[str] = []
 
-    def _new_stream(self, plan):
+    def new_stream(self, plan):
         return self.stream
 
-    def _forget(self, call_id):
-        self.forgotten.append(call_id)
+    def call_gone(self, call):
+        self.gone.append(call.call_id)
 
-    def _watch(self, call):
+    def call_active(self, call):
         pass
 
-    def _spawn(self, coro, *, name):
+    def spawn(self, coro, *, name):
         return asyncio.get_running_loop().create_task(coro, name=name)
 
 
 def late_call():
-    endpoint, inc = FakeEndpoint(), FakeIncoming()
-    call = PhoneCall(endpoint=endpoint, call_id="late-1", direction="inbound", remote_uri="<sip:1001@10.0.0.9>", incoming=inc, plan=None)
+    endpoint, inc = FakeHost(), FakeLeg()
+    call = PhoneCall(host=endpoint, leg=inc, call_id="late-1", direction="inbound", remote_uri="<sip:1001@10.0.0.9>", plan=None)
     return call, endpoint, inc
 
 
 async def answer_with(call: PhoneCall, ack_body: str | None):
     task = asyncio.create_task(call.answer())
     for _ in range(100):
-        if call._late_answer is not None:
+        if call.awaiting_ack_answer:
             break
         await asyncio.sleep(0)
     assert call.state == "ringing"  # 200 OK out, waiting for the ACK: no audio yet
     if ack_body is not None:
-        call._late_answer_arrived(ack_body)
+        call.ack_received(ack_body)
     return task
 
 
@@ -130,12 +131,12 @@ async def test_no_usable_answer_in_the_ack_sends_bye(body, code):
 async def test_caller_gone_or_ack_lost_while_waiting(monkeypatch):
     call, endpoint, inc = late_call()
     task = await answer_with(call, None)
-    call._finish("cancelled", 487)  # CANCEL / BYE from the caller
+    call.terminated("cancelled", 487)  # CANCEL / BYE from the caller
     with pytest.raises(TelephonyError) as exc:
         await task
     assert exc.value.code == "call_cancelled" and inc.byes == 0 and endpoint.stream.closed
 
-    monkeypatch.setattr("telephony.sip.LATE_ANSWER_TIMEOUT_S", 0.05)
+    monkeypatch.setattr("telephony.dialog.LATE_ANSWER_TIMEOUT_S", 0.05)
     call, endpoint, inc = late_call()
     with pytest.raises(TelephonyError) as exc:
         await call.answer()
