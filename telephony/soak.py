@@ -10,8 +10,10 @@ stay up until M minutes of calls have been placed.
 Every ``--sample-s`` the gateway process's RSS (``/proc/self/status`` VmRSS, not the peak), open file
 descriptors (``/proc/self/fd``) and asyncio tasks are sampled. ``growth_mb_per_call_minute`` is the
 least-squares slope of RSS after ``--warmup-minutes`` (default 2) divided by the mean number of calls up
-then. ``fds_start``/``tasks_start`` are taken on the idle gateway after one ``--warmup-call-s`` call (what
-the first call opens once for the process — the store's pooled connection, onnxruntime's cache database,
+then; ``growth_idle_mb_per_call_minute`` compares the idle RSS before the first soak call and after the
+last (each call's end returns freed native memory, ``assistant.native_heap``), per call-minute.
+``fds_start``/``tasks_start`` are taken on the idle gateway after ``--calls`` concurrent ``--warmup-call-s``
+calls (what the first concurrent calls open once for the process — the store's pooled connection, onnxruntime's cache database,
 lazily imported modules — is not a leak of the soak's calls); ``fds_end``/``tasks_end`` once every call has ended (after up to 30 s for keep-alive
 connections to close, a GC). A PNG of RSS and calls over time goes to ``reports/``.
 
@@ -168,12 +170,12 @@ async def soak(
         async with running(settings) as runtime:
             gateway = Gateway(settings=settings, pipeline_factory=default_pipeline_factory(runtime.services))
             async with gateway:
-                if warmup_call_s > 0:  # what the first call opens once for the process (pool connections, model caches)
+                if warmup_call_s > 0:  # what the first calls open once for the process (pool connections, model caches)
                     idle_tasks = len(asyncio.all_tasks())
                     warm = Path(tmp) / "warm.xml"
                     warm.write_text(scenario_text(warmup_call_s, replace(caller, plays=[(caller.plays[0][0], int(warmup_call_s * 1000))])))
                     async with SippRun(scenario=warm, target=f"127.0.0.1:{gateway.endpoint.port}", workdir=Path(tmp) / "sipp-warm",
-                                       calls=1, timeout_s=warmup_call_s + 60) as sipp:
+                                       calls=calls, rate=float(calls), timeout_s=warmup_call_s + 90) as sipp:
                         await sipp.wait()
                     for _ in range(120):  # its pipeline ends (slowly on a loaded machine)
                         if all(r.end_reason for r in gateway.reports) and len(asyncio.all_tasks()) <= idle_tasks:
@@ -267,6 +269,10 @@ async def soak(
         "rss_mb_end": samples[-1].rss_mb,
         "rss_mb_peak": max(s.rss_mb for s in samples),
         "growth_mb_per_call_minute": growth_per_call_minute(samples, after_s=warmup_s),
+        # retained growth: idle RSS once every call has ended (each call end trims the heap) against idle RSS
+        # before the first soak call, per call-minute; the slopes above also see transient decode buffers
+        "growth_idle_mb_per_call_minute": round((samples[-1].rss_mb - samples[0].rss_mb)
+                                                / max(len(gateway.reports) * call_s / 60.0, 1e-9), 3),
         "growth_low_envelope_mb_per_call_minute": growth_per_call_minute(low_envelope(samples, after_s=warmup_s),
                                                                          after_s=warmup_s),
         "fds_start": fds_start,
