@@ -43,6 +43,7 @@ BENCH_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("soak", "telephony.soak", "N calls kept up for M minutes: gateway RSS, fds and tasks over time"),
     ("handover", "telephony.handover_bench", "SOS calls in a row handed over to operator / family phones (kamailio + baresip)"),
     ("console", "assistant.console.bench", "review-queue server time with many flagged calls"),
+    ("outbound", "telephony.outbound_bench", "a fast-clock day of care calls: N elders, M call-engine processes on one PostgreSQL, stand-in phones"),
 )
 
 

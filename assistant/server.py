@@ -37,6 +37,7 @@ AREAS: tuple[tuple[str, str], ...] = (
     ("assistant.fraud_guard.api", "setup_fraud_api"),
     ("assistant.console.app", "setup_console"),
     ("assistant.screen.app", "setup_screen"),
+    ("telephony.metrics", "setup_metrics"),
 )
 
 

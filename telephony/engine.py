@@ -100,7 +100,6 @@ class CallEngine:
         self._schedules: dict[int, CareSchedule] = {}
         self._planned_until: dict[int, datetime] = {}
         self._last_plan: datetime | None = None
-        self._pace = asyncio.Lock()
         self._next_dial: datetime | None = None
 
     @classmethod
@@ -259,14 +258,15 @@ class CallEngine:
         await self._end_step(job, schedule, placed)
 
     async def _wait_for_trunk(self) -> None:
+        """Each dial takes the next free slot of the node's dial rate and waits for it (no lock is held
+        while waiting: a coarse clock delays each dial by one step at most, not the queue behind it)."""
         if self.dial_interval_s <= 0:
             return
-        async with self._pace:
-            now = self.clock.now()
-            if self._next_dial is not None and now < self._next_dial:
-                await self.clock.sleep((self._next_dial - now).total_seconds())
-                now = self.clock.now()
-            self._next_dial = now + timedelta(seconds=self.dial_interval_s)
+        now = self.clock.now()
+        slot = now if self._next_dial is None or self._next_dial < now else self._next_dial
+        self._next_dial = slot + timedelta(seconds=self.dial_interval_s)
+        if slot > now:
+            await self.clock.sleep((slot - now).total_seconds())
 
     async def _before_dial(self, job: JobInfo, entry: Any) -> None:
         if not await self.jobs.mark_dialling(job.id, self.node_id, ledger_entry_id=_entry_id(entry)):

@@ -75,17 +75,12 @@ class SystemClock:
 class FastClock:
     """Wall time that runs ``speed`` times faster than real time from ``start`` (tests, demos)."""
 
-    def __init__(self, *, start: datetime, speed: float = 600.0, wall_origin: float | None = None) -> None:
-        """``wall_origin``: a ``time.time()`` value several processes share, so their fast clocks agree
-        (``assistant bench outbound``); without it the clock starts at ``start`` now."""
+    def __init__(self, *, start: datetime, speed: float = 600.0) -> None:
         self.start = start
         self.speed = speed
-        self._wall_origin = wall_origin
         self._t0 = _time.monotonic()
 
     def now(self) -> datetime:
-        if self._wall_origin is not None:
-            return self.start + timedelta(seconds=(_time.time() - self._wall_origin) * self.speed)
         return self.start + timedelta(seconds=(_time.monotonic() - self._t0) * self.speed)
 
     async def sleep(self, seconds: float) -> None:

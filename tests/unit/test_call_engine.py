@@ -400,3 +400,56 @@ def test_engine_refuses_a_lease_shorter_than_two_ticks():
     with pytest.raises(ValueError):
         CallEngine(jobs=None, runner=dataclasses.make_dataclass("R", [("retry", object)])(None), schedules=None,
                    clock=ManualClock(MON_0858), node_id="x", tick_s=10, lease_s=15, max_calls=1)
+
+
+# --- /metrics --------------------------------------------------------------------------------------------
+async def test_metrics_show_queue_lag_and_steps_per_district(platform):
+    from telephony.metrics import render
+
+    p = platform
+    clock = ManualClock(MON_0858)
+    a, b = p.elders[:2]
+    phones = Phones(clock=clock, answers={f"10{a:02d}": ["no_answer"], f"10{b:02d}": ["answer"]}, keys={f"10{b:02d}": "1"})
+    engine = make_engine(p, phones, clock, schedules_for([a, b]))
+    async with running() as tg:
+        await drive(engine, tg, clock, seconds=150)  # a: no answer (retry planned at 09:15); b: answers
+    clock.advance(20 * 60)  # 09:21: the retry has waited 6 minutes, nobody claimed it
+    text = await render(engine.jobs)
+    assert 'assistant_call_jobs{state="planned"} 1' in text
+    assert "assistant_call_jobs_due 1" in text
+    lag = float(next(line for line in text.splitlines() if line.startswith("assistant_call_engine_lag_seconds")).split()[1])
+    assert lag == pytest.approx(6 * 60 - 30, abs=60)
+    assert 'assistant_call_steps_24h{district="蓬江",kind="care_call",state="no_answer"} 1' in text
+    assert 'assistant_call_steps_24h{district="蓬江",kind="care_call",state="done"} 1' in text
+
+
+async def test_metrics_need_the_service_token(settings):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from assistant.platform.api import create_app, service_token
+    from telephony.metrics import setup_metrics
+
+    app = create_app(settings)
+    setup_metrics(app, settings=settings)
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/metrics")).status == 401
+        ok = await client.get("/metrics", headers={"Authorization": f"Bearer {service_token(settings)}"})
+        assert ok.status == 200 and "assistant_call_jobs_due 0" in await ok.text()
+
+
+async def test_dials_take_successive_slots_of_the_trunk_rate():
+    class Recording(ManualClock):
+        def __init__(self, start):
+            super().__init__(start)
+            self.slept = []
+
+        async def sleep(self, seconds):
+            self.slept.append(seconds)
+            await asyncio.sleep(0)
+
+    clock = Recording(MON_0858)
+    runner = dataclasses.make_dataclass("R", [("retry", object)])(None)
+    engine = CallEngine(jobs=None, runner=runner, schedules=None, clock=clock, node_id="x", tick_s=5, lease_s=60,
+                        max_calls=4, dials_per_s=0.5)
+    await asyncio.gather(*(engine._wait_for_trunk() for _ in range(3)))
+    assert clock.slept == [2.0, 4.0]  # the first dial at once, then one every 2 s, waiting side by side

@@ -1,0 +1,89 @@
+"""``GET /metrics``: the call engine in Prometheus' text format (issue #17), read from ``call_jobs``.
+
+Same bearer token as the platform API (``Authorization: Bearer <service token>``). Every node answers
+the same numbers (they come from the shared table):
+
+- ``assistant_call_jobs{state}``: rows per state (``planned`` is the queue; held states are calls in work);
+- ``assistant_call_jobs_due``: planned rows whose time has come; ``assistant_call_engine_lag_seconds``: how
+  long the oldest of them has waited;
+- ``assistant_call_steps_24h{district,kind,state}``: the steps that ended in the last 24 hours per district
+  (care calls answered / no answer / busy / failed / missed, family escalations, operator alerts), from
+  which a dashboard computes answer rates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from aiohttp import web
+from sqlalchemy import func, select
+
+from telephony.call_jobs import CallJobStore
+from telephony.models import FINAL_STATES
+
+CONTENT_TYPE = "text/plain"  # Prometheus text exposition format 0.0.4
+
+
+def _line(name: str, value: float, **labels: str) -> str:
+    if labels:
+        inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+        return f"{name}{{{inner}}} {value:g}"
+    return f"{name} {value:g}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+async def render(jobs: CallJobStore) -> str:
+    """The exposition text for the rows ``jobs`` sees."""
+    from assistant.platform.models import Elder
+    from telephony.models import CallJob
+
+    counts = await jobs.counts()
+    oldest = await jobs.oldest_due()
+    now = jobs.now()
+    since = now - dt.timedelta(hours=24)
+
+    async def per_district(s):
+        q = (select(Elder.district, CallJob.kind, CallJob.state, func.count())
+             .join(Elder, Elder.id == CallJob.elder_id, isouter=True)
+             .where(CallJob.state.in_(FINAL_STATES), CallJob.finished_at >= since)
+             .group_by(Elder.district, CallJob.kind, CallJob.state))
+        return (await s.execute(q)).all()
+
+    async def due(s):
+        q = select(func.count()).select_from(CallJob).where(CallJob.state == "planned", CallJob.not_before <= now)
+        return (await s.execute(q)).scalar_one()
+
+    steps = await jobs._run("metrics", per_district)
+    due_n = await jobs._run("metrics", due)
+    out = ["# HELP assistant_call_jobs Call-engine job rows per state.", "# TYPE assistant_call_jobs gauge"]
+    for state in sorted(set(counts) | {"planned", "claimed", "dialling", "answered"}):
+        out.append(_line("assistant_call_jobs", counts.get(state, 0), state=state))
+    out += ["# HELP assistant_call_jobs_due Planned jobs whose time has come.", "# TYPE assistant_call_jobs_due gauge",
+            _line("assistant_call_jobs_due", due_n),
+            "# HELP assistant_call_engine_lag_seconds How long the oldest due job has waited.",
+            "# TYPE assistant_call_engine_lag_seconds gauge",
+            _line("assistant_call_engine_lag_seconds", max((now - oldest).total_seconds(), 0.0) if oldest else 0.0),
+            "# HELP assistant_call_steps_24h Call-engine steps that ended in the last 24 hours.",
+            "# TYPE assistant_call_steps_24h gauge"]
+    for district, kind, state, n in steps:
+        out.append(_line("assistant_call_steps_24h", n, district=district or "", kind=kind, state=state))
+    return "\n".join(out) + "\n"
+
+
+async def metrics(request: web.Request) -> web.Response:
+    from assistant.platform.api import STORE_KEY
+
+    store = request.app.get(STORE_KEY)
+    if store is None or getattr(store, "engine", None) is None:
+        return web.Response(status=503, text="# the platform store is not running\n", content_type=CONTENT_TYPE)
+    jobs = CallJobStore.for_engine(store.engine, now=lambda: dt.datetime.now(dt.UTC))
+    return web.Response(text=await render(jobs), content_type=CONTENT_TYPE)
+
+
+def setup_metrics(app: web.Application, *, settings) -> None:
+    from assistant.platform.api import _api  # the platform API's bearer-token check and coded errors
+
+    app.router.add_get("/metrics", _api(metrics))

@@ -1,0 +1,418 @@
+"""``assistant bench outbound --elders 25000 --nodes 3 --json``: a day of care calls on a fast clock.
+
+``--nodes`` engine processes (``telephony.engine.CallEngine``, each with ``--lines`` calls in progress at
+most and the configured dial rate) share one PostgreSQL database (a throwaway cluster unless
+``--database-url`` names an empty scratch database) and one simulated clock from 07:55 to ``--day-end``: the
+bench moves it on at up to ``--speed`` simulated seconds per real second, but holds it while any node has
+not finished its tick of two ticks ago (``SharedClock``) — on a shared, loaded box a starved process would
+otherwise see minutes pass between two of its statements, its leases run out and its calls time out, which
+measures the box, not the engine. ``max_lag_s`` is therefore the lag the line capacity and the dial rate
+cause, in simulated seconds. The elders, their family contacts, the fraud-guard ledger (one
+entry per dial, the family's code SMS in the outbox), the job rows and the alerts are real rows; the phones
+are stand-ins — an honest fake, no SIP for 25,000 calls: a dial rings (8 s answered, 30 s unanswered) and an
+answered call lasts 40 s, then the elder presses a key. Each elder behaves by its id:
+
+- 62 % answer and press 1; 10 % are busy in the first 5 minutes of their window, then answer;
+- 8 % answer and press 2 (unwell → an operator alert);
+- 10 % never answer and their family contact answers (family told); 10 % nobody answers (operator alert).
+
+Windows: a quarter of the elders each in 08:00-10:00, 10:00-12:00, 14:00-16:00, 16:00-18:00.
+
+Printed: ``elders``, ``jobs`` (call_jobs rows), ``calls_placed`` (dials), ``duplicates`` (dials of a job
+already dialled, plus dials beyond what the elder's behaviour needs), ``missed`` (elders whose day did not
+end as it should: fewer dials than needed, a row still open, or a missed window), ``escalations_expected``
+/ ``escalations_fired`` (family told or operator alert, each counted once per elder), ``max_lag_s`` (the
+longest wait from a job's ``not_before`` to its dial, simulated seconds), ``wall_s``; and more detail.
+The schedules come from the bench (not from ``care_schedules`` rows): what is measured is the engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+from datetime import time as dtime
+from pathlib import Path
+from typing import Any
+
+DAY = datetime(2026, 11, 23)  # a Monday
+DAY_START = DAY.replace(hour=7, minute=55)
+WINDOWS = ("08:00-10:00", "10:00-12:00", "14:00-16:00", "16:00-18:00")
+TICK_S = 20.0  # the nodes' tick (simulated seconds); their lease is 10 ticks
+RING_ANSWERED_S, RING_UNANSWERED_S, TALK_S, BUSY_FOR_S = 8.0, 30.0, 40.0, 300.0
+BEHAVIOURS = (("answers", 62), ("busy_first", 10), ("unwell", 8), ("family_answers", 10), ("nobody", 10))
+
+
+def behaviour(elder_id: int) -> str:
+    r = (elder_id * 7919) % 100
+    for name, share in BEHAVIOURS:
+        if r < share:
+            return name
+        r -= share
+    return "answers"
+
+
+def window_of(elder_id: int) -> str:
+    return WINDOWS[elder_id % len(WINDOWS)]
+
+
+def elder_number(elder_id: int) -> str:
+    return f"9{elder_id:07d}"
+
+
+def family_number(elder_id: int) -> str:
+    return f"8{elder_id:07d}"
+
+
+def needed_dials(kind: str) -> int:
+    return {"answers": 1, "busy_first": 2, "unwell": 1, "family_answers": 4, "nobody": 4}[kind]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--elders", type=int, default=25_000, help="elders called today (default 25000)")
+    parser.add_argument("--nodes", type=int, default=3, help="engine processes on one database (default 3)")
+    parser.add_argument("--lines", type=int, default=40, help="calls in progress per node (default 40)")
+    parser.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
+    parser.add_argument("--day-end", default="19:30", help="simulated time the nodes stop (default 19:30)")
+    parser.add_argument("--database-url", default="", help="an existing EMPTY PostgreSQL scratch database")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--worker", default="", help=argparse.SUPPRESS)  # a node's own JSON arguments
+
+
+# --- one node ------------------------------------------------------------------------------------------
+class StandInPhones:
+    """Phones that behave as ``behaviour`` says, on the fast clock. Each dial is logged with its job."""
+
+    def __init__(self, *, clock, settings) -> None:
+        self.clock = clock
+        self.settings = settings
+        self.pending_ref: dict[str, str] = {}  # number → call_ref of the ledger entry written for its dial
+        self.dials: list[list[Any]] = []  # [call_ref, number, simulated time, result]
+        self._n = 0
+
+    async def dial(self, number: str, *, timeout_s: float | None = None):
+        from assistant.errors import TelephonyError
+
+        ref = self.pending_ref.pop(number, "")
+        elder_id = int(number[1:])
+        kind = behaviour(elder_id)
+        now = self.clock.now()
+        if number.startswith("8"):
+            result = "answer" if kind == "family_answers" else "no_answer"
+        elif kind in ("family_answers", "nobody"):
+            result = "no_answer"
+        elif kind == "busy_first":
+            start = dtime.fromisoformat(window_of(elder_id).split("-")[0])
+            result = "busy" if now < datetime.combine(now.date(), start) + timedelta(seconds=BUSY_FOR_S) else "answer"
+        else:
+            result = "answer"
+        self.dials.append([ref, number, now.isoformat(), result])
+        if result == "busy":
+            await self.clock.sleep(1.0)
+            raise TelephonyError(f"{number}: busy", code="busy")
+        if result == "no_answer":
+            await self.clock.sleep(RING_UNANSWERED_S)
+            raise TelephonyError(f"{number}: no answer", code="no_answer")
+        await self.clock.sleep(RING_ANSWERED_S)
+        self._n += 1
+        return _Call(call_id=f"{os.getpid()}-{self._n}", remote_number=number)
+
+    async def run_call(self, call, *, session, greeting, on_key):
+        assert "确认码" in greeting  # the identity proof is spoken first
+        await self.clock.sleep(TALK_S)
+        key = "1"
+        if not call.remote_number.startswith("8") and behaviour(int(call.remote_number[1:])) == "unwell":
+            key = "2"
+        await on_key(key)
+
+
+class SharedClock:
+    """The bench's simulated clock, shared by the processes through a small file the bench maps: slot 0 is
+    the simulated seconds since 07:55 (written by the bench), slot k the time node k last finished a tick.
+    ``sleep`` wakes when the shared time has passed the target (one poller per process, every 20 ms)."""
+
+    def __init__(self, path: str, *, node: int) -> None:
+        import mmap
+
+        self._file = open(path, "r+b")  # noqa: SIM115 (open for the process's life)
+        self._map = mmap.mmap(self._file.fileno(), 0)
+        self.node = node
+        self._sleepers: list[tuple[float, int, asyncio.Future]] = []
+        self._n = 0
+
+    def _slot(self, k: int) -> float:
+        import struct
+
+        return struct.unpack_from("d", self._map, 8 * k)[0]
+
+    def seconds(self) -> float:
+        return self._slot(0)
+
+    def now(self) -> datetime:
+        return DAY_START + timedelta(seconds=self.seconds())
+
+    def ticked(self, *, last: bool = False) -> None:
+        """This node finished a tick (``last``: its loop ended; it no longer holds the clock back)."""
+        import struct
+
+        struct.pack_into("d", self._map, 8 * self.node, 1e12 if last else self.seconds())
+
+    async def sleep(self, seconds: float) -> None:
+        import heapq
+
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._n += 1
+        heapq.heappush(self._sleepers, (self.seconds() + seconds, self._n, fut))
+        await fut
+
+    async def poll(self) -> None:
+        import heapq
+
+        while True:
+            await asyncio.sleep(0.02)
+            t = self.seconds()
+            while self._sleepers and self._sleepers[0][0] <= t:
+                _, _, fut = heapq.heappop(self._sleepers)
+                if not fut.done():
+                    fut.set_result(None)
+
+
+def _drive_clock(path: Path, *, nodes: int, speed: float, tick_s: float, procs) -> None:
+    """Move the shared clock on at ``speed`` while every node keeps up (see the module doc)."""
+    import mmap
+    import struct
+
+    with open(path, "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+        sim, last = 0.0, time.monotonic()
+        while any(p.poll() is None for p in procs):
+            time.sleep(0.02)
+            now = time.monotonic()
+            step, last = min((now - last) * speed, tick_s / 2), now
+            slowest = min(struct.unpack_from("d", m, 8 * k)[0] for k in range(1, nodes + 1))
+            if slowest >= sim - 2 * tick_s:
+                sim += step
+                struct.pack_into("d", m, 0, sim)
+
+
+class _Call:
+    def __init__(self, *, call_id: str, remote_number: str) -> None:
+        self.call_id = call_id
+        self.remote_number = remote_number
+
+    async def hangup(self) -> None:
+        return None
+
+
+async def _node(spec: dict[str, Any]) -> dict[str, Any]:
+    import dataclasses
+
+    from assistant.fraud_guard.ledger import CallLedger
+    from assistant.platform.db import create_engine_for
+    from assistant.settings import StoreSettings, load_settings
+    from telephony.call_jobs import CallJobStore
+    from telephony.engine import CallEngine
+    from telephony.gateway_service import ledger_marker, ledger_recorder
+    from telephony.scheduler import CareCallRunner, CareSchedule, FamilyContact, TimeWindow
+
+    settings = load_settings()
+    settings = dataclasses.replace(settings, telephony=dataclasses.replace(
+        settings.telephony, engine_tick_s=TICK_S, engine_lease_s=10 * TICK_S, engine_max_calls=spec["lines"],
+        engine_plan_every_s=3600.0))
+    clock = SharedClock(spec["clock"], node=spec["node"])
+    db = create_engine_for(StoreSettings(database_url=spec["url"], pool_size=10))
+    ledger = CallLedger.for_engine(db, settings=settings, clock=lambda: datetime.now().astimezone())
+    phones = StandInPhones(clock=clock, settings=settings)
+    recorder = ledger_recorder(ledger, settings=settings)
+
+    async def record(intent):
+        entry = await recorder(intent)
+        phones.pending_ref[intent.number] = intent.call_ref
+        return entry
+
+    alerts: list[list[Any]] = []
+
+    async def on_alert(alert) -> None:
+        alerts.append([alert.elder_id, alert.kind])
+
+    runner = CareCallRunner(gateway=phones, ledger_record=record, ledger_mark=ledger_marker(ledger), on_alert=on_alert,
+                            clock=clock, after_outcome_s=0.0)
+    schedules = [CareSchedule(elder_id=e, number=elder_number(e), windows=(TimeWindow.parse(window_of(e)),),
+                              family=(FamilyContact(name="家属", number=family_number(e)),))
+                 for e in range(1, spec["elders"] + 1)]
+
+    async def source():
+        return schedules
+
+    engine = CallEngine.from_settings(settings=settings, jobs=CallJobStore.for_engine(db, now=clock.now), runner=runner,
+                                      schedules=source, clock=clock, node_id=f"node{spec['node']}")
+    end = datetime.combine(DAY.date(), dtime.fromisoformat(spec["day_end"]))
+    poller = asyncio.create_task(clock.poll())
+    try:
+        async with asyncio.TaskGroup() as tg:  # CallEngine.run's loop, telling the bench each finished tick
+            while clock.now() < end:
+                await engine.tick(tg)
+                clock.ticked()
+                await clock.sleep(engine.tick_s)
+            clock.ticked(last=True)  # the calls in progress end on the clock the bench keeps moving
+    finally:
+        poller.cancel()
+        await asyncio.gather(poller, return_exceptions=True)
+    await db.dispose()
+    s = engine.stats
+    return {"node": spec["node"], "dials": phones.dials, "alerts": alerts, "claimed": s.claimed, "errors": s.errors,
+            "recovered": s.recovered, "missed": s.missed, "max_lag_s": s.max_lag_s, "last_error": s.last_error}
+
+
+# --- the whole day ---------------------------------------------------------------------------------------
+async def _seed(url: str, elders: int) -> None:
+    from sqlalchemy import insert
+
+    from assistant.platform.db import create_engine_for
+    from assistant.platform.models import DISTRICTS, Elder, ElderPhone, FamilyContact
+    from assistant.settings import StoreSettings
+
+    db = create_engine_for(StoreSettings(database_url=url))
+    try:
+        async with db.begin() as conn:
+            for i in range(1, elders + 1, 2000):
+                ids = range(i, min(i + 2000, elders + 1))
+                await conn.execute(insert(Elder.__table__), [
+                    {"id": e, "name": f"长者{e}", "district": DISTRICTS[e % len(DISTRICTS)], "dialect": "cmn"} for e in ids])
+                await conn.execute(insert(ElderPhone.__table__), [
+                    {"elder_id": e, "number": elder_number(e), "is_primary": True} for e in ids])
+                await conn.execute(insert(FamilyContact.__table__), [
+                    {"elder_id": e, "name": "家属", "phone": family_number(e), "priority": 1} for e in ids])
+            if db.dialect.name == "postgresql":
+                from sqlalchemy import text
+
+                await conn.execute(text("SELECT setval('elders_id_seq', :n)"), {"n": elders})
+    finally:
+        await db.dispose()
+
+
+async def _tally(url: str, elders: int, nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from assistant.fraud_guard.models import LedgerEntry
+    from assistant.platform.db import create_engine_for
+    from assistant.settings import StoreSettings
+    from telephony.models import CallJob
+
+    dials = [d for n in nodes for d in n["dials"]]
+    alerts = [a for n in nodes for a in n["alerts"]]
+    by_ref = Counter(d[0] for d in dials)
+    by_elder = Counter(int(d[1][1:]) for d in dials)
+    duplicates = sum(c - 1 for c in by_ref.values() if c > 1)
+    duplicates += sum(max(0, by_elder[e] - needed_dials(behaviour(e))) for e in by_elder)
+    db = create_engine_for(StoreSettings(database_url=url))
+    try:
+        async with db.connect() as conn:
+            today = CallJob.chain.like(f"%:{DAY.date().isoformat()}")
+            jobs = (await conn.execute(select(func.count()).select_from(CallJob).where(today))).scalar_one()
+            tomorrow = (await conn.execute(select(func.count()).select_from(CallJob).where(~today))).scalar_one()
+            open_chains = {int(c.split(":")[1]) for c in (await conn.execute(
+                select(CallJob.chain).where(today, CallJob.state.not_in(("done", "no_answer", "busy", "failed"))))).scalars()}
+            missed_windows = (await conn.execute(select(func.count()).select_from(CallJob)
+                                                 .where(CallJob.state == "missed"))).scalar_one()
+            lags = (await conn.execute(select(CallJob.not_before, CallJob.dialled_at, CallJob.job_key)
+                                       .where(CallJob.dialled_at.is_not(None)))).all()
+            ledger_entries = (await conn.execute(select(func.count()).select_from(LedgerEntry))).scalar_one()
+    finally:
+        await db.dispose()
+    waits = sorted((d - n).total_seconds() for n, d, _ in lags)
+    missed = {e for e in range(1, elders + 1) if by_elder[e] < needed_dials(behaviour(e))} | open_chains
+    expected = [e for e in range(1, elders + 1) if behaviour(e) in ("unwell", "family_answers", "nobody")]
+    alerted = Counter((e, k) for e, k in alerts)
+    family_answered = {int(d[1][1:]) for d in dials if d[1].startswith("8") and d[3] == "answer"}
+    fired = sum(1 for e in expected if (behaviour(e) == "unwell" and alerted[(e, "unwell")] == 1)
+                or (behaviour(e) == "nobody" and alerted[(e, "no_answer")] == 1)
+                or (behaviour(e) == "family_answers" and e in family_answered))
+    return {
+        "elders": elders, "jobs": jobs, "calls_placed": len(dials), "duplicates": duplicates, "missed": len(missed),
+        "escalations_expected": len(expected), "escalations_fired": fired,
+        "max_lag_s": round(waits[-1] if waits else 0.0, 1),
+        "lag_p50_s": round(waits[len(waits) // 2], 1) if waits else 0.0,
+        "lag_p95_s": round(waits[int(len(waits) * 0.95)], 1) if waits else 0.0,
+        "longest_wait": max(lags, key=lambda r: r[1] - r[0])[2] if lags else None,
+        "jobs_planned_for_tomorrow": tomorrow,
+        "ledger_entries": ledger_entries, "alerts": len(alerts), "missed_windows": missed_windows,
+        "claimed_per_node": [n["claimed"] for n in nodes], "engine_errors": sum(n["errors"] for n in nodes),
+        "recovered": sum(n["recovered"] for n in nodes),
+        "node_max_lag_s": [round(n["max_lag_s"], 1) for n in nodes],
+    }
+
+
+def bench(*, elders: int, nodes: int, lines: int, speed: float, day_end: str, database_url: str) -> dict[str, Any]:
+    from assistant.console.bench import throwaway_postgres
+    from assistant.errors import SetupError
+    from assistant.platform.migrate import upgrade_heads
+
+    t0 = time.monotonic()
+    with throwaway_postgres() if not database_url else _given(database_url) as url:
+        if url is None:
+            raise SetupError("bench outbound needs PostgreSQL (postgresql-15, or --database-url)", code="no_postgres")
+        upgrade_heads(url)
+        asyncio.run(_seed(url, elders))
+        setup_s = time.monotonic() - t0
+        with tempfile.TemporaryDirectory(prefix="outbound-bench-") as tmp:
+            clock_file = Path(tmp) / "clock"
+            clock_file.write_bytes(bytes(8 * (nodes + 1)))
+            procs = []
+            for k in range(nodes):
+                spec = {"url": url, "node": k + 1, "elders": elders, "lines": lines, "speed": speed,
+                        "day_end": day_end, "out": str(Path(tmp) / f"node{k + 1}.json"), "clock": str(clock_file)}
+                procs.append(subprocess.Popen([sys.executable, "-m", "telephony.outbound_bench", "--worker",
+                                               json.dumps(spec)]))
+            _drive_clock(clock_file, nodes=nodes, speed=speed, tick_s=TICK_S, procs=procs)
+            codes = [p.wait() for p in procs]
+            if any(codes):
+                raise SetupError(f"an engine process failed (exit codes {codes})", code="bench_failed")
+            results = [json.loads((Path(tmp) / f"node{k + 1}.json").read_text()) for k in range(nodes)]
+        out = asyncio.run(_tally(url, elders, results))
+    out.update({"wall_s": round(time.monotonic() - t0, 1), "setup_s": round(setup_s, 1), "nodes": nodes,
+                "lines_per_node": lines, "speed": speed, "simulated_day": f"07:55-{day_end}",
+                "phones": "stand-in (no SIP)"})
+    return out
+
+
+class _given:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __enter__(self) -> str:
+        return self.url
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.worker:
+        spec = json.loads(args.worker)
+        result = asyncio.run(_node(spec))
+        Path(spec["out"]).write_text(json.dumps(result))
+        return 0
+    result = bench(elders=args.elders, nodes=args.nodes, lines=args.lines, speed=args.speed, day_end=args.day_end,
+                   database_url=args.database_url)
+    print(json.dumps(result, ensure_ascii=False) if args.json else "\n".join(f"{k:>22}: {v}" for k, v in result.items()))
+    ok = result["duplicates"] == 0 and result["missed"] == 0 and result["escalations_fired"] == result["escalations_expected"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    import logging
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(run(parser.parse_args()))
