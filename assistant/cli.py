@@ -1,7 +1,8 @@
 """The one ``assistant`` command. Each subcommand lives in the module named for its role.
 
-A subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``; heavy imports stay inside
-``run`` so that ``assistant --help`` is instant. Errors derived from ``AssistantError`` are printed as one
+A subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``; only the module of the
+command named on the command line is imported, so ``assistant --help`` is instant and a command module
+imports what it needs at its top. Errors derived from ``AssistantError`` are printed as one
 line (``error[code]: message``) with exit status 2; nothing prints a traceback to the user.
 """
 
@@ -19,7 +20,7 @@ from assistant.settings import load_settings
 
 # (name, module, help)
 COMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("serve", "assistant.server", "run everything: platform API, console, screen, Rasa supervision, phone gateway"),
+    ("serve", "assistant.serve", "run everything: platform API, console, screen, Rasa supervision, phone gateway"),
     ("simulate", "assistant.simulate", "run a WAV file as one call through the full pipeline"),
     ("talk", "assistant.talk", "talk to the assistant with the local microphone and speaker"),
     ("models", "dialect_models.cli", "list, fetch or verify speech models"),
@@ -47,43 +48,44 @@ BENCH_COMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _add_group(sub: argparse._SubParsersAction, table: tuple[tuple[str, str, str], ...]) -> None:
+def _add_group(sub: argparse._SubParsersAction, table: tuple[tuple[str, str, str], ...], chosen: str | None) -> None:
+    """One sub-parser per command; only the chosen command's module is imported (for its options), so
+    ``assistant --help`` and every command load only what that command needs."""
     for name, module, help_text in table:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
-        try:
+        if name == chosen:
             importlib.import_module(module).add_arguments(p)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module.startswith(exc.name):
-                raise
-            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-            p.set_defaults(_missing=f"'{name}' is not built yet ({module})")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: list[str]) -> tuple[str | None, str | None]:
+    """The command (and the eval/bench sub-command) named in ``argv``: its first two words."""
+    words = [a for a in argv if not a.startswith("-")]
+    return (words[0] if words else None), (words[1] if len(words) > 1 else None)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    command, subcommand = _chosen(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="assistant", description="长者语音助手 — offline voice assistant for elders")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_group(sub, COMMANDS)
+    _add_group(sub, COMMANDS, command)
     ev = sub.add_parser("eval", help="evaluation commands (print JSON)")
-    _add_group(ev.add_subparsers(dest="eval_command", required=True), EVAL_COMMANDS)
+    _add_group(ev.add_subparsers(dest="eval_command", required=True), EVAL_COMMANDS, subcommand if command == "eval" else None)
     be = sub.add_parser("bench", help="benchmarks (print JSON)")
-    _add_group(be.add_subparsers(dest="bench_command", required=True), BENCH_COMMANDS)
+    _add_group(be.add_subparsers(dest="bench_command", required=True), BENCH_COMMANDS, subcommand if command == "bench" else None)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     restrict_umask()  # store, tracker store, recordings, logs, secrets: 0600/0700 whatever the shell's umask
     limit_arenas(load_settings().server.malloc_arena_max)  # before any thread starts
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if getattr(args, "_missing", None):
-        print(f"error[not_built]: {args._missing}", file=sys.stderr)
-        return 2
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except AssistantError as exc:

@@ -5,7 +5,9 @@ supervised Rasa servers, and the shared ``PipelineServices``. Used by ``serve``,
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,14 +15,26 @@ from pathlib import Path
 from aiohttp import web
 from loguru import logger
 
+from assistant.asr.registry import get_recognizer, model_for
+from assistant.console.web import CALLBACK_DIALLER_KEY
+from assistant.dialogue import rasa_cli
 from assistant.dialogue.processor import CallAlert
 from assistant.dialogue.rasa_client import RasaClient
 from assistant.dialogue.supervisor import ChildSpec, Supervisor
-from assistant.errors import SetupError
-from assistant.fraud_guard.guard import fraud_guard_for_app
-from assistant.fraud_guard.identity import identity_proof_for_app, keypad_pin_for_app
+from assistant.errors import AssistantError, SetupError
+from assistant.fraud_guard.api import LEDGER_KEY
+from assistant.fraud_guard.guard import guard_factory
+from assistant.fraud_guard.identity import IdentityService, numbers_from_store
+from assistant.fraud_guard.ledger import CallLedger
+from assistant.fraud_guard.pin import PinStore
 from assistant.pipeline import PipelineServices
+from assistant.platform.api import STORE_KEY, service_token
+from assistant.platform.store import PlatformStore
+from assistant.private_files import private_dir
+from assistant.screen.app import PIPELINE_SERVICES_KEY
+from assistant.server import SUPERVISOR_KEY, create_app, report_component
 from assistant.settings import Settings
+from assistant.tts.registry import warm
 
 
 def free_port() -> int:
@@ -39,8 +53,6 @@ def rasa_env_python(settings: Settings) -> Path:
 
 def rasa_specs(settings: Settings, *, api_url: str, service_token: str) -> list[ChildSpec]:
     """The Rasa server and the action server as supervised children (command lines from intents/)."""
-    from assistant.dialogue import rasa_cli
-
     python = rasa_env_python(settings)
     logs = settings.paths.var_dir / "logs"
     d = settings.dialogue
@@ -70,8 +82,6 @@ def rasa_specs(settings: Settings, *, api_url: str, service_token: str) -> list[
 
 def exposed_listeners(settings: Settings, *, with_rasa: bool = True) -> list[str]:
     """The listeners configured beyond loopback (each must be a deliberate setting; logged at start-up)."""
-    import ipaddress
-
     d = settings.dialogue
     items = [("web app", settings.server.host), ("SIP/RTP", settings.telephony.sip_host)]
     if with_rasa:
@@ -102,6 +112,13 @@ class Runtime:
     services: PipelineServices
     base_url: str
     supervisor: Supervisor | None
+    store: PlatformStore
+    ledger: CallLedger
+
+    def use_callback_dialler(self, dialler) -> None:
+        """The phone gateway's call-back dialler (``telephony.handover.OperatorCallbacks``) for the console's
+        安排回电, once the gateway runs in this process."""
+        self.app[CALLBACK_DIALLER_KEY] = dialler
 
 
 def with_free_ports(settings: Settings) -> Settings:
@@ -118,9 +135,6 @@ def with_free_ports(settings: Settings) -> Settings:
 @contextlib.asynccontextmanager
 async def running(settings: Settings, *, with_rasa: bool = True, rasa_required: bool = False) -> AsyncIterator[Runtime]:
     """Start the web app and (optionally) the supervised Rasa servers; stop all on exit."""
-    from assistant.private_files import private_dir
-    from assistant.server import create_app, report_component, service_token
-
     private_dir(settings.paths.var_dir)  # 0700: recordings, store, logs, secrets live below
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
@@ -137,10 +151,8 @@ async def running(settings: Settings, *, with_rasa: bool = True, rasa_required: 
     for exposed in exposed_listeners(settings, with_rasa=with_rasa):
         logger.warning(f"listening beyond loopback as configured: {exposed}")
     supervisor: Supervisor | None = None
-    from assistant.dialogue.rasa_cli import rasa_token
-
     rasa = RasaClient(base_url=settings.dialogue.rasa_url, timeout_s=settings.dialogue.rasa_timeout_s,
-                      token=rasa_token(settings))
+                      token=rasa_cli.rasa_token(settings))
     try:
         if with_rasa:
             try:
@@ -158,21 +170,28 @@ async def running(settings: Settings, *, with_rasa: bool = True, rasa_required: 
                 report_component(app, "dialogue", ok=False, error=exc.code, message=exc.message)
         else:
             report_component(app, "dialogue", ok=None, note="Rasa not started here")
-        from assistant.platform.api import STORE_KEY
-
         await warm_up(settings)
+        # the platform store and the call ledger, built once by the web app's start-up (one engine)
+        store, ledger = app[STORE_KEY], app[LEDGER_KEY]
+        identity = IdentityService(
+            ledger=ledger,
+            safe_phrase_of=store.safe_phrase,
+            numbers_of=numbers_from_store(store),
+            pins=PinStore.for_engine(store.engine, settings=settings),
+        )
         services = PipelineServices(
             settings=settings,
             rasa=rasa,
-            on_alert=_store_alert_sink(app),
-            identity_proof=identity_proof_for_app(app, settings=settings),
-            store=app.get(STORE_KEY),
-            fraud_guard_factory=lambda session: fraud_guard_for_app(app, session=session, settings=settings),
-            verify_session=_verify_session(app, settings),
-            keypad_pin=keypad_pin_for_app(app, settings=settings),
+            on_alert=_store_alert_sink(store),
+            identity_proof=identity.prove_and_verify,
+            store=store,
+            fraud_guard_factory=guard_factory(settings=settings, store=store, ledger=ledger),
+            verify_session=identity.verify_session,
+            keypad_pin=identity.check_pin,
         )
-        app[SERVICES_KEY] = services
-        yield Runtime(settings=settings, app=app, services=services, base_url=base_url, supervisor=supervisor)
+        app[PIPELINE_SERVICES_KEY] = services
+        yield Runtime(settings=settings, app=app, services=services, base_url=base_url, supervisor=supervisor,
+                      store=store, ledger=ledger)
     finally:
         await rasa.close()
         if supervisor is not None:
@@ -182,12 +201,6 @@ async def running(settings: Settings, *, with_rasa: bool = True, rasa_required: 
 
 async def warm_up(settings: Settings) -> None:
     """Load the recognizers and fill the prompt cache before the first call, and say what loaded."""
-    import time
-
-    from assistant.asr.registry import get_recognizer, model_for
-    from assistant.errors import AssistantError
-    from assistant.tts.registry import warm
-
     t0 = time.perf_counter()
     for dialect in ("cmn", "yue"):
         model_id = model_for(dialect, settings)
@@ -203,39 +216,10 @@ async def warm_up(settings: Settings) -> None:
     )
 
 
-SUPERVISOR_KEY = web.AppKey("supervisor", Supervisor)
-SERVICES_KEY = web.AppKey("services", PipelineServices)
-
-
-def _store_alert_sink(app: web.Application):
+def _store_alert_sink(store: PlatformStore):
     """Pipeline alerts (handover, misunderstandings) become alert rows in the platform store."""
 
     async def sink(alert: CallAlert) -> None:
-        from assistant.platform.api import STORE_KEY
-
-        store = app.get(STORE_KEY)
-        if store is None:
-            logger.warning(f"alert {alert.kind} for call {alert.call_id} not stored: no store")
-            return
         await store.create_alert(elder_id=alert.elder_id, call_id=alert.call_id, kind=alert.kind, detail=alert.detail)
 
     return sink
-
-
-def _verify_session(app: web.Application, settings: Settings):
-    """At call start: a call linked to a ledger entry for the elder's own number is verified."""
-    from assistant.fraud_guard.api import LEDGER_KEY
-    from assistant.fraud_guard.identity import IdentityService, numbers_from_store
-    from assistant.fraud_guard.ledger import default_ledger
-    from assistant.platform.api import STORE_KEY
-
-    async def verify(session) -> bool:
-        store = app.get(STORE_KEY)
-        service = IdentityService(
-            ledger=app.get(LEDGER_KEY) or default_ledger(settings),
-            safe_phrase_of=None,
-            numbers_of=numbers_from_store(store) if store is not None else None,
-        )
-        return await service.verify_session(session)
-
-    return verify

@@ -2,21 +2,23 @@
 alert store and the real call pipeline into ``Gateway`` and the call engine (``telephony.engine``: care
 calls planned as ``call_jobs`` rows in the platform database, shared by every node).
 
-``start_gateway(runtime)`` is what ``assistant/server.py`` calls; the returned service has ``stop()``.
-The engine runs only when a ledger is available: every care call must be written to the fraud-guard
-ledger before it is dialled, so without one no care call is placed (fail closed, logged once).
+``start_gateway(runtime)`` is what ``assistant serve`` calls (``runtime``: the process's ``Runtime`` with its
+store, ledger and pipeline services); the returned service has ``stop()``. Built in order: the gateway, then
+the care-call runner on it, then the gateway's pipeline factory that reports spoken answers to the runner,
+then the call engine that runs the runner.
+Every care call is written to the fraud-guard ledger before it is dialled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 from dataclasses import dataclass, replace
-from typing import Any
 
 from assistant.errors import StoreError, TelephonyError
+from assistant.platform.models import normalize_phone
+from telephony.call_jobs import CallJobStore
 from telephony.engine import CallEngine
 from telephony.gateway import Gateway, TelephonyAlert, _maybe_await, default_pipeline_factory
 from telephony.handover import OperatorCallbacks
@@ -40,7 +42,7 @@ ALERT_KINDS = {"help": "unwell", "unwell": "unwell", "human": "human", "no_answe
 HANDOVER_ALERT_KINDS = frozenset({"misunderstanding"})
 
 
-def with_handover_alerts(services, gateway_ref: list):
+def with_handover_alerts(services, gateway: Gateway):
     """``services`` whose alert sink also starts a hand-over for repeated misunderstanding (issue #16)."""
     base = services.on_alert
 
@@ -49,8 +51,8 @@ def with_handover_alerts(services, gateway_ref: list):
             if base is not None:
                 await base(alert)
         finally:
-            if alert.kind in HANDOVER_ALERT_KINDS and alert.call_id and gateway_ref:
-                await gateway_ref[0].hand_over(alert.call_id, alert.kind)
+            if alert.kind in HANDOVER_ALERT_KINDS and alert.call_id:
+                await gateway.hand_over(alert.call_id, alert.kind)
 
     return replace(services, on_alert=on_alert)
 
@@ -66,50 +68,24 @@ def store_alert_sink(store):
     return sink
 
 
-def find_ledger(app=None):
-    """The fraud guard's call ledger: the app's ``CallLedger`` (``assistant.fraud_guard.api.LEDGER_KEY``),
-    else the module's defaults, else None (not built)."""
-    if app is not None:
-        try:
-            from assistant.fraud_guard.api import LEDGER_KEY
-
-            ledger = app.get(LEDGER_KEY)
-            if ledger is not None:
-                return ledger
-        except ImportError:
-            pass
-    try:
-        from assistant.fraud_guard import ledger  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return ledger
-
-
-def ledger_recorder(ledger, *, settings):
-    """``LedgerIntent`` → the ledger's ``record_outbound_call`` (a ``CallLedger`` method or the module
-    function, which also takes ``settings``); None when the ledger has no before-dial recorder."""
-    fn = getattr(ledger, "record_outbound_call", None)
-    if fn is None:
-        return None
-    extra = {"settings": settings} if "settings" in inspect.signature(fn).parameters else {}
+def ledger_recorder(ledger):
+    """``LedgerIntent`` → ``CallLedger.record_outbound_call`` (written before the dial)."""
 
     async def record(intent):
         # the phone the callee will call back from: a sip: URI's user part, not the URI's digits
-        return await fn(elder_id=intent.elder_id, number=_phone_of(intent.number), purpose=intent.purpose, call_ref=intent.call_ref, **extra)
+        return await ledger.record_outbound_call(elder_id=intent.elder_id, number=_phone_of(intent.number),
+                                                 purpose=intent.purpose, call_ref=intent.call_ref)
 
     return record
 
 
 def ledger_marker(ledger):
-    """(entry id, call id) → ``CallLedger.mark(..., status="answered")`` after an answered care call; None
-    when the ledger has no ``mark`` (the module-level fallback). ``answered`` (not a closed status) keeps the
-    entry valid for the elder's call-back to the official number inside the code's window."""
-    fn = getattr(ledger, "mark", None)
-    if fn is None:
-        return None
+    """(entry id, call id) → ``CallLedger.mark(..., status="answered")`` after an answered care call.
+    ``answered`` (not a closed status) keeps the entry valid for the elder's call-back to the official
+    number inside the code's window."""
 
     async def mark(entry_id: int, call_id: str) -> None:
-        await fn(entry_id, status="answered", call_id=call_id)
+        await ledger.mark(entry_id, status="answered", call_id=call_id)
 
     return mark
 
@@ -142,15 +118,12 @@ def schedule_for_elder(elder, *, elder_id: int | None = None, number: str | None
     )
 
 
-def care_call_runner(*, gateway, store, ledger, settings, on_alert=None, on_entry=None, **kwargs) -> CareCallRunner | None:
+def care_call_runner(*, gateway, store, ledger, on_alert=None, on_entry=None, **kwargs) -> CareCallRunner:
     """The one way a care call is wired, for the scheduler and for ``assistant phone call``: every dial
     written to the fraud-guard ledger first, the opening spoken with the full identity proof (the elder's
     safe phrase from ``store.safe_phrase`` + the entry's one-time code + the call-back offer), answered
-    entries marked ``answered``. ``on_entry(intent, entry)`` sees each entry once written. None without a
-    store or a ledger that records before dialling (fail closed: no proof, no call)."""
-    record = ledger_recorder(ledger, settings=settings) if ledger is not None else None
-    if record is None or store is None:
-        return None
+    entries marked ``answered``. ``on_entry(intent, entry)`` sees each entry once written."""
+    record = ledger_recorder(ledger)
     if on_entry is not None:
         recorder = record
 
@@ -188,9 +161,7 @@ async def place_care_call(*, gateway, store, ledger, settings, number: str | Non
     if elder is None:
         which = f"elder {elder_id}" if elder_id is not None else f"the number {number!r}"
         raise TelephonyError(f"no elder on file for {which}: a care call needs the elder (--elder ID)", code="unknown_elder")
-    runner = care_call_runner(gateway=gateway, store=store, ledger=ledger, settings=settings, on_alert=on_alert, on_entry=on_entry, **kwargs)
-    if runner is None:
-        raise TelephonyError("the fraud-guard ledger cannot record calls before dialling: no care call placed", code="no_ledger")
+    runner = care_call_runner(gateway=gateway, store=store, ledger=ledger, on_alert=on_alert, on_entry=on_entry, **kwargs)
     schedule = schedule_for_elder(elder, number=number, quiet_hours=settings.telephony.quiet_hours)
     return await runner.run_care_call(schedule)
 
@@ -202,7 +173,7 @@ def _phone_of(number: str) -> str:
     return number
 
 
-def with_checkin_outcomes(base, runner_ref: list):
+def with_checkin_outcomes(base, runner: CareCallRunner):
     """Wrap a pipeline factory so each turn's intent becomes the care call's outcome (spoken answers)."""
 
     def factory(*, transport, session):
@@ -212,24 +183,13 @@ def with_checkin_outcomes(base, runner_ref: list):
 
             async def listener(stage: str, record) -> None:
                 outcome = INTENT_OUTCOMES.get(getattr(record, "intent", None) or "")
-                if outcome and runner_ref:
-                    runner_ref[0].record_outcome(session.call_id, outcome)
+                if outcome:
+                    runner.record_outcome(session.call_id, outcome)
 
             tracker.listeners.append(listener)
         return built
 
     return factory
-
-
-def call_engine(*, settings, store, runner: CareCallRunner, schedules, node_id: str | None = None) -> CallEngine | None:
-    """The call engine on the platform store's database (``call_jobs``), or None without one."""
-    from telephony.call_jobs import CallJobStore
-
-    db = getattr(store, "engine", None)
-    if db is None:
-        return None
-    jobs = CallJobStore.for_engine(db, now=runner.clock.now)
-    return CallEngine.from_settings(settings=settings, jobs=jobs, runner=runner, schedules=schedules, node_id=node_id)
 
 
 def identity_call_back(*, runner: CareCallRunner, store, settings):
@@ -238,8 +198,6 @@ def identity_call_back(*, runner: CareCallRunner, store, settings):
     the elder, but only the real subscriber of that number answers our call — with the full proof."""
 
     async def call_back(session) -> None:
-        from assistant.platform.models import normalize_phone
-
         elder = await store.get_elder(session.elder_id)
         caller = normalize_phone(_phone_of(session.caller_number or ""))
         number = next((p.number for p in elder.phones if normalize_phone(p.number) == caller), None)
@@ -253,10 +211,16 @@ def identity_call_back(*, runner: CareCallRunner, store, settings):
     return call_back
 
 
+def call_engine(*, settings, store, runner: CareCallRunner, schedules, node_id: str | None = None) -> CallEngine:
+    """The call engine on the platform store's database (``call_jobs``)."""
+    jobs = CallJobStore.for_engine(store.engine, now=runner.clock.now)
+    return CallEngine.from_settings(settings=settings, jobs=jobs, runner=runner, schedules=schedules, node_id=node_id)
+
+
 @dataclass(kw_only=True)
 class GatewayService:
     gateway: Gateway
-    engine: CallEngine | None
+    engine: CallEngine
     _stop: asyncio.Event
     _task: asyncio.Task | None
     callbacks: OperatorCallbacks | None = None  # the console's 安排回电 dialler (operators configured)
@@ -273,64 +237,34 @@ class GatewayService:
 
 
 async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = None, port: int | None = None) -> GatewayService:
-    settings = runtime.settings
-    store: Any = None
-    try:
-        from assistant.platform.api import STORE_KEY
-
-        store = runtime.app.get(STORE_KEY)
-    except ImportError:
-        store = None
-    ledger = find_ledger(runtime.app)
+    """The gateway, the call engine and the console's call-back dialler on ``runtime``'s store, ledger
+    and pipeline services (``pipeline_factory``: a test's stand-in for the real call pipeline)."""
+    settings, store, ledger = runtime.settings, runtime.store, runtime.ledger
     sink = store_alert_sink(store)
-    runner_ref: list[CareCallRunner] = []
-    gateway_ref: list[Gateway] = []
-    if pipeline_factory is None:
-        pipeline_factory = default_pipeline_factory(with_handover_alerts(runtime.services, gateway_ref))
-    gateway = Gateway(
-        settings=settings,
-        pipeline_factory=with_checkin_outcomes(pipeline_factory, runner_ref),
-        directory=store,
-        on_alert=sink,
-        host=host,
-        port=port,
-    )
-    gateway_ref.append(gateway)
+    gateway = Gateway(settings=settings, pipeline_factory=pipeline_factory, directory=store, on_alert=sink, host=host, port=port)
+    if pipeline_factory is None:  # a repeated misunderstanding hands the call over on this gateway
+        gateway.pipeline_factory = default_pipeline_factory(with_handover_alerts(runtime.services, gateway))
+    runner = care_call_runner(gateway=gateway, store=store, ledger=ledger, on_alert=sink)
+    gateway.pipeline_factory = with_checkin_outcomes(gateway.pipeline_factory, runner)
+    gateway.call_back = identity_call_back(runner=runner, store=store, settings=settings)
     await gateway.start()
+
+    async def schedules() -> list[CareSchedule]:
+        out = []
+        for info in await store.list_schedules():
+            elder = await store.get_elder(info.elder_id)
+            if elder.active and elder.phones:
+                out.append(schedule_from_store(info, elder, quiet_hours=settings.telephony.quiet_hours))
+        return out
+
     stop = asyncio.Event()
-    engine = None
-    task = None
-    runner = care_call_runner(gateway=gateway, store=store, ledger=ledger, settings=settings, on_alert=sink)
-    if runner is None:
-        logger.warning("scheduled care calls are off: %s", "no platform store" if store is None else "the fraud-guard ledger has no before-dial recorder yet")
-    else:
-        runner_ref.append(runner)
-        gateway.call_back = identity_call_back(runner=runner, store=store, settings=settings)
-
-        async def schedules() -> list[CareSchedule]:
-            out = []
-            for info in await store.list_schedules():
-                elder = await store.get_elder(info.elder_id)
-                if elder.active and elder.phones:
-                    out.append(schedule_from_store(info, elder, quiet_hours=settings.telephony.quiet_hours))
-            return out
-
-        engine = call_engine(settings=settings, store=store, runner=runner, schedules=schedules)
-        if engine is None:
-            logger.warning("scheduled care calls are off: the platform store has no database engine")
-        else:
-            task = asyncio.create_task(engine.run(stop=stop), name="call-engine")
+    engine = call_engine(settings=settings, store=store, runner=runner, schedules=schedules)
+    task = asyncio.create_task(engine.run(stop=stop), name="call-engine")
     callbacks = callbacks_task = None
     if gateway.escalation.enabled:  # the console's 安排回电 dials: elder first, then an operator's phone
         callbacks = OperatorCallbacks(gateway=gateway)
         callbacks_task = asyncio.create_task(callbacks.run(), name="console-callbacks")
-        try:
-            from assistant.console.app import CALLBACK_DIALLER_KEY
-
-            runtime.app[CALLBACK_DIALLER_KEY] = callbacks
-        except ImportError:
-            pass
+        runtime.use_callback_dialler(callbacks)
     logger.info("phone gateway on udp:%s:%s", gateway.endpoint.host, gateway.endpoint.port)
     return GatewayService(gateway=gateway, engine=engine, _stop=stop, _task=task, callbacks=callbacks,
                           _callbacks_task=callbacks_task)
-

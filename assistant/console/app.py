@@ -10,147 +10,44 @@ checks the CSRF token on every state-changing request, and hands the handler the
 
 from __future__ import annotations
 
-import functools
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-from urllib.parse import quote
+from collections.abc import AsyncIterator
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from assistant.console import auth
-from assistant.console.auth import Principal
+from assistant.console import auth, models, views_console, views_family, views_users
 from assistant.console.events import POLL_INTERVAL_S, EventHub, watch_database
-from assistant.console.render import error_page
-from assistant.errors import AssistantError, StoreError, http_status
+from assistant.console.web import (
+    CALLBACK_DIALLER_KEY,
+    CONSOLE_SETTINGS_KEY,
+    CSP,
+    HUB_KEY,
+    LEDGER_KEY,
+    SAFE_METHODS,
+    SESSIONS_KEY,
+    STATIC_DIR,
+    STORE_KEY,
+    client_ip,
+    console_principal,
+    guarded,
+    require_elder,
+)
+from assistant.fraud_guard import models as fraud_models
+from assistant.fraud_guard.ledger import CallLedger
+from assistant.platform import api
+from assistant.platform.db import create_engine_for, session_factory
+from assistant.platform.models import Base
 from assistant.platform.store import PlatformStore
 from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
+_TABLES = (models, fraud_models)  # imported for their tables on Base.metadata (create_schema)
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-CONSOLE_SETTINGS_KEY = web.AppKey("console_settings", Settings)
-SESSIONS_KEY = web.AppKey("console_sessions", async_sessionmaker)
-HUB_KEY = web.AppKey("console_hub", EventHub)
-STORE_KEY = web.AppKey("console_store", PlatformStore)
-# the fraud guard's call ledger (callbacks are registered before dialling); None if fraud_guard is absent
-LEDGER_KEY = web.AppKey("console_ledger", object)
-# the phone gateway's call-back dialler (telephony.handover.OperatorCallbacks), set when the gateway runs here
-CALLBACK_DIALLER_KEY = web.AppKey("callback_dialler", object)
-
-Handler = Callable[[web.Request, Principal, AsyncSession], Awaitable[web.StreamResponse]]
-
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
-
-
-def peer_ip(request: web.Request) -> str:
-    """The socket peer's address (what the kernel says, not what a header claims)."""
-    transport = request.transport
-    peer = transport.get_extra_info("peername") if transport is not None else None
-    if isinstance(peer, tuple | list) and peer:
-        return str(peer[0])
-    return request.remote or ""
-
-
-def client_ip(request: web.Request) -> str:
-    """The address sign-in throttling and the audit log use: the socket peer; only when that peer is one of
-    ``settings.server.trusted_proxies`` (a reverse proxy in front of us) the right-most ``X-Forwarded-For``
-    entry that is not itself a trusted proxy."""
-    ip = peer_ip(request)
-    settings = request.app.get(CONSOLE_SETTINGS_KEY)
-    trusted = tuple(getattr(settings.server, "trusted_proxies", ()) or ()) if settings is not None else ()
-    if ip and ip in trusted:
-        hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
-        for hop in reversed(hops):
-            if hop not in trusted:
-                ip = hop
-                break
-    return ip[:64]
-
-
-def set_session_cookie(resp: web.StreamResponse, request: web.Request, session_id: str) -> None:
-    resp.set_cookie(
-        auth.SESSION_COOKIE,
-        session_id,
-        httponly=True,
-        samesite="Strict",
-        secure=request.secure,
-        path="/",
-        max_age=int(auth.SESSION_TTL_S),
-    )
-
-
-async def submitted_csrf(request: web.Request) -> str | None:
-    token = request.headers.get("X-CSRF-Token")
-    if token:
-        return token
-    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
-        value = form.get("_csrf")
-        return value if isinstance(value, str) else None
-    return None
-
-
-def guarded(*, area: str, roles: tuple[str, ...]) -> Callable[[Handler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
-    """Sign-in, role and CSRF checks around a page handler."""
-
-    def wrap(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        @functools.wraps(handler)
-        async def inner(request: web.Request) -> web.StreamResponse:
-            sessions = request.app[SESSIONS_KEY]
-            async with sessions() as db:
-                principal = await auth.load_principal(db, request.cookies.get(auth.SESSION_COOKIE))
-                await db.commit()
-                if principal is None:
-                    if request.method == "GET" and "text/event-stream" not in request.headers.get("Accept", ""):
-                        raise web.HTTPSeeOther(f"/{area}/login?next={quote(request.path_qs, safe='')}")
-                    return error_page(403, "请先登录。", area=area)
-                if principal.role not in roles:
-                    return error_page(403, "您的账号无权查看此页面。", principal, area=area)
-                if request.method not in SAFE_METHODS:
-                    if not auth.tokens_equal(await submitted_csrf(request), principal.csrf_token):
-                        await auth.audit(db, principal, "csrf_refused", target_type="path", target_id=request.path[:64],
-                                         ip=client_ip(request))
-                        await db.commit()
-                        return error_page(403, "表单已过期或来源不明（CSRF 校验失败），请刷新页面后重试。",
-                                          principal, area=area)
-                try:
-                    return await handler(request, principal, db)
-                except auth.ConsoleError as exc:
-                    await db.rollback()
-                    return error_page(exc.status, exc.message, principal, area=area)
-                except StoreError as exc:
-                    await db.rollback()
-                    status = http_status(exc.code)
-                    message = "数据库暂时不可用，请稍后重试。" if status == 503 else f"操作未完成：{exc.message}"
-                    return error_page(status, message, principal, area=area)
-                except AssistantError as exc:  # e.g. the call ledger is unavailable
-                    await db.rollback()
-                    log.warning("console action failed: %s: %s", exc.code, exc.message)
-                    return error_page(503, f"操作未完成（{exc.code}），请稍后重试。", principal, area=area)
-
-        return inner
-
-    return wrap
-
-
-async def console_principal(request: web.Request) -> Principal | None:
-    """The console user signed in on this request (for other areas, e.g. the platform API accepting a
-    console session instead of the service token). None when there is no valid session."""
-    sessions = request.app.get(SESSIONS_KEY)
-    if sessions is None:
-        return None
-    async with sessions() as db:
-        principal = await auth.load_principal(db, request.cookies.get(auth.SESSION_COOKIE))
-        await db.commit()
-    return principal
-
+# for the areas and tests that reach the console's shared pieces through this module
+__all__ = ["CALLBACK_DIALLER_KEY", "HUB_KEY", "SESSIONS_KEY", "STORE_KEY", "client_ip", "console_principal",
+           "create_app", "guarded", "require_elder", "setup_console"]
 
 async def api_auth_hook(request: web.Request) -> str | None:
     """For the platform API (``AUTH_HOOKS_KEY``): a signed-in operator/supervisor/admin may call ``/api``
@@ -182,24 +79,8 @@ async def api_audit_hook(request: web.Request, principal: str, action: str, targ
 
 
 def _register_api_auth(app: web.Application) -> None:
-    try:
-        from assistant.platform import api
-    except ModuleNotFoundError:
-        return
-    if api.AUTH_HOOKS_KEY not in app:
-        app[api.AUTH_HOOKS_KEY] = []
-    app[api.AUTH_HOOKS_KEY].append(api_auth_hook)
-    audit_key = getattr(api, "AUDIT_HOOKS_KEY", None)
-    if audit_key is not None:
-        if audit_key not in app:
-            app[audit_key] = []
-        app[audit_key].append(api_audit_hook)
-
-
-def require_elder(principal: Principal, elder_id: int) -> None:
-    """Family users only reach their own parents; staff reach everyone."""
-    if not principal.is_staff and elder_id not in principal.elder_ids:
-        raise auth.ForbiddenError("无权访问这位长者的信息。")
+    app.setdefault(api.AUTH_HOOKS_KEY, []).append(api_auth_hook)
+    app.setdefault(api.AUDIT_HOOKS_KEY, []).append(api_audit_hook)
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -214,32 +95,14 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 def _database_ctx(settings: Settings, *, create_schema: bool):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        from assistant.platform.db import create_engine_for, session_factory
-
         engine = create_engine_for(settings)
         if create_schema:
-            import importlib
-
-            from assistant.platform.models import Base
-
-            for module in ("assistant.console.models", "assistant.fraud_guard.models"):
-                try:  # registers their tables on Base.metadata
-                    importlib.import_module(module)
-                except ModuleNotFoundError as exc:
-                    log.warning("%s not available (%s): its tables are not created", module, exc.name)
-
-            async with engine.begin() as conn:
+            async with engine.begin() as conn:  # every table, the console's and the fraud guard's included
                 await conn.run_sync(Base.metadata.create_all)
         sessions = session_factory(engine)
         app[SESSIONS_KEY] = sessions
         app[STORE_KEY] = PlatformStore(engine=engine, sessionmaker=sessions)
-        try:
-            from assistant.fraud_guard.ledger import CallLedger
-
-            app[LEDGER_KEY] = CallLedger.for_engine(engine, settings=settings)
-        except ModuleNotFoundError as exc:
-            log.warning("fraud guard ledger not available (%s): callbacks go to the outbox only", exc.name)
-            app[LEDGER_KEY] = None
+        app[LEDGER_KEY] = CallLedger.for_engine(engine, settings=settings)
         try:
             yield
         finally:
@@ -249,9 +112,6 @@ def _database_ctx(settings: Settings, *, create_schema: bool):
 
 
 async def _watcher_ctx(app: web.Application) -> AsyncIterator[None]:
-    import asyncio
-    import contextlib
-
     task = asyncio.create_task(
         watch_database(app[HUB_KEY], app[SESSIONS_KEY], interval_s=POLL_INTERVAL_S), name="console-events"
     )
@@ -273,8 +133,6 @@ def setup_console(app: web.Application, *, settings: Settings, create_schema: bo
     The database comes from ``settings.store.database_url``; its tables are created by
     ``assistant db upgrade`` (``create_schema=True`` creates them directly, for tests).
     """
-    from assistant.console import views_console, views_family, views_users
-
     app[CONSOLE_SETTINGS_KEY] = settings
     app[HUB_KEY] = EventHub()
     app.cleanup_ctx.append(_database_ctx(settings, create_schema=create_schema))

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console.render import esc, iso, local_time
+from assistant.platform.api import OUTBOX_KEY
 from assistant.platform.models import Outbox
 
 CHANNEL_LABELS = {"sms": "短信", "email": "邮件", "log": "内部记录"}
@@ -24,10 +25,6 @@ STATUS_LABELS = {
 
 def sms_configured(app: web.Application) -> bool:
     """Whether this server sends SMS (the platform's outbox dispatcher has an SMS channel)."""
-    try:
-        from assistant.platform.api import OUTBOX_KEY
-    except ModuleNotFoundError:
-        return False
     dispatcher = app.get(OUTBOX_KEY)
     return dispatcher is not None and dispatcher.can_deliver("sms")
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from assistant.console.auth import Principal
+from assistant.fraud_guard.text import normalize
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 
@@ -147,10 +148,6 @@ def select_field(
 def _fold(ch: str) -> str:
     """One character as the fraud guard's ``normalize`` writes it (simplified, half-width, lower case, no
     white space): its evidence phrases are normalised, the transcript shown is as heard ("安全帐户")."""
-    try:
-        from assistant.fraud_guard.text import normalize
-    except ModuleNotFoundError:  # pragma: no cover - the fraud guard is part of the assistant
-        return "" if ch.isspace() else ch.lower()
     return normalize(ch)
 
 

@@ -10,17 +10,6 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console import actions, auth, notices, queries
-from assistant.console.app import (
-    CALLBACK_DIALLER_KEY,
-    CONSOLE_SETTINGS_KEY,
-    HUB_KEY,
-    LEDGER_KEY,
-    SESSIONS_KEY,
-    STORE_KEY,
-    client_ip,
-    guarded,
-    set_session_cookie,
-)
 from assistant.console.auth import Principal
 from assistant.console.events import stream
 from assistant.console.models import REVEAL_ROLES, STAFF_ROLES
@@ -43,6 +32,17 @@ from assistant.console.render import (
     iso,
     local_time,
     page,
+)
+from assistant.console.web import (
+    CALLBACK_DIALLER_KEY,
+    CONSOLE_SETTINGS_KEY,
+    HUB_KEY,
+    LEDGER_KEY,
+    SESSIONS_KEY,
+    STORE_KEY,
+    client_ip,
+    guarded,
+    set_session_cookie,
 )
 from assistant.platform.models import Call
 

@@ -10,7 +10,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console import actions, auth
-from assistant.console.app import HUB_KEY, STORE_KEY, client_ip, guarded, require_elder
 from assistant.console.auth import Principal
 from assistant.console.events import stream
 from assistant.console.render import (
@@ -30,6 +29,7 @@ from assistant.console.render import (
     select_field,
 )
 from assistant.console.views_console import add_sign_in_routes
+from assistant.console.web import HUB_KEY, STORE_KEY, client_ip, guarded, require_elder
 from assistant.platform.models import OPEN_ORDER_STATUSES, Alert, Call, Elder, WorkOrder
 
 family = guarded(area="family", roles=("family",))

@@ -9,7 +9,6 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console import auth, users
-from assistant.console.app import client_ip, guarded
 from assistant.console.auth import Principal
 from assistant.console.models import AuditEntry, ConsoleUser
 from assistant.console.render import (
@@ -22,6 +21,7 @@ from assistant.console.render import (
     page,
     select_field,
 )
+from assistant.console.web import client_ip, guarded
 from assistant.platform.models import Elder, FamilyContact
 
 admins = guarded(area="console", roles=("admin",))

@@ -11,10 +11,10 @@ import secrets
 from typing import Any
 
 from aiohttp import web
-from loguru import logger
 
 from assistant.errors import FraudGuardError
-from assistant.fraud_guard.ledger import CallLedger, set_default_ledger
+from assistant.fraud_guard.ledger import CallLedger
+from assistant.platform.api import AUTH_HOOKS_KEY, SERVICE_TOKEN_KEY, STORE_KEY, service_token
 from assistant.platform.models import normalize_phone
 from assistant.settings import Settings
 
@@ -38,10 +38,6 @@ async def _authenticated(request: web.Request) -> bool:
     token = request.app.get(_TOKEN_KEY, "")
     if header.startswith("Bearer ") and token and secrets.compare_digest(header[7:].strip().encode(), token.encode()):
         return True
-    try:
-        from assistant.platform.api import AUTH_HOOKS_KEY
-    except ImportError:
-        return False
     for hook in request.app.get(AUTH_HOOKS_KEY, []):
         if await hook(request):
             return True
@@ -81,46 +77,14 @@ async def verify(request: web.Request) -> web.Response:
 
 
 async def _fraud_ctx(app: web.Application):
-    settings = app[_SETTINGS_KEY]
-    engine = None
-    store = None
-    try:
-        from assistant.platform.api import STORE_KEY
-
-        store = app.get(STORE_KEY)
-    except ImportError:
-        store = None
-    if store is not None:
-        ledger = CallLedger.for_engine(store.engine, settings=settings)
-    else:
-        from assistant.platform.db import create_engine_for
-
-        engine = create_engine_for(settings)
-        ledger = CallLedger.for_engine(engine, settings=settings)
-        logger.warning("fraud guard: no platform store on the app; the ledger opens its own engine")
-    app[LEDGER_KEY] = ledger
-    set_default_ledger(ledger, settings=settings)
-    try:
-        yield
-    finally:
-        set_default_ledger(None, settings=settings)
-        if engine is not None:
-            await engine.dispose()
+    # on the platform store's engine (``setup_platform_api`` is mounted first and starts first)
+    app[LEDGER_KEY] = CallLedger.for_engine(app[STORE_KEY].engine, settings=app[_SETTINGS_KEY])
+    yield
 
 
 def setup_fraud_api(app: web.Application, *, settings: Settings) -> None:
     """Mount ``GET /api/verify`` and the ledger's lifecycle (after ``setup_platform_api``: shares its engine)."""
     app[_SETTINGS_KEY] = settings
-    token = settings.server.service_token
-    if not token:
-        try:
-            from assistant.platform.api import SERVICE_TOKEN_KEY, service_token
-
-            token = app.get(SERVICE_TOKEN_KEY) or service_token(settings)
-        except ImportError:
-            from assistant.server import service_token
-
-            token = service_token(settings)
-    app[_TOKEN_KEY] = token
+    app[_TOKEN_KEY] = app.get(SERVICE_TOKEN_KEY) or service_token(settings)
     app.router.add_get("/api/verify", verify)
     app.cleanup_ctx.append(_fraud_ctx)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from pathlib import Path
 
+from pypinyin import Style, lazy_pinyin
+
 from assistant.errors import FraudGuardError
+from assistant.fraud_guard.text import strip_punct
 
 HELDOUT_BUCKETS = 5  # 1 in 5 dialogues (by hashed id) is held out
 
@@ -43,3 +47,25 @@ def split(dialogues: list[dict], part: str) -> list[dict]:
 
 def caller_text(dialogue: dict) -> str:
     return "\n".join(t.get("text", "") for t in dialogue["turns"] if t.get("speaker") == "caller")
+
+
+def asr_noise(dialogues: list[dict], rate: float, *, seed: int = 20) -> list[dict]:
+    """Swap a fraction ``rate`` of Chinese characters for another character with the same toneless pinyin
+    (drawn from the characters of these dialogues), deterministically; punctuation is removed as well."""
+    chars = sorted({ch for d in dialogues for t in d["turns"] for ch in t.get("text", "") if "\u4e00" <= ch <= "\u9fff"})
+    by_sound: dict[str, list[str]] = {}
+    sound = dict(zip(chars, lazy_pinyin(chars, style=Style.NORMAL), strict=True))
+    for ch in chars:
+        by_sound.setdefault(sound[ch], []).append(ch)
+    rng = random.Random(seed)
+
+    def noisy(text: str) -> str:
+        out = []
+        for ch in strip_punct(text):
+            alts = by_sound.get(sound.get(ch, ""), [])
+            if len(alts) > 1 and rng.random() < rate:
+                ch = rng.choice([a for a in alts if a != ch])
+            out.append(ch)
+        return "".join(out)
+
+    return [dict(d, turns=[dict(t, text=noisy(t.get("text", ""))) for t in d["turns"]]) for d in dialogues]

@@ -16,8 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
+
+from assistant.fraud_guard.dataset import asr_noise, load_dialogues, split
+from assistant.fraud_guard.detector import ScamDetector
+from assistant.fraud_guard.text import strip_punct
+from assistant.fraud_guard.train import fold_of, load_own, train_all
+from assistant.settings import load_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,37 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def no_punct(dialogues: list[dict]) -> list[dict]:
-    from assistant.fraud_guard.text import strip_punct
-
     return [dict(d, turns=[dict(t, text=strip_punct(t.get("text", ""))) for t in d["turns"]]) for d in dialogues]
-
-
-def asr_noise(dialogues: list[dict], rate: float, *, seed: int = 20) -> list[dict]:
-    """Swap a fraction ``rate`` of Chinese characters for another character with the same toneless pinyin
-    (drawn from the characters of these dialogues), deterministically; punctuation is removed as well."""
-    import random
-
-    from pypinyin import Style, lazy_pinyin
-
-    from assistant.fraud_guard.text import strip_punct
-
-    chars = sorted({ch for d in dialogues for t in d["turns"] for ch in t.get("text", "") if "\u4e00" <= ch <= "\u9fff"})
-    by_sound: dict[str, list[str]] = {}
-    sound = dict(zip(chars, lazy_pinyin(chars, style=Style.NORMAL), strict=True))
-    for ch in chars:
-        by_sound.setdefault(sound[ch], []).append(ch)
-    rng = random.Random(seed)
-
-    def noisy(text: str) -> str:
-        out = []
-        for ch in strip_punct(text):
-            alts = by_sound.get(sound.get(ch, ""), [])
-            if len(alts) > 1 and rng.random() < rate:
-                ch = rng.choice([a for a in alts if a != ch])
-            out.append(ch)
-        return "".join(out)
-
-    return [dict(d, turns=[dict(t, text=noisy(t.get("text", ""))) for t in d["turns"]]) for d in dialogues]
 
 
 def _summary(r: dict) -> dict:
@@ -84,9 +61,6 @@ def by_language(dialogues: list[dict], *, detector) -> dict:
 
 def cross_validate(dialogues: list[dict], *, k: int, threshold: float, asr_rate: float = 0.0, log=None) -> dict:
     """K-fold CV over ``dialogues``: both learned layers retrained per fold on the other folds + own data."""
-    from assistant.fraud_guard.detector import ScamDetector
-    from assistant.fraud_guard.train import fold_of, load_own, train_all
-
     own = load_own()
     parts: dict[str, dict] = {}
     for fold in range(k):
@@ -209,12 +183,6 @@ def plot_pr(scores: list[tuple[float, int]], path: Path, *, title: str) -> Path 
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
-    from assistant.fraud_guard.dataset import load_dialogues, split
-    from assistant.fraud_guard.detector import ScamDetector
-    from assistant.settings import load_settings
-
     settings = load_settings()
     threshold = args.threshold if args.threshold is not None else settings.fraud.flag_threshold
     dialogues = split(load_dialogues(args.data), args.split)

@@ -217,26 +217,18 @@ def store_flag_sink(store) -> FlagSink:
     return sink
 
 
-def fraud_guard_for_app(app, *, session: CallSession, settings: Settings, personal: PersonalData | None = None,
-                        on_event: EventSink | None = None, default_speaker: str | None = None) -> FraudGuard:
-    """A ``FraudGuard`` wired to the running app: flags go to the platform store (``fraud`` alert, family
-    notified), the "claims to be 平安通" check uses the call ledger. Call after the app has started."""
-    store = None
-    try:
-        from assistant.platform.api import STORE_KEY
+def guard_factory(*, settings: Settings, store=None, ledger=None) -> Callable[[CallSession], FraudGuard]:
+    """``PipelineServices.fraud_guard_factory``: each call's ``FraudGuard`` with its flags going to the
+    platform store (an urgent ``fraud`` alert, family notified) and the "claims to be 平安通" check on the
+    call ledger; without them the guard only warns."""
 
-        store = app.get(STORE_KEY)
-    except ImportError:
-        store = None
-    from assistant.fraud_guard.api import LEDGER_KEY
+    def new_guard(session: CallSession) -> FraudGuard:
+        return FraudGuard(
+            session=session,
+            settings=settings,
+            on_flag=store_flag_sink(store) if store is not None else None,
+            ledger_check=ledger_check_for(ledger) if ledger is not None else None,
+            default_speaker=session.heard_speaker,
+        )
 
-    ledger = app.get(LEDGER_KEY)
-    return FraudGuard(
-        session=session,
-        settings=settings,
-        on_flag=store_flag_sink(store) if store is not None else None,
-        on_event=on_event,
-        ledger_check=ledger_check_for(ledger) if ledger is not None else None,
-        personal=personal,
-        default_speaker=default_speaker or session.heard_speaker,
-    )
+    return new_guard

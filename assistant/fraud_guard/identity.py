@@ -32,7 +32,6 @@ from assistant.fraud_guard.ledger import CallLedger, LedgerEntryInfo
 from assistant.fraud_guard.pin import PinCheck, PinStore
 from assistant.platform.models import normalize_phone
 from assistant.session import CallSession
-from assistant.settings import Settings
 
 _CN_DIGIT_WORDS = "零一二三四五六七八九"
 # Cantonese reads 2 as 二 too; 1 is often 一 / 幺 on phones — keep 一 for clarity
@@ -171,6 +170,13 @@ class IdentityService:
                 logger.warning(f"call {session.call_id}: safe phrase lookup failed: {exc}")
         return proof_utterances(safe_phrase=phrase, code=entry.code if entry else None, dialect=session.dialect)
 
+    async def prove_and_verify(self, session: CallSession) -> list[str]:
+        """``IdentityProof`` for the dialogue stage: what to say (``prove``), with the call's verification
+        state set from the ledger link (``verify_session``)."""
+        texts = await self.prove(session)
+        await self.verify_session(session)
+        return texts
+
     async def verify_session(self, session: CallSession) -> bool:
         """Set ``session.verification`` from the ledger link; returns whether it is verified."""
         if session.channel == "screen" and session.elder_id is not None:
@@ -202,53 +208,6 @@ class IdentityService:
             session.verification = "verified"
         logger.info(f"call {session.call_id}: keypad PIN for elder {session.elder_id}: {result.status}")
         return result
-
-
-def identity_service_for_app(app, *, settings: Settings) -> IdentityService:
-    """An ``IdentityService`` on the app's ledger and store (both appear during the app's start-up)."""
-    from assistant.fraud_guard.api import LEDGER_KEY
-
-    ledger = app.get(LEDGER_KEY)
-    if ledger is None:
-        from assistant.fraud_guard.ledger import default_ledger
-
-        ledger = default_ledger(settings)
-    store = None
-    try:
-        from assistant.platform.api import STORE_KEY
-
-        store = app.get(STORE_KEY)
-    except ImportError:
-        store = None
-    pins = PinStore.for_engine(store.engine, settings=settings) if store is not None and getattr(store, "engine", None) is not None else None
-    return IdentityService(
-        ledger=ledger,
-        safe_phrase_of=store.safe_phrase if store is not None else None,
-        numbers_of=numbers_from_store(store) if store is not None else None,
-        pins=pins,
-    )
-
-
-def keypad_pin_for_app(app, *, settings: Settings):
-    """The ``KeypadPin`` callable for ``PipelineServices`` (see ``IdentityService.check_pin``)."""
-
-    async def check(session: CallSession, pin: str) -> PinCheck:
-        return await identity_service_for_app(app, settings=settings).check_pin(session, pin)
-
-    return check
-
-
-def identity_proof_for_app(app, *, settings: Settings):
-    """The ``IdentityProof`` callable for ``PipelineServices``: resolves the ledger and the store when
-    called (both appear during the app's start-up), so it can be built before the app runs."""
-
-    async def proof(session: CallSession) -> list[str]:
-        service = identity_service_for_app(app, settings=settings)
-        texts = await service.prove(session)
-        await service.verify_session(session)
-        return texts
-
-    return proof
 
 
 def numbers_from_store(store) -> NumbersLookup:

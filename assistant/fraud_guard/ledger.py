@@ -5,9 +5,9 @@ An entry holds the elder, the number dialled, the purpose, a 4-digit one-time co
 speaks, so a real platform call can prove itself; a scammer has no entry and no code. Family contacts get
 the code through the platform outbox in the same transaction as the entry.
 
-``CallLedger`` works on the platform database (shared ``Base``; tables from ``fraud_0001``). Module-level
-``record_outbound_call(...)`` is what ``telephony`` calls; it uses a per-database default ledger created
-lazily (nothing is created at import). An inbound call is never linked to an entry (issue #15: the caller
+``CallLedger`` works on the platform database (shared ``Base``; tables from ``fraud_0001``); one ledger per
+process, on the platform store's engine, is built at start-up and handed to whoever writes or reads entries
+(the care-call runner, the console's call-backs, the identity proof, ``/api/verify``). An inbound call is never linked to an entry (issue #15: the caller
 ID that would link it can be spoofed); the ``resumed`` status is kept only for rows written before that.
 """
 
@@ -204,54 +204,3 @@ class CallLedger:
             return int(res.rowcount or 0)
 
         return await self._run("expire", write)
-
-
-# --- module-level API for telephony (default ledger per database URL, created lazily) ---------------
-
-_DEFAULT: dict[str, CallLedger] = {}
-_ENGINES: dict[str, AsyncEngine] = {}
-
-
-def set_default_ledger(ledger: CallLedger | None, *, settings: Settings | None = None) -> None:
-    """Install the ledger the module-level functions use (``setup_fraud_api`` does this at start-up)."""
-    key = _key(settings)
-    if ledger is None:
-        _DEFAULT.pop(key, None)
-    else:
-        _DEFAULT[key] = ledger
-
-
-def _key(settings: Settings | None) -> str:
-    if settings is None:
-        from assistant.settings import load_settings
-
-        settings = load_settings()
-    return settings.store.database_url
-
-
-def default_ledger(settings: Settings | None = None) -> CallLedger:
-    if settings is None:
-        from assistant.settings import load_settings
-
-        settings = load_settings()
-    key = settings.store.database_url
-    if key not in _DEFAULT:
-        from assistant.platform.db import create_engine_for
-
-        engine = create_engine_for(settings)
-        _ENGINES[key] = engine
-        _DEFAULT[key] = CallLedger.for_engine(engine, settings=settings)
-    return _DEFAULT[key]
-
-
-async def record_outbound_call(*, elder_id: int | None, number: str, purpose: str, call_ref: str | None = None,
-                               settings: Settings | None = None) -> LedgerEntryInfo:
-    return await default_ledger(settings).record_outbound_call(elder_id=elder_id, number=number, purpose=purpose,
-                                                               call_ref=call_ref)
-
-
-async def close_default_ledgers() -> None:
-    for key, engine in list(_ENGINES.items()):
-        _ENGINES.pop(key, None)
-        _DEFAULT.pop(key, None)
-        await engine.dispose()

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from assistant.fraud_guard.dataset import caller_text, load_dialogues, split
+from assistant.fraud_guard.dataset import asr_noise, caller_text, load_dialogues, split
 from assistant.fraud_guard.detector import (
     COMBINER_NO_NGRAM_PATH,
     COMBINER_PATH,
@@ -207,8 +207,6 @@ def train_all(pool: list[dict], *, use_ngram: bool = True, log=None) -> tuple[Ng
     folds = [fold_of(str(d["id"]), INNER_FOLDS) for d in pool]
     noisy_pool: list[dict | None] = [None] * len(pool)
     if NOISE_RATE:
-        from assistant.fraud_guard.eval_cmd import asr_noise
-
         noisy_pool = list(asr_noise(pool, NOISE_RATE, seed=NOISE_SEED))
     feats_by_dialogue: list[list[list[dict[str, float]]]] = [[] for _ in pool]
     for k in range(INNER_FOLDS):

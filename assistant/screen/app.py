@@ -31,6 +31,9 @@ from aiohttp import WSMsgType, web
 from loguru import logger
 
 from assistant.errors import AssistantError
+from assistant.fraud_guard.api import LEDGER_KEY
+from assistant.pipeline import PipelineServices, build_call_pipeline, pipeline_worker
+from assistant.platform.api import STORE_KEY as PLATFORM_STORE_KEY
 from assistant.screen.protocol import (
     BUTTON_TEXTS,
     FRAUD_CHECK_TEXT,
@@ -133,6 +136,8 @@ STORE_KEY = web.AppKey("screen_store", ScreenStore)
 HUB_KEY = web.AppKey("screen_hub", ScreenHub)
 SECRET_KEY = web.AppKey("screen_secret", bytes)
 PIPELINE_FACTORY_KEY = web.AppKey("screen_pipeline_factory", object)
+# the pipeline services of this process (set by ``assistant.runtime`` once the call stack is up)
+PIPELINE_SERVICES_KEY = web.AppKey("screen_pipeline_services", PipelineServices)
 FRAUD_LOOKUP_KEY = web.AppKey("screen_fraud_lookup", object)
 SOS_TIMES_KEY = web.AppKey("screen_sos_times", list)
 
@@ -217,7 +222,7 @@ async def _lookup_platform_call(app: web.Application, elder_id: int) -> Platform
     lookup: PlatformCallLookup | None = app.get(FRAUD_LOOKUP_KEY)  # type: ignore[assignment]
     if lookup is not None:
         return await lookup(elder_id)
-    ledger = _fraud_ledger(app)
+    ledger = app.get(LEDGER_KEY)
     if ledger is not None:
         try:
             entry = await ledger.current_for_elder(elder_id)
@@ -227,14 +232,6 @@ async def _lookup_platform_call(app: web.Application, elder_id: int) -> Platform
             if entry is not None:
                 return PlatformCall(call_id=entry.call_id or "", code=entry.code)
     return await app[STORE_KEY].platform_call(elder_id)
-
-
-def _fraud_ledger(app: web.Application):
-    try:
-        from assistant.fraud_guard.api import LEDGER_KEY
-    except ImportError:
-        return None
-    return app.get(LEDGER_KEY)
 
 
 async def _raise_sos(app: web.Application, *, elder_id: int, call_id: str | None, via: str) -> int:
@@ -300,13 +297,7 @@ async def default_pipeline_factory(
     app: web.Application, transport: ScreenTransport, session: CallSession, *, turn_listeners: list | None = None
 ):
     """The real call pipeline (``assistant.pipeline``) with the services ``assistant serve`` started."""
-    try:
-        from assistant.pipeline import build_call_pipeline, pipeline_worker
-        from assistant.runtime import SERVICES_KEY
-    except ImportError as exc:  # a stage's optional dependency missing: the page still gets panels and SOS
-        raise ScreenError(f"voice pipeline cannot load: {exc}", code="screen_no_voice") from exc
-
-    services = app.get(SERVICES_KEY)
+    services = app.get(PIPELINE_SERVICES_KEY)
     if services is None:
         raise ScreenError("voice is not running on this server (start it with `assistant serve`)", code="screen_no_voice")
     if turn_listeners:
@@ -535,10 +526,6 @@ async def screen_ws(request: web.Request) -> web.WebSocketResponse:
 
 
 def _platform_store(app: web.Application):
-    try:
-        from assistant.platform.api import STORE_KEY as PLATFORM_STORE_KEY
-    except ImportError:
-        return None
     return app.get(PLATFORM_STORE_KEY)
 
 

@@ -138,7 +138,7 @@ async def test_workers_share_one_postgres_store_a_call_back_is_known_but_not_ver
         worker_b = Gateway(settings=replace(s, telephony=replace(s.telephony, rtp_port_min=24500, rtp_port_max=24999)), pipeline_factory=factory_for("B"), directory=stores[1], port=0)
         async with worker_a, worker_b:
             # worker A is about to place the care call: the ledger entry is written first
-            entry = await ledger_recorder(ledgers[0], settings=s)(LedgerIntent(elder_id=elder.elder_id, number="0750-888 1234", purpose="care_call", attempt=1, call_ref="pg-1"))
+            entry = await ledger_recorder(ledgers[0])(LedgerIntent(elder_id=elder.elder_id, number="0750-888 1234", purpose="care_call", attempt=1, call_ref="pg-1"))
             gws = [f"127.0.0.1:{worker_a.endpoint.port}", f"127.0.0.1:{worker_b.endpoint.port}"]
             async with KamailioDispatcher(workdir=tmp_path / "kamailio", gateways=gws) as kam, SipEndpoint(settings=s.telephony, port=0, user="07508881234") as phone:
                 uri = f"sip:assistant@127.0.0.1:{kam.port}"

@@ -191,7 +191,7 @@ def test_sign_constrained_fit_keeps_signs():
 
 
 def test_asr_noise_is_deterministic_and_keeps_length():
-    from assistant.fraud_guard.eval_cmd import asr_noise
+    from assistant.fraud_guard.dataset import asr_noise
 
     ds = load_dialogues(OWN)[:4]
     a, b = asr_noise(ds, 0.3), asr_noise(ds, 0.3)

@@ -120,12 +120,10 @@ async def test_flag_sink_failure_still_warns(settings):
     assert warning == WARNINGS["cmn"]
 
 
-async def test_fraud_guard_for_app_without_store_or_ledger(settings):
-    from aiohttp import web
+async def test_guard_factory_without_store_or_ledger(settings):
+    from assistant.fraud_guard.guard import guard_factory
 
-    from assistant.fraud_guard.guard import fraud_guard_for_app
-
-    guard = fraud_guard_for_app(web.Application(), session=CallSession(channel="screen"), settings=settings)
+    guard = guard_factory(settings=settings)(CallSession(channel="screen"))
     assert isinstance(guard, FraudGuard) and guard.flag is None
     await guard.observe("caller", "请把验证码念给我，把钱转到安全账户，不要告诉家人。")
     assert guard.flag is not None  # still flags and warns without a store

@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 
 from assistant.fraud_guard.api import setup_fraud_api
+from assistant.platform.api import setup_platform_api
 from assistant.fraud_guard.identity import IdentityService, proof_speech_seconds, proof_utterances, spell_code
 from assistant.fraud_guard.ledger import CallLedger, new_code
 from assistant.platform.db import create_engine_for
@@ -107,6 +108,7 @@ async def test_verify_api(settings, aiohttp_client, db):
 
     settings = dataclasses.replace(settings, server=dataclasses.replace(settings.server, service_token="tok"))
     app = web.Application()
+    setup_platform_api(app, settings=settings)  # the ledger shares the platform store's engine
     setup_fraud_api(app, settings=settings)
     client = await aiohttp_client(app)
     auth = {"Authorization": "Bearer tok"}

@@ -180,7 +180,10 @@ async def test_the_code_comes_from_the_fraud_guards_ledger(settings, aiohttp_cli
     import assistant.fraud_guard.models  # noqa: F401  (its tables join Base.metadata for create_all)
 
     await seed_demo(settings)
+    from assistant.platform.api import setup_platform_api
+
     app = create_app(settings)
+    setup_platform_api(app, settings=settings)  # the ledger shares the platform store's engine
     fraud_api.setup_fraud_api(app, settings=settings)
     client = await aiohttp_client(app)
     entry = await app[fraud_api.LEDGER_KEY].record_outbound_call(elder_id=1, number="07503331234", purpose="care_call")

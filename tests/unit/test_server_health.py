@@ -6,7 +6,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from assistant.errors import TelephonyError
-from assistant.server import create_app, report_component, start_phone
+from assistant.serve import start_phone
+from assistant.server import create_app, report_component
 
 
 async def test_health_is_ok_with_nothing_failed(aiohttp_client, settings):
@@ -48,7 +49,7 @@ async def test_started_phone_and_parts_off_on_purpose_are_ok(aiohttp_client, set
 
 
 async def test_rasa_that_failed_to_start_or_died_is_degraded(aiohttp_client, settings):
-    from assistant.runtime import SUPERVISOR_KEY
+    from assistant.server import SUPERVISOR_KEY
 
     app = create_app(settings)
     report_component(app, "dialogue", ok=False, error="setup_incomplete", message="the Rasa environment is missing")

@@ -29,10 +29,9 @@ async def count(store: PlatformStore, model, *where) -> int:
 
 
 def dialogue_sink(store: PlatformStore):
-    from assistant.platform.api import STORE_KEY
     from assistant.runtime import _store_alert_sink
 
-    return _store_alert_sink({STORE_KEY: store})
+    return _store_alert_sink(store)
 
 
 async def test_keypad_2_and_0_seen_by_gateway_and_dialogue_raise_one_alert_each(store):

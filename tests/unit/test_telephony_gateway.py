@@ -49,7 +49,7 @@ async def test_unknown_caller_gets_neutral_greeting(settings, platform):
 async def test_call_back_within_the_window_is_not_linked_to_the_care_call(settings, platform):
     # issue #15: caller ID can be spoofed, so a call "back" from the number we dialled proves nothing
     store, ledger, elder = platform
-    record = ledger_recorder(ledger, settings=settings)
+    record = ledger_recorder(ledger)
     entry = await record(LedgerIntent(elder_id=elder.elder_id, number="0750-333 1234", purpose="care_call", attempt=1, call_ref="r-1"))
     assert entry.code and entry.status == "pending"  # written before any dial
     session, kind = await gateway(settings, store, ledger).identify("07503331234", call_id="in-3")

@@ -74,7 +74,7 @@ async def test_repeated_misunderstanding_alert_also_hands_over():
     class Services:
         on_alert: object
 
-    services = with_handover_alerts(Services(on_alert=base), [FakeGateway()])
+    services = with_handover_alerts(Services(on_alert=base), FakeGateway())
     await services.on_alert(SimpleNamespace(kind="misunderstanding", call_id="c9"))
     await services.on_alert(SimpleNamespace(kind="unwell", call_id="c9"))
     assert stored == ["misunderstanding", "unwell"]  # every alert is still stored

@@ -244,7 +244,6 @@ async def test_ledger_marker_uses_answered_status():
 
     await ledger_marker(Ledger())(5, "c9")
     assert calls == [(5, "answered", "c9")]
-    assert ledger_marker(object()) is None
 
 
 # --- a care call dialled by hand (`assistant phone call`) speaks the same proof ------------------------------
@@ -322,7 +321,7 @@ async def test_identity_call_back_dials_the_number_on_file_with_the_full_proof(s
     gw = FakeGateway(answers={"07505502002": ["answer"]}, clock=FastClock(start=MON_0930), keys={"07505502002": "1"},
                      settings=settings)
     entries = []
-    runner = care_call_runner(gateway=gw, store=store, ledger=ledger, settings=settings, after_outcome_s=0,
+    runner = care_call_runner(gateway=gw, store=store, ledger=ledger, after_outcome_s=0,
                               on_entry=lambda intent, entry: (gw.log.append(f"ledger {intent.purpose}"), entries.append(entry)))
     call_back = identity_call_back(runner=runner, store=store, settings=settings)
     session = CallSession(channel="phone", direction="inbound", elder_id=elder.elder_id, caller_number="0750 5502002",
@@ -354,7 +353,7 @@ async def test_identity_call_back_without_answer_alerts_an_operator(settings, pl
     async def on_alert(a):
         alerts.append(a)
 
-    runner = care_call_runner(gateway=gw, store=store, ledger=ledger, settings=settings, on_alert=on_alert)
+    runner = care_call_runner(gateway=gw, store=store, ledger=ledger, on_alert=on_alert)
     await identity_call_back(runner=runner, store=store, settings=settings)(
         CallSession(channel="phone", direction="inbound", elder_id=elder.elder_id, caller_number="07505502002"))
     assert gw.log == ["dial 07505502002"] and len(gw.dialled) == 1  # one try, no retries, no family
