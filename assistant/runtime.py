@@ -1,5 +1,8 @@
-"""Everything a call needs, started once per process: the web app (platform API, console, screen), the
-supervised Rasa servers, and the shared ``PipelineServices``. Used by ``serve``, ``simulate`` and ``talk``.
+"""Everything a call needs, started once per process, in order: the services (``assistant.services``: store,
+ledger, identity, outbox, SLA and retention loops), the web app on them (platform API, console, screen),
+the supervised Rasa servers, the Rasa client and the shared ``PipelineServices``. Used by ``serve``,
+``simulate``, ``talk``, ``phone`` and the benches; ``telephony.gateway_service.start_gateway(runtime)`` adds
+the phone gateway.
 """
 
 from __future__ import annotations
@@ -16,25 +19,21 @@ from aiohttp import web
 from loguru import logger
 
 from assistant.asr.registry import get_recognizer, model_for
-from assistant.console.web import CALLBACK_DIALLER_KEY
 from assistant.dialogue import rasa_cli
 from assistant.dialogue.processor import CallAlert
 from assistant.dialogue.rasa_client import RasaClient
 from assistant.dialogue.supervisor import ChildSpec, Supervisor
 from assistant.errors import AssistantError, SetupError
-from assistant.fraud_guard.api import LEDGER_KEY
 from assistant.fraud_guard.guard import guard_factory
-from assistant.fraud_guard.identity import IdentityService, numbers_from_store
 from assistant.fraud_guard.ledger import CallLedger
-from assistant.fraud_guard.pin import PinStore
 from assistant.pipeline import PipelineServices
-from assistant.platform.api import STORE_KEY, service_token
 from assistant.platform.store import PlatformStore
 from assistant.private_files import private_dir
-from assistant.screen.app import PIPELINE_SERVICES_KEY
-from assistant.server import SUPERVISOR_KEY, create_app, report_component
+from assistant.server import create_app, report_component
+from assistant.services import Services, open_services
 from assistant.settings import Settings
 from assistant.tts.registry import warm
+from telephony.handover import OperatorCallbacks
 
 
 def free_port() -> int:
@@ -109,16 +108,22 @@ def _client_host(listen_host: str) -> str:
 class Runtime:
     settings: Settings
     app: web.Application
-    services: PipelineServices
+    root: Services  # the composition root: every long-lived service of this process
+    services: PipelineServices  # what every call's pipeline shares (also ``root.pipeline``)
     base_url: str
     supervisor: Supervisor | None
-    store: PlatformStore
-    ledger: CallLedger
 
-    def use_callback_dialler(self, dialler) -> None:
-        """The phone gateway's call-back dialler (``telephony.handover.OperatorCallbacks``) for the console's
-        安排回电, once the gateway runs in this process."""
-        self.app[CALLBACK_DIALLER_KEY] = dialler
+    @property
+    def store(self) -> PlatformStore:
+        return self.root.store
+
+    @property
+    def ledger(self) -> CallLedger:
+        return self.root.ledger
+
+    def use_callback_dialler(self, dialler: OperatorCallbacks) -> None:
+        """The phone gateway's call-back dialler for the console's 安排回电, once the gateway runs here."""
+        self.root.callbacks = dialler
 
 
 def with_free_ports(settings: Settings) -> Settings:
@@ -134,9 +139,17 @@ def with_free_ports(settings: Settings) -> Settings:
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings, *, with_rasa: bool = True, rasa_required: bool = False) -> AsyncIterator[Runtime]:
-    """Start the web app and (optionally) the supervised Rasa servers; stop all on exit."""
+    """Build the services, start the web app on them and (optionally) the supervised Rasa servers; stop all
+    on exit (the services last)."""
     private_dir(settings.paths.var_dir)  # 0700: recordings, store, logs, secrets live below
-    app = create_app(settings)
+    async with open_services(settings) as root:
+        async with _serving(settings, root, with_rasa=with_rasa, rasa_required=rasa_required) as runtime:
+            yield runtime
+
+
+@contextlib.asynccontextmanager
+async def _serving(settings: Settings, root: Services, *, with_rasa: bool, rasa_required: bool) -> AsyncIterator[Runtime]:
+    app = create_app(settings, services=root)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, port = settings.server.host, settings.server.port
@@ -157,11 +170,11 @@ async def running(settings: Settings, *, with_rasa: bool = True, rasa_required: 
         if with_rasa:
             try:
                 supervisor = Supervisor(
-                    specs=rasa_specs(settings, api_url=base_url, service_token=service_token(settings)),
+                    specs=rasa_specs(settings, api_url=base_url, service_token=root.service_token),
                     health_interval_s=settings.dialogue.rasa_health_interval_s,
                 )
                 await supervisor.start()
-                app[SUPERVISOR_KEY] = supervisor
+                root.supervisor = supervisor
             except SetupError as exc:
                 supervisor = None
                 if rasa_required:
@@ -171,31 +184,24 @@ async def running(settings: Settings, *, with_rasa: bool = True, rasa_required: 
         else:
             report_component(app, "dialogue", ok=None, note="Rasa not started here")
         await warm_up(settings)
-        # the platform store and the call ledger, built once by the web app's start-up (one engine)
-        store, ledger = app[STORE_KEY], app[LEDGER_KEY]
-        identity = IdentityService(
-            ledger=ledger,
-            safe_phrase_of=store.safe_phrase,
-            numbers_of=numbers_from_store(store),
-            pins=PinStore.for_engine(store.engine, settings=settings),
-        )
+        identity = root.identity
         services = PipelineServices(
             settings=settings,
             rasa=rasa,
-            on_alert=_store_alert_sink(store),
+            on_alert=_store_alert_sink(root.store),
             identity_proof=identity.prove_and_verify,
-            store=store,
-            fraud_guard_factory=guard_factory(settings=settings, store=store, ledger=ledger),
+            store=root.store,
+            fraud_guard_factory=guard_factory(settings=settings, store=root.store, ledger=root.ledger),
             verify_session=identity.verify_session,
             keypad_pin=identity.check_pin,
         )
-        app[PIPELINE_SERVICES_KEY] = services
-        yield Runtime(settings=settings, app=app, services=services, base_url=base_url, supervisor=supervisor,
-                      store=store, ledger=ledger)
+        root.pipeline = services
+        yield Runtime(settings=settings, app=app, root=root, services=services, base_url=base_url, supervisor=supervisor)
     finally:
         await rasa.close()
         if supervisor is not None:
             await supervisor.stop()
+            root.supervisor = None
         await runner.cleanup()
 
 

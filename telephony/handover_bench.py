@@ -114,8 +114,9 @@ async def _platform(settings, workdir: Path, stack: contextlib.AsyncExitStack):
     from aiohttp import web
 
     from assistant.platform import kannel_testing
-    from assistant.platform.api import STORE_KEY, create_app
+    from assistant.platform.api import create_app
     from assistant.platform.migrate import upgrade_heads_async
+    from assistant.services import SERVICES_KEY
 
     await upgrade_heads_async(settings.store.database_url)
     kannel = None
@@ -128,7 +129,7 @@ async def _platform(settings, workdir: Path, stack: contextlib.AsyncExitStack):
     runner = web.AppRunner(app)
     await runner.setup()  # the platform's background jobs (outbox dispatcher, DLR listener) start here
     stack.push_async_callback(runner.cleanup)
-    return app[STORE_KEY], kannel
+    return app[SERVICES_KEY].store, kannel
 
 
 async def bench(*, calls: int = 20, family_calls: int = 5, workdir: Path | None = None) -> dict:

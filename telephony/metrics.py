@@ -18,8 +18,11 @@ import datetime as dt
 from aiohttp import web
 from sqlalchemy import func, select
 
+from assistant.platform.api import _api
+from assistant.platform.models import Elder
+from assistant.services import SERVICES_KEY
 from telephony.call_jobs import CallJobStore
-from telephony.models import FINAL_STATES
+from telephony.models import FINAL_STATES, CallJob
 
 CONTENT_TYPE = "text/plain"  # Prometheus text exposition format 0.0.4
 
@@ -37,9 +40,6 @@ def _escape(value: str) -> str:
 
 async def render(jobs: CallJobStore) -> str:
     """The exposition text for the rows ``jobs`` sees."""
-    from assistant.platform.models import Elder
-    from telephony.models import CallJob
-
     counts = await jobs.counts()
     oldest = await jobs.oldest_due()
     now = jobs.now()
@@ -74,16 +74,10 @@ async def render(jobs: CallJobStore) -> str:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    from assistant.platform.api import STORE_KEY
-
-    store = request.app.get(STORE_KEY)
-    if store is None or getattr(store, "engine", None) is None:
-        return web.Response(status=503, text="# the platform store is not running\n", content_type=CONTENT_TYPE)
-    jobs = CallJobStore.for_engine(store.engine, now=lambda: dt.datetime.now(dt.UTC))
+    jobs = CallJobStore.for_engine(request.app[SERVICES_KEY].engine, now=lambda: dt.datetime.now(dt.UTC))
     return web.Response(text=await render(jobs), content_type=CONTENT_TYPE)
 
 
-def setup_metrics(app: web.Application, *, settings) -> None:
-    from assistant.platform.api import _api  # the platform API's bearer-token check and coded errors
-
+def setup_metrics(app: web.Application) -> None:
+    """Mount ``GET /metrics`` behind the platform API's bearer-token check and coded errors."""
     app.router.add_get("/metrics", _api(metrics))

@@ -1,7 +1,9 @@
 """The operator console (``/console``) and the family portal (``/family``): aiohttp, server-rendered.
 
-``setup_console(app, settings=...)`` mounts both on the integrator's application (``assistant serve``);
-``create_app(settings)`` builds a stand-alone application for tests and the benchmark.
+``setup_console(app)`` mounts both on the integrator's application (``assistant serve``), whose
+``app[SERVICES_KEY]`` (``assistant.services``) gives the console its database sessions, store, ledger and
+call-back dialler; ``create_app(settings)`` builds a stand-alone application with services of its own for
+tests and the benchmark.
 
 Every page handler is wrapped by ``guarded``: it loads the session from the cookie, checks the role,
 checks the CSRF token on every state-changing request, and hands the handler the ``Principal`` and an
@@ -17,37 +19,27 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from assistant.console import auth, models, views_console, views_family, views_users
+from assistant.console import auth, views_console, views_family, views_users
 from assistant.console.events import POLL_INTERVAL_S, EventHub, watch_database
 from assistant.console.web import (
-    CALLBACK_DIALLER_KEY,
-    CONSOLE_SETTINGS_KEY,
     CSP,
     HUB_KEY,
-    LEDGER_KEY,
     SAFE_METHODS,
-    SESSIONS_KEY,
     STATIC_DIR,
-    STORE_KEY,
     client_ip,
     console_principal,
     guarded,
     require_elder,
 )
-from assistant.fraud_guard import models as fraud_models
-from assistant.fraud_guard.ledger import CallLedger
 from assistant.platform import api
-from assistant.platform.db import create_engine_for, session_factory
-from assistant.platform.models import Base
-from assistant.platform.store import PlatformStore
+from assistant.services import SERVICES_KEY, services_ctx
 from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
-_TABLES = (models, fraud_models)  # imported for their tables on Base.metadata (create_schema)
 
 # for the areas and tests that reach the console's shared pieces through this module
-__all__ = ["CALLBACK_DIALLER_KEY", "HUB_KEY", "SESSIONS_KEY", "STORE_KEY", "client_ip", "console_principal",
-           "create_app", "guarded", "require_elder", "setup_console"]
+__all__ = ["HUB_KEY", "SERVICES_KEY", "client_ip", "console_principal", "create_app", "guarded", "require_elder",
+           "setup_console"]
 
 async def api_auth_hook(request: web.Request) -> str | None:
     """For the platform API (``AUTH_HOOKS_KEY``): a signed-in operator/supervisor/admin may call ``/api``
@@ -68,10 +60,10 @@ async def api_audit_hook(request: web.Request, principal: str, action: str, targ
     (e.g. a call's masked transcript) goes to the console's audit log like a page view."""
     if not principal.startswith("console:"):
         return
-    sessions = request.app.get(SESSIONS_KEY)
-    if sessions is None:
+    services = request.app.get(SERVICES_KEY)
+    if services is None:
         return
-    async with sessions() as db:
+    async with services.sessions() as db:
         p = await auth.load_principal(db, request.cookies.get(auth.SESSION_COOKIE))
         await auth.audit(db, p, action, target_type=target_type, target_id=target_id[:64], ip=client_ip(request),
                          username=principal.removeprefix("console:"))
@@ -93,27 +85,9 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
             response.headers.setdefault("Cache-Control", "no-store")
 
 
-def _database_ctx(settings: Settings, *, create_schema: bool):
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        engine = create_engine_for(settings)
-        if create_schema:
-            async with engine.begin() as conn:  # every table, the console's and the fraud guard's included
-                await conn.run_sync(Base.metadata.create_all)
-        sessions = session_factory(engine)
-        app[SESSIONS_KEY] = sessions
-        app[STORE_KEY] = PlatformStore(engine=engine, sessionmaker=sessions)
-        app[LEDGER_KEY] = CallLedger.for_engine(engine, settings=settings)
-        try:
-            yield
-        finally:
-            await engine.dispose()
-
-    return ctx
-
-
 async def _watcher_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(
-        watch_database(app[HUB_KEY], app[SESSIONS_KEY], interval_s=POLL_INTERVAL_S), name="console-events"
+        watch_database(app[HUB_KEY], app[SERVICES_KEY].sessions, interval_s=POLL_INTERVAL_S), name="console-events"
     )
     try:
         yield
@@ -127,15 +101,10 @@ async def _close_streams(app: web.Application) -> None:
     app[HUB_KEY].close()
 
 
-def setup_console(app: web.Application, *, settings: Settings, create_schema: bool = False) -> None:
-    """Mount the console (``/console``) and the family portal (``/family``) on ``app``.
-
-    The database comes from ``settings.store.database_url``; its tables are created by
-    ``assistant db upgrade`` (``create_schema=True`` creates them directly, for tests).
-    """
-    app[CONSOLE_SETTINGS_KEY] = settings
+def setup_console(app: web.Application) -> None:
+    """Mount the console (``/console``) and the family portal (``/family``) on ``app`` (after the services:
+    its event watcher polls their database)."""
     app[HUB_KEY] = EventHub()
-    app.cleanup_ctx.append(_database_ctx(settings, create_schema=create_schema))
     app.cleanup_ctx.append(_watcher_ctx)
     app.on_shutdown.append(_close_streams)
     app.on_response_prepare.append(_security_headers)
@@ -147,6 +116,9 @@ def setup_console(app: web.Application, *, settings: Settings, create_schema: bo
 
 
 def create_app(settings: Settings, *, create_schema: bool = True) -> web.Application:
+    """The console alone, on services of its own (tables created directly unless ``create_schema=False``;
+    the SLA, outbox and retention loops are not run)."""
     app = web.Application()
-    setup_console(app, settings=settings, create_schema=create_schema)
+    app.cleanup_ctx.append(services_ctx(settings, create_schema=create_schema, run_loops=False))
+    setup_console(app)
     return app

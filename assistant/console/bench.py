@@ -103,8 +103,9 @@ async def _bench(url: str, *, count: int, requests: int, var_dir: Path) -> dict[
     from aiohttp.test_utils import TestClient, TestServer
 
     from assistant.console import users
-    from assistant.console.app import SESSIONS_KEY, create_app
+    from assistant.console.app import create_app
     from assistant.console.seed import seed_flagged_calls
+    from assistant.services import SERVICES_KEY
     from assistant.settings import load_settings
 
     settings = load_settings()
@@ -128,7 +129,7 @@ async def _bench(url: str, *, count: int, requests: int, var_dir: Path) -> dict[
     app.middlewares.append(timing)
     async with TestClient(TestServer(app)) as client:
         t0 = time.perf_counter()
-        async with app[SESSIONS_KEY]() as db:
+        async with app[SERVICES_KEY].sessions() as db:
             await seed_flagged_calls(db, count=count)
             password = "bench-" + os.urandom(8).hex()
             await users.create_user(db, username="bench-operator", role="operator", password=password)

@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console.render import esc, iso, local_time
-from assistant.platform.api import OUTBOX_KEY
 from assistant.platform.models import Outbox
+from assistant.services import SERVICES_KEY
 
 CHANNEL_LABELS = {"sms": "短信", "email": "邮件", "log": "内部记录"}
 # what the operator may rely on: only 已送达 means the family's phone has it
@@ -25,8 +25,7 @@ STATUS_LABELS = {
 
 def sms_configured(app: web.Application) -> bool:
     """Whether this server sends SMS (the platform's outbox dispatcher has an SMS channel)."""
-    dispatcher = app.get(OUTBOX_KEY)
-    return dispatcher is not None and dispatcher.can_deliver("sms")
+    return app[SERVICES_KEY].outbox.can_deliver("sms")
 
 
 async def alert_outbox(db: AsyncSession, alert_id: int) -> list[Outbox]:

@@ -34,17 +34,13 @@ from assistant.console.render import (
     page,
 )
 from assistant.console.web import (
-    CALLBACK_DIALLER_KEY,
-    CONSOLE_SETTINGS_KEY,
     HUB_KEY,
-    LEDGER_KEY,
-    SESSIONS_KEY,
-    STORE_KEY,
     client_ip,
     guarded,
     set_session_cookie,
 )
 from assistant.platform.models import Call
+from assistant.services import SERVICES_KEY
 
 staff = guarded(area="console", roles=STAFF_ROLES)
 supervisors = guarded(area="console", roles=REVEAL_ROLES)
@@ -93,7 +89,7 @@ def login_handlers(area: str):
         next_url = _safe_next(str(form.get("next", "")), area)
         if not auth.tokens_equal(str(form.get("_csrf", "")), request.cookies.get(auth.LOGIN_CSRF_COOKIE)):
             return login_form(area, next_url=next_url, message="表单已过期，请重新登录。", status=403)
-        async with request.app[SESSIONS_KEY]() as db:
+        async with request.app[SERVICES_KEY].sessions() as db:
             result = await auth.login(db, username=str(form.get("username", "")), password=str(form.get("password", "")),
                                       ip=client_ip(request))
         if result.locked:
@@ -238,7 +234,7 @@ def handover_text(handover: dict) -> str:
 async def _dial_callback(request: web.Request, store, alert_id: int, *, code: str | None, by: str) -> bool:
     """安排回电 dials when the phone gateway runs in this process with operator phones configured
     (``telephony.handover.OperatorCallbacks``): the elder's number on file, the ledger code spoken first."""
-    dialler = request.app.get(CALLBACK_DIALLER_KEY)
+    dialler = request.app[SERVICES_KEY].callbacks
     if dialler is None:
         return False
     alert = await store.get_alert(alert_id)
@@ -413,19 +409,19 @@ def _alert_action(name: str):
         alert_id = _int(request, "alert_id")
         ip = client_ip(request)
         form = await request.post()
-        store = request.app[STORE_KEY]
+        store = request.app[SERVICES_KEY].store
         suffix = ""
         if name == "acknowledge":
             event = await actions.acknowledge(db, store, p, alert_id, ip=ip)
         elif name == "callback":
-            event, code = await actions.request_callback(db, store, request.app[LEDGER_KEY], p, alert_id, ip=ip)
+            event, code = await actions.request_callback(db, store, request.app[SERVICES_KEY].ledger, p, alert_id, ip=ip)
             suffix = f"&code={code}" if code else ""
             if await _dial_callback(request, store, alert_id, code=code, by=p.username):
                 suffix += "&dialling=1"
         elif name == "dispatch":
             event = await actions.dispatch(db, store, p, alert_id, ip=ip)
         elif name == "false_alarm":
-            var_dir = request.app[CONSOLE_SETTINGS_KEY].paths.var_dir
+            var_dir = request.app[SERVICES_KEY].settings.paths.var_dir
             event = await actions.mark_false_alarm(db, store, p, alert_id, ip=ip, reason=str(form.get("reason", "")),
                                                    feedback_path=actions.feedback_path(var_dir))
         else:
@@ -444,7 +440,7 @@ async def call_audio(request: web.Request, p: Principal, db: AsyncSession) -> we
     call = await db.get(Call, request.match_info["call_id"])
     if call is None or not call.audio_path:
         return error_page(404, "这通电话没有录音", p)
-    settings = request.app[CONSOLE_SETTINGS_KEY]
+    settings = request.app[SERVICES_KEY].settings
     path = Path(call.audio_path)
     if not path.is_absolute():
         path = settings.paths.var_dir / path
@@ -468,7 +464,7 @@ def _deadline(label: str, deadline) -> str:
 
 @staff
 async def orders_page(request: web.Request, p: Principal, db: AsyncSession) -> web.Response:
-    settings = request.app[CONSOLE_SETTINGS_KEY]
+    settings = request.app[SERVICES_KEY].settings
     now = auth.utcnow()
     order_type = request.query.get("type") or None
     if order_type not in ORDER_TYPE_LABELS:
@@ -525,7 +521,7 @@ async def orders_page(request: web.Request, p: Principal, db: AsyncSession) -> w
 @staff
 async def order_status(request: web.Request, p: Principal, db: AsyncSession) -> web.StreamResponse:
     form = await request.post()
-    event = await actions.change_order_status(db, request.app[STORE_KEY], p, _int(request, "order_id"),
+    event = await actions.change_order_status(db, request.app[SERVICES_KEY].store, p, _int(request, "order_id"),
                                               str(form.get("status", "")), ip=client_ip(request))
     request.app[HUB_KEY].publish(event)
     raise web.HTTPSeeOther("/console/orders?done=1")

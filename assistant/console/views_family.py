@@ -29,8 +29,9 @@ from assistant.console.render import (
     select_field,
 )
 from assistant.console.views_console import add_sign_in_routes
-from assistant.console.web import HUB_KEY, STORE_KEY, client_ip, guarded, require_elder
+from assistant.console.web import HUB_KEY, client_ip, guarded, require_elder
 from assistant.platform.models import OPEN_ORDER_STATUSES, Alert, Call, Elder, WorkOrder
+from assistant.services import SERVICES_KEY
 
 family = guarded(area="family", roles=("family",))
 DONE_MESSAGES = {
@@ -177,7 +178,7 @@ def _form_action(kind: str):
             return str(form.get(name, ""))
 
         done = kind
-        store = request.app[STORE_KEY]
+        store = request.app[SERVICES_KEY].store
         if kind == "order":
             event = await actions.family_place_order(db, store, p, elder_id, order_type=f("type"), note=f("note"),
                                                      hospital=f("hospital"), when=f("when"),

@@ -11,29 +11,22 @@ from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console import auth
 from assistant.console.auth import Principal
 from assistant.console.events import EventHub
 from assistant.console.render import error_page
 from assistant.errors import AssistantError, StoreError, http_status
-from assistant.platform.store import PlatformStore
-from assistant.settings import Settings
+from assistant.services import SERVICES_KEY
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-CONSOLE_SETTINGS_KEY = web.AppKey("console_settings", Settings)
-SESSIONS_KEY = web.AppKey("console_sessions", async_sessionmaker)
+# the console's own state (its collaborators are the process's services: ``app[SERVICES_KEY]``)
 HUB_KEY = web.AppKey("console_hub", EventHub)
-STORE_KEY = web.AppKey("console_store", PlatformStore)
-# the fraud guard's call ledger (callbacks are registered before dialling); None if fraud_guard is absent
-LEDGER_KEY = web.AppKey("console_ledger", object)
-# the phone gateway's call-back dialler (telephony.handover.OperatorCallbacks), set when the gateway runs here
-CALLBACK_DIALLER_KEY = web.AppKey("callback_dialler", object)
 
 Handler = Callable[[web.Request, Principal, AsyncSession], Awaitable[web.StreamResponse]]
 
@@ -57,8 +50,8 @@ def client_ip(request: web.Request) -> str:
     ``settings.server.trusted_proxies`` (a reverse proxy in front of us) the right-most ``X-Forwarded-For``
     entry that is not itself a trusted proxy."""
     ip = peer_ip(request)
-    settings = request.app.get(CONSOLE_SETTINGS_KEY)
-    trusted = tuple(getattr(settings.server, "trusted_proxies", ()) or ()) if settings is not None else ()
+    services = request.app.get(SERVICES_KEY)
+    trusted = tuple(services.settings.server.trusted_proxies or ()) if services is not None else ()
     if ip and ip in trusted:
         hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
         for hop in reversed(hops):
@@ -97,7 +90,7 @@ def guarded(*, area: str, roles: tuple[str, ...]) -> Callable[[Handler], Callabl
     def wrap(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         @functools.wraps(handler)
         async def inner(request: web.Request) -> web.StreamResponse:
-            sessions = request.app[SESSIONS_KEY]
+            sessions = request.app[SERVICES_KEY].sessions
             async with sessions() as db:
                 principal = await auth.load_principal(db, request.cookies.get(auth.SESSION_COOKIE))
                 await db.commit()
@@ -137,10 +130,10 @@ def guarded(*, area: str, roles: tuple[str, ...]) -> Callable[[Handler], Callabl
 async def console_principal(request: web.Request) -> Principal | None:
     """The console user signed in on this request (for other areas, e.g. the platform API accepting a
     console session instead of the service token). None when there is no valid session."""
-    sessions = request.app.get(SESSIONS_KEY)
-    if sessions is None:
+    services = request.app.get(SERVICES_KEY)
+    if services is None:
         return None
-    async with sessions() as db:
+    async with services.sessions() as db:
         principal = await auth.load_principal(db, request.cookies.get(auth.SESSION_COOKIE))
         await db.commit()
     return principal

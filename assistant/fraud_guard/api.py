@@ -13,14 +13,9 @@ from typing import Any
 from aiohttp import web
 
 from assistant.errors import FraudGuardError
-from assistant.fraud_guard.ledger import CallLedger
-from assistant.platform.api import AUTH_HOOKS_KEY, SERVICE_TOKEN_KEY, STORE_KEY, service_token
+from assistant.platform.api import AUTH_HOOKS_KEY
 from assistant.platform.models import normalize_phone
-from assistant.settings import Settings
-
-LEDGER_KEY = web.AppKey("fraud_ledger", CallLedger)
-_TOKEN_KEY = web.AppKey("fraud_service_token", str)
-_SETTINGS_KEY = web.AppKey("fraud_settings", Settings)
+from assistant.services import SERVICES_KEY
 
 
 def screen_message(entry, *, dialect: str | None = None) -> str:
@@ -35,7 +30,7 @@ def screen_message(entry, *, dialect: str | None = None) -> str:
 
 async def _authenticated(request: web.Request) -> bool:
     header = request.headers.get("Authorization", "")
-    token = request.app.get(_TOKEN_KEY, "")
+    token = request.app[SERVICES_KEY].service_token
     if header.startswith("Bearer ") and token and secrets.compare_digest(header[7:].strip().encode(), token.encode()):
         return True
     for hook in request.app.get(AUTH_HOOKS_KEY, []):
@@ -54,9 +49,7 @@ async def verify(request: web.Request) -> web.Response:
     number = normalize_phone(request.query.get("number", ""))
     if len(number.lstrip("+")) < 3:
         return _error("invalid", "number is required (digits)", 400)
-    ledger = request.app.get(LEDGER_KEY)
-    if ledger is None:
-        return _error("fraud_ledger", "call ledger not ready", 503)
+    ledger = request.app[SERVICES_KEY].ledger
     try:
         entry = await ledger.current_for_number(number)
     except FraudGuardError as exc:
@@ -76,15 +69,6 @@ async def verify(request: web.Request) -> web.Response:
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
-async def _fraud_ctx(app: web.Application):
-    # on the platform store's engine (``setup_platform_api`` is mounted first and starts first)
-    app[LEDGER_KEY] = CallLedger.for_engine(app[STORE_KEY].engine, settings=app[_SETTINGS_KEY])
-    yield
-
-
-def setup_fraud_api(app: web.Application, *, settings: Settings) -> None:
-    """Mount ``GET /api/verify`` and the ledger's lifecycle (after ``setup_platform_api``: shares its engine)."""
-    app[_SETTINGS_KEY] = settings
-    app[_TOKEN_KEY] = app.get(SERVICE_TOKEN_KEY) or service_token(settings)
+def setup_fraud_api(app: web.Application) -> None:
+    """Mount ``GET /api/verify`` (the ledger is ``app[SERVICES_KEY].ledger``)."""
     app.router.add_get("/api/verify", verify)
-    app.cleanup_ctx.append(_fraud_ctx)

@@ -1,9 +1,8 @@
 """The platform API under ``/api`` (see docs/contracts.md, "Platform API").
 
-``setup_platform_api(app, settings=...)`` mounts the routes on the integrator's app and adds a
-cleanup_ctx that creates the engine (and brings the schema to heads when ``store.auto_migrate``), puts a
-``PlatformStore`` under ``STORE_KEY``, runs the SLA watcher and the outbox dispatcher, and disposes of it
-all at shutdown. ``create_app(settings)`` is the same on a bare application (tests).
+``setup_platform_api(app)`` mounts the routes on the integrator's app; the handlers use the process's
+``Services`` (``assistant.services``: store, outbox, SLA watcher, retention job, service token) under
+``SERVICES_KEY``. ``create_app(settings)`` is a bare application that builds its own services (tests).
 
 Auth: ``Authorization: Bearer <service token>``; other areas (the console) may append an
 ``async def(request) -> str | None`` to ``app[AUTH_HOOKS_KEY]`` that returns a principal for a logged-in
@@ -19,67 +18,32 @@ principal, never a ``by`` from the body.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import functools
 import json
 import logging
-import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
+from assistant.console.redaction import personal_of, redact_detail, redacted_text
 from assistant.errors import StoreError, http_status
-from assistant.platform.db import create_engine_for, describe_url
-from assistant.platform.models import ORDER_TYPES, utcnow
-from assistant.platform.notify import DlrReceiver, KannelSms, OutboxDispatcher, Sender, TrackingSender
-from assistant.platform.retention import RetentionJob, recordings_dir, tracker_store_url
-from assistant.platform.sla import SlaWatcher
+from assistant.platform.models import ORDER_TYPES
+from assistant.platform.notify import KannelSms, OutboxDispatcher, Sender, TrackingSender
+from assistant.platform.retention import RetentionJob
 from assistant.platform.store import AlertInfo, CallUpdate, PlatformStore
+from assistant.services import SERVICES_KEY, Services, service_token, services_ctx
 from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
 
 AuthHook = Callable[[web.Request], Awaitable[str | None]]
 
-STORE_KEY = web.AppKey("platform_store", PlatformStore)
-SLA_KEY = web.AppKey("platform_sla_watcher", SlaWatcher)
-OUTBOX_KEY = web.AppKey("platform_outbox", OutboxDispatcher)
-DLR_KEY = web.AppKey("platform_sms_dlr", DlrReceiver)
-SERVICE_TOKEN_KEY = web.AppKey("platform_service_token", str)
 AUTH_HOOKS_KEY = web.AppKey("platform_auth_hooks", list)
 AUDIT_HOOKS_KEY = web.AppKey("platform_audit_hooks", list)
-# optional, set before start-up (tests): a UTC clock and extra notification senders
-CLOCK_KEY = web.AppKey("platform_clock", object)
-SENDERS_KEY = web.AppKey("platform_senders", dict)
-_SETTINGS_KEY = web.AppKey("platform_settings", Settings)
-RETENTION_KEY = web.AppKey("platform_retention", RetentionJob)
-SHUTDOWN_GRACE_S = 5.0
 _PRINCIPAL = web.RequestKey("platform_principal", str)
-
-
-# ---------------------------------------------------------------- service token
-
-
-def service_token(settings: Settings) -> str:
-    """``settings.server.service_token``, else ``var/service_token`` (created once, mode 0600)."""
-    if settings.server.service_token:
-        return settings.server.service_token
-    path = settings.paths.var_dir / "service_token"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        token = path.read_text().strip()
-        if token:
-            return token
-        raise StoreError(f"{path} is empty: delete it to create a new token", code="store_config") from None
-    token = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w") as f:
-        f.write(token)
-    return token
 
 
 # ---------------------------------------------------------------- helpers
@@ -116,7 +80,7 @@ def _api(handler: Handler) -> Handler:
 
 async def _authenticate(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
-    token = request.app.get(SERVICE_TOKEN_KEY)
+    token = request.app[SERVICES_KEY].service_token
     if header.startswith("Bearer ") and token:
         if secrets.compare_digest(header[7:].strip().encode(), token.encode()):
             return "service"
@@ -128,10 +92,7 @@ async def _authenticate(request: web.Request) -> str | None:
 
 
 def _store(request: web.Request) -> PlatformStore:
-    store = request.app.get(STORE_KEY)
-    if store is None:
-        raise StoreError("platform store is not running")
-    return store
+    return request.app[SERVICES_KEY].store
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -238,8 +199,6 @@ async def list_schedules(request: web.Request) -> web.Response:
 
 async def _personal(store: PlatformStore, elder_id: int | None) -> Any:
     """The elder's values to mask (``console.redaction.Personal``), or None."""
-    from assistant.console.redaction import personal_of
-
     if elder_id is None:
         return None
     try:
@@ -258,8 +217,6 @@ async def _audit(request: web.Request, action: str, target_type: str, target_id:
 
 async def _masked_alerts(store: PlatformStore, alerts: list[AlertInfo]) -> list[dict[str, Any]]:
     """Alerts as JSON with every string of ``detail`` masked with their elder's data."""
-    from assistant.console.redaction import redact_detail
-
     personal: dict[int | None, Any] = {}
     out = []
     for a in alerts:
@@ -274,8 +231,6 @@ async def _masked_alerts(store: PlatformStore, alerts: list[AlertInfo]) -> list[
 async def get_call(request: web.Request) -> web.Response:
     """A call; with ``?turns=1`` its transcript, masked (``text``; the raw text is not served here: the
     console's reveal flow is the one audited way to it). A console user's read is audited."""
-    from assistant.console.redaction import redacted_text
-
     store = _store(request)
     call = await store.get_call(request.match_info["call_id"])
     body = call.to_json()
@@ -396,8 +351,8 @@ async def post_alert(request: web.Request) -> web.Response:
         severity=_str(body.get("severity"), "severity"),
         detail=_dict(body.get("detail"), "detail"),
     )
-    dispatcher = request.app.get(OUTBOX_KEY)
-    if dispatcher is not None and alert.notified:
+    dispatcher = request.app[SERVICES_KEY].outbox
+    if alert.notified:
         dispatcher.wake()
     notice = family_notice(alert, dispatcher)
     return web.json_response(
@@ -474,129 +429,12 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
 )
 
 
-# ---------------------------------------------------------------- lifecycle
-
-
-async def _platform_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[_SETTINGS_KEY]
-    url = settings.store.database_url
-    if settings.store.auto_migrate:
-        from assistant.platform.migrate import upgrade_heads_async
-
-        try:
-            if await upgrade_heads_async(url):
-                log.info("database migrated to heads: %s", describe_url(url))
-        except StoreError as exc:
-            # keep serving: every request answers 503 store_failed until the database is back
-            log.error("database not migrated (%s): %s", describe_url(url), exc)
-    engine = create_engine_for(settings)
-    clock = app.get(CLOCK_KEY) or utcnow
-    store = PlatformStore(engine=engine, clock=clock)  # type: ignore[arg-type]
-    senders: dict[str, Any] = dict(app.get(SENDERS_KEY) or {})
-    dispatcher = OutboxDispatcher(
-        store=store,
-        senders=senders,
-        max_attempts=settings.sms.max_attempts,
-        retry_backoff_s=settings.sms.retry_backoff_s,
-    )
-    kannel: KannelSms | None = None
-    dlr: DlrReceiver | None = None
-    if settings.sms.kannel_sendsms_url and "sms" not in senders:
-        dlr = DlrReceiver(dispatcher=dispatcher, host=settings.sms.dlr_listen_host, port=settings.sms.dlr_listen_port)
-        try:
-            await dlr.start()
-        except OSError as exc:
-            # serve without sending SMS here rather than not at all: the rows stay queued (another worker with
-            # its own sms.dlr_listen_port sends them), /health shows the error
-            log.error("SMS not sent by this process: delivery-report listener %s:%s: %s", dlr.host, dlr.port, exc)
-            await dlr.stop()
-            dlr = None
-            dispatcher.defer("sms", reason=f"delivery-report listener {settings.sms.dlr_listen_host}:"
-                             f"{settings.sms.dlr_listen_port}: {exc.strerror or exc}")
-    if dlr is not None:
-        kannel = KannelSms(
-            sendsms_url=settings.sms.kannel_sendsms_url,
-            username=settings.sms.kannel_username,
-            password=settings.sms.kannel_password,
-            sender=settings.sms.sender,
-            smsc_id=settings.sms.smsc_id,
-            dlr_base_url=settings.sms.dlr_public_url or dlr.base_url,
-            timeout_s=settings.sms.request_timeout_s,
-        )
-        dispatcher.add_sender("sms", kannel)
-        app[DLR_KEY] = dlr
-
-    async def wake_outbox(_alerts: list[AlertInfo]) -> None:
-        dispatcher.wake()
-
-    watcher = SlaWatcher(
-        store=store,
-        dispatch_sla_s=settings.store.dispatch_sla_s,
-        answer_sla_s=settings.store.answer_sla_s,
-        interval_s=settings.store.sla_check_interval_s,
-        clock=clock,  # type: ignore[arg-type]
-        on_alerts=wake_outbox,
-    )
-    app[STORE_KEY] = store
-    app[SLA_KEY] = watcher
-    app[OUTBOX_KEY] = dispatcher
-    # data protection (issue #15): personal data past its retention period is purged while serve runs
-    retention = RetentionJob(store=store, privacy=settings.privacy, recordings_dir=recordings_dir(settings),
-                             tracker_url=tracker_store_url(settings), clock=clock)  # type: ignore[arg-type]
-    app[RETENTION_KEY] = retention
-    # `assistant db restore` refuses to overwrite a SQLite database while this is held
-    from assistant.platform.backup import ServeLock
-
-    serve_lock = ServeLock.for_url(url)
-    if serve_lock is not None and not await asyncio.to_thread(serve_lock.acquire):
-        log.warning("another process holds %s (a second serve on this database?)", serve_lock.path)
-    tasks = [
-        asyncio.create_task(watcher.run(), name="platform-sla-watcher"),
-        asyncio.create_task(dispatcher.run(interval_s=settings.store.outbox_interval_s), name="platform-outbox"),
-        asyncio.create_task(retention.run(), name="platform-retention"),
-    ]
-    try:
-        yield
-    finally:
-        # let the loops finish their round (no query cancelled half-way), then cancel stragglers
-        watcher.stop()
-        retention.stop()
-        dispatcher.stop()
-        _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
-        for task in pending:
-            task.cancel()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        for task, result in zip(tasks, results, strict=True):
-            if isinstance(result, Exception):
-                log.error("%s stopped with %r", task.get_name(), result)
-        if dlr is not None:
-            await dlr.stop()
-        if kannel is not None:
-            await kannel.close()
-        if serve_lock is not None:
-            serve_lock.release()
-        await engine.dispose()
-
-
-def setup_platform_api(
-    app: web.Application,
-    *,
-    settings: Settings,
-    senders: Mapping[str, Sender] | None = None,
-    clock: Callable[[], dt.datetime] | None = None,
-) -> None:
-    """Mount ``/api`` routes and the store's lifecycle on ``app`` (the integrator's server calls this)."""
-    app[_SETTINGS_KEY] = settings
-    app[SERVICE_TOKEN_KEY] = service_token(settings)
-    if AUTH_HOOKS_KEY not in app:
-        app[AUTH_HOOKS_KEY] = []
-    if senders:
-        app[SENDERS_KEY] = dict(senders)
-    if clock is not None:
-        app[CLOCK_KEY] = clock
+def setup_platform_api(app: web.Application) -> None:
+    """Mount the ``/api`` routes on ``app``; its handlers use ``app[SERVICES_KEY]`` (the process's services)."""
+    app.setdefault(AUTH_HOOKS_KEY, [])
+    app.setdefault(AUDIT_HOOKS_KEY, [])
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, _api(handler))
-    app.cleanup_ctx.append(_platform_ctx)
 
 
 def create_app(
@@ -605,33 +443,35 @@ def create_app(
     senders: Mapping[str, Sender] | None = None,
     clock: Callable[[], dt.datetime] | None = None,
 ) -> web.Application:
-    """A bare application with only the platform API and a ``/health`` (tests, tools)."""
+    """A bare application with only the platform API and a ``/health``, on services of its own (tests, tools)."""
     app = web.Application()
-    setup_platform_api(app, settings=settings, senders=senders, clock=clock)
+    app.cleanup_ctx.append(services_ctx(settings, senders=senders, clock=clock))
+    setup_platform_api(app)
 
     async def health(request: web.Request) -> web.Response:
+        services = request.app[SERVICES_KEY]
         try:
-            store = await store_health(request.app)
+            store = await store_health(services)
         except StoreError as exc:
             return web.json_response(
-                {"status": "degraded", "store": {"ok": False, "error": exc.code}, "sms": sms_health(request.app)},
+                {"status": "degraded", "store": {"ok": False, "error": exc.code}, "sms": sms_health(services)},
                 status=503,
             )
-        return web.json_response({"status": "ok", "store": store, "sms": sms_health(request.app)})
+        return web.json_response({"status": "ok", "store": store, "sms": sms_health(services)})
 
     app.router.add_get("/health", health)
     return app
 
 
-def sms_health(app: web.Application) -> str | dict[str, Any]:
+def sms_health(services: Services) -> str | dict[str, Any]:
     """For ``/health``: ``"not configured"`` (family SMS stay undeliverable), or the SMS channel's state."""
-    dispatcher = app.get(OUTBOX_KEY)
-    if dispatcher is not None and dispatcher.is_deferred("sms"):
+    dispatcher = services.outbox
+    if dispatcher.is_deferred("sms"):
         return {"channel": "kannel", "sending_here": False, "last_error": dispatcher.last_error}
-    if dispatcher is None or not dispatcher.can_deliver("sms"):
+    if not dispatcher.can_deliver("sms"):
         return "not configured"
     sender = dispatcher.sender("sms")
-    dlr = app.get(DLR_KEY)
+    dlr = services.dlr
     return {
         "channel": "kannel" if isinstance(sender, KannelSms) else type(sender).__name__,
         "delivery_reports": isinstance(sender, TrackingSender),
@@ -640,27 +480,22 @@ def sms_health(app: web.Application) -> str | dict[str, Any]:
     }
 
 
-async def store_health(app: web.Application) -> dict[str, Any]:
+async def store_health(services: Services) -> dict[str, Any]:
     """For the integrator's ``/health``: ``{"ok", "backend", "latency_ms", "sla_rounds"}``; raises
     ``StoreError`` when the database cannot be reached."""
-    store = app.get(STORE_KEY)
-    if store is None:
-        raise StoreError("platform store is not running")
+    store = services.store
     latency_ms = await store.ping()
-    watcher = app.get(SLA_KEY)
     return {
         "ok": True,
         "backend": store.engine.dialect.name,
         "latency_ms": round(latency_ms, 2),
-        "sla_rounds": watcher.rounds if watcher is not None else 0,
-        "retention": _retention_health(app.get(RETENTION_KEY)),
+        "sla_rounds": services.sla.rounds,
+        "retention": _retention_health(services.retention),
     }
 
 
-def _retention_health(job: RetentionJob | None) -> dict[str, Any] | None:
+def _retention_health(job: RetentionJob) -> dict[str, Any]:
     """The retention purge's last pass (a failing purge is not an outage, but someone should see it)."""
-    if job is None:
-        return None
     last = job.last
     return {"rounds": job.rounds, "failures": job.failures, "last_at": last.at.isoformat() if last else None,
             "last_error": last.error if last else None}
@@ -670,14 +505,11 @@ __all__ = [
     "AUDIT_HOOKS_KEY",
     "AUTH_HOOKS_KEY",
     "ORDER_TYPES",
-    "OUTBOX_KEY",
-    "SERVICE_TOKEN_KEY",
-    "SLA_KEY",
-    "STORE_KEY",
+    "SERVICES_KEY",
     "create_app",
     "family_notice",
-    "sms_health",
     "service_token",
     "setup_platform_api",
+    "sms_health",
     "store_health",
 ]

@@ -13,7 +13,7 @@ the elder row (dialect, speech rate, volume). Panels (orders, care call, appoint
 refreshed every ``STATUS_REFRESH_S`` and pushed at once by ``notify_platform_call`` /
 ``notify_suspicious_call`` (for the phone gateway and the fraud guard).
 
-Entry points: ``setup_screen(app, settings=...)`` (``assistant serve``) and ``create_app(settings)`` (tests).
+Entry points: ``setup_screen(app)`` (``assistant serve``: the app holds the process's ``Services``) and ``create_app(settings)`` (tests).
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ from aiohttp import WSMsgType, web
 from loguru import logger
 
 from assistant.errors import AssistantError
-from assistant.fraud_guard.api import LEDGER_KEY
-from assistant.pipeline import PipelineServices, build_call_pipeline, pipeline_worker
-from assistant.platform.api import STORE_KEY as PLATFORM_STORE_KEY
+from assistant.pipeline import build_call_pipeline, pipeline_worker
 from assistant.screen.protocol import (
     BUTTON_TEXTS,
     FRAUD_CHECK_TEXT,
@@ -51,6 +49,7 @@ from assistant.screen.protocol import (
 from assistant.screen.store_view import ElderView, PlatformCall, PlatformCallLookup, ScreenStore
 from assistant.screen.tokens import load_registry, registry_path, screen_secret, token_device
 from assistant.screen.ws_transport import ScreenLink, ScreenTransport, screen_transport_params
+from assistant.services import SERVICES_KEY, services_ctx
 from assistant.session import CallSession
 from assistant.settings import Settings
 
@@ -131,13 +130,10 @@ class ScreenHub:
         return sent
 
 
-SETTINGS_KEY = web.AppKey("screen_settings", Settings)
 STORE_KEY = web.AppKey("screen_store", ScreenStore)
 HUB_KEY = web.AppKey("screen_hub", ScreenHub)
 SECRET_KEY = web.AppKey("screen_secret", bytes)
 PIPELINE_FACTORY_KEY = web.AppKey("screen_pipeline_factory", object)
-# the pipeline services of this process (set by ``assistant.runtime`` once the call stack is up)
-PIPELINE_SERVICES_KEY = web.AppKey("screen_pipeline_services", PipelineServices)
 FRAUD_LOOKUP_KEY = web.AppKey("screen_fraud_lookup", object)
 SOS_TIMES_KEY = web.AppKey("screen_sos_times", list)
 
@@ -192,7 +188,7 @@ def _elder_id(request: web.Request) -> int:
 async def _device_allowed(app: web.Application, elder_id: int, device_id: str | None) -> bool:
     """Is this device enrolled for the elder and not revoked? The registry file is read each time (tiny), so a
     revocation by ``assistant screen --revoke`` in another process counts at once."""
-    registry = await asyncio.to_thread(load_registry, registry_path(app[SETTINGS_KEY]))
+    registry = await asyncio.to_thread(load_registry, registry_path(app[SERVICES_KEY].settings))
     return registry.allows(elder_id, device_id)
 
 
@@ -222,23 +218,19 @@ async def _lookup_platform_call(app: web.Application, elder_id: int) -> Platform
     lookup: PlatformCallLookup | None = app.get(FRAUD_LOOKUP_KEY)  # type: ignore[assignment]
     if lookup is not None:
         return await lookup(elder_id)
-    ledger = app.get(LEDGER_KEY)
-    if ledger is not None:
-        try:
-            entry = await ledger.current_for_elder(elder_id)
-        except AssistantError as exc:
-            logger.warning(f"screen {elder_id}: call ledger unavailable: error[{exc.code}] {exc.message}")
-        else:
-            if entry is not None:
-                return PlatformCall(call_id=entry.call_id or "", code=entry.code)
+    try:
+        entry = await app[SERVICES_KEY].ledger.current_for_elder(elder_id)
+    except AssistantError as exc:
+        logger.warning(f"screen {elder_id}: call ledger unavailable: error[{exc.code}] {exc.message}")
+    else:
+        if entry is not None:
+            return PlatformCall(call_id=entry.call_id or "", code=entry.code)
     return await app[STORE_KEY].platform_call(elder_id)
 
 
 async def _raise_sos(app: web.Application, *, elder_id: int, call_id: str | None, via: str) -> int:
     t0 = time.perf_counter()
     store = app[STORE_KEY]
-    if store.alert_writer is None:
-        store.alert_writer = _store_alert_writer(app)
     alert_id = await store.raise_sos(elder_id=elder_id, call_id=call_id, detail={"source": "screen", "via": via})
     elapsed_ms = (time.perf_counter() - t0) * 1000
     app[SOS_TIMES_KEY].append(elapsed_ms)
@@ -297,7 +289,7 @@ async def default_pipeline_factory(
     app: web.Application, transport: ScreenTransport, session: CallSession, *, turn_listeners: list | None = None
 ):
     """The real call pipeline (``assistant.pipeline``) with the services ``assistant serve`` started."""
-    services = app.get(PIPELINE_SERVICES_KEY)
+    services = app[SERVICES_KEY].pipeline
     if services is None:
         raise ScreenError("voice is not running on this server (start it with `assistant serve`)", code="screen_no_voice")
     if turn_listeners:
@@ -468,7 +460,7 @@ async def screen_ws(request: web.Request) -> web.WebSocketResponse:
     app = request.app
     elder_id, device_id = await _authorize_device(request)
     elder = await _elder(request, elder_id)
-    settings = app[SETTINGS_KEY]
+    settings = app[SERVICES_KEY].settings
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024)
     await ws.prepare(request)
     link = ScreenLink(ws=ws)
@@ -525,24 +517,13 @@ async def screen_ws(request: web.Request) -> web.WebSocketResponse:
 # -- app wiring ----------------------------------------------------------------------------------------
 
 
-def _platform_store(app: web.Application):
-    return app.get(PLATFORM_STORE_KEY)
-
-
-def _store_alert_writer(app: web.Application):
-    """The platform store's ``create_alert`` when the store is mounted in this app (family notifications)."""
-    return getattr(_platform_store(app), "create_alert", None)
-
-
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS_KEY]
-    platform = _platform_store(app)
-    shared = getattr(platform, "engine", None)
-    if shared is not None:  # the platform store's pool (mounted before us by assistant serve)
-        store = ScreenStore(engine=shared, settings=settings, owns_engine=False)
-    else:
-        store = ScreenStore.from_settings(settings)
-    store.alert_writer = _store_alert_writer(app)
+    """The screen's read model on the services' engine; its SOS alerts go through the platform store's
+    ``create_alert`` (family notifications)."""
+    services = app[SERVICES_KEY]
+    app[SECRET_KEY] = screen_secret(services.settings)
+    store = ScreenStore(engine=services.engine, settings=services.settings, owns_engine=False,
+                        alert_writer=services.store.create_alert)
     app[STORE_KEY] = store
     yield
     await store.close()
@@ -556,11 +537,10 @@ async def _close_screens(app: web.Application) -> None:
                 await ws.close(code=1001, message=b"server shutdown")
 
 
-def setup_screen(app: web.Application, *, settings: Settings, pipeline_factory: PipelineFactory | None = None) -> None:
-    """Mount the smart screen's routes on ``app`` (called by ``assistant.server.create_app``)."""
-    app[SETTINGS_KEY] = settings
+def setup_screen(app: web.Application, *, pipeline_factory: PipelineFactory | None = None) -> None:
+    """Mount the smart screen's routes on ``app`` (called by ``assistant.server.create_app``; after the
+    services, ``app[SERVICES_KEY]``)."""
     app[HUB_KEY] = ScreenHub()
-    app[SECRET_KEY] = screen_secret(settings)
     app[SOS_TIMES_KEY] = []
     if pipeline_factory is not None:
         app[PIPELINE_FACTORY_KEY] = pipeline_factory
@@ -574,7 +554,9 @@ def setup_screen(app: web.Application, *, settings: Settings, pipeline_factory: 
 
 
 def create_app(settings: Settings, *, pipeline_factory: PipelineFactory | None = None) -> web.Application:
-    """A web app with only the screen (tests; ``assistant serve`` mounts it next to the other areas)."""
+    """A web app with only the screen, on services of its own without their background loops (tests;
+    ``assistant serve`` mounts it next to the other areas)."""
     app = web.Application()
-    setup_screen(app, settings=settings, pipeline_factory=pipeline_factory)
+    app.cleanup_ctx.append(services_ctx(settings, run_loops=False))
+    setup_screen(app, pipeline_factory=pipeline_factory)
     return app

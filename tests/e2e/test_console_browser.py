@@ -27,9 +27,10 @@ import pytest
 from aiohttp import web
 
 from assistant.console import auth, users
-from assistant.console.app import SESSIONS_KEY, STORE_KEY, create_app
+from assistant.console.app import create_app
 from assistant.console.seed import FRAUD_TURNS, seed_demo
 from assistant.platform.store import CallUpdate, NewContact
+from assistant.services import SERVICES_KEY
 from tests.unit.console_helpers import PASSWORD, write_wav
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -129,12 +130,12 @@ async def test_console_in_chromium(settings, tmp_path):
     app = create_app(settings)
     runner, base = await start_site(app)
     try:
-        store = app[STORE_KEY]
-        async with app[SESSIONS_KEY]() as db:
+        store = app[SERVICES_KEY].store
+        async with app[SERVICES_KEY].sessions() as db:
             demo = await seed_demo(db, audio_path=write_wav(tmp_path / "demo.wav"))
         elder_id, alert_id, call_id = await seed_flagged_call(store, speech_wav(tmp_path))
         contact = (await store.contacts_for(elder_id))[0]
-        async with app[SESSIONS_KEY]() as db:
+        async with app[SERVICES_KEY].sessions() as db:
             await users.create_user(db, username="op", role="operator", password=PASSWORD, display_name="王接线员")
             await users.create_user(db, username="sup", role="supervisor", password=PASSWORD, display_name="张主管")
             await users.create_user(db, username="fam", role="family", password=PASSWORD, display_name="黄丽",
@@ -194,7 +195,7 @@ async def test_console_in_chromium(settings, tmp_path):
                 )
                 await page.wait_for_load_state()
                 assert "CSRF" in await page.inner_text("main")
-                async with app[SESSIONS_KEY]() as db:
+                async with app[SERVICES_KEY].sessions() as db:
                     from assistant.platform.models import Alert
 
                     assert (await db.get(Alert, demo.sos_alert)).status == "open"

@@ -67,7 +67,7 @@ def _to_line(tmp_path: Path, parts: list[Path], *, lead_s: float, tail_s: float,
 async def _call(settings, tmp_path: Path, *, wav: Path, number: str, until, timeout_s: float, after_s: float = 1.0):
     """One call from ``number`` playing ``wav``; ``until(store, call)`` decides when it has seen enough.
     Returns (alerts of the call, family messages of those alerts, the call's turns)."""
-    from assistant.platform.api import STORE_KEY
+
     from assistant.platform.db_cli import seed_demo
     from assistant.runtime import running, with_free_ports
     from assistant.settings import load_settings
@@ -80,7 +80,7 @@ async def _call(settings, tmp_path: Path, *, wav: Path, number: str, until, time
     settings = replace(settings, paths=replace(settings.paths, models_dir=load_settings().paths.models_dir))
     calls = []
     async with running(settings) as runtime:
-        store = runtime.app[STORE_KEY]
+        store = runtime.store
         await seed_demo(store)
         base = default_pipeline_factory(runtime.services)
 

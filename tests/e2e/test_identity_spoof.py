@@ -48,7 +48,6 @@ async def test_spoofed_caller_id_asking_who_are_you_gets_no_secret(settings, tmp
     need_rasa()
     from assistant.fraud_guard.models import LedgerEntry
     from assistant.fraud_guard.pin import PinStore
-    from assistant.platform.api import STORE_KEY
     from assistant.platform.store import NewContact
     from assistant.runtime import running, with_free_ports
     from assistant.settings import load_settings
@@ -68,7 +67,7 @@ async def test_spoofed_caller_id_asking_who_are_you_gets_no_secret(settings, tmp
     wav = write_wav8k(tmp_path / "caller.wav", bytes(8000 * 2 * 12) + speech + bytes(8000 * 2 * 60))
 
     async with running(settings) as runtime:
-        store = runtime.app[STORE_KEY]
+        store = runtime.store
         elder = await store.create_elder(
             name="陈桂英", district="蓬江", dialect="cmn", phones=[ELDER_NUMBER], safe_phrase=PHRASE,
             contacts=[NewContact(name="陈建华", relation="儿子", phone="13800000001")],
@@ -130,7 +129,6 @@ async def test_spoofed_caller_pressing_9_gets_the_real_line_called_back(settings
     need_whisper()
     need_rasa()
     from assistant.fraud_guard.ledger import CallLedger
-    from assistant.platform.api import STORE_KEY
     from assistant.platform.store import NewContact
     from assistant.runtime import running, with_free_ports
     from assistant.settings import load_settings
@@ -146,7 +144,7 @@ async def test_spoofed_caller_pressing_9_gets_the_real_line_called_back(settings
     calls = []
 
     async with running(settings, with_rasa=False) as runtime:  # keypad only: no speech, no Rasa needed
-        store = runtime.app[STORE_KEY]
+        store = runtime.store
         elder = await store.create_elder(
             name="陈桂英", district="蓬江", dialect="cmn", phones=[ELDER_NUMBER], safe_phrase=PHRASE,
             contacts=[NewContact(name="陈建华", relation="儿子", phone="13800000001")],

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.platform.api import STORE_KEY, create_app
+from assistant.platform.api import create_app
+from assistant.services import SERVICES_KEY
 from tests.platform_data import AUTH, FakeClock, api_settings, eventually, make_family
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +31,7 @@ async def api(aiohttp_client, tmp_path, db_url, sms):
     clock = FakeClock()
     app = create_app(api_settings(tmp_path, db_url), senders={"sms": sms}, clock=clock)
     client = await aiohttp_client(app)
-    elder = await make_family(app[STORE_KEY])
+    elder = await make_family(app[SERVICES_KEY].store)
     return client, app, elder
 
 
@@ -67,7 +68,7 @@ async def test_order_is_placed_once_per_idempotency_key(api):
     b2 = await r2.json()
     assert r2.status == 201 and b2["order_id"] == b1["order_id"] and b2["created"] is False
     # committed: a fresh read through the store sees it
-    stored = await app[STORE_KEY].get_order(b1["order_id"])
+    stored = await app[SERVICES_KEY].store.get_order(b1["order_id"])
     assert stored.call_id == "call-1" and stored.details == {"cylinders": 1}
     r = await client.get(f"/api/elders/{elder.elder_id}/orders", headers=AUTH)
     assert [o["order_id"] for o in (await r.json())["orders"]] == [b1["order_id"]]
@@ -91,7 +92,7 @@ async def test_bad_orders_get_coded_errors_and_write_nothing(api, body, status, 
     client, app, elder = api
     r = await client.post("/api/orders", json={"elder_id": elder.elder_id} | body, headers=AUTH)
     assert r.status == status and (await r.json())["error"]["code"] == code
-    assert await app[STORE_KEY].list_orders() == []
+    assert await app[SERVICES_KEY].store.list_orders() == []
 
 
 async def test_non_json_body_is_a_coded_error(api):
@@ -177,6 +178,6 @@ async def test_console_session_hook_and_internal_errors_stay_json(api, monkeypat
     async def broken(_elder_id):
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(app[STORE_KEY], "get_elder", broken)
+    monkeypatch.setattr(app[SERVICES_KEY].store, "get_elder", broken)
     r = await client.get(f"/api/elders/{elder.elder_id}", headers=AUTH)
     assert r.status == 500 and (await r.json())["error"]["code"] == "internal"

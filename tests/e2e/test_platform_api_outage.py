@@ -9,8 +9,9 @@ import sqlite3
 import pytest
 from sqlalchemy.engine import make_url
 
-from assistant.platform.api import STORE_KEY, create_app, store_health
+from assistant.platform.api import create_app, store_health
 from assistant.platform.migrate import upgrade_heads
+from assistant.services import SERVICES_KEY
 from tests.platform_data import AUTH, FakeClock, api_settings, eventually, make_family
 
 pytestmark = pytest.mark.e2e
@@ -18,7 +19,7 @@ pytest_plugins = ["tests.fixtures_pg", "tests.fixtures_platform"]
 
 
 async def _counts(app) -> dict[str, int]:
-    return await app[STORE_KEY].counts()
+    return await app[SERVICES_KEY].store.counts()
 
 
 def _order(elder_id: int, key: str) -> dict:
@@ -30,7 +31,7 @@ async def test_sqlite_locked_answers_503_and_writes_nothing(aiohttp_client, tmp_
     url = f"sqlite+aiosqlite:///{path}"
     app = create_app(api_settings(tmp_path, url, sqlite_busy_timeout_ms=200))
     client = await aiohttp_client(app)
-    elder = await make_family(app[STORE_KEY])
+    elder = await make_family(app[SERVICES_KEY].store)
     before = await _counts(app)
 
     blocker = sqlite3.connect(path, timeout=0.1, isolation_level=None)
@@ -75,7 +76,7 @@ async def test_postgres_outage_mid_run_then_recovery(aiohttp_client, tmp_path, p
     upgrade_heads(url)
     app = create_app(api_settings(tmp_path, url, connect_timeout_s=2.0))
     client = await aiohttp_client(app)
-    elder = await make_family(app[STORE_KEY])
+    elder = await make_family(app[SERVICES_KEY].store)
     r = await client.post("/api/orders", json=_order(elder.elder_id, "k-before"), headers=AUTH)
     assert r.status == 201
 
@@ -93,9 +94,9 @@ async def test_postgres_outage_mid_run_then_recovery(aiohttp_client, tmp_path, p
 
     r = await client.post("/api/orders", json=_order(elder.elder_id, "k-during"), headers=AUTH)
     assert r.status == 201 and (await r.json())["created"] is True  # it was not placed during the outage
-    orders = await app[STORE_KEY].list_orders(elder_id=elder.elder_id)
+    orders = await app[SERVICES_KEY].store.list_orders(elder_id=elder.elder_id)
     assert sorted(o.idempotency_key for o in orders) == ["k-before", "k-during"]
-    health = await store_health(app)
+    health = await store_health(app[SERVICES_KEY])
     assert health["ok"] is True and health["backend"] == "postgresql"
     await client.close()
     pg_server.drop_database(name)
@@ -105,7 +106,7 @@ async def test_sla_watcher_raises_operator_alerts_once(aiohttp_client, tmp_path,
     clock = FakeClock()
     app = create_app(api_settings(tmp_path, db_url), clock=clock)
     client = await aiohttp_client(app)
-    elder = await make_family(app[STORE_KEY])
+    elder = await make_family(app[SERVICES_KEY].store)
     r = await client.post("/api/orders", json=_order(elder.elder_id, "k-sla"), headers=AUTH)
     order_id = (await r.json())["order_id"]
 
@@ -113,9 +114,8 @@ async def test_sla_watcher_raises_operator_alerts_once(aiohttp_client, tmp_path,
         r = await client.get("/api/alerts", params={"kind": "sla_dispatch,sla_answer"}, headers=AUTH)
         return (await r.json())["alerts"]
 
-    from assistant.platform.api import SLA_KEY
 
-    watcher = app[SLA_KEY]
+    watcher = app[SERVICES_KEY].sla
     clock.advance(179)
     rounds = watcher.rounds
     await eventually(lambda: watcher.rounds >= rounds + 2)

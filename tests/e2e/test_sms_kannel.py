@@ -9,8 +9,9 @@ import asyncio
 import pytest
 
 from assistant.platform import kannel_testing
-from assistant.platform.api import STORE_KEY, create_app
+from assistant.platform.api import create_app
 from assistant.platform.migrate import upgrade_heads
+from assistant.services import SERVICES_KEY
 from assistant.settings import load_settings
 from tests.e2e.conftest import wait_for
 from tests.platform_data import make_family
@@ -43,7 +44,7 @@ async def test_sos_sms_reaches_the_fake_smsc_and_is_marked_delivered(aiohttp_cli
         client = await aiohttp_client(app)
         health = await (await client.get("/health")).json()
         assert health["sms"]["channel"] == "kannel" and health["sms"]["dlr_listening"].startswith("127.0.0.1:")
-        store = app[STORE_KEY]
+        store = app[SERVICES_KEY].store
         elder = await make_family(store)
 
         r = await client.post("/api/alerts", json={"elder_id": elder.elder_id, "kind": "sos", "call_id": "sms-e2e"},

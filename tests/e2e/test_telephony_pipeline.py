@@ -104,7 +104,7 @@ async def test_keypad_2_and_0_raise_one_alert_each_on_a_real_call(settings, tmp_
     need_program("baresip")
     need_whisper()
     need_rasa()
-    from assistant.platform.api import STORE_KEY
+
     from assistant.platform.db_cli import seed_demo
     from assistant.runtime import running, with_free_ports
     from assistant.settings import load_settings
@@ -123,7 +123,7 @@ async def test_keypad_2_and_0_raise_one_alert_each_on_a_real_call(settings, tmp_
         return result
 
     async with running(settings) as runtime:
-        store = runtime.app[STORE_KEY]
+        store = runtime.store
         await seed_demo(store)
         elder = await store.elder_by_phone("0750-6603003")
         base = default_pipeline_factory(runtime.services)

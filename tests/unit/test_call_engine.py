@@ -132,7 +132,7 @@ def make_engine(p: Platform, phones: Phones, clock: ManualClock, schedules, *, n
     async def sink(alert):
         alerts.append(alert)
 
-    runner = CareCallRunner(gateway=phones, ledger_record=ledger_recorder(p.ledger, settings=settings),
+    runner = CareCallRunner(gateway=phones, ledger_record=ledger_recorder(p.ledger),
                             ledger_mark=ledger_marker(p.ledger), on_alert=on_alert or sink, clock=clock,
                             after_outcome_s=0)
     jobs = CallJobStore.for_engine(p.engine, now=clock.now)
@@ -430,7 +430,7 @@ async def test_metrics_need_the_service_token(settings):
     from telephony.metrics import setup_metrics
 
     app = create_app(settings)
-    setup_metrics(app, settings=settings)
+    setup_metrics(app)
     async with TestClient(TestServer(app)) as client:
         assert (await client.get("/metrics")).status == 401
         ok = await client.get("/metrics", headers={"Authorization": f"Bearer {service_token(settings)}"})

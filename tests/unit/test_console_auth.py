@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import func, select
 
 from assistant.console import auth, users
-from assistant.console.app import SESSIONS_KEY, create_app
+from assistant.console.app import create_app
 from assistant.console.models import AuditEntry, ConsoleSession, ConsoleUser, LoginAttempt
+from assistant.services import SERVICES_KEY
 from tests.unit.console_helpers import PASSWORD, login
 
 
@@ -32,7 +33,7 @@ def test_short_password_refused():
 async def app_db(aiohttp_client, settings):
     app = create_app(settings)
     client = await aiohttp_client(app)
-    sessions = app[SESSIONS_KEY]
+    sessions = app[SERVICES_KEY].sessions
     async with sessions() as db:
         await users.create_user(db, username="op1", role="operator", password=PASSWORD)
     return client, sessions
@@ -41,7 +42,7 @@ async def app_db(aiohttp_client, settings):
 async def test_no_users_exist_until_created(aiohttp_client, settings):
     app = create_app(settings)
     client = await aiohttp_client(app)
-    async with app[SESSIONS_KEY]() as db:
+    async with app[SERVICES_KEY].sessions() as db:
         assert await db.scalar(select(func.count()).select_from(ConsoleUser)) == 0
     for name in ("admin", "operator", "root"):
         out = await login(client, name, "admin")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from assistant.platform.models import Alert
+from assistant.services import SERVICES_KEY
 from tests.unit.test_console_web import env  # noqa: F401 (the console fixture)
 
 
@@ -28,7 +29,6 @@ async def test_callback_button_dials_through_the_gateway_when_it_runs_here(env):
 
     from sqlalchemy import select
 
-    from assistant.console.app import CALLBACK_DIALLER_KEY
     from assistant.fraud_guard.models import LedgerEntry
 
     asked: list[dict] = []
@@ -40,7 +40,7 @@ async def test_callback_button_dials_through_the_gateway_when_it_runs_here(env):
 
     with warnings.catch_warnings():  # the gateway sets it on the running app, as start_gateway does
         warnings.simplefilter("ignore", DeprecationWarning)
-        env.app[CALLBACK_DIALLER_KEY] = Dialler()
+        env.app[SERVICES_KEY].callbacks = Dialler()
     token = await env.as_user("op")
     r = await env.client.post(f"/console/alerts/{env.ids.fraud_alert}/callback", data={"_csrf": token})
     html = await r.text()

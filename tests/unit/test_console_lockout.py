@@ -16,8 +16,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from assistant.console import auth, users
-from assistant.console.app import SESSIONS_KEY, client_ip, create_app
+from assistant.console.app import client_ip, create_app
 from assistant.console.models import AuditEntry, LoginAttempt
+from assistant.services import SERVICES_KEY
 from tests.unit.console_helpers import PASSWORD, login
 
 ATTACKER, ADMIN = "127.0.0.2", "127.0.0.1"
@@ -37,7 +38,7 @@ async def sessions(settings):
     app = create_app(settings)
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
-    async with app[SESSIONS_KEY]() as db:
+    async with app[SERVICES_KEY].sessions() as db:
         await users.create_user(db, username="admin", role="admin", password=PASSWORD)
     try:
         yield app, client
@@ -55,7 +56,7 @@ async def _client_from(server_client: TestClient, source_ip: str) -> TestClient:
 
 async def test_failures_from_one_address_do_not_lock_the_name_elsewhere(sessions):
     app, _ = sessions
-    async with app[SESSIONS_KEY]() as db:
+    async with app[SERVICES_KEY].sessions() as db:
         for _ in range(auth.MAX_FAILED_LOGINS + 5):
             result = await auth.login(db, username="admin", password="wrong password!", ip="203.0.113.9")
         assert result.locked
@@ -80,7 +81,7 @@ async def test_lockout_from_another_ip_does_not_block_the_real_admin(sessions):
         assert statuses[-1] == 429 and statuses[0] == 401
         out = await login(admin, "admin")
         assert out.status == 303 and out.location == "/console/"
-        async with app[SESSIONS_KEY]() as db:
+        async with app[SERVICES_KEY].sessions() as db:
             ips = set((await db.execute(select(LoginAttempt.ip).where(LoginAttempt.ok.is_(False)))).scalars())
         assert ips == {ATTACKER}
         assert (await login(attacker, "admin")).status == 429  # still locked where the guessing came from
@@ -91,7 +92,7 @@ async def test_lockout_from_another_ip_does_not_block_the_real_admin(sessions):
 
 async def test_many_addresses_guessing_one_name_spare_the_owners_known_address(sessions):
     app, _ = sessions
-    async with app[SESSIONS_KEY]() as db:
+    async with app[SERVICES_KEY].sessions() as db:
         assert (await auth.login(db, username="admin", password=PASSWORD, ip="198.51.100.1")).ok
         now = auth.utcnow() + dt.timedelta(milliseconds=1)
         db.add_all([LoginAttempt(username="admin", ip=f"203.0.113.{i % 250}", ok=False, at=now)
@@ -105,7 +106,7 @@ async def test_many_addresses_guessing_one_name_spare_the_owners_known_address(s
 
 async def test_unlock_lifts_a_lock_without_a_password_change(sessions):
     app, _ = sessions
-    async with app[SESSIONS_KEY]() as db:
+    async with app[SERVICES_KEY].sessions() as db:
         for _ in range(auth.MAX_FAILED_LOGINS):
             await auth.login(db, username="admin", password="wrong password!", ip="198.51.100.1")
         assert await auth.is_locked(db, "admin", now=auth.utcnow(), ip="198.51.100.1")
@@ -127,7 +128,7 @@ async def test_unlock_lifts_a_lock_without_a_password_change(sessions):
 
 async def test_password_reset_still_unlocks(sessions):
     app, _ = sessions
-    async with app[SESSIONS_KEY]() as db:
+    async with app[SERVICES_KEY].sessions() as db:
         for _ in range(auth.MAX_FAILED_LOGINS):
             await auth.login(db, username="admin", password="wrong password!", ip="198.51.100.1")
         user = await users.user_by_name(db, "admin")
@@ -166,7 +167,7 @@ def test_client_ip_is_the_peer_unless_the_peer_is_a_trusted_proxy(settings):
 async def test_one_address_hammering_a_locked_name_does_not_lock_it_for_new_addresses(sessions):
     """Attempts refused because of a lock are not counted: a single attacker cannot reach the name's total."""
     app, _ = sessions
-    async with app[SESSIONS_KEY]() as db:
+    async with app[SERVICES_KEY].sessions() as db:
         for _ in range(auth.MAX_FAILED_PER_NAME + 20):
             await auth.login(db, username="admin", password="wrong password!", ip="203.0.113.9")
         count, _ = await auth.failed_logins(db, "admin", now=auth.utcnow())

@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from assistant.console import users
-from assistant.console.app import SESSIONS_KEY, create_app
+from assistant.console.app import create_app
 from assistant.console.models import AuditEntry
 from assistant.console.seed import seed_demo
 from assistant.platform.models import Outbox, utcnow
+from assistant.services import SERVICES_KEY
 from tests.unit.console_helpers import PASSWORD, login, write_wav
 
 
@@ -21,7 +22,7 @@ async def env(aiohttp_client, settings):
     app = create_app(settings)
     client = await aiohttp_client(app)
     wav = write_wav(settings.paths.var_dir / "calls" / "demo.wav")
-    async with app[SESSIONS_KEY]() as db:
+    async with app[SERVICES_KEY].sessions() as db:
         ids = await seed_demo(db, audio_path=wav)
         await users.create_user(db, username="op", role="operator", password=PASSWORD)
         await users.create_user(db, username="fam_a", role="family", password=PASSWORD, elder_ids=(ids.elder_a,),
@@ -62,12 +63,12 @@ async def test_alert_page_shows_each_notice_state(env):
     assert "已记入内部记录（不会自动送达）" in html  # a log row reaches no phone: not shown as handed to a gateway
     assert "139****0101" in html and "13900000101" not in html and "c***@example.cn" in html
 
-    async with app[SESSIONS_KEY]() as db:
+    async with app[SERVICES_KEY].sessions() as db:
         views_before = len((await db.scalars(select(AuditEntry).where(AuditEntry.action == "view_transcript"))).all())
     frag = await client.get(f"/console/alerts/{ids.sos_alert}?fragment=notices")
     text = await frag.text()
     assert frag.status == 200 and text.startswith('<table class="notices">') and "已送达" in text
-    async with app[SESSIONS_KEY]() as db:  # the fragment shows no transcript: not logged as a view
+    async with app[SERVICES_KEY].sessions() as db:  # the fragment shows no transcript: not logged as a view
         views_after = len((await db.scalars(select(AuditEntry).where(AuditEntry.action == "view_transcript"))).all())
     assert views_after == views_before
 
@@ -84,7 +85,7 @@ async def test_delivery_report_is_pushed_to_open_pages(env):
     await _sign_in(client, "op")
     resp = await client.get("/console/events", headers={"Accept": "text/event-stream"})
     assert (await resp.content.readuntil(b"\n\n")).startswith(b"retry:")
-    async with app[SESSIONS_KEY]() as db:  # Kannel's report, recorded by the platform process
+    async with app[SERVICES_KEY].sessions() as db:  # Kannel's report, recorded by the platform process
         row = await db.get(Outbox, sent_id)
         row.status = "delivered"
         row.delivered_at = utcnow()

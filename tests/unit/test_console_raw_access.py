@@ -16,11 +16,12 @@ from sqlalchemy import select
 
 from assistant.call_recorder import CallRecorder
 from assistant.console import users
-from assistant.console.app import SESSIONS_KEY, setup_console
+from assistant.console.app import setup_console
 from assistant.console.models import AuditEntry
-from assistant.platform.api import SERVICE_TOKEN_KEY, STORE_KEY, setup_platform_api
+from assistant.platform.api import setup_platform_api
 from assistant.platform.models import Alert, CallTurn
 from assistant.platform.store import CallUpdate, NewContact
+from assistant.services import SERVICES_KEY, services_ctx
 from assistant.session import CallSession
 from assistant.turns import TurnRecord
 from tests.unit.console_helpers import PASSWORD, csrf_from, login
@@ -40,11 +41,11 @@ class Env:
     alert_id: int
 
     def db(self):
-        return self.app[SESSIONS_KEY]()
+        return self.app[SERVICES_KEY].sessions()
 
     @property
     def service(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.app[SERVICE_TOKEN_KEY]}"}
+        return {"Authorization": f"Bearer {self.app[SERVICES_KEY].service_token}"}
 
     async def as_user(self, name: str) -> str:
         self.client.session.cookie_jar.clear()
@@ -60,10 +61,11 @@ class Env:
 @pytest.fixture
 async def env(aiohttp_client, settings) -> Env:
     app = web.Application()
-    setup_platform_api(app, settings=settings)
-    setup_console(app, settings=settings, create_schema=True)
+    app.cleanup_ctx.append(services_ctx(settings, create_schema=True))
+    setup_platform_api(app)
+    setup_console(app)
     client = await aiohttp_client(app)
-    store = app[STORE_KEY]
+    store = app[SERVICES_KEY].store
     elder = await store.create_elder(name=NAME, district="蓬江", address=ADDRESS, phones=["13812345678"],
                                      safe_phrase=PHRASE,
                                      contacts=[NewContact(name=SON, relation="儿子", phone=SON_PHONE)])
@@ -76,7 +78,7 @@ async def env(aiohttp_client, settings) -> Env:
     await recorder.on_turn("reply", record)
     alert = await store.create_alert(elder_id=elder.elder_id, call_id=call_id, kind="human",
                                      detail={"transcript": SAID, "summary": SAID, "reason": "asked_for_human"})
-    async with app[SESSIONS_KEY]() as db:
+    async with app[SERVICES_KEY].sessions() as db:
         for name, role in (("op", "operator"), ("sup", "supervisor")):
             await users.create_user(db, username=name, role=role, password=PASSWORD)
     return Env(client=client, app=app, elder_id=elder.elder_id, call_id=call_id, alert_id=alert.alert_id)

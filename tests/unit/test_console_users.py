@@ -11,9 +11,10 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
 from assistant.console import auth, users
-from assistant.console.app import SESSIONS_KEY, create_app
+from assistant.console.app import create_app
 from assistant.console.models import AuditEntry, ConsoleSession, ConsoleUser, ConsoleUserElder
 from assistant.console.seed import DemoIds, seed_demo
+from assistant.services import SERVICES_KEY
 from tests.unit.console_helpers import PASSWORD, csrf_from, login
 
 NEW_PASSWORD = "a new long passphrase"
@@ -27,7 +28,7 @@ class Env:
     admin_id: int
 
     def db(self):
-        return self.app[SESSIONS_KEY]()
+        return self.app[SERVICES_KEY].sessions()
 
     async def as_user(self, name: str, password: str = PASSWORD) -> str:
         self.client.session.cookie_jar.clear()
@@ -66,7 +67,7 @@ async def use_session(env: Env, cookie: str, *, expect: int) -> None:
 async def env(aiohttp_client, settings) -> Env:
     app = create_app(settings)
     client = await aiohttp_client(app)
-    async with app[SESSIONS_KEY]() as db:
+    async with app[SERVICES_KEY].sessions() as db:
         ids = await seed_demo(db)
         admin = await users.create_user(db, username="boss", role="admin", password=PASSWORD, display_name="刘管理员")
         await users.create_user(db, username="sup", role="supervisor", password=PASSWORD)

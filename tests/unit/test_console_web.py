@@ -12,10 +12,11 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from assistant.console import users
-from assistant.console.app import HUB_KEY, SESSIONS_KEY, create_app
+from assistant.console.app import HUB_KEY, create_app
 from assistant.console.models import AuditEntry, ConsoleNote
 from assistant.console.seed import DemoIds, seed_demo
 from assistant.platform.models import Alert, Elder, FamilyContact, Outbox, WorkOrder
+from assistant.services import SERVICES_KEY
 from tests.unit.console_helpers import PASSWORD, csrf_from, login, write_wav
 
 
@@ -27,7 +28,7 @@ class Env:
     settings: object
 
     def db(self):
-        return self.app[SESSIONS_KEY]()
+        return self.app[SERVICES_KEY].sessions()
 
     async def as_user(self, name: str, area: str = "console") -> str:
         """Sign in and return the page's CSRF token."""
@@ -48,7 +49,7 @@ async def env(aiohttp_client, settings) -> Env:
     app = create_app(settings)
     client = await aiohttp_client(app)
     wav = write_wav(settings.paths.var_dir / "calls" / "demo.wav")
-    async with app[SESSIONS_KEY]() as db:
+    async with app[SERVICES_KEY].sessions() as db:
         ids = await seed_demo(db, audio_path=wav)
         for name, role in (("op", "operator"), ("sup", "supervisor")):
             await users.create_user(db, username=name, role=role, password=PASSWORD)
@@ -359,7 +360,7 @@ async def test_watcher_publishes_new_changed_and_closed_orders(env):
 
     hub = EventHub()
     sub = hub.subscribe(elder_ids=None)
-    task = asyncio.create_task(watch_database(hub, env.app[SESSIONS_KEY], interval_s=0.05))
+    task = asyncio.create_task(watch_database(hub, env.app[SERVICES_KEY].sessions, interval_s=0.05))
     try:
         await asyncio.sleep(0.3)  # first look: existing rows are not news
         assert sub.queue.empty()

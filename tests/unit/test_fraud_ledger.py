@@ -9,12 +9,12 @@ import pytest
 from aiohttp import web
 
 from assistant.fraud_guard.api import setup_fraud_api
-from assistant.platform.api import setup_platform_api
 from assistant.fraud_guard.identity import IdentityService, proof_speech_seconds, proof_utterances, spell_code
 from assistant.fraud_guard.ledger import CallLedger, new_code
 from assistant.platform.db import create_engine_for
 from assistant.platform.migrate import upgrade_heads_async
 from assistant.platform.store import NewContact, PlatformStore
+from assistant.services import SERVICES_KEY, services_ctx
 from assistant.session import CallSession
 
 
@@ -108,8 +108,8 @@ async def test_verify_api(settings, aiohttp_client, db):
 
     settings = dataclasses.replace(settings, server=dataclasses.replace(settings.server, service_token="tok"))
     app = web.Application()
-    setup_platform_api(app, settings=settings)  # the ledger shares the platform store's engine
-    setup_fraud_api(app, settings=settings)
+    app.cleanup_ctx.append(services_ctx(settings))  # the process's services: the ledger among them
+    setup_fraud_api(app)
     client = await aiohttp_client(app)
     auth = {"Authorization": "Bearer tok"}
     r = await client.get("/api/verify", params={"number": "07503331234"})
@@ -120,9 +120,7 @@ async def test_verify_api(settings, aiohttp_client, db):
     body = await r.json()
     assert r.status == 200 and body["calling"] is False and body["warning"] and body["code"] is None
     # an entry written through the app's ledger (real clock) shows up with its code
-    from assistant.fraud_guard.api import LEDGER_KEY
-
-    e = await app[LEDGER_KEY].record_outbound_call(elder_id=elder.elder_id, number="0750-3331234", purpose="care")
+    e = await app[SERVICES_KEY].ledger.record_outbound_call(elder_id=elder.elder_id, number="0750-3331234", purpose="care")
     body = await (await client.get("/api/verify", params={"number": "0750 333 1234"}, headers=auth)).json()
     assert body["calling"] and body["code"] == e.code and e.code in body["message"]
     r = await client.get("/api/verify", params={"number": ""}, headers=auth)

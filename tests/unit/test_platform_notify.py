@@ -11,11 +11,12 @@ import pytest
 from aiohttp import web
 
 from assistant.errors import StoreError
-from assistant.platform.api import STORE_KEY, create_app
+from assistant.platform.api import create_app
 from assistant.platform.db import create_engine_for
 from assistant.platform.migrate import upgrade_heads
 from assistant.platform.notify import DlrReceiver, KannelSms, OutboxDispatcher, retry_delay_s
 from assistant.platform.store import OutboxItem, PlatformStore
+from assistant.services import SERVICES_KEY
 from assistant.settings import StoreSettings, load_settings
 from tests.platform_data import FakeClock, make_family
 
@@ -237,7 +238,7 @@ async def test_health_and_alert_say_when_no_sms_channel_is_configured(aiohttp_cl
     client = await aiohttp_client(app)
     body = await (await client.get("/health")).json()
     assert body["sms"] == "not configured"
-    elder = await make_family(app[STORE_KEY])
+    elder = await make_family(app[SERVICES_KEY].store)
     r = await client.post("/api/alerts", json={"elder_id": elder.elder_id, "kind": "sos", "call_id": "c1"},
                           headers={"Authorization": "Bearer t0ken"})
     reply = await r.json()
@@ -256,7 +257,7 @@ async def test_health_and_alert_with_kannel_configured(aiohttp_client, tmp_path,
     client = await aiohttp_client(app)
     sms = (await (await client.get("/health")).json())["sms"]
     assert sms["channel"] == "kannel" and sms["delivery_reports"] is True and sms["dlr_listening"].startswith("127.0.0.1:")
-    elder = await make_family(app[STORE_KEY])
+    elder = await make_family(app[SERVICES_KEY].store)
     r = await client.post("/api/alerts", json={"elder_id": elder.elder_id, "kind": "sos", "call_id": "c2"},
                           headers={"Authorization": "Bearer t0ken"})
     reply = await r.json()
@@ -317,14 +318,13 @@ async def test_a_taken_report_port_leaves_sms_queued_not_undeliverable(aiohttp_c
         client = await aiohttp_client(app)
         sms = (await (await client.get("/health")).json())["sms"]
         assert sms["sending_here"] is False and str(port) in sms["last_error"]
-        elder = await make_family(app[STORE_KEY])
+        elder = await make_family(app[SERVICES_KEY].store)
         r = await client.post("/api/alerts", json={"elder_id": elder.elder_id, "kind": "sos"},
                               headers={"Authorization": "Bearer t0ken"})
         assert (await r.json())["family_notice"] == "queued"  # not claimed as on its way
-        from assistant.platform.api import OUTBOX_KEY
 
-        await app[OUTBOX_KEY].deliver_pending()
-        rows = await app[STORE_KEY].list_outbox()
+        await app[SERVICES_KEY].outbox.deliver_pending()
+        rows = await app[SERVICES_KEY].store.list_outbox()
         assert {o.channel: o.status for o in rows} == {"sms": "queued", "email": "undeliverable"}
 
 

@@ -20,6 +20,7 @@ from assistant.platform.db import create_engine_for
 from assistant.platform.migrate import upgrade_heads
 from assistant.platform.retention import RetentionJob, purge, recordings_dir
 from assistant.platform.store import CallUpdate, PlatformStore
+from assistant.services import SERVICES_KEY
 from assistant.settings import PrivacySettings, StoreSettings, load_settings
 from tests.platform_data import T0, FakeClock, make_family
 
@@ -223,7 +224,7 @@ async def test_retention_job_retries_after_a_failure_then_purges(tmp_path, setti
 async def test_serve_runs_the_retention_job(tmp_path, aiohttp_client):
     """The platform app (what ``assistant serve`` mounts) owns the job: an old recording disappears without
     anyone running ``assistant db purge``; stopping the app stops the job."""
-    from assistant.platform.api import RETENTION_KEY, create_app
+    from assistant.platform.api import create_app
     from tests.platform_data import api_settings, eventually
 
     db = tmp_path / "var" / "serve.db"
@@ -241,7 +242,7 @@ async def test_serve_runs_the_retention_job(tmp_path, aiohttp_client):
     clock.advance(45 * DAY)
     app = create_app(settings, clock=clock)
     client = await aiohttp_client(app)
-    job = client.app[RETENTION_KEY]
+    job = client.app[SERVICES_KEY].retention
     await eventually(lambda: job.rounds >= 1, timeout_s=10)
     assert not wav.exists()
     assert job.rounds >= 1 and job.last is not None and job.last.counts["recordings"] == 1

@@ -16,6 +16,7 @@ from assistant.screen.app import create_app, notify_call_ended, notify_platform_
 from assistant.screen.standin import build_standin_worker
 from assistant.screen.testing import alerts, seed_demo, start_platform_call
 from assistant.screen.tokens import device_token, screen_secret
+from assistant.services import SERVICES_KEY
 
 
 @pytest.fixture
@@ -180,13 +181,10 @@ async def test_the_code_comes_from_the_fraud_guards_ledger(settings, aiohttp_cli
     import assistant.fraud_guard.models  # noqa: F401  (its tables join Base.metadata for create_all)
 
     await seed_demo(settings)
-    from assistant.platform.api import setup_platform_api
-
     app = create_app(settings)
-    setup_platform_api(app, settings=settings)  # the ledger shares the platform store's engine
-    fraud_api.setup_fraud_api(app, settings=settings)
+    fraud_api.setup_fraud_api(app)
     client = await aiohttp_client(app)
-    entry = await app[fraud_api.LEDGER_KEY].record_outbound_call(elder_id=1, number="07503331234", purpose="care_call")
+    entry = await app[SERVICES_KEY].ledger.record_outbound_call(elder_id=1, number="07503331234", purpose="care_call")
     token = device_token(1, secret=screen_secret(settings))
     async with client.ws_connect(f"/screen/1/ws?token={token}") as ws:
         notice = await _next_json(ws, "fraud")  # found by the panel refresh
@@ -250,6 +248,4 @@ async def test_sos_in_the_full_server_goes_through_the_platform_store(settings, 
     assert [r.id for r in rows] == [alert_id]
     assert any(m.alert_id == alert_id and m.recipient == "13800138000" for m in await outbox(settings))
     assert elapsed < 2.0
-    from assistant.platform.api import STORE_KEY as PLATFORM_STORE_KEY
-
-    assert app[screen_app.STORE_KEY]._engine is app[PLATFORM_STORE_KEY].engine
+    assert app[screen_app.STORE_KEY]._engine is app[SERVICES_KEY].engine

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from assistant.errors import TelephonyError
 from assistant.serve import start_phone
 from assistant.server import create_app, report_component
+from assistant.services import SERVICES_KEY
 
 
 async def test_health_is_ok_with_nothing_failed(aiohttp_client, settings):
@@ -49,8 +50,6 @@ async def test_started_phone_and_parts_off_on_purpose_are_ok(aiohttp_client, set
 
 
 async def test_rasa_that_failed_to_start_or_died_is_degraded(aiohttp_client, settings):
-    from assistant.server import SUPERVISOR_KEY
-
     app = create_app(settings)
     report_component(app, "dialogue", ok=False, error="setup_incomplete", message="the Rasa environment is missing")
     client = await aiohttp_client(app)
@@ -62,9 +61,8 @@ async def test_rasa_that_failed_to_start_or_died_is_degraded(aiohttp_client, set
             return {"rasa-actions": {"pid": 1, "running": True, "restarts": 0},
                     "rasa": {"pid": None, "running": False, "restarts": 2}}  # fmt: skip
 
-    app2 = create_app(settings)
-    app2[SUPERVISOR_KEY] = DeadChild()
-    client2 = await aiohttp_client(app2)
+    client2 = await aiohttp_client(create_app(settings))
+    client2.app[SERVICES_KEY].supervisor = DeadChild()  # as assistant.runtime sets it once Rasa runs
     r = await client2.get("/health")
     body = await r.json()
     assert r.status == 503 and body["components"]["dialogue"] == {"ok": False, "error": "rasa_down", "down": ["rasa"]}
