@@ -232,7 +232,7 @@ async def _node(spec: dict[str, Any]) -> dict[str, Any]:
     db = create_engine_for(StoreSettings(database_url=spec["url"], pool_size=10))
     ledger = CallLedger.for_engine(db, settings=settings, clock=lambda: datetime.now().astimezone())
     phones = StandInPhones(clock=clock, settings=settings)
-    recorder = ledger_recorder(ledger, settings=settings)
+    recorder = ledger_recorder(ledger)
 
     async def record(intent):
         entry = await recorder(intent)

@@ -127,8 +127,6 @@ def schedules_for(elder_ids, *, family=0, windows=(TimeWindow.parse("09:00-11:00
 
 def make_engine(p: Platform, phones: Phones, clock: ManualClock, schedules, *, node="a", alerts=None, lease_s=60.0,
                 on_alert=None):
-    settings = load_settings()
-
     async def sink(alert):
         alerts.append(alert)
 
