@@ -29,6 +29,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from assistant.asr.base import RecognizerOptions
+from assistant.asr.registry import recognize
+from assistant.text.normalize import cer
+
 log = logging.getLogger(__name__)
 
 ASR_MODEL = "whisper-base"
@@ -104,60 +108,16 @@ class VoiceResult:
 # -- scoring and ASR ----------------------------------------------------------------------------------
 
 
-def cer(ref: str, hyp: str) -> float:
-    try:
-        from assistant.text.normalize import cer as shared_cer
-    except ImportError:  # the ASR engineer's module is not there: score locally the same way
-        return _local_cer(ref, hyp)
-    return shared_cer(ref, hyp)
-
-
-def _local_cer(ref: str, hyp: str) -> float:
-    import re
-
-    import cn2an
-    import zhconv
-
-    def norm(s: str) -> str:
-        s = zhconv.convert(s, "zh-cn")
-        try:
-            s = cn2an.transform(s, "an2cn")
-        except Exception:
-            pass
-        return re.sub(r"[\W_]", "", s).lower()
-
-    r, h = norm(ref), norm(hyp)
-    if not r:
-        return 0.0 if not h else 1.0
-    prev = list(range(len(h) + 1))
-    for i, rc in enumerate(r, 1):
-        cur = [i]
-        for j, hc in enumerate(h, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (rc != hc)))
-        prev = cur
-    return prev[-1] / len(r)
-
-
 class Transcriber:
-    """whisper-base: through ``assistant.asr.registry`` when it exists, else faster-whisper directly."""
+    """whisper-base: through ``assistant.asr.registry``, or faster-whisper directly (``plain``)."""
 
     def __init__(self, settings, *, plain: bool = False) -> None:
         self.settings = settings
         self._model = None
-        self._use_registry: bool | None = False if plain else None
+        self._use_registry = not plain
 
     async def __call__(self, pcm16: bytes, *, sample_rate_hz: int, dialect: str) -> str:
-        if self._use_registry is None:
-            try:
-                from assistant.asr import registry  # noqa: F401
-
-                self._use_registry = hasattr(registry, "recognize")
-            except ImportError:
-                self._use_registry = False
         if self._use_registry:
-            from assistant.asr.base import RecognizerOptions
-            from assistant.asr.registry import recognize
-
             result = await recognize(pcm16, sample_rate_hz=sample_rate_hz, dialect=dialect,
                                      options=RecognizerOptions(), settings=self.settings)
             return result.raw_text or result.text
@@ -196,7 +156,7 @@ async def evaluate_voice(voice: str, dialect: str, sentences, *, settings, rate_
     from assistant.tts import registry
     from assistant.tts.speakable import speakable
 
-    res = VoiceResult(voice=voice, dialect=dialect, phone=phone, asr_registry=transcribe._use_registry is not False,
+    res = VoiceResult(voice=voice, dialect=dialect, phone=phone, asr_registry=transcribe._use_registry,
                       repeats=max(1, repeats))
     repeats = res.repeats
     volume = settings.tts.volume
