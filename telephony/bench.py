@@ -39,6 +39,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from assistant.audio.convert import PcmAudio
+from assistant.audio.phone_channel import phone_channel
+from assistant.bench.scratch import scratch_store
+from assistant.bench.stats import share, stage_percentiles
+from assistant.errors import SetupError
+from assistant.settings import load_settings
+from assistant.tts.registry import simulated_caller_voice, synthesize
+from telephony.gateway import Gateway, greeting_text
+from telephony.pcap import write_rtp_pcap
+from telephony.peers import SippRun, program
+from telephony.testing import bot_pipeline_factory, tone
+
 PCAP = Path("/usr/share/sip-tester/g711a.pcap")
 PCAP_S = 7.1
 
@@ -192,9 +204,6 @@ def cap_inner_pauses(pcm8k: bytes, *, max_pause_s: float = MAX_INNER_PAUSE_S, le
 
 async def _phone_pcm8k(text: str, *, settings) -> tuple[bytes, str]:
     """``text`` spoken by the default Mandarin voice, as an elder's landline delivers it: 8 kHz A-law."""
-    from assistant.audio.convert import PcmAudio
-    from assistant.audio.phone_channel import phone_channel
-    from assistant.tts.registry import simulated_caller_voice, synthesize
 
     speech = await synthesize(text, dialect="cmn", rate_wpm=settings.tts.rate_wpm, volume=1.0, settings=settings,
                               voice=simulated_caller_voice("cmn"))
@@ -220,8 +229,6 @@ async def mandarin_speech(
     """One continuous pcap of ``seconds``: silence while the greeting plays (``greeting_s``; default: the
     unknown-caller greeting spoken by our TTS), then ``utterances`` each followed by ``reply_pause_s`` of
     silence, repeated. Synthesized once; the file is written in a thread."""
-    from telephony.gateway import greeting_text
-    from telephony.pcap import write_rtp_pcap
 
     rate = 8000
     said = [await _phone_pcm8k(text, settings=settings) for text in utterances]
@@ -300,12 +307,6 @@ async def bench(
 ) -> dict:
     from dataclasses import replace
 
-    from assistant.bench.scratch import scratch_store
-    from assistant.bench.stats import share, stage_percentiles
-    from assistant.settings import load_settings
-    from telephony.gateway import Gateway
-    from telephony.peers import SippRun
-    from telephony.testing import bot_pipeline_factory, tone
 
     settings = load_settings()
     settings = replace(settings, telephony=replace(settings.telephony, sip_port=0, max_concurrent_calls=max(concurrent * 2, 8)))
@@ -405,8 +406,6 @@ async def bench(
 
 
 def check_tools() -> None:
-    from assistant.errors import SetupError
-    from telephony.peers import program
 
     program("sipp")
     if not PCAP.exists():

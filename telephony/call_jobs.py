@@ -36,6 +36,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from assistant.errors import StoreError
+from assistant.fraud_guard.models import LedgerEntry
+from assistant.platform.models import Call
 from telephony.models import CallJob
 
 HELD_STATES = ("claimed", "dialling", "answered")
@@ -257,8 +259,6 @@ class CallJobStore:
     async def dial_evidence(self, job: JobInfo) -> str | None:
         """The call id if a dial of this job reached someone: its ledger entry was marked answered, or the
         elder has an outbound ``calls`` row started since the dial. None = no sign of an answer."""
-        from assistant.fraud_guard.models import LedgerEntry
-        from assistant.platform.models import Call
 
         async def read(s: AsyncSession) -> str | None:
             if job.ledger_entry_id is not None:

@@ -17,6 +17,16 @@ import sys
 from dataclasses import replace
 
 from assistant.errors import TelephonyError
+from assistant.fraud_guard.ledger import CallLedger
+from assistant.platform.db import create_engine_for
+from assistant.platform.migrate import upgrade_heads_async
+from assistant.platform.store import PlatformStore
+from assistant.runtime import running
+from assistant.settings import load_settings
+from telephony.gateway import Gateway
+from telephony.gateway_service import place_care_call, start_gateway, store_alert_sink
+from telephony.scheduler import RetryPolicy
+from telephony.testing import bot_pipeline_factory
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args):
-    from assistant.settings import load_settings
 
     settings = load_settings()
     tel = settings.telephony
@@ -81,8 +90,6 @@ async def _gateway(args) -> int:
             print(f"listening on udp:{gateway.endpoint.host}:{gateway.endpoint.port} (stand-in pipeline)", file=sys.stderr, flush=True)
             await stop.wait()
         return 0
-    from assistant.runtime import running
-    from telephony.gateway_service import start_gateway
 
     async with running(settings) as runtime:
         service = await start_gateway(runtime)
@@ -99,13 +106,6 @@ async def _call(args) -> int:
     """One care call now, with the scheduler's wiring (``gateway_service.place_care_call``): the ledger
     entry written to the platform database before the dial, the opening with the elder's safe phrase, the
     entry's code and the call-back offer; alerts go to the platform store."""
-    from assistant.fraud_guard.ledger import CallLedger
-    from assistant.platform.db import create_engine_for
-    from assistant.platform.migrate import upgrade_heads_async
-    from assistant.platform.store import PlatformStore
-    from telephony.gateway import Gateway
-    from telephony.gateway_service import place_care_call, store_alert_sink
-    from telephony.scheduler import RetryPolicy
 
     settings = _settings(args)
     if not args.bot:
@@ -113,7 +113,6 @@ async def _call(args) -> int:
             "a care call with the real pipeline runs inside `assistant serve` (scheduled); use --bot to test the line",
             code="bad_argument",
         )
-    from telephony.testing import bot_pipeline_factory
 
     def show_entry(intent, entry) -> None:  # what was written, never the code or the phrase
         shown = {"entry_id": entry.entry_id, "purpose": intent.purpose, "attempt": intent.attempt, "number": entry.number,

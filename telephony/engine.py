@@ -35,6 +35,7 @@ from functools import partial
 from typing import Any
 
 from telephony.call_jobs import CallJobStore, JobInfo, NewJob, as_stored
+from telephony.gateway import TelephonyAlert
 from telephony.scheduler import (
     OUTCOME_ALERTS,
     RETRYABLE,
@@ -332,7 +333,6 @@ class CallEngine:
                       number=schedule.number, not_before=self.clock.now(), detail={"alert": kind, **detail})
 
     async def _fire_alert(self, job: JobInfo) -> None:
-        from telephony.gateway import TelephonyAlert
 
         detail = {k: v for k, v in job.detail.items() if k not in ("alert", "call_id")}
         alert = TelephonyAlert(kind=job.detail.get("alert", "no_answer"), call_id=job.detail.get("call_id"),

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from assistant import native_heap
 from assistant.errors import TelephonyError
+from assistant.pipeline import build_call_pipeline
 from assistant.session import CallSession
 from assistant.settings import Settings
 from telephony.handover import Escalation, HandOverState, Speaker, tts_speaker
@@ -353,7 +354,6 @@ def _prewarm() -> None:
 
 def default_pipeline_factory(services) -> PipelineFactory:
     """``assistant.pipeline.build_call_pipeline`` bound to the process's ``PipelineServices``."""
-    from assistant.pipeline import build_call_pipeline
 
     def factory(*, transport: SipCallTransport, session: CallSession):
         return build_call_pipeline(session=session, services=services, transport=transport)

@@ -34,8 +34,11 @@ from typing import Any
 
 import numpy as np
 
+from assistant.audio.convert import resample_pcm16
 from assistant.errors import AssistantError, TelephonyError
+from assistant.session import CallSession
 from assistant.settings import Settings
+from assistant.tts.registry import synthesize
 from telephony.sip import PhoneCall, SipEndpoint
 
 logger = logging.getLogger(__name__)
@@ -86,8 +89,6 @@ def tts_speaker(settings: Settings) -> Speaker:
     """The platform's voices (prompt cache first), resampled to the 8 kHz line."""
 
     async def speak(text: str, dialect: str) -> bytes:
-        from assistant.audio.convert import resample_pcm16
-        from assistant.tts.registry import synthesize
 
         audio = await synthesize(text, dialect=dialect, rate_wpm=settings.tts.rate_wpm, volume=1.0, settings=settings)
         return await asyncio.to_thread(resample_pcm16, audio.pcm, from_hz=audio.sample_rate_hz, to_hz=8000)
@@ -703,7 +704,6 @@ class OperatorCallbacks:
                 logger.exception("console call-back to elder %s failed", req.elder_id)
 
     async def place(self, req: CallbackRequest) -> HandOverState:
-        from assistant.session import CallSession
 
         esc: Escalation = self.gateway.escalation
         state = HandOverState(call_id="", reason="operator_callback", alert_id=req.alert_id)

@@ -32,6 +32,20 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from assistant.audio.vad import WebRtcVadAnalyzer, vad_params
+from assistant.platform import kannel_testing
+from assistant.platform.api import create_app
+from assistant.platform.migrate import upgrade_heads_async
+from assistant.platform.store import NewContact
+from assistant.services import SERVICES_KEY
+from assistant.settings import load_settings
+from assistant.turns import TurnTracker
+from telephony.bench import _phone_pcm8k
+from telephony.gateway import Gateway
+from telephony.peers import BaresipPeer, KamailioPbx, program, write_wav8k
+from telephony.sip import SipEndpoint
+from telephony.testing import ReplyBot, tone
+
 USERS_PASSWORD = "bench-handover"
 ELDER_NUMBER = "07506609999"
 FAMILY_NUMBER = "13900009999"
@@ -62,7 +76,6 @@ def _is_operator(pcm: bytes) -> bool:
 
 
 async def _sos_words(settings) -> bytes:
-    from telephony.bench import _phone_pcm8k
 
     try:
         pcm, _voice = await _phone_pcm8k("救命，我摔倒了", settings=settings)
@@ -80,9 +93,6 @@ def _sos_pipeline_factory(*, settings):
     from pipecat.processors.audio.vad_processor import VADProcessor
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-    from assistant.audio.vad import WebRtcVadAnalyzer, vad_params
-    from assistant.turns import TurnTracker
-    from telephony.testing import ReplyBot, tone
 
     class SosDecision(FrameProcessor):
         """At the end of the caller's speech: the dialogue's SOS reply event, as DialogueProcessor reports
@@ -113,10 +123,6 @@ async def _platform(settings, workdir: Path, stack: contextlib.AsyncExitStack):
     """The platform store (and, with kannel installed, its SMS dispatcher through a real Kannel)."""
     from aiohttp import web
 
-    from assistant.platform import kannel_testing
-    from assistant.platform.api import create_app
-    from assistant.platform.migrate import upgrade_heads_async
-    from assistant.services import SERVICES_KEY
 
     await upgrade_heads_async(settings.store.database_url)
     kannel = None
@@ -133,11 +139,6 @@ async def _platform(settings, workdir: Path, stack: contextlib.AsyncExitStack):
 
 
 async def bench(*, calls: int = 20, family_calls: int = 5, workdir: Path | None = None) -> dict:
-    from assistant.platform.store import NewContact
-    from assistant.settings import load_settings
-    from telephony.gateway import Gateway
-    from telephony.peers import BaresipPeer, KamailioPbx, write_wav8k
-    from telephony.sip import SipEndpoint
 
     async with contextlib.AsyncExitStack() as stack:
         if workdir is None:
@@ -255,7 +256,6 @@ async def bench(*, calls: int = 20, family_calls: int = 5, workdir: Path | None 
 
 
 def check_tools() -> None:
-    from telephony.peers import program
 
     program("kamailio")
     program("baresip")

@@ -42,6 +42,18 @@ from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
+from assistant.console.bench import throwaway_postgres
+from assistant.errors import SetupError, TelephonyError
+from assistant.fraud_guard.ledger import CallLedger
+from assistant.fraud_guard.models import LedgerEntry
+from assistant.platform.db import create_engine_for
+from assistant.platform.migrate import upgrade_heads
+from assistant.settings import StoreSettings, load_settings
+from telephony.call_jobs import CallJobStore
+from telephony.engine import CallEngine
+from telephony.gateway_service import ledger_marker, ledger_recorder
+from telephony.models import CallJob
+
 DAY = datetime(2026, 11, 23)  # a Monday
 DAY_START = DAY.replace(hour=7, minute=55)
 WINDOWS = ("08:00-10:00", "10:00-12:00", "14:00-16:00", "16:00-18:00")
@@ -98,7 +110,6 @@ class StandInPhones:
         self._n = 0
 
     async def dial(self, number: str, *, timeout_s: float | None = None):
-        from assistant.errors import TelephonyError
 
         ref = self.pending_ref.pop(number, "")
         elder_id = int(number[1:])
@@ -216,12 +227,6 @@ class _Call:
 async def _node(spec: dict[str, Any]) -> dict[str, Any]:
     import dataclasses
 
-    from assistant.fraud_guard.ledger import CallLedger
-    from assistant.platform.db import create_engine_for
-    from assistant.settings import StoreSettings, load_settings
-    from telephony.call_jobs import CallJobStore
-    from telephony.engine import CallEngine
-    from telephony.gateway_service import ledger_marker, ledger_recorder
     from telephony.scheduler import CareCallRunner, CareSchedule, FamilyContact, TimeWindow
 
     settings = load_settings()
@@ -277,9 +282,7 @@ async def _node(spec: dict[str, Any]) -> dict[str, Any]:
 async def _seed(url: str, elders: int) -> None:
     from sqlalchemy import insert
 
-    from assistant.platform.db import create_engine_for
     from assistant.platform.models import DISTRICTS, Elder, ElderPhone, FamilyContact
-    from assistant.settings import StoreSettings
 
     db = create_engine_for(StoreSettings(database_url=url))
     try:
@@ -303,10 +306,6 @@ async def _seed(url: str, elders: int) -> None:
 async def _tally(url: str, elders: int, nodes: list[dict[str, Any]]) -> dict[str, Any]:
     from sqlalchemy import func, select
 
-    from assistant.fraud_guard.models import LedgerEntry
-    from assistant.platform.db import create_engine_for
-    from assistant.settings import StoreSettings
-    from telephony.models import CallJob
 
     dials = [d for n in nodes for d in n["dials"]]
     alerts = [a for n in nodes for a in n["alerts"]]
@@ -353,9 +352,6 @@ async def _tally(url: str, elders: int, nodes: list[dict[str, Any]]) -> dict[str
 
 
 def bench(*, elders: int, nodes: int, lines: int, speed: float, day_end: str, database_url: str) -> dict[str, Any]:
-    from assistant.console.bench import throwaway_postgres
-    from assistant.errors import SetupError
-    from assistant.platform.migrate import upgrade_heads
 
     t0 = time.monotonic()
     with throwaway_postgres() if not database_url else _given(database_url) as url:

@@ -34,7 +34,9 @@ from datetime import datetime, time, timedelta
 from typing import Any, Literal, Protocol
 
 from assistant.errors import TelephonyError
+from assistant.fraud_guard.identity import proof_utterances
 from assistant.session import CallSession
+from telephony.gateway import TelephonyAlert
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +257,6 @@ def opening_line(*, dialect: str | None, proof: str | None, family: bool = False
     """The first thing the callee hears. Elder: the identity proof (safe phrase, one-time code, call-back
     offer), then the check-in question with the keypad hint. Family contact: the code only — the elder's
     safe phrase is never spoken to anyone else, whatever is passed."""
-    from assistant.fraud_guard.identity import proof_utterances
 
     if family:
         proved = "".join(proof_utterances(safe_phrase=None, code=proof, dialect=None))
@@ -306,7 +307,6 @@ class CareCallRunner:
     async def _alert(self, kind: str, *, elder_id: int, call_id: str | None, number: str, detail: dict) -> None:
         if self.on_alert is None:
             return
-        from telephony.gateway import TelephonyAlert
 
         try:
             await self.on_alert(TelephonyAlert(kind=kind, call_id=call_id, elder_id=elder_id, number=number, detail=detail))
@@ -474,7 +474,6 @@ class CareCallRunner:
         """The call-back an inbound caller asked for (they pressed 9 instead of keying the PIN): one dial to
         ``schedule.number`` (a number on file), written to the ledger first like every platform call, opened
         with the full proof; the callee ends the call. No answer → an operator alert (no retries, no family)."""
-        from assistant.fraud_guard.identity import proof_utterances
 
         result = CareCallResult(elder_id=schedule.elder_id)
         phrase = await self._safe_phrase(schedule.elder_id)

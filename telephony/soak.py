@@ -36,7 +36,12 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from assistant.bench.scratch import scratch_store
+from assistant.runtime import running, with_free_ports
+from assistant.settings import load_settings
 from telephony.bench import REPLY_PAUSE_S, check_tools, mandarin_speech, scenario_text
+from telephony.gateway import Gateway, default_pipeline_factory
+from telephony.peers import SippRun
 
 
 @dataclass
@@ -144,11 +149,6 @@ async def soak(
     reply_pause_s: float = REPLY_PAUSE_S, trace: bool = False, reports_dir: Path | None = None,
     warmup_call_s: float = 20.0,
 ) -> dict:
-    from assistant.bench.scratch import scratch_store
-    from assistant.runtime import running, with_free_ports
-    from assistant.settings import load_settings
-    from telephony.gateway import Gateway, default_pipeline_factory
-    from telephony.peers import SippRun
 
     settings = load_settings()
     tel = settings.telephony

@@ -27,6 +27,12 @@ from pipecat.frames.frames import (
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from assistant.audio.convert import read_audio
+from assistant.audio.recording import CallAudioRecorder, recording_path
+from assistant.audio.vad import WebRtcVadAnalyzer, vad_params
+from assistant.call_recorder import BotAudioTap, CallLifecycle
+from assistant.settings import AudioSettings
+
 
 def tone(*, seconds: float, hz: float = 440.0, rate: int = 16000, level: float = 0.3) -> bytes:
     t = np.arange(int(seconds * rate)) / rate
@@ -80,9 +86,6 @@ def bot_pipeline_factory(*, reply_pcm: bytes | None = None, reply_wav: Path | No
                          recordings_dir: Path | None = None):
     """A ``pipeline_factory`` for ``Gateway``: VAD → ReplyBot. ``bots`` collects the ReplyBot of each call;
     ``recordings_dir``: each call is recorded there as the real pipeline records it (``<call_id>.wav``)."""
-    from assistant.audio.convert import read_audio
-    from assistant.audio.vad import WebRtcVadAnalyzer, vad_params
-    from assistant.settings import AudioSettings
 
     audio = settings.audio if settings is not None else AudioSettings()
     if reply_wav is not None:
@@ -98,8 +101,6 @@ def bot_pipeline_factory(*, reply_pcm: bytes | None = None, reply_wav: Path | No
         vad = VADProcessor(vad_analyzer=WebRtcVadAnalyzer(aggressiveness=audio.vad_aggressiveness, params=vad_params(audio)), audio_idle_timeout=0)
         if recordings_dir is None:
             return Pipeline([transport.input(), vad, bot, transport.output()])
-        from assistant.audio.recording import CallAudioRecorder, recording_path
-        from assistant.call_recorder import BotAudioTap, CallLifecycle
 
         recording = CallAudioRecorder(path=recording_path(recordings_dir, session.call_id), flush_s=audio.recording_flush_s)
         pipeline = Pipeline([transport.input(), CallLifecycle(recording=recording), vad, bot, transport.output(),

@@ -12,6 +12,10 @@ import argparse
 import asyncio
 from pathlib import Path
 
+from assistant.audio.convert import PcmAudio, resample_pcm16, write_wav
+from assistant.settings import load_settings
+from assistant.tts.registry import simulated_caller_voice, synthesize
+
 # (section, answer) pairs: what callers typically say at each closed prompt
 ANSWERS: dict[str, tuple[tuple[str, str], ...]] = {
     "cmn": (
@@ -38,9 +42,6 @@ ANSWERS: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 async def make_set(out: Path, dialect: str) -> int:
-    from assistant.audio.convert import PcmAudio, resample_pcm16, write_wav
-    from assistant.settings import load_settings
-    from assistant.tts.registry import simulated_caller_voice, synthesize
 
     settings = load_settings()
     lines = []

@@ -20,6 +20,18 @@ import sys
 import time
 from pathlib import Path
 
+from assistant.asr.base import AsrResult
+from assistant.asr.phrases import match_phrase
+from assistant.asr.registry import load_recognizer_sync, model_for, recognize_sync
+from assistant.asr.whisper_engine import set_encoder_margin
+from assistant.audio.convert import read_audio, resample_pcm16
+from assistant.audio.phone_channel import phone_channel
+from assistant.errors import AsrError, AudioInputError
+from assistant.settings import _coerce, load_settings
+from assistant.text.normalize import cer, corpus_cer, normalize_transcript
+from dialect_models import provision
+from dialect_models.manifest import load_manifest
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="folder with transcripts.tsv and wav/")
@@ -43,7 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_transcripts(folder: Path) -> list[tuple[str, str]]:
-    from assistant.errors import AudioInputError
 
     tsv = folder / "transcripts.tsv"
     if not tsv.is_file():
@@ -70,10 +81,6 @@ def read_sections(folder: Path) -> dict[str, str]:
 
 
 def _settings_for(args: argparse.Namespace):
-    from assistant.errors import AsrError
-    from assistant.settings import _coerce, load_settings
-    from dialect_models import provision
-    from dialect_models.manifest import load_manifest
 
     settings = load_settings()
     asr = settings.asr
@@ -97,11 +104,6 @@ def _settings_for(args: argparse.Namespace):
 
 
 def evaluate(args: argparse.Namespace) -> dict:
-    from assistant.asr.phrases import match_phrase
-    from assistant.asr.registry import load_recognizer_sync, model_for, recognize_sync
-    from assistant.audio.convert import read_audio
-    from assistant.audio.phone_channel import phone_channel
-    from assistant.text.normalize import cer, corpus_cer
 
     settings, model_id = _settings_for(args)
     dialect = None if args.dialect == "auto" else args.dialect
@@ -190,7 +192,6 @@ class PlainWhisper:
     engine = "faster-whisper"
 
     def __init__(self, rec, settings) -> None:
-        from assistant.errors import AsrError
 
         if getattr(rec, "engine", "") != "faster-whisper":
             raise AsrError("--plain needs a faster-whisper model")
@@ -202,13 +203,9 @@ class PlainWhisper:
     def recognize(self, pcm16: bytes, *, sample_rate_hz: int):
         import numpy as np
 
-        from assistant.asr.base import AsrResult
-        from assistant.audio.convert import resample_pcm16
-        from assistant.text.normalize import normalize_transcript
 
         pcm = resample_pcm16(pcm16, from_hz=sample_rate_hz, to_hz=16000)
         x = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
-        from assistant.asr.whisper_engine import set_encoder_margin
 
         with self._lock:
             set_encoder_margin(None)  # the whole 30 s window, as faster-whisper does
@@ -293,7 +290,6 @@ def _chart(runs: list[dict], path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from assistant.settings import load_settings
 
     result = evaluate(args)
     if not args.no_report:

@@ -8,24 +8,22 @@
 from __future__ import annotations
 
 from assistant.asr.base import RecognizerOptions
+from dialect_models.vocab import load_vocabulary
 
 CLOSED_SECTIONS = ("yes_no", "menu", "service")
 
 
 def closed_prompt(dialect: str, section: str) -> RecognizerOptions:
-    from dialect_models.vocab import load_vocabulary
 
     return RecognizerOptions(grammar=tuple(load_vocabulary(dialect).grammar(section)))
 
 
 def open_prompt(dialect: str) -> RecognizerOptions:
-    from dialect_models.vocab import load_vocabulary
 
     return RecognizerOptions(phrases=tuple(load_vocabulary(dialect).hotwords()))
 
 
 def canonical_answer(dialect: str, section: str, text: str) -> str:
     """The canonical member of the synonym group ``text`` belongs to (empty stays empty)."""
-    from dialect_models.vocab import load_vocabulary
 
     return load_vocabulary(dialect).canonical(section, text) if text else ""

@@ -21,8 +21,12 @@ from dataclasses import replace
 
 from assistant.asr.base import AsrResult, Recognizer, RecognizerOptions
 from assistant.asr.dialect_id import cantonese_score
+from assistant.audio.convert import resample_pcm16
 from assistant.errors import AsrError, AssistantError
 from assistant.settings import Settings
+from dialect_models import provision
+from dialect_models.manifest import get_spec
+from dialect_models.vocab import load_vocabulary
 
 DIALECTS = ("cmn", "yue")
 # model_id → factory(settings) for models not in the manifest (tests, plugins)
@@ -65,8 +69,6 @@ def _key(model_id: str, settings: Settings) -> tuple[str, str]:
 def _load(model_id: str, settings: Settings) -> Recognizer:
     if model_id in _FACTORIES:
         return _FACTORIES[model_id](settings)
-    from dialect_models import provision
-    from dialect_models.manifest import get_spec
 
     spec = get_spec(model_id)
     folder = provision.require(model_id, settings)
@@ -98,7 +100,6 @@ def _load(model_id: str, settings: Settings) -> Recognizer:
 def whisper_decoding(dialect: str, settings: Settings):
     """Decoding options for whisper in one dialect (``auto``: Mandarin prompt, dialect guessed from text)."""
     from assistant.asr.whisper_engine import WhisperDecoding
-    from dialect_models.vocab import load_vocabulary
 
     asr = settings.asr
     prompt = load_vocabulary("yue" if dialect == "yue" else "cmn").prompt if asr.whisper_prompt else None
@@ -169,7 +170,6 @@ def model_for(dialect: str, settings: Settings) -> str:
 
 
 def _decode(rec: Recognizer, pcm16: bytes, sample_rate_hz: int, options: RecognizerOptions | None) -> AsrResult:
-    from assistant.audio.convert import resample_pcm16
 
     pcm = resample_pcm16(pcm16, from_hz=sample_rate_hz, to_hz=rec.sample_rate_hz)
     with _RUNNING_LOCK:

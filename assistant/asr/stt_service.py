@@ -23,10 +23,13 @@ from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
 from assistant.asr.base import AsrResult, RecognizerOptions
+from assistant.asr.prompt_options import closed_prompt
+from assistant.asr.registry import call_ended, call_started, decodes_running, recognize
 from assistant.audio.vad import SpeechPausedFrame, SpeechResumedFrame
 from assistant.errors import AssistantError
 from assistant.session import CallSession
 from assistant.settings import Settings
+from assistant.text.normalize import normalize_transcript
 from assistant.turns import TurnTracker
 
 LANGUAGES = {"cmn": Language.CMN, "yue": Language.YUE}
@@ -39,7 +42,6 @@ DIALECT_PROBE_MIN_S = 1.5
 
 def keep_what_was_said(result: AsrResult) -> AsrResult:
     """After a closed prompt: keep the matched phrase for short answers, the free text for longer ones."""
-    from assistant.text.normalize import normalize_transcript
 
     free = normalize_transcript(result.raw_text) if result.raw_text else ""
     if not free or free == result.text:
@@ -109,13 +111,11 @@ class AssistantSTTService(SegmentedSTTService):
         await super().process_frame(frame, direction)
 
     async def start(self, frame: StartFrame):
-        from assistant.asr.registry import call_started
 
         await super().start(frame)
         call_started(self._session.call_id)
 
     async def stop(self, frame: EndFrame):
-        from assistant.asr.registry import call_ended
 
         try:
             await super().stop(frame)  # decodes the queued segments (using their early results)
@@ -124,7 +124,6 @@ class AssistantSTTService(SegmentedSTTService):
             call_ended(self._session.call_id)
 
     async def cancel(self, frame: CancelFrame):
-        from assistant.asr.registry import call_ended
 
         try:
             await self._drop_all_early()
@@ -133,7 +132,6 @@ class AssistantSTTService(SegmentedSTTService):
             call_ended(self._session.call_id)
 
     async def _start_early(self) -> None:
-        from assistant.asr.registry import decodes_running
 
         await self._adopt_probe_dialect(wait=False)
         if not self._user_speaking or decodes_running() >= self._app_settings.asr.decode_workers:
@@ -191,7 +189,6 @@ class AssistantSTTService(SegmentedSTTService):
         return None
 
     async def _recognize(self, audio: bytes, *, dialect: str | None, options: RecognizerOptions | None) -> AsrResult:
-        from assistant.asr.registry import recognize
 
         result = await recognize(
             audio, sample_rate_hz=self.sample_rate, dialect=dialect, options=options, settings=self._app_settings,
@@ -204,7 +201,6 @@ class AssistantSTTService(SegmentedSTTService):
         expect = self._session.expect
         if expect not in CLOSED_EXPECTATIONS:
             return None
-        from assistant.asr.prompt_options import closed_prompt
 
         return closed_prompt(self._session.dialect or "cmn", CLOSED_EXPECTATIONS[expect])
 

@@ -34,7 +34,7 @@ import numpy as np
 from assistant.asr.base import AsrResult, AsrToken, Recognizer, RecognizerOptions, RecognizerSession
 from assistant.asr.dialect_id import guess_dialect
 from assistant.asr.phrases import match_phrase
-from assistant.text.normalize import normalize_transcript
+from assistant.text.normalize import normalize_for_scoring, normalize_transcript
 
 SAMPLE_RATE_HZ = 16000
 MIN_AUDIO_S = 0.15  # shorter than this is not an utterance
@@ -300,7 +300,6 @@ def _echoes_prompt(raw: str, prompt: str | None) -> bool:
     domain word of the prompt), inside the prompt or with 60 % of its character pairs from it."""
     if not prompt:
         return False
-    from assistant.text.normalize import normalize_for_scoring
 
     h, p = normalize_for_scoring(raw), normalize_for_scoring(prompt)
     if len(h) < 6:

@@ -21,8 +21,11 @@ from typing import Any
 from assistant.audio.convert import PcmAudio, resample_pcm16
 from assistant.bench.scratch import scratch_store
 from assistant.bench.stats import share, stage_percentiles
+from assistant.runtime import running, with_free_ports
 from assistant.session import CallSession
 from assistant.settings import Settings, load_settings
+from assistant.simulate import load_call_audio, run_call
+from assistant.tts.registry import simulated_caller_voice, synthesize
 
 SPOKEN_REQUESTS = (
     "我想订一罐煤气",
@@ -69,7 +72,6 @@ def _clips(args: argparse.Namespace, settings: Settings) -> list[Path]:
 
 
 async def _spoken(settings: Settings) -> list[tuple[str, PcmAudio]]:
-    from assistant.tts.registry import simulated_caller_voice, synthesize
 
     out = []
     for text in SPOKEN_REQUESTS:
@@ -86,8 +88,6 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
 
 
 async def _bench_in(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from assistant.runtime import running, with_free_ports
-    from assistant.simulate import load_call_audio, run_call
 
     settings = with_free_ports(settings)
     inputs: list[tuple[str, PcmAudio]] = [

@@ -20,7 +20,13 @@ import asyncio
 import getpass
 import sys
 
+from assistant.console import users
+from assistant.console.auth import ConsoleError
 from assistant.console.models import ROLES
+from assistant.console.users import check_new_password
+from assistant.errors import StoreError
+from assistant.platform.db import create_engine_for, session_factory
+from assistant.settings import load_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,8 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _read_password(from_stdin: bool) -> str:
-    from assistant.console.auth import ConsoleError
-    from assistant.console.users import check_new_password
 
     if from_stdin:
         return check_new_password(sys.stdin.readline().rstrip("\r\n"))
@@ -63,11 +67,6 @@ def _read_password(from_stdin: bool) -> str:
 async def _run(args: argparse.Namespace, password: str | None) -> str:
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    from assistant.console import users
-    from assistant.console.auth import ConsoleError
-    from assistant.errors import StoreError
-    from assistant.platform.db import create_engine_for, session_factory
-    from assistant.settings import load_settings
 
     engine = create_engine_for(load_settings())
     try:

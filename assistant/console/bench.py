@@ -29,6 +29,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from assistant.console import users
+from assistant.console.app import create_app
+from assistant.console.seed import seed_flagged_calls
+from assistant.platform.db import describe_url
+from assistant.services import SERVICES_KEY
+from assistant.settings import load_settings
+
 TARGET_MS = 300.0
 PG_BIN = Path(os.environ.get("ASSISTANT_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
@@ -102,11 +109,6 @@ async def _bench(url: str, *, count: int, requests: int, var_dir: Path) -> dict[
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from assistant.console import users
-    from assistant.console.app import create_app
-    from assistant.console.seed import seed_flagged_calls
-    from assistant.services import SERVICES_KEY
-    from assistant.settings import load_settings
 
     settings = load_settings()
     settings = dataclasses.replace(
@@ -162,7 +164,6 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import platform
 
-    from assistant.platform.db import describe_url
 
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from assistant.console.redaction import fallback_redact
 from assistant.platform.models import (
     DISTRICTS,
     Alert,
@@ -51,7 +52,6 @@ class DemoIds:
 
 
 def _redact(text: str) -> str:
-    from assistant.console.redaction import fallback_redact
 
     return fallback_redact(text)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from assistant.dialogue.emergency_spotter import Spotting, spot
+from assistant.text.normalize import strip_punctuation, to_simplified
 
 Action = Literal["act", "emergency", "ask_emergency", "not_heard"]
 Answer = Literal["yes", "no", "unclear"]
@@ -123,7 +124,6 @@ _FORM_INTERRUPTS = frozenset({"emergency", "request_human", "health_consult", "g
 
 
 def _compact(text: str) -> str:
-    from assistant.text.normalize import strip_punctuation, to_simplified
 
     return strip_punctuation(to_simplified(text or ""))
 

@@ -38,7 +38,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from assistant.asr.registry import recognize_sync
+from assistant.audio.convert import PcmAudio, resample_pcm16
+from assistant.audio.phone_channel import phone_channel
+from assistant.dialogue.rasa_cli import (
+    LAUNCHER,
+    _child_env,
+    model_path,
+    rasa_python,
+    rasa_token,
+    rasa_token_file,
+)
 from assistant.errors import AssistantError, DialogueError
+from assistant.settings import _coerce, load_settings
+from assistant.text.normalize import corpus_cer
+from assistant.tts.registry import simulated_caller_voice, synthesize
 
 FALLBACK = "nlu_fallback"
 # in-domain requests and check-in answers (issue #4: "gas, meals, repair, appointment, check-in answers")
@@ -205,7 +219,6 @@ class NluServer:
         self.token = ""
 
     def __enter__(self) -> NluServer:
-        from assistant.dialogue.rasa_cli import LAUNCHER, _child_env, model_path, rasa_python, rasa_token_file
 
         settings = self._settings
         if not model_path(settings).exists():
@@ -259,8 +272,6 @@ def evaluate(examples: list[Example], url: str, *, token: str = "") -> tuple[dic
 
 # -- spoken: TTS → (phone line) → ASR → NLU -----------------------------------------------------------------
 async def _speak_all(examples: list[Example], *, settings: Any, rate_wpm: int) -> list[Any]:
-    from assistant.audio.convert import PcmAudio, resample_pcm16
-    from assistant.tts.registry import simulated_caller_voice, synthesize
 
     rate = settings.audio.pipeline_sample_rate_hz
     out = []
@@ -276,9 +287,6 @@ def transcribe_spoken(
     examples: list[Example], *, settings: Any, phone: bool, auto_dialect: bool, rate_wpm: int
 ) -> tuple[list[str], dict[str, Any]]:
     """Speak every example, optionally through the phone line, and recognise it: (transcripts, ASR stats)."""
-    from assistant.asr.registry import recognize_sync
-    from assistant.audio.phone_channel import phone_channel
-    from assistant.text.normalize import corpus_cer
 
     spoken = asyncio.run(_speak_all(examples, settings=settings, rate_wpm=rate_wpm))
     texts: list[str] = []
@@ -350,7 +358,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from assistant.settings import load_settings
 
     settings = load_settings()
     paths = args.data if isinstance(args.data, list) else [args.data]
@@ -369,7 +376,6 @@ def run(args: argparse.Namespace) -> int:
         heard, asr_stats = transcribe_spoken(examples, settings=settings, phone=args.phone,
                                              auto_dialect=args.auto_dialect, rate_wpm=args.rate_wpm)
 
-    from assistant.dialogue.rasa_cli import rasa_token
 
     def _run(url: str, token: str) -> tuple[dict[str, Any], list[str]]:
         if heard is None:
@@ -402,7 +408,6 @@ def run(args: argparse.Namespace) -> int:
 def _with_asr_overrides(settings: Any, items: list[str]) -> Any:
     import dataclasses
 
-    from assistant.settings import _coerce
 
     asr = settings.asr
     changes = {}

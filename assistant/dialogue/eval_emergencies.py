@@ -45,6 +45,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from assistant.asr.registry import recognize_sync
+from assistant.audio.convert import PcmAudio, read_audio, resample_pcm16
+from assistant.audio.phone_channel import phone_channel
 from assistant.dialogue.decision import (
     HARMLESS_INTENTS,
     Thresholds,
@@ -52,6 +55,9 @@ from assistant.dialogue.decision import (
     decide,
     spoken_menu_choice,
 )
+from assistant.dialogue.eval_cmd import NluServer, parse_all, read_tsv
+from assistant.settings import load_settings
+from assistant.tts.registry import simulated_caller_voice, synthesize
 
 MISSED_TURNS = 99
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -136,9 +142,6 @@ class AsrCache:
 
 
 def _recognize(pcm: bytes, rate: int, lang: str, settings: Any) -> tuple[str, float]:
-    from assistant.asr.registry import recognize_sync
-    from assistant.audio.convert import PcmAudio
-    from assistant.audio.phone_channel import phone_channel
 
     audio = phone_channel(PcmAudio(pcm=pcm, sample_rate_hz=rate))
     result = recognize_sync(audio.pcm, sample_rate_hz=audio.sample_rate_hz, dialect=lang, settings=settings)
@@ -147,8 +150,6 @@ def _recognize(pcm: bytes, rate: int, lang: str, settings: Any) -> tuple[str, fl
 
 def hear_phrasings(rows: list[tuple[str, str, str]], *, cache: AsrCache, settings: Any, source: str,
                    gold: str = "emergency", rate_wpm: int = 130) -> list[Heard]:
-    from assistant.audio.convert import resample_pcm16
-    from assistant.tts.registry import simulated_caller_voice, synthesize
 
     rate = settings.audio.pipeline_sample_rate_hz
     out = []
@@ -166,7 +167,6 @@ def hear_phrasings(rows: list[tuple[str, str, str]], *, cache: AsrCache, setting
 
 
 def hear_clips(clips: list[tuple[str, Path]], *, cache: AsrCache, settings: Any, turn_s: float) -> list[Heard]:
-    from assistant.audio.convert import read_audio
 
     rate = settings.audio.pipeline_sample_rate_hz
     out = []
@@ -184,7 +184,6 @@ def hear_clips(clips: list[tuple[str, Path]], *, cache: AsrCache, settings: Any,
 
 
 async def _parse_all(url: str, items: list[Heard], *, token: str = "") -> list[Heard]:
-    from assistant.dialogue.eval_cmd import parse_all
 
     texts = [h.text for h in items if h.text.strip()]
     parsed = iter(await parse_all(url, texts, token=token) if texts else [])
@@ -365,8 +364,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from assistant.dialogue.eval_cmd import NluServer, read_tsv
-    from assistant.settings import load_settings
 
     settings = load_settings()
     t0 = time.perf_counter()

@@ -36,6 +36,7 @@ from assistant.dialogue.decision import Decision, Thresholds, classify_answer, d
 from assistant.dialogue.rasa_client import NluParse, RasaClient, RasaReply
 from assistant.dialogue.system_prompts import prompt
 from assistant.errors import DialogueError
+from assistant.fraud_guard.identity import pin_prompt
 from assistant.session import CallSession
 from assistant.settings import Settings
 from assistant.turns import TurnRecord, TurnTracker
@@ -175,7 +176,6 @@ class DialogueProcessor(FrameProcessor):
         return self._keypad_pin is not None and s.channel == "phone" and s.direction == "inbound" and not s.verified
 
     async def _identity_key(self, key: str) -> None:
-        from assistant.fraud_guard.identity import pin_prompt
 
         record = self._tracker.begin(source="dtmf")
         record.transcript = f"[按键 {key}]"
@@ -211,7 +211,6 @@ class DialogueProcessor(FrameProcessor):
         await self._check_pin(pin)
 
     async def _check_pin(self, pin: str) -> None:
-        from assistant.fraud_guard.identity import pin_prompt
 
         record = self._tracker.begin(source="dtmf")
         record.transcript = "[按键 口令]"  # never the digits

@@ -59,7 +59,7 @@ from urllib.parse import unquote, urlsplit
 
 from assistant.errors import DialogueError, SetupError
 from assistant.private_files import FILE_MODE, private_dir, secret_in_file
-from assistant.settings import Settings
+from assistant.settings import Settings, load_settings
 
 MODEL_NAME = "elder"
 # what goes into the trained model; everything else in intents/ can change without retraining
@@ -386,7 +386,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from assistant.settings import load_settings
 
     settings = load_settings()
     if args.rasa_command == "train":

@@ -19,7 +19,13 @@ import asyncio
 import getpass
 import sys
 
-from assistant.errors import FraudGuardError
+from assistant.errors import FraudGuardError, StoreError
+from assistant.fraud_guard.models import ElderPin
+from assistant.fraud_guard.pin import PinStore, pin_problem
+from assistant.platform.audit import cli_actor
+from assistant.platform.db import create_engine_for, session_factory
+from assistant.platform.models import utcnow
+from assistant.settings import load_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _read_pin(from_stdin: bool) -> str:
-    from assistant.fraud_guard.pin import pin_problem
 
     if from_stdin:
         pin = sys.stdin.readline().strip()
@@ -56,13 +61,6 @@ async def _run(args: argparse.Namespace, pin: str | None) -> str:
     from sqlalchemy import select
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    from assistant.errors import StoreError
-    from assistant.fraud_guard.models import ElderPin
-    from assistant.fraud_guard.pin import PinStore
-    from assistant.platform.audit import cli_actor
-    from assistant.platform.db import create_engine_for, session_factory
-    from assistant.platform.models import utcnow
-    from assistant.settings import load_settings
 
     settings = load_settings()
     engine = create_engine_for(settings)

@@ -42,6 +42,7 @@ from assistant.fraud_guard.detector import (
 )
 from assistant.fraud_guard.ngram import NGRAM_RANGE, WEIGHTS_PATH, NgramModel, prepare
 from assistant.fraud_guard.text import strip_punct
+from assistant.settings import load_settings
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "tests" / "data"
 # the project's own written dialogues used for training (never the kblind set: that one is only evaluated)
@@ -239,7 +240,6 @@ def train_all(pool: list[dict], *, use_ngram: bool = True, log=None) -> tuple[Ng
 
 
 def main(argv: list[str] | None = None) -> int:
-    from assistant.settings import load_settings
 
     settings = load_settings()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

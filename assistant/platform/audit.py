@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from assistant.console.models import AuditEntry
 from assistant.errors import StoreError
 
 RETENTION_ACTOR = "retention"
@@ -45,7 +46,6 @@ def add_audit(
     detail: dict[str, Any] | None = None,
 ) -> None:
     """Append one audit row to the session (the caller commits)."""
-    from assistant.console.models import AuditEntry  # the table lives with the console that shows it
 
     s.add(
         AuditEntry(

@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from assistant.errors import StoreError
+from assistant.platform.migrate import upgrade_heads_async
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PGDUMP_MAGIC = b"PGDMP"
@@ -358,7 +359,6 @@ async def restore(url: str, src: Path, *, force: bool = False, pg_bin_dir: str =
         tables = await asyncio.to_thread(_sqlite_restore, src, sqlite_path(url))
     else:
         await _pg_restore(url, src, pg_bin_dir, force=force)
-    from assistant.platform.migrate import upgrade_heads_async
 
     migrated = await upgrade_heads_async(url)
     return {"backend": backend, "from": str(src), "tables": tables, "migrated": migrated}

@@ -47,7 +47,9 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select, text, update
 
+from assistant.console.models import AuditEntry, ConsoleNote, ConsoleUser, ConsoleUserElder
 from assistant.errors import StoreError
+from assistant.fraud_guard.models import FraudFlagRow, LedgerEntry
 from assistant.platform.audit import add_audit
 from assistant.platform.models import (
     Alert,
@@ -60,7 +62,7 @@ from assistant.platform.models import (
     Outbox,
     WorkOrder,
 )
-from assistant.platform.retention import delete_tracker_events, remove_recording
+from assistant.platform.retention import delete_tracker_events, inside, remove_recording
 from assistant.platform.store import (
     AlertInfo,
     CallInfo,
@@ -152,8 +154,6 @@ def _calls_query(elder_id: int, numbers: list[str]):
 
 async def collect_elder_record(store: PlatformStore, elder_id: int) -> dict[str, Any]:
     """Everything stored about one elder, as JSON-able data (no files read)."""
-    from assistant.console.models import AuditEntry, ConsoleNote, ConsoleUser, ConsoleUserElder
-    from assistant.fraud_guard.models import FraudFlagRow, LedgerEntry
 
     now = store.now()
     async with store.session("export elder") as s:
@@ -337,7 +337,6 @@ def _write_export(record: dict[str, Any], out: Path, recordings_dir: Path) -> in
 
 
 def _inside(path: Path, folder: Path) -> bool:
-    from assistant.platform.retention import inside
 
     return inside(path, folder)
 
@@ -419,8 +418,6 @@ async def delete_elder(
 ) -> DeletionResult:
     """Erase the elder's personal data (see the module docstring); one transaction for the rows, the
     recordings removed after it commits (a file left behind is still found by the retention purge)."""
-    from assistant.console.models import AuditEntry, ConsoleNote, ConsoleUserElder
-    from assistant.fraud_guard.models import FraudFlagRow, LedgerEntry
 
     if reason not in DELETE_REASONS:
         raise StoreError(f"reason must be one of {', '.join(DELETE_REASONS)}", code="invalid")

@@ -17,6 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from assistant.errors import StoreError
 from assistant.platform.db import sync_url
+from assistant.private_files import private_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 CORE_REVISION = "core_0001"
@@ -34,7 +35,6 @@ def _private_sqlite_file(url: str) -> None:
     """A new SQLite database file is created 0600 (folder 0700 when missing) before SQLite opens it."""
     from sqlalchemy.engine import make_url
 
-    from assistant.private_files import private_file
 
     u = make_url(url)
     db = u.database or ""

@@ -54,6 +54,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
+from assistant.console.models import AuditEntry, LoginAttempt
 from assistant.errors import StoreError
 from assistant.platform.audit import RETENTION_ACTOR, add_audit
 from assistant.platform.models import Alert, Call, CallTurn, Outbox
@@ -364,7 +365,6 @@ class Purger:
             from assistant.fraud_guard.models import LedgerEntry
 
             return await self._delete(LedgerEntry, LedgerEntry.id, LedgerEntry.valid_until < cutoff, dry_run)
-        from assistant.console.models import AuditEntry, LoginAttempt
 
         if which == "login_attempts":
             return await self._delete(LoginAttempt, LoginAttempt.id, LoginAttempt.at < cutoff, dry_run)

@@ -19,6 +19,12 @@ import asyncio
 import signal
 import sys
 
+from assistant.pipeline import build_call_pipeline, pipeline_worker
+from assistant.runtime import running, with_free_ports
+from assistant.screen.sounddevice_transport import SoundDeviceTransport
+from assistant.session import CallSession
+from assistant.settings import load_settings
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local", action="store_true", help="talk through this machine's microphone and speaker")
@@ -51,7 +57,6 @@ def _devices(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from assistant.screen.tokens import enrol_device, list_devices, revoke_device
-    from assistant.settings import load_settings
 
     settings = load_settings()
     if args.url is not None:
@@ -78,10 +83,6 @@ async def _run_local(args: argparse.Namespace, transport) -> int:
     from loguru import logger
     from pipecat.workers.runner import WorkerRunner
 
-    from assistant.pipeline import build_call_pipeline, pipeline_worker
-    from assistant.runtime import running, with_free_ports
-    from assistant.session import CallSession
-    from assistant.settings import load_settings
 
     settings = with_free_ports(load_settings())
     if args.rasa_url:
@@ -135,7 +136,6 @@ def run(args: argparse.Namespace) -> int:
     devices = list_devices()
     resolve_device(args.input_device, kind="input", devices=devices)
     resolve_device(args.output_device, kind="output", devices=devices)
-    from assistant.screen.sounddevice_transport import SoundDeviceTransport
 
     transport = SoundDeviceTransport(input_device=args.input_device, output_device=args.output_device, devices=devices)
     return asyncio.run(_run_local(args, transport))

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from assistant.errors import StoreError
+from assistant.platform.db import create_engine_for
 from assistant.platform.models import OPEN_ORDER_STATUSES, Alert, Call, CareSchedule, Elder, WorkOrder, utcnow
 from assistant.screen.protocol import StatusLine
 from assistant.settings import Settings
@@ -155,7 +156,6 @@ class ScreenStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScreenStore:
-        from assistant.platform.db import create_engine_for
 
         return cls(engine=create_engine_for(settings), settings=settings)
 

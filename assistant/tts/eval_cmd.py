@@ -31,7 +31,15 @@ from pathlib import Path
 
 from assistant.asr.base import RecognizerOptions
 from assistant.asr.registry import recognize
+from assistant.audio.convert import PcmAudio, resample_pcm16, write_wav
+from assistant.audio.phone_channel import phone_channel
+from assistant.errors import AssistantError, ModelMissingError
+from assistant.settings import load_settings
 from assistant.text.normalize import cer
+from assistant.tts import registry
+from assistant.tts.prompts import EVAL_SENTENCES_CMN, EVAL_SENTENCES_YUE
+from assistant.tts.registry import VOICES
+from assistant.tts.speakable import speakable
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +134,6 @@ class Transcriber:
     def _direct(self, pcm16: bytes, sample_rate_hz: int) -> str:
         import numpy as np
 
-        from assistant.audio.convert import resample_pcm16
-        from assistant.errors import ModelMissingError
 
         if self._model is None:
             path = self.settings.paths.models_dir / ASR_MODEL
@@ -150,11 +156,6 @@ class Transcriber:
 
 async def evaluate_voice(voice: str, dialect: str, sentences, *, settings, rate_wpm: int, phone: bool,
                          transcribe: Transcriber, audio_dir: Path | None, repeats: int = 1) -> VoiceResult:
-    from assistant.audio.convert import PcmAudio, resample_pcm16, write_wav
-    from assistant.audio.phone_channel import phone_channel
-    from assistant.errors import AssistantError
-    from assistant.tts import registry
-    from assistant.tts.speakable import speakable
 
     res = VoiceResult(voice=voice, dialect=dialect, phone=phone, asr_registry=transcribe._use_registry,
                       repeats=max(1, repeats))
@@ -245,7 +246,6 @@ def _chars(text: str) -> str:
 def write_page(path: Path, results: list[VoiceResult]) -> None:
     import html
 
-    from assistant.tts.registry import VOICES
 
     rows = []
     results = sorted(results, key=lambda r: (r.dialect, r.error != "", r.cer))
@@ -285,9 +285,6 @@ def write_page(path: Path, results: list[VoiceResult]) -> None:
 
 
 async def run_async(args: argparse.Namespace) -> dict:
-    from assistant.settings import load_settings
-    from assistant.tts import registry
-    from assistant.tts.prompts import EVAL_SENTENCES_CMN, EVAL_SENTENCES_YUE
 
     settings = load_settings()
     rate = args.rate_wpm or settings.tts.rate_wpm

@@ -15,14 +15,15 @@ import dataclasses
 import json
 import sys
 
+from assistant.settings import load_settings
+from assistant.tts.registry import broken_voices, voice_chain, warm
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m assistant.tts.prerender", description=__doc__.split("\n")[0])
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
 
-    from assistant.settings import load_settings
-    from assistant.tts.registry import broken_voices, voice_chain, warm
 
     settings = load_settings()
 

