@@ -151,8 +151,13 @@ def test_client_ip_is_the_peer_unless_the_peer_is_a_trusted_proxy(settings):
             return False
 
     def ip(peer: str, forwarded: str | None, trusted: tuple[str, ...]) -> str:
-        app = create_app(dataclasses.replace(settings, server=dataclasses.replace(settings.server,
-                                                                                  trusted_proxies=trusted)))
+        from types import SimpleNamespace
+
+        from aiohttp import web
+
+        app = web.Application()  # client_ip reads the trusted proxies from the process's services
+        app[SERVICES_KEY] = SimpleNamespace(settings=dataclasses.replace(  # type: ignore[assignment]
+            settings, server=dataclasses.replace(settings.server, trusted_proxies=trusted)))
         headers = {"X-Forwarded-For": forwarded} if forwarded else {}
         return client_ip(make_mocked_request("POST", "/console/login", headers=headers, app=app,
                                              transport=Transport(peer)))
