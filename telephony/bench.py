@@ -314,7 +314,6 @@ async def bench(
     load_start = os.getloadavg()[0]
     runtime_cm = None
     if known and pipeline != "real":
-        from assistant.errors import SetupError
 
         raise SetupError("--known needs --pipeline real (the stand-in bot has no elder profiles)")
     with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:

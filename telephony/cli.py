@@ -78,8 +78,6 @@ async def _gateway(args) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if args.bot:
-        from telephony.gateway import Gateway
-        from telephony.testing import bot_pipeline_factory
 
         async def log_alert(alert) -> None:
             print(json.dumps({"alert": alert.kind, "call_id": alert.call_id, "number": alert.number}), flush=True)
