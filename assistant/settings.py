@@ -269,6 +269,9 @@ class TelephonySettings:
     engine_lease_s: float = 60.0  # a node's claim lasts this long past its last heartbeat (then another node resolves it)
     engine_max_calls: int = 8  # care calls in progress per node (ringing ones included); waiting retries hold none
     engine_dials_per_s: float = 2.0  # INVITEs per second per node at most (the trunk's call rate)
+    # a window's care calls fall due spread over its first this-many seconds (by elder), not all at its start
+    # (0 = every elder at the window's first minute, as before); capped at half the window
+    engine_spread_s: float = 0.0
     engine_plan_every_s: float = 300.0  # how often the elders' schedules are read again to plan new days
     engine_alert_retry_s: float = 60.0  # an operator alert the alert store refused is tried again after this
 
