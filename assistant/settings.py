@@ -319,6 +319,9 @@ class SmsSettings:
     dlr_public_url: str = ""  # base URL Kannel uses when it runs on another host (e.g. http://10.0.0.5:13080)
     max_attempts: int = 5  # submissions per message (failed submits and failed delivery reports)
     retry_backoff_s: tuple[float, ...] = (30.0, 120.0, 600.0, 1800.0)  # wait before attempt 2, 3, …
+    # a message Kannel accepted ("sent") with no delivery report after this long becomes "no_report": the
+    # console says the family may not have it (a late report still moves it to delivered / failed)
+    no_report_after_s: float = 600.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -71,7 +71,8 @@ async def watch_database(hub: EventHub, sessions: async_sessionmaker[AsyncSessio
 
     Alerts: every row with a higher id than last time. Orders: new ones and status changes of open ones
     (an open order that is no longer open is published with its new status). Outbox rows (staff only: no
-    elder_id): new ones and state changes of queued / sent ones (queued → sent → delivered / failed)."""
+    elder_id): new ones and state changes of queued / sent / no_report ones (queued → sent → delivered /
+    failed / no_report → late delivered)."""
     last_alert: int | None = None
     last_order = 0
     open_orders: dict[int, tuple[int, str]] = {}  # id → (elder_id, status)
@@ -124,7 +125,7 @@ async def watch_database(hub: EventHub, sessions: async_sessionmaker[AsyncSessio
 async def _watch_outbox(
     db: AsyncSession, hub: EventHub, last_id: int, moving: dict[int, tuple[int | None, str]]
 ) -> tuple[int, dict[int, tuple[int | None, str]]]:
-    active = ("queued", "sent")
+    active = ("queued", "sent", "no_report")  # (no_report may still turn delivered / failed)
     rows = (
         await db.execute(
             select(Outbox.id, Outbox.alert_id, Outbox.status).where(Outbox.status.in_(active) | (Outbox.id > last_id))

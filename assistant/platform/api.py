@@ -498,6 +498,7 @@ async def _platform_ctx(app: web.Application) -> AsyncIterator[None]:
         senders=senders,
         max_attempts=settings.sms.max_attempts,
         retry_backoff_s=settings.sms.retry_backoff_s,
+        no_report_after_s=settings.sms.no_report_after_s,
     )
     kannel: KannelSms | None = None
     dlr: DlrReceiver | None = None

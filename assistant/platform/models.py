@@ -69,8 +69,9 @@ ALERT_SEVERITIES = ("info", "warning", "urgent", "critical")
 ALERT_STATUSES = ("open", "acknowledged", "resolved", "false_alarm")
 OUTBOX_CHANNELS = ("log", "sms", "email")
 # queued → sent (the channel accepted it) → delivered | failed (delivery report); failed submissions and
-# failed reports go back to queued (later) until the attempts run out. undeliverable: no channel configured
-OUTBOX_STATUSES = ("queued", "sent", "delivered", "failed", "undeliverable")
+# failed reports go back to queued (later) until the attempts run out. undeliverable: no channel configured;
+# no_report: sent, but no delivery report within sms.no_report_after_s (a late report still counts)
+OUTBOX_STATUSES = ("queued", "sent", "delivered", "failed", "undeliverable", "no_report")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 

@@ -1097,7 +1097,7 @@ class PlatformStore:
             # queued without a report yet: the submission of this attempt has not returned (reports can be faster)
             in_flight = row.status == "queued" and row.dlr_status is None
             row.dlr_status = report[:255]
-            if row.status == "sent" or in_flight:
+            if row.status in ("sent", "no_report") or in_flight:  # (a late report still decides)
                 if outcome == "delivered":
                     row.status = "delivered"
                     row.delivered_at = self.now()
@@ -1105,10 +1105,35 @@ class PlatformStore:
                     row.last_error = f"delivery failed: {report}"[:255]
                     row.status = "queued" if retry_at is not None else "failed"
                     row.next_attempt_at = retry_at
-                else:
+                elif row.status != "no_report":  # buffered / accepted by the SMSC: still no delivery
                     row.status = "sent"
             await s.commit()
             return OutboxItem.of(row)
+
+    async def outbox_sweep_no_report(self, *, after_s: float, channels: Iterable[str]) -> list[OutboxItem]:
+        """``sent`` rows of ``channels`` (those with delivery reports) accepted more than ``after_s`` ago and
+        still without a delivery report → ``no_report``: nobody may read "sent" as "the family has it". A
+        late report still decides (``outbox_delivery_report``)."""
+        channels = list(channels)
+        if not channels:
+            return []
+        cutoff = self.now() - dt.timedelta(seconds=after_s)
+        reason = f"no delivery report within {after_s:g} s"
+        async with self.session("sweep outbox") as s:
+            rows = (
+                await s.scalars(
+                    select(Outbox)
+                    .where(Outbox.status == "sent", Outbox.channel.in_(channels), Outbox.sent_at <= cutoff)
+                    .order_by(Outbox.id)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                row.status = "no_report"
+                row.last_error = reason
+            if rows:
+                await s.commit()
+            return [OutboxItem.of(r) for r in rows]
 
     async def mark_outbox(self, outbox_id: int, *, sent: bool, error: str | None = None) -> None:
         """Older form: ``sent`` → ``outbox_sent``; not sent → one failed attempt, retried at once."""
@@ -1282,6 +1307,9 @@ class PlatformStore:
                 ),
                 "undeliverable_notifications": int(
                     await s.scalar(select(func.count(Outbox.id)).where(Outbox.status == "undeliverable")) or 0
+                ),
+                "no_report_notifications": int(
+                    await s.scalar(select(func.count(Outbox.id)).where(Outbox.status == "no_report")) or 0
                 ),
             }
 
