@@ -287,7 +287,7 @@ class HandoverSettings:
     operator_strategy: str = "longest_idle"  # "longest_idle": one phone at a time, longest idle first; "ring_all"
     operator_ring_timeout_s: float = 20.0  # total time operators may take to answer before family are called
     operator_ring_each_s: float = 10.0  # longest_idle: how long one operator's phone rings before the next
-    hold_reminder_s: float = 12.0  # while operators ring, the elder hears a short "still connecting" this often
+    hold_reminder_s: float = 15.0  # while operators ring or the elder is queued: "connecting" / their place, this often
     call_family: bool = True  # no operator answered: phone the elder's family contacts in priority order
     family_ring_timeout_s: float = 25.0
     family_ack_timeout_s: float = 20.0  # after the spoken alert: time to press 1 (the alert is said twice)

@@ -44,7 +44,10 @@ logger = logging.getLogger(__name__)
 Speaker = Callable[[str, str], Awaitable[bytes]]
 
 HOLD = {"cmn": "请稍等，正在为您接通人工。", "yue": "請等等，而家幫你接駁人工服務。"}
-HOLD_AGAIN = {"cmn": "还在为您接通，请不要挂机。", "yue": "仲幫緊你接駁，唔好收線。"}
+HOLD_AGAIN = {"cmn": "正在为您接通，请不要挂机。", "yue": "而家幫緊你接駁，唔好收線。"}
+# all operators are on other calls: the elder waits in the queue (told their place, honestly)
+QUEUED = {"cmn": "值班人员正在接听其他电话，您现在排在第{n}位，请不要挂机。",
+          "yue": "值班人員而家聽緊其他電話，你而家排第{n}位，唔好收線。"}
 NO_OPERATOR_FAMILY = {"cmn": "值班人员暂时没有接听，我们正在打电话给您的家人，请不要挂机。",
                       "yue": "值班人員暫時未接聽，我哋而家打電話畀你屋企人，唔好收線。"}
 NO_OPERATOR_DUTY = {"cmn": "值班人员暂时没有接听，我们正在打值班电话，请不要挂机。",
@@ -97,11 +100,14 @@ def tts_speaker(settings: Settings) -> Speaker:
 
 @dataclass(kw_only=True)
 class OperatorPool:
-    """The operators' phones: which are free, and since when each has been idle (longest idle first)."""
+    """The operators' phones: which are free, and since when each has been idle (longest idle first); and
+    the queue of hand-overs waiting while every phone is busy (first come, first served)."""
 
     uris: tuple[str, ...]
     _busy: set[str] = field(default_factory=set)
     _idle_since: dict[str, float] = field(default_factory=dict)
+    _queue: list[Any] = field(default_factory=list)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
 
     def free(self) -> list[str]:
         order = {u: i for i, u in enumerate(self.uris)}
@@ -113,6 +119,41 @@ class OperatorPool:
     def release(self, uri: str) -> None:
         self._busy.discard(uri)
         self._idle_since[uri] = time.monotonic()
+        self._released.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def position(self, who: Any) -> int | None:
+        """``who``'s place in the queue (1 = next), None when not waiting."""
+        return self._queue.index(who) + 1 if who in self._queue else None
+
+    def join(self, who: Any) -> None:
+        self._queue.append(who)
+
+    def leave(self, who: Any) -> None:
+        with contextlib.suppress(ValueError):
+            self._queue.remove(who)
+
+    async def wait_turn(self, who: Any, *, timeout_s: float, stop: asyncio.Future | None = None) -> bool:
+        """``who`` (queued with ``join``) waits until a phone is free for them (everyone queued earlier is
+        served first); False when ``timeout_s`` passed or ``stop`` finished first. Returns True with no await
+        after its check: the caller takes the phone before anyone else runs."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if len(self.free()) > self._queue.index(who):
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0 or (stop is not None and stop.done()):
+                return False
+            self._released.clear()
+            released = asyncio.ensure_future(self._released.wait())
+            try:
+                await asyncio.wait({released, stop} if stop is not None else {released}, timeout=left,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                released.cancel()
 
 
 @dataclass(kw_only=True)
@@ -130,6 +171,7 @@ class HandOverState:
     ringing_at: float | None = None  # the first operator INVITE went out
     connected_at: float | None = None  # a person (operator / family / duty) is bridged to the elder
     family_call_at: float | None = None  # the first family call was answered
+    queue_position: int | None = None  # waiting for a free operator: 1 = next (None: not queued)
     attempts: list[dict[str, Any]] = field(default_factory=list)  # {"who", "uri", "result"}
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -139,7 +181,8 @@ class HandOverState:
 
         return {"state": self.state, "reason": self.reason, "operator": self.operator, "acknowledged_by": self.acknowledged_by,
                 "ringing_ms": ms(self.ringing_at), "connected_ms": ms(self.connected_at),
-                "family_call_ms": ms(self.family_call_at), "attempts": list(self.attempts)}
+                "family_call_ms": ms(self.family_call_at), "queue_position": self.queue_position,
+                "attempts": list(self.attempts)}
 
 
 async def bridge(a: PhoneCall, b: PhoneCall, *, max_pending_ms: float = 300.0, recording: Any = None) -> PhoneCall:
@@ -389,8 +432,12 @@ class Escalation:
             if muting is not None:
                 await self._drain(call, muting)
                 muting.hand_over()
-            await self._tell(call, HOLD, dialect)
-            await self._remind(call, dialect)
+            place = self.pool.position(state)
+            if place is None:
+                await self._tell(call, HOLD, dialect)
+            else:
+                await self._tell(call, QUEUED, dialect, n=place)
+            await self._remind(call, dialect, state)
 
         state.state = "ringing_operators"
         holding = asyncio.create_task(hold(), name=f"handover-hold-{call.call_id[:12]}")
@@ -471,16 +518,42 @@ class Escalation:
         state.state = "conference_emergency"
         await self._note(state)
 
-    async def _remind(self, call: PhoneCall, dialect: str) -> None:
+    async def _remind(self, call: PhoneCall, dialect: str, state: HandOverState) -> None:
+        """Every ``hold_reminder_s`` while the operators ring or the elder waits in the queue: their place
+        in the queue, or that they are being connected (cancelled when an operator answers or the ring
+        time is over, so at most ``operator_ring_timeout_s / hold_reminder_s`` reminders)."""
         while call.state == "active":
             await asyncio.sleep(self.cfg.hold_reminder_s)
-            await self._tell(call, HOLD_AGAIN, dialect)
+            place = state.queue_position = self.pool.position(state)
+            if place is None:
+                await self._tell(call, HOLD_AGAIN, dialect)
+            else:
+                await self._tell(call, QUEUED, dialect, n=place)
+
+    async def _queue(self, elder: PhoneCall, state: HandOverState, *, timeout_s: float) -> bool:
+        """Every operator busy (or others queued first): wait in the queue for a free phone, at most
+        ``timeout_s``. True when one is free for this hand-over (take it before the next await)."""
+        if self.pool.free() and not self.pool.queued:
+            return True
+        self.pool.join(state)
+        gone = asyncio.ensure_future(elder.wait_ended())
+        try:
+            state.queue_position = self.pool.position(state)
+            logger.info("call %s: every operator busy, queued at %s", elder.call_id, state.queue_position)
+            await self._note(state)
+            ok = await self.pool.wait_turn(state, timeout_s=timeout_s, stop=gone)
+        finally:
+            gone.cancel()
+            self.pool.leave(state)
+            state.queue_position = None
+        return ok and elder.state == "active"
 
     async def _ring_operators(self, elder: PhoneCall, state: HandOverState) -> tuple[str, PhoneCall] | None:
-        free = self.pool.free()
-        if not free:
+        deadline = time.monotonic() + self.cfg.operator_ring_timeout_s
+        if not await self._queue(elder, state, timeout_s=self.cfg.operator_ring_timeout_s):
             state.attempts.append({"who": "operator", "uri": None, "result": "all_busy"})
             return None
+        free = self.pool.free()
         # a phone that rings for one hand-over is reserved: a second SOS at the same moment rings another
         if self.cfg.operator_strategy == "ring_all":
             for uri in free:
@@ -493,7 +566,6 @@ class Escalation:
                     if got is None or uri != state.operator:
                         self.pool.release(uri)
             return (state.operator or "", got) if got is not None else None
-        deadline = time.monotonic() + self.cfg.operator_ring_timeout_s
         for uri in free:
             left = deadline - time.monotonic()
             if left <= 0.5 or elder.state != "active":

@@ -105,3 +105,106 @@ async def test_two_hand_overs_at_once_ring_different_operators(settings):
     await asyncio.gather(*(esc._ring_operators(elder, st) for st in states))
     assert rung[:2] == ["sip:op1@x", "sip:op2@x"]  # not op1 twice
     assert esc.pool.free()  # every reservation released after ringing out
+
+
+def _queue_escalation(settings, *, uris=("sip:op1@x",), timeout_s=5.0, reminder_s=15.0, spoken=None):
+    import asyncio
+
+    from telephony.handover import Escalation
+
+    s = replace(settings, handover=replace(settings.handover, operator_uris=uris, operator_ring_each_s=timeout_s,
+                                           operator_ring_timeout_s=timeout_s, hold_reminder_s=reminder_s))
+    rung: list[str] = []
+
+    class Endpoint:
+        async def dial(self, uri, *, timeout_s):
+            rung.append(uri)
+            await asyncio.sleep(0)
+            return SimpleNamespace(call_id=f"op-{len(rung)}", state="active", remote_uri=uri)
+
+    async def speak(text, dialect):
+        if spoken is not None:
+            spoken.append(text)
+        return b"\0\0" * 80
+
+    esc = Escalation(settings=s, endpoint=Endpoint(), speak=speak)
+    return esc, rung
+
+
+def _elder(name: str = "e"):
+    import asyncio
+
+    ended = asyncio.Event()
+    return SimpleNamespace(state="active", call_id=name, wait_ended=ended.wait, play=lambda pcm: None, ended=ended)
+
+
+async def test_every_operator_busy_the_elders_queue_in_order(settings):
+    """All operators busy: a second SOS went straight to family; now it waits for the next free phone, in order."""
+    import asyncio
+
+    from telephony.handover import HandOverState
+
+    esc, rung = _queue_escalation(settings)
+    esc.pool.take("sip:op1@x")  # the only operator is on another elder's call
+    b, c = HandOverState(call_id="b", reason="sos"), HandOverState(call_id="c", reason="human")
+    tb = asyncio.create_task(esc._ring_operators(_elder("b"), b))
+    await asyncio.sleep(0.05)
+    tc = asyncio.create_task(esc._ring_operators(_elder("c"), c))
+    await asyncio.sleep(0.05)
+    assert (b.queue_position, c.queue_position) == (1, 2) and rung == []
+    assert (esc.pool.position(b), esc.pool.position(c)) == (1, 2)
+    esc.pool.release("sip:op1@x")  # that call ended: the first in the queue gets the phone
+    uri, _call = await asyncio.wait_for(tb, 2)
+    assert uri == "sip:op1@x" and rung == ["sip:op1@x"] and b.queue_position is None
+    await asyncio.sleep(0.05)
+    assert esc.pool.position(c) == 1 and not tc.done()  # op1 is now busy with b
+    esc.pool.release("sip:op1@x")
+    uri, _call = await asyncio.wait_for(tc, 2)
+    assert uri == "sip:op1@x" and rung == ["sip:op1@x", "sip:op1@x"] and esc.pool.queued == 0
+
+
+async def test_the_queue_is_bounded_by_the_ring_timeout_and_the_elder_hanging_up(settings):
+    import asyncio
+
+    from telephony.handover import HandOverState
+
+    esc, rung = _queue_escalation(settings, timeout_s=0.3)
+    esc.pool.take("sip:op1@x")
+    late = HandOverState(call_id="late", reason="sos")
+    t0 = asyncio.get_running_loop().time()
+    assert await esc._ring_operators(_elder("late"), late) is None  # then family, as before
+    assert 0.25 < asyncio.get_running_loop().time() - t0 < 1.5
+    assert late.attempts == [{"who": "operator", "uri": None, "result": "all_busy"}] and esc.pool.queued == 0
+    esc2, _ = _queue_escalation(settings, timeout_s=30.0)
+    esc2.pool.take("sip:op1@x")
+    gone = _elder("gone")
+    task = asyncio.create_task(esc2._ring_operators(gone, HandOverState(call_id="gone", reason="sos")))
+    await asyncio.sleep(0.05)
+    gone.state = "ended"
+    gone.ended.set()  # the elder hung up while queued: leaves the queue at once
+    assert await asyncio.wait_for(task, 2) is None and esc2.pool.queued == 0 and rung == []
+
+
+async def test_the_elder_hears_their_place_in_the_queue_then_connecting(settings):
+    import asyncio
+
+    from telephony.handover import HandOverState
+
+    spoken: list[str] = []
+    esc, _rung = _queue_escalation(settings, reminder_s=0.1, spoken=spoken)
+    esc.pool.take("sip:op1@x")
+    ahead, me = HandOverState(call_id="a", reason="sos"), HandOverState(call_id="m", reason="sos")
+    esc.pool.join(ahead)
+    esc.pool.join(me)
+    elder = _elder("m")
+    reminders = asyncio.create_task(esc._remind(elder, "cmn", me))
+    await asyncio.sleep(0.25)
+    esc.pool.leave(ahead)  # the one ahead was served
+    await asyncio.sleep(0.2)
+    esc.pool.leave(me)  # now it rings for me
+    await asyncio.sleep(0.2)
+    reminders.cancel()
+    assert spoken[0] == "值班人员正在接听其他电话，您现在排在第2位，请不要挂机。"
+    assert "值班人员正在接听其他电话，您现在排在第1位，请不要挂机。" in spoken
+    assert spoken[-1] == "正在为您接通，请不要挂机。"
+    assert len(spoken) <= 8  # one every hold_reminder_s (0.1 s here) over ~0.65 s
