@@ -172,6 +172,7 @@ class HandOverState:
     connected_at: float | None = None  # a person (operator / family / duty) is bridged to the elder
     family_call_at: float | None = None  # the first family call was answered
     queue_position: int | None = None  # waiting for a free operator: 1 = next (None: not queued)
+    ringing: list[str] = field(default_factory=list)  # the phones ringing now (the console pops the call there)
     attempts: list[dict[str, Any]] = field(default_factory=list)  # {"who", "uri", "result"}
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -182,7 +183,7 @@ class HandOverState:
         return {"state": self.state, "reason": self.reason, "operator": self.operator, "acknowledged_by": self.acknowledged_by,
                 "ringing_ms": ms(self.ringing_at), "connected_ms": ms(self.connected_at),
                 "family_call_ms": ms(self.family_call_at), "queue_position": self.queue_position,
-                "attempts": list(self.attempts)}
+                "ringing": list(self.ringing), "attempts": list(self.attempts)}
 
 
 async def bridge(a: PhoneCall, b: PhoneCall, *, max_pending_ms: float = 300.0, recording: Any = None) -> PhoneCall:
@@ -593,7 +594,8 @@ class Escalation:
         try:
             if state.ringing_at is None:
                 state.ringing_at = time.monotonic()
-                await self._note(state)  # the INVITEs go out meanwhile
+            state.ringing = list(uris)
+            await self._note(state)  # (the INVITEs go out meanwhile) the console pops the call on these phones
             pending = set(dials)
             while pending and winner is None:
                 waits = pending | ({elder_gone} if elder_gone is not None else set())
@@ -616,6 +618,7 @@ class Escalation:
                     else:  # answered at the same moment as the winner
                         await t.result().hangup()
         finally:
+            state.ringing = []
             if elder_gone is not None:
                 elder_gone.cancel()
             for t in dials:

@@ -102,7 +102,7 @@ def alert_reason_text(detail: dict) -> str:
 AUDIT_LABELS = {
     "login": "登录", "login_failed": "密码错误", "login_locked": "账号锁定中尝试登录", "logout": "退出",
     "create_user": "创建用户", "disable_user": "停用用户", "enable_user": "启用用户", "reset_password": "重置密码",
-    "link_elder": "关联长者", "unlink_elder": "取消关联长者",
+    "link_elder": "关联长者", "unlink_elder": "取消关联长者", "set_phone": "设置接听电话",
     "view_transcript": "查看通话记录", "reveal_transcript": "查看未脱敏原文",
     "play_audio": "播放录音", "acknowledge": "确认警报", "callback": "安排回电", "dispatch": "派员处理",
     "false_alarm": "标记误报", "add_note": "添加备注", "order_status": "更改工单状态", "csrf_refused": "拒绝伪造请求",

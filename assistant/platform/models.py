@@ -285,6 +285,21 @@ class Alert(Base):
     resolved_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 
 
+class HandoverEvent(Base):
+    """One step of a live hand-over (issue #16), appended by ``PlatformStore.note_alert_handover`` when the
+    state, the phones ringing or the operator change: the console's event watcher reads new rows (by id) and
+    pops the call on the operator whose phone rings, in any process that shares the database."""
+
+    __tablename__ = "handover_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(32))
+    ringing: Mapped[list[str]] = mapped_column(JSON, default=list)  # the operator phones ringing now
+    operator: Mapped[str | None] = mapped_column(String(255), nullable=True)  # the one who answered
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Outbox(Base):
     """Notifications waiting to be (or already) sent. Written in the same transaction as their cause."""
 

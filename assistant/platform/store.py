@@ -55,6 +55,7 @@ from assistant.platform.models import (
     Elder,
     ElderPhone,
     FamilyContact,
+    HandoverEvent,
     Outbox,
     WorkOrder,
     normalize_phone,
@@ -944,12 +945,19 @@ class PlatformStore:
 
     async def note_alert_handover(self, alert_id: int, handover: dict[str, Any]) -> None:
         """The live hand-over's state on the alert (``detail.handover``: ringing / connected / family
-        acknowledged, operator, times), written by the phone gateway for the console."""
+        acknowledged, operator, times), written by the phone gateway for the console. A change of state,
+        of the phones ringing or of the operator also appends a ``HandoverEvent`` (the console's live pop-up)."""
         async with self.session("note hand-over") as s:
             alert = await s.get(Alert, alert_id)
             if alert is None:
                 raise StoreError(f"no alert {alert_id}", code="not_found")
+            before = (alert.detail or {}).get("handover") or {}
             alert.detail = {**(alert.detail or {}), "handover": dict(handover)}
+            step = ("state", "ringing", "operator", "queue_position")
+            if any(before.get(k) != handover.get(k) for k in step):  # a step the console shows live
+                s.add(HandoverEvent(alert_id=alert_id, state=str(handover.get("state") or "requested")[:32],
+                                    ringing=[str(u) for u in handover.get("ringing") or ()],
+                                    operator=handover.get("operator"), at=self.now()))
             await s.commit()
 
     # ------------------------------------------------------------ outbox
