@@ -60,6 +60,8 @@ class CallPipeline:
     tracker: TurnTracker
     # the call's stereo recording (None without a store): a hand-over to a person keeps writing both legs
     recording: Any = None
+    # the call's fraud guard: the phone gateway listens for its flag (a high-risk moment → a person)
+    guard: FraudGuard | None = None
 
 
 class ReplyTap(FrameProcessor):
@@ -172,7 +174,7 @@ def build_call_pipeline(
     if transport is not None:
         stages = [transport.input(), *stages, transport.output()]
     stages += bot_tap  # after the output transport: the bot's audio as it went out
-    return CallPipeline(pipeline=Pipeline(stages), session=session, tracker=tracker, recording=audio)
+    return CallPipeline(pipeline=Pipeline(stages), session=session, tracker=tracker, recording=audio, guard=guard)
 
 
 def call_audio_recorder(path, *, settings: Settings) -> CallAudioRecorder:

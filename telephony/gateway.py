@@ -109,7 +109,8 @@ async def _maybe_await(value: Any) -> Any:
 KEYPAD_ALERTS = {"2": "help", "0": "human"}
 HANDOVER_KEY = "0"  # keypad 0 = 转人工: a person, live (telephony.handover)
 # the dialogue's custom events that put a person on the line: "handover" (request_human, the unconfirmed
-# emergency, a dialogue outage) and "emergency" (SOS, with the alert's id)
+# emergency, a dialogue outage) and "emergency" (SOS, with the alert's id); the fraud guard's flag too
+# (``_fraud_listener``, reason "fraud")
 HANDOVER_EVENTS = ("handover", "emergency")
 
 
@@ -251,6 +252,14 @@ class Gateway:
 
         return listener
 
+    def _fraud_listener(self, call: PhoneCall):
+        """The fraud guard flagged the call (its ``fraud`` alert is stored by then): hand it to an operator."""
+
+        async def listener(flag) -> None:
+            await self.hand_over(call, "fraud")
+
+        return listener
+
     # --- any call ----------------------------------------------------------------------------
     async def run_call(self, call: PhoneCall, *, session: CallSession, greeting: str | None = None, on_key: Callable[[str], Awaitable[None]] | None = None) -> CallReport:
         report = CallReport(call_id=call.call_id, direction=call.direction, number=call.remote_number, elder_id=session.elder_id)
@@ -282,6 +291,12 @@ class Gateway:
         tracker = getattr(built, "tracker", None)
         if tracker is not None and hasattr(tracker, "listeners"):
             tracker.listeners.append(self._handover_listener(call))
+        guard = getattr(built, "guard", None)
+        if guard is not None and self.escalation.enabled:  # a high-risk scam moment: a person takes the call
+            from assistant.fraud_guard.guard import HANDOVER_WARNINGS
+
+            guard.flag_listeners.append(self._fraud_listener(call))
+            guard.warnings = HANDOVER_WARNINGS
 
         async def greet(worker) -> None:
             from pipecat.frames.frames import TTSSpeakFrame

@@ -1,7 +1,8 @@
 """A person answers (issue #16): the elder's live call handed over to an operator's SIP phone, then family.
 
 ``Escalation.run`` is one hand-over, started by ``Gateway.hand_over(call, reason)`` (request_human, keypad 0,
-an SOS, the dialogue's unconfirmed emergency, a dialogue outage):
+an SOS, the dialogue's unconfirmed emergency, a dialogue outage, repeated misunderstanding, the fraud
+guard's flag of a high-risk scam moment):
 
 1. the bot stops listening at once; its current reply (e.g. the SOS reassurance) may finish, then it is
    muted and the elder hears 请稍等，正在为您接通人工 (and a short reminder every ``hold_reminder_s``);
@@ -68,17 +69,20 @@ FAMILY_WHAT = {
     "human": {"cmn": "要求转接人工，值班人员暂时没有接听", "yue": "要求轉駁人工，值班人員暫時未接聽"},
     "misunderstanding": {"cmn": "打来电话，我们几次没听懂需要什么，值班人员暂时没有接听",
                          "yue": "打電話嚟，我哋幾次都聽唔明要咩，值班人員暫時未接聽"},
+    "fraud": {"cmn": "可能正在被电话诈骗，值班人员暂时没有接听", "yue": "可能俾人電話詐騙緊，值班人員暫時未接聽"},
 }
 FAMILY_ACK_BRIDGE = {"cmn": "谢谢，已经记录由您处理。正在为您接通老人，请稍等。", "yue": "多謝，已經記低由你處理。而家幫你接駁老人家，請等等。"}
 FAMILY_ACK_GONE = {"cmn": "谢谢，已经记录由您处理。老人已经挂机，请尽快联系老人。", "yue": "多謝，已經記低由你處理。老人家已經收咗線，請盡快聯絡佢。"}
 
 EMERGENCY_FAILED = {"cmn": "急救电话没有接通，请直接拨打。", "yue": "急救電話未接通，請直接打。"}
 
+REPLY_START_WAIT_S = 2.0  # the bot's reply to the words that asked for a person: its audio starts within this
+
 # hand-over reason → the alert kind it stands on
 REASON_KINDS = {"emergency": "sos", "sos": "sos", "unconfirmed_emergency": "unconfirmed_emergency",
-                "misunderstanding": "misunderstanding"}
-# an alert that stands after the elder hung up: family are still phoned
-URGENT_KINDS = frozenset({"sos", "unconfirmed_emergency"})
+                "misunderstanding": "misunderstanding", "fraud": "fraud"}
+# an alert that stands after the elder hung up: family are still phoned (a scam may go on off our line)
+URGENT_KINDS = frozenset({"sos", "unconfirmed_emergency", "fraud"})
 
 
 def _say(table: dict[str, str], dialect: str | None, **fmt: Any) -> str:
@@ -409,13 +413,17 @@ class Escalation:
             self._recordings.pop(call.call_id, None)
             state.done.set()
 
-    async def _drain(self, call: PhoneCall, muting) -> None:
-        """Let the bot's current reply play out (bounded), so the elder hears e.g. the SOS reassurance."""
-        deadline = time.monotonic() + self.cfg.reply_drain_max_s
-        await asyncio.sleep(0.3)  # the reply's first audio may still be on its way through TTS
+    async def _drain(self, call: PhoneCall, muting, *, since: float) -> None:
+        """Let the bot's current reply play out (bounded), so the elder hears e.g. the SOS reassurance or the
+        fraud warning. Its text is decided before its audio exists (TTS): wait up to ``REPLY_START_WAIT_S``
+        after ``since`` (the request) for the audio to start, then until it has played."""
+        deadline = since + self.cfg.reply_drain_max_s
+        await asyncio.sleep(0.3)
         while time.monotonic() < deadline and call.state == "active":
-            quiet_s = time.monotonic() - muting.meter.last_write
-            if quiet_s > 0.8 and call.pending_ms <= 0:
+            started = muting.meter.last_write > since
+            if started and time.monotonic() - muting.meter.last_write > 0.8 and call.pending_ms <= 0:
+                return
+            if not started and time.monotonic() - since > REPLY_START_WAIT_S:  # no reply on its way (keypad 0)
                 return
             await asyncio.sleep(0.1)
 
@@ -431,7 +439,7 @@ class Escalation:
 
         async def hold() -> None:
             if muting is not None:
-                await self._drain(call, muting)
+                await self._drain(call, muting, since=state.requested_at)
                 muting.hand_over()
             place = self.pool.position(state)
             if place is None:

@@ -9,7 +9,8 @@ platform call is always in the ledger). At the threshold, once per call:
 2. verification is withdrawn (``session.verification = "unverified"``), so no personal data is spoken;
 3. ``on_flag(FraudFlag)`` is awaited — the integrator wires it to the platform store
    (``store_flag_sink``: an alert of kind ``fraud`` with the redacted transcript and evidence; the store
-   writes the family's notifications in the same transaction).
+   writes the family's notifications in the same transaction); then each of ``flag_listeners`` (the phone
+   gateway adds one that hands the call to an operator, and sets ``warnings`` to ``HANDOVER_WARNINGS``).
 
 Speakers: ``TranscriptionFrame.user_id`` "caller"/"remote" is the other party of a screened call,
 "callee"/"elder"/"user" is the elder; anything else is ``default_speaker``. Non-frame callers use
@@ -34,6 +35,11 @@ from assistant.settings import Settings
 WARNINGS = {
     "cmn": "这个电话很可能是诈骗，请不要转账，也不要说验证码。挂断后我们帮您联系家人。",
     "yue": "呢个电话好大机会系诈骗，唔好转数，亦唔好讲验证码。收线之后我哋帮你联络屋企人。",
+}
+# the phone gateway puts a person on the line after the flag (issue #16): no "hang up" in the warning then
+HANDOVER_WARNINGS = {
+    "cmn": "这个电话很可能是诈骗，请不要转账，也不要说验证码。请不要挂机，我们马上为您接通值班人员。",
+    "yue": "呢个电话好大机会系诈骗，唔好转数，亦唔好讲验证码。唔好收线，我哋即刻帮你接驳值班职员。",
 }
 PLATFORM_NO_LEDGER_WEIGHT = 2.0
 _CALLER_IDS = {"caller", "remote", "other", "agent"}
@@ -97,6 +103,9 @@ class FraudGuard(FrameProcessor):
         self._platform_no_ledger = False
         self.flag: FraudFlag | None = None
         self.updates: list[RiskUpdate] = []
+        # awaited after on_flag (the alert is stored by then): e.g. the phone gateway's hand-over to a person
+        self.flag_listeners: list[FlagSink] = []
+        self.warnings: dict[str, str] = WARNINGS  # what the elder is told at the flag, per dialect
 
     @property
     def risk(self) -> float:
@@ -191,7 +200,14 @@ class FraudGuard(FrameProcessor):
                 raise
             except Exception as exc:  # the warning to the elder must go out even if the store is down
                 logger.error(f"call {self._session.call_id}: fraud flag not stored: {exc}")
-        text = WARNINGS[dialect]
+        for listener in self.flag_listeners:
+            try:
+                await listener(self.flag)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.error(f"call {self._session.call_id}: fraud flag listener failed: {exc}")
+        text = self.warnings.get(dialect) or WARNINGS[dialect]
         await self._emit(FraudWarningSpoken(call_id=self._session.call_id, text=text, dialect=dialect))
         return text
 

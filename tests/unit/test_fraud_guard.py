@@ -129,3 +129,30 @@ async def test_fraud_guard_for_app_without_store_or_ledger(settings):
     assert isinstance(guard, FraudGuard) and guard.flag is None
     await guard.observe("caller", "请把验证码念给我，把钱转到安全账户，不要告诉家人。")
     assert guard.flag is not None  # still flags and warns without a store
+
+
+async def test_flag_listeners_follow_the_stored_flag_and_a_hand_over_changes_the_warning(settings):
+    """The phone gateway hands a flagged call to an operator (issue #16): its listener runs after the alert
+    is stored, and the elder is told to stay on the line (not to hang up)."""
+    from assistant.fraud_guard.guard import HANDOVER_WARNINGS
+
+    order: list[str] = []
+
+    async def on_flag(flag):
+        order.append("stored")
+
+    async def broken(flag):
+        raise RuntimeError("gateway gone")
+
+    async def hand_over(flag):
+        order.append(f"hand_over:{flag.call_id}")
+
+    session = CallSession(channel="phone", dialect="yue", elder_id=7, call_id="c-fraud")
+    guard = FraudGuard(session=session, settings=settings, on_flag=on_flag)
+    guard.flag_listeners += [broken, hand_over]
+    guard.warnings = HANDOVER_WARNINGS
+    down, _ = await run_test(guard, frames_to_send=[_t(t, w) for t, w in SCAM])
+    spoken = [f.text for f in down if isinstance(f, TTSSpeakFrame)]
+    assert order == ["stored", "hand_over:c-fraud"]  # a failing listener stops neither the others nor the warning
+    assert spoken == [HANDOVER_WARNINGS["yue"]] and "收线之后" not in spoken[0]
+    assert WARNINGS["yue"] != HANDOVER_WARNINGS["yue"]

@@ -208,3 +208,50 @@ async def test_the_elder_hears_their_place_in_the_queue_then_connecting(settings
     assert "值班人员正在接听其他电话，您现在排在第1位，请不要挂机。" in spoken
     assert spoken[-1] == "正在为您接通，请不要挂机。"
     assert len(spoken) <= 8  # one every hold_reminder_s (0.1 s here) over ~0.65 s
+
+
+async def test_a_fraud_flag_hands_the_call_over_and_family_are_told_what_happened(settings):
+    gw = _gateway(settings, operator_uris=("sip:op1@127.0.0.1:5999",))
+    asked: list[tuple[str, str]] = []
+
+    async def hand_over(call, reason, *, alert_id=None):
+        asked.append((call.call_id, reason))
+
+    gw.hand_over = hand_over  # type: ignore[method-assign]
+    await gw._fraud_listener(SimpleNamespace(call_id="c9"))(SimpleNamespace(call_id="c9"))
+    assert asked == [("c9", "fraud")]
+    from telephony.handover import REASON_KINDS, URGENT_KINDS
+
+    assert REASON_KINDS["fraud"] == "fraud" and "fraud" in URGENT_KINDS  # the guard's own alert, not a second one
+    assert "诈骗" in _say(FAMILY_ALERT, "cmn", name="王秀兰", what=_say(FAMILY_WHAT["fraud"], "cmn"))
+
+
+async def test_the_hold_message_waits_for_the_bots_reply_to_start_then_play_out(settings):
+    """The SOS reassurance / fraud warning is decided before its audio exists (TTS): the hand-over muted the
+    bot 0.3 s after the request, before that audio started, so the elder never heard it."""
+    import asyncio
+    import time
+
+    from telephony.handover import Escalation
+
+    s = replace(settings, handover=replace(settings.handover, operator_uris=("sip:op1@x",), reply_drain_max_s=6.0))
+    esc = Escalation(settings=s, endpoint=None, speak=None)
+    meter = SimpleNamespace(last_write=0.0)
+    muting = SimpleNamespace(meter=meter)
+    call = SimpleNamespace(state="active", pending_ms=0.0)
+    since = time.monotonic()
+
+    async def bot_speaks() -> None:
+        await asyncio.sleep(0.9)  # TTS: the reply's first audio after 0.9 s
+        for _ in range(10):  # 1 s of audio written
+            meter.last_write = time.monotonic()
+            await asyncio.sleep(0.1)
+
+    speaking = asyncio.create_task(bot_speaks())
+    await esc._drain(call, muting, since=since)
+    waited = time.monotonic() - since
+    await speaking
+    assert waited > 2.5  # the reply started and played (until 0.8 s of quiet)
+    t0 = time.monotonic()
+    await esc._drain(call, muting, since=t0)  # no reply on its way (keypad 0): not longer than the start wait
+    assert 1.5 < time.monotonic() - t0 < 3.0
