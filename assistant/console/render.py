@@ -62,6 +62,12 @@ ALERT_REASON_LABELS = {
     "asr_failed": "语音识别失败",
     "model_missing": "语音识别模型缺失",
     "audio_input": "录音无法读取",
+    # the phone gateway's hand-over reasons (telephony.handover, issue #16)
+    "keypad_0": "长者按0转人工",
+    "fraud": "疑似诈骗电话，已转接值班人员",
+    "misunderstanding": "多次没听懂，已转接值班人员",
+    "unconfirmed_emergency": "可能的紧急情况，长者没有确认",
+    "operator_callback": "值班人员回电",
 }
 # ``calls.outcome``: how a call ended, or what a care call heard (telephony.scheduler check-in outcomes)
 CALL_OUTCOME_LABELS = {
