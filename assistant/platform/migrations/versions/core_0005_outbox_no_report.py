@@ -1,7 +1,7 @@
 """outbox status ``no_report``: a message the SMS gateway accepted with no delivery report after
 ``sms.no_report_after_s`` (the sweeper in ``OutboxDispatcher``; issue #16).
 
-Revision ID: core_0004 (branch "core"). Model: ``assistant.platform.models.Outbox``.
+Revision ID: core_0005 (branch "core"). Model: ``assistant.platform.models.Outbox``.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "core_0004"
-down_revision: str | Sequence[str] | None = "core_0003"
+revision: str = "core_0005"
+down_revision: str | Sequence[str] | None = "core_0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

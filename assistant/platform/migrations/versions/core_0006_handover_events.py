@@ -2,7 +2,7 @@
 acknowledged), appended by the phone gateway; the console's event watcher pops the call on the operator
 whose phone rings (issue #16).
 
-Revision ID: core_0005 (branch "core"). Model: ``assistant.platform.models.HandoverEvent``.
+Revision ID: core_0006 (branch "core"). Model: ``assistant.platform.models.HandoverEvent``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "core_0005"
-down_revision: str | Sequence[str] | None = "core_0004"
+revision: str = "core_0006"
+down_revision: str | Sequence[str] | None = "core_0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
