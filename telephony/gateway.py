@@ -361,9 +361,9 @@ def _prewarm() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
-    from telephony.resample import StreamResampler
+    from assistant.audio.stream_resample import StreamResampler
 
-    StreamResampler(from_hz=8000, to_hz=16000).process(bytes(320))
+    StreamResampler(from_hz=8000, to_hz=16000, context_in=0).feed(bytes(320))
 
 
 def default_pipeline_factory(services) -> PipelineFactory:
