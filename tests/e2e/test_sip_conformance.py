@@ -181,3 +181,57 @@ async def test_a_contact_that_is_no_sip_uri_gets_400(gateway, contact):
     resp = await call_and_listen(gateway, HEAD + audio(40000), headers={"Contact": contact})
     assert resp.startswith("SIP/2.0 400"), resp
     assert "Contact" in (header(resp, "Warning") or ""), resp
+
+
+async def test_a_retransmitted_invite_does_not_replace_the_ringing_call(gateway):
+    """aiosipua took a second copy of the INVITE (our 100/180 lost) for a new call and replaced the first."""
+    media = Media()
+    try:
+        async with RawCaller(gateway.endpoint.port) as caller:
+            call_id, branch = f"{secrets.token_hex(6)}@conformance", "z9hG4bK" + secrets.token_hex(6)
+            invite = caller.request("INVITE", call_id=call_id, cseq=1, branch=branch, body=HEAD + audio(await media.port()))
+            caller.send(invite)
+            caller.send(invite)
+            resp = await caller.final_response()
+            caller.send(caller.request("ACK", call_id=call_id, cseq=1, to_tag=to_tag(resp)))
+            await asyncio.sleep(1.0)
+            calls = gateway.endpoint.calls
+            caller.send(caller.request("BYE", call_id=call_id, cseq=2, to_tag=to_tag(resp)))
+            await asyncio.sleep(0.5)
+            finals = [d for d in list(caller.inbox.queue._queue) if not d.startswith(b"SIP/2.0 1")]
+    finally:
+        media.close()
+    assert resp.startswith("SIP/2.0 200"), resp
+    assert list(calls) == [call_id] and len(gateway.reports) == 1
+    assert not [d for d in finals if d.startswith(b"SIP/2.0 481")], finals
+
+
+# --- a real pjsip peer -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("streams", [1, 2])
+async def test_pjsua2_offering_audio_streams_gets_a_mirrored_answer_and_hears_the_greeting(gateway, tmp_path, streams):
+    """pjsip (the PyPI wheel, null sound device) calls in offering ``streams`` audio m= lines; the answer holds as
+    many lines (one answered, the rest port 0) and the caller records the greeting (the stand-in bot's tone).
+    The wheel has no video codecs, so pjsua2 cannot offer video here: audio + video is covered by the raw
+    requests above."""
+    pytest.importorskip("pjsua2", reason="pjsua2-python (dev extra) not installed")
+    import json
+    import sys
+    import wave
+    from pathlib import Path
+
+    import numpy as np
+
+    wav = tmp_path / "heard.wav"
+    script = Path(__file__).with_name("pjsua2_caller.py")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), f"sip:assistant@127.0.0.1:{gateway.endpoint.port}", "--audio-streams", str(streams),
+        "--seconds", "3", "--wav", str(wav), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    assert result["confirmed"], (result, err.decode()[-2000:])
+    lines = result["answer_m_lines"]
+    assert len(lines) == streams and lines[0].startswith("audio ") and int(lines[0].split()[1]) > 0, lines
+    assert all(line.startswith("audio 0 ") for line in lines[1:]), lines
+    with wave.open(str(wav)) as w:
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(float)
+    assert x.size and np.sqrt(np.mean(x**2)) > 300, "pjsua2 heard only silence"
