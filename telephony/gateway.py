@@ -377,5 +377,5 @@ def default_pipeline_factory(services) -> PipelineFactory:
 
 
 def require_started(gateway: Gateway) -> None:
-    if not gateway.endpoint._started:
+    if not gateway.endpoint.started:
         raise TelephonyError("the gateway is not started", code="gateway_not_started")

@@ -3,11 +3,14 @@
 aiosipua parses messages, keeps transactions and dialogs, and answers OPTIONS; it does not check what a
 request asks of us. ``screen`` does, before a call is created, and returns the refusal to send:
 
+- a method aiosipua does not handle → 405 with ``Allow:`` (§8.2.1; aiosipua's own 405 had none);
+- CSeq method other than the request's → 400 (§8.1.1.5);
 - Request-URI not ``sip:``/``sips:``/``tel:`` → 416 (§8.2.2.1);
 - ``Require:`` an option tag we do not implement → 420 with ``Unsupported:`` (§8.2.2.3; not for ACK/CANCEL);
 - INVITE with a To tag for a dialog we do not know → 481 (§12.2.2; aiosipua took it for a new call and our
   200 then carried two tags);
 - INVITE whose Contact is not a SIP URI → 400 (§8.1.1.8);
+- INVITE whose ``Accept:`` rules out ``application/sdp`` → 406 with a ``Warning`` (our 200 must carry SDP);
 - INVITE body: ``application/sdp``, or ``multipart/mixed``/``multipart/alternative`` holding one (RFC 5621) —
   anything else → 415 with ``Accept: application/sdp``; SDP that does not parse → 400 with a ``Warning``.
 
@@ -29,6 +32,8 @@ from telephony.sdp import check_sdp
 # option tags we implement when a request Requires them (none: no 100rel, no session timers, no replaces)
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 URI_SCHEMES = ("sip:", "sips:", "tel:")
+# the methods aiosipua's UAS dispatches (a unit test keeps this in step with it); anything else gets 405
+ALLOWED_METHODS = ("INVITE", "ACK", "PRACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "REFER", "NOTIFY")
 _MULTIPART = ("multipart/mixed", "multipart/alternative", "multipart/related")
 
 
@@ -45,6 +50,12 @@ def screen(request: SipRequest, *, known_dialog: bool, host: str) -> Refusal | N
     method = request.method.upper()
     if method == "ACK":
         return None
+    if method not in ALLOWED_METHODS:
+        return Refusal(status=405, reason="Method Not Allowed", headers={"Allow": ", ".join(ALLOWED_METHODS)},
+                       counter="bad_method")
+    cseq = request.cseq
+    if cseq is not None and cseq.method.upper() != method:
+        return Refusal(status=400, reason="Bad Request", headers={"Warning": f'399 {host} "CSeq method mismatch"'})
     if not request.uri.strip().lower().startswith(URI_SCHEMES):
         return Refusal(status=416, reason="Unsupported URI Scheme")
     if method != "CANCEL":
@@ -58,6 +69,10 @@ def screen(request: SipRequest, *, known_dialog: bool, host: str) -> Refusal | N
     contacts = request.headers.get("contact")
     if contacts and not _sip_contact(contacts[0]):
         return Refusal(status=400, reason="Bad Contact", headers={"Warning": f'399 {host} "Contact is not a SIP URI"'})
+    accept = _tokens(request.headers.get("accept"))
+    if accept and not {a.split(";", 1)[0].strip() for a in accept} & {"application/sdp", "application/*", "*/*"}:
+        return Refusal(status=406, reason="Not Acceptable", counter="media_type",
+                       headers={"Accept": "application/sdp", "Warning": f'399 {host} "our answer is application/sdp"'})
     try:
         offer_of(request)
     except TelephonyError as exc:

@@ -183,6 +183,16 @@ async def test_a_contact_that_is_no_sip_uri_gets_400(gateway, contact):
     assert "Contact" in (header(resp, "Warning") or ""), resp
 
 
+async def test_unknown_method_gets_405_with_allow_and_accept_without_sdp_406(gateway):
+    async with RawCaller(gateway.endpoint.port) as caller:
+        caller.send(caller.request("NEWMETHOD", call_id=f"{secrets.token_hex(6)}@conformance", cseq=1))
+        unknown = await caller.final_response()
+    assert unknown.startswith("SIP/2.0 405") and "INVITE" in (header(unknown, "Allow") or ""), unknown
+    resp = await call_and_listen(gateway, HEAD + audio(40000), headers={"Accept": "text/nobodyknows"})
+    assert resp.startswith("SIP/2.0 406") and header(resp, "Accept") == "application/sdp", resp
+    assert gateway.endpoint.calls == {} and not gateway.reports
+
+
 async def test_a_retransmitted_invite_does_not_replace_the_ringing_call(gateway):
     """aiosipua took a second copy of the INVITE (our 100/180 lost) for a new call and replaced the first."""
     media = Media()

@@ -53,7 +53,7 @@ def request(method: str, *, gw_port: int, src_port: int, call_id: str, cseq: int
         "From: \"Caller\" <sip:13800001111@127.0.0.1>;tag=fz1",
         f"To: <sip:assistant@127.0.0.1:{gw_port}>" + (f";tag={to_tag}" if to_tag else ""),
         f"Call-ID: {call_id}",
-        f"CSeq: {cseq} {method if method != 'CANCEL' else 'INVITE'}",
+        f"CSeq: {cseq} {method}",
         f"Contact: <sip:13800001111@127.0.0.1:{src_port}>",
         "Max-Forwards: 70",
         "User-Agent: fuzz/1",

@@ -162,3 +162,20 @@ def test_our_reply_carries_one_to_tag_stable_across_retransmissions():
     to = [ln for ln in first.split("\r\n") if ln.startswith("To:")][0]
     assert to.count("tag=") == 1 and first == again
     assert [ln for ln in tagged.split("\r\n") if ln.startswith("To:")][0].count("tag=") == 1
+
+
+def test_methods_cseq_and_accept():
+    from aiosipua import SipUAS
+
+    from telephony.sip_requests import ALLOWED_METHODS
+
+    assert set(ALLOWED_METHODS) == set(SipUAS(transport=None)._handlers)  # in step with what aiosipua dispatches
+    req = invite()
+    req.method = "NEWMETHOD"
+    req.headers.set_single("CSeq", "1 NEWMETHOD")
+    refusal = screen(req, known_dialog=False, host="gw")
+    assert refusal.status == 405 and "INVITE" in refusal.headers["Allow"]
+    mismatch = screen(invite(headers={"CSeq": "1 OPTIONS"}), known_dialog=False, host="gw")
+    assert mismatch.status == 400 and "CSeq" in mismatch.headers["Warning"]
+    assert screen(invite(headers={"Accept": "text/nobodyknows"}), known_dialog=False, host="gw").status == 406
+    assert screen(invite(headers={"Accept": "application/sdp, text/html"}), known_dialog=False, host="gw") is None
