@@ -9,7 +9,9 @@ routing of each request to the call it belongs to. Each call's dialog state mach
     await call.wait_ended()  → CallEnded(reason=...)
 
 Covered here: REGISTER with digest auth, OPTIONS (aiosipua answers 200), ACK for non-2xx finals (aiosipua
-omits it), Record-Route copied into 18x/2xx and learnt from 2xx (route sets through kamailio).
+omits it), Record-Route copied into 18x/2xx and learnt from 2xx (route sets through kamailio). Every request
+is screened (``telephony.sip_requests``: 405/400/416/420/481/406/415, issue #25) before aiosipua's UAS sees
+it; a retransmitted INVITE of a ringing call is dropped (aiosipua would start a second call).
 Limits (issue #15): at most ``max_concurrent_calls`` calls (more INVITEs get 503 + Retry-After, no call in
 progress is touched), optionally ``max_calls_per_source`` per signalling IP; an active call with no RTP for
 ``idle_timeout_s`` or older than ``max_call_duration_s`` (after ``PhoneCall.on_time_limit``, e.g. a spoken
@@ -600,8 +602,6 @@ def _malformed(msg: SipRequest | SipResponse) -> str | None:
         except Exception:
             return "Malformed SDP"
     return None
-
-
 
 
 def _host_port(value: str) -> tuple[str, int]:
