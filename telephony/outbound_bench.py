@@ -12,7 +12,7 @@ entry per dial, the family's code SMS in the outbox), the job rows and the alert
 are stand-ins — an honest fake, no SIP for 25,000 calls: a dial rings (8 s answered, 30 s unanswered) and an
 answered call lasts 40 s, then the elder presses a key. Each elder behaves by its id:
 
-- 62 % answer and press 1; 10 % are busy in the first 5 minutes of their window, then answer;
+- 62 % answer and press 1; 10 % are busy on the first try and answer the retry;
 - 8 % answer and press 2 (unwell → an operator alert);
 - 10 % never answer and their family contact answers (family told); 10 % nobody answers (operator alert).
 
@@ -45,8 +45,8 @@ from typing import Any
 DAY = datetime(2026, 11, 23)  # a Monday
 DAY_START = DAY.replace(hour=7, minute=55)
 WINDOWS = ("08:00-10:00", "10:00-12:00", "14:00-16:00", "16:00-18:00")
-TICK_S = 20.0  # the nodes' tick (simulated seconds); their lease is 10 ticks
-RING_ANSWERED_S, RING_UNANSWERED_S, TALK_S, BUSY_FOR_S = 8.0, 30.0, 40.0, 300.0
+TICK_S = 60.0  # the nodes' tick (simulated seconds; serve ticks every 5 real seconds); their lease is 10 ticks
+RING_ANSWERED_S, RING_UNANSWERED_S, TALK_S = 8.0, 30.0, 40.0
 BEHAVIOURS = (("answers", 62), ("busy_first", 10), ("unwell", 8), ("family_answers", 10), ("nobody", 10))
 
 
@@ -110,9 +110,8 @@ class StandInPhones:
             result = "answer" if kind == "family_answers" else "no_answer"
         elif kind in ("family_answers", "nobody"):
             result = "no_answer"
-        elif kind == "busy_first":
-            start = dtime.fromisoformat(window_of(elder_id).split("-")[0])
-            result = "busy" if now < datetime.combine(now.date(), start) + timedelta(seconds=BUSY_FOR_S) else "answer"
+        elif kind == "busy_first":  # busy on the first try (the job's key ends in :a1), free on the retry
+            result = "busy" if ref.endswith(":a1") else "answer"
         else:
             result = "answer"
         self.dials.append([ref, number, now.isoformat(), result])
