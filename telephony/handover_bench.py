@@ -123,21 +123,27 @@ def _sos_pipeline_factory(*, settings):
     return factory
 
 
+async def _with_kannel(settings, workdir: Path, stack: contextlib.AsyncExitStack):
+    """With Debian's kannel installed: a real Kannel + its fake SMSC, and ``settings`` sending SMS through it."""
+    from assistant.platform import kannel_testing
+
+    if kannel_testing.missing() is not None:
+        return settings, None
+    kannel = await stack.enter_async_context(kannel_testing.FakeKannel(workdir=workdir / "kannel"))
+    return replace(settings, store=replace(settings.store, outbox_interval_s=0.2), sms=replace(
+        settings.sms, kannel_sendsms_url=kannel.sendsms_url, kannel_username=kannel.username,
+        kannel_password=kannel.password, sender="10690000", dlr_listen_port=0)), kannel
+
+
 async def _platform(settings, workdir: Path, stack: contextlib.AsyncExitStack):
     """The platform store (and, with kannel installed, its SMS dispatcher through a real Kannel)."""
     from aiohttp import web
 
-    from assistant.platform import kannel_testing
     from assistant.platform.api import STORE_KEY, create_app
     from assistant.platform.migrate import upgrade_heads_async
 
     await upgrade_heads_async(settings.store.database_url)
-    kannel = None
-    if kannel_testing.missing() is None:
-        kannel = await stack.enter_async_context(kannel_testing.FakeKannel(workdir=workdir / "kannel"))
-        settings = replace(settings, store=replace(settings.store, outbox_interval_s=0.2), sms=replace(
-            settings.sms, kannel_sendsms_url=kannel.sendsms_url, kannel_username=kannel.username,
-            kannel_password=kannel.password, sender="10690000", dlr_listen_port=0))
+    settings, kannel = await _with_kannel(settings, workdir, stack)
     app = create_app(settings)
     runner = web.AppRunner(app)
     await runner.setup()  # the platform's background jobs (outbox dispatcher, DLR listener) start here
@@ -149,17 +155,11 @@ async def _serve(settings, workdir: Path, stack: contextlib.AsyncExitStack):
     """The ``assistant serve`` stack (web app with the platform API and its SMS dispatcher, Rasa, models) on
     free ports, with Kannel when installed; returns (runtime, store, kannel)."""
     from assistant.bench.scratch import scratch_store
-    from assistant.platform import kannel_testing
     from assistant.platform.api import STORE_KEY
     from assistant.runtime import running, with_free_ports
 
     settings = with_free_ports(scratch_store(settings, workdir / "var"))  # never the operators' store
-    kannel = None
-    if kannel_testing.missing() is None:
-        kannel = await stack.enter_async_context(kannel_testing.FakeKannel(workdir=workdir / "kannel"))
-        settings = replace(settings, store=replace(settings.store, outbox_interval_s=0.2), sms=replace(
-            settings.sms, kannel_sendsms_url=kannel.sendsms_url, kannel_username=kannel.username,
-            kannel_password=kannel.password, sender="10690000", dlr_listen_port=0))
+    settings, kannel = await _with_kannel(settings, workdir, stack)
     runtime = await stack.enter_async_context(running(settings, rasa_required=True))
     return runtime, runtime.app[STORE_KEY], kannel
 
