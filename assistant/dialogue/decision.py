@@ -25,6 +25,8 @@ from typing import Literal
 from assistant.dialogue.emergency_spotter import Spotting, spot
 
 Action = Literal["act", "emergency", "ask_emergency", "not_heard"]
+# why the emergency question is asked: emergency evidence, or turns in a row not understood
+QuestionRoute = Literal["evidence", "not_understood"]
 Answer = Literal["yes", "no", "unclear"]
 
 # intents whose turn has no consequence when acted on by mistake (a repetition, a slower voice, a hello)
@@ -50,6 +52,7 @@ class Thresholds:
     emergency_ask_min_score: float = 0.3
     ask_min_asr: float = 0.1
     answer_min_asr: float = 0.3
+    question_after_failed_turns: int = 2  # turns in a row not understood → the emergency question (0: never)
 
     @classmethod
     def from_settings(cls, dialogue: object) -> Thresholds:
@@ -122,6 +125,14 @@ def _gate(*, asr: float, intent: str | None, nlu_confidence: float, th: Threshol
 _FORM_INTERRUPTS = frozenset({"emergency", "request_human", "health_consult", "goodbye", "ask_identity", "report_suspicious_call"})
 
 
+def not_understood(decision: Decision, *, intent: str | None, spoken: bool, in_form: bool) -> bool:
+    """A spoken turn that counts towards "not understood N times in a row": heard too badly, or heard and
+    understood as nothing (``nlu_fallback`` outside a form; inside one a plain slot answer parses as that)."""
+    if decision.action == "not_heard":
+        return True
+    return spoken and not in_form and decision.action == "act" and intent in (None, "nlu_fallback", "out_of_scope")
+
+
 def _compact(text: str) -> str:
     from assistant.text.normalize import strip_punctuation, to_simplified
 
@@ -141,8 +152,21 @@ def spoken_menu_choice(text: str) -> str | None:
 
 
 def classify_answer(*, text: str, asr_confidence: float | None, intent: str | None, nlu_confidence: float,
-                    thresholds: Thresholds) -> Answer:
-    """The elder's answer to "do you need help?": only a clear no carries on without a person."""
+                    thresholds: Thresholds, route: QuestionRoute = "evidence") -> Answer:
+    """The elder's answer to "do you need help?": only a clear no carries on without a person.
+
+    Asked after turns not understood (``route="not_understood"``) a yes is no confirmation of an emergency
+    (an elder whose gas order was misheard twice needs help too): only an answer that is itself a clear
+    emergency (``decide`` says so) is a "yes" then; any other yes is "unclear" (a person, no family).
+    """
+    if route == "not_understood":
+        clear_no = classify_answer(text=text, asr_confidence=asr_confidence, intent=intent,
+                                   nlu_confidence=nlu_confidence, thresholds=thresholds)
+        if clear_no == "no":
+            return "no"
+        d = decide(text=text, asr_confidence=asr_confidence, intent=intent, nlu_confidence=nlu_confidence,
+                   thresholds=thresholds)
+        return "yes" if d.action == "emergency" else "unclear"
     t = _compact(text).rstrip("啊呀吖啦喇呢吧咯")
     if not t:
         return "unclear"

@@ -50,11 +50,23 @@ from assistant.dialogue.decision import (
     Thresholds,
     classify_answer,
     decide,
+    not_understood,
     spoken_menu_choice,
 )
 
 MISSED_TURNS = 99
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _find_shared() -> Path:
+    """``../shared/data`` next to the checkout (or next to a folder holding it, e.g. a git worktree's)."""
+    root = Path(__file__).resolve().parents[2]
+    for folder in root.parents:
+        if (folder / "shared" / "data").is_dir():
+            return folder / "shared" / "data"
+    return root.parent / "shared" / "data"
+
+
+SHARED = _find_shared()
 CLIP_DIRS = (("yue", "cantonese_speech/wav"), ("yue", "cantonese_speech/untranscribed"), ("cmn", "mandarin_speech/wav"))
 TURNS_PER_CALL = 3
 
@@ -178,8 +190,8 @@ def hear_clips(clips: list[tuple[str, Path]], *, cache: AsrCache, settings: Any,
                 cache.data[key] = list(_recognize(pcm, rate, lang, settings))
                 cache.save()
             text, conf = cache.data[key][0], cache.data[key][1]
-            out.append(Heard(key=f"{path.parent.name}/{path.name}#{i}", lang=lang, text=text, asr_confidence=conf,
-                             source=path.name))
+            out.append(Heard(key=f"{path.parent.name}/{path.name}#{i}@{turn_s:g}s", lang=lang, text=text,
+                             asr_confidence=conf, source=path.name, style=f"cut {turn_s:g} s"))
     return out
 
 
@@ -201,28 +213,62 @@ PERSON_INTENTS = ("checkin_unwell", "request_human")
 
 
 def emergency_turns(h: Heard, th: Thresholds, *, any_person: bool = False) -> int:
+    """The turn at which a person is reached when the elder says ``h`` and repeats it (heard the same way)
+    whenever asked to: the SOS at once (1); the question asked at turn k, its answer (the same words: unclear,
+    or silence, or yes) reaches a person (k + 1). Not understood k times in a row: the question at turn k."""
     d = decide(text=h.text, asr_confidence=h.asr_confidence, intent=h.intent, nlu_confidence=h.nlu_confidence, thresholds=th)
     if any_person and d.action == "act" and h.intent in PERSON_INTENTS:
         return 1
-    return {"emergency": 1, "ask_emergency": 2}.get(d.action, MISSED_TURNS)
+    if d.action in ("emergency", "ask_emergency"):
+        return {"emergency": 1, "ask_emergency": 2}[d.action]
+    if not_understood(d, intent=h.intent, spoken=True, in_form=False) and th.question_after_failed_turns > 0:
+        return th.question_after_failed_turns + 1
+    if any_person and d.action == "not_heard":  # the keypad menu and a "misunderstanding" hand-over
+        return 2
+    return MISSED_TURNS
 
 
 def run_call(turns: list[Heard], th: Thresholds, max_failed_turns: int = 2) -> Counter:
-    """What one call of non-request speech set off: sos, unconfirmed (alerts), actions (by intent)."""
+    """What one call of non-request speech set off, as the dialogue stage (``processor.py``) would:
+    sos, unconfirmed (operator alert "unconfirmed emergency": a hand-over), misunderstanding (the keypad
+    menu and its operator hand-over), asked (questions; by route), actions (by intent)."""
     out: Counter = Counter()
-    pending = False
+    pending: str | None = None  # the question's route while it waits for an answer
     expect_menu = False
+    declined = False
     failed = 0
+
+    def fail() -> str | None:
+        """One more turn not understood: "question", "menu" or None (say that again)."""
+        nonlocal failed, expect_menu
+        failed += 1
+        if th.question_after_failed_turns > 0 and failed >= th.question_after_failed_turns and not declined:
+            return "question"
+        if failed >= max_failed_turns:  # the keypad menu; its alert hands the call over once
+            if not expect_menu:
+                out["misunderstanding"] += 1
+            expect_menu = True
+            return "menu"
+        return None
+
+    def ask(route: str) -> None:
+        nonlocal pending
+        out["asked"] += 1
+        out[f"asked_{route}"] += 1
+        pending = route
+
     for h in turns:
         if pending:
             answer = classify_answer(text=h.text, asr_confidence=h.asr_confidence, intent=h.intent,
-                                     nlu_confidence=h.nlu_confidence, thresholds=th)
-            pending = False
+                                     nlu_confidence=h.nlu_confidence, thresholds=th, route=pending)
+            if answer == "no" and pending == "not_understood":
+                declined = True
+            pending, failed = None, 0
             out["sos" if answer == "yes" else "unconfirmed" if answer == "unclear" else "cancelled"] += 1
             continue
         if not h.text.strip():
-            failed += 1
-            expect_menu = failed >= max_failed_turns
+            if fail() == "question":
+                ask("not_understood")
             continue
         if expect_menu and spoken_menu_choice(h.text) is not None and h.asr_confidence >= th.answer_min_asr:
             out["action:keypad_" + str(spoken_menu_choice(h.text))] += 1
@@ -232,22 +278,24 @@ def run_call(turns: list[Heard], th: Thresholds, max_failed_turns: int = 2) -> C
         if d.action == "emergency":
             out["sos"] += 1
         elif d.action == "ask_emergency":
-            out["asked"] += 1
-            pending = True
+            ask("evidence")
+        elif not_understood(d, intent=h.intent, spoken=True, in_form=False):
+            if fail() == "question":
+                ask("not_understood")
         elif d.action == "act" and h.intent not in HARMLESS_INTENTS:
             out[f"action:{h.intent}"] += 1
-        elif d.action == "not_heard":
-            failed += 1
-            expect_menu = failed >= max_failed_turns
+            failed = 0
+        else:
+            failed = 0
     if pending:  # the call ends (the story is over): silence → a person
         out["unconfirmed"] += 1
     return out
 
 
 def calls_of(turns: list[Heard]) -> list[list[Heard]]:
-    """Three consecutive turns per call, never mixing dialects (an elder's call has one)."""
+    """Three consecutive turns per call, never mixing dialects (an elder's call has one) or cuts."""
     calls = []
-    for _, group in itertools.groupby(turns, key=lambda h: h.lang):
+    for _, group in itertools.groupby(turns, key=lambda h: (h.lang, h.style)):
         g = list(group)
         calls.extend(g[i : i + TURNS_PER_CALL] for i in range(0, len(g), TURNS_PER_CALL))
     return calls
@@ -258,6 +306,15 @@ def nlu_label(h: Heard, th: Thresholds) -> str:
     if d.action in ("emergency", "ask_emergency"):
         return "emergency"
     return h.intent if d.action == "act" and h.intent else "nlu_fallback"
+
+
+def _upper95(events: int, n: int) -> float | None:
+    """One-sided 95 % upper bound of a rate seen ``events`` times in ``n`` (exact binomial; 0 of n: ≈ 3/n)."""
+    if n == 0:
+        return None
+    from scipy.stats import beta
+
+    return round(float(beta.ppf(0.95, events + 1, n - events)), 4) if events < n else 1.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -271,6 +328,7 @@ def measure(*, emergencies: list[Heard], clip_turns: list[Heard], nlu: list[Hear
             th: Thresholds) -> dict[str, Any]:
     turns = [emergency_turns(h, th) for h in emergencies]
     reached = [t <= 2 for t in turns]
+    any_turns = [emergency_turns(h, th, any_person=True) for h in emergencies]
     per_lang = {}
     for lang in sorted({h.lang for h in emergencies}):
         idx = [i for i, h in enumerate(emergencies) if h.lang == lang]
@@ -281,6 +339,7 @@ def measure(*, emergencies: list[Heard], clip_turns: list[Heard], nlu: list[Hear
     per_call_lang: dict[str, Counter] = defaultdict(Counter)
     for call in calls:
         c = run_call(call, th)
+        c["handed_over"] = int(c["unconfirmed"] + c["misunderstanding"] > 0)
         totals.update(c)
         per_call_lang[call[0].lang].update(c)
         per_call_lang[call[0].lang]["calls"] += 1
@@ -296,12 +355,20 @@ def measure(*, emergencies: list[Heard], clip_turns: list[Heard], nlu: list[Hear
         "false_actions_per_call": round(sum(actions.values()) / n_calls, 4),
         "nlu_accuracy": round(sum(nlu_hits) / len(nlu_hits), 4) if nlu_hits else 0.0,
         "false_unconfirmed_per_call": round(totals["unconfirmed"] / n_calls, 4),
+        # calls of non-request speech handed over to a person (operator): an "unconfirmed emergency" (critical)
+        # or a "misunderstanding" (the keypad menu after turns not understood; info). Not a family SOS.
+        "handover_per_call": round(totals["handed_over"] / n_calls, 4),
+        "misunderstanding_handover_per_call": round(totals["misunderstanding"] / n_calls, 4),
         "questions_per_call": round(totals["asked"] / n_calls, 4),
+        "questions_by_route": {k.split("_", 1)[1]: v for k, v in totals.items() if k.startswith("asked_")},
+        "false_sos_calls_upper95": _upper95(totals["sos"], len(calls)),
         "emergency_per_lang": per_lang,
         "emergency_at_once": round(sum(t == 1 for t in turns) / len(turns), 4) if turns else 0.0,
-        # the same, counting an "unwell" alert or a hand-over (an operator alert, not an SOS) as a person reached
-        "emergency_recall_any_alert": round(sum(emergency_turns(h, th, any_person=True) <= 2 for h in emergencies)
-                                            / len(emergencies), 4) if emergencies else 0.0,
+        # a person within three turns (the question after two turns not understood is answered at the third)
+        "emergency_recall_3_turns": round(sum(t <= 3 for t in turns) / len(turns), 4) if turns else 0.0,
+        # within two turns, counting an "unwell" alert, a hand-over or the keypad menu's "misunderstanding"
+        # hand-over (operator alerts, not an SOS) as a person reached
+        "emergency_recall_any_alert": round(sum(t <= 2 for t in any_turns) / len(any_turns), 4) if any_turns else 0.0,
         "n_emergencies": len(emergencies),
         "calls": len(calls),
         "call_turns": len(clip_turns),
@@ -340,6 +407,8 @@ def calibrate(*, emergencies: list[Heard], clip_turns: list[Heard], spoken_reque
             continue
         th = dataclasses.replace(base, **p)
         low = dataclasses.replace(th, **{n: max(0.0, getattr(th, n) - SAFETY_MARGIN) for n in _LOWERED})
+        # the question after turns not understood is asked whatever the thresholds: not part of this check
+        low = dataclasses.replace(low, question_after_failed_turns=0)
         neg = measure(emergencies=[], clip_turns=clip_turns, nlu=[], spoken_requests=[], th=low)
         if neg["false_sos_per_call"] or neg["false_actions_per_call"] or neg["false_unconfirmed_per_call"]:
             continue
@@ -357,7 +426,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nlu-data", type=Path, nargs="+", default=[Path("tests/data/nlu_heldout.tsv"),
                         Path("tests/data/nlu_heldout_b.tsv"), Path("tests/data/nlu_heldout_c.tsv")])
     parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder (clips)")
-    parser.add_argument("--turn-s", type=float, default=4.0, help="length of a non-request turn cut from a clip")
+    parser.add_argument("--turn-s", type=float, nargs="+", default=[3.0, 4.0, 5.0],
+                        help="lengths of the non-request turns cut from the clips: each length is its own set of calls")
     parser.add_argument("--url", help="a running Rasa server (default: start one with intents/models)")
     parser.add_argument("--calibrate", action="store_true", help="choose thresholds on the calibration split and print them")
     parser.add_argument("--split", choices=("test", "calib", "all"), default="test")
@@ -377,7 +447,7 @@ def run(args: argparse.Namespace) -> int:
         phr += read_phrasings(args.calib_data)
     emergencies = hear_phrasings(phr, cache=cache, settings=settings, source=str(args.data))
     clips = [(lang, p) for lang, p in list_clips(args.shared) if split == "all" or clip_split(p.name) == split]
-    clip_turns = hear_clips(clips, cache=cache, settings=settings, turn_s=args.turn_s)
+    clip_turns = [h for turn_s in args.turn_s for h in hear_clips(clips, cache=cache, settings=settings, turn_s=turn_s)]
     # spoken in-domain requests (calibration: what the thresholds must still let through)
     requests = [e for e in read_tsv(args.nlu_data[0]) if e.intent in ("order_gas", "order_meal", "request_repair",
                 "book_appointment", "checkin_well", "checkin_unwell", "health_consult") and e.lang == "cmn"]
@@ -414,6 +484,15 @@ def run(args: argparse.Namespace) -> int:
                              "intent": h.intent, "nlu": round(h.nlu_confidence, 3)}
                             for h in emergencies if emergency_turns(h, th) > 2]
         result["thresholds"] = dataclasses.asdict(th)
+        # the same data under other "question after N turns not understood" settings (0: never, as before)
+        for n in (0, 1, 2):
+            if n != th.question_after_failed_turns:
+                m = measure(emergencies=emergencies, clip_turns=clip_turns, nlu=[], spoken_requests=[],
+                            th=dataclasses.replace(th, question_after_failed_turns=n))
+                result[f"if_question_after_{n}_failed_turns"] = {k: m[k] for k in (
+                    "emergency_recall", "emergency_recall_3_turns", "emergency_recall_any_alert", "emergency_turns_p95",
+                    "false_sos_per_call", "false_actions_per_call", "handover_per_call", "false_unconfirmed_per_call",
+                    "misunderstanding_handover_per_call")}
     result["split"] = split
     result["voices_note"] = "Cantonese is spoken by espeak-ng (whisper-base can barely read it); see emergency_per_lang"
     result["seconds"] = {"asr_and_tts": round(asr_s, 1), "total": round(time.perf_counter() - t0, 1)}

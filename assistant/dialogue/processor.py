@@ -9,6 +9,9 @@
 - One calibrated decision per spoken turn (``decision.py``, issue #27): the NLU parse is asked first, and
   only a turn heard and understood clearly enough reaches Rasa's actions; an uncertain emergency asks one
   short question, and yes, silence or anything unclear raises an "unconfirmed emergency" operator alert.
+  The same question follows ``decision_question_after_failed_turns`` turns in a row not understood (an
+  elder whose speech cannot be recognised at all still reaches a person); there only an answer that is
+  itself a clear emergency raises the SOS, a yes or anything unclear a person, a clear no the keypad menu.
 """
 
 from __future__ import annotations
@@ -32,7 +35,15 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from assistant.dialogue.decision import Decision, Thresholds, classify_answer, decide, spoken_menu_choice
+from assistant.dialogue.decision import (
+    Decision,
+    QuestionRoute,
+    Thresholds,
+    classify_answer,
+    decide,
+    not_understood,
+    spoken_menu_choice,
+)
 from assistant.dialogue.rasa_client import NluParse, RasaClient, RasaReply
 from assistant.dialogue.system_prompts import prompt
 from assistant.errors import DialogueError
@@ -154,7 +165,8 @@ class DialogueProcessor(FrameProcessor):
         record.transcript = f"[按键 {key}]"
         if self._session.pending_emergency is not None:  # key 1 (or 2) answers "do you need help?" with yes
             await self._stop_answer_timer()
-            answer = "yes" if key in ("1", "2") else "unclear"
+            evidence = self._session.pending_emergency.get("route") != "not_understood"
+            answer = "yes" if key in ("1", "2") and evidence else "unclear"
             record.events.append({"event": "emergency_answer", "answer": answer, "key": key})
             await self._resolve_emergency(record, answer, text=record.transcript)
             return
@@ -241,6 +253,10 @@ class DialogueProcessor(FrameProcessor):
 
     async def _failed_turn(self, record: TurnRecord, *, reason: str) -> None:
         self._session.failed_turns += 1
+        if self._question_due():
+            await self._ask_emergency(record, record.transcript or "", route="not_understood",
+                                      decision=Decision(action="ask_emergency", reason=f"not_understood:{reason}"))
+            return
         if self._session.failed_turns >= self._settings.dialogue.max_failed_turns:
             record.events.append({"event": "keypad_menu", "reason": reason})
             await self._alert("misunderstanding", {"failed_turns": self._session.failed_turns, "reason": reason})
@@ -341,13 +357,24 @@ class DialogueProcessor(FrameProcessor):
         record.intent = parse.intent
         record.intent_confidence = round(parse.confidence, 3)
         record.events.append({"event": "decision", **decision.detail()})
+        in_form = self._session.asking_slot is not None
+        if decision.action == "act" and not_understood(decision, intent=parse.intent, spoken=asr_confidence is not None,
+                                                       in_form=in_form):
+            # understood as nothing: Rasa says "say that again" (and keeps its own count); ours counts too
+            self._session.failed_turns += 1
+            if self._question_due():
+                record.nlu_end_t = time.perf_counter()
+                await self._ask_emergency(record, text, route="not_understood",
+                                          decision=Decision(action="ask_emergency", reason="not_understood:nlu_fallback",
+                                                            spotting=decision.spotting))
+                return
         if decision.action == "act":
             await self._ask_rasa(record, text, parse=parse)
         elif decision.action == "emergency":
             await self._emergency_now(record, text, parse=parse, decision=decision)
         elif decision.action == "ask_emergency":
             record.nlu_end_t = time.perf_counter()
-            await self._ask_emergency(record, text, decision=decision)
+            await self._ask_emergency(record, text, decision=decision, route="evidence")
         else:
             record.nlu_end_t = time.perf_counter()
             await self._failed_turn(record, reason=decision.reason)
@@ -364,12 +391,20 @@ class DialogueProcessor(FrameProcessor):
         await self._ask_rasa(record, "/emergency", keypad_key="emergency",
                              extra_metadata={"transcript": text, "decision": detail})
 
-    async def _ask_emergency(self, record: TurnRecord, text: str, *, decision: Decision) -> None:
+    def _question_due(self) -> bool:
+        """Turns in a row not understood: time for the emergency question (unless already declined)."""
+        n = self._thresholds.question_after_failed_turns
+        s = self._session
+        return n > 0 and s.failed_turns >= n and not s.emergency_question_declined
+
+    async def _ask_emergency(self, record: TurnRecord, text: str, *, decision: Decision,
+                             route: QuestionRoute) -> None:
         self._session.pending_emergency = {
             "transcript": text, "asr_confidence": record.asr_confidence, "intent": record.intent,
-            "nlu_confidence": record.intent_confidence, **decision.detail(),
+            "nlu_confidence": record.intent_confidence, "route": route, **decision.detail(),
         }
-        await self._say(record, [prompt("emergency_question", self._session.dialect)])
+        key = "emergency_question" if route == "evidence" else "not_understood_question"
+        await self._say(record, [prompt(key, self._session.dialect)])
         self._session.expect = "yes_no"  # the question names key 1 too, but the answer is a yes or a no
         await self._start_answer_timer()
 
@@ -382,8 +417,9 @@ class DialogueProcessor(FrameProcessor):
                 intent, confidence = parse.intent, parse.confidence
             except DialogueError as exc:  # no NLU: the answer is unclear, which means a person
                 logger.warning(f"call {self._session.call_id}: NLU unavailable for the emergency answer: {exc.code}")
+        route = (self._session.pending_emergency or {}).get("route", "evidence")
         answer = classify_answer(text=text, asr_confidence=asr_confidence, intent=intent, nlu_confidence=confidence,
-                                 thresholds=self._thresholds)
+                                 thresholds=self._thresholds, route=route)
         record.intent, record.intent_confidence = intent, round(confidence, 3)
         record.events.append({"event": "emergency_answer", "answer": answer})
         await self._resolve_emergency(record, answer, text=text)
@@ -395,8 +431,10 @@ class DialogueProcessor(FrameProcessor):
             await self._emergency_now(record, str(pending.get("transcript") or text), parse=None, decision=None)
             return
         self._session.pending_emergency = None
+        self._session.failed_turns = 0
         if answer == "no":
-            self._session.failed_turns = 0
+            if pending.get("route") == "not_understood":  # fine, but still not understood: the keypad from now on
+                self._session.emergency_question_declined = True
             await self._say(record, [prompt("emergency_cancelled", self._session.dialect)])
             return
         record.events.append({"event": "handover", "reason": "unconfirmed_emergency"})

@@ -266,3 +266,72 @@ async def test_spoken_menu_choice_is_the_key(rasa_stub):
         proc = DialogueProcessor(session=session, settings=load_settings(), rasa=rasa, tracker=tracker)
         await run_test(proc, frames_to_send=[heard(tracker, "二", 0.7)])
     assert [r["message"] for r in received] == ["/checkin_unwell"]
+
+
+# -- turns not understood: the emergency question (issue #27, session 6) ----------------------------------------
+async def test_two_garbled_turns_then_silence_reach_a_person_without_the_family(rasa_stub):
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    frames = [heard(tracker, "喺度倾紧偈", 0.1), heard(tracker, "我哋都唔知", 0.08), SleepFrame(sleep=0.6)]
+    spoken, alerts, session = await _run(url, frames, tracker, timeout_s=0.3)
+    assert "再讲一次" in spoken[0]
+    assert "你系咪要人帮手" in spoken[1]
+    assert [a.kind for a in alerts] == ["unconfirmed_emergency"]
+    assert alerts[0].detail["route"] == "not_understood" and alerts[0].detail["answer"] == "silence"
+    assert received == []  # no SOS, no family message, no keypad-menu misunderstanding alert
+
+
+async def test_turns_understood_as_nothing_count_too(rasa_stub):
+    # heard clearly enough but understood as nothing (nlu_fallback): Rasa says "say that again" the first time;
+    # the second time in a row the pipeline asks the question instead
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    frames = [heard(tracker, "上者小启我都有爷妃", 0.6), heard(tracker, "第二掌劳就请嘅成班", 0.6)]
+    spoken, alerts, session = await _run(url, frames, tracker, timeout_s=5.0)
+    assert [r["message"] for r in received] == ["上者小启我都有爷妃"]
+    assert "你系咪要人帮手" in spoken[-1]
+    assert session.pending_emergency is not None and session.pending_emergency["route"] == "not_understood"
+
+
+async def test_a_yes_after_turns_not_understood_is_a_person_not_an_sos(rasa_stub):
+    # an elder whose gas order was misheard twice also "needs help": no SOS to the family on that yes
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    frames = [heard(tracker, "", 0.0), heard(tracker, "", 0.0), heard(tracker, "系", 0.8)]
+    _, alerts, _ = await _run(url, frames, tracker)
+    assert received == []
+    assert [a.kind for a in alerts] == ["unconfirmed_emergency"] and alerts[0].detail["answer"] == "unclear"
+
+
+async def test_key_one_after_turns_not_understood_is_a_person_not_an_sos(rasa_stub):
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    frames = [heard(tracker, "", 0.0), heard(tracker, "", 0.0), SleepFrame(sleep=0.3),
+              InputDTMFFrame(button=KeypadEntry.ONE)]
+    _, alerts, _ = await _run(url, frames, tracker)
+    assert received == [] and [a.kind for a in alerts] == ["unconfirmed_emergency"]
+
+
+async def test_a_clear_emergency_answer_after_turns_not_understood_raises_the_sos(rasa_stub):
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    frames = [heard(tracker, "", 0.0), heard(tracker, "", 0.0), heard(tracker, "救命呀", 0.8)]
+    _, alerts, _ = await _run(url, frames, tracker)
+    assert [r["message"] for r in received] == ["/emergency"] and not alerts
+
+
+def test_classify_answer_after_turns_not_understood():
+    kw = {"nlu_confidence": 0.9, "thresholds": TH, "route": "not_understood"}
+    assert classify_answer(text="系", asr_confidence=0.8, intent="affirm", **kw) == "unclear"
+    assert classify_answer(text="不是", asr_confidence=0.8, intent="deny", **kw) == "no"
+    assert classify_answer(text="救命呀", asr_confidence=0.8, intent="emergency", **kw) == "yes"
+
+
+def test_spotter_folds_accent_confusions():
+    # initials n/l, zh/z, ch/c, sh/s, f/h and finals in/ing, en/eng are one sound when matching by sound
+    assert spot("我摔胶了").any  # 摔跤 heard as 摔胶 (same toneless syllables)
+    assert spot("救民").any  # 救命: ming → min
+    assert spot("我好蓝手").any  # 难受: nan → lan, shou → sou
+    assert spot("宗恨").any  # 中风: zhong → zong, feng → fen → hen
+    assert all(h.by_sound and not h.strong for h in spot("救民").hits)  # sound alone is weak evidence
+    assert not spot("区命").any  # q/j is no accent confusion
