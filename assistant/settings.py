@@ -118,11 +118,12 @@ class DialogueSettings:
     decision_ask_min_asr: float = 0.1  # any emergency keyword heard at least this clearly: ask
     decision_answer_min_asr: float = 0.3  # a "no" to the emergency question must be heard this clearly
     emergency_answer_timeout_s: float = 10.0  # no answer to the emergency question: a person (unconfirmed)
-    # this many turns in a row not understood (heard too badly, or understood as nothing): the emergency
-    # question instead of another "say that again" / the keypad menu, so an elder whose speech cannot be
-    # recognised at all still reaches a person; only a clear no carries on (then the keypad menu next time).
-    # 0 = never (before 2026-12-07: the keypad menu and a "misunderstanding" hand-over)
-    decision_question_after_failed_turns: int = 2
+    # this many turns in a row not understood (heard too badly, or understood as nothing): "didn't catch that;
+    # do you need help? say yes or press 1, else say it again" instead of "say that again" (once per call), so
+    # an elder whose speech cannot be recognised at all reaches a person at the next turn (the keypad menu's
+    # "misunderstanding" hand-over, or "unconfirmed emergency" on yes / key 1 / silence). 1: a person within
+    # two turns; 2: within three. 0 = never (before 2026-12-07: the keypad menu after two failed turns)
+    decision_question_after_failed_turns: int = 1
     # TensorFlow threads in the Rasa server (TEDPolicy; Rasa's TF_INTER/INTRA_OP_PARALLELISM_THREADS): one,
     # because on 2 cores shared with whisper more threads only oversubscribe (8 callers replying at the same
     # instant: dialogue p95 2.1 s with one thread, 2.6–3.4 s with TensorFlow's default)

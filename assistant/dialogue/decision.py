@@ -52,7 +52,7 @@ class Thresholds:
     emergency_ask_min_score: float = 0.3
     ask_min_asr: float = 0.1
     answer_min_asr: float = 0.3
-    question_after_failed_turns: int = 2  # turns in a row not understood → the emergency question (0: never)
+    question_after_failed_turns: int = 1  # turns in a row not understood → the emergency question (0: never)
 
     @classmethod
     def from_settings(cls, dialogue: object) -> Thresholds:
@@ -151,22 +151,42 @@ def spoken_menu_choice(text: str) -> str | None:
     return None
 
 
-def classify_answer(*, text: str, asr_confidence: float | None, intent: str | None, nlu_confidence: float,
-                    thresholds: Thresholds, route: QuestionRoute = "evidence") -> Answer:
-    """The elder's answer to "do you need help?": only a clear no carries on without a person.
+FailureAnswer = Literal["sos", "person", "no", "act", "unclear"]
 
-    Asked after turns not understood (``route="not_understood"``) a yes is no confirmation of an emergency
-    (an elder whose gas order was misheard twice needs help too): only an answer that is itself a clear
-    emergency (``decide`` says so) is a "yes" then; any other yes is "unclear" (a person, no family).
+
+def classify_failure_answer(*, text: str, asr_confidence: float | None, intent: str | None, nlu_confidence: float,
+                            thresholds: Thresholds) -> FailureAnswer:
+    """The answer to the question asked after turns not understood ("didn't catch that; do you need help?
+    say yes or press 1, else say it again"). A yes there confirms no emergency (an elder whose gas order was
+    misheard needs help too), so:
+
+    - ``sos``: the answer is itself a clear emergency (``decide`` says so): the SOS, family told;
+    - ``person``: yes (or emergency words heard unclearly; key 1, silence: the caller decides those): a person,
+      "unconfirmed emergency" (critical, the family told only after a confirmation);
+    - ``no``: a clear no: carry on;
+    - ``act``: the request said again and understood this time: act on it as on any turn;
+    - ``unclear``: still not understood: the keypad menu and a "misunderstanding" hand-over (a person, as two
+      turns not understood always led to).
     """
-    if route == "not_understood":
-        clear_no = classify_answer(text=text, asr_confidence=asr_confidence, intent=intent,
-                                   nlu_confidence=nlu_confidence, thresholds=thresholds)
-        if clear_no == "no":
-            return "no"
-        d = decide(text=text, asr_confidence=asr_confidence, intent=intent, nlu_confidence=nlu_confidence,
-                   thresholds=thresholds)
-        return "yes" if d.action == "emergency" else "unclear"
+    d = decide(text=text, asr_confidence=asr_confidence, intent=intent, nlu_confidence=nlu_confidence,
+               thresholds=thresholds)
+    if d.action == "emergency":
+        return "sos"
+    answer = classify_answer(text=text, asr_confidence=asr_confidence, intent=intent, nlu_confidence=nlu_confidence,
+                             thresholds=thresholds)
+    if answer == "no":
+        return "no"
+    if d.action == "act" and intent not in HARMLESS_INTENTS and intent not in ("affirm", "deny", None):
+        return "act"
+    if d.action == "ask_emergency" or answer == "yes":
+        return "person"
+    return "unclear"
+
+
+def classify_answer(*, text: str, asr_confidence: float | None, intent: str | None, nlu_confidence: float,
+                    thresholds: Thresholds) -> Answer:
+    """The elder's answer to "do you need help?" asked on emergency evidence: only a clear no carries on
+    without a person."""
     t = _compact(text).rstrip("啊呀吖啦喇呢吧咯")
     if not t:
         return "unclear"

@@ -49,6 +49,7 @@ from assistant.dialogue.decision import (
     HARMLESS_INTENTS,
     Thresholds,
     classify_answer,
+    classify_failure_answer,
     decide,
     not_understood,
     spoken_menu_choice,
@@ -212,20 +213,34 @@ async def _parse_all(url: str, items: list[Heard], *, token: str = "") -> list[H
 PERSON_INTENTS = ("checkin_unwell", "request_human")
 
 
-def emergency_turns(h: Heard, th: Thresholds, *, any_person: bool = False) -> int:
-    """The turn at which a person is reached when the elder says ``h`` and repeats it (heard the same way)
-    whenever asked to: the SOS at once (1); the question asked at turn k, its answer (the same words: unclear,
-    or silence, or yes) reaches a person (k + 1). Not understood k times in a row: the question at turn k."""
-    d = decide(text=h.text, asr_confidence=h.asr_confidence, intent=h.intent, nlu_confidence=h.nlu_confidence, thresholds=th)
+def emergency_outcome(h: Heard, th: Thresholds, *, any_person: bool = False, max_failed_turns: int = 2) -> tuple[int, str]:
+    """(the turn at which a person is reached, how) when the elder says ``h`` and says it again (heard the same
+    way) whenever asked to. "sos": at once (1), or the question's answer is itself a clear emergency;
+    "unconfirmed": the question answered (2 on evidence); "misunderstanding": not understood ``N`` times in a
+    row (``question_after_failed_turns``), the question, the same words again → the keypad menu's hand-over
+    (N + 1); "missed" (``MISSED_TURNS``): acted on as something else, or never asked."""
+    kw = {"text": h.text, "asr_confidence": h.asr_confidence, "intent": h.intent, "nlu_confidence": h.nlu_confidence,
+          "thresholds": th}
+    d = decide(**kw)
     if any_person and d.action == "act" and h.intent in PERSON_INTENTS:
-        return 1
-    if d.action in ("emergency", "ask_emergency"):
-        return {"emergency": 1, "ask_emergency": 2}[d.action]
-    if not_understood(d, intent=h.intent, spoken=True, in_form=False) and th.question_after_failed_turns > 0:
-        return th.question_after_failed_turns + 1
-    if any_person and d.action == "not_heard":  # the keypad menu and a "misunderstanding" hand-over
-        return 2
-    return MISSED_TURNS
+        return 1, h.intent or ""
+    if d.action == "emergency":
+        return 1, "sos"
+    if d.action == "ask_emergency":
+        return 2, "sos" if classify_answer(**kw) == "yes" else "unconfirmed"
+    if not_understood(d, intent=h.intent, spoken=True, in_form=False):
+        n = th.question_after_failed_turns
+        if n > 0:
+            how = {"sos": "sos", "person": "unconfirmed", "unclear": "misunderstanding"}.get(
+                classify_failure_answer(**kw) if h.text.strip() else "unclear", "missed")
+            return (n + 1, how) if how != "missed" else (MISSED_TURNS, how)
+        if any_person:  # before the question existed: the keypad menu's "misunderstanding" hand-over
+            return max_failed_turns, "misunderstanding"
+    return MISSED_TURNS, "missed"
+
+
+def emergency_turns(h: Heard, th: Thresholds, *, any_person: bool = False) -> int:
+    return emergency_outcome(h, th, any_person=any_person)[0]
 
 
 def run_call(turns: list[Heard], th: Thresholds, max_failed_turns: int = 2) -> Counter:
@@ -235,19 +250,24 @@ def run_call(turns: list[Heard], th: Thresholds, max_failed_turns: int = 2) -> C
     out: Counter = Counter()
     pending: str | None = None  # the question's route while it waits for an answer
     expect_menu = False
-    declined = False
+    asked_after_failures = False  # once per call
     failed = 0
+
+    def menu() -> None:
+        nonlocal expect_menu
+        if not expect_menu:  # the keypad menu; its alert hands the call over (counted once)
+            out["misunderstanding"] += 1
+        expect_menu = True
 
     def fail() -> str | None:
         """One more turn not understood: "question", "menu" or None (say that again)."""
-        nonlocal failed, expect_menu
+        nonlocal failed, asked_after_failures
         failed += 1
-        if th.question_after_failed_turns > 0 and failed >= th.question_after_failed_turns and not declined:
+        if th.question_after_failed_turns > 0 and failed >= th.question_after_failed_turns and not asked_after_failures:
+            asked_after_failures = True
             return "question"
-        if failed >= max_failed_turns:  # the keypad menu; its alert hands the call over once
-            if not expect_menu:
-                out["misunderstanding"] += 1
-            expect_menu = True
+        if failed >= max_failed_turns:
+            menu()
             return "menu"
         return None
 
@@ -259,13 +279,20 @@ def run_call(turns: list[Heard], th: Thresholds, max_failed_turns: int = 2) -> C
 
     for h in turns:
         if pending:
-            answer = classify_answer(text=h.text, asr_confidence=h.asr_confidence, intent=h.intent,
-                                     nlu_confidence=h.nlu_confidence, thresholds=th, route=pending)
-            if answer == "no" and pending == "not_understood":
-                declined = True
-            pending, failed = None, 0
-            out["sos" if answer == "yes" else "unconfirmed" if answer == "unclear" else "cancelled"] += 1
-            continue
+            kw = {"text": h.text, "asr_confidence": h.asr_confidence, "intent": h.intent,
+                  "nlu_confidence": h.nlu_confidence, "thresholds": th}
+            route, pending, failed = pending, None, 0
+            if route == "evidence":
+                answer = classify_answer(**kw)
+                out["sos" if answer == "yes" else "unconfirmed" if answer == "unclear" else "cancelled"] += 1
+                continue
+            answer = classify_failure_answer(**kw) if h.text.strip() else "unclear"
+            if answer == "unclear":
+                menu()
+            elif answer != "act":
+                out[{"sos": "sos", "person": "unconfirmed", "no": "cancelled"}[answer]] += 1
+            if answer != "act":
+                continue
         if not h.text.strip():
             if fail() == "question":
                 ask("not_understood")
@@ -326,14 +353,18 @@ def percentile(values: list[float], q: float) -> float:
 
 def measure(*, emergencies: list[Heard], clip_turns: list[Heard], nlu: list[Heard], spoken_requests: list[Heard],
             th: Thresholds) -> dict[str, Any]:
-    turns = [emergency_turns(h, th) for h in emergencies]
+    outcomes = [emergency_outcome(h, th) for h in emergencies]
+    turns = [t for t, _ in outcomes]
     reached = [t <= 2 for t in turns]
     any_turns = [emergency_turns(h, th, any_person=True) for h in emergencies]
     per_lang = {}
     for lang in sorted({h.lang for h in emergencies}):
         idx = [i for i, h in enumerate(emergencies) if h.lang == lang]
         per_lang[lang] = {"n": len(idx), "recall": round(sum(reached[i] for i in idx) / len(idx), 4),
-                          "at_once": round(sum(turns[i] == 1 for i in idx) / len(idx), 4)}
+                          "at_once": round(sum(turns[i] == 1 for i in idx) / len(idx), 4),
+                          # how a person was reached: "sos", "unconfirmed" (the question; an operator, critical),
+                          # "misunderstanding" (the keypad menu's hand-over; an operator, info), or "missed"
+                          "reached_by": dict(Counter(outcomes[i][1] for i in idx))}
     calls = calls_of(clip_turns)
     totals: Counter = Counter()
     per_call_lang: dict[str, Counter] = defaultdict(Counter)

@@ -9,9 +9,11 @@
 - One calibrated decision per spoken turn (``decision.py``, issue #27): the NLU parse is asked first, and
   only a turn heard and understood clearly enough reaches Rasa's actions; an uncertain emergency asks one
   short question, and yes, silence or anything unclear raises an "unconfirmed emergency" operator alert.
-  The same question follows ``decision_question_after_failed_turns`` turns in a row not understood (an
-  elder whose speech cannot be recognised at all still reaches a person); there only an answer that is
-  itself a clear emergency raises the SOS, a yes or anything unclear a person, a clear no the keypad menu.
+  A question like it follows ``decision_question_after_failed_turns`` turns in a row not understood, once
+  per call (an elder whose speech cannot be recognised at all still reaches a person at the next turn):
+  there only an answer that is itself a clear emergency raises the SOS; yes, key 1 or silence a person
+  ("unconfirmed emergency"); a request understood this time is acted on; still not understood → the keypad
+  menu and its "misunderstanding" hand-over, as two failed turns always led to.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from assistant.dialogue.decision import (
     QuestionRoute,
     Thresholds,
     classify_answer,
+    classify_failure_answer,
     decide,
     not_understood,
     spoken_menu_choice,
@@ -165,8 +168,14 @@ class DialogueProcessor(FrameProcessor):
         record.transcript = f"[按键 {key}]"
         if self._session.pending_emergency is not None:  # key 1 (or 2) answers "do you need help?" with yes
             await self._stop_answer_timer()
-            evidence = self._session.pending_emergency.get("route") != "not_understood"
-            answer = "yes" if key in ("1", "2") and evidence else "unclear"
+            if self._session.pending_emergency.get("route") == "not_understood":
+                if key not in ("1", "2"):  # not the question's key: the keypad as usual (0 = operator)
+                    self._session.pending_emergency = None
+                    await self._keypad_choice(record, key)
+                    return
+                answer = "person"
+            else:
+                answer = "yes" if key in ("1", "2") else "unclear"
             record.events.append({"event": "emergency_answer", "answer": answer, "key": key})
             await self._resolve_emergency(record, answer, text=record.transcript)
             return
@@ -258,11 +267,16 @@ class DialogueProcessor(FrameProcessor):
                                       decision=Decision(action="ask_emergency", reason=f"not_understood:{reason}"))
             return
         if self._session.failed_turns >= self._settings.dialogue.max_failed_turns:
-            record.events.append({"event": "keypad_menu", "reason": reason})
-            await self._alert("misunderstanding", {"failed_turns": self._session.failed_turns, "reason": reason})
-            await self._say(record, [prompt("keypad_menu", self._session.dialect)])
+            await self._keypad_menu(record, reason=reason)
         else:
             await self._say(record, [prompt("not_heard", self._session.dialect)])
+
+    async def _keypad_menu(self, record: TurnRecord, *, reason: str) -> None:
+        """Not understood again: the keypad menu, and a "misunderstanding" alert (the gateway hands over)."""
+        self._session.failed_turns = max(self._session.failed_turns, self._settings.dialogue.max_failed_turns)
+        record.events.append({"event": "keypad_menu", "reason": reason})
+        await self._alert("misunderstanding", {"failed_turns": self._session.failed_turns, "reason": reason})
+        await self._say(record, [prompt("keypad_menu", self._session.dialect)])
 
     async def _ask_rasa(
         self, record: TurnRecord, text: str, *, keypad_key: str | None = None, parse: NluParse | None = None,
@@ -392,10 +406,10 @@ class DialogueProcessor(FrameProcessor):
                              extra_metadata={"transcript": text, "decision": detail})
 
     def _question_due(self) -> bool:
-        """Turns in a row not understood: time for the emergency question (unless already declined)."""
+        """Turns in a row not understood: time for the question (once per call; then the keypad menu)."""
         n = self._thresholds.question_after_failed_turns
         s = self._session
-        return n > 0 and s.failed_turns >= n and not s.emergency_question_declined
+        return n > 0 and s.failed_turns >= n and not s.failure_question_asked
 
     async def _ask_emergency(self, record: TurnRecord, text: str, *, decision: Decision,
                              route: QuestionRoute) -> None:
@@ -404,6 +418,8 @@ class DialogueProcessor(FrameProcessor):
             "nlu_confidence": record.intent_confidence, "route": route, **decision.detail(),
         }
         key = "emergency_question" if route == "evidence" else "not_understood_question"
+        if route == "not_understood":
+            self._session.failure_question_asked = True
         await self._say(record, [prompt(key, self._session.dialect)])
         self._session.expect = "yes_no"  # the question names key 1 too, but the answer is a yes or a no
         await self._start_answer_timer()
@@ -417,25 +433,40 @@ class DialogueProcessor(FrameProcessor):
                 intent, confidence = parse.intent, parse.confidence
             except DialogueError as exc:  # no NLU: the answer is unclear, which means a person
                 logger.warning(f"call {self._session.call_id}: NLU unavailable for the emergency answer: {exc.code}")
-        route = (self._session.pending_emergency or {}).get("route", "evidence")
-        answer = classify_answer(text=text, asr_confidence=asr_confidence, intent=intent, nlu_confidence=confidence,
-                                 thresholds=self._thresholds, route=route)
+        kw = {"text": text, "asr_confidence": asr_confidence, "intent": intent, "nlu_confidence": confidence,
+              "thresholds": self._thresholds}
+        if (self._session.pending_emergency or {}).get("route") == "not_understood":
+            answer: str = classify_failure_answer(**kw) if text else "unclear"  # silence is the timer's
+        else:
+            answer = classify_answer(**kw)
         record.intent, record.intent_confidence = intent, round(confidence, 3)
         record.events.append({"event": "emergency_answer", "answer": answer})
-        await self._resolve_emergency(record, answer, text=text)
+        await self._resolve_emergency(record, answer, text=text, asr_confidence=asr_confidence)
 
-    async def _resolve_emergency(self, record: TurnRecord, answer: str, *, text: str) -> None:
-        """yes → the SOS (family told); a clear no → carry on; silence or unclear → a person, no family."""
+    async def _resolve_emergency(self, record: TurnRecord, answer: str, *, text: str,
+                                 asr_confidence: float | None = None) -> None:
+        """yes (to the question on evidence) or sos (an answer that is itself a clear emergency) → the SOS,
+        family told; a clear no → carry on; act → the request said again, acted on; unclear after turns not
+        understood → the keypad menu (misunderstanding hand-over); anything else (unclear on evidence,
+        person, silence) → a person, "unconfirmed emergency", no family."""
         pending = self._session.pending_emergency or {}
         if answer == "yes":
             await self._emergency_now(record, str(pending.get("transcript") or text), parse=None, decision=None)
             return
+        if answer == "sos":
+            await self._emergency_now(record, text, parse=None,
+                                      decision=Decision(action="emergency", reason="answer_after_not_understood"))
+            return
         self._session.pending_emergency = None
         self._session.failed_turns = 0
         if answer == "no":
-            if pending.get("route") == "not_understood":  # fine, but still not understood: the keypad from now on
-                self._session.emergency_question_declined = True
             await self._say(record, [prompt("emergency_cancelled", self._session.dialect)])
+            return
+        if answer == "act":
+            await self._decide(record, text, asr_confidence=asr_confidence)
+            return
+        if answer == "unclear" and pending.get("route") == "not_understood":
+            await self._keypad_menu(record, reason="not_understood_after_question")
             return
         record.events.append({"event": "handover", "reason": "unconfirmed_emergency"})
         await self._alert("unconfirmed_emergency", {
