@@ -397,6 +397,10 @@ def measure(*, emergencies: list[Heard], clip_turns: list[Heard], nlu: list[Hear
         "emergency_at_once": round(sum(t == 1 for t in turns) / len(turns), 4) if turns else 0.0,
         # a person within three turns (the question after two turns not understood is answered at the third)
         "emergency_recall_3_turns": round(sum(t <= 3 for t in turns) / len(turns), 4) if turns else 0.0,
+        # within two turns as an SOS or an "unconfirmed emergency" (the person knows it may be an emergency; the
+        # keypad menu's "misunderstanding" hand-over, counted in emergency_recall, says only "not understood")
+        "emergency_recall_flagged": round(sum(t <= 2 and how in ("sos", "unconfirmed") for t, how in outcomes)
+                                          / len(outcomes), 4) if outcomes else 0.0,
         # within two turns, counting an "unwell" alert, a hand-over or the keypad menu's "misunderstanding"
         # hand-over (operator alerts, not an SOS) as a person reached
         "emergency_recall_any_alert": round(sum(t <= 2 for t in any_turns) / len(any_turns), 4) if any_turns else 0.0,
@@ -450,6 +454,29 @@ def calibrate(*, emergencies: list[Heard], clip_turns: list[Heard], spoken_reque
     return best_th, best_m
 
 
+# -- NLU training data: emergencies as whisper-base hears them (calibration split only) -----------------------------
+MISHEARING_RATES_WPM = (110, 130, 150)
+MISHEARING_MIN_ASR = 0.3  # below it nothing acts anyway, and the text has lost the request
+MISHEARING_MAX_CER = 0.5  # a transcript that lost more than half the phrase ("救命啊" → "求灭爱") teaches noise
+
+
+def mishearings(phrasings: list[tuple[str, str, str]], *, cache: AsrCache, settings: Any) -> list[str]:
+    """What whisper-base makes of the calibration phrasings (our Mandarin test voice through the phone line, at
+    three speaking rates): the NLU's ``emergency`` examples in ``intents/nlu_src/nlu_src_emergency_asr.txt``.
+    Mandarin only: espeak's Cantonese comes back as empty text or unrelated everyday words ("喺度倾紧偈"), which
+    would teach the NLU that ordinary Cantonese is an emergency."""
+    from assistant.text.normalize import cer, strip_punctuation, to_simplified
+
+    out: dict[str, None] = {}
+    cmn = [p for p in phrasings if p[1] == "cmn"]
+    for rate in MISHEARING_RATES_WPM:
+        for h in hear_phrasings(cmn, cache=cache, settings=settings, source="calib", rate_wpm=rate):
+            text = strip_punctuation(to_simplified(h.text)).strip()
+            if len(text) >= 2 and h.asr_confidence >= MISHEARING_MIN_ASR and cer(h.key, text) <= MISHEARING_MAX_CER:
+                out[text] = None
+    return list(out)
+
+
 # -- CLI --------------------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=Path("tests/data/emergencies.tsv"))
@@ -463,6 +490,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibrate", action="store_true", help="choose thresholds on the calibration split and print them")
     parser.add_argument("--split", choices=("test", "calib", "all"), default="test")
     parser.add_argument("--json", action="store_true", help="print the JSON result only")
+    parser.add_argument("--mishearings", action="store_true",
+                        help="print the calibration phrasings as whisper-base hears them (NLU training lines) and stop")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -472,6 +501,10 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     t0 = time.perf_counter()
     cache = AsrCache(settings.paths.var_dir / "cache" / "eval_emergencies" / "asr.json", settings)
+    if args.mishearings:
+        for line in mishearings(read_phrasings(args.calib_data), cache=cache, settings=settings):
+            print(line)
+        return 0
     split = "calib" if args.calibrate else args.split
     phr = read_phrasings(args.calib_data if split == "calib" else args.data)
     if split == "all":
@@ -521,7 +554,7 @@ def run(args: argparse.Namespace) -> int:
                 m = measure(emergencies=emergencies, clip_turns=clip_turns, nlu=[], spoken_requests=[],
                             th=dataclasses.replace(th, question_after_failed_turns=n))
                 result[f"if_question_after_{n}_failed_turns"] = {k: m[k] for k in (
-                    "emergency_recall", "emergency_recall_3_turns", "emergency_recall_any_alert", "emergency_turns_p95",
+                    "emergency_recall", "emergency_recall_flagged", "emergency_recall_3_turns", "emergency_recall_any_alert", "emergency_turns_p95",
                     "false_sos_per_call", "false_actions_per_call", "handover_per_call", "false_unconfirmed_per_call",
                     "misunderstanding_handover_per_call")}
     result["split"] = split
