@@ -29,6 +29,7 @@ from assistant.errors import TelephonyError
 from assistant.session import CallSession
 from assistant.settings import Settings
 from telephony.handover import Escalation, HandOverState, Speaker, tts_speaker
+from telephony.screening import CallScreener, Recognise, ScreeningState
 from telephony.sip import PhoneCall, SipEndpoint
 from telephony.transport import SipCallTransport, run_call_pipeline
 
@@ -138,6 +139,7 @@ class Gateway:
         max_reports: int = 1000,
         store: Any = None,
         speak: Speaker | None = None,
+        recognise: Recognise | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline_factory = pipeline_factory
@@ -151,6 +153,10 @@ class Gateway:
         if store is None and directory is not None and hasattr(directory, "create_alert"):
             store = directory
         self.escalation = Escalation(settings=settings, endpoint=self.endpoint, store=store, speak=speak or tts_speaker(settings))
+        # an elder's own line routed through the platform (issue #20): unknown callers are screened
+        self.screening = CallScreener(settings=settings, endpoint=self.endpoint, speak=self.escalation.speak, store=store,
+                                      recognise=recognise) if settings.screening.lines else None
+        self.screenings: deque[ScreeningState] = deque(maxlen=max_reports)
         self._live: dict[str, _LiveCall] = {}
         self.handovers: deque[HandOverState] = deque(maxlen=max_reports)
 
@@ -188,6 +194,12 @@ class Gateway:
         return session, kind
 
     async def handle_inbound(self, call: PhoneCall) -> None:
+        line = self.screening.line_for(call) if self.screening is not None else None
+        if line is not None:  # a call to an elder's screened line, not to the assistant
+            state = ScreeningState(call_id=call.call_id, line=line.number, elder_id=None, caller_number=call.remote_number)
+            self.screenings.append(state)
+            await self.screening.screen(call, line, state=state)
+            return
         session, kind = await self.identify(call.remote_number, call_id=call.call_id)
         session.call_id = call.call_id
         await self.run_call(call, session=session, greeting=greeting_text(dialect=session.dialect, kind=kind))
@@ -347,6 +359,10 @@ class Gateway:
         return report
 
     async def dial(self, number: str, *, timeout_s: float | None = None) -> PhoneCall:
+        """The platform's own call (care call, call-back): to a screened line it rings the elder's phone
+        directly (it carries its own proof and is never screened)."""
+        if self.screening is not None:
+            number = self.screening.route_outbound(number)
         return await self.endpoint.dial(number, timeout_s=timeout_s)
 
 

@@ -26,6 +26,12 @@ class InboundLeg:
     def caller(self) -> str:
         return self._inc.caller
 
+    @property
+    def callee(self) -> str:
+        """The number dialled: the INVITE's request URI (a screened line's number, telephony.screening)."""
+        uri = getattr(getattr(self._inc, "invite", None), "uri", None)
+        return str(uri) if uri else getattr(self._inc, "callee", "")
+
     def ringing(self) -> None:
         self._inc.ringing()
 
