@@ -162,6 +162,8 @@ class Gateway:
 
     async def start(self) -> None:
         await asyncio.to_thread(_prewarm)
+        if self.screening is not None:
+            await self.screening.warm()
         await self.endpoint.start()
 
     async def stop(self) -> None:

@@ -204,13 +204,16 @@ class ScreeningState:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
     announced_at: float | None = None
+    recognise_ms: float | None = None  # how long the caller's answer took to recognise
+    keys: list[str] = field(default_factory=list)  # what the elder pressed after the announcement
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def to_json(self) -> dict[str, Any]:
         return {"call_id": self.call_id, "line": self.line, "elder_id": self.elder_id, "state": self.state,
                 "screened": self.screened, "risk": self.risk, "flagged": self.flagged, "scam_type": self.scam_type,
                 "reasons": list(self.reasons), "announcement": self.announcement, "choice": self.choice,
-                "alert_id": self.alert_id, "attempts": list(self.attempts)}
+                "alert_id": self.alert_id, "attempts": list(self.attempts), "recognise_ms": self.recognise_ms, "keys": list(self.keys),
+                "announced_ms": None if self.announced_at is None else round((self.announced_at - self.started_at) * 1000, 1)}
 
 
 def asr_recogniser(settings: Settings) -> Recognise:
@@ -238,6 +241,12 @@ class CallScreener:
         self.recognise = recognise or asr_recogniser(settings)
         self._detector = detector
         self.lines = parse_lines(self.cfg.lines)
+
+    async def warm(self) -> None:
+        """Load the scam detector and the recogniser before the first call (the gateway's start): a caller
+        must not wait for model loading while the elder's phone could already be ringing."""
+        await self._get_detector()
+        await self.recognise(bytes(8000), None)  # 0.5 s of silence: loads the models, the text is dropped
 
     # --- routing -------------------------------------------------------------------------------
     def line_for(self, call: PhoneCall) -> ScreenedLine | None:
@@ -306,19 +315,32 @@ class CallScreener:
         state.state = "recognising"
         await self._tell(call, HOLD, dialect, name=name)
         if collector.heard_speech:
+            t0 = time.monotonic()
             state.transcript, state.dialect = await self.recognise(collector.pcm, dialect)
+            state.recognise_ms = round((time.monotonic() - t0) * 1000, 1)
         await self._score(state, elder=elder)
         if call.state != "active":
             state.state = "caller_gone"
             return
-        leg = await self._dial_elder(line, call, state)
+        state.announcement = announcement(state.transcript, flagged=state.flagged, has_family=bool(contacts), dialect=dialect,
+                                          max_chars=self.cfg.max_announcement_chars)
+        # synthesised while the elder's phone rings: the elder hears it as soon as they pick up
+        voiced = asyncio.create_task(self._voice(state.announcement, dialect), name=f"screening-voice-{call.call_id[:12]}")
+        try:
+            leg = await self._dial_elder(line, call, state)
+            pcm = await voiced if leg is not None else None
+        finally:
+            if not voiced.done():
+                voiced.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await voiced
         if leg is None:
             if call.state == "active":
                 await self._tell(call, UNAVAILABLE, dialect, name=name)
                 await call.wait_played(timeout_s=15.0)
             return
         try:
-            choice = await self._ask_elder(leg, call, state, dialect=dialect, has_family=bool(contacts))
+            choice = await self._ask_elder(leg, call, state, announcement_pcm=pcm, has_family=bool(contacts))
             state.choice = choice
             if call.state != "active" and choice != "family":
                 state.state = "caller_gone"
@@ -401,12 +423,13 @@ class CallScreener:
         except Exception as exc:  # the elder must still be warned when the store is down
             logger.error("screened call %s: fraud alert not stored: %s", state.call_id, exc)
 
-    async def _ask_elder(self, leg: PhoneCall, caller: PhoneCall, state: ScreeningState, *, dialect: str,
+    async def _ask_elder(self, leg: PhoneCall, caller: PhoneCall, state: ScreeningState, *, announcement_pcm: bytes | None,
                          has_family: bool) -> Choice | None:
         """The announcement (said twice) and the elder's key; None when no choice was made in time."""
         chosen: asyncio.Future[Choice] = asyncio.get_running_loop().create_future()
 
         def on_dtmf(digit: str) -> None:
+            state.keys.append(digit)
             choice = elder_choice(digit, flagged=state.flagged, has_family=has_family)
             if choice is not None and not chosen.done():
                 chosen.set_result(choice)
@@ -414,13 +437,13 @@ class CallScreener:
         leg.on_dtmf = on_dtmf
         leg.on_audio = None
         state.state = "announcing"
-        state.announcement = announcement(state.transcript, flagged=state.flagged, has_family=has_family, dialect=dialect,
-                                          max_chars=self.cfg.max_announcement_chars)
-        state.announced_at = time.monotonic()
         elder_gone = asyncio.ensure_future(leg.wait_ended())
         try:
             for _ in range(2):
-                await self._say_text(leg, state.announcement, dialect)
+                if announcement_pcm and leg.state == "active":
+                    leg.play(announcement_pcm)
+                if state.announced_at is None:
+                    state.announced_at = time.monotonic()
                 await asyncio.wait({chosen, elder_gone}, timeout=self.cfg.elder_choice_timeout_s / 2,
                                    return_when=asyncio.FIRST_COMPLETED)
                 if chosen.done() or elder_gone.done():
@@ -518,12 +541,15 @@ class CallScreener:
     async def _say_text(self, call: PhoneCall, text: str, dialect: str) -> None:
         if call.state != "active":
             return
+        pcm = await self._voice(text, dialect)
+        if pcm and call.state == "active":
+            call.play(pcm)
+
+    async def _voice(self, text: str, dialect: str) -> bytes | None:
         try:
-            pcm = await self.speak(text, dialect)
+            return await self.speak(text, dialect)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a voice that fails must not leave the caller or the elder hanging
             logger.warning("screening prompt not synthesised: %s", exc)
-            return
-        if call.state == "active":
-            call.play(pcm)
+            return None

@@ -29,8 +29,9 @@ class InboundLeg:
     @property
     def callee(self) -> str:
         """The number dialled: the INVITE's request URI (a screened line's number, telephony.screening)."""
-        uri = getattr(getattr(self._inc, "invite", None), "uri", None)
-        return str(uri) if uri else getattr(self._inc, "callee", "")
+        inc = getattr(self, "_inc", None)  # (test doubles of a leg may not wrap an IncomingCall)
+        uri = getattr(getattr(inc, "invite", None), "uri", None)
+        return str(uri) if uri else str(getattr(inc, "callee", "") or "")
 
     def ringing(self) -> None:
         self._inc.ringing()
