@@ -29,7 +29,7 @@ from assistant.errors import TelephonyError
 from assistant.session import CallSession
 from assistant.settings import Settings
 from telephony.handover import Escalation, HandOverState, Speaker, tts_speaker
-from telephony.screening import CallScreener, Recognise, ScreeningState
+from telephony.screening import CallScreener, Recognise, ScreeningState, words_speaker
 from telephony.sip import PhoneCall, SipEndpoint
 from telephony.transport import SipCallTransport, run_call_pipeline
 
@@ -155,7 +155,8 @@ class Gateway:
         self.escalation = Escalation(settings=settings, endpoint=self.endpoint, store=store, speak=speak or tts_speaker(settings))
         # an elder's own line routed through the platform (issue #20): unknown callers are screened
         self.screening = CallScreener(settings=settings, endpoint=self.endpoint, speak=self.escalation.speak, store=store,
-                                      recognise=recognise) if settings.screening.lines else None
+                                      recognise=recognise, speak_words=None if speak is not None else words_speaker(settings),
+                                      ) if settings.screening.lines else None
         self.screenings: deque[ScreeningState] = deque(maxlen=max_reports)
         self._live: dict[str, _LiveCall] = {}
         self.handovers: deque[HandOverState] = deque(maxlen=max_reports)

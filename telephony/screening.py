@@ -52,9 +52,13 @@ ASK = {"cmn": "您好，这里是{name}的电话助手，请问您是哪位，�
 HOLD = {"cmn": "好的，请稍等，我帮您转告{name}。", "yue": "好，請等等，我幫你轉告{name}。"}
 # said to the caller when the elder declines, does not choose or does not answer: the same words for all three
 UNAVAILABLE = {"cmn": "{name}现在不方便接听，请稍后再打。再见。", "yue": "{name}而家唔方便聽電話，請遲啲再打。拜拜。"}
-ANNOUNCE = {"cmn": "有电话找您，对方说：{said}。按1接通，按2挂断。", "yue": "有電話搵你，對方話：{said}。撳1接通，撳2收線。"}
-WARN = {"cmn": "这个电话很像诈骗。对方说：{said}。不要告诉对方验证码和银行信息。按1仍然接通，按2挂断{family}。",
-        "yue": "呢個電話好似詐騙。對方話：{said}。唔好講驗證碼同銀行資料畀對方聽。撳1照樣接通，撳2收線{family}。"}
+# an announcement is spoken in three parts: the fixed head and tail (cached after their first use, warmed at
+# start) and the caller's words (synthesised per call, never written to the disk cache)
+ANNOUNCE_HEAD = {"cmn": "有电话找您，对方说：", "yue": "有電話搵你，對方話："}
+ANNOUNCE_TAIL = {"cmn": "按1接通，按2挂断。", "yue": "撳1接通，撳2收線。"}
+WARN_HEAD = {"cmn": "这个电话很像诈骗。对方说：", "yue": "呢個電話好似詐騙。對方話："}
+WARN_TAIL = {"cmn": "不要告诉对方验证码和银行信息。按1仍然接通，按2挂断{family}。",
+             "yue": "唔好講驗證碼同銀行資料畀對方聽。撳1照樣接通，撳2收線{family}。"}
 WARN_FAMILY = {"cmn": "，按3联系家人", "yue": "，撳3聯絡屋企人"}
 SAID_NOTHING = {"cmn": "什么也没说", "yue": "乜都冇講"}
 ELDER_DECLINED = {"cmn": "好的，已经挂断。", "yue": "好，已經收咗線。"}
@@ -110,16 +114,20 @@ def elder_choice(digit: str, *, flagged: bool, has_family: bool) -> Choice | Non
     return choice
 
 
-def announcement(said: str, *, flagged: bool, has_family: bool, dialect: str | None, max_chars: int) -> str:
-    """What the elder hears: the caller's words (recognised, at most ``max_chars`` characters), then the
-    choices; a flagged call is announced as a warning."""
+def announcement_parts(said: str, *, flagged: bool, has_family: bool, dialect: str | None, max_chars: int) -> tuple[str, str, str]:
+    """What the elder hears, as (fixed head, the caller's words, fixed tail): the caller's words (as
+    recognised, at most ``max_chars`` characters), then the choices; a flagged call is announced as a warning."""
     words = " ".join((said or "").split())
     if len(words) > max_chars:
         words = words[:max_chars] + "……"
-    words = words.rstrip("。.!！?？,，") or _say(SAID_NOTHING, dialect)
+    words = (words.rstrip("。.!！?？,，") or _say(SAID_NOTHING, dialect)) + "。"
     if flagged:
-        return _say(WARN, dialect, said=words, family=_say(WARN_FAMILY, dialect) if has_family else "")
-    return _say(ANNOUNCE, dialect, said=words)
+        return _say(WARN_HEAD, dialect), words, _say(WARN_TAIL, dialect, family=_say(WARN_FAMILY, dialect) if has_family else "")
+    return _say(ANNOUNCE_HEAD, dialect), words, _say(ANNOUNCE_TAIL, dialect)
+
+
+def announcement(said: str, *, flagged: bool, has_family: bool, dialect: str | None, max_chars: int) -> str:
+    return "".join(announcement_parts(said, flagged=flagged, has_family=has_family, dialect=dialect, max_chars=max_chars))
 
 
 class AnswerCollector:
@@ -228,15 +236,32 @@ def asr_recogniser(settings: Settings) -> Recognise:
     return recognise
 
 
+def words_speaker(settings: Settings) -> Speaker:
+    """The platform's voices for a caller's words: like ``handover.tts_speaker`` but kept out of the disk
+    cache (a caller's words are call content, under the retention rules, not a prompt)."""
+
+    async def speak(text: str, dialect: str) -> bytes:
+        from assistant.audio.convert import resample_pcm16
+        from assistant.tts.registry import synthesize
+
+        audio = await synthesize(text, dialect=dialect, rate_wpm=settings.tts.rate_wpm, volume=1.0, settings=settings,
+                                 persist=False)
+        return await asyncio.to_thread(resample_pcm16, audio.pcm, from_hz=audio.sample_rate_hz, to_hz=8000)
+
+    return speak
+
+
 class CallScreener:
     """Screens incoming calls to the configured lines (see the module docstring)."""
 
     def __init__(self, *, settings: Settings, endpoint: SipEndpoint, speak: Speaker, store: Any,
-                 recognise: Recognise | None = None, detector: Any = None) -> None:
+                 recognise: Recognise | None = None, detector: Any = None, speak_words: Speaker | None = None) -> None:
+        """``speak``: fixed prompts (cacheable); ``speak_words``: the caller's words (default ``speak``)."""
         self.settings = settings
         self.cfg: ScreeningSettings = settings.screening
         self.endpoint = endpoint
         self.speak = speak
+        self.speak_words = speak_words or speak
         self.store = store
         self.recognise = recognise or asr_recogniser(settings)
         self._detector = detector
@@ -247,6 +272,11 @@ class CallScreener:
         must not wait for model loading while the elder's phone could already be ringing."""
         await self._get_detector()
         await self.recognise(bytes(8000), None)  # 0.5 s of silence: loads the models, the text is dropped
+        fixed = [(_say(table, d, name=self.cfg.answering_for, family=f), d) for d in ("cmn", "yue")
+                 for table in (ASK, HOLD, ANNOUNCE_HEAD, ANNOUNCE_TAIL, WARN_HEAD, WARN_TAIL)
+                 for f in ({"", _say(WARN_FAMILY, d)} if table is WARN_TAIL else {""})]
+        for text, d in fixed:  # into the prompt cache: a caller does not wait for these
+            await self._voice(text, d)
 
     # --- routing -------------------------------------------------------------------------------
     def line_for(self, call: PhoneCall) -> ScreenedLine | None:
@@ -322,10 +352,11 @@ class CallScreener:
         if call.state != "active":
             state.state = "caller_gone"
             return
-        state.announcement = announcement(state.transcript, flagged=state.flagged, has_family=bool(contacts), dialect=dialect,
-                                          max_chars=self.cfg.max_announcement_chars)
+        parts = announcement_parts(state.transcript, flagged=state.flagged, has_family=bool(contacts), dialect=dialect,
+                                   max_chars=self.cfg.max_announcement_chars)
+        state.announcement = "".join(parts)
         # synthesised while the elder's phone rings: the elder hears it as soon as they pick up
-        voiced = asyncio.create_task(self._voice(state.announcement, dialect), name=f"screening-voice-{call.call_id[:12]}")
+        voiced = asyncio.create_task(self._voice_parts(parts, dialect), name=f"screening-voice-{call.call_id[:12]}")
         try:
             leg = await self._dial_elder(line, call, state)
             pcm = await voiced if leg is not None else None
@@ -545,9 +576,15 @@ class CallScreener:
         if pcm and call.state == "active":
             call.play(pcm)
 
-    async def _voice(self, text: str, dialect: str) -> bytes | None:
+    async def _voice_parts(self, parts: tuple[str, str, str], dialect: str) -> bytes | None:
+        head, words, tail = parts
+        pcm = [await self._voice(head, dialect), await self._voice(words, dialect, speak=self.speak_words),
+               await self._voice(tail, dialect)]
+        return b"".join(p for p in pcm if p) or None
+
+    async def _voice(self, text: str, dialect: str, *, speak: Speaker | None = None) -> bytes | None:
         try:
-            return await self.speak(text, dialect)
+            return await (speak or self.speak)(text, dialect)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a voice that fails must not leave the caller or the elder hanging
