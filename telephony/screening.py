@@ -52,8 +52,8 @@ ASK = {"cmn": "您好，这里是{name}的电话助手，请问您是哪位，�
 HOLD = {"cmn": "好的，请稍等，我帮您转告{name}。", "yue": "好，請等等，我幫你轉告{name}。"}
 # said to the caller when the elder declines, does not choose or does not answer: the same words for all three
 UNAVAILABLE = {"cmn": "{name}现在不方便接听，请稍后再打。再见。", "yue": "{name}而家唔方便聽電話，請遲啲再打。拜拜。"}
-# an announcement is spoken in three parts: the fixed head and tail (cached after their first use, warmed at
-# start) and the caller's words (synthesised per call, never written to the disk cache)
+# an announcement is spoken in three parts: the fixed head and tail (in the prompt cache after their first
+# use) and the caller's words (synthesised per call, never written to the disk cache)
 ANNOUNCE_HEAD = {"cmn": "有电话找您，对方说：", "yue": "有電話搵你，對方話："}
 ANNOUNCE_TAIL = {"cmn": "按1接通，按2挂断。", "yue": "撳1接通，撳2收線。"}
 WARN_HEAD = {"cmn": "这个电话很像诈骗。对方说：", "yue": "呢個電話好似詐騙。對方話："}
@@ -272,11 +272,6 @@ class CallScreener:
         must not wait for model loading while the elder's phone could already be ringing."""
         await self._get_detector()
         await self.recognise(bytes(8000), None)  # 0.5 s of silence: loads the models, the text is dropped
-        fixed = [(_say(table, d, name=self.cfg.answering_for, family=f), d) for d in ("cmn", "yue")
-                 for table in (ASK, HOLD, ANNOUNCE_HEAD, ANNOUNCE_TAIL, WARN_HEAD, WARN_TAIL)
-                 for f in ({"", _say(WARN_FAMILY, d)} if table is WARN_TAIL else {""})]
-        for text, d in fixed:  # into the prompt cache: a caller does not wait for these
-            await self._voice(text, d)
 
     # --- routing -------------------------------------------------------------------------------
     def line_for(self, call: PhoneCall) -> ScreenedLine | None:
