@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assistant.phrases import DEFAULT_PLATFORM_NAME
+
 
 def project_root() -> Path:
     env = os.environ.get("ASSISTANT_ROOT")
@@ -348,8 +350,16 @@ class SmsSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PlatformSettings:
+    # the elder-care platform's name, as elders know it: the bot says "我是<name>语音助手", the identity proof
+    # says "<name>来电", the hand-over's calls say "这里是<name>" (assistant/phrases.py). ASSISTANT_PLATFORM_NAME
+    name: str = DEFAULT_PLATFORM_NAME
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     paths: PathSettings
+    platform: PlatformSettings = field(default_factory=PlatformSettings)
     audio: AudioSettings = field(default_factory=AudioSettings)
     asr: AsrSettings = field(default_factory=AsrSettings)
     dialogue: DialogueSettings = field(default_factory=DialogueSettings)

@@ -34,6 +34,7 @@ from datetime import datetime, time, timedelta
 from typing import Any, Literal, Protocol
 
 from assistant.errors import TelephonyError
+from assistant.phrases import Phrasebook
 from assistant.session import CallSession
 
 logger = logging.getLogger(__name__)
@@ -240,28 +241,23 @@ SafePhraseOf = Callable[[int], Awaitable[str | None]]  # elder id → the elder'
 CheckinRunner = Callable[..., Awaitable[None]]
 SAFE_PHRASE_TIMEOUT_S = 3.0  # a slow store must not keep the elder waiting in silence: fall back to the code
 
-CHECKIN_QUESTION = {
-    "cmn": "您今天身体怎么样？很好请按1，需要帮助请按2，转人工请按0。",
-    "yue": "你今日身體點呀？好好請撳1，要幫手請撳2，轉人工請撳0。",
-}
-# after the proof on the call-back an inbound caller asked for (keypad 9 on their call)
-CALLBACK_QUESTION = {
-    "cmn": "这是您刚才要的回电。有什么可以帮您？",
-    "yue": "呢個係你頭先要嘅回電。有咩可以幫到你？",
-}
+# what the callee hears is in assistant/phrases.py (checkin_question, callback_question, family_missed_checkin);
+# a deployment's platform name reaches it through ``phrases`` (Phrasebook(platform_name=settings.platform.name))
+DEFAULT_PHRASES = Phrasebook()
 
 
-def opening_line(*, dialect: str | None, proof: str | None, family: bool = False, safe_phrase: str | None = None) -> str:
+def opening_line(*, dialect: str | None, proof: str | None, family: bool = False, safe_phrase: str | None = None,
+                 phrases: Phrasebook = DEFAULT_PHRASES) -> str:
     """The first thing the callee hears. Elder: the identity proof (safe phrase, one-time code, call-back
     offer), then the check-in question with the keypad hint. Family contact: the code only — the elder's
     safe phrase is never spoken to anyone else, whatever is passed."""
     from assistant.fraud_guard.identity import proof_utterances
 
     if family:
-        proved = "".join(proof_utterances(safe_phrase=None, code=proof, dialect=None))
-        return f"{proved}您的家人没有接听今天的关怀电话，请您尽快联系确认。收到请按1。"
-    proved = "".join(proof_utterances(safe_phrase=safe_phrase, code=proof, dialect=dialect))
-    return proved + CHECKIN_QUESTION["yue" if dialect == "yue" else "cmn"]
+        proved = "".join(proof_utterances(safe_phrase=None, code=proof, dialect=None, phrases=phrases))
+        return proved + phrases.say("family_missed_checkin", None)
+    proved = "".join(proof_utterances(safe_phrase=safe_phrase, code=proof, dialect=dialect, phrases=phrases))
+    return proved + phrases.say("checkin_question", dialect)
 
 
 class CareCallRunner:
@@ -485,8 +481,7 @@ class CareCallRunner:
             await self._alert("no_answer", elder_id=schedule.elder_id, call_id=None, number=schedule.number,
                               detail={"source": "identity_callback", "attempts": [record.result]})
             return result
-        d = "yue" if schedule.dialect == "yue" else "cmn"
-        greeting = "".join(proof_utterances(safe_phrase=phrase, code=_proof(entry), dialect=schedule.dialect)) + CALLBACK_QUESTION[d]
+        greeting = "".join(proof_utterances(safe_phrase=phrase, code=_proof(entry), dialect=schedule.dialect, phrases=DEFAULT_PHRASES)) + DEFAULT_PHRASES.say("callback_question", schedule.dialect)
         try:
             result.outcome = await self._converse(call, schedule, greeting=greeting, family=False, entry=entry,
                                                   hang_up_after_outcome_s=-1.0)

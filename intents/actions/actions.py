@@ -1,7 +1,8 @@
 """Custom actions: the always-available turns, care alerts, and four order forms that really book services.
 
 Every reply is chosen by dialect (``metadata.dialect`` of the latest user message: ``yue`` → Cantonese,
-anything else → Mandarin) from ``phrases.py``. Personal data (addresses) is spoken only when the call's
+anything else → Mandarin) from ``assistant/phrases.py``, the table of everything the bot says (pure data:
+the action server puts the project root on its path to import it). Personal data (addresses) is spoken only when the call's
 metadata says ``verified: true``. Orders are confirmed to the elder only after ``POST /api/orders``
 answered 201; otherwise the elder hears an apology and is handed to an operator.
 
@@ -13,7 +14,9 @@ back; "no" asks what to fix (``order_fix``), "cancel" ends without an order.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import time
 from abc import ABC, abstractmethod
 from typing import Any
@@ -24,8 +27,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions import parsing
-from actions.phrases import say
 from actions.platform_api import PlatformApi, PlatformApiError
+from assistant.phrases import DEFAULT_PLATFORM_NAME, Phrasebook
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +105,16 @@ def api() -> PlatformApi:
     return PlatformApi.from_env()
 
 
+@functools.cache
+def phrasebook() -> Phrasebook:
+    """``assistant/phrases.py`` with the platform's name (``ASSISTANT_PLATFORM_NAME``, set by the assistant)."""
+    return Phrasebook(platform_name=os.environ.get("ASSISTANT_PLATFORM_NAME") or DEFAULT_PLATFORM_NAME)
+
+
+def say(key: str, dialect: str, **fields: Any) -> str:
+    return phrasebook().say(key, dialect, **fields)
+
+
 # -- always-available turns -----------------------------------------------------------------------------
 class _Say(Action, ABC):
     phrase = ""
@@ -115,7 +128,7 @@ class _Say(Action, ABC):
 
 
 class ActionGreet(_Say):
-    phrase = "greet"
+    phrase = "greeting"
 
     def name(self) -> str:
         return "action_greet"
@@ -649,33 +662,27 @@ class ValidateAppointmentForm(_OrderForm):
 def readback(form: str, tracker: Tracker, dialect: str) -> str:
     """The order read back slowly: short sentences, numbers as words, address only when verified."""
     s = tracker.get_slot
-    yue = dialect == "yue"
+    p = phrasebook()
     if form == "gas_form":
-        size = {"15kg": "十五公斤", "5kg": "五公斤", "50kg": "五十公斤"}.get(s("gas_size") or "", "")
-        size = size or ("同平时一样" if yue else "和平时一样")
-        qty = parsing.speak_number(int(s("gas_quantity") or 1)) + ("樽" if yue else "罐")
+        size = {"15kg": "gas_size_15kg", "5kg": "gas_size_5kg", "50kg": "gas_size_50kg"}.get(s("gas_size"), "gas_size_usual")
         if is_verified(tracker) and s("gas_address"):
-            place = f"{'送去' if yue else '送到'}{s('gas_address')}。"
+            place = p.piece("gas_place_spoken", dialect, address=s("gas_address"))
         else:
-            place = "送去你登记嘅地址。" if yue else "送到您登记的地址。"
-        return f"{'石油气' if yue else '煤气'}，{size}，{qty}。{place}{'时间' if not yue else '时间'}：{spoken_when(s('gas_time') or '', dialect)}。"
+            place = p.piece("gas_place_profile", dialect)
+        return p.say("readback_gas", dialect, size=p.piece(size, dialect),
+                     quantity=parsing.speak_number(int(s("gas_quantity") or 1)) + p.piece("gas_unit", dialect),
+                     place=place, when=spoken_when(s("gas_time") or "", dialect))
     if form == "meal_form":
         meals = "、".join(parsing.MEAL_NAMES[m][0] for m in s("meal_meals") or [] if m in parsing.MEAL_NAMES)
         diet = "、".join(parsing.DIET_NAMES.get(d, d) for d in s("meal_diet") or [])
-        days = spoken_when(s("meal_days") or "", dialect)
-        return f"送餐：{meals}。日子：{days}。要求：{diet}。"
+        return p.say("readback_meal", dialect, meals=meals, days=spoken_when(s("meal_days") or "", dialect), diet=diet)
     if form == "repair_form":
-        urgent = s("repair_urgency") == "urgent"
-        if yue:
-            return f"报修：{s('repair_item')}。{'好急，尽快上门' if urgent else '唔急'}。"
-        return f"报修：{s('repair_item')}。{'很急，尽快上门' if urgent else '不急'}。"
+        urgency = p.piece("repair_urgent" if s("repair_urgency") == "urgent" else "repair_not_urgent", dialect)
+        return p.say("readback_repair", dialect, item=s("repair_item"), urgency=urgency)
     if form == "appointment_form":
-        escort = s("appt_escort")
-        if yue:
-            who = "要职员陪你去" if escort else "唔使人陪"
-        else:
-            who = "需要工作人员陪同" if escort else "不用人陪"
-        return f"预约：{s('appt_hospital')}，{s('appt_department')}。时间：{spoken_when(s('appt_time') or '', dialect)}。{who}。"
+        return p.say("readback_appointment", dialect, hospital=s("appt_hospital"), department=s("appt_department"),
+                     when=spoken_when(s("appt_time") or "", dialect),
+                     escort=p.piece("escort_yes" if s("appt_escort") else "escort_no", dialect))
     return ""
 
 

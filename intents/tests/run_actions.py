@@ -16,6 +16,7 @@ import yaml
 from rasa_sdk.executor import ActionExecutor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # intents/: the `actions` and `components` packages
+sys.path.append(str(Path(__file__).resolve().parents[2]))  # the project root: assistant/phrases.py (pure data)
 
 
 async def main(payload: dict, domain: dict) -> None:

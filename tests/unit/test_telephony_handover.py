@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from types import SimpleNamespace
 
+from assistant.phrases import Phrasebook
 from telephony.gateway import Gateway
-from telephony.handover import FAMILY_ALERT, FAMILY_WHAT, OperatorPool, _say
+from telephony.handover import FAMILY_ALERT, OperatorPool
 
 
 def test_longest_idle_operator_first_and_busy_ones_skipped():
@@ -22,9 +23,12 @@ def test_longest_idle_operator_first_and_busy_ones_skipped():
 
 
 def test_family_alert_words():
-    text = _say(FAMILY_ALERT, "cmn", name="王秀兰", what=_say(FAMILY_WHAT["sos"], "cmn"))
+    p = Phrasebook()
+    text = p.say(FAMILY_ALERT, "cmn", name="王秀兰", what=p.piece("family_what_sos", "cmn"))
     assert text == "您好，这里是平安通。王秀兰刚才按了紧急求助。按1表示您来处理。"
-    assert "撳1" in _say(FAMILY_ALERT, "yue", name="黄妹", what=_say(FAMILY_WHAT["sos"], "yue"))
+    assert "揿1" in p.say(FAMILY_ALERT, "yue", name="黄妹", what=p.piece("family_what_sos", "yue"))
+    # the platform's name is the deployment's
+    assert Phrasebook(platform_name="颐康通").say(FAMILY_ALERT, "cmn", name="王秀兰", what="").startswith("您好，这里是颐康通。")
 
 
 def _gateway(settings, **handover):
