@@ -242,7 +242,7 @@ CheckinRunner = Callable[..., Awaitable[None]]
 SAFE_PHRASE_TIMEOUT_S = 3.0  # a slow store must not keep the elder waiting in silence: fall back to the code
 
 # what the callee hears is in assistant/phrases.py (checkin_question, callback_question, family_missed_checkin);
-# a deployment's platform name reaches it through ``phrases`` (Phrasebook(platform_name=settings.platform.name))
+# CareCallRunner passes its gateway's platform name (settings.platform.name)
 DEFAULT_PHRASES = Phrasebook()
 
 
@@ -282,6 +282,7 @@ class CareCallRunner:
         self.on_alert = on_alert
         self.clock = clock or SystemClock()
         self.retry = retry or RetryPolicy(delays_s=tuple(gateway.settings.telephony.retry_delays_s))
+        self.phrases = Phrasebook(platform_name=gateway.settings.platform.name)
         self.answer_timeout_s = answer_timeout_s
         self.after_outcome_s = after_outcome_s
         self.max_call_s = max_call_s
@@ -407,7 +408,7 @@ class CareCallRunner:
             phrase = await self._safe_phrase(schedule.elder_id)  # before dialling: no dead air after the answer
             call, entry, record = await self._dial(schedule, schedule.number, "care_call", attempt, result)
             if call is not None:
-                greeting = opening_line(dialect=schedule.dialect, proof=_proof(entry), safe_phrase=phrase)
+                greeting = opening_line(dialect=schedule.dialect, proof=_proof(entry), safe_phrase=phrase, phrases=self.phrases)
                 try:
                     outcome = await self._converse(call, schedule, greeting=greeting, family=False, entry=entry)
                 finally:
@@ -428,7 +429,7 @@ class CareCallRunner:
             if call is None:
                 continue
             try:
-                await self._converse(call, schedule, greeting=opening_line(dialect=None, proof=_proof(entry), family=True), family=True, entry=entry)
+                await self._converse(call, schedule, greeting=opening_line(dialect=None, proof=_proof(entry), family=True, phrases=self.phrases), family=True, entry=entry)
             finally:
                 await self._mark_answered(entry, call.call_id)
             result.status = "escalated_family"
@@ -459,7 +460,7 @@ class CareCallRunner:
             return PlacedCall(result=record.result, entry=entry)
         await on_answered(call.call_id)
         greeting = opening_line(dialect=None if family else schedule.dialect, proof=_proof(entry), family=family,
-                                safe_phrase=phrase)
+                                safe_phrase=phrase, phrases=self.phrases)
         try:
             outcome = await self._converse(call, schedule, greeting=greeting, family=family, entry=entry)
         finally:
@@ -481,7 +482,8 @@ class CareCallRunner:
             await self._alert("no_answer", elder_id=schedule.elder_id, call_id=None, number=schedule.number,
                               detail={"source": "identity_callback", "attempts": [record.result]})
             return result
-        greeting = "".join(proof_utterances(safe_phrase=phrase, code=_proof(entry), dialect=schedule.dialect, phrases=DEFAULT_PHRASES)) + DEFAULT_PHRASES.say("callback_question", schedule.dialect)
+        greeting = ("".join(proof_utterances(safe_phrase=phrase, code=_proof(entry), dialect=schedule.dialect, phrases=self.phrases))
+                    + self.phrases.say("callback_question", schedule.dialect))
         try:
             result.outcome = await self._converse(call, schedule, greeting=greeting, family=False, entry=entry,
                                                   hang_up_after_outcome_s=-1.0)

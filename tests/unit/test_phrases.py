@@ -18,7 +18,7 @@ from assistant.tts.registry import fixed_clauses, split_clauses
 ROOT = Path(__file__).resolve().parents[2]
 # every module that speaks to a caller: none of them may write a sentence of its own
 SPEAKERS = [
-    "telephony/gateway.py", "telephony/scheduler.py", "telephony/handover.py",
+    "telephony/gateway.py", "telephony/scheduler.py", "telephony/engine.py", "telephony/handover.py",
     "assistant/dialogue/processor.py", "assistant/fraud_guard/identity.py", "assistant/fraud_guard/guard.py",
     "assistant/fraud_guard/pii_gate.py", "assistant/pipeline.py", *sorted(
         str(p.relative_to(ROOT)) for p in (ROOT / "intents" / "actions").rglob("*.py")),
@@ -112,6 +112,10 @@ def test_the_platform_name_comes_from_the_settings():
     for kind in ("known", "unknown"):
         assert "我是颐康通语音助手" in greeting_text(phrases=gateway.phrases, dialect="cmn", kind=kind)
     assert gateway.escalation.phrases.platform_name == "颐康通"
+    from telephony.scheduler import CareCallRunner
+
+    runner = CareCallRunner(gateway=gateway, ledger_record=None)
+    assert runner.phrases.platform_name == "颐康通"  # care calls and their call-backs name it too
 
 
 # realistic values for the fields: the clauses around them must be the warmed ones
