@@ -227,7 +227,8 @@ async def test_a_fraud_flag_hands_the_call_over_and_family_are_told_what_happene
     from telephony.handover import REASON_KINDS, URGENT_KINDS
 
     assert REASON_KINDS["fraud"] == "fraud" and "fraud" in URGENT_KINDS  # the guard's own alert, not a second one
-    assert "诈骗" in _say(FAMILY_ALERT, "cmn", name="王秀兰", what=_say(FAMILY_WHAT["fraud"], "cmn"))
+    p = Phrasebook()
+    assert "诈骗" in p.say(FAMILY_ALERT, "cmn", name="王秀兰", what=p.piece("family_what_fraud", "cmn"))
 
 
 async def test_the_hold_message_waits_for_the_bots_reply_to_start_then_play_out(settings):
