@@ -296,6 +296,37 @@ PHRASES: dict[str, dict[str, str]] = {
         "yue": "多谢，已经记低由你处理。老人家已经收咗线，请尽快联络佢。",
     },
     "emergency_call_failed": {"cmn": "急救电话没有接通，请直接拨打。", "yue": "急救电话未接通，请直接打。"},
+    # -- call screening (telephony/screening.py): an unknown caller on an elder's screened line -----------------
+    "screen_ask": {
+        "cmn": "您好，这里是{name}的电话助手，请问您是哪位，有什么事？",
+        "yue": "你好，呢度系{name}嘅电话助手，请问你系边位，有咩事？",
+    },
+    "screen_hold": {"cmn": "好的，请稍等，我帮您转告{name}。", "yue": "好，请等等，我帮你转告{name}。"},
+    "screen_unavailable": {"cmn": "{name}现在不方便接听，请稍后再打。再见。", "yue": "{name}而家唔方便听电话，请迟啲再打。拜拜。"},
+    # the announcement to the elder: head, the caller's words (synthesised per call), tail
+    "screen_announce_head": {"cmn": "有电话找您，对方说：", "yue": "有电话搵你，对方话："},
+    "screen_announce_tail": {"cmn": "按1接通，按2挂断。", "yue": "揿1接通，揿2收线。"},
+    "screen_warn_head": {"cmn": "这个电话很像诈骗。对方说：", "yue": "呢个电话好似诈骗。对方话："},
+    "screen_warn_tail": {
+        "cmn": "不要告诉对方验证码和银行信息。按1仍然接通，按2挂断。",
+        "yue": "唔好讲验证码同银行资料畀对方听。揿1照样接通，揿2收线。",
+    },
+    # after the warning's tail when the elder has family on file
+    "screen_warn_family": {"cmn": "按3联系家人。", "yue": "揿3联络屋企人。"},
+    "screen_declined": {"cmn": "好的，已经挂断。", "yue": "好，已经收咗线。"},
+    "screen_caller_gone": {"cmn": "对方已经挂断了。", "yue": "对方已经收咗线。"},
+    "screen_calling_family": {
+        "cmn": "好的，已经挂断这个电话，正在为您联系家人，请不要挂机。",
+        "yue": "好，已经收咗呢个电话，而家帮你联络屋企人，唔好收线。",
+    },
+    "screen_family_intro": {
+        "cmn": "您好，这里是{platform}。{elder}刚接到一个很像诈骗的电话，想跟您商量，正在为您接通，请稍等。",
+        "yue": "你好，呢度系{platform}。{elder}头先收到一个好似诈骗嘅电话，想同你商量，而家帮你接驳，请等等。",
+    },
+    "screen_family_nobody": {
+        "cmn": "家人暂时没有接听，我们已经通知值班人员。请不要给任何人转账，也不要说验证码。再见。",
+        "yue": "屋企人暂时未接听，我哋已经通知咗值班人员。唔好转账畀任何人，亦都唔好讲验证码。拜拜。",
+    },
 }
 
 PIECES: dict[str, dict[str, str]] = {
@@ -325,6 +356,8 @@ PIECES: dict[str, dict[str, str]] = {
         "yue": "打电话嚟，我哋几次都听唔明要咩，值班人员暂时未接听",
     },
     "family_what_fraud": {"cmn": "可能正在被电话诈骗，值班人员暂时没有接听", "yue": "可能俾人电话诈骗紧，值班人员暂时未接听"},
+    # call screening: the caller's words when they said nothing
+    "screen_said_nothing": {"cmn": "什么也没说", "yue": "乜都冇讲"},
     "family_elder_unnamed": {"cmn": "您的家人", "yue": "你屋企人"},
 }
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from assistant.errors import TelephonyError
+from assistant.phrases import Phrasebook
 from assistant.settings import ScreeningSettings, Settings
 from telephony.handover import Speaker, bridge
 from telephony.sip import PhoneCall, SipEndpoint
@@ -47,34 +48,19 @@ logger = logging.getLogger(__name__)
 Recognise = Callable[[bytes, str | None], Awaitable[tuple[str, str]]]
 Choice = Literal["connect", "reject", "family"]
 
-ASK = {"cmn": "您好，这里是{name}的电话助手，请问您是哪位，有什么事？",
-       "yue": "你好，呢度係{name}嘅電話助手，請問你係邊位，有咩事？"}
-HOLD = {"cmn": "好的，请稍等，我帮您转告{name}。", "yue": "好，請等等，我幫你轉告{name}。"}
+# what the caller and the elder hear: keys of assistant/phrases.py
+ASK = "screen_ask"
+HOLD = "screen_hold"
 # said to the caller when the elder declines, does not choose or does not answer: the same words for all three
-UNAVAILABLE = {"cmn": "{name}现在不方便接听，请稍后再打。再见。", "yue": "{name}而家唔方便聽電話，請遲啲再打。拜拜。"}
-# an announcement is spoken in three parts: the fixed head and tail (in the prompt cache after their first
-# use) and the caller's words (synthesised per call, never written to the disk cache)
-ANNOUNCE_HEAD = {"cmn": "有电话找您，对方说：", "yue": "有電話搵你，對方話："}
-ANNOUNCE_TAIL = {"cmn": "按1接通，按2挂断。", "yue": "撳1接通，撳2收線。"}
-WARN_HEAD = {"cmn": "这个电话很像诈骗。对方说：", "yue": "呢個電話好似詐騙。對方話："}
-WARN_TAIL = {"cmn": "不要告诉对方验证码和银行信息。按1仍然接通，按2挂断{family}。",
-             "yue": "唔好講驗證碼同銀行資料畀對方聽。撳1照樣接通，撳2收線{family}。"}
-WARN_FAMILY = {"cmn": "，按3联系家人", "yue": "，撳3聯絡屋企人"}
-SAID_NOTHING = {"cmn": "什么也没说", "yue": "乜都冇講"}
-ELDER_DECLINED = {"cmn": "好的，已经挂断。", "yue": "好，已經收咗線。"}
-CALLER_GONE = {"cmn": "对方已经挂断了。", "yue": "對方已經收咗線。"}
-CALLING_FAMILY = {"cmn": "好的，已经挂断这个电话，正在为您联系家人，请不要挂机。",
-                  "yue": "好，已經收咗呢個電話，而家幫你聯絡屋企人，唔好收線。"}
-FAMILY_INTRO = {"cmn": "您好，这里是平安通。{elder}刚接到一个很像诈骗的电话，想跟您商量，正在为您接通，请稍等。",
-                "yue": "你好，呢度係平安通。{elder}頭先收到一個好似詐騙嘅電話，想同你商量，而家幫你接駁，請等等。"}
-FAMILY_NOBODY = {"cmn": "家人暂时没有接听，我们已经通知值班人员。请不要给任何人转账，也不要说验证码。再见。",
-                 "yue": "屋企人暫時未接聽，我哋已經通知咗值班人員。唔好轉賬畀任何人，亦都唔好講驗證碼。拜拜。"}
+UNAVAILABLE = "screen_unavailable"
+ELDER_DECLINED = "screen_declined"
+CALLER_GONE = "screen_caller_gone"
+CALLING_FAMILY = "screen_calling_family"
+FAMILY_INTRO = "screen_family_intro"
+FAMILY_NOBODY = "screen_family_nobody"
+DEFAULT_PHRASES = Phrasebook()  # a deployment's own: Phrasebook(platform_name=settings.platform.name)
 
 KEYS: dict[str, Choice] = {"1": "connect", "2": "reject", "3": "family"}
-
-
-def _say(table: dict[str, str], dialect: str | None, **fmt: Any) -> str:
-    return table.get(dialect or "cmn", table["cmn"]).format(**fmt)
 
 
 def _digits(number: str | None) -> str:
@@ -114,16 +100,20 @@ def elder_choice(digit: str, *, flagged: bool, has_family: bool) -> Choice | Non
     return choice
 
 
-def announcement_parts(said: str, *, flagged: bool, has_family: bool, dialect: str | None, max_chars: int) -> tuple[str, str, str]:
+def announcement_parts(said: str, *, flagged: bool, has_family: bool, dialect: str | None, max_chars: int,
+                       phrases: Phrasebook = DEFAULT_PHRASES) -> tuple[str, str, str]:
     """What the elder hears, as (fixed head, the caller's words, fixed tail): the caller's words (as
-    recognised, at most ``max_chars`` characters), then the choices; a flagged call is announced as a warning."""
+    recognised, at most ``max_chars`` characters), then the choices; a flagged call is announced as a warning.
+    An announcement is spoken in three parts: the fixed head and tail (in the prompt cache after their first
+    use) and the caller's words (synthesised per call, never written to the disk cache)."""
     words = " ".join((said or "").split())
     if len(words) > max_chars:
         words = words[:max_chars] + "……"
-    words = (words.rstrip("。.!！?？,，") or _say(SAID_NOTHING, dialect)) + "。"
+    words = (words.rstrip("。.!！?？,，") or phrases.piece("screen_said_nothing", dialect)) + "。"
     if flagged:
-        return _say(WARN_HEAD, dialect), words, _say(WARN_TAIL, dialect, family=_say(WARN_FAMILY, dialect) if has_family else "")
-    return _say(ANNOUNCE_HEAD, dialect), words, _say(ANNOUNCE_TAIL, dialect)
+        family = phrases.say("screen_warn_family", dialect) if has_family else ""
+        return phrases.say("screen_warn_head", dialect), words, phrases.say("screen_warn_tail", dialect) + family
+    return phrases.say("screen_announce_head", dialect), words, phrases.say("screen_announce_tail", dialect)
 
 
 def announcement(said: str, *, flagged: bool, has_family: bool, dialect: str | None, max_chars: int) -> str:
@@ -259,6 +249,7 @@ class CallScreener:
         """``speak``: fixed prompts (cacheable); ``speak_words``: the caller's words (default ``speak``)."""
         self.settings = settings
         self.cfg: ScreeningSettings = settings.screening
+        self.phrases = Phrasebook(platform_name=settings.platform.name)
         self.endpoint = endpoint
         self.speak = speak
         self.speak_words = speak_words or speak
@@ -348,7 +339,7 @@ class CallScreener:
             state.state = "caller_gone"
             return
         parts = announcement_parts(state.transcript, flagged=state.flagged, has_family=bool(contacts), dialect=dialect,
-                                   max_chars=self.cfg.max_announcement_chars)
+                                   max_chars=self.cfg.max_announcement_chars, phrases=self.phrases)
         state.announcement = "".join(parts)
         # synthesised while the elder's phone rings: the elder hears it as soon as they pick up
         voiced = asyncio.create_task(self._voice_parts(parts, dialect), name=f"screening-voice-{call.call_id[:12]}")
@@ -484,7 +475,7 @@ class CallScreener:
         return chosen.result()
 
     async def _family(self, elder_leg: PhoneCall, state: ScreeningState, *, elder: Any, contacts: list[Any], dialect: str) -> None:
-        elder_name = getattr(elder, "name", None) or "您的家人"
+        elder_name = getattr(elder, "name", None) or self.phrases.piece("family_elder_unnamed", dialect)
         for contact in contacts:
             if elder_leg.state != "active":
                 return
@@ -561,8 +552,8 @@ class CallScreener:
             return []
         return [c for c in sorted(contacts, key=lambda c: (c.priority, c.contact_id)) if c.phone]
 
-    async def _tell(self, call: PhoneCall, table: dict[str, str], dialect: str | None, **fmt: Any) -> None:
-        await self._say_text(call, _say(table, dialect, **fmt), dialect or "cmn")
+    async def _tell(self, call: PhoneCall, phrase: str, dialect: str | None, **fmt: Any) -> None:
+        await self._say_text(call, self.phrases.say(phrase, dialect, **fmt), dialect or "cmn")
 
     async def _say_text(self, call: PhoneCall, text: str, dialect: str) -> None:
         if call.state != "active":

@@ -174,7 +174,7 @@ def test_announcement_and_warning_words_and_length_cap():
     assert "不要告诉对方验证码和银行信息" in warn and "按1仍然接通" in warn and "按3联系家人" in warn
     assert "按3" not in announcement(SCAM, flagged=True, has_family=False, dialect="cmn", max_chars=40)
     yue = announcement("我係物業", flagged=True, has_family=True, dialect="yue", max_chars=40)
-    assert "好似詐騙" in yue and "撳3聯絡屋企人" in yue
+    assert "好似诈骗" in yue and "揿3联络屋企人" in yue
     assert "什么也没说" in announcement("", flagged=False, has_family=False, dialect="cmn", max_chars=40)
 
 
