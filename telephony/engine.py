@@ -28,7 +28,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -103,7 +103,6 @@ class CallEngine:
         self._planned_until: dict[int, datetime] = {}
         self._last_plan: datetime | None = None
         self._next_dial: datetime | None = None
-        self._line_freed = asyncio.Event()
 
     @classmethod
     def from_settings(cls, *, settings, jobs: CallJobStore, runner: CareCallRunner, schedules: SchedulesSource,
@@ -118,39 +117,22 @@ class CallEngine:
         return as_stored(self.clock.now())
 
     # --- the loop ----------------------------------------------------------------------------------------
-    async def run(self, *, stop: asyncio.Event | None = None, on_tick: Callable[[], None] | None = None) -> None:
-        """Tick every ``tick_s`` until ``stop``; between ticks a line that frees up is refilled at once (a
-        due job does not wait for the next tick). ``on_tick`` is told after each tick (the outbound bench)."""
+    async def run(self, *, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
         logger.info("call engine %s: %d lines, tick %.0f s, lease %.0f s", self.node_id, self.max_calls, self.tick_s,
                     self.lease_s)
         async with asyncio.TaskGroup() as tg:
             while not stop.is_set():
                 await self.tick(tg)
-                if on_tick is not None:
-                    on_tick()
                 sleeper = asyncio.create_task(self.clock.sleep(self.tick_s))
+                stopper = asyncio.create_task(stop.wait())
                 try:
-                    while not sleeper.done() and not stop.is_set():
-                        if await self._wait_for(sleeper, stop):
-                            await self._guard("claim", partial(self._claim, tg))
+                    await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    sleeper.cancel()
-                    await asyncio.gather(sleeper, return_exceptions=True)
+                    for t in (sleeper, stopper):
+                        t.cancel()
+                    await asyncio.gather(sleeper, stopper, return_exceptions=True)
         # leaving the TaskGroup waited for the calls in progress: their steps are written
-
-    async def _wait_for(self, sleeper: asyncio.Task, stop: asyncio.Event) -> bool:
-        """Until the tick is due, ``stop``, or a line freed up (True: refill it now)."""
-        self._line_freed.clear()
-        freed = asyncio.create_task(self._line_freed.wait())
-        stopper = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({sleeper, stopper, freed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in (freed, stopper):
-                t.cancel()
-            await asyncio.gather(freed, stopper, return_exceptions=True)
-        return self._line_freed.is_set() and not sleeper.done() and not stop.is_set()
 
     async def tick(self, tg: asyncio.TaskGroup) -> None:
         for what, step in (("heartbeat", self._heartbeat), ("write step ends", self._write_unwritten),
@@ -255,7 +237,6 @@ class CallEngine:
             self._dialled.discard(job.id)
             if job.id not in self._unwritten:
                 self._held.pop(job.id, None)
-                self._line_freed.set()
 
     async def _work(self, job: JobInfo) -> None:
         if job.kind == "alert":

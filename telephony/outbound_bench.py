@@ -257,18 +257,14 @@ async def _node(spec: dict[str, Any]) -> dict[str, Any]:
     engine = CallEngine.from_settings(settings=settings, jobs=CallJobStore.for_engine(db, now=clock.now), runner=runner,
                                       schedules=source, clock=clock, node_id=f"node{spec['node']}")
     end = datetime.combine(DAY.date(), dtime.fromisoformat(spec["day_end"]))
-    stop = asyncio.Event()
-
-    async def stopper() -> None:
-        await clock.sleep((end - clock.now()).total_seconds())
-        clock.ticked(last=True)  # the calls in progress end on the clock the bench keeps moving
-        stop.set()
-
     poller = asyncio.create_task(clock.poll())
     try:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(stopper())
-            tg.create_task(engine.run(stop=stop, on_tick=clock.ticked))
+        async with asyncio.TaskGroup() as tg:  # CallEngine.run's loop, telling the bench each finished tick
+            while clock.now() < end:
+                await engine.tick(tg)
+                clock.ticked()
+                await clock.sleep(engine.tick_s)
+            clock.ticked(last=True)  # the calls in progress end on the clock the bench keeps moving
     finally:
         poller.cancel()
         await asyncio.gather(poller, return_exceptions=True)

@@ -486,29 +486,3 @@ async def test_spread_plans_a_windows_calls_over_its_first_part(platform):
     again = make_engine(p, phones, clock, schedules_for(p.elders), spread_s=1800)  # another node: same rows
     await again._plan()
     assert sorted(r.not_before.replace(tzinfo=None) for r in await engine.jobs.jobs()) == starts
-
-
-async def test_a_freed_line_is_refilled_before_the_next_tick(platform):
-    class SlowTicks(ManualClock):
-        async def sleep(self, seconds):
-            if seconds >= 10:  # the tick: longer than this test
-                await asyncio.Event().wait()
-            await asyncio.sleep(0)
-
-    p = platform
-    clock = SlowTicks(datetime(2026, 11, 23, 9, 0))
-    a, b = p.elders[:2]
-    phones = Phones(clock=clock, answers={f"10{a:02d}": ["answer"], f"10{b:02d}": ["answer"]},
-                    keys={f"10{a:02d}": "1", f"10{b:02d}": "1"})
-    engine = make_engine(p, phones, clock, schedules_for([a, b]))
-    engine.max_calls = 1
-    ticks, stop = [], asyncio.Event()
-    task = asyncio.create_task(engine.run(stop=stop, on_tick=lambda: ticks.append(1)))
-    deadline = asyncio.get_running_loop().time() + 20
-    while len(phones.dialled) < 2:
-        assert asyncio.get_running_loop().time() < deadline, phones.dialled
-        await asyncio.sleep(0.01)
-    await settle(engine)
-    stop.set()
-    await task
-    assert len(ticks) == 1 and sorted(phones.numbers()) == [f"10{a:02d}", f"10{b:02d}"]  # one line, two calls, one tick
