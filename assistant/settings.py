@@ -275,6 +275,7 @@ class TelephonySettings:
     # (0 = every elder at the window's first minute, as before); capped at half the window
     engine_spread_s: float = 0.0
     engine_plan_every_s: float = 300.0  # how often the elders' schedules are read again to plan new days
+    engine_step_timeout_s: float = 30.0  # a tick step (store call) that hangs longer is given up, logged, retried
     engine_alert_retry_s: float = 60.0  # an operator alert the alert store refused is tried again after this
 
 
