@@ -250,3 +250,15 @@ def test_actions_speak_from_the_shared_table_with_the_platforms_name(api):
     [named] = run_actions(api, [("action_greet", tracker("你好", "greet", dialect="yue"))], ASSISTANT_PLATFORM_NAME="颐康通",
                           PYTHONPATH="")  # no help from the environment: the runner puts the project root on the path
     assert texts(named) == "你好，我系颐康通语音助手。请问有咩可以帮到你？"
+
+
+def test_the_action_server_registers_exactly_the_domains_actions(api):
+    """One module per order type, the ask actions built from each OrderType: the names Rasa's domain lists are
+    exactly those the action server registers (no globals() factory, nothing missing or extra)."""
+    import yaml
+
+    proc = subprocess.run([str(RASA_PY), "tests/run_actions.py", "--list"], cwd=INTENTS, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    domain = yaml.safe_load((INTENTS / "domain.yml").read_text(encoding="utf-8"))
+    assert json.loads(proc.stdout) == sorted(domain["actions"])
