@@ -553,7 +553,8 @@ class Escalation:
                 self.pool.take(uri)
             got = None
             try:
-                got = await self._ring(free, state, who="operator", total_s=self.cfg.operator_ring_timeout_s, elder=elder, parallel=True)
+                got = await self._ring(free, state, who="operator", total_s=max(0.5, deadline - time.monotonic()), elder=elder,
+                                       parallel=True)  # (the time queued counts)
             finally:
                 for uri in free:
                     if got is None or uri != state.operator:

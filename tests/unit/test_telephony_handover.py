@@ -260,3 +260,26 @@ async def test_the_hold_message_waits_for_the_bots_reply_to_start_then_play_out(
     t0 = time.monotonic()
     await esc._drain(call, muting, since=t0)  # no reply on its way (keypad 0): not longer than the start wait
     assert 1.5 < time.monotonic() - t0 < 3.0
+
+
+async def test_ring_all_after_the_queue_rings_only_for_the_time_left(settings):
+    import asyncio
+
+    from telephony.handover import HandOverState
+
+    esc, _rung = _queue_escalation(settings, timeout_s=1.0)
+    esc.cfg = replace(esc.cfg, operator_strategy="ring_all")
+    given: list[float] = []
+    dial = esc.endpoint.dial
+
+    async def timed_dial(uri, *, timeout_s):
+        given.append(timeout_s)
+        return await dial(uri, timeout_s=timeout_s)
+
+    esc.endpoint.dial = timed_dial
+    esc.pool.take("sip:op1@x")
+    task = asyncio.create_task(esc._ring_operators(_elder("q"), HandOverState(call_id="q", reason="sos")))
+    await asyncio.sleep(0.6)
+    esc.pool.release("sip:op1@x")
+    assert (await asyncio.wait_for(task, 2))[0] == "sip:op1@x"
+    assert given and given[0] <= 0.5  # operator_ring_timeout_s (1 s) is the whole wait, queue included
