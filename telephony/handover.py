@@ -369,9 +369,13 @@ class Escalation:
             if family and (call.state == "active" or kind in URGENT_KINDS):
                 state.state = "calling_family"
                 await self._note(state)
-                await self._tell(call, NO_OPERATOR_FAMILY, dialect)
-                if await self._family(call, state, session, family, kind, dialect):
-                    return state
+                # the family's phones ring while the elder's words are synthesised (TTS may take seconds)
+                telling = asyncio.create_task(self._tell(call, NO_OPERATOR_FAMILY, dialect), name=f"handover-tell-{call.call_id[:12]}")
+                try:
+                    if await self._family(call, state, session, family, kind, dialect, told=telling):
+                        return state
+                finally:
+                    await _finish(telling)
                 if self.cfg.duty_uri:
                     await self._tell(call, FAMILY_NO_ANSWER_DUTY, dialect)
             elif self.cfg.duty_uri:
@@ -657,7 +661,9 @@ class Escalation:
         except Exception:
             return self.phrases.piece("family_elder_unnamed", dialect)
 
-    async def _family(self, elder: PhoneCall, state: HandOverState, session, contacts: list[Any], kind: str, dialect: str) -> bool:
+    async def _family(self, elder: PhoneCall, state: HandOverState, session, contacts: list[Any], kind: str, dialect: str,
+                      *, told: asyncio.Task | None = None) -> bool:
+        """``told``: the elder's "we are phoning your family" on its way (finished before they are bridged)."""
         name = await self._elder_name(session, dialect)
         what = self.phrases.piece(f"family_what_{kind if kind in FAMILY_WHAT_KINDS else 'human'}", dialect)
         for contact in contacts:
@@ -685,6 +691,8 @@ class Escalation:
             if elder.state == "active":
                 await self._tell(fam, FAMILY_ACK_BRIDGE, dialect)
                 await fam.wait_played(timeout_s=10.0)
+                if told is not None:
+                    await _finish(told)
                 await self._tell(elder, FAMILY_CONNECTING, dialect)
                 await elder.wait_played(timeout_s=10.0)
                 await self._connected(elder, fam, state, who="family")
@@ -715,6 +723,12 @@ class Escalation:
 
 def _drop(_value) -> None:
     return None
+
+
+async def _finish(task: asyncio.Task, *, timeout_s: float = 30.0) -> None:
+    """Wait for a prompt task, at most ``timeout_s`` (then, or when we are cancelled, it is cancelled too)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(task, timeout=timeout_s)
 
 
 async def _first(*aws) -> None:

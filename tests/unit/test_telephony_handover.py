@@ -283,3 +283,47 @@ async def test_ring_all_after_the_queue_rings_only_for_the_time_left(settings):
     esc.pool.release("sip:op1@x")
     assert (await asyncio.wait_for(task, 2))[0] == "sip:op1@x"
     assert given and given[0] <= 0.5  # operator_ring_timeout_s (1 s) is the whole wait, queue included
+
+
+async def test_family_phones_ring_while_the_elders_prompt_is_synthesised(settings):
+    """The bench (real voices, loaded machine) showed family calls tens of seconds late: the family was
+    dialled only after "we are phoning your family" had been synthesised for the elder."""
+    import asyncio
+    import time
+
+    from assistant.errors import TelephonyError
+    from telephony.handover import Escalation, HandOverState
+
+    s = replace(settings, handover=replace(settings.handover, operator_uris=(), duty_uri="", call_family=True))
+    events: list[tuple[str, float]] = []
+    t0 = time.monotonic()
+
+    class Endpoint:
+        async def dial(self, uri, *, timeout_s):
+            events.append((f"dial {uri}", time.monotonic() - t0))
+            raise TelephonyError("no answer", code="no_answer")
+
+    async def slow_speak(text, dialect):
+        await asyncio.sleep(1.0)  # a voice on a busy machine
+        events.append((f"said {text[:6]}", time.monotonic() - t0))
+        return b"\0\0" * 80
+
+    class Store:
+        async def create_alert(self, **kw):
+            return SimpleNamespace(alert_id=1)
+
+        async def contacts_for(self, elder_id):
+            return [SimpleNamespace(priority=1, contact_id=1, phone="13900001111", name="王小明")]
+
+        async def get_elder(self, elder_id):
+            return SimpleNamespace(name="王秀兰")
+
+    esc = Escalation(settings=s, endpoint=Endpoint(), speak=slow_speak, store=Store())
+    ended = asyncio.Event()
+    elder = SimpleNamespace(state="active", call_id="e1", on_audio=None, on_dtmf=None, play=lambda pcm: None,
+                            wait_ended=ended.wait, wait_played=lambda timeout_s: asyncio.sleep(0), hangup=lambda: asyncio.sleep(0))
+    session = SimpleNamespace(dialect="cmn", elder_id=1, call_id="e1")
+    await esc.run(call=elder, session=session, reason="sos", state=HandOverState(call_id="e1", reason="sos"))
+    dial_at = next(t for what, t in events if what.startswith("dial"))
+    said_at = next(t for what, t in events if what.startswith("said"))
+    assert dial_at < 0.5 < said_at, events  # dialled at once, not after the 1 s synthesis
