@@ -27,7 +27,8 @@ from assistant.dialogue.processor import AlertSink, DialogueProcessor, IdentityP
 from assistant.dialogue.rasa_client import RasaClient
 from assistant.errors import AssistantError
 from assistant.fraud_guard.guard import FraudGuard
-from assistant.fraud_guard.pii_gate import PiiGate, personal_data_of
+from assistant.fraud_guard.pii_gate import PiiGate, PiiPolicy, personal_data_of
+from assistant.phrases import Phrasebook
 from assistant.session import CallSession
 from assistant.settings import Settings
 from assistant.tts.service import AssistantTTSService
@@ -150,7 +151,7 @@ def build_call_pipeline(
         if services.fraud_guard_factory is not None
         else FraudGuard(session=session, settings=settings, default_speaker=session.heard_speaker)
     )
-    gate = PiiGate(session=session)
+    gate = PiiGate(session=session, policy=PiiPolicy(phrases=Phrasebook(platform_name=settings.platform.name)))
     opening = CallOpening(session=session, services=services, gate=gate, guard=guard)
     stages: list[FrameProcessor] = [
         vad,

@@ -44,7 +44,7 @@ def rasa_specs(settings: Settings, *, api_url: str, service_token: str) -> list[
     python = rasa_env_python(settings)
     logs = settings.paths.var_dir / "logs"
     d = settings.dialogue
-    env = rasa_cli.rasa_child_env(api_url=api_url, service_token=service_token)
+    env = rasa_cli.rasa_child_env(api_url=api_url, service_token=service_token, platform_name=settings.platform.name)
     return [
         ChildSpec(
             name="rasa-actions",

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assistant.phrases import DEFAULT_PLATFORM_NAME
+
 
 def project_root() -> Path:
     env = os.environ.get("ASSISTANT_ROOT")
@@ -279,6 +281,7 @@ class TelephonySettings:
     # (0 = every elder at the window's first minute, as before); capped at half the window
     engine_spread_s: float = 0.0
     engine_plan_every_s: float = 300.0  # how often the elders' schedules are read again to plan new days
+    engine_step_timeout_s: float = 30.0  # a tick step (store call) that hangs longer is given up, logged, retried
     engine_alert_retry_s: float = 60.0  # an operator alert the alert store refused is tried again after this
 
 
@@ -309,6 +312,29 @@ class HandoverSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ScreeningSettings:
+    """Call screening (issue #20 item 4, ``telephony/screening.py``): an elder's own line that routes through
+    the platform (an ATA or SIP line whose incoming calls reach the gateway as INVITEs to ``sip:<line>@gateway``).
+    Unknown callers are answered by the assistant, asked who they are, scored by the scam detector and
+    announced (or warned about) to the elder's phone, which is rung as a B2BUA leg. No ``lines`` = off."""
+
+    # "<line number>=<elder's phone URI>" pairs; the line number is a phone of the elder on file (it maps
+    # the line to the elder), the URI is where the elder's phone really rings (the ATA / SIP phone), e.g.
+    # ASSISTANT_SCREENING_LINES=07506601234=sip:ata-601234@10.0.0.7:5060
+    lines: tuple[str, ...] = ()
+    # who the assistant says it answers for (这里是{name}的电话助手): never the elder's name by default, an
+    # unknown caller learns nothing about whose line this is
+    answering_for: str = "机主"
+    answer_timeout_s: float = 8.0  # after the question: time the caller has to start answering
+    max_answer_s: float = 12.0  # the caller's answer is cut after this much audio
+    end_of_answer_silence_s: float = 0.8  # this much silence after speech ends the answer
+    max_announcement_chars: int = 40  # at most this many characters of the caller's words are read to the elder
+    elder_ring_timeout_s: float = 30.0  # the elder's phone rings this long
+    elder_choice_timeout_s: float = 20.0  # after the announcement (said twice): time to press 1 / 2 / 3
+    family_ring_timeout_s: float = 25.0  # key 3: each family contact's phone rings this long
+
+
+@dataclass(frozen=True, kw_only=True)
 class SmsSettings:
     """Family SMS through Kannel's sendsms interface (docs/kannel.conf.sample: SMPP to the carrier).
     No ``kannel_sendsms_url`` = no SMS channel: rows stay ``undeliverable`` and nobody is told they went out."""
@@ -331,8 +357,16 @@ class SmsSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PlatformSettings:
+    # the elder-care platform's name, as elders know it: the bot says "我是<name>语音助手", the identity proof
+    # says "<name>来电", the hand-over's calls say "这里是<name>" (assistant/phrases.py). ASSISTANT_PLATFORM_NAME
+    name: str = DEFAULT_PLATFORM_NAME
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     paths: PathSettings
+    platform: PlatformSettings = field(default_factory=PlatformSettings)
     audio: AudioSettings = field(default_factory=AudioSettings)
     asr: AsrSettings = field(default_factory=AsrSettings)
     dialogue: DialogueSettings = field(default_factory=DialogueSettings)
@@ -344,6 +378,7 @@ class Settings:
     telephony: TelephonySettings = field(default_factory=TelephonySettings)
     sms: SmsSettings = field(default_factory=SmsSettings)
     handover: HandoverSettings = field(default_factory=HandoverSettings)
+    screening: ScreeningSettings = field(default_factory=ScreeningSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
 

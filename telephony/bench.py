@@ -220,6 +220,7 @@ async def mandarin_speech(
     """One continuous pcap of ``seconds``: silence while the greeting plays (``greeting_s``; default: the
     unknown-caller greeting spoken by our TTS), then ``utterances`` each followed by ``reply_pause_s`` of
     silence, repeated. Synthesized once; the file is written in a thread."""
+    from assistant.phrases import Phrasebook
     from telephony.gateway import greeting_text
     from telephony.pcap import write_rtp_pcap
 
@@ -227,7 +228,7 @@ async def mandarin_speech(
     said = [await _phone_pcm8k(text, settings=settings) for text in utterances]
     spoken = [pcm for pcm, _voice in said]
     if greeting_s is None:
-        greeting, _voice = await _phone_pcm8k(greeting_text(dialect="cmn", kind=greeting_kind), settings=settings)
+        greeting, _voice = await _phone_pcm8k(greeting_text(phrases=Phrasebook(platform_name=settings.platform.name), dialect="cmn", kind=greeting_kind), settings=settings)
         greeting_s = len(greeting) / 2 / rate
     lead_s = greeting_s + GREETING_MARGIN_S
     pause = b"\x00\x00" * int(reply_pause_s * rate)

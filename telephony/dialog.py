@@ -107,6 +107,8 @@ class PhoneCall:
         self.direction = direction
         self.remote_uri = remote_uri
         self.remote_number = uri_user(remote_uri)
+        # inbound: the number the caller dialled (our line, or an elder's screened line: telephony.screening)
+        self.called_number = uri_user(leg.callee) if isinstance(leg, InboundLeg) else ""
         self.plan = plan
         self._offer = offer  # the INVITE's SDP: our answer mirrors its m= lines
         self.state: Literal["ringing", "active", "ended"] = "ringing"

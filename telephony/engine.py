@@ -79,7 +79,7 @@ class CallEngine:
     def __init__(self, *, jobs: CallJobStore, runner: CareCallRunner, schedules: SchedulesSource, clock: Clock,
                  node_id: str, tick_s: float, lease_s: float, max_calls: int, dials_per_s: float = 0.0,
                  plan_every_s: float = 300.0, alert_retry_s: float = 60.0, spread_s: float = 0.0,
-                 retry: RetryPolicy | None = None) -> None:
+                 step_timeout_s: float = 30.0, retry: RetryPolicy | None = None) -> None:
         if lease_s <= 2 * tick_s:
             raise ValueError("engine lease_s must be more than two ticks (a live node must renew it in time)")
         self.jobs = jobs
@@ -94,6 +94,7 @@ class CallEngine:
         self.plan_every_s = plan_every_s
         self.alert_retry_s = alert_retry_s
         self.spread_s = spread_s
+        self.step_timeout_s = step_timeout_s  # real seconds (asyncio), whatever the engine clock
         self.retry = retry or runner.retry
         self.stats = EngineStats()
         self._held: dict[int, JobInfo] = {}
@@ -111,7 +112,7 @@ class CallEngine:
         return cls(jobs=jobs, runner=runner, schedules=schedules, clock=clock or runner.clock,
                    node_id=node_id or t.engine_node_id or default_node_id(), tick_s=t.engine_tick_s,
                    lease_s=t.engine_lease_s, max_calls=t.engine_max_calls, dials_per_s=t.engine_dials_per_s,
-                   plan_every_s=t.engine_plan_every_s, alert_retry_s=t.engine_alert_retry_s, spread_s=t.engine_spread_s)
+                   plan_every_s=t.engine_plan_every_s, alert_retry_s=t.engine_alert_retry_s, spread_s=t.engine_spread_s, step_timeout_s=t.engine_step_timeout_s)
 
     def now(self) -> datetime:
         return as_stored(self.clock.now())
@@ -143,7 +144,8 @@ class CallEngine:
 
     async def _guard(self, what: str, step) -> None:
         try:
-            await step()
+            async with asyncio.timeout(self.step_timeout_s):  # a hung store call must not stall the node
+                await step()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the store is down for a tick, a lookup failed: log it, try again next tick

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from assistant.errors import AssistantError, TelephonyError
+from assistant.phrases import Phrasebook
 from assistant.settings import Settings
 from telephony.sip import PhoneCall, SipEndpoint
 
@@ -44,37 +45,23 @@ logger = logging.getLogger(__name__)
 # (text, dialect) → 8 kHz 16-bit mono PCM to play on a call
 Speaker = Callable[[str, str], Awaitable[bytes]]
 
-HOLD = {"cmn": "请稍等，正在为您接通人工。", "yue": "請等等，而家幫你接駁人工服務。"}
-HOLD_AGAIN = {"cmn": "正在为您接通，请不要挂机。", "yue": "而家幫緊你接駁，唔好收線。"}
-# all operators are on other calls: the elder waits in the queue (told their place, honestly)
-QUEUED = {"cmn": "值班人员正在接听其他电话，您现在排在第{n}位，请不要挂机。",
-          "yue": "值班人員而家聽緊其他電話，你而家排第{n}位，唔好收線。"}
-NO_OPERATOR_FAMILY = {"cmn": "值班人员暂时没有接听，我们正在打电话给您的家人，请不要挂机。",
-                      "yue": "值班人員暫時未接聽，我哋而家打電話畀你屋企人，唔好收線。"}
-NO_OPERATOR_DUTY = {"cmn": "值班人员暂时没有接听，我们正在打值班电话，请不要挂机。",
-                    "yue": "值班人員暫時未接聽，我哋而家打值班電話，唔好收線。"}
-FAMILY_CONNECTING = {"cmn": "您的家人接听了，正在为您接通。", "yue": "你屋企人聽咗電話，而家幫你接駁。"}
-FAMILY_NO_ANSWER_DUTY = {"cmn": "家人暂时没有接听，我们正在打值班电话，请不要挂机。",
-                         "yue": "屋企人暫時未接聽，我哋而家打值班電話，唔好收線。"}
-NOBODY = {"cmn": "暂时没有人接听。您的求助已经记录下来，值班人员会尽快给您回电。您也可以继续跟我说。",
-          "yue": "暫時未有人接聽。你嘅求助已經記低咗，值班人員會盡快覆電話畀你。你都可以繼續同我講。"}
-NOBODY_NO_BOT = {"cmn": "值班人员暂时没有接听，我们会尽快再打给您。再见。", "yue": "值班人員暫時未接聽，我哋會盡快再打畀你。拜拜。"}
-CALLBACK_OPENING = {"cmn": "您好，这里是平安通，值班人员给您回电话。本次来电确认码是{code}。请稍等，正在为您接通值班人员。",
-                    "yue": "你好，呢度係平安通，值班人員覆電話畀你。今次來電確認碼係{code}。請等等，而家幫你接駁值班人員。"}
-FAMILY_ALERT = {"cmn": "您好，这里是平安通。{name}刚才{what}。按1表示您来处理。",
-                "yue": "你好，呢度係平安通。{name}頭先{what}。撳1表示你嚟處理。"}
-FAMILY_WHAT = {
-    "sos": {"cmn": "按了紧急求助", "yue": "撳咗緊急求助"},
-    "unconfirmed_emergency": {"cmn": "可能遇到了紧急情况，没有回答我们", "yue": "可能有緊急情況，冇回應我哋"},
-    "human": {"cmn": "要求转接人工，值班人员暂时没有接听", "yue": "要求轉駁人工，值班人員暫時未接聽"},
-    "misunderstanding": {"cmn": "打来电话，我们几次没听懂需要什么，值班人员暂时没有接听",
-                         "yue": "打電話嚟，我哋幾次都聽唔明要咩，值班人員暫時未接聽"},
-    "fraud": {"cmn": "可能正在被电话诈骗，值班人员暂时没有接听", "yue": "可能俾人電話詐騙緊，值班人員暫時未接聽"},
-}
-FAMILY_ACK_BRIDGE = {"cmn": "谢谢，已经记录由您处理。正在为您接通老人，请稍等。", "yue": "多謝，已經記低由你處理。而家幫你接駁老人家，請等等。"}
-FAMILY_ACK_GONE = {"cmn": "谢谢，已经记录由您处理。老人已经挂机，请尽快联系老人。", "yue": "多謝，已經記低由你處理。老人家已經收咗線，請盡快聯絡佢。"}
-
-EMERGENCY_FAILED = {"cmn": "急救电话没有接通，请直接拨打。", "yue": "急救電話未接通，請直接打。"}
+# what each party hears: keys of assistant/phrases.py
+HOLD = "handover_hold"
+HOLD_AGAIN = "handover_hold_again"
+QUEUED = "handover_queued"  # all operators are on other calls: the elder is told their place, honestly
+NO_OPERATOR_FAMILY = "no_operator_family"
+NO_OPERATOR_DUTY = "no_operator_duty"
+FAMILY_CONNECTING = "family_connecting"
+FAMILY_NO_ANSWER_DUTY = "family_no_answer_duty"
+NOBODY = "nobody_answered"
+NOBODY_NO_BOT = "nobody_answered_no_bot"
+CALLBACK_OPENING = "operator_callback_opening"
+FAMILY_ALERT = "family_alert"
+FAMILY_ACK_BRIDGE = "family_ack_bridge"
+FAMILY_ACK_GONE = "family_ack_gone"
+EMERGENCY_FAILED = "emergency_call_failed"
+# the alert kinds family_alert names (the family_what_<kind> pieces); any other kind is told as "human"
+FAMILY_WHAT_KINDS = frozenset({"sos", "unconfirmed_emergency", "human", "misunderstanding", "fraud"})
 
 REPLY_START_WAIT_S = 2.0  # the bot's reply to the words that asked for a person: its audio starts within this
 
@@ -83,10 +70,6 @@ REASON_KINDS = {"emergency": "sos", "sos": "sos", "unconfirmed_emergency": "unco
                 "misunderstanding": "misunderstanding", "fraud": "fraud"}
 # an alert that stands after the elder hung up: family are still phoned (a scam may go on off our line)
 URGENT_KINDS = frozenset({"sos", "unconfirmed_emergency", "fraud"})
-
-
-def _say(table: dict[str, str], dialect: str | None, **fmt: Any) -> str:
-    return table.get(dialect or "cmn", table["cmn"]).format(**fmt)
 
 
 def tts_speaker(settings: Settings) -> Speaker:
@@ -308,6 +291,7 @@ class Escalation:
     def __init__(self, *, settings: Settings, endpoint: SipEndpoint, speak: Speaker, store: Any = None,
                  pool: OperatorPool | None = None) -> None:
         self.settings = settings
+        self.phrases = Phrasebook(platform_name=settings.platform.name)
         self.cfg = settings.handover
         self.endpoint = endpoint
         self.speak = speak
@@ -322,12 +306,12 @@ class Escalation:
         return bool(self.cfg.operator_uris or self.cfg.duty_uri)
 
     # --- the elder's side ----------------------------------------------------------------------
-    async def _tell(self, call: PhoneCall, table: dict[str, str], dialect: str | None, **fmt: Any) -> None:
+    async def _tell(self, call: PhoneCall, phrase: str, dialect: str | None, **fmt: Any) -> None:
         """Say something to a caller (queued on their line; returns once it is queued)."""
         if call.state != "active":
             return
         try:
-            pcm = await self.speak(_say(table, dialect, **fmt), dialect or "cmn")
+            pcm = await self.speak(self.phrases.say(phrase, dialect, **fmt), dialect or "cmn")
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a voice that fails must not stop the escalation
@@ -385,9 +369,13 @@ class Escalation:
             if family and (call.state == "active" or kind in URGENT_KINDS):
                 state.state = "calling_family"
                 await self._note(state)
-                await self._tell(call, NO_OPERATOR_FAMILY, dialect)
-                if await self._family(call, state, session, family, kind, dialect):
-                    return state
+                # the family's phones ring while the elder's words are synthesised (TTS may take seconds)
+                telling = asyncio.create_task(self._tell(call, NO_OPERATOR_FAMILY, dialect), name=f"handover-tell-{call.call_id[:12]}")
+                try:
+                    if await self._family(call, state, session, family, kind, dialect, told=telling):
+                        return state
+                finally:
+                    await _finish(telling)
                 if self.cfg.duty_uri:
                     await self._tell(call, FAMILY_NO_ANSWER_DUTY, dialect)
             elif self.cfg.duty_uri:
@@ -569,7 +557,8 @@ class Escalation:
                 self.pool.take(uri)
             got = None
             try:
-                got = await self._ring(free, state, who="operator", total_s=self.cfg.operator_ring_timeout_s, elder=elder, parallel=True)
+                got = await self._ring(free, state, who="operator", total_s=max(0.5, deadline - time.monotonic()), elder=elder,
+                                       parallel=True)  # (the time queued counts)
             finally:
                 for uri in free:
                     if got is None or uri != state.operator:
@@ -664,17 +653,19 @@ class Escalation:
             return []
         return [c for c in sorted(contacts, key=lambda c: (c.priority, c.contact_id)) if c.phone]
 
-    async def _elder_name(self, session) -> str:
+    async def _elder_name(self, session, dialect: str | None) -> str:
         try:
             return (await self.store.get_elder(session.elder_id)).name
         except asyncio.CancelledError:
             raise
         except Exception:
-            return "您的家人"
+            return self.phrases.piece("family_elder_unnamed", dialect)
 
-    async def _family(self, elder: PhoneCall, state: HandOverState, session, contacts: list[Any], kind: str, dialect: str) -> bool:
-        name = await self._elder_name(session)
-        what = _say(FAMILY_WHAT.get(kind, FAMILY_WHAT["human"]), dialect)
+    async def _family(self, elder: PhoneCall, state: HandOverState, session, contacts: list[Any], kind: str, dialect: str,
+                      *, told: asyncio.Task | None = None) -> bool:
+        """``told``: the elder's "we are phoning your family" on its way (finished before they are bridged)."""
+        name = await self._elder_name(session, dialect)
+        what = self.phrases.piece(f"family_what_{kind if kind in FAMILY_WHAT_KINDS else 'human'}", dialect)
         for contact in contacts:
             try:
                 fam = await self.endpoint.dial(contact.phone, timeout_s=self.cfg.family_ring_timeout_s)
@@ -700,6 +691,8 @@ class Escalation:
             if elder.state == "active":
                 await self._tell(fam, FAMILY_ACK_BRIDGE, dialect)
                 await fam.wait_played(timeout_s=10.0)
+                if told is not None:
+                    await _finish(told)
                 await self._tell(elder, FAMILY_CONNECTING, dialect)
                 await elder.wait_played(timeout_s=10.0)
                 await self._connected(elder, fam, state, who="family")
@@ -730,6 +723,12 @@ class Escalation:
 
 def _drop(_value) -> None:
     return None
+
+
+async def _finish(task: asyncio.Task, *, timeout_s: float = 30.0) -> None:
+    """Wait for a prompt task, at most ``timeout_s`` (then, or when we are cancelled, it is cancelled too)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(task, timeout=timeout_s)
 
 
 async def _first(*aws) -> None:

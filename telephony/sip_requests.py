@@ -9,7 +9,7 @@ request asks of us. ``screen`` does, before a call is created, and returns the r
 - ``Require:`` an option tag we do not implement → 420 with ``Unsupported:`` (§8.2.2.3; not for ACK/CANCEL);
 - INVITE with a To tag for a dialog we do not know → 481 (§12.2.2; aiosipua took it for a new call and our
   200 then carried two tags);
-- INVITE whose Contact is not a SIP URI → 400 (§8.1.1.8);
+- INVITE whose Contact is not a SIP URI, or a new INVITE without one → 400 (§8.1.1.8);
 - INVITE whose ``Accept:`` rules out ``application/sdp`` → 406 with a ``Warning`` (our 200 must carry SDP);
 - INVITE body: ``application/sdp``, or ``multipart/mixed``/``multipart/alternative`` holding one (RFC 5621) —
   anything else → 415 with ``Accept: application/sdp``; SDP that does not parse → 400 with a ``Warning``.
@@ -67,6 +67,8 @@ def screen(request: SipRequest, *, known_dialog: bool, host: str) -> Refusal | N
     if _tag(request.headers.get_first("to") or "") and not known_dialog:
         return Refusal(status=481, reason="Call/Transaction Does Not Exist", counter="no_dialog")
     contacts = request.headers.get("contact")
+    if not contacts and not known_dialog:  # we would have no target for the BYE
+        return Refusal(status=400, reason="Bad Request", headers={"Warning": f'399 {host} "Missing Contact"'})
     if contacts and not _sip_contact(contacts[0]):
         return Refusal(status=400, reason="Bad Contact", headers={"Warning": f'399 {host} "Contact is not a SIP URI"'})
     accept = _tokens(request.headers.get("accept"))

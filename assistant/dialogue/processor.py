@@ -48,8 +48,8 @@ from assistant.dialogue.decision import (
     spoken_menu_choice,
 )
 from assistant.dialogue.rasa_client import NluParse, RasaClient, RasaReply
-from assistant.dialogue.system_prompts import prompt
 from assistant.errors import DialogueError
+from assistant.phrases import Phrasebook
 from assistant.session import CallSession
 from assistant.settings import Settings
 from assistant.turns import TurnRecord, TurnTracker
@@ -94,6 +94,7 @@ class DialogueProcessor(FrameProcessor):
         super().__init__(**kwargs)
         self._session = session
         self._settings = settings
+        self._phrases = Phrasebook(platform_name=settings.platform.name)
         self._rasa = rasa
         self._tracker = tracker
         self._on_alert = on_alert
@@ -184,7 +185,7 @@ class DialogueProcessor(FrameProcessor):
     async def _keypad_choice(self, record: TurnRecord, key: str) -> None:
         intent = KEYPAD_INTENTS.get(key)
         if intent is None:
-            await self._say(record, [prompt("keypad_menu", self._session.dialect)])
+            await self._say(record, [self._phrases.say("keypad_menu", self._session.dialect)])
             return
         self._session.failed_turns = 0
         await self._ask_rasa(record, intent, keypad_key=key)
@@ -196,22 +197,20 @@ class DialogueProcessor(FrameProcessor):
         return self._keypad_pin is not None and s.channel == "phone" and s.direction == "inbound" and not s.verified
 
     async def _identity_key(self, key: str) -> None:
-        from assistant.fraud_guard.identity import pin_prompt
-
         record = self._tracker.begin(source="dtmf")
         record.transcript = f"[按键 {key}]"
         dialect = self._session.dialect
         if self._session.elder_id is None:  # not a registered number: neither factor applies
-            await self._say(record, [pin_prompt("unavailable" if key == PIN_START else "callback_unavailable", dialect)])
+            await self._say(record, [self._phrases.say("pin_unavailable" if key == PIN_START else "pin_callback_unavailable", dialect)])
             return
         if key == PIN_START:
             self._pin_keys = ""
             self._session.pin_entry_until = time.monotonic() + self._settings.fraud.pin_entry_timeout_s
-            await self._say(record, [pin_prompt("enter", dialect)])
+            await self._say(record, [self._phrases.say("pin_enter", dialect)])
             return
         self._session.callback_requested = True
         record.events.append({"event": "identity_callback"})
-        await self._say(record, [pin_prompt("callback", dialect)])
+        await self._say(record, [self._phrases.say("pin_callback", dialect)])
         await self.push_frame(EndWorkerFrame(), FrameDirection.UPSTREAM)
 
     def _end_pin_entry(self) -> None:
@@ -232,8 +231,6 @@ class DialogueProcessor(FrameProcessor):
         await self._check_pin(pin)
 
     async def _check_pin(self, pin: str) -> None:
-        from assistant.fraud_guard.identity import pin_prompt
-
         record = self._tracker.begin(source="dtmf")
         record.transcript = "[按键 口令]"  # never the digits
         dialect = self._session.dialect
@@ -243,22 +240,22 @@ class DialogueProcessor(FrameProcessor):
             raise
         except Exception as exc:  # the store is down: no verification, and say how to go on
             logger.error(f"call {self._session.call_id}: PIN check failed: {exc}")
-            await self._say(record, [pin_prompt("unavailable", dialect)])
+            await self._say(record, [self._phrases.say("pin_unavailable", dialect)])
             return
         status = getattr(result, "status", "not_set")
         record.events.append({"event": "identity_pin", "status": status})
         if status == "ok":
             self._session.failed_turns = 0
-            await self._say(record, [pin_prompt("ok", dialect)])
+            await self._say(record, [self._phrases.say("pin_ok", dialect)])
         elif status == "wrong":
-            await self._say(record, [pin_prompt("wrong", dialect)])
+            await self._say(record, [self._phrases.say("pin_wrong", dialect)])
         elif status == "locked":
             if getattr(result, "just_locked", False):
                 await self._alert("fraud", {"reason": "pin_lockout", "number": self._session.caller_number,
                                             "locked_until": str(getattr(result, "locked_until", ""))})
-            await self._say(record, [pin_prompt("locked", dialect)])
+            await self._say(record, [self._phrases.say("pin_locked", dialect)])
         else:
-            await self._say(record, [pin_prompt("unavailable", dialect)])
+            await self._say(record, [self._phrases.say("pin_unavailable", dialect)])
 
     async def _failed_turn(self, record: TurnRecord, *, reason: str) -> None:
         self._session.failed_turns += 1
@@ -269,14 +266,14 @@ class DialogueProcessor(FrameProcessor):
         if self._session.failed_turns >= self._settings.dialogue.max_failed_turns:
             await self._keypad_menu(record, reason=reason)
         else:
-            await self._say(record, [prompt("not_heard", self._session.dialect)])
+            await self._say(record, [self._phrases.say("not_heard", self._session.dialect)])
 
     async def _keypad_menu(self, record: TurnRecord, *, reason: str) -> None:
         """Not understood again: the keypad menu, and a "misunderstanding" alert (the gateway hands over)."""
         self._session.failed_turns = max(self._session.failed_turns, self._settings.dialogue.max_failed_turns)
         record.events.append({"event": "keypad_menu", "reason": reason})
         await self._alert("misunderstanding", {"failed_turns": self._session.failed_turns, "reason": reason})
-        await self._say(record, [prompt("keypad_menu", self._session.dialect)])
+        await self._say(record, [self._phrases.say("keypad_menu", self._session.dialect)])
 
     async def _ask_rasa(
         self, record: TurnRecord, text: str, *, keypad_key: str | None = None, parse: NluParse | None = None,
@@ -321,7 +318,7 @@ class DialogueProcessor(FrameProcessor):
         dropped = await self._apply_events(record, reply)
         texts = [t for t in reply.texts if t not in dropped]
         if not texts and not record.reply_texts:
-            texts = [prompt("not_heard", self._session.dialect)]
+            texts = [self._phrases.say("not_heard", self._session.dialect)]
         await self._say(record, texts)
 
     async def _dialogue_down(self, record: TurnRecord, exc: DialogueError) -> None:
@@ -330,7 +327,7 @@ class DialogueProcessor(FrameProcessor):
         logger.warning(f"call {self._session.call_id}: dialogue unavailable: error[{exc.code}] {exc.message}")
         record.events.append({"event": "handover", "reason": exc.code})
         await self._alert("human", {"reason": exc.code, "transcript": record.transcript})
-        await self._say(record, [prompt("dialogue_down", self._session.dialect), prompt("keypad_menu", self._session.dialect)])
+        await self._say(record, [self._phrases.say("dialogue_down", self._session.dialect), self._phrases.say("keypad_offer", self._session.dialect)])
 
     async def _apply_events(self, record: TurnRecord, reply: RasaReply) -> set[str]:
         """Apply Rasa's custom events; returns Rasa's texts that our own reply replaces."""
@@ -420,7 +417,7 @@ class DialogueProcessor(FrameProcessor):
         key = "emergency_question" if route == "evidence" else "not_understood_question"
         if route == "not_understood":
             self._session.failure_question_asked = True
-        await self._say(record, [prompt(key, self._session.dialect)])
+        await self._say(record, [self._phrases.say(key, self._session.dialect)])
         self._session.expect = "yes_no"  # the question names key 1 too, but the answer is a yes or a no
         await self._start_answer_timer()
 
@@ -460,7 +457,7 @@ class DialogueProcessor(FrameProcessor):
         self._session.pending_emergency = None
         self._session.failed_turns = 0
         if answer == "no":
-            await self._say(record, [prompt("emergency_cancelled", self._session.dialect)])
+            await self._say(record, [self._phrases.say("emergency_cancelled", self._session.dialect)])
             return
         if answer == "act":
             await self._decide(record, text, asr_confidence=asr_confidence)
@@ -472,7 +469,7 @@ class DialogueProcessor(FrameProcessor):
         await self._alert("unconfirmed_emergency", {
             "label": "unconfirmed emergency", "answer": answer, "answer_transcript": text, **pending,
         })
-        await self._say(record, [prompt("emergency_person", self._session.dialect)])
+        await self._say(record, [self._phrases.say("emergency_person", self._session.dialect)])
 
     async def _start_answer_timer(self) -> None:
         await self._stop_answer_timer()

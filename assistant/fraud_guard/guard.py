@@ -10,7 +10,7 @@ platform call is always in the ledger). At the threshold, once per call:
 3. ``on_flag(FraudFlag)`` is awaited — the integrator wires it to the platform store
    (``store_flag_sink``: an alert of kind ``fraud`` with the redacted transcript and evidence; the store
    writes the family's notifications in the same transaction); then each of ``flag_listeners`` (the phone
-   gateway adds one that hands the call to an operator, and sets ``warnings`` to ``HANDOVER_WARNINGS``).
+   gateway adds one that hands the call to an operator, and sets ``warning`` to ``HANDOVER_WARNING``).
 
 Speakers: ``TranscriptionFrame.user_id`` "caller"/"remote" is the other party of a screened call,
 "callee"/"elder"/"user" is the elder; anything else is ``default_speaker``. Non-frame callers use
@@ -29,18 +29,14 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from assistant.fraud_guard.detector import RiskUpdate, ScamDetector
 from assistant.fraud_guard.events import EventSink, FlagSink, FraudFlag, FraudRiskUpdated, FraudWarningSpoken
 from assistant.fraud_guard.pii_gate import PersonalData, redact
+from assistant.phrases import DEFAULT_DIALECT, DIALECTS, Phrasebook
 from assistant.session import CallSession
 from assistant.settings import Settings
 
-WARNINGS = {
-    "cmn": "这个电话很可能是诈骗，请不要转账，也不要说验证码。挂断后我们帮您联系家人。",
-    "yue": "呢个电话好大机会系诈骗，唔好转数，亦唔好讲验证码。收线之后我哋帮你联络屋企人。",
-}
-# the phone gateway puts a person on the line after the flag (issue #16): no "hang up" in the warning then
-HANDOVER_WARNINGS = {
-    "cmn": "这个电话很可能是诈骗，请不要转账，也不要说验证码。请不要挂机，我们马上为您接通值班人员。",
-    "yue": "呢个电话好大机会系诈骗，唔好转数，亦唔好讲验证码。唔好收线，我哋即刻帮你接驳值班职员。",
-}
+# what the elder is told at the flag (keys of assistant/phrases.py); the phone gateway puts a person on the line
+# after the flag (issue #16): no "hang up" in the warning then
+WARNING = "fraud_warning"
+HANDOVER_WARNING = "fraud_warning_handover"
 PLATFORM_NO_LEDGER_WEIGHT = 2.0
 _CALLER_IDS = {"caller", "remote", "other", "agent"}
 _CALLEE_IDS = {"callee", "elder", "user"}
@@ -91,6 +87,7 @@ class FraudGuard(FrameProcessor):
     ):
         super().__init__(**kwargs)
         self._session = session
+        self._phrases = Phrasebook(platform_name=settings.platform.name)
         self._detector = detector or shared_detector(settings.fraud.flag_threshold, use_ngram=settings.fraud.use_ngram)
         self._watch = self._detector.watch()
         self._on_flag = on_flag
@@ -105,7 +102,7 @@ class FraudGuard(FrameProcessor):
         self.updates: list[RiskUpdate] = []
         # awaited after on_flag (the alert is stored by then): e.g. the phone gateway's hand-over to a person
         self.flag_listeners: list[FlagSink] = []
-        self.warnings: dict[str, str] = WARNINGS  # what the elder is told at the flag, per dialect
+        self.warning = WARNING  # the phrase the elder is told at the flag
 
     @property
     def risk(self) -> float:
@@ -172,7 +169,7 @@ class FraudGuard(FrameProcessor):
             return True
 
     async def _act(self, update: RiskUpdate) -> str:
-        dialect = self._session.dialect if self._session.dialect in WARNINGS else "cmn"
+        dialect = self._session.dialect if self._session.dialect in DIALECTS else DEFAULT_DIALECT
         self._session.verification = "unverified"
         self.flag = FraudFlag(
             call_id=self._session.call_id,
@@ -207,7 +204,7 @@ class FraudGuard(FrameProcessor):
                 raise
             except Exception as exc:
                 logger.error(f"call {self._session.call_id}: fraud flag listener failed: {exc}")
-        text = self.warnings.get(dialect) or WARNINGS[dialect]
+        text = self._phrases.say(self.warning, dialect)
         await self._emit(FraudWarningSpoken(call_id=self._session.call_id, text=text, dialect=dialect))
         return text
 

@@ -1,6 +1,6 @@
 """``assistant eval tts``: how well a voice is understood, by ASR round trip.
 
-Each service sentence (``assistant.tts.prompts.EVAL_SENTENCES_*``) is rewritten for elders (``speakable``),
+Each service sentence (``assistant.tts.eval_sentences.EVAL_SENTENCES_*``) is rewritten for elders (``speakable``),
 synthesized by the voice, optionally passed through a simulated landline (``--phone``: 8 kHz, 300–3400 Hz,
 G.711 µ-law), recognized by whisper-base and scored by character error rate against the text the voice
 was asked to say. Also measured: real-time factor (synthesis seconds / audio seconds) and time to first
@@ -327,7 +327,7 @@ def write_page(path: Path, results: list[VoiceResult]) -> None:
 async def run_async(args: argparse.Namespace) -> dict:
     from assistant.settings import load_settings
     from assistant.tts import registry
-    from assistant.tts.prompts import EVAL_SENTENCES_CMN, EVAL_SENTENCES_YUE
+    from assistant.tts.eval_sentences import EVAL_SENTENCES_CMN, EVAL_SENTENCES_YUE
 
     settings = load_settings()
     rate = args.rate_wpm or settings.tts.rate_wpm

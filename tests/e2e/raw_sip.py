@@ -58,7 +58,7 @@ class RawCaller:
         ]
         if headers and any(k.lower() == "contact" for k in headers):
             lines = [ln for ln in lines if not ln.startswith("Contact:")]
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items() if v is not None]  # None: the header left out
         if body:
             lines.append(f"Content-Type: {content_type}")
         lines.append(f"Content-Length: {len(body.encode())}")

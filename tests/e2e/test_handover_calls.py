@@ -42,7 +42,7 @@ async def test_real_calls_are_handed_to_an_operator_on_a_scam_and_on_an_sos(sett
         need_program(name)
     need_whisper()
     need_rasa()
-    from assistant.fraud_guard.guard import HANDOVER_WARNINGS
+    from assistant.fraud_guard.guard import HANDOVER_WARNING
     from assistant.platform.api import STORE_KEY
     from assistant.platform.db_cli import seed_demo
     from assistant.runtime import running, with_free_ports
@@ -119,7 +119,7 @@ async def test_real_calls_are_handed_to_an_operator_on_a_scam_and_on_an_sos(sett
     print("fraud hand-over:", fraud_state.to_json(), "flag:", guard.flag and (guard.flag.risk, guard.flag.evidence))
     print("SOS hand-over:", sos_state.to_json())
     assert fraud_state.reason == "fraud" and fraud_state.operator == kam.aor("op1")
-    assert guard.flag is not None and guard.warnings is HANDOVER_WARNINGS  # told to stay on the line
+    assert guard.flag is not None and guard.warning == HANDOVER_WARNING  # told to stay on the line
     # the guard's own alert (risk, evidence, redacted transcript) carries the hand-over: not a second alert
     assert len(fraud_alerts) == 1 and fraud_alerts[0].alert_id == fraud_state.alert_id
     assert fraud_alerts[0].detail["evidence"] and fraud_alerts[0].detail["handover"]["operator"] == kam.aor("op1")

@@ -176,9 +176,9 @@ async def test_an_invite_with_a_to_tag_for_an_unknown_dialog_gets_481_with_one_t
     assert gateway.endpoint.calls == {} and not gateway.reports
 
 
-@pytest.mark.parametrize("contact", ["<mailto:elder@example.com>", "<http://example.com/x>"])
+@pytest.mark.parametrize("contact", ["<mailto:elder@example.com>", "<http://example.com/x>", None])
 async def test_a_contact_that_is_no_sip_uri_gets_400(gateway, contact):
-    resp = await call_and_listen(gateway, HEAD + audio(40000), headers={"Contact": contact})
+    resp = await call_and_listen(gateway, HEAD + audio(40000), headers={"Contact": contact})  # None: no Contact at all
     assert resp.startswith("SIP/2.0 400"), resp
     assert "Contact" in (header(resp, "Warning") or ""), resp
 

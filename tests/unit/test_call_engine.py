@@ -486,3 +486,26 @@ async def test_spread_plans_a_windows_calls_over_its_first_part(platform):
     again = make_engine(p, phones, clock, schedules_for(p.elders), spread_s=1800)  # another node: same rows
     await again._plan()
     assert sorted(r.not_before.replace(tzinfo=None) for r in await engine.jobs.jobs()) == starts
+
+
+async def test_a_hung_store_step_is_given_up_and_the_next_tick_goes_on(platform, caplog):
+    p = platform
+    clock = ManualClock(MON_0858)
+    e = p.elders[0]
+    phones = Phones(clock=clock, answers={f"10{e:02d}": ["answer"]}, keys={f"10{e:02d}": "1"})
+    engine = make_engine(p, phones, clock, schedules_for([e]))
+    engine.step_timeout_s = 0.2
+    claim = engine.jobs.claim
+    hung = asyncio.Event()
+
+    async def hangs_once(*args, **kwargs):
+        if not hung.is_set():
+            hung.set()
+            await asyncio.Event().wait()  # a connection that never answers
+        return await claim(*args, **kwargs)
+
+    engine.jobs.claim = hangs_once
+    async with running() as tg:
+        await drive(engine, tg, clock, seconds=300)
+    assert hung.is_set() and engine.stats.errors >= 1 and "claim failed" in caplog.text
+    assert phones.numbers() == [f"10{e:02d}"]

@@ -294,7 +294,7 @@ async def test_a_turn_understood_as_nothing_counts_and_still_nothing_is_the_keyp
     frames = [heard(tracker, "上者小启我都有爷妃", 0.6), heard(tracker, "第二掌劳就请嘅成班", 0.6)]
     spoken, alerts, session = await _run(url, frames, tracker, timeout_s=5.0)
     assert received == []
-    assert "你系咪要人帮手" in spoken[0] and "㩒零" in spoken[-1]
+    assert "你系咪要人帮手" in spoken[0] and "揿零" in spoken[-1]
     assert [a.kind for a in alerts] == ["misunderstanding"]
     assert session.pending_emergency is None
 

@@ -142,7 +142,7 @@ def test_an_invite_with_a_to_tag_for_an_unknown_dialog_gets_481():
     assert screen(invite(to_tag="xyz"), known_dialog=True, host="gw") is None  # a re-INVITE
 
 
-@pytest.mark.parametrize("contact", ["<mailto:a@b.c>", "<tel:+8613800001111>", "*", "<>"])
+@pytest.mark.parametrize("contact", ["<mailto:a@b.c>", "<tel:+8613800001111>", "*", "<>", None])
 def test_a_contact_that_is_no_sip_uri_gets_400(contact):
     refusal = screen(invite(headers={"Contact": contact}), known_dialog=False, host="gw")
     assert refusal.status == 400 and "Contact" in refusal.headers["Warning"]

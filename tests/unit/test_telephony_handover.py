@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from types import SimpleNamespace
 
+from assistant.phrases import Phrasebook
 from telephony.gateway import Gateway
-from telephony.handover import FAMILY_ALERT, FAMILY_WHAT, OperatorPool, _say
+from telephony.handover import FAMILY_ALERT, OperatorPool
 
 
 def test_longest_idle_operator_first_and_busy_ones_skipped():
@@ -22,9 +23,12 @@ def test_longest_idle_operator_first_and_busy_ones_skipped():
 
 
 def test_family_alert_words():
-    text = _say(FAMILY_ALERT, "cmn", name="王秀兰", what=_say(FAMILY_WHAT["sos"], "cmn"))
+    p = Phrasebook()
+    text = p.say(FAMILY_ALERT, "cmn", name="王秀兰", what=p.piece("family_what_sos", "cmn"))
     assert text == "您好，这里是平安通。王秀兰刚才按了紧急求助。按1表示您来处理。"
-    assert "撳1" in _say(FAMILY_ALERT, "yue", name="黄妹", what=_say(FAMILY_WHAT["sos"], "yue"))
+    assert "揿1" in p.say(FAMILY_ALERT, "yue", name="黄妹", what=p.piece("family_what_sos", "yue"))
+    # the platform's name is the deployment's
+    assert Phrasebook(platform_name="颐康通").say(FAMILY_ALERT, "cmn", name="王秀兰", what="").startswith("您好，这里是颐康通。")
 
 
 def _gateway(settings, **handover):
@@ -223,7 +227,8 @@ async def test_a_fraud_flag_hands_the_call_over_and_family_are_told_what_happene
     from telephony.handover import REASON_KINDS, URGENT_KINDS
 
     assert REASON_KINDS["fraud"] == "fraud" and "fraud" in URGENT_KINDS  # the guard's own alert, not a second one
-    assert "诈骗" in _say(FAMILY_ALERT, "cmn", name="王秀兰", what=_say(FAMILY_WHAT["fraud"], "cmn"))
+    p = Phrasebook()
+    assert "诈骗" in p.say(FAMILY_ALERT, "cmn", name="王秀兰", what=p.piece("family_what_fraud", "cmn"))
 
 
 async def test_the_hold_message_waits_for_the_bots_reply_to_start_then_play_out(settings):
@@ -255,3 +260,70 @@ async def test_the_hold_message_waits_for_the_bots_reply_to_start_then_play_out(
     t0 = time.monotonic()
     await esc._drain(call, muting, since=t0)  # no reply on its way (keypad 0): not longer than the start wait
     assert 1.5 < time.monotonic() - t0 < 3.0
+
+
+async def test_ring_all_after_the_queue_rings_only_for_the_time_left(settings):
+    import asyncio
+
+    from telephony.handover import HandOverState
+
+    esc, _rung = _queue_escalation(settings, timeout_s=1.0)
+    esc.cfg = replace(esc.cfg, operator_strategy="ring_all")
+    given: list[float] = []
+    dial = esc.endpoint.dial
+
+    async def timed_dial(uri, *, timeout_s):
+        given.append(timeout_s)
+        return await dial(uri, timeout_s=timeout_s)
+
+    esc.endpoint.dial = timed_dial
+    esc.pool.take("sip:op1@x")
+    task = asyncio.create_task(esc._ring_operators(_elder("q"), HandOverState(call_id="q", reason="sos")))
+    await asyncio.sleep(0.6)
+    esc.pool.release("sip:op1@x")
+    assert (await asyncio.wait_for(task, 2))[0] == "sip:op1@x"
+    assert given and given[0] <= 0.5  # operator_ring_timeout_s (1 s) is the whole wait, queue included
+
+
+async def test_family_phones_ring_while_the_elders_prompt_is_synthesised(settings):
+    """The bench (real voices, loaded machine) showed family calls tens of seconds late: the family was
+    dialled only after "we are phoning your family" had been synthesised for the elder."""
+    import asyncio
+    import time
+
+    from assistant.errors import TelephonyError
+    from telephony.handover import Escalation, HandOverState
+
+    s = replace(settings, handover=replace(settings.handover, operator_uris=(), duty_uri="", call_family=True))
+    events: list[tuple[str, float]] = []
+    t0 = time.monotonic()
+
+    class Endpoint:
+        async def dial(self, uri, *, timeout_s):
+            events.append((f"dial {uri}", time.monotonic() - t0))
+            raise TelephonyError("no answer", code="no_answer")
+
+    async def slow_speak(text, dialect):
+        await asyncio.sleep(1.0)  # a voice on a busy machine
+        events.append((f"said {text[:6]}", time.monotonic() - t0))
+        return b"\0\0" * 80
+
+    class Store:
+        async def create_alert(self, **kw):
+            return SimpleNamespace(alert_id=1)
+
+        async def contacts_for(self, elder_id):
+            return [SimpleNamespace(priority=1, contact_id=1, phone="13900001111", name="王小明")]
+
+        async def get_elder(self, elder_id):
+            return SimpleNamespace(name="王秀兰")
+
+    esc = Escalation(settings=s, endpoint=Endpoint(), speak=slow_speak, store=Store())
+    ended = asyncio.Event()
+    elder = SimpleNamespace(state="active", call_id="e1", on_audio=None, on_dtmf=None, play=lambda pcm: None,
+                            wait_ended=ended.wait, wait_played=lambda timeout_s: asyncio.sleep(0), hangup=lambda: asyncio.sleep(0))
+    session = SimpleNamespace(dialect="cmn", elder_id=1, call_id="e1")
+    await esc.run(call=elder, session=session, reason="sos", state=HandOverState(call_id="e1", reason="sos"))
+    dial_at = next(t for what, t in events if what.startswith("dial"))
+    said_at = next(t for what, t in events if what.startswith("said"))
+    assert dial_at < 0.5 < said_at, events  # dialled at once, not after the 1 s synthesis
