@@ -1,4 +1,4 @@
-# Two commands: `make run` (set up, then serve) and `make test` (set up, then the whole test suite).
+# Two commands: `make run` (set up, then serve) and `make test` (set up, the import contracts, the whole test suite).
 .PHONY: setup run test lint
 PYTEST_ARGS ?=
 
@@ -10,6 +10,7 @@ run: setup
 	.venv/bin/assistant serve
 
 test: setup
+	.venv/bin/lint-imports
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 lint:

@@ -30,7 +30,7 @@ from assistant.phrases import Phrasebook
 from assistant.session import CallSession
 from assistant.settings import Settings
 from telephony.handover import Escalation, HandOverState, Speaker, tts_speaker
-from telephony.screening import CallScreener, Recognise, ScreeningState, words_speaker
+from telephony.screening import CallScreener, Recognise, ScreeningState
 from telephony.sip import PhoneCall, SipEndpoint
 from telephony.transport import SipCallTransport, run_call_pipeline
 
@@ -146,7 +146,7 @@ class Gateway:
         self.escalation = Escalation(settings=settings, endpoint=self.endpoint, store=store, speak=speak or tts_speaker(settings))
         # an elder's own line routed through the platform (issue #20): unknown callers are screened
         self.screening = CallScreener(settings=settings, endpoint=self.endpoint, speak=self.escalation.speak, store=store,
-                                      recognise=recognise, speak_words=None if speak is not None else words_speaker(settings),
+                                      recognise=recognise, speak_words=None if speak is not None else tts_speaker(settings, persist=False),
                                       ) if settings.screening.lines else None
         self.screenings: deque[ScreeningState] = deque(maxlen=max_reports)
         self._live: dict[str, _LiveCall] = {}

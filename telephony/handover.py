@@ -72,14 +72,16 @@ REASON_KINDS = {"emergency": "sos", "sos": "sos", "unconfirmed_emergency": "unco
 URGENT_KINDS = frozenset({"sos", "unconfirmed_emergency", "fraud"})
 
 
-def tts_speaker(settings: Settings) -> Speaker:
-    """The platform's voices (prompt cache first), resampled to the 8 kHz line."""
+def tts_speaker(settings: Settings, *, persist: bool = True) -> Speaker:
+    """The platform's voices (prompt cache first), resampled to the 8 kHz line. ``persist=False``: what is
+    said is call content (a caller's words), kept out of the disk cache."""
 
     async def speak(text: str, dialect: str) -> bytes:
         from assistant.audio.convert import resample_pcm16
         from assistant.tts.registry import synthesize
 
-        audio = await synthesize(text, dialect=dialect, rate_wpm=settings.tts.rate_wpm, volume=1.0, settings=settings)
+        audio = await synthesize(text, dialect=dialect, rate_wpm=settings.tts.rate_wpm, volume=1.0, settings=settings,
+                                 persist=persist)
         return await asyncio.to_thread(resample_pcm16, audio.pcm, from_hz=audio.sample_rate_hz, to_hz=8000)
 
     return speak

@@ -226,21 +226,6 @@ def asr_recogniser(settings: Settings) -> Recognise:
     return recognise
 
 
-def words_speaker(settings: Settings) -> Speaker:
-    """The platform's voices for a caller's words: like ``handover.tts_speaker`` but kept out of the disk
-    cache (a caller's words are call content, under the retention rules, not a prompt)."""
-
-    async def speak(text: str, dialect: str) -> bytes:
-        from assistant.audio.convert import resample_pcm16
-        from assistant.tts.registry import synthesize
-
-        audio = await synthesize(text, dialect=dialect, rate_wpm=settings.tts.rate_wpm, volume=1.0, settings=settings,
-                                 persist=False)
-        return await asyncio.to_thread(resample_pcm16, audio.pcm, from_hz=audio.sample_rate_hz, to_hz=8000)
-
-    return speak
-
-
 class CallScreener:
     """Screens incoming calls to the configured lines (see the module docstring)."""
 
