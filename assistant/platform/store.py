@@ -632,6 +632,18 @@ class PlatformStore:
             await s.commit()
             return await self._elder(s, elder_id)
 
+    async def set_safe_phrase(self, elder_id: int, phrase: str) -> None:
+        """The elder's safe phrase (2..64 characters), as written; never returned by the API."""
+        phrase = phrase.strip()
+        if not 2 <= len(phrase) <= 64:
+            raise _invalid("the safe phrase needs 2 to 64 characters")
+        async with self.session("set safe phrase") as s:
+            elder = await s.get(Elder, elder_id)
+            if elder is None:
+                raise StoreError(f"no elder {elder_id}", code="not_found")
+            elder.safe_phrase = phrase
+            await s.commit()
+
     # ------------------------------------------------------------ family
 
     async def add_contact(self, elder_id: int, contact: NewContact) -> ContactInfo:
@@ -653,6 +665,15 @@ class PlatformStore:
             if row is None:
                 raise StoreError(f"no family contact {contact_id}", code="not_found")
             return ContactInfo.of(row)
+
+    async def delete_contact(self, contact_id: int, *, elder_id: int) -> None:
+        """Remove one of ``elder_id``'s family contacts (``not_found`` for anyone else's)."""
+        async with self.session("delete family contact") as s:
+            row = await s.get(FamilyContact, contact_id)
+            if row is None or row.elder_id != elder_id:
+                raise StoreError(f"no family contact {contact_id} for elder {elder_id}", code="not_found")
+            await s.delete(row)
+            await s.commit()
 
     async def contacts_for(self, elder_id: int) -> list[ContactInfo]:
         async with self.session("list family contacts") as s:
@@ -806,7 +827,7 @@ class PlatformStore:
 
     # ------------------------------------------------------------ alerts + family notifications
 
-    async def create_alert(
+    async def raise_alert(
         self,
         *,
         elder_id: int | None,
@@ -816,12 +837,13 @@ class PlatformStore:
         severity: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> AlertInfo:
-        """Raise an operator alert. For sos/unwell/fraud the elder's family contacts get outbox
-        notifications written in the same transaction (all or nothing).
+        """Raise an operator alert: the one way every area (phone gateway, dialogue actions through the
+        API, fraud guard, smart screen, hand-over, SLA) creates one. For sos/unwell/fraud the elder's family
+        contacts get outbox notifications written in the same transaction (all or nothing).
 
         One alert per call per kind: while an alert of ``kind`` for ``call_id`` is unresolved, raising it
-        again (keypad 2 seen by the phone gateway *and* by the dialogue, from any process) returns that
-        alert and writes nothing (``notified`` 0)."""
+        again (a screen SOS during the call's spoken SOS, a hand-over asking for the alert it answers, from
+        any process) returns that alert and writes nothing (``notified`` 0)."""
         if kind not in ALERT_KINDS:
             raise _invalid(f"alert kind must be one of {ALERT_KINDS}")
         severity = severity or DEFAULT_SEVERITY.get(kind, "warning")
@@ -869,6 +891,9 @@ class PlatformStore:
             await s.commit()
             log.info("alert %s raised: %s (%s) elder=%s call=%s", alert.id, kind, severity, elder_id, call_id)
             return AlertInfo.of(alert, notified=len(channels), notified_channels=tuple(dict.fromkeys(channels)))
+
+    # the older name, kept while parallel branches move to ``raise_alert``
+    create_alert = raise_alert
 
     async def _lock_alert_key(self, s: AsyncSession, call_id: str, kind: str) -> None:
         """PostgreSQL: serialise writers of one (call, kind) until commit (SQLite serialises all writers)."""
@@ -1195,6 +1220,29 @@ class PlatformStore:
             if elder_id is not None:
                 q = q.where(Call.elder_id == elder_id)
             return [CallInfo.of(c) for c in (await s.scalars(q)).all()]
+
+    async def latest_call(
+        self,
+        *,
+        elder_id: int,
+        direction: str | None = None,
+        channel: str | None = None,
+        since: dt.datetime | None = None,
+        in_progress: bool = False,
+    ) -> CallInfo | None:
+        """The elder's most recent call (started at or after ``since``; not ended with ``in_progress``)."""
+        async with self.session("read latest call") as s:
+            q = select(Call).where(Call.elder_id == elder_id).order_by(Call.started_at.desc()).limit(1)
+            if direction is not None:
+                q = q.where(Call.direction == direction)
+            if channel is not None:
+                q = q.where(Call.channel == channel)
+            if since is not None:
+                q = q.where(Call.started_at >= since)
+            if in_progress:
+                q = q.where(Call.ended_at.is_(None))
+            call = await s.scalar(q)
+            return CallInfo.of(call) if call is not None else None
 
     async def add_turn(
         self,

@@ -176,7 +176,7 @@ async def test_family_rights_are_enforced(store):
 
 async def test_sos_alert_notifies_family_in_priority_order(store):
     elder = await make_family(store)
-    alert = await store.create_alert(elder_id=elder.elder_id, kind="sos", call_id="c1", detail={"text": "救命"})
+    alert = await store.raise_alert(elder_id=elder.elder_id, kind="sos", call_id="c1", detail={"text": "救命"})
     assert alert.severity == "critical" and alert.status == "open" and alert.notified == 3
     rows = await store.list_outbox(alert_id=alert.alert_id)
     assert [(r.channel, r.recipient) for r in rows] == [
@@ -186,9 +186,9 @@ async def test_sos_alert_notifies_family_in_priority_order(store):
 
 async def test_operator_only_alerts_do_not_notify_family(store):
     elder = await make_family(store)
-    alert = await store.create_alert(elder_id=elder.elder_id, kind="human", call_id="c1")
+    alert = await store.raise_alert(elder_id=elder.elder_id, kind="human", call_id="c1")
     assert alert.notified == 0 and await count(store, Outbox) == 0
-    unknown_caller = await store.create_alert(elder_id=None, kind="fraud", call_id="c2")
+    unknown_caller = await store.raise_alert(elder_id=None, kind="fraud", call_id="c2")
     assert unknown_caller.elder_id is None and await count(store, Outbox) == 0
 
 
@@ -197,7 +197,7 @@ async def test_alert_and_its_notifications_are_all_or_nothing(store):
     undo = fail_commits(store)
     try:
         with pytest.raises(StoreError):
-            await store.create_alert(elder_id=elder.elder_id, kind="unwell")
+            await store.raise_alert(elder_id=elder.elder_id, kind="unwell")
     finally:
         undo()
     assert await count(store, Alert) == 0 and await count(store, Outbox) == 0
@@ -206,15 +206,15 @@ async def test_alert_and_its_notifications_are_all_or_nothing(store):
 async def test_alert_validation_and_acknowledge(store, clock):
     elder = await make_family(store)
     with pytest.raises(StoreError) as err:
-        await store.create_alert(elder_id=elder.elder_id, kind="bored")
+        await store.raise_alert(elder_id=elder.elder_id, kind="bored")
     assert err.value.code == "invalid"
     with pytest.raises(StoreError) as err:
-        await store.create_alert(elder_id=12345, kind="sos")
+        await store.raise_alert(elder_id=12345, kind="sos")
     assert err.value.code == "not_found"
     with pytest.raises(StoreError) as err:
-        await store.create_alert(elder_id=elder.elder_id, kind="sos", order_id=4242)
+        await store.raise_alert(elder_id=elder.elder_id, kind="sos", order_id=4242)
     assert err.value.code == "not_found" and await count(store, Alert) == 0
-    alert = await store.create_alert(elder_id=elder.elder_id, kind="nurse_callback")
+    alert = await store.raise_alert(elder_id=elder.elder_id, kind="nurse_callback")
     clock.advance(30)
     acked = await store.set_alert_status(alert.alert_id, "acknowledged", by="operator1")
     assert acked.acknowledged_at == clock() and acked.acknowledged_by == "operator1"
