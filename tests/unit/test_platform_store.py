@@ -288,3 +288,25 @@ async def test_sla_alerts_fire_once_on_a_fake_clock(store, clock):
     clock.advance(3600)
     assert await store.sla_scan(**scan) == []
     assert len(await store.list_alerts(kind=["sla_dispatch", "sla_answer"])) == 2
+
+
+def test_areas_beside_the_store_reach_the_data_only_through_it():
+    """Issue #18: the screen's view, the elder export/erasure and the retention purge used to walk the tables
+    themselves (elder_data repeated the store's model imports); now they call store methods."""
+    import ast
+    from pathlib import Path
+
+    import assistant
+
+    root = Path(assistant.__file__).parent
+    for rel in ("screen/store_view.py", "platform/elder_data.py", "platform/retention.py"):
+        tree = ast.parse((root / rel).read_text(encoding="utf-8"))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        # (retention.py keeps sqlalchemy for Rasa's tracker store, which is not the platform's data)
+        forbidden = {"sqlalchemy.orm"} | (set() if rel == "platform/retention.py" else {"sqlalchemy"})
+        assert not imported & forbidden, rel
+        assert "assistant.console.models" not in imported and "assistant.fraud_guard.models" not in imported, rel
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "assistant.platform.models"
+                 for a in n.names}
+        assert not names & {"Alert", "Call", "CallTurn", "Elder", "WorkOrder", "Outbox", "FamilyContact", "CareSchedule"}, rel
