@@ -109,9 +109,6 @@ class AlertStore(StoreBase):
             log.info("alert %s raised: %s (%s) elder=%s call=%s", alert.id, kind, severity, elder_id, call_id)
             return AlertInfo.of(alert, notified=len(channels), notified_channels=tuple(dict.fromkeys(channels)))
 
-    # the older name, kept while parallel branches move to ``raise_alert``
-    create_alert = raise_alert
-
     async def _lock_alert_key(self, s: AsyncSession, call_id: str, kind: str) -> None:
         """PostgreSQL: serialise writers of one (call, kind) until commit (SQLite serialises all writers)."""
         if self.engine.dialect.name == "postgresql":
