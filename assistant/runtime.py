@@ -217,7 +217,7 @@ def _store_alert_sink(app: web.Application):
         if store is None:
             logger.warning(f"alert {alert.kind} for call {alert.call_id} not stored: no store")
             return
-        await store.create_alert(elder_id=alert.elder_id, call_id=alert.call_id, kind=alert.kind, detail=alert.detail)
+        await store.raise_alert(elder_id=alert.elder_id, call_id=alert.call_id, kind=alert.kind, detail=alert.detail)
 
     return sink
 

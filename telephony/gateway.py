@@ -62,7 +62,7 @@ class ElderDirectory(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class TelephonyAlert:
-    """Something a person must act on: ``kind`` is "help" (keypad 2 / unwell), "human" (keypad 0), "no_answer"."""
+    """Something a person must act on: ``kind`` is "help" / "unwell" (care-call outcomes), "human" (keypad 0), "no_answer"."""
 
     kind: str
     call_id: str | None
@@ -97,7 +97,9 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-KEYPAD_ALERTS = {"2": "help", "0": "human"}
+# keypad 2 (need help) is the dialogue's: its Rasa action raises the alert (or the dialogue itself, with
+# Rasa down); raising it here too made two raises of one alert per press
+KEYPAD_ALERTS = {"0": "human"}
 HANDOVER_KEY = "0"  # keypad 0 = 转人工: a person, live (telephony.handover)
 # the dialogue's custom events that put a person on the line: "handover" (request_human, the unconfirmed
 # emergency, a dialogue outage) and "emergency" (SOS, with the alert's id); the fraud guard's flag too
@@ -141,7 +143,7 @@ class Gateway:
         # the latest calls' reports (benchmarks, tests): bounded, a gateway runs for months
         self.reports: deque[CallReport] = deque(maxlen=max_reports)
         # a person answers (issue #16): operators' phones, family alert calls, the duty phone
-        if store is None and directory is not None and hasattr(directory, "create_alert"):
+        if store is None and directory is not None and hasattr(directory, "raise_alert"):
             store = directory
         self.escalation = Escalation(settings=settings, endpoint=self.endpoint, store=store, speak=speak or tts_speaker(settings))
         # an elder's own line routed through the platform (issue #20): unknown callers are screened

@@ -341,7 +341,7 @@ class Escalation:
             return None
         kind = REASON_KINDS.get(reason, "human")
         try:
-            info = await self.store.create_alert(elder_id=session.elder_id, call_id=session.call_id, kind=kind,
+            info = await self.store.raise_alert(elder_id=session.elder_id, call_id=session.call_id, kind=kind,
                                                  detail={"source": "handover", "reason": reason})
             return info.alert_id
         except asyncio.CancelledError:

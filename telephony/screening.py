@@ -407,7 +407,7 @@ class CallScreener:
         return self._detector
 
     async def _fraud_alert(self, state: ScreeningState, *, elder: Any, evidence: list[str]) -> None:
-        if self.store is None or not hasattr(self.store, "create_alert"):
+        if self.store is None or not hasattr(self.store, "raise_alert"):
             return
         from assistant.fraud_guard.pii_gate import personal_data_of, redact
 
@@ -417,7 +417,7 @@ class CallScreener:
                   "reasons": list(state.reasons),
                   "transcript": [{"speaker": "caller", "text": redact(state.transcript, personal=personal)}]}
         try:
-            info = await self.store.create_alert(elder_id=state.elder_id, call_id=state.call_id, kind="fraud",
+            info = await self.store.raise_alert(elder_id=state.elder_id, call_id=state.call_id, kind="fraud",
                                                  severity="urgent", detail=detail)
             state.alert_id = info.alert_id
         except asyncio.CancelledError:

@@ -57,8 +57,11 @@ from assistant.turns import TurnRecord, TurnTracker
 # a reply ending in one of these asks the elder to confirm: the next utterance is a closed yes/no prompt
 CONFIRM_QUESTIONS = ("对吗", "对不对", "好吗", "好不好", "是不是", "可以吗", "啱唔啱", "係唔係", "好唔好", "得唔得")
 
-# keypad: 1 = fine, 2 = need help, 0 = operator (works even when speech fails)
+# keypad: 1 = fine, 2 = need help, 0 = operator (works even when speech fails). The dialogue alone gives a
+# key its meaning: Rasa's action raises the alert (one raise per press); with Rasa down the alert below is
+# raised here instead
 KEYPAD_INTENTS = {"1": "/checkin_well", "2": "/checkin_unwell", "0": "/request_human"}
+KEYPAD_DOWN_ALERTS = {"2": "unwell"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -298,6 +301,8 @@ class DialogueProcessor(FrameProcessor):
                 # Rasa answers `[]` when its actions fail (the action server is down): nothing was done
                 raise DialogueError("Rasa sent no reply (its action server may be down)", code="rasa_empty_reply")
         except DialogueError as exc:
+            if keypad_key in KEYPAD_DOWN_ALERTS:  # the action that raises it did not run
+                await self._alert(KEYPAD_DOWN_ALERTS[keypad_key], {"source": "keypad", "key": keypad_key, "reason": exc.code})
             await self._dialogue_down(record, exc)
             return
         record.nlu_end_t = time.perf_counter()

@@ -223,7 +223,7 @@ def store_flag_sink(store) -> FlagSink:
     """``on_flag`` for the platform store: an urgent ``fraud`` alert (family notified by the store)."""
 
     async def sink(flag: FraudFlag) -> None:
-        await store.create_alert(
+        await store.raise_alert(
             elder_id=flag.elder_id, call_id=flag.call_id, kind="fraud", severity="urgent", detail=flag.alert_detail()
         )
 

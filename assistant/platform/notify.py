@@ -1,6 +1,6 @@
 """Notification delivery: the outbox table is the queue, ``Sender``s are the channels.
 
-``PlatformStore.create_alert`` writes outbox rows in the same transaction as the alert; the
+``PlatformStore.raise_alert`` writes outbox rows in the same transaction as the alert; the
 ``OutboxDispatcher`` (a background task owned by the API's cleanup_ctx) hands queued rows to one sender per
 channel. A row moves
 

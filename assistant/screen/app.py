@@ -239,10 +239,7 @@ def _fraud_ledger(app: web.Application):
 
 async def _raise_sos(app: web.Application, *, elder_id: int, call_id: str | None, via: str) -> int:
     t0 = time.perf_counter()
-    store = app[STORE_KEY]
-    if store.alert_writer is None:
-        store.alert_writer = _store_alert_writer(app)
-    alert_id = await store.raise_sos(elder_id=elder_id, call_id=call_id, detail={"source": "screen", "via": via})
+    alert_id = await app[STORE_KEY].raise_sos(elder_id=elder_id, call_id=call_id, detail={"source": "screen", "via": via})
     elapsed_ms = (time.perf_counter() - t0) * 1000
     app[SOS_TIMES_KEY].append(elapsed_ms)
     logger.warning(f"SOS from the screen of elder {elder_id}: alert {alert_id} ({elapsed_ms:.1f} ms)")
@@ -542,20 +539,13 @@ def _platform_store(app: web.Application):
     return app.get(PLATFORM_STORE_KEY)
 
 
-def _store_alert_writer(app: web.Application):
-    """The platform store's ``create_alert`` when the store is mounted in this app (family notifications)."""
-    return getattr(_platform_store(app), "create_alert", None)
-
-
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
     platform = _platform_store(app)
-    shared = getattr(platform, "engine", None)
-    if shared is not None:  # the platform store's pool (mounted before us by assistant serve)
-        store = ScreenStore(engine=shared, settings=settings, owns_engine=False)
+    if platform is not None:  # the platform store (mounted before us by assistant serve)
+        store = ScreenStore(platform=platform, settings=settings)
     else:
         store = ScreenStore.from_settings(settings)
-    store.alert_writer = _store_alert_writer(app)
     app[STORE_KEY] = store
     yield
     await store.close()

@@ -302,7 +302,7 @@ async def test_console_callback_dials_the_elder_then_an_operator(settings, tmp_p
     elder_wav = write_wav8k(tmp_path / "elder.wav", tone8k(1000.0, 30.0))
     engine, store, elder = await make_store(tmp_path, with_family=False)
     try:
-        alert = await store.create_alert(elder_id=elder.elder_id, kind="human", call_id="console-cb-1")
+        alert = await store.raise_alert(elder_id=elder.elder_id, kind="human", call_id="console-cb-1")
         async with KamailioPbx(workdir=tmp_path / "kam", users=("op1", "op2", ELDER_NUMBER), password=PASSWORD) as kam, \
                 BaresipPeer(workdir=tmp_path / "op1", user="op1", registrar=f"127.0.0.1:{kam.port}", password=PASSWORD) as op1, \
                 BaresipPeer(workdir=tmp_path / "elder", user=ELDER_NUMBER, wav=elder_wav, registrar=f"127.0.0.1:{kam.port}",

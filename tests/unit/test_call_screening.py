@@ -104,7 +104,7 @@ class FakeStore:
     async def contacts_for(self, elder_id):
         return list(self.elder.contacts)
 
-    async def create_alert(self, **kw):
+    async def raise_alert(self, **kw):
         self.alerts.append(kw)
         return SimpleNamespace(alert_id=len(self.alerts))
 

@@ -62,7 +62,7 @@ def test_backoff_repeats_its_last_step():
 async def test_without_an_sms_channel_nothing_is_sent(store):
     """Today's default sender only logged family SMS and marked them sent."""
     elder = await make_family(store)
-    alert = await store.create_alert(elder_id=elder.elder_id, kind="sos")
+    alert = await store.raise_alert(elder_id=elder.elder_id, kind="sos")
     assert alert.notified == 3 and set(alert.notified_channels) == {"sms", "email"}
     await store.enqueue_notification(channel="log", recipient="field-team", body="派员")
     dispatcher = OutboxDispatcher(store=store)

@@ -309,7 +309,7 @@ async def test_family_phones_ring_while_the_elders_prompt_is_synthesised(setting
         return b"\0\0" * 80
 
     class Store:
-        async def create_alert(self, **kw):
+        async def raise_alert(self, **kw):
             return SimpleNamespace(alert_id=1)
 
         async def contacts_for(self, elder_id):
