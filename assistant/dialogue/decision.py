@@ -30,6 +30,7 @@ QuestionRoute = Literal["evidence", "not_understood"]
 Answer = Literal["yes", "no", "unclear"]
 
 # intents whose turn has no consequence when acted on by mistake (a repetition, a slower voice, a hello)
+UNWELL_INTENT = "checkin_unwell"
 HARMLESS_INTENTS = frozenset({"repeat", "slower", "greet", "nlu_fallback", "out_of_scope"})
 # spoken keypad-menu choices: the whole utterance must be the choice ("二", "按二", "第二个", "转人工")
 MENU_WORDS = {
@@ -91,7 +92,10 @@ def decide(
         return Decision(action="emergency", reason="keyword", spotting=spotting)
     # 2. what the turn would be without the emergency question
     base = _gate(asr=asr, intent=intent, nlu_confidence=nlu_confidence, th=th, in_form=in_form)
-    if base == "act" and intent not in HARMLESS_INTENTS and not nlu_emergency:
+    # an elder who says she is unwell in emergency words ("帮帮忙，我不舒服得很") is asked, not booked a call-back:
+    # yes or silence puts a person on the line now (the 2026-12-07 CI run: an "unwell" call-back was all she got)
+    unwell_in_emergency_words = intent == UNWELL_INTENT and any(not h.by_sound for h in spotting.hits)
+    if base == "act" and intent not in HARMLESS_INTENTS and not nlu_emergency and not unwell_in_emergency_words:
         # understood as something else with consequences (a nurse call-back for "头晕正唔正常?", an order):
         # a weak keyword does not turn it into an emergency question
         return Decision(action="act", reason="confident", spotting=spotting)

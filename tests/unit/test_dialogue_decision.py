@@ -59,6 +59,14 @@ def test_strong_keyword_acts_even_when_the_nlu_says_something_else():
     assert (d.action, d.reason) == ("emergency", "keyword")
 
 
+def test_unwell_said_in_emergency_words_asks_instead_of_booking_a_call_back():
+    # the e2e call of 2026-12-07: heard right, NLU sure it is checkin_unwell, so only a call-back was booked
+    d = decide(text="帮帮忙我不舒服得很", asr_confidence=0.8, intent="checkin_unwell", nlu_confidence=0.9, thresholds=TH)
+    assert (d.action, d.reason) == ("ask_emergency", "keyword")
+    d = decide(text="我今日有啲咳", asr_confidence=0.8, intent="checkin_unwell", nlu_confidence=0.9, thresholds=TH)
+    assert d.action == "act"  # no emergency words: the call-back is the right answer
+
+
 def test_strong_keyword_in_garbled_text_asks():
     d = decide(text="救命个嘢嚟㗎", asr_confidence=0.2, intent="nlu_fallback", nlu_confidence=0.4, thresholds=TH)
     assert d.action == "ask_emergency"
