@@ -27,7 +27,8 @@ from assistant.dialogue.processor import AlertSink, DialogueProcessor, IdentityP
 from assistant.dialogue.rasa_client import RasaClient
 from assistant.errors import AssistantError
 from assistant.fraud_guard.guard import FraudGuard
-from assistant.fraud_guard.pii_gate import PiiGate, personal_data_of
+from assistant.fraud_guard.pii_gate import PiiGate, PiiPolicy, personal_data_of
+from assistant.phrases import Phrasebook
 from assistant.session import CallSession
 from assistant.settings import Settings
 from assistant.tts.service import AssistantTTSService
@@ -60,6 +61,8 @@ class CallPipeline:
     tracker: TurnTracker
     # the call's stereo recording (None without a store): a hand-over to a person keeps writing both legs
     recording: Any = None
+    # the call's fraud guard: the phone gateway listens for its flag (a high-risk moment → a person)
+    guard: FraudGuard | None = None
 
 
 class ReplyTap(FrameProcessor):
@@ -148,7 +151,7 @@ def build_call_pipeline(
         if services.fraud_guard_factory is not None
         else FraudGuard(session=session, settings=settings, default_speaker=session.heard_speaker)
     )
-    gate = PiiGate(session=session)
+    gate = PiiGate(session=session, policy=PiiPolicy(phrases=Phrasebook(platform_name=settings.platform.name)))
     opening = CallOpening(session=session, services=services, gate=gate, guard=guard)
     stages: list[FrameProcessor] = [
         vad,
@@ -172,7 +175,7 @@ def build_call_pipeline(
     if transport is not None:
         stages = [transport.input(), *stages, transport.output()]
     stages += bot_tap  # after the output transport: the bot's audio as it went out
-    return CallPipeline(pipeline=Pipeline(stages), session=session, tracker=tracker, recording=audio)
+    return CallPipeline(pipeline=Pipeline(stages), session=session, tracker=tracker, recording=audio, guard=guard)
 
 
 def call_audio_recorder(path, *, settings: Settings) -> CallAudioRecorder:

@@ -55,7 +55,7 @@ def rasa_specs(settings: Settings, *, api_url: str, service_token: str) -> list[
     python = rasa_env_python(settings)
     logs = settings.paths.var_dir / "logs"
     d = settings.dialogue
-    env = rasa_cli.rasa_child_env(api_url=api_url, service_token=service_token)
+    env = rasa_cli.rasa_child_env(api_url=api_url, service_token=service_token, platform_name=settings.platform.name)
     return [
         ChildSpec(
             name="rasa-actions",
@@ -226,6 +226,6 @@ def _store_alert_sink(store: PlatformStore):
     """Pipeline alerts (handover, misunderstandings) become alert rows in the platform store."""
 
     async def sink(alert: CallAlert) -> None:
-        await store.create_alert(elder_id=alert.elder_id, call_id=alert.call_id, kind=alert.kind, detail=alert.detail)
+        await store.raise_alert(elder_id=alert.elder_id, call_id=alert.call_id, kind=alert.kind, detail=alert.detail)
 
     return sink

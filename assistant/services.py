@@ -32,6 +32,7 @@ from assistant.fraud_guard import models as fraud_models
 from assistant.fraud_guard.identity import IdentityService, numbers_from_store
 from assistant.fraud_guard.ledger import CallLedger
 from assistant.fraud_guard.pin import PinStore
+from assistant.phrases import Phrasebook
 from assistant.pipeline import PipelineServices
 from assistant.platform.backup import ServeLock
 from assistant.platform.db import create_engine_for, describe_url, session_factory
@@ -147,10 +148,11 @@ async def build_services(settings: Settings, *, senders: Mapping[str, Sender] | 
     ledger = CallLedger.for_engine(engine, settings=settings)
     pins = PinStore.for_engine(engine, settings=settings)
     identity = IdentityService(ledger=ledger, safe_phrase_of=store.safe_phrase, numbers_of=numbers_from_store(store),
-                               pins=pins)
+                               pins=pins, phrases=Phrasebook(platform_name=settings.platform.name))
     senders = dict(senders or {})
     outbox = OutboxDispatcher(store=store, senders=senders, max_attempts=settings.sms.max_attempts,
-                              retry_backoff_s=settings.sms.retry_backoff_s)
+                              retry_backoff_s=settings.sms.retry_backoff_s,
+                              no_report_after_s=settings.sms.no_report_after_s)
     dlr, kannel = await _sms_channel(settings, outbox, configured="sms" in senders)
 
     async def wake_outbox(_alerts: list[AlertInfo]) -> None:

@@ -36,6 +36,8 @@ class CallSession:
     asking_slot: str | None = None
     # an uncertain emergency was asked about ("do you need help?"): what raised it, until it is answered
     pending_emergency: dict[str, Any] | None = None
+    # the question after turns not understood was asked in this call: later failures lead to the keypad menu
+    failure_question_asked: bool = False
     # while the caller keys their PIN (``*`` … ``#``), until this ``time.monotonic()`` deadline: keypad digits
     # are then secret (no keypad alerts, not in reports or transcripts); after it the keypad works as usual
     pin_entry_until: float | None = None

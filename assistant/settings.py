@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assistant.phrases import DEFAULT_PLATFORM_NAME
+
 
 def project_root() -> Path:
     env = os.environ.get("ASSISTANT_ROOT")
@@ -118,6 +120,12 @@ class DialogueSettings:
     decision_ask_min_asr: float = 0.1  # any emergency keyword heard at least this clearly: ask
     decision_answer_min_asr: float = 0.3  # a "no" to the emergency question must be heard this clearly
     emergency_answer_timeout_s: float = 10.0  # no answer to the emergency question: a person (unconfirmed)
+    # this many turns in a row not understood (heard too badly, or understood as nothing): "didn't catch that;
+    # do you need help? say yes or press 1, else say it again" instead of "say that again" (once per call), so
+    # an elder whose speech cannot be recognised at all reaches a person at the next turn (the keypad menu's
+    # "misunderstanding" hand-over, or "unconfirmed emergency" on yes / key 1 / silence). 1: a person within
+    # two turns; 2: within three. 0 = never (before 2026-12-07: the keypad menu after two failed turns)
+    decision_question_after_failed_turns: int = 1
     # TensorFlow threads in the Rasa server (TEDPolicy; Rasa's TF_INTER/INTRA_OP_PARALLELISM_THREADS): one,
     # because on 2 cores shared with whisper more threads only oversubscribe (8 callers replying at the same
     # instant: dialogue p95 2.1 s with one thread, 2.6–3.4 s with TensorFlow's default)
@@ -269,7 +277,11 @@ class TelephonySettings:
     engine_lease_s: float = 60.0  # a node's claim lasts this long past its last heartbeat (then another node resolves it)
     engine_max_calls: int = 8  # care calls in progress per node (ringing ones included); waiting retries hold none
     engine_dials_per_s: float = 2.0  # INVITEs per second per node at most (the trunk's call rate)
+    # a window's care calls fall due spread over its first this-many seconds (by elder), not all at its start
+    # (0 = every elder at the window's first minute, as before); capped at half the window
+    engine_spread_s: float = 0.0
     engine_plan_every_s: float = 300.0  # how often the elders' schedules are read again to plan new days
+    engine_step_timeout_s: float = 30.0  # a tick step (store call) that hangs longer is given up, logged, retried
     engine_alert_retry_s: float = 60.0  # an operator alert the alert store refused is tried again after this
 
 
@@ -284,7 +296,7 @@ class HandoverSettings:
     operator_strategy: str = "longest_idle"  # "longest_idle": one phone at a time, longest idle first; "ring_all"
     operator_ring_timeout_s: float = 20.0  # total time operators may take to answer before family are called
     operator_ring_each_s: float = 10.0  # longest_idle: how long one operator's phone rings before the next
-    hold_reminder_s: float = 12.0  # while operators ring, the elder hears a short "still connecting" this often
+    hold_reminder_s: float = 15.0  # while operators ring or the elder is queued: "connecting" / their place, this often
     call_family: bool = True  # no operator answered: phone the elder's family contacts in priority order
     family_ring_timeout_s: float = 25.0
     family_ack_timeout_s: float = 20.0  # after the spoken alert: time to press 1 (the alert is said twice)
@@ -297,6 +309,29 @@ class HandoverSettings:
     emergency_ring_timeout_s: float = 40.0
     # the elder's bot reply (e.g. the SOS reassurance) may finish before the hold message: at most this long
     reply_drain_max_s: float = 8.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScreeningSettings:
+    """Call screening (issue #20 item 4, ``telephony/screening.py``): an elder's own line that routes through
+    the platform (an ATA or SIP line whose incoming calls reach the gateway as INVITEs to ``sip:<line>@gateway``).
+    Unknown callers are answered by the assistant, asked who they are, scored by the scam detector and
+    announced (or warned about) to the elder's phone, which is rung as a B2BUA leg. No ``lines`` = off."""
+
+    # "<line number>=<elder's phone URI>" pairs; the line number is a phone of the elder on file (it maps
+    # the line to the elder), the URI is where the elder's phone really rings (the ATA / SIP phone), e.g.
+    # ASSISTANT_SCREENING_LINES=07506601234=sip:ata-601234@10.0.0.7:5060
+    lines: tuple[str, ...] = ()
+    # who the assistant says it answers for (这里是{name}的电话助手): never the elder's name by default, an
+    # unknown caller learns nothing about whose line this is
+    answering_for: str = "机主"
+    answer_timeout_s: float = 8.0  # after the question: time the caller has to start answering
+    max_answer_s: float = 12.0  # the caller's answer is cut after this much audio
+    end_of_answer_silence_s: float = 0.8  # this much silence after speech ends the answer
+    max_announcement_chars: int = 40  # at most this many characters of the caller's words are read to the elder
+    elder_ring_timeout_s: float = 30.0  # the elder's phone rings this long
+    elder_choice_timeout_s: float = 20.0  # after the announcement (said twice): time to press 1 / 2 / 3
+    family_ring_timeout_s: float = 25.0  # key 3: each family contact's phone rings this long
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -316,11 +351,22 @@ class SmsSettings:
     dlr_public_url: str = ""  # base URL Kannel uses when it runs on another host (e.g. http://10.0.0.5:13080)
     max_attempts: int = 5  # submissions per message (failed submits and failed delivery reports)
     retry_backoff_s: tuple[float, ...] = (30.0, 120.0, 600.0, 1800.0)  # wait before attempt 2, 3, …
+    # a message Kannel accepted ("sent") with no delivery report after this long becomes "no_report": the
+    # console says the family may not have it (a late report still moves it to delivered / failed)
+    no_report_after_s: float = 600.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlatformSettings:
+    # the elder-care platform's name, as elders know it: the bot says "我是<name>语音助手", the identity proof
+    # says "<name>来电", the hand-over's calls say "这里是<name>" (assistant/phrases.py). ASSISTANT_PLATFORM_NAME
+    name: str = DEFAULT_PLATFORM_NAME
 
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     paths: PathSettings
+    platform: PlatformSettings = field(default_factory=PlatformSettings)
     audio: AudioSettings = field(default_factory=AudioSettings)
     asr: AsrSettings = field(default_factory=AsrSettings)
     dialogue: DialogueSettings = field(default_factory=DialogueSettings)
@@ -332,6 +378,7 @@ class Settings:
     telephony: TelephonySettings = field(default_factory=TelephonySettings)
     sms: SmsSettings = field(default_factory=SmsSettings)
     handover: HandoverSettings = field(default_factory=HandoverSettings)
+    screening: ScreeningSettings = field(default_factory=ScreeningSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
 

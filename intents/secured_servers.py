@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 
 ACTION_TOKEN_HEADER = "X-Action-Token"
+# the project root: the actions import the table of what the bot says (assistant/phrases.py, pure data)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 UNAUTHORIZED = {"error": "unauthorized"}
 
 
@@ -80,6 +82,8 @@ def create_action_app(token: str, *, actions: str = "actions"):
 
 
 def run_actions(args: argparse.Namespace) -> None:
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.append(str(PROJECT_ROOT))
     from rasa_sdk import utils
     from rasa_sdk.plugin import plugin_manager
 

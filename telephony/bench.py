@@ -44,6 +44,7 @@ from assistant.audio.phone_channel import phone_channel
 from assistant.bench.scratch import scratch_store
 from assistant.bench.stats import share, stage_percentiles
 from assistant.errors import SetupError
+from assistant.phrases import Phrasebook
 from assistant.settings import load_settings
 from assistant.tts.registry import simulated_caller_voice, synthesize
 from telephony.gateway import Gateway, greeting_text
@@ -229,12 +230,11 @@ async def mandarin_speech(
     """One continuous pcap of ``seconds``: silence while the greeting plays (``greeting_s``; default: the
     unknown-caller greeting spoken by our TTS), then ``utterances`` each followed by ``reply_pause_s`` of
     silence, repeated. Synthesized once; the file is written in a thread."""
-
     rate = 8000
     said = [await _phone_pcm8k(text, settings=settings) for text in utterances]
     spoken = [pcm for pcm, _voice in said]
     if greeting_s is None:
-        greeting, _voice = await _phone_pcm8k(greeting_text(dialect="cmn", kind=greeting_kind), settings=settings)
+        greeting, _voice = await _phone_pcm8k(greeting_text(phrases=Phrasebook(platform_name=settings.platform.name), dialect="cmn", kind=greeting_kind), settings=settings)
         greeting_s = len(greeting) / 2 / rate
     lead_s = greeting_s + GREETING_MARGIN_S
     pause = b"\x00\x00" * int(reply_pause_s * rate)

@@ -27,7 +27,7 @@ from aiosipua import SdpMessage, parse_sdp, parse_uri
 from assistant.errors import TelephonyError
 from telephony.offer_answer import OfferAnswer
 from telephony.rtp import RtpStream
-from telephony.sdp import MediaPlan
+from telephony.sdp import WARN_CODES, MediaPlan
 from telephony.sip_leg import InboundLeg, OutboundLeg
 
 logger = logging.getLogger(__name__)
@@ -100,13 +100,17 @@ class PhoneCall:
         direction: Literal["inbound", "outbound"],
         remote_uri: str,
         plan: MediaPlan | None = None,
+        offer: SdpMessage | None = None,
     ) -> None:
         self.host = host
         self.call_id = call_id
         self.direction = direction
         self.remote_uri = remote_uri
         self.remote_number = uri_user(remote_uri)
+        # inbound: the number the caller dialled (our line, or an elder's screened line: telephony.screening)
+        self.called_number = uri_user(leg.callee) if isinstance(leg, InboundLeg) else ""
         self.plan = plan
+        self._offer = offer  # the INVITE's SDP: our answer mirrors its m= lines
         self.state: Literal["ringing", "active", "ended"] = "ringing"
         self.on_hold = False
         self.ended: CallEnded | None = None
@@ -189,7 +193,7 @@ class PhoneCall:
                 await stream.close()
                 raise
         else:
-            self._leg.accept(self.host.media.answer(self.plan, port=stream.port))
+            self._leg.accept(self.host.media.answer(self.plan, port=stream.port, offer=self._offer))
             self._sip_accepted = True
         self._start_media(stream)
 
@@ -354,10 +358,10 @@ class PhoneCall:
         try:
             plan = self.host.media.read_offer(offer, source_ip=self.source_ip, codecs=(self.plan.codec,))
         except TelephonyError as exc:
-            leg.refuse(488, "Not Acceptable Here", headers={"Warning": f'399 {self.host.media.media_host} "{exc.code}"'},
-                       terminate=False)
+            warning = f'{WARN_CODES.get(exc.code, 399)} {self.host.media.media_host} "{exc.code}"'
+            leg.refuse(488, "Not Acceptable Here", headers={"Warning": warning}, terminate=False)
             return
-        leg.accept(self.host.media.answer(plan, port=self._stream.port))
+        leg.accept(self.host.media.answer(plan, port=self._stream.port, offer=offer))
         self._apply_plan(plan)
 
     def terminated(self, reason: str, status: int | None = None) -> None:

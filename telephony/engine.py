@@ -79,7 +79,8 @@ def default_node_id() -> str:
 class CallEngine:
     def __init__(self, *, jobs: CallJobStore, runner: CareCallRunner, schedules: SchedulesSource, clock: Clock,
                  node_id: str, tick_s: float, lease_s: float, max_calls: int, dials_per_s: float = 0.0,
-                 plan_every_s: float = 300.0, alert_retry_s: float = 60.0, retry: RetryPolicy | None = None) -> None:
+                 plan_every_s: float = 300.0, alert_retry_s: float = 60.0, spread_s: float = 0.0,
+                 step_timeout_s: float = 30.0, retry: RetryPolicy | None = None) -> None:
         if lease_s <= 2 * tick_s:
             raise ValueError("engine lease_s must be more than two ticks (a live node must renew it in time)")
         self.jobs = jobs
@@ -93,6 +94,8 @@ class CallEngine:
         self.dial_interval_s = 1.0 / dials_per_s if dials_per_s > 0 else 0.0
         self.plan_every_s = plan_every_s
         self.alert_retry_s = alert_retry_s
+        self.spread_s = spread_s
+        self.step_timeout_s = step_timeout_s  # real seconds (asyncio), whatever the engine clock
         self.retry = retry or runner.retry
         self.stats = EngineStats()
         self._held: dict[int, JobInfo] = {}
@@ -110,7 +113,7 @@ class CallEngine:
         return cls(jobs=jobs, runner=runner, schedules=schedules, clock=clock or runner.clock,
                    node_id=node_id or t.engine_node_id or default_node_id(), tick_s=t.engine_tick_s,
                    lease_s=t.engine_lease_s, max_calls=t.engine_max_calls, dials_per_s=t.engine_dials_per_s,
-                   plan_every_s=t.engine_plan_every_s, alert_retry_s=t.engine_alert_retry_s)
+                   plan_every_s=t.engine_plan_every_s, alert_retry_s=t.engine_alert_retry_s, spread_s=t.engine_spread_s, step_timeout_s=t.engine_step_timeout_s)
 
     def now(self) -> datetime:
         return as_stored(self.clock.now())
@@ -142,7 +145,8 @@ class CallEngine:
 
     async def _guard(self, what: str, step) -> None:
         try:
-            await step()
+            async with asyncio.timeout(self.step_timeout_s):  # a hung store call must not stall the node
+                await step()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the store is down for a tick, a lookup failed: log it, try again next tick
@@ -198,6 +202,9 @@ class CallEngine:
         if first is None:
             return None
         end = _window_end(s, first)
+        if self.spread_s > 0 and end is not None:  # the same place in the window every day, per elder
+            span = min(self.spread_s, (end - first).total_seconds() / 2)
+            first += timedelta(seconds=int(span * ((s.elder_id * 2654435761) % 2**32) / 2**32))
         chain = f"care:{s.elder_id}:{first.date().isoformat()}"
         return NewJob(job_key=f"{chain}:a1", chain=chain, kind="care_call", elder_id=s.elder_id, number=s.number,
                       attempt=1, not_before=self._to_clock(s, first), deadline=self._to_clock(s, end) if end else None)

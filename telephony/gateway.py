@@ -26,33 +26,24 @@ from typing import Any, Protocol
 
 from assistant import native_heap
 from assistant.errors import TelephonyError
+from assistant.phrases import Phrasebook
 from assistant.pipeline import build_call_pipeline
 from assistant.session import CallSession
 from assistant.settings import Settings
 from telephony.handover import Escalation, HandOverState, Speaker, tts_speaker
+from telephony.screening import CallScreener, Recognise, ScreeningState
 from telephony.sip import PhoneCall, SipEndpoint
 from telephony.transport import SipCallTransport, run_call_pipeline
 
 logger = logging.getLogger(__name__)
 
-GREETINGS = {
-    # caller ID can be spoofed: no name or other personal data before the fraud guard verifies the caller
-    ("cmn", "known"): "您好，我是长者语音助手。今天身体怎么样？需要帮忙可以直接说，或者按1表示很好，按2表示需要帮助，按0转人工。",
-    ("yue", "known"): "你好，我係長者語音助手。今日身體點呀？需要幫手可以直接講，或者撳1表示好好，撳2表示要幫手，撳0轉人工。",
-    ("cmn", "unknown"): "您好，这里是长者语音助手，请问有什么可以帮您？",
-    ("yue", "unknown"): "你好，呢度係長者語音助手，請問有咩可以幫到你？",
-}
+# the greeting by caller kind ("known" | "unknown"); caller ID can be spoofed: no name or other personal data
+# before the fraud guard verifies the caller
+GREETING_KEYS = {"known": "greeting_known", "unknown": "greeting"}
 
 
-# spoken when a call reaches ``telephony.max_call_duration_s`` (the BYE follows)
-TIME_LIMIT_GOODBYE = {
-    "cmn": "这次通话时间已经很长了，我先挂断。需要帮忙请随时再打过来，再见。",
-    "yue": "今次通話已經好耐喇，我哋住收線。要幫手隨時再打嚟，拜拜。",
-}
-
-
-def greeting_text(*, dialect: str | None, kind: str) -> str:
-    return GREETINGS.get((dialect or "cmn", kind), GREETINGS[("cmn", kind)])
+def greeting_text(*, phrases: Phrasebook, dialect: str | None, kind: str) -> str:
+    return phrases.say(GREETING_KEYS[kind], dialect)
 
 
 class ElderProfile(Protocol):
@@ -72,7 +63,7 @@ class ElderDirectory(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class TelephonyAlert:
-    """Something a person must act on: ``kind`` is "help" (keypad 2 / unwell), "human" (keypad 0), "no_answer"."""
+    """Something a person must act on: ``kind`` is "help" / "unwell" (care-call outcomes), "human" (keypad 0), "no_answer"."""
 
     kind: str
     call_id: str | None
@@ -107,10 +98,13 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-KEYPAD_ALERTS = {"2": "help", "0": "human"}
+# keypad 2 (need help) is the dialogue's: its Rasa action raises the alert (or the dialogue itself, with
+# Rasa down); raising it here too made two raises of one alert per press
+KEYPAD_ALERTS = {"0": "human"}
 HANDOVER_KEY = "0"  # keypad 0 = 转人工: a person, live (telephony.handover)
 # the dialogue's custom events that put a person on the line: "handover" (request_human, the unconfirmed
-# emergency, a dialogue outage) and "emergency" (SOS, with the alert's id)
+# emergency, a dialogue outage) and "emergency" (SOS, with the alert's id); the fraud guard's flag too
+# (``_fraud_listener``, reason "fraud")
 HANDOVER_EVENTS = ("handover", "emergency")
 
 
@@ -138,8 +132,10 @@ class Gateway:
         max_reports: int = 1000,
         store: Any = None,
         speak: Speaker | None = None,
+        recognise: Recognise | None = None,
     ) -> None:
         self.settings = settings
+        self.phrases = Phrasebook(platform_name=settings.platform.name)
         self.pipeline_factory = pipeline_factory
         self.directory = directory
         self.on_alert = on_alert
@@ -148,14 +144,21 @@ class Gateway:
         # the latest calls' reports (benchmarks, tests): bounded, a gateway runs for months
         self.reports: deque[CallReport] = deque(maxlen=max_reports)
         # a person answers (issue #16): operators' phones, family alert calls, the duty phone
-        if store is None and directory is not None and hasattr(directory, "create_alert"):
+        if store is None and directory is not None and hasattr(directory, "raise_alert"):
             store = directory
         self.escalation = Escalation(settings=settings, endpoint=self.endpoint, store=store, speak=speak or tts_speaker(settings))
+        # an elder's own line routed through the platform (issue #20): unknown callers are screened
+        self.screening = CallScreener(settings=settings, endpoint=self.endpoint, speak=self.escalation.speak, store=store,
+                                      recognise=recognise, speak_words=None if speak is not None else tts_speaker(settings, persist=False),
+                                      ) if settings.screening.lines else None
+        self.screenings: deque[ScreeningState] = deque(maxlen=max_reports)
         self._live: dict[str, _LiveCall] = {}
         self.handovers: deque[HandOverState] = deque(maxlen=max_reports)
 
     async def start(self) -> None:
         await asyncio.to_thread(_prewarm)
+        if self.screening is not None:
+            await self.screening.warm()
         await self.endpoint.start()
 
     async def stop(self) -> None:
@@ -188,9 +191,15 @@ class Gateway:
         return session, kind
 
     async def handle_inbound(self, call: PhoneCall) -> None:
+        line = self.screening.line_for(call) if self.screening is not None else None
+        if line is not None:  # a call to an elder's screened line, not to the assistant
+            state = ScreeningState(call_id=call.call_id, line=line.number, elder_id=None, caller_number=call.remote_number)
+            self.screenings.append(state)
+            await self.screening.screen(call, line, state=state)
+            return
         session, kind = await self.identify(call.remote_number, call_id=call.call_id)
         session.call_id = call.call_id
-        await self.run_call(call, session=session, greeting=greeting_text(dialect=session.dialect, kind=kind))
+        await self.run_call(call, session=session, greeting=greeting_text(phrases=self.phrases, dialect=session.dialect, kind=kind))
         if session.callback_requested and session.elder_id is not None:
             await self._call_back(session)
 
@@ -252,6 +261,14 @@ class Gateway:
 
         return listener
 
+    def _fraud_listener(self, call: PhoneCall):
+        """The fraud guard flagged the call (its ``fraud`` alert is stored by then): hand it to an operator."""
+
+        async def listener(flag) -> None:
+            await self.hand_over(call, "fraud")
+
+        return listener
+
     # --- any call ----------------------------------------------------------------------------
     async def run_call(self, call: PhoneCall, *, session: CallSession, greeting: str | None = None, on_key: Callable[[str], Awaitable[None]] | None = None) -> CallReport:
         report = CallReport(call_id=call.call_id, direction=call.direction, number=call.remote_number, elder_id=session.elder_id)
@@ -283,13 +300,19 @@ class Gateway:
         tracker = getattr(built, "tracker", None)
         if tracker is not None and hasattr(tracker, "listeners"):
             tracker.listeners.append(self._handover_listener(call))
+        guard = getattr(built, "guard", None)
+        if guard is not None and self.escalation.enabled:  # a high-risk scam moment: a person takes the call
+            from assistant.fraud_guard.guard import HANDOVER_WARNING
+
+            guard.flag_listeners.append(self._fraud_listener(call))
+            guard.warning = HANDOVER_WARNING
 
         async def greet(worker) -> None:
             from pipecat.frames.frames import TTSSpeakFrame
 
             async def goodbye() -> None:  # the call reached its maximum duration: say so, then the BYE
                 call.clear_playback()
-                await worker.queue_frame(TTSSpeakFrame(TIME_LIMIT_GOODBYE.get(session.dialect or "cmn", TIME_LIMIT_GOODBYE["cmn"])))
+                await worker.queue_frame(TTSSpeakFrame(self.phrases.say("time_limit_goodbye", session.dialect)))
                 async with asyncio.timeout(8.0):  # until the synthesised audio reaches the sender
                     while call.pending_ms <= 0 and call.state == "active":  # noqa: ASYNC110 (no event for "audio queued")
                         await asyncio.sleep(0.05)
@@ -333,6 +356,10 @@ class Gateway:
         return report
 
     async def dial(self, number: str, *, timeout_s: float | None = None) -> PhoneCall:
+        """The platform's own call (care call, call-back): to a screened line it rings the elder's phone
+        directly (it carries its own proof and is never screened)."""
+        if self.screening is not None:
+            number = self.screening.route_outbound(number)
         return await self.endpoint.dial(number, timeout_s=timeout_s)
 
 
@@ -347,9 +374,9 @@ def _prewarm() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
-    from telephony.resample import StreamResampler
+    from assistant.audio.stream_resample import StreamResampler
 
-    StreamResampler(from_hz=8000, to_hz=16000).process(bytes(320))
+    StreamResampler(from_hz=8000, to_hz=16000, context_in=0).feed(bytes(320))
 
 
 def default_pipeline_factory(services) -> PipelineFactory:
@@ -362,5 +389,5 @@ def default_pipeline_factory(services) -> PipelineFactory:
 
 
 def require_started(gateway: Gateway) -> None:
-    if not gateway.endpoint._started:
+    if not gateway.endpoint.started:
         raise TelephonyError("the gateway is not started", code="gateway_not_started")

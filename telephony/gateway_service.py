@@ -63,7 +63,7 @@ def store_alert_sink(store):
             logger.warning("alert %s for call %s not stored: no platform store", alert.kind, alert.call_id)
             return
         detail = {**alert.detail, "telephony_kind": alert.kind, "number": alert.number}
-        await store.create_alert(elder_id=alert.elder_id, call_id=alert.call_id, kind=ALERT_KINDS.get(alert.kind, "human"), detail=detail)
+        await store.raise_alert(elder_id=alert.elder_id, call_id=alert.call_id, kind=ALERT_KINDS.get(alert.kind, "human"), detail=detail)
 
     return sink
 

@@ -1,7 +1,8 @@
 """A person answers (issue #16): the elder's live call handed over to an operator's SIP phone, then family.
 
 ``Escalation.run`` is one hand-over, started by ``Gateway.hand_over(call, reason)`` (request_human, keypad 0,
-an SOS, the dialogue's unconfirmed emergency, a dialogue outage):
+an SOS, the dialogue's unconfirmed emergency, a dialogue outage, repeated misunderstanding, the fraud
+guard's flag of a high-risk scam moment):
 
 1. the bot stops listening at once; its current reply (e.g. the SOS reassurance) may finish, then it is
    muted and the elder hears 请稍等，正在为您接通人工 (and a short reminder every ``hold_reminder_s``);
@@ -36,6 +37,7 @@ import numpy as np
 
 from assistant.audio.convert import resample_pcm16
 from assistant.errors import AssistantError, TelephonyError
+from assistant.phrases import Phrasebook
 from assistant.session import CallSession
 from assistant.settings import Settings
 from assistant.tts.registry import synthesize
@@ -46,51 +48,41 @@ logger = logging.getLogger(__name__)
 # (text, dialect) → 8 kHz 16-bit mono PCM to play on a call
 Speaker = Callable[[str, str], Awaitable[bytes]]
 
-HOLD = {"cmn": "请稍等，正在为您接通人工。", "yue": "請等等，而家幫你接駁人工服務。"}
-HOLD_AGAIN = {"cmn": "还在为您接通，请不要挂机。", "yue": "仲幫緊你接駁，唔好收線。"}
-NO_OPERATOR_FAMILY = {"cmn": "值班人员暂时没有接听，我们正在打电话给您的家人，请不要挂机。",
-                      "yue": "值班人員暫時未接聽，我哋而家打電話畀你屋企人，唔好收線。"}
-NO_OPERATOR_DUTY = {"cmn": "值班人员暂时没有接听，我们正在打值班电话，请不要挂机。",
-                    "yue": "值班人員暫時未接聽，我哋而家打值班電話，唔好收線。"}
-FAMILY_CONNECTING = {"cmn": "您的家人接听了，正在为您接通。", "yue": "你屋企人聽咗電話，而家幫你接駁。"}
-FAMILY_NO_ANSWER_DUTY = {"cmn": "家人暂时没有接听，我们正在打值班电话，请不要挂机。",
-                         "yue": "屋企人暫時未接聽，我哋而家打值班電話，唔好收線。"}
-NOBODY = {"cmn": "暂时没有人接听。您的求助已经记录下来，值班人员会尽快给您回电。您也可以继续跟我说。",
-          "yue": "暫時未有人接聽。你嘅求助已經記低咗，值班人員會盡快覆電話畀你。你都可以繼續同我講。"}
-NOBODY_NO_BOT = {"cmn": "值班人员暂时没有接听，我们会尽快再打给您。再见。", "yue": "值班人員暫時未接聽，我哋會盡快再打畀你。拜拜。"}
-CALLBACK_OPENING = {"cmn": "您好，这里是平安通，值班人员给您回电话。本次来电确认码是{code}。请稍等，正在为您接通值班人员。",
-                    "yue": "你好，呢度係平安通，值班人員覆電話畀你。今次來電確認碼係{code}。請等等，而家幫你接駁值班人員。"}
-FAMILY_ALERT = {"cmn": "您好，这里是平安通。{name}刚才{what}。按1表示您来处理。",
-                "yue": "你好，呢度係平安通。{name}頭先{what}。撳1表示你嚟處理。"}
-FAMILY_WHAT = {
-    "sos": {"cmn": "按了紧急求助", "yue": "撳咗緊急求助"},
-    "unconfirmed_emergency": {"cmn": "可能遇到了紧急情况，没有回答我们", "yue": "可能有緊急情況，冇回應我哋"},
-    "human": {"cmn": "要求转接人工，值班人员暂时没有接听", "yue": "要求轉駁人工，值班人員暫時未接聽"},
-    "misunderstanding": {"cmn": "打来电话，我们几次没听懂需要什么，值班人员暂时没有接听",
-                         "yue": "打電話嚟，我哋幾次都聽唔明要咩，值班人員暫時未接聽"},
-}
-FAMILY_ACK_BRIDGE = {"cmn": "谢谢，已经记录由您处理。正在为您接通老人，请稍等。", "yue": "多謝，已經記低由你處理。而家幫你接駁老人家，請等等。"}
-FAMILY_ACK_GONE = {"cmn": "谢谢，已经记录由您处理。老人已经挂机，请尽快联系老人。", "yue": "多謝，已經記低由你處理。老人家已經收咗線，請盡快聯絡佢。"}
+# what each party hears: keys of assistant/phrases.py
+HOLD = "handover_hold"
+HOLD_AGAIN = "handover_hold_again"
+QUEUED = "handover_queued"  # all operators are on other calls: the elder is told their place, honestly
+NO_OPERATOR_FAMILY = "no_operator_family"
+NO_OPERATOR_DUTY = "no_operator_duty"
+FAMILY_CONNECTING = "family_connecting"
+FAMILY_NO_ANSWER_DUTY = "family_no_answer_duty"
+NOBODY = "nobody_answered"
+NOBODY_NO_BOT = "nobody_answered_no_bot"
+CALLBACK_OPENING = "operator_callback_opening"
+FAMILY_ALERT = "family_alert"
+FAMILY_ACK_BRIDGE = "family_ack_bridge"
+FAMILY_ACK_GONE = "family_ack_gone"
+EMERGENCY_FAILED = "emergency_call_failed"
+# the alert kinds family_alert names (the family_what_<kind> pieces); any other kind is told as "human"
+FAMILY_WHAT_KINDS = frozenset({"sos", "unconfirmed_emergency", "human", "misunderstanding", "fraud"})
 
-EMERGENCY_FAILED = {"cmn": "急救电话没有接通，请直接拨打。", "yue": "急救電話未接通，請直接打。"}
+REPLY_START_WAIT_S = 2.0  # the bot's reply to the words that asked for a person: its audio starts within this
 
 # hand-over reason → the alert kind it stands on
 REASON_KINDS = {"emergency": "sos", "sos": "sos", "unconfirmed_emergency": "unconfirmed_emergency",
-                "misunderstanding": "misunderstanding"}
-# an alert that stands after the elder hung up: family are still phoned
-URGENT_KINDS = frozenset({"sos", "unconfirmed_emergency"})
+                "misunderstanding": "misunderstanding", "fraud": "fraud"}
+# an alert that stands after the elder hung up: family are still phoned (a scam may go on off our line)
+URGENT_KINDS = frozenset({"sos", "unconfirmed_emergency", "fraud"})
 
 
-def _say(table: dict[str, str], dialect: str | None, **fmt: Any) -> str:
-    return table.get(dialect or "cmn", table["cmn"]).format(**fmt)
-
-
-def tts_speaker(settings: Settings) -> Speaker:
-    """The platform's voices (prompt cache first), resampled to the 8 kHz line."""
+def tts_speaker(settings: Settings, *, persist: bool = True) -> Speaker:
+    """The platform's voices (prompt cache first), resampled to the 8 kHz line. ``persist=False``: what is
+    said is call content (a caller's words), kept out of the disk cache."""
 
     async def speak(text: str, dialect: str) -> bytes:
 
-        audio = await synthesize(text, dialect=dialect, rate_wpm=settings.tts.rate_wpm, volume=1.0, settings=settings)
+        audio = await synthesize(text, dialect=dialect, rate_wpm=settings.tts.rate_wpm, volume=1.0, settings=settings,
+                                 persist=persist)
         return await asyncio.to_thread(resample_pcm16, audio.pcm, from_hz=audio.sample_rate_hz, to_hz=8000)
 
     return speak
@@ -98,11 +90,14 @@ def tts_speaker(settings: Settings) -> Speaker:
 
 @dataclass(kw_only=True)
 class OperatorPool:
-    """The operators' phones: which are free, and since when each has been idle (longest idle first)."""
+    """The operators' phones: which are free, and since when each has been idle (longest idle first); and
+    the queue of hand-overs waiting while every phone is busy (first come, first served)."""
 
     uris: tuple[str, ...]
     _busy: set[str] = field(default_factory=set)
     _idle_since: dict[str, float] = field(default_factory=dict)
+    _queue: list[Any] = field(default_factory=list)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
 
     def free(self) -> list[str]:
         order = {u: i for i, u in enumerate(self.uris)}
@@ -114,6 +109,41 @@ class OperatorPool:
     def release(self, uri: str) -> None:
         self._busy.discard(uri)
         self._idle_since[uri] = time.monotonic()
+        self._released.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def position(self, who: Any) -> int | None:
+        """``who``'s place in the queue (1 = next), None when not waiting."""
+        return self._queue.index(who) + 1 if who in self._queue else None
+
+    def join(self, who: Any) -> None:
+        self._queue.append(who)
+
+    def leave(self, who: Any) -> None:
+        with contextlib.suppress(ValueError):
+            self._queue.remove(who)
+
+    async def wait_turn(self, who: Any, *, timeout_s: float, stop: asyncio.Future | None = None) -> bool:
+        """``who`` (queued with ``join``) waits until a phone is free for them (everyone queued earlier is
+        served first); False when ``timeout_s`` passed or ``stop`` finished first. Returns True with no await
+        after its check: the caller takes the phone before anyone else runs."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if len(self.free()) > self._queue.index(who):
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0 or (stop is not None and stop.done()):
+                return False
+            self._released.clear()
+            released = asyncio.ensure_future(self._released.wait())
+            try:
+                await asyncio.wait({released, stop} if stop is not None else {released}, timeout=left,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                released.cancel()
 
 
 @dataclass(kw_only=True)
@@ -131,6 +161,8 @@ class HandOverState:
     ringing_at: float | None = None  # the first operator INVITE went out
     connected_at: float | None = None  # a person (operator / family / duty) is bridged to the elder
     family_call_at: float | None = None  # the first family call was answered
+    queue_position: int | None = None  # waiting for a free operator: 1 = next (None: not queued)
+    ringing: list[str] = field(default_factory=list)  # the phones ringing now (the console pops the call there)
     attempts: list[dict[str, Any]] = field(default_factory=list)  # {"who", "uri", "result"}
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -140,7 +172,8 @@ class HandOverState:
 
         return {"state": self.state, "reason": self.reason, "operator": self.operator, "acknowledged_by": self.acknowledged_by,
                 "ringing_ms": ms(self.ringing_at), "connected_ms": ms(self.connected_at),
-                "family_call_ms": ms(self.family_call_at), "attempts": list(self.attempts)}
+                "family_call_ms": ms(self.family_call_at), "queue_position": self.queue_position,
+                "ringing": list(self.ringing), "attempts": list(self.attempts)}
 
 
 async def bridge(a: PhoneCall, b: PhoneCall, *, max_pending_ms: float = 300.0, recording: Any = None) -> PhoneCall:
@@ -261,6 +294,7 @@ class Escalation:
     def __init__(self, *, settings: Settings, endpoint: SipEndpoint, speak: Speaker, store: Any = None,
                  pool: OperatorPool | None = None) -> None:
         self.settings = settings
+        self.phrases = Phrasebook(platform_name=settings.platform.name)
         self.cfg = settings.handover
         self.endpoint = endpoint
         self.speak = speak
@@ -275,12 +309,12 @@ class Escalation:
         return bool(self.cfg.operator_uris or self.cfg.duty_uri)
 
     # --- the elder's side ----------------------------------------------------------------------
-    async def _tell(self, call: PhoneCall, table: dict[str, str], dialect: str | None, **fmt: Any) -> None:
+    async def _tell(self, call: PhoneCall, phrase: str, dialect: str | None, **fmt: Any) -> None:
         """Say something to a caller (queued on their line; returns once it is queued)."""
         if call.state != "active":
             return
         try:
-            pcm = await self.speak(_say(table, dialect, **fmt), dialect or "cmn")
+            pcm = await self.speak(self.phrases.say(phrase, dialect, **fmt), dialect or "cmn")
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a voice that fails must not stop the escalation
@@ -308,7 +342,7 @@ class Escalation:
             return None
         kind = REASON_KINDS.get(reason, "human")
         try:
-            info = await self.store.create_alert(elder_id=session.elder_id, call_id=session.call_id, kind=kind,
+            info = await self.store.raise_alert(elder_id=session.elder_id, call_id=session.call_id, kind=kind,
                                                  detail={"source": "handover", "reason": reason})
             return info.alert_id
         except asyncio.CancelledError:
@@ -338,9 +372,13 @@ class Escalation:
             if family and (call.state == "active" or kind in URGENT_KINDS):
                 state.state = "calling_family"
                 await self._note(state)
-                await self._tell(call, NO_OPERATOR_FAMILY, dialect)
-                if await self._family(call, state, session, family, kind, dialect):
-                    return state
+                # the family's phones ring while the elder's words are synthesised (TTS may take seconds)
+                telling = asyncio.create_task(self._tell(call, NO_OPERATOR_FAMILY, dialect), name=f"handover-tell-{call.call_id[:12]}")
+                try:
+                    if await self._family(call, state, session, family, kind, dialect, told=telling):
+                        return state
+                finally:
+                    await _finish(telling)
                 if self.cfg.duty_uri:
                     await self._tell(call, FAMILY_NO_ANSWER_DUTY, dialect)
             elif self.cfg.duty_uri:
@@ -366,13 +404,17 @@ class Escalation:
             self._recordings.pop(call.call_id, None)
             state.done.set()
 
-    async def _drain(self, call: PhoneCall, muting) -> None:
-        """Let the bot's current reply play out (bounded), so the elder hears e.g. the SOS reassurance."""
-        deadline = time.monotonic() + self.cfg.reply_drain_max_s
-        await asyncio.sleep(0.3)  # the reply's first audio may still be on its way through TTS
+    async def _drain(self, call: PhoneCall, muting, *, since: float) -> None:
+        """Let the bot's current reply play out (bounded), so the elder hears e.g. the SOS reassurance or the
+        fraud warning. Its text is decided before its audio exists (TTS): wait up to ``REPLY_START_WAIT_S``
+        after ``since`` (the request) for the audio to start, then until it has played."""
+        deadline = since + self.cfg.reply_drain_max_s
+        await asyncio.sleep(0.3)
         while time.monotonic() < deadline and call.state == "active":
-            quiet_s = time.monotonic() - muting.meter.last_write
-            if quiet_s > 0.8 and call.pending_ms <= 0:
+            started = muting.meter.last_write > since
+            if started and time.monotonic() - muting.meter.last_write > 0.8 and call.pending_ms <= 0:
+                return
+            if not started and time.monotonic() - since > REPLY_START_WAIT_S:  # no reply on its way (keypad 0)
                 return
             await asyncio.sleep(0.1)
 
@@ -388,10 +430,14 @@ class Escalation:
 
         async def hold() -> None:
             if muting is not None:
-                await self._drain(call, muting)
+                await self._drain(call, muting, since=state.requested_at)
                 muting.hand_over()
-            await self._tell(call, HOLD, dialect)
-            await self._remind(call, dialect)
+            place = self.pool.position(state)
+            if place is None:
+                await self._tell(call, HOLD, dialect)
+            else:
+                await self._tell(call, QUEUED, dialect, n=place)
+            await self._remind(call, dialect, state)
 
         state.state = "ringing_operators"
         holding = asyncio.create_task(hold(), name=f"handover-hold-{call.call_id[:12]}")
@@ -472,29 +518,55 @@ class Escalation:
         state.state = "conference_emergency"
         await self._note(state)
 
-    async def _remind(self, call: PhoneCall, dialect: str) -> None:
+    async def _remind(self, call: PhoneCall, dialect: str, state: HandOverState) -> None:
+        """Every ``hold_reminder_s`` while the operators ring or the elder waits in the queue: their place
+        in the queue, or that they are being connected (cancelled when an operator answers or the ring
+        time is over, so at most ``operator_ring_timeout_s / hold_reminder_s`` reminders)."""
         while call.state == "active":
             await asyncio.sleep(self.cfg.hold_reminder_s)
-            await self._tell(call, HOLD_AGAIN, dialect)
+            place = state.queue_position = self.pool.position(state)
+            if place is None:
+                await self._tell(call, HOLD_AGAIN, dialect)
+            else:
+                await self._tell(call, QUEUED, dialect, n=place)
+
+    async def _queue(self, elder: PhoneCall, state: HandOverState, *, timeout_s: float) -> bool:
+        """Every operator busy (or others queued first): wait in the queue for a free phone, at most
+        ``timeout_s``. True when one is free for this hand-over (take it before the next await)."""
+        if self.pool.free() and not self.pool.queued:
+            return True
+        self.pool.join(state)
+        gone = asyncio.ensure_future(elder.wait_ended())
+        try:
+            state.queue_position = self.pool.position(state)
+            logger.info("call %s: every operator busy, queued at %s", elder.call_id, state.queue_position)
+            await self._note(state)
+            ok = await self.pool.wait_turn(state, timeout_s=timeout_s, stop=gone)
+        finally:
+            gone.cancel()
+            self.pool.leave(state)
+            state.queue_position = None
+        return ok and elder.state == "active"
 
     async def _ring_operators(self, elder: PhoneCall, state: HandOverState) -> tuple[str, PhoneCall] | None:
-        free = self.pool.free()
-        if not free:
+        deadline = time.monotonic() + self.cfg.operator_ring_timeout_s
+        if not await self._queue(elder, state, timeout_s=self.cfg.operator_ring_timeout_s):
             state.attempts.append({"who": "operator", "uri": None, "result": "all_busy"})
             return None
+        free = self.pool.free()
         # a phone that rings for one hand-over is reserved: a second SOS at the same moment rings another
         if self.cfg.operator_strategy == "ring_all":
             for uri in free:
                 self.pool.take(uri)
             got = None
             try:
-                got = await self._ring(free, state, who="operator", total_s=self.cfg.operator_ring_timeout_s, elder=elder, parallel=True)
+                got = await self._ring(free, state, who="operator", total_s=max(0.5, deadline - time.monotonic()), elder=elder,
+                                       parallel=True)  # (the time queued counts)
             finally:
                 for uri in free:
                     if got is None or uri != state.operator:
                         self.pool.release(uri)
             return (state.operator or "", got) if got is not None else None
-        deadline = time.monotonic() + self.cfg.operator_ring_timeout_s
         for uri in free:
             left = deadline - time.monotonic()
             if left <= 0.5 or elder.state != "active":
@@ -522,7 +594,8 @@ class Escalation:
         try:
             if state.ringing_at is None:
                 state.ringing_at = time.monotonic()
-                await self._note(state)  # the INVITEs go out meanwhile
+            state.ringing = list(uris)
+            await self._note(state)  # (the INVITEs go out meanwhile) the console pops the call on these phones
             pending = set(dials)
             while pending and winner is None:
                 waits = pending | ({elder_gone} if elder_gone is not None else set())
@@ -545,6 +618,7 @@ class Escalation:
                     else:  # answered at the same moment as the winner
                         await t.result().hangup()
         finally:
+            state.ringing = []
             if elder_gone is not None:
                 elder_gone.cancel()
             for t in dials:
@@ -582,17 +656,19 @@ class Escalation:
             return []
         return [c for c in sorted(contacts, key=lambda c: (c.priority, c.contact_id)) if c.phone]
 
-    async def _elder_name(self, session) -> str:
+    async def _elder_name(self, session, dialect: str | None) -> str:
         try:
             return (await self.store.get_elder(session.elder_id)).name
         except asyncio.CancelledError:
             raise
         except Exception:
-            return "您的家人"
+            return self.phrases.piece("family_elder_unnamed", dialect)
 
-    async def _family(self, elder: PhoneCall, state: HandOverState, session, contacts: list[Any], kind: str, dialect: str) -> bool:
-        name = await self._elder_name(session)
-        what = _say(FAMILY_WHAT.get(kind, FAMILY_WHAT["human"]), dialect)
+    async def _family(self, elder: PhoneCall, state: HandOverState, session, contacts: list[Any], kind: str, dialect: str,
+                      *, told: asyncio.Task | None = None) -> bool:
+        """``told``: the elder's "we are phoning your family" on its way (finished before they are bridged)."""
+        name = await self._elder_name(session, dialect)
+        what = self.phrases.piece(f"family_what_{kind if kind in FAMILY_WHAT_KINDS else 'human'}", dialect)
         for contact in contacts:
             try:
                 fam = await self.endpoint.dial(contact.phone, timeout_s=self.cfg.family_ring_timeout_s)
@@ -618,6 +694,8 @@ class Escalation:
             if elder.state == "active":
                 await self._tell(fam, FAMILY_ACK_BRIDGE, dialect)
                 await fam.wait_played(timeout_s=10.0)
+                if told is not None:
+                    await _finish(told)
                 await self._tell(elder, FAMILY_CONNECTING, dialect)
                 await elder.wait_played(timeout_s=10.0)
                 await self._connected(elder, fam, state, who="family")
@@ -648,6 +726,12 @@ class Escalation:
 
 def _drop(_value) -> None:
     return None
+
+
+async def _finish(task: asyncio.Task, *, timeout_s: float = 30.0) -> None:
+    """Wait for a prompt task, at most ``timeout_s`` (then, or when we are cancelled, it is cancelled too)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(task, timeout=timeout_s)
 
 
 async def _first(*aws) -> None:

@@ -32,9 +32,9 @@ class OfferAnswer:
         return build_offer(ip=self.media_host, port=port, codecs=codecs or self.codecs, direction=direction,
                            dtmf_payload_type=dtmf_payload_type)
 
-    def answer(self, plan: MediaPlan, *, port: int) -> SdpMessage:
-        """Our answer to the offer ``plan`` was read from."""
-        return answer_for(plan, ip=self.media_host, port=port)
+    def answer(self, plan: MediaPlan, *, port: int, offer: SdpMessage | None) -> SdpMessage:
+        """Our answer to ``offer`` (``plan`` was read from it): its m= lines mirrored, RFC 3264 §6."""
+        return answer_for(plan, ip=self.media_host, port=port, offer=offer)
 
     def read_offer(self, sdp: SdpMessage | None, *, source_ip: str | None,
                    codecs: tuple[str, ...] | None = None) -> MediaPlan:

@@ -12,7 +12,7 @@ entry per dial, the family's code SMS in the outbox), the job rows and the alert
 are stand-ins — an honest fake, no SIP for 25,000 calls: a dial rings (8 s answered, 30 s unanswered) and an
 answered call lasts 40 s, then the elder presses a key. Each elder behaves by its id:
 
-- 62 % answer and press 1; 10 % are busy in the first 5 minutes of their window, then answer;
+- 62 % answer and press 1; 10 % are busy on the first try and answer the retry;
 - 8 % answer and press 2 (unwell → an operator alert);
 - 10 % never answer and their family contact answers (family told); 10 % nobody answers (operator alert).
 
@@ -57,8 +57,8 @@ from telephony.models import CallJob
 DAY = datetime(2026, 11, 23)  # a Monday
 DAY_START = DAY.replace(hour=7, minute=55)
 WINDOWS = ("08:00-10:00", "10:00-12:00", "14:00-16:00", "16:00-18:00")
-TICK_S = 20.0  # the nodes' tick (simulated seconds); their lease is 10 ticks
-RING_ANSWERED_S, RING_UNANSWERED_S, TALK_S, BUSY_FOR_S = 8.0, 30.0, 40.0, 300.0
+TICK_S = 60.0  # the nodes' tick (simulated seconds; serve ticks every 5 real seconds); their lease is 10 ticks
+RING_ANSWERED_S, RING_UNANSWERED_S, TALK_S = 8.0, 30.0, 40.0
 BEHAVIOURS = (("answers", 62), ("busy_first", 10), ("unwell", 8), ("family_answers", 10), ("nobody", 10))
 
 
@@ -92,6 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, default=3, help="engine processes on one database (default 3)")
     parser.add_argument("--lines", type=int, default=40, help="calls in progress per node (default 40)")
     parser.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
+    parser.add_argument("--spread-s", type=float, default=0.0,
+                        help="telephony.engine_spread_s: a window's calls fall due over its first S seconds (default 0)")
     parser.add_argument("--day-end", default="19:30", help="simulated time the nodes stop (default 19:30)")
     parser.add_argument("--database-url", default="", help="an existing EMPTY PostgreSQL scratch database")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -119,9 +121,8 @@ class StandInPhones:
             result = "answer" if kind == "family_answers" else "no_answer"
         elif kind in ("family_answers", "nobody"):
             result = "no_answer"
-        elif kind == "busy_first":
-            start = dtime.fromisoformat(window_of(elder_id).split("-")[0])
-            result = "busy" if now < datetime.combine(now.date(), start) + timedelta(seconds=BUSY_FOR_S) else "answer"
+        elif kind == "busy_first":  # busy on the first try (the job's key ends in :a1), free on the retry
+            result = "busy" if ref.endswith(":a1") else "answer"
         else:
             result = "answer"
         self.dials.append([ref, number, now.isoformat(), result])
@@ -232,7 +233,7 @@ async def _node(spec: dict[str, Any]) -> dict[str, Any]:
     settings = load_settings()
     settings = dataclasses.replace(settings, telephony=dataclasses.replace(
         settings.telephony, engine_tick_s=TICK_S, engine_lease_s=10 * TICK_S, engine_max_calls=spec["lines"],
-        engine_plan_every_s=3600.0))
+        engine_plan_every_s=3600.0, engine_spread_s=spec["spread_s"]))
     clock = SharedClock(spec["clock"], node=spec["node"])
     db = create_engine_for(StoreSettings(database_url=spec["url"], pool_size=10))
     ledger = CallLedger.for_engine(db, settings=settings, clock=lambda: datetime.now().astimezone())
@@ -351,7 +352,8 @@ async def _tally(url: str, elders: int, nodes: list[dict[str, Any]]) -> dict[str
     }
 
 
-def bench(*, elders: int, nodes: int, lines: int, speed: float, day_end: str, database_url: str) -> dict[str, Any]:
+def bench(*, elders: int, nodes: int, lines: int, speed: float, day_end: str, database_url: str,
+          spread_s: float = 0.0) -> dict[str, Any]:
 
     t0 = time.monotonic()
     with throwaway_postgres() if not database_url else _given(database_url) as url:
@@ -365,7 +367,7 @@ def bench(*, elders: int, nodes: int, lines: int, speed: float, day_end: str, da
             clock_file.write_bytes(bytes(8 * (nodes + 1)))
             procs = []
             for k in range(nodes):
-                spec = {"url": url, "node": k + 1, "elders": elders, "lines": lines, "speed": speed,
+                spec = {"url": url, "node": k + 1, "elders": elders, "lines": lines, "speed": speed, "spread_s": spread_s,
                         "day_end": day_end, "out": str(Path(tmp) / f"node{k + 1}.json"), "clock": str(clock_file)}
                 procs.append(subprocess.Popen([sys.executable, "-m", "telephony.outbound_bench", "--worker",
                                                json.dumps(spec)]))
@@ -376,7 +378,7 @@ def bench(*, elders: int, nodes: int, lines: int, speed: float, day_end: str, da
             results = [json.loads((Path(tmp) / f"node{k + 1}.json").read_text()) for k in range(nodes)]
         out = asyncio.run(_tally(url, elders, results))
     out.update({"wall_s": round(time.monotonic() - t0, 1), "setup_s": round(setup_s, 1), "nodes": nodes,
-                "lines_per_node": lines, "speed": speed, "simulated_day": f"07:55-{day_end}",
+                "lines_per_node": lines, "spread_s": spread_s, "speed": speed, "simulated_day": f"07:55-{day_end}",
                 "phones": "stand-in (no SIP)"})
     return out
 
@@ -399,7 +401,7 @@ def run(args: argparse.Namespace) -> int:
         Path(spec["out"]).write_text(json.dumps(result))
         return 0
     result = bench(elders=args.elders, nodes=args.nodes, lines=args.lines, speed=args.speed, day_end=args.day_end,
-                   database_url=args.database_url)
+                   database_url=args.database_url, spread_s=args.spread_s)
     print(json.dumps(result, ensure_ascii=False) if args.json else "\n".join(f"{k:>22}: {v}" for k, v in result.items()))
     ok = result["duplicates"] == 0 and result["missed"] == 0 and result["escalations_fired"] == result["escalations_expected"]
     return 0 if ok else 1

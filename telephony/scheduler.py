@@ -35,6 +35,7 @@ from typing import Any, Literal, Protocol
 
 from assistant.errors import TelephonyError
 from assistant.fraud_guard.identity import proof_utterances
+from assistant.phrases import Phrasebook
 from assistant.session import CallSession
 from telephony.gateway import TelephonyAlert
 
@@ -242,27 +243,22 @@ SafePhraseOf = Callable[[int], Awaitable[str | None]]  # elder id → the elder'
 CheckinRunner = Callable[..., Awaitable[None]]
 SAFE_PHRASE_TIMEOUT_S = 3.0  # a slow store must not keep the elder waiting in silence: fall back to the code
 
-CHECKIN_QUESTION = {
-    "cmn": "您今天身体怎么样？很好请按1，需要帮助请按2，转人工请按0。",
-    "yue": "你今日身體點呀？好好請撳1，要幫手請撳2，轉人工請撳0。",
-}
-# after the proof on the call-back an inbound caller asked for (keypad 9 on their call)
-CALLBACK_QUESTION = {
-    "cmn": "这是您刚才要的回电。有什么可以帮您？",
-    "yue": "呢個係你頭先要嘅回電。有咩可以幫到你？",
-}
+# what the callee hears is in assistant/phrases.py (checkin_question, callback_question, family_missed_checkin);
+# CareCallRunner passes its gateway's platform name (settings.platform.name)
+DEFAULT_PHRASES = Phrasebook()
 
 
-def opening_line(*, dialect: str | None, proof: str | None, family: bool = False, safe_phrase: str | None = None) -> str:
+def opening_line(*, dialect: str | None, proof: str | None, family: bool = False, safe_phrase: str | None = None,
+                 phrases: Phrasebook = DEFAULT_PHRASES) -> str:
     """The first thing the callee hears. Elder: the identity proof (safe phrase, one-time code, call-back
     offer), then the check-in question with the keypad hint. Family contact: the code only — the elder's
     safe phrase is never spoken to anyone else, whatever is passed."""
 
     if family:
-        proved = "".join(proof_utterances(safe_phrase=None, code=proof, dialect=None))
-        return f"{proved}您的家人没有接听今天的关怀电话，请您尽快联系确认。收到请按1。"
-    proved = "".join(proof_utterances(safe_phrase=safe_phrase, code=proof, dialect=dialect))
-    return proved + CHECKIN_QUESTION["yue" if dialect == "yue" else "cmn"]
+        proved = "".join(proof_utterances(safe_phrase=None, code=proof, dialect=None, phrases=phrases))
+        return proved + phrases.say("family_missed_checkin", None)
+    proved = "".join(proof_utterances(safe_phrase=safe_phrase, code=proof, dialect=dialect, phrases=phrases))
+    return proved + phrases.say("checkin_question", dialect)
 
 
 class CareCallRunner:
@@ -287,6 +283,7 @@ class CareCallRunner:
         self.on_alert = on_alert
         self.clock = clock or SystemClock()
         self.retry = retry or RetryPolicy(delays_s=tuple(gateway.settings.telephony.retry_delays_s))
+        self.phrases = Phrasebook(platform_name=gateway.settings.platform.name)
         self.answer_timeout_s = answer_timeout_s
         self.after_outcome_s = after_outcome_s
         self.max_call_s = max_call_s
@@ -411,7 +408,7 @@ class CareCallRunner:
             phrase = await self._safe_phrase(schedule.elder_id)  # before dialling: no dead air after the answer
             call, entry, record = await self._dial(schedule, schedule.number, "care_call", attempt, result)
             if call is not None:
-                greeting = opening_line(dialect=schedule.dialect, proof=_proof(entry), safe_phrase=phrase)
+                greeting = opening_line(dialect=schedule.dialect, proof=_proof(entry), safe_phrase=phrase, phrases=self.phrases)
                 try:
                     outcome = await self._converse(call, schedule, greeting=greeting, family=False, entry=entry)
                 finally:
@@ -432,7 +429,7 @@ class CareCallRunner:
             if call is None:
                 continue
             try:
-                await self._converse(call, schedule, greeting=opening_line(dialect=None, proof=_proof(entry), family=True), family=True, entry=entry)
+                await self._converse(call, schedule, greeting=opening_line(dialect=None, proof=_proof(entry), family=True, phrases=self.phrases), family=True, entry=entry)
             finally:
                 await self._mark_answered(entry, call.call_id)
             result.status = "escalated_family"
@@ -463,7 +460,7 @@ class CareCallRunner:
             return PlacedCall(result=record.result, entry=entry)
         await on_answered(call.call_id)
         greeting = opening_line(dialect=None if family else schedule.dialect, proof=_proof(entry), family=family,
-                                safe_phrase=phrase)
+                                safe_phrase=phrase, phrases=self.phrases)
         try:
             outcome = await self._converse(call, schedule, greeting=greeting, family=family, entry=entry)
         finally:
@@ -484,8 +481,8 @@ class CareCallRunner:
             await self._alert("no_answer", elder_id=schedule.elder_id, call_id=None, number=schedule.number,
                               detail={"source": "identity_callback", "attempts": [record.result]})
             return result
-        d = "yue" if schedule.dialect == "yue" else "cmn"
-        greeting = "".join(proof_utterances(safe_phrase=phrase, code=_proof(entry), dialect=schedule.dialect)) + CALLBACK_QUESTION[d]
+        greeting = ("".join(proof_utterances(safe_phrase=phrase, code=_proof(entry), dialect=schedule.dialect, phrases=self.phrases))
+                    + self.phrases.say("callback_question", schedule.dialect))
         try:
             result.outcome = await self._converse(call, schedule, greeting=greeting, family=False, entry=entry,
                                                   hang_up_after_outcome_s=-1.0)

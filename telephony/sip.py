@@ -9,7 +9,9 @@ routing of each request to the call it belongs to. Each call's dialog state mach
     await call.wait_ended()  → CallEnded(reason=...)
 
 Covered here: REGISTER with digest auth, OPTIONS (aiosipua answers 200), ACK for non-2xx finals (aiosipua
-omits it), Record-Route copied into 18x/2xx and learnt from 2xx (route sets through kamailio).
+omits it), Record-Route copied into 18x/2xx and learnt from 2xx (route sets through kamailio). Every request
+is screened (``telephony.sip_requests``: 405/400/416/420/481/406/415, issue #25) before aiosipua's UAS sees
+it; a retransmitted INVITE of a ringing call is dropped (aiosipua would start a second call).
 Limits (issue #15): at most ``max_concurrent_calls`` calls (more INVITEs get 503 + Retry-After, no call in
 progress is touched), optionally ``max_calls_per_source`` per signalling IP; an active call with no RTP for
 ``idle_timeout_s`` or older than ``max_call_duration_s`` (after ``PhoneCall.on_time_limit``, e.g. a spoken
@@ -55,8 +57,9 @@ from assistant.settings import TelephonySettings
 from telephony.dialog import CallEnded, HoldChanged, PhoneCall, uri_user
 from telephony.offer_answer import OfferAnswer
 from telephony.rtp import PortAllocator, RtpStream
-from telephony.sdp import MediaPlan
+from telephony.sdp import WARN_CODES, MediaPlan
 from telephony.sip_leg import InboundLeg, OutboundLeg
+from telephony.sip_requests import offer_of, reply, screen
 
 __all__ = ["CallEnded", "HoldChanged", "PhoneCall", "QuietUdpSipTransport", "SipEndpoint", "uri_user"]
 
@@ -420,8 +423,7 @@ class SipEndpoint:
             logger.info("%s from %s:%s: %s", _first_line(msg), addr[0], addr[1], problem)
             if isinstance(msg, SipRequest) and problem != "Bad Via" and msg.method.upper() != "ACK":
                 self.refusals["bad_sdp" if problem == "Malformed SDP" else "bad_request"] += 1
-                with contextlib.suppress(Exception):
-                    self._uas._send_error(msg, 400, "Bad Request", extra_headers={"Warning": f'399 {self.host} "{problem}"'})
+                self._reply(msg, 400, "Bad Request", headers={"Warning": f'399 {self.host} "{problem}"'})
             return
         try:
             self._route_checked(msg, addr)
@@ -429,10 +431,26 @@ class SipEndpoint:
             self._transport.malformed += 1
             logger.error("SIP %s from %s:%s could not be handled", _first_line(msg), addr[0], addr[1], exc_info=True)
             if isinstance(msg, SipRequest) and msg.method.upper() != "ACK":
-                with contextlib.suppress(Exception):
-                    self._uas._send_error(msg, 500, "Server Internal Error", extra_headers={"Warning": f'399 {self.host} "internal error"'})
+                self._reply(msg, 500, "Server Internal Error", headers={"Warning": f'399 {self.host} "internal error"'})
+
+    def _reply(self, request: SipRequest, status: int, reason: str, *, headers: dict[str, str] | None = None) -> None:
+        """A response of our own to a request no call of ours handles (one To tag, ``sip_requests.reply``)."""
+        with contextlib.suppress(Exception):
+            self._transport.send_reply(reply(request, status, reason, headers=headers, user_agent=USER_AGENT))
 
     def _route_checked(self, msg: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
+        if isinstance(msg, SipRequest) and msg.method.upper() != "ACK":
+            call_id = msg.call_id or ""
+            if msg.method.upper() == "INVITE" and self._retransmitted(msg):
+                return  # the INVITE of a call we already have (our 180 was lost); the 200 is retransmitted until ACKed
+            refusal = screen(msg, known_dialog=self._uas.get_call(call_id) is not None or self._uac.get_call(call_id) is not None,
+                             host=self.host)
+            if refusal is not None:
+                self.refusals[refusal.counter] += 1
+                logger.info("%s from %s:%s refused: %d %s %s", _first_line(msg), addr[0], addr[1], refusal.status,
+                            refusal.reason, refusal.headers)
+                self._reply(msg, refusal.status, refusal.reason, headers=refusal.headers)
+                return
         if isinstance(msg, SipRequest) and msg.method.upper() == "ACK":  # the answer to an offer in a 200 rides the ACK
             call = self._calls.get(msg.call_id or "")
             if call is not None:
@@ -443,6 +461,15 @@ class SipEndpoint:
             elif msg.status_code >= 200:
                 self._learn_route(msg)
         self._uas._on_message(msg, addr)
+
+    def _retransmitted(self, invite: SipRequest) -> bool:
+        """An INVITE without To tag for a Call-ID whose INVITE (same CSeq) we hold: aiosipua would take it for
+        a new call and replace the one in progress."""
+        inc = self._uas.get_call(invite.call_id or "")
+        if inc is None or invite.to_addr is None or invite.to_addr.tag:
+            return False
+        first, again = inc.invite.cseq, invite.cseq
+        return first is not None and again is not None and first.seq == again.seq
 
     def _copy_record_route(self, msg: SipRequest | SipResponse) -> None:
         """RFC 3261 §12.1.1: a UAS copies the INVITE's Record-Route into its 18x/2xx (aiosipua does not, so
@@ -508,15 +535,17 @@ class SipEndpoint:
             self._uas._calls.pop(inc.call_id, None)
             return
         try:
-            # no SDP at all = late offer: we offer in the 200 OK (PhoneCall.answer)
-            plan = self.media.read_offer(inc.sdp_offer, source_ip=inc.source_addr[0]) if inc.sdp_offer is not None else None
+            # no SDP at all = late offer: we offer in the 200 OK (PhoneCall.answer); a multipart body's SDP
+            # part is the offer (aiosipua reads only an application/sdp body)
+            offer = offer_of(inc.invite)
+            plan = self.media.read_offer(offer, source_ip=inc.source_addr[0]) if offer is not None else None
         except TelephonyError as exc:
             logger.info("rejecting call %s: %s", inc.call_id, exc.message)
             self.refusals["media"] += 1
-            leg.refuse(488, "Not Acceptable Here", headers={"Warning": f'399 {self.host} "{exc.code}"'})
+            leg.refuse(488, "Not Acceptable Here", headers={"Warning": f'{WARN_CODES.get(exc.code, 399)} {self.host} "{exc.code}"'})
             self._uas._calls.pop(inc.call_id, None)
             return
-        call = PhoneCall(host=self, leg=leg, call_id=inc.call_id, direction="inbound", remote_uri=inc.caller, plan=plan)
+        call = PhoneCall(host=self, leg=leg, call_id=inc.call_id, direction="inbound", remote_uri=inc.caller, plan=plan, offer=offer)
         self._calls[inc.call_id] = call
         call.ring()
         self.spawn(self._run_incoming(call), name=f"sip-call-{inc.call_id[:12]}")
@@ -539,8 +568,8 @@ class SipEndpoint:
         if call is None:
             leg.refuse(481, "Call/Transaction Does Not Exist")
             return
-        # aiosipua keeps the previous offer in ``sdp_offer`` when a re-INVITE carries none: stale here
-        call.reinvite_received(leg, inc.sdp_offer if _carries_sdp(inc.invite) else None)
+        # (aiosipua keeps the previous offer in ``sdp_offer`` when a re-INVITE carries none: stale here)
+        call.reinvite_received(leg, offer_of(inc.invite))
 
     def _on_bye(self, inc: IncomingCall, request: SipRequest) -> None:
         self._end(inc.call_id, "remote_hangup")
@@ -573,12 +602,6 @@ def _malformed(msg: SipRequest | SipResponse) -> str | None:
         except Exception:
             return "Malformed SDP"
     return None
-
-
-def _carries_sdp(request: SipRequest) -> bool:
-    return bool(request.body) and (request.content_type or "").lower().startswith("application/sdp")
-
-
 
 
 def _host_port(value: str) -> tuple[str, int]:

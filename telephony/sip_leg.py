@@ -26,6 +26,13 @@ class InboundLeg:
     def caller(self) -> str:
         return self._inc.caller
 
+    @property
+    def callee(self) -> str:
+        """The number dialled: the INVITE's request URI (a screened line's number, telephony.screening)."""
+        inc = getattr(self, "_inc", None)  # (test doubles of a leg may not wrap an IncomingCall)
+        uri = getattr(getattr(inc, "invite", None), "uri", None)
+        return str(uri) if uri else str(getattr(inc, "callee", "") or "")
+
     def ringing(self) -> None:
         self._inc.ringing()
 

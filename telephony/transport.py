@@ -1,8 +1,9 @@
 """A pipecat transport for one SIP call.
 
 Input: every 20 ms RTP frame (8 kHz, decoded with our G.711, lost packets concealed) is resampled ONCE
-to the pipeline rate (16 kHz by default, ``settings.audio.pipeline_sample_rate_hz``) with a stateful
-FIR resampler (``telephony.resample``: no clicks at 20 ms frame edges, no 95 ms bursts) and pushed as
+to the pipeline rate (16 kHz by default, ``settings.audio.pipeline_sample_rate_hz``) with the stream
+resampler (``assistant.audio.stream_resample``: the same samples as resampling the whole call, no clicks at
+20 ms frame edges, no 95 ms bursts, 1.4 ms held back) and pushed as
 ``InputAudioRawFrame``; RFC 4733 digits become ``InputDTMFFrame``. Frames that arrive before the pipeline
 has started are buffered, not dropped (the gateway starts the pipeline before answering anyway).
 
@@ -40,8 +41,8 @@ from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
 
+from assistant.audio.stream_resample import StreamResampler
 from assistant.errors import TelephonyError
-from telephony.resample import StreamResampler
 from telephony.rtp import SAMPLE_RATE_HZ
 from telephony.sip import CallEnded, PhoneCall
 
@@ -103,7 +104,7 @@ class SipInputTransport(BaseInputTransport):
         self._rate = pipeline_sample_rate_hz
         self._on_keypad = on_keypad
         self._inbox: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
-        self._resampler = StreamResampler(from_hz=SAMPLE_RATE_HZ, to_hz=pipeline_sample_rate_hz)
+        self._resampler = StreamResampler(from_hz=SAMPLE_RATE_HZ, to_hz=pipeline_sample_rate_hz, context_in=0)
         self._pump_task: asyncio.Task | None = None
         self.started = asyncio.Event()
         self.frames_in = 0
@@ -145,7 +146,7 @@ class SipInputTransport(BaseInputTransport):
         while True:
             kind, value = await self._inbox.get()
             if kind == "audio":
-                pcm = self._resampler.process(value)
+                pcm = self._resampler.feed(value)
                 if pcm:
                     self.frames_in += 1
                     await self.push_audio_frame(InputAudioRawFrame(audio=pcm, sample_rate=self._rate, num_channels=1))

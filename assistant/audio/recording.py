@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from assistant.audio.stream_resample import StreamResampler
+
 logger = logging.getLogger(__name__)
 
 HEADER_BYTES = 44
@@ -98,17 +100,15 @@ class _Leg:
     def __init__(self, rate_hz: int) -> None:
         self.rate_hz = rate_hz
         self.buf = bytearray()
-        self._resamplers: dict[int, object] = {}
+        self._resamplers: dict[int, StreamResampler] = {}
 
     def convert(self, pcm: bytes, rate_hz: int) -> bytes:
         if rate_hz == self.rate_hz or not pcm:
             return pcm
         rs = self._resamplers.get(rate_hz)
         if rs is None:
-            from telephony.resample import StreamResampler
-
-            rs = self._resamplers[rate_hz] = StreamResampler(from_hz=rate_hz, to_hz=self.rate_hz)
-        return rs.process(pcm)  # type: ignore[attr-defined]
+            rs = self._resamplers[rate_hz] = StreamResampler(from_hz=rate_hz, to_hz=self.rate_hz, context_in=0)
+        return rs.feed(pcm)
 
     @property
     def samples(self) -> int:

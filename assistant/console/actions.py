@@ -1,9 +1,10 @@
 """Write side: what operators and family members change.
 
-Order and alert status, family orders, elder preferences and new contacts go through ``PlatformStore``
-(one status machine, one idempotency rule for every area); callbacks are registered in the fraud guard's
-call ledger before anyone dials. The console's own rows (audit, notes) are written in the request's
-session. Each function returns the event to publish to live pages.
+Every change to the platform's data goes through ``PlatformStore`` (the one door: one status machine, one
+idempotency rule for every area): order and alert status, family orders, elder preferences, the safe
+phrase, contacts, and the callback / dispatch requests queued in the outbox. Callbacks are registered in
+the fraud guard's call ledger before anyone dials. The console's own rows (audit, notes) are written in
+the request's session. Each function returns the event to publish to live pages.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from assistant.console.models import ConsoleNote
 from assistant.console.queries import fraud_info
 from assistant.console.redaction import personal_of, redacted_text
 from assistant.console.render import LOCAL_TZ
+from assistant.errors import StoreError
 from assistant.fraud_guard.ledger import CallLedger
 from assistant.platform.models import (
     DIALECTS,
@@ -38,7 +40,6 @@ from assistant.platform.models import (
     CallTurn,
     Elder,
     FamilyContact,
-    Outbox,
     WorkOrder,
     normalize_phone,
 )
@@ -109,8 +110,9 @@ async def request_callback(
     body = {"request": "callback", "elder_id": elder.id, "alert_id": alert.id, "call_id": alert.call_id,
             "number": number, "ledger_id": ledger_id, "requested_by": p.username,
             "requested_at": requested_at.isoformat()}
-    db.add(Outbox(channel="log", recipient=number, subject="callback_request", alert_id=alert.id,
-                  body=json.dumps(body, ensure_ascii=False), created_at=requested_at))
+    await db.commit()  # end the read: the store writes in its own transaction
+    await store.enqueue_notification(channel="log", recipient=number, subject="callback_request", alert_id=alert.id,
+                                     body=json.dumps(body, ensure_ascii=False))
     await audit(db, p, "callback", target_type="alert", target_id=alert.id,
                 detail={"elder_id": elder.id, "ledger_id": ledger_id}, ip=ip)
     await db.commit()
@@ -132,8 +134,9 @@ async def dispatch(db: AsyncSession, store: PlatformStore, p: Principal, alert_i
         body = {"request": "dispatch", "alert_id": alert.id, "kind": alert.kind, "elder_id": alert.elder_id,
                 "elder": elder.name if elder else None, "address": elder.address if elder else None,
                 "district": elder.district if elder else None, "requested_by": p.username}
-        db.add(Outbox(channel="log", recipient="field-team", subject="dispatch", alert_id=alert.id,
-                      body=json.dumps(body, ensure_ascii=False)))
+        await db.commit()  # end the read: the store writes in its own transaction
+        await store.enqueue_notification(channel="log", recipient="field-team", subject="dispatch", alert_id=alert.id,
+                                         body=json.dumps(body, ensure_ascii=False))
         detail["outbox"] = True
     await audit(db, p, "dispatch", target_type="alert", target_id=alert.id, detail=detail, ip=ip)
     await db.commit()
@@ -281,13 +284,16 @@ async def require_act_for(db: AsyncSession, p: Principal, elder_id: int, action:
     raise ForbiddenError("您的账号只能查看，不能修改安全暗语或紧急联系人。如需这项权限，请联系平台。")
 
 
-async def set_safe_phrase(db: AsyncSession, p: Principal, elder_id: int, phrase: str, *, ip: str) -> None:
+async def set_safe_phrase(
+    db: AsyncSession, store: PlatformStore, p: Principal, elder_id: int, phrase: str, *, ip: str
+) -> None:
     await require_act_for(db, p, elder_id, "set_safe_phrase", ip=ip)
     phrase = phrase.strip()
     if not 2 <= len(phrase) <= 64:
         raise ConsoleError("安全暗语需要 2 到 64 个字")
-    elder = await _elder(db, elder_id)
-    elder.safe_phrase = phrase
+    await _elder(db, elder_id)
+    await db.commit()
+    await store.set_safe_phrase(elder_id, phrase)
     await audit(db, p, "set_safe_phrase", target_type="elder", target_id=elder_id, ip=ip)  # never the phrase itself
     await db.commit()
 
@@ -309,14 +315,19 @@ async def add_contact(
     await db.commit()
 
 
-async def delete_contact(db: AsyncSession, p: Principal, elder_id: int, contact_id: int, *, ip: str) -> None:
+async def delete_contact(
+    db: AsyncSession, store: PlatformStore, p: Principal, elder_id: int, contact_id: int, *, ip: str
+) -> None:
     await require_act_for(db, p, elder_id, "delete_contact", ip=ip)
-    contact = await db.get(FamilyContact, contact_id)
-    if contact is None or contact.elder_id != elder_id:
-        raise NotFoundError("联系人不存在")
     if contact_id in p.contact_ids.values():
         raise ConflictError("不能删除您自己的联系人记录")
-    await db.delete(contact)
+    await db.commit()
+    try:
+        await store.delete_contact(contact_id, elder_id=elder_id)
+    except StoreError as exc:
+        if exc.code == "not_found":
+            raise NotFoundError("联系人不存在") from exc
+        raise
     await audit(db, p, "delete_contact", target_type="contact", target_id=contact_id, detail={"elder_id": elder_id}, ip=ip)
     await db.commit()
 

@@ -6,6 +6,8 @@
     assistant admin enable --username U
     assistant admin link-elder --username U --elder ID [--contact ID]
     assistant admin unlock [--username U] [--ip ADDRESS]   (lift a sign-in lock; the password stays)
+    assistant admin set-phone --username U (--phone sip:op1@host | --clear)   (the operator's SIP phone:
+                                                 their console pops a hand-over when it rings)
 
 There are no default accounts or passwords. The password is read from standard input with
 ``--password-stdin`` (first line, for scripts), otherwise asked twice on the terminal without echo.
@@ -49,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--username", required=True)
     p.add_argument("--elder", type=int, required=True, metavar="ID")
     p.add_argument("--contact", type=int, default=None, metavar="ID")
+    p = sub.add_parser("set-phone", help="the SIP phone a staff user answers hand-overs on (their console pops the call)")
+    p.add_argument("--username", required=True)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--phone", metavar="URI", help="as in handover.operator_uris, e.g. sip:op1@sip.platform.example")
+    which.add_argument("--clear", action="store_true", help="unlink the user's phone")
     p = sub.add_parser("unlock", help="lift a sign-in lock for a user (every address) and/or an address (every name)")
     p.add_argument("--username", default=None)
     p.add_argument("--ip", default=None, metavar="ADDRESS")
@@ -96,6 +103,10 @@ async def _run(args: argparse.Namespace, password: str | None) -> str:
             if args.admin_command in ("disable", "enable"):
                 await users.set_active(db, user.id, args.admin_command == "enable")
                 return f"{user.username!r} {args.admin_command}d"
+            if args.admin_command == "set-phone":
+                user = await users.set_phone(db, user.id, None if args.clear else args.phone)
+                return (f"{user.username!r}: hand-overs to {user.phone_uri} pop up on their console" if user.phone_uri
+                        else f"{user.username!r}: no phone linked")
             await users.link_elder(db, user.id, args.elder, args.contact)
             return f"{user.username!r} linked to elder {args.elder}"
     except (OperationalError, ProgrammingError) as exc:

@@ -132,6 +132,8 @@ class Principal:
     elder_ids: frozenset[int] = field(default_factory=frozenset)
     # family_contacts row per elder (orders placed by this family member name it)
     contact_ids: dict[int, int] = field(default_factory=dict)
+    # staff: the SIP phone hand-overs ring (their console pops the call when it rings)
+    phone_uri: str | None = None
 
     @property
     def is_staff(self) -> bool:
@@ -306,6 +308,7 @@ async def load_principal(db: AsyncSession, session_id: str | None) -> Principal 
         session_hash=h,
         elder_ids=frozenset(link.elder_id for link in links),
         contact_ids={link.elder_id: link.contact_id for link in links if link.contact_id is not None},
+        phone_uri=user.phone_uri,
     )
 
 

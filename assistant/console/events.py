@@ -3,7 +3,8 @@
 ``EventHub`` fans events out to one bounded queue per open page. Events come from two places: the
 console's own actions (published at once) and ``watch_database``, one background task per app (owned by
 ``cleanup_ctx``) that polls for alerts and orders written by other processes (the pipeline, the action
-server, the SLA watcher) and for order status changes. Family pages only receive events about their
+server, the SLA watcher), for order status changes, outbox delivery states and the steps of live hand-overs
+(the phone gateway: the operator whose phone rings gets a pop-up). Family pages only receive events about their
 own parents (``elder_id``).
 """
 
@@ -20,7 +21,8 @@ from aiohttp import web
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from assistant.platform.models import OPEN_ORDER_STATUSES, Alert, Outbox, WorkOrder
+from assistant.console.handover import is_mine
+from assistant.platform.models import OPEN_ORDER_STATUSES, Alert, HandoverEvent, Outbox, WorkOrder
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +73,14 @@ async def watch_database(hub: EventHub, sessions: async_sessionmaker[AsyncSessio
 
     Alerts: every row with a higher id than last time. Orders: new ones and status changes of open ones
     (an open order that is no longer open is published with its new status). Outbox rows (staff only: no
-    elder_id): new ones and state changes of queued / sent ones (queued → sent → delivered / failed)."""
+    elder_id): new ones and state changes of queued / sent / no_report ones (queued → sent → delivered /
+    failed / no_report → late delivered)."""
     last_alert: int | None = None
     last_order = 0
     open_orders: dict[int, tuple[int, str]] = {}  # id → (elder_id, status)
     last_outbox = 0
     moving: dict[int, tuple[int | None, str]] = {}  # outbox id → (alert_id, status) while queued / sent
+    last_handover = 0
     while True:
         try:
             async with sessions() as db:
@@ -84,6 +88,7 @@ async def watch_database(hub: EventHub, sessions: async_sessionmaker[AsyncSessio
                     last_alert = int(await db.scalar(select(func.coalesce(func.max(Alert.id), 0))) or 0)
                     last_order = int(await db.scalar(select(func.coalesce(func.max(WorkOrder.id), 0))) or 0)
                     last_outbox = int(await db.scalar(select(func.coalesce(func.max(Outbox.id), 0))) or 0)
+                    last_handover = int(await db.scalar(select(func.coalesce(func.max(HandoverEvent.id), 0))) or 0)
                 else:
                     for a in (await db.execute(select(Alert).where(Alert.id > last_alert).order_by(Alert.id))).scalars():
                         last_alert = a.id
@@ -114,6 +119,7 @@ async def watch_database(hub: EventHub, sessions: async_sessionmaker[AsyncSessio
                 open_orders = seen
                 last_order = newest_order
                 last_outbox, moving = await _watch_outbox(db, hub, last_outbox, moving)
+                last_handover = await _watch_handovers(db, hub, last_handover)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the database may be briefly unavailable: keep watching
@@ -124,7 +130,7 @@ async def watch_database(hub: EventHub, sessions: async_sessionmaker[AsyncSessio
 async def _watch_outbox(
     db: AsyncSession, hub: EventHub, last_id: int, moving: dict[int, tuple[int | None, str]]
 ) -> tuple[int, dict[int, tuple[int | None, str]]]:
-    active = ("queued", "sent")
+    active = ("queued", "sent", "no_report")  # (no_report may still turn delivered / failed)
     rows = (
         await db.execute(
             select(Outbox.id, Outbox.alert_id, Outbox.status).where(Outbox.status.in_(active) | (Outbox.id > last_id))
@@ -145,8 +151,21 @@ async def _watch_outbox(
     return newest, seen
 
 
-async def stream(request: web.Request, hub: EventHub, *, elder_ids: frozenset[int] | None) -> web.StreamResponse:
-    """One SSE connection: events as ``event: <type>`` + JSON data, a comment every KEEPALIVE_S."""
+async def _watch_handovers(db: AsyncSession, hub: EventHub, last_id: int) -> int:
+    """Each new step of a live hand-over (``HandoverEvent``), staff only (no elder_id): the pages pop the
+    call on the operator whose phone rings (``stream`` marks it ``mine``)."""
+    rows = (await db.execute(select(HandoverEvent).where(HandoverEvent.id > last_id).order_by(HandoverEvent.id))).scalars()
+    for e in rows:
+        last_id = max(last_id, e.id)
+        hub.publish({"type": "handover", "id": e.id, "alert_id": e.alert_id, "state": e.state,
+                     "ringing": list(e.ringing or ()), "operator": e.operator})
+    return last_id
+
+
+async def stream(request: web.Request, hub: EventHub, *, elder_ids: frozenset[int] | None,
+                 phone_uri: str | None = None) -> web.StreamResponse:
+    """One SSE connection: events as ``event: <type>`` + JSON data, a comment every KEEPALIVE_S.
+    ``phone_uri``: the signed-in operator's phone; ``handover`` events that ring it carry ``"mine": true``."""
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                        "X-Accel-Buffering": "no"})
     await resp.prepare(request)
@@ -161,6 +180,8 @@ async def stream(request: web.Request, hub: EventHub, *, elder_ids: frozenset[in
                 continue
             if event is None:
                 break
+            if event["type"] == "handover":
+                event = {**event, "mine": is_mine(event, phone_uri)}
             data = json.dumps(event, ensure_ascii=False)
             await resp.write(f"event: {event['type']}\ndata: {data}\n\n".encode())
     except (ConnectionResetError, ConnectionError):

@@ -8,6 +8,7 @@ Migration: ``assistant/platform/migrations/versions/console_0001.py`` (branch ``
 - ``console_user_elders`` links a family user to the parent(s) they act for (optionally to their
   ``family_contacts`` row, used as ``placed_by_contact_id`` on orders they place).
 - ``console_audit_log`` is append-only: every view of a transcript and every action.
+- ``console_users.phone_uri``: an operator's SIP phone (hand-overs ring it; the console pops the call).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class ConsoleUser(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    # staff: the SIP phone they answer hand-overs on (``handover.operator_uris``): their console pops the
+    # call when it rings (``assistant admin set-phone``; migration console_0002)
+    phone_uri: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class ConsoleUserElder(Base):

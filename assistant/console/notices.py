@@ -20,6 +20,7 @@ STATUS_LABELS = {
     "delivered": "已送达",
     "failed": "发送失败",
     "undeliverable": "未发送：没有配置该通道",
+    "no_report": "已交短信网关，但没有收到送达回执（家属可能没有收到）",
 }
 
 
@@ -49,7 +50,7 @@ def notices_table(rows: list[Outbox]) -> str:
         status = o.status or "queued"
         when = o.delivered_at if status == "delivered" else o.sent_at
         stamp = f'<time datetime="{iso(when)}">{local_time(when)}</time>' if when else "—"
-        detail = o.last_error if status in ("queued", "failed", "undeliverable") and o.last_error else (o.dlr_status or "")
+        detail = o.last_error if status in ("queued", "failed", "undeliverable", "no_report") and o.last_error else (o.dlr_status or "")
         retry = ""
         if status == "queued" and o.next_attempt_at is not None:
             retry = f'（<time datetime="{iso(o.next_attempt_at)}">{local_time(o.next_attempt_at)}</time> 重试）'

@@ -63,6 +63,12 @@ ALERT_REASON_LABELS = {
     "asr_failed": "语音识别失败",
     "model_missing": "语音识别模型缺失",
     "audio_input": "录音无法读取",
+    # the phone gateway's hand-over reasons (telephony.handover, issue #16)
+    "keypad_0": "长者按0转人工",
+    "fraud": "疑似诈骗电话，已转接值班人员",
+    "misunderstanding": "多次没听懂，已转接值班人员",
+    "unconfirmed_emergency": "可能的紧急情况，长者没有确认",
+    "operator_callback": "值班人员回电",
 }
 # ``calls.outcome``: how a call ended, or what a care call heard (telephony.scheduler check-in outcomes)
 CALL_OUTCOME_LABELS = {
@@ -103,7 +109,7 @@ def alert_reason_text(detail: dict) -> str:
 AUDIT_LABELS = {
     "login": "登录", "login_failed": "密码错误", "login_locked": "账号锁定中尝试登录", "logout": "退出",
     "create_user": "创建用户", "disable_user": "停用用户", "enable_user": "启用用户", "reset_password": "重置密码",
-    "link_elder": "关联长者", "unlink_elder": "取消关联长者",
+    "link_elder": "关联长者", "unlink_elder": "取消关联长者", "set_phone": "设置接听电话",
     "view_transcript": "查看通话记录", "reveal_transcript": "查看未脱敏原文",
     "play_audio": "播放录音", "acknowledge": "确认警报", "callback": "安排回电", "dispatch": "派员处理",
     "false_alarm": "标记误报", "add_note": "添加备注", "order_status": "更改工单状态", "csrf_refused": "拒绝伪造请求",

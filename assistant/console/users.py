@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console import auth
 from assistant.console.auth import ConflictError, ConsoleError, NotFoundError, Principal
-from assistant.console.models import ROLES, ConsoleSession, ConsoleUser, ConsoleUserElder
+from assistant.console.models import ROLES, STAFF_ROLES, ConsoleSession, ConsoleUser, ConsoleUserElder
 from assistant.platform.models import Elder, FamilyContact
 
 CLI_ACTOR = "admin-cli"
@@ -175,6 +175,34 @@ async def unlink_elder(
     await db.delete(link)
     await _audit(db, actor, "unlink_elder", user, ip=ip, detail={"elder_id": elder_id})
     await db.commit()
+
+
+async def set_phone(
+    db: AsyncSession, user_id: int, phone_uri: str | None, *, actor: Principal | None = None, ip: str = ""
+) -> ConsoleUser:
+    """Link a staff user to the SIP phone they answer hand-overs on (one of ``handover.operator_uris``, e.g.
+    ``sip:op1@sip.platform.example``): when it rings their console pops the call. None / "" unlinks. One
+    phone, one user."""
+    from assistant.console.handover import phone_key
+
+    user = await get_user(db, user_id)
+    uri = (phone_uri or "").strip() or None
+    if uri is not None:
+        if user.role not in STAFF_ROLES:
+            raise ConsoleError("only operators, supervisors and admins answer hand-overs", code="console_bad_role")
+        if not phone_key(uri) or len(uri) > 255 or any(c.isspace() for c in uri):
+            raise ConsoleError(f"not a SIP phone address: {uri!r} (e.g. sip:op1@sip.platform.example)",
+                               code="console_bad_phone")
+        for other in (await db.scalars(select(ConsoleUser).where(ConsoleUser.phone_uri.is_not(None),
+                                                                 ConsoleUser.id != user.id))).all():
+            if phone_key(other.phone_uri or "") == phone_key(uri):
+                raise ConflictError(f"{uri} is already {other.username!r}'s phone", code="console_phone_taken")
+    if user.phone_uri == uri:
+        return user
+    user.phone_uri = uri
+    await _audit(db, actor, "set_phone", user, ip=ip, detail={"phone_uri": uri})
+    await db.commit()
+    return user
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from assistant.console import actions, auth, notices, queries
+from assistant.console import actions, auth, handover, notices, queries
 from assistant.console.auth import Principal
 from assistant.console.events import stream
 from assistant.console.models import REVEAL_ROLES, STAFF_ROLES
@@ -207,30 +207,6 @@ def _int(request: web.Request, name: str) -> int:
         raise auth.NotFoundError("页面不存在") from exc
 
 
-# the phone gateway's live hand-over (telephony.handover, ``alerts.detail.handover``), issue #16
-HANDOVER_STATES = {
-    "requested": "正在转接人工",
-    "ringing_operators": "正在呼叫值班人员电话",
-    "connected_operator": "已接通值班人员",
-    "conference_emergency": "已接通值班人员，急救电话已加入通话",
-    "ended_operator": "值班人员已接听（通话已结束）",
-    "calling_family": "值班人员未接听，正在打电话给家属",
-    "family_acknowledged": "家属已按1确认处理",
-    "connected_family": "家属已按1确认，正与长者通话",
-    "ended_family": "家属已按1确认并与长者通话（已结束）",
-    "calling_duty": "正在呼叫值班电话",
-    "connected_duty": "值班电话已接通",
-    "ended_duty": "值班电话已接听（通话已结束）",
-    "nobody": "无人接听：已告知长者会尽快回电",
-}
-
-
-def handover_text(handover: dict) -> str:
-    text = HANDOVER_STATES.get(str(handover.get("state")), str(handover.get("state")))
-    who = handover.get("operator") or handover.get("acknowledged_by")
-    return f"{text}（{who}）" if who else text
-
-
 async def _dial_callback(request: web.Request, store, alert_id: int, *, code: str | None, by: str) -> bool:
     """安排回电 dials when the phone gateway runs in this process with operator phones configured
     (``telephony.handover.OperatorCallbacks``): the elder's number on file, the ledger code spoken first."""
@@ -284,9 +260,6 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
         reason = redact_text(reason, personal)
     if reason:
         facts.append(("原因", reason))
-    handover = (a.detail or {}).get("handover")
-    if isinstance(handover, dict) and handover.get("state"):
-        facts.append(("人工接通", handover_text(handover)))
     if a.kind == "fraud":
         detail = a.detail or {}
         facts += [("诈骗类型", scam or "未知"), ("风险分", f"{score:.2f}" if score is not None else "—"),
@@ -297,6 +270,9 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
         if detail.get("platform_claim_without_ledger"):
             facts.append(("警示", "来电自称平安通，但平台没有登记这通电话"))
     facts_html = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts)
+    # the live hand-over (issue #16): refreshed when the phone gateway reports a step
+    facts_html += (f'<dt>人工接通</dt><dd id="handover-state" data-alert="{a.id}" aria-live="polite" '
+                   f'data-fragment="/console/alerts/{a.id}?fragment=handover">{handover.state_fragment(a.detail)}</dd>')
 
     audio = ""
     if d.call is not None and d.call.audio_path:
@@ -392,9 +368,17 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
 
 @staff
 async def alert_page(request: web.Request, p: Principal, db: AsyncSession) -> web.Response:
-    if request.query.get("fragment") == "notices":  # the live delivery states (no transcript: not audited)
+    fragment = request.query.get("fragment")
+    if fragment == "notices":  # the live delivery states (no transcript: not audited)
         rows = await notices.alert_outbox(db, _int(request, "alert_id"))
         return web.Response(text=notices.notices_table(rows), content_type="text/html")
+    if fragment in ("handover", "pop"):  # the live hand-over; the pop-up (no transcript: not audited)
+        d = await queries.alert_detail(db, _int(request, "alert_id"))
+        if d is None:
+            return error_page(404, "警报不存在", p)
+        html = (handover.state_fragment(d.alert.detail) if fragment == "handover"
+                else handover.pop_fragment(d.alert, d.elder, phone_uri=p.phone_uri, personal=personal_of(d.elder)))
+        return web.Response(text=html, content_type="text/html")
     return await _render_alert(request, p, db, _int(request, "alert_id"), reveal=False)
 
 
@@ -590,7 +574,7 @@ async def audit_page(request: web.Request, p: Principal, db: AsyncSession) -> we
 @staff
 async def events(request: web.Request, p: Principal, db: AsyncSession) -> web.StreamResponse:
     await db.close()
-    return await stream(request, request.app[HUB_KEY], elder_ids=None)
+    return await stream(request, request.app[HUB_KEY], elder_ids=None, phone_uri=p.phone_uri)
 
 
 def add_sign_in_routes(router: web.UrlDispatcher, area: str, roles: tuple[str, ...]) -> None:

@@ -189,7 +189,7 @@ def _form_action(kind: str):
                                                       ip=ip, elder_id=elder_id)
             request.app[HUB_KEY].publish(event)
         elif kind == "phrase":
-            await actions.set_safe_phrase(db, p, elder_id, f("phrase"), ip=ip)
+            await actions.set_safe_phrase(db, store, p, elder_id, f("phrase"), ip=ip)
         elif kind == "contact":
             try:
                 priority = int(f("priority") or "2")
@@ -198,7 +198,7 @@ def _form_action(kind: str):
             await actions.add_contact(db, store, p, elder_id, name=f("name"), relation=f("relation"), phone=f("phone"),
                                       priority=priority, ip=ip)
         elif kind == "contact_delete":
-            await actions.delete_contact(db, p, elder_id, int(request.match_info["contact_id"]), ip=ip)
+            await actions.delete_contact(db, store, p, elder_id, int(request.match_info["contact_id"]), ip=ip)
             done = "contact"
         else:
             await actions.update_elder_settings(db, store, p, elder_id, dialect=f("dialect"), rate_wpm=f("rate_wpm"),

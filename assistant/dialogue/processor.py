@@ -9,6 +9,11 @@
 - One calibrated decision per spoken turn (``decision.py``, issue #27): the NLU parse is asked first, and
   only a turn heard and understood clearly enough reaches Rasa's actions; an uncertain emergency asks one
   short question, and yes, silence or anything unclear raises an "unconfirmed emergency" operator alert.
+  A question like it follows ``decision_question_after_failed_turns`` turns in a row not understood, once
+  per call (an elder whose speech cannot be recognised at all still reaches a person at the next turn):
+  there only an answer that is itself a clear emergency raises the SOS; yes, key 1 or silence a person
+  ("unconfirmed emergency"); a request understood this time is acted on; still not understood → the keypad
+  menu and its "misunderstanding" hand-over, as two failed turns always led to.
 """
 
 from __future__ import annotations
@@ -32,11 +37,19 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from assistant.dialogue.decision import Decision, Thresholds, classify_answer, decide, spoken_menu_choice
+from assistant.dialogue.decision import (
+    Decision,
+    QuestionRoute,
+    Thresholds,
+    classify_answer,
+    classify_failure_answer,
+    decide,
+    not_understood,
+    spoken_menu_choice,
+)
 from assistant.dialogue.rasa_client import NluParse, RasaClient, RasaReply
-from assistant.dialogue.system_prompts import prompt
 from assistant.errors import DialogueError
-from assistant.fraud_guard.identity import pin_prompt
+from assistant.phrases import Phrasebook
 from assistant.session import CallSession
 from assistant.settings import Settings
 from assistant.turns import TurnRecord, TurnTracker
@@ -44,8 +57,11 @@ from assistant.turns import TurnRecord, TurnTracker
 # a reply ending in one of these asks the elder to confirm: the next utterance is a closed yes/no prompt
 CONFIRM_QUESTIONS = ("对吗", "对不对", "好吗", "好不好", "是不是", "可以吗", "啱唔啱", "係唔係", "好唔好", "得唔得")
 
-# keypad: 1 = fine, 2 = need help, 0 = operator (works even when speech fails)
+# keypad: 1 = fine, 2 = need help, 0 = operator (works even when speech fails). The dialogue alone gives a
+# key its meaning: Rasa's action raises the alert (one raise per press); with Rasa down the alert below is
+# raised here instead
 KEYPAD_INTENTS = {"1": "/checkin_well", "2": "/checkin_unwell", "0": "/request_human"}
+KEYPAD_DOWN_ALERTS = {"2": "unwell"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,6 +97,7 @@ class DialogueProcessor(FrameProcessor):
         super().__init__(**kwargs)
         self._session = session
         self._settings = settings
+        self._phrases = Phrasebook(platform_name=settings.platform.name)
         self._rasa = rasa
         self._tracker = tracker
         self._on_alert = on_alert
@@ -155,7 +172,14 @@ class DialogueProcessor(FrameProcessor):
         record.transcript = f"[按键 {key}]"
         if self._session.pending_emergency is not None:  # key 1 (or 2) answers "do you need help?" with yes
             await self._stop_answer_timer()
-            answer = "yes" if key in ("1", "2") else "unclear"
+            if self._session.pending_emergency.get("route") == "not_understood":
+                if key not in ("1", "2"):  # not the question's key: the keypad as usual (0 = operator)
+                    self._session.pending_emergency = None
+                    await self._keypad_choice(record, key)
+                    return
+                answer = "person"
+            else:
+                answer = "yes" if key in ("1", "2") else "unclear"
             record.events.append({"event": "emergency_answer", "answer": answer, "key": key})
             await self._resolve_emergency(record, answer, text=record.transcript)
             return
@@ -164,7 +188,7 @@ class DialogueProcessor(FrameProcessor):
     async def _keypad_choice(self, record: TurnRecord, key: str) -> None:
         intent = KEYPAD_INTENTS.get(key)
         if intent is None:
-            await self._say(record, [prompt("keypad_menu", self._session.dialect)])
+            await self._say(record, [self._phrases.say("keypad_menu", self._session.dialect)])
             return
         self._session.failed_turns = 0
         await self._ask_rasa(record, intent, keypad_key=key)
@@ -176,21 +200,20 @@ class DialogueProcessor(FrameProcessor):
         return self._keypad_pin is not None and s.channel == "phone" and s.direction == "inbound" and not s.verified
 
     async def _identity_key(self, key: str) -> None:
-
         record = self._tracker.begin(source="dtmf")
         record.transcript = f"[按键 {key}]"
         dialect = self._session.dialect
         if self._session.elder_id is None:  # not a registered number: neither factor applies
-            await self._say(record, [pin_prompt("unavailable" if key == PIN_START else "callback_unavailable", dialect)])
+            await self._say(record, [self._phrases.say("pin_unavailable" if key == PIN_START else "pin_callback_unavailable", dialect)])
             return
         if key == PIN_START:
             self._pin_keys = ""
             self._session.pin_entry_until = time.monotonic() + self._settings.fraud.pin_entry_timeout_s
-            await self._say(record, [pin_prompt("enter", dialect)])
+            await self._say(record, [self._phrases.say("pin_enter", dialect)])
             return
         self._session.callback_requested = True
         record.events.append({"event": "identity_callback"})
-        await self._say(record, [pin_prompt("callback", dialect)])
+        await self._say(record, [self._phrases.say("pin_callback", dialect)])
         await self.push_frame(EndWorkerFrame(), FrameDirection.UPSTREAM)
 
     def _end_pin_entry(self) -> None:
@@ -211,7 +234,6 @@ class DialogueProcessor(FrameProcessor):
         await self._check_pin(pin)
 
     async def _check_pin(self, pin: str) -> None:
-
         record = self._tracker.begin(source="dtmf")
         record.transcript = "[按键 口令]"  # never the digits
         dialect = self._session.dialect
@@ -221,31 +243,40 @@ class DialogueProcessor(FrameProcessor):
             raise
         except Exception as exc:  # the store is down: no verification, and say how to go on
             logger.error(f"call {self._session.call_id}: PIN check failed: {exc}")
-            await self._say(record, [pin_prompt("unavailable", dialect)])
+            await self._say(record, [self._phrases.say("pin_unavailable", dialect)])
             return
         status = getattr(result, "status", "not_set")
         record.events.append({"event": "identity_pin", "status": status})
         if status == "ok":
             self._session.failed_turns = 0
-            await self._say(record, [pin_prompt("ok", dialect)])
+            await self._say(record, [self._phrases.say("pin_ok", dialect)])
         elif status == "wrong":
-            await self._say(record, [pin_prompt("wrong", dialect)])
+            await self._say(record, [self._phrases.say("pin_wrong", dialect)])
         elif status == "locked":
             if getattr(result, "just_locked", False):
                 await self._alert("fraud", {"reason": "pin_lockout", "number": self._session.caller_number,
                                             "locked_until": str(getattr(result, "locked_until", ""))})
-            await self._say(record, [pin_prompt("locked", dialect)])
+            await self._say(record, [self._phrases.say("pin_locked", dialect)])
         else:
-            await self._say(record, [pin_prompt("unavailable", dialect)])
+            await self._say(record, [self._phrases.say("pin_unavailable", dialect)])
 
     async def _failed_turn(self, record: TurnRecord, *, reason: str) -> None:
         self._session.failed_turns += 1
+        if self._question_due():
+            await self._ask_emergency(record, record.transcript or "", route="not_understood",
+                                      decision=Decision(action="ask_emergency", reason=f"not_understood:{reason}"))
+            return
         if self._session.failed_turns >= self._settings.dialogue.max_failed_turns:
-            record.events.append({"event": "keypad_menu", "reason": reason})
-            await self._alert("misunderstanding", {"failed_turns": self._session.failed_turns, "reason": reason})
-            await self._say(record, [prompt("keypad_menu", self._session.dialect)])
+            await self._keypad_menu(record, reason=reason)
         else:
-            await self._say(record, [prompt("not_heard", self._session.dialect)])
+            await self._say(record, [self._phrases.say("not_heard", self._session.dialect)])
+
+    async def _keypad_menu(self, record: TurnRecord, *, reason: str) -> None:
+        """Not understood again: the keypad menu, and a "misunderstanding" alert (the gateway hands over)."""
+        self._session.failed_turns = max(self._session.failed_turns, self._settings.dialogue.max_failed_turns)
+        record.events.append({"event": "keypad_menu", "reason": reason})
+        await self._alert("misunderstanding", {"failed_turns": self._session.failed_turns, "reason": reason})
+        await self._say(record, [self._phrases.say("keypad_menu", self._session.dialect)])
 
     async def _ask_rasa(
         self, record: TurnRecord, text: str, *, keypad_key: str | None = None, parse: NluParse | None = None,
@@ -270,6 +301,8 @@ class DialogueProcessor(FrameProcessor):
                 # Rasa answers `[]` when its actions fail (the action server is down): nothing was done
                 raise DialogueError("Rasa sent no reply (its action server may be down)", code="rasa_empty_reply")
         except DialogueError as exc:
+            if keypad_key in KEYPAD_DOWN_ALERTS:  # the action that raises it did not run
+                await self._alert(KEYPAD_DOWN_ALERTS[keypad_key], {"source": "keypad", "key": keypad_key, "reason": exc.code})
             await self._dialogue_down(record, exc)
             return
         record.nlu_end_t = time.perf_counter()
@@ -290,7 +323,7 @@ class DialogueProcessor(FrameProcessor):
         dropped = await self._apply_events(record, reply)
         texts = [t for t in reply.texts if t not in dropped]
         if not texts and not record.reply_texts:
-            texts = [prompt("not_heard", self._session.dialect)]
+            texts = [self._phrases.say("not_heard", self._session.dialect)]
         await self._say(record, texts)
 
     async def _dialogue_down(self, record: TurnRecord, exc: DialogueError) -> None:
@@ -299,7 +332,7 @@ class DialogueProcessor(FrameProcessor):
         logger.warning(f"call {self._session.call_id}: dialogue unavailable: error[{exc.code}] {exc.message}")
         record.events.append({"event": "handover", "reason": exc.code})
         await self._alert("human", {"reason": exc.code, "transcript": record.transcript})
-        await self._say(record, [prompt("dialogue_down", self._session.dialect), prompt("keypad_menu", self._session.dialect)])
+        await self._say(record, [self._phrases.say("dialogue_down", self._session.dialect), self._phrases.say("keypad_offer", self._session.dialect)])
 
     async def _apply_events(self, record: TurnRecord, reply: RasaReply) -> set[str]:
         """Apply Rasa's custom events; returns Rasa's texts that our own reply replaces."""
@@ -340,13 +373,24 @@ class DialogueProcessor(FrameProcessor):
         record.intent = parse.intent
         record.intent_confidence = round(parse.confidence, 3)
         record.events.append({"event": "decision", **decision.detail()})
+        in_form = self._session.asking_slot is not None
+        if decision.action == "act" and not_understood(decision, intent=parse.intent, spoken=asr_confidence is not None,
+                                                       in_form=in_form):
+            # understood as nothing: Rasa says "say that again" (and keeps its own count); ours counts too
+            self._session.failed_turns += 1
+            if self._question_due():
+                record.nlu_end_t = time.perf_counter()
+                await self._ask_emergency(record, text, route="not_understood",
+                                          decision=Decision(action="ask_emergency", reason="not_understood:nlu_fallback",
+                                                            spotting=decision.spotting))
+                return
         if decision.action == "act":
             await self._ask_rasa(record, text, parse=parse)
         elif decision.action == "emergency":
             await self._emergency_now(record, text, parse=parse, decision=decision)
         elif decision.action == "ask_emergency":
             record.nlu_end_t = time.perf_counter()
-            await self._ask_emergency(record, text, decision=decision)
+            await self._ask_emergency(record, text, decision=decision, route="evidence")
         else:
             record.nlu_end_t = time.perf_counter()
             await self._failed_turn(record, reason=decision.reason)
@@ -363,12 +407,22 @@ class DialogueProcessor(FrameProcessor):
         await self._ask_rasa(record, "/emergency", keypad_key="emergency",
                              extra_metadata={"transcript": text, "decision": detail})
 
-    async def _ask_emergency(self, record: TurnRecord, text: str, *, decision: Decision) -> None:
+    def _question_due(self) -> bool:
+        """Turns in a row not understood: time for the question (once per call; then the keypad menu)."""
+        n = self._thresholds.question_after_failed_turns
+        s = self._session
+        return n > 0 and s.failed_turns >= n and not s.failure_question_asked
+
+    async def _ask_emergency(self, record: TurnRecord, text: str, *, decision: Decision,
+                             route: QuestionRoute) -> None:
         self._session.pending_emergency = {
             "transcript": text, "asr_confidence": record.asr_confidence, "intent": record.intent,
-            "nlu_confidence": record.intent_confidence, **decision.detail(),
+            "nlu_confidence": record.intent_confidence, "route": route, **decision.detail(),
         }
-        await self._say(record, [prompt("emergency_question", self._session.dialect)])
+        key = "emergency_question" if route == "evidence" else "not_understood_question"
+        if route == "not_understood":
+            self._session.failure_question_asked = True
+        await self._say(record, [self._phrases.say(key, self._session.dialect)])
         self._session.expect = "yes_no"  # the question names key 1 too, but the answer is a yes or a no
         await self._start_answer_timer()
 
@@ -381,28 +435,46 @@ class DialogueProcessor(FrameProcessor):
                 intent, confidence = parse.intent, parse.confidence
             except DialogueError as exc:  # no NLU: the answer is unclear, which means a person
                 logger.warning(f"call {self._session.call_id}: NLU unavailable for the emergency answer: {exc.code}")
-        answer = classify_answer(text=text, asr_confidence=asr_confidence, intent=intent, nlu_confidence=confidence,
-                                 thresholds=self._thresholds)
+        kw = {"text": text, "asr_confidence": asr_confidence, "intent": intent, "nlu_confidence": confidence,
+              "thresholds": self._thresholds}
+        if (self._session.pending_emergency or {}).get("route") == "not_understood":
+            answer: str = classify_failure_answer(**kw) if text else "unclear"  # silence is the timer's
+        else:
+            answer = classify_answer(**kw)
         record.intent, record.intent_confidence = intent, round(confidence, 3)
         record.events.append({"event": "emergency_answer", "answer": answer})
-        await self._resolve_emergency(record, answer, text=text)
+        await self._resolve_emergency(record, answer, text=text, asr_confidence=asr_confidence)
 
-    async def _resolve_emergency(self, record: TurnRecord, answer: str, *, text: str) -> None:
-        """yes → the SOS (family told); a clear no → carry on; silence or unclear → a person, no family."""
+    async def _resolve_emergency(self, record: TurnRecord, answer: str, *, text: str,
+                                 asr_confidence: float | None = None) -> None:
+        """yes (to the question on evidence) or sos (an answer that is itself a clear emergency) → the SOS,
+        family told; a clear no → carry on; act → the request said again, acted on; unclear after turns not
+        understood → the keypad menu (misunderstanding hand-over); anything else (unclear on evidence,
+        person, silence) → a person, "unconfirmed emergency", no family."""
         pending = self._session.pending_emergency or {}
         if answer == "yes":
             await self._emergency_now(record, str(pending.get("transcript") or text), parse=None, decision=None)
             return
+        if answer == "sos":
+            await self._emergency_now(record, text, parse=None,
+                                      decision=Decision(action="emergency", reason="answer_after_not_understood"))
+            return
         self._session.pending_emergency = None
+        self._session.failed_turns = 0
         if answer == "no":
-            self._session.failed_turns = 0
-            await self._say(record, [prompt("emergency_cancelled", self._session.dialect)])
+            await self._say(record, [self._phrases.say("emergency_cancelled", self._session.dialect)])
+            return
+        if answer == "act":
+            await self._decide(record, text, asr_confidence=asr_confidence)
+            return
+        if answer == "unclear" and pending.get("route") == "not_understood":
+            await self._keypad_menu(record, reason="not_understood_after_question")
             return
         record.events.append({"event": "handover", "reason": "unconfirmed_emergency"})
         await self._alert("unconfirmed_emergency", {
             "label": "unconfirmed emergency", "answer": answer, "answer_transcript": text, **pending,
         })
-        await self._say(record, [prompt("emergency_person", self._session.dialect)])
+        await self._say(record, [self._phrases.say("emergency_person", self._session.dialect)])
 
     async def _start_answer_timer(self) -> None:
         await self._stop_answer_timer()

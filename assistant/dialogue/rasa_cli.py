@@ -39,6 +39,7 @@ can share the tracker store. Environment for both children (``rasa_child_env``):
 
     ASSISTANT_API_URL        base URL of the Platform API (the action server calls /api/orders, /api/alerts)
     ASSISTANT_SERVICE_TOKEN  bearer token for the Platform API
+    ASSISTANT_PLATFORM_NAME  the platform's name in what the actions say (settings.platform.name)
     RASA_TELEMETRY_ENABLED=false, TF_CPP_MIN_LOG_LEVEL=2 (quiet, offline)
 and for the Rasa server only (``rasa_server_env``):
 
@@ -58,6 +59,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from assistant.errors import DialogueError, SetupError
+from assistant.phrases import DEFAULT_PLATFORM_NAME
 from assistant.private_files import FILE_MODE, private_dir, secret_in_file
 from assistant.settings import Settings, load_settings
 
@@ -234,10 +236,11 @@ def action_server_command(settings: Settings, *, python: Path | str | None = Non
     ]
 
 
-def rasa_child_env(*, api_url: str, service_token: str) -> dict[str, str]:
+def rasa_child_env(*, api_url: str, service_token: str, platform_name: str = DEFAULT_PLATFORM_NAME) -> dict[str, str]:
     return {
         "ASSISTANT_API_URL": api_url,
         "ASSISTANT_SERVICE_TOKEN": service_token,
+        "ASSISTANT_PLATFORM_NAME": platform_name,  # the actions' phrases name the platform (settings.platform.name)
         "RASA_TELEMETRY_ENABLED": "false",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
@@ -403,7 +406,8 @@ def run(args: argparse.Namespace) -> int:
                 "cwd": str(settings.paths.intents_dir),
                 "rasa_server": rasa_server_command(settings),
                 "action_server": action_server_command(settings),
-                "env": rasa_child_env(api_url=f"http://{settings.server.host}:{settings.server.port}", service_token="<service token>"),
+                "env": rasa_child_env(api_url=f"http://{settings.server.host}:{settings.server.port}", service_token="<service token>",
+                                      platform_name=settings.platform.name),
                 "rasa_server_env": rasa_server_env(settings),
             },
             ensure_ascii=False, indent=2,

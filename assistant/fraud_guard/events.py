@@ -43,7 +43,7 @@ class FraudFlag:
     at: dt.datetime = field(default_factory=_now)
 
     def alert_detail(self) -> dict[str, Any]:
-        """``detail`` for ``POST /api/alerts`` / ``PlatformStore.create_alert(kind="fraud")``."""
+        """``detail`` for ``POST /api/alerts`` / ``PlatformStore.raise_alert(kind="fraud")``."""
         return {
             "risk": self.risk,
             "scam_type": self.scam_type,

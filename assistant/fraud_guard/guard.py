@@ -9,7 +9,8 @@ platform call is always in the ledger). At the threshold, once per call:
 2. verification is withdrawn (``session.verification = "unverified"``), so no personal data is spoken;
 3. ``on_flag(FraudFlag)`` is awaited — the integrator wires it to the platform store
    (``store_flag_sink``: an alert of kind ``fraud`` with the redacted transcript and evidence; the store
-   writes the family's notifications in the same transaction).
+   writes the family's notifications in the same transaction); then each of ``flag_listeners`` (the phone
+   gateway adds one that hands the call to an operator, and sets ``warning`` to ``HANDOVER_WARNING``).
 
 Speakers: ``TranscriptionFrame.user_id`` "caller"/"remote" is the other party of a screened call,
 "callee"/"elder"/"user" is the elder; anything else is ``default_speaker``. Non-frame callers use
@@ -28,13 +29,14 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from assistant.fraud_guard.detector import RiskUpdate, ScamDetector
 from assistant.fraud_guard.events import EventSink, FlagSink, FraudFlag, FraudRiskUpdated, FraudWarningSpoken
 from assistant.fraud_guard.pii_gate import PersonalData, redact
+from assistant.phrases import DEFAULT_DIALECT, DIALECTS, Phrasebook
 from assistant.session import CallSession
 from assistant.settings import Settings
 
-WARNINGS = {
-    "cmn": "这个电话很可能是诈骗，请不要转账，也不要说验证码。挂断后我们帮您联系家人。",
-    "yue": "呢个电话好大机会系诈骗，唔好转数，亦唔好讲验证码。收线之后我哋帮你联络屋企人。",
-}
+# what the elder is told at the flag (keys of assistant/phrases.py); the phone gateway puts a person on the line
+# after the flag (issue #16): no "hang up" in the warning then
+WARNING = "fraud_warning"
+HANDOVER_WARNING = "fraud_warning_handover"
 PLATFORM_NO_LEDGER_WEIGHT = 2.0
 _CALLER_IDS = {"caller", "remote", "other", "agent"}
 _CALLEE_IDS = {"callee", "elder", "user"}
@@ -85,6 +87,7 @@ class FraudGuard(FrameProcessor):
     ):
         super().__init__(**kwargs)
         self._session = session
+        self._phrases = Phrasebook(platform_name=settings.platform.name)
         self._detector = detector or shared_detector(settings.fraud.flag_threshold, use_ngram=settings.fraud.use_ngram)
         self._watch = self._detector.watch()
         self._on_flag = on_flag
@@ -97,6 +100,9 @@ class FraudGuard(FrameProcessor):
         self._platform_no_ledger = False
         self.flag: FraudFlag | None = None
         self.updates: list[RiskUpdate] = []
+        # awaited after on_flag (the alert is stored by then): e.g. the phone gateway's hand-over to a person
+        self.flag_listeners: list[FlagSink] = []
+        self.warning = WARNING  # the phrase the elder is told at the flag
 
     @property
     def risk(self) -> float:
@@ -163,7 +169,7 @@ class FraudGuard(FrameProcessor):
             return True
 
     async def _act(self, update: RiskUpdate) -> str:
-        dialect = self._session.dialect if self._session.dialect in WARNINGS else "cmn"
+        dialect = self._session.dialect if self._session.dialect in DIALECTS else DEFAULT_DIALECT
         self._session.verification = "unverified"
         self.flag = FraudFlag(
             call_id=self._session.call_id,
@@ -191,7 +197,14 @@ class FraudGuard(FrameProcessor):
                 raise
             except Exception as exc:  # the warning to the elder must go out even if the store is down
                 logger.error(f"call {self._session.call_id}: fraud flag not stored: {exc}")
-        text = WARNINGS[dialect]
+        for listener in self.flag_listeners:
+            try:
+                await listener(self.flag)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.error(f"call {self._session.call_id}: fraud flag listener failed: {exc}")
+        text = self._phrases.say(self.warning, dialect)
         await self._emit(FraudWarningSpoken(call_id=self._session.call_id, text=text, dialect=dialect))
         return text
 
@@ -210,7 +223,7 @@ def store_flag_sink(store) -> FlagSink:
     """``on_flag`` for the platform store: an urgent ``fraud`` alert (family notified by the store)."""
 
     async def sink(flag: FraudFlag) -> None:
-        await store.create_alert(
+        await store.raise_alert(
             elder_id=flag.elder_id, call_id=flag.call_id, kind="fraud", severity="urgent", detail=flag.alert_detail()
         )
 

@@ -30,6 +30,7 @@ from loguru import logger
 
 from assistant.fraud_guard.ledger import CallLedger, LedgerEntryInfo
 from assistant.fraud_guard.pin import PinCheck, PinStore
+from assistant.phrases import Phrasebook
 from assistant.platform.models import normalize_phone
 from assistant.session import CallSession
 
@@ -38,6 +39,7 @@ _CN_DIGIT_WORDS = "零一二三四五六七八九"
 
 SafePhraseLookup = Callable[[int], Awaitable[str | None]]
 NumbersLookup = Callable[[int], Awaitable[list[str]]]
+DEFAULT_PHRASES = Phrasebook()  # a deployment's own: Phrasebook(platform_name=settings.platform.name)
 
 
 def spell_code(code: str) -> str:
@@ -45,17 +47,17 @@ def spell_code(code: str) -> str:
     return "".join(_CN_DIGIT_WORDS[int(c)] for c in code if c.isdigit())
 
 
-def proof_utterances(*, safe_phrase: str | None, code: str | None, dialect: str | None) -> list[str]:
+def proof_utterances(*, safe_phrase: str | None, code: str | None, dialect: str | None,
+                     phrases: Phrasebook = DEFAULT_PHRASES) -> list[str]:
     """One short sentence: who we are, the safe phrase, the code, the call-back offer.
 
     Measured with espeak-ng at 130 wpm (a 4-character phrase): Mandarin 14.6 s, Cantonese ≈ 11 s."""
-    yue = dialect == "yue"
-    parts = ["平安通打嚟" if yue else "平安通来电"]
+    parts = [phrases.piece("proof_caller", dialect)]
     if safe_phrase:
-        parts.append(f"暗语{safe_phrase}")
+        parts.append(phrases.piece("proof_safe_phrase", dialect, phrase=safe_phrase))
     if code:
-        parts.append(f"确认码{spell_code(code)}")
-    parts.append("唔放心可以收线打返嚟" if yue else "不放心可挂断回拨")
+        parts.append(phrases.piece("proof_code", dialect, code=spell_code(code)))
+    parts.append(phrases.piece("proof_call_back", dialect))
     return ["，".join(parts) + "。"]
 
 
@@ -75,49 +77,17 @@ def proof_speech_seconds(texts: list[str], *, rate_wpm: int, dialect: str | None
     return chars / (cpm / 60.0) + 0.25 * pauses
 
 
-# Asked "who are you" on a call the caller placed. No secret in it: who we are, what we never ask for, the
-# two ways a real elder can go on (keypad PIN, call-back to the registered number). The PII gate lets it
-# through (the credential words are negated; the PIN is a "数字口令" keyed in, never spoken).
-INBOUND_IDENTITY = {
-    "cmn": "这是您打进来的平安通热线。平安通不会问您要密码或验证码，也不会要钱。",
-    "yue": "呢度係你打入嚟嘅平安通熱線。平安通唔會問你攞密碼或者驗證碼，亦唔會問你攞錢。",
-}
-INBOUND_OFFER = {
-    "cmn": "要核对身份，请按星号键，再按您的数字口令，按井号键结束；或者按九，我们挂断后打到您登记的电话。",
-    "yue": "要核對身份，請撳星號鍵，再撳你嘅數字口令，撳井號鍵結束；或者撳九，我哋收線再打去你登記嘅電話。",
-}
-INBOUND_VERIFIED = {
-    "cmn": "您的身份已经核对好了。",
-    "yue": "你嘅身份已經核對好。",
-}
-PIN_PROMPTS = {
-    "enter": {"cmn": "请按您的数字口令，按井号键结束。", "yue": "請撳你嘅數字口令，撳井號鍵結束。"},
-    "ok": {"cmn": "核对好了，谢谢您。有什么可以帮您？", "yue": "核對好喇，多謝你。有咩可以幫到你？"},
-    "wrong": {"cmn": "口令不对，请按星号键再试一次。", "yue": "口令唔啱，請撳星號鍵再試一次。"},
-    "locked": {"cmn": "口令试错太多次，已经暂停使用，工作人员会跟进。您也可以按九，我们打到您登记的电话。",
-               "yue": "口令試錯太多次，已經暫停使用，職員會跟進。你都可以撳九，我哋打去你登記嘅電話。"},
-    "unavailable": {"cmn": "这个电话不能用口令核对。您可以按九，我们打到您登记的电话。",
-                    "yue": "呢個電話唔可以用口令核對。你可以撳九，我哋打去你登記嘅電話。"},
-    "callback": {"cmn": "好的，我们现在挂断，马上打到您登记的电话。", "yue": "好，我哋而家收線，即刻打去你登記嘅電話。"},
-    "callback_operator": {"cmn": "好的，我们现在挂断，工作人员会打到您登记的电话。",
-                          "yue": "好，我哋而家收線，職員會打去你登記嘅電話。"},
-    "callback_unavailable": {"cmn": "这个电话没有登记，不能回拨。请用您登记的电话打来。",
-                             "yue": "呢個電話冇登記，唔可以回撥。請用你登記嘅電話打嚟。"},
-}
-
-
-def pin_prompt(kind: str, dialect: str | None) -> str:
-    return PIN_PROMPTS[kind]["yue" if dialect == "yue" else "cmn"]
-
-
-def inbound_identity_utterances(*, dialect: str | None, known_number: bool, verified: bool) -> list[str]:
-    """The answer to "你是谁" on a call the caller placed: no safe phrase, no code (see the module doc)."""
-    d = "yue" if dialect == "yue" else "cmn"
+def inbound_identity_utterances(*, dialect: str | None, known_number: bool, verified: bool,
+                                phrases: Phrasebook = DEFAULT_PHRASES) -> list[str]:
+    """The answer to "你是谁" on a call the caller placed. No secret in it: who we are, what we never ask
+    for, and the two ways a real elder can go on (keypad PIN, call-back to the registered number). The PII
+    gate lets it through (the credential words are negated; the PIN is a "数字口令" keyed in, never spoken)."""
+    said = [phrases.say("inbound_identity", dialect)]
     if verified:
-        return [INBOUND_IDENTITY[d] + INBOUND_VERIFIED[d]]
-    if known_number:
-        return [INBOUND_IDENTITY[d] + INBOUND_OFFER[d]]
-    return [INBOUND_IDENTITY[d]]
+        said.append(phrases.say("inbound_verified", dialect))
+    elif known_number:
+        said.append(phrases.say("inbound_offer", dialect))
+    return said
 
 
 def is_placed_by_platform(session: CallSession) -> bool:
@@ -131,6 +101,7 @@ class IdentityService:
     safe_phrase_of: SafePhraseLookup | None = None
     numbers_of: NumbersLookup | None = None
     pins: PinStore | None = None
+    phrases: Phrasebook = DEFAULT_PHRASES
 
     async def entry_for(self, session: CallSession) -> LedgerEntryInfo | None:
         """The valid ledger entry of a call the platform placed; None for any inbound call (caller ID is
@@ -151,7 +122,7 @@ class IdentityService:
         Inbound phone calls get ``inbound_identity_utterances``: nothing secret, no ledger entry."""
         if not is_placed_by_platform(session):
             return inbound_identity_utterances(dialect=session.dialect, known_number=session.elder_id is not None,
-                                               verified=session.verified)
+                                               verified=session.verified, phrases=self.phrases)
         entry = await self.entry_for(session)
         if entry is None and session.channel == "screen" and session.elder_id is not None and session.caller_number:
             # the elder's own screen (device token): a fresh code the screen shows now
@@ -168,7 +139,8 @@ class IdentityService:
                 raise
             except Exception as exc:  # the proof still has the code and the call-back offer
                 logger.warning(f"call {session.call_id}: safe phrase lookup failed: {exc}")
-        return proof_utterances(safe_phrase=phrase, code=entry.code if entry else None, dialect=session.dialect)
+        return proof_utterances(safe_phrase=phrase, code=entry.code if entry else None, dialect=session.dialect,
+                                phrases=self.phrases)
 
     async def prove_and_verify(self, session: CallSession) -> list[str]:
         """``IdentityProof`` for the dialogue stage: what to say (``prove``), with the call's verification

@@ -21,7 +21,7 @@ import dataclasses
 import re
 import unicodedata
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from loguru import logger
 from pipecat.frames import frames as _frames
@@ -36,6 +36,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from assistant.fraud_guard.cues import NEGATOR
 from assistant.fraud_guard.text import CN_DIGITS, _zh_simplify, split_clauses
+from assistant.phrases import Phrasebook
 from assistant.session import CallSession
 
 
@@ -75,21 +76,11 @@ class GateDecision:
     text: str = ""  # what may be spoken: the original, or the safe replacement
 
 
-SAFE_FORBIDDEN = {
-    "cmn": "为了您的安全，平安通不会向您要银行卡号、密码、验证码或身份证号，也不会让您转账。",
-    "yue": "为咗你嘅安全，平安通唔会问你要银行卡号、密码、验证码或者身份证号码，亦唔会叫你转数。",
-}
-SAFE_UNVERIFIED = {
-    "cmn": "为了保护您的隐私，我们先核对身份，再谈这些事情。",
-    "yue": "为咗保护你嘅私隐，我哋核对咗身份先再讲呢啲嘢。",
-}
-
-
 @dataclass(frozen=True, kw_only=True)
 class PiiPolicy:
     personal: PersonalData | None = None
-    safe_forbidden: dict[str, str] = field(default_factory=lambda: dict(SAFE_FORBIDDEN))
-    safe_unverified: dict[str, str] = field(default_factory=lambda: dict(SAFE_UNVERIFIED))
+    # says safe_forbidden / safe_unverified (assistant/phrases.py) instead of a blocked utterance
+    phrases: Phrasebook = Phrasebook()
 
 
 # --- normalisation --------------------------------------------------------------------------------
@@ -243,8 +234,7 @@ def check_utterance(text: str, *, verified: bool, personal: PersonalData | None 
                 reasons.append(f"personal_unverified:{m.group(0)}")
     if not reasons:
         return GateDecision(allowed=True, text=text)
-    d = dialect if dialect in ("cmn", "yue") else "cmn"
-    safe = policy.safe_forbidden[d] if forbidden else policy.safe_unverified[d]
+    safe = policy.phrases.say("safe_forbidden" if forbidden else "safe_unverified", dialect)
     return GateDecision(allowed=False, reasons=tuple(dict.fromkeys(reasons)), text=safe)
 
 

@@ -343,7 +343,7 @@ async def family_cancel_order(request: web.Request) -> web.Response:
 
 async def post_alert(request: web.Request) -> web.Response:
     body = await _body(request)
-    alert = await _store(request).create_alert(
+    alert = await _store(request).raise_alert(
         elder_id=_int(body.get("elder_id"), "elder_id", required=False),
         call_id=_str(body.get("call_id"), "call_id"),
         order_id=_int(body.get("order_id"), "order_id", required=False),

@@ -69,8 +69,9 @@ ALERT_SEVERITIES = ("info", "warning", "urgent", "critical")
 ALERT_STATUSES = ("open", "acknowledged", "resolved", "false_alarm")
 OUTBOX_CHANNELS = ("log", "sms", "email")
 # queued → sent (the channel accepted it) → delivered | failed (delivery report); failed submissions and
-# failed reports go back to queued (later) until the attempts run out. undeliverable: no channel configured
-OUTBOX_STATUSES = ("queued", "sent", "delivered", "failed", "undeliverable")
+# failed reports go back to queued (later) until the attempts run out. undeliverable: no channel configured;
+# no_report: sent, but no delivery report within sms.no_report_after_s (a late report still counts)
+OUTBOX_STATUSES = ("queued", "sent", "delivered", "failed", "undeliverable", "no_report")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -282,6 +283,21 @@ class Alert(Base):
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     acknowledged_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class HandoverEvent(Base):
+    """One step of a live hand-over (issue #16), appended by ``PlatformStore.note_alert_handover`` when the
+    state, the phones ringing or the operator change: the console's event watcher reads new rows (by id) and
+    pops the call on the operator whose phone rings, in any process that shares the database."""
+
+    __tablename__ = "handover_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(32))
+    ringing: Mapped[list[str]] = mapped_column(JSON, default=list)  # the operator phones ringing now
+    operator: Mapped[str | None] = mapped_column(String(255), nullable=True)  # the one who answered
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Outbox(Base):

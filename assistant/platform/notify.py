@@ -1,13 +1,14 @@
 """Notification delivery: the outbox table is the queue, ``Sender``s are the channels.
 
-``PlatformStore.create_alert`` writes outbox rows in the same transaction as the alert; the
+``PlatformStore.raise_alert`` writes outbox rows in the same transaction as the alert; the
 ``OutboxDispatcher`` (a background task owned by the API's cleanup_ctx) hands queued rows to one sender per
 channel. A row moves
 
     queued → sent (the channel accepted it) → delivered | failed (the delivery report)
 
 and a failed submission or a failed report puts it back to ``queued`` until ``retry_backoff_s`` has passed,
-``max_attempts`` times in all, then ``failed``. A channel nobody configured has no sender: its rows become
+``max_attempts`` times in all, then ``failed``. A ``sent`` row of a channel with delivery reports that has no
+report after ``no_report_after_s`` becomes ``no_report`` (swept each round; a late report still decides). A channel nobody configured has no sender: its rows become
 ``undeliverable`` — nothing claims they went out (only the ``log`` channel, the operators' own notes, has
 a default sender).
 
@@ -110,6 +111,7 @@ class OutboxDispatcher:
         max_attempts: int = 5,
         retry_backoff_s: Sequence[float] = (30.0, 120.0, 600.0, 1800.0),
         claim_lease_s: float = 120.0,  # a claimed row is retried by any worker after this (the claimer died)
+        no_report_after_s: float = 600.0,  # sent without a delivery report this long → no_report
     ) -> None:
         self._store = store
         self._senders: dict[str, Any] = {"log": LogSender(channel="log")}
@@ -117,6 +119,7 @@ class OutboxDispatcher:
         self._max_attempts = max_attempts
         self._backoff_s = tuple(retry_backoff_s)
         self._lease_s = claim_lease_s
+        self._no_report_after_s = no_report_after_s
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         # one outbox-row update at a time in this process: Kannel sends reports 8 and 1 at once, and they may
@@ -172,6 +175,16 @@ class OutboxDispatcher:
             if await self._deliver(item):
                 sent += 1
         return sent
+
+    async def sweep_no_report(self) -> list[OutboxItem]:
+        """Rows accepted by a channel with delivery reports and left without one for ``no_report_after_s``
+        → ``no_report`` (the console then says the family may not have the message)."""
+        tracking = [c for c, sender in self._senders.items() if isinstance(sender, TrackingSender)]
+        swept = await self._store.outbox_sweep_no_report(after_s=self._no_report_after_s, channels=tracking)
+        for item in swept:
+            log.warning("notify[%s] outbox %s: no delivery report within %g s", item.channel, item.outbox_id,
+                        self._no_report_after_s)
+        return swept
 
     async def _deliver(self, item: OutboxItem) -> bool:
         sender = self._senders.get(item.channel)
@@ -242,6 +255,7 @@ class OutboxDispatcher:
         while not self._stopping.is_set():
             try:
                 await self.deliver_pending()
+                await self.sweep_no_report()
             except StoreError as exc:
                 log.warning("outbox delivery paused: %s", exc)
             try:

@@ -38,7 +38,9 @@ elders, contacts       profile                                KEPT while the eld
 ``purge(...)`` does one pass (``assistant db purge``; ``dry_run`` only counts). ``RetentionJob`` runs it
 in ``assistant serve`` every ``purge_interval_s`` (a failed pass is logged and retried after
 ``purge_retry_s``). Each pass that deletes anything writes one audit row (``retention_purge``, counts
-only). Rows go in batches of ``purge_batch_rows`` per transaction so SQLite's write lock is held briefly.
+only). Rows go in batches of ``purge_batch_rows`` per transaction so SQLite's write lock is held briefly:
+the rows are the store's (``PlatformStore.purge_rows`` and friends, ``assistant.platform.store.retention``);
+the files, the periods and the audit are this module's.
 """
 
 from __future__ import annotations
@@ -52,12 +54,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
-
-from assistant.console.models import AuditEntry, LoginAttempt
 from assistant.errors import StoreError
-from assistant.platform.audit import RETENTION_ACTOR, add_audit
-from assistant.platform.models import Alert, Call, CallTurn, Outbox
+from assistant.platform.audit import RETENTION_ACTOR
 from assistant.platform.store import PlatformStore
 from assistant.settings import PrivacySettings, Settings
 
@@ -232,8 +230,9 @@ class Purger:
         if cut["rec"] is not None:
             counts["recordings"] += await self._strays(cut["rec"], dry_run)
         if cut["raw"] is not None:
-            counts["raw_transcripts"] = await self._raw_turns(cut["raw"], dry_run)
-            counts["alert_transcripts"] = await self._alert_transcripts(cut["raw"], dry_run)
+            counts["raw_transcripts"] = await self._store.redact_raw_turns(before=cut["raw"], batch_rows=self._batch, dry_run=dry_run)
+            counts["alert_transcripts"] = await self._store.purge_alert_transcripts(
+                before=cut["raw"], batch_rows=self._batch, dry_run=dry_run)
             if self._tracker_url:
                 try:
                     counts["dialogue_events"] = await asyncio.to_thread(
@@ -241,27 +240,15 @@ class Purger:
                     )
                 except Exception as exc:  # the tracker store is Rasa's: report, retry with the next pass
                     raise StoreError(f"tracker store: {type(exc).__name__}: {str(exc)[:200]}") from exc
-        if cut["turns"] is not None:
-            counts["transcript_turns"] = await self._delete(CallTurn, CallTurn.id, CallTurn.created_at < cut["turns"], dry_run)
-            counts["fraud_flags"] = await self._delete_model("fraud_flags", cut["turns"], dry_run)
-        if cut["calls"] is not None:
-            counts["calls"] = await self._delete(Call, Call.call_id, Call.started_at < cut["calls"], dry_run)
-        if cut["outbox"] is not None:
-            counts["outbox"] = await self._delete(
-                Outbox, Outbox.id, func.coalesce(Outbox.sent_at, Outbox.created_at) < cut["outbox"], dry_run
-            )
-        if cut["ledger"] is not None:
-            counts["ledger"] = await self._delete_model("ledger", cut["ledger"], dry_run)
-        if cut["logins"] is not None:
-            counts["login_attempts"] = await self._delete_model("login_attempts", cut["logins"], dry_run)
-        if cut["audit"] is not None:
-            counts["audit_log"] = await self._delete_model("audit_log", cut["audit"], dry_run)
+        rows = (("transcript_turns", "turns"), ("fraud_flags", "turns"), ("calls", "calls"), ("outbox", "outbox"),
+                ("ledger", "ledger"), ("login_attempts", "logins"), ("audit_log", "audit"))
+        for kind, period in rows:
+            if cut[period] is not None:
+                counts[kind] = await self._store.purge_rows(kind, before=cut[period], batch_rows=self._batch, dry_run=dry_run)
         report = PurgeReport(at=now, dry_run=dry_run, counts=counts)
         if not dry_run and report.total:
-            async with self._store.session("audit purge") as s:
-                add_audit(s, at=now, actor=RETENTION_ACTOR, action="retention_purge", target_type="retention",
-                          detail={"counts": {k: v for k, v in counts.items() if v}})
-                await s.commit()
+            await self._store.record_audit(actor=RETENTION_ACTOR, action="retention_purge", target_type="retention",
+                                           detail={"counts": {k: v for k, v in counts.items() if v}}, at=now)
             log.info("retention purge: %s", {k: v for k, v in counts.items() if v})
         return report
 
@@ -271,12 +258,7 @@ class Purger:
         files = refs = 0
         after = ""
         while True:
-            async with self._store.session("read recordings") as s:
-                rows = (await s.execute(
-                    select(Call.call_id, Call.audio_path)
-                    .where(Call.audio_path.is_not(None), Call.started_at < cutoff, Call.call_id > after)
-                    .order_by(Call.call_id).limit(self._batch)
-                )).all()
+            rows = await self._store.recording_refs(before=cutoff, after_call_id=after, limit=self._batch)
             if not rows:
                 return files, refs
             after = rows[-1][0]
@@ -293,101 +275,19 @@ class Purger:
                 else:
                     cleared.append(call_id)  # outside our folder: forget the reference, leave the file
             if cleared:
-                async with self._store.session("clear recordings") as s:
-                    await s.execute(update(Call).where(Call.call_id.in_(cleared)).values(audio_path=None))
-                    await s.commit()
+                await self._store.clear_recording_refs(cleared)
                 refs += len(cleared)
             if len(rows) < self._batch:
                 return files, refs
 
     async def _strays(self, cutoff: dt.datetime, dry_run: bool) -> int:
-        async with self._store.session("read recent recordings") as s:
-            recent = (await s.scalars(select(Call.audio_path).where(Call.audio_path.is_not(None)))).all()
-        stray = await asyncio.to_thread(_stray_recordings, self._dir, cutoff, list(recent))
+        recent = await self._store.recording_paths()
+        stray = await asyncio.to_thread(_stray_recordings, self._dir, cutoff, recent)
         if not dry_run:
             for path in stray:
                 with contextlib.suppress(FileNotFoundError):
                     await asyncio.to_thread(path.unlink)
         return len(stray)
-
-    # ------------------------------------------------------------ transcripts
-
-    async def _raw_turns(self, cutoff: dt.datetime, dry_run: bool) -> int:
-        redacted = func.coalesce(CallTurn.text_redacted, "")
-        cond = (CallTurn.created_at < cutoff, CallTurn.text != redacted)
-        if dry_run:
-            async with self._store.session("count raw turns") as s:
-                return int(await s.scalar(select(func.count(CallTurn.id)).where(*cond)) or 0)
-        n = 0
-        while True:
-            async with self._store.session("redact old turns") as s:
-                ids = (await s.scalars(select(CallTurn.id).where(*cond).order_by(CallTurn.id).limit(self._batch))).all()
-                if not ids:
-                    return n
-                await s.execute(update(CallTurn).where(CallTurn.id.in_(ids)).values(text=redacted))
-                await s.commit()
-            n += len(ids)
-
-    async def _alert_transcripts(self, cutoff: dt.datetime, dry_run: bool) -> int:
-        n = 0
-        after = 0
-        while True:
-            async with self._store.session("old alert transcripts") as s:
-                rows = (await s.scalars(
-                    select(Alert).where(Alert.created_at < cutoff, Alert.id > after,
-                                        Alert.detail["transcript"].as_string().is_not(None))
-                    .order_by(Alert.id).limit(self._batch)
-                )).all()
-                if not rows:
-                    return n
-                after = rows[-1].id
-                for a in rows:
-                    detail = dict(a.detail or {})
-                    if "transcript" not in detail:
-                        continue
-                    detail.pop("transcript")
-                    n += 1
-                    if not dry_run:
-                        a.detail = detail | {"transcript_purged": True}
-                if not dry_run:
-                    await s.commit()
-            if len(rows) < self._batch:
-                return n
-
-    # ------------------------------------------------------------ plain deletes
-
-    async def _delete_model(self, which: str, cutoff: dt.datetime, dry_run: bool) -> int:
-        if which == "fraud_flags":
-            from assistant.fraud_guard.models import FraudFlagRow
-
-            return await self._delete(FraudFlagRow, FraudFlagRow.id, FraudFlagRow.created_at < cutoff, dry_run)
-        if which == "ledger":
-            from assistant.fraud_guard.models import LedgerEntry
-
-            return await self._delete(LedgerEntry, LedgerEntry.id, LedgerEntry.valid_until < cutoff, dry_run)
-
-        if which == "login_attempts":
-            return await self._delete(LoginAttempt, LoginAttempt.id, LoginAttempt.at < cutoff, dry_run)
-        if which == "audit_log":
-            return await self._delete(AuditEntry, AuditEntry.id, AuditEntry.at < cutoff, dry_run)
-        raise AssertionError(which)
-
-    async def _delete(self, model: Any, key: Any, cond: Any, dry_run: bool) -> int:
-        if dry_run:
-            async with self._store.session(f"count {model.__tablename__}") as s:
-                return int(await s.scalar(select(func.count()).select_from(model).where(cond)) or 0)
-        n = 0
-        while True:
-            async with self._store.session(f"purge {model.__tablename__}") as s:
-                ids = (await s.scalars(select(key).where(cond).order_by(key).limit(self._batch))).all()
-                if not ids:
-                    return n
-                if model is Call:
-                    # turns go by ON DELETE CASCADE; say so explicitly for engines without foreign keys
-                    await s.execute(delete(CallTurn).where(CallTurn.call_id.in_(ids)))
-                await s.execute(delete(model).where(key.in_(ids)))
-                await s.commit()
-            n += len(ids)
 
 
 async def purge(

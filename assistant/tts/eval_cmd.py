@@ -1,6 +1,6 @@
 """``assistant eval tts``: how well a voice is understood, by ASR round trip.
 
-Each service sentence (``assistant.tts.prompts.EVAL_SENTENCES_*``) is rewritten for elders (``speakable``),
+Each service sentence (``assistant.tts.eval_sentences.EVAL_SENTENCES_*``) is rewritten for elders (``speakable``),
 synthesized by the voice, optionally passed through a simulated landline (``--phone``: 8 kHz, 300–3400 Hz,
 G.711 µ-law), recognized by whisper-base and scored by character error rate against the text the voice
 was asked to say. Also measured: real-time factor (synthesis seconds / audio seconds) and time to first
@@ -37,7 +37,7 @@ from assistant.errors import AssistantError, ModelMissingError
 from assistant.settings import load_settings
 from assistant.text.normalize import cer
 from assistant.tts import registry
-from assistant.tts.prompts import EVAL_SENTENCES_CMN, EVAL_SENTENCES_YUE
+from assistant.tts.eval_sentences import EVAL_SENTENCES_CMN, EVAL_SENTENCES_YUE
 from assistant.tts.registry import VOICES
 from assistant.tts.speakable import speakable
 
@@ -285,7 +285,6 @@ def write_page(path: Path, results: list[VoiceResult]) -> None:
 
 
 async def run_async(args: argparse.Namespace) -> dict:
-
     settings = load_settings()
     rate = args.rate_wpm or settings.tts.rate_wpm
     sets = {"cmn": EVAL_SENTENCES_CMN, "yue": EVAL_SENTENCES_YUE}

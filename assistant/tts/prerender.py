@@ -1,7 +1,8 @@
 """``python -m assistant.tts.prerender``: pre-render every fixed sentence into the prompt cache (var/tts_cache).
 
 The set-up runs it after the voices are provisioned (scripts/setup.sh step 4c), so the first start of the
-server finds every clause of ``prompts.all_prompts()`` on disk in each dialect's first voice (kokoro-cmn:
+server finds every clause of ``assistant.phrases.Phrasebook.fixed_sentences()`` (with the configured platform
+name) on disk in each dialect's first voice (kokoro-cmn:
 ~0.6–1.4 s per clause on an idle 2-core machine, ~50 clauses) and start-up only reads them. Idempotent:
 clauses already cached are disk hits. Progress on stderr; the report as JSON on stdout. Exit 0 even when a
 voice is missing (the server falls back and logs it), 1 when nothing could be rendered at all.

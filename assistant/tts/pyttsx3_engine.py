@@ -15,8 +15,10 @@ espeakng-loader MIT.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import contextlib
+import gc
 import io
 import logging
 import os
@@ -75,8 +77,24 @@ def _load_espeak_152() -> tuple[object, str]:
         _state["error"] = err
         raise err
     _state["engine"], _state["version"] = engine, version
+    atexit.register(close_espeak)
     log.info("tts: espeak-ng %s loaded from espeakng-loader for pyttsx3", version)
     return engine, version
+
+
+def close_espeak() -> None:
+    """Let go of pyttsx3's engine while the interpreter is whole (at exit, registered when it loads).
+
+    Left to the interpreter's teardown, the engine is freed after module globals are cleared, and pyttsx3's
+    ``DriverProxy.__del__`` printed ``AttributeError: 'NoneType' object has no attribute 'suppress'`` at the
+    end of every process that had spoken with espeak. Freed here, its ``__del__`` runs normally (it
+    detaches espeak's callback). A later synthesis would load it again."""
+    with _ESPEAK_LOCK:
+        engine = _state.pop("engine", None)
+        _state.pop("version", None)
+    if engine is not None:
+        del engine
+        gc.collect()  # in case a reference cycle holds it
 
 
 RATE_SETTLE_TIMEOUT_S = 1.0

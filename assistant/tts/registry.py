@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.errors import TtsError
+from assistant.phrases import Phrasebook
 from assistant.settings import Settings
 from assistant.tts.base import SpeechAudio, TtsEngine, VoiceRequest
 from assistant.tts.cache import PromptCache, make_key
 from assistant.tts.espeak_cli_engine import EspeakCliEngine
-from assistant.tts.prompts import all_prompts
 from assistant.tts.speakable import speakable
 from dialect_models.provision import require
 
@@ -604,6 +604,19 @@ async def synthesize_clauses(
                 await pending
 
 
+_FIELD_MARK = "〇〇"  # stands for a field's value: a clause holding it is not the same twice
+
+
+def fixed_clauses(phrases: Phrasebook) -> list[tuple[str, str]]:
+    """(dialect, clause) for every clause the bot says word for word: each utterance of the table split as
+    ``synthesize_clauses`` splits it, without the clauses that hold a field ("单号是{order_id}。")."""
+    out: list[tuple[str, str]] = []
+    for dialect, text in phrases.utterances():
+        filled = re.sub(r"\{\w+\}", _FIELD_MARK, text)
+        out += [(dialect, clause) for clause in split_clauses(filled) if _FIELD_MARK not in clause]
+    return list(dict.fromkeys(out))
+
+
 @dataclass(frozen=True, kw_only=True)
 class WarmReport:
     prompts: int
@@ -620,7 +633,8 @@ async def warm(
     rates_wpm: Iterable[int] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> WarmReport:
-    """Synthesize ``prompts`` ((dialect, text) pairs; default: the built-in catalogue) into the cache.
+    """Synthesize ``prompts`` ((dialect, text) pairs; default: every clause the bot says word for word,
+    ``fixed_clauses`` of ``assistant/phrases.py`` with the platform's name) into the cache.
 
     Called by the server at start-up. Loads each dialect's first voice and fills memory and disk at the
     default rate (pass ``rates_wpm`` to add slower ones; a slower prompt is otherwise synthesized on first
@@ -628,9 +642,12 @@ async def warm(
     fills them before the first start). ``progress(done, total, clause)`` is called after each clause; a log
     line says how far it got every 10 clauses. Failures are logged, never raised.
     """
-
     t0 = time.perf_counter()
-    items = list(prompts) if prompts is not None else all_prompts()
+    if prompts is not None:
+        items = list(prompts)
+        work = [(dialect, clause) for dialect, text in items for clause in (split_clauses(text) or [text])]
+    else:
+        items = work = fixed_clauses(Phrasebook(platform_name=settings.platform.name))
     rates = list(rates_wpm) if rates_wpm is not None else [settings.tts.rate_wpm]
     cache = get_cache(settings)
     await asyncio.to_thread(cache.prune)
@@ -648,7 +665,6 @@ async def warm(
     # the first uncached reply must not pay for importing the level filter (scipy, ~1 s on a busy machine)
     await asyncio.to_thread(importlib.import_module, "scipy.signal")
     synthesized = cached = failed = 0
-    work = [(dialect, clause) for dialect, text in items for clause in (split_clauses(text) or [text])]
     total = len(work) * len(rates)
     done = 0
     for dialect, clause in work:

@@ -16,11 +16,11 @@ from pipecat.frames.frames import ErrorFrame, Frame, TTSAudioRawFrame
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 
+from assistant.audio.stream_resample import StreamResampler
 from assistant.errors import AssistantError
 from assistant.session import CallSession
 from assistant.settings import Settings
 from assistant.tts.registry import synthesize_clauses
-from assistant.tts.stream_resample import StreamResampler
 from assistant.turns import TurnTracker
 
 CHUNK_MS = 40

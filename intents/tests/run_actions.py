@@ -3,6 +3,7 @@
 Reads ``{"cases": [{"action": name, "tracker": {...}}]}`` on stdin, runs each action with the domain of
 ``intents/domain.yml`` through rasa-sdk's own executor, and prints ``[{"events": [...], "responses": [...]}]``.
 Used by ``tests/unit/test_dialogue_actions.py`` (the assistant's env has no rasa-sdk). Run with cwd intents/.
+``--list`` prints the names of the registered actions instead.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import yaml
 from rasa_sdk.executor import ActionExecutor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # intents/: the `actions` and `components` packages
+sys.path.append(str(Path(__file__).resolve().parents[2]))  # the project root: assistant/phrases.py (pure data)
 
 
 async def main(payload: dict, domain: dict) -> None:
@@ -29,6 +31,16 @@ async def main(payload: dict, domain: dict) -> None:
     json.dump(results, sys.stdout, ensure_ascii=False)
 
 
+def registered() -> None:
+    """``--list``: the names of the actions the action server registers, as JSON."""
+    executor = ActionExecutor()
+    executor.register_package("actions")
+    json.dump(sorted(executor.actions), sys.stdout)
+
+
 if __name__ == "__main__":
-    domain_path = Path(__file__).resolve().parent.parent / "domain.yml"
-    asyncio.run(main(json.load(sys.stdin), yaml.safe_load(domain_path.read_text(encoding="utf-8"))))
+    if sys.argv[1:] == ["--list"]:
+        registered()
+    else:
+        domain_path = Path(__file__).resolve().parent.parent / "domain.yml"
+        asyncio.run(main(json.load(sys.stdin), yaml.safe_load(domain_path.read_text(encoding="utf-8"))))

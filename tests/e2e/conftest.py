@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +38,72 @@ def need_whisper() -> None:
 def tel_settings(settings):
     """Settings for an in-process phone gateway: any free SIP port, a short answer timeout, a fixed RTP range."""
     return replace(settings, telephony=replace(settings.telephony, sip_port=0, answer_timeout_s=5.0, rtp_port_min=21000, rtp_port_max=21999))
+
+
+@dataclass(kw_only=True)
+class PhoneGateway:
+    """A running runtime (``assistant.runtime.running``) with the phone gateway on it; ``calls`` are the
+    pipelines built for each call, in order."""
+
+    runtime: Any
+    service: Any
+    settings: Any
+    calls: list = field(default_factory=list)
+    stopped: bool = False
+
+    @property
+    def port(self) -> int:
+        return self.service.gateway.endpoint.port
+
+    @property
+    def uri(self) -> str:
+        return f"sip:assistant@127.0.0.1:{self.port}"
+
+    async def stop_gateway(self) -> None:
+        """Stop the gateway (the runtime keeps running: the store can still be read)."""
+        if not self.stopped:
+            self.stopped = True
+            await self.service.stop()
+
+
+@pytest.fixture
+def phone_gateway(settings):
+    """The real pipeline behind a phone gateway, for the tests that call it with baresip:
+
+        async with phone_gateway(rtp_ports=(22000, 22999)) as gw:   # with_rasa=False, tweak=lambda s: ...
+            ... dial gw.uri ...; gw.calls[0].tracker.turns ...
+
+    Free ports, the checkout's models, the SIP port chosen by the system; ``tweak`` changes the settings
+    further. The gateway stops (``stop_gateway``, idempotent) before the runtime does."""
+
+    @contextlib.asynccontextmanager
+    async def start(*, rtp_ports: tuple[int, int], with_rasa: bool = True,
+                    tweak: Callable[[Any], Any] | None = None):
+        from assistant.runtime import running, with_free_ports
+        from assistant.settings import load_settings
+        from telephony.gateway import default_pipeline_factory
+        from telephony.gateway_service import start_gateway
+
+        s = replace(settings, telephony=replace(settings.telephony, sip_port=0, rtp_port_min=rtp_ports[0], rtp_port_max=rtp_ports[1]))
+        s = with_free_ports(tweak(s) if tweak is not None else s)
+        s = replace(s, paths=replace(s.paths, models_dir=load_settings().paths.models_dir))
+        calls: list = []
+        async with running(s, with_rasa=with_rasa) as runtime:
+            base = default_pipeline_factory(runtime.services)
+
+            def factory(*, transport, session):
+                built = base(transport=transport, session=session)
+                calls.append(built)
+                return built
+
+            gw = PhoneGateway(runtime=runtime, service=await start_gateway(runtime, pipeline_factory=factory, port=0),
+                              settings=s, calls=calls)
+            try:
+                yield gw
+            finally:
+                await gw.stop_gateway()
+
+    return start
 
 
 async def wait_for(predicate, *, timeout_s: float, what: str):

@@ -84,7 +84,7 @@ async def seed_flagged_call(store, wav: Path) -> tuple[int, int, str]:
     for i, (speaker, text, conf) in enumerate(FRAUD_TURNS):
         await store.add_turn(call_id=call_id, turn=i + 1, speaker=speaker, text=text,
                              text_redacted=redacted_text(text=text, text_redacted=None), asr_confidence=conf)
-    alert = await store.create_alert(
+    alert = await store.raise_alert(
         elder_id=elder.elder_id, kind="fraud", call_id=call_id, severity="urgent",
         detail={"scam_type": "冒充公检法", "risk": 0.91,
                 "evidence": [{"phrase": "安全账户"}, {"phrase": "验证码"}, {"phrase": "涉嫌洗钱"}]},
@@ -161,7 +161,7 @@ async def test_console_in_chromium(settings, tmp_path):
                 assert size >= 18
 
                 # a new SOS written by "the pipeline" appears without reload
-                live = await store.create_alert(elder_id=elder_id, kind="sos", severity="critical",
+                live = await store.raise_alert(elder_id=elder_id, kind="sos", severity="critical",
                                                 detail={"summary": "长者按了紧急按钮"})
                 await page.locator(f'a[href="/console/alerts/{live.alert_id}"]').wait_for(timeout=15000)
                 assert "新警报" in await page.inner_text("#live-region")

@@ -19,10 +19,11 @@ from pipecat.frames.frames import TranscriptionFrame, TTSSpeakFrame
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.tests.utils import run_test
 
-from assistant.fraud_guard.guard import WARNINGS, FraudGuard, ledger_check_for, store_flag_sink
+from assistant.fraud_guard.guard import FraudGuard, ledger_check_for, store_flag_sink
 from assistant.fraud_guard.identity import IdentityService, proof_speech_seconds, spell_code
 from assistant.fraud_guard.ledger import CallLedger
 from assistant.fraud_guard.pii_gate import PersonalData, PiiGate, PiiPolicy
+from assistant.phrases import Phrasebook
 from assistant.platform.db import create_engine_for
 from assistant.platform.migrate import upgrade_heads_async
 from assistant.platform.store import NewContact, PlatformStore
@@ -70,7 +71,7 @@ async def test_impersonation_call_is_flagged_and_elder_warned(platform, settings
     gate = PiiGate(session=session, policy=PiiPolicy(personal=personal))
     down, _ = await run_test(Pipeline([guard, gate]), frames_to_send=[_t(t, w) for t, w in IMPERSONATION])
     spoken = [f.text for f in down if isinstance(f, TTSSpeakFrame)]
-    assert spoken == [WARNINGS["cmn"]]  # the warning got through the PII gate unchanged
+    assert spoken == [Phrasebook().say("fraud_warning", "cmn")]  # the warning got through the PII gate unchanged
     flag = guard.flag
     assert flag is not None and flag.platform_claim_without_ledger and flag.scam_type == "冒充平安通"
     assert flag.turn <= 5  # at the latest on the code request, before the elder reads the digits

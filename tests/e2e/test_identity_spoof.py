@@ -42,70 +42,56 @@ async def _wait(what: str, check, timeout_s: float):
     return result
 
 
-async def test_spoofed_caller_id_asking_who_are_you_gets_no_secret(settings, tmp_path):
+async def test_spoofed_caller_id_asking_who_are_you_gets_no_secret(settings, phone_gateway, tmp_path):
     need_program("baresip")
     need_whisper()
     need_rasa()
     from assistant.fraud_guard.models import LedgerEntry
     from assistant.fraud_guard.pin import PinStore
     from assistant.platform.store import NewContact
-    from assistant.runtime import running, with_free_ports
     from assistant.settings import load_settings
     from telephony.bench import _phone_pcm8k
-    from telephony.gateway import default_pipeline_factory
-    from telephony.gateway_service import start_gateway
 
-    settings = with_free_ports(replace(settings, telephony=replace(settings.telephony, sip_port=0, rtp_port_min=24000, rtp_port_max=24999)))
-    settings = replace(settings, paths=replace(settings.paths, models_dir=load_settings().paths.models_dir))
-    # a busy shared machine: give Rasa time rather than handing the turn to an operator
-    settings = replace(settings, dialogue=replace(settings.dialogue, rasa_timeout_s=30.0))
-    calls = []
     # the attacker's audio: the greeting plays, then "请问你是谁？", then silence. The installed Mandarin
     # voice lives under the real var/envs (not the test's var dir); synthesised before the server's warm-up
     voice_settings = replace(settings, paths=replace(settings.paths, var_dir=load_settings().paths.var_dir))
     speech, voice = await _phone_pcm8k("请问你是谁？", settings=voice_settings)
     wav = write_wav8k(tmp_path / "caller.wav", bytes(8000 * 2 * 12) + speech + bytes(8000 * 2 * 60))
 
-    async with running(settings) as runtime:
-        store = runtime.store
+    def patient(s):  # a busy shared machine: give Rasa time rather than handing the turn to an operator
+        return replace(s, dialogue=replace(s.dialogue, rasa_timeout_s=30.0))
+
+    async with phone_gateway(rtp_ports=(24000, 24999), tweak=patient) as gw:
+        calls, service = gw.calls, gw.service
+        store = gw.runtime.store
         elder = await store.create_elder(
             name="陈桂英", district="蓬江", dialect="cmn", phones=[ELDER_NUMBER], safe_phrase=PHRASE,
             contacts=[NewContact(name="陈建华", relation="儿子", phone="13800000001")],
         )
-        await PinStore.for_engine(store.engine, settings=settings).set_pin(elder.elder_id, PIN)
-        base = default_pipeline_factory(runtime.services)
+        await PinStore.for_engine(store.engine, settings=gw.settings).set_pin(elder.elder_id, PIN)
+        async with BaresipPeer(workdir=tmp_path / "spoofer", wav=wav, user=ELDER_NUMBER) as peer:
+            await peer.command("dial", gw.uri)
+            await _wait("the call to be answered", lambda: bool(calls), timeout_s=20)
+            call = calls[0]
 
-        def factory(*, transport, session):
-            built = base(transport=transport, session=session)
-            calls.append(built)
-            return built
+            def asked():
+                return [t for t in call.tracker.turns if t.source == "speech" and t.transcript and t.reply_texts]
 
-        service = await start_gateway(runtime, pipeline_factory=factory, port=0)
-        try:
-            async with BaresipPeer(workdir=tmp_path / "spoofer", wav=wav, user=ELDER_NUMBER) as peer:
-                await peer.command("dial", f"sip:assistant@127.0.0.1:{service.gateway.endpoint.port}")
-                await _wait("the call to be answered", lambda: bool(calls), timeout_s=20)
-                call = calls[0]
-
-                def asked():
-                    return [t for t in call.tracker.turns if t.source == "speech" and t.transcript and t.reply_texts]
-
-                await _wait("the reply to the spoken question", asked, timeout_s=120)
-                await asyncio.sleep(2.0)  # anything late (a second turn) lands before we look
-                verified_after_question = call.session.verified
-                replies = [r for t in call.tracker.turns for r in t.reply_texts]
-                transcripts = [t.transcript for t in asked()]
-                intents = [t.intent for t in asked()]
-                # the elder's own PIN, keyed on the phone: a factor a spoofer lacks
-                for key in f"*{PIN}#":
-                    await peer.command("sndcode", key)
-                    await asyncio.sleep(0.4)
-                await _wait("the PIN to verify the call", lambda: call.session.verified, timeout_s=30)
-                await peer.command("hangup")
-                await asyncio.sleep(0.5)
-            report = service.gateway.reports[0]
-        finally:
-            await service.stop()
+            await _wait("the reply to the spoken question", asked, timeout_s=120)
+            await asyncio.sleep(2.0)  # anything late (a second turn) lands before we look
+            verified_after_question = call.session.verified
+            replies = [r for t in call.tracker.turns for r in t.reply_texts]
+            transcripts = [t.transcript for t in asked()]
+            intents = [t.intent for t in asked()]
+            # the elder's own PIN, keyed on the phone: a factor a spoofer lacks
+            for key in f"*{PIN}#":
+                await peer.command("sndcode", key)
+                await asyncio.sleep(0.4)
+            await _wait("the PIN to verify the call", lambda: call.session.verified, timeout_s=30)
+            await peer.command("hangup")
+            await asyncio.sleep(0.5)
+        report = service.gateway.reports[0]
+        await gw.stop_gateway()
         async with AsyncSession(store.engine) as s:
             ledger_rows = int(await s.scalar(select(func.count()).select_from(LedgerEntry)))
         outbox = await store.list_outbox()
@@ -124,57 +110,43 @@ async def test_spoofed_caller_id_asking_who_are_you_gets_no_secret(settings, tmp
     assert all(PIN not in (t.transcript or "") for t in call.tracker.turns)
 
 
-async def test_spoofed_caller_pressing_9_gets_the_real_line_called_back(settings, tmp_path):
+async def test_spoofed_caller_pressing_9_gets_the_real_line_called_back(phone_gateway, tmp_path):
     need_program("baresip")
     need_whisper()
     need_rasa()
     from assistant.fraud_guard.ledger import CallLedger
     from assistant.platform.store import NewContact
-    from assistant.runtime import running, with_free_ports
-    from assistant.settings import load_settings
-    from telephony.gateway import default_pipeline_factory
-    from telephony.gateway_service import start_gateway
     from telephony.peers import free_sip_port
 
     real_line_port = free_sip_port()
-    settings = with_free_ports(replace(settings, telephony=replace(
-        settings.telephony, sip_port=0, rtp_port_min=25000, rtp_port_max=25999, outbound_proxy=f"127.0.0.1:{real_line_port}")))
-    settings = replace(settings, paths=replace(settings.paths, models_dir=load_settings().paths.models_dir),
-                       fraud=replace(settings.fraud, callback_delay_s=1.0))
-    calls = []
 
-    async with running(settings, with_rasa=False) as runtime:  # keypad only: no speech, no Rasa needed
-        store = runtime.store
+    def tweak(s):
+        return replace(s, telephony=replace(s.telephony, outbound_proxy=f"127.0.0.1:{real_line_port}"),
+                       fraud=replace(s.fraud, callback_delay_s=1.0))
+
+    async with phone_gateway(rtp_ports=(25000, 25999), with_rasa=False, tweak=tweak) as gw:  # keypad only: no speech, no Rasa
+        calls, service = gw.calls, gw.service
+        store = gw.runtime.store
         elder = await store.create_elder(
             name="陈桂英", district="蓬江", dialect="cmn", phones=[ELDER_NUMBER], safe_phrase=PHRASE,
             contacts=[NewContact(name="陈建华", relation="儿子", phone="13800000001")],
         )
-        base = default_pipeline_factory(runtime.services)
-
-        def factory(*, transport, session):
-            built = base(transport=transport, session=session)
-            calls.append(built)
-            return built
-
-        service = await start_gateway(runtime, pipeline_factory=factory, port=0)
-        try:
-            async with BaresipPeer(workdir=tmp_path / "real-line", user=ELDER_NUMBER, sip_port=real_line_port) as real_line, \
-                    BaresipPeer(workdir=tmp_path / "spoofer", user=ELDER_NUMBER) as spoofer:
-                await spoofer.command("dial", f"sip:assistant@127.0.0.1:{service.gateway.endpoint.port}")
-                await _wait("the spoofed call to be answered", lambda: bool(calls), timeout_s=20)
-                spoofed = calls[0]
-                await asyncio.sleep(2.0)
-                await spoofer.command("sndcode", "9")
-                await _wait("the call-back to the registered number", lambda: len(calls) >= 2, timeout_s=30)
-                back = calls[1]
-                await _wait("the call-back to be verified", lambda: back.session.verified, timeout_s=20)
-                await asyncio.sleep(1.0)
-                await real_line.command("hangup")
-                await asyncio.sleep(1.0)
-            reports = list(service.gateway.reports)
-        finally:
-            await service.stop()
-        ledger = CallLedger.for_engine(store.engine, settings=settings)
+        async with BaresipPeer(workdir=tmp_path / "real-line", user=ELDER_NUMBER, sip_port=real_line_port) as real_line, \
+                BaresipPeer(workdir=tmp_path / "spoofer", user=ELDER_NUMBER) as spoofer:
+            await spoofer.command("dial", gw.uri)
+            await _wait("the spoofed call to be answered", lambda: bool(calls), timeout_s=20)
+            spoofed = calls[0]
+            await asyncio.sleep(2.0)
+            await spoofer.command("sndcode", "9")
+            await _wait("the call-back to the registered number", lambda: len(calls) >= 2, timeout_s=30)
+            back = calls[1]
+            await _wait("the call-back to be verified", lambda: back.session.verified, timeout_s=20)
+            await asyncio.sleep(1.0)
+            await real_line.command("hangup")
+            await asyncio.sleep(1.0)
+        reports = list(service.gateway.reports)
+        await gw.stop_gateway()
+        ledger = CallLedger.for_engine(store.engine, settings=gw.settings)
         entry = await ledger.current_for_elder(elder.elder_id)
 
     assert spoofed.session.direction == "inbound" and not spoofed.session.verified and spoofed.session.callback_requested

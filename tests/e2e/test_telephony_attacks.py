@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import socket
 from dataclasses import replace
 
@@ -32,99 +31,9 @@ from telephony.sip import SipEndpoint
 from telephony.testing import bot_pipeline_factory, tone
 from tests.conftest import need_program
 from tests.e2e.conftest import wait_for
+from tests.e2e.raw_sip import Inbox, RawCaller, header, to_tag
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sip]
-
-
-# --- a raw SIP caller: exactly the bytes an attacker sends ------------------------------------------------
-class _Inbox(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
-
-    def datagram_received(self, data: bytes, addr) -> None:
-        self.queue.put_nowait(data)
-
-
-def sdp_body(*, c_ip: str, media_port: int) -> str:
-    return (
-        f"v=0\r\no=atk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 {c_ip}\r\nt=0 0\r\n"
-        f"m=audio {media_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
-    )
-
-
-class RawCaller:
-    """One UDP socket on 127.0.0.1 that sends hand-written SIP requests and reads the responses."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target = ("127.0.0.1", target_port)
-        self.transport: asyncio.DatagramTransport | None = None
-        self.inbox = _Inbox()
-        self.port = 0
-
-    async def __aenter__(self) -> RawCaller:
-        loop = asyncio.get_running_loop()
-        self.transport, _ = await loop.create_datagram_endpoint(lambda: self.inbox, local_addr=("127.0.0.1", 0))
-        self.port = self.transport.get_extra_info("sockname")[1]
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-    def request(self, method: str, *, call_id: str, cseq: int, body: str = "", branch: str | None = None,
-                to_tag: str = "", from_tag: str = "atk") -> bytes:
-        lines = [
-            f"{method} sip:assistant@127.0.0.1:{self.target[1]} SIP/2.0",
-            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch or 'z9hG4bK' + secrets.token_hex(6)};rport",
-            f"From: <sip:13800009999@127.0.0.1>;tag={from_tag}",
-            f"To: <sip:assistant@127.0.0.1:{self.target[1]}>{';tag=' + to_tag if to_tag else ''}",
-            f"Call-ID: {call_id}",
-            f"CSeq: {cseq} {method}",
-            f"Contact: <sip:13800009999@127.0.0.1:{self.port}>",
-            "Max-Forwards: 70",
-        ]
-        if body:
-            lines.append("Content-Type: application/sdp")
-        lines.append(f"Content-Length: {len(body.encode())}")
-        return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
-
-    def send(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.transport.sendto(data, self.target)
-
-    async def final_response(self, *, timeout_s: float = 5.0) -> str:
-        """The first final (>= 200) response, as text."""
-        async with asyncio.timeout(timeout_s):
-            while True:
-                text = (await self.inbox.queue.get()).decode(errors="replace")
-                status = text.split(" ", 2)[1] if text.startswith("SIP/2.0 ") else ""
-                if status.isdigit() and int(status) >= 200:
-                    return text
-
-    async def invite(self, *, c_ip: str = "127.0.0.1", media_port: int = 40000, call_id: str | None = None) -> tuple[str, str]:
-        """INVITE with an SDP offer; returns (final response, Call-ID). A non-2xx final is ACKed."""
-        call_id = call_id or f"{secrets.token_hex(8)}@attacker"
-        branch = "z9hG4bK" + secrets.token_hex(6)
-        self.send(self.request("INVITE", call_id=call_id, cseq=1, branch=branch, body=sdp_body(c_ip=c_ip, media_port=media_port)))
-        resp = await self.final_response()
-        if not resp.startswith("SIP/2.0 2"):
-            self.send(self.request("ACK", call_id=call_id, cseq=1, branch=branch, to_tag=_to_tag(resp)))
-        return resp, call_id
-
-
-def _to_tag(resp: str) -> str:
-    for line in resp.split("\r\n"):
-        if line.lower().startswith(("to:", "t:")) and ";tag=" in line:
-            return line.split(";tag=", 1)[1].split(";")[0].strip()
-    return ""
-
-
-def _header(resp: str, name: str) -> str | None:
-    for line in resp.split("\r\n"):
-        k, _, v = line.partition(":")
-        if k.strip().lower() == name.lower():
-            return v.strip()
-    return None
 
 
 def level(pcm: bytes) -> float:
@@ -184,7 +93,7 @@ async def test_sixty_silent_calls_do_not_lock_out_a_real_caller(tel_settings, tm
         # the table is full: a real caller is told to retry, nobody is hung up to make room
         async with RawCaller(gw.endpoint.port) as caller:
             resp, _ = await caller.invite()
-        status, retry_after = resp.split(" ", 2)[1], _header(resp, "Retry-After")
+        status, retry_after = resp.split(" ", 2)[1], header(resp, "Retry-After")
         ended_by_then = [r.end_reason for r in gw.reports if r.end_reason]
         # the silent calls send no RTP: the idle timeout frees their slots, and the caller gets through
         await wait_for(lambda: not gw.endpoint.calls, timeout_s=4.0 + 6.0, what="the idle timeout to clear the silent calls")
@@ -240,7 +149,7 @@ async def test_rtp_from_a_foreign_port_or_address_is_not_played_and_does_not_ste
         peer_addr = gw_call.stream.remote_addr
         # two attackers: the caller's IP on another port, and another address altogether
         for host in ("127.0.0.1", "127.0.0.2"):
-            inbox = _Inbox()
+            inbox = Inbox()
             t, _ = await loop.create_datagram_endpoint(lambda inbox=inbox: inbox, local_addr=(host, 0))
             attackers.append((t, inbox))
         try:
@@ -287,7 +196,7 @@ async def test_an_sdp_aimed_at_a_third_party_is_refused(tel_settings, c_ip, code
         await asyncio.sleep(0.2)
         calls = gw.endpoint.calls
     assert resp.startswith("SIP/2.0 488"), resp
-    assert code in (_header(resp, "Warning") or ""), resp
+    assert code in (header(resp, "Warning") or ""), resp
     assert calls == {} and len(gw.reports) == 0 and gw.endpoint.refusals["media"] == 1
 
 
@@ -295,17 +204,17 @@ async def test_source_policy_sends_the_media_to_the_signalling_source_not_the_c_
     s = replace(tel_settings, telephony=replace(tel_settings.telephony, media_address_policy="source"))
     gw = Gateway(settings=s, pipeline_factory=bot_pipeline_factory(settings=s, reply_pcm=tone(seconds=1.0)), port=0)
     loop = asyncio.get_running_loop()
-    inbox = _Inbox()
+    inbox = Inbox()
     media, _ = await loop.create_datagram_endpoint(lambda: inbox, local_addr=("127.0.0.1", 0))
     media_port = media.get_extra_info("sockname")[1]
     try:
         async with gw, RawCaller(gw.endpoint.port) as caller:
             resp, call_id = await caller.invite(c_ip="192.0.2.66", media_port=media_port)
             assert resp.startswith("SIP/2.0 200"), resp
-            caller.send(caller.request("ACK", call_id=call_id, cseq=1, to_tag=_to_tag(resp)))
+            caller.send(caller.request("ACK", call_id=call_id, cseq=1, to_tag=to_tag(resp)))
             await wait_for(lambda: inbox.queue.qsize() > 10, timeout_s=3, what="the gateway's RTP at the signalling source")
             plan = gw.endpoint.calls[call_id].plan
-            caller.send(caller.request("BYE", call_id=call_id, cseq=2, to_tag=_to_tag(resp)))
+            caller.send(caller.request("BYE", call_id=call_id, cseq=2, to_tag=to_tag(resp)))
             await wait_for(lambda: not gw.endpoint.calls, timeout_s=3, what="the BYE")
     finally:
         with contextlib.suppress(Exception):
@@ -323,9 +232,9 @@ async def test_kamailio_style_trusted_network_accepts_a_c_address_other_than_the
         async with gw, RawCaller(gw.endpoint.port) as caller:
             resp, call_id = await caller.invite(c_ip="127.0.0.3", media_port=media_port)
             assert resp.startswith("SIP/2.0 200"), resp
-            caller.send(caller.request("ACK", call_id=call_id, cseq=1, to_tag=_to_tag(resp)))
+            caller.send(caller.request("ACK", call_id=call_id, cseq=1, to_tag=to_tag(resp)))
             plan = gw.endpoint.calls[call_id].plan
-            caller.send(caller.request("BYE", call_id=call_id, cseq=2, to_tag=_to_tag(resp)))
+            caller.send(caller.request("BYE", call_id=call_id, cseq=2, to_tag=to_tag(resp)))
             await wait_for(lambda: not gw.endpoint.calls, timeout_s=3, what="the BYE")
     assert plan.remote_addr == ("127.0.0.3", media_port)
 
@@ -353,10 +262,10 @@ async def test_calls_per_source_limit_turns_away_a_second_call_from_the_same_ip(
     async with gw, RawCaller(gw.endpoint.port) as first, RawCaller(gw.endpoint.port) as second:
         resp1, call_id = await first.invite()
         resp2, _ = await second.invite()
-        first.send(first.request("BYE", call_id=call_id, cseq=2, to_tag=_to_tag(resp1)))
+        first.send(first.request("BYE", call_id=call_id, cseq=2, to_tag=to_tag(resp1)))
         await wait_for(lambda: not gw.endpoint.calls, timeout_s=3, what="the BYE")
         resp3, call_id3 = await second.invite()
-        second.send(second.request("BYE", call_id=call_id3, cseq=2, to_tag=_to_tag(resp3)))
+        second.send(second.request("BYE", call_id=call_id3, cseq=2, to_tag=to_tag(resp3)))
     assert resp1.startswith("SIP/2.0 200"), resp1
-    assert resp2.startswith("SIP/2.0 503") and _header(resp2, "Retry-After") == "7", resp2
+    assert resp2.startswith("SIP/2.0 503") and header(resp2, "Retry-After") == "7", resp2
     assert resp3.startswith("SIP/2.0 200"), resp3  # the slot is back once the first call ended

@@ -7,14 +7,12 @@ import asyncio
 import subprocess
 import time
 import wave
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from assistant.asr import registry
-from telephony.gateway_service import start_gateway
 from telephony.peers import BaresipPeer
 from tests.conftest import need_program, shared_path
 from tests.e2e.conftest import need_rasa, need_whisper
@@ -38,46 +36,25 @@ def caller_wav(tmp_path) -> Path:
     return wav
 
 
-async def test_real_pipeline_answers_a_phone_call(settings, tmp_path, caller_wav):
+async def test_real_pipeline_answers_a_phone_call(phone_gateway, tmp_path, caller_wav):
     need_program("baresip")
     need_whisper()
     need_rasa()
-    from assistant.runtime import running, with_free_ports
-
-    wav = caller_wav
-    settings = with_free_ports(replace(settings, telephony=replace(settings.telephony, sip_port=0, rtp_port_min=22000, rtp_port_max=22999)))
-    from assistant.settings import load_settings
-
-    settings = replace(settings, paths=replace(settings.paths, models_dir=load_settings().paths.models_dir))
-    calls = []
-
-    async with running(settings) as runtime:
-        from telephony.gateway import default_pipeline_factory
-
-        base = default_pipeline_factory(runtime.services)
-
-        def factory(*, transport, session):
-            built = base(transport=transport, session=session)
-            calls.append(built)
-            return built
-
-        service = await start_gateway(runtime, pipeline_factory=factory, port=0)
-        try:
-            async with BaresipPeer(workdir=tmp_path / "elder", wav=wav, user="13800000009") as peer:
-                await peer.command("dial", f"sip:assistant@127.0.0.1:{service.gateway.endpoint.port}")
-                deadline = time.monotonic() + 90
-                while time.monotonic() < deadline:
-                    turns = calls[0].tracker.turns if calls else []
-                    if any(t.transcript and t.reply_audio_bytes for t in turns if t.source != "system"):
-                        break
-                    await asyncio.sleep(0.5)
-                open_during_call = set(registry._CALLS)
-                await asyncio.sleep(3.0)  # let the reply play out to the caller
-                await peer.command("hangup")
+    async with phone_gateway(rtp_ports=(22000, 22999)) as gw:
+        calls, settings = gw.calls, gw.settings
+        async with BaresipPeer(workdir=tmp_path / "elder", wav=caller_wav, user="13800000009") as peer:
+            await peer.command("dial", gw.uri)
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                turns = calls[0].tracker.turns if calls else []
+                if any(t.transcript and t.reply_audio_bytes for t in turns if t.source != "system"):
+                    break
                 await asyncio.sleep(0.5)
-                recordings = peer.recordings()
-        finally:
-            await service.stop()
+            open_during_call = set(registry._CALLS)
+            await asyncio.sleep(3.0)  # let the reply play out to the caller
+            await peer.command("hangup")
+            await asyncio.sleep(0.5)
+            recordings = peer.recordings()
     # the recognizer knew the call was open (whisper's encoder margin depends on the calls open) and that it ended
     assert open_during_call == {calls[0].session.call_id}
     assert registry._CALLS == set()
@@ -98,21 +75,16 @@ async def test_real_pipeline_answers_a_phone_call(settings, tmp_path, caller_wav
     assert np.sqrt(np.mean(right[: 5 * rate] ** 2)) > 100, "the greeting is not on the right"
 
 
-async def test_keypad_2_and_0_raise_one_alert_each_on_a_real_call(settings, tmp_path, caplog):
-    """The gateway's keypad safety net and the dialogue (Rasa's check-in / handover) both see a digit;
-    the platform store must hold one ``unwell`` and one ``human`` alert for the call, the family told once."""
+async def test_keypad_2_and_0_raise_one_alert_each_on_a_real_call(phone_gateway, tmp_path, caplog):
+    """Key 2 is the dialogue's alone (Rasa's check-in raises ``unwell`` once; the gateway used to raise it
+    too); key 0 is seen by the gateway (hand-over) and the dialogue. The platform store holds one ``unwell``
+    and one ``human`` alert for the call, the family told once."""
     need_program("baresip")
     need_whisper()
     need_rasa()
 
     from assistant.platform.db_cli import seed_demo
-    from assistant.runtime import running, with_free_ports
-    from assistant.settings import load_settings
-    from telephony.gateway import default_pipeline_factory
 
-    settings = with_free_ports(replace(settings, telephony=replace(settings.telephony, sip_port=0, rtp_port_min=23000, rtp_port_max=23999)))
-    settings = replace(settings, paths=replace(settings.paths, models_dir=load_settings().paths.models_dir))
-    calls = []
     caplog.set_level("INFO", logger="assistant.platform.store")
 
     async def wait_until(what: str, check, timeout_s: float = 60.0):
@@ -122,47 +94,41 @@ async def test_keypad_2_and_0_raise_one_alert_each_on_a_real_call(settings, tmp_
             await asyncio.sleep(0.2)
         return result
 
-    async with running(settings) as runtime:
-        store = runtime.store
+    async with phone_gateway(rtp_ports=(23000, 23999)) as gw:
+        calls, service = gw.calls, gw.service
+        store = gw.runtime.store
         await seed_demo(store)
         elder = await store.elder_by_phone("0750-6603003")
-        base = default_pipeline_factory(runtime.services)
-
-        def factory(*, transport, session):
-            built = base(transport=transport, session=session)
-            calls.append(built)
-            return built
 
         async def keypad_answered(n: int):
             turns = [t for t in calls[0].tracker.turns if t.source == "dtmf"] if calls else []
             return len(turns) >= n and all(t.reply_texts for t in turns)
 
-        service = await start_gateway(runtime, pipeline_factory=factory, port=0)
-        try:
-            async with BaresipPeer(workdir=tmp_path / "elder", user="07506603003") as peer:  # silence
-                await peer.command("dial", f"sip:assistant@127.0.0.1:{service.gateway.endpoint.port}")
+        async with BaresipPeer(workdir=tmp_path / "elder", user="07506603003") as peer:  # silence
+            await peer.command("dial", gw.uri)
 
-                async def answered():
-                    return bool(service.gateway.reports)
+            async def answered():
+                return bool(service.gateway.reports)
 
-                await wait_until("the call to be answered", answered, timeout_s=20)
-                await asyncio.sleep(2.0)
-                await peer.command("sndcode", "2")
-                await wait_until("the dialogue's answer to key 2", lambda: keypad_answered(1))
-                await peer.command("sndcode", "0")
-                await wait_until("the dialogue's answer to key 0", lambda: keypad_answered(2))
-                await asyncio.sleep(1.0)  # anything late still lands before we count
-                await peer.command("hangup")
-                await asyncio.sleep(0.5)
-            call_id = service.gateway.reports[0].call_id
-        finally:
-            await service.stop()
+            await wait_until("the call to be answered", answered, timeout_s=20)
+            await asyncio.sleep(2.0)
+            await peer.command("sndcode", "2")
+            await wait_until("the dialogue's answer to key 2", lambda: keypad_answered(1))
+            await peer.command("sndcode", "0")
+            await wait_until("the dialogue's answer to key 0", lambda: keypad_answered(2))
+            await asyncio.sleep(1.0)  # anything late still lands before we count
+            await peer.command("hangup")
+            await asyncio.sleep(0.5)
+        call_id = service.gateway.reports[0].call_id
+        await gw.stop_gateway()
         alerts = [a for a in await store.list_alerts() if a.call_id == call_id]
         outbox = [o for a in alerts for o in await store.list_outbox(alert_id=a.alert_id)]
     assert [t.intent for t in calls[0].tracker.turns if t.source == "dtmf"] == ["checkin_unwell", "request_human"]
     assert sorted(a.kind for a in alerts) == ["human", "unwell"], [(a.kind, a.detail) for a in alerts]
     assert all(a.elder_id == elder.elder_id for a in alerts)
-    # both paths did raise each alert (the dialogue's second raise was the one folded into the first)
-    folded = [r.getMessage() for r in caplog.records if "already raised" in r.getMessage()]
-    assert len(folded) == 2 and any(" unwell " in m for m in folded) and any(" human " in m for m in folded), folded
+    # key 2 was raised once (nothing folded into it); key 0's second raise was folded into the first
+    messages = [r.getMessage() for r in caplog.records]
+    folded = [m for m in messages if "already raised" in m]
+    assert not any(" unwell " in m for m in folded) and any(" human " in m for m in folded), folded
+    assert len([m for m in messages if " raised: unwell " in m]) == 1
     assert len(outbox) == 2  # the unwell alert's SMS to each of the two family contacts, once

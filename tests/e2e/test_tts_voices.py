@@ -205,3 +205,35 @@ print(audio.voice, len(audio.pcm))
     voice, n_bytes = proc.stdout.split()
     assert voice == "espeak-cli-cmn" and int(n_bytes) > 16000
     assert "espeak-cmn unavailable" in proc.stderr and "falling back to espeak-cli-cmn" in proc.stderr
+
+
+# espeak through pyttsx3, then the end of the process as the big test processes end: atexit handlers first,
+# then module globals cleared (pyttsx3.driver's ``contextlib`` becomes None), then what is still alive is freed
+EXIT_SCRIPT = """
+import asyncio, atexit, dataclasses, json, sys
+import pyttsx3.driver
+
+def module_teardown():  # registered first, so it runs after the handlers registered later (atexit is LIFO)
+    pyttsx3.driver.contextlib = None
+
+atexit.register(module_teardown)
+from assistant.settings import load_settings
+from assistant.tts import registry
+s = load_settings()
+s = dataclasses.replace(s, tts=dataclasses.replace(s.tts, default_voice_yue="espeak-yue", voices_yue=(), cache_disk=False))
+audio = asyncio.run(registry.synthesize("你好，今日身体点呀？", dialect="yue", rate_wpm=130, volume=1.0, settings=s))
+print(json.dumps([audio.voice, len(audio.pcm)]))
+"""
+
+
+def test_a_process_that_spoke_with_espeak_exits_without_a_traceback():
+    """pyttsx3's DriverProxy.__del__ printed an AttributeError traceback at the end of every process that
+    had loaded it (it ran after module teardown); the engine is now let go at exit."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", EXIT_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    voice, n_bytes = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert voice == "espeak-yue" and n_bytes > 16000
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr[-2000:]

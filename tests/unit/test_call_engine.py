@@ -126,7 +126,7 @@ def schedules_for(elder_ids, *, family=0, windows=(TimeWindow.parse("09:00-11:00
 
 
 def make_engine(p: Platform, phones: Phones, clock: ManualClock, schedules, *, node="a", alerts=None, lease_s=60.0,
-                on_alert=None):
+                on_alert=None, spread_s=0.0):
     async def sink(alert):
         alerts.append(alert)
 
@@ -135,7 +135,7 @@ def make_engine(p: Platform, phones: Phones, clock: ManualClock, schedules, *, n
                             after_outcome_s=0)
     jobs = CallJobStore.for_engine(p.engine, now=clock.now)
     return CallEngine(jobs=jobs, runner=runner, schedules=schedules, clock=clock, node_id=node, tick_s=10.0,
-                      lease_s=lease_s, max_calls=4, plan_every_s=300.0)
+                      lease_s=lease_s, max_calls=4, plan_every_s=300.0, spread_s=spread_s)
 
 
 async def settle(*engines, busy_ok: int = 0, timeout_s: float = 10.0) -> None:
@@ -451,3 +451,59 @@ async def test_dials_take_successive_slots_of_the_trunk_rate():
                         max_calls=4, dials_per_s=0.5)
     await asyncio.gather(*(engine._wait_for_trunk() for _ in range(3)))
     assert clock.slept == [2.0, 4.0]  # the first dial at once, then one every 2 s, waiting side by side
+
+
+async def test_aware_clock_and_the_elders_time_zone(platform):
+    # serve's clock is aware; the store's schedules carry the elder's zone (09:00 in Shanghai = 01:00 UTC)
+    p = platform
+    clock = ManualClock(datetime(2026, 11, 23, 0, 58, tzinfo=UTC))
+    e = p.elders[0]
+    phones = Phones(clock=clock, answers={f"10{e:02d}": ["no_answer", "answer"]}, keys={f"10{e:02d}": "1"})
+    base = (await schedules_for([e])())[0]
+    zoned = dataclasses.replace(base, timezone="Asia/Shanghai")
+
+    async def source():
+        return [zoned]
+
+    engine = make_engine(p, phones, clock, source)
+    async with running() as tg:
+        await drive(engine, tg, clock, seconds=1800)
+    assert [t for _, t in phones.dialled] == [datetime(2026, 11, 23, 1, 0, tzinfo=UTC), datetime(2026, 11, 23, 1, 15, tzinfo=UTC)]
+    rows = await engine.jobs.jobs(elder_id=e)
+    assert rows[0].chain == f"care:{e}:2026-11-23" and rows[0].deadline == datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+
+
+async def test_spread_plans_a_windows_calls_over_its_first_part(platform):
+    p = platform
+    clock = ManualClock(MON_0858)
+    phones = Phones(clock=clock, answers={})
+    engine = make_engine(p, phones, clock, schedules_for(p.elders), spread_s=1800)
+    await engine._plan()
+    starts = sorted(r.not_before.replace(tzinfo=None) for r in await engine.jobs.jobs())
+    assert len(set(starts)) == 3 and all(datetime(2026, 11, 23, 9) <= t < datetime(2026, 11, 23, 9, 30) for t in starts)
+    again = make_engine(p, phones, clock, schedules_for(p.elders), spread_s=1800)  # another node: same rows
+    await again._plan()
+    assert sorted(r.not_before.replace(tzinfo=None) for r in await engine.jobs.jobs()) == starts
+
+
+async def test_a_hung_store_step_is_given_up_and_the_next_tick_goes_on(platform, caplog):
+    p = platform
+    clock = ManualClock(MON_0858)
+    e = p.elders[0]
+    phones = Phones(clock=clock, answers={f"10{e:02d}": ["answer"]}, keys={f"10{e:02d}": "1"})
+    engine = make_engine(p, phones, clock, schedules_for([e]))
+    engine.step_timeout_s = 0.2
+    claim = engine.jobs.claim
+    hung = asyncio.Event()
+
+    async def hangs_once(*args, **kwargs):
+        if not hung.is_set():
+            hung.set()
+            await asyncio.Event().wait()  # a connection that never answers
+        return await claim(*args, **kwargs)
+
+    engine.jobs.claim = hangs_once
+    async with running() as tg:
+        await drive(engine, tg, clock, seconds=300)
+    assert hung.is_set() and engine.stats.errors >= 1 and "claim failed" in caplog.text
+    assert phones.numbers() == [f"10{e:02d}"]

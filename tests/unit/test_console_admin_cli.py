@@ -145,3 +145,38 @@ def test_unlock_lifts_a_sign_in_lock(cli_env):
     out = cli("admin", "unlock", "--username", "wang", env=cli_env)
     assert out.returncode == 0 and "unlocked user 'wang'" in out.stdout, out.stderr
     assert not asyncio.run(locked())
+
+
+def test_set_phone_links_an_operator_to_their_sip_phone(cli_env):
+    """Hand-overs ring operators' SIP phones (issue #16): the console pops the call for the user linked to it."""
+    import asyncio
+
+    from sqlalchemy import select
+
+    from assistant.console.models import ConsoleUser
+    from assistant.platform.db import create_engine_for, session_factory
+    from assistant.settings import load_settings
+
+    for name in ("wang", "li"):
+        made = cli("admin", "create-user", "--username", name, "--role", "operator", "--password-stdin",
+                   env=cli_env, stdin=PASSWORD + "\n")
+        assert made.returncode == 0, made.stderr
+    out = cli("admin", "set-phone", "--username", "wang", "--phone", "sip:op1@sip.platform.example", env=cli_env)
+    assert out.returncode == 0 and "sip:op1@sip.platform.example" in out.stdout, out.stderr
+    taken = cli("admin", "set-phone", "--username", "li", "--phone", "sip:op1@sip.platform.example:5060", env=cli_env)
+    assert taken.returncode != 0 and "console_phone_taken" in taken.stderr
+    bad = cli("admin", "set-phone", "--username", "li", "--phone", "op2", env=cli_env)
+    assert bad.returncode != 0 and "console_bad_phone" in bad.stderr
+
+    async def phones() -> dict[str, str | None]:
+        engine = create_engine_for(load_settings(cli_env))
+        try:
+            async with session_factory(engine)() as db:
+                return {u.username: u.phone_uri for u in (await db.scalars(select(ConsoleUser))).all()}
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(phones()) == {"wang": "sip:op1@sip.platform.example", "li": None}
+    cleared = cli("admin", "set-phone", "--username", "wang", "--clear", env=cli_env)
+    assert cleared.returncode == 0 and "no phone" in cleared.stdout
+    assert asyncio.run(phones())["wang"] is None

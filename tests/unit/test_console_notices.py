@@ -40,6 +40,8 @@ async def env(aiohttp_client, settings):
                    attempts=1, sent_at=now, dlr_status="8 smsc accepted: ACK/"),
             Outbox(channel="log", recipient="field-team", subject="dispatch", body="b", alert_id=ids.sos_alert,
                    status="sent", attempts=1, sent_at=now),
+            Outbox(channel="sms", recipient="13900000104", body="b", alert_id=ids.sos_alert, status="no_report",
+                   attempts=1, sent_at=now, last_error="no delivery report within 600 s"),
         ]
         db.add_all(rows)
         await db.commit()
@@ -58,7 +60,8 @@ async def test_alert_page_shows_each_notice_state(env):
     await _sign_in(client, "op")
     html = await (await client.get(f"/console/alerts/{ids.sos_alert}")).text()
     assert "通知与送达" in html and 'id="notices"' in html
-    for label in ("已送达", "排队中", "未发送：没有配置该通道", "已交短信网关，等待回执", "重试", "Kannel not reachable"):
+    for label in ("已送达", "排队中", "未发送：没有配置该通道", "已交短信网关，等待回执", "重试", "Kannel not reachable",
+                  "没有收到送达回执（家属可能没有收到）", "no delivery report within 600 s"):
         assert label in html, label
     assert "已记入内部记录（不会自动送达）" in html  # a log row reaches no phone: not shown as handed to a gateway
     assert "139****0101" in html and "13900000101" not in html and "c***@example.cn" in html

@@ -76,7 +76,7 @@ async def env(aiohttp_client, settings) -> Env:
     record = TurnRecord(turn=1, transcript=SAID, intent="order_gas")
     record.reply_texts = [f"好的{NAME}，两罐煤气下午3点送到。"]
     await recorder.on_turn("reply", record)
-    alert = await store.create_alert(elder_id=elder.elder_id, call_id=call_id, kind="human",
+    alert = await store.raise_alert(elder_id=elder.elder_id, call_id=call_id, kind="human",
                                      detail={"transcript": SAID, "summary": SAID, "reason": "asked_for_human"})
     async with app[SERVICES_KEY].sessions() as db:
         for name, role in (("op", "operator"), ("sup", "supervisor")):

@@ -441,3 +441,43 @@ async def test_revoking_can_act_takes_the_right_away_at_once(env):
     assert r.status == 403
     async with env.db() as db:
         assert (await db.get(Elder, env.ids.elder_a)).safe_phrase != "新暗语呀"
+
+
+async def test_console_writes_platform_data_only_through_the_store(env, monkeypatch):
+    """Callback and dispatch requests, the safe phrase and a deleted contact are the store's writes (issue #18):
+    before, the console added outbox rows and changed elders/contacts in its own session."""
+    store = env.app[SERVICES_KEY].store
+    calls: list[str] = []
+    for name in ("enqueue_notification", "set_safe_phrase", "delete_contact"):
+        original = getattr(store, name)
+
+        async def spy(*args, _original=original, _name=name, **kwargs):
+            calls.append(_name)
+            return await _original(*args, **kwargs)
+
+        monkeypatch.setattr(store, name, spy)
+    token = await env.as_user("op")
+    await env.client.post(f"/console/alerts/{env.ids.fraud_alert}/callback", data={"_csrf": token})
+    await env.client.post(f"/console/alerts/{env.ids.sos_alert}/dispatch", data={"_csrf": token})
+    assert calls == ["enqueue_notification", "enqueue_notification"]
+    async with env.db() as db:
+        rows = (await db.execute(select(Outbox).where(Outbox.subject.in_(("callback_request", "dispatch"))))).scalars().all()
+        assert sorted(r.subject for r in rows) == ["callback_request", "dispatch"]
+        assert all(r.created_at is not None and r.status == "queued" for r in rows)
+    token = await env.as_user("fam_a", area="family")
+    base = f"/family/elders/{env.ids.elder_a}"
+    from assistant.platform.store import NewContact
+
+    other = (await store.add_contact(env.ids.elder_a, NewContact(name="陈小明", phone="13900002222"))).contact_id
+    r = await env.client.post(f"{base}/safe-phrase", data={"_csrf": token, "phrase": "荔枝树下"}, allow_redirects=False)
+    assert r.status == 303
+    r = await env.client.post(f"{base}/contacts/{other}/delete", data={"_csrf": token}, allow_redirects=False)
+    assert r.status == 303
+    r = await env.client.post(f"{base}/contacts/{env.ids.contact_b}/delete", data={"_csrf": token}, allow_redirects=False)
+    assert r.status == 404  # another elder's contact: not found for this parent
+    assert calls[2:] == ["set_safe_phrase", "delete_contact", "delete_contact"]
+    async with env.db() as db:
+        elder = await db.get(Elder, env.ids.elder_a)
+        await db.refresh(elder, ["contacts"])
+        assert elder.safe_phrase == "荔枝树下" and other not in [c.id for c in elder.contacts]
+        assert await db.get(FamilyContact, env.ids.contact_b) is not None

@@ -58,8 +58,9 @@ def tracker(
     }
 
 
-def run_actions(api: StubPlatformApi, cases: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    env = {**os.environ, "ASSISTANT_API_URL": api.url, "ASSISTANT_SERVICE_TOKEN": STUB_TOKEN, "TF_CPP_MIN_LOG_LEVEL": "3"}
+def run_actions(api: StubPlatformApi, cases: list[tuple[str, dict[str, Any]]], **env_extra: str) -> list[dict[str, Any]]:
+    env = {**os.environ, "ASSISTANT_API_URL": api.url, "ASSISTANT_SERVICE_TOKEN": STUB_TOKEN, "TF_CPP_MIN_LOG_LEVEL": "3",
+           **env_extra}
     payload = {"cases": [{"action": a, "tracker": t} for a, t in cases]}
     proc = subprocess.run(
         [str(RASA_PY), "tests/run_actions.py"],
@@ -239,3 +240,25 @@ def test_fallback_repeat_and_slower(api):
     assert {"event": "keypad_menu"} in customs(twice)
     assert texts(repeat) == bot["text"]
     assert {"event": "slower"} in customs(slower) and bot["text"] in texts(slower)
+
+
+def test_actions_speak_from_the_shared_table_with_the_platforms_name(api):
+    """The actions read assistant/phrases.py (imported from the project root inside the Rasa environment) and
+    name the platform the assistant's settings name (ASSISTANT_PLATFORM_NAME, set by rasa_child_env)."""
+    [default] = run_actions(api, [("action_greet", tracker("你好", "greet"))])
+    assert texts(default) == "您好，我是平安通语音助手。请问有什么可以帮您？"
+    [named] = run_actions(api, [("action_greet", tracker("你好", "greet", dialect="yue"))], ASSISTANT_PLATFORM_NAME="颐康通",
+                          PYTHONPATH="")  # no help from the environment: the runner puts the project root on the path
+    assert texts(named) == "你好，我系颐康通语音助手。请问有咩可以帮到你？"
+
+
+def test_the_action_server_registers_exactly_the_domains_actions(api):
+    """One module per order type, the ask actions built from each OrderType: the names Rasa's domain lists are
+    exactly those the action server registers (no globals() factory, nothing missing or extra)."""
+    import yaml
+
+    proc = subprocess.run([str(RASA_PY), "tests/run_actions.py", "--list"], cwd=INTENTS, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    domain = yaml.safe_load((INTENTS / "domain.yml").read_text(encoding="utf-8"))
+    assert json.loads(proc.stdout) == sorted(domain["actions"])

@@ -9,7 +9,13 @@ from pipecat.audio.dtmf.types import KeypadEntry
 from pipecat.frames.frames import InputDTMFFrame, TranscriptionFrame, TTSSpeakFrame
 from pipecat.tests.utils import SleepFrame, run_test
 
-from assistant.dialogue.decision import Thresholds, classify_answer, decide, spoken_menu_choice
+from assistant.dialogue.decision import (
+    Thresholds,
+    classify_answer,
+    classify_failure_answer,
+    decide,
+    spoken_menu_choice,
+)
 from assistant.dialogue.emergency_spotter import spot
 from assistant.dialogue.processor import CallAlert, DialogueProcessor
 from assistant.dialogue.rasa_client import RasaClient
@@ -51,6 +57,14 @@ def test_clear_emergency_acts_at_once():
 def test_strong_keyword_acts_even_when_the_nlu_says_something_else():
     d = decide(text="我跌低咗起唔到身", asr_confidence=0.7, intent="checkin_unwell", nlu_confidence=0.5, thresholds=TH)
     assert (d.action, d.reason) == ("emergency", "keyword")
+
+
+def test_unwell_said_in_emergency_words_asks_instead_of_booking_a_call_back():
+    # the e2e call of 2026-12-07: heard right, NLU sure it is checkin_unwell, so only a call-back was booked
+    d = decide(text="帮帮忙我不舒服得很", asr_confidence=0.8, intent="checkin_unwell", nlu_confidence=0.9, thresholds=TH)
+    assert (d.action, d.reason) == ("ask_emergency", "keyword")
+    d = decide(text="我今日有啲咳", asr_confidence=0.8, intent="checkin_unwell", nlu_confidence=0.9, thresholds=TH)
+    assert d.action == "act"  # no emergency words: the call-back is the right answer
 
 
 def test_strong_keyword_in_garbled_text_asks():
@@ -266,3 +280,84 @@ async def test_spoken_menu_choice_is_the_key(rasa_stub):
         proc = DialogueProcessor(session=session, settings=load_settings(), rasa=rasa, tracker=tracker)
         await run_test(proc, frames_to_send=[heard(tracker, "二", 0.7)])
     assert [r["message"] for r in received] == ["/checkin_unwell"]
+
+
+# -- turns not understood: the emergency question (issue #27, session 6) ----------------------------------------
+async def test_a_garbled_turn_then_silence_reaches_a_person_without_the_family(rasa_stub):
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    frames = [heard(tracker, "喺度倾紧偈", 0.1), SleepFrame(sleep=0.6)]
+    spoken, alerts, session = await _run(url, frames, tracker, timeout_s=0.3)
+    assert "唔好意思" in spoken[0] and "你系咪要人帮手" in spoken[0] and "再讲一次" in spoken[0]
+    assert [a.kind for a in alerts] == ["unconfirmed_emergency"]
+    assert alerts[0].detail["route"] == "not_understood" and alerts[0].detail["answer"] == "silence"
+    assert received == []  # no SOS, no family message
+
+
+async def test_a_turn_understood_as_nothing_counts_and_still_nothing_is_the_keypad(rasa_stub):
+    # heard clearly enough but understood as nothing (nlu_fallback): the question instead of Rasa's "say that
+    # again"; the answer still not understood → the keypad menu and its "misunderstanding" hand-over
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    frames = [heard(tracker, "上者小启我都有爷妃", 0.6), heard(tracker, "第二掌劳就请嘅成班", 0.6)]
+    spoken, alerts, session = await _run(url, frames, tracker, timeout_s=5.0)
+    assert received == []
+    assert "你系咪要人帮手" in spoken[0] and "揿零" in spoken[-1]
+    assert [a.kind for a in alerts] == ["misunderstanding"]
+    assert session.pending_emergency is None
+
+
+async def test_a_yes_after_a_turn_not_understood_is_a_person_not_an_sos(rasa_stub):
+    # an elder whose gas order was misheard "needs help" too: no SOS to the family on that yes
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    frames = [heard(tracker, "", 0.0), heard(tracker, "系", 0.8)]
+    _, alerts, _ = await _run(url, frames, tracker)
+    assert received == []
+    assert [a.kind for a in alerts] == ["unconfirmed_emergency"] and alerts[0].detail["answer"] == "person"
+
+
+async def test_key_one_after_a_turn_not_understood_is_a_person_not_an_sos(rasa_stub):
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    frames = [heard(tracker, "", 0.0), SleepFrame(sleep=0.3), InputDTMFFrame(button=KeypadEntry.ONE)]
+    _, alerts, _ = await _run(url, frames, tracker)
+    assert received == [] and [a.kind for a in alerts] == ["unconfirmed_emergency"]
+
+
+async def test_a_clear_emergency_answer_after_a_turn_not_understood_raises_the_sos(rasa_stub):
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    frames = [heard(tracker, "", 0.0), heard(tracker, "救命呀", 0.8)]
+    _, alerts, _ = await _run(url, frames, tracker)
+    assert [r["message"] for r in received] == ["/emergency"] and not alerts
+    assert received[0]["metadata"]["transcript"] == "救命呀"
+
+
+async def test_a_request_said_again_and_understood_is_acted_on(rasa_stub):
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    frames = [heard(tracker, "", 0.0), heard(tracker, "我要订煤气", 0.8)]
+    _, alerts, session = await _run(url, frames, tracker, dialect="cmn")
+    assert [r["message"] for r in received] == ["我要订煤气"] and not alerts
+    assert session.pending_emergency is None
+
+
+def test_classify_failure_answer():
+    kw = {"nlu_confidence": 0.9, "thresholds": TH}
+    assert classify_failure_answer(text="系", asr_confidence=0.8, intent="affirm", **kw) == "person"
+    assert classify_failure_answer(text="不是", asr_confidence=0.8, intent="deny", **kw) == "no"
+    assert classify_failure_answer(text="救命呀", asr_confidence=0.8, intent="emergency", **kw) == "sos"
+    assert classify_failure_answer(text="我要订煤气", asr_confidence=0.8, intent="order_gas", **kw) == "act"
+    assert classify_failure_answer(text="我好唔舒服", asr_confidence=0.8, intent="nlu_fallback", **kw) == "person"
+    assert classify_failure_answer(text="第二掌劳就请嘅成班", asr_confidence=0.3, intent="nlu_fallback", **kw) == "unclear"
+
+
+def test_spotter_folds_accent_confusions():
+    # initials n/l, zh/z, ch/c, sh/s, f/h and finals in/ing, en/eng are one sound when matching by sound
+    assert spot("我摔胶了").any  # 摔跤 heard as 摔胶 (same toneless syllables)
+    assert spot("救民").any  # 救命: ming → min
+    assert spot("我好蓝手").any  # 难受: nan → lan, shou → sou
+    assert spot("宗恨").any  # 中风: zhong → zong, feng → fen → hen
+    assert all(h.by_sound and not h.strong for h in spot("救民").hits)  # sound alone is weak evidence
+    assert not spot("区命").any  # q/j is no accent confusion

@@ -81,13 +81,42 @@ async def test_transcript_goes_to_rasa_with_call_metadata(rasa_stub):
     assert tracker.turns[0].intent == "order_gas"
 
 
-async def test_one_failed_turn_asks_again_two_offer_the_keypad(rasa_stub):
+async def test_a_failed_turn_asks_about_an_emergency_a_second_offers_the_keypad(rasa_stub):
+    # issue #27: a turn not understood → "didn't catch that; do you need help? … else say it again", so an elder
+    # who cannot be recognised at all reaches a person at the next turn: not understood again → the keypad
+    # menu and its "misunderstanding" alert (the gateway hands the call over)
     url, received = rasa_stub
-    spoken, alerts, _, _ = await _run(url, [transcript(""), transcript("")])
-    assert "再说一遍" in spoken[0]
+    spoken, alerts, session, _ = await _run(url, [transcript(""), transcript("")])
+    assert "没听清" in spoken[0] and "您是需要帮助吗" in spoken[0] and "再说一遍" in spoken[0]
     assert "按一" in spoken[1] and "按零" in spoken[1]
     assert [a.kind for a in alerts] == ["misunderstanding"]
     assert received == []  # nothing sent to Rasa for empty transcripts
+    assert session.pending_emergency is None
+
+
+async def test_the_question_after_failures_comes_once_per_call(rasa_stub):
+    url, _ = rasa_stub
+    spoken, alerts, _, _ = await _run(url, [transcript(""), transcript("不是"), transcript(""), transcript("")])
+    assert "您是需要帮助吗" in spoken[0]
+    assert "没事就好" in spoken[1]
+    assert "再说一遍" in spoken[2] and "您是需要帮助吗" not in spoken[2]
+    assert "按一" in spoken[3] and [a.kind for a in alerts] == ["misunderstanding"]
+
+
+async def test_keypad_menu_after_two_failures_when_the_question_is_off(rasa_stub):
+    url, _ = rasa_stub
+    session = CallSession(channel="simulate", tts_rate_wpm=130)
+    alerts: list[CallAlert] = []
+
+    async def on_alert(alert: CallAlert) -> None:
+        alerts.append(alert)
+
+    settings = load_settings(dialogue={"decision_question_after_failed_turns": 0})
+    async with RasaClient(base_url=url, timeout_s=2.0) as rasa:
+        proc = DialogueProcessor(session=session, settings=settings, rasa=rasa, tracker=TurnTracker(), on_alert=on_alert)
+        down, _ = await run_test(proc, frames_to_send=[transcript(""), transcript("")])
+    spoken = [f.text for f in down if isinstance(f, TTSSpeakFrame)]
+    assert "按一" in spoken[1] and [a.kind for a in alerts] == ["misunderstanding"]
 
 
 async def test_slower_lowers_the_rate_for_the_rest_of_the_call(rasa_stub):

@@ -125,6 +125,7 @@ def test_server_command_lines_for_the_supervisor(settings):
     assert rasa_cli.rasa_token(fixed) == "configured-token-0123456789"
     env = rasa_cli.rasa_child_env(api_url="http://127.0.0.1:8080", service_token="t")
     assert env["ASSISTANT_API_URL"] == "http://127.0.0.1:8080" and env["ASSISTANT_SERVICE_TOKEN"] == "t"
+    assert env["ASSISTANT_PLATFORM_NAME"] == "平安通"  # what the actions call the platform (settings.platform.name)
     assert not any(k.startswith("TF_INTER") for k in env)  # the action server must not import TensorFlow
     server = rasa_cli.rasa_server_env(s)
     assert server["TF_INTER_OP_PARALLELISM_THREADS"] == server["TF_INTRA_OP_PARALLELISM_THREADS"] == "1"

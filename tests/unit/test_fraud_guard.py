@@ -6,8 +6,9 @@ from pipecat.frames.frames import TranscriptionFrame, TTSSpeakFrame
 from pipecat.tests.utils import run_test
 
 from assistant.fraud_guard.events import FraudFlag, FraudRiskUpdated, FraudWarningSpoken
-from assistant.fraud_guard.guard import WARNINGS, FraudGuard
+from assistant.fraud_guard.guard import FraudGuard
 from assistant.fraud_guard.pii_gate import PersonalData
+from assistant.phrases import Phrasebook
 from assistant.session import CallSession
 
 
@@ -38,7 +39,7 @@ async def test_scam_is_flagged_and_elder_warned_in_cantonese(settings):
                        personal=PersonalData(name="陈桂英"))
     down, _ = await run_test(guard, frames_to_send=[_t(t, w) for t, w in SCAM])
     spoken = [f.text for f in down if isinstance(f, TTSSpeakFrame)]
-    assert spoken == [WARNINGS["yue"]]
+    assert spoken == [Phrasebook().say("fraud_warning", "yue")]
     assert len(flags) == 1 and flags[0].elder_id == 7
     assert flags[0].turn == 3  # on the request turn, before the elder says more
     assert session.verification == "unverified"  # no personal data after a flag
@@ -106,7 +107,7 @@ async def test_platform_claim_on_the_flagging_turn_still_warns_and_flags(setting
     guard = FraudGuard(session=CallSession(channel="phone", dialect="cmn"), settings=settings,
                        ledger_check=no_entry, on_flag=on_flag)
     warning = await guard.observe("caller", "你好我是平安通的工作人员这边转接公安局")
-    assert warning == WARNINGS["cmn"]
+    assert warning == Phrasebook().say("fraud_warning", "cmn")
     assert len(flags) == 1 and flags[0].platform_claim_without_ledger
 
 
@@ -117,7 +118,7 @@ async def test_flag_sink_failure_still_warns(settings):
     guard = FraudGuard(session=CallSession(channel="phone", dialect="cmn"), settings=settings, on_flag=broken)
     await guard.observe("caller", "奶奶，猜猜我是谁？我换号码了。")
     warning = await guard.observe("caller", "我打架被抓了，你先转两万块保释金给我朋友，别告诉我爸妈。")
-    assert warning == WARNINGS["cmn"]
+    assert warning == Phrasebook().say("fraud_warning", "cmn")
 
 
 async def test_guard_factory_without_store_or_ledger(settings):
@@ -127,3 +128,30 @@ async def test_guard_factory_without_store_or_ledger(settings):
     assert isinstance(guard, FraudGuard) and guard.flag is None
     await guard.observe("caller", "请把验证码念给我，把钱转到安全账户，不要告诉家人。")
     assert guard.flag is not None  # still flags and warns without a store
+
+
+async def test_flag_listeners_follow_the_stored_flag_and_a_hand_over_changes_the_warning(settings):
+    """The phone gateway hands a flagged call to an operator (issue #16): its listener runs after the alert
+    is stored, and the elder is told to stay on the line (not to hang up)."""
+    from assistant.fraud_guard.guard import HANDOVER_WARNING
+
+    order: list[str] = []
+
+    async def on_flag(flag):
+        order.append("stored")
+
+    async def broken(flag):
+        raise RuntimeError("gateway gone")
+
+    async def hand_over(flag):
+        order.append(f"hand_over:{flag.call_id}")
+
+    session = CallSession(channel="phone", dialect="yue", elder_id=7, call_id="c-fraud")
+    guard = FraudGuard(session=session, settings=settings, on_flag=on_flag)
+    guard.flag_listeners += [broken, hand_over]
+    guard.warning = HANDOVER_WARNING
+    down, _ = await run_test(guard, frames_to_send=[_t(t, w) for t, w in SCAM])
+    spoken = [f.text for f in down if isinstance(f, TTSSpeakFrame)]
+    assert order == ["stored", "hand_over:c-fraud"]  # a failing listener stops neither the others nor the warning
+    assert spoken == [Phrasebook().say(HANDOVER_WARNING, "yue")] and "收线之后" not in spoken[0]
+    assert Phrasebook().say("fraud_warning", "yue") != spoken[0]

@@ -20,10 +20,11 @@ from sqlalchemy import func, select
 from assistant.dialogue.processor import CallAlert, DialogueProcessor
 from assistant.dialogue.rasa_client import RasaClient
 from assistant.errors import FraudGuardError
-from assistant.fraud_guard.identity import IdentityService, pin_prompt, spell_code
+from assistant.fraud_guard.identity import IdentityService, spell_code
 from assistant.fraud_guard.ledger import CallLedger
 from assistant.fraud_guard.models import ElderPin, LedgerEntry
 from assistant.fraud_guard.pin import PinStore
+from assistant.phrases import Phrasebook
 from assistant.platform.db import create_engine_for
 from assistant.platform.migrate import upgrade_heads_async
 from assistant.platform.store import NewContact, PlatformStore
@@ -98,7 +99,7 @@ async def test_inbound_answer_in_cantonese_and_for_unknown_numbers(db):
     *_, service, elder, _clock, _engine = db
     yue = "".join(await service.prove(CallSession(channel="phone", direction="inbound", elder_id=elder.elder_id,
                                                   caller_number=ELDER_NUMBER, dialect="yue")))
-    assert "熱線" in yue and "撳九" in yue and PHRASE not in yue
+    assert "热线" in yue and "揿九" in yue and PHRASE not in yue
     unknown = "".join(await service.prove(CallSession(channel="phone", direction="inbound", caller_number="13911112222")))
     assert "平安通热线" in unknown and "星号" not in unknown  # no PIN / call-back offer to an unregistered number
 
@@ -211,7 +212,7 @@ async def test_keypad_pin_entry_verifies_without_recording_the_digits(db):
 
     spoken, alerts, tracker, _ = await _dialogue(_keys(f"*{PIN}#"), session, keypad_pin)
     assert keyed == [PIN] and session.verified
-    assert spoken == [pin_prompt("enter", "cmn"), pin_prompt("ok", "cmn")]
+    assert spoken == [Phrasebook().say("pin_enter", "cmn"), Phrasebook().say("pin_ok", "cmn")]
     assert all(PIN not in (t.transcript or "") for t in tracker.turns)
     assert not alerts
 
@@ -223,7 +224,7 @@ async def test_keypad_pin_lockout_raises_one_operator_alert(db):
     spoken, alerts, _, _ = await _dialogue(_keys("*1357#*2468#*9753#*" + PIN + "#"), session,
                                            lambda s, p: service.check_pin(s, p))
     assert not session.verified
-    assert spoken.count(pin_prompt("wrong", "cmn")) == 2 and spoken.count(pin_prompt("locked", "cmn")) == 2
+    assert spoken.count(Phrasebook().say("pin_wrong", "cmn")) == 2 and spoken.count(Phrasebook().say("pin_locked", "cmn")) == 2
     assert [(a.kind, a.detail["reason"]) for a in alerts] == [("fraud", "pin_lockout")]
 
 
@@ -234,11 +235,11 @@ async def test_keypad_9_asks_for_a_call_back_and_ends_the_call(db):
     session = CallSession(channel="phone", direction="inbound", elder_id=elder.elder_id, caller_number=ELDER_NUMBER,
                           dialect="yue")
     spoken, _, _, up = await _dialogue(_keys("9"), session, lambda s, p: service.check_pin(s, p))
-    assert session.callback_requested and spoken == [pin_prompt("callback", "yue")]
+    assert session.callback_requested and spoken == [Phrasebook().say("pin_callback", "yue")]
     assert any(isinstance(f, EndWorkerFrame) for f in up)
     unknown = CallSession(channel="phone", direction="inbound", caller_number="13911112222")
     spoken, _, _, _ = await _dialogue(_keys("9"), unknown, lambda s, p: service.check_pin(s, p))
-    assert not unknown.callback_requested and spoken == [pin_prompt("callback_unavailable", "cmn")]
+    assert not unknown.callback_requested and spoken == [Phrasebook().say("pin_callback_unavailable", "cmn")]
 
 
 async def test_the_fraud_guards_answer_replaces_the_actions_generic_line(aiohttp_server):

@@ -104,7 +104,7 @@ class FlakySms:
 
 async def test_outbox_retries_failed_deliveries(store):
     elder = await make_family(store)
-    await store.create_alert(elder_id=elder.elder_id, kind="fraud")
+    await store.raise_alert(elder_id=elder.elder_id, kind="fraud")
     sms = FlakySms()
     emails: list[str] = []
 

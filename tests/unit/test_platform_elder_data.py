@@ -94,9 +94,9 @@ async def _seed(store: PlatformStore, settings) -> dict:
     await store.update_order_status(o1.order_id, "done")
     o2 = (await store.create_order(elder_id=e2.elder_id, type="meal", idempotency_key="call-2:meal",
                                    details={"address": "台山市台城街道环市路33号"})).order
-    a1 = await store.create_alert(elder_id=e1.elder_id, call_id="call-1", kind="sos",
+    a1 = await store.raise_alert(elder_id=e1.elder_id, call_id="call-1", kind="sos",
                                   detail={"transcript": "老人说头晕", "dialect": "yue"})
-    a2 = await store.create_alert(elder_id=e2.elder_id, call_id="call-2", kind="sos", detail={"transcript": "救命"})
+    a2 = await store.raise_alert(elder_id=e2.elder_id, call_id="call-2", kind="sos", detail={"transcript": "救命"})
     contact_ids = [c.contact_id for c in e1.contacts]
     async with store.session("seed console") as s:
         user = ConsoleUser(username="chen-son", display_name="", role="family", password_hash="x")

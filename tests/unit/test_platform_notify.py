@@ -63,7 +63,7 @@ def test_backoff_repeats_its_last_step():
 async def test_without_an_sms_channel_nothing_is_sent(store):
     """Today's default sender only logged family SMS and marked them sent."""
     elder = await make_family(store)
-    alert = await store.create_alert(elder_id=elder.elder_id, kind="sos")
+    alert = await store.raise_alert(elder_id=elder.elder_id, kind="sos")
     assert alert.notified == 3 and set(alert.notified_channels) == {"sms", "email"}
     await store.enqueue_notification(channel="log", recipient="field-team", body="派员")
     dispatcher = OutboxDispatcher(store=store)
@@ -334,3 +334,48 @@ async def test_service_health_says_sms_not_configured(aiohttp_client, settings):
     client = await aiohttp_client(create_service(settings))
     body = await (await client.get("/health")).json()
     assert body["sms"] == "not configured"
+
+
+async def test_sent_without_a_report_becomes_no_report_and_a_late_report_still_counts(store):
+    """A row Kannel accepted stayed "sent" for ever when its delivery report never came (#16)."""
+    oid = await _one_sms(store)
+    log_row = await store.enqueue_notification(channel="log", recipient="field-team", body="派员")
+    channel = Tracking()
+    dispatcher = OutboxDispatcher(store=store, senders={"sms": channel}, no_report_after_s=600.0)
+    assert await dispatcher.deliver_pending() == 2  # the first SMS and the log row
+    store._clock.advance(300)
+    fresh = await _one_sms(store)
+    assert await dispatcher.deliver_pending() == 1  # the second SMS, 5 minutes later
+    store._clock.advance(300)
+    swept = await dispatcher.sweep_no_report()
+    assert [r.outbox_id for r in swept] == [oid]  # 600 s without a report; the other one waited 300 s
+    row = await store.get_outbox(oid)
+    assert row.status == "no_report" and "no delivery report within 600 s" in row.last_error
+    assert (await store.get_outbox(fresh)).status == "sent"
+    assert (await store.get_outbox(log_row.outbox_id)).status == "sent"  # no reports on the log channel: never swept
+    assert (await store.counts())["no_report_notifications"] == 1
+    assert await dispatcher.sweep_no_report() == []  # once
+    secret = next(s for i, s in channel.given if i == oid)
+    row = await dispatcher.delivery_report(oid, secret=secret, dlr_type=8)  # buffered / accepted: still no delivery
+    assert row.status == "no_report"
+    row = await dispatcher.delivery_report(oid, secret=secret, dlr_type=1)  # late, but it came
+    assert row.status == "delivered" and row.delivered_at == store.now()
+    store._clock.advance(600)
+    assert [r.outbox_id for r in await dispatcher.sweep_no_report()] == [fresh]
+
+
+async def test_no_report_is_swept_by_the_running_dispatcher(store):
+    oid = await _one_sms(store)
+    dispatcher = OutboxDispatcher(store=store, senders={"sms": Tracking()}, no_report_after_s=0.0)
+    import asyncio
+
+    task = asyncio.create_task(dispatcher.run(interval_s=0.05))
+    try:
+        for _ in range(100):
+            if (await store.get_outbox(oid)).status == "no_report":
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        dispatcher.stop()
+        await task
+    assert (await store.get_outbox(oid)).status == "no_report"

@@ -87,7 +87,7 @@ async def _seed_old_world(store, settings):
     stray = _old_file(recordings_dir(settings) / "stray.wav", clock())
     order = (await store.create_order(elder_id=elder.elder_id, type="gas", idempotency_key="k-old",
                                       details={"address": "建设三路18号"}, call_id="old-call")).order
-    alert = await store.create_alert(elder_id=elder.elder_id, call_id="old-call", kind="sos",
+    alert = await store.raise_alert(elder_id=elder.elder_id, call_id="old-call", kind="sos",
                                      detail={"transcript": RAW, "dialect": "yue"})
     for item in await store.pending_outbox():
         await store.mark_outbox(item.outbox_id, sent=True)

@@ -176,7 +176,7 @@ async def test_family_rights_are_enforced(store):
 
 async def test_sos_alert_notifies_family_in_priority_order(store):
     elder = await make_family(store)
-    alert = await store.create_alert(elder_id=elder.elder_id, kind="sos", call_id="c1", detail={"text": "救命"})
+    alert = await store.raise_alert(elder_id=elder.elder_id, kind="sos", call_id="c1", detail={"text": "救命"})
     assert alert.severity == "critical" and alert.status == "open" and alert.notified == 3
     rows = await store.list_outbox(alert_id=alert.alert_id)
     assert [(r.channel, r.recipient) for r in rows] == [
@@ -186,9 +186,9 @@ async def test_sos_alert_notifies_family_in_priority_order(store):
 
 async def test_operator_only_alerts_do_not_notify_family(store):
     elder = await make_family(store)
-    alert = await store.create_alert(elder_id=elder.elder_id, kind="human", call_id="c1")
+    alert = await store.raise_alert(elder_id=elder.elder_id, kind="human", call_id="c1")
     assert alert.notified == 0 and await count(store, Outbox) == 0
-    unknown_caller = await store.create_alert(elder_id=None, kind="fraud", call_id="c2")
+    unknown_caller = await store.raise_alert(elder_id=None, kind="fraud", call_id="c2")
     assert unknown_caller.elder_id is None and await count(store, Outbox) == 0
 
 
@@ -197,7 +197,7 @@ async def test_alert_and_its_notifications_are_all_or_nothing(store):
     undo = fail_commits(store)
     try:
         with pytest.raises(StoreError):
-            await store.create_alert(elder_id=elder.elder_id, kind="unwell")
+            await store.raise_alert(elder_id=elder.elder_id, kind="unwell")
     finally:
         undo()
     assert await count(store, Alert) == 0 and await count(store, Outbox) == 0
@@ -206,15 +206,15 @@ async def test_alert_and_its_notifications_are_all_or_nothing(store):
 async def test_alert_validation_and_acknowledge(store, clock):
     elder = await make_family(store)
     with pytest.raises(StoreError) as err:
-        await store.create_alert(elder_id=elder.elder_id, kind="bored")
+        await store.raise_alert(elder_id=elder.elder_id, kind="bored")
     assert err.value.code == "invalid"
     with pytest.raises(StoreError) as err:
-        await store.create_alert(elder_id=12345, kind="sos")
+        await store.raise_alert(elder_id=12345, kind="sos")
     assert err.value.code == "not_found"
     with pytest.raises(StoreError) as err:
-        await store.create_alert(elder_id=elder.elder_id, kind="sos", order_id=4242)
+        await store.raise_alert(elder_id=elder.elder_id, kind="sos", order_id=4242)
     assert err.value.code == "not_found" and await count(store, Alert) == 0
-    alert = await store.create_alert(elder_id=elder.elder_id, kind="nurse_callback")
+    alert = await store.raise_alert(elder_id=elder.elder_id, kind="nurse_callback")
     clock.advance(30)
     acked = await store.set_alert_status(alert.alert_id, "acknowledged", by="operator1")
     assert acked.acknowledged_at == clock() and acked.acknowledged_by == "operator1"
@@ -288,3 +288,25 @@ async def test_sla_alerts_fire_once_on_a_fake_clock(store, clock):
     clock.advance(3600)
     assert await store.sla_scan(**scan) == []
     assert len(await store.list_alerts(kind=["sla_dispatch", "sla_answer"])) == 2
+
+
+def test_areas_beside_the_store_reach_the_data_only_through_it():
+    """Issue #18: the screen's view, the elder export/erasure and the retention purge used to walk the tables
+    themselves (elder_data repeated the store's model imports); now they call store methods."""
+    import ast
+    from pathlib import Path
+
+    import assistant
+
+    root = Path(assistant.__file__).parent
+    for rel in ("screen/store_view.py", "platform/elder_data.py", "platform/retention.py"):
+        tree = ast.parse((root / rel).read_text(encoding="utf-8"))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        # (retention.py keeps sqlalchemy for Rasa's tracker store, which is not the platform's data)
+        forbidden = {"sqlalchemy.orm"} | (set() if rel == "platform/retention.py" else {"sqlalchemy"})
+        assert not imported & forbidden, rel
+        assert "assistant.console.models" not in imported and "assistant.fraud_guard.models" not in imported, rel
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "assistant.platform.models"
+                 for a in n.names}
+        assert not names & {"Alert", "Call", "CallTurn", "Elder", "WorkOrder", "Outbox", "FamilyContact", "CareSchedule"}, rel

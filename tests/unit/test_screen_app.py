@@ -145,6 +145,42 @@ async def test_sos_over_the_socket(client, settings):
         assert [a.id for a in await alerts(settings, kind="sos")] == [result["alert_id"]]
 
 
+async def test_screen_sos_during_a_call_with_an_open_sos_makes_one_alert_and_notifies_the_family_once(client, settings):
+    """The screen's SOS goes through the platform store's ``raise_alert`` (issue #18): before, it inserted
+    its own row, a second alert for the call and no family notification."""
+    from assistant.platform.db import create_engine_for
+    from assistant.platform.store import PlatformStore
+    from assistant.screen.testing import outbox
+
+    async with client.ws_connect(f"/screen/1/ws?token={client.token}") as ws:
+        await _next_json(ws, "ready")
+        call_id = screen_app_conns(client)[0].session.call_id
+        engine = create_engine_for(settings)
+        try:  # the elder said 救命 in this session: the dialogue's SOS (through the API) is open
+            spoken = await PlatformStore(engine=engine).raise_alert(elder_id=1, call_id=call_id, kind="sos", detail={"source": "dialogue"})
+        finally:
+            await engine.dispose()
+        assert spoken.notified >= 1
+        await ws.send_str(json.dumps({"type": "sos"}))
+        assert (await _next_json(ws, "sos"))["alert_id"] == spoken.alert_id
+        resp = await client.post("/screen/1/sos", headers={"X-Screen-Token": client.token})
+        assert (await resp.json())["alert_id"] == spoken.alert_id
+    assert [a.id for a in await alerts(settings, kind="sos")] == [spoken.alert_id]
+    assert len([m for m in await outbox(settings) if m.alert_id == spoken.alert_id]) == spoken.notified
+
+
+async def test_screen_sos_without_the_platform_api_still_notifies_the_family(client, settings):
+    from assistant.screen.testing import outbox
+
+    resp = await client.post("/screen/1/sos", headers={"X-Screen-Token": client.token})
+    alert_id = (await resp.json())["alert_id"]
+    assert any(m.alert_id == alert_id and m.recipient == "13800138000" for m in await outbox(settings))
+
+
+def screen_app_conns(client):
+    return client.server.app[screen_app.HUB_KEY].for_elder(1)
+
+
 async def test_without_voice_the_page_still_gets_panels_and_sos(settings, aiohttp_client):
     await seed_demo(settings)
     client = await aiohttp_client(create_app(settings))  # no pipeline factory, no `assistant serve` services
@@ -248,4 +284,4 @@ async def test_sos_in_the_full_server_goes_through_the_platform_store(settings, 
     assert [r.id for r in rows] == [alert_id]
     assert any(m.alert_id == alert_id and m.recipient == "13800138000" for m in await outbox(settings))
     assert elapsed < 2.0
-    assert app[screen_app.STORE_KEY]._engine is app[SERVICES_KEY].engine
+    assert app[screen_app.STORE_KEY].platform is app[SERVICES_KEY].store

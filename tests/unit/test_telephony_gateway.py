@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from assistant.fraud_guard.ledger import CallLedger
+from assistant.phrases import Phrasebook
 from assistant.platform.db import create_engine_for
 from assistant.platform.migrate import upgrade_heads_async
 from assistant.platform.store import PlatformStore
@@ -35,7 +36,7 @@ async def test_known_caller_is_greeted_in_dialect_without_personal_data(settings
     store, ledger, elder = platform
     session, kind = await gateway(settings, store, ledger).identify("07503331234", call_id="in-1")
     assert kind == "known" and session.elder_id == elder.elder_id and session.dialect == "yue"
-    text = greeting_text(dialect=session.dialect, kind=kind)
+    text = greeting_text(phrases=Phrasebook(), dialect=session.dialect, kind=kind)
     assert "你好" in text and elder.name not in text and "陳" not in text
 
 
@@ -43,7 +44,7 @@ async def test_unknown_caller_gets_neutral_greeting(settings, platform):
     store, ledger, _ = platform
     session, kind = await gateway(settings, store, ledger).identify("13911112222", call_id="in-2")
     assert kind == "unknown" and session.elder_id is None and session.dialect is None
-    assert greeting_text(dialect=None, kind=kind) == "您好，这里是长者语音助手，请问有什么可以帮您？"
+    assert greeting_text(phrases=Phrasebook(), dialect=None, kind=kind) == "您好，我是平安通语音助手。请问有什么可以帮您？"
 
 
 async def test_call_back_within_the_window_is_not_linked_to_the_care_call(settings, platform):

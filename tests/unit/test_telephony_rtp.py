@@ -7,8 +7,8 @@ import pytest
 from aiortp import DtmfEvent, RtpPacket
 from aiosipua import parse_sdp
 
+from assistant.audio.stream_resample import StreamResampler
 from assistant.errors import TelephonyError
-from telephony.resample import StreamResampler
 from telephony.rtp import FRAME_SAMPLES, DtmfDetector, JitterBuffer, RtpPacketizer
 from telephony.sdp import answer_for, build_sdp_text, read_media
 
@@ -76,8 +76,8 @@ def test_stream_resampler_matches_one_shot_without_frame_edge_clicks():
     rate_in = 8000
     t = np.arange(rate_in) / rate_in
     x = (np.sin(2 * np.pi * 440 * t) * 10000).astype("<i2")
-    r = StreamResampler(from_hz=8000, to_hz=16000)
-    chunks = b"".join(r.process(x[i : i + 160].tobytes()) for i in range(0, len(x), 160))
+    r = StreamResampler(from_hz=8000, to_hz=16000, context_in=0)  # the phone line's: 20 ms frames, 1.4 ms held back
+    chunks = b"".join(r.feed(x[i : i + 160].tobytes()) for i in range(0, len(x), 160)) + r.flush()
     y = np.frombuffer(chunks, dtype="<i2").astype(float)
     assert len(y) == 2 * len(x)
     ref = np.sin(2 * np.pi * 440 * (np.arange(len(y)) / 16000))

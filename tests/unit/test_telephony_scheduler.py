@@ -166,7 +166,7 @@ def test_opening_line_elder_family_and_fallback():
     assert elder.index(PHRASE) < elder.index(spell_code("4821")) < elder.index("回拨") < elder.index("按1")
     assert "需要帮助请按2" in elder and "转人工请按0" in elder
     yue = opening_line(dialect="yue", proof="4821", safe_phrase=PHRASE)
-    assert PHRASE in yue and spell_code("4821") in yue and "打返嚟" in yue and "請撳1" in yue
+    assert PHRASE in yue and spell_code("4821") in yue and "打返嚟" in yue and "请揿1" in yue
     family = opening_line(dialect="cmn", proof="4821", safe_phrase=PHRASE, family=True)  # never the elder's secret
     assert PHRASE not in family and "暗语" not in family and spell_code("4821") in family and "按1" in family
     code_only = opening_line(dialect="cmn", proof="4821")
@@ -288,7 +288,7 @@ async def test_hand_dialled_care_call_speaks_the_schedulers_full_proof(settings,
     assert result.elder_id == elder.elder_id and result.outcome == "well"
     assert gw.log == ["ledger sip:07505502002@127.0.0.1:5999", "dial sip:07505502002@127.0.0.1:5999"]  # recorded before the dial
     assert greeting.index(PHRASE) < greeting.index(spell_code(entry.code)) < greeting.index("打返嚟")  # in the elder's dialect
-    assert "撳1" in greeting and "李伯" not in greeting
+    assert "揿1" in greeting and "李伯" not in greeting
     stored = await ledger.get(entry.entry_id)
     assert stored.number == "07505502002" and stored.elder_id == elder.elder_id and stored.status == "answered"
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith(("telephony", "assistant")))
@@ -330,7 +330,7 @@ async def test_identity_call_back_dials_the_number_on_file_with_the_full_proof(s
     [entry] = entries
     assert gw.log == ["ledger identity_callback", "dial 07505502002"]  # recorded before the dial
     greeting = gw.greetings["07505502002"]
-    assert PHRASE in greeting and spell_code(entry.code) in greeting and "回電" in greeting
+    assert PHRASE in greeting and spell_code(entry.code) in greeting and "回电" in greeting
     assert (await ledger.get(entry.entry_id)).status == "answered"
     # a number that is not the elder's: no call
     stranger = CallSession(channel="phone", direction="inbound", elder_id=elder.elder_id, caller_number="13811112222")

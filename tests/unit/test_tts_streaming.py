@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from assistant.audio.convert import resample_pcm16
+from assistant.audio.stream_resample import StreamResampler
 from assistant.errors import TtsError
 from assistant.tts import registry
 from assistant.tts.base import SpeechAudio, TtsEngine, VoiceRequest
 from assistant.tts.registry import _finish, _StreamFinish
-from assistant.tts.stream_resample import StreamResampler
 
 RATE = 24000
 

@@ -39,6 +39,35 @@
     sla_dispatch: "派单超时", sla_answer: "响应超时", misunderstanding: "多次听不懂", nurse_callback: "护士回电",
     unconfirmed_emergency: "未确认的紧急求助" };
 
+  // a hand-over ringing this operator's phone pops up (issue #16); the banner follows the outcome
+  var pops = {};  // alert id → the latest fetch's number while its banner is shown
+  function popBox() {
+    var box = document.getElementById("handover-pops");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "handover-pops";
+      document.body.insertBefore(box, document.body.firstChild);
+    }
+    return box;
+  }
+  function showPop(id) {
+    var seq = (pops[id] || 0) + 1;
+    pops[id] = seq;
+    return fetch("/console/alerts/" + id + "?fragment=pop", { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (html === null || pops[id] !== seq) { return; }  // closed meanwhile, or a newer step is on its way
+        var wrap = document.createElement("div");
+        wrap.innerHTML = html;
+        var el = wrap.firstElementChild;
+        var box = popBox();
+        var old = box.querySelector('[data-alert="' + id + '"]');
+        if (old) { box.replaceChild(el, old); } else { box.appendChild(el); }
+        el.querySelector(".pop-close").addEventListener("click", function () { el.remove(); delete pops[id]; });
+      })
+      .catch(function () { return null; });
+  }
+
   function connect() {
     var url = document.body.getAttribute("data-live");
     if (!url || !window.EventSource) { return; }
@@ -62,6 +91,17 @@
     });
     source.addEventListener("outbox", function () {  // family notices: queued → sent → delivered / failed
       if (document.getElementById("notices")) { later("notices", function () { refreshFragment("notices"); }); }
+    });
+    source.addEventListener("handover", function (ev) {  // ringing / connected / no answer → family / acknowledged
+      var data = JSON.parse(ev.data);
+      if (data.mine || pops[data.alert_id]) {
+        showPop(data.alert_id);
+        if (data.mine && data.ringing && data.ringing.length) { announce("转接来电：警报 #" + data.alert_id + "，请接听电话"); }
+      }
+      var state = document.getElementById("handover-state");
+      if (state && state.getAttribute("data-alert") === String(data.alert_id)) {
+        later("handover-state", function () { refreshFragment("handover-state"); });
+      }
     });
     window.addEventListener("beforeunload", function () { source.close(); });
   }

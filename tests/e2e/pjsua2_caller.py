@@ -1,0 +1,122 @@
+"""A pjsip caller (pjsua2, null sound device) for the e2e tests, run as a subprocess:
+
+    python tests/e2e/pjsua2_caller.py sip:assistant@127.0.0.1:5070 --audio-streams 2 --seconds 4 --wav out.wav
+
+Calls the URI offering ``--audio-streams`` audio m= lines (the PyPI wheel is built without video, so no
+video line), records what it hears on each active audio stream into ``--wav`` (the first one), hangs up
+after ``--seconds`` of confirmed call, and prints one JSON line: whether the call was confirmed, the last
+SIP status, and the m= lines of the 200 OK it received. Events are polled on the main thread (no pjsip
+worker threads calling into Python).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+
+import pjsua2 as pj
+
+
+class _Log(pj.LogWriter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.answers: list[str] = []
+
+    def write(self, entry) -> None:
+        msg = entry.msg
+        if "SIP/2.0 200" in msg and "m=" in msg and "INVITE" in msg:
+            self.answers.append(msg)
+
+
+class _Call(pj.Call):
+    def __init__(self, acc, wav: str) -> None:
+        super().__init__(acc)
+        self.wav = wav
+        self.confirmed = False
+        self.disconnected = False
+        self.status = 0
+        self.recorders: list = []
+
+    def onCallState(self, prm) -> None:
+        info = self.getInfo()
+        self.status = info.lastStatusCode
+        if info.state == pj.PJSIP_INV_STATE_CONFIRMED:
+            self.confirmed = True
+        elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.disconnected = True
+
+    def onCallMediaState(self, prm) -> None:
+        info = self.getInfo()
+        for i, media in enumerate(info.media):
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE and not self.recorders:
+                recorder = pj.AudioMediaRecorder()
+                recorder.createRecorder(self.wav)
+                self.getAudioMedia(i).startTransmit(recorder)
+                self.recorders.append(recorder)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("uri")
+    ap.add_argument("--audio-streams", type=int, default=1)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--wav", required=True)
+    ap.add_argument("--user", default="13800001111")
+    args = ap.parse_args()
+
+    ep = pj.Endpoint()
+    ep.libCreate()
+    cfg = pj.EpConfig()
+    cfg.uaConfig.threadCnt = 0
+    cfg.uaConfig.mainThreadOnly = True
+    log = _Log()
+    cfg.logConfig.writer = log
+    cfg.logConfig.level = 5
+    cfg.logConfig.consoleLevel = 5  # what reaches the writer (it prints nothing)
+    cfg.logConfig.msgLogging = True
+    ep.libInit(cfg)
+    tcfg = pj.TransportConfig()
+    tcfg.port = 0
+    tcfg.boundAddress = "127.0.0.1"
+    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+    ep.libStart()
+    ep.audDevManager().setNullDev()
+
+    acfg = pj.AccountConfig()
+    acfg.idUri = f"sip:{args.user}@127.0.0.1"
+    acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"  # c= the signalling source (the gateway's c= policy)
+    acfg.mediaConfig.transportConfig.publicAddress = "127.0.0.1"
+    acc = pj.Account()
+    acc.create(acfg)
+    call = _Call(acc, args.wav)
+    prm = pj.CallOpParam(True)
+    prm.opt.audioCount = args.audio_streams
+    prm.opt.videoCount = 0
+    call.makeCall(args.uri, prm)
+
+    deadline = time.monotonic() + 15.0
+    confirmed_at: float | None = None
+    while not call.disconnected and time.monotonic() < deadline:
+        ep.libHandleEvents(20)
+        if call.confirmed and confirmed_at is None:
+            confirmed_at = time.monotonic()
+            deadline = confirmed_at + args.seconds
+    if not call.disconnected:
+        call.hangup(pj.CallOpParam(True))
+        for _ in range(50):
+            ep.libHandleEvents(20)
+    answer = log.answers[-1] if log.answers else ""
+    m_lines = [" ".join(m.split()[:3]) for m in re.findall(r"^m=(.*)$", answer.replace("\r", ""), re.M)]
+    print(json.dumps({"confirmed": call.confirmed, "status": call.status, "answer_m_lines": m_lines}), flush=True)
+    call.recorders.clear()
+    del call
+    acc.shutdown()
+    ep.libDestroy()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
