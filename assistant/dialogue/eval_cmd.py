@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from assistant.asr.registry import recognize_sync
+from assistant.asr import registry as asr_registry
 from assistant.audio.convert import PcmAudio, resample_pcm16
 from assistant.audio.phone_channel import phone_channel
 from assistant.dialogue.rasa_cli import (
@@ -52,7 +52,7 @@ from assistant.dialogue.rasa_cli import (
 from assistant.errors import AssistantError, DialogueError
 from assistant.settings import _coerce, load_settings
 from assistant.text.normalize import corpus_cer
-from assistant.tts.registry import simulated_caller_voice, synthesize
+from assistant.tts import registry as tts_registry
 
 FALLBACK = "nlu_fallback"
 # in-domain requests and check-in answers (issue #4: "gas, meals, repair, appointment, check-in answers")
@@ -276,8 +276,9 @@ async def _speak_all(examples: list[Example], *, settings: Any, rate_wpm: int) -
     rate = settings.audio.pipeline_sample_rate_hz
     out = []
     for e in examples:
-        speech = await synthesize(e.text, dialect=e.lang, rate_wpm=rate_wpm, volume=1.0, settings=settings,
-                                  voice=simulated_caller_voice(e.lang))
+        # through the module: a test stands in a voice for ``tts_registry.synthesize``
+        speech = await tts_registry.synthesize(e.text, dialect=e.lang, rate_wpm=rate_wpm, volume=1.0,
+                                               settings=settings, voice=tts_registry.simulated_caller_voice(e.lang))
         out.append((PcmAudio(pcm=resample_pcm16(speech.pcm, from_hz=speech.sample_rate_hz, to_hz=rate),
                              sample_rate_hz=rate), speech.voice))
     return out
@@ -287,7 +288,6 @@ def transcribe_spoken(
     examples: list[Example], *, settings: Any, phone: bool, auto_dialect: bool, rate_wpm: int
 ) -> tuple[list[str], dict[str, Any]]:
     """Speak every example, optionally through the phone line, and recognise it: (transcripts, ASR stats)."""
-
     spoken = asyncio.run(_speak_all(examples, settings=settings, rate_wpm=rate_wpm))
     texts: list[str] = []
     wall = audio_s = 0.0
@@ -297,8 +297,8 @@ def transcribe_spoken(
         if phone:
             audio = phone_channel(audio)
         t0 = time.perf_counter()
-        result = recognize_sync(audio.pcm, sample_rate_hz=audio.sample_rate_hz,
-                                dialect=None if auto_dialect else e.lang, settings=settings)
+        result = asr_registry.recognize_sync(audio.pcm, sample_rate_hz=audio.sample_rate_hz,
+                                             dialect=None if auto_dialect else e.lang, settings=settings)
         wall += time.perf_counter() - t0
         audio_s += audio.duration_s
         texts.append(result.text)
