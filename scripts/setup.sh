@@ -28,6 +28,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# 1b. npm packages the tests use (scripts/npm-packages.txt), under var/npm; a failure only skips their tests
+h=$(hash_of scripts/npm-packages.txt)
+if [ ! -d var/npm/node_modules ] || ! fresh npm "$h"; then
+  say "installing npm packages under var/npm: $(grep -v '^#' scripts/npm-packages.txt | tr '\n' ' ')"
+  if grep -v '^#' scripts/npm-packages.txt | xargs npm install --prefix var/npm --no-save --no-package-lock \
+       --no-audit --no-fund --loglevel=error >/dev/null; then
+    echo "$h" > "$STAMPS/npm"
+  else
+    say "npm packages not installed: the accessibility tests skip (see README)"
+  fi
+fi
+
 # 2. the assistant's own environment
 h=$(hash_of pyproject.toml)
 if [ ! -x .venv/bin/python ] || ! fresh venv "$h"; then

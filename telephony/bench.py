@@ -21,7 +21,7 @@ gateway, without the VAD's configured end-of-turn silence (``audio.vad_end_of_tu
 system's own share, defined as ``bench latency`` defines it. ``turn_latency_incl_eot_*`` add the silence
 back: what the elder waits. ``turns_spoken`` counts the
 caller's utterances that ended at least ``TURN_MIN_ANSWER_S`` before hang-up: turns without a measured
-latency got no reply in time (or overlapped the bot). cpu_pct / rss_mb are the gateway process's
+latency got no reply in time (or overlapped the bot). cpu_pct / rss_mb (peak, VmHWM) are the gateway process's
 (cpu_pct: 100 = one core busy); machine_cpu_pct is every process's (Rasa, the TTS worker, sipp and other
 jobs too; at most 100 × cores); load_1m is the machine's 1-minute load average at start and end.
 """
@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 
 from assistant.audio.convert import PcmAudio
 from assistant.audio.phone_channel import phone_channel
+from assistant.bench.proc_memory import peak_rss_mb
 from assistant.bench.scratch import scratch_store
 from assistant.bench.stats import share, stage_percentiles
 from assistant.errors import SetupError
@@ -297,10 +297,6 @@ def _machine_busy_s() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def _rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
 async def bench(
     *, concurrent: int, seconds: float, pipeline: str = "bot", stagger: bool = False, speech: str = "debian",
     reply_pause_s: float = REPLY_PAUSE_S, known: bool = False,
@@ -387,7 +383,7 @@ async def bench(
         "cpu_pct": round(100 * cpu / wall, 1),
         "machine_cpu_pct": round(100 * (busy1 - busy0) / wall, 1) if busy0 is not None and busy1 is not None else None,
         "cores": os.cpu_count(),
-        "rss_mb": _rss_mb(),
+        "rss_mb": peak_rss_mb(),
         "load_1m": [round(load_start, 2), round(os.getloadavg()[0], 2)],
         "seconds": seconds,
         "speech": caller.kind,

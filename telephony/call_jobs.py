@@ -5,9 +5,13 @@ holds the row (``claimed_by``), so a node that lost its lease cannot overwrite t
 
 - ``plan`` inserts rows and ignores keys that exist (``INSERT … ON CONFLICT (job_key) DO NOTHING``): any
   number of nodes may plan the same day.
-- ``claim`` moves due ``planned`` rows to ``claimed`` in one ``UPDATE … WHERE id IN (SELECT … FOR UPDATE
-  SKIP LOCKED) RETURNING``: on PostgreSQL concurrent claimers skip each other's locked rows; on SQLite the
-  statement runs under the database's single writer lock (the ``FOR UPDATE`` clause is not rendered there).
+- ``claim`` moves due ``planned`` rows to ``claimed`` in one ``WITH due AS MATERIALIZED (SELECT … LIMIT n FOR
+  UPDATE SKIP LOCKED) UPDATE … WHERE id IN (SELECT id FROM due) RETURNING``: on PostgreSQL concurrent claimers
+  skip each other's locked rows; on SQLite the statement runs under the database's single writer lock (the
+  ``FOR UPDATE`` clause is not rendered there). The ids are a materialized CTE, not a plain ``IN (SELECT …)``:
+  PostgreSQL may run such a sub-select more than once in one UPDATE, and with ``SKIP LOCKED`` each run
+  skipped the rows the last one had locked — one claim of ``LIMIT 4`` took all 12 due rows, more calls than
+  the node has lines (found by ``test_two_engines_share_one_database_without_double_dials``).
 - ``finish`` ends a step and inserts the next step's rows in the same transaction: a crash between the two
   cannot lose an escalation.
 - ``heartbeat`` extends the held rows' leases; ``take_over_expired`` hands rows whose lease ran out to the
@@ -31,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import CTE, Select, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -91,6 +95,11 @@ class JobInfo:
 def as_stored(t: dt.datetime) -> dt.datetime:
     """An engine-clock time as the table keeps it (a naive clock is taken as UTC)."""
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
+
+
+def _locked_ids(ids: Select, name: str) -> CTE:
+    """``ids`` locked (``FOR UPDATE SKIP LOCKED``) and computed once, as a materialized CTE."""
+    return ids.with_for_update(skip_locked=True).cte(name).prefix_with("MATERIALIZED", dialect="postgresql")
 
 
 class CallJobStore:
@@ -161,9 +170,9 @@ class CallJobStore:
         if limit <= 0:
             return []
         now = self.now()
-        due = (select(CallJob.id).where(CallJob.state == "planned", CallJob.not_before <= now)
-               .order_by(CallJob.not_before, CallJob.id).limit(limit).with_for_update(skip_locked=True))
-        stmt = (update(CallJob).where(CallJob.id.in_(due.scalar_subquery()), CallJob.state == "planned")
+        due = _locked_ids(select(CallJob.id).where(CallJob.state == "planned", CallJob.not_before <= now)
+                          .order_by(CallJob.not_before, CallJob.id).limit(limit), "due")
+        stmt = (update(CallJob).where(CallJob.id.in_(select(due.c.id)), CallJob.state == "planned")
                 .values(state="claimed", claimed_by=node, lease_until=now + dt.timedelta(seconds=lease_s),
                         claims=CallJob.claims + 1, claimed_at=now)
                 .returning(CallJob).execution_options(synchronize_session=False))
@@ -195,9 +204,9 @@ class CallJobStore:
     async def take_over_expired(self, node: str, *, limit: int, lease_s: float) -> list[JobInfo]:
         """Held rows whose lease ran out (their node died or lost the database), now held by ``node``."""
         now = self.now()
-        stale = (select(CallJob.id).where(CallJob.state.in_(HELD_STATES), CallJob.lease_until < now)
-                 .order_by(CallJob.id).limit(limit).with_for_update(skip_locked=True))
-        stmt = (update(CallJob).where(CallJob.id.in_(stale.scalar_subquery()), CallJob.state.in_(HELD_STATES),
+        stale = _locked_ids(select(CallJob.id).where(CallJob.state.in_(HELD_STATES), CallJob.lease_until < now)
+                            .order_by(CallJob.id).limit(limit), "stale")
+        stmt = (update(CallJob).where(CallJob.id.in_(select(stale.c.id)), CallJob.state.in_(HELD_STATES),
                                       CallJob.lease_until < now)
                 .values(claimed_by=node, lease_until=now + dt.timedelta(seconds=lease_s))
                 .returning(CallJob).execution_options(synchronize_session=False))

@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from assistant.bench.proc_memory import rss_mb
 from assistant.bench.scratch import scratch_store
 from assistant.runtime import running, with_free_ports
 from assistant.settings import load_settings
@@ -51,15 +52,6 @@ class Sample:
     fds: int
     tasks: int
     calls_up: int
-
-
-def rss_mb() -> float:
-    """The process's resident set now (VmRSS), in MB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def open_fds() -> int:
@@ -197,7 +189,7 @@ async def soak(
                     return sum(1 for r in gateway.reports if r.end_reason is None)
 
                 def sample() -> Sample:
-                    s = Sample(t_s=round(time.monotonic() - t0, 1), rss_mb=rss_mb(), fds=open_fds(),
+                    s = Sample(t_s=round(time.monotonic() - t0, 1), rss_mb=rss_mb() or 0.0, fds=open_fds(),
                                tasks=len(asyncio.all_tasks()), calls_up=up())
                     samples.append(s)
                     return s

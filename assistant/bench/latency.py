@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from assistant.audio.convert import PcmAudio, resample_pcm16
+from assistant.bench.proc_memory import rss_mb
 from assistant.bench.scratch import scratch_store
 from assistant.bench.stats import share, stage_percentiles
 from assistant.runtime import running, with_free_ports
@@ -52,16 +52,6 @@ def _percentile(values: list[float], q: float) -> float | None:
     k = (len(values) - 1) * q
     lo, hi = int(k), min(int(k) + 1, len(values) - 1)
     return round(values[lo] + (values[hi] - values[lo]) * (k - lo), 1)
-
-
-def rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
 
 
 def _clips(args: argparse.Namespace, settings: Settings) -> list[Path]:
@@ -115,8 +105,8 @@ async def _bench_in(args: argparse.Namespace, settings: Settings) -> dict[str, A
                                  "dialect": record.dialect, "asr_early": record.asr_early,
                                  "dialect_probe": record.dialect_probe, **lat})
         children = runtime.supervisor.status() if runtime.supervisor else {}
-        rss = {"assistant": rss_mb(os.getpid())}
-        rss.update({name: rss_mb(info["pid"]) for name, info in children.items() if info["pid"]})
+        rss = {"assistant": rss_mb()}
+        rss.update({name: rss_mb(pid=info["pid"]) for name, info in children.items() if info["pid"]})
     totals = [t["total"] for t in per_turn]
     stages = stage_percentiles(per_turn, ("asr", "nlu", "tts_first_audio"), _percentile)
     return {

@@ -130,6 +130,14 @@ def local_time(value: dt.datetime | None, *, with_date: bool = True) -> str:
     return local.strftime("%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
 
 
+def cn_time(value: dt.datetime | None) -> str:
+    """Local time the way a family member reads it on a phone: 12月7日 14:05."""
+    if value is None:
+        return "—"
+    local = value.astimezone(LOCAL_TZ)
+    return f"{local.month}月{local.day}日 {local:%H:%M}"
+
+
 def iso(value: dt.datetime | None) -> str:
     return value.astimezone(dt.UTC).isoformat() if value is not None else ""
 

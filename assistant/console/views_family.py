@@ -20,11 +20,11 @@ from assistant.console.render import (
     ORDER_STATUS_LABELS,
     ORDER_TYPE_LABELS,
     TEXT_SIZE_LABELS,
+    cn_time,
     csrf_field,
     error_page,
     esc,
     iso,
-    local_time,
     page,
     select_field,
 )
@@ -81,56 +81,57 @@ async def elder_page(request: web.Request, p: Principal, db: AsyncSession) -> we
     done = request.query.get("done")
     flash = f'<p class="flash" role="status">{esc(DONE_MESSAGES[done])}</p>' if done in DONE_MESSAGES else ""
 
-    order_rows = "".join(
-        f"<tr><td>#{o.id}</td><td>{esc(ORDER_TYPE_LABELS.get(o.type, o.type))}</td>"
-        f"<td>{esc(ORDER_STATUS_LABELS.get(o.status, o.status))}</td><td>{local_time(o.created_at)}</td>"
-        f"<td>{esc(str((o.details or {}).get('note', ''))[:40])}</td><td>"
-        + (f'<form method="post" action="{base}/orders/{o.id}/cancel" class="inline" data-confirm="确定取消这个工单吗？">'
-           f'{csrf}<button type="submit" class="secondary">取消</button></form>' if o.status in OPEN_ORDER_STATUSES else "")
-        + "</td></tr>"
+    # phone-first (issue #26): cards, not wide tables; the open alert and "call Mum" come first
+    order_cards = "".join(
+        f'<li class="item"><p class="item-head"><strong>{esc(ORDER_TYPE_LABELS.get(o.type, o.type))}</strong>'
+        f' <span class="tag">{esc(ORDER_STATUS_LABELS.get(o.status, o.status))}</span></p>'
+        f'<p class="item-meta">工单 #{o.id} · 下单于 {cn_time(o.created_at)}</p>'
+        + (f'<p>{esc(note)}</p>' if (note := str((o.details or {}).get("note", ""))[:80]) else "")
+        + (f'<form method="post" action="{base}/orders/{o.id}/cancel" data-confirm="确定取消这个工单吗？">'
+           f'{csrf}<button type="submit" class="secondary">取消工单 #{o.id}</button></form>'
+           if o.status in OPEN_ORDER_STATUSES else "")
+        + "</li>"
         for o in orders
     )
-    order_table = (
-        '<table><thead><tr><th scope=col>编号</th><th scope=col>服务</th><th scope=col>状态</th><th scope=col>下单时间</th>'
-        f"<th scope=col>备注</th><th scope=col>操作</th></tr></thead><tbody>{order_rows}</tbody></table>"
-        if order_rows else '<p class="empty">暂无工单。</p>'
-    )
+    order_table = f'<ul class="items">{order_cards}</ul>' if order_cards else '<p class="empty">暂无工单。</p>'
     place = f"""<form method="post" action="{base}/orders" class="stacked">{csrf}
 <input type="hidden" name="idempotency_key" value="{secrets.token_urlsafe(16)}">
 <p>{select_field("type", ORDER_TYPE_LABELS, "meal", "服务类型")}</p>
 <p><label for="o-note">说明（如：两份午餐、厨房水龙头漏水）</label><input id="o-note" name="note" maxlength="500"></p>
 <p><label for="o-hospital">医院和科室（预约挂号时填写）</label><input id="o-hospital" name="hospital" maxlength="100"></p>
-<p><label for="o-when">预约时间（预约挂号时填写）</label><input id="o-when" name="when" type="datetime-local"></p>
+<p><label for="o-when">预约时间（预约挂号时填写）</label><input id="o-when" name="when" type="datetime-local" lang="zh-CN"></p>
 <p><button type="submit">代为下单</button></p></form>"""
     call_rows = "".join(
-        f"<li>{local_time(c.started_at)}：{esc(CALL_OUTCOME_LABELS.get(c.outcome or '', c.outcome or '进行中'))}</li>"
+        f"<li>{cn_time(c.started_at)}：{esc(CALL_OUTCOME_LABELS.get(c.outcome or '', c.outcome or '进行中'))}</li>"
         for c in calls
     ) or '<li class="empty">最近 14 天没有关怀电话记录。</li>'
     alert_rows = "".join(
-        f'<li><time datetime="{iso(a.created_at)}">{local_time(a.created_at)}</time> '
-        f"{esc(ALERT_KIND_LABELS.get(a.kind, a.kind))} — {esc(ALERT_STATUS_LABELS.get(a.status, a.status))}</li>"
+        f'<li class="item{" open" if a.status == "open" else ""}"><strong>{esc(ALERT_KIND_LABELS.get(a.kind, a.kind))}</strong>'
+        f' <span class="tag">{esc(ALERT_STATUS_LABELS.get(a.status, a.status))}</span>'
+        f'<br><time datetime="{iso(a.created_at)}">{cn_time(a.created_at)}</time></li>'
         for a in alerts
     ) or '<li class="empty">没有提醒。</li>'
     # safe phrase and contacts: only a family member with the right to act for the parent may change them
     can_act = await actions.may_act_for(db, p, elder_id)
     contacts = "".join(
-        f"<tr><td>{esc(c.name)}</td><td>{esc(c.relation)}</td><td>{esc(c.phone)}</td><td>{c.priority}</td><td>"
-        + ("（您本人）" if c.id in p.contact_ids.values() else
-           f'<form method="post" action="{base}/contacts/{c.id}/delete" class="inline" data-confirm="确定删除这位联系人吗？">'
-           f'{csrf}<button type="submit" class="secondary">删除</button></form>' if can_act else "—")
-        + "</td></tr>"
+        f'<li class="item"><p class="item-head"><strong>{esc(c.name)}</strong>（{esc(c.relation)}）· 第 {c.priority} 位</p>'
+        f'<p><a class="tel" href="tel:{esc(c.phone)}">{esc(c.phone)}</a></p>'
+        + ('<p class="hint">（您本人）</p>' if c.id in p.contact_ids.values() else
+           f'<form method="post" action="{base}/contacts/{c.id}/delete" data-confirm="确定删除这位联系人吗？">'
+           f'{csrf}<button type="submit" class="secondary">删除{esc(c.name)}</button></form>' if can_act else "")
+        + "</li>"
         for c in elder.contacts
     )
     view_only = '<p class="hint">您的账号只能查看。修改安全暗语或紧急联系人需要代办权限，请联系平台。</p>'
-    phrase_form = f"""<form method="post" action="{base}/safe-phrase">{csrf}
-<label for="phrase">新的安全暗语</label><input id="phrase" name="phrase" minlength="2" maxlength="64" required autocomplete="off">
-<button type="submit">保存暗语</button></form>""" if can_act else view_only
-    contact_form = f"""<form method="post" action="{base}/contacts" class="row">{csrf}
-<label for="c-name">姓名</label><input id="c-name" name="name" required maxlength="64">
-<label for="c-rel">关系</label><input id="c-rel" name="relation" maxlength="32" placeholder="如 女儿">
-<label for="c-phone">电话</label><input id="c-phone" name="phone" required inputmode="tel" maxlength="32">
-<label for="c-pri">顺序</label><input id="c-pri" name="priority" type="number" min="1" max="9" value="2">
-<button type="submit">添加联系人</button></form>""" if can_act else ""
+    phrase_form = f"""<form method="post" action="{base}/safe-phrase" class="stacked">{csrf}
+<p><label for="phrase">新的安全暗语</label><input id="phrase" name="phrase" minlength="2" maxlength="64" required autocomplete="off"></p>
+<p><button type="submit">保存暗语</button></p></form>""" if can_act else view_only
+    contact_form = f"""<form method="post" action="{base}/contacts" class="stacked">{csrf}
+<p><label for="c-name">姓名</label><input id="c-name" name="name" required maxlength="64" autocomplete="name"></p>
+<p><label for="c-rel">关系</label><input id="c-rel" name="relation" maxlength="32" placeholder="如 女儿"></p>
+<p><label for="c-phone">电话</label><input id="c-phone" name="phone" required inputmode="tel" type="tel" maxlength="32" autocomplete="tel"></p>
+<p><label for="c-pri">顺序</label><input id="c-pri" name="priority" type="number" inputmode="numeric" min="1" max="9" value="2"></p>
+<p><button type="submit">添加联系人</button></p></form>""" if can_act else ""
     fragment = request.query.get("fragment")
     if fragment in ("orders", "alerts"):
         return web.Response(text=order_table if fragment == "orders" else alert_rows, content_type="text/html",
@@ -138,32 +139,39 @@ async def elder_page(request: web.Request, p: Principal, db: AsyncSession) -> we
     phrase_state = "已设置" if elder.safe_phrase else "未设置"
     rate = elder.tts_rate_wpm or 130
     volume = elder.volume if elder.volume is not None else 1.0
+    open_alert = next((a for a in alerts if a.status == "open"), None)
+    urgent = (
+        f'<p class="urgent-banner" role="alert"><strong>{esc(ALERT_KIND_LABELS.get(open_alert.kind, open_alert.kind))}</strong>'
+        f'（{cn_time(open_alert.created_at)}）· 平台值班人员正在处理</p>' if open_alert else ""
+    )
+    phone = elder.phones[0].number if elder.phones else ""
+    call = (f'<a class="button call" href="tel:{esc(phone)}">给{esc(elder.name)}打电话</a>' if phone
+            else '<p class="hint">没有登记电话号码。</p>')
     body = f"""{flash}
-<p class="hint">{esc(elder.name)}（{esc(elder.district)}）· 页面会自动更新。</p>
+<section aria-labelledby="h-now" class="card now"><h2 id="h-now">最新情况</h2>
+{urgent}{call}
+<p class="hint">{esc(elder.name)}住在{esc(elder.district)} · 页面会自动更新。</p></section>
 <div class="grid">
-<section aria-labelledby="h-orders" class="card wide"><h2 id="h-orders">服务工单</h2>
+<section aria-labelledby="h-alerts" class="card"><h2 id="h-alerts">提醒</h2>
+<ul id="family-alerts" class="items" data-fragment="{base}?fragment=alerts">{alert_rows}</ul></section>
+<section aria-labelledby="h-orders" class="card"><h2 id="h-orders">服务工单</h2>
 <div id="family-orders" data-fragment="{base}?fragment=orders">{order_table}</div></section>
 <section aria-labelledby="h-place" class="card"><h2 id="h-place">代为下单</h2>{place}</section>
-<div>
-<section aria-labelledby="h-alerts" class="card"><h2 id="h-alerts">提醒</h2>
-<ul id="family-alerts" data-fragment="{base}?fragment=alerts">{alert_rows}</ul></section>
-<section aria-labelledby="h-care" class="card"><h2 id="h-care">关怀电话</h2><ul>{call_rows}</ul></section>
-</div>
-</div>
+<section aria-labelledby="h-care" class="card"><h2 id="h-care">关怀电话</h2><ul class="items">{call_rows}</ul></section>
 <section aria-labelledby="h-phrase" class="card"><h2 id="h-phrase">安全暗语（{phrase_state}）</h2>
 <p class="hint">平台工作人员来电时会说出这句暗语，长者可借此辨别真假。暗语不会在页面上显示。</p>
 {phrase_form}</section>
 <section aria-labelledby="h-contacts" class="card"><h2 id="h-contacts">紧急联系人</h2>
-<table><thead><tr><th scope=col>姓名</th><th scope=col>关系</th><th scope=col>电话</th><th scope=col>顺序</th><th scope=col>操作</th></tr></thead>
-<tbody>{contacts}</tbody></table>
+<ul class="items">{contacts}</ul>
 {contact_form}</section>
 <section aria-labelledby="h-settings" class="card"><h2 id="h-settings">语音和屏幕设置</h2>
-<form method="post" action="{base}/settings" class="row">{csrf}
-{select_field("dialect", DIALECT_LABELS, elder.dialect, "方言")}
-<label for="s-rate">语速（字/分钟，越小越慢）</label><input id="s-rate" name="rate_wpm" type="number" min="60" max="200" step="10" value="{rate}">
-<label for="s-volume">音量（0.1–1.0）</label><input id="s-volume" name="volume" type="number" min="0.1" max="1" step="0.1" value="{volume:.1f}">
-{select_field("text_size", TEXT_SIZE_LABELS, elder.text_size or "large", "屏幕字号")}
-<button type="submit">保存设置</button></form></section>"""
+<form method="post" action="{base}/settings" class="stacked">{csrf}
+<p>{select_field("dialect", DIALECT_LABELS, elder.dialect, "方言")}</p>
+<p><label for="s-rate">语速（字/分钟，越小越慢）</label><input id="s-rate" name="rate_wpm" type="number" inputmode="numeric" min="60" max="200" step="10" value="{rate}"></p>
+<p><label for="s-volume">音量（0.1–1.0）</label><input id="s-volume" name="volume" type="number" inputmode="decimal" min="0.1" max="1" step="0.1" value="{volume:.1f}"></p>
+<p>{select_field("text_size", TEXT_SIZE_LABELS, elder.text_size or "large", "屏幕字号")}</p>
+<p><button type="submit">保存设置</button></p></form></section>
+</div>"""
     return page(f"{elder.name}的服务", body, principal=p, area="family", current="/family/", live="/family/events")
 
 

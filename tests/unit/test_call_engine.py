@@ -21,7 +21,7 @@ from assistant.fraud_guard.ledger import CallLedger
 from assistant.platform.db import create_engine_for
 from assistant.platform.store import PlatformStore
 from assistant.settings import StoreSettings, load_settings
-from telephony.call_jobs import CallJobStore
+from telephony.call_jobs import CallJobStore, NewJob
 from telephony.engine import CallEngine
 from telephony.gateway_service import ledger_marker, ledger_recorder
 from telephony.scheduler import CareCallRunner, CareSchedule, FamilyContact, TimeWindow
@@ -392,6 +392,23 @@ async def test_two_engines_share_one_database_without_double_dials(platform):
     assert a.stats.claimed > 0 and b.stats.claimed > 0  # both did work
     refs = await ledger_refs(p)
     assert len(refs) == len(set(refs)) == expected
+
+
+async def test_concurrent_claims_never_take_more_than_their_limit(platform):
+    """A node claims at most its free lines, however many other nodes claim at the same moment (on PostgreSQL
+    a plain ``IN (SELECT … LIMIT 4 FOR UPDATE SKIP LOCKED)`` let one claim take 12 rows)."""
+    p = platform
+    now = datetime(2026, 11, 23, 9, 0)
+    jobs = CallJobStore.for_engine(p.engine, now=lambda: now)
+    await jobs.plan([NewJob(job_key=f"c{i}:a1", chain=f"c{i}", kind="care_call", elder_id=p.elders[i % 3],
+                            number=f"10{i:02d}", not_before=now - timedelta(minutes=1)) for i in range(40)])
+    taken: list[int] = []
+    for _round in range(4):
+        got = await asyncio.gather(*(jobs.claim(f"n{k}", limit=3, lease_s=60) for k in range(5)))
+        assert all(len(g) <= 3 for g in got), [len(g) for g in got]
+        taken += [j.id for g in got for j in g]
+    assert len(taken) == len(set(taken)) == 40  # 4 rounds × 5 nodes × 3 lines ≥ 40: all taken, each once
+    assert all(r.claims == 1 for r in await jobs.jobs())
 
 
 def test_engine_refuses_a_lease_shorter_than_two_ticks():

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 
 import pytest
 
 from assistant import native_heap
-
-
-def _rss_mb() -> float:
-    with open(f"/proc/{os.getpid()}/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+from assistant.bench.proc_memory import rss_mb
 
 
 @pytest.mark.skipif(native_heap._LIBC is None, reason="not glibc")
@@ -29,9 +24,9 @@ def test_trim_returns_freed_heap_pages():
     keep = libc.malloc(100_000)  # the heap top stays in use: only trimming inside the heap helps
     for b in blocks:
         libc.free(b)
-    before = _rss_mb()
+    before = rss_mb()
     assert native_heap.trim_now() is True
-    after = _rss_mb()
+    after = rss_mb()
     libc.free(keep)
     assert before - after > 100, (before, after)
 
