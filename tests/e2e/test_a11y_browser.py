@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from assistant.console import users
-from assistant.console.app import SESSIONS_KEY, STORE_KEY, create_app
+from assistant.console.app import create_app
 from assistant.console.seed import seed_demo
+from assistant.services import SERVICES_KEY
 from tests.e2e.a11y import axe_violations, need_axe, sideways_overflow_px, small_targets
 from tests.e2e.test_console_browser import (
     ARGS,
@@ -45,11 +46,11 @@ async def test_console_and_family_portal_pass_axe_and_fit_a_phone(settings, tmp_
     app = create_app(settings)
     runner, base = await start_site(app)
     try:
-        store = app[STORE_KEY]
-        async with app[SESSIONS_KEY]() as db:
+        store = app[SERVICES_KEY].store
+        async with app[SERVICES_KEY].sessions() as db:
             demo = await seed_demo(db, audio_path=write_wav(tmp_path / "demo.wav"))
         elder_id, alert_id, _call_id = await seed_flagged_call(store, speech_wav(tmp_path))
-        async with app[SESSIONS_KEY]() as db:
+        async with app[SERVICES_KEY].sessions() as db:
             await users.create_user(db, username="sup", role="supervisor", password=PASSWORD, display_name="张主管")
             admin = await users.create_user(db, username="boss", role="admin", password=PASSWORD, display_name="刘管理员")
             await users.create_user(db, username="fam", role="family", password=PASSWORD, display_name="陈小红",
