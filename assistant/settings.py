@@ -52,6 +52,17 @@ class AudioSettings:
     # start recognising after this much silence instead of waiting for the end of the turn; the result is kept
     # when the turn ends without more speech (0 disables; only on an idle decode worker)
     early_asr_after_silence_s: float = 0.25
+    # end of turn by meaning (issue #19): after this much silence Smart Turn v3.2 (assistant/audio/smart_turn.py)
+    # judges from the audio whether the speaker has finished; 0 disables it (every turn then ends after
+    # vad_end_of_turn_silence_s, which is also the fallback when the model fails)
+    turn_decision_silence_s: float = 0.25
+    turn_complete_min_probability: float = 0.5  # Smart Turn's "finished" probability that ends the turn
+    # judged "not finished": keep listening this long in silence (elders pause mid-sentence to find a word);
+    # a call can lengthen it for a slow speaker (CallSession.end_of_turn_max_silence_s)
+    turn_incomplete_max_silence_s: float = 1.5
+    # closed prompts (yes/no read-backs, keypad menus: CallSession.expect) end sooner
+    turn_closed_min_probability: float = 0.3
+    turn_closed_max_silence_s: float = 0.6
     vad_min_volume: float = 0.0  # pipecat's extra volume gate; 0 lets webrtcvad decide
     max_utterance_s: float = 30.0
     no_input_timeout_s: float = 8.0
