@@ -245,8 +245,10 @@ failure_route[NEXT_GATEWAY] {{
 
 
 def rtpengine_argv(*, exe: str, ng_port: int, port_min: int, port_max: int, pidfile: Path) -> list[str]:
-    """rtpengine in userspace (no kernel table), on loopback: media on 127.0.0.1, ng control on ``ng_port``.
+    """rtpengine in userspace (no kernel table), on loopback: media on 127.0.0.1, ng control on ``ng_port``
+    (UDP) and nothing else (``--config-file=none``: not Debian's /etc/rtpengine/rtpengine.conf, whose CLI and
+    HTTP ports would clash between two instances).
     Log level 6 (info): the SDP (and so the SDES keys) is only dumped at 7 (debug)."""
-    return [exe, "--foreground", "--log-stderr", "--table=-1", "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{ng_port}",
+    return [exe, "--config-file=none", "--foreground", "--log-stderr", "--table=-1", "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{ng_port}",
             f"--port-min={port_min}", f"--port-max={port_max}", "--log-level=6", "--num-threads=2", "--no-redis-required",
             f"--pidfile={pidfile}", "--delete-delay=0"]

@@ -423,6 +423,82 @@ class KamailioDispatcher(_Kamailio):
                                rtpengine_ng_port=self.rtpengine_ng_port, strict_media_source=self.strict_media_source)
 
 
+# a carrier's session border controller, for the bench's encrypted path: plain SIP/RTP from the caller (sipp) in,
+# SIP over TLS with SDES-SRTP out to the edge's trunk (its own rtpengine does RTP ↔ SRTP); in-dialog requests
+# follow the Record-Route set (the caller sends Route headers)
+KAMAILIO_CARRIER_CFG = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children=2
+tcp_children=2
+auto_aliases=no
+listen=udp:127.0.0.1:{port}
+listen=tls:127.0.0.1:{tls_port}
+enable_tls=yes
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "tls.so"
+modparam("tls", "certificate", "{cert}")
+modparam("tls", "private_key", "{key}")
+modparam("tls", "tls_method", "TLSv1.2+")
+modparam("tls", "verify_certificate", 0)
+loadmodule "rtpengine.so"
+modparam("rtpengine", "rtpengine_sock", "udp:127.0.0.1:{ng_port}")
+modparam("rr", "append_fromtag", 1)
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (has_totag()) {{
+        if (loose_route()) {{
+            if (is_method("BYE")) {{ rtpengine_delete(); }}
+            t_relay();
+            exit;
+        }}
+        if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+    if (is_method("INVITE")) {{
+        record_route();
+        rtpengine_offer("trust-address replace-origin replace-session-connection ICE=remove transport-protocol=RTP/SAVP");
+        t_on_reply("MEDIA");
+    }}
+    $du = "sip:127.0.0.1:{edge_port};transport=tls";
+    t_relay();
+}}
+
+onreply_route[MEDIA] {{
+    if (status =~ "(18[03])|(2[0-9][0-9])" && has_body("application/sdp")) {{
+        rtpengine_answer("trust-address replace-origin replace-session-connection ICE=remove");
+    }}
+}}
+"""
+
+
+@dataclass(kw_only=True)
+class KamailioCarrier(_Kamailio):
+    """A carrier's SBC in front of the edge (bench): plain SIP/RTP in on ``port``, TLS + SDES-SRTP out to the
+    edge's TLS trunk on ``edge_port``, media through rtpengine ``rtpengine_ng_port``."""
+
+    edge_port: int
+    tls: TlsFiles
+    rtpengine_ng_port: int
+    tls_port: int = 0
+
+    def config(self) -> str:
+        self.tls_port = self.tls_port or free_tcp_port()
+        return KAMAILIO_CARRIER_CFG.format(port=self.port, tls_port=self.tls_port, cert=self.tls.cert_file, key=self.tls.key_file,
+                                           ng_port=self.rtpengine_ng_port, edge_port=self.edge_port)
+
+
 @dataclass(kw_only=True)
 class Rtpengine:
     """rtpengine (Debian ``rtpengine-daemon``) in userspace on 127.0.0.1: the edge's media anchor and SRTP end.
