@@ -38,6 +38,12 @@ class AsrError(AssistantError):
     code = "asr_failed"
 
 
+class SmartTurnError(AssistantError):
+    """The end-of-turn model could not judge a turn (the fixed end-of-turn silence decides instead)."""
+
+    code = "smart_turn_failed"
+
+
 class DialogueError(AssistantError):
     """Rasa is down, slow or answered something we cannot use."""
 

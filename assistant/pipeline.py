@@ -1,6 +1,6 @@
 """One pipecat pipeline per call or smart-screen session.
 
-    input transport → VAD (webrtcvad) → STT → fraud guard → dialogue (Rasa) → PII gate → TTS → reply tap → output
+    input transport → VAD (webrtcvad) → end of turn (Smart Turn) → STT → fraud guard → dialogue (Rasa) → PII gate → TTS → reply tap → output
 
 ``build_call_pipeline`` wires the stages around a ``CallSession``; transports (SIP gateway, smart-screen
 WebSocket, sounddevice, or a WAV file in ``simulate``) supply the ends.
@@ -20,6 +20,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 
 from assistant.asr.stt_service import AssistantSTTService
+from assistant.audio.end_of_turn import EndOfTurnProcessor
 from assistant.audio.recording import CallAudioRecorder
 from assistant.audio.vad import PauseAwareVADProcessor, WebRtcVadAnalyzer, vad_params
 from assistant.call_recorder import BotAudioTap, CallLifecycle, CallRecorder
@@ -30,7 +31,7 @@ from assistant.fraud_guard.guard import FraudGuard
 from assistant.fraud_guard.pii_gate import PiiGate, PiiPolicy, personal_data_of
 from assistant.phrases import Phrasebook
 from assistant.session import CallSession
-from assistant.settings import Settings
+from assistant.settings import AudioSettings, Settings
 from assistant.tts.service import AssistantTTSService
 from assistant.turns import TurnListener, TurnTracker
 
@@ -141,11 +142,7 @@ def build_call_pipeline(
         audio = call_audio_recorder(recorder.audio_path(), settings=settings)
         recording.append(CallLifecycle(recorder=recorder, recording=audio))
         bot_tap.append(BotAudioTap(recording=audio))
-    vad = PauseAwareVADProcessor(
-        vad_analyzer=WebRtcVadAnalyzer(aggressiveness=settings.audio.vad_aggressiveness, params=vad_params(settings.audio)),
-        pause_s=settings.audio.early_asr_after_silence_s,
-        audio_idle_timeout=0,
-    )
+    turn_taking = turn_taking_stages(session=session, audio=settings.audio)
     guard = (
         services.fraud_guard_factory(session)
         if services.fraud_guard_factory is not None
@@ -154,7 +151,7 @@ def build_call_pipeline(
     gate = PiiGate(session=session, policy=PiiPolicy(phrases=Phrasebook(platform_name=settings.platform.name)))
     opening = CallOpening(session=session, services=services, gate=gate, guard=guard)
     stages: list[FrameProcessor] = [
-        vad,
+        *turn_taking,
         opening,
         *recording,
         AssistantSTTService(session=session, settings=settings, tracker=tracker),
@@ -176,6 +173,20 @@ def build_call_pipeline(
         stages = [transport.input(), *stages, transport.output()]
     stages += bot_tap  # after the output transport: the bot's audio as it went out
     return CallPipeline(pipeline=Pipeline(stages), session=session, tracker=tracker, recording=audio, guard=guard)
+
+
+def turn_taking_stages(*, session: CallSession, audio: AudioSettings) -> list[FrameProcessor]:
+    """VAD, then (unless ``turn_decision_silence_s`` is 0) the end of turn by meaning (issue #19)."""
+    smart = audio.turn_decision_silence_s > 0
+    vad = PauseAwareVADProcessor(
+        vad_analyzer=WebRtcVadAnalyzer(
+            aggressiveness=audio.vad_aggressiveness,
+            params=vad_params(audio, stop_s=audio.turn_decision_silence_s if smart else None),
+        ),
+        pause_s=0 if smart else audio.early_asr_after_silence_s,  # EndOfTurnProcessor announces the pause
+        audio_idle_timeout=0,
+    )
+    return [vad, EndOfTurnProcessor(session=session, audio=audio)] if smart else [vad]
 
 
 def call_audio_recorder(path, *, settings: Settings) -> CallAudioRecorder:

@@ -32,6 +32,9 @@ class CallSession:
     heard_speaker: Literal["callee", "caller"] = "callee"
     # what the bot just asked: "yes_no" (a read-back to confirm), "menu" (keypad menu) or None (open)
     expect: str | None = None
+    # a slow speaker's longer wait in silence when Smart Turn judges a turn unfinished (None: the setting
+    # audio.turn_incomplete_max_silence_s)
+    end_of_turn_max_silence_s: float | None = None
     # the form slot Rasa just asked for (custom event "asking"): answers to it are slot values, not requests
     asking_slot: str | None = None
     # an uncertain emergency was asked about ("do you need help?"): what raised it, until it is answered

@@ -52,6 +52,17 @@ class AudioSettings:
     # start recognising after this much silence instead of waiting for the end of the turn; the result is kept
     # when the turn ends without more speech (0 disables; only on an idle decode worker)
     early_asr_after_silence_s: float = 0.25
+    # end of turn by meaning (issue #19): after this much silence Smart Turn v3.2 (assistant/audio/smart_turn.py)
+    # judges from the audio whether the speaker has finished; 0 disables it (every turn then ends after
+    # vad_end_of_turn_silence_s, which is also the fallback when the model fails)
+    turn_decision_silence_s: float = 0.25
+    turn_complete_min_probability: float = 0.5  # Smart Turn's "finished" probability that ends the turn
+    # judged "not finished": keep listening this long in silence (elders pause mid-sentence to find a word);
+    # a call can lengthen it for a slow speaker (CallSession.end_of_turn_max_silence_s)
+    turn_incomplete_max_silence_s: float = 1.5
+    # closed prompts (yes/no read-backs, keypad menus: CallSession.expect) end sooner
+    turn_closed_min_probability: float = 0.3
+    turn_closed_max_silence_s: float = 0.6
     vad_min_volume: float = 0.0  # pipecat's extra volume gate; 0 lets webrtcvad decide
     max_utterance_s: float = 30.0
     no_input_timeout_s: float = 8.0
@@ -286,6 +297,27 @@ class TelephonySettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EdgeSettings:
+    """The SIP edge in front of the gateway workers (telephony.edge, issue #25): kamailio (dispatcher, SIP over
+    TLS) and rtpengine (media anchor; SRTP with the trunk, plain RTP to the workers)."""
+
+    # one trunk per entry, "name:transport:port:srtp": transport udp | tls, srtp off | optional | mandatory
+    # (optional: SRTP when the caller offers it, RTP/SAVP or RTP/AVP + a=crypto). ASSISTANT_EDGE_TRUNKS=
+    # carrier:tls:5061:mandatory,pbx:udp:5060:off
+    trunks: tuple[str, ...] = ("carrier:tls:5061:mandatory", "pbx:udp:5060:off")
+    sip_port: int = 5080  # the dispatcher's plain UDP port (internal network: media goes to the workers directly)
+    # the TLS certificate and key (PEM); "" = var/edge/edge.crt / edge.key, the self-signed demo pair that
+    # scripts/make-edge-cert.sh makes at set-up. The key is read by kamailio only, never logged
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    rtpengine_ng_port: int = 2223  # rtpengine's control socket (ng protocol) on 127.0.0.1
+    rtpengine_port_min: int = 30000  # rtpengine's media ports (both legs of every anchored call)
+    rtpengine_port_max: int = 30999
+    # rtpengine latches on a trunk caller's first media packet and then drops packets from any other address
+    strict_media_source: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
 class HandoverSettings:
     """A person answers (issue #16): the elder's live call bridged to an operator's SIP phone, then family,
     then the duty phone. No ``operator_uris`` = no live hand-over (the operator alert is raised as before)."""
@@ -376,6 +408,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     fraud: FraudSettings = field(default_factory=FraudSettings)
     telephony: TelephonySettings = field(default_factory=TelephonySettings)
+    edge: EdgeSettings = field(default_factory=EdgeSettings)
     sms: SmsSettings = field(default_factory=SmsSettings)
     handover: HandoverSettings = field(default_factory=HandoverSettings)
     screening: ScreeningSettings = field(default_factory=ScreeningSettings)

@@ -95,6 +95,9 @@ fi
 # 5. database schema
 .venv/bin/assistant db upgrade
 
+# 5b. the SIP edge's self-signed TLS pair for the demo (kamailio over TLS; kept once made; own files: edge.tls_*)
+scripts/make-edge-cert.sh "${ASSISTANT_VAR_DIR:-var}/edge"
+
 # 6. the Rasa model, trained only when intents/ changed
 .venv/bin/assistant rasa train --if-changed
 say "ready"

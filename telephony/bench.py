@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -89,24 +90,28 @@ _NO_BODY = """Content-Length: 0
 
 
 def sipp_send(method: str, cseq: int, *, sdp: bool, to_tag: bool = True, contact: bool = True,
-              retrans: bool = True) -> str:
+              retrans: bool = True, route_set: bool = False) -> str:
     """One request of the sipp caller (a scenario's ``<send>``): ``sdp`` adds the caller's SDP (PCMA +
-    telephone-event 101); ``to_tag`` puts the gateway's tag in To (every in-dialog request)."""
+    telephone-event 101); ``to_tag`` puts the gateway's tag in To (every in-dialog request); ``route_set``:
+    an in-dialog request goes to the far end's Contact with the 200's Record-Route set (through proxies)."""
     headers = _DIALOG_HEADERS.format(cseq=f"{cseq} {method}", to_tag="[peer_tag_param]" if to_tag else "")
     contact_line = "Contact: <sip:bench@[local_ip]:[local_port]>\n" if contact else ""
+    target, routes = ("[next_url]", "[routes]\n") if route_set and to_tag else ("sip:assistant@[remote_ip]:[remote_port]", "")
     return f"""  <send{' retrans="500"' if retrans else ''}><![CDATA[
 
-{method} sip:assistant@[remote_ip]:[remote_port] SIP/2.0
-{headers}{contact_line}Max-Forwards: 70
+{method} {target} SIP/2.0
+{headers}{routes}{contact_line}Max-Forwards: 70
 {_SDP if sdp else _NO_BODY}
   ]]></send>
 """
 
 
-def sipp_recv_ok(*, offer_formats: str | None = None) -> str:
-    """sipp waits for the 200 OK; ``offer_formats`` (e.g. "0 8 101"): its SDP must offer these payload types."""
+def sipp_recv_ok(*, offer_formats: str | None = None, route_set: bool = False) -> str:
+    """sipp waits for the 200 OK; ``offer_formats`` (e.g. "0 8 101"): its SDP must offer these payload types;
+    ``route_set``: its Record-Route set is kept for the in-dialog requests."""
     if offer_formats is None:
-        return '  <recv response="200" rtd="true"/>\n'
+        rrs = ' rrs="true"' if route_set else ""
+        return f'  <recv response="200" rtd="true"{rrs}/>\n'
     return (
         '  <recv response="200" rtd="true">\n    <action>\n'
         f'      <ereg regexp="m=audio [0-9]+ RTP/AVP {offer_formats}" search_in="body" check_it="true" assign_to="offer"/>\n'
@@ -114,18 +119,20 @@ def sipp_recv_ok(*, offer_formats: str | None = None) -> str:
     )
 
 
-def sipp_scenario(plays: str, *, late_offer: bool = False, answer_in_ack: bool = True, bye_cseq: int = 2) -> str:
+def sipp_scenario(plays: str, *, late_offer: bool = False, answer_in_ack: bool = True, bye_cseq: int = 2,
+                  route_set: bool = False) -> str:
     """A sipp caller: INVITE → 200 → ACK → ``plays`` (sipp actions) → BYE. The caller offers PCMA +
     telephone-event 101 in the INVITE; ``late_offer``: the INVITE has no SDP, the 200 OK must offer
     PCMU/PCMA/telephone-event (sipp fails otherwise) and the ACK carries the answer — or, with
     ``answer_in_ack=False``, no answer, and sipp then expects the gateway's BYE instead of playing.
-    ``bye_cseq``: the BYE's CSeq (``plays`` holding in-dialog requests of its own takes 2 and up)."""
+    ``bye_cseq``: the BYE's CSeq (``plays`` holding in-dialog requests of its own takes 2 and up).
+    ``route_set``: ACK and BYE follow the 200's Record-Route (a call through proxies, e.g. the encrypted edge)."""
     text = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="elder speaks for a while">
 {sipp_send("INVITE", 1, sdp=not late_offer, to_tag=False)}  <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
-{sipp_recv_ok(offer_formats="0 8 101" if late_offer else None)}{
-sipp_send("ACK", 1, sdp=late_offer and answer_in_ack, retrans=False)}"""
+{sipp_recv_ok(offer_formats="0 8 101" if late_offer else None, route_set=route_set)}{
+sipp_send("ACK", 1, sdp=late_offer and answer_in_ack, retrans=False, route_set=route_set)}"""
     if late_offer and not answer_in_ack:
         return text + """  <recv request="BYE"/>
   <send><![CDATA[
@@ -142,7 +149,7 @@ Content-Length: 0
 </scenario>
 """
     return text + f"""{plays}
-{sipp_send("BYE", bye_cseq, sdp=False, contact=False)}  <recv response="200" crlf="true"/>
+{sipp_send("BYE", bye_cseq, sdp=False, contact=False, route_set=route_set)}  <recv response="200" crlf="true"/>
 </scenario>
 """
 
@@ -270,13 +277,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--pipeline real: every caller is an enrolled Mandarin-speaking elder (a throwaway SQLite "
                              "store seeded with the callers' numbers), as most of a care platform's callers are: "
                              "known greeting, dialect from the profile, one decode per utterance")
+    parser.add_argument("--edge", choices=["none", "tls-srtp"], default="none",
+                        help="tls-srtp: the same calls through the plain path and then through the encrypted edge "
+                             "(a carrier's SBC → kamailio TLS trunk, SRTP mandatory → rtpengine → plain RTP to the "
+                             "gateway), one run; prints both and the p95 ratio")
     parser.add_argument("--reply-pause", type=float, default=REPLY_PAUSE_S,
                         help=f"--speech mandarin: silence after each utterance for the bot's reply (default {REPLY_PAUSE_S})")
 
 
-def scenario_text(seconds: float, speech: CallerSpeech | None = None) -> str:
+def scenario_text(seconds: float, speech: CallerSpeech | None = None, *, route_set: bool = False) -> str:
     speech = speech or debian_speech(seconds)
-    return SCENARIO.replace("{plays}", "".join(PLAY.format(pcap=p, ms=ms) for p, ms in speech.plays))
+    return sipp_scenario("{plays}", route_set=route_set).replace("{plays}", "".join(PLAY.format(pcap=p, ms=ms) for p, ms in speech.plays))
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -297,9 +308,35 @@ def _machine_busy_s() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+EDGE_PATHS = ("plain", "tls-srtp")
+
+
+@contextlib.asynccontextmanager
+async def encrypted_edge(*, gateway_port: int, workdir: Path, settings):
+    """The encrypted path to ``gateway_port``, yielding the port sipp calls: a carrier's SBC (kamailio +
+    rtpengine: plain SIP/RTP in, SIP over TLS + SDES-SRTP out) → the edge (``telephony.edge``: kamailio TLS
+    trunk with SRTP mandatory + rtpengine, plain RTP to the worker) → the gateway. Also yields the edge's
+    kamailio (its log counts the calls whose media it anchored with SRTP)."""
+    from telephony.edge import EdgeTrunk, make_demo_cert
+    from telephony.peers import KamailioCarrier, KamailioDispatcher, Rtpengine, free_tcp_port
+
+    tls = await make_demo_cert(workdir / "certs")
+    trunk = EdgeTrunk(name="carrier", transport="tls", port=free_tcp_port(), srtp="mandatory")
+    async with contextlib.AsyncExitStack() as stack:
+        edge_media = await stack.enter_async_context(Rtpengine(workdir=workdir / "edge-rtpengine"))
+        edge = await stack.enter_async_context(KamailioDispatcher(
+            workdir=workdir / "edge-kamailio", gateways=[f"127.0.0.1:{gateway_port}"], trunks=(trunk,), tls=tls,
+            rtpengine_ng_port=edge_media.ng_port, strict_media_source=settings.edge.strict_media_source))
+        carrier_media = await stack.enter_async_context(Rtpengine(workdir=workdir / "carrier-rtpengine"))
+        carrier = await stack.enter_async_context(KamailioCarrier(
+            workdir=workdir / "carrier-kamailio", edge_port=trunk.port, tls=tls, rtpengine_ng_port=carrier_media.ng_port))
+        await asyncio.sleep(1.2)  # the dispatcher's first OPTIONS ping marks the worker up
+        yield carrier.port, edge
+
+
 async def bench(
     *, concurrent: int, seconds: float, pipeline: str = "bot", stagger: bool = False, speech: str = "debian",
-    reply_pause_s: float = REPLY_PAUSE_S, known: bool = False,
+    reply_pause_s: float = REPLY_PAUSE_S, known: bool = False, path: str = "plain",
 ) -> dict:
     from dataclasses import replace
 
@@ -337,15 +374,19 @@ async def bench(
             gateway = Gateway(settings=settings, pipeline_factory=factory,
                               directory=runtime.services.store if known else None)
             scenario = Path(tmp) / "bench.xml"
-            scenario.write_text(scenario_text(seconds, caller))
+            scenario.write_text(scenario_text(seconds, caller, route_set=path != "plain"))
             # sipp starts `rate` calls per `-rp` period: all within 1 s, or spread over one conversation cycle
             cycle_s = caller.cycle_s if stagger else 1.0
-            async with gateway:
+            async with gateway, contextlib.AsyncExitStack() as stack:
+                target_port, edge = gateway.endpoint.port, None
+                if path == "tls-srtp":
+                    target_port, edge = await stack.enter_async_context(
+                        encrypted_edge(gateway_port=gateway.endpoint.port, workdir=Path(tmp) / "edge", settings=settings))
                 cpu0 = time.process_time()
                 busy0 = await asyncio.to_thread(_machine_busy_s)
                 t0 = time.monotonic()
                 async with SippRun(
-                    scenario=scenario, target=f"127.0.0.1:{gateway.endpoint.port}", workdir=Path(tmp) / "sipp",
+                    scenario=scenario, target=f"127.0.0.1:{target_port}", workdir=Path(tmp) / "sipp",
                     calls=concurrent, rate=max(concurrent, 1), concurrent=concurrent, timeout_s=seconds + 30 + cycle_s,
                     extra=("-trace_stat", "-stf", str(Path(tmp) / "stat.csv"), "-rp", str(int(cycle_s * 1000))),
                 ) as sipp:
@@ -358,6 +399,9 @@ async def bench(
                 wall = time.monotonic() - t0
                 cpu = time.process_time() - cpu0
                 busy1 = await asyncio.to_thread(_machine_busy_s)
+                edge_log = await asyncio.to_thread(edge.log) if edge else None
+                srtp_calls = None if edge_log is None else sum(
+                    "srtp=mandatory" in line and "media anchored" in line for line in edge_log.splitlines())
         finally:
             if runtime_cm is not None:
                 await runtime_cm.__aexit__(None, None, None)
@@ -393,6 +437,8 @@ async def bench(
         "staggered": stagger,
         "callers": "known" if known else "unknown",
         "callers_identified": sum(r.elder_id is not None for r in gateway.reports),
+        "path": path,
+        **({"edge_srtp_calls": srtp_calls} if srtp_calls is not None else {}),
         "sipp_exit": rc,
     }
     if rc != 0:
@@ -407,15 +453,38 @@ def check_tools() -> None:
         raise SetupError(f"{PCAP} is missing (Debian package sip-tester)")
 
 
+def compare_paths(results: dict[str, dict]) -> dict:
+    """Both paths' results and how the encrypted one compares: p95 turn latency ratio, dropped calls."""
+    plain, enc = results["plain"]["turn_latency_p95_ms"], results["tls-srtp"]["turn_latency_p95_ms"]
+    return {**results,
+            "p95_ratio_tls_srtp_to_plain": round(enc / plain, 3) if plain and enc is not None else None,
+            "dropped": results["plain"]["dropped"] + results["tls-srtp"]["dropped"]}
+
+
 def run(args: argparse.Namespace) -> int:
     check_tools()
-    result = asyncio.run(
-        bench(concurrent=args.concurrent, seconds=args.seconds, pipeline=args.pipeline, stagger=args.stagger,
-              speech=getattr(args, "speech", "debian"), reply_pause_s=getattr(args, "reply_pause", REPLY_PAUSE_S),
-              known=getattr(args, "known", False))
-    )
+    edge = getattr(args, "edge", "none")
+    if edge != "none":
+        from telephony.peers import program
+
+        program("kamailio")
+        program("rtpengine")
+    kwargs = dict(concurrent=args.concurrent, seconds=args.seconds, pipeline=args.pipeline, stagger=args.stagger,
+                  speech=getattr(args, "speech", "debian"), reply_pause_s=getattr(args, "reply_pause", REPLY_PAUSE_S),
+                  known=getattr(args, "known", False))
+
+    async def both() -> dict:
+        return compare_paths({p: await bench(**kwargs, path=p) for p in EDGE_PATHS})
+
+    result = asyncio.run(both() if edge != "none" else bench(**kwargs))
     if args.json:
         print(json.dumps(result), flush=True)
+    elif edge != "none":
+        keys = ("completed", "dropped", "turns", "turns_spoken", "turn_latency_p50_ms", "turn_latency_p95_ms", "cpu_pct", "machine_cpu_pct", "load_1m")
+        print(f"{'':>22}  {'plain':>14}  {'tls-srtp':>14}")
+        for k in keys:
+            print(f"{k:>22}: {result['plain'][k]!s:>14}  {result['tls-srtp'][k]!s:>14}")
+        print(f"{'p95 ratio':>22}: {result['p95_ratio_tls_srtp_to_plain']}")
     else:
         for k, v in result.items():
             print(f"{k:>22}: {v}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistant.errors import SetupError
+from telephony.edge import EdgeTrunk, TlsFiles, kamailio_config, rtpengine_argv
 
 SIPP_PCAP_DIR = Path("/usr/share/sip-tester")
 
@@ -59,7 +60,8 @@ def free_tcp_port() -> int:
 def program(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise SetupError(f"{name} is not installed (Debian package: {'sip-tester' if name == 'sipp' else name})")
+        package = {"sipp": "sip-tester", "rtpengine": "rtpengine-daemon"}.get(name, name)
+        raise SetupError(f"{name} is not installed (Debian package: {package})")
     return path
 
 
@@ -318,39 +320,6 @@ _KAMAILIO_IN_DIALOG = """    if (!mf_process_maxfwd_header("10")) {{ sl_send_rep
     if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
 """
 
-KAMAILIO_CFG = _KAMAILIO_GLOBALS + _KAMAILIO_MODULES + """loadmodule "dispatcher.so"
-modparam("tm", "fr_timer", {fr_timer_ms})
-modparam("tm", "fr_inv_timer", 60000)
-modparam("rr", "append_fromtag", 1)
-modparam("dispatcher", "list_file", "{list_file}")
-modparam("dispatcher", "flags", 2)
-modparam("dispatcher", "ds_ping_interval", 1)
-modparam("dispatcher", "ds_probing_mode", 1)
-modparam("dispatcher", "ds_probing_threshold", 1)
-modparam("dispatcher", "ds_inactive_threshold", 1)
-modparam("dispatcher", "ds_ping_from", "sip:dispatcher@127.0.0.1:{port}")
-
-request_route {{
-""" + _KAMAILIO_IN_DIALOG + """    if (is_method("OPTIONS") && uri==myself && $rU==$null) {{ sl_send_reply("200", "OK"); exit; }}
-    if (is_method("INVITE")) {{ record_route(); }}
-    # 4 = round robin over the gateway workers that answer OPTIONS pings
-    if (!ds_select_dst("1", "4", "2")) {{ sl_send_reply("503", "No gateway available"); exit; }}
-    xlog("L_INFO", "dispatch $rm $ci to $du\\n");
-    t_on_failure("NEXT_GATEWAY");
-    t_relay();
-    exit;
-}}
-
-failure_route[NEXT_GATEWAY] {{
-    if (t_is_canceled()) {{ exit; }}
-    if (t_check_status("408|500|503") && ds_next_dst()) {{
-        xlog("L_WARN", "gateway failed, retrying $ci on $du\\n");
-        t_on_failure("NEXT_GATEWAY");
-        t_relay();
-    }}
-}}
-"""
-
 KAMAILIO_REGISTRAR_CFG = _KAMAILIO_GLOBALS + """alias="127.0.0.1:{port}"
 """ + _KAMAILIO_MODULES + """loadmodule "usrloc.so"
 loadmodule "registrar.so"
@@ -434,16 +403,143 @@ class _Kamailio:
 
 @dataclass(kw_only=True)
 class KamailioDispatcher(_Kamailio):
-    """kamailio as a stateless-ish SIP dispatcher (round robin + OPTIONS probing + failover) in front of
-    gateway workers ``gateways`` (host:port each)."""
+    """kamailio as the platform's SIP edge (``telephony.edge``): a dispatcher (round robin + OPTIONS probing +
+    failover) in front of gateway workers ``gateways`` (host:port each) on ``port``, and per ``trunks`` entry a
+    UDP or TLS socket whose calls' media rtpengine (``rtpengine_ng_port``) anchors, with the trunk's SRTP policy."""
 
     gateways: list[str]
     fr_timer_ms: int = 1500
+    trunks: tuple[EdgeTrunk, ...] = ()
+    tls: TlsFiles | None = None
+    rtpengine_ng_port: int = 0
+    strict_media_source: bool = True
 
     def config(self) -> str:
         ds = self.workdir / "dispatcher.list"
         ds.write_text("".join(f"1 sip:{g}\n" for g in self.gateways))
-        return KAMAILIO_CFG.format(port=self.port, list_file=ds, fr_timer_ms=self.fr_timer_ms)
+        if self.tls is not None:
+            self.tls.check()
+        return kamailio_config(port=self.port, list_file=ds, fr_timer_ms=self.fr_timer_ms, trunks=self.trunks, tls=self.tls,
+                               rtpengine_ng_port=self.rtpengine_ng_port, strict_media_source=self.strict_media_source)
+
+
+# a carrier's session border controller, for the bench's encrypted path: plain SIP/RTP from the caller (sipp) in,
+# SIP over TLS with SDES-SRTP out to the edge's trunk (its own rtpengine does RTP ↔ SRTP); in-dialog requests
+# follow the Record-Route set (the caller sends Route headers)
+KAMAILIO_CARRIER_CFG = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children=2
+tcp_children=2
+auto_aliases=no
+listen=udp:127.0.0.1:{port}
+listen=tls:127.0.0.1:{tls_port}
+enable_tls=yes
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "tls.so"
+modparam("tls", "certificate", "{cert}")
+modparam("tls", "private_key", "{key}")
+modparam("tls", "tls_method", "TLSv1.2+")
+modparam("tls", "verify_certificate", 0)
+loadmodule "rtpengine.so"
+modparam("rtpengine", "rtpengine_sock", "udp:127.0.0.1:{ng_port}")
+modparam("rr", "append_fromtag", 1)
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (has_totag()) {{
+        if (loose_route()) {{
+            if (is_method("BYE")) {{ rtpengine_delete(); }}
+            t_relay();
+            exit;
+        }}
+        if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+    if (is_method("INVITE")) {{
+        record_route();
+        rtpengine_offer("trust-address replace-origin replace-session-connection ICE=remove transport-protocol=RTP/SAVP");
+        t_on_reply("MEDIA");
+    }}
+    $du = "sip:127.0.0.1:{edge_port};transport=tls";
+    t_relay();
+}}
+
+onreply_route[MEDIA] {{
+    if (status =~ "(18[03])|(2[0-9][0-9])" && has_body("application/sdp")) {{
+        rtpengine_answer("trust-address replace-origin replace-session-connection ICE=remove");
+    }}
+}}
+"""
+
+
+@dataclass(kw_only=True)
+class KamailioCarrier(_Kamailio):
+    """A carrier's SBC in front of the edge (bench): plain SIP/RTP in on ``port``, TLS + SDES-SRTP out to the
+    edge's TLS trunk on ``edge_port``, media through rtpengine ``rtpengine_ng_port``."""
+
+    edge_port: int
+    tls: TlsFiles
+    rtpengine_ng_port: int
+    tls_port: int = 0
+
+    def config(self) -> str:
+        self.tls_port = self.tls_port or free_tcp_port()
+        return KAMAILIO_CARRIER_CFG.format(port=self.port, tls_port=self.tls_port, cert=self.tls.cert_file, key=self.tls.key_file,
+                                           ng_port=self.rtpengine_ng_port, edge_port=self.edge_port)
+
+
+@dataclass(kw_only=True)
+class Rtpengine:
+    """rtpengine (Debian ``rtpengine-daemon``) in userspace on 127.0.0.1: the edge's media anchor and SRTP end.
+    ``ng_port``: its control socket (kamailio's rtpengine module); media ports from ``port_min``..``port_max``."""
+
+    workdir: Path
+    ng_port: int = 0
+    port_min: int = 0
+    port_max: int = 0
+    proc: asyncio.subprocess.Process | None = field(default=None, init=False)
+
+    async def __aenter__(self) -> Rtpengine:
+        exe = program("rtpengine")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.ng_port = self.ng_port or free_udp_port()
+        if not self.port_min:
+            self.port_min = free_udp_port(even=True)
+            self.port_max = min(self.port_min + 400, 65534)
+        argv = rtpengine_argv(exe=exe, ng_port=self.ng_port, port_min=self.port_min, port_max=self.port_max,
+                              pidfile=self.workdir / "rtpengine.pid")
+        log = _log_fd(self.workdir / "rtpengine.log")
+        try:
+            self.proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT)
+        finally:
+            os.close(log)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5.0
+        while "Startup complete" not in self.log():
+            if self.proc.returncode is not None or loop.time() > deadline:
+                await _stop_process(self.proc)
+                raise SetupError(f"rtpengine did not start: {self.log()[-800:]}")
+            await asyncio.sleep(0.05)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self.proc is not None:
+            await _stop_process(self.proc, grace_s=3.0)
+
+    def log(self) -> str:
+        p = self.workdir / "rtpengine.log"
+        return p.read_text(errors="replace") if p.exists() else ""
 
 
 @dataclass(kw_only=True)

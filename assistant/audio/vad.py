@@ -20,11 +20,13 @@ VAD_FRAME_MS = 30
 SUPPORTED_RATES_HZ = (8000, 16000, 32000, 48000)
 
 
-def vad_params(audio: AudioSettings) -> VADParams:
+def vad_params(audio: AudioSettings, *, stop_s: float | None = None) -> VADParams:
+    """``stop_s``: silence that ends speech (default the end-of-turn silence; the short decision silence when
+    ``assistant.audio.end_of_turn`` decides the end of the turn)."""
     return VADParams(
         confidence=0.5,
         start_secs=audio.vad_start_s,
-        stop_secs=audio.vad_end_of_turn_silence_s,
+        stop_secs=stop_s or audio.vad_end_of_turn_silence_s,
         min_volume=audio.vad_min_volume,
     )
 

@@ -64,6 +64,8 @@ ALERT_KINDS = (
     "misunderstanding",
     # an emergency the dialogue heard but could not confirm (issue #27): a person calls back, the family is not told
     "unconfirmed_emergency",
+    # the elder pressed "按错了，取消" after a screen SOS (issue #26): the operator's call-back task
+    "sos_cancelled",
 )
 ALERT_SEVERITIES = ("info", "warning", "urgent", "critical")
 ALERT_STATUSES = ("open", "acknowledged", "resolved", "false_alarm")

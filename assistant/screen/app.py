@@ -30,7 +30,7 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 from loguru import logger
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, StoreError
 from assistant.pipeline import build_call_pipeline, pipeline_worker
 from assistant.screen.protocol import (
     BUTTON_TEXTS,
@@ -59,6 +59,10 @@ WS_CLOSE_REVOKED = 4403  # close code sent to a page whose device token was revo
 PUSH_HOLD_S = 600.0  # a pushed "platform is calling" notice outlives ledger refreshes this long
 # the alert reaches the operators at once; family hear from them / by SMS when one is configured (issue #16)
 SOS_TEXT = "已通知服务中心值班人员，请别着急，马上有人联系您"
+# "按错了，取消" is offered this long after an SOS (the server allows a few seconds more for the network)
+SOS_CANCEL_WINDOW_S = 10.0
+SOS_CANCEL_GRACE_S = 5.0
+SOS_CANCELLED_TEXT = "已取消。值班人员还会打电话给您，确认您平安"
 
 
 class ScreenError(AssistantError):
@@ -251,6 +255,7 @@ async def screen_page(request: web.Request) -> web.Response:
         "sosPath": f"/screen/{elder_id}/sos",
         "statusPath": f"/screen/{elder_id}/status",
         "workletPath": "/screen/static/mic-worklet.js",
+        "sosCancelS": SOS_CANCEL_WINDOW_S,
     }
     page = (STATIC_DIR / "screen.html").read_text(encoding="utf-8")
     page = (
@@ -273,6 +278,28 @@ async def sos(request: web.Request) -> web.Response:
             await conn.transport.interrupt()
         await conn.link.send(SosResult(ok=True, alert_id=alert_id, text=SOS_TEXT))
     return web.json_response({"ok": True, "alert_id": alert_id, "text": SOS_TEXT}, status=201)
+
+
+async def sos_cancel(request: web.Request) -> web.Response:
+    """"按错了，取消" within the window: 200 with the text to show; too late or not this elder's open SOS →
+    409 / 404 (the SOS stands, the operator calls back as for any SOS)."""
+    elder_id = await _authorize(request)
+    try:
+        alert_id = int(request.match_info["alert_id"])
+    except ValueError as exc:
+        raise web.HTTPNotFound() from exc
+    try:
+        result = await request.app[STORE_KEY].cancel_sos(
+            elder_id=elder_id, alert_id=alert_id, window_s=SOS_CANCEL_WINDOW_S + SOS_CANCEL_GRACE_S
+        )
+    except StoreError as exc:
+        if exc.code not in ("conflict", "not_found"):
+            raise
+        status = 409 if exc.code == "conflict" else 404
+        return web.json_response({"ok": False, "code": exc.code, "text": SOS_TEXT}, status=status)
+    logger.warning(f"SOS {alert_id} cancelled on the screen of elder {elder_id}: call-back task {result.callback_alert_id}")
+    return web.json_response({"ok": True, "alert_id": alert_id, "callback_alert_id": result.callback_alert_id,
+                              "text": SOS_CANCELLED_TEXT})
 
 
 async def status(request: web.Request) -> web.Response:
@@ -535,6 +562,21 @@ async def _close_screens(app: web.Application) -> None:
                 await ws.close(code=1001, message=b"server shutdown")
 
 
+# the kiosk page's own script, worklet and WebSocket only; never framed (issue #26: as the console does)
+SCREEN_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
+    "connect-src 'self'; worker-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if request.path.startswith("/screen/"):
+        response.headers.setdefault("Content-Security-Policy", SCREEN_CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+
+
 def setup_screen(app: web.Application, *, pipeline_factory: PipelineFactory | None = None) -> None:
     """Mount the smart screen's routes on ``app`` (called by ``assistant.server.create_app``; after the
     services, ``app[SERVICES_KEY]``)."""
@@ -544,10 +586,12 @@ def setup_screen(app: web.Application, *, pipeline_factory: PipelineFactory | No
         app[PIPELINE_FACTORY_KEY] = pipeline_factory
     app.cleanup_ctx.append(_store_ctx)
     app.on_shutdown.append(_close_screens)
+    app.on_response_prepare.append(_security_headers)
     app.router.add_static("/screen/static", STATIC_DIR, append_version=False)
     app.router.add_get("/screen/{elder_id}", screen_page)
     app.router.add_get("/screen/{elder_id}/ws", screen_ws)
     app.router.add_post("/screen/{elder_id}/sos", sos)
+    app.router.add_post(r"/screen/{elder_id}/sos/{alert_id:\d+}/cancel", sos_cancel)
     app.router.add_get("/screen/{elder_id}/status", status)
 
 

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from assistant.errors import StoreError
 from assistant.platform.db import create_engine_for
 from assistant.platform.models import OPEN_ORDER_STATUSES, utcnow
-from assistant.platform.store import CallInfo, OrderInfo, PlatformStore
+from assistant.platform.store import CallInfo, OrderInfo, PlatformStore, SosCancel
 from assistant.screen.protocol import StatusLine
 from assistant.settings import Settings
 
@@ -217,6 +217,11 @@ class ScreenStore:
         (said aloud, or pressed twice) that alert is the answer: one alert, the family notified once."""
         alert = await self.platform.raise_alert(elder_id=elder_id, call_id=call_id, kind="sos", detail=detail)
         return alert.alert_id
+
+    async def cancel_sos(self, *, elder_id: int, alert_id: int, window_s: float) -> SosCancel:
+        """"按错了，取消": the SOS marked cancelled by the elder, an operator call-back task, family told only
+        if they had been told (``PlatformStore.cancel_sos_by_elder``)."""
+        return await self.platform.cancel_sos_by_elder(alert_id, elder_id=elder_id, window_s=window_s)
 
 
 def _appointment_time(details: dict[str, Any]) -> dt.datetime | None:

@@ -1,11 +1,16 @@
 """A pjsip caller (pjsua2, null sound device) for the e2e tests, run as a subprocess:
 
     python tests/e2e/pjsua2_caller.py sip:assistant@127.0.0.1:5070 --audio-streams 2 --seconds 4 --wav out.wav
+    python tests/e2e/pjsua2_caller.py "sip:assistant@127.0.0.1:5061;transport=tls" --srtp mandatory \
+        --ca edge.crt --play tone.wav --dtmf 12 --wav out.wav          # SIP over TLS + SDES-SRTP via the edge
 
 Calls the URI offering ``--audio-streams`` audio m= lines (the PyPI wheel is built without video, so no
 video line), records what it hears on each active audio stream into ``--wav`` (the first one), hangs up
 after ``--seconds`` of confirmed call, and prints one JSON line: whether the call was confirmed, the last
-SIP status, and the m= lines of the 200 OK it received. Events are polled on the main thread (no pjsip
+SIP status, the m= lines of the 200 OK it received (and whether it held ``a=crypto``), the RTP packets the
+first audio stream sent and received (pjmedia's stream counters), and the SDES keys it offered (``inline:``
+values, so a test can check no log holds them). ``--play``: a WAV played into the call (the caller's voice);
+``--dtmf``: digits sent as RFC 2833/4733 events 1 s after the call is confirmed. Events are polled on the main thread (no pjsip
 worker threads calling into Python).
 """
 
@@ -24,17 +29,22 @@ class _Log(pj.LogWriter):
     def __init__(self) -> None:
         super().__init__()
         self.answers: list[str] = []
+        self.offered_keys: set[str] = set()
 
     def write(self, entry) -> None:
         msg = entry.msg
         if "SIP/2.0 200" in msg and "m=" in msg and "INVITE" in msg:
             self.answers.append(msg)
+        if "TX " in msg and "a=crypto" in msg:
+            self.offered_keys.update(re.findall(r"inline:([A-Za-z0-9+/=]+)", msg))
 
 
 class _Call(pj.Call):
-    def __init__(self, acc, wav: str) -> None:
+    def __init__(self, acc, wav: str, play: str | None) -> None:
         super().__init__(acc)
         self.wav = wav
+        self.play = play
+        self.players: list = []
         self.confirmed = False
         self.disconnected = False
         self.status = 0
@@ -56,6 +66,11 @@ class _Call(pj.Call):
                 recorder.createRecorder(self.wav)
                 self.getAudioMedia(i).startTransmit(recorder)
                 self.recorders.append(recorder)
+                if self.play:
+                    player = pj.AudioMediaPlayer()
+                    player.createPlayer(self.play, pj.PJMEDIA_FILE_NO_LOOP)
+                    player.startTransmit(self.getAudioMedia(i))
+                    self.players.append(player)
 
 
 def main() -> int:
@@ -65,7 +80,12 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--wav", required=True)
     ap.add_argument("--user", default="13800001111")
+    ap.add_argument("--srtp", choices=["off", "optional", "mandatory"], default="off", help="SDES-SRTP use (RFC 4568)")
+    ap.add_argument("--ca", help="CA file to verify the TLS server's certificate with (TLS URIs)")
+    ap.add_argument("--play", help="WAV played into the call")
+    ap.add_argument("--dtmf", default="", help="digits sent (RFC 2833) 1 s after the call is confirmed")
     args = ap.parse_args()
+    tls = "transport=tls" in args.uri
 
     ep = pj.Endpoint()
     ep.libCreate()
@@ -81,7 +101,14 @@ def main() -> int:
     tcfg = pj.TransportConfig()
     tcfg.port = 0
     tcfg.boundAddress = "127.0.0.1"
-    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+    if tls:
+        if args.ca:
+            tcfg.tlsConfig.CaListFile = args.ca
+            tcfg.tlsConfig.verifyServer = True
+        tcfg.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
+        ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
+    else:
+        ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
     ep.libStart()
     ep.audDevManager().setNullDev()
 
@@ -89,9 +116,12 @@ def main() -> int:
     acfg.idUri = f"sip:{args.user}@127.0.0.1"
     acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"  # c= the signalling source (the gateway's c= policy)
     acfg.mediaConfig.transportConfig.publicAddress = "127.0.0.1"
+    acfg.mediaConfig.srtpUse = {"off": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+                                "mandatory": pj.PJMEDIA_SRTP_MANDATORY}[args.srtp]
+    acfg.mediaConfig.srtpSecureSignaling = 0  # SDES over sip: with transport=tls (not sips:)
     acc = pj.Account()
     acc.create(acfg)
-    call = _Call(acc, args.wav)
+    call = _Call(acc, args.wav, args.play)
     prm = pj.CallOpParam(True)
     prm.opt.audioCount = args.audio_streams
     prm.opt.videoCount = 0
@@ -99,19 +129,32 @@ def main() -> int:
 
     deadline = time.monotonic() + 15.0
     confirmed_at: float | None = None
+    dtmf_sent = False
+    rtp = {"tx": 0, "rx": 0}
     while not call.disconnected and time.monotonic() < deadline:
         ep.libHandleEvents(20)
         if call.confirmed and confirmed_at is None:
             confirmed_at = time.monotonic()
             deadline = confirmed_at + args.seconds
+        if args.dtmf and not dtmf_sent and confirmed_at is not None and time.monotonic() > confirmed_at + 1.0:
+            call.dialDtmf(args.dtmf)
+            dtmf_sent = True
+        if call.confirmed and not call.disconnected:
+            try:
+                stat = call.getStreamStat(0).rtcp
+                rtp = {"tx": stat.txStat.pkt, "rx": stat.rxStat.pkt}
+            except Exception:  # the stream is gone (call ending)
+                pass
     if not call.disconnected:
         call.hangup(pj.CallOpParam(True))
         for _ in range(50):
             ep.libHandleEvents(20)
     answer = log.answers[-1] if log.answers else ""
     m_lines = [" ".join(m.split()[:3]) for m in re.findall(r"^m=(.*)$", answer.replace("\r", ""), re.M)]
-    print(json.dumps({"confirmed": call.confirmed, "status": call.status, "answer_m_lines": m_lines}), flush=True)
+    print(json.dumps({"confirmed": call.confirmed, "status": call.status, "answer_m_lines": m_lines,
+                      "answer_crypto": "a=crypto" in answer, "rtp": rtp, "offered_keys": sorted(log.offered_keys)}), flush=True)
     call.recorders.clear()
+    call.players.clear()
     del call
     acc.shutdown()
     ep.libDestroy()

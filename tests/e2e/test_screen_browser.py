@@ -79,6 +79,14 @@ async def start_site(app: web.Application) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
+async def wait_js(page, expression: str, *, timeout_s: float) -> None:
+    """Poll a JS expression (``page.wait_for_function`` needs 'unsafe-eval', which the screen's CSP forbids)."""
+    deadline = time.monotonic() + timeout_s
+    while not await page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        await asyncio.sleep(0.05)
+
+
 async def wait_until(predicate, *, timeout_s: float, step_s: float = 0.05):
     deadline = time.monotonic() + timeout_s
     while True:
@@ -135,14 +143,12 @@ async def test_kiosk_page_standin_voice_sos_and_layout(settings, tmp_path):
                 await page.goto(base + screen_path(1, settings=settings))
 
                 # the fake mic's speech goes page → worklet → ws → VAD; captions and audio come back
-                await page.wait_for_function(
-                    "window.screenLog.captions.some(c => c.speaker === 'assistant')", timeout=20000
-                )
+                await wait_js(page, "window.screenLog.captions.some(c => c.speaker === 'assistant')", timeout_s=20)
                 log = await page.evaluate("window.screenLog")
                 assert log["captions"][0]["speaker"] == "elder" and "听到" in log["captions"][0]["text"]
                 heard_s = float(log["captions"][0]["text"].split("听到")[1].split("秒")[0])
                 assert 1.0 < heard_s < 5.0  # the ~1.6 s phrase, not silence, not the whole file
-                await page.wait_for_function("window.screenLog.audioChunks >= 10", timeout=10000)
+                await wait_js(page, "window.screenLog.audioChunks >= 10", timeout_s=10)
                 assert await page.locator("#captions .caption.assistant").count() >= 1
                 assert "煤气师傅 20 分钟内到" in await page.locator("#status-lines").inner_text()
                 assert await page.locator("#conn").inner_text() == "已连接"
@@ -171,18 +177,16 @@ async def test_kiosk_page_standin_voice_sos_and_layout(settings, tmp_path):
                 assert "第5句" in await page.locator("#captions").inner_text()
                 # a service button speaks for the elder; pressing "按住说话" while the reply plays stops it:
                 # the page at once, and the server sends an interruption (nothing more of the reply arrives)
-                await page.wait_for_function("window.screenState.playHead < window.screenState.ctx.currentTime", timeout=10000)
+                await wait_js(page, "window.screenState.playHead < window.screenState.ctx.currentTime", timeout_s=10)
                 chunks_before = await page.evaluate("window.screenLog.audioChunks")
                 await page.click("#btn-gas")
-                await page.wait_for_function(
-                    "window.screenLog.captions.some(c => c.speaker === 'elder' && c.text === '我要叫煤气')", timeout=5000
-                )
-                await page.wait_for_function(f"window.screenLog.audioChunks >= {chunks_before + 10}", timeout=5000)
+                await wait_js(page, "window.screenLog.captions.some(c => c.speaker === 'elder' && c.text === '我要叫煤气')", timeout_s=5)
+                await wait_js(page, f"window.screenLog.audioChunks >= {chunks_before + 10}", timeout_s=5)
                 ptt = await page.locator("#ptt").bounding_box()
                 assert ptt is not None
                 await page.mouse.move(ptt["x"] + ptt["width"] / 2, ptt["y"] + ptt["height"] / 2)
                 await page.mouse.down()
-                await page.wait_for_function("window.screenLog.interrupts >= 1", timeout=5000)
+                await wait_js(page, "window.screenLog.interrupts >= 1", timeout_s=5)
                 assert await page.evaluate("window.screenState.sources.length") == 0
                 assert await page.locator("#ptt.active").count() == 1
                 after_interrupt = await page.evaluate("window.screenLog.audioChunks")
@@ -337,9 +341,7 @@ async def test_spoken_gas_order_on_the_real_pipeline(settings, tmp_path):
                     if c["speaker"] == "elder" and (c["text"].startswith("对") or c["text"].startswith("没问题"))
                 )
                 assert readback < yes, captions
-                await page.wait_for_function(
-                    "document.querySelector('#status-lines').innerText.includes('煤气')", timeout=15000
-                )
+                await wait_js(page, "document.querySelector('#status-lines').innerText.includes('煤气')", timeout_s=15)
                 await page.screenshot(path=str(settings.paths.reports_dir / "screens" / "screen-gas-order-1024x600.png"))
 
                 # SOS in the full server: through the platform store (family outbox in the same transaction)

@@ -94,3 +94,20 @@ async def test_bench_calls_known_needs_the_real_pipeline():
 
     with pytest.raises(SetupError, match="--pipeline real"):
         await bench(concurrent=1, seconds=5, pipeline="bot", speech="mandarin", known=True)
+
+
+async def test_bench_calls_through_the_encrypted_edge_and_the_plain_path_in_one_run():
+    """``assistant bench calls --edge tls-srtp``: the same sipp calls straight to the gateway, then through a
+    carrier's SBC (TLS + SDES-SRTP out) and the edge (kamailio TLS trunk with SRTP mandatory + rtpengine):
+    every call completes on both paths, each encrypted one anchored by the edge with SRTP."""
+    for name in ("sipp", "kamailio", "rtpengine"):
+        need_program(name)
+    from telephony.bench import EDGE_PATHS, bench, compare_paths
+
+    results = compare_paths({p: await bench(concurrent=2, seconds=10.0, path=p) for p in EDGE_PATHS})
+    for path in EDGE_PATHS:
+        r = results[path]
+        assert r["completed"] == 2 and r["dropped"] == 0 and r["sipp_exit"] == 0, r
+        assert r["turns"] >= 2 and r["turn_latency_p95_ms"] is not None, r
+    assert results["tls-srtp"]["edge_srtp_calls"] == 2
+    assert results["dropped"] == 0 and results["p95_ratio_tls_srtp_to_plain"] > 0

@@ -177,6 +177,41 @@ async def test_screen_sos_without_the_platform_api_still_notifies_the_family(cli
     assert any(m.alert_id == alert_id and m.recipient == "13800138000" for m in await outbox(settings))
 
 
+async def test_screen_sends_the_consoles_security_headers_and_allows_zoom(client):
+    resp = await client.get(f"/screen/1?token={client.token}")
+    csp = resp.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert resp.headers["X-Frame-Options"] == "DENY" and resp.headers["Referrer-Policy"] == "no-referrer"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    page = await resp.text()
+    assert "user-scalable=no" not in page and "maximum-scale" not in page
+    assert 'aria-modal="true"' in page and "按错了，取消" in page
+    static = await client.get("/screen/static/screen.js")
+    assert static.headers["X-Frame-Options"] == "DENY"
+
+
+async def test_sos_cancel_within_the_window_marks_it_and_books_a_call_back(client, settings):
+    from assistant.screen.testing import outbox
+
+    sos = await (await client.post("/screen/1/sos", headers={"X-Screen-Token": client.token})).json()
+    path = f"/screen/1/sos/{sos['alert_id']}/cancel"
+    assert (await client.post(path)).status == 403
+    resp = await client.post(path, headers={"X-Screen-Token": client.token})
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["ok"] is True and "打电话" in body["text"]
+    [row] = await alerts(settings, kind="sos")
+    assert row.status == "false_alarm" and row.detail["cancelled_by"] == "elder"
+    [task] = await alerts(settings, kind="sos_cancelled")
+    assert task.id == body["callback_alert_id"] and task.status == "open"
+    # no dispatcher ran: the family was never told of the SOS, so no "按错了，已取消" either
+    mine = [m for m in await outbox(settings) if m.alert_id == sos["alert_id"]]
+    assert mine and all(m.status == "undeliverable" for m in mine) and not any("按错了" in m.body for m in mine)
+    # twice → 409; another elder's token → 403
+    again = await client.post(path, headers={"X-Screen-Token": client.token})
+    assert again.status == 409 and (await again.json())["code"] == "conflict"
+
+
 def screen_app_conns(client):
     return client.server.app[screen_app.HUB_KEY].for_elder(1)
 

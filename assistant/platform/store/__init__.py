@@ -53,6 +53,7 @@ from assistant.platform.store.records import (
     OutboxItem,
     PhoneInfo,
     ScheduleInfo,
+    SosCancel,
     TurnInfo,
 )
 from assistant.platform.store.retention import RetentionStore
@@ -87,6 +88,7 @@ __all__ = [
     "FAMILY_NOTIFY_KINDS",
     "ORDER_LABEL_ZH",
     "AlertInfo",
+    "SosCancel",
     "CallInfo",
     "CallUpdate",
     "Clock",

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.errors import StoreError
@@ -23,7 +23,7 @@ from assistant.platform.models import (
     WorkOrder,
 )
 from assistant.platform.store.base import StoreBase, invalid
-from assistant.platform.store.records import AlertInfo
+from assistant.platform.store.records import AlertInfo, SosCancel
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,11 @@ DEFAULT_SEVERITY = {
     "sla_answer": "urgent",
     "misunderstanding": "info",
     "unconfirmed_emergency": "critical",
+    "sos_cancelled": "urgent",
 }
+# the call-back task's line in the console queue (an SOS family message counts as told once it left the
+# queue or a dispatcher claimed it: it may be on its way)
+SOS_CANCEL_SUMMARY = "长者在紧急求助后按了「按错了，取消」：请回电确认平安"
 
 
 class AlertStore(StoreBase):
@@ -182,6 +186,53 @@ class AlertStore(StoreBase):
             await s.commit()
             return AlertInfo.of(alert)
 
+    async def cancel_sos_by_elder(self, alert_id: int, *, elder_id: int, window_s: float) -> SosCancel:
+        """The elder pressed "按错了，取消" within ``window_s`` of an SOS, in one transaction: the SOS becomes
+        ``false_alarm`` with ``detail.cancelled_by`` = "elder" (help was never delayed: it was raised at once);
+        an operator call-back task (a ``sos_cancelled`` alert) is raised, since a cancel may be pressed by
+        someone else or in panic; SOS family messages still waiting in the queue are withdrawn, and family
+        members already sent one get "按错了，已取消". Too late, not an open SOS of this elder → ``conflict``."""
+        async with self.session("cancel sos") as s:
+            alert = await s.get(Alert, alert_id, with_for_update=True)
+            if alert is None or alert.elder_id != elder_id or alert.kind != "sos":
+                raise StoreError(f"no SOS {alert_id} for elder {elder_id}", code="not_found")
+            now = self.now()
+            created = alert.created_at if alert.created_at.tzinfo else alert.created_at.replace(tzinfo=dt.UTC)
+            if alert.status != "open":
+                raise StoreError(f"SOS {alert_id} is already {alert.status}", code="conflict")
+            if (now - created).total_seconds() > window_s:
+                raise StoreError(f"SOS {alert_id} is older than {window_s:.0f} s: an operator handles it", code="conflict")
+            alert.status = "false_alarm"
+            alert.resolved_at = now
+            alert.detail = {**(alert.detail or {}), "cancelled_by": "elder", "cancelled_at": now.isoformat()}
+            withdrawn = (await s.execute(
+                update(Outbox)
+                .where(Outbox.alert_id == alert_id, Outbox.status == "queued", Outbox.next_attempt_at.is_(None),
+                       Outbox.attempts == 0)
+                .values(status="undeliverable", last_error="长者已取消（按错了），未发出")
+            )).rowcount
+            told = (await s.execute(
+                select(Outbox.channel, Outbox.recipient).where(Outbox.alert_id == alert_id, Outbox.status != "undeliverable")
+            )).all()
+            elder = await s.get(Elder, elder_id)
+            callback = Alert(
+                elder_id=elder_id, call_id=None, order_id=None, kind="sos_cancelled",
+                severity=DEFAULT_SEVERITY["sos_cancelled"], status="open", created_at=now,
+                detail={"summary": SOS_CANCEL_SUMMARY, "reason": "operator_callback", "sos_alert_id": alert_id},
+            )
+            s.add(callback)
+            await s.flush()
+            body = cancel_message(elder_name=elder.name, district=elder.district, alert_id=alert_id)
+            recipients = list(dict.fromkeys((channel, recipient) for channel, recipient in told))
+            for channel, recipient in recipients:
+                s.add(Outbox(channel=channel, recipient=recipient, subject=f"平安通提醒：{elder.name}", body=body,
+                             alert_id=alert_id, created_at=now))
+            await s.commit()
+            log.warning("SOS %s cancelled by elder %s: call-back task %s, %d family told, %d withdrawn",
+                        alert_id, elder_id, callback.id, len(recipients), withdrawn)
+            return SosCancel(sos=AlertInfo.of(alert), callback_alert_id=callback.id, family_told=len(recipients),
+                             withdrawn=int(withdrawn or 0))
+
     async def note_alert_handover(self, alert_id: int, handover: dict[str, Any]) -> None:
         """The live hand-over's state on the alert (``detail.handover``: ringing / connected / family
         acknowledged, operator, times), written by the phone gateway for the console. A change of state,
@@ -242,6 +293,12 @@ class AlertStore(StoreBase):
             for alert, order in raised:
                 log.warning("SLA alert %s: order %s (%s) %s", alert.id, order.id, order.type, alert.kind)
             return [AlertInfo.of(a) for a, _ in raised]
+
+
+def cancel_message(*, elder_name: str, district: str, alert_id: int) -> str:
+    """To family members who were sent an SOS that the elder then cancelled."""
+    return (f"【平安通】{elder_name}（{district}）刚才的紧急求助是按错了，已取消。值班人员仍会打电话确认老人平安。"
+            f"（编号 {alert_id}）")
 
 
 def family_message(*, kind: str, elder_name: str, district: str, alert_id: int) -> str:

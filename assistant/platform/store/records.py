@@ -155,6 +155,18 @@ class OrderResult:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SosCancel:
+    """What ``cancel_sos_by_elder`` did: the SOS (now ``false_alarm``, ``detail.cancelled_by`` = "elder"),
+    the operator's call-back task (a ``sos_cancelled`` alert), the family messages it wrote ("按错了，已取消",
+    only to those already sent the SOS) and the SOS messages it withdrew before they went out."""
+
+    sos: AlertInfo
+    callback_alert_id: int
+    family_told: int
+    withdrawn: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class AlertInfo:
     alert_id: int
     elder_id: int | None

@@ -91,7 +91,8 @@
         renderFraud(msg);
         break;
       case "sos":
-        showOverlay(msg.text, true);
+        if (msg.alert_id) sos.alertId = msg.alert_id;
+        if (!$("overlay").classList.contains("cancelled")) showOverlay(msg.text, true);
         break;
       case "error":
         addCaption("system", msg.text);
@@ -159,11 +160,42 @@
     if (msg.state === "not_platform") setTimeout(() => { if (box.className === "not_platform") box.className = "hidden"; }, 60000);
   }
 
+  // the SOS dialog is modal: the rest of the page is inert (not focusable, hidden from assistive
+  // technology) while it is open, and focus goes back to where it was when it closes
+  const BEHIND = ["top", "talk", "status", "buttons"];
+  $("fraud-close").addEventListener("click", () => {
+    $("fraud").className = "hidden";
+    $("fraud-check").focus();
+  });
+
   function showOverlay(text, ok) {
+    const overlay = $("overlay");
+    const opening = overlay.classList.contains("hidden");
     $("overlay-text").textContent = text;
-    $("overlay").className = ok ? "ok" : "";
+    overlay.classList.remove("hidden", "ok");
+    if (ok) overlay.classList.add("ok");
+    if (opening) {
+      sos.opener = document.activeElement;
+      for (const id of BEHIND) $(id).inert = true;
+      $("overlay-close").focus();
+    }
   }
-  $("overlay-close").addEventListener("click", () => { $("overlay").className = "hidden"; });
+  function closeOverlay() {
+    hideCancel();
+    $("overlay").className = "hidden";
+    for (const id of BEHIND) $(id).inert = false;
+    if (sos.opener && sos.opener.focus) sos.opener.focus();
+  }
+  $("overlay-close").addEventListener("click", closeOverlay);
+  $("overlay").addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape") { closeOverlay(); return; }
+    if (ev.key !== "Tab") return;
+    // focus stays inside the dialog
+    const inside = [...$("overlay").querySelectorAll("button")].filter((b) => !b.classList.contains("hidden"));
+    const i = inside.indexOf(document.activeElement);
+    ev.preventDefault();
+    inside[(i + (ev.shiftKey ? inside.length - 1 : 1)) % inside.length].focus();
+  });
 
   // -- audio out -----------------------------------------------------------------------------------
   function ensureContext() {
@@ -242,31 +274,48 @@
   }
 
   // -- press-to-talk -------------------------------------------------------------------------------
+  // A finger: hold to talk. The pointer is captured, so a shaky finger that slides off the button does not
+  // end the turn; only lifting it does. A keyboard or switch (Space/Enter): press once to start, once more
+  // to stop (the server's end-of-speech detection also ends the turn).
   const ptt = $("ptt");
-  function pttStart(ev) {
-    ev.preventDefault();
+  function pttStart(ev, how) {
+    if (ev) ev.preventDefault();
     ensureContext();
     if (state.pttDown) return;
-    state.pttDown = true;
+    state.pttDown = how;
     state.muteUntil = 0;
     stopPlayback();
     ptt.classList.add("active");
-    $("ptt-label").textContent = "请说，说完松开";
+    ptt.setAttribute("aria-pressed", "true");
+    $("ptt-label").textContent = how === "key" ? "请说，说完再按一下" : "请说，说完松开";
     send({ type: "ptt", state: "start" });
   }
   function pttStop() {
     if (!state.pttDown) return;
     state.pttDown = false;
     ptt.classList.remove("active");
+    ptt.setAttribute("aria-pressed", "false");
     $("ptt-label").textContent = "按住说话";
     const eot = (state.ready && state.ready.end_of_turn_silence_s) || 0.8;
     state.muteUntil = performance.now() + (eot + 0.3) * 1000;
     send({ type: "ptt", state: "stop" });
   }
-  ptt.addEventListener("pointerdown", pttStart);
-  ptt.addEventListener("pointerup", pttStop);
-  ptt.addEventListener("pointerleave", pttStop);
-  ptt.addEventListener("pointercancel", pttStop);
+  ptt.addEventListener("pointerdown", (ev) => {
+    if (ev.button !== 0 && ev.pointerType === "mouse") return;
+    try { ptt.setPointerCapture(ev.pointerId); } catch (e) { /* pointer already gone */ }
+    pttStart(ev, "pointer");
+  });
+  ptt.addEventListener("pointerup", () => { if (state.pttDown === "pointer") pttStop(); });
+  ptt.addEventListener("pointercancel", () => { if (state.pttDown === "pointer") pttStop(); });
+  ptt.addEventListener("keydown", (ev) => {
+    if (ev.key !== " " && ev.key !== "Enter") return;
+    ev.preventDefault();
+    if (ev.repeat) return;
+    if (state.pttDown) pttStop(); else pttStart(null, "key");
+  });
+  ptt.addEventListener("keyup", (ev) => { if (ev.key === " ") ev.preventDefault(); });
+  ptt.addEventListener("blur", () => { if (state.pttDown === "key") pttStop(); });
+  window.screenDebug.pttHow = () => state.pttDown;
 
   // -- buttons -------------------------------------------------------------------------------------
   for (const btn of document.querySelectorAll("button[data-button]")) {
@@ -282,23 +331,68 @@
     if (!send({ type: "fraud_check" })) addCaption("system", "网络断开了，正在重新连接");
   });
 
-  $("btn-sos").addEventListener("click", async () => {
+  // -- SOS: help is asked for at once; "按错了，取消" stays for cfg.sosCancelS seconds -------------------
+  const sos = { pending: null, alertId: null, timer: null, until: 0, opener: null };
+  $("btn-sos").addEventListener("click", () => {
     const t0 = performance.now();
     stopPlayback();
+    sos.alertId = null;
     showOverlay("正在呼叫家人和服务中心…", false);
+    offerCancel();
+    sos.pending = (async () => {
+      try {
+        const resp = await fetch(cfg.sosPath, {
+          method: "POST",
+          headers: { "X-Screen-Token": cfg.token },
+          keepalive: true,
+        });
+        const body = await resp.json();
+        window.screenLog.sos.push({ ms: performance.now() - t0, alert_id: body.alert_id, status: resp.status });
+        if (body.alert_id) sos.alertId = body.alert_id;
+        if (!$("overlay").classList.contains("cancelled")) showOverlay(body.text || "已通知", resp.ok);
+      } catch (e) {
+        window.screenLog.sos.push({ ms: performance.now() - t0, error: String(e) });
+        // never leave the elder without a way out: retry over the socket, and say what to do
+        if (!send({ type: "sos" })) showOverlay("网络断开了！请直接打 120 或家人电话", false);
+      }
+    })();
+  });
+
+  function offerCancel() {
+    const btn = $("sos-cancel");
+    clearInterval(sos.timer);
+    sos.until = performance.now() + cfg.sosCancelS * 1000;
+    btn.classList.remove("hidden");
+    const left = () => {
+      const s = Math.ceil((sos.until - performance.now()) / 1000);
+      if (s <= 0) { hideCancel(); return; }
+      $("sos-cancel-left").textContent = "（" + s + "秒）";
+    };
+    left();
+    sos.timer = setInterval(left, 250);
+  }
+  function hideCancel() {
+    clearInterval(sos.timer);
+    const btn = $("sos-cancel");
+    const hadFocus = document.activeElement === btn;
+    btn.classList.add("hidden");
+    if (hadFocus) $("overlay-close").focus();
+  }
+  $("sos-cancel").addEventListener("click", async () => {
+    hideCancel();
+    $("overlay").classList.add("cancelled");
+    $("overlay-text").textContent = "正在取消…";
+    await sos.pending;
+    if (!sos.alertId) { showOverlay("没能取消，值班人员会打电话给您", false); return; }
     try {
-      const resp = await fetch(cfg.sosPath, {
-        method: "POST",
-        headers: { "X-Screen-Token": cfg.token },
-        keepalive: true,
+      const resp = await fetch(cfg.sosPath + "/" + sos.alertId + "/cancel", {
+        method: "POST", headers: { "X-Screen-Token": cfg.token },
       });
       const body = await resp.json();
-      window.screenLog.sos.push({ ms: performance.now() - t0, alert_id: body.alert_id, status: resp.status });
-      showOverlay(body.text || "已通知", resp.ok);
+      window.screenLog.sosCancel = { status: resp.status, alert_id: sos.alertId };
+      showOverlay(body.text || "已取消", resp.ok);
     } catch (e) {
-      window.screenLog.sos.push({ ms: performance.now() - t0, error: String(e) });
-      // never leave the elder without a way out: retry over the socket, and say what to do
-      if (!send({ type: "sos" })) showOverlay("网络断开了！请直接打 120 或家人电话", false);
+      showOverlay("没能取消，值班人员会打电话给您", false);
     }
   });
 

@@ -1,0 +1,180 @@
+"""End of turn by meaning (issue #19): a short silence asks Smart Turn whether the speaker has finished.
+
+    VAD (stop after ``turn_decision_silence_s``) → EndOfTurnProcessor → STT → …
+
+The VAD's "user stopped speaking" comes after a short silence (0.25 s). This stage holds it back, announces
+the pause (``SpeechPausedFrame``: early recognition may start) and asks Smart Turn (``assistant.audio.
+smart_turn``, on its own thread) about the turn's audio. The held frame goes on when ``EndOfTurnPolicy``
+says the turn is over: Smart Turn judged it finished, or the silence reached the wait for an unfinished
+turn (longer for a slow speaker, shorter after a closed prompt), or the model failed and the fixed
+``vad_end_of_turn_silence_s`` ran out. Speech before that swallows the VAD's new "started speaking" (the
+turn goes on: ``SpeechResumedFrame``), so the stages after it see one turn as before. A "started speaking"
+outside a held turn passes at once: barge-in is unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from loguru import logger
+from pipecat.frames.frames import (
+    CancelFrame,
+    EndFrame,
+    Frame,
+    InputAudioRawFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from assistant.audio.smart_turn import MODEL_WINDOW_S, completion_probability
+from assistant.audio.vad import SpeechPausedFrame, SpeechResumedFrame
+from assistant.errors import SmartTurnError
+from assistant.session import CallSession
+from assistant.settings import AudioSettings
+
+CLOSED_PROMPTS = ("yes_no", "menu")  # CallSession.expect values whose answers are short
+PRE_ROLL_S = 0.5  # audio kept from before the VAD's "started speaking" (which comes after vad_start_s of speech)
+
+Judge = Callable[..., Awaitable[float]]  # (pcm16, *, sample_rate_hz) → probability the turn is complete
+
+
+@dataclass(frozen=True, kw_only=True)
+class EndOfTurnPolicy:
+    """When a paused turn is over. Pure: silence so far, Smart Turn's verdict (if in), the kind of prompt."""
+
+    complete_min_probability: float
+    incomplete_max_silence_s: float
+    closed_min_probability: float
+    closed_max_silence_s: float
+    fallback_silence_s: float  # the model failed: the fixed end-of-turn silence
+
+    @classmethod
+    def from_settings(cls, audio: AudioSettings, *, max_silence_s: float | None = None) -> EndOfTurnPolicy:
+        return cls(
+            complete_min_probability=audio.turn_complete_min_probability,
+            incomplete_max_silence_s=max_silence_s or audio.turn_incomplete_max_silence_s,
+            closed_min_probability=audio.turn_closed_min_probability,
+            closed_max_silence_s=audio.turn_closed_max_silence_s,
+            fallback_silence_s=audio.vad_end_of_turn_silence_s,
+        )
+
+    def turn_over(self, *, silence_s: float, probability: float | None, failed: bool = False,
+                  closed: bool = False) -> bool:
+        if failed:
+            return silence_s >= self.fallback_silence_s
+        if probability is not None and probability >= (
+            self.closed_min_probability if closed else self.complete_min_probability
+        ):
+            return True
+        return silence_s >= (self.closed_max_silence_s if closed else self.incomplete_max_silence_s)
+
+
+class EndOfTurnProcessor(FrameProcessor):
+    """Holds the VAD's end of turn until ``EndOfTurnPolicy`` agrees (see the module doc)."""
+
+    def __init__(self, *, session: CallSession, audio: AudioSettings, judge: Judge = completion_probability,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self._session = session
+        self._audio = audio
+        self._judge = judge
+        self._turn_audio = bytearray()
+        self._sample_rate_hz = audio.pipeline_sample_rate_hz
+        self._held: VADUserStoppedSpeakingFrame | None = None
+        self._silence_s = 0.0
+        self._probability: float | None = None
+        self._failed = False
+        self._judging: asyncio.Task | None = None
+
+    def _policy(self) -> EndOfTurnPolicy:
+        return EndOfTurnPolicy.from_settings(self._audio, max_silence_s=self._session.end_of_turn_max_silence_s)
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        if direction != FrameDirection.DOWNSTREAM:
+            await self.push_frame(frame, direction)
+            return
+        if isinstance(frame, InputAudioRawFrame):
+            await self.push_frame(frame, direction)
+            await self._on_audio(frame)
+        elif isinstance(frame, VADUserStoppedSpeakingFrame):
+            await self._hold(frame)
+        elif isinstance(frame, VADUserStartedSpeakingFrame):
+            if self._held is not None:  # the speaker went on: the same turn
+                await self._drop_held()
+                await self.push_frame(SpeechResumedFrame())
+            else:
+                del self._turn_audio[: max(0, len(self._turn_audio) - self._bytes(PRE_ROLL_S))]
+                await self.push_frame(frame, direction)
+        elif isinstance(frame, (EndFrame, CancelFrame)):
+            await self._stop_judging()
+            if isinstance(frame, EndFrame) and self._held is not None:
+                await self._release("call ended")
+            self._held = None
+            await self.push_frame(frame, direction)
+        else:
+            await self.push_frame(frame, direction)
+
+    def _bytes(self, seconds: float) -> int:
+        return int(seconds * self._sample_rate_hz) * 2
+
+    async def _on_audio(self, frame: InputAudioRawFrame) -> None:
+        if frame.sample_rate != self._sample_rate_hz:
+            self._turn_audio.clear()
+            self._sample_rate_hz = frame.sample_rate
+        self._turn_audio.extend(frame.audio)
+        excess = len(self._turn_audio) - self._bytes(MODEL_WINDOW_S + 1)
+        if excess > 0:
+            del self._turn_audio[:excess]
+        if self._held is not None:
+            self._silence_s += len(frame.audio) / 2 / frame.sample_rate / max(1, frame.num_channels)
+            await self._decide()
+
+    async def _hold(self, frame: VADUserStoppedSpeakingFrame) -> None:
+        await self._drop_held()
+        self._held = frame
+        self._silence_s = frame.stop_secs
+        await self.push_frame(SpeechPausedFrame(silence_s=self._silence_s))
+        self._judging = self.create_task(self._judge_turn(bytes(self._turn_audio), self._sample_rate_hz),
+                                         name="smart-turn")
+
+    async def _judge_turn(self, pcm: bytes, sample_rate_hz: int) -> None:
+        try:
+            self._probability = await self._judge(pcm, sample_rate_hz=sample_rate_hz)
+        except SmartTurnError as exc:
+            logger.warning(f"call {self._session.call_id}: end of turn by silence: error[{exc.code}]")
+            self._failed = True
+        self._judging = None
+        await self._decide()
+
+    async def _decide(self) -> None:
+        if self._held is None:
+            return
+        closed = self._session.expect in CLOSED_PROMPTS
+        if self._policy().turn_over(silence_s=self._silence_s, probability=self._probability,
+                                    failed=self._failed, closed=closed):
+            p = "none" if self._probability is None else f"{self._probability:.2f}"
+            await self._release(f"silence {self._silence_s:.2f}s, complete p={p}")
+
+    async def _release(self, why: str) -> None:
+        held, self._held = self._held, None
+        await self._stop_judging()
+        self._reset_verdict()
+        logger.debug(f"call {self._session.call_id}: end of turn ({why})")
+        await self.push_frame(held)
+
+    async def _drop_held(self) -> None:
+        self._held = None
+        await self._stop_judging()
+        self._reset_verdict()
+
+    def _reset_verdict(self) -> None:
+        self._silence_s, self._probability, self._failed = 0.0, None, False
+
+    async def _stop_judging(self) -> None:
+        task, self._judging = self._judging, None
+        if task is not None and task is not asyncio.current_task():
+            await self.cancel_task(task)

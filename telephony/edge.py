@@ -1,0 +1,254 @@
+"""The SIP edge in front of the gateway workers (issue #25): one kamailio and one rtpengine.
+
+kamailio spreads calls over the workers (dispatcher: round robin, OPTIONS probing, failover) and, per trunk,
+listens for SIP over UDP or TLS (its ``tls`` module). On a trunk every call's media is anchored at rtpengine
+(driven by kamailio's ``rtpengine`` module over the ng control socket on loopback): rtpengine terminates SRTP
+(SDES, RFC 4568) towards the trunk and speaks plain RTP/AVP to the worker, so a worker only ever sees plain RTP
+from 127.0.0.1. Each trunk's SRTP policy:
+
+- ``off``: plain RTP with the trunk (an SRTP-only offer is refused, 488);
+- ``optional``: SRTP when the caller offers it (RTP/SAVP, or RTP/AVP with ``a=crypto``: RFC 8643 OSRTP, what
+  pjsip's and most phones' "SRTP optional" send), plain RTP otherwise;
+- ``mandatory``: an offer without an RTP/SAVP(F) stream is refused (488 + Warning).
+
+rtpengine latches on the first packet from the trunk side and, with ``edge.strict_media_source``, drops packets
+from any other address afterwards (#15's strict media latching, on the public side). Keys are never logged:
+kamailio logs methods and Call-IDs only, rtpengine runs below debug level (its SDP dumps are debug).
+
+The plain dispatcher port (``KamailioDispatcher.port``) stays as before: no media anchoring, for an internal
+network whose media may reach the workers directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from assistant.errors import SetupError
+
+CERT_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make-edge-cert.sh"
+TRANSPORTS = ("udp", "tls")
+SRTP_MODES = ("off", "optional", "mandatory")
+# what every rtpengine call uses: the SDP rewritten to rtpengine's own address, ICE dropped (trunks and our
+# workers do not use it); "trust-address": the c= of the SDP, not the signalling source (kamailio relays it)
+_MEDIA_FLAGS = "trust-address replace-origin replace-session-connection ICE=remove"
+# towards the worker: always plain RTP/AVP (rtpengine does the SRTP with the trunk)
+_OFFER_FLAGS = {
+    "off": _MEDIA_FLAGS + " transport-protocol=RTP/AVP SDES-off",
+    "optional": _MEDIA_FLAGS + " transport-protocol=RTP/AVP OSRTP=accept",
+    "mandatory": _MEDIA_FLAGS + " transport-protocol=RTP/AVP",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class EdgeTrunk:
+    """One trunk: a listening socket on the edge and its SRTP policy."""
+
+    name: str
+    transport: str  # "udp" | "tls"
+    port: int
+    srtp: str  # "off" | "optional" | "mandatory"
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise SetupError(f"edge trunk {self.name!r}: transport {self.transport!r} is not one of {TRANSPORTS}", code="edge_config")
+        if self.srtp not in SRTP_MODES:
+            raise SetupError(f"edge trunk {self.name!r}: srtp {self.srtp!r} is not one of {SRTP_MODES}", code="edge_config")
+        if not (0 < self.port < 65536):
+            raise SetupError(f"edge trunk {self.name!r}: port {self.port} out of range", code="edge_config")
+        if not self.name.isidentifier():
+            raise SetupError(f"edge trunk name {self.name!r}: letters, digits and _ only", code="edge_config")
+
+
+def parse_trunk(text: str) -> EdgeTrunk:
+    """``name:transport:port:srtp`` (``edge.trunks`` entries), e.g. ``carrier:tls:5061:mandatory``."""
+    parts = text.strip().split(":")
+    if len(parts) != 4 or not parts[2].isdigit():
+        raise SetupError(f"edge trunk {text!r}: expected name:transport:port:srtp, e.g. carrier:tls:5061:mandatory", code="edge_config")
+    name, transport, port, srtp = parts
+    return EdgeTrunk(name=name, transport=transport.lower(), port=int(port), srtp=srtp.lower())
+
+
+def trunks_of(settings) -> tuple[EdgeTrunk, ...]:
+    """``edge.trunks`` parsed (``settings``: ``EdgeSettings``); names and sockets must be unique."""
+    trunks = tuple(parse_trunk(t) for t in settings.trunks)
+    if len({t.name for t in trunks}) < len(trunks) or len({(t.transport, t.port) for t in trunks}) < len(trunks):
+        raise SetupError(f"edge trunks: a name or a socket is used twice: {settings.trunks}", code="edge_config")
+    return trunks
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsFiles:
+    """The edge's TLS certificate and private key (PEM files; the key is only ever read by kamailio)."""
+
+    cert_file: Path
+    key_file: Path
+
+    def check(self) -> None:
+        for p in (self.cert_file, self.key_file):
+            if not p.is_file():
+                raise SetupError(f"edge TLS file missing: {p} (scripts/make-edge-cert.sh makes a self-signed pair)", code="edge_config")
+
+
+def tls_files(settings, *, var_dir: Path) -> TlsFiles:
+    """``edge.tls_cert_file`` / ``tls_key_file``, or the self-signed demo pair set-up made in var/edge/."""
+    return TlsFiles(cert_file=Path(settings.tls_cert_file or var_dir / "edge" / "edge.crt"),
+                    key_file=Path(settings.tls_key_file or var_dir / "edge" / "edge.key"))
+
+
+async def make_demo_cert(directory: Path) -> TlsFiles:
+    """The self-signed demo pair in ``directory`` (scripts/make-edge-cert.sh, as set-up runs it; kept if there)."""
+    import asyncio
+
+    proc = await asyncio.create_subprocess_exec(str(CERT_SCRIPT), str(directory), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise SetupError(f"making the edge's demo certificate failed: {err.decode(errors='replace')[-300:]}", code="edge_config")
+    return TlsFiles(cert_file=directory / "edge.crt", key_file=directory / "edge.key")
+
+
+def kamailio_config(*, port: int, list_file: Path, fr_timer_ms: int, trunks: tuple[EdgeTrunk, ...] = (),
+                    tls: TlsFiles | None = None, rtpengine_ng_port: int = 0, strict_media_source: bool = True) -> str:
+    """The edge's kamailio.cfg: the dispatcher on ``udp:127.0.0.1:port`` and one listening socket per trunk."""
+    if trunks and not rtpengine_ng_port:
+        raise SetupError("edge trunks need rtpengine (its ng port)", code="edge_config")
+    use_tls = any(t.transport == "tls" for t in trunks)
+    if use_tls and tls is None:
+        raise SetupError("a TLS trunk needs the edge's certificate and key", code="edge_config")
+    listen = [f"listen=udp:127.0.0.1:{port}"] + [f"listen={t.transport}:127.0.0.1:{t.port}" for t in trunks]
+    globals_ = ["#!KAMAILIO", "debug=2", "log_stderror=yes", "children=2", "auto_aliases=no", *listen]
+    globals_ += ["disable_tcp=no", "enable_tls=yes", "tcp_children=2"] if use_tls else ["disable_tcp=yes"]
+    modules = [
+        'mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"',
+        *(f'loadmodule "{m}.so"' for m in ("tm", "sl", "rr", "pv", "maxfwd", "textops", "siputils", "xlog", "dispatcher")),
+        f'modparam("tm", "fr_timer", {fr_timer_ms})',
+        'modparam("tm", "fr_inv_timer", 60000)',
+        'modparam("rr", "append_fromtag", 1)',
+        f'modparam("dispatcher", "list_file", "{list_file}")',
+        'modparam("dispatcher", "flags", 2)',
+        'modparam("dispatcher", "ds_ping_interval", 1)',
+        'modparam("dispatcher", "ds_probing_mode", 1)',
+        'modparam("dispatcher", "ds_probing_threshold", 1)',
+        'modparam("dispatcher", "ds_inactive_threshold", 1)',
+        f'modparam("dispatcher", "ds_ping_from", "sip:dispatcher@127.0.0.1:{port}")',
+    ]
+    if use_tls:
+        assert tls is not None
+        modules += [
+            'loadmodule "tls.so"',
+            f'modparam("tls", "certificate", "{tls.cert_file}")',
+            f'modparam("tls", "private_key", "{tls.key_file}")',
+            'modparam("tls", "tls_method", "TLSv1.2+")',
+            'modparam("tls", "verify_certificate", 0)',
+            'modparam("tls", "require_certificate", 0)',
+            'loadmodule "nathelper.so"',  # add_contact_alias: in-dialog requests reuse the caller's TLS connection
+        ]
+    if trunks:
+        modules += ['loadmodule "rtpengine.so"', 'loadmodule "sdpops.so"',
+                    f'modparam("rtpengine", "rtpengine_sock", "udp:127.0.0.1:{rtpengine_ng_port}")']
+    return "\n".join(globals_ + modules) + "\n\n" + _routes(trunks, use_tls=use_tls, strict=strict_media_source)
+
+
+def _routes(trunks: tuple[EdgeTrunk, ...], *, use_tls: bool, strict: bool) -> str:
+    anchored = bool(trunks)
+    in_dialog_media = ""
+    if anchored:
+        in_dialog_media = f"""            if (check_route_param("media=anchored")) {{
+                if (is_method("BYE")) {{ rtpengine_delete(); }}
+                else if (is_method("INVITE|UPDATE") && has_body("application/sdp")) {{ rtpengine_offer("{_MEDIA_FLAGS}"); t_on_reply("MEDIA"); }}
+                else if (is_method("ACK") && has_body("application/sdp")) {{ rtpengine_answer("{_MEDIA_FLAGS}"); }}
+            }}
+"""
+    alias = "            handle_ruri_alias();\n" if use_tls else ""
+    trunk_of = "".join(
+        f'    if ($Rp == {t.port} && $pr == "{t.transport}") {{ $var(trunk) = "{t.name}"; $var(srtp) = "{t.srtp}"; }}\n'
+        for t in trunks
+    )
+    strict_flag = " strict-source" if strict else ""
+    offers = "".join(
+        f'    if ($var(srtp) == "{mode}") {{ $var(flags) = "{flags}{strict_flag}"; }}\n' for mode, flags in _OFFER_FLAGS.items()
+    )
+    trunk_route = ""
+    if anchored:
+        trunk_route = f"""
+# a trunk's INVITE: its SRTP policy, then the media anchored at rtpengine (plain RTP/AVP to the worker)
+route[TRUNK_MEDIA] {{
+    $var(trunk) = "";
+    $var(srtp) = "";
+{trunk_of}    if ($var(trunk) == "") {{ return; }}
+    if (!has_body("application/sdp")) {{
+        append_to_reply("Warning: 399 edge \\"An offer in the INVITE is required on trunk $var(trunk)\\"\\r\\n");
+        sl_send_reply("488", "Not Acceptable Here");
+        exit;
+    }}
+    if ($var(srtp) == "mandatory" && !sdp_with_transport_like("RTP/SAVP")) {{
+        append_to_reply("Warning: 302 edge \\"SRTP (RTP/SAVP, SDES) is required on trunk $var(trunk)\\"\\r\\n");
+        sl_send_reply("488", "Not Acceptable Here");
+        exit;
+    }}
+    if ($var(srtp) == "off" && !sdp_with_transport("RTP/AVP") && !sdp_with_transport("RTP/AVPF")) {{
+        append_to_reply("Warning: 302 edge \\"SRTP is not offered on trunk $var(trunk)\\"\\r\\n");
+        sl_send_reply("488", "Not Acceptable Here");
+        exit;
+    }}
+{offers}    if (!rtpengine_offer("$var(flags)")) {{ sl_send_reply("503", "Media relay unavailable"); exit; }}
+    setflag(1);
+    add_rr_param(";media=anchored");
+    xlog("L_INFO", "trunk $var(trunk) srtp=$var(srtp) $ci media anchored\\n");
+    t_on_reply("MEDIA");
+}}
+
+onreply_route[MEDIA] {{
+    if (status =~ "(18[03])|(2[0-9][0-9])" && has_body("application/sdp")) {{ rtpengine_answer("{_MEDIA_FLAGS}"); }}
+}}
+"""
+    alias_initial = "        if ($pr == \"tls\") { add_contact_alias(); }\n" if use_tls else ""
+    media_initial = "        route(TRUNK_MEDIA);\n" if anchored else ""
+    # flag 1 (the transaction's): this INVITE's media was offered to rtpengine; a failed call releases it
+    failure_delete = "    if (isflagset(1)) { rtpengine_delete(); }\n" if anchored else ""
+    return f"""request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (has_totag()) {{
+        if (loose_route()) {{
+{alias}{in_dialog_media}            t_relay();
+            exit;
+        }}
+        if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+    if (is_method("OPTIONS") && uri==myself && $rU==$null) {{ sl_send_reply("200", "OK"); exit; }}
+    if (is_method("INVITE")) {{
+{alias_initial}{media_initial}        record_route();
+    }}
+    # 4 = round robin over the gateway workers that answer OPTIONS pings
+    if (!ds_select_dst("1", "4", "2")) {{ sl_send_reply("503", "No gateway available"); exit; }}
+    xlog("L_INFO", "dispatch $rm $ci to $du\\n");
+    t_on_failure("NEXT_GATEWAY");
+    t_relay();
+    exit;
+}}
+
+failure_route[NEXT_GATEWAY] {{
+    if (t_is_canceled()) {{
+{failure_delete}        exit;
+    }}
+    if (t_check_status("408|500|503") && ds_next_dst()) {{
+        xlog("L_WARN", "gateway failed, retrying $ci on $du\\n");
+        t_on_failure("NEXT_GATEWAY");
+        t_relay();
+        exit;
+    }}
+{failure_delete}}}
+{trunk_route}"""
+
+
+def rtpengine_argv(*, exe: str, ng_port: int, port_min: int, port_max: int, pidfile: Path) -> list[str]:
+    """rtpengine in userspace (no kernel table), on loopback: media on 127.0.0.1, ng control on ``ng_port``
+    (UDP) and nothing else (``--config-file=none``: not Debian's /etc/rtpengine/rtpengine.conf, whose CLI and
+    HTTP ports would clash between two instances).
+    Log level 6 (info): the SDP (and so the SDES keys) is only dumped at 7 (debug)."""
+    return [exe, "--config-file=none", "--foreground", "--log-stderr", "--table=-1", "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{ng_port}",
+            f"--port-min={port_min}", f"--port-max={port_max}", "--log-level=6", "--num-threads=2", "--no-redis-required",
+            f"--pidfile={pidfile}", "--delete-delay=0"]

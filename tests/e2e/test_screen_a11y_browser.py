@@ -1,0 +1,168 @@
+"""The smart screen for shaky fingers, switches and weak eyes (issue #26), in Debian's headless chromium with
+axe-core injected (tests/e2e/a11y.py) and the test stand-in voice (no models):
+
+- both text sizes (标准 and 特大) at 1024×600 with real data on the page (orders, a care call), the fraud
+  warning and the SOS dialog open: 0 axe violations of WCAG 2.2 A/AA, and AAA contrast; every control
+  ≥ 48×48 px; every text follows the size setting; screenshots to docs/screenshots/;
+- keyboard only: a ≥ 3 px focus ring; "这是骗子吗？" with Enter; talk with Space (press to start, press to
+  stop); SOS with Enter → a modal dialog that keeps focus, "按错了，取消" → the SOS marked cancelled by the
+  elder and a call-back task for the operator; Escape gives focus back to the SOS button;
+- a finger that slides 100 px off "按住说话" while talking does not end the turn; lifting it does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.screen.app import create_app
+from assistant.screen.standin import build_standin_worker
+from assistant.screen.testing import alerts, seed_demo
+from assistant.screen.tokens import screen_path
+from tests.e2e.a11y import axe_violations, need_axe, sideways_overflow_px, small_targets
+from tests.e2e.test_screen_browser import (
+    CHROMIUM,
+    chromium_args,
+    espeak_wav,
+    need_browser,
+    start_site,
+    wait_js,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS_SHOTS = ROOT / "docs" / "screenshots"
+SIZES = {1: ("normal", 30.0), 2: ("xlarge", 40.0)}  # elder id → text size, its --base in px (screen.css)
+
+TEXT_SIZES_JS = """
+() => [...document.querySelectorAll('#hello, #clock, #conn, #fraud-check, #captions .caption, #ptt-label, #status h2, #status-lines li, .big')]
+  .filter(e => e.getBoundingClientRect().width > 0)
+  .map(e => ({id: e.id || e.className, px: parseFloat(getComputedStyle(e).fontSize)}))
+"""
+
+
+async def tab_to(page, element_id: str, *, max_tabs: int = 15) -> None:
+    for _ in range(max_tabs):
+        if await page.evaluate("document.activeElement && document.activeElement.id") == element_id:
+            return
+        await page.keyboard.press("Tab")
+    raise AssertionError(f"Tab never reached #{element_id}")
+
+
+async def test_screen_accessibility_in_both_text_sizes_and_by_keyboard(settings, tmp_path):
+    need_browser()
+    need_axe()
+    from playwright.async_api import async_playwright
+
+    for elder_id, (size, _base) in SIZES.items():
+        await seed_demo(settings, elder_id=elder_id, text_size=size)
+    wav = espeak_wav("我要叫煤气", tmp_path / "gas.wav", lead_s=1.0, tail_s=20.0)
+
+    async def factory(transport, session):  # TEST STAND-IN voice: VAD + captions + tone, no models
+        return build_standin_worker(transport=transport, session=session, settings=settings, reply_s=1.0)
+
+    app = create_app(settings, pipeline_factory=factory)
+    runner, base = await start_site(app)
+    DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(wav))
+            try:
+                found: dict[str, list] = {}
+                for elder_id, (size, base_px) in SIZES.items():
+                    page = await browser.new_page(viewport={"width": 1024, "height": 600})
+                    errors: list[str] = []
+                    page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+                    await page.goto(base + screen_path(elder_id, settings=settings))
+                    await wait_js(page, "document.getElementById('conn').textContent === '已连接'", timeout_s=15)
+                    await wait_js(page, "document.querySelectorAll('#status-lines li.order').length >= 1", timeout_s=10)
+                    found[f"{size}: home"] = await axe_violations(page, aaa_contrast=True)
+                    targets = await small_targets(page, min_px=48)
+                    assert targets["checked"] >= 6 and targets["small"] == [], (size, targets)
+                    assert await sideways_overflow_px(page) <= 0
+                    # every text follows the size setting (none stays at the 28 px floor at 特大)
+                    texts = await page.evaluate(TEXT_SIZES_JS)
+                    assert len(texts) >= 8
+                    assert [t for t in texts if t["px"] < base_px - 0.5] == [], (size, texts)
+                    await page.screenshot(path=str(DOCS_SHOTS / f"screen-1024x600-{size}.png"))
+                    # the fraud warning, checked by keyboard (the first control on the page)
+                    await page.keyboard.press("Tab")
+                    assert await page.evaluate("document.activeElement.id") == "fraud-check"
+                    ring = await page.evaluate(
+                        "(() => { const s = getComputedStyle(document.activeElement);"
+                        " return [s.outlineStyle, parseFloat(s.outlineWidth)]; })()")
+                    assert ring[0] == "solid" and ring[1] >= 3, ring
+                    await page.keyboard.press("Enter")
+                    await page.wait_for_selector("#fraud.not_platform", timeout=5000)
+                    found[f"{size}: fraud warning"] = await axe_violations(page, aaa_contrast=True)
+                    assert (await small_targets(page, min_px=48))["small"] == []
+                    await tab_to(page, "fraud-close")  # the warning covers the talk button: it can be put away
+                    await page.keyboard.press("Enter")
+                    await page.wait_for_selector("#fraud.hidden", state="attached")
+                    assert await page.evaluate("document.activeElement.id") == "fraud-check"
+                    assert errors == []
+                    if elder_id != 1:
+                        await page.close()
+                        continue
+
+                    # talk by keyboard: Space starts, Space again stops
+                    await tab_to(page, "ptt")
+                    await page.keyboard.press("Space")
+                    assert await page.get_attribute("#ptt", "aria-pressed") == "true"
+                    assert await page.evaluate("window.screenDebug.pttHow()") == "key"
+                    assert "再按一下" in await page.inner_text("#ptt-label")
+                    await page.wait_for_timeout(300)
+                    await page.keyboard.press("Space")
+                    assert await page.get_attribute("#ptt", "aria-pressed") == "false"
+
+                    # a finger that slides 100 px off the button keeps talking; lifting it ends the turn
+                    box = await page.locator("#ptt").bounding_box()
+                    await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                    await page.mouse.down()
+                    assert await page.evaluate("window.screenDebug.pttHow()") == "pointer"
+                    await page.mouse.move(box["x"] + box["width"] / 2, box["y"] - 100, steps=5)
+                    await page.wait_for_timeout(300)
+                    assert await page.evaluate("window.screenDebug.pttHow()") == "pointer"
+                    assert await page.locator("#ptt.active").count() == 1
+                    await page.mouse.up()
+                    assert await page.evaluate("window.screenDebug.pttHow()") is False
+
+                    # SOS by keyboard: a modal dialog that keeps focus, then "按错了，取消"
+                    await tab_to(page, "btn-sos")
+                    await page.keyboard.press("Enter")
+                    await page.wait_for_selector("#overlay:not(.hidden)")
+                    assert await page.get_attribute("#overlay", "aria-modal") == "true"
+                    assert await page.evaluate("document.activeElement.closest('#overlay') !== null")
+                    assert await page.evaluate("document.getElementById('buttons').inert")
+                    await wait_js(page, "window.screenLog.sos.length === 1", timeout_s=5)
+                    for _ in range(5):
+                        await page.keyboard.press("Tab")
+                        assert await page.evaluate("document.activeElement.closest('#overlay') !== null")
+                    found["SOS dialog"] = await axe_violations(page, aaa_contrast=True)
+                    targets = await small_targets(page, min_px=48)
+                    assert targets["small"] == [], targets
+                    assert "按错了，取消" in await page.inner_text("#sos-cancel")
+                    await page.screenshot(path=str(DOCS_SHOTS / "screen-1024x600-sos-cancel.png"))
+                    await tab_to(page, "sos-cancel")
+                    await page.keyboard.press("Enter")
+                    await wait_js(page, "window.screenLog.sosCancel && window.screenLog.sosCancel.status === 200", timeout_s=5)
+                    assert "还会打电话" in await page.inner_text("#overlay-text")
+                    [sos] = await alerts(settings, kind="sos")
+                    assert sos.status == "false_alarm" and sos.detail["cancelled_by"] == "elder"
+                    [task] = await alerts(settings, kind="sos_cancelled")
+                    assert task.status == "open" and task.detail["sos_alert_id"] == sos.id
+                    await page.keyboard.press("Escape")
+                    await page.wait_for_selector("#overlay.hidden", state="attached")
+                    assert await page.evaluate("document.activeElement.id") == "btn-sos"
+                    assert not await page.evaluate("document.getElementById('buttons').inert")
+                    assert errors == []
+                    await page.close()
+            finally:
+                await browser.close()
+        assert len(found) == 5
+        bad = {name: v for name, v in found.items() if v}
+        assert bad == {}, bad
+    finally:
+        await runner.cleanup()

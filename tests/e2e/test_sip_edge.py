@@ -1,0 +1,162 @@
+"""Encrypted trunks at the edge (issue #25 item 2), with real peers on loopback: pjsip (pjsua2, null sound
+device) calls kamailio over TLS offering SDES-SRTP; kamailio dispatches to an in-process gateway worker
+(stand-in bot: a tone for a greeting, every call recorded) and rtpengine anchors the media, SRTP with the
+caller, plain RTP to the worker. Each call asserts audio both ways: the greeting's energy at the caller and
+the caller's tone in the worker's recording (plus the RTP counters of the caller's stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from telephony.edge import EdgeTrunk, TlsFiles, make_demo_cert
+from telephony.gateway import Gateway
+from telephony.peers import KamailioDispatcher, Rtpengine, free_tcp_port, free_udp_port, write_wav8k
+from telephony.testing import ReplyBot, bot_pipeline_factory, tone
+from tests.conftest import need_program
+
+pytestmark = [pytest.mark.e2e, pytest.mark.sip]
+
+CALLER = Path(__file__).with_name("pjsua2_caller.py")
+KAMAILIO_TLS = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so")
+
+
+@dataclass(kw_only=True)
+class Edge:
+    gateway: Gateway
+    kamailio: KamailioDispatcher
+    rtpengine: Rtpengine
+    tls: TlsFiles
+    bots: list[ReplyBot]
+    recordings: Path
+
+    def uri(self, trunk: str) -> str:
+        t = next(t for t in self.kamailio.trunks if t.name == trunk)
+        return f"sip:assistant@127.0.0.1:{t.port}" + (";transport=tls" if t.transport == "tls" else "")
+
+
+@pytest.fixture
+def edge_programs() -> None:
+    pytest.importorskip("pjsua2", reason="pjsua2-python (dev extra) not installed")
+    need_program("kamailio")
+    need_program("rtpengine")
+    if not KAMAILIO_TLS.exists():
+        pytest.skip("kamailio's tls module is not installed (Debian package kamailio-tls-modules)")
+
+
+@pytest.fixture
+async def edge(edge_programs, tel_settings, tmp_path):
+    tls = await make_demo_cert(tmp_path / "certs")
+    bots: list[ReplyBot] = []
+    recordings = tmp_path / "calls"
+    factory = bot_pipeline_factory(settings=tel_settings, reply_pcm=tone(seconds=2.0), bots=bots, recordings_dir=recordings)
+    trunks = (
+        EdgeTrunk(name="carrier", transport="tls", port=free_tcp_port(), srtp="mandatory"),
+        EdgeTrunk(name="homeworker", transport="tls", port=free_tcp_port(), srtp="optional"),
+        EdgeTrunk(name="pbx", transport="udp", port=free_udp_port(), srtp="off"),
+    )
+    async with Gateway(settings=tel_settings, pipeline_factory=factory, port=0) as gw, \
+            Rtpengine(workdir=tmp_path / "rtpengine") as rtp, \
+            KamailioDispatcher(workdir=tmp_path / "kamailio", gateways=[f"127.0.0.1:{gw.endpoint.port}"], trunks=trunks,
+                               tls=tls, rtpengine_ng_port=rtp.ng_port) as kam:
+        await asyncio.sleep(1.2)  # the dispatcher's first OPTIONS ping marks the worker up
+        yield Edge(gateway=gw, kamailio=kam, rtpengine=rtp, tls=tls, bots=bots, recordings=recordings)
+
+
+async def pjsua2_call(edge: Edge, tmp_path: Path, trunk: str, *, srtp: str, dtmf: str = "", seconds: float = 4.0) -> dict:
+    """One pjsua2 call into ``trunk`` playing a 1 kHz tone (the caller's voice); the result JSON with
+    ``heard_rms`` (what the caller recorded) added."""
+    heard = tmp_path / f"heard-{trunk}-{srtp}.wav"
+    voice = write_wav8k(tmp_path / "voice.wav", tone(seconds=seconds + 2, hz=1000, rate=8000, level=0.3))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(CALLER), edge.uri(trunk), "--srtp", srtp, "--ca", str(edge.tls.cert_file), "--play", str(voice),
+        "--seconds", str(seconds), "--wav", str(heard), *(["--dtmf", dtmf] if dtmf else []),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    lines = out.decode().strip().splitlines()
+    assert lines, err.decode()[-2000:]
+    result = json.loads(lines[-1])
+    result["heard_rms"] = 0.0
+    if heard.exists():
+        with wave.open(str(heard)) as w:
+            x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(float)
+        result["heard_rms"] = float(np.sqrt(np.mean(x**2))) if x.size else 0.0
+    return result
+
+
+def caller_rms_at_worker(edge: Edge) -> float:
+    """RMS of the caller's channel (left) in the worker's recording of its only call."""
+    files = sorted(edge.recordings.rglob("*.wav"))
+    assert len(files) == 1, files
+    with wave.open(str(files[0])) as w:
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(float).reshape(-1, 2)[:, 0]
+    return float(np.sqrt(np.mean(x**2))) if x.size else 0.0
+
+
+async def worker_done(edge: Edge) -> None:
+    for _ in range(100):
+        if edge.gateway.reports and all(r.end_reason for r in edge.gateway.reports):
+            return
+        await asyncio.sleep(0.05)
+
+
+def assert_both_ways(result: dict, edge: Edge) -> None:
+    assert result["confirmed"], result
+    assert result["heard_rms"] > 300, f"the caller heard only silence: {result}"
+    assert result["rtp"]["rx"] > 50 and result["rtp"]["tx"] > 50, result
+    assert caller_rms_at_worker(edge) > 300, "the worker's recording holds no caller audio"
+
+
+def assert_keys_not_logged(result: dict, edge: Edge) -> None:
+    keys = result["offered_keys"]
+    assert keys, "the caller offered no SDES key"
+    logs = edge.kamailio.log() + edge.rtpengine.log()
+    assert not [k for k in keys if k in logs], "an SDES key is in the edge's logs"
+
+
+async def test_tls_call_with_srtp_mandatory_hears_the_greeting_and_its_dtmf_reaches_the_dialogue(edge, tmp_path):
+    result = await pjsua2_call(edge, tmp_path, "carrier", srtp="mandatory", dtmf="12")
+    await worker_done(edge)
+    assert_both_ways(result, edge)
+    assert result["answer_m_lines"][0].split()[2] == "RTP/SAVP" and result["answer_crypto"], result
+    assert edge.bots[0].keys == ["1", "2"], edge.bots[0].keys  # InputDTMFFrame in the call's pipeline
+    assert edge.gateway.reports[0].keys == ["1", "2"]
+    assert "trunk carrier srtp=mandatory" in edge.kamailio.log()
+    assert_keys_not_logged(result, edge)
+
+
+async def test_srtp_optional_caller_gets_srtp_on_an_optional_trunk(edge, tmp_path):
+    result = await pjsua2_call(edge, tmp_path, "homeworker", srtp="optional", seconds=3.0)
+    await worker_done(edge)
+    assert_both_ways(result, edge)
+    # RFC 8643 (OSRTP): RTP/AVP with a=crypto offered, answered the same way: the media is SRTP
+    assert result["answer_m_lines"][0].split()[2] == "RTP/AVP" and result["answer_crypto"], result
+    assert_keys_not_logged(result, edge)
+
+
+async def test_plain_caller_is_refused_on_a_srtp_mandatory_trunk(edge, tmp_path):
+    result = await pjsua2_call(edge, tmp_path, "carrier", srtp="off", seconds=1.0)
+    assert not result["confirmed"] and result["status"] == 488, result
+    assert not edge.gateway.reports  # never reached a worker
+
+
+async def test_plain_udp_trunk_still_works_with_media_anchored(edge, tmp_path):
+    result = await pjsua2_call(edge, tmp_path, "pbx", srtp="off", seconds=3.0)
+    await worker_done(edge)
+    assert_both_ways(result, edge)
+    assert result["answer_m_lines"][0].split()[2] == "RTP/AVP" and not result["answer_crypto"], result
+    assert "trunk pbx srtp=off" in edge.kamailio.log()
+
+
+async def test_srtp_only_offer_is_refused_on_a_plain_trunk(edge, tmp_path):
+    result = await pjsua2_call(edge, tmp_path, "pbx", srtp="mandatory", seconds=1.0)
+    assert not result["confirmed"] and result["status"] == 488, result
+    assert not edge.gateway.reports

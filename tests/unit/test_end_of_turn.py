@@ -1,0 +1,162 @@
+"""End of turn by meaning (issue #19): the pure policy, and the processor behind the VAD with a stand-in judge.
+
+The real Smart Turn model runs in tests/e2e/test_turn_taking.py; here the judge is a function the test picks.
+"""
+
+import asyncio
+
+import pytest
+
+from assistant.audio.end_of_turn import EndOfTurnPolicy
+from assistant.errors import SmartTurnError
+from assistant.session import CallSession
+from assistant.settings import AudioSettings
+
+RATE = 16000
+AUDIO = AudioSettings()  # decision after 0.25 s, unfinished waits 1.5 s, closed 0.6 s, fallback 0.8 s
+
+
+def voiced(seconds: float, f0: float = 140.0) -> bytes:
+    import numpy as np
+
+    t = np.arange(int(seconds * RATE)) / RATE
+    x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 25))
+    x *= 0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)
+    return (x / np.abs(x).max() * 12000).astype("<i2").tobytes()
+
+
+def silence(seconds: float) -> bytes:
+    return b"\x00\x00" * int(seconds * RATE)
+
+
+# --- the policy (pure) ---
+
+def test_a_finished_turn_ends_at_the_decision_silence():
+    policy = EndOfTurnPolicy.from_settings(AUDIO)
+    assert policy.turn_over(silence_s=0.25, probability=0.9)
+    assert not policy.turn_over(silence_s=0.25, probability=None)  # no verdict yet
+
+
+def test_an_unfinished_turn_waits_for_the_long_silence():
+    policy = EndOfTurnPolicy.from_settings(AUDIO)
+    assert not policy.turn_over(silence_s=1.2, probability=0.2)
+    assert policy.turn_over(silence_s=1.5, probability=0.2)
+
+
+def test_a_slow_speaker_waits_longer():
+    policy = EndOfTurnPolicy.from_settings(AUDIO, max_silence_s=2.5)
+    assert not policy.turn_over(silence_s=2.0, probability=0.2)
+    assert policy.turn_over(silence_s=2.5, probability=0.2)
+
+
+def test_a_closed_prompt_ends_sooner():
+    policy = EndOfTurnPolicy.from_settings(AUDIO)
+    assert policy.turn_over(silence_s=0.25, probability=0.35, closed=True)
+    assert not policy.turn_over(silence_s=0.25, probability=0.35)
+    assert policy.turn_over(silence_s=0.6, probability=0.1, closed=True)
+    assert not policy.turn_over(silence_s=0.6, probability=0.1)
+
+
+def test_a_failed_model_falls_back_to_the_fixed_silence():
+    policy = EndOfTurnPolicy.from_settings(AUDIO)
+    assert not policy.turn_over(silence_s=0.7, probability=None, failed=True)
+    assert policy.turn_over(silence_s=0.8, probability=None, failed=True)
+
+
+# --- the processor behind the real VAD ---
+
+async def _events(pcm: bytes, judge, *, session: CallSession | None = None) -> tuple[list[str], list[int]]:
+    from pipecat.frames.frames import (
+        InputAudioRawFrame,
+        VADUserStartedSpeakingFrame,
+        VADUserStoppedSpeakingFrame,
+    )
+    from pipecat.pipeline.pipeline import Pipeline
+    from pipecat.tests.utils import SleepFrame, run_test
+
+    from assistant.audio.vad import SpeechPausedFrame, SpeechResumedFrame
+    from assistant.pipeline import turn_taking_stages
+
+    session = session or CallSession(channel="simulate")
+    stages = turn_taking_stages(session=session, audio=AUDIO)
+    stages[1]._judge = judge
+    step = RATE * 20 // 1000 * 2
+    frames = []
+    for i in range(0, len(pcm), step):
+        frames += [InputAudioRawFrame(audio=pcm[i : i + step], sample_rate=RATE, num_channels=1), SleepFrame(sleep=0.002)]
+    down, _ = await run_test(Pipeline(stages), frames_to_send=frames)
+    kinds = (VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame, SpeechPausedFrame, SpeechResumedFrame)
+    names, stop_at_frame, audio_frames = [], [], 0
+    for f in down:
+        if isinstance(f, InputAudioRawFrame):
+            audio_frames += 1
+        elif isinstance(f, kinds):
+            names.append(type(f).__name__.replace("Frame", "").replace("VADUser", ""))
+            if isinstance(f, VADUserStoppedSpeakingFrame):
+                stop_at_frame.append(audio_frames)
+    return names, stop_at_frame
+
+
+def _judge(probability: float, calls: list | None = None):
+    async def judge(pcm: bytes, *, sample_rate_hz: int) -> float:
+        await asyncio.sleep(0)
+        if calls is not None:
+            calls.append((len(pcm), sample_rate_hz))
+        return probability
+    return judge
+
+
+async def test_finished_speech_ends_the_turn_after_the_short_silence():
+    calls: list = []
+    names, stops = await _events(voiced(1.0) + silence(1.5), _judge(0.9, calls))
+    assert names == ["StartedSpeaking", "SpeechPaused", "StoppedSpeaking"]
+    assert 50 + 12 <= stops[0] <= 50 + 20  # 1.0 s of speech, then ~0.25 s (12.5 frames), not 0.8 s
+    assert calls and calls[0][1] == RATE and calls[0][0] >= 2 * RATE  # the turn's audio went to the judge
+
+
+async def test_a_mid_sentence_pause_judged_unfinished_keeps_one_turn():
+    names, _ = await _events(voiced(1.0) + silence(1.1) + voiced(1.0) + silence(2.0), _judge(0.1))
+    assert names == ["StartedSpeaking", "SpeechPaused", "SpeechResumed", "SpeechPaused", "StoppedSpeaking"]
+
+
+async def test_an_unfinished_turn_still_ends_after_the_long_silence():
+    names, stops = await _events(voiced(1.0) + silence(2.5), _judge(0.1))
+    assert names == ["StartedSpeaking", "SpeechPaused", "StoppedSpeaking"]
+    assert 50 + 75 <= stops[0] <= 50 + 85  # 1.5 s of silence (+ the VAD's 30 ms frames)
+
+
+async def test_a_yes_no_answer_ends_sooner():
+    session = CallSession(channel="simulate", expect="yes_no")
+    _, stops = await _events(voiced(0.6) + silence(1.5), _judge(0.1), session=session)
+    assert 30 + 30 <= stops[0] <= 30 + 36  # the closed prompt's 0.6 s
+
+
+async def test_a_slow_speaker_is_not_cut_at_the_usual_wait():
+    session = CallSession(channel="simulate", end_of_turn_max_silence_s=2.5)
+    names, _ = await _events(voiced(1.0) + silence(1.8) + voiced(1.0) + silence(3.0), _judge(0.1), session=session)
+    assert names.count("StoppedSpeaking") == 1
+
+
+async def test_a_failing_model_ends_the_turn_by_the_fixed_silence():
+    async def broken(pcm: bytes, *, sample_rate_hz: int) -> float:
+        raise SmartTurnError("model gone")
+
+    names, stops = await _events(voiced(1.0) + silence(1.5), broken)
+    assert names == ["StartedSpeaking", "SpeechPaused", "StoppedSpeaking"]
+    assert 50 + 40 <= stops[0] <= 50 + 46  # 0.8 s
+
+
+async def test_speech_after_a_finished_turn_starts_a_new_turn_for_barge_in():
+    names, _ = await _events(voiced(1.0) + silence(0.6) + voiced(1.0) + silence(1.0), _judge(0.9))
+    assert names == ["StartedSpeaking", "SpeechPaused", "StoppedSpeaking"] * 2
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_the_model_judges_phone_and_screen_audio(rate):
+    """The real model on both rates, synchronously (the e2e test runs it through the pipeline)."""
+    from assistant.audio.convert import resample_pcm16
+    from assistant.audio.smart_turn import completion_probability_sync
+
+    pcm = resample_pcm16(voiced(1.0) + silence(0.3), from_hz=RATE, to_hz=rate)
+    p = completion_probability_sync(pcm, sample_rate_hz=rate)
+    assert 0.0 <= p <= 1.0
