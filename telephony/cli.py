@@ -5,6 +5,9 @@
     assistant phone call NUMBER|sip:URI [--elder ID] [--listen ...] [--bot] [--timeout S]   # one care call now, JSON result
         (the elder: --elder, else the one whose phone NUMBER is; the call is recorded in the fraud-guard ledger
         of the configured database and opens with the same identity proof as a scheduled care call)
+    assistant phone edge [--gateway 127.0.0.1:5070 ...]   # the SIP edge (kamailio + rtpengine) until Ctrl-C:
+        edge.trunks (SIP over UDP/TLS, SRTP off/optional/mandatory each), TLS pair from edge.tls_* (default the
+        self-signed demo pair in var/edge/), calls spread over the --gateway workers (default telephony.sip_port)
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     call.add_argument("--elder", type=int, help="the elder being called (default: the elder whose phone NUMBER is)")
     call.add_argument("--timeout", type=float, help="ring time in seconds before it counts as no answer")
     call.add_argument("--no-retry", action="store_true", help="one attempt, then family contacts / operator")
+    edge = sub.add_parser("edge", help="run the SIP edge (kamailio TLS trunks + rtpengine SRTP) until Ctrl-C")
+    edge.add_argument("--gateway", action="append", metavar="HOST:PORT",
+                      help="a gateway worker (repeat for several; default 127.0.0.1:<telephony.sip_port>)")
     for p in (gw, call):
         p.add_argument("--listen", help="SIP address host:port (default from settings, 127.0.0.1:5070)")
         p.add_argument("--register", metavar="URI", help="register this address-of-record, e.g. sip:gw1@127.0.0.1")
@@ -149,7 +155,38 @@ async def _call(args) -> int:
     return 0
 
 
+async def _edge(args) -> int:
+    """kamailio (dispatcher + trunks) and rtpengine from ``settings.edge``, in var/edge/run, until Ctrl-C."""
+    from assistant.settings import load_settings
+    from telephony.edge import make_demo_cert, tls_files, trunks_of
+    from telephony.peers import KamailioDispatcher, Rtpengine
+
+    settings = load_settings()
+    edge = settings.edge
+    trunks = trunks_of(edge)
+    tls = tls_files(edge, var_dir=settings.paths.var_dir)
+    if not edge.tls_cert_file and not edge.tls_key_file:
+        tls = await make_demo_cert(tls.cert_file.parent)  # kept when set-up already made it
+    gateways = args.gateway or [f"127.0.0.1:{settings.telephony.sip_port}"]
+    workdir = settings.paths.var_dir / "edge" / "run"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with Rtpengine(workdir=workdir / "rtpengine", ng_port=edge.rtpengine_ng_port, port_min=edge.rtpengine_port_min,
+                         port_max=edge.rtpengine_port_max) as rtp, \
+            KamailioDispatcher(workdir=workdir / "kamailio", port=edge.sip_port, gateways=gateways, trunks=trunks, tls=tls,
+                               rtpengine_ng_port=rtp.ng_port, strict_media_source=edge.strict_media_source):
+        for t in trunks:
+            print(f"trunk {t.name}: {t.transport}:127.0.0.1:{t.port} srtp={t.srtp}", file=sys.stderr, flush=True)
+        print(f"dispatching to {', '.join(gateways)}; logs in {workdir}", file=sys.stderr, flush=True)
+        await stop.wait()
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.phone_command == "edge":
+        return asyncio.run(_edge(args))
     if args.phone_command == "gateway":
         return asyncio.run(_gateway(args))
     return asyncio.run(_call(args))

@@ -160,3 +160,33 @@ async def test_srtp_only_offer_is_refused_on_a_plain_trunk(edge, tmp_path):
     result = await pjsua2_call(edge, tmp_path, "pbx", srtp="mandatory", seconds=1.0)
     assert not result["confirmed"] and result["status"] == 488, result
     assert not edge.gateway.reports
+
+
+async def test_phone_edge_command_runs_the_configured_trunks_until_interrupted(edge_programs, tmp_path):
+    """``assistant phone edge``: kamailio + rtpengine from ``edge.*`` settings (the demo pair made when none is
+    configured); Ctrl-C stops both."""
+    import os
+    import signal
+
+    tls_port = free_tcp_port()
+    env = {**os.environ, "ASSISTANT_VAR_DIR": str(tmp_path), "ASSISTANT_EDGE_SIP_PORT": str(free_udp_port()),
+           "ASSISTANT_EDGE_TRUNKS": f"carrier:tls:{tls_port}:mandatory,pbx:udp:{free_udp_port()}:off",
+           "ASSISTANT_EDGE_RTPENGINE_NG_PORT": str(free_udp_port())}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "assistant.cli", "phone", "edge", "--gateway", "127.0.0.1:5999",
+                                                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    lines: list[str] = []
+    async with asyncio.timeout(30):
+        while not lines or "dispatching" not in lines[-1]:
+            line = (await proc.stderr.readline()).decode()
+            assert line, "".join(lines)
+            lines.append(line)
+    assert any("trunk carrier: tls:" in ln and "srtp=mandatory" in ln for ln in lines), lines
+    # the TLS trunk answers a handshake with the demo certificate (verified against it, for 127.0.0.1)
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "edge" / "edge.crt"))
+    _r, w = await asyncio.open_connection("127.0.0.1", tls_port, ssl=ctx, server_hostname="127.0.0.1")
+    assert w.get_extra_info("peercert")["subject"] == ((("commonName", "assistant-edge"),),)
+    w.close()
+    proc.send_signal(signal.SIGINT)
+    assert await asyncio.wait_for(proc.wait(), timeout=15) == 0
