@@ -26,8 +26,10 @@ from assistant.platform.migrate import upgrade_heads_async
 from assistant.platform.store import PlatformStore
 from assistant.runtime import running
 from assistant.settings import load_settings
+from telephony.edge import make_demo_cert, tls_files, trunks_of
 from telephony.gateway import Gateway
 from telephony.gateway_service import place_care_call, start_gateway, store_alert_sink
+from telephony.peers import KamailioDispatcher, Rtpengine
 from telephony.scheduler import RetryPolicy
 from telephony.testing import bot_pipeline_factory
 
@@ -157,10 +159,6 @@ async def _call(args) -> int:
 
 async def _edge(args) -> int:
     """kamailio (dispatcher + trunks) and rtpengine from ``settings.edge``, in var/edge/run, until Ctrl-C."""
-    from assistant.settings import load_settings
-    from telephony.edge import make_demo_cert, tls_files, trunks_of
-    from telephony.peers import KamailioDispatcher, Rtpengine
-
     settings = load_settings()
     edge = settings.edge
     trunks = trunks_of(edge)
