@@ -91,6 +91,8 @@ def reason_label(reason: str) -> str:
 
 def alert_reason_text(detail: dict) -> str:
     """One line in Chinese on why a (non-fraud) alert was raised, from its ``detail``; "" if nothing is said."""
+    if detail.get("cancelled_by") == "elder":  # the screen's "按错了，取消" (issue #26)
+        return "长者在屏幕上按了「按错了，取消」：已建回电任务，请回电确认平安"
     if detail.get("summary") or detail.get("message"):
         return str(detail.get("summary") or detail.get("message"))
     if detail.get("reason"):

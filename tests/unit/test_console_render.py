@@ -70,6 +70,7 @@ def test_alert_reasons_are_shown_in_chinese():
 
     assert alert_reason_text({"reason": "requested", "transcript": "我要找人"}) == "长者要求转人工"
     assert alert_reason_text({"reason": "rasa_empty_reply"}) == "对话服务没有回应"
+    assert "按错了，取消" in alert_reason_text({"source": "screen", "via": "http", "cancelled_by": "elder"})
     assert alert_reason_text({"reason": "order_failed:store_unavailable"}) == "下单失败（store_unavailable）"
     assert alert_reason_text({"reason": "empty_transcript", "failed_turns": 3}) == "没听清（没有识别出文字），连续 3 次"
     assert reason_label("something_new") == "其他原因（something_new）"  # unknown codes are kept, not lost
