@@ -48,9 +48,10 @@ from assistant.errors import SetupError
 from assistant.phrases import Phrasebook
 from assistant.settings import load_settings
 from assistant.tts.registry import simulated_caller_voice, synthesize
+from telephony.edge import EdgeTrunk, make_demo_cert
 from telephony.gateway import Gateway, greeting_text
 from telephony.pcap import write_rtp_pcap
-from telephony.peers import SippRun, program
+from telephony.peers import KamailioCarrier, KamailioDispatcher, Rtpengine, SippRun, free_tcp_port, program
 from telephony.testing import bot_pipeline_factory, tone
 
 PCAP = Path("/usr/share/sip-tester/g711a.pcap")
@@ -317,9 +318,6 @@ async def encrypted_edge(*, gateway_port: int, workdir: Path, settings):
     rtpengine: plain SIP/RTP in, SIP over TLS + SDES-SRTP out) → the edge (``telephony.edge``: kamailio TLS
     trunk with SRTP mandatory + rtpengine, plain RTP to the worker) → the gateway. Also yields the edge's
     kamailio (its log counts the calls whose media it anchored with SRTP)."""
-    from telephony.edge import EdgeTrunk, make_demo_cert
-    from telephony.peers import KamailioCarrier, KamailioDispatcher, Rtpengine, free_tcp_port
-
     tls = await make_demo_cert(workdir / "certs")
     trunk = EdgeTrunk(name="carrier", transport="tls", port=free_tcp_port(), srtp="mandatory")
     async with contextlib.AsyncExitStack() as stack:
@@ -465,8 +463,6 @@ def run(args: argparse.Namespace) -> int:
     check_tools()
     edge = getattr(args, "edge", "none")
     if edge != "none":
-        from telephony.peers import program
-
         program("kamailio")
         program("rtpengine")
     kwargs = dict(concurrent=args.concurrent, seconds=args.seconds, pipeline=args.pipeline, stagger=args.stagger,

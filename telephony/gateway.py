@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from assistant import native_heap
 from assistant.errors import TelephonyError
+from assistant.fraud_guard.guard import HANDOVER_WARNING
 from assistant.phrases import Phrasebook
 from assistant.pipeline import build_call_pipeline
 from assistant.session import CallSession
@@ -302,8 +303,6 @@ class Gateway:
             tracker.listeners.append(self._handover_listener(call))
         guard = getattr(built, "guard", None)
         if guard is not None and self.escalation.enabled:  # a high-risk scam moment: a person takes the call
-            from assistant.fraud_guard.guard import HANDOVER_WARNING
-
             guard.flag_listeners.append(self._fraud_listener(call))
             guard.warning = HANDOVER_WARNING
 

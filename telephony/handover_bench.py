@@ -50,6 +50,7 @@ from assistant.settings import load_settings
 from assistant.turns import TurnTracker
 from telephony.bench import _phone_pcm8k
 from telephony.gateway import Gateway
+from telephony.gateway_service import start_gateway
 from telephony.peers import BaresipPeer, KamailioPbx, program, write_wav8k
 from telephony.sip import SipEndpoint
 from telephony.testing import ReplyBot, tone
@@ -210,8 +211,6 @@ async def bench(*, calls: int = 20, family_calls: int = 5, pipeline: str = "real
                 gw = Gateway(settings=s, pipeline_factory=_sos_pipeline_factory(settings=s), directory=store, speak=silent, port=0)
                 await stack.enter_async_context(gw)
                 return gw
-            from telephony.gateway_service import start_gateway
-
             # as `assistant serve` wires it: the real pipeline, the platform's voices for the hold prompts
             service = await start_gateway(replace(runtime, settings=s), port=0)
             stack.push_async_callback(service.stop)

@@ -36,8 +36,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from assistant.asr.registry import recognize
 from assistant.errors import TelephonyError
+from assistant.fraud_guard.guard import shared_detector
+from assistant.fraud_guard.pii_gate import personal_data_of, redact
 from assistant.phrases import Phrasebook
+from assistant.platform.models import normalize_phone
 from assistant.settings import ScreeningSettings, Settings
 from telephony.handover import Speaker, bridge
 from telephony.sip import PhoneCall, SipEndpoint
@@ -64,8 +68,6 @@ KEYS: dict[str, Choice] = {"1": "connect", "2": "reject", "3": "family"}
 
 
 def _digits(number: str | None) -> str:
-    from assistant.platform.models import normalize_phone
-
     return normalize_phone(number or "")
 
 
@@ -218,8 +220,6 @@ def asr_recogniser(settings: Settings) -> Recognise:
     """The platform's recogniser (``assistant.asr.registry.recognize``), dialect chosen per utterance."""
 
     async def recognise(pcm8k: bytes, dialect: str | None) -> tuple[str, str]:
-        from assistant.asr.registry import recognize
-
         result = await recognize(pcm8k, sample_rate_hz=8000, dialect=None, options=None, settings=settings)
         return result.text, result.dialect
 
@@ -400,8 +400,6 @@ class CallScreener:
 
     async def _get_detector(self):
         if self._detector is None:
-            from assistant.fraud_guard.guard import shared_detector
-
             fraud = self.settings.fraud
             self._detector = await asyncio.to_thread(shared_detector, fraud.flag_threshold, use_ngram=fraud.use_ngram)
         return self._detector
@@ -409,8 +407,6 @@ class CallScreener:
     async def _fraud_alert(self, state: ScreeningState, *, elder: Any, evidence: list[str]) -> None:
         if self.store is None or not hasattr(self.store, "raise_alert"):
             return
-        from assistant.fraud_guard.pii_gate import personal_data_of, redact
-
         personal = personal_data_of(elder) if elder is not None else None
         detail = {"source": "call_screening", "line": redact(state.line, personal=personal), "risk": state.risk,
                   "scam_type": state.scam_type, "evidence": [redact(e, personal=personal) for e in evidence],

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console import auth
 from assistant.console.auth import ConflictError, ConsoleError, NotFoundError, Principal
+from assistant.console.handover import phone_key
 from assistant.console.models import ROLES, STAFF_ROLES, ConsoleSession, ConsoleUser, ConsoleUserElder
 from assistant.platform.models import Elder, FamilyContact
 
@@ -183,8 +184,6 @@ async def set_phone(
     """Link a staff user to the SIP phone they answer hand-overs on (one of ``handover.operator_uris``, e.g.
     ``sip:op1@sip.platform.example``): when it rings their console pops the call. None / "" unlinks. One
     phone, one user."""
-    from assistant.console.handover import phone_key
-
     user = await get_user(db, user_id)
     uri = (phone_uri or "").strip() or None
     if uri is not None:

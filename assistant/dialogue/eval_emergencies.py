@@ -67,6 +67,7 @@ from assistant.dialogue.decision import (
 )
 from assistant.dialogue.eval_cmd import NluServer, parse_all, read_tsv
 from assistant.settings import load_settings
+from assistant.text.normalize import cer, strip_punctuation, to_simplified
 from assistant.tts.registry import simulated_caller_voice, synthesize
 
 MISSED_TURNS = 99
@@ -475,8 +476,6 @@ def mishearings(phrasings: list[tuple[str, str, str]], *, cache: AsrCache, setti
     three speaking rates): the NLU's ``emergency`` examples in ``intents/nlu_src/nlu_src_emergency_asr.txt``.
     Mandarin only: espeak's Cantonese comes back as empty text or unrelated everyday words ("喺度倾紧偈"), which
     would teach the NLU that ordinary Cantonese is an emergency."""
-    from assistant.text.normalize import cer, strip_punctuation, to_simplified
-
     out: dict[str, None] = {}
     cmn = [p for p in phrasings if p[1] == "cmn"]
     for rate in MISHEARING_RATES_WPM:
