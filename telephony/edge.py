@@ -6,7 +6,8 @@ listens for SIP over UDP or TLS (its ``tls`` module). On a trunk every call's me
 (SDES, RFC 4568) towards the trunk and speaks plain RTP/AVP to the worker, so a worker only ever sees plain RTP
 from 127.0.0.1. Each trunk's SRTP policy:
 
-- ``off``: plain RTP with the trunk (an SRTP-only offer is refused, 488);
+- ``off``: plain RTP with the trunk (an SRTP-only offer is refused, 488; an opportunistic offer's
+  ``a=crypto`` lines are removed, so the answer carries none);
 - ``optional``: SRTP when the caller offers it (RTP/SAVP, or RTP/AVP with ``a=crypto``: RFC 8643 OSRTP, what
   pjsip's and most phones' "SRTP optional" send), plain RTP otherwise;
 - ``mandatory``: an offer without an RTP/SAVP(F) stream is refused (488 + Warning).
@@ -144,7 +145,7 @@ def kamailio_config(*, port: int, list_file: Path, fr_timer_ms: int, trunks: tup
             'loadmodule "nathelper.so"',  # add_contact_alias: in-dialog requests reuse the caller's TLS connection
         ]
     if trunks:
-        modules += ['loadmodule "rtpengine.so"', 'loadmodule "sdpops.so"',
+        modules += ['loadmodule "rtpengine.so"', 'loadmodule "sdpops.so"', 'loadmodule "textopsx.so"',
                     f'modparam("rtpengine", "rtpengine_sock", "udp:127.0.0.1:{rtpengine_ng_port}")']
     return "\n".join(globals_ + modules) + "\n\n" + _routes(trunks, use_tls=use_tls, strict=strict_media_source)
 
@@ -191,6 +192,8 @@ route[TRUNK_MEDIA] {{
         sl_send_reply("488", "Not Acceptable Here");
         exit;
     }}
+    # plain means plain: an opportunistic offer's keys (RTP/AVP + a=crypto) are not taken up (rtpengine would)
+    if ($var(srtp) == "off") {{ sdp_remove_line_by_prefix("a=crypto:"); msg_apply_changes(); }}
 {offers}    if (!rtpengine_offer("$var(flags)")) {{ sl_send_reply("503", "Media relay unavailable"); exit; }}
     setflag(1);
     add_rr_param(";media=anchored");

@@ -190,3 +190,10 @@ async def test_phone_edge_command_runs_the_configured_trunks_until_interrupted(e
     w.close()
     proc.send_signal(signal.SIGINT)
     assert await asyncio.wait_for(proc.wait(), timeout=15) == 0
+
+
+async def test_srtp_optional_caller_falls_back_to_plain_rtp_on_a_plain_trunk(edge, tmp_path):
+    result = await pjsua2_call(edge, tmp_path, "pbx", srtp="optional", seconds=3.0)
+    await worker_done(edge)
+    assert_both_ways(result, edge)
+    assert result["answer_m_lines"][0].split()[2] == "RTP/AVP" and not result["answer_crypto"], result
