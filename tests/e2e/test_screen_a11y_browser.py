@@ -222,7 +222,10 @@ class WhisperTurns(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
+@pytest.mark.flaky(reruns=1, reruns_delay=2)
 async def test_a_finger_sliding_off_the_talk_button_mid_sentence_still_gets_the_whole_sentence(settings, tmp_path):
+    """Rerun once, as the real-voice screen test: the fake microphone plays in real time and on a loaded CI
+    machine the pointer steps can land late against it; the assertions are unchanged."""
     need_browser()
     from dataclasses import replace
 
