@@ -40,6 +40,7 @@ EVAL_COMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 BENCH_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("latency", "assistant.bench.latency", "end of speech → first reply audio"),
+    ("turn-taking", "assistant.bench.turn_taking", "end of turn on real recordings (Smart Turn vs fixed silence): premature cuts, wait"),
     ("calls", "telephony.bench", "concurrent SIP calls on loopback"),
     ("soak", "telephony.soak", "N calls kept up for M minutes: gateway RSS, fds and tasks over time"),
     ("handover", "telephony.handover_bench", "SOS calls in a row handed over to operator / family phones (kamailio + baresip)"),

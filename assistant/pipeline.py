@@ -20,7 +20,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 
 from assistant.asr.stt_service import AssistantSTTService
-from assistant.audio.end_of_turn import EndOfTurnProcessor
+from assistant.audio.end_of_turn import EndOfTurnProcessor, Judge
 from assistant.audio.recording import CallAudioRecorder
 from assistant.audio.vad import PauseAwareVADProcessor, WebRtcVadAnalyzer, vad_params
 from assistant.call_recorder import BotAudioTap, CallLifecycle, CallRecorder
@@ -175,8 +175,9 @@ def build_call_pipeline(
     return CallPipeline(pipeline=Pipeline(stages), session=session, tracker=tracker, recording=audio, guard=guard)
 
 
-def turn_taking_stages(*, session: CallSession, audio: AudioSettings) -> list[FrameProcessor]:
-    """VAD, then (unless ``turn_decision_silence_s`` is 0) the end of turn by meaning (issue #19)."""
+def turn_taking_stages(*, session: CallSession, audio: AudioSettings, judge: Judge | None = None) -> list[FrameProcessor]:
+    """VAD, then (unless ``turn_decision_silence_s`` is 0) the end of turn by meaning (issue #19); ``judge``
+    replaces Smart Turn (tests)."""
     smart = audio.turn_decision_silence_s > 0
     vad = PauseAwareVADProcessor(
         vad_analyzer=WebRtcVadAnalyzer(
@@ -186,7 +187,7 @@ def turn_taking_stages(*, session: CallSession, audio: AudioSettings) -> list[Fr
         pause_s=0 if smart else audio.early_asr_after_silence_s,  # EndOfTurnProcessor announces the pause
         audio_idle_timeout=0,
     )
-    return [vad, EndOfTurnProcessor(session=session, audio=audio)] if smart else [vad]
+    return [vad, EndOfTurnProcessor(session=session, audio=audio, judge=judge)] if smart else [vad]
 
 
 def call_audio_recorder(path, *, settings: Settings) -> CallAudioRecorder:

@@ -6,13 +6,15 @@ listens for SIP over UDP or TLS (its ``tls`` module). On a trunk every call's me
 (SDES, RFC 4568) towards the trunk and speaks plain RTP/AVP to the worker, so a worker only ever sees plain RTP
 from 127.0.0.1. Each trunk's SRTP policy:
 
-- ``off``: plain RTP with the trunk (an SRTP-only offer is refused, 488);
+- ``off``: plain RTP with the trunk (an SRTP-only offer is refused, 488; an opportunistic offer's
+  ``a=crypto`` lines are removed, so the answer carries none);
 - ``optional``: SRTP when the caller offers it (RTP/SAVP, or RTP/AVP with ``a=crypto``: RFC 8643 OSRTP, what
   pjsip's and most phones' "SRTP optional" send), plain RTP otherwise;
 - ``mandatory``: an offer without an RTP/SAVP(F) stream is refused (488 + Warning).
 
-rtpengine latches on the first packet from the trunk side and, with ``edge.strict_media_source``, drops packets
-from any other address afterwards (#15's strict media latching, on the public side). Keys are never logged:
+rtpengine latches on the first packet from the trunk side (immediate endpoint learning) and, with
+``edge.strict_media_source``, drops packets from any other address afterwards (#15's strict media latching, on
+the public side; without it rtpengine forwards them to the worker). Keys are never logged:
 kamailio logs methods and Call-IDs only, rtpengine runs below debug level (its SDP dumps are debug).
 
 The plain dispatcher port (``KamailioDispatcher.port``) stays as before: no media anchoring, for an internal
@@ -144,7 +146,7 @@ def kamailio_config(*, port: int, list_file: Path, fr_timer_ms: int, trunks: tup
             'loadmodule "nathelper.so"',  # add_contact_alias: in-dialog requests reuse the caller's TLS connection
         ]
     if trunks:
-        modules += ['loadmodule "rtpengine.so"', 'loadmodule "sdpops.so"',
+        modules += ['loadmodule "rtpengine.so"', 'loadmodule "sdpops.so"', 'loadmodule "textopsx.so"',
                     f'modparam("rtpengine", "rtpengine_sock", "udp:127.0.0.1:{rtpengine_ng_port}")']
     return "\n".join(globals_ + modules) + "\n\n" + _routes(trunks, use_tls=use_tls, strict=strict_media_source)
 
@@ -191,6 +193,8 @@ route[TRUNK_MEDIA] {{
         sl_send_reply("488", "Not Acceptable Here");
         exit;
     }}
+    # plain means plain: an opportunistic offer's keys (RTP/AVP + a=crypto) are not taken up (rtpengine would)
+    if ($var(srtp) == "off") {{ sdp_remove_line_by_prefix("a=crypto:"); msg_apply_changes(); }}
 {offers}    if (!rtpengine_offer("$var(flags)")) {{ sl_send_reply("503", "Media relay unavailable"); exit; }}
     setflag(1);
     add_rr_param(";media=anchored");
@@ -247,8 +251,10 @@ failure_route[NEXT_GATEWAY] {{
 def rtpengine_argv(*, exe: str, ng_port: int, port_min: int, port_max: int, pidfile: Path) -> list[str]:
     """rtpengine in userspace (no kernel table), on loopback: media on 127.0.0.1, ng control on ``ng_port``
     (UDP) and nothing else (``--config-file=none``: not Debian's /etc/rtpengine/rtpengine.conf, whose CLI and
-    HTTP ports would clash between two instances).
+    HTTP ports would clash between two instances). Endpoint learning is immediate: a stream latches on its first
+    packet (the default "delayed" keeps learning for 3 s, when any sender is taken, strict-source or not).
     Log level 6 (info): the SDP (and so the SDES keys) is only dumped at 7 (debug)."""
     return [exe, "--config-file=none", "--foreground", "--log-stderr", "--table=-1", "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{ng_port}",
-            f"--port-min={port_min}", f"--port-max={port_max}", "--log-level=6", "--num-threads=2", "--no-redis-required",
+            f"--port-min={port_min}", f"--port-max={port_max}", "--log-level=6", "--num-threads=2",
+            "--endpoint-learning=immediate", "--no-redis-required",
             f"--pidfile={pidfile}", "--delete-delay=0"]

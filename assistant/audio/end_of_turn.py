@@ -36,7 +36,9 @@ from assistant.session import CallSession
 from assistant.settings import AudioSettings
 
 CLOSED_PROMPTS = ("yes_no", "menu")  # CallSession.expect values whose answers are short
-PRE_ROLL_S = 0.5  # audio kept from before the VAD's "started speaking" (which comes after vad_start_s of speech)
+# audio the model gets from before the speech: as pipecat feeds Smart Turn (0.5 s before the first speech; the
+# VAD's "started speaking" comes vad_start_s after it)
+PRE_SPEECH_S = 0.5
 
 Judge = Callable[..., Awaitable[float]]  # (pcm16, *, sample_rate_hz) → probability the turn is complete
 
@@ -75,8 +77,7 @@ class EndOfTurnPolicy:
 class EndOfTurnProcessor(FrameProcessor):
     """Holds the VAD's end of turn until ``EndOfTurnPolicy`` agrees (see the module doc)."""
 
-    def __init__(self, *, session: CallSession, audio: AudioSettings, judge: Judge = completion_probability,
-                 **kwargs):
+    def __init__(self, *, session: CallSession, audio: AudioSettings, judge: Judge | None = None, **kwargs):
         super().__init__(**kwargs)
         self._session = session
         self._audio = audio
@@ -107,7 +108,8 @@ class EndOfTurnProcessor(FrameProcessor):
                 await self._drop_held()
                 await self.push_frame(SpeechResumedFrame())
             else:
-                del self._turn_audio[: max(0, len(self._turn_audio) - self._bytes(PRE_ROLL_S))]
+                keep = self._bytes(PRE_SPEECH_S + self._audio.vad_start_s)
+                del self._turn_audio[: max(0, len(self._turn_audio) - keep)]
                 await self.push_frame(frame, direction)
         elif isinstance(frame, (EndFrame, CancelFrame)):
             await self._stop_judging()
@@ -143,7 +145,9 @@ class EndOfTurnProcessor(FrameProcessor):
 
     async def _judge_turn(self, pcm: bytes, sample_rate_hz: int) -> None:
         try:
-            self._probability = await self._judge(pcm, sample_rate_hz=sample_rate_hz)
+            judge = self._judge or completion_probability
+            self._probability = await judge(pcm, sample_rate_hz=sample_rate_hz)
+            logger.debug(f"call {self._session.call_id}: Smart Turn p(complete)={self._probability:.2f}")
         except SmartTurnError as exc:
             logger.warning(f"call {self._session.call_id}: end of turn by silence: error[{exc.code}]")
             self._failed = True

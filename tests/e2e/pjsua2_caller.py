@@ -73,6 +73,11 @@ class _Call(pj.Call):
                     self.players.append(player)
 
 
+def _m_lines(log: _Log) -> list[str]:
+    answer = log.answers[-1] if log.answers else ""
+    return [" ".join(m.split()[:3]) for m in re.findall(r"^m=(.*)$", answer.replace("\r", ""), re.M)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("uri")
@@ -136,6 +141,8 @@ def main() -> int:
         if call.confirmed and confirmed_at is None:
             confirmed_at = time.monotonic()
             deadline = confirmed_at + args.seconds
+            # the answer's media port, while the call lasts (a test may send to it)
+            print(json.dumps({"event": "confirmed", "answer_m_lines": _m_lines(log)}), flush=True)
         if args.dtmf and not dtmf_sent and confirmed_at is not None and time.monotonic() > confirmed_at + 1.0:
             call.dialDtmf(args.dtmf)
             dtmf_sent = True
@@ -150,7 +157,7 @@ def main() -> int:
         for _ in range(50):
             ep.libHandleEvents(20)
     answer = log.answers[-1] if log.answers else ""
-    m_lines = [" ".join(m.split()[:3]) for m in re.findall(r"^m=(.*)$", answer.replace("\r", ""), re.M)]
+    m_lines = _m_lines(log)
     print(json.dumps({"confirmed": call.confirmed, "status": call.status, "answer_m_lines": m_lines,
                       "answer_crypto": "a=crypto" in answer, "rtp": rtp, "offered_keys": sorted(log.offered_keys)}), flush=True)
     call.recorders.clear()

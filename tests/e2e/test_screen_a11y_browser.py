@@ -101,6 +101,11 @@ async def test_screen_accessibility_in_both_text_sizes_and_by_keyboard(settings,
                     assert len(texts) >= 8
                     assert [t for t in texts if t["px"] < base_px - 0.5] == [], (size, texts)
                     await page.screenshot(path=str(DOCS_SHOTS / f"screen-1024x600-{size}.png"))
+                    # what does not fit in the service panel can be scrolled to (at 特大 it does not all fit)
+                    hidden = await page.evaluate(
+                        "(() => { const s = document.getElementById('status');"
+                        " return [s.scrollHeight - s.clientHeight, getComputedStyle(s).overflowY]; })()")
+                    assert hidden[0] <= 0 or hidden[1] == "auto", hidden
                     # the fraud warning, checked by keyboard (the first control on the page)
                     await page.keyboard.press("Tab")
                     assert await page.evaluate("document.activeElement.id") == "fraud-check"
@@ -217,7 +222,10 @@ class WhisperTurns(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
+@pytest.mark.flaky(reruns=1, reruns_delay=2)
 async def test_a_finger_sliding_off_the_talk_button_mid_sentence_still_gets_the_whole_sentence(settings, tmp_path):
+    """Rerun once, as the real-voice screen test: the fake microphone plays in real time and on a loaded CI
+    machine the pointer steps can land late against it; the assertions are unchanged."""
     need_browser()
     from dataclasses import replace
 

@@ -53,7 +53,8 @@ def edge_programs() -> None:
 
 
 @pytest.fixture
-async def edge(edge_programs, tel_settings, tmp_path):
+async def edge(edge_programs, tel_settings, tmp_path, request):
+    strict = getattr(request, "param", True)  # edge.strict_media_source
     tls = await make_demo_cert(tmp_path / "certs")
     bots: list[ReplyBot] = []
     recordings = tmp_path / "calls"
@@ -66,20 +67,28 @@ async def edge(edge_programs, tel_settings, tmp_path):
     async with Gateway(settings=tel_settings, pipeline_factory=factory, port=0) as gw, \
             Rtpengine(workdir=tmp_path / "rtpengine") as rtp, \
             KamailioDispatcher(workdir=tmp_path / "kamailio", gateways=[f"127.0.0.1:{gw.endpoint.port}"], trunks=trunks,
-                               tls=tls, rtpengine_ng_port=rtp.ng_port) as kam:
+                               tls=tls, rtpengine_ng_port=rtp.ng_port, strict_media_source=strict) as kam:
         await asyncio.sleep(1.2)  # the dispatcher's first OPTIONS ping marks the worker up
         yield Edge(gateway=gw, kamailio=kam, rtpengine=rtp, tls=tls, bots=bots, recordings=recordings)
 
 
-async def pjsua2_call(edge: Edge, tmp_path: Path, trunk: str, *, srtp: str, dtmf: str = "", seconds: float = 4.0) -> dict:
+async def pjsua2_call(edge: Edge, tmp_path: Path, trunk: str, *, srtp: str, dtmf: str = "", seconds: float = 4.0,
+                      on_confirmed=None) -> dict:
     """One pjsua2 call into ``trunk`` playing a 1 kHz tone (the caller's voice); the result JSON with
-    ``heard_rms`` (what the caller recorded) added."""
+    ``heard_rms`` (what the caller recorded) added. ``on_confirmed(answer_m_lines)`` is awaited while the call
+    lasts."""
     heard = tmp_path / f"heard-{trunk}-{srtp}.wav"
     voice = write_wav8k(tmp_path / "voice.wav", tone(seconds=seconds + 2, hz=1000, rate=8000, level=0.3))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(CALLER), edge.uri(trunk), "--srtp", srtp, "--ca", str(edge.tls.cert_file), "--play", str(voice),
         "--seconds", str(seconds), "--wav", str(heard), *(["--dtmf", dtmf] if dtmf else []),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    if on_confirmed is not None:
+        async with asyncio.timeout(30):
+            while (line := await proc.stdout.readline()) and '"event": "confirmed"' not in line.decode():
+                pass
+        if line:
+            await on_confirmed(json.loads(line)["answer_m_lines"])
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     lines = out.decode().strip().splitlines()
     assert lines, err.decode()[-2000:]
@@ -190,3 +199,45 @@ async def test_phone_edge_command_runs_the_configured_trunks_until_interrupted(e
     w.close()
     proc.send_signal(signal.SIGINT)
     assert await asyncio.wait_for(proc.wait(), timeout=15) == 0
+
+
+async def test_srtp_optional_caller_falls_back_to_plain_rtp_on_a_plain_trunk(edge, tmp_path):
+    result = await pjsua2_call(edge, tmp_path, "pbx", srtp="optional", seconds=3.0)
+    await worker_done(edge)
+    assert_both_ways(result, edge)
+    assert result["answer_m_lines"][0].split()[2] == "RTP/AVP" and not result["answer_crypto"], result
+
+
+@pytest.mark.parametrize("edge", [True, False], ids=["strict", "not_strict"], indirect=True)
+async def test_media_from_another_address_than_the_latched_caller_is_dropped_at_the_edge(edge, tmp_path, request):
+    """#15's strict media latching on the public side: once rtpengine latched on the caller's media, a rogue
+    sender's RTP to the same port never reaches the worker (its RTP stream counts packets of a foreign SSRC
+    from the edge's address); without ``strict_media_source`` they do arrive (the control case: the test can
+    fail)."""
+    import secrets
+    import socket
+    import struct
+
+    strict = "not_strict" not in request.node.callspec.id
+    foreign: list[int] = []
+
+    async def inject(m_lines: list[str]) -> None:
+        port = int(m_lines[0].split()[1])
+        await asyncio.sleep(0.5)  # the caller's own media has latched by now
+        ssrc, payload = secrets.randbits(32), bytes([0x55]) * 160
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            for seq in range(50):  # 1 s
+                sock.sendto(struct.pack("!BBHII", 0x80, 0, seq, seq * 160, ssrc) + payload, ("127.0.0.1", port))
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        (call,) = edge.gateway.endpoint.calls.values()
+        foreign.append(call.stream.stats.foreign_ssrc)
+
+    result = await pjsua2_call(edge, tmp_path, "pbx", srtp="off", seconds=3.0, on_confirmed=inject)
+    await worker_done(edge)
+    assert_both_ways(result, edge)
+    if strict:
+        assert foreign == [0], f"the rogue's packets reached the worker: {foreign}"
+    else:
+        assert foreign and foreign[0] > 20, f"control: without strict latching the rogue's packets arrive ({foreign})"

@@ -11,22 +11,9 @@ from assistant.audio.end_of_turn import EndOfTurnPolicy
 from assistant.errors import SmartTurnError
 from assistant.session import CallSession
 from assistant.settings import AudioSettings
+from tests.unit.test_audio_vad import RATE, silence, voiced
 
-RATE = 16000
 AUDIO = AudioSettings()  # decision after 0.25 s, unfinished waits 1.5 s, closed 0.6 s, fallback 0.8 s
-
-
-def voiced(seconds: float, f0: float = 140.0) -> bytes:
-    import numpy as np
-
-    t = np.arange(int(seconds * RATE)) / RATE
-    x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 25))
-    x *= 0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)
-    return (x / np.abs(x).max() * 12000).astype("<i2").tobytes()
-
-
-def silence(seconds: float) -> bytes:
-    return b"\x00\x00" * int(seconds * RATE)
 
 
 # --- the policy (pure) ---
@@ -78,8 +65,7 @@ async def _events(pcm: bytes, judge, *, session: CallSession | None = None) -> t
     from assistant.pipeline import turn_taking_stages
 
     session = session or CallSession(channel="simulate")
-    stages = turn_taking_stages(session=session, audio=AUDIO)
-    stages[1]._judge = judge
+    stages = turn_taking_stages(session=session, audio=AUDIO, judge=judge)
     step = RATE * 20 // 1000 * 2
     frames = []
     for i in range(0, len(pcm), step):

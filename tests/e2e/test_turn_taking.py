@@ -1,0 +1,85 @@
+"""End of turn by meaning with the real Smart Turn model: real recordings played in real time through the
+pipeline's turn-taking stages (webrtcvad → EndOfTurnProcessor), at 16 kHz (screen) and 8 kHz (phone line)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import shared_path
+from tests.e2e.conftest import run_cli
+
+pytestmark = pytest.mark.e2e
+
+# read news speech with a real 0.33 s pause after 1.95 s (longer than the 0.25 s decision silence) that Smart
+# Turn judges unfinished (p≈0.01) when its verdict comes before the speech goes on
+PAUSED_CLIP = "mindaudio_aishell1_BAC009S0002W0122.wav"
+# a finished sentence Smart Turn judges complete (p≈0.99)
+FINISHED_CLIP = "wenet_aishell_BAC009S0724W0121.wav"
+
+
+def _clip(name: str, *, phone: bool):
+    from assistant.bench.turn_taking import load_clips
+
+    folder = shared_path("data", "mandarin_speech", "wav")
+    clips = [c for c in load_clips(folder, phone=phone) if c.name == name]
+    assert len(clips) == 1
+    return clips[0]
+
+
+@pytest.fixture
+def judged(monkeypatch):
+    """Records each call of the real model (pcm length, rate, probability)."""
+    import assistant.audio.end_of_turn as end_of_turn
+    from assistant.audio.smart_turn import completion_probability
+
+    calls: list[tuple[int, int, float]] = []
+
+    async def recording(pcm: bytes, *, sample_rate_hz: int) -> float:
+        p = await completion_probability(pcm, sample_rate_hz=sample_rate_hz)
+        calls.append((len(pcm), sample_rate_hz, p))
+        return p
+
+    monkeypatch.setattr(end_of_turn, "completion_probability", recording)
+    return calls
+
+
+@pytest.mark.parametrize("phone", [False, True], ids=["screen-16k", "phone-8k"])
+async def test_a_finished_sentence_ends_sooner_than_an_unfinished_one_may_wait(judged, phone):
+    from assistant.bench.turn_taking import play
+    from assistant.settings import AudioSettings
+
+    clip = _clip(FINISHED_CLIP, phone=phone)
+    audio = AudioSettings()
+    [row] = await play(clip, audio=audio)
+    assert not row["premature_cut"]
+    assert judged and judged[-1][1] == clip.audio.sample_rate_hz and judged[-1][2] >= 0.5
+    end_s = row["utterance_s"][1]
+    # judged finished: the turn ended well before an unfinished turn's wait (1.5 s) would have run out
+    assert end_s < row["turn_ends_s"][-1] < end_s + audio.turn_incomplete_max_silence_s - 0.3
+    assert row["wait_ms"] is not None and row["wait_ms"] < audio.turn_incomplete_max_silence_s * 1000 - 300
+
+
+@pytest.mark.parametrize("phone", [False, True], ids=["screen-16k", "phone-8k"])
+async def test_a_real_mid_sentence_pause_judged_unfinished_does_not_cut_the_speaker(judged, phone):
+    from assistant.bench.turn_taking import play
+    from assistant.settings import AudioSettings
+
+    clip = _clip(PAUSED_CLIP, phone=phone)
+    rows = await play(clip, audio=AudioSettings())
+    assert len(rows) == 1 and not rows[0]["premature_cut"] and rows[0]["wait_ms"] is not None
+    # the model judged the turn (the pause too, unless the speaker went on before its verdict: then it was dropped)
+    assert judged and all(rate == clip.audio.sample_rate_hz for _, rate, _ in judged)
+
+
+def test_the_bench_prints_smart_turn_and_the_fixed_silence_baseline():
+    shared_path("data", "mandarin_speech", "wav")
+    proc = run_cli("bench", "turn-taking", "--limit", "2", "--json", timeout_s=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    for summary in (result, result["fixed_silence_baseline"]):
+        assert summary["n"] >= 2
+        assert 0.0 <= summary["premature_cut_rate"] <= 1.0
+        assert 0 < summary["wait_p50_ms"] <= summary["wait_p95_ms"]
+    assert result["load_1m"] >= 0 and result["reply"].startswith("stand-in")
