@@ -42,7 +42,11 @@ import numpy as np
 from pipecat.frames.frames import EndFrame, Frame, InputAudioRawFrame, VADUserStoppedSpeakingFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from assistant.audio.convert import PcmAudio
+from assistant.audio.convert import PcmAudio, read_audio
+from assistant.audio.phone_channel import phone_channel
+from assistant.audio.smart_turn import completion_probability_sync
+from assistant.pipeline import turn_taking_stages
+from assistant.session import CallSession
 from assistant.settings import AudioSettings, Settings, load_settings
 
 FRAME_MS = 20
@@ -150,14 +154,10 @@ def with_pauses(clip: Clip, rng: random.Random) -> Clip:
 
 
 def load_clips(data: Path, *, phone: bool, limit: int = 0) -> list[Clip]:
-    from assistant.audio.convert import read_audio
-
     clips = []
     for path in _clip_paths(data)[: limit or None]:
         audio = read_audio(path, sample_rate_hz=16000)
         if phone:
-            from assistant.audio.phone_channel import phone_channel
-
             audio = phone_channel(audio)  # 8 kHz out
         spans = utterances_s(audio.pcm, audio.sample_rate_hz)
         if spans:
@@ -187,9 +187,6 @@ async def play(clip: Clip, *, audio: AudioSettings) -> list[dict[str, Any]]:
     from pipecat.pipeline.pipeline import Pipeline
     from pipecat.pipeline.worker import PipelineParams, PipelineWorker
     from pipecat.workers.runner import WorkerRunner
-
-    from assistant.pipeline import turn_taking_stages
-    from assistant.session import CallSession
 
     rate = clip.audio.sample_rate_hz
     stand_in = ReplyStandIn()
@@ -249,8 +246,6 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def bench(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from assistant.audio.smart_turn import completion_probability_sync
-
     data = Path(args.data) if args.data else settings.paths.shared_dir / "data" / "mandarin_speech"
     clips = load_clips(data, phone=args.phone, limit=args.limit)
     if args.pauses:

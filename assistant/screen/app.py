@@ -311,10 +311,13 @@ async def status(request: web.Request) -> web.Response:
 # -- the WebSocket -------------------------------------------------------------------------------------
 
 
-async def default_pipeline_factory(
-    app: web.Application, transport: ScreenTransport, session: CallSession, *, turn_listeners: list | None = None
-):
-    """The real call pipeline (``assistant.pipeline``) with the services ``assistant serve`` started."""
+async def _make_worker(app: web.Application, transport: ScreenTransport, session: CallSession, *, turn_listeners: list):
+    """The call's pipeline worker: a test's stand-in (``PIPELINE_FACTORY_KEY``), else the real call pipeline
+    (``assistant.pipeline``) on the pipeline services ``assistant serve`` started, with the screen's caption
+    listeners."""
+    factory = app.get(PIPELINE_FACTORY_KEY)
+    if factory is not None:
+        return await factory(transport, session)  # type: ignore[operator]
     services = app[SERVICES_KEY].pipeline
     if services is None:
         raise ScreenError("voice is not running on this server (start it with `assistant serve`)", code="screen_no_voice")
@@ -323,13 +326,6 @@ async def default_pipeline_factory(
         transport.output_transport.captions_from_frames = False  # the listeners caption, sooner
     call = build_call_pipeline(session=session, services=services, transport=transport)
     return pipeline_worker(call, settings=services.settings)
-
-
-async def _make_worker(app: web.Application, transport: ScreenTransport, session: CallSession, *, turn_listeners: list):
-    factory = app.get(PIPELINE_FACTORY_KEY)
-    if factory is not None:
-        return await factory(transport, session)  # type: ignore[operator]
-    return await default_pipeline_factory(app, transport, session, turn_listeners=turn_listeners)
 
 
 # dialogue events after which the status panel is refreshed at once (not at the next STATUS_REFRESH_S)
