@@ -377,8 +377,12 @@ def measure(*, emergencies: list[Heard], clip_turns: list[Heard], nlu: list[Hear
     calls = calls_of(clip_turns)
     totals: Counter = Counter()
     per_call_lang: dict[str, Counter] = defaultdict(Counter)
+    acted: list[list[dict[str, Any]]] = []  # the calls that set off an action: what was heard, turn by turn
     for call in calls:
         c = run_call(call, th)
+        if any(k.startswith("action:") or k == "sos" for k in c):
+            acted.append([{"heard": h.text, "lang": h.lang, "asr": round(h.asr_confidence, 3), "intent": h.intent,
+                           "nlu": round(h.nlu_confidence, 3)} for h in call])
         c["handed_over"] = int(c["unconfirmed"] + c["misunderstanding"] > 0)
         totals.update(c)
         per_call_lang[call[0].lang].update(c)
@@ -420,6 +424,7 @@ def measure(*, emergencies: list[Heard], clip_turns: list[Heard], nlu: list[Hear
         "call_turns": len(clip_turns),
         "calls_per_lang": {k: dict(v) for k, v in per_call_lang.items()},
         "false_actions": actions,
+        "false_action_calls": acted,
         "n_nlu": len(nlu),
         "spoken_requests_accepted": round(sum(accepted) / len(accepted), 4) if accepted else None,
     }

@@ -7,6 +7,7 @@ axe-core is evaluated as a script through the DevTools protocol, so the console'
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,15 @@ AXE_JS = ROOT / "var" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
 WCAG_AA_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa"]
 # checked on the smart screen too: AAA contrast (7:1)
 AAA_RULES = ["color-contrast-enhanced"]
+
+
+def screenshots_dir(reports_dir: Path) -> Path:
+    """Where the browser tests save their screenshots: the run's reports folder, so that ``make test`` leaves
+    the tree clean (the pages show today's dates); docs/screenshots/ only when asked to refresh the README's
+    pictures with ``ASSISTANT_UPDATE_SCREENSHOTS=1``."""
+    out = ROOT / "docs" / "screenshots" if os.environ.get("ASSISTANT_UPDATE_SCREENSHOTS") == "1" else reports_dir / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def need_axe() -> None:

@@ -4,7 +4,7 @@
   an SOS, orders on the board, users): 0 axe violations of WCAG 2.2 A/AA;
 - family portal phone-first: no sideways scrolling from 320 to 430 px, every control ≥ 44×44 px (≥ 48 tall
   for buttons and fields), the open alert and "给…打电话" before everything else; a 360 px screenshot
-  goes to docs/screenshots/.
+  goes to the reports folder (docs/screenshots/ with ASSISTANT_UPDATE_SCREENSHOTS=1).
 
 The smart screen's checks (AAA contrast, 48 px targets, keyboard path) are in test_screen_a11y_browser.py.
 """
@@ -19,7 +19,7 @@ from assistant.console import users
 from assistant.console.app import create_app
 from assistant.console.seed import seed_demo
 from assistant.services import SERVICES_KEY
-from tests.e2e.a11y import axe_violations, need_axe, sideways_overflow_px, small_targets
+from tests.e2e.a11y import axe_violations, need_axe, screenshots_dir, sideways_overflow_px, small_targets
 from tests.e2e.test_console_browser import (
     ARGS,
     CHROMIUM,
@@ -34,7 +34,6 @@ from tests.unit.console_helpers import PASSWORD, write_wav
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS_SHOTS = ROOT / "docs" / "screenshots"
 PHONE_WIDTHS = (320, 360, 390, 430)
 
 
@@ -108,8 +107,7 @@ async def test_console_and_family_portal_pass_axe_and_fit_a_phone(settings, tmp_
                 assert await fam.locator("#family-orders li.item").count() >= 2
                 assert "月" in await fam.inner_text("#family-orders")
                 await fam.set_viewport_size({"width": 360, "height": 780})
-                DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-                await fam.screenshot(path=str(DOCS_SHOTS / "family-portal-360.png"))
+                await fam.screenshot(path=str(screenshots_dir(settings.paths.reports_dir) / "family-portal-360.png"))
                 await fam.screenshot(path=str(settings.paths.reports_dir / "family-portal-360-full.png"), full_page=True)
                 # still good on a desktop
                 await fam.set_viewport_size({"width": 1280, "height": 900})

@@ -3,7 +3,7 @@ axe-core injected (tests/e2e/a11y.py) and the test stand-in voice (no models):
 
 - both text sizes (标准 and 特大) at 1024×600 with real data on the page (orders, a care call), the fraud
   warning and the SOS dialog open: 0 axe violations of WCAG 2.2 A/AA, and AAA contrast; every control
-  ≥ 48×48 px; every text follows the size setting; screenshots to docs/screenshots/;
+  ≥ 48×48 px; every text follows the size setting; screenshots to the reports folder (docs/screenshots/ with ASSISTANT_UPDATE_SCREENSHOTS=1);
 - keyboard only: a ≥ 3 px focus ring; "这是骗子吗？" with Enter; talk with Space (press to start, press to
   stop); SOS with Enter → a modal dialog that keeps focus, "按错了，取消" → the SOS marked cancelled by the
   elder and a call-back task for the operator; Escape gives focus back to the SOS button;
@@ -33,7 +33,7 @@ from assistant.screen.app import create_app
 from assistant.screen.standin import build_standin_worker
 from assistant.screen.testing import alerts, seed_demo
 from assistant.screen.tokens import screen_path
-from tests.e2e.a11y import axe_violations, need_axe, sideways_overflow_px, small_targets
+from tests.e2e.a11y import axe_violations, need_axe, screenshots_dir, sideways_overflow_px, small_targets
 from tests.e2e.test_screen_browser import (
     CHROMIUM,
     _project_tts_wav,
@@ -47,7 +47,6 @@ from tests.e2e.test_screen_browser import (
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS_SHOTS = ROOT / "docs" / "screenshots"
 SIZES = {1: ("normal", 30.0), 2: ("xlarge", 40.0)}  # elder id → text size, its --base in px (screen.css)
 
 TEXT_SIZES_JS = """
@@ -79,7 +78,7 @@ async def test_screen_accessibility_in_both_text_sizes_and_by_keyboard(settings,
 
     app = create_app(settings, pipeline_factory=factory)
     runner, base = await start_site(app)
-    DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+    shots = screenshots_dir(settings.paths.reports_dir)
     try:
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(wav))
@@ -100,7 +99,7 @@ async def test_screen_accessibility_in_both_text_sizes_and_by_keyboard(settings,
                     texts = await page.evaluate(TEXT_SIZES_JS)
                     assert len(texts) >= 8
                     assert [t for t in texts if t["px"] < base_px - 0.5] == [], (size, texts)
-                    await page.screenshot(path=str(DOCS_SHOTS / f"screen-1024x600-{size}.png"))
+                    await page.screenshot(path=str(shots / f"screen-1024x600-{size}.png"))
                     # what does not fit in the service panel can be scrolled to (at 特大 it does not all fit)
                     hidden = await page.evaluate(
                         "(() => { const s = document.getElementById('status');"
@@ -163,7 +162,7 @@ async def test_screen_accessibility_in_both_text_sizes_and_by_keyboard(settings,
                     targets = await small_targets(page, min_px=48)
                     assert targets["small"] == [], targets
                     assert "按错了，取消" in await page.inner_text("#sos-cancel")
-                    await page.screenshot(path=str(DOCS_SHOTS / "screen-1024x600-sos-cancel.png"))
+                    await page.screenshot(path=str(shots / "screen-1024x600-sos-cancel.png"))
                     await tab_to(page, "sos-cancel")
                     await page.keyboard.press("Enter")
                     await wait_js(page, "window.screenLog.sosCancel && window.screenLog.sosCancel.status === 200", timeout_s=5)
