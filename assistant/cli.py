@@ -30,6 +30,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("pin", "assistant.fraud_guard.pin_cli", "elders' keypad PINs (identity on inbound calls): set, clear, status"),
     ("screen", "assistant.screen.cli", "the elder's smart screen (--local: sounddevice mic/speaker)"),
     ("phone", "telephony.cli", "SIP gateway and scheduled care calls"),
+    ("voice", "assistant.tts.voice_cmd", "recorded voice packs: coverage, import and check recordings"),
 )
 EVAL_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("asr", "assistant.asr.eval_cmd", "character error rate of a recognizer on a transcripts.tsv folder"),

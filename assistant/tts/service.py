@@ -52,6 +52,7 @@ class AssistantTTSService(TTSService):
             rate_wpm=self._session.tts_rate_wpm,
             volume=self._session.tts_volume,
             settings=self._app_settings,
+            voice=self._session.tts_voice,
         )
         step = self.sample_rate * CHUNK_MS // 1000 * 2
 
