@@ -31,6 +31,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("screen", "assistant.screen.cli", "the elder's smart screen (--local: sounddevice mic/speaker)"),
     ("phone", "telephony.cli", "SIP gateway and scheduled care calls"),
     ("voice", "assistant.tts.voice_cmd", "recorded voice packs: coverage, import and check recordings"),
+    ("warn", "telephony.warn_cli", "warning broadcasts (typhoon/heat/outage/text) to elders by district; delivery report"),
 )
 EVAL_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("asr", "assistant.asr.eval_cmd", "character error rate of a recognizer on a transcripts.tsv folder"),

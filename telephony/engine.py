@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from telephony import broadcasts
 from telephony.call_jobs import CallJobStore, JobInfo, NewJob, as_stored
 from telephony.gateway import TelephonyAlert
 from telephony.scheduler import (
@@ -50,6 +51,7 @@ from telephony.scheduler import (
 
 logger = logging.getLogger(__name__)
 
+PLATFORM_KINDS = ("warning",)  # calls that say a message and ask 1 / 2 (telephony.broadcasts); no family step
 LOST_IN_DIALLING = "lost_in_dialling"  # the node died while the INVITE was out and nobody answered
 
 
@@ -210,14 +212,7 @@ class CallEngine:
                       attempt=1, not_before=self._to_clock(s, first), deadline=self._to_clock(s, end) if end else None)
 
     def _to_clock(self, s: CareSchedule, local: datetime) -> datetime:
-        """An elder's local wall time → the engine clock's kind of time (naive clock: local as it is)."""
-        if self.clock.now().tzinfo is None:
-            return local
-        if s.timezone:
-            from zoneinfo import ZoneInfo
-
-            return local.replace(tzinfo=ZoneInfo(s.timezone))
-        return local.astimezone()
+        return s.to_clock(local, aware=self.clock.now().tzinfo is not None)
 
     async def _schedule_of(self, elder_id: int) -> CareSchedule | None:
         if elder_id not in self._schedules:
@@ -245,6 +240,9 @@ class CallEngine:
         if job.kind == "alert":
             await self._fire_alert(job)
             return
+        if job.kind in PLATFORM_KINDS:
+            await self._place_platform_call(job)
+            return
         schedule = await self._schedule_of(job.elder_id)
         if schedule is None:  # the elder was removed or deactivated since planning
             await self._finish(job, state="failed", result="no_schedule")
@@ -264,6 +262,47 @@ class CallEngine:
                                          call_ref=f"job:{job.job_key}", before_dial=partial(self._before_dial, job),
                                          on_answered=partial(self._on_answered, job))
         await self._end_step(job, schedule, placed)
+
+    async def _place_platform_call(self, job: JobInfo) -> None:
+        """A warning: the row carries its message and quiet hours (no schedule lookup); the same ledger entry,
+        identity proof, trunk pacing and keypad as a care call."""
+        schedule = broadcasts.job_schedule(job.elder_id, job.number, job.detail)
+        await self._wait_for_trunk()
+        self.stats.max_lag_s = max(self.stats.max_lag_s, (self.now() - job.not_before).total_seconds())
+        placed = await self.runner.place(schedule, number=job.number, purpose=job.kind, attempt=job.attempt,
+                                         call_ref=f"job:{job.job_key}", before_dial=partial(self._before_dial, job),
+                                         on_answered=partial(self._on_answered, job),
+                                         message=broadcasts.message(self.runner.phrases, job.detail, schedule.dialect))
+        await self._end_platform_step(job, schedule, placed)
+
+    async def _end_platform_step(self, job: JobInfo, schedule: CareSchedule, placed: PlacedCall) -> None:
+        """Answered: heard / need help (→ one operator alert) / no key. Not answered: the care call's retries
+        (never into quiet hours), then the row ends ``no_answer`` with nothing after it."""
+        if placed.result in ("answered", "interrupted"):
+            outcome = broadcasts.outcome_of(placed.outcome)
+            nxt: list[NewJob] = []
+            if placed.result == "interrupted":
+                nxt = [self._alert_job(job, schedule, "human", {"source": job.kind, "reason": "interrupted",
+                                                                "call_id": placed.call_id})]
+            elif outcome == "need_help":
+                nxt = [self._alert_job(job, schedule, "help", {"source": job.kind, "outcome": placed.outcome,
+                                                               "broadcast": job.detail.get("broadcast"),
+                                                               "call_id": placed.call_id})]
+            await self._finish(job, state="done", result=placed.result, outcome=outcome, call_id=placed.call_id,
+                               next_jobs=nxt)
+            return
+        retryable = placed.result in RETRYABLE or placed.result == LOST_IN_DIALLING
+        state = "busy" if placed.result == "busy" else "no_answer" if retryable else "failed"
+        nxt = []
+        at = self.retry.next_attempt_at(job.attempt, self.clock.now(), schedule) if retryable else None
+        if at is not None:
+            n = job.attempt + 1
+            nxt = [NewJob(job_key=f"{job.chain}:a{n}", chain=job.chain, kind=job.kind, elder_id=job.elder_id,
+                          number=job.number, attempt=n, not_before=at,
+                          detail={**job.detail, "attempts": [*job.detail.get("attempts", []), placed.result]})]
+        elif not retryable:
+            logger.error("call engine %s: %s could not be dialled (%s)", self.node_id, job.job_key, placed.result)
+        await self._finish(job, state=state, result=placed.result, next_jobs=nxt)
 
     async def _wait_for_trunk(self) -> None:
         """Each dial takes the next free slot of the node's dial rate and waits for it (no lock is held
@@ -404,7 +443,9 @@ class CallEngine:
         if job.state == "claimed":  # never dialled: simply planned again
             await self._release(job, not_before=job.not_before, why="resumed")
             return
-        schedule = await self._schedule_of(job.elder_id)
+        platform = job.kind in PLATFORM_KINDS
+        schedule = (broadcasts.job_schedule(job.elder_id, job.number, job.detail) if platform
+                    else await self._schedule_of(job.elder_id))
         if schedule is None:
             await self._finish(job, state="failed", result="no_schedule")
             return
@@ -413,7 +454,7 @@ class CallEngine:
         else:  # dialling: the INVITE may have gone out; what the ledger / calls rows show decides
             call_id = await self.jobs.dial_evidence(job)
             placed = PlacedCall(result="interrupted", call_id=call_id) if call_id else PlacedCall(result=LOST_IN_DIALLING)
-        await self._end_step(job, schedule, placed)
+        await (self._end_platform_step if platform else self._end_step)(job, schedule, placed)
 
     # --- reading -----------------------------------------------------------------------------------------
     async def queue(self) -> dict[str, Any]:

@@ -8,7 +8,9 @@ the same numbers (they come from the shared table):
   long the oldest of them has waited;
 - ``assistant_call_steps_24h{district,kind,state}``: the steps that ended in the last 24 hours per district
   (care calls answered / no answer / busy / failed / missed, family escalations, operator alerts), from
-  which a dashboard computes answer rates.
+  which a dashboard computes answer rates;
+- ``assistant_warning_calls{broadcast,district,result}``: warning broadcasts of the last 48 hours, elders per
+  result (planned / heard / need_help / answered / no_answer / failed / pending; ``telephony.broadcasts``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy import func, select
 from assistant.platform.api import _api
 from assistant.platform.models import Elder
 from assistant.services import SERVICES_KEY
+from telephony.broadcasts import warning_report
 from telephony.call_jobs import CallJobStore
 from telephony.models import FINAL_STATES, CallJob
 
@@ -70,6 +73,13 @@ async def render(jobs: CallJobStore) -> str:
             "# TYPE assistant_call_steps_24h gauge"]
     for district, kind, state, n in steps:
         out.append(_line("assistant_call_steps_24h", n, district=district or "", kind=kind, state=state))
+    out += ["# HELP assistant_warning_calls Warning broadcasts of the last 48 hours: elders per district and result.",
+            "# TYPE assistant_warning_calls gauge"]
+    report = await warning_report(jobs, since=now - dt.timedelta(hours=48))
+    for broadcast, districts in sorted(report.items()):
+        for district, counts in sorted(districts.items()):
+            for result, n in counts.items():
+                out.append(_line("assistant_warning_calls", n, broadcast=broadcast, district=district, result=result))
     return "\n".join(out) + "\n"
 
 

@@ -10,7 +10,8 @@ must reach an operator. Its ``state`` moves
 ``job_key`` is unique: the day's care call of an elder is ``care:<elder>:<date>``, its next steps are
 ``<chain>:a2``, ``<chain>:f1``, ``<chain>:alert`` … so planning is idempotent on every node. A worker owns a
 row while ``lease_until`` (engine clock) is in the future and renews it every tick; an expired lease is
-resolved by any node (see ``telephony.call_jobs``). Migration: ``core_0004_call_jobs``.
+resolved by any node (see ``telephony.call_jobs``). Migration: ``core_0004_call_jobs``; the kinds ``warning``
+(a broadcast's call, ``telephony.broadcasts``) and ``order_followup``: ``core_0007_call_job_kinds``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from assistant.platform.models import Base, _in
 
-JOB_KINDS = ("care_call", "family_escalation", "alert")
+JOB_KINDS = ("care_call", "family_escalation", "alert", "warning", "order_followup")
 JOB_STATES = ("planned", "claimed", "dialling", "answered", "done", "no_answer", "busy", "failed", "missed")
 FINAL_STATES = ("done", "no_answer", "busy", "failed", "missed")
 

@@ -139,6 +139,16 @@ class CareSchedule:
             return at.astimezone(ZoneInfo(self.timezone)).replace(tzinfo=None)
         return at.replace(tzinfo=None)
 
+    def to_clock(self, local: datetime, *, aware: bool) -> datetime:
+        """A wall time of the elder's → the engine clock's kind of time (naive clock: local as it is)."""
+        if not aware:
+            return local
+        if self.timezone:
+            from zoneinfo import ZoneInfo
+
+            return local.replace(tzinfo=ZoneInfo(self.timezone))
+        return local.astimezone()
+
     def quiet(self, at: datetime) -> bool:
         t = self.local(at).time()
         return any(q.contains(t) for q in ((self.quiet_hours,) if self.quiet_hours else ()) + self.extra_quiet)
@@ -199,7 +209,7 @@ class LedgerIntent:
 
     elder_id: int
     number: str
-    purpose: Literal["care_call", "family_escalation", "identity_callback"]
+    purpose: str  # care_call / family_escalation / identity_callback / warning / order_followup
     attempt: int
     call_ref: str
 
@@ -441,12 +451,14 @@ class CareCallRunner:
         return result
 
 
-    async def place(self, schedule: CareSchedule, *, number: str, purpose: Literal["care_call", "family_escalation"],
-                    attempt: int, call_ref: str, before_dial: Callable[[Any], Awaitable[None]],
-                    on_answered: Callable[[str], Awaitable[None]]) -> PlacedCall:
+    async def place(self, schedule: CareSchedule, *, number: str, purpose: str, attempt: int, call_ref: str,
+                    before_dial: Callable[[Any], Awaitable[None]], on_answered: Callable[[str], Awaitable[None]],
+                    message: str | None = None) -> PlacedCall:
         """One dial of the call engine's job (no retries here: the engine plans them as rows). The ledger
         entry (``call_ref``: one entry per job) is written first, then ``before_dial(entry)``, then the
-        INVITE; an answered call runs with the same opening and keypad as ``run_care_call``.
+        INVITE; an answered call runs with the same opening and keypad as ``run_care_call``. ``message``
+        (a warning, an order follow-up: ``telephony.broadcasts``) replaces the check-in question after the
+        elder's identity proof; the keypad answers the same way (1 / 2 / 0).
         ``on_answered(call_id)`` must not raise (the engine logs its own failures)."""
         family = purpose == "family_escalation"
         phrase = None if family else await self._safe_phrase(schedule.elder_id)
@@ -459,8 +471,12 @@ class CareCallRunner:
         if call is None:
             return PlacedCall(result=record.result, entry=entry)
         await on_answered(call.call_id)
-        greeting = opening_line(dialect=None if family else schedule.dialect, proof=_proof(entry), family=family,
-                                safe_phrase=phrase, phrases=self.phrases)
+        if message is not None:
+            greeting = "".join(proof_utterances(safe_phrase=phrase, code=_proof(entry), dialect=schedule.dialect,
+                                                phrases=self.phrases)) + message
+        else:
+            greeting = opening_line(dialect=None if family else schedule.dialect, proof=_proof(entry), family=family,
+                                    safe_phrase=phrase, phrases=self.phrases)
         try:
             outcome = await self._converse(call, schedule, greeting=greeting, family=family, entry=entry)
         finally:

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # every module that speaks to a caller: none of them may write a sentence of its own
 SPEAKERS = [
     "telephony/gateway.py", "telephony/scheduler.py", "telephony/engine.py", "telephony/handover.py",
-    "telephony/screening.py",
+    "telephony/screening.py", "telephony/broadcasts.py",
     "assistant/dialogue/processor.py", "assistant/fraud_guard/identity.py", "assistant/fraud_guard/guard.py",
     "assistant/fraud_guard/pii_gate.py", "assistant/pipeline.py", *sorted(
         str(p.relative_to(ROOT)) for p in (ROOT / "intents" / "actions").rglob("*.py")),
@@ -123,7 +123,8 @@ def test_the_platform_name_comes_from_the_settings():
 SAMPLE_FIELDS = {"order_id": "1 2 3 4", "code": "4 8 2 1", "name": "王秀兰", "what": "按了紧急求助", "size": "十五公斤",
                  "quantity": "两罐", "place": "送到您登记的地址。", "when": "明天上午", "meals": "午餐", "days": "明天",
                  "diet": "少盐", "item": "水管", "urgency": "不急", "hospital": "中心医院", "department": "眼科",
-                 "escort": "不用人陪", "n": "2", "elder": "王秀兰"}
+                 "escort": "不用人陪", "n": "2", "elder": "王秀兰",
+                 "message": "明天上午全市停水。"}
 
 
 def test_warm_up_set_is_what_the_bot_says_word_for_word():

@@ -1,0 +1,172 @@
+"""Warning broadcasts on the call engine (issue #17 item 3): typhoon, heat, outage or a free text, to every
+elder or to some districts, with a delivery report by district.
+
+``plan_warning`` writes one ``warning`` row per targeted elder (``job_key`` ``warn:<broadcast>:<elder>:a1``,
+so planning the same broadcast twice — from two nodes, or a retried command — calls nobody twice). Each row
+is due at the elder's first minute outside quiet hours (the platform's and the elder's own quiet times);
+the engine's ``max_calls`` / ``dials_per_s`` set the pace. The row's ``detail`` holds what the call says
+(a phrase-table key and its fields, or a free text) and what the engine needs to retry it (dialect, quiet
+hours, time zone), so working it needs no other lookup.
+
+The call opens with the same identity proof as a care call, says the message and asks: keypad 1 = heard,
+2 = need help (0 = a person, counted as need help). Need help → an operator alert (a ``call_jobs`` alert
+row → ``PlatformStore.raise_alert``); no answer → the care call's retries (``telephony.retry_delays_s``,
+never into quiet hours), then the row ends ``no_answer`` — no family escalation and no alert per elder
+(a typhoon warning must not bury the operators under thousands of alerts; the report shows them).
+
+``warning_report`` counts per district, from the rows: ``planned`` (elders targeted), ``heard``,
+``need_help``, ``answered`` (answered, no key pressed), ``no_answer`` (every try ended unanswered),
+``failed`` (could not be dialled) and ``pending`` (still to be tried). ``/metrics`` shows the same counts
+(``assistant_warning_calls{broadcast,district,result}``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from assistant.errors import TelephonyError
+from assistant.phrases import Phrasebook
+from assistant.platform.models import Elder
+from telephony.call_jobs import CallJobStore, NewJob
+from telephony.models import CallJob
+from telephony.scheduler import CareSchedule, TimeWindow
+
+# the message of a broadcast: ``--kind typhoon`` → the phrase ``warning_typhoon`` (fields: ``--field k=v``)
+WARNING_KEYS = {"typhoon": "warning_typhoon", "heat": "warning_heat", "outage": "warning_outage"}
+FREE_TEXT_KEY = "warning_message"
+KEYPAD_KEY = "warning_keypad"
+ALL_DAY = TimeWindow(start=dt.time(0, 0), end=dt.time(0, 0))  # wraps: every minute (quiet hours still apply)
+REPORT_RESULTS = ("planned", "heard", "need_help", "answered", "no_answer", "failed", "pending")
+NEED_HELP = frozenset({"unwell", "needs_something", "wants_person"})  # keypad 2 / 0, or said so
+
+
+@dataclass(frozen=True, kw_only=True)
+class Broadcast:
+    """What a broadcast says: a phrase-table warning (``kind`` in ``WARNING_KEYS``, with its fields) or a
+    free ``text`` (read after "<platform>提醒您：")."""
+
+    broadcast_id: str
+    kind: str | None = None
+    fields: dict[str, str] = dataclasses.field(default_factory=dict)
+    text: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.broadcast_id or ":" in self.broadcast_id or len(self.broadcast_id) > 40:
+            raise TelephonyError("a broadcast id is 1-40 characters without ':'", code="bad_broadcast")
+        if (self.kind is None) == (self.text is None):
+            raise TelephonyError("a broadcast has either a warning kind or a free text", code="bad_broadcast")
+        if self.kind is not None and self.kind not in WARNING_KEYS:
+            raise TelephonyError(f"unknown warning kind {self.kind!r} (known: {', '.join(WARNING_KEYS)})",
+                                 code="bad_broadcast")
+
+    def detail(self) -> dict[str, Any]:
+        return {"broadcast": self.broadcast_id, "warning": self.kind, "fields": dict(self.fields), "text": self.text}
+
+
+def message(phrases: Phrasebook, detail: dict[str, Any], dialect: str | None) -> str:
+    """What a warning call says after the identity proof: the message, then the keypad question."""
+    if detail.get("text"):
+        said = phrases.say(FREE_TEXT_KEY, dialect, message=detail["text"])
+    else:
+        said = phrases.say(WARNING_KEYS[detail["warning"]], dialect, **detail.get("fields", {}))
+    return said + phrases.say(KEYPAD_KEY, dialect)
+
+
+def broadcast_schedule(s: CareSchedule) -> CareSchedule:
+    """An elder's schedule for a warning: any minute of any day outside quiet hours (own quiet times too)."""
+    return dataclasses.replace(s, windows=(ALL_DAY,), days=frozenset(range(7)))
+
+
+def schedule_detail(s: CareSchedule) -> dict[str, Any]:
+    return {"dialect": s.dialect, "timezone": s.timezone,
+            "quiet": [str(q) for q in ((s.quiet_hours,) if s.quiet_hours else ()) + s.extra_quiet]}
+
+
+def job_schedule(job_elder_id: int, number: str, detail: dict[str, Any]) -> CareSchedule:
+    """The schedule a warning row was planned with (its ``detail``): retries keep to the same quiet hours."""
+    quiet = [TimeWindow.parse(q) for q in detail.get("quiet", [])]
+    return CareSchedule(elder_id=job_elder_id, number=number, windows=(ALL_DAY,), quiet_hours=quiet[0] if quiet else None,
+                        extra_quiet=tuple(quiet[1:]), dialect=detail.get("dialect"), timezone=detail.get("timezone"))
+
+
+def warning_jobs(warning: Broadcast, schedules: Iterable[CareSchedule], *, now: dt.datetime) -> list[NewJob]:
+    """One ``warning`` row per elder, each due at the elder's first minute outside quiet hours."""
+    out = []
+    for s in schedules:
+        b = broadcast_schedule(s)
+        first = b.next_call_time(b.local(now))
+        if first is None or not s.number:
+            continue
+        chain = f"warn:{warning.broadcast_id}:{s.elder_id}"
+        out.append(NewJob(job_key=f"{chain}:a1", chain=chain, kind="warning", elder_id=s.elder_id, number=s.number,
+                          attempt=1, not_before=b.to_clock(first, aware=now.tzinfo is not None),
+                          detail={**warning.detail(), **schedule_detail(b)}))
+    return out
+
+
+async def target_elders(jobs: CallJobStore, districts: Sequence[str] = ()) -> list[int]:
+    """The active elders of ``districts`` (all districts when empty)."""
+    q = select(Elder.id).where(Elder.active.is_(True)).order_by(Elder.id)
+    if districts:
+        q = q.where(Elder.district.in_(list(districts)))
+
+    async def read(s):
+        return list((await s.scalars(q)).all())
+
+    return await jobs._run("broadcast targets", read)
+
+
+async def plan_warning(jobs: CallJobStore, warning: Broadcast, schedules: Iterable[CareSchedule], *,
+                       now: dt.datetime) -> dict[str, int]:
+    """Write the broadcast's rows; ``added`` is how many were new (a second run of the same id adds none)."""
+    new = warning_jobs(warning, schedules, now=now)
+    return {"elders": len(new), "added": await jobs.plan(new)}
+
+
+async def warning_report(jobs: CallJobStore, *, broadcast_id: str | None = None,
+                         since: dt.datetime | None = None) -> dict[str, dict[str, dict[str, int]]]:
+    """``{broadcast: {district: {planned, heard, need_help, answered, no_answer, failed, pending}}}``: each
+    elder counted once, by the newest try of their call."""
+    q = (select(CallJob.chain, CallJob.attempt, CallJob.state, CallJob.outcome, Elder.district)
+         .join(Elder, Elder.id == CallJob.elder_id, isouter=True).where(CallJob.kind == "warning"))
+    if broadcast_id is not None:
+        q = q.where(CallJob.chain.like(f"warn:{broadcast_id}:%"))
+    if since is not None:
+        q = q.where(CallJob.created_at >= since)
+
+    async def read(s):
+        return (await s.execute(q)).all()
+
+    newest: dict[str, tuple[int, str, str | None, str]] = {}
+    for chain, attempt, state, outcome, district in await jobs._run("warning report", read):
+        if chain not in newest or attempt > newest[chain][0]:
+            newest[chain] = (attempt, state, outcome, district or "")
+    report: dict[str, dict[str, dict[str, int]]] = {}
+    for chain, (_, state, outcome, district) in newest.items():
+        counts = report.setdefault(chain.split(":")[1], {}).setdefault(district, dict.fromkeys(REPORT_RESULTS, 0))
+        counts["planned"] += 1
+        counts[_result(state, outcome)] += 1
+    return report
+
+
+def _result(state: str, outcome: str | None) -> str:
+    if state == "done":
+        return outcome if outcome in ("heard", "need_help") else "answered"
+    if state in ("no_answer", "busy"):
+        return "no_answer"
+    if state in ("failed", "missed"):
+        return "failed"
+    return "pending"
+
+
+def outcome_of(keyed: str | None) -> str | None:
+    """The call's recorded check-in outcome → the warning's: ``heard`` / ``need_help`` / None (no key)."""
+    if keyed in NEED_HELP:
+        return "need_help"
+    return "heard" if keyed == "well" else None

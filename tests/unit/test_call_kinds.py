@@ -1,0 +1,128 @@
+"""New kinds of platform call on the call engine (issue #17 item 3): warning broadcasts, SQLite and PostgreSQL.
+
+Same stand-in phones and hand-driven clock as ``test_call_engine.py``: each test says which dials are
+answered and which key the elder presses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pytest
+
+from telephony.broadcasts import Broadcast, plan_warning, target_elders, warning_report
+from tests.unit import test_call_engine
+from tests.unit.test_call_engine import (
+    MON_0858,
+    ManualClock,
+    Phones,
+    drive,
+    make_engine,
+    running,
+    schedules_for,
+)
+
+pytest_plugins = ["tests.fixtures_pg", "tests.fixtures_platform"]
+platform = test_call_engine.platform  # the fixture (SQLite and PostgreSQL)
+
+
+@dataclass
+class ListeningPhones(Phones):
+    greetings: list[str] = field(default_factory=list)
+
+    async def run_call(self, call, *, session, greeting, on_key):
+        self.greetings.append(greeting)
+        await super().run_call(call, session=session, greeting=greeting, on_key=on_key)
+
+
+async def _elders(p, clock):
+    """Two elders of 蓬江 (the fixture's) and one of 江海."""
+    other = await p.store.create_elder(name="老人江海", district="江海", phones=["0750-2000"])
+    return p.elders[0], p.elders[1], other.elder_id
+
+
+async def test_typhoon_warning_heard_need_help_no_answer_and_the_report(platform):
+    p = platform
+    clock = ManualClock(MON_0858)
+    heard, helpme, away = await _elders(p, clock)
+    n = {e: f"10{e:02d}" for e in (heard, helpme, away)}
+    phones = ListeningPhones(clock=clock, answers={n[heard]: ["answer"], n[helpme]: ["answer"],
+                                                   n[away]: ["no_answer", "busy", "no_answer"]},
+                             keys={n[heard]: "1", n[helpme]: "2"})
+    alerts = []
+    engine = make_engine(p, phones, clock, schedules_for([]), alerts=alerts)
+    source = schedules_for([heard, helpme, away], family=1)  # family on file: a warning never calls them
+    warning = Broadcast(broadcast_id="typhoon1", kind="typhoon")
+    assert await plan_warning(engine.jobs, warning, await source(), now=clock.now()) == {"elders": 3, "added": 3}
+    assert (await plan_warning(engine.jobs, warning, await source(), now=clock.now()))["added"] == 0  # once
+    async with running() as tg:
+        await drive(engine, tg, clock, seconds=3600, step_s=60)
+    # no elder called twice for one job; the unanswered one tried 3 times, 15 min apart; no family dialled
+    assert sorted(phones.numbers()) == sorted([n[heard], n[helpme], n[away], n[away], n[away]])
+    times = [t for num, t in phones.dialled if num == n[away]]
+    assert [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)] == [900.0, 900.0]
+    # the identity proof, then the message and the keypad question
+    assert all("台风快要来了" in g and g.endswith("听清楚了请按1，需要帮助请按2。") for g in phones.greetings)
+    # need help → exactly one operator alert; heard and no answer → none
+    assert [(a.kind, a.elder_id, a.detail["source"], a.detail["broadcast"]) for a in alerts] == [
+        ("help", helpme, "warning", "typhoon1")]
+    report = await warning_report(engine.jobs, broadcast_id="typhoon1")
+    assert report == {"typhoon1": {
+        "蓬江": {"planned": 2, "heard": 1, "need_help": 1, "answered": 0, "no_answer": 0, "failed": 0, "pending": 0},
+        "江海": {"planned": 1, "heard": 0, "need_help": 0, "answered": 0, "no_answer": 1, "failed": 0, "pending": 0}}}
+    rows = await engine.jobs.jobs(elder_id=away)
+    assert [(r.kind, r.attempt, r.state) for r in rows] == [
+        ("warning", 1, "no_answer"), ("warning", 2, "busy"), ("warning", 3, "no_answer")]
+    from telephony.metrics import render
+
+    text = await render(engine.jobs)
+    assert 'assistant_warning_calls{broadcast="typhoon1",district="蓬江",result="need_help"} 1' in text
+    assert 'assistant_warning_calls{broadcast="typhoon1",district="江海",result="no_answer"} 1' in text
+
+
+async def test_warning_waits_out_quiet_hours_and_targets_districts(platform):
+    p = platform
+    clock = ManualClock(datetime(2026, 11, 23, 22, 30))  # inside the 21:00-08:00 quiet hours
+    _, _, jianghai = await _elders(p, clock)
+    phones = ListeningPhones(clock=clock, answers={f"10{jianghai:02d}": ["answer"]}, keys={f"10{jianghai:02d}": "1"})
+    engine = make_engine(p, phones, clock, schedules_for([]))
+    targets = await target_elders(engine.jobs, ["江海"])
+    assert targets == [jianghai]
+    source = schedules_for(targets)
+    warning = Broadcast(broadcast_id="outage7", kind="outage", fields={"when": "明天上午"})
+    await plan_warning(engine.jobs, warning, await source(), now=clock.now())
+    [job] = await engine.jobs.jobs()
+    assert job.not_before.replace(tzinfo=None) == datetime(2026, 11, 24, 8, 0)
+    async with running() as tg:
+        await drive(engine, tg, clock, seconds=10 * 3600, step_s=600)
+    assert [t for _, t in phones.dialled] == [datetime(2026, 11, 24, 8, 0)]
+    assert "您住的地方明天上午要停电" in phones.greetings[0]
+    assert (await warning_report(engine.jobs))["outage7"]["江海"]["heard"] == 1
+
+
+async def test_no_answer_retry_never_rings_into_quiet_hours(platform):
+    p = platform
+    clock = ManualClock(datetime(2026, 11, 23, 20, 40))  # the second try would be at 20:55, the third at 21:10
+    e = p.elders[0]
+    phones = ListeningPhones(clock=clock, answers={f"10{e:02d}": ["no_answer", "no_answer", "answer"]})
+    alerts = []
+    engine = make_engine(p, phones, clock, schedules_for([]), alerts=alerts)
+    await plan_warning(engine.jobs, Broadcast(broadcast_id="heat", text="明天停水"), await schedules_for([e])(),
+                       now=clock.now())
+    async with running() as tg:
+        await drive(engine, tg, clock, seconds=12 * 3600, step_s=300)
+    assert len(phones.dialled) == 2 and alerts == []
+    assert phones.greetings == []
+    assert (await warning_report(engine.jobs))["heat"]["蓬江"]["no_answer"] == 1
+
+
+def test_a_broadcast_has_one_message():
+    from assistant.errors import TelephonyError
+
+    with pytest.raises(TelephonyError):
+        Broadcast(broadcast_id="x", kind="typhoon", text="也有文字")
+    with pytest.raises(TelephonyError):
+        Broadcast(broadcast_id="x", kind="flood")
+    with pytest.raises(TelephonyError):
+        Broadcast(broadcast_id="a:b", kind="heat")
