@@ -556,10 +556,16 @@ async def _speak_from_pack(info: VoiceInfo, say: str, *, dialect: str, rate_wpm:
         if rate != PACK_RATE_HZ:
             pcm = await asyncio.to_thread(resample_pcm16, pcm, from_hz=rate, to_hz=PACK_RATE_HZ)
         pieces.append(pcm)
+    pcm = join(pieces)
+    if volume != 1.0:  # the elder's volume (recordings are stored at one loudness)
+        import numpy as np
+
+        scaled = np.frombuffer(pcm, dtype="<i2").astype(np.float32) * max(0.0, float(volume))
+        pcm = np.clip(np.round(scaled), -32768, 32767).astype("<i2").tobytes()
     pause = b"\x00\x00" * (PACK_RATE_HZ * max(0, settings.tts.clause_pause_ms) // 1000)
     log.debug("tts: %s %d parts (%d recorded) for %r", info.voice, len(parts),
               sum(p.file is not None for p in parts), say)
-    return SpeechAudio(pcm=join(pieces) + pause, sample_rate_hz=PACK_RATE_HZ, voice=info.voice)
+    return SpeechAudio(pcm=pcm + pause, sample_rate_hz=PACK_RATE_HZ, voice=info.voice)
 
 
 async def _off_loop(engine: TtsEngine, fn: Callable, *args, **kwargs):

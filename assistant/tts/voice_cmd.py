@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--dialect", choices=DIALECTS, default="yue")
         p.add_argument("--pack", default="", help="pack name (default: settings.tts.voice_pack, else 'local')")
     cov.add_argument("--json", action="store_true", help="only the JSON line")
+    cov.add_argument("--script", type=Path, default=None,
+                     help="write DIR/transcripts.tsv naming a WAV for every sentence still to record (then record "
+                     "them and `assistant voice import DIR`)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     pack = _open(settings, args.pack, args.dialect)
     if args.voice_command == "coverage":
         report = coverage(pack, settings=settings)
+        if args.script is not None:
+            write_script(report["missing"], args.script)
         if not args.json:
             for text in report.pop("missing"):
                 print(f"missing: {text}", file=sys.stderr)
@@ -101,6 +106,14 @@ def coverage(pack: VoicePack, *, settings: Settings) -> dict:
     return {"dialect": pack.dialect, "sentences": len(wanted), "recorded": len(recorded),
             "coverage": round(len(recorded) / len(wanted), 3) if wanted else 0.0, "failed_checks": len(failed),
             "missing": [text for k, text in wanted.items() if k not in playable]}
+
+
+def write_script(texts: list[str], folder: Path) -> Path:
+    """A recording script: ``folder/transcripts.tsv`` with one ``NNN.wav\t<sentence>`` line per sentence."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "transcripts.tsv"
+    path.write_text("".join(f"{i:03d}.wav\t{text}\n" for i, text in enumerate(texts)), encoding="utf-8")
+    return path
 
 
 def threshold(dialect: str, settings: Settings) -> float:

@@ -220,3 +220,21 @@ async def test_import_prepares_reads_back_and_flags(settings, tmp_path, monkeypa
     assert rate == PACK_RATE_HZ and len(stored) < len(espeak_yue("请唔好收线")) + 3200  # silences trimmed
     assert -21.5 < 20 * np.log10(np.sqrt(np.mean(y**2))) < -18.5  # loudness normalised
     assert "拜拜" not in pack.playable() and VoicePack.load(tmp_dir(settings), "yue").entries["拜拜"]["check"]["status"] == "failed"
+
+
+async def test_pack_voice_follows_the_elders_volume_and_script_lists_what_is_missing(settings, synth, tmp_path):
+    from assistant.tts import voice_cmd
+
+    s = with_pack(settings)
+    pack = VoicePack(directory=tmp_dir(s), dialect="yue", entries={})
+    recording = espeak_yue("请唔好收线")
+    pack.add("请唔好收线", recording, check=PASSED)
+    pack.save()
+    half = await registry.synthesize("请唔好收线。", dialect="yue", rate_wpm=130, volume=0.5, settings=s)
+    full = np.frombuffer(recording, dtype="<i2").astype(np.float64)
+    got = np.frombuffer(half.pcm[: len(recording)], dtype="<i2").astype(np.float64)
+    assert np.abs(got - full * 0.5).max() <= 1.0
+    path = voice_cmd.write_script(voice_cmd.coverage(pack, settings=s)["missing"], tmp_path / "script")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("000.wav\t") and not any(line.endswith("\t请唔好收线") for line in lines)
+    assert len(lines) == voice_cmd.coverage(pack, settings=s)["sentences"] - 1
