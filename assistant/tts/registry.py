@@ -43,7 +43,7 @@ from assistant.tts.base import SpeechAudio, TtsEngine, VoiceRequest
 from assistant.tts.cache import PromptCache, make_key
 from assistant.tts.espeak_cli_engine import EspeakCliEngine
 from assistant.tts.speakable import speakable
-from assistant.tts.voice_pack import PACK_RATE_HZ, VoicePack, join, pack_dir, read_wav
+from assistant.tts.voice_pack import PACK_RATE_HZ, VoicePack, join, pack_dir, prepare, read_wav
 from dialect_models.provision import require
 
 log = logging.getLogger(__name__)
@@ -545,21 +545,21 @@ async def _speak_from_pack(info: VoiceInfo, say: str, *, dialect: str, rate_wpm:
     parts = pack.plan(say)
     if parts is None:
         return None
+    import numpy as np
+
     pieces: list[bytes] = []
     for part in parts:
         if part.file is not None:
             pcm, rate = await asyncio.to_thread(read_wav, part.file)
-        else:
-            audio = await synthesize(part.text, dialect=dialect, rate_wpm=rate_wpm, volume=volume,
+            if rate != PACK_RATE_HZ:
+                pcm = await asyncio.to_thread(resample_pcm16, pcm, from_hz=rate, to_hz=PACK_RATE_HZ)
+        else:  # said by the synthetic voice, brought to the recordings' rate and loudness (as an import would)
+            audio = await synthesize(part.text, dialect=dialect, rate_wpm=rate_wpm, volume=1.0,
                                      settings=settings, packs=False)
-            pcm, rate = audio.pcm, audio.sample_rate_hz
-        if rate != PACK_RATE_HZ:
-            pcm = await asyncio.to_thread(resample_pcm16, pcm, from_hz=rate, to_hz=PACK_RATE_HZ)
+            pcm = await asyncio.to_thread(prepare, np.frombuffer(audio.pcm, dtype="<i2"), audio.sample_rate_hz)
         pieces.append(pcm)
     pcm = join(pieces)
     if volume != 1.0:  # the elder's volume (recordings are stored at one loudness)
-        import numpy as np
-
         scaled = np.frombuffer(pcm, dtype="<i2").astype(np.float32) * max(0.0, float(volume))
         pcm = np.clip(np.round(scaled), -32768, 32767).astype("<i2").tobytes()
     pause = b"\x00\x00" * (PACK_RATE_HZ * max(0, settings.tts.clause_pause_ms) // 1000)

@@ -16,7 +16,16 @@ import pytest
 from assistant.tts import registry
 from assistant.tts.base import SpeechAudio, TtsEngine, VoiceRequest
 from assistant.tts.espeak_cli_engine import EspeakCliEngine
-from assistant.tts.voice_pack import JOIN_PAUSE_MS, PACK_RATE_HZ, VoicePack, core, pack_dir, prepare, read_wav
+from assistant.tts.voice_pack import (
+    JOIN_PAUSE_MS,
+    PACK_RATE_HZ,
+    TRIM_MARGIN_MS,
+    VoicePack,
+    core,
+    pack_dir,
+    prepare,
+    read_wav,
+)
 
 RATE_HZ = 16000
 
@@ -238,3 +247,21 @@ async def test_pack_voice_follows_the_elders_volume_and_script_lists_what_is_mis
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("000.wav\t") and not any(line.endswith("\t请唔好收线") for line in lines)
     assert len(lines) == voice_cmd.coverage(pack, settings=s)["sentences"] - 1
+
+
+async def test_a_synthetic_piece_is_brought_to_the_recordings_loudness(settings, synth):
+    s = with_pack(settings)
+    pack = VoicePack(directory=tmp_dir(s), dialect="yue", entries={})
+    for text in ("订单号系", "五"):
+        pack.add(text, espeak_yue(text), check=PASSED)
+    pack.save()
+    out = await registry.synthesize("订单号系五十。", dialect="yue", rate_wpm=130, volume=1.0, settings=s)
+    assert synth.calls == ["十"]
+    pause = PACK_RATE_HZ * s.tts.clause_pause_ms // 1000
+    x = np.frombuffer(out.pcm, dtype="<i2").astype(np.float64)
+    assert not x[-pause:].any()
+    margin = PACK_RATE_HZ * TRIM_MARGIN_MS // 1000  # kept after the trimmed piece
+    tone = x[-pause - margin - 400 : -pause - margin] / 32768  # the last 25 ms of the synthetic piece (a 40 ms tone)
+    # −20 dBFS over the piece with its short silent margins, so a little louder within it; the voice alone
+    # gives it at 0.9 of full scale (−4 dBFS RMS)
+    assert -23.0 < 20 * np.log10(np.sqrt(np.mean(tone**2))) < -16.0
