@@ -305,6 +305,10 @@ class TelephonySettings:
     engine_plan_every_s: float = 300.0  # how often the elders' schedules are read again to plan new days
     engine_step_timeout_s: float = 30.0  # a tick step (store call) that hangs longer is given up, logged, retried
     engine_alert_retry_s: float = 60.0  # an operator alert the alert store refused is tried again after this
+    # order follow-ups (telephony.followups): a call this long after a work order is marked done (煤气送到了吗？),
+    # for orders done within the last followup_within_s; never inside quiet hours
+    followup_delay_s: float = 1800.0
+    followup_within_s: float = 172800.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -274,7 +274,7 @@ class CallJobStore:
                 entry = await s.get(LedgerEntry, job.ledger_entry_id)
                 if entry is not None and (entry.call_id or entry.status == "answered"):
                     return entry.call_id or "answered"
-            if job.kind in ("care_call", "warning") and job.dialled_at is not None:
+            if job.kind in ("care_call", "warning", "order_followup") and job.dialled_at is not None:
                 q = (select(Call.call_id).where(Call.elder_id == job.elder_id, Call.direction == "outbound",
                                                 Call.started_at >= job.dialled_at).limit(1))
                 return (await s.scalars(q)).first()

@@ -28,13 +28,13 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from telephony import broadcasts
+from telephony import broadcasts, followups
 from telephony.call_jobs import CallJobStore, JobInfo, NewJob, as_stored
 from telephony.gateway import TelephonyAlert
 from telephony.scheduler import (
@@ -51,7 +51,9 @@ from telephony.scheduler import (
 
 logger = logging.getLogger(__name__)
 
-PLATFORM_KINDS = ("warning",)  # calls that say a message and ask 1 / 2 (telephony.broadcasts); no family step
+# calls that say a message and ask 1 / 2 (telephony.broadcasts, telephony.followups); no family step
+PLATFORM_KINDS = ("warning", "order_followup")
+MESSAGES = {"warning": broadcasts.message, "order_followup": followups.message}
 LOST_IN_DIALLING = "lost_in_dialling"  # the node died while the INVITE was out and nobody answered
 
 
@@ -82,7 +84,9 @@ class CallEngine:
     def __init__(self, *, jobs: CallJobStore, runner: CareCallRunner, schedules: SchedulesSource, clock: Clock,
                  node_id: str, tick_s: float, lease_s: float, max_calls: int, dials_per_s: float = 0.0,
                  plan_every_s: float = 300.0, alert_retry_s: float = 60.0, spread_s: float = 0.0,
-                 step_timeout_s: float = 30.0, retry: RetryPolicy | None = None) -> None:
+                 step_timeout_s: float = 30.0, retry: RetryPolicy | None = None,
+                 followups: Callable[[datetime], Awaitable[Sequence[NewJob]]] | None = None,
+                 reopen_order: Callable[..., Awaitable[Any]] | None = None) -> None:
         if lease_s <= 2 * tick_s:
             raise ValueError("engine lease_s must be more than two ticks (a live node must renew it in time)")
         self.jobs = jobs
@@ -99,6 +103,8 @@ class CallEngine:
         self.spread_s = spread_s
         self.step_timeout_s = step_timeout_s  # real seconds (asyncio), whatever the engine clock
         self.retry = retry or runner.retry
+        self.followups = followups  # order follow-ups to plan (telephony.followups.OrderFollowups)
+        self.reopen_order = reopen_order  # PlatformStore.reopen_order: a follow-up's problem reopens the order
         self.stats = EngineStats()
         self._held: dict[int, JobInfo] = {}
         self._dialled: set[int] = set()
@@ -110,12 +116,14 @@ class CallEngine:
 
     @classmethod
     def from_settings(cls, *, settings, jobs: CallJobStore, runner: CareCallRunner, schedules: SchedulesSource,
-                      clock: Clock | None = None, node_id: str | None = None) -> CallEngine:
+                      clock: Clock | None = None, node_id: str | None = None, followups=None,
+                      reopen_order=None) -> CallEngine:
         t = settings.telephony
         return cls(jobs=jobs, runner=runner, schedules=schedules, clock=clock or runner.clock,
                    node_id=node_id or t.engine_node_id or default_node_id(), tick_s=t.engine_tick_s,
                    lease_s=t.engine_lease_s, max_calls=t.engine_max_calls, dials_per_s=t.engine_dials_per_s,
-                   plan_every_s=t.engine_plan_every_s, alert_retry_s=t.engine_alert_retry_s, spread_s=t.engine_spread_s, step_timeout_s=t.engine_step_timeout_s)
+                   plan_every_s=t.engine_plan_every_s, alert_retry_s=t.engine_alert_retry_s, spread_s=t.engine_spread_s, step_timeout_s=t.engine_step_timeout_s,
+                   followups=followups, reopen_order=reopen_order)
 
     def now(self) -> datetime:
         return as_stored(self.clock.now())
@@ -196,6 +204,10 @@ class CallEngine:
         if new:
             added = await self.jobs.plan(new)
             logger.info("call engine %s: %d care calls planned (%d already were)", self.node_id, added, len(new) - added)
+        if self.followups is not None:
+            added = await self.jobs.plan(await self.followups(self.clock.now()))
+            if added:
+                logger.info("call engine %s: %d order follow-ups planned", self.node_id, added)
         self._last_plan = now
 
     def _first_call(self, s: CareSchedule) -> NewJob | None:
@@ -272,7 +284,7 @@ class CallEngine:
         placed = await self.runner.place(schedule, number=job.number, purpose=job.kind, attempt=job.attempt,
                                          call_ref=f"job:{job.job_key}", before_dial=partial(self._before_dial, job),
                                          on_answered=partial(self._on_answered, job),
-                                         message=broadcasts.message(self.runner.phrases, job.detail, schedule.dialect))
+                                         message=MESSAGES[job.kind](self.runner.phrases, job.detail, schedule.dialect))
         await self._end_platform_step(job, schedule, placed)
 
     async def _end_platform_step(self, job: JobInfo, schedule: CareSchedule, placed: PlacedCall) -> None:
@@ -284,6 +296,11 @@ class CallEngine:
             if placed.result == "interrupted":
                 nxt = [self._alert_job(job, schedule, "human", {"source": job.kind, "reason": "interrupted",
                                                                 "call_id": placed.call_id})]
+            elif outcome == "need_help" and job.kind == "order_followup":  # a problem: reopen it, tell a person
+                nxt = [self._alert_job(job, schedule, followups.PROBLEM_ALERT,
+                                       {"source": job.kind, "outcome": placed.outcome, "call_id": placed.call_id,
+                                        "order_id": job.detail.get("order_id"),
+                                        "reopen_order": job.detail.get("order_id")})]
             elif outcome == "need_help":
                 nxt = [self._alert_job(job, schedule, "help", {"source": job.kind, "outcome": placed.outcome,
                                                                "broadcast": job.detail.get("broadcast"),
@@ -383,9 +400,13 @@ class CallEngine:
         detail = {k: v for k, v in job.detail.items() if k not in ("alert", "call_id")}
         alert = TelephonyAlert(kind=job.detail.get("alert", "no_answer"), call_id=job.detail.get("call_id"),
                                elder_id=job.elder_id, number=job.number, detail=detail)
-        if self.runner.on_alert is not None:
+        reopen = job.detail.get("reopen_order")
+        if self.runner.on_alert is not None or (reopen is not None and self.reopen_order is not None):
             try:
-                await self.runner.on_alert(alert)
+                if reopen is not None and self.reopen_order is not None:  # before the alert: both retried until done
+                    await self.reopen_order(int(reopen), reason="follow_up_problem", call_id=alert.call_id)
+                if self.runner.on_alert is not None:
+                    await self.runner.on_alert(alert)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the alert store is down: the row stays, tried again later

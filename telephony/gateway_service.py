@@ -20,6 +20,7 @@ from assistant.errors import StoreError, TelephonyError
 from assistant.platform.models import normalize_phone
 from telephony.call_jobs import CallJobStore
 from telephony.engine import CallEngine
+from telephony.followups import OrderFollowups
 from telephony.gateway import Gateway, TelephonyAlert, _maybe_await, default_pipeline_factory
 from telephony.handover import OperatorCallbacks
 from telephony.scheduler import (
@@ -214,7 +215,9 @@ def identity_call_back(*, runner: CareCallRunner, store, settings):
 def call_engine(*, settings, store, runner: CareCallRunner, schedules, node_id: str | None = None) -> CallEngine:
     """The call engine on the platform store's database (``call_jobs``)."""
     jobs = CallJobStore.for_engine(store.engine, now=runner.clock.now)
-    return CallEngine.from_settings(settings=settings, jobs=jobs, runner=runner, schedules=schedules, node_id=node_id)
+    return CallEngine.from_settings(settings=settings, jobs=jobs, runner=runner, schedules=schedules, node_id=node_id,
+                                    followups=OrderFollowups.from_settings(settings=settings, jobs=jobs),
+                                    reopen_order=store.reopen_order)
 
 
 @dataclass(kw_only=True)

@@ -126,3 +126,75 @@ def test_a_broadcast_has_one_message():
         Broadcast(broadcast_id="x", kind="flood")
     with pytest.raises(TelephonyError):
         Broadcast(broadcast_id="a:b", kind="heat")
+
+
+# --- order follow-ups ----------------------------------------------------------------------------------
+async def _done_order(p, elder_id: int, *, key: str, at: datetime) -> int:
+    """A gas order marked done at ``at`` (engine-clock time, kept as UTC like the call engine's)."""
+    from sqlalchemy import update
+
+    from assistant.platform.models import WorkOrder
+    from telephony.call_jobs import as_stored
+
+    order = (await p.store.create_order(elder_id=elder_id, type="gas", idempotency_key=key)).order
+    await p.store.update_order_status(order.order_id, "done")
+    async with p.engine.begin() as conn:
+        await conn.execute(update(WorkOrder).where(WorkOrder.id == order.order_id).values(done_at=as_stored(at)))
+    return order.order_id
+
+
+async def test_order_follow_up_asks_once_and_a_problem_reopens_the_order_with_one_alert(platform):
+    from telephony.followups import OrderFollowups
+
+    p = platform
+    clock = ManualClock(MON_0858)
+    fine, problem = p.elders[:2]
+    # the primary phones on file are the numbers dialled
+    phones = ListeningPhones(clock=clock, answers={"07501000": ["answer"], "07501001": ["answer"]},
+                             keys={"07501000": "1", "07501001": "2"})
+    alerts = []
+    engine = make_engine(p, phones, clock, schedules_for([]), alerts=alerts)
+    engine.followups = OrderFollowups(jobs=engine.jobs, delay_s=1800, within_s=86400)
+    engine.reopen_order = p.store.reopen_order
+    ok_order = await _done_order(p, fine, key="gas-fine", at=datetime(2026, 11, 23, 9, 0))
+    bad_order = await _done_order(p, problem, key="gas-bad", at=datetime(2026, 11, 23, 9, 0))
+    async with running() as tg:
+        await drive(engine, tg, clock, seconds=2 * 3600, step_s=60)  # planning runs every 5 min: idempotent
+    assert sorted(phones.numbers()) == ["07501000", "07501001"]  # each order's elder called once
+    assert [t for _, t in phones.dialled] == [datetime(2026, 11, 23, 9, 30)] * 2  # delay_s after done
+    assert all("煤气送到了吗" in g and g.endswith("没问题请按1，有问题请按2。") for g in phones.greetings)
+    rows = [r for r in await engine.jobs.jobs() if r.kind == "order_followup"]
+    assert sorted((r.elder_id, r.state, r.outcome) for r in rows) == [(fine, "done", "heard"), (problem, "done", "need_help")]
+    assert [(a.kind, a.elder_id, a.detail["order_id"]) for a in alerts] == [("order_problem", problem, bad_order)]
+    assert (await p.store.get_order(ok_order)).status == "done"
+    reopened = await p.store.get_order(bad_order)
+    assert reopened.status == "dispatched" and reopened.done_at is None
+    assert [r["reason"] for r in reopened.details["reopened"]] == ["follow_up_problem"]
+    # a retried alert reopens nothing twice
+    again = await p.store.reopen_order(bad_order, reason="follow_up_problem")
+    assert len(again.details["reopened"]) == 1
+
+
+async def test_a_failed_reopen_keeps_the_alert_until_both_are_done(platform):
+    from telephony.followups import OrderFollowups
+
+    p = platform
+    clock = ManualClock(MON_0858)
+    e = p.elders[0]
+    phones = ListeningPhones(clock=clock, answers={"07501000": ["answer"]}, keys={"07501000": "2"})
+    alerts = []
+    engine = make_engine(p, phones, clock, schedules_for([]), alerts=alerts)
+    engine.followups = OrderFollowups(jobs=engine.jobs, delay_s=0, within_s=86400)
+    failures = [RuntimeError("store down")]
+
+    async def flaky_reopen(order_id, **kw):
+        if failures:
+            raise failures.pop()
+        return await p.store.reopen_order(order_id, **kw)
+
+    engine.reopen_order = flaky_reopen
+    order = await _done_order(p, e, key="gas-x", at=datetime(2026, 11, 23, 9, 0))
+    async with running() as tg:
+        await drive(engine, tg, clock, seconds=600, step_s=60)
+    assert len(phones.dialled) == 1 and len(alerts) == 1
+    assert (await p.store.get_order(order)).status == "dispatched"

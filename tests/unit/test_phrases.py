@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # every module that speaks to a caller: none of them may write a sentence of its own
 SPEAKERS = [
     "telephony/gateway.py", "telephony/scheduler.py", "telephony/engine.py", "telephony/handover.py",
-    "telephony/screening.py", "telephony/broadcasts.py",
+    "telephony/screening.py", "telephony/broadcasts.py", "telephony/followups.py",
     "assistant/dialogue/processor.py", "assistant/fraud_guard/identity.py", "assistant/fraud_guard/guard.py",
     "assistant/fraud_guard/pii_gate.py", "assistant/pipeline.py", *sorted(
         str(p.relative_to(ROOT)) for p in (ROOT / "intents" / "actions").rglob("*.py")),

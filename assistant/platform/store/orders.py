@@ -1,5 +1,5 @@
 """Work orders: one idempotency rule and one status machine (placed → dispatched → answered → done;
-open → cancelled) for every area."""
+open → cancelled; done → dispatched again only by ``reopen_order``) for every area."""
 
 from __future__ import annotations
 
@@ -120,6 +120,24 @@ class OrderStore(StoreBase):
                 raise StoreError(f"no order {order_id}", code="not_found")
             _advance(order, status, self.now())
             await s.commit()
+            return OrderInfo.of(order)
+
+    async def reopen_order(self, order_id: int, *, reason: str, call_id: str | None = None) -> OrderInfo:
+        """A done order the elder says went wrong (the follow-up call's keypad 2): back to ``dispatched``
+        (``done_at`` cleared), the reason and call kept in ``details["reopened"]``. An order that is not
+        done (already reopened) is left as it is, so a retried alert reopens it once."""
+        async with self.session("reopen order") as s:
+            order = await s.scalar(select(WorkOrder).where(WorkOrder.id == order_id).with_for_update())
+            if order is None:
+                raise StoreError(f"no order {order_id}", code="not_found")
+            if order.status == "done":
+                order.status = "dispatched"
+                order.done_at = None
+                history = [*order.details.get("reopened", []),
+                           {"at": self.now().isoformat(), "reason": reason, "call_id": call_id}]
+                order.details = {**order.details, "reopened": history}
+                await s.commit()
+                log.info("order %s reopened: %s", order_id, reason)
             return OrderInfo.of(order)
 
     async def cancel_order(self, order_id: int) -> OrderInfo:
