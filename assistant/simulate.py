@@ -76,13 +76,14 @@ async def run_call(audio: PcmAudio, *, session: CallSession, services, realtime:
     from pipecat.frames.frames import EndFrame, InputAudioRawFrame
     from pipecat.workers.runner import WorkerRunner
 
+    from assistant.audio.end_of_turn import longest_end_of_turn_silence_s
 
     settings = services.settings
     call = build_call_pipeline(session=session, services=services)
     worker = pipeline_worker(call, settings=settings)
     rate = audio.sample_rate_hz
     step = rate * FRAME_MS // 1000 * 2
-    tail = bytes(int(rate * (settings.audio.vad_end_of_turn_silence_s + 0.6)) * 2)
+    tail = bytes(int(rate * (longest_end_of_turn_silence_s(settings.audio) + 0.6)) * 2)
     pcm = audio.pcm + tail
 
     started = asyncio.Event()

@@ -74,6 +74,13 @@ class EndOfTurnPolicy:
         return silence_s >= (self.closed_max_silence_s if closed else self.incomplete_max_silence_s)
 
 
+def longest_end_of_turn_silence_s(audio: AudioSettings) -> float:
+    """The most silence a turn can take to end (feeders that send silence after speech send this much)."""
+    if audio.turn_decision_silence_s <= 0:
+        return audio.vad_end_of_turn_silence_s
+    return max(audio.vad_end_of_turn_silence_s, audio.turn_incomplete_max_silence_s, audio.turn_closed_max_silence_s)
+
+
 class EndOfTurnProcessor(FrameProcessor):
     """Holds the VAD's end of turn until ``EndOfTurnPolicy`` agrees (see the module doc)."""
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 from loguru import logger
 
+from assistant.audio.end_of_turn import longest_end_of_turn_silence_s
 from assistant.errors import AssistantError, StoreError
 from assistant.pipeline import build_call_pipeline, pipeline_worker
 from assistant.screen.protocol import (
@@ -517,7 +518,7 @@ async def screen_ws(request: web.Request) -> web.WebSocketResponse:
                     Ready(
                         session_id=session.call_id,
                         sample_rate_hz=rate,
-                        end_of_turn_silence_s=settings.audio.vad_end_of_turn_silence_s,
+                        end_of_turn_silence_s=longest_end_of_turn_silence_s(settings.audio),
                     )
                 )
 

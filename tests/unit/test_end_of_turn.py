@@ -146,3 +146,13 @@ def test_the_model_judges_phone_and_screen_audio(rate):
     pcm = resample_pcm16(voiced(1.0) + silence(0.3), from_hz=RATE, to_hz=rate)
     p = completion_probability_sync(pcm, sample_rate_hz=rate)
     assert 0.0 <= p <= 1.0
+
+
+def test_feeders_send_enough_silence_for_the_longest_wait():
+    import dataclasses
+
+    from assistant.audio.end_of_turn import longest_end_of_turn_silence_s
+
+    assert longest_end_of_turn_silence_s(AUDIO) == AUDIO.turn_incomplete_max_silence_s
+    fixed = dataclasses.replace(AUDIO, turn_decision_silence_s=0.0)
+    assert longest_end_of_turn_silence_s(fixed) == AUDIO.vad_end_of_turn_silence_s
