@@ -50,7 +50,8 @@ class AudioSettings:
     # elders pause mid-sentence: wait this long in silence before the turn ends
     vad_end_of_turn_silence_s: float = 0.8
     # start recognising after this much silence instead of waiting for the end of the turn; the result is kept
-    # when the turn ends without more speech (0 disables; only on an idle decode worker)
+    # when the turn ends without more speech (0 disables; only on an idle decode worker). With the end of turn
+    # by Smart Turn (turn_decision_silence_s > 0) it starts at that decision pause instead
     early_asr_after_silence_s: float = 0.25
     # end of turn by meaning (issue #19): after this much silence Smart Turn v3.2 (assistant/audio/smart_turn.py)
     # judges from the audio whether the speaker has finished; 0 disables it (every turn then ends after

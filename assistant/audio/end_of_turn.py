@@ -5,7 +5,7 @@
 The VAD's "user stopped speaking" comes after a short silence (0.25 s). This stage holds it back, announces
 the pause (``SpeechPausedFrame``: early recognition may start) and asks Smart Turn (``assistant.audio.
 smart_turn``, on its own thread) about the turn's audio. The held frame goes on when ``EndOfTurnPolicy``
-says the turn is over: Smart Turn judged it finished, or the silence reached the wait for an unfinished
+says the turn is over (with ``early_asr_after_silence_s`` 0, no pause frames): Smart Turn judged it finished, or the silence reached the wait for an unfinished
 turn (longer for a slow speaker, shorter after a closed prompt), or the model failed and the fixed
 ``vad_end_of_turn_silence_s`` ran out. Speech before that swallows the VAD's new "started speaking" (the
 turn goes on: ``SpeechResumedFrame``), so the stages after it see one turn as before. A "started speaking"
@@ -113,7 +113,8 @@ class EndOfTurnProcessor(FrameProcessor):
         elif isinstance(frame, VADUserStartedSpeakingFrame):
             if self._held is not None:  # the speaker went on: the same turn
                 await self._drop_held()
-                await self.push_frame(SpeechResumedFrame())
+                if self._audio.early_asr_after_silence_s > 0:
+                    await self.push_frame(SpeechResumedFrame())
             else:
                 keep = self._bytes(PRE_SPEECH_S + self._audio.vad_start_s)
                 del self._turn_audio[: max(0, len(self._turn_audio) - keep)]
@@ -146,7 +147,8 @@ class EndOfTurnProcessor(FrameProcessor):
         await self._drop_held()
         self._held = frame
         self._silence_s = frame.stop_secs
-        await self.push_frame(SpeechPausedFrame(silence_s=self._silence_s))
+        if self._audio.early_asr_after_silence_s > 0:  # early recognition starts at the decision pause
+            await self.push_frame(SpeechPausedFrame(silence_s=self._silence_s))
         self._judging = self.create_task(self._judge_turn(bytes(self._turn_audio), self._sample_rate_hz),
                                          name="smart-turn")
 

@@ -52,7 +52,8 @@ def test_a_failed_model_falls_back_to_the_fixed_silence():
 
 # --- the processor behind the real VAD ---
 
-async def _events(pcm: bytes, judge, *, session: CallSession | None = None) -> tuple[list[str], list[int]]:
+async def _events(pcm: bytes, judge, *, session: CallSession | None = None, audio: AudioSettings = AUDIO,
+                  ) -> tuple[list[str], list[int]]:
     from pipecat.frames.frames import (
         InputAudioRawFrame,
         VADUserStartedSpeakingFrame,
@@ -65,7 +66,7 @@ async def _events(pcm: bytes, judge, *, session: CallSession | None = None) -> t
     from assistant.pipeline import turn_taking_stages
 
     session = session or CallSession(channel="simulate")
-    stages = turn_taking_stages(session=session, audio=AUDIO, judge=judge)
+    stages = turn_taking_stages(session=session, audio=audio, judge=judge)
     step = RATE * 20 // 1000 * 2
     frames = []
     for i in range(0, len(pcm), step):
@@ -156,3 +157,12 @@ def test_feeders_send_enough_silence_for_the_longest_wait():
     assert longest_end_of_turn_silence_s(AUDIO) == AUDIO.turn_incomplete_max_silence_s
     fixed = dataclasses.replace(AUDIO, turn_decision_silence_s=0.0)
     assert longest_end_of_turn_silence_s(fixed) == AUDIO.vad_end_of_turn_silence_s
+
+
+async def test_no_pause_frames_when_early_recognition_is_off():
+    import dataclasses
+
+    audio = dataclasses.replace(AUDIO, early_asr_after_silence_s=0.0)
+    pcm = voiced(1.0) + silence(1.1) + voiced(1.0) + silence(2.0)
+    names, _ = await _events(pcm, _judge(0.1), audio=audio)
+    assert names == ["StartedSpeaking", "StoppedSpeaking"]
