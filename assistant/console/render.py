@@ -114,7 +114,7 @@ AUDIT_LABELS = {
     "create_user": "创建用户", "disable_user": "停用用户", "enable_user": "启用用户", "reset_password": "重置密码",
     "link_elder": "关联长者", "unlink_elder": "取消关联长者", "set_phone": "设置接听电话",
     "view_transcript": "查看通话记录", "reveal_transcript": "查看未脱敏原文",
-    "play_audio": "播放录音", "acknowledge": "确认警报", "callback": "安排回电", "dispatch": "派员处理",
+    "play_audio": "播放录音", "voice_record": "录制语音包", "acknowledge": "确认警报", "callback": "安排回电", "dispatch": "派员处理",
     "false_alarm": "标记误报", "add_note": "添加备注", "order_status": "更改工单状态", "csrf_refused": "拒绝伪造请求",
     "family_place_order": "家属代下单", "set_safe_phrase": "修改安全暗语", "add_contact": "添加联系人",
     "delete_contact": "删除联系人", "elder_settings": "修改语音/屏幕设置",
@@ -238,6 +238,7 @@ def _nav(principal: Principal | None, area: str, current: str) -> str:
             ("/console/", "审核队列"),
             ("/console/orders", "工单看板"),
             ("/console/care", "关怀电话"),
+            ("/console/voice", "语音包录音"),
         ]
         if principal.role in ("supervisor", "admin"):
             links.append(("/console/audit", "审计日志"))

@@ -20,23 +20,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from assistant.asr.registry import recognize
 from assistant.audio.convert import read_audio
 from assistant.errors import AssistantError
-from assistant.phrases import DIALECTS, PIECES, Phrasebook
+from assistant.phrases import DIALECTS
 from assistant.settings import Settings, load_settings
-from assistant.text.normalize import cer
-from assistant.tts.registry import fixed_clauses, split_clauses
-from assistant.tts.voice_pack import PACK_RATE_HZ, VoicePack, key_of, pack_dir, prepare
-from assistant.tts.voice_pack import PIECES as NUMBER_PIECES
-
-FIELD_MARK = "〇〇"  # stands for a field's value while a template is cut into clauses
+from assistant.tts.voice_coverage import coverage, record, sentences, threshold
+from assistant.tts.voice_pack import PACK_RATE_HZ, VoicePack, key_of, pack_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,56 +71,12 @@ def _open(settings: Settings, name: str, dialect: str) -> VoicePack:
     return VoicePack.load(pack_dir(settings.paths.var_dir, name, dialect), dialect)
 
 
-def sentences(dialect: str, *, settings: Settings) -> dict[str, str]:
-    """key → sentence as written, for everything the ``dialect`` pack should hold (see the module docstring)."""
-    phrases = Phrasebook(platform_name=settings.platform.name)
-    texts = [clause for d, clause in fixed_clauses(phrases) if d == dialect]
-    utterances = [t for d, t in phrases.utterances() if d == dialect]
-    pieces = [v[dialect].replace("{platform}", settings.platform.name) for v in PIECES.values() if v.get(dialect)]
-    for text in [*utterances, *pieces]:
-        for clause in split_clauses(re.sub(r"\{\w+\}", FIELD_MARK, text)):
-            if FIELD_MARK in clause:  # its fixed fragments: "订单号系" of "订单号系〇〇。"
-                texts += [f for f in clause.split(FIELD_MARK) if re.sub(r"[\W_]", "", f)]
-            elif text in pieces:  # a field-free piece (utterances' field-free clauses are fixed_clauses)
-                texts.append(clause)
-    texts += NUMBER_PIECES[dialect]
-    out: dict[str, str] = {}
-    for text in texts:
-        out.setdefault(key_of(text, dialect), text.strip())
-    out.pop("", None)
-    return out
-
-
-def coverage(pack: VoicePack, *, settings: Settings) -> dict:
-    wanted = sentences(pack.dialect, settings=settings)
-    playable = pack.playable()
-    recorded = [k for k in wanted if k in playable]
-    failed = [k for k in wanted if k not in playable and k in pack.entries
-              and pack.entries[k].get("check", {}).get("status") == "failed"]
-    return {"dialect": pack.dialect, "sentences": len(wanted), "recorded": len(recorded),
-            "coverage": round(len(recorded) / len(wanted), 3) if wanted else 0.0, "failed_checks": len(failed),
-            "missing": [text for k, text in wanted.items() if k not in playable]}
-
-
 def write_script(texts: list[str], folder: Path) -> Path:
     """A recording script: ``folder/transcripts.tsv`` with one ``NNN.wav\t<sentence>`` line per sentence."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "transcripts.tsv"
     path.write_text("".join(f"{i:03d}.wav\t{text}\n" for i, text in enumerate(texts)), encoding="utf-8")
     return path
-
-
-def threshold(dialect: str, settings: Settings) -> float:
-    return float(getattr(settings.tts, f"voice_pack_check_cer_max_{dialect}"))
-
-
-async def check_recording(pcm: bytes, text: str, *, dialect: str, settings: Settings) -> dict:
-    """The automatic check of one prepared recording: the recogniser's read-back and its CER."""
-    result = await recognize(pcm, sample_rate_hz=PACK_RATE_HZ, dialect=dialect, options=None, settings=settings)
-    limit = threshold(dialect, settings)
-    error = round(cer(text, result.text), 3)
-    return {"status": "passed" if error <= limit else "failed", "cer": error, "heard": result.text,
-            "threshold": limit}
 
 
 async def import_folder(pack: VoicePack, folder: Path, *, settings: Settings) -> dict:
@@ -142,21 +92,15 @@ async def import_folder(pack: VoicePack, folder: Path, *, settings: Settings) ->
             continue
         name, text = (x.strip() for x in line.split("\t", 1))
         audio = await asyncio.to_thread(read_audio, Path(folder) / name, sample_rate_hz=PACK_RATE_HZ)
-        try:
-            pcm = await asyncio.to_thread(prepare, np.frombuffer(audio.pcm, dtype="<i2"), PACK_RATE_HZ)
-        except ValueError:
-            flagged.append({"file": name, "text": text, "heard": "", "cer": 1.0, "reason": "silent"})
-            continue
-        check = await check_recording(pcm, text, dialect=pack.dialect, settings=settings)
-        await asyncio.to_thread(pack.add, text, pcm, check=check)
+        check = await record(pack, text, np.frombuffer(audio.pcm, dtype="<i2"), PACK_RATE_HZ, settings=settings)
         if key_of(text, pack.dialect) not in wanted:
             unknown.append(text)
         if check["status"] == "passed":
             passed += 1
         else:
-            flagged.append({"file": name, "text": text, "heard": check["heard"], "cer": check["cer"]})
+            flagged.append({"file": name, "text": text, "heard": check["heard"], "cer": check["cer"],
+                            "status": check["status"]})
         print(f"[voice import] {check['status']:<6} cer {check['cer']:.2f} {text} ← heard {check['heard']}",
               file=sys.stderr)
-    await asyncio.to_thread(pack.save)
     return {"dialect": pack.dialect, "imported": passed + len(flagged), "passed": passed, "flagged": flagged,
             "not_in_table": unknown, "threshold": threshold(pack.dialect, settings)}

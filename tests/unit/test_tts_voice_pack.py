@@ -203,7 +203,7 @@ async def test_import_prepares_reads_back_and_flags(settings, tmp_path, monkeypa
     and the second as something else, so one passes and one is flagged (the real check runs whisper-base)."""
     from assistant.asr.base import AsrResult
     from assistant.audio.convert import PcmAudio, write_wav
-    from assistant.tts import voice_cmd
+    from assistant.tts import voice_cmd, voice_coverage
 
     heard = iter(["请唔好收线", "今日天气好好"])
 
@@ -212,7 +212,7 @@ async def test_import_prepares_reads_back_and_flags(settings, tmp_path, monkeypa
         text = next(heard)
         return AsrResult(text=text, raw_text=text, confidence=0.9, dialect="yue", engine="fake", model_id="fake")
 
-    monkeypatch.setattr(voice_cmd, "recognize", fake_recognize)
+    monkeypatch.setattr(voice_coverage, "recognize", fake_recognize)
     folder = tmp_path / "rec"
     folder.mkdir()
     for name, text in (("a.wav", "请唔好收线"), ("b.wav", "拜拜")):
