@@ -20,6 +20,7 @@ from assistant.screen.app import setup_screen
 from assistant.services import SERVICES_KEY, Services, services_ctx
 from assistant.settings import Settings
 from telephony.metrics import setup_metrics
+from telephony.warn_api import setup_warning_api
 
 STARTED_KEY = web.AppKey("started_at", float)
 # what `serve` started and how that went: name → {"ok": bool | None, "error": code, ...}; ok None = off on purpose
@@ -35,7 +36,7 @@ def report_component(app: web.Application, name: str, *, ok: bool | None, error:
 
 
 # each area mounts its routes (all of them on the one ``Services``)
-AREAS = (setup_platform_api, setup_fraud_api, setup_console, setup_screen, setup_metrics)
+AREAS = (setup_platform_api, setup_fraud_api, setup_console, setup_screen, setup_metrics, setup_warning_api)
 
 
 @web.middleware

@@ -64,6 +64,12 @@ class Broadcast:
         if self.kind is not None and self.kind not in WARNING_KEYS:
             raise TelephonyError(f"unknown warning kind {self.kind!r} (known: {', '.join(WARNING_KEYS)})",
                                  code="bad_broadcast")
+        if self.kind is not None:  # a missing field is a bad request, not something to speak around
+            try:
+                Phrasebook().say(WARNING_KEYS[self.kind], None, **self.fields)
+            except KeyError as exc:
+                raise TelephonyError(f"the {self.kind} warning needs the field {exc.args[0]!r}",
+                                     code="bad_broadcast") from exc
 
     def detail(self) -> dict[str, Any]:
         return {"broadcast": self.broadcast_id, "warning": self.kind, "fields": dict(self.fields), "text": self.text}

@@ -14,10 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from assistant.errors import StoreError, TelephonyError
 from assistant.platform.models import normalize_phone
+from telephony.broadcasts import Broadcast, plan_warning, target_elders
 from telephony.call_jobs import CallJobStore
 from telephony.engine import CallEngine
 from telephony.followups import OrderFollowups
@@ -210,6 +213,22 @@ def identity_call_back(*, runner: CareCallRunner, store, settings):
         logger.info("identity call-back to elder %s: %s", session.elder_id, result.status)
 
     return call_back
+
+
+async def send_warning(*, store, jobs: CallJobStore, broadcast: Broadcast, districts: Sequence[str] = (),
+                       quiet_hours: str, now: datetime) -> dict[str, int]:
+    """Plan ``broadcast`` for the active elders with a phone of ``districts`` (all when empty): their care
+    schedule's own quiet times and time zone when they have one (``assistant warn send``, ``POST
+    /api/warnings``)."""
+    cares = {i.elder_id: i for i in await store.list_schedules()}
+    schedules = []
+    for elder_id in await target_elders(jobs, districts):
+        elder = await store.get_elder(elder_id)
+        if elder.phones:
+            info = cares.get(elder_id)
+            schedules.append(schedule_from_store(info, elder, quiet_hours=quiet_hours) if info
+                             else schedule_for_elder(elder, quiet_hours=quiet_hours))
+    return await plan_warning(jobs, broadcast, schedules, now=now)
 
 
 def call_engine(*, settings, store, runner: CareCallRunner, schedules, node_id: str | None = None) -> CallEngine:

@@ -23,10 +23,9 @@ from assistant.platform.migrate import upgrade_heads_async
 from assistant.platform.models import DISTRICTS
 from assistant.platform.store import PlatformStore
 from assistant.settings import load_settings
-from telephony.broadcasts import WARNING_KEYS, Broadcast, plan_warning, target_elders, warning_report
+from telephony.broadcasts import WARNING_KEYS, Broadcast, warning_report
 from telephony.call_jobs import CallJobStore
-from telephony.gateway_service import schedule_for_elder, schedule_from_store
-from telephony.scheduler import CareSchedule
+from telephony.gateway_service import send_warning
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,19 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     report = sub.add_parser("report", help="delivery report by district")
     report.add_argument("--id", help="one broadcast (default: all)")
     report.add_argument("--json", action="store_true", help="print JSON (default: a table)")
-
-
-async def _schedules(store: PlatformStore, elder_ids: list[int], *, quiet_hours: str) -> list[CareSchedule]:
-    cares = {i.elder_id: i for i in await store.list_schedules()}
-    out = []
-    for elder_id in elder_ids:
-        elder = await store.get_elder(elder_id)
-        if not elder.phones:
-            continue
-        info = cares.get(elder_id)
-        out.append(schedule_from_store(info, elder, quiet_hours=quiet_hours) if info
-                   else schedule_for_elder(elder, quiet_hours=quiet_hours))
-    return out
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -80,18 +66,8 @@ async def _run(args: argparse.Namespace) -> int:
         now = dt.datetime.now().astimezone()
         broadcast = Broadcast(broadcast_id=args.id or f"{args.kind or 'text'}-{now.astimezone(dt.UTC):%Y%m%d%H%M}",
                               kind=args.kind, text=args.text, fields=fields)
-        if broadcast.kind is not None:  # a missing field is a bug in the command line, not something to speak around
-            from assistant.phrases import Phrasebook
-
-            try:
-                Phrasebook().say(WARNING_KEYS[broadcast.kind], None, **fields)
-            except KeyError as exc:
-                raise TelephonyError(f"the {broadcast.kind} warning needs --field {exc.args[0]}=...",
-                                     code="bad_argument") from exc
-        store = PlatformStore(engine=engine)
-        schedules = await _schedules(store, await target_elders(jobs, args.district),
-                                     quiet_hours=settings.telephony.quiet_hours)
-        planned = await plan_warning(jobs, broadcast, schedules, now=now)
+        planned = await send_warning(store=PlatformStore(engine=engine), jobs=jobs, broadcast=broadcast,
+                                     districts=args.district, quiet_hours=settings.telephony.quiet_hours, now=now)
         print(json.dumps({"broadcast": broadcast.broadcast_id, **planned}, ensure_ascii=False), flush=True)
         return 0
     finally:

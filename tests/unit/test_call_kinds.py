@@ -198,3 +198,32 @@ async def test_a_failed_reopen_keeps_the_alert_until_both_are_done(platform):
         await drive(engine, tg, clock, seconds=600, step_s=60)
     assert len(phones.dialled) == 1 and len(alerts) == 1
     assert (await p.store.get_order(order)).status == "dispatched"
+
+
+# --- the API -------------------------------------------------------------------------------------------
+async def test_warning_api_plans_once_per_elder_and_reports(settings):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from assistant.platform.api import create_app, service_token
+    from assistant.services import SERVICES_KEY
+    from telephony.warn_api import setup_warning_api
+
+    app = create_app(settings)
+    setup_warning_api(app)
+    auth = {"Authorization": f"Bearer {service_token(settings)}"}
+    async with TestClient(TestServer(app)) as client:
+        store = app[SERVICES_KEY].store
+        await store.create_elder(name="甲", district="蓬江", phones=["0750-3001"])
+        await store.create_elder(name="乙", district="江海", phones=["0750-3002"])
+        body = {"broadcast_id": "heat9", "kind": "heat", "districts": ["蓬江"]}
+        assert (await client.post("/api/warnings", json=body)).status == 401
+        first = await client.post("/api/warnings", json=body, headers=auth)
+        assert first.status == 201 and await first.json() == {"broadcast": "heat9", "elders": 1, "added": 1}
+        again = await client.post("/api/warnings", json=body, headers=auth)
+        assert (await again.json())["added"] == 0
+        bad = await client.post("/api/warnings", json={"kind": "outage"}, headers=auth)  # needs its "when"
+        assert bad.status == 400 and (await bad.json())["error"]["code"] == "invalid"
+        report = await client.get("/api/warnings/heat9", headers=auth)
+        assert (await report.json()) == {"蓬江": {"planned": 1, "heard": 0, "need_help": 0, "answered": 0,
+                                                 "no_answer": 0, "failed": 0, "pending": 1}}
+        assert (await client.get("/api/warnings/nope", headers=auth)).status == 404
