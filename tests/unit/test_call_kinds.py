@@ -227,3 +227,43 @@ async def test_warning_api_plans_once_per_elder_and_reports(settings):
         assert (await report.json()) == {"蓬江": {"planned": 1, "heard": 0, "need_help": 0, "answered": 0,
                                                  "no_answer": 0, "failed": 0, "pending": 1}}
         assert (await client.get("/api/warnings/nope", headers=auth)).status == 404
+
+
+async def test_two_nodes_share_a_broadcast_without_calling_anyone_twice(platform):
+    import asyncio
+    from datetime import timedelta
+
+    from tests.unit.test_call_engine import ledger_refs, settle
+
+    p = platform
+    elders = list(p.elders)
+    for i in range(9):
+        elders.append((await p.store.create_elder(name=f"新{i}", district="江海", phones=[f"0750-400{i}"])).elder_id)
+    clock = ManualClock(MON_0858)
+    answers = {f"10{e:02d}": ["answer"] if k % 3 == 0 else ["no_answer"] * 3 if k % 3 == 1 else ["busy", "answer"]
+               for k, e in enumerate(elders)}
+    keys = {f"10{e:02d}": "2" if k % 3 == 2 else "1" for k, e in enumerate(elders)}
+    phones = ListeningPhones(clock=clock, answers=answers, keys=keys)
+    alerts = []
+    a = make_engine(p, phones, clock, schedules_for([]), node="a", alerts=alerts)
+    b = make_engine(p, phones, clock, schedules_for([]), node="b", alerts=alerts)
+    source = await schedules_for(elders, family=1)()
+    warning = Broadcast(broadcast_id="t2", kind="typhoon")
+    await asyncio.gather(plan_warning(a.jobs, warning, source, now=clock.now()),
+                         plan_warning(b.jobs, warning, source, now=clock.now()))  # both nodes send it
+    async with running() as tga, running() as tgb:
+        end = clock.now() + timedelta(hours=1)
+        while clock.now() < end:
+            await asyncio.gather(a.tick(tga), b.tick(tgb))
+            await settle(a, b)
+            clock.advance(30)
+    expected = sum(1 if k % 3 == 0 else 3 if k % 3 == 1 else 2 for k in range(len(elders)))
+    assert len(phones.dialled) == expected  # 12 elders: 4 × 1 + 4 × 3 + 4 × 2 dials, no family
+    rows = await a.jobs.jobs()
+    assert all(r.claims == 1 for r in rows) and a.stats.claimed > 0 and b.stats.claimed > 0
+    refs = await ledger_refs(p)
+    assert len(refs) == len(set(refs)) == expected  # one ledger entry (one code) per dial
+    assert sorted(x.elder_id for x in alerts) == sorted(e for k, e in enumerate(elders) if k % 3 == 2)
+    totals = {r: sum(d[r] for d in (await warning_report(a.jobs))["t2"].values()) for r in ("planned", "heard",
+                                                                                                "need_help", "no_answer")}
+    assert totals == {"planned": 12, "heard": 4, "need_help": 4, "no_answer": 4}
