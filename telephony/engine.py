@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from telephony import broadcasts, followups
+from telephony import broadcasts, followups, medication
 from telephony.call_jobs import CallJobStore, JobInfo, NewJob, as_stored
 from telephony.gateway import TelephonyAlert
 from telephony.scheduler import (
@@ -51,9 +51,10 @@ from telephony.scheduler import (
 
 logger = logging.getLogger(__name__)
 
-# calls that say a message and ask 1 / 2 (telephony.broadcasts, telephony.followups); no family step
-PLATFORM_KINDS = ("warning", "order_followup")
-MESSAGES = {"warning": broadcasts.message, "order_followup": followups.message}
+# calls that say a message and ask 1 / 2 (telephony.broadcasts, .followups, .medication); family only for medication
+PLATFORM_KINDS = ("warning", "order_followup", "medication")
+MESSAGES = {"warning": broadcasts.message, "order_followup": followups.message, "medication": medication.message}
+JobSource = Callable[[datetime], Awaitable[Sequence[NewJob]]]  # rows to plan (idempotent keys), asked each pass
 LOST_IN_DIALLING = "lost_in_dialling"  # the node died while the INVITE was out and nobody answered
 
 
@@ -85,7 +86,7 @@ class CallEngine:
                  node_id: str, tick_s: float, lease_s: float, max_calls: int, dials_per_s: float = 0.0,
                  plan_every_s: float = 300.0, alert_retry_s: float = 60.0, spread_s: float = 0.0,
                  step_timeout_s: float = 30.0, retry: RetryPolicy | None = None,
-                 followups: Callable[[datetime], Awaitable[Sequence[NewJob]]] | None = None,
+                 sources: Sequence[JobSource] = (),
                  reopen_order: Callable[..., Awaitable[Any]] | None = None) -> None:
         if lease_s <= 2 * tick_s:
             raise ValueError("engine lease_s must be more than two ticks (a live node must renew it in time)")
@@ -103,7 +104,7 @@ class CallEngine:
         self.spread_s = spread_s
         self.step_timeout_s = step_timeout_s  # real seconds (asyncio), whatever the engine clock
         self.retry = retry or runner.retry
-        self.followups = followups  # order follow-ups to plan (telephony.followups.OrderFollowups)
+        self.sources = list(sources)  # order follow-ups, medication reminders (planned each pass, like care calls)
         self.reopen_order = reopen_order  # PlatformStore.reopen_order: a follow-up's problem reopens the order
         self.stats = EngineStats()
         self._held: dict[int, JobInfo] = {}
@@ -116,14 +117,14 @@ class CallEngine:
 
     @classmethod
     def from_settings(cls, *, settings, jobs: CallJobStore, runner: CareCallRunner, schedules: SchedulesSource,
-                      clock: Clock | None = None, node_id: str | None = None, followups=None,
+                      clock: Clock | None = None, node_id: str | None = None, sources: Sequence[JobSource] = (),
                       reopen_order=None) -> CallEngine:
         t = settings.telephony
         return cls(jobs=jobs, runner=runner, schedules=schedules, clock=clock or runner.clock,
                    node_id=node_id or t.engine_node_id or default_node_id(), tick_s=t.engine_tick_s,
                    lease_s=t.engine_lease_s, max_calls=t.engine_max_calls, dials_per_s=t.engine_dials_per_s,
                    plan_every_s=t.engine_plan_every_s, alert_retry_s=t.engine_alert_retry_s, spread_s=t.engine_spread_s, step_timeout_s=t.engine_step_timeout_s,
-                   followups=followups, reopen_order=reopen_order)
+                   sources=sources, reopen_order=reopen_order)
 
     def now(self) -> datetime:
         return as_stored(self.clock.now())
@@ -204,10 +205,10 @@ class CallEngine:
         if new:
             added = await self.jobs.plan(new)
             logger.info("call engine %s: %d care calls planned (%d already were)", self.node_id, added, len(new) - added)
-        if self.followups is not None:
-            added = await self.jobs.plan(await self.followups(self.clock.now()))
+        for source in self.sources:
+            added = await self.jobs.plan(await source(self.clock.now()))
             if added:
-                logger.info("call engine %s: %d order follow-ups planned", self.node_id, added)
+                logger.info("call engine %s: %d calls planned by %s", self.node_id, added, type(source).__name__)
         self._last_plan = now
 
     def _first_call(self, s: CareSchedule) -> NewJob | None:
@@ -281,7 +282,8 @@ class CallEngine:
         schedule = broadcasts.job_schedule(job.elder_id, job.number, job.detail)
         await self._wait_for_trunk()
         self.stats.max_lag_s = max(self.stats.max_lag_s, (self.now() - job.not_before).total_seconds())
-        placed = await self.runner.place(schedule, number=job.number, purpose=job.kind, attempt=job.attempt,
+        purpose = "family_escalation" if job.detail.get("to_family") else job.kind  # family: the code, no safe phrase
+        placed = await self.runner.place(schedule, number=job.number, purpose=purpose, attempt=job.attempt,
                                          call_ref=f"job:{job.job_key}", before_dial=partial(self._before_dial, job),
                                          on_answered=partial(self._on_answered, job),
                                          message=MESSAGES[job.kind](self.runner.phrases, job.detail, schedule.dialect))
@@ -311,13 +313,19 @@ class CallEngine:
         retryable = placed.result in RETRYABLE or placed.result == LOST_IN_DIALLING
         state = "busy" if placed.result == "busy" else "no_answer" if retryable else "failed"
         nxt = []
-        at = self.retry.next_attempt_at(job.attempt, self.clock.now(), schedule) if retryable else None
+        family_index = job.detail.get("to_family") or 0
+        at = (self.retry.next_attempt_at(job.attempt, self.clock.now(), schedule) if retryable and not family_index
+              else None)
         if at is not None:
             n = job.attempt + 1
             nxt = [NewJob(job_key=f"{job.chain}:a{n}", chain=job.chain, kind=job.kind, elder_id=job.elder_id,
                           number=job.number, attempt=n, not_before=at,
                           detail={**job.detail, "attempts": [*job.detail.get("attempts", []), placed.result]})]
-        elif not retryable:
+        elif job.kind == "medication":  # missed (or a family number failed): the next family contact
+            step = medication.family_step(job.chain, job.elder_id, job.detail, index=family_index + 1,
+                                          now=self.clock.now())
+            nxt = [step] if step is not None else []
+        if not retryable:
             logger.error("call engine %s: %s could not be dialled (%s)", self.node_id, job.job_key, placed.result)
         await self._finish(job, state=state, result=placed.result, next_jobs=nxt)
 

@@ -26,6 +26,7 @@ from telephony.engine import CallEngine
 from telephony.followups import OrderFollowups
 from telephony.gateway import Gateway, TelephonyAlert, _maybe_await, default_pipeline_factory
 from telephony.handover import OperatorCallbacks
+from telephony.medication import MedicationReminders
 from telephony.scheduler import (
     INTENT_OUTCOMES,
     CareCallResult,
@@ -235,7 +236,8 @@ def call_engine(*, settings, store, runner: CareCallRunner, schedules, node_id: 
     """The call engine on the platform store's database (``call_jobs``)."""
     jobs = CallJobStore.for_engine(store.engine, now=runner.clock.now)
     return CallEngine.from_settings(settings=settings, jobs=jobs, runner=runner, schedules=schedules, node_id=node_id,
-                                    followups=OrderFollowups.from_settings(settings=settings, jobs=jobs),
+                                    sources=[OrderFollowups.from_settings(settings=settings, jobs=jobs),
+                                             MedicationReminders.from_settings(settings=settings, jobs=jobs)],
                                     reopen_order=store.reopen_order)
 
 

@@ -11,7 +11,8 @@ must reach an operator. Its ``state`` moves
 ``<chain>:a2``, ``<chain>:f1``, ``<chain>:alert`` … so planning is idempotent on every node. A worker owns a
 row while ``lease_until`` (engine clock) is in the future and renews it every tick; an expired lease is
 resolved by any node (see ``telephony.call_jobs``). Migration: ``core_0004_call_jobs``; the kinds ``warning``
-(a broadcast's call, ``telephony.broadcasts``) and ``order_followup``: ``core_0007_call_job_kinds``.
+(a broadcast's call, ``telephony.broadcasts``) and ``order_followup``: ``core_0007_call_job_kinds``; ``medication``
+(a reminder of a ``medication_plans`` row, ``telephony.medication``): ``core_0008_medication_plans``.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Index, Integer, String
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from assistant.platform.models import Base, _in
 
-JOB_KINDS = ("care_call", "family_escalation", "alert", "warning", "order_followup")
+JOB_KINDS = ("care_call", "family_escalation", "alert", "warning", "order_followup", "medication")
 JOB_STATES = ("planned", "claimed", "dialling", "answered", "done", "no_answer", "busy", "failed", "missed")
 FINAL_STATES = ("done", "no_answer", "busy", "failed", "missed")
 
@@ -60,3 +61,16 @@ class CallJob(Base):
     claimed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     dialled_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class MedicationPlan(Base):
+    """An elder's medication reminder: a call at each local ``times`` ("08:00,20:00") every day."""
+
+    __tablename__ = "medication_plans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elders.id", ondelete="CASCADE"), index=True)
+    medicine: Mapped[str] = mapped_column(String(64))  # what the elder hears: 降压药
+    times: Mapped[str] = mapped_column(String(64))  # local HH:MM, comma-separated
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column()

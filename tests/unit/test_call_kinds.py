@@ -154,7 +154,7 @@ async def test_order_follow_up_asks_once_and_a_problem_reopens_the_order_with_on
                              keys={"07501000": "1", "07501001": "2"})
     alerts = []
     engine = make_engine(p, phones, clock, schedules_for([]), alerts=alerts)
-    engine.followups = OrderFollowups(jobs=engine.jobs, delay_s=1800, within_s=86400)
+    engine.sources = [OrderFollowups(jobs=engine.jobs, delay_s=1800, within_s=86400)]
     engine.reopen_order = p.store.reopen_order
     ok_order = await _done_order(p, fine, key="gas-fine", at=datetime(2026, 11, 23, 9, 0))
     bad_order = await _done_order(p, problem, key="gas-bad", at=datetime(2026, 11, 23, 9, 0))
@@ -184,7 +184,7 @@ async def test_a_failed_reopen_keeps_the_alert_until_both_are_done(platform):
     phones = ListeningPhones(clock=clock, answers={"07501000": ["answer"]}, keys={"07501000": "2"})
     alerts = []
     engine = make_engine(p, phones, clock, schedules_for([]), alerts=alerts)
-    engine.followups = OrderFollowups(jobs=engine.jobs, delay_s=0, within_s=86400)
+    engine.sources = [OrderFollowups(jobs=engine.jobs, delay_s=0, within_s=86400)]
     failures = [RuntimeError("store down")]
 
     async def flaky_reopen(order_id, **kw):
@@ -267,3 +267,40 @@ async def test_two_nodes_share_a_broadcast_without_calling_anyone_twice(platform
     totals = {r: sum(d[r] for d in (await warning_report(a.jobs))["t2"].values()) for r in ("planned", "heard",
                                                                                                 "need_help", "no_answer")}
     assert totals == {"planned": 12, "heard": 4, "need_help": 4, "no_answer": 4}
+
+
+# --- medication reminders ------------------------------------------------------------------------------
+async def test_medication_reminder_taken_missed_goes_to_the_family_each_once(platform):
+    from assistant.platform.store.records import NewContact
+    from telephony.medication import MedicationReminders, add_plan
+
+    p = platform
+    clock = ManualClock(datetime(2026, 11, 23, 7, 58))
+    taker, misser = p.elders[:2]
+    await p.store.add_contact(misser, NewContact(name="女儿", phone="0750-9001", priority=1))
+    await p.store.add_contact(misser, NewContact(name="儿子", phone="0750-9002", priority=2))
+    phones = ListeningPhones(clock=clock, answers={"07501000": ["answer"], "07501001": ["no_answer"] * 3,
+                                                   "07509001": ["no_answer"], "07509002": ["answer"]},
+                             keys={"07501000": "1", "07509002": "1"})
+    alerts = []
+    engine = make_engine(p, phones, clock, schedules_for([]), alerts=alerts)
+    engine.sources = [MedicationReminders(jobs=engine.jobs)]
+    await add_plan(engine.jobs, elder_id=taker, medicine="降压药", times="08:00")
+    await add_plan(engine.jobs, elder_id=misser, medicine="降糖药", times="08:00, 22:00")  # 22:00 is quiet: never
+    async with running() as tg:
+        await drive(engine, tg, clock, seconds=2 * 3600, step_s=60)
+    assert phones.numbers().count("07501000") == 1  # taken: called once
+    assert [(n, t.strftime("%H:%M")) for n, t in phones.dialled if n != "07501000"] == [
+        ("07501001", "08:00"), ("07501001", "08:15"), ("07501001", "08:30"), ("07509001", "08:31"),
+        ("07509002", "08:32")]  # each family step on the next tick
+    by_number = dict(zip([c.remote_number for c in phones.calls], phones.greetings, strict=True))  # answered
+    assert "降压药吃了吗" in by_number["07501000"]
+    assert "吃药提醒电话" in by_number["07509002"] and "降糖药" not in by_number["07509002"]
+    rows = [r for r in await engine.jobs.jobs() if r.kind == "medication" and "2026-11-23" in r.chain]
+    assert sorted((r.job_key.split(":", 4)[-1], r.state, r.outcome) for r in rows if r.elder_id == misser) == [
+        ("a1", "no_answer", None), ("a2", "no_answer", None), ("a3", "no_answer", None), ("f1", "no_answer", None),
+        ("f2", "done", "heard")]
+    assert [r.outcome for r in rows if r.elder_id == taker] == ["heard"]
+    assert alerts == []
+    tomorrow = {r.job_key for r in await engine.jobs.jobs() if "2026-11-24" in r.chain}
+    assert len(tomorrow) == 2 and not any("2200" in k for k in tomorrow)  # planned ahead, never in quiet hours

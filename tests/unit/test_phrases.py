@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SPEAKERS = [
     "telephony/gateway.py", "telephony/scheduler.py", "telephony/engine.py", "telephony/handover.py",
     "telephony/screening.py", "telephony/broadcasts.py", "telephony/followups.py",
+    "telephony/medication.py",
     "assistant/dialogue/processor.py", "assistant/fraud_guard/identity.py", "assistant/fraud_guard/guard.py",
     "assistant/fraud_guard/pii_gate.py", "assistant/pipeline.py", *sorted(
         str(p.relative_to(ROOT)) for p in (ROOT / "intents" / "actions").rglob("*.py")),
@@ -124,7 +125,7 @@ SAMPLE_FIELDS = {"order_id": "1 2 3 4", "code": "4 8 2 1", "name": "王秀兰", 
                  "quantity": "两罐", "place": "送到您登记的地址。", "when": "明天上午", "meals": "午餐", "days": "明天",
                  "diet": "少盐", "item": "水管", "urgency": "不急", "hospital": "中心医院", "department": "眼科",
                  "escort": "不用人陪", "n": "2", "elder": "王秀兰",
-                 "message": "明天上午全市停水。"}
+                 "message": "明天上午全市停水。", "medicine": "降压药"}
 
 
 def test_warm_up_set_is_what_the_bot_says_word_for_word():
