@@ -5,6 +5,7 @@
     assistant phone call NUMBER|sip:URI [--elder ID] [--listen ...] [--bot] [--timeout S]   # one care call now, JSON result
         (the elder: --elder, else the one whose phone NUMBER is; the call is recorded in the fraud-guard ledger
         of the configured database and opens with the same identity proof as a scheduled care call)
+    assistant phone medication --elder ID --medicine 降压药 --times 08:00,20:00   # a medication reminder plan
     assistant phone edge [--gateway 127.0.0.1:5070 ...]   # the SIP edge (kamailio + rtpengine) until Ctrl-C:
         edge.trunks (SIP over UDP/TLS, SRTP off/optional/mandatory each), TLS pair from edge.tls_* (default the
         self-signed demo pair in var/edge/), calls spread over the --gateway workers (default telephony.sip_port)
@@ -18,6 +19,7 @@ import json
 import signal
 import sys
 from dataclasses import replace
+from datetime import datetime
 
 from assistant.errors import TelephonyError
 from assistant.fraud_guard.ledger import CallLedger
@@ -26,9 +28,11 @@ from assistant.platform.migrate import upgrade_heads_async
 from assistant.platform.store import PlatformStore
 from assistant.runtime import running
 from assistant.settings import load_settings
+from telephony.call_jobs import CallJobStore
 from telephony.edge import make_demo_cert, tls_files, trunks_of
 from telephony.gateway import Gateway
 from telephony.gateway_service import place_care_call, start_gateway, store_alert_sink
+from telephony.medication import add_plan
 from telephony.peers import KamailioDispatcher, Rtpengine
 from telephony.scheduler import RetryPolicy
 from telephony.testing import bot_pipeline_factory
@@ -42,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     call.add_argument("--elder", type=int, help="the elder being called (default: the elder whose phone NUMBER is)")
     call.add_argument("--timeout", type=float, help="ring time in seconds before it counts as no answer")
     call.add_argument("--no-retry", action="store_true", help="one attempt, then family contacts / operator")
+    med = sub.add_parser("medication", help="add a medication reminder plan: a call at each time, every day")
+    med.add_argument("--elder", type=int, required=True, help="the elder's id")
+    med.add_argument("--medicine", required=True, help="what the elder hears: 降压药")
+    med.add_argument("--times", required=True, help="local times, comma-separated: 08:00,20:00")
     edge = sub.add_parser("edge", help="run the SIP edge (kamailio TLS trunks + rtpengine SRTP) until Ctrl-C")
     edge.add_argument("--gateway", action="append", metavar="HOST:PORT",
                       help="a gateway worker (repeat for several; default 127.0.0.1:<telephony.sip_port>)")
@@ -182,7 +190,29 @@ async def _edge(args) -> int:
     return 0
 
 
+async def _medication(args) -> int:
+    """Write the plan; the ``assistant serve`` nodes' call engines plan and place the reminders."""
+    settings = load_settings()
+    await upgrade_heads_async(settings.store.database_url)
+    engine = create_engine_for(settings)
+    try:
+        store = PlatformStore(engine=engine)
+        await store.get_elder(args.elder)  # not_found for a wrong id
+        try:
+            plan_id = await add_plan(CallJobStore.for_engine(engine, now=lambda: datetime.now().astimezone()),
+                                     elder_id=args.elder, medicine=args.medicine, times=args.times)
+        except ValueError as exc:
+            raise TelephonyError(f"--times wants HH:MM,HH:MM, got {args.times!r}", code="bad_argument") from exc
+    finally:
+        await engine.dispose()
+    print(json.dumps({"plan_id": plan_id, "elder_id": args.elder, "medicine": args.medicine, "times": args.times},
+                     ensure_ascii=False), flush=True)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.phone_command == "medication":
+        return asyncio.run(_medication(args))
     if args.phone_command == "edge":
         return asyncio.run(_edge(args))
     if args.phone_command == "gateway":

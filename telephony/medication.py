@@ -36,6 +36,8 @@ def message(phrases: Phrasebook, detail: dict[str, Any], dialect: str | None) ->
 async def add_plan(jobs: CallJobStore, *, elder_id: int, medicine: str, times: str) -> int:
     """A medication plan (``times`` "08:00,20:00", local); returns its id."""
     parsed = [dt.time.fromisoformat(t.strip()) for t in times.split(",") if t.strip()]
+    if not parsed:
+        raise ValueError("a medication plan needs at least one time")
 
     async def write(s) -> int:
         plan = MedicationPlan(elder_id=elder_id, medicine=medicine, times=",".join(f"{t:%H:%M}" for t in parsed),
@@ -81,7 +83,7 @@ class MedicationReminders:
         for plan_id, elder_id, medicine, times, number, dialect in plans:
             s = CareSchedule(elder_id=elder_id, number=number, quiet_hours=quiet, dialect=dialect)
             for day in (local_now.date(), local_now.date() + dt.timedelta(days=1)):
-                for text in times.split(","):
+                for text in filter(None, (t.strip() for t in times.split(","))):
                     at = dt.datetime.combine(day, dt.time.fromisoformat(text))
                     if at < local_now.replace(second=0, microsecond=0) or s.quiet(at):
                         continue

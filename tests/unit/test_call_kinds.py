@@ -304,3 +304,16 @@ async def test_medication_reminder_taken_missed_goes_to_the_family_each_once(pla
     assert alerts == []
     tomorrow = {r.job_key for r in await engine.jobs.jobs() if "2026-11-24" in r.chain}
     assert len(tomorrow) == 2 and not any("2200" in k for k in tomorrow)  # planned ahead, never in quiet hours
+
+
+async def test_a_medication_plan_needs_valid_times(platform):
+    from telephony.call_jobs import CallJobStore
+    from telephony.medication import MedicationReminders, add_plan
+
+    jobs = CallJobStore.for_engine(platform.engine, now=lambda: datetime(2026, 11, 23, 7, 0))
+    for bad in (",", "", "8点"):
+        with pytest.raises(ValueError):
+            await add_plan(jobs, elder_id=platform.elders[0], medicine="降压药", times=bad)
+    await add_plan(jobs, elder_id=platform.elders[0], medicine="降压药", times=" 08:00 ,")
+    assert [j.job_key.split(":", 2)[-1] for j in await MedicationReminders(jobs=jobs)(datetime(2026, 11, 23, 7, 0))] == [
+        "2026-11-23:0800:a1", "2026-11-24:0800:a1"]
