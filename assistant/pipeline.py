@@ -23,8 +23,9 @@ from assistant.asr.stt_service import AssistantSTTService
 from assistant.audio.end_of_turn import EndOfTurnProcessor, Judge
 from assistant.audio.recording import CallAudioRecorder
 from assistant.audio.vad import PauseAwareVADProcessor, WebRtcVadAnalyzer, vad_params
+from assistant.call_alert import AlertSink
 from assistant.call_recorder import BotAudioTap, CallLifecycle, CallRecorder
-from assistant.dialogue.processor import AlertSink, DialogueProcessor, IdentityProof, KeypadPin
+from assistant.dialogue.processor import DialogueProcessor, IdentityProof, KeypadPin
 from assistant.dialogue.rasa_client import RasaClient
 from assistant.errors import AssistantError
 from assistant.fraud_guard.guard import FraudGuard

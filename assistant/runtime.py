@@ -20,7 +20,6 @@ from loguru import logger
 
 from assistant.asr.registry import get_recognizer, model_for
 from assistant.dialogue import rasa_cli
-from assistant.dialogue.processor import CallAlert
 from assistant.dialogue.rasa_client import RasaClient
 from assistant.dialogue.supervisor import ChildSpec, Supervisor
 from assistant.errors import AssistantError, SetupError
@@ -188,7 +187,7 @@ async def _serving(settings: Settings, root: Services, *, with_rasa: bool, rasa_
         services = PipelineServices(
             settings=settings,
             rasa=rasa,
-            on_alert=_store_alert_sink(root.store),
+            on_alert=root.store.raise_call_alert,
             identity_proof=identity.prove_and_verify,
             store=root.store,
             fraud_guard_factory=guard_factory(settings=settings, store=root.store, ledger=root.ledger),
@@ -221,11 +220,3 @@ async def warm_up(settings: Settings) -> None:
         f"{report.failed} failed; warm-up took {time.perf_counter() - t0:.1f} s"
     )
 
-
-def _store_alert_sink(store: PlatformStore):
-    """Pipeline alerts (handover, misunderstandings) become alert rows in the platform store."""
-
-    async def sink(alert: CallAlert) -> None:
-        await store.raise_alert(elder_id=alert.elder_id, call_id=alert.call_id, kind=alert.kind, detail=alert.detail)
-
-    return sink

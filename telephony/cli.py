@@ -31,7 +31,7 @@ from assistant.settings import load_settings
 from telephony.call_jobs import CallJobStore
 from telephony.edge import make_demo_cert, tls_files, trunks_of
 from telephony.gateway import Gateway
-from telephony.gateway_service import place_care_call, start_gateway, store_alert_sink
+from telephony.gateway_service import place_care_call, start_gateway
 from telephony.medication import add_plan
 from telephony.peers import KamailioDispatcher, Rtpengine
 from telephony.scheduler import RetryPolicy
@@ -138,7 +138,7 @@ async def _call(args) -> int:
     try:
         store = PlatformStore(engine=engine)
         ledger = CallLedger.for_engine(engine, settings=settings)
-        sink = store_alert_sink(store)
+        sink = store.raise_call_alert
         gateway = Gateway(settings=settings, pipeline_factory=bot_pipeline_factory(settings=settings), on_alert=sink)
         async with gateway:
             await _register(gateway, args)

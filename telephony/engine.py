@@ -34,9 +34,9 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from assistant.call_alert import CallAlert
 from telephony import broadcasts, followups, medication
 from telephony.call_jobs import CallJobStore, JobInfo, NewJob, as_stored
-from telephony.gateway import TelephonyAlert
 from telephony.scheduler import (
     OUTCOME_ALERTS,
     RETRYABLE,
@@ -406,7 +406,7 @@ class CallEngine:
     async def _fire_alert(self, job: JobInfo) -> None:
 
         detail = {k: v for k, v in job.detail.items() if k not in ("alert", "call_id")}
-        alert = TelephonyAlert(kind=job.detail.get("alert", "no_answer"), call_id=job.detail.get("call_id"),
+        alert = CallAlert(kind=job.detail.get("alert", "no_answer"), call_id=job.detail.get("call_id"),
                                elder_id=job.elder_id, number=job.number, detail=detail)
         reopen = job.detail.get("reopen_order")
         if self.runner.on_alert is not None or (reopen is not None and self.reopen_order is not None):

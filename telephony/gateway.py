@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from assistant import native_heap
+from assistant.call_alert import AlertSink, CallAlert
 from assistant.errors import TelephonyError
 from assistant.fraud_guard.guard import HANDOVER_WARNING
 from assistant.phrases import Phrasebook
@@ -62,18 +63,6 @@ class ElderDirectory(Protocol):
     def elder_by_phone(self, number: str) -> Any: ...
 
 
-@dataclass(frozen=True, kw_only=True)
-class TelephonyAlert:
-    """Something a person must act on: ``kind`` is "help" / "unwell" (care-call outcomes), "human" (keypad 0), "no_answer"."""
-
-    kind: str
-    call_id: str | None
-    elder_id: int | None
-    number: str | None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-AlertSink = Callable[[TelephonyAlert], Awaitable[None]]
 PipelineFactory = Callable[..., Any]
 # the caller asked to be called back on their registered number (session.callback_requested): place the
 # outbound call (ledger entry before dialling, full proof); raises TelephonyError when it cannot
@@ -218,7 +207,7 @@ class Gateway:
                 reason = getattr(exc, "code", None) or type(exc).__name__
                 logger.warning("call-back for call %s not placed: %s", session.call_id, reason)
         if self.on_alert is not None:
-            await self.on_alert(TelephonyAlert(kind="human", call_id=session.call_id, elder_id=session.elder_id,
+            await self.on_alert(CallAlert(kind="human", call_id=session.call_id, elder_id=session.elder_id,
                                                number=session.caller_number,
                                                detail={"source": "identity_callback", "reason": reason}))
 
@@ -282,7 +271,7 @@ class Gateway:
             report.keys.append(digit)
             kind = KEYPAD_ALERTS.get(digit)
             if kind is not None and self.on_alert is not None:
-                await self.on_alert(TelephonyAlert(kind=kind, call_id=call.call_id, elder_id=session.elder_id, number=call.remote_number, detail={"source": "keypad", "key": digit}))
+                await self.on_alert(CallAlert(kind=kind, call_id=call.call_id, elder_id=session.elder_id, number=call.remote_number, detail={"source": "keypad", "key": digit}))
             if digit == HANDOVER_KEY:
                 await self.hand_over(call, "keypad_0")
             if on_key is not None:

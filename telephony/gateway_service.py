@@ -24,7 +24,7 @@ from telephony.broadcasts import Broadcast, plan_warning, target_elders
 from telephony.call_jobs import CallJobStore
 from telephony.engine import CallEngine
 from telephony.followups import OrderFollowups
-from telephony.gateway import Gateway, TelephonyAlert, _maybe_await, default_pipeline_factory
+from telephony.gateway import Gateway, _maybe_await, default_pipeline_factory
 from telephony.handover import OperatorCallbacks
 from telephony.medication import MedicationReminders
 from telephony.scheduler import (
@@ -39,7 +39,6 @@ from telephony.scheduler import (
 logger = logging.getLogger(__name__)
 
 # our alert kinds → the platform's (contracts.md: sos | unwell | human | nurse_callback | fraud | no_answer)
-ALERT_KINDS = {"help": "unwell", "unwell": "unwell", "human": "human", "no_answer": "no_answer"}
 
 
 # pipeline alerts that also put a person on the line (request_human, emergencies and dialogue outages
@@ -60,17 +59,6 @@ def with_handover_alerts(services, gateway: Gateway):
                 await gateway.hand_over(alert.call_id, alert.kind)
 
     return replace(services, on_alert=on_alert)
-
-
-def store_alert_sink(store):
-    async def sink(alert: TelephonyAlert) -> None:
-        if store is None:
-            logger.warning("alert %s for call %s not stored: no platform store", alert.kind, alert.call_id)
-            return
-        detail = {**alert.detail, "telephony_kind": alert.kind, "number": alert.number}
-        await store.raise_alert(elder_id=alert.elder_id, call_id=alert.call_id, kind=ALERT_KINDS.get(alert.kind, "human"), detail=detail)
-
-    return sink
 
 
 def ledger_recorder(ledger):
@@ -264,7 +252,7 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
     """The gateway, the call engine and the console's call-back dialler on ``runtime``'s store, ledger
     and pipeline services (``pipeline_factory``: a test's stand-in for the real call pipeline)."""
     settings, store, ledger = runtime.settings, runtime.store, runtime.ledger
-    sink = store_alert_sink(store)
+    sink = store.raise_call_alert
     gateway = Gateway(settings=settings, pipeline_factory=pipeline_factory, directory=store, on_alert=sink, host=host, port=port)
     if pipeline_factory is None:  # a repeated misunderstanding hands the call over on this gateway
         gateway.pipeline_factory = default_pipeline_factory(with_handover_alerts(runtime.services, gateway))

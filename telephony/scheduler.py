@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, Literal, Protocol
 
+from assistant.call_alert import CallAlert
 from assistant.errors import TelephonyError
 from assistant.fraud_guard.identity import proof_utterances
 from assistant.phrases import Phrasebook
 from assistant.session import CallSession
-from telephony.gateway import TelephonyAlert
 
 logger = logging.getLogger(__name__)
 
@@ -316,7 +316,7 @@ class CareCallRunner:
             return
 
         try:
-            await self.on_alert(TelephonyAlert(kind=kind, call_id=call_id, elder_id=elder_id, number=number, detail=detail))
+            await self.on_alert(CallAlert(kind=kind, call_id=call_id, elder_id=elder_id, number=number, detail=detail))
         except Exception as exc:  # the alert store being down must not stop the escalation chain
             logger.error("alert %s for elder %s not stored: %s", kind, elder_id, exc)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
@@ -37,6 +36,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from assistant.call_alert import AlertSink, CallAlert
 from assistant.dialogue.decision import (
     Decision,
     QuestionRoute,
@@ -64,15 +64,6 @@ KEYPAD_INTENTS = {"1": "/checkin_well", "2": "/checkin_unwell", "0": "/request_h
 KEYPAD_DOWN_ALERTS = {"2": "unwell"}
 
 
-@dataclass(frozen=True, kw_only=True)
-class CallAlert:
-    call_id: str
-    elder_id: int | None
-    kind: str  # "human" | "misunderstanding" | ...
-    detail: dict[str, Any]
-
-
-AlertSink = Callable[[CallAlert], Awaitable[None]]
 IdentityProof = Callable[[CallSession], Awaitable[list[str]]]
 # (session, PIN keyed) → ``assistant.fraud_guard.pin.PinCheck`` (``IdentityService.check_pin``)
 KeypadPin = Callable[[CallSession, str], Awaitable[Any]]

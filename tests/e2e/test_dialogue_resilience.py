@@ -35,7 +35,7 @@ from aiohttp import web
 from pipecat.frames.frames import TranscriptionFrame, TTSSpeakFrame
 from pipecat.tests.utils import run_test
 
-from assistant.dialogue.processor import CallAlert
+from assistant.call_alert import CallAlert
 from assistant.session import CallSession
 from tests.dialogue_stub_api import STUB_TOKEN, StubPlatformApi, free_port
 from tests.e2e.conftest import need_rasa

@@ -9,6 +9,7 @@ from pipecat.audio.dtmf.types import KeypadEntry
 from pipecat.frames.frames import InputDTMFFrame, TranscriptionFrame, TTSSpeakFrame
 from pipecat.tests.utils import SleepFrame, run_test
 
+from assistant.call_alert import CallAlert
 from assistant.dialogue.decision import (
     Thresholds,
     classify_answer,
@@ -17,7 +18,7 @@ from assistant.dialogue.decision import (
     spoken_menu_choice,
 )
 from assistant.dialogue.emergency_spotter import spot
-from assistant.dialogue.processor import CallAlert, DialogueProcessor
+from assistant.dialogue.processor import DialogueProcessor
 from assistant.dialogue.rasa_client import RasaClient
 from assistant.session import CallSession
 from assistant.settings import load_settings

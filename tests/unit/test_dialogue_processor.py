@@ -11,7 +11,8 @@ from pipecat.audio.dtmf.types import KeypadEntry
 from pipecat.frames.frames import InputDTMFFrame, TranscriptionFrame, TTSSpeakFrame
 from pipecat.tests.utils import run_test
 
-from assistant.dialogue.processor import CallAlert, DialogueProcessor
+from assistant.call_alert import CallAlert
+from assistant.dialogue.processor import DialogueProcessor
 from assistant.dialogue.rasa_client import RasaClient
 from assistant.session import CallSession
 from assistant.settings import load_settings

@@ -17,7 +17,8 @@ from pipecat.frames.frames import InputDTMFFrame, TTSSpeakFrame
 from pipecat.tests.utils import run_test
 from sqlalchemy import func, select
 
-from assistant.dialogue.processor import CallAlert, DialogueProcessor
+from assistant.call_alert import CallAlert
+from assistant.dialogue.processor import DialogueProcessor
 from assistant.dialogue.rasa_client import RasaClient
 from assistant.errors import FraudGuardError
 from assistant.fraud_guard.identity import IdentityService, spell_code

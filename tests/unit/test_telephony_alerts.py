@@ -16,7 +16,8 @@ from pipecat.tests.utils import run_test
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from assistant.dialogue.processor import CallAlert, DialogueProcessor
+from assistant.call_alert import CallAlert
+from assistant.dialogue.processor import DialogueProcessor
 from assistant.dialogue.rasa_client import RasaClient
 from assistant.platform.db import create_engine_for
 from assistant.platform.models import Alert, Outbox
@@ -24,8 +25,7 @@ from assistant.platform.store import PlatformStore
 from assistant.session import CallSession
 from assistant.settings import StoreSettings, load_settings
 from assistant.turns import TurnTracker
-from telephony.gateway import KEYPAD_ALERTS, TelephonyAlert
-from telephony.gateway_service import store_alert_sink
+from telephony.gateway import KEYPAD_ALERTS
 from tests.platform_data import make_family
 
 # fixtures: db_url (SQLite + PostgreSQL), store, clock
@@ -38,9 +38,7 @@ async def count(store: PlatformStore, model, *where) -> int:
 
 
 def dialogue_sink(store: PlatformStore):
-    from assistant.runtime import _store_alert_sink
-
-    return _store_alert_sink(store)
+    return store.raise_call_alert
 
 
 class CountingStore(PlatformStore):
@@ -72,10 +70,10 @@ def rasa_with_actions(store: PlatformStore, elder_id: int):
 
 async def press(url: str, store: PlatformStore, session: CallSession, key: KeypadEntry) -> None:
     """One key press as a phone call sees it: the gateway's keypad hook, then the dialogue stage."""
-    gateway_sink = store_alert_sink(store)
+    gateway_sink = store.raise_call_alert
     digit = str(key.value)
     if digit in KEYPAD_ALERTS:
-        await gateway_sink(TelephonyAlert(kind=KEYPAD_ALERTS[digit], call_id=session.call_id, elder_id=session.elder_id,
+        await gateway_sink(CallAlert(kind=KEYPAD_ALERTS[digit], call_id=session.call_id, elder_id=session.elder_id,
                                           number="07503201001", detail={"source": "keypad", "key": digit}))
     async with RasaClient(base_url=url, timeout_s=2.0) as rasa:
         proc = DialogueProcessor(session=session, settings=load_settings(), rasa=rasa, tracker=TurnTracker(),
@@ -166,3 +164,18 @@ async def test_other_calls_kinds_and_resolved_alerts_still_raise(store):
     # acknowledged but not resolved still counts as raised
     await store.set_alert_status(later.alert_id, "acknowledged", by="op1")
     assert (await store.raise_alert(elder_id=elder.elder_id, call_id="call-3", kind="human")).alert_id == later.alert_id
+
+
+async def test_a_call_alert_is_stored_under_the_kind_the_store_knows(store):
+    """One sink for the dialogue, the gateway and the call engine: a care call's "help" is an "unwell"
+    alert, a kind the store does not know still reaches a person ("human"), the line is kept."""
+    elder = await make_family(store)
+    await store.raise_call_alert(CallAlert(kind="help", call_id="c1", elder_id=elder.elder_id, number="07503201001",
+                                           detail={"outcome": "needs_something"}))
+    await store.raise_call_alert(CallAlert(kind="order_problem", call_id="c2", elder_id=elder.elder_id))
+    await store.raise_call_alert(CallAlert(kind="misunderstanding", call_id="c3", elder_id=elder.elder_id))
+    got = {a.call_id: a for a in await store.list_alerts()}
+    assert got["c1"].kind == "unwell" and got["c1"].detail == {"outcome": "needs_something", "raised_as": "help",
+                                                               "number": "07503201001"}
+    assert got["c2"].kind == "human" and got["c2"].detail == {"raised_as": "order_problem"}
+    assert got["c3"].kind == "misunderstanding" and got["c3"].detail == {}

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from assistant.call_alert import CallAlert
 from assistant.errors import StoreError
 from assistant.platform.models import (
     ALERT_KINDS,
@@ -44,10 +45,26 @@ DEFAULT_SEVERITY = {
 }
 # the call-back task's line in the console queue (an SOS family message counts as told once it left the
 # queue or a dispatcher claimed it: it may be on its way)
+# a care call's names for what it found, as the store names the alert (anything else unknown: a person)
+CALL_ALERT_KINDS = {"help": "unwell", "order_problem": "human"}
 SOS_CANCEL_SUMMARY = "长者在紧急求助后按了「按错了，取消」：请回电确认平安"
 
 
 class AlertStore(StoreBase):
+    async def raise_call_alert(self, alert: CallAlert) -> AlertInfo:
+        """``raise_alert`` for an alert raised during a call (the one ``AlertSink`` of the dialogue, the phone
+        gateway and the call engine). A kind the store does not know becomes "human" (a person looks at it);
+        the name it was raised under and the call's line are kept in ``detail``."""
+        kind = CALL_ALERT_KINDS.get(alert.kind, alert.kind)
+        if kind not in ALERT_KINDS:
+            kind = "human"
+        detail = dict(alert.detail)
+        if kind != alert.kind:
+            detail["raised_as"] = alert.kind
+        if alert.number:
+            detail["number"] = alert.number
+        return await self.raise_alert(elder_id=alert.elder_id, call_id=alert.call_id, kind=kind, detail=detail)
+
     async def raise_alert(
         self,
         *,
