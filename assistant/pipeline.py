@@ -121,6 +121,11 @@ class CallOpening(FrameProcessor):
         self._guard.set_personal(personal)
         if self._session.dialect is None:
             self._session.dialect = elder.dialect
+        # the elder's own voice and a slow speaker's wait (family portal / console), unless the call chose
+        if self._session.tts_voice is None:
+            self._session.tts_voice = elder.tts_voice
+        if self._session.end_of_turn_max_silence_s is None:
+            self._session.end_of_turn_max_silence_s = elder.end_of_turn_max_silence_s
         if self._services.verify_session is not None:
             try:
                 await self._services.verify_session(self._session)

@@ -44,6 +44,7 @@ from assistant.platform.models import (
     normalize_phone,
 )
 from assistant.platform.store import NewContact, PlatformStore
+from assistant.tts.registry import VOICES
 
 if TYPE_CHECKING:
     from assistant.fraud_guard.ledger import CallLedger
@@ -334,21 +335,32 @@ async def delete_contact(
 
 async def update_elder_settings(
     db: AsyncSession, store: PlatformStore, p: Principal, elder_id: int, *, dialect: str, rate_wpm: str, volume: str,
-    text_size: str, ip: str
+    text_size: str, voice: str, max_silence_s: str, ip: str
 ) -> None:
+    """The elder's speech and screen settings; ``voice`` "" = the dialect's chain, ``max_silence_s`` "" = the
+    default wait before an unfinished turn ends (a slow speaker's longer wait otherwise)."""
     elder = await _elder(db, elder_id)
     if dialect not in DIALECTS or text_size not in TEXT_SIZES:
         raise ConsoleError("请选择方言和字号")
     try:
         rate = int(rate_wpm)
         vol = float(volume)
+        silence = float(max_silence_s) if max_silence_s else None
     except ValueError as exc:
-        raise ConsoleError("语速和音量需要是数字") from exc
+        raise ConsoleError("语速、音量和停顿需要是数字") from exc
     if not RATE_RANGE_WPM[0] <= rate <= RATE_RANGE_WPM[1] or not 0.1 <= vol <= 1.0:
         raise ConsoleError("语速或音量超出范围")
+    tts_voice = voice or None
     changes = {"dialect": (elder.dialect, dialect), "tts_rate_wpm": (elder.tts_rate_wpm, rate),
-               "volume": (elder.volume, vol), "text_size": (elder.text_size, text_size)}
+               "volume": (elder.volume, vol), "text_size": (elder.text_size, text_size),
+               "tts_voice": (elder.tts_voice, tts_voice), "end_of_turn_max_silence_s": (elder.end_of_turn_max_silence_s, silence)}
     await db.commit()
+    try:
+        await store.update_elder_speech(elder_id, tts_voice=tts_voice, end_of_turn_max_silence_s=silence, voices=VOICES)
+    except StoreError as exc:
+        if exc.code == "invalid":
+            raise ConsoleError("没有这个声音，或停顿超出范围") from exc
+        raise
     await store.update_elder_preferences(elder_id, tts_rate_wpm=rate, volume=vol, text_size=text_size, dialect=dialect)
     await audit(db, p, "elder_settings", target_type="elder", target_id=elder_id,
                 detail={k: v[1] for k, v in changes.items() if v[0] != v[1]}, ip=ip)

@@ -46,6 +46,28 @@ ORDER_STATUS_LABELS = {
 ROLE_LABELS = {"operator": "接线员", "supervisor": "主管", "admin": "管理员", "family": "家属"}
 DIALECT_LABELS = {"cmn": "普通话", "yue": "粤语（江门话）"}
 TEXT_SIZE_LABELS = {"normal": "标准", "large": "大", "xlarge": "特大"}
+# a slow speaker's wait (Elder.end_of_turn_max_silence_s, seconds as the form sends them; "" = the setting)
+PACE_LABELS = {"": "标准", "2.5": "说话慢（多等一会儿）", "4": "很慢（等得更久）"}
+# named voices; any other registered voice is shown by its name
+VOICE_LABELS = {"": "默认（按方言）", "pack-yue": "真人录音（粤语）", "pack-cmn": "真人录音（普通话）"}
+
+
+def voice_options(voices: Iterable[str]) -> dict[str, str]:
+    """The voices an elder may be given: the default chain first, then every registered voice."""
+    return VOICE_LABELS | {v: VOICE_LABELS.get(v, v) for v in sorted(voices)}
+
+
+def pace_value(max_silence_s: float | None) -> str:
+    """The form value of a stored wait (``PACE_LABELS`` keys; another stored value as it is)."""
+    return "" if max_silence_s is None else f"{max_silence_s:g}"
+
+
+def speech_fields(*, voice: str | None, max_silence_s: float | None, voices: Iterable[str]) -> str:
+    """The voice and slow-speaker fields of an elder's settings form (family portal, console)."""
+    pace = pace_value(max_silence_s)
+    paces = PACE_LABELS if pace in PACE_LABELS else PACE_LABELS | {pace: f"等 {pace} 秒"}
+    return (f'<p>{select_field("voice", voice_options(voices), voice or "", "声音")}</p>'
+            f'<p>{select_field("max_silence_s", paces, pace, "说话速度（停顿多久算说完）")}</p>')
 SPEAKER_LABELS = {"elder": "长者", "bot": "助手", "caller": "来电方"}
 # why the dialogue or telephony raised a non-fraud alert (``alerts.detail.reason``; "order_failed:<code>")
 ALERT_REASON_LABELS = {

@@ -27,11 +27,13 @@ from assistant.console.render import (
     iso,
     page,
     select_field,
+    speech_fields,
 )
 from assistant.console.views_console import add_sign_in_routes
 from assistant.console.web import HUB_KEY, client_ip, guarded, require_elder
 from assistant.platform.models import OPEN_ORDER_STATUSES, Alert, Call, Elder, WorkOrder
 from assistant.services import SERVICES_KEY
+from assistant.tts.registry import VOICES
 
 family = guarded(area="family", roles=("family",))
 DONE_MESSAGES = {
@@ -170,6 +172,7 @@ async def elder_page(request: web.Request, p: Principal, db: AsyncSession) -> we
 <p><label for="s-rate">语速（字/分钟，越小越慢）</label><input id="s-rate" name="rate_wpm" type="number" inputmode="numeric" min="60" max="200" step="10" value="{rate}"></p>
 <p><label for="s-volume">音量（0.1–1.0）</label><input id="s-volume" name="volume" type="number" inputmode="decimal" min="0.1" max="1" step="0.1" value="{volume:.1f}"></p>
 <p>{select_field("text_size", TEXT_SIZE_LABELS, elder.text_size or "large", "屏幕字号")}</p>
+{speech_fields(voice=elder.tts_voice, max_silence_s=elder.end_of_turn_max_silence_s, voices=VOICES)}
 <p><button type="submit">保存设置</button></p></form></section>
 </div>"""
     return page(f"{elder.name}的服务", body, principal=p, area="family", current="/family/", live="/family/events")
@@ -210,7 +213,8 @@ def _form_action(kind: str):
             done = "contact"
         else:
             await actions.update_elder_settings(db, store, p, elder_id, dialect=f("dialect"), rate_wpm=f("rate_wpm"),
-                                                volume=f("volume"), text_size=f("text_size"), ip=ip)
+                                                volume=f("volume"), text_size=f("text_size"), voice=f("voice"),
+                                                max_silence_s=f("max_silence_s"), ip=ip)
         raise web.HTTPSeeOther(f"/family/elders/{elder_id}?done={done}")
 
     return handler

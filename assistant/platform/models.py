@@ -45,6 +45,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 DIALECTS = ("cmn", "yue")
 DISTRICTS = ("蓬江", "江海", "新会", "台山", "开平", "鹤山", "恩平")
 PHONE_KINDS = ("landline", "mobile", "screen")
+# a slow speaker's longest silence before an unfinished turn ends (Elder.end_of_turn_max_silence_s)
+END_OF_TURN_MAX_SILENCE_RANGE_S = (0.5, 8.0)
 ORDER_TYPES = ("gas", "meal", "repair", "appointment")
 ORDER_STATUSES = ("placed", "dispatched", "answered", "done", "cancelled")
 OPEN_ORDER_STATUSES = ("placed", "dispatched", "answered")
@@ -139,6 +141,10 @@ class Elder(Base):
     tts_rate_wpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     volume: Mapped[float | None] = mapped_column(Float, nullable=True)
     text_size: Mapped[str | None] = mapped_column(String(16), nullable=True)  # "normal" | "large" | "xlarge"
+    # the voice that speaks to this elder (a TTS registry voice, e.g. "pack-yue"); None = the dialect's chain
+    tts_voice: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # a slow speaker's longest silence before a turn Smart Turn judges unfinished ends; None = the setting
+    end_of_turn_max_silence_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

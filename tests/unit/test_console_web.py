@@ -481,3 +481,41 @@ async def test_console_writes_platform_data_only_through_the_store(env, monkeypa
         await db.refresh(elder, ["contacts"])
         assert elder.safe_phrase == "荔枝树下" and other not in [c.id for c in elder.contacts]
         assert await db.get(FamilyContact, env.ids.contact_b) is not None
+
+
+async def test_family_chooses_voice_and_slow_speaker_wait_for_own_parent_only(env):
+    token = await env.as_user("fam_a", area="family")
+    base = f"/family/elders/{env.ids.elder_a}"
+    form = {"_csrf": token, "dialect": "yue", "rate_wpm": "110", "volume": "1.0", "text_size": "large",
+            "voice": "pack-yue", "max_silence_s": "2.5"}
+    page_html = await (await env.client.get(base)).text()
+    assert 'name="voice"' in page_html and "真人录音（粤语）" in page_html and "说话慢" in page_html
+    # no CSRF token: refused, nothing written
+    r = await env.client.post(f"{base}/settings", data={k: v for k, v in form.items() if k != "_csrf"},
+                              allow_redirects=False)
+    assert r.status == 403
+    # another family's parent: refused
+    r = await env.client.post(f"/family/elders/{env.ids.elder_b}/settings", data=form, allow_redirects=False)
+    assert r.status == 403
+    # an unknown voice: refused with a message, nothing written
+    r = await env.client.post(f"{base}/settings", data=form | {"voice": "pack-xyz"}, allow_redirects=False)
+    assert r.status == 400
+    async with env.db() as db:
+        for elder_id in (env.ids.elder_a, env.ids.elder_b):
+            elder = await db.get(Elder, elder_id)
+            assert (elder.tts_voice, elder.end_of_turn_max_silence_s) == (None, None)
+    r = await env.client.post(f"{base}/settings", data=form, allow_redirects=False)
+    assert r.status == 303
+    async with env.db() as db:
+        elder = await db.get(Elder, env.ids.elder_a)
+        assert (elder.tts_voice, elder.end_of_turn_max_silence_s) == ("pack-yue", 2.5)
+    changed = await env.audit("elder_settings")
+    assert changed[-1].detail.items() >= {"tts_voice": "pack-yue", "end_of_turn_max_silence_s": 2.5}.items()
+    assert "dialect" not in changed[-1].detail  # only what changed
+    page_html = await (await env.client.get(base)).text()
+    assert '<option value="pack-yue" selected>' in page_html and '<option value="2.5" selected>' in page_html
+    # back to the defaults
+    await env.client.post(f"{base}/settings", data=form | {"voice": "", "max_silence_s": ""})
+    async with env.db() as db:
+        elder = await db.get(Elder, env.ids.elder_a)
+        assert (elder.tts_voice, elder.end_of_turn_max_silence_s) == (None, None)

@@ -310,3 +310,32 @@ def test_areas_beside_the_store_reach_the_data_only_through_it():
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "assistant.platform.models"
                  for a in n.names}
         assert not names & {"Alert", "Call", "CallTurn", "Elder", "WorkOrder", "Outbox", "FamilyContact", "CareSchedule"}, rel
+
+
+# ---------------------------------------------------------------- per-elder voice and pace (issue #19)
+
+
+async def test_elder_voice_and_slow_speaker_wait(store):
+    elder = await make_family(store)
+    assert (elder.tts_voice, elder.end_of_turn_max_silence_s) == (None, None)  # the defaults
+    voices = {"pack-yue", "pack-cmn", "espeak-yue"}
+    updated = await store.update_elder_speech(elder.elder_id, tts_voice="pack-yue", end_of_turn_max_silence_s=2.5,
+                                              voices=voices)
+    assert (updated.tts_voice, updated.end_of_turn_max_silence_s) == ("pack-yue", 2.5)
+    again = await store.get_elder(elder.elder_id)
+    assert (again.tts_voice, again.end_of_turn_max_silence_s) == ("pack-yue", 2.5)
+    assert again.to_json()["tts_voice"] == "pack-yue"
+    for bad in ({"tts_voice": "pack-xyz", "end_of_turn_max_silence_s": None},
+                {"tts_voice": None, "end_of_turn_max_silence_s": 0.1},
+                {"tts_voice": None, "end_of_turn_max_silence_s": 30.0}):
+        with pytest.raises(StoreError) as err:
+            await store.update_elder_speech(elder.elder_id, voices=voices, **bad)
+        assert err.value.code == "invalid"
+    kept = await store.get_elder(elder.elder_id)
+    assert (kept.tts_voice, kept.end_of_turn_max_silence_s) == ("pack-yue", 2.5)  # a refused change wrote nothing
+    cleared = await store.update_elder_speech(elder.elder_id, tts_voice=None, end_of_turn_max_silence_s=None,
+                                              voices=voices)
+    assert (cleared.tts_voice, cleared.end_of_turn_max_silence_s) == (None, None)
+    with pytest.raises(StoreError) as err:
+        await store.update_elder_speech(9999, tts_voice=None, end_of_turn_max_silence_s=None, voices=voices)
+    assert err.value.code == "not_found"

@@ -91,6 +91,8 @@ class ElderRecordStore(StoreBase):
                 "tts_rate_wpm": elder.tts_rate_wpm,
                 "volume": elder.volume,
                 "text_size": elder.text_size,
+                "tts_voice": elder.tts_voice,
+                "end_of_turn_max_silence_s": elder.end_of_turn_max_silence_s,
                 "active": elder.active,
                 "created_at": iso(elder.created_at),
                 "safe_phrase_set": bool(elder.safe_phrase),
@@ -238,6 +240,7 @@ class ElderRecordStore(StoreBase):
                 await run("family_contacts", delete(FamilyContact).where(FamilyContact.id.in_(contact_ids)))
             await run("elder_anonymised", update(Elder).where(Elder.id == elder_id).values(
                 name=ERASED_NAME, address="", safe_phrase=None, tts_rate_wpm=None, volume=None, text_size=None,
+                tts_voice=None, end_of_turn_max_silence_s=None,
                 active=False))
             for a in audit_rows:
                 a.detail = {}

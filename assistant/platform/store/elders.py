@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -13,6 +13,7 @@ from assistant.errors import StoreError
 from assistant.platform.models import (
     DIALECTS,
     DISTRICTS,
+    END_OF_TURN_MAX_SILENCE_RANGE_S,
     PHONE_KINDS,
     CareSchedule,
     Elder,
@@ -131,6 +132,24 @@ class ElderStore(StoreBase):
             for k, v in {"tts_rate_wpm": tts_rate_wpm, "volume": volume, "text_size": text_size, "dialect": dialect}.items():
                 if v is not None:
                     setattr(elder, k, v)
+            await s.commit()
+            return await self._elder(s, elder_id)
+
+    async def update_elder_speech(
+        self, elder_id: int, *, tts_voice: str | None, end_of_turn_max_silence_s: float | None, voices: Collection[str]
+    ) -> ElderInfo:
+        """The voice that speaks to the elder (one of ``voices``, the TTS registry's names) and a slow speaker's
+        longest silence before an unfinished turn ends; None restores the default (the chain; the setting)."""
+        if tts_voice is not None and tts_voice not in voices:
+            raise invalid(f"unknown voice {tts_voice!r}")
+        low, high = END_OF_TURN_MAX_SILENCE_RANGE_S
+        if end_of_turn_max_silence_s is not None and not low <= end_of_turn_max_silence_s <= high:
+            raise invalid(f"end_of_turn_max_silence_s must be {low}..{high} s")
+        async with self.session("update elder speech") as s:
+            elder = await s.get(Elder, elder_id)
+            if elder is None:
+                raise StoreError(f"no elder {elder_id}", code="not_found")
+            elder.tts_voice, elder.end_of_turn_max_silence_s = tts_voice, end_of_turn_max_silence_s
             await s.commit()
             return await self._elder(s, elder_id)
 

@@ -76,6 +76,8 @@ class ElderInfo:
     text_size: str | None
     active: bool
     has_safe_phrase: bool
+    tts_voice: str | None = None
+    end_of_turn_max_silence_s: float | None = None
     phones: tuple[PhoneInfo, ...] = ()
     contacts: tuple[ContactInfo, ...] = ()
 
@@ -90,6 +92,8 @@ class ElderInfo:
             tts_rate_wpm=e.tts_rate_wpm,
             volume=e.volume,
             text_size=e.text_size,
+            tts_voice=e.tts_voice,
+            end_of_turn_max_silence_s=e.end_of_turn_max_silence_s,
             active=e.active,
             has_safe_phrase=bool(e.safe_phrase),
             phones=tuple(PhoneInfo(number=p.number, kind=p.kind, is_primary=p.is_primary) for p in e.phones),
