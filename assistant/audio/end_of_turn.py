@@ -74,6 +74,12 @@ class EndOfTurnPolicy:
         return silence_s >= (self.closed_max_silence_s if closed else self.incomplete_max_silence_s)
 
 
+def vad_stop_silence_s(audio: AudioSettings) -> float:
+    """The silence after which the VAD stops a turn: with Smart Turn the pause that asks it (the judgement and
+    any longer wait come after), else the fixed end-of-turn silence."""
+    return audio.turn_decision_silence_s if audio.turn_decision_silence_s > 0 else audio.vad_end_of_turn_silence_s
+
+
 def longest_end_of_turn_silence_s(audio: AudioSettings) -> float:
     """The most silence a turn can take to end (feeders that send silence after speech send this much)."""
     if audio.turn_decision_silence_s <= 0:

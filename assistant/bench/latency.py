@@ -3,7 +3,8 @@
 Every clip runs as its own call through the full pipeline (VAD → ASR → Rasa → TTS) against real Rasa
 servers and a throwaway store (``assistant.bench.scratch``), fed in real time as a caller speaks (so early
 recognition during the end-of-turn silence counts as it would on a line). The measured time starts when the
-VAD declares the turn over, so the configured end-of-turn silence is excluded. Clips: the WAVs of ``DIR`` (default ``../shared/data/mandarin_speech/wav``) plus
+turn is declared over (with Smart Turn: when it judged the turn finished, or the wait for an unfinished one
+ran out), so the silence and the end-of-turn decision are excluded: ``bench turn-taking`` measures those. Clips: the WAVs of ``DIR`` (default ``../shared/data/mandarin_speech/wav``) plus
 spoken service requests synthesized by the project's own TTS. Prints one JSON object.
 """
 
@@ -118,7 +119,9 @@ async def _bench_in(args: argparse.Namespace, settings: Settings) -> dict[str, A
         "stages": stages,
         "phone": args.phone,
         "dialect": args.dialect or "auto",
-        "end_of_turn_silence_ms_excluded": settings.audio.vad_end_of_turn_silence_s * 1000,
+        "end_of_turn": "smart_turn" if settings.audio.turn_decision_silence_s > 0 else "fixed_silence",
+        "end_of_turn_excluded": "the silence and the decision (bench turn-taking)" if settings.audio.turn_decision_silence_s > 0
+        else f"{settings.audio.vad_end_of_turn_silence_s * 1000:.0f} ms of silence",
         "rss_mb": rss,
         "per_turn": per_turn,
     }
