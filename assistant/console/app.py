@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from assistant.console import auth, views_console, views_family, views_users, views_voice
+from assistant.console import auth, views_console, views_elders, views_family, views_users, views_voice
 from assistant.console.events import POLL_INTERVAL_S, EventHub, watch_database
 from assistant.console.web import (
     CSP,
@@ -114,6 +114,7 @@ def setup_console(app: web.Application) -> None:
     views_family.add_routes(app.router)
     views_users.add_routes(app.router)
     views_voice.add_routes(app.router)
+    views_elders.add_routes(app.router)
 
 
 def create_app(settings: Settings, *, create_schema: bool = True) -> web.Application:

@@ -62,12 +62,22 @@ def pace_value(max_silence_s: float | None) -> str:
     return "" if max_silence_s is None else f"{max_silence_s:g}"
 
 
-def speech_fields(*, voice: str | None, max_silence_s: float | None, voices: Iterable[str]) -> str:
-    """The voice and slow-speaker fields of an elder's settings form (family portal, console)."""
-    pace = pace_value(max_silence_s)
+def elder_settings_form(elder, *, action: str, csrf: str, voices: Iterable[str]) -> str:
+    """The elder's speech and screen settings form (an ``Elder`` row), in the family portal and the console."""
+    rate = elder.tts_rate_wpm or 130
+    volume = elder.volume if elder.volume is not None else 1.0
+    pace = pace_value(elder.end_of_turn_max_silence_s)
     paces = PACE_LABELS if pace in PACE_LABELS else PACE_LABELS | {pace: f"等 {pace} 秒"}
-    return (f'<p>{select_field("voice", voice_options(voices), voice or "", "声音")}</p>'
-            f'<p>{select_field("max_silence_s", paces, pace, "说话速度（停顿多久算说完）")}</p>')
+    return f"""<form method="post" action="{esc(action)}" class="stacked">{csrf}
+<p>{select_field("dialect", DIALECT_LABELS, elder.dialect, "方言")}</p>
+<p><label for="s-rate">语速（字/分钟，越小越慢）</label><input id="s-rate" name="rate_wpm" type="number" inputmode="numeric" min="60" max="200" step="10" value="{rate}"></p>
+<p><label for="s-volume">音量（0.1–1.0）</label><input id="s-volume" name="volume" type="number" inputmode="decimal" min="0.1" max="1" step="0.1" value="{volume:.1f}"></p>
+<p>{select_field("text_size", TEXT_SIZE_LABELS, elder.text_size or "large", "屏幕字号")}</p>
+<p>{select_field("voice", voice_options(voices), elder.tts_voice or "", "声音")}</p>
+<p>{select_field("max_silence_s", paces, pace, "说话速度（停顿多久算说完）")}</p>
+<p><button type="submit">保存设置</button></p></form>"""
+
+
 SPEAKER_LABELS = {"elder": "长者", "bot": "助手", "caller": "来电方"}
 # why the dialogue or telephony raised a non-fraud alert (``alerts.detail.reason``; "order_failed:<code>")
 ALERT_REASON_LABELS = {

@@ -270,6 +270,8 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
         if detail.get("platform_claim_without_ledger"):
             facts.append(("警示", "来电自称平安通，但平台没有登记这通电话"))
     facts_html = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts)
+    if d.elder is not None and a.elder_id is not None:
+        facts_html += f'<dt>长者设置</dt><dd><a href="/console/elders/{a.elder_id}">声音、语速和说话速度</a></dd>'
     # the live hand-over (issue #16): refreshed when the phone gateway reports a step
     facts_html += (f'<dt>人工接通</dt><dd id="handover-state" data-alert="{a.id}" aria-live="polite" '
                    f'data-fragment="/console/alerts/{a.id}?fragment=handover">{handover.state_fragment(a.detail)}</dd>')

@@ -16,18 +16,16 @@ from assistant.console.render import (
     ALERT_KIND_LABELS,
     ALERT_STATUS_LABELS,
     CALL_OUTCOME_LABELS,
-    DIALECT_LABELS,
     ORDER_STATUS_LABELS,
     ORDER_TYPE_LABELS,
-    TEXT_SIZE_LABELS,
     cn_time,
     csrf_field,
+    elder_settings_form,
     error_page,
     esc,
     iso,
     page,
     select_field,
-    speech_fields,
 )
 from assistant.console.views_console import add_sign_in_routes
 from assistant.console.web import HUB_KEY, client_ip, guarded, require_elder
@@ -139,8 +137,6 @@ async def elder_page(request: web.Request, p: Principal, db: AsyncSession) -> we
         return web.Response(text=order_table if fragment == "orders" else alert_rows, content_type="text/html",
                             charset="utf-8")
     phrase_state = "已设置" if elder.safe_phrase else "未设置"
-    rate = elder.tts_rate_wpm or 130
-    volume = elder.volume if elder.volume is not None else 1.0
     open_alert = next((a for a in alerts if a.status == "open"), None)
     urgent = (
         f'<p class="urgent-banner" role="alert"><strong>{esc(ALERT_KIND_LABELS.get(open_alert.kind, open_alert.kind))}</strong>'
@@ -167,13 +163,7 @@ async def elder_page(request: web.Request, p: Principal, db: AsyncSession) -> we
 <ul class="items">{contacts}</ul>
 {contact_form}</section>
 <section aria-labelledby="h-settings" class="card"><h2 id="h-settings">语音和屏幕设置</h2>
-<form method="post" action="{base}/settings" class="stacked">{csrf}
-<p>{select_field("dialect", DIALECT_LABELS, elder.dialect, "方言")}</p>
-<p><label for="s-rate">语速（字/分钟，越小越慢）</label><input id="s-rate" name="rate_wpm" type="number" inputmode="numeric" min="60" max="200" step="10" value="{rate}"></p>
-<p><label for="s-volume">音量（0.1–1.0）</label><input id="s-volume" name="volume" type="number" inputmode="decimal" min="0.1" max="1" step="0.1" value="{volume:.1f}"></p>
-<p>{select_field("text_size", TEXT_SIZE_LABELS, elder.text_size or "large", "屏幕字号")}</p>
-{speech_fields(voice=elder.tts_voice, max_silence_s=elder.end_of_turn_max_silence_s, voices=VOICES)}
-<p><button type="submit">保存设置</button></p></form></section>
+{elder_settings_form(elder, action=f"{base}/settings", csrf=csrf, voices=VOICES)}</section>
 </div>"""
     return page(f"{elder.name}的服务", body, principal=p, area="family", current="/family/", live="/family/events")
 

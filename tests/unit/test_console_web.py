@@ -519,3 +519,32 @@ async def test_family_chooses_voice_and_slow_speaker_wait_for_own_parent_only(en
     async with env.db() as db:
         elder = await db.get(Elder, env.ids.elder_a)
         assert (elder.tts_voice, elder.end_of_turn_max_silence_s) == (None, None)
+
+
+async def test_operator_sets_elder_voice_and_pace_on_the_console_elder_page(env):
+    token = await env.as_user("op")
+    alert_html = await (await env.client.get(f"/console/alerts/{env.ids.fraud_alert}")).text()
+    assert "/console/elders/" in alert_html  # the alert page links to its elder's settings
+    base = f"/console/elders/{env.ids.elder_b}"
+    html = await (await env.client.get(base)).text()
+    assert "李婆婆" in html and 'name="max_silence_s"' in html and "很慢" in html
+    form = {"_csrf": token, "dialect": "cmn", "rate_wpm": "120", "volume": "0.9", "text_size": "large",
+            "voice": "pack-cmn", "max_silence_s": "4"}
+    r = await env.client.post(f"{base}/settings", data={k: v for k, v in form.items() if k != "_csrf"},
+                              allow_redirects=False)
+    assert r.status == 403  # no CSRF token
+    r = await env.client.post(f"{base}/settings", data=form | {"max_silence_s": "60"}, allow_redirects=False)
+    assert r.status == 400  # out of range
+    r = await env.client.post(f"{base}/settings", data=form, allow_redirects=False)
+    assert r.status == 303
+    async with env.db() as db:
+        elder = await db.get(Elder, env.ids.elder_b)
+        assert (elder.tts_voice, elder.end_of_turn_max_silence_s) == ("pack-cmn", 4.0)
+    audited = await env.audit("elder_settings")
+    assert [(a.username, a.detail["tts_voice"]) for a in audited] == [("op", "pack-cmn")]
+    assert (await env.client.get("/console/elders/99999")).status == 404
+    # family users never reach the console's elder page
+    token = await env.as_user("fam_a", area="family")
+    assert (await env.client.get(f"/console/elders/{env.ids.elder_a}")).status == 403
+    r = await env.client.post(f"/console/elders/{env.ids.elder_a}/settings", data=form | {"_csrf": token})
+    assert r.status == 403
