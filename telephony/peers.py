@@ -16,6 +16,7 @@ import socket
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from assistant.errors import SetupError
 from telephony.edge import EdgeTrunk, TlsFiles, kamailio_config, rtpengine_argv
@@ -81,6 +82,27 @@ async def _stop_process(proc: asyncio.subprocess.Process, *, grace_s: float = 2.
 
 def _log_fd(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
+
+def _log_text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+@dataclass(kw_only=True)
+class _Daemon:
+    """A server program on 127.0.0.1 (kamailio, rtpengine) that a subclass's ``__aenter__`` starts with its
+    output in ``workdir/<log_name>``; stopped on exit."""
+
+    log_name: ClassVar[str]
+    workdir: Path
+    proc: asyncio.subprocess.Process | None = field(default=None, init=False)
+
+    async def __aexit__(self, *exc) -> None:
+        if self.proc is not None:
+            await _stop_process(self.proc, grace_s=3.0)
+
+    def log(self) -> str:
+        return _log_text(self.workdir / self.log_name)
 
 
 def write_wav8k(path: Path, pcm16: bytes) -> Path:
@@ -229,8 +251,7 @@ class BaresipPeer:
         return sorted(p for p in (self.workdir / "rec").glob("*.wav") if "dec" in p.name)
 
     def log(self) -> str:
-        p = self.workdir / "baresip.log"
-        return p.read_text(errors="replace") if p.exists() else ""
+        return _log_text(self.workdir / "baresip.log")
 
 
 async def _read_netstring(r: asyncio.StreamReader) -> dict:
@@ -362,13 +383,12 @@ request_route {{
 
 
 @dataclass(kw_only=True)
-class _Kamailio:
+class _Kamailio(_Daemon):
     """One kamailio process on 127.0.0.1 running ``config()`` (written to ``workdir``), logging to
     ``workdir/kamailio.log``."""
 
-    workdir: Path
+    log_name: ClassVar[str] = "kamailio.log"
     port: int = 0
-    proc: asyncio.subprocess.Process | None = field(default=None, init=False)
 
     def config(self) -> str:
         raise NotImplementedError
@@ -379,7 +399,7 @@ class _Kamailio:
         self.port = self.port or free_udp_port()
         cfg = self.workdir / "kamailio.cfg"
         cfg.write_text(self.config())
-        log = _log_fd(self.workdir / "kamailio.log")
+        log = _log_fd(self.workdir / self.log_name)
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 exe, "-f", str(cfg), "-DD", "-E", "-m", "32", "-M", "4", "-Y", str(self.workdir), "-w", str(self.workdir),
@@ -391,14 +411,6 @@ class _Kamailio:
         if self.proc.returncode is not None:
             raise SetupError(f"kamailio exited: {self.log()[-800:]}")
         return self
-
-    async def __aexit__(self, *exc) -> None:
-        if self.proc is not None:
-            await _stop_process(self.proc, grace_s=3.0)
-
-    def log(self) -> str:
-        p = self.workdir / "kamailio.log"
-        return p.read_text(errors="replace") if p.exists() else ""
 
 
 @dataclass(kw_only=True)
@@ -500,15 +512,14 @@ class KamailioCarrier(_Kamailio):
 
 
 @dataclass(kw_only=True)
-class Rtpengine:
+class Rtpengine(_Daemon):
     """rtpengine (Debian ``rtpengine-daemon``) in userspace on 127.0.0.1: the edge's media anchor and SRTP end.
     ``ng_port``: its control socket (kamailio's rtpengine module); media ports from ``port_min``..``port_max``."""
 
-    workdir: Path
+    log_name: ClassVar[str] = "rtpengine.log"
     ng_port: int = 0
     port_min: int = 0
     port_max: int = 0
-    proc: asyncio.subprocess.Process | None = field(default=None, init=False)
 
     async def __aenter__(self) -> Rtpengine:
         exe = program("rtpengine")
@@ -519,7 +530,7 @@ class Rtpengine:
             self.port_max = min(self.port_min + 400, 65534)
         argv = rtpengine_argv(exe=exe, ng_port=self.ng_port, port_min=self.port_min, port_max=self.port_max,
                               pidfile=self.workdir / "rtpengine.pid")
-        log = _log_fd(self.workdir / "rtpengine.log")
+        log = _log_fd(self.workdir / self.log_name)
         try:
             self.proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT)
         finally:
@@ -532,14 +543,6 @@ class Rtpengine:
                 raise SetupError(f"rtpengine did not start: {self.log()[-800:]}")
             await asyncio.sleep(0.05)
         return self
-
-    async def __aexit__(self, *exc) -> None:
-        if self.proc is not None:
-            await _stop_process(self.proc, grace_s=3.0)
-
-    def log(self) -> str:
-        p = self.workdir / "rtpengine.log"
-        return p.read_text(errors="replace") if p.exists() else ""
 
 
 @dataclass(kw_only=True)
