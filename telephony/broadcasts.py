@@ -13,6 +13,9 @@ The call opens with the same identity proof as a care call, says the message and
 row → ``PlatformStore.raise_alert``); no answer → the care call's retries (``telephony.retry_delays_s``,
 never into quiet hours), then the row ends ``no_answer`` — no family escalation and no alert per elder
 (a typhoon warning must not bury the operators under thousands of alerts; the report shows them).
+A line that cannot be dialled at all (no route, rejected by the trunk: the row ends ``failed``) raises one
+operator alert for that elder (``no_answer``, ``reason: not_dialled``, naming the broadcast): nobody else will
+reach them. Medication reminders and order follow-ups do the same (``telephony.engine.not_reached``).
 
 ``warning_report`` counts per district, from the rows: ``planned`` (elders targeted), ``heard``,
 ``need_help``, ``answered`` (answered, no key pressed), ``no_answer`` (every try ended unanswered),

@@ -325,8 +325,11 @@ class CallEngine:
             step = medication.family_step(job.chain, job.elder_id, job.detail, index=family_index + 1,
                                           now=self.clock.now())
             nxt = [step] if step is not None else []
+        if not retryable and not family_index:  # the elder's line cannot be dialled: a person must phone them
+            nxt.append(self._alert_job(job, schedule, "no_answer", not_reached(job, placed.result)))
         if not retryable:
-            logger.error("call engine %s: %s could not be dialled (%s)", self.node_id, job.job_key, placed.result)
+            logger.error("call engine %s: %s could not be dialled (%s)%s", self.node_id, job.job_key, placed.result,
+                         "" if family_index else "; an operator is told")
         await self._finish(job, state=state, result=placed.result, next_jobs=nxt)
 
     async def _wait_for_trunk(self) -> None:
@@ -492,6 +495,26 @@ class CallEngine:
         oldest = await self.jobs.oldest_due()
         lag = max((self.now() - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
         return {"states": counts, "lag_s": lag, "in_progress": len(self._held)}
+
+
+def not_reached(job: JobInfo, result: str) -> dict[str, Any]:
+    """The detail of the operator alert for a platform call that could not be dialled (one per elder and
+    warning / reminder / follow-up: the alert row's key is the chain's): what did not reach the elder, in a
+    ``summary`` the console shows, so the night operator can phone them."""
+    d = job.detail
+    attempts = [*d.get("attempts", []), result]
+    if job.kind == "warning":
+        what = f"预警「{d.get('broadcast')}」"
+        keys = {"broadcast": d.get("broadcast")}
+    elif job.kind == "medication":
+        plan, day, hhmm = (job.chain.split(":") + ["", "", "", ""])[1:4]  # med:<plan>:<date>:<HHMM>
+        what = f"吃药提醒（{d.get('medicine')} {day} {hhmm[:2]}:{hhmm[2:]}）"
+        keys = {"medicine": d.get("medicine"), "plan_id": int(plan) if plan.isdigit() else None}
+    else:
+        what = "订单回访"
+        keys = {"order_id": d.get("order_id")}
+    return {"source": job.kind, "reason": "not_dialled", "result": result, "attempts": attempts, **keys,
+            "summary": f"{what}未能送达：电话拨不通（{result}，第 {job.attempt} 次），请人工致电长者"}
 
 
 def _window_end(s: CareSchedule, local: datetime) -> datetime | None:

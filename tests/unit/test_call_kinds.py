@@ -317,3 +317,39 @@ async def test_a_medication_plan_needs_valid_times(platform):
     await add_plan(jobs, elder_id=platform.elders[0], medicine="降压药", times=" 08:00 ,")
     assert [j.job_key.split(":", 2)[-1] for j in await MedicationReminders(jobs=jobs)(datetime(2026, 11, 23, 7, 0))] == [
         "2026-11-23:0800:a1", "2026-11-24:0800:a1"]
+
+
+# --- a platform call that cannot be dialled tells a person ------------------------------------------------
+async def test_a_warning_or_reminder_that_cannot_be_dialled_raises_one_operator_alert_per_elder(platform):
+    """A warning whose elder's line cannot be dialled (no route), or fails on a retry, and a medication
+    reminder that cannot be dialled: one operator alert per elder, through the store's one alert door, saying
+    which warning / reminder did not reach them; an elder who heard it raises none."""
+    from telephony.medication import MedicationReminders, add_plan
+
+    p = platform
+    clock = ManualClock(datetime(2026, 11, 23, 7, 58))
+    heard, broken, flaky = p.elders
+    n = {e: f"10{e:02d}" for e in p.elders}
+    phones = ListeningPhones(clock=clock, answers={n[heard]: ["answer"], n[broken]: ["no_route"],
+                                                   n[flaky]: ["no_answer", "no_route"],
+                                                   "07501001": ["no_route"]},  # the reminder to `broken`
+                             keys={n[heard]: "1"})
+    engine = make_engine(p, phones, clock, schedules_for([]), on_alert=p.store.raise_call_alert)
+    engine.sources = [MedicationReminders(jobs=engine.jobs)]
+    await add_plan(engine.jobs, elder_id=broken, medicine="降压药", times="08:00")
+    await plan_warning(engine.jobs, Broadcast(broadcast_id="typhoon9", kind="typhoon"),
+                       await schedules_for(p.elders)(), now=clock.now())
+    async with running() as tg:
+        await drive(engine, tg, clock, seconds=3600, step_s=60)
+    alerts = sorted(await p.store.list_alerts(), key=lambda a: (a.elder_id, a.detail["source"]))
+    assert [(a.elder_id, a.kind, a.detail["source"], a.detail.get("broadcast")) for a in alerts] == [
+        (broken, "no_answer", "medication", None), (broken, "no_answer", "warning", "typhoon9"),
+        (flaky, "no_answer", "warning", "typhoon9")]
+    warn_broken, med_broken, warn_flaky = alerts[1], alerts[0], alerts[2]
+    assert "typhoon9" in warn_broken.detail["summary"] and "未能送达" in warn_broken.detail["summary"]
+    assert warn_broken.detail["result"] == "no_route" and warn_broken.detail["number"] == n[broken]
+    assert warn_flaky.detail["attempts"] == ["no_answer", "no_route"] and "第 2 次" in warn_flaky.detail["summary"]
+    assert "降压药" in med_broken.detail["summary"] and "08:00" in med_broken.detail["summary"]
+    assert med_broken.detail["medicine"] == "降压药" and med_broken.detail["plan_id"] is not None
+    report = (await warning_report(engine.jobs, broadcast_id="typhoon9"))["typhoon9"]["蓬江"]
+    assert (report["heard"], report["failed"]) == (1, 2)
