@@ -127,6 +127,13 @@ class BaresipPeer:
     password: str = ""
     sip_port: int = 0
     ctrl_port: int = 0
+    # media encryption baresip offers (its ``srtp`` module): "" (plain RTP), "srtp" (RTP/AVP + a=crypto, RFC 8643
+    # OSRTP: SRTP when the answer takes it), "srtp-mand" (RTP/SAVP, SDES, RFC 4568) or "srtp-mandf" (RTP/SAVPF)
+    mediaenc: str = ""
+    # CA certificate (PEM) for SIP over TLS (``sip:…;transport=tls``): the server it calls must present a
+    # certificate it signs
+    cafile: Path | None = None
+    sip_trace: bool = False  # every SIP message (with its SDP) in baresip's log
     proc: asyncio.subprocess.Process | None = field(default=None, init=False)
 
     @property
@@ -138,7 +145,7 @@ class BaresipPeer:
         (self.workdir / "rec").mkdir(exist_ok=True)
         wav = self.wav or write_wav8k(self.workdir / "silence.wav", bytes(8000 * 2 * 60))
         source = f"aufile,{wav}"
-        modules = ["g711", "aufile", "sndfile"]
+        modules = ["g711", "aufile", "sndfile", *(["srtp"] if self.mediaenc else [])]
         # sndfile records every stream; aufile needs a WAV, so the player is a null-ish aufile sink
         config = "\n".join(
             [
@@ -154,6 +161,7 @@ class BaresipPeer:
                 "rtp_ports\t\t30000-39999",
                 "jitter_buffer_delay\t1-5",
                 f"snd_path\t\t{self.workdir / 'rec'}",
+                *([f"sip_cafile\t\t{self.cafile}"] if self.cafile else []),
                 f"ctrl_tcp_listen\t\t127.0.0.1:{self.ctrl_port}",
                 "module_path\t\t/usr/lib/baresip/modules",
                 *[f"module\t\t\t{m}.so" for m in modules],
@@ -169,7 +177,8 @@ class BaresipPeer:
             account = f"<sip:{self.user}@{self.registrar}>;auth_pass={self.password};regint=60"
         else:
             account = f"<sip:{self.user}@127.0.0.1>;regint=0"
-        (self.workdir / "accounts").write_text(f"{account};answermode={answer};audio_codecs=PCMU,PCMA\n")
+        mediaenc = f";mediaenc={self.mediaenc}" if self.mediaenc else ""
+        (self.workdir / "accounts").write_text(f"{account};answermode={answer};audio_codecs=PCMU,PCMA{mediaenc}\n")
         (self.workdir / "contacts").write_text("")
 
     async def __aenter__(self) -> BaresipPeer:
@@ -192,7 +201,7 @@ class BaresipPeer:
         log = _log_fd(self.workdir / "baresip.log")
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                exe, "-f", str(self.workdir), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT
+                exe, "-f", str(self.workdir), *(["-s"] if self.sip_trace else []), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT
             )
         finally:
             os.close(log)

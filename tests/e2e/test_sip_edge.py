@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import wave
 from dataclasses import dataclass
@@ -19,9 +20,17 @@ import pytest
 
 from telephony.edge import EdgeTrunk, TlsFiles, make_demo_cert
 from telephony.gateway import Gateway
-from telephony.peers import KamailioDispatcher, Rtpengine, free_tcp_port, free_udp_port, write_wav8k
+from telephony.peers import (
+    BaresipPeer,
+    KamailioDispatcher,
+    Rtpengine,
+    free_tcp_port,
+    free_udp_port,
+    write_wav8k,
+)
 from telephony.testing import ReplyBot, bot_pipeline_factory, tone
 from tests.conftest import need_program
+from tests.e2e.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sip]
 
@@ -241,3 +250,51 @@ async def test_media_from_another_address_than_the_latched_caller_is_dropped_at_
         assert foreign == [0], f"the rogue's packets reached the worker: {foreign}"
     else:
         assert foreign and foreign[0] > 20, f"control: without strict latching the rogue's packets arrive ({foreign})"
+
+
+async def baresip_call(edge: Edge, tmp_path: Path, trunk: str, *, mediaenc: str, seconds: float = 4.0) -> BaresipPeer:
+    """One baresip call into ``trunk`` (SIP over TLS when the trunk's is, the edge's demo certificate as CA),
+    offering ``mediaenc`` and playing a 1 kHz tone (the caller's voice); hangs up after ``seconds`` of call.
+    Returns the (stopped) peer: its log and its recordings of what it heard."""
+    voice = write_wav8k(tmp_path / "voice.wav", tone(seconds=seconds + 20, hz=1000, rate=8000, level=0.3))
+    async with BaresipPeer(workdir=tmp_path / f"baresip-{trunk}", wav=voice, user="13800000009", mediaenc=mediaenc,
+                           cafile=edge.tls.cert_file, sip_trace=True) as peer:
+        await peer.command("dial", edge.uri(trunk))
+        await wait_for(lambda: "Call established" in peer.log(), timeout_s=15, what="baresip's call to be established")
+        await asyncio.sleep(seconds)
+        await peer.command("hangup")
+        await worker_done(edge)
+    return peer
+
+
+def heard_rms(peer: BaresipPeer) -> float:
+    recordings = peer.recordings()
+    assert recordings, f"baresip recorded nothing: {peer.log()[-1500:]}"
+    rms = 0.0
+    for path in recordings:
+        with wave.open(str(path)) as w:
+            x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(float)
+        rms = max(rms, float(np.sqrt(np.mean(x**2))) if x.size else 0.0)
+    return rms
+
+
+@pytest.mark.parametrize(("trunk", "mediaenc", "profile"), [("carrier", "srtp-mand", "RTP/SAVP"), ("homeworker", "srtp", "RTP/AVP")],
+                         ids=["tls_srtp_mandatory", "tls_srtp_optional"])
+async def test_baresip_calls_over_tls_with_srtp_and_audio_flows_both_ways(edge, tmp_path, trunk, mediaenc, profile):
+    """A second SIP stack (baresip + libre/librem, its ``srtp`` module) over TLS through the edge: the answer
+    keeps the caller's profile with SDES crypto, baresip's SRTP is on, the greeting is heard at the caller and the
+    caller's tone reaches the worker."""
+    need_program("baresip")
+    peer = await baresip_call(edge, tmp_path, trunk, mediaenc=mediaenc)
+    log = peer.log()
+    assert "Call established" in log, log[-2000:]
+    assert "SRTP is Enabled" in log, f"baresip's media is not SRTP: {log[-2000:]}"
+    assert heard_rms(peer) > 300, "the caller heard only silence"
+    assert caller_rms_at_worker(edge) > 300, "the worker's recording holds no caller audio"
+    assert f"trunk {trunk} srtp=" in edge.kamailio.log()
+    answer = log[log.index("SIP/2.0 200 OK"):]
+    assert re.search(rf"^m=audio \d+ {profile} ", answer, re.M) and "a=crypto:" in answer, answer[:1500]
+    offered = re.findall(r"inline:([A-Za-z0-9+/=]+)", log[:log.index("SIP/2.0 200 OK")])
+    assert offered, "baresip offered no SDES key"
+    logs = edge.kamailio.log() + edge.rtpengine.log()
+    assert not [k for k in offered if k in logs], "an SDES key is in the edge's logs"
