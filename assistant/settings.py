@@ -57,6 +57,12 @@ class AudioSettings:
     # judges from the audio whether the speaker has finished; 0 disables it (every turn then ends after
     # vad_end_of_turn_silence_s, which is also the fallback when the model fails)
     turn_decision_silence_s: float = 0.25
+    # Smart Turn also judges answers to open prompts ("what would you like?"). Off by measurement (README,
+    # Turn-taking): on Chinese speech it judged clause boundaries finished (premature cuts 0.13 vs 0.07 on
+    # clips, 0.21 vs 0.07 on the phone, vs the fixed silence) and under 8 concurrent calls the judgement made
+    # the wait longer; an open answer then ends after vad_end_of_turn_silence_s (or the elder's own longer
+    # wait), a closed one (yes/no, keypad menu) by Smart Turn
+    turn_judge_open_prompts: bool = False
     turn_complete_min_probability: float = 0.5  # Smart Turn's "finished" probability that ends the turn
     # judged "not finished": keep listening this long in silence (elders pause mid-sentence to find a word);
     # a call can lengthen it for a slow speaker (CallSession.end_of_turn_max_silence_s)

@@ -17,9 +17,10 @@ The gateway runs the stand-in pipeline (webrtcvad VAD → fixed spoken reply) un
 (needs models and Rasa; ASR dominates). ``--stagger``: calls start spread over one conversation cycle.
 
 Turn latency = end of the caller's speech on the wire → first reply audio on the wire, measured at the
-gateway, without the silence after which the VAD stops a turn (``end_of_turn_silence_ms``: with Smart Turn
-the 0.25 s pause that asks it — its judgement and any longer wait for an unfinished turn stay in; with it
-off, and always for the stand-in bot, the fixed 0.8 s end-of-turn silence): the system's own share. ``turn_latency_incl_eot_*`` add that
+gateway, without the silence after which an open answer's turn ends (``end_of_turn_silence_ms``: with Smart
+Turn judging open prompts the 0.25 s pause that asks it — its judgement and any longer wait for an unfinished
+turn stay in; otherwise, and always for the stand-in bot, the fixed 0.8 s end-of-turn silence): the system's
+own share. ``turn_latency_incl_eot_*`` add that
 silence back: what the elder waits. ``turns_spoken`` counts the
 caller's utterances that ended at least ``TURN_MIN_ANSWER_S`` before hang-up: turns without a measured
 latency got no reply in time (or overlapped the bot). cpu_pct / rss_mb (peak, VmHWM) are the gateway process's
@@ -41,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistant.audio.convert import PcmAudio
-from assistant.audio.end_of_turn import vad_stop_silence_s
+from assistant.audio.end_of_turn import open_answer_silence_s, smart_turn_judges
 from assistant.audio.phone_channel import phone_channel
 from assistant.bench.proc_memory import peak_rss_mb
 from assistant.bench.scratch import scratch_store
@@ -345,7 +346,7 @@ async def bench(
     settings = replace(settings, telephony=replace(settings.telephony, sip_port=0, max_concurrent_calls=max(concurrent * 2, 8)))
     # the stand-in bot's VAD ends a turn after the fixed silence; the real pipeline's turn-taking may ask Smart Turn
     smart_turn = pipeline == "real" and settings.audio.turn_decision_silence_s > 0
-    eot_ms = (vad_stop_silence_s(settings.audio) if pipeline == "real" else settings.audio.vad_end_of_turn_silence_s) * 1000
+    eot_ms = (open_answer_silence_s(settings.audio) if pipeline == "real" else settings.audio.vad_end_of_turn_silence_s) * 1000
     load_start = os.getloadavg()[0]
     runtime_cm = None
     if known and pipeline != "real":
@@ -423,6 +424,7 @@ async def bench(
         "turn_latency_incl_eot_p95_ms": _pct(latencies, 0.95),
         "end_of_turn_silence_ms": round(eot_ms),
         "end_of_turn": "smart_turn" if smart_turn else "fixed_silence",
+        "smart_turn_judges": smart_turn_judges(settings.audio) if pipeline == "real" else "none",
         **({"pipeline_turns": len(stages),
             "pipeline_stages": stage_percentiles(stages, ("asr", "nlu", "tts_first_audio", "total"), _pct),
             "pipeline_asr_early_share": share(stages, "asr_early")}

@@ -4,7 +4,9 @@
 
 The VAD's "user stopped speaking" comes after a short silence (0.25 s). This stage holds it back, announces
 the pause (``SpeechPausedFrame``: early recognition may start) and asks Smart Turn (``assistant.audio.
-smart_turn``, on its own thread) about the turn's audio. The held frame goes on when ``EndOfTurnPolicy``
+smart_turn``, on its own thread) about the turn's audio: after a closed prompt always, after an open one
+only with ``turn_judge_open_prompts`` (off by measurement: an unjudged answer ends after the fixed silence,
+or the elder's own longer wait). The held frame goes on when ``EndOfTurnPolicy``
 says the turn is over (with ``early_asr_after_silence_s`` 0, no pause frames): Smart Turn judged it finished, or the silence reached the wait for an unfinished
 turn (longer for a slow speaker, shorter after a closed prompt), or the model failed and the fixed
 ``vad_end_of_turn_silence_s`` ran out. Speech before that swallows the VAD's new "started speaking" (the
@@ -52,6 +54,8 @@ class EndOfTurnPolicy:
     closed_min_probability: float
     closed_max_silence_s: float
     fallback_silence_s: float  # the model failed: the fixed end-of-turn silence
+    judge_open: bool = True  # False: an open prompt's answer is not judged; it ends after open_silence_s
+    open_silence_s: float = 0.8  # the fixed silence (or the elder's own longer wait) for an unjudged answer
 
     @classmethod
     def from_settings(cls, audio: AudioSettings, *, max_silence_s: float | None = None) -> EndOfTurnPolicy:
@@ -61,10 +65,18 @@ class EndOfTurnPolicy:
             closed_min_probability=audio.turn_closed_min_probability,
             closed_max_silence_s=audio.turn_closed_max_silence_s,
             fallback_silence_s=audio.vad_end_of_turn_silence_s,
+            judge_open=audio.turn_judge_open_prompts,
+            open_silence_s=max_silence_s or audio.vad_end_of_turn_silence_s,
         )
+
+    def judges(self, *, closed: bool) -> bool:
+        """Whether Smart Turn is asked about this turn at all."""
+        return closed or self.judge_open
 
     def turn_over(self, *, silence_s: float, probability: float | None, failed: bool = False,
                   closed: bool = False) -> bool:
+        if not self.judges(closed=closed):
+            return silence_s >= self.open_silence_s
         if failed:
             return silence_s >= self.fallback_silence_s
         if probability is not None and probability >= (
@@ -74,10 +86,18 @@ class EndOfTurnPolicy:
         return silence_s >= (self.closed_max_silence_s if closed else self.incomplete_max_silence_s)
 
 
-def vad_stop_silence_s(audio: AudioSettings) -> float:
-    """The silence after which the VAD stops a turn: with Smart Turn the pause that asks it (the judgement and
-    any longer wait come after), else the fixed end-of-turn silence."""
-    return audio.turn_decision_silence_s if audio.turn_decision_silence_s > 0 else audio.vad_end_of_turn_silence_s
+def open_answer_silence_s(audio: AudioSettings) -> float:
+    """The silence before an answer to an open prompt ends: with Smart Turn judging open prompts the pause that
+    asks it (the judgement and any longer wait come after), else the fixed end-of-turn silence."""
+    judged = audio.turn_decision_silence_s > 0 and audio.turn_judge_open_prompts
+    return audio.turn_decision_silence_s if judged else audio.vad_end_of_turn_silence_s
+
+
+def smart_turn_judges(audio: AudioSettings) -> str:
+    """Which answers Smart Turn judges: "all", "closed" (yes/no read-backs, keypad menus) or "none" (off)."""
+    if audio.turn_decision_silence_s <= 0:
+        return "none"
+    return "all" if audio.turn_judge_open_prompts else "closed"
 
 
 def longest_end_of_turn_silence_s(audio: AudioSettings) -> float:
@@ -155,8 +175,9 @@ class EndOfTurnProcessor(FrameProcessor):
         self._silence_s = frame.stop_secs
         if self._audio.early_asr_after_silence_s > 0:  # early recognition starts at the decision pause
             await self.push_frame(SpeechPausedFrame(silence_s=self._silence_s))
-        self._judging = self.create_task(self._judge_turn(bytes(self._turn_audio), self._sample_rate_hz),
-                                         name="smart-turn")
+        if self._policy().judges(closed=self._session.expect in CLOSED_PROMPTS):
+            self._judging = self.create_task(self._judge_turn(bytes(self._turn_audio), self._sample_rate_hz),
+                                             name="smart-turn")
 
     async def _judge_turn(self, pcm: bytes, sample_rate_hz: int) -> None:
         try:

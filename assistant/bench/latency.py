@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.audio.convert import PcmAudio, resample_pcm16
+from assistant.audio.end_of_turn import smart_turn_judges
 from assistant.bench.proc_memory import rss_mb
 from assistant.bench.scratch import scratch_store
 from assistant.bench.stats import share, stage_percentiles
@@ -120,6 +121,7 @@ async def _bench_in(args: argparse.Namespace, settings: Settings) -> dict[str, A
         "phone": args.phone,
         "dialect": args.dialect or "auto",
         "end_of_turn": "smart_turn" if settings.audio.turn_decision_silence_s > 0 else "fixed_silence",
+        "smart_turn_judges": smart_turn_judges(settings.audio),
         "end_of_turn_excluded": "the silence and the decision (bench turn-taking)" if settings.audio.turn_decision_silence_s > 0
         else f"{settings.audio.vad_end_of_turn_silence_s * 1000:.0f} ms of silence",
         "rss_mb": rss,

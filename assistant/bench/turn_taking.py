@@ -4,7 +4,7 @@ Every clip (the WAVs of ``DIR/wav`` or ``DIR``, default ``../shared/data/mandari
 needed, so clips without a reference transcript count too) is played
 in real time, 20 ms frames, through the pipeline's own turn-taking stages (``assistant.pipeline.
 turn_taking_stages``: webrtcvad, then the end of turn by Smart Turn) followed by silence, once with the
-settings (Smart Turn) and once with the fixed end-of-turn silence (``turn_decision_silence_s`` 0, the
+settings and once with the fixed end-of-turn silence (``turn_decision_silence_s`` 0, the
 baseline). After them stands a stand-in reply source that answers the instant the turn ends: the wait is
 end of speech → end-of-turn decision reaching the reply stage (Smart Turn's inference included); recognition,
 dialogue and speech synthesis are not run (``bench latency`` measures them after the end of turn; early
@@ -20,6 +20,10 @@ recognition starts at the 0.25 s pause, in parallel with the judgement).
   least 0.8 s from another; a pause already there is lengthened. The pause is the clip's own room tone
   (``room_tone``); its length comes from a seeded draw.
 - ``--phone``: clips go through the 8 kHz G.711 line and are fed at 8 kHz (Smart Turn resamples to 16 kHz).
+
+The clips answer an open prompt: by default (``turn_judge_open_prompts`` off, chosen by this bench and the
+8-call bench) Smart Turn does not judge them and both schemes end turns by the fixed silence;
+``ASSISTANT_AUDIO_TURN_JUDGE_OPEN_PROMPTS=1`` measures Smart Turn on them (``smart_turn_judges`` says which).
 
 Timings on a shared machine are pessimistic: ``load_1m`` is in the output.
 """
@@ -43,6 +47,7 @@ from pipecat.frames.frames import EndFrame, Frame, InputAudioRawFrame, VADUserSt
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from assistant.audio.convert import PcmAudio, read_audio
+from assistant.audio.end_of_turn import smart_turn_judges
 from assistant.audio.phone_channel import phone_channel
 from assistant.audio.smart_turn import completion_probability_sync
 from assistant.pipeline import turn_taking_stages
@@ -263,7 +268,11 @@ async def bench(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         "variant": "pauses" if args.pauses else "clips",
         "phone": args.phone,
         "reply": STAND_IN_REPLY,
+        # the clips answer an open prompt: with turn_judge_open_prompts off (the default) Smart Turn is not
+        # asked and the scheme is the fixed silence; ASSISTANT_AUDIO_TURN_JUDGE_OPEN_PROMPTS=1 measures it
+        "smart_turn_judges": smart_turn_judges(a),
         "settings": {"turn_decision_silence_s": a.turn_decision_silence_s,
+                     "turn_judge_open_prompts": a.turn_judge_open_prompts,
                      "turn_complete_min_probability": a.turn_complete_min_probability,
                      "turn_incomplete_max_silence_s": a.turn_incomplete_max_silence_s},
         "fixed_silence_baseline": {**summary(fixed_rows), "vad_end_of_turn_silence_s": a.vad_end_of_turn_silence_s},

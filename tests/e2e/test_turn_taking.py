@@ -51,7 +51,7 @@ async def test_a_finished_sentence_ends_sooner_than_an_unfinished_one_may_wait(j
     from assistant.settings import AudioSettings
 
     clip = _clip(FINISHED_CLIP, phone=phone)
-    audio = AudioSettings()
+    audio = AudioSettings(turn_judge_open_prompts=True)
     [row] = await play(clip, audio=audio)
     assert not row["premature_cut"]
     assert judged and judged[-1][1] == clip.audio.sample_rate_hz and judged[-1][2] >= 0.5
@@ -67,7 +67,7 @@ async def test_a_real_mid_sentence_pause_judged_unfinished_does_not_cut_the_spea
     from assistant.settings import AudioSettings
 
     clip = _clip(PAUSED_CLIP, phone=phone)
-    rows = await play(clip, audio=AudioSettings())
+    rows = await play(clip, audio=AudioSettings(turn_judge_open_prompts=True))
     assert len(rows) == 1 and not rows[0]["premature_cut"] and rows[0]["wait_ms"] is not None
     # the model judged the turn (the pause too, unless the speaker went on before its verdict: then it was dropped)
     assert judged and all(rate == clip.audio.sample_rate_hz for _, rate, _ in judged)
@@ -83,3 +83,4 @@ def test_the_bench_prints_smart_turn_and_the_fixed_silence_baseline():
         assert 0.0 <= summary["premature_cut_rate"] <= 1.0
         assert 0 < summary["wait_p50_ms"] <= summary["wait_p95_ms"]
     assert result["load_1m"] >= 0 and result["reply"].startswith("stand-in")
+    assert result["smart_turn_judges"] == "closed"  # the clips answer an open prompt: not judged by default

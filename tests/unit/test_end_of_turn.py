@@ -13,7 +13,9 @@ from assistant.session import CallSession
 from assistant.settings import AudioSettings
 from tests.unit.test_audio_vad import RATE, silence, voiced
 
-AUDIO = AudioSettings()  # decision after 0.25 s, unfinished waits 1.5 s, closed 0.6 s, fallback 0.8 s
+# Smart Turn judging every answer: decision after 0.25 s, unfinished waits 1.5 s, closed 0.6 s, fallback 0.8 s
+AUDIO = AudioSettings(turn_judge_open_prompts=True)
+DEFAULT = AudioSettings()  # by measurement, only answers to closed prompts are judged
 
 
 # --- the policy (pure) ---
@@ -48,6 +50,20 @@ def test_a_failed_model_falls_back_to_the_fixed_silence():
     policy = EndOfTurnPolicy.from_settings(AUDIO)
     assert not policy.turn_over(silence_s=0.7, probability=None, failed=True)
     assert policy.turn_over(silence_s=0.8, probability=None, failed=True)
+
+
+def test_by_default_an_open_answer_ends_after_the_fixed_silence_whatever_the_model_says():
+    policy = EndOfTurnPolicy.from_settings(DEFAULT)
+    assert not policy.judges(closed=False) and policy.judges(closed=True)
+    assert not policy.turn_over(silence_s=0.25, probability=0.99)
+    assert policy.turn_over(silence_s=0.8, probability=None)
+    assert policy.turn_over(silence_s=0.3, probability=0.35, closed=True)  # closed prompts: judged as before
+
+
+def test_by_default_a_slow_speakers_open_answer_waits_their_own_silence():
+    policy = EndOfTurnPolicy.from_settings(DEFAULT, max_silence_s=2.5)
+    assert not policy.turn_over(silence_s=2.0, probability=None)
+    assert policy.turn_over(silence_s=2.5, probability=None)
 
 
 # --- the processor behind the real VAD ---
@@ -166,3 +182,20 @@ async def test_no_pause_frames_when_early_recognition_is_off():
     pcm = voiced(1.0) + silence(1.1) + voiced(1.0) + silence(2.0)
     names, _ = await _events(pcm, _judge(0.1), audio=audio)
     assert names == ["StartedSpeaking", "StoppedSpeaking"]
+
+
+async def test_by_default_a_clause_pause_in_an_open_answer_is_not_judged_and_does_not_cut():
+    """The CI failure of session 7: 要十五公斤的大罐，(pause) 一罐，今天下午送 was cut at the comma because Smart Turn
+    judged the first clause finished. An open answer is not judged now: a 0.5 s pause keeps one turn."""
+    calls: list = []
+    pcm = voiced(1.0) + silence(0.5) + voiced(1.0) + silence(1.5)
+    names, stops = await _events(pcm, _judge(0.95, calls), audio=DEFAULT)
+    assert names.count("StoppedSpeaking") == 1 and not calls
+    assert 125 + 40 <= stops[0] <= 125 + 46  # after the second clause's 0.8 s of silence
+
+
+async def test_by_default_a_yes_no_answer_is_still_judged():
+    calls: list = []
+    session = CallSession(channel="simulate", expect="yes_no")
+    _, stops = await _events(voiced(0.6) + silence(1.5), _judge(0.9, calls), session=session, audio=DEFAULT)
+    assert calls and 30 + 12 <= stops[0] <= 30 + 20
