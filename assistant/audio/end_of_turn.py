@@ -100,11 +100,13 @@ def smart_turn_judges(audio: AudioSettings) -> str:
     return "all" if audio.turn_judge_open_prompts else "closed"
 
 
-def longest_end_of_turn_silence_s(audio: AudioSettings) -> float:
-    """The most silence a turn can take to end (feeders that send silence after speech send this much)."""
+def longest_end_of_turn_silence_s(audio: AudioSettings, *, max_silence_s: float | None = None) -> float:
+    """The most silence a turn can take to end (feeders that send silence after speech send this much);
+    ``max_silence_s``: the elder's own longer wait (``CallSession.end_of_turn_max_silence_s``)."""
     if audio.turn_decision_silence_s <= 0:
         return audio.vad_end_of_turn_silence_s
-    return max(audio.vad_end_of_turn_silence_s, audio.turn_incomplete_max_silence_s, audio.turn_closed_max_silence_s)
+    return max(audio.vad_end_of_turn_silence_s, audio.turn_incomplete_max_silence_s, audio.turn_closed_max_silence_s,
+               max_silence_s or 0.0)
 
 
 class EndOfTurnProcessor(FrameProcessor):

@@ -518,7 +518,8 @@ async def screen_ws(request: web.Request) -> web.WebSocketResponse:
                     Ready(
                         session_id=session.call_id,
                         sample_rate_hz=rate,
-                        end_of_turn_silence_s=longest_end_of_turn_silence_s(settings.audio),
+                        end_of_turn_silence_s=longest_end_of_turn_silence_s(
+                            settings.audio, max_silence_s=session.end_of_turn_max_silence_s),
                     )
                 )
 

@@ -171,6 +171,7 @@ def test_feeders_send_enough_silence_for_the_longest_wait():
     from assistant.audio.end_of_turn import longest_end_of_turn_silence_s
 
     assert longest_end_of_turn_silence_s(AUDIO) == AUDIO.turn_incomplete_max_silence_s
+    assert longest_end_of_turn_silence_s(DEFAULT, max_silence_s=4.0) == 4.0  # a slow speaker's own wait
     fixed = dataclasses.replace(AUDIO, turn_decision_silence_s=0.0)
     assert longest_end_of_turn_silence_s(fixed) == AUDIO.vad_end_of_turn_silence_s
 
