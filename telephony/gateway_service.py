@@ -17,6 +17,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 
 from assistant.errors import StoreError, TelephonyError
 from assistant.platform.models import normalize_phone
@@ -210,14 +211,23 @@ async def send_warning(*, store, jobs: CallJobStore, broadcast: Broadcast, distr
     schedule's own quiet times and time zone when they have one (``assistant warn send``, ``POST
     /api/warnings``)."""
     cares = {i.elder_id: i for i in await store.list_schedules()}
+    elders = await store.get_elders(await target_elders(jobs, districts))  # one query per batch, not per elder
     schedules = []
-    for elder_id in await target_elders(jobs, districts):
-        elder = await store.get_elder(elder_id)
+    for elder_id, elder in elders.items():
         if elder.phones:
             info = cares.get(elder_id)
             schedules.append(schedule_from_store(info, elder, quiet_hours=quiet_hours) if info
                              else schedule_for_elder(elder, quiet_hours=quiet_hours))
     return await plan_warning(jobs, broadcast, schedules, now=now)
+
+
+async def store_schedules(store, *, quiet_hours: str) -> list[CareSchedule]:
+    """The care schedules of the active elders with a phone (the engine's planning pass in ``serve``): the
+    schedules and their elders read in batches (``PlatformStore.get_elders``), not one elder at a time."""
+    infos = await store.list_schedules()
+    elders = await store.get_elders(i.elder_id for i in infos)
+    return [schedule_from_store(info, elder, quiet_hours=quiet_hours) for info in infos
+            if (elder := elders.get(info.elder_id)) is not None and elder.active and elder.phones]
 
 
 def call_engine(*, settings, store, runner: CareCallRunner, schedules, node_id: str | None = None) -> CallEngine:
@@ -261,13 +271,7 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
     gateway.call_back = identity_call_back(runner=runner, store=store, settings=settings)
     await gateway.start()
 
-    async def schedules() -> list[CareSchedule]:
-        out = []
-        for info in await store.list_schedules():
-            elder = await store.get_elder(info.elder_id)
-            if elder.active and elder.phones:
-                out.append(schedule_from_store(info, elder, quiet_hours=settings.telephony.quiet_hours))
-        return out
+    schedules = partial(store_schedules, store, quiet_hours=settings.telephony.quiet_hours)
 
     stop = asyncio.Event()
     engine = call_engine(settings=settings, store=store, runner=runner, schedules=schedules)

@@ -353,3 +353,51 @@ async def test_a_warning_or_reminder_that_cannot_be_dialled_raises_one_operator_
     assert med_broken.detail["medicine"] == "降压药" and med_broken.detail["plan_id"] is not None
     report = (await warning_report(engine.jobs, broadcast_id="typhoon9"))["typhoon9"]["蓬江"]
     assert (report["heard"], report["failed"]) == (1, 2)
+
+
+# --- planning reads elders in batches ---------------------------------------------------------------------
+async def test_planning_a_broadcast_and_the_care_calls_reads_elders_in_batches(platform):
+    """``send_warning`` and ``serve``'s schedule source read the elders in one query per batch: the number
+    of statements does not grow with the number of elders (it did: one ``get_elder`` per elder)."""
+    from sqlalchemy import event
+
+    from assistant.platform.store.records import NewSchedule
+    from telephony.call_jobs import CallJobStore
+    from telephony.gateway_service import send_warning, store_schedules
+
+    p = platform
+    jobs = CallJobStore.for_engine(p.engine, now=lambda: MON_0858)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    async def measure(broadcast_id: str) -> tuple[int, int, dict]:
+        event.listen(p.engine.sync_engine, "before_cursor_execute", count)
+        try:
+            statements.clear()
+            planned = await send_warning(store=p.store, jobs=jobs, broadcast=Broadcast(broadcast_id=broadcast_id,
+                                                                                       kind="heat"),
+                                         quiet_hours="21:00-08:00", now=MON_0858)
+            sent = len(statements)
+            statements.clear()
+            schedules = await store_schedules(p.store, quiet_hours="21:00-08:00")
+            return sent, len(statements), {"planned": planned, "schedules": len(schedules)}
+        finally:
+            event.remove(p.engine.sync_engine, "before_cursor_execute", count)
+
+    def schedule():
+        return NewSchedule()
+
+    for i in range(2):
+        await p.store.create_elder(name=f"少{i}", district="江海", phones=[f"0750-61{i:02d}"], schedules=[schedule()])
+    few = await measure("heat-few")
+    for i in range(40):
+        await p.store.create_elder(name=f"多{i}", district="江海", phones=[f"0750-62{i:02d}"], schedules=[schedule()])
+    many = await measure("heat-many")
+    assert few[2] == {"planned": {"elders": 5, "added": 5}, "schedules": 2}
+    assert many[2] == {"planned": {"elders": 45, "added": 45}, "schedules": 42}
+    assert (many[0], many[1]) == (few[0], few[1])  # 40 more elders of rows: not one more statement
+    assert few[0] <= 8 and few[1] <= 4
+    got = await p.store.get_elders([*p.elders, 9999, p.elders[0]], batch=2)  # batch edges; unknown ids left out
+    assert sorted(got) == sorted(p.elders) and got[p.elders[0]].phones[0].number == "07501000"
