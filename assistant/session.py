@@ -41,6 +41,8 @@ class CallSession:
     asking_slot: str | None = None
     # an uncertain emergency was asked about ("do you need help?"): what raised it, until it is answered
     pending_emergency: dict[str, Any] | None = None
+    # a consequence understood on weak evidence was read back ("您是说身体不舒服…吗？"): what, until yes / no / silence
+    pending_confirm: dict[str, Any] | None = None
     # the question after turns not understood was asked in this call: later failures lead to the keypad menu
     failure_question_asked: bool = False
     # while the caller keys their PIN (``*`` … ``#``), until this ``time.monotonic()`` deadline: keypad digits

@@ -138,6 +138,17 @@ class DialogueSettings:
     decision_ask_min_asr: float = 0.1  # any emergency keyword heard at least this clearly: ask
     decision_answer_min_asr: float = 0.3  # a "no" to the emergency question must be heard this clearly
     emergency_answer_timeout_s: float = 10.0  # no answer to the emergency question: a person (unconfirmed)
+    # weak evidence for a consequence nothing reads back (an "unwell" alert and call-back, a nurse call-back, "I'm
+    # fine" closing a care call; decision.CONFIRM_INTENTS): a spoken turn acted on (score ≥ act_min_score) but with
+    # its score (ASR × NLU, 0–1) below confirm_below_score, or its ASR confidence (0–1) below confirm_below_asr, is
+    # read back ("您是说身体不舒服，要我们安排人给您回电吗？") and acted on only on a yes (key 1, 对, 是) or the same request
+    # said again; no or silence → nothing done, "say it again" (a failed turn). 0 = never asked. Orders and bookings
+    # read themselves back already. Calibrated by `assistant eval emergencies --calibrate` (calibrate_read_back: it
+    # covers every calibration-split non-request turn taken for such an intent, and is the widest band that makes
+    # at most a quarter of the calibration split's true spoken requests take one more turn: 3 of 12, 2026-12-07)
+    decision_confirm_below_score: float = 0.45
+    decision_confirm_below_asr: float = 0.55
+    confirm_answer_timeout_s: float = 10.0  # no answer to the read-back: nothing done, "say it again"
     # this many turns in a row not understood (heard too badly, or understood as nothing): "didn't catch that;
     # do you need help? say yes or press 1, else say it again" instead of "say that again" (once per call), so
     # an elder whose speech cannot be recognised at all reaches a person at the next turn (the keypad menu's

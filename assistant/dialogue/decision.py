@@ -9,6 +9,11 @@ confidence, the NLU's intent and confidence, an emergency keyword spotter and th
 - ``ask_emergency``: something sounds like an emergency but not clearly: ask one short question (yes / key 1
   / silence / anything unclear → a person, "unconfirmed emergency"; a clear no → carry on).
 - ``act``: hand the text to Rasa (orders, bookings, check-in answers, yes/no ...).
+- ``confirm``: a consequence that nothing reads back (an "unwell" alert, a nurse call-back, "I'm fine" closing a
+  care call: ``CONFIRM_INTENTS``) understood on weak evidence (the score or the ASR confidence in the band below
+  ``confirm_below_score`` / ``confirm_below_asr``): read back what was understood and ask yes / no; act only on
+  a yes (key 1, 对, 是 …) or the same request said again. Orders and bookings read themselves back before they
+  are placed (their forms' last slot): they are never asked twice.
 - ``not_heard``: below the thresholds nothing with consequences happens: "sorry, say that again", and after
   ``max_failed_turns`` the keypad menu.
 
@@ -25,7 +30,7 @@ from typing import Literal
 from assistant.dialogue.emergency_spotter import Spotting, spot
 from assistant.text.normalize import strip_punctuation, to_simplified
 
-Action = Literal["act", "emergency", "ask_emergency", "not_heard"]
+Action = Literal["act", "confirm", "emergency", "ask_emergency", "not_heard"]
 # why the emergency question is asked: emergency evidence, or turns in a row not understood
 QuestionRoute = Literal["evidence", "not_understood"]
 Answer = Literal["yes", "no", "unclear"]
@@ -33,6 +38,11 @@ Answer = Literal["yes", "no", "unclear"]
 # intents whose turn has no consequence when acted on by mistake (a repetition, a slower voice, a hello)
 UNWELL_INTENT = "checkin_unwell"
 HARMLESS_INTENTS = frozenset({"repeat", "slower", "greet", "nlu_fallback", "out_of_scope"})
+# intents whose action has a consequence nothing reads back first (intents/actions/care.py, turns.py: an
+# "unwell" operator alert and call-back, a nurse call-back; "I'm fine" closes a care call's question, see
+# telephony/scheduler.py INTENT_OUTCOMES). Orders and bookings read the order back before placing it; a hand-over
+# (request_human) and the emergency path put a person on the line, the safe side of a mistake
+CONFIRM_INTENTS = frozenset({"checkin_unwell", "health_consult", "checkin_well"})
 # spoken keypad-menu choices: the whole utterance must be the choice ("二", "按二", "第二个", "转人工")
 MENU_WORDS = {
     "1": ("一", "1", "第一", "第一个", "按一", "㩒一", "揿一", "一号"),
@@ -55,6 +65,8 @@ class Thresholds:
     ask_min_asr: float = 0.1
     answer_min_asr: float = 0.3
     question_after_failed_turns: int = 1  # turns in a row not understood → the emergency question (0: never)
+    confirm_below_score: float = 0.0  # a CONFIRM_INTENTS act with a score below this is read back and asked first
+    confirm_below_asr: float = 0.0  # … or heard at an ASR confidence below this
 
     @classmethod
     def from_settings(cls, dialogue: object) -> Thresholds:
@@ -99,6 +111,10 @@ def decide(
     if base == "act" and intent not in HARMLESS_INTENTS and not nlu_emergency and not unwell_in_emergency_words:
         # understood as something else with consequences (a nurse call-back for "头晕正唔正常?", an order):
         # a weak keyword does not turn it into an emergency question
+        if intent in CONFIRM_INTENTS and asr_confidence is not None:
+            weak = _weak_evidence(asr=asr, score=asr * nlu_confidence, th=th)
+            if weak:
+                return Decision(action="confirm", reason=weak, spotting=spotting)
         return Decision(action="act", reason="confident", spotting=spotting)
     # 3. something sounds like an emergency, not clearly: one short question
     if asr >= th.ask_min_asr and spotting.any:
@@ -111,6 +127,15 @@ def decide(
 
 
 _REASONS = {"act": "confident", "not_heard": "below_threshold"}
+
+
+def _weak_evidence(*, asr: float, score: float, th: Thresholds) -> str | None:
+    """Why an act on a consequence nothing reads back is asked first ("weak_score", "weak_asr"), or None."""
+    if score < th.confirm_below_score:
+        return "weak_score"
+    if asr < th.confirm_below_asr:
+        return "weak_asr"
+    return None
 
 
 def _gate(*, asr: float, intent: str | None, nlu_confidence: float, th: Thresholds, in_form: bool) -> Action:
@@ -153,6 +178,33 @@ def spoken_menu_choice(text: str) -> str | None:
         if t in words:
             return key
     return None
+
+
+ConfirmAnswer = Literal["yes", "no", "other"]
+# a yes to the read-back acts: only short answers made of a yes (a "是" inside a story line is no yes)
+_CONFIRM_YES = ("是", "是的", "是啊", "对", "对的", "对啊", "系", "係", "系呀", "啱", "啱呀", "要", "要啊", "好", "好的",
+                "好啊", "嗯", "需要", "可以", "行", "一", "1", "按一", "揿一", "㩒一")
+# a no to the read-back ("没事 / 我很好" is no answer here: to "are you fine?" it is a yes; it is taken as a new turn)
+_CONFIRM_NO = ("不是", "唔系", "唔係", "不对", "唔啱", "唔对", "不要", "唔要", "不用", "唔使", "不需要", "唔需要", "错", "搞错")
+
+
+def classify_confirm_answer(*, text: str, asr_confidence: float | None, intent: str | None, nlu_confidence: float,
+                            thresholds: Thresholds) -> ConfirmAnswer:
+    """The answer to a read-back ("您是说身体不舒服，要我们安排人给您回电吗？"): ``yes`` acts (a whole answer that is
+    a yes, heard clearly: a yes causes the action), ``no`` acts on nothing; ``other`` (anything else, a new
+    request, an emergency) is taken as a new turn. Silence is the caller's (no action)."""
+    t = _compact(text).rstrip("啊呀吖啦喇呢吧咯")
+    asr = 1.0 if asr_confidence is None else asr_confidence
+    if not t or asr < thresholds.answer_min_asr or spot(t).any:
+        return "other"
+    if (len(t) <= 8 and any(t.startswith(w) for w in _CONFIRM_NO)) or t in ("没有", "冇", "无"):
+        return "no"
+    if t in _CONFIRM_YES:
+        return "yes"
+    score = asr * nlu_confidence
+    if len(t) <= 6 and score >= thresholds.act_min_score and intent in ("affirm", "deny"):
+        return "yes" if intent == "affirm" else "no"
+    return "other"
 
 
 FailureAnswer = Literal["sos", "person", "no", "act", "unclear"]

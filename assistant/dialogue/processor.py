@@ -14,6 +14,10 @@
   there only an answer that is itself a clear emergency raises the SOS; yes, key 1 or silence a person
   ("unconfirmed emergency"); a request understood this time is acted on; still not understood → the keypad
   menu and its "misunderstanding" hand-over, as two failed turns always led to.
+- A consequence nothing reads back (an "unwell" alert and call-back, a nurse call-back, "I'm fine" closing a
+  care call) understood on weak evidence (``decision_confirm_below_*``) is read back first ("您是说身体不舒服，
+  要我们安排人给您回电吗？"): a yes (key 1, 对, 是) or the same request said again acts; no or silence does nothing
+  and offers to say it again (a failed turn: two of them lead to the keypad menu); anything else is a new turn.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from assistant.dialogue.decision import (
     QuestionRoute,
     Thresholds,
     classify_answer,
+    classify_confirm_answer,
     classify_failure_answer,
     decide,
     not_understood,
@@ -62,6 +67,9 @@ CONFIRM_QUESTIONS = ("对吗", "对不对", "好吗", "好不好", "是不是", 
 # raised here instead
 KEYPAD_INTENTS = {"1": "/checkin_well", "2": "/checkin_unwell", "0": "/request_human"}
 KEYPAD_DOWN_ALERTS = {"2": "unwell"}
+# what is read back before a consequence understood on weak evidence (decision.CONFIRM_INTENTS) is acted on
+READ_BACKS = {"checkin_unwell": "read_back_unwell", "health_consult": "read_back_nurse_callback",
+              "checkin_well": "read_back_well"}
 
 
 IdentityProof = Callable[[CallSession], Awaitable[list[str]]]
@@ -139,6 +147,9 @@ class DialogueProcessor(FrameProcessor):
         if self._session.pending_emergency is not None:
             await self._emergency_answer(record, text, asr_confidence=asr_confidence)
             return
+        if self._session.pending_confirm is not None:
+            await self._confirm_answer(record, text, asr_confidence=asr_confidence)
+            return
         if not text:
             await self._failed_turn(record, reason=record.error or "empty_transcript")
             return
@@ -174,6 +185,13 @@ class DialogueProcessor(FrameProcessor):
             record.events.append({"event": "emergency_answer", "answer": answer, "key": key})
             await self._resolve_emergency(record, answer, text=record.transcript)
             return
+        if self._session.pending_confirm is not None:  # key 1 answers the read-back with yes; 2, 0 … as usual
+            await self._stop_answer_timer()
+            pending, self._session.pending_confirm = self._session.pending_confirm, None
+            record.events.append({"event": "confirm_answer", "answer": "yes" if key == "1" else "key", "key": key})
+            if key == "1":
+                await self._confirmed(record, pending)
+                return
         await self._keypad_choice(record, key)
 
     async def _keypad_choice(self, record: TurnRecord, key: str) -> None:
@@ -349,18 +367,24 @@ class DialogueProcessor(FrameProcessor):
 
     # -- one decision per turn, emergencies (issue #27) -----------------------------------------------
 
-    async def _decide(self, record: TurnRecord, text: str, *, asr_confidence: float | None) -> None:
-        """Parse first, then one decision: act (Rasa), emergency now, ask about one, or "say that again"."""
+    async def _decide(self, record: TurnRecord, text: str, *, asr_confidence: float | None,
+                      parse: NluParse | None = None, read_back_intent: str | None = None) -> None:
+        """Parse first, then one decision: act (Rasa), read back and ask, emergency now, ask about one, or "say
+        that again". ``read_back_intent``: what the read-back before this turn asked about (the same request said
+        again answers it: acted on)."""
         record.nlu_start_t = time.perf_counter()
-        try:
-            parse = await self._rasa.parse(text)
-        except DialogueError as exc:
-            await self._dialogue_down(record, exc)
-            return
+        if parse is None:
+            try:
+                parse = await self._rasa.parse(text)
+            except DialogueError as exc:
+                await self._dialogue_down(record, exc)
+                return
         decision = decide(
             text=text, asr_confidence=asr_confidence, intent=parse.intent, nlu_confidence=parse.confidence,
             thresholds=self._thresholds, in_form=self._session.asking_slot is not None,
         )
+        if decision.action == "confirm" and parse.intent == read_back_intent:
+            decision = Decision(action="act", reason="said_again", spotting=decision.spotting)
         record.intent = parse.intent
         record.intent_confidence = round(parse.confidence, 3)
         record.events.append({"event": "decision", **decision.detail()})
@@ -377,6 +401,9 @@ class DialogueProcessor(FrameProcessor):
                 return
         if decision.action == "act":
             await self._ask_rasa(record, text, parse=parse)
+        elif decision.action == "confirm":
+            record.nlu_end_t = time.perf_counter()
+            await self._read_back(record, text, parse=parse, decision=decision)
         elif decision.action == "emergency":
             await self._emergency_now(record, text, parse=parse, decision=decision)
         elif decision.action == "ask_emergency":
@@ -415,7 +442,7 @@ class DialogueProcessor(FrameProcessor):
             self._session.failure_question_asked = True
         await self._say(record, [self._phrases.say(key, self._session.dialect)])
         self._session.expect = "yes_no"  # the question names key 1 too, but the answer is a yes or a no
-        await self._start_answer_timer()
+        await self._start_answer_timer(self._settings.dialogue.emergency_answer_timeout_s)
 
     async def _emergency_answer(self, record: TurnRecord, text: str, *, asr_confidence: float | None) -> None:
         await self._stop_answer_timer()
@@ -467,25 +494,85 @@ class DialogueProcessor(FrameProcessor):
         })
         await self._say(record, [self._phrases.say("emergency_person", self._session.dialect)])
 
-    async def _start_answer_timer(self) -> None:
+    # -- a consequence understood on weak evidence: read back, act only on a yes --------------------------------
+
+    async def _read_back(self, record: TurnRecord, text: str, *, parse: NluParse, decision: Decision) -> None:
+        self._session.pending_confirm = {
+            "transcript": text, "intent": parse.intent, "nlu_confidence": round(parse.confidence, 3),
+            "asr_confidence": record.asr_confidence, **decision.detail(),
+        }
+        await self._say(record, [self._phrases.say(READ_BACKS[str(parse.intent)], self._session.dialect)])
+        self._session.expect = "yes_no"  # it names key 1 too, but the answer is a yes or a no
+        await self._start_answer_timer(self._settings.dialogue.confirm_answer_timeout_s)
+
+    async def _confirm_answer(self, record: TurnRecord, text: str, *, asr_confidence: float | None) -> None:
+        """yes → act on what was read back; no, or nothing heard → nothing done; anything else → a new turn
+        (an emergency, another request, or the same request said again, which acts)."""
         await self._stop_answer_timer()
-        self._answer_timer = self.create_task(self._answer_timeout(), name="emergency_answer_timeout")
+        pending, self._session.pending_confirm = self._session.pending_confirm or {}, None
+        if not text:
+            record.events.append({"event": "confirm_answer", "answer": "not_heard"})
+            await self._not_confirmed(record, reason=record.error or "empty_transcript")
+            return
+        record.nlu_start_t = time.perf_counter()
+        try:
+            parse = await self._rasa.parse(text)
+        except DialogueError as exc:
+            await self._dialogue_down(record, exc)
+            return
+        answer = classify_confirm_answer(text=text, asr_confidence=asr_confidence, intent=parse.intent,
+                                         nlu_confidence=parse.confidence, thresholds=self._thresholds)
+        record.events.append({"event": "confirm_answer", "answer": answer})
+        if answer == "yes":
+            record.intent, record.intent_confidence = parse.intent, round(parse.confidence, 3)
+            await self._confirmed(record, pending)
+        elif answer == "no":
+            record.intent, record.intent_confidence = parse.intent, round(parse.confidence, 3)
+            record.nlu_end_t = time.perf_counter()
+            await self._not_confirmed(record, reason="no")
+        else:
+            await self._decide(record, text, asr_confidence=asr_confidence, parse=parse,
+                               read_back_intent=pending.get("intent"))
+
+    async def _confirmed(self, record: TurnRecord, pending: dict[str, Any]) -> None:
+        """The elder said yes to the read-back: act on it through Rasa (the intent, with what was heard)."""
+        self._session.failed_turns = 0
+        await self._ask_rasa(record, f"/{pending.get('intent')}", extra_metadata={
+            "transcript": pending.get("transcript"), "decision": {**pending, "confirmed_by": "elder"}})
+
+    async def _not_confirmed(self, record: TurnRecord, *, reason: str) -> None:
+        """No, or no answer, to the read-back: nothing is done; "say it again", and a failed turn (two in a row
+        lead to the keypad menu and its hand-over, as always)."""
+        self._session.failed_turns += 1
+        if self._session.failed_turns >= self._settings.dialogue.max_failed_turns:
+            await self._keypad_menu(record, reason=f"not_confirmed:{reason}")
+            return
+        await self._say(record, [self._phrases.say("read_back_declined", self._session.dialect)])
+
+    async def _start_answer_timer(self, timeout_s: float) -> None:
+        await self._stop_answer_timer()
+        self._answer_timer = self.create_task(self._answer_timeout(timeout_s), name="answer_timeout")
 
     async def _stop_answer_timer(self) -> None:
         timer, self._answer_timer = self._answer_timer, None
         if timer is not None and timer is not asyncio.current_task() and not timer.done():
             await self.cancel_task(timer)
 
-    async def _answer_timeout(self) -> None:
-        """No answer to "do you need help?" within ``emergency_answer_timeout_s``: a person."""
-        await asyncio.sleep(self._settings.dialogue.emergency_answer_timeout_s)
+    async def _answer_timeout(self, timeout_s: float) -> None:
+        """No answer within ``timeout_s``: to "do you need help?" a person; to a read-back, nothing done."""
+        await asyncio.sleep(timeout_s)
         self._answer_timer = None
-        if self._session.pending_emergency is None:
+        if self._session.pending_emergency is None and self._session.pending_confirm is None:
             return
         record = self._tracker.begin(source="system")
         record.transcript = "[无回应]"
-        record.events.append({"event": "emergency_answer", "answer": "silence"})
-        await self._resolve_emergency(record, "silence", text="")
+        if self._session.pending_emergency is not None:
+            record.events.append({"event": "emergency_answer", "answer": "silence"})
+            await self._resolve_emergency(record, "silence", text="")
+            return
+        self._session.pending_confirm = None
+        record.events.append({"event": "confirm_answer", "answer": "silence"})
+        await self._not_confirmed(record, reason="silence")
 
     async def _say(self, record: TurnRecord, texts: list[str]) -> None:
         spoken = [t for t in [*record.reply_texts, *texts] if t]

@@ -20,7 +20,7 @@ from actions.common import (
     custom,
     dialect_of,
     elder_id_of,
-    latest_text,
+    heard_text,
     say,
     user_turn_time,
 )
@@ -39,11 +39,10 @@ class ActionEmergency(Action):
         dialect = dialect_of(tracker)
         received_at = user_turn_time(tracker)
         action_started_at = time.time()
-        text = latest_text(tracker)
         meta = call_metadata(tracker)
         detail = {
             # "/emergency" comes from the pipeline's decision (a keyword, or the elder's "yes"): it sends what was heard
-            "transcript": str(meta.get("transcript") or text) if text.startswith("/") else text,
+            "transcript": heard_text(tracker),
             "decision": meta.get("decision"),
             "intent_received_at": received_at,
             "alert_sent_at": action_started_at,
@@ -80,7 +79,7 @@ async def care_alert(dispatcher: CollectingDispatcher, tracker: Tracker, *, kind
     """``POST /api/alerts`` with what the elder said; on failure a person is asked for (handover event)."""
     try:
         await api().raise_alert(elder_id=elder_id_of(tracker), call_id=call_id_of(tracker), kind=kind,
-                                detail={"transcript": latest_text(tracker), "dialect": dialect_of(tracker)})
+                                detail={"transcript": heard_text(tracker), "dialect": dialect_of(tracker)})
     except PlatformApiError as exc:
         logger.error("%s alert for %s failed: %s", kind, tracker.sender_id, exc.code)
         custom(dispatcher, "handover", reason=failed_reason)

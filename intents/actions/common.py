@@ -64,6 +64,13 @@ def latest_text(tracker: Tracker) -> str:
     return str((tracker.latest_message or {}).get("text") or "")
 
 
+def heard_text(tracker: Tracker) -> str:
+    """What the elder said: the latest text, or for an intent the pipeline sent on the elder's behalf ("/emergency"
+    after a yes, "/checkin_unwell" after a read-back was confirmed) the transcript it sends in the metadata."""
+    text = latest_text(tracker)
+    return str(call_metadata(tracker).get("transcript") or text) if text.startswith("/") else text
+
+
 def consecutive_fallbacks(tracker: Tracker) -> int:
     """How many user turns in a row, counting back from the latest, were not understood."""
     n = 0
