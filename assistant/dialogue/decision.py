@@ -152,7 +152,8 @@ def _gate(*, asr: float, intent: str | None, nlu_confidence: float, th: Threshol
 
 
 # intents that interrupt a form with their own consequence (intents/actions/actions.py INTERRUPT_INTENTS)
-_FORM_INTERRUPTS = frozenset({"emergency", "request_human", "health_consult", "goodbye", "ask_identity", "report_suspicious_call"})
+_FORM_INTERRUPTS = frozenset({"emergency", "request_human", "health_consult", "goodbye", "ask_identity", "report_suspicious_call",
+                              "checkin_unwell"})
 
 
 def not_understood(decision: Decision, *, intent: str | None, spoken: bool, in_form: bool) -> bool:

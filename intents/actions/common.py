@@ -24,7 +24,8 @@ from assistant.phrases import DEFAULT_PLATFORM_NAME, Phrasebook
 # intents that interrupt a form instead of answering its question (handled by rules, then the form resumes
 # or ends); everything else is read as an answer, and an unclear answer is asked again
 INTERRUPT_INTENTS = frozenset(
-    {"emergency", "request_human", "repeat", "slower", "ask_identity", "report_suspicious_call", "goodbye", "health_consult"}
+    {"emergency", "request_human", "repeat", "slower", "ask_identity", "report_suspicious_call", "goodbye", "health_consult",
+     "checkin_unwell"}
 )
 CANCEL = "cancel"
 

@@ -256,3 +256,17 @@ def test_repeat_and_slower_inside_a_form_resume_it(stack):
     assert {"event": "slower"} in events and texts[-1] == question[-1]
     texts, _ = call.say("大罐")  # the form is still there and takes the answer
     assert "几罐" in "".join(texts)
+
+
+@pytest.mark.parametrize("form_opener", ["我想订煤气", "我想订餐", "家里水管坏了要维修", "我想预约看病"])
+def test_the_keypad_menus_need_help_key_reaches_a_person_inside_a_form(stack, form_opener):
+    """The keypad menu (offered after two failed turns, also in the middle of an order) says 按二，需要帮助.
+    Inside a form key 2 (/checkin_unwell) was read as a wrong answer to the form's question and asked again:
+    no alert. It must raise the unwell alert and end the order (the next turn is not read as an answer)."""
+    api: StubPlatformApi = stack["api"]
+    call = Call(stack)
+    call.say(form_opener)
+    texts, events = call.say("/checkin_unwell")
+    assert any(a["kind"] == "unwell" and a["call_id"] == call.sender for a in api.alerts), (texts, events)
+    texts, _ = call.say("你好")
+    assert "有什么可以帮您" in "".join(texts), texts
