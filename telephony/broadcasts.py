@@ -164,6 +164,45 @@ async def warning_report(jobs: CallJobStore, *, broadcast_id: str | None = None,
     return report
 
 
+async def broadcast_summary(jobs: CallJobStore, broadcast_id: str) -> dict[str, Any] | None:
+    """What a broadcast said and when it was sent (its first row's ``detail`` and ``created_at``), or None."""
+    q = (select(CallJob.detail, CallJob.created_at)
+         .where(CallJob.kind == "warning", CallJob.attempt == 1, CallJob.chain.like(f"warn:{broadcast_id}:%"))
+         .order_by(CallJob.id).limit(1))
+
+    async def read(s):
+        return (await s.execute(q)).first()
+
+    row = await jobs._run("broadcast summary", read)
+    if row is None:
+        return None
+    detail, created = row
+    return {"broadcast": broadcast_id, "warning": detail.get("warning"), "fields": detail.get("fields") or {},
+            "text": detail.get("text"), "sent_at": created}
+
+
+async def not_reached(jobs: CallJobStore, broadcast_id: str) -> list[dict[str, Any]]:
+    """The elders a broadcast did not reach, by the newest try of their call (``failed``: could not be dialled,
+    ``no_answer``: every try unanswered): ``{elder_id, name, district, number, result, attempts}``, for the
+    operator who phones them (the console's warning page)."""
+    q = (select(CallJob.chain, CallJob.attempt, CallJob.state, CallJob.elder_id, CallJob.number, Elder.name,
+                Elder.district)
+         .join(Elder, Elder.id == CallJob.elder_id, isouter=True)
+         .where(CallJob.kind == "warning", CallJob.chain.like(f"warn:{broadcast_id}:%")))
+
+    async def read(s):
+        return (await s.execute(q)).all()
+
+    newest: dict[str, Any] = {}
+    for row in await jobs._run("warning not reached", read):
+        if row.chain not in newest or row.attempt > newest[row.chain].attempt:
+            newest[row.chain] = row
+    out = [{"elder_id": r.elder_id, "name": r.name or "", "district": r.district or "", "number": r.number,
+            "result": _result(r.state, None), "attempts": r.attempt} for r in newest.values()]
+    return sorted((o for o in out if o["result"] in ("failed", "no_answer")),
+                  key=lambda o: (o["result"] != "failed", o["district"], o["elder_id"]))
+
+
 def _result(state: str, outcome: str | None) -> str:
     if state == "done":
         return outcome if outcome in ("heard", "need_help") else "answered"

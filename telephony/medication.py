@@ -15,16 +15,17 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from assistant.phrases import Phrasebook
 from assistant.platform.models import Elder, ElderPhone, FamilyContact
 from telephony.call_jobs import CallJobStore, NewJob
-from telephony.models import MedicationPlan
+from telephony.models import CallJob, MedicationPlan
 from telephony.scheduler import CareSchedule, TimeWindow
 
 REMINDER_KEY = "medication_reminder"
 FAMILY_KEY = "medication_family"
+DISABLED = "plan_disabled"  # the result of a reminder row ended because its plan was disabled
 
 
 def message(phrases: Phrasebook, detail: dict[str, Any], dialect: str | None) -> str:
@@ -47,6 +48,52 @@ async def add_plan(jobs: CallJobStore, *, elder_id: int, medicine: str, times: s
         return plan.id
 
     return await jobs._run("add medication plan", write)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanInfo:
+    plan_id: int
+    elder_id: int
+    medicine: str
+    times: str
+    enabled: bool
+    created_at: dt.datetime
+
+
+async def list_plans(jobs: CallJobStore, *, elder_id: int) -> list[PlanInfo]:
+    """An elder's medication plans, enabled first, oldest first."""
+    q = (select(MedicationPlan).where(MedicationPlan.elder_id == elder_id)
+         .order_by(MedicationPlan.enabled.desc(), MedicationPlan.id))
+
+    async def read(s):
+        return [PlanInfo(plan_id=p.id, elder_id=p.elder_id, medicine=p.medicine, times=p.times, enabled=p.enabled,
+                         created_at=p.created_at) for p in (await s.scalars(q)).all()]
+
+    return await jobs._run("list medication plans", read)
+
+
+async def set_plan_enabled(jobs: CallJobStore, *, plan_id: int, elder_id: int, enabled: bool) -> bool:
+    """Stop (or restart) a plan's reminders; False when the elder has no such plan. Disabling also ends the
+    plan's reminder rows still waiting to be dialled (``missed``, result ``plan_disabled``: today's later
+    times and tomorrow's are already planned); enabling again removes those rows so the next planning pass
+    plans the times still ahead."""
+    rows = CallJob.__table__
+    mine = (rows.c.kind == "medication") & rows.c.chain.like(f"med:{plan_id}:%")
+
+    async def write(s) -> bool:
+        plan = await s.get(MedicationPlan, plan_id)
+        if plan is None or plan.elder_id != elder_id:
+            return False
+        plan.enabled = enabled
+        if enabled:
+            await s.execute(delete(rows).where(mine, rows.c.state == "missed", rows.c.result == DISABLED))
+        else:
+            await s.execute(update(rows).where(mine, rows.c.state == "planned")
+                            .values(state="missed", result=DISABLED, finished_at=jobs.now()))
+        await s.commit()
+        return True
+
+    return await jobs._run("set medication plan", write)
 
 
 @dataclass(frozen=True, kw_only=True)

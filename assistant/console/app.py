@@ -19,7 +19,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from assistant.console import auth, views_console, views_elders, views_family, views_users, views_voice
+from assistant.console import (
+    auth,
+    views_console,
+    views_elders,
+    views_family,
+    views_medication,
+    views_users,
+    views_voice,
+    views_warnings,
+)
 from assistant.console.events import POLL_INTERVAL_S, EventHub, watch_database
 from assistant.console.web import (
     CSP,
@@ -115,6 +124,8 @@ def setup_console(app: web.Application) -> None:
     views_users.add_routes(app.router)
     views_voice.add_routes(app.router)
     views_elders.add_routes(app.router)
+    views_warnings.add_routes(app.router)
+    views_medication.add_routes(app.router)
 
 
 def create_app(settings: Settings, *, create_schema: bool = True) -> web.Application:

@@ -150,6 +150,8 @@ AUDIT_LABELS = {
     "false_alarm": "标记误报", "add_note": "添加备注", "order_status": "更改工单状态", "csrf_refused": "拒绝伪造请求",
     "family_place_order": "家属代下单", "set_safe_phrase": "修改安全暗语", "add_contact": "添加联系人",
     "delete_contact": "删除联系人", "elder_settings": "修改语音/屏幕设置",
+    "send_warning": "发送预警", "view_warning": "查看预警送达情况", "medication_add": "添加吃药提醒",
+    "medication_disable": "停用吃药提醒", "medication_enable": "恢复吃药提醒",
     "unlock_login": "解除登录锁定", "family_refused": "家属无权操作（已拒绝）", "api_view_turns": "接口查看通话记录",
 }
 
@@ -270,6 +272,7 @@ def _nav(principal: Principal | None, area: str, current: str) -> str:
             ("/console/", "审核队列"),
             ("/console/orders", "工单看板"),
             ("/console/care", "关怀电话"),
+            ("/console/warnings", "预警广播"),
             ("/console/voice", "语音包录音"),
         ]
         if principal.role in ("supervisor", "admin"):

@@ -35,7 +35,8 @@ async def elder_page(request: web.Request, p: Principal, db: AsyncSession) -> we
 <section aria-labelledby="h-settings" class="card"><h2 id="h-settings">语音和屏幕设置</h2>
 <p class="hint">“声音”选真人录音时，录好的句子用录音播放，没录的句子仍用合成声音。“说话速度”选说话慢或很慢时，
 长者停顿后要多等一会儿才算说完，不会被打断。</p>
-{elder_settings_form(elder, action=f"{base}/settings", csrf=csrf_field(p), voices=VOICES)}</section>"""
+{elder_settings_form(elder, action=f"{base}/settings", csrf=csrf_field(p), voices=VOICES)}</section>
+<p><a href="{base}/medication">吃药提醒</a></p>"""
     return page(f"{elder.name}的设置", body, principal=p)
 
 

@@ -1,0 +1,123 @@
+"""Console pages for warning broadcasts and medication reminders (issue #17): roles, CSRF, audit, the report
+per district, the elders not reached with a call link, medication plans added / stopped / restarted."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select, update
+
+from assistant.console import users
+from assistant.console.app import create_app
+from assistant.console.models import AuditEntry
+from assistant.console.seed import seed_demo
+from assistant.services import SERVICES_KEY
+from telephony.call_jobs import CallJobStore
+from telephony.medication import MedicationReminders
+from telephony.models import CallJob, MedicationPlan
+from tests.unit.console_helpers import PASSWORD, csrf_from, login, write_wav
+
+
+@pytest.fixture
+async def env(aiohttp_client, settings):
+    app = create_app(settings)
+    c = await aiohttp_client(app)
+    async with app[SERVICES_KEY].sessions() as db:
+        for name, role in (("op", "operator"), ("sup", "supervisor")):
+            await users.create_user(db, username=name, role=role, password=PASSWORD)
+        ids = await seed_demo(db, audio_path=write_wav(settings.paths.var_dir / "calls" / "demo.wav"))
+        await users.create_user(db, username="fam", role="family", password=PASSWORD, elder_ids=(ids.elder_a,))
+    c.ids = ids
+    return c
+
+
+async def _as(c, username: str) -> str:
+    await c.post("/console/logout", data={"_csrf": "x"})
+    c.session.cookie_jar.clear()
+    assert (await login(c, username, area="family" if username == "fam" else "console")).status == 303
+    return csrf_from(await (await c.get("/console/" if username != "fam" else "/family/")).text())
+
+
+async def _audit(c, action: str) -> list[AuditEntry]:
+    async with c.server.app[SERVICES_KEY].sessions() as db:
+        return list((await db.scalars(select(AuditEntry).where(AuditEntry.action == action))).all())
+
+
+async def test_warning_pages_send_report_and_not_reached(env):
+    c = env
+    await _as(c, "fam")
+    assert (await c.get("/console/warnings")).status == 403
+    token = await _as(c, "op")
+    page = await c.get("/console/warnings")
+    assert page.status == 200 and "最近 30 天没有发送预警" in await page.text() and "需要主管或管理员" in await page.text()
+    refused = await c.post("/console/warnings", data={"_csrf": token, "kind": "typhoon"}, allow_redirects=False)
+    assert refused.status == 403  # operators see, supervisors send
+    token = await _as(c, "sup")
+    assert (await c.post("/console/warnings", data={"kind": "typhoon", "broadcast_id": "tf1"},
+                         allow_redirects=False)).status == 403  # no CSRF token
+    bad = await c.post("/console/warnings", data={"_csrf": token, "kind": "outage"})  # an outage needs its time
+    assert bad.status == 400 and "预警内容有误" in await bad.text()
+    sent = await c.post("/console/warnings", data={"_csrf": token, "kind": "typhoon", "broadcast_id": "tf1"},
+                        allow_redirects=False)
+    assert sent.status == 303 and sent.headers["Location"].startswith("/console/warnings/tf1?added=")
+    jobs = CallJobStore.for_engine(c.server.app[SERVICES_KEY].engine, now=lambda: dt.datetime.now(dt.UTC))
+    rows = await jobs.jobs()
+    assert rows and {r.kind for r in rows} == {"warning"}
+    [audit] = await _audit(c, "send_warning")
+    assert audit.target_id == "tf1" and audit.detail["added"] == len(rows)
+    # one elder could not be dialled, another heard it
+    failed, heard = rows[0], rows[1]
+    async with c.server.app[SERVICES_KEY].engine.begin() as conn:
+        await conn.execute(update(CallJob).where(CallJob.id == failed.id).values(state="failed", result="no_route"))
+        await conn.execute(update(CallJob).where(CallJob.id == heard.id).values(state="done", outcome="heard"))
+    report = await c.get("/console/warnings/tf1")
+    html = await report.text()
+    assert report.status == 200 and "台风预警" in html and 'id="warning-report"' in html
+    assert f'href="tel:{failed.number}"' in html and f'/console/elders/{failed.elder_id}"' in html
+    assert f'tel:{heard.number}"' not in html  # heard: not in the not-reached list
+    assert "拨不通（1 次）" in html
+    assert [a.target_id for a in await _audit(c, "view_warning")] == ["tf1"]
+    listing = await (await c.get("/console/warnings")).text()
+    assert 'href="/console/warnings/tf1"' in listing
+    assert (await c.get("/console/warnings/nope")).status == 404
+
+
+async def test_medication_plans_add_stop_restart_audited(env):
+    c = env
+    elder = c.ids.elder_a
+    base = f"/console/elders/{elder}/medication"
+    await _as(c, "fam")
+    assert (await c.get(base)).status == 403
+    token = await _as(c, "op")
+    assert "还没有吃药提醒" in await (await c.get(base)).text()
+    assert (await c.get(f"/console/elders/{elder}")).status == 200
+    bad = await c.post(base, data={"_csrf": token, "medicine": "降压药", "times": "早上八点"})
+    assert bad.status == 400 and "08:00,20:00" in await bad.text()
+    added = await c.post(base, data={"_csrf": token, "medicine": "降压药", "times": "08:00，20:00"}, allow_redirects=False)
+    assert added.status == 303
+    async with c.server.app[SERVICES_KEY].sessions() as db:
+        [plan] = (await db.scalars(select(MedicationPlan))).all()
+    assert (plan.elder_id, plan.medicine, plan.times, plan.enabled) == (elder, "降压药", "08:00,20:00", True)
+    html = await (await c.get(base)).text()
+    assert "降压药" in html and "提醒中" in html
+    # the engine's planning pass plans today's and tomorrow's reminders; stopping the plan ends them
+    jobs = CallJobStore.for_engine(c.server.app[SERVICES_KEY].engine, now=lambda: dt.datetime.now(dt.UTC))
+    now = dt.datetime(2030, 1, 7, 7, 0)
+    planned = await jobs.plan(await MedicationReminders(jobs=jobs)(now))
+    assert planned == 4
+    stop = await c.post(f"{base}/{plan.id}/enabled",
+                        data={"_csrf": token, "enabled": "0"}, allow_redirects=False)
+    assert stop.status == 303
+    rows = await jobs.jobs()
+    assert {(r.state, r.result) for r in rows} == {("missed", "plan_disabled")}
+    assert await MedicationReminders(jobs=jobs)(now) == []
+    assert "已停用" in await (await c.get(base)).text()
+    again = await c.post(f"{base}/{plan.id}/enabled", data={"_csrf": token, "enabled": "1"}, allow_redirects=False)
+    assert again.status == 303 and await jobs.jobs() == []  # the ended rows go: the next pass plans them again
+    assert await jobs.plan(await MedicationReminders(jobs=jobs)(now)) == 4
+    other = await c.post(f"/console/elders/{c.ids.elder_b}/medication/{plan.id}/enabled",
+                         data={"_csrf": token, "enabled": "0"})
+    assert other.status == 404  # another elder's plan
+    assert [a.action for a in await _audit(c, "medication_add")] == ["medication_add"]
+    assert len(await _audit(c, "medication_disable")) == 1 and len(await _audit(c, "medication_enable")) == 1
