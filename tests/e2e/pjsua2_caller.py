@@ -61,20 +61,27 @@ class _Call(pj.Call):
     def onCallMediaState(self, prm) -> None:
         info = self.getInfo()
         for i, media in enumerate(info.media):
-            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE and not self.recorders:
-                recorder = pj.AudioMediaRecorder()
-                recorder.createRecorder(self.wav)
-                self.getAudioMedia(i).startTransmit(recorder)
-                self.recorders.append(recorder)
-                if self.play:
-                    player = pj.AudioMediaPlayer()
-                    player.createPlayer(self.play, pj.PJMEDIA_FILE_NO_LOOP)
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                # again after a re-INVITE (hold/unhold): connecting twice is harmless, a new stream needs it
+                if not self.recorders:
+                    recorder = pj.AudioMediaRecorder()
+                    recorder.createRecorder(self.wav)
+                    self.recorders.append(recorder)
+                    if self.play:
+                        player = pj.AudioMediaPlayer()
+                        player.createPlayer(self.play, pj.PJMEDIA_FILE_NO_LOOP)
+                        self.players.append(player)
+                self.getAudioMedia(i).startTransmit(self.recorders[0])
+                for player in self.players:
                     player.startTransmit(self.getAudioMedia(i))
-                    self.players.append(player)
+                break
 
 
 def _m_lines(log: _Log) -> list[str]:
-    answer = log.answers[-1] if log.answers else ""
+    return _m_lines_of(log.answers[-1] if log.answers else "")
+
+
+def _m_lines_of(answer: str) -> list[str]:
     return [" ".join(m.split()[:3]) for m in re.findall(r"^m=(.*)$", answer.replace("\r", ""), re.M)]
 
 
@@ -89,6 +96,8 @@ def main() -> int:
     ap.add_argument("--ca", help="CA file to verify the TLS server's certificate with (TLS URIs)")
     ap.add_argument("--play", help="WAV played into the call")
     ap.add_argument("--dtmf", default="", help="digits sent (RFC 2833) 1 s after the call is confirmed")
+    ap.add_argument("--hold", default="", help="HOLD_S,UNHOLD_S: re-INVITE a=sendonly HOLD_S after the call is confirmed, "
+                    "a=sendrecv UNHOLD_S after it; the RTP counters at unhold + 0.5 s are reported (rtp_at_unhold)")
     args = ap.parse_args()
     tls = "transport=tls" in args.uri
 
@@ -136,6 +145,9 @@ def main() -> int:
     confirmed_at: float | None = None
     dtmf_sent = False
     rtp = {"tx": 0, "rx": 0}
+    hold_s, unhold_s = (float(x) for x in args.hold.split(",")) if args.hold else (0.0, 0.0)
+    held = unheld = False
+    rtp_at_unhold: dict | None = None
     while not call.disconnected and time.monotonic() < deadline:
         ep.libHandleEvents(20)
         if call.confirmed and confirmed_at is None:
@@ -146,6 +158,17 @@ def main() -> int:
         if args.dtmf and not dtmf_sent and confirmed_at is not None and time.monotonic() > confirmed_at + 1.0:
             call.dialDtmf(args.dtmf)
             dtmf_sent = True
+        since = time.monotonic() - confirmed_at if confirmed_at is not None else -1.0
+        if args.hold and not held and since > hold_s:
+            call.setHold(pj.CallOpParam(True))
+            held = True
+        if args.hold and held and not unheld and since > unhold_s:
+            prm = pj.CallOpParam(True)
+            prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+            call.reinvite(prm)
+            unheld = True
+        if unheld and rtp_at_unhold is None and since > unhold_s + 0.5:
+            rtp_at_unhold = dict(rtp)
         if call.confirmed and not call.disconnected:
             try:
                 stat = call.getStreamStat(0).rtcp
@@ -159,7 +182,9 @@ def main() -> int:
     answer = log.answers[-1] if log.answers else ""
     m_lines = _m_lines(log)
     print(json.dumps({"confirmed": call.confirmed, "status": call.status, "answer_m_lines": m_lines,
-                      "answer_crypto": "a=crypto" in answer, "rtp": rtp, "offered_keys": sorted(log.offered_keys)}), flush=True)
+                      "answer_crypto": "a=crypto" in answer, "rtp": rtp, "offered_keys": sorted(log.offered_keys),
+                      "rtp_at_unhold": rtp_at_unhold, "answers": [_m_lines_of(a) + ["crypto" if "a=crypto" in a else "plain"] for a in log.answers]}),
+          flush=True)
     call.recorders.clear()
     call.players.clear()
     del call

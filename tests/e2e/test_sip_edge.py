@@ -63,11 +63,12 @@ def edge_programs() -> None:
 
 @pytest.fixture
 async def edge(edge_programs, tel_settings, tmp_path, request):
-    strict = getattr(request, "param", True)  # edge.strict_media_source
+    param = getattr(request, "param", {})
+    strict = param.get("strict", True)  # edge.strict_media_source
     tls = await make_demo_cert(tmp_path / "certs")
     bots: list[ReplyBot] = []
     recordings = tmp_path / "calls"
-    factory = bot_pipeline_factory(settings=tel_settings, reply_pcm=tone(seconds=2.0), bots=bots, recordings_dir=recordings)
+    factory = bot_pipeline_factory(settings=tel_settings, reply_pcm=tone(seconds=param.get("greeting_s", 2.0)), bots=bots, recordings_dir=recordings)
     trunks = (
         EdgeTrunk(name="carrier", transport="tls", port=free_tcp_port(), srtp="mandatory"),
         EdgeTrunk(name="homeworker", transport="tls", port=free_tcp_port(), srtp="optional"),
@@ -82,16 +83,16 @@ async def edge(edge_programs, tel_settings, tmp_path, request):
 
 
 async def pjsua2_call(edge: Edge, tmp_path: Path, trunk: str, *, srtp: str, dtmf: str = "", seconds: float = 4.0,
-                      on_confirmed=None) -> dict:
+                      on_confirmed=None, hold: str = "") -> dict:
     """One pjsua2 call into ``trunk`` playing a 1 kHz tone (the caller's voice); the result JSON with
     ``heard_rms`` (what the caller recorded) added. ``on_confirmed(answer_m_lines)`` is awaited while the call
     lasts."""
-    heard = tmp_path / f"heard-{trunk}-{srtp}.wav"
+    heard = tmp_path / "heard-carrier-mandatory.wav"
     voice = write_wav8k(tmp_path / "voice.wav", tone(seconds=seconds + 2, hz=1000, rate=8000, level=0.3))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(CALLER), edge.uri(trunk), "--srtp", srtp, "--ca", str(edge.tls.cert_file), "--play", str(voice),
         "--seconds", str(seconds), "--wav", str(heard), *(["--dtmf", dtmf] if dtmf else []),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *(["--hold", hold] if hold else []), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     if on_confirmed is not None:
         async with asyncio.timeout(30):
             while (line := await proc.stdout.readline()) and '"event": "confirmed"' not in line.decode():
@@ -217,7 +218,7 @@ async def test_srtp_optional_caller_falls_back_to_plain_rtp_on_a_plain_trunk(edg
     assert result["answer_m_lines"][0].split()[2] == "RTP/AVP" and not result["answer_crypto"], result
 
 
-@pytest.mark.parametrize("edge", [True, False], ids=["strict", "not_strict"], indirect=True)
+@pytest.mark.parametrize("edge", [{"strict": True}, {"strict": False}], ids=["strict", "not_strict"], indirect=True)
 async def test_media_from_another_address_than_the_latched_caller_is_dropped_at_the_edge(edge, tmp_path, request):
     """#15's strict media latching on the public side: once rtpengine latched on the caller's media, a rogue
     sender's RTP to the same port never reaches the worker (its RTP stream counts packets of a foreign SSRC
@@ -298,3 +299,50 @@ async def test_baresip_calls_over_tls_with_srtp_and_audio_flows_both_ways(edge, 
     assert offered, "baresip offered no SDES key"
     logs = edge.kamailio.log() + edge.rtpengine.log()
     assert not [k for k in offered if k in logs], "an SDES key is in the edge's logs"
+
+
+
+@pytest.mark.parametrize("edge", [{"greeting_s": 12.0}], indirect=True)
+@pytest.mark.parametrize("holder", ["caller", "worker"])
+async def test_hold_and_unhold_reinvites_through_a_srtp_trunk_keep_the_media_flowing(edge, tmp_path, holder):
+    """A re-INVITE on an SRTP-mandatory TLS trunk, both ways: the caller (pjsua2 ``setHold`` / ``reinvite``
+    with UNHOLD) or the worker (``PhoneCall.hold``: the gateway's own re-INVITE, sent as plain RTP/AVP to
+    rtpengine) puts the call on hold and takes it off. Each re-INVITE goes through rtpengine (``media=anchored``):
+    the trunk side stays RTP/SAVP with SDES keys, the worker's side plain. The caller's media stops on hold and
+    flows again both ways after unhold: the worker receives the caller's packets, the caller hears the worker (a tone the test plays into the worker's stream after unhold: the greeting was
+    cut short by the caller's own tone, barge-in)."""
+    packets: dict[str, int] = {}
+
+    async def hold_and_watch(_m_lines: list[str]) -> None:
+        (call,) = edge.gateway.endpoint.calls.values()
+        await asyncio.sleep(1.0)
+        if holder == "worker":
+            await call.hold(True)
+        await asyncio.sleep(0.5)
+        packets["at_hold"] = call.stream.stats.packets_in
+        await asyncio.sleep(0.4)
+        packets["held"] = call.stream.stats.packets_in - packets["at_hold"]
+        await asyncio.sleep(0.1)
+        if holder == "worker":
+            await call.hold(False)
+        await asyncio.sleep(0.5)
+        # the greeting was cut by the caller's tone (barge-in): the worker speaks again, straight into its stream
+        call.stream.play(tone(seconds=3.0, hz=700, rate=8000, level=0.3))
+        packets["at_unhold"] = call.stream.stats.packets_in
+        await asyncio.sleep(1.5)
+        packets["after"] = call.stream.stats.packets_in - packets["at_unhold"]
+
+    result = await pjsua2_call(edge, tmp_path, "carrier", srtp="mandatory", seconds=4.5, on_confirmed=hold_and_watch,
+                               hold="1.0,2.0" if holder == "caller" else "")
+    await worker_done(edge)
+    assert result["confirmed"], result
+    # the call's 200 and the two re-INVITEs' (received by the caller, or sent by it when the worker held)
+    assert len(result["answers"]) == 3 and all(a[0].endswith("RTP/SAVP") and a[-1] == "crypto" for a in result["answers"]), result["answers"]
+    if holder == "worker":  # the caller answered recvonly: it stops sending (a holding caller goes on sending)
+        assert packets["held"] < 5, f"the caller's media did not stop on hold: {packets}"
+    assert packets["after"] > 50, f"the caller's media does not reach the worker after unhold: {packets}"
+    with wave.open(str(tmp_path / "heard-carrier-mandatory.wav")) as w:
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(float)
+    tail = x[-int(w.getframerate() * 1.5):]  # the caller's recorder runs on its clock: the last 1.5 s are after unhold
+    assert float(np.sqrt(np.mean(tail**2))) > 300, "after unhold the caller hears only silence"
+    assert_keys_not_logged(result, edge)
