@@ -53,6 +53,13 @@ class TurnRecord:
     def reply_text(self) -> str:
         return "".join(self.reply_texts)
 
+    @property
+    def acted_intent(self) -> str | None:
+        """The intent the dialogue acted on in this turn: None when its decision held the intent back (read back
+        and asked first, asked about as an emergency, not heard well enough: ``dialogue/decision.py``)."""
+        held = any(e.get("event") == "decision" and e.get("decision") not in ("act", "emergency") for e in self.events)
+        return None if held else self.intent
+
     def latency_ms(self) -> dict[str, float | None]:
         start = self.speech_end_t if self.speech_end_t is not None else self.asr_start_t
         return {

@@ -168,7 +168,8 @@ def _phone_of(number: str) -> str:
 
 
 def with_checkin_outcomes(base, runner: CareCallRunner):
-    """Wrap a pipeline factory so each turn's intent becomes the care call's outcome (spoken answers)."""
+    """Wrap a pipeline factory so each turn's intent the dialogue acted on becomes the care call's outcome (spoken
+    answers)."""
 
     def factory(*, transport, session):
         built = base(transport=transport, session=session)
@@ -176,7 +177,8 @@ def with_checkin_outcomes(base, runner: CareCallRunner):
         if tracker is not None:
 
             async def listener(stage: str, record) -> None:
-                outcome = INTENT_OUTCOMES.get(getattr(record, "intent", None) or "")
+                # only what the dialogue acted on: an "unwell" read back and not yet confirmed is no answer
+                outcome = INTENT_OUTCOMES.get(getattr(record, "acted_intent", None) or "")
                 if outcome:
                     runner.record_outcome(session.call_id, outcome)
 
