@@ -11,7 +11,8 @@ says the turn is over (with ``early_asr_after_silence_s`` 0, no pause frames): S
 turn (longer for a slow speaker, shorter after a closed prompt), or the model failed and the fixed
 ``vad_end_of_turn_silence_s`` ran out. Speech before that swallows the VAD's new "started speaking" (the
 turn goes on: ``SpeechResumedFrame``), so the stages after it see one turn as before. A "started speaking"
-outside a held turn passes at once: barge-in is unchanged.
+outside a held turn passes at once: barge-in is unchanged. ``SpeakerDoneFrame`` (the screen's press-to-talk
+released) ends the turn at its first pause: held now, or the next stop within ``SPEAKER_DONE_VALID_S``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from assistant.audio.smart_turn import MODEL_WINDOW_S, completion_probability
-from assistant.audio.vad import SpeechPausedFrame, SpeechResumedFrame
+from assistant.audio.vad import SpeakerDoneFrame, SpeechPausedFrame, SpeechResumedFrame
 from assistant.errors import SmartTurnError
 from assistant.session import CallSession
 from assistant.settings import AudioSettings
@@ -41,6 +42,10 @@ CLOSED_PROMPTS = ("yes_no", "menu")  # CallSession.expect values whose answers a
 # audio the model gets from before the speech: as pipecat feeds Smart Turn (0.5 s before the first speech; the
 # VAD's "started speaking" comes vad_start_s after it)
 PRE_SPEECH_S = 0.5
+
+# after a SpeakerDoneFrame, the next pause ends the turn if it comes within this much audio (the page keeps
+# sending the microphone: a release with nothing said must not cut a later hands-free turn short)
+SPEAKER_DONE_VALID_S = 2.0
 
 Judge = Callable[..., Awaitable[float]]  # (pcm16, *, sample_rate_hz) → probability the turn is complete
 
@@ -124,6 +129,7 @@ class EndOfTurnProcessor(FrameProcessor):
         self._probability: float | None = None
         self._failed = False
         self._judging: asyncio.Task | None = None
+        self._speaker_done_s_left = 0.0  # > 0: the speaker said they are done; the next pause ends the turn
 
     def _policy(self) -> EndOfTurnPolicy:
         return EndOfTurnPolicy.from_settings(self._audio, max_silence_s=self._session.end_of_turn_max_silence_s)
@@ -147,6 +153,11 @@ class EndOfTurnProcessor(FrameProcessor):
                 keep = self._bytes(PRE_SPEECH_S + self._audio.vad_start_s)
                 del self._turn_audio[: max(0, len(self._turn_audio) - keep)]
                 await self.push_frame(frame, direction)
+        elif isinstance(frame, SpeakerDoneFrame):
+            await self.push_frame(frame, direction)
+            self._speaker_done_s_left = SPEAKER_DONE_VALID_S
+            if self._held is not None:
+                await self._release("the speaker is done")
         elif isinstance(frame, (EndFrame, CancelFrame)):
             await self._stop_judging()
             if isinstance(frame, EndFrame) and self._held is not None:
@@ -167,14 +178,23 @@ class EndOfTurnProcessor(FrameProcessor):
         excess = len(self._turn_audio) - self._bytes(MODEL_WINDOW_S + 1)
         if excess > 0:
             del self._turn_audio[:excess]
+        if self._speaker_done_s_left > 0 and self._held is None:
+            self._speaker_done_s_left -= self._seconds(frame)
         if self._held is not None:
-            self._silence_s += len(frame.audio) / 2 / frame.sample_rate / max(1, frame.num_channels)
+            self._silence_s += self._seconds(frame)
             await self._decide()
+
+    @staticmethod
+    def _seconds(frame: InputAudioRawFrame) -> float:
+        return len(frame.audio) / 2 / frame.sample_rate / max(1, frame.num_channels)
 
     async def _hold(self, frame: VADUserStoppedSpeakingFrame) -> None:
         await self._drop_held()
         self._held = frame
         self._silence_s = frame.stop_secs
+        if self._speaker_done_s_left > 0:
+            await self._release("the speaker is done")
+            return
         if self._audio.early_asr_after_silence_s > 0:  # early recognition starts at the decision pause
             await self.push_frame(SpeechPausedFrame(silence_s=self._silence_s))
         if self._policy().judges(closed=self._session.expect in CLOSED_PROMPTS):
@@ -203,6 +223,7 @@ class EndOfTurnProcessor(FrameProcessor):
 
     async def _release(self, why: str) -> None:
         held, self._held = self._held, None
+        self._speaker_done_s_left = 0.0
         await self._stop_judging()
         self._reset_verdict()
         logger.debug(f"call {self._session.call_id}: end of turn ({why})")

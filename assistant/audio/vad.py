@@ -78,6 +78,12 @@ class SpeechResumedFrame(SystemFrame):
     """The caller spoke again after a ``SpeechPausedFrame``: the turn was not over."""
 
 
+@dataclass
+class SpeakerDoneFrame(SystemFrame):
+    """The speaker said they have finished (the screen's press-to-talk released): the turn ends at its first
+    pause instead of waiting out the end-of-turn silence (``EndOfTurnProcessor``)."""
+
+
 class PauseAwareVADProcessor(VADProcessor):
     """pipecat's VAD processor, plus a frame when a pause reaches ``pause_s`` and one if speech resumes.
 

@@ -443,6 +443,8 @@ async def _handle_control(app: web.Application, conn: ScreenConnection, text: st
         await conn.link.send(ErrorMessage(code="screen_no_voice", text="语音助手暂时不可用，请按紧急求助或打电话"))
     elif msg.type == "ptt" and msg.state == "start":
         await conn.transport.interrupt()  # the elder wants to talk: stop the assistant now
+    elif msg.type == "ptt" and msg.state == "stop":
+        await conn.transport.speaker_done()  # released: the turn ends at its first pause, not after the wait
     elif msg.type == "button" and msg.button is not None:
         await conn.transport.interrupt()
         await conn.transport.inject_text(BUTTON_TEXTS[msg.button])

@@ -35,6 +35,7 @@ from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
 from pipecat.utils.time import time_now_iso8601
 
+from assistant.audio.vad import SpeakerDoneFrame
 from assistant.screen.protocol import (
     MIC_FRAME_BYTES,
     MIC_SAMPLE_RATE_HZ,
@@ -139,6 +140,10 @@ class ScreenInputTransport(BaseInputTransport):
         """Stop the assistant talking (press-to-talk pressed, SOS): an interruption both ways."""
         await self.broadcast_interruption()
 
+    async def speaker_done(self) -> None:
+        """Press-to-talk released: the elder has finished; the turn ends at its first pause."""
+        await self.push_frame(SpeakerDoneFrame())
+
 
 class ScreenOutputTransport(BaseOutputTransport):
     """``captions_from_frames``: caption ``TranscriptionFrame``/``TTSTextFrame`` as they pass (pipelines without
@@ -234,3 +239,6 @@ class ScreenTransport(BaseTransport):
 
     async def interrupt(self) -> None:
         await self._input.interrupt()
+
+    async def speaker_done(self) -> None:
+        await self._input.speaker_done()

@@ -69,7 +69,8 @@ def test_by_default_a_slow_speakers_open_answer_waits_their_own_silence():
 # --- the processor behind the real VAD ---
 
 async def _events(pcm: bytes, judge, *, session: CallSession | None = None, audio: AudioSettings = AUDIO,
-                  ) -> tuple[list[str], list[int]]:
+                  done_at_s: float | None = None) -> tuple[list[str], list[int]]:
+    """``done_at_s``: a SpeakerDoneFrame (press-to-talk released) after that much audio."""
     from pipecat.frames.frames import (
         InputAudioRawFrame,
         VADUserStartedSpeakingFrame,
@@ -78,7 +79,7 @@ async def _events(pcm: bytes, judge, *, session: CallSession | None = None, audi
     from pipecat.pipeline.pipeline import Pipeline
     from pipecat.tests.utils import SleepFrame, run_test
 
-    from assistant.audio.vad import SpeechPausedFrame, SpeechResumedFrame
+    from assistant.audio.vad import SpeakerDoneFrame, SpeechPausedFrame, SpeechResumedFrame
     from assistant.pipeline import turn_taking_stages
 
     session = session or CallSession(channel="simulate")
@@ -86,6 +87,8 @@ async def _events(pcm: bytes, judge, *, session: CallSession | None = None, audi
     step = RATE * 20 // 1000 * 2
     frames = []
     for i in range(0, len(pcm), step):
+        if done_at_s is not None and i == int(done_at_s * RATE) * 2 // step * step:
+            frames.append(SpeakerDoneFrame())
         frames += [InputAudioRawFrame(audio=pcm[i : i + step], sample_rate=RATE, num_channels=1), SleepFrame(sleep=0.002)]
     down, _ = await run_test(Pipeline(stages), frames_to_send=frames)
     kinds = (VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame, SpeechPausedFrame, SpeechResumedFrame)
@@ -200,3 +203,17 @@ async def test_by_default_a_yes_no_answer_is_still_judged():
     session = CallSession(channel="simulate", expect="yes_no")
     _, stops = await _events(voiced(0.6) + silence(1.5), _judge(0.9, calls), session=session, audio=DEFAULT)
     assert calls and 30 + 12 <= stops[0] <= 30 + 20
+
+
+async def test_press_to_talk_released_ends_the_turn_at_its_first_pause():
+    """The screen's release says the elder is done: no 0.8 s wait (nor Smart Turn's) after it."""
+    calls: list = []
+    names, stops = await _events(voiced(1.0) + silence(1.5), _judge(0.1, calls), audio=DEFAULT, done_at_s=1.0)
+    assert names.count("StoppedSpeaking") == 1 and not calls
+    assert 50 + 12 <= stops[0] <= 50 + 20  # ~0.25 s after the speech, not 0.8 s
+
+
+async def test_a_release_with_nothing_said_does_not_cut_a_later_turn():
+    pcm = silence(3.0) + voiced(1.0) + silence(0.5) + voiced(1.0) + silence(1.5)
+    names, _ = await _events(pcm, _judge(0.9), audio=DEFAULT, done_at_s=0.2)
+    assert names.count("StoppedSpeaking") == 1  # the later hands-free turn keeps its 0.5 s pause

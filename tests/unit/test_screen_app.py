@@ -320,3 +320,43 @@ async def test_sos_in_the_full_server_goes_through_the_platform_store(settings, 
     assert any(m.alert_id == alert_id and m.recipient == "13800138000" for m in await outbox(settings))
     assert elapsed < 2.0
     assert app[screen_app.STORE_KEY].platform is app[SERVICES_KEY].store
+
+
+async def test_releasing_press_to_talk_tells_the_pipeline_the_elder_is_done(settings, aiohttp_client):
+    """ptt stop → SpeakerDoneFrame down the pipeline (the end-of-turn stage then ends the turn at its first
+    pause, tests/unit/test_end_of_turn.py); ptt start interrupts as before and is not a "done"."""
+    from pipecat.frames.frames import Frame
+    from pipecat.pipeline.pipeline import Pipeline
+    from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+    from assistant.audio.vad import SpeakerDoneFrame
+
+    await seed_demo(settings)
+    seen: list[Frame] = []
+
+    class Seen(FrameProcessor):
+        async def process_frame(self, frame: Frame, direction: FrameDirection):
+            await super().process_frame(frame, direction)
+            if isinstance(frame, SpeakerDoneFrame):
+                seen.append(frame)
+            await self.push_frame(frame, direction)
+
+    async def factory(transport, session):
+        return PipelineWorker(Pipeline([transport.input(), Seen(), transport.output()]),
+                              params=PipelineParams(audio_in_sample_rate=16000, audio_out_sample_rate=16000),
+                              idle_timeout_secs=None, enable_rtvi=False, enable_turn_tracking=False)
+
+    client = await aiohttp_client(create_app(settings, pipeline_factory=factory))
+    token = device_token(1, secret=screen_secret(settings))
+    async with client.ws_connect(f"/screen/1/ws?token={token}") as ws:
+        await _next_json(ws, "ready")
+        await ws.send_str(json.dumps({"type": "ptt", "state": "start"}))
+        await ws.send_str(json.dumps({"type": "ptt", "state": "stop"}))
+        await ws.send_str(json.dumps({"type": "ping"}))
+        await _next_json(ws, "pong")
+        for _ in range(50):
+            if seen:
+                break
+            await asyncio.sleep(0.02)
+    assert len(seen) == 1
