@@ -25,7 +25,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from assistant.audio.recording import CallAudioRecorder, recording_path
 from assistant.errors import AssistantError
-from assistant.fraud_guard.pii_gate import redact
+from assistant.fraud_guard.pii_gate import personal_data_of, redact
 from assistant.platform.store import CallUpdate
 from assistant.session import CallSession
 from assistant.turns import TurnRecord
@@ -53,8 +53,6 @@ class CallRecorder:
         if elder_id is None:
             return None
         if self._personal_elder != elder_id:
-            from assistant.fraud_guard.pii_gate import personal_data_of
-
             try:
                 elder = await self.store.get_elder(elder_id)
                 phrase = await self.store.safe_phrase(elder_id) if hasattr(self.store, "safe_phrase") else None

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from assistant.audio.convert import PcmAudio, read_audio, write_wav
+from assistant.audio.end_of_turn import longest_end_of_turn_silence_s
+from assistant.audio.phone_channel import phone_channel
 from assistant.pipeline import build_call_pipeline, pipeline_worker
 from assistant.runtime import running, with_free_ports
 from assistant.session import CallSession
@@ -45,8 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def load_call_audio(path: str | Path, *, settings: Settings, phone: bool) -> PcmAudio:
     audio = read_audio(path, sample_rate_hz=settings.audio.pipeline_sample_rate_hz)
     if phone:
-        from assistant.audio.phone_channel import phone_channel
-
         audio = phone_channel(audio, out_rate_hz=settings.audio.pipeline_sample_rate_hz)
     return audio
 
@@ -75,8 +75,6 @@ async def run_call(audio: PcmAudio, *, session: CallSession, services, realtime:
     """Feed ``audio`` through a fresh call pipeline; returns the turn records when the call has ended."""
     from pipecat.frames.frames import EndFrame, InputAudioRawFrame
     from pipecat.workers.runner import WorkerRunner
-
-    from assistant.audio.end_of_turn import longest_end_of_turn_silence_s
 
     settings = services.settings
     call = build_call_pipeline(session=session, services=services)

@@ -8,6 +8,7 @@ import json
 from assistant.settings import load_settings
 from dialect_models import provision
 from dialect_models.manifest import get_spec, load_manifest
+from dialect_models.provenance import entries
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +34,6 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     if args.models_command == "list":
-        from dialect_models.provenance import entries
-
         specs = {s.id: s for s in load_manifest()}
         rows = entries(settings, hash_local=args.json)
         for r in rows:

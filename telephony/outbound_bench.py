@@ -48,11 +48,15 @@ from assistant.fraud_guard.ledger import CallLedger
 from assistant.fraud_guard.models import LedgerEntry
 from assistant.platform.db import create_engine_for
 from assistant.platform.migrate import upgrade_heads
+from assistant.platform.models import DISTRICTS, Elder, ElderPhone
+from assistant.platform.models import FamilyContact as FamilyContactRow
 from assistant.settings import StoreSettings, load_settings
 from telephony.call_jobs import CallJobStore
 from telephony.engine import CallEngine
 from telephony.gateway_service import ledger_marker, ledger_recorder
 from telephony.models import CallJob
+from telephony.scheduler import CareCallRunner, CareSchedule, TimeWindow
+from telephony.scheduler import FamilyContact as CallContact
 
 DAY = datetime(2026, 11, 23)  # a Monday
 DAY_START = DAY.replace(hour=7, minute=55)
@@ -228,8 +232,6 @@ class _Call:
 async def _node(spec: dict[str, Any]) -> dict[str, Any]:
     import dataclasses
 
-    from telephony.scheduler import CareCallRunner, CareSchedule, FamilyContact, TimeWindow
-
     settings = load_settings()
     settings = dataclasses.replace(settings, telephony=dataclasses.replace(
         settings.telephony, engine_tick_s=TICK_S, engine_lease_s=10 * TICK_S, engine_max_calls=spec["lines"],
@@ -253,7 +255,7 @@ async def _node(spec: dict[str, Any]) -> dict[str, Any]:
     runner = CareCallRunner(gateway=phones, ledger_record=record, ledger_mark=ledger_marker(ledger), on_alert=on_alert,
                             clock=clock, after_outcome_s=0.0)
     schedules = [CareSchedule(elder_id=e, number=elder_number(e), windows=(TimeWindow.parse(window_of(e)),),
-                              family=(FamilyContact(name="家属", number=family_number(e)),))
+                              family=(CallContact(name="家属", number=family_number(e)),))
                  for e in range(1, spec["elders"] + 1)]
 
     async def source():
@@ -283,8 +285,6 @@ async def _node(spec: dict[str, Any]) -> dict[str, Any]:
 async def _seed(url: str, elders: int) -> None:
     from sqlalchemy import insert
 
-    from assistant.platform.models import DISTRICTS, Elder, ElderPhone, FamilyContact
-
     db = create_engine_for(StoreSettings(database_url=url))
     try:
         async with db.begin() as conn:
@@ -294,7 +294,7 @@ async def _seed(url: str, elders: int) -> None:
                     {"id": e, "name": f"长者{e}", "district": DISTRICTS[e % len(DISTRICTS)], "dialect": "cmn"} for e in ids])
                 await conn.execute(insert(ElderPhone.__table__), [
                     {"elder_id": e, "number": elder_number(e), "is_primary": True} for e in ids])
-                await conn.execute(insert(FamilyContact.__table__), [
+                await conn.execute(insert(FamilyContactRow.__table__), [
                     {"elder_id": e, "name": "家属", "phone": family_number(e), "priority": 1} for e in ids])
             if db.dialect.name == "postgresql":
                 from sqlalchemy import text

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from assistant.asr.base import AsrResult
+from assistant.asr.base import AsrResult, RecognizerOptions
 from assistant.asr.phrases import match_phrase
 from assistant.asr.registry import load_recognizer_sync, model_for, recognize_sync
 from assistant.asr.whisper_engine import set_encoder_margin
@@ -31,6 +31,7 @@ from assistant.settings import _coerce, load_settings
 from assistant.text.normalize import cer, corpus_cer, normalize_transcript
 from dialect_models import provision
 from dialect_models.manifest import load_manifest
+from dialect_models.vocab import load_vocabulary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,9 +120,6 @@ def evaluate(args: argparse.Namespace) -> dict:
     refs = [text for _, text in rows]
     sections = read_sections(args.data) if args.grammar else {}
     if args.grammar:
-        from assistant.asr.base import RecognizerOptions
-        from dialect_models.vocab import load_vocabulary
-
         vocab = load_vocabulary(dialect or "cmn")
     grammar_hits = grammar_n = 0
     for path, ref in rows:

@@ -21,6 +21,9 @@ from dataclasses import replace
 
 from assistant.asr.base import AsrResult, Recognizer, RecognizerOptions
 from assistant.asr.dialect_id import cantonese_score
+from assistant.asr.sherpa_engine import SherpaSenseVoiceRecognizer
+from assistant.asr.vosk_engine import VoskRecognizer
+from assistant.asr.whisper_engine import WhisperDecoding, WhisperRecognizer
 from assistant.audio.convert import resample_pcm16
 from assistant.errors import AsrError, AssistantError
 from assistant.settings import Settings
@@ -73,8 +76,6 @@ def _load(model_id: str, settings: Settings) -> Recognizer:
     spec = get_spec(model_id)
     folder = provision.require(model_id, settings)
     if spec.engine == "faster-whisper":
-        from assistant.asr.whisper_engine import WhisperRecognizer
-
         return WhisperRecognizer(
             model_id=model_id,
             model_dir=str(folder),
@@ -85,12 +86,8 @@ def _load(model_id: str, settings: Settings) -> Recognizer:
             decoding=whisper_decoding("auto", settings),
         )
     if spec.engine == "vosk":
-        from assistant.asr.vosk_engine import VoskRecognizer
-
         return VoskRecognizer(model_id=model_id, model_dir=str(folder), dialect=spec.dialects[0])
     if spec.engine == "sherpa-onnx":
-        from assistant.asr.sherpa_engine import SherpaSenseVoiceRecognizer
-
         return SherpaSenseVoiceRecognizer(
             model_id=model_id, model_dir=str(folder), threads=settings.asr.threads
         )
@@ -99,8 +96,6 @@ def _load(model_id: str, settings: Settings) -> Recognizer:
 
 def whisper_decoding(dialect: str, settings: Settings):
     """Decoding options for whisper in one dialect (``auto``: Mandarin prompt, dialect guessed from text)."""
-    from assistant.asr.whisper_engine import WhisperDecoding
-
     asr = settings.asr
     prompt = load_vocabulary("yue" if dialect == "yue" else "cmn").prompt if asr.whisper_prompt else None
     return WhisperDecoding(

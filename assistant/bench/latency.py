@@ -20,6 +20,7 @@ from typing import Any
 
 from assistant.audio.convert import PcmAudio, resample_pcm16
 from assistant.audio.end_of_turn import smart_turn_judges
+from assistant.audio.phone_channel import phone_channel
 from assistant.bench.proc_memory import rss_mb
 from assistant.bench.scratch import scratch_store
 from assistant.bench.stats import share, stage_percentiles
@@ -90,8 +91,6 @@ async def _bench_in(args: argparse.Namespace, settings: Settings) -> dict[str, A
         if not args.no_spoken:
             spoken = await _spoken(settings)
             if args.phone:
-                from assistant.audio.phone_channel import phone_channel
-
                 spoken = [(name, phone_channel(a)) for name, a in spoken]
             inputs.extend(spoken)
         # warm-up call: loads the recognizer and voices once, as a running server would have

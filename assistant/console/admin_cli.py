@@ -23,7 +23,7 @@ import getpass
 import sys
 
 from assistant.console import users
-from assistant.console.auth import ConsoleError
+from assistant.console.auth import ConsoleError, unlock
 from assistant.console.models import ROLES
 from assistant.console.users import check_new_password
 from assistant.errors import StoreError
@@ -79,8 +79,6 @@ async def _run(args: argparse.Namespace, password: str | None) -> str:
     try:
         async with session_factory(engine)() as db:
             if args.admin_command == "unlock":
-                from assistant.console.auth import unlock
-
                 if not args.username and not args.ip:
                     raise ConsoleError("unlock needs --username and/or --ip", code="console_bad_unlock")
                 await unlock(db, username=args.username, ip=args.ip)

@@ -4,20 +4,20 @@ Default: the PII gate's version with the elder's own data (``personal_of``: name
 phrase, family names and numbers). The stored ``call_turns.text_redacted`` (written by the pipeline, also
 with the elder's data) is the starting point when present and is masked once more with the elder's data, so
 rows stored by an older version or by an API client that masked less are still safe; without it the raw text
-is masked. If the fraud guard is not installed, a conservative fallback masks every run of three or more
-digits (ASCII, full-width or Chinese numerals: phone, ID, bank card, verification code) and the elder's
-values. The raw text is only returned when ``reveal`` is true, which the views allow for supervisors and
-log in the audit log.
+is masked. ``fallback_redact`` is a conservative masking without the gate (the demo seed uses it): every
+run of three or more digits (ASCII, full-width or Chinese numerals: phone, ID, bank card, verification code)
+and the elder's values. The raw text is only returned when ``reveal`` is true, which the views allow for
+supervisors and log in the audit log.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
+
+from assistant.fraud_guard.pii_gate import PersonalData, redact
 
 MASK = "＊＊＊"
 _CN_DIGIT = "零〇○洞一二两三四五六七八九幺壹贰叁肆伍陆柒捌玖"
@@ -69,34 +69,14 @@ def _values(personal: Personal) -> Iterable[tuple[str, str]]:
     return [(v.strip(), label) for v, label in pairs if v and len(v.strip()) >= 2]
 
 
-@lru_cache(maxsize=1)
-def _pii_redactor() -> Callable[[str, Personal | None], str]:
-    try:
-        module = importlib.import_module("assistant.fraud_guard.pii_gate")
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not "assistant.fraud_guard.pii_gate".startswith(exc.name):
-            raise
-        return fallback_redact
-    redact = getattr(module, "redact", None)
-    data_cls = getattr(module, "PersonalData", None)
-    if redact is None or data_cls is None:
-        return fallback_redact
-
-    def call(text: str, personal: Personal | None) -> str:
-        data = None
-        if personal is not None:
-            data = data_cls(name=personal.name, address=personal.address, phones=personal.phones,
+def redact_text(text: str, personal: Personal | None = None) -> str:
+    """The PII gate's masking of ``text`` with the elder's own values (``personal``)."""
+    data = None
+    if personal is not None:
+        data = PersonalData(name=personal.name, address=personal.address, phones=personal.phones,
                             family_names=personal.family_names, safe_phrase=personal.safe_phrase,
                             family_phones=personal.family_phones)
-        result = redact(text, personal=data)
-        # the gate may return a richer object; take its text
-        return result if isinstance(result, str) else str(getattr(result, "text", result))
-
-    return call
-
-
-def redact_text(text: str, personal: Personal | None = None) -> str:
-    return _pii_redactor()(text or "", personal)
+    return redact(text or "", personal=data)
 
 
 def redacted_text(*, text: str, text_redacted: str | None, personal: Personal | None = None) -> str:

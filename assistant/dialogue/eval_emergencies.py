@@ -70,6 +70,7 @@ from assistant.dialogue.decision import (
     spoken_menu_choice,
 )
 from assistant.dialogue.eval_cmd import NluServer, parse_all, read_tsv
+from assistant.dialogue.rasa_cli import rasa_token
 from assistant.settings import load_settings
 from assistant.text.normalize import cer, strip_punctuation, to_simplified
 from assistant.tts.registry import simulated_caller_voice, synthesize
@@ -631,8 +632,6 @@ def run(args: argparse.Namespace) -> int:
         return await asyncio.gather(*(_parse_all(url, xs, token=token) for xs in (emergencies, clip_turns, typed, spoken, written)))
 
     if args.url:
-        from assistant.dialogue.rasa_cli import rasa_token
-
         parsed = asyncio.run(parse(args.url, rasa_token(settings)))
     else:
         with NluServer(settings=settings) as server:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from assistant.errors import FraudGuardError
 from assistant.fraud_guard.models import LedgerEntry
-from assistant.platform.models import FamilyContact, Outbox, normalize_phone, utcnow
+from assistant.platform.models import Elder, FamilyContact, Outbox, normalize_phone, utcnow
 from assistant.settings import Settings
 
 Clock = Callable[[], dt.datetime]
@@ -130,8 +130,6 @@ class CallLedger:
             await s.flush()
             if self._notify_family and elder_id is not None:
                 contacts = (await s.scalars(select(FamilyContact).where(FamilyContact.elder_id == elder_id))).all()
-                from assistant.platform.models import Elder
-
                 elder = await s.get(Elder, elder_id)
                 body = family_code_message(elder_name=elder.name if elder else None, code=row.code, purpose=purpose,
                                            valid_until=row.valid_until)

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from assistant.errors import FraudGuardError
 from assistant.fraud_guard.ledger import run_in_session
 from assistant.fraud_guard.models import ElderPin
+from assistant.platform.audit import add_audit
 from assistant.platform.models import Elder, utcnow
 from assistant.settings import Settings
 
@@ -102,8 +103,6 @@ class PinStore:
 
     def _audit(self, s: AsyncSession, actor: str | None, action: str, elder_id: int) -> None:
         if actor is not None:
-            from assistant.platform.audit import add_audit
-
             add_audit(s, at=self._clock(), actor=actor, action=action, target_type="elder", target_id=elder_id)
 
     async def clear_pin(self, elder_id: int, *, actor: str | None = None) -> bool:

