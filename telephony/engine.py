@@ -324,9 +324,10 @@ class CallEngine:
         elif job.kind == "medication":  # missed (or a family number failed): the next family contact
             step = medication.family_step(job.chain, job.elder_id, job.detail, index=family_index + 1,
                                           now=self.clock.now())
-            nxt = [step] if step is not None else []
-        if not retryable and not family_index:  # the elder's line cannot be dialled: a person must phone them
-            nxt.append(self._alert_job(job, schedule, "no_answer", not_reached(job, placed.result)))
+            nxt = ([step] if step is not None  # nobody (elder nor family) took it: a person phones the elder
+                   else [self._alert_job(job, schedule, "no_answer", not_reached(job, placed.result, nobody=True))])
+        if not retryable and not family_index and not any(j.kind == "alert" for j in nxt):
+            nxt.append(self._alert_job(job, schedule, "no_answer", not_reached(job, placed.result)))  # the line is bad
         if not retryable:
             logger.error("call engine %s: %s could not be dialled (%s)%s", self.node_id, job.job_key, placed.result,
                          "" if family_index else "; an operator is told")
@@ -497,9 +498,10 @@ class CallEngine:
         return {"states": counts, "lag_s": lag, "in_progress": len(self._held)}
 
 
-def not_reached(job: JobInfo, result: str) -> dict[str, Any]:
+def not_reached(job: JobInfo, result: str, *, nobody: bool = False) -> dict[str, Any]:
     """The detail of the operator alert for a platform call that could not be dialled (one per elder and
-    warning / reminder / follow-up: the alert row's key is the chain's): what did not reach the elder, in a
+    warning / reminder / follow-up: the alert row's key is the chain's), or — ``nobody`` — a medication
+    reminder that neither the elder nor any family contact answered: what did not reach the elder, in a
     ``summary`` the console shows, so the night operator can phone them."""
     d = job.detail
     attempts = [*d.get("attempts", []), result]
@@ -513,8 +515,9 @@ def not_reached(job: JobInfo, result: str) -> dict[str, Any]:
     else:
         what = "订单回访"
         keys = {"order_id": d.get("order_id")}
-    return {"source": job.kind, "reason": "not_dialled", "result": result, "attempts": attempts, **keys,
-            "summary": f"{what}未能送达：电话拨不通（{result}，第 {job.attempt} 次），请人工致电长者"}
+    why = "长者和家属都没有接听" if nobody else f"电话拨不通（{result}，第 {job.attempt} 次）"
+    return {"source": job.kind, "reason": "nobody_answered" if nobody else "not_dialled", "result": result,
+            "attempts": attempts, **keys, "summary": f"{what}未能送达：{why}，请人工致电长者"}
 
 
 def _window_end(s: CareSchedule, local: datetime) -> datetime | None:

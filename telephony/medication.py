@@ -6,7 +6,8 @@ are still ahead (times inside quiet hours are skipped): one ``medication`` row p
 (``job_key`` ``med:<plan>:<date>:<HHMM>:a1``; every node may plan it). The elder hears the identity proof,
 then 到吃药的时间了。<medicine>吃了吗？ — keypad 1 = taken (outcome ``heard``), 2 = need help (an operator
 alert). No answer → the care call's retries, then each family contact on file in priority order
-(``…:f1``, ``…:f2``; the code only, never the elder's safe phrase; keypad 1 = received), then the row ends.
+(``…:f1``, ``…:f2``; the code only, never the elder's safe phrase; keypad 1 = received); nobody answered, or
+the elder's line cannot be dialled → one operator alert naming the medicine and time (``no_answer``).
 """
 
 from __future__ import annotations

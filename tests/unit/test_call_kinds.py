@@ -401,3 +401,27 @@ async def test_planning_a_broadcast_and_the_care_calls_reads_elders_in_batches(p
     assert few[0] <= 8 and few[1] <= 4
     got = await p.store.get_elders([*p.elders, 9999, p.elders[0]], batch=2)  # batch edges; unknown ids left out
     assert sorted(got) == sorted(p.elders) and got[p.elders[0]].phones[0].number == "07501000"
+
+
+async def test_a_reminder_nobody_answers_tells_an_operator_once(platform):
+    """Medication: the elder misses every try and the only family contact does not answer either → one
+    operator alert naming the reminder (before: the row just ended); the elder with no family: the same."""
+    from assistant.platform.store.records import NewContact
+    from telephony.medication import MedicationReminders, add_plan
+
+    p = platform
+    clock = ManualClock(datetime(2026, 11, 23, 7, 58))
+    with_family, alone = p.elders[:2]
+    await p.store.add_contact(with_family, NewContact(name="女儿", phone="0750-9001", priority=1))
+    phones = ListeningPhones(clock=clock, answers={})  # nobody answers anything
+    engine = make_engine(p, phones, clock, schedules_for([]), on_alert=p.store.raise_call_alert)
+    engine.sources = [MedicationReminders(jobs=engine.jobs)]
+    await add_plan(engine.jobs, elder_id=with_family, medicine="降压药", times="08:00")
+    await add_plan(engine.jobs, elder_id=alone, medicine="降糖药", times="08:00")
+    async with running() as tg:
+        await drive(engine, tg, clock, seconds=2 * 3600, step_s=60)
+    assert phones.numbers().count("07509001") == 1 and phones.numbers().count("07501000") == 3
+    alerts = sorted(await p.store.list_alerts(), key=lambda a: a.elder_id)
+    assert [(a.elder_id, a.kind, a.detail["reason"], a.detail["medicine"]) for a in alerts] == [
+        (with_family, "no_answer", "nobody_answered", "降压药"), (alone, "no_answer", "nobody_answered", "降糖药")]
+    assert "2026-11-23 08:00" in alerts[0].detail["summary"] and "家属都没有接听" in alerts[0].detail["summary"]
