@@ -35,6 +35,7 @@ KIND_LABELS = {"typhoon": "台风", "heat": "高温", "outage": "停电"}
 RESULT_LABELS = {"planned": "应通知", "heard": "已听到（按1）", "need_help": "需要帮助（按2）",
                  "answered": "接听未按键", "no_answer": "多次未接", "failed": "拨不通", "pending": "待拨打"}
 LIST_DAYS = 30
+MAX_NOT_REACHED = 500  # rows on the page (could not be dialled first); the count says how many there are
 
 
 def _jobs(request: web.Request) -> CallJobStore:
@@ -138,16 +139,18 @@ async def warning_page(request: web.Request, p: Principal, db: AsyncSession) -> 
         f'<tr class="st-{esc(m["result"])}"><td><a href="/console/elders/{m["elder_id"]}">{esc(m["name"] or m["elder_id"])}</a></td>'
         f'<td>{esc(m["district"])}</td><td>{esc(RESULT_LABELS[m["result"]])}（{m["attempts"]} 次）</td>'
         f'<td><a class="button call" href="tel:{esc(m["number"])}">打电话 {esc(m["number"])}</a></td></tr>'
-        for m in missed)
+        for m in missed[:MAX_NOT_REACHED])
     people_table = ('<table id="not-reached"><thead><tr><th scope=col>长者</th><th scope=col>区</th>'
                     '<th scope=col>结果</th><th scope=col>联系</th></tr></thead>'
-                    f"<tbody>{people}</tbody></table>") if people else '<p class="empty">没有未通知到的长者。</p>'
+                    f"<tbody>{people}</tbody></table>") if missed else '<p class="empty">没有未通知到的长者。</p>'
+    more = (f'<p class="hint">共 {len(missed)} 位，下面列出前 {MAX_NOT_REACHED} 位（拨不通的在前）。</p>'
+            if len(missed) > MAX_NOT_REACHED else "")
     added = request.query.get("added")
     flash = (f'<p class="flash" role="status">预警已发送：新增 {esc(added)} 位长者的电话。</p>'
              if added is not None else "")
     body = f"""{flash}<p class="hint">{esc(_what(summary))} · 发送于 {local_time(as_stored(summary["sent_at"]))}</p>
 <section aria-labelledby="h-report" class="card"><h2 id="h-report">各区送达情况</h2>{by_district}</section>
-<section aria-labelledby="h-missed"><h2 id="h-missed">未通知到的长者（请电话联系）</h2>{people_table}</section>
+<section aria-labelledby="h-missed"><h2 id="h-missed">未通知到的长者（请电话联系）</h2>{more}{people_table}</section>
 <p><a href="/console/warnings">返回预警列表</a></p>"""
     return page(f"预警 {broadcast}", body, principal=p, current="/console/warnings")
 

@@ -353,6 +353,12 @@ async def test_a_warning_or_reminder_that_cannot_be_dialled_raises_one_operator_
     assert med_broken.detail["medicine"] == "降压药" and med_broken.detail["plan_id"] is not None
     report = (await warning_report(engine.jobs, broadcast_id="typhoon9"))["typhoon9"]["蓬江"]
     assert (report["heard"], report["failed"]) == (1, 2)
+    from telephony.broadcasts import broadcast_summary, not_reached  # the console's warning page reads these
+
+    assert [(m["elder_id"], m["result"], m["number"]) for m in await not_reached(engine.jobs, "typhoon9")] == [
+        (broken, "failed", n[broken]), (flaky, "failed", n[flaky])]
+    assert (await broadcast_summary(engine.jobs, "typhoon9"))["warning"] == "typhoon"
+    assert await broadcast_summary(engine.jobs, "nope") is None
 
 
 # --- planning reads elders in batches ---------------------------------------------------------------------
@@ -425,3 +431,14 @@ async def test_a_reminder_nobody_answers_tells_an_operator_once(platform):
     assert [(a.elder_id, a.kind, a.detail["reason"], a.detail["medicine"]) for a in alerts] == [
         (with_family, "no_answer", "nobody_answered", "降压药"), (alone, "no_answer", "nobody_answered", "降糖药")]
     assert "2026-11-23 08:00" in alerts[0].detail["summary"] and "家属都没有接听" in alerts[0].detail["summary"]
+    # stopping a plan ends its reminders already planned (tomorrow's); restarting lets them be planned again
+    from telephony.medication import list_plans, set_plan_enabled
+
+    [plan] = await list_plans(engine.jobs, elder_id=alone)
+    assert await set_plan_enabled(engine.jobs, plan_id=plan.plan_id, elder_id=with_family, enabled=False) is False
+    assert await set_plan_enabled(engine.jobs, plan_id=plan.plan_id, elder_id=alone, enabled=False)
+    tomorrow = [r for r in await engine.jobs.jobs(elder_id=alone) if "2026-11-24" in r.chain]
+    assert [(r.state, r.result) for r in tomorrow] == [("missed", "plan_disabled")]
+    assert await set_plan_enabled(engine.jobs, plan_id=plan.plan_id, elder_id=alone, enabled=True)
+    assert [r for r in await engine.jobs.jobs(elder_id=alone) if "2026-11-24" in r.chain] == []
+    assert (await list_plans(engine.jobs, elder_id=alone))[0].enabled

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select, update
 
-from assistant.console import users
+from assistant.console import users, views_warnings
 from assistant.console.app import create_app
 from assistant.console.models import AuditEntry
 from assistant.console.seed import seed_demo
@@ -44,7 +44,7 @@ async def _audit(c, action: str) -> list[AuditEntry]:
         return list((await db.scalars(select(AuditEntry).where(AuditEntry.action == action))).all())
 
 
-async def test_warning_pages_send_report_and_not_reached(env):
+async def test_warning_pages_send_report_and_not_reached(env, monkeypatch):
     c = env
     await _as(c, "fam")
     assert (await c.get("/console/warnings")).status == 403
@@ -81,6 +81,9 @@ async def test_warning_pages_send_report_and_not_reached(env):
     listing = await (await c.get("/console/warnings")).text()
     assert 'href="/console/warnings/tf1"' in listing
     assert (await c.get("/console/warnings/nope")).status == 404
+    monkeypatch.setattr(views_warnings, "MAX_NOT_REACHED", 0)  # 25,000 not reached: the page lists a few
+    capped = await (await c.get("/console/warnings/tf1")).text()
+    assert "共 1 位，下面列出前 0 位" in capped and "tel:" not in capped
 
 
 async def test_medication_plans_add_stop_restart_audited(env):
