@@ -12,6 +12,11 @@ from 127.0.0.1. Each trunk's SRTP policy:
   pjsip's and most phones' "SRTP optional" send), plain RTP otherwise;
 - ``mandatory``: an offer without an RTP/SAVP(F) stream is refused (488 + Warning).
 
+A late offer (an INVITE without SDP, RFC 3261 §13.2.1) is taken on every trunk: the worker's offer in its 200 OK
+goes through rtpengine to the caller as the trunk's policy asks (RTP/SAVP + SDES keys on ``mandatory``, RTP/AVP +
+``a=crypto`` (OSRTP) on ``optional``, plain RTP/AVP on ``off``) and the caller's answer in the ACK back to plain
+RTP for the worker. Re-INVITEs either way (hold/unhold) go through rtpengine too; it keeps each side's profile.
+
 rtpengine latches on the first packet from the trunk side (immediate endpoint learning) and, with
 ``edge.strict_media_source``, drops packets from any other address afterwards (#15's strict media latching, on
 the public side; without it rtpengine forwards them to the worker). Keys are never logged:
@@ -39,6 +44,13 @@ _OFFER_FLAGS = {
     "off": _MEDIA_FLAGS + " transport-protocol=RTP/AVP SDES-off",
     "optional": _MEDIA_FLAGS + " transport-protocol=RTP/AVP OSRTP=accept",
     "mandatory": _MEDIA_FLAGS + " transport-protocol=RTP/AVP",
+}
+# late offer (an INVITE without SDP): the worker's offer in its 200 OK goes to the trunk as the trunk's policy
+# asks: SDES-SRTP (RTP/SAVP), OSRTP (RTP/AVP + a=crypto: SRTP if the caller answers with a key) or plain RTP
+_LATE_OFFER_FLAGS = {
+    "off": _MEDIA_FLAGS + " transport-protocol=RTP/AVP SDES-off",
+    "optional": _MEDIA_FLAGS + " transport-protocol=RTP/AVP OSRTP-offer",  # rtpengine 10.5: RTP/AVP + a=crypto
+    "mandatory": _MEDIA_FLAGS + " transport-protocol=RTP/SAVP",
 }
 
 
@@ -170,6 +182,9 @@ def _routes(trunks: tuple[EdgeTrunk, ...], *, use_tls: bool, strict: bool) -> st
     offers = "".join(
         f'    if ($var(srtp) == "{mode}") {{ $var(flags) = "{flags}{strict_flag}"; }}\n' for mode, flags in _OFFER_FLAGS.items()
     )
+    late_offers = "".join(
+        f'        if ($var(srtp) == "{mode}") {{ $avp(late_flags) = "{flags}{strict_flag}"; }}\n' for mode, flags in _LATE_OFFER_FLAGS.items()
+    )
     trunk_route = ""
     if anchored:
         trunk_route = f"""
@@ -178,8 +193,18 @@ route[TRUNK_MEDIA] {{
     $var(trunk) = "";
     $var(srtp) = "";
 {trunk_of}    if ($var(trunk) == "") {{ return; }}
+    if (!has_body()) {{
+        # late offer (RFC 3261 §13.2.1): the worker offers in its 200 OK (rtpengine_offer there, with the trunk's
+        # policy), the caller answers in the ACK (rtpengine_answer, in-dialog below)
+{late_offers}        setflag(1);
+        setflag(2);
+        add_rr_param(";media=anchored");
+        xlog("L_INFO", "trunk $var(trunk) srtp=$var(srtp) $ci media anchored (late offer)\\n");
+        t_on_reply("MEDIA");
+        return;
+    }}
     if (!has_body("application/sdp")) {{
-        append_to_reply("Warning: 399 edge \\"An offer in the INVITE is required on trunk $var(trunk)\\"\\r\\n");
+        append_to_reply("Warning: 399 edge \\"An SDP offer is required on trunk $var(trunk)\\"\\r\\n");
         sl_send_reply("488", "Not Acceptable Here");
         exit;
     }}
@@ -203,7 +228,10 @@ route[TRUNK_MEDIA] {{
 }}
 
 onreply_route[MEDIA] {{
-    if (status =~ "(18[03])|(2[0-9][0-9])" && has_body("application/sdp")) {{ rtpengine_answer("{_MEDIA_FLAGS}"); }}
+    if (isflagset(2)) {{
+        # late offer: the 2xx carries the worker's offer (a 18x's SDP is only an offer with 100rel, which we don't do)
+        if (status =~ "2[0-9][0-9]" && has_body("application/sdp")) {{ rtpengine_offer("$avp(late_flags)"); }}
+    }} else if (status =~ "(18[03])|(2[0-9][0-9])" && has_body("application/sdp")) {{ rtpengine_answer("{_MEDIA_FLAGS}"); }}
 }}
 """
     alias_initial = "        if ($pr == \"tls\") { add_contact_alias(); }\n" if use_tls else ""

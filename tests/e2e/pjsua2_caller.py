@@ -96,6 +96,8 @@ def main() -> int:
     ap.add_argument("--ca", help="CA file to verify the TLS server's certificate with (TLS URIs)")
     ap.add_argument("--play", help="WAV played into the call")
     ap.add_argument("--dtmf", default="", help="digits sent (RFC 2833) 1 s after the call is confirmed")
+    ap.add_argument("--late-offer", action="store_true", help="an INVITE without SDP: the offer comes in the 200 OK, "
+                    "the answer goes in the ACK (RFC 3261 §13.2.1)")
     ap.add_argument("--hold", default="", help="HOLD_S,UNHOLD_S: re-INVITE a=sendonly HOLD_S after the call is confirmed, "
                     "a=sendrecv UNHOLD_S after it; the RTP counters at unhold + 0.5 s are reported (rtp_at_unhold)")
     args = ap.parse_args()
@@ -139,6 +141,8 @@ def main() -> int:
     prm = pj.CallOpParam(True)
     prm.opt.audioCount = args.audio_streams
     prm.opt.videoCount = 0
+    if args.late_offer:
+        prm.opt.flag = pj.PJSUA_CALL_NO_SDP_OFFER
     call.makeCall(args.uri, prm)
 
     deadline = time.monotonic() + 15.0

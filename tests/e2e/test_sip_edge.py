@@ -83,16 +83,16 @@ async def edge(edge_programs, tel_settings, tmp_path, request):
 
 
 async def pjsua2_call(edge: Edge, tmp_path: Path, trunk: str, *, srtp: str, dtmf: str = "", seconds: float = 4.0,
-                      on_confirmed=None, hold: str = "") -> dict:
+                      on_confirmed=None, hold: str = "", late_offer: bool = False, uri: str = "") -> dict:
     """One pjsua2 call into ``trunk`` playing a 1 kHz tone (the caller's voice); the result JSON with
-    ``heard_rms`` (what the caller recorded) added. ``on_confirmed(answer_m_lines)`` is awaited while the call
+    ``heard_rms`` (what the caller recorded) added; ``uri``: call that instead of the trunk. ``on_confirmed(answer_m_lines)`` is awaited while the call
     lasts."""
-    heard = tmp_path / "heard-carrier-mandatory.wav"
+    heard = tmp_path / f"heard-{trunk}-{srtp}.wav"
     voice = write_wav8k(tmp_path / "voice.wav", tone(seconds=seconds + 2, hz=1000, rate=8000, level=0.3))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(CALLER), edge.uri(trunk), "--srtp", srtp, "--ca", str(edge.tls.cert_file), "--play", str(voice),
+        sys.executable, str(CALLER), uri or edge.uri(trunk), "--srtp", srtp, "--ca", str(edge.tls.cert_file), "--play", str(voice),
         "--seconds", str(seconds), "--wav", str(heard), *(["--dtmf", dtmf] if dtmf else []),
-        *(["--hold", hold] if hold else []), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *(["--hold", hold] if hold else []), *(["--late-offer"] if late_offer else []), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     if on_confirmed is not None:
         async with asyncio.timeout(30):
             while (line := await proc.stdout.readline()) and '"event": "confirmed"' not in line.decode():
@@ -346,3 +346,31 @@ async def test_hold_and_unhold_reinvites_through_a_srtp_trunk_keep_the_media_flo
     tail = x[-int(w.getframerate() * 1.5):]  # the caller's recorder runs on its clock: the last 1.5 s are after unhold
     assert float(np.sqrt(np.mean(tail**2))) > 300, "after unhold the caller hears only silence"
     assert_keys_not_logged(result, edge)
+
+
+@pytest.mark.parametrize(("trunk", "srtp", "profile", "crypto"), [
+    ("carrier", "mandatory", "RTP/SAVP", True), ("homeworker", "optional", "RTP/AVP", True), ("pbx", "off", "RTP/AVP", False),
+], ids=["tls_srtp_mandatory", "tls_srtp_optional", "udp_plain"])
+async def test_late_offer_invite_through_a_trunk_gets_the_offer_in_the_200_and_audio_both_ways(edge, tmp_path, trunk, srtp, profile, crypto):
+    """An INVITE without SDP (RFC 3261 §13.2.1, RFC 3264 late offer): the worker offers plain RTP/AVP in its 200 OK,
+    the edge has rtpengine turn that into the trunk's offer (RTP/SAVP + SDES keys on an SRTP-mandatory trunk,
+    RTP/AVP + a=crypto (OSRTP) on an optional one, plain on an off one), and the caller's answer in the ACK goes
+    through rtpengine back to plain RTP for the worker. Before: 488 on every trunk."""
+    result = await pjsua2_call(edge, tmp_path, trunk, srtp=srtp, seconds=3.0, late_offer=True)
+    await worker_done(edge)
+    assert result["status"] != 488, f"late offer refused on trunk {trunk}: {result}"
+    assert_both_ways(result, edge)
+    # the 200 OK's SDP is the edge's offer to the caller
+    assert result["answer_m_lines"][0].split()[2] == profile and result["answer_crypto"] == crypto, result
+    assert f"trunk {trunk} srtp={srtp}" in edge.kamailio.log()
+    assert not result["offered_keys"] or not [k for k in result["offered_keys"] if k in edge.kamailio.log() + edge.rtpengine.log()]
+
+
+async def test_late_offer_invite_straight_to_a_worker_gets_audio_both_ways(edge, tmp_path):
+    """The same late offer without the edge (a worker's own port, e.g. the plain dispatcher's network): the
+    gateway offers in its 200 OK and takes pjsua2's answer from the ACK."""
+    result = await pjsua2_call(edge, tmp_path, "direct", srtp="off", seconds=3.0, late_offer=True,
+                               uri=f"sip:assistant@127.0.0.1:{edge.gateway.endpoint.port}")
+    await worker_done(edge)
+    assert_both_ways(result, edge)
+    assert result["answer_m_lines"][0].split()[2] == "RTP/AVP", result
