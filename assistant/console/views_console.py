@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -272,6 +272,7 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
     facts_html = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts)
     if d.elder is not None and a.elder_id is not None:
         facts_html += f'<dt>长者设置</dt><dd><a href="/console/elders/{a.elder_id}">声音、语速和说话速度</a></dd>'
+    facts_html += _call_kind_link(a)
     # the live hand-over (issue #16): refreshed when the phone gateway reports a step
     facts_html += (f'<dt>人工接通</dt><dd id="handover-state" data-alert="{a.id}" aria-live="polite" '
                    f'data-fragment="/console/alerts/{a.id}?fragment=handover">{handover.state_fragment(a.detail)}</dd>')
@@ -366,6 +367,17 @@ async def _render_alert(request: web.Request, p: Principal, db: AsyncSession, al
 <p><a href="/console/">← 返回审核队列</a></p>"""
     title = f"{ALERT_KIND_LABELS.get(a.kind, a.kind)} #{a.id}"
     return page(title, body, principal=p, live="/console/events")
+
+
+def _call_kind_link(a) -> str:
+    """An alert raised by a warning broadcast or a medication reminder links to that page (issue #17)."""
+    detail = a.detail or {}
+    if detail.get("source") == "warning" and detail.get("broadcast"):
+        b = str(detail["broadcast"])
+        return f'<dt>预警</dt><dd><a href="/console/warnings/{quote(b, safe="")}">预警「{esc(b)}」的送达情况</a></dd>'
+    if detail.get("source") == "medication" and a.elder_id is not None:
+        return f'<dt>吃药提醒</dt><dd><a href="/console/elders/{a.elder_id}/medication">这位长者的吃药提醒</a></dd>'
+    return ""
 
 
 @staff

@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select, update
 
+from assistant.call_alert import CallAlert
 from assistant.console import users, views_warnings
 from assistant.console.app import create_app
 from assistant.console.models import AuditEntry
@@ -124,3 +125,18 @@ async def test_medication_plans_add_stop_restart_audited(env):
     assert other.status == 404  # another elder's plan
     assert [a.action for a in await _audit(c, "medication_add")] == ["medication_add"]
     assert len(await _audit(c, "medication_disable")) == 1 and len(await _audit(c, "medication_enable")) == 1
+
+
+async def test_an_alert_of_a_warning_or_reminder_links_to_its_page(env):
+    c = env
+    store = c.server.app[SERVICES_KEY].store
+    warn = await store.raise_call_alert(CallAlert(kind="no_answer", call_id=None, elder_id=c.ids.elder_a,
+                                                  detail={"source": "warning", "broadcast": "台风 1",
+                                                          "summary": "预警「台风 1」未能送达"}))
+    med = await store.raise_call_alert(CallAlert(kind="no_answer", call_id=None, elder_id=c.ids.elder_b,
+                                                 detail={"source": "medication", "medicine": "降压药"}))
+    await _as(c, "op")
+    html = await (await c.get(f"/console/alerts/{warn.alert_id}")).text()
+    assert 'href="/console/warnings/%E5%8F%B0%E9%A3%8E%201"' in html and "未能送达" in html
+    html = await (await c.get(f"/console/alerts/{med.alert_id}")).text()
+    assert f'href="/console/elders/{c.ids.elder_b}/medication"' in html
