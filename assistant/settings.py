@@ -343,6 +343,11 @@ class EdgeSettings:
     # scripts/make-edge-cert.sh makes at set-up. The key is read by kamailio only, never logged
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    # mutual TLS: the TLS trunks (by name) whose peers must present a client certificate signed by a CA in
+    # ``tls_client_ca_file`` (PEM bundle; a peer's own self-signed certificate works as its CA); a peer without
+    # one, or with another, fails the handshake. ASSISTANT_EDGE_TLS_CLIENT_CERT_TRUNKS=carrier
+    tls_client_cert_trunks: tuple[str, ...] = ()
+    tls_client_ca_file: str = ""
     rtpengine_ng_port: int = 2223  # rtpengine's control socket (ng protocol) on 127.0.0.1
     rtpengine_port_min: int = 30000  # rtpengine's media ports (both legs of every anchored call)
     rtpengine_port_max: int = 30999

@@ -28,7 +28,7 @@ network whose media may reach the workers directly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from assistant.errors import SetupError
@@ -62,6 +62,7 @@ class EdgeTrunk:
     transport: str  # "udp" | "tls"
     port: int
     srtp: str  # "off" | "optional" | "mandatory"
+    client_cert: bool = False  # mutual TLS: the peer must present a certificate signed by TlsFiles.client_ca_file
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -72,6 +73,8 @@ class EdgeTrunk:
             raise SetupError(f"edge trunk {self.name!r}: port {self.port} out of range", code="edge_config")
         if not self.name.isidentifier():
             raise SetupError(f"edge trunk name {self.name!r}: letters, digits and _ only", code="edge_config")
+        if self.client_cert and self.transport != "tls":
+            raise SetupError(f"edge trunk {self.name!r}: a client certificate needs a tls trunk, not {self.transport}", code="edge_config")
 
 
 def parse_trunk(text: str) -> EdgeTrunk:
@@ -84,11 +87,17 @@ def parse_trunk(text: str) -> EdgeTrunk:
 
 
 def trunks_of(settings) -> tuple[EdgeTrunk, ...]:
-    """``edge.trunks`` parsed (``settings``: ``EdgeSettings``); names and sockets must be unique."""
+    """``edge.trunks`` parsed (``settings``: ``EdgeSettings``); names and sockets must be unique. The trunks named in
+    ``edge.tls_client_cert_trunks`` require a client certificate (mutual TLS; needs ``edge.tls_client_ca_file``)."""
     trunks = tuple(parse_trunk(t) for t in settings.trunks)
     if len({t.name for t in trunks}) < len(trunks) or len({(t.transport, t.port) for t in trunks}) < len(trunks):
         raise SetupError(f"edge trunks: a name or a socket is used twice: {settings.trunks}", code="edge_config")
-    return trunks
+    mutual = set(settings.tls_client_cert_trunks)
+    if unknown := mutual - {t.name for t in trunks}:
+        raise SetupError(f"edge.tls_client_cert_trunks names no trunk: {sorted(unknown)}", code="edge_config")
+    if mutual and not settings.tls_client_ca_file:
+        raise SetupError("edge.tls_client_cert_trunks needs edge.tls_client_ca_file (the CA of the peers' certificates)", code="edge_config")
+    return tuple(replace(t, client_cert=t.name in mutual) for t in trunks)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,9 +106,10 @@ class TlsFiles:
 
     cert_file: Path
     key_file: Path
+    client_ca_file: Path | None = None  # CA bundle of the peers' client certificates (mutual TLS trunks)
 
     def check(self) -> None:
-        for p in (self.cert_file, self.key_file):
+        for p in (self.cert_file, self.key_file, *([self.client_ca_file] if self.client_ca_file else [])):
             if not p.is_file():
                 raise SetupError(f"edge TLS file missing: {p} (scripts/make-edge-cert.sh makes a self-signed pair)", code="edge_config")
 
@@ -107,7 +117,8 @@ class TlsFiles:
 def tls_files(settings, *, var_dir: Path) -> TlsFiles:
     """``edge.tls_cert_file`` / ``tls_key_file``, or the self-signed demo pair set-up made in var/edge/."""
     return TlsFiles(cert_file=Path(settings.tls_cert_file or var_dir / "edge" / "edge.crt"),
-                    key_file=Path(settings.tls_key_file or var_dir / "edge" / "edge.key"))
+                    key_file=Path(settings.tls_key_file or var_dir / "edge" / "edge.key"),
+                    client_ca_file=Path(settings.tls_client_ca_file) if settings.tls_client_ca_file else None)
 
 
 async def make_demo_cert(directory: Path) -> TlsFiles:
@@ -121,14 +132,31 @@ async def make_demo_cert(directory: Path) -> TlsFiles:
     return TlsFiles(cert_file=directory / "edge.crt", key_file=directory / "edge.key")
 
 
+def tls_domains_config(*, trunks: tuple[EdgeTrunk, ...], tls: TlsFiles) -> str:
+    """kamailio's TLS domains file (the tls module's ``config``): the edge's certificate on every TLS socket; on a
+    mutual-TLS trunk's socket the peer must present a certificate that ``tls.client_ca_file`` signs."""
+    if any(t.client_cert for t in trunks) and tls.client_ca_file is None:
+        raise SetupError("a trunk requiring client certificates needs the CA file that signs them", code="edge_config")
+    common = f"method = TLSv1.2+\ncertificate = {tls.cert_file}\nprivate_key = {tls.key_file}\n"
+    parts = [f"[server:default]\n{common}verify_certificate = no\nrequire_certificate = no\n",
+             "[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n"]
+    parts += [f"[server:127.0.0.1:{t.port}]\n{common}verify_certificate = yes\nrequire_certificate = yes\nverify_depth = 3\n"
+              f"ca_list = {tls.client_ca_file}\n" for t in trunks if t.client_cert]
+    return "\n".join(parts)
+
+
 def kamailio_config(*, port: int, list_file: Path, fr_timer_ms: int, trunks: tuple[EdgeTrunk, ...] = (),
-                    tls: TlsFiles | None = None, rtpengine_ng_port: int = 0, strict_media_source: bool = True) -> str:
-    """The edge's kamailio.cfg: the dispatcher on ``udp:127.0.0.1:port`` and one listening socket per trunk."""
+                    tls: TlsFiles | None = None, rtpengine_ng_port: int = 0, strict_media_source: bool = True,
+                    tls_domains_file: Path | None = None) -> str:
+    """The edge's kamailio.cfg: the dispatcher on ``udp:127.0.0.1:port`` and one listening socket per trunk.
+    ``tls_domains_file``: where ``tls_domains_config`` was written (needed when a trunk requires client certificates)."""
     if trunks and not rtpengine_ng_port:
         raise SetupError("edge trunks need rtpengine (its ng port)", code="edge_config")
     use_tls = any(t.transport == "tls" for t in trunks)
     if use_tls and tls is None:
         raise SetupError("a TLS trunk needs the edge's certificate and key", code="edge_config")
+    if any(t.client_cert for t in trunks) and tls_domains_file is None:
+        raise SetupError("a trunk requiring client certificates needs the TLS domains file", code="edge_config")
     listen = [f"listen=udp:127.0.0.1:{port}"] + [f"listen={t.transport}:127.0.0.1:{t.port}" for t in trunks]
     globals_ = ["#!KAMAILIO", "debug=2", "log_stderror=yes", "children=2", "auto_aliases=no", *listen]
     globals_ += ["disable_tcp=no", "enable_tls=yes", "tcp_children=2"] if use_tls else ["disable_tcp=yes"]
@@ -155,6 +183,7 @@ def kamailio_config(*, port: int, list_file: Path, fr_timer_ms: int, trunks: tup
             'modparam("tls", "tls_method", "TLSv1.2+")',
             'modparam("tls", "verify_certificate", 0)',
             'modparam("tls", "require_certificate", 0)',
+            *([f'modparam("tls", "config", "{tls_domains_file}")'] if tls_domains_file is not None else []),
             'loadmodule "nathelper.so"',  # add_contact_alias: in-dialog requests reuse the caller's TLS connection
         ]
     if trunks:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from assistant.errors import SetupError
-from telephony.edge import EdgeTrunk, TlsFiles, kamailio_config, rtpengine_argv
+from telephony.edge import EdgeTrunk, TlsFiles, kamailio_config, rtpengine_argv, tls_domains_config
 
 SIPP_PCAP_DIR = Path("/usr/share/sip-tester")
 
@@ -438,10 +438,15 @@ class KamailioDispatcher(_Kamailio):
     def config(self) -> str:
         ds = self.workdir / "dispatcher.list"
         ds.write_text("".join(f"1 sip:{g}\n" for g in self.gateways))
+        domains = None
         if self.tls is not None:
             self.tls.check()
+            if any(t.client_cert for t in self.trunks):
+                domains = self.workdir / "tls.cfg"
+                domains.write_text(tls_domains_config(trunks=self.trunks, tls=self.tls))
         return kamailio_config(port=self.port, list_file=ds, fr_timer_ms=self.fr_timer_ms, trunks=self.trunks, tls=self.tls,
-                               rtpengine_ng_port=self.rtpengine_ng_port, strict_media_source=self.strict_media_source)
+                               rtpengine_ng_port=self.rtpengine_ng_port, strict_media_source=self.strict_media_source,
+                               tls_domains_file=domains)
 
 
 # a carrier's session border controller, for the bench's encrypted path: plain SIP/RTP from the caller (sipp) in,

@@ -94,6 +94,8 @@ def main() -> int:
     ap.add_argument("--user", default="13800001111")
     ap.add_argument("--srtp", choices=["off", "optional", "mandatory"], default="off", help="SDES-SRTP use (RFC 4568)")
     ap.add_argument("--ca", help="CA file to verify the TLS server's certificate with (TLS URIs)")
+    ap.add_argument("--cert", help="client certificate (PEM) presented in the TLS handshake (mutual TLS), with --key")
+    ap.add_argument("--key", help="the client certificate's private key (PEM)")
     ap.add_argument("--play", help="WAV played into the call")
     ap.add_argument("--dtmf", default="", help="digits sent (RFC 2833) 1 s after the call is confirmed")
     ap.add_argument("--late-offer", action="store_true", help="an INVITE without SDP: the offer comes in the 200 OK, "
@@ -121,6 +123,9 @@ def main() -> int:
         if args.ca:
             tcfg.tlsConfig.CaListFile = args.ca
             tcfg.tlsConfig.verifyServer = True
+        if args.cert:
+            tcfg.tlsConfig.certFile = args.cert
+            tcfg.tlsConfig.privKeyFile = args.key
         tcfg.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
         ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
     else:

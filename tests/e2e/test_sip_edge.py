@@ -66,6 +66,9 @@ async def edge(edge_programs, tel_settings, tmp_path, request):
     param = getattr(request, "param", {})
     strict = param.get("strict", True)  # edge.strict_media_source
     tls = await make_demo_cert(tmp_path / "certs")
+    if param.get("mtls"):  # a peer's own self-signed pair; its certificate is the CA the edge trusts
+        peer_cert = await make_demo_cert(tmp_path / "peer-cert")
+        tls = TlsFiles(cert_file=tls.cert_file, key_file=tls.key_file, client_ca_file=peer_cert.cert_file)
     bots: list[ReplyBot] = []
     recordings = tmp_path / "calls"
     factory = bot_pipeline_factory(settings=tel_settings, reply_pcm=tone(seconds=param.get("greeting_s", 2.0)), bots=bots, recordings_dir=recordings)
@@ -73,6 +76,8 @@ async def edge(edge_programs, tel_settings, tmp_path, request):
         EdgeTrunk(name="carrier", transport="tls", port=free_tcp_port(), srtp="mandatory"),
         EdgeTrunk(name="homeworker", transport="tls", port=free_tcp_port(), srtp="optional"),
         EdgeTrunk(name="pbx", transport="udp", port=free_udp_port(), srtp="off"),
+        *([EdgeTrunk(name="operator", transport="tls", port=free_tcp_port(), srtp="mandatory", client_cert=True)]
+          if param.get("mtls") else []),
     )
     async with Gateway(settings=tel_settings, pipeline_factory=factory, port=0) as gw, \
             Rtpengine(workdir=tmp_path / "rtpengine") as rtp, \
@@ -83,7 +88,8 @@ async def edge(edge_programs, tel_settings, tmp_path, request):
 
 
 async def pjsua2_call(edge: Edge, tmp_path: Path, trunk: str, *, srtp: str, dtmf: str = "", seconds: float = 4.0,
-                      on_confirmed=None, hold: str = "", late_offer: bool = False, uri: str = "") -> dict:
+                      on_confirmed=None, hold: str = "", late_offer: bool = False, uri: str = "",
+                      client_cert: TlsFiles | None = None) -> dict:
     """One pjsua2 call into ``trunk`` playing a 1 kHz tone (the caller's voice); the result JSON with
     ``heard_rms`` (what the caller recorded) added; ``uri``: call that instead of the trunk. ``on_confirmed(answer_m_lines)`` is awaited while the call
     lasts."""
@@ -92,7 +98,8 @@ async def pjsua2_call(edge: Edge, tmp_path: Path, trunk: str, *, srtp: str, dtmf
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(CALLER), uri or edge.uri(trunk), "--srtp", srtp, "--ca", str(edge.tls.cert_file), "--play", str(voice),
         "--seconds", str(seconds), "--wav", str(heard), *(["--dtmf", dtmf] if dtmf else []),
-        *(["--hold", hold] if hold else []), *(["--late-offer"] if late_offer else []), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *(["--hold", hold] if hold else []), *(["--late-offer"] if late_offer else []),
+        *(["--cert", str(client_cert.cert_file), "--key", str(client_cert.key_file)] if client_cert else []), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     if on_confirmed is not None:
         async with asyncio.timeout(30):
             while (line := await proc.stdout.readline()) and '"event": "confirmed"' not in line.decode():
@@ -374,3 +381,49 @@ async def test_late_offer_invite_straight_to_a_worker_gets_audio_both_ways(edge,
     await worker_done(edge)
     assert_both_ways(result, edge)
     assert result["answer_m_lines"][0].split()[2] == "RTP/AVP", result
+
+
+@pytest.mark.parametrize("edge", [{"mtls": True}], indirect=True)
+async def test_a_mutual_tls_trunk_takes_a_peer_with_its_certificate_and_refuses_one_without(edge, tmp_path):
+    """``edge.tls_client_cert_trunks``: on the ``operator`` trunk the peer must present a certificate the edge's
+    client CA signs. pjsua2 with its pair calls through (SRTP, audio both ways); pjsua2 without a certificate, and a
+    TLS client without one or with a stranger's, fail the handshake and never reach a worker. The other TLS trunks
+    still take peers without certificates (the control)."""
+    import ssl
+
+    peer = TlsFiles(cert_file=tmp_path / "peer-cert" / "edge.crt", key_file=tmp_path / "peer-cert" / "edge.key")
+    port = next(t.port for t in edge.kamailio.trunks if t.name == "operator")
+    open_port = next(t.port for t in edge.kamailio.trunks if t.name == "carrier")
+    stranger = await make_demo_cert(tmp_path / "stranger")
+
+    async def options_answered(p: int, cert: TlsFiles | None) -> bool:
+        """An OPTIONS to the edge itself over TLS (``cert``: the client certificate presented): answered 200?"""
+        ctx = ssl.create_default_context(cafile=str(edge.tls.cert_file))
+        if cert is not None:
+            ctx.load_cert_chain(str(cert.cert_file), str(cert.key_file))
+        options = (f"OPTIONS sip:127.0.0.1:{p};transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK-mtls-{p}\r\n"
+                   "Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\n"
+                   f"Call-ID: mtls-{p}-{cert is not None}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+        try:
+            r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", p, ssl=ctx, server_hostname="127.0.0.1"), 5)
+            try:
+                # TLS 1.3: a refused client certificate shows as an alert on the first read, after the handshake
+                w.write(options.encode())
+                await w.drain()
+                return (await asyncio.wait_for(r.readline(), 5)).startswith(b"SIP/2.0 200")
+            finally:
+                w.close()
+        except (ssl.SSLError, ConnectionError):
+            return False
+
+    assert not await options_answered(port, None), "a peer without a client certificate was let in"
+    assert not await options_answered(port, stranger), "a peer with a certificate the edge does not trust was let in"
+    assert await options_answered(port, peer)
+    assert await options_answered(open_port, None)  # the control: a trunk without mutual TLS
+
+    refused = await pjsua2_call(edge, tmp_path, "operator", srtp="mandatory", seconds=1.0)
+    assert not refused["confirmed"] and not edge.gateway.reports, refused
+    result = await pjsua2_call(edge, tmp_path, "operator", srtp="mandatory", seconds=3.0, client_cert=peer)
+    await worker_done(edge)
+    assert_both_ways(result, edge)
+    assert "trunk operator srtp=mandatory" in edge.kamailio.log()

@@ -9,7 +9,15 @@ import pytest
 
 from assistant.errors import SetupError
 from assistant.settings import EdgeSettings
-from telephony.edge import EdgeTrunk, TlsFiles, kamailio_config, parse_trunk, tls_files, trunks_of
+from telephony.edge import (
+    EdgeTrunk,
+    TlsFiles,
+    kamailio_config,
+    parse_trunk,
+    tls_domains_config,
+    tls_files,
+    trunks_of,
+)
 
 
 def test_a_trunk_is_name_transport_port_srtp():
@@ -59,3 +67,36 @@ def test_a_tls_trunk_without_certificate_or_rtpengine_is_refused():
         kamailio_config(port=5080, list_file=Path("/x"), fr_timer_ms=1500, trunks=tls_trunk, rtpengine_ng_port=2223)
     with pytest.raises(SetupError):
         kamailio_config(port=5080, list_file=Path("/x"), fr_timer_ms=1500, trunks=tls_trunk, tls=TlsFiles(cert_file=Path("/c"), key_file=Path("/k")))
+
+
+def test_mutual_tls_trunks_come_from_settings_and_need_a_client_ca():
+    settings = EdgeSettings(trunks=("carrier:tls:5061:mandatory", "ops:tls:5062:mandatory", "pbx:udp:5060:off"),
+                            tls_client_cert_trunks=("ops",), tls_client_ca_file="/etc/peers-ca.crt")
+    assert [t.client_cert for t in trunks_of(settings)] == [False, True, False]
+    assert tls_files(settings, var_dir=Path("/v")).client_ca_file == Path("/etc/peers-ca.crt")
+    assert tls_files(EdgeSettings(), var_dir=Path("/v")).client_ca_file is None
+    for bad in (EdgeSettings(trunks=settings.trunks, tls_client_cert_trunks=("ops",)),  # no CA
+                EdgeSettings(trunks=settings.trunks, tls_client_cert_trunks=("nobody",), tls_client_ca_file="/x"),
+                EdgeSettings(trunks=settings.trunks, tls_client_cert_trunks=("pbx",), tls_client_ca_file="/x")):  # udp
+        with pytest.raises(SetupError) as err:
+            trunks_of(bad)
+        assert err.value.code == "edge_config"
+
+
+def test_a_mutual_tls_trunk_gets_its_own_tls_domain_that_requires_a_verified_client_certificate(tmp_path):
+    tls = TlsFiles(cert_file=tmp_path / "e.crt", key_file=tmp_path / "e.key", client_ca_file=tmp_path / "peers.crt")
+    trunks = (EdgeTrunk(name="carrier", transport="tls", port=5061, srtp="mandatory"),
+              EdgeTrunk(name="ops", transport="tls", port=5062, srtp="mandatory", client_cert=True))
+    domains = tls_domains_config(trunks=trunks, tls=tls)
+    server = domains.split("[server:127.0.0.1:5062]")[1]
+    assert "require_certificate = yes" in server and "verify_certificate = yes" in server
+    assert f"ca_list = {tmp_path / 'peers.crt'}" in server
+    assert "[server:127.0.0.1:5061]" not in domains  # the other TLS trunk: the default domain, no client certificate
+    assert "require_certificate = no" in domains.split("[server:default]")[1].split("[")[0]
+    cfg = kamailio_config(port=5080, list_file=tmp_path / "ds.list", fr_timer_ms=1500, trunks=trunks, tls=tls,
+                          rtpengine_ng_port=2223, tls_domains_file=tmp_path / "tls.cfg")
+    assert f'modparam("tls", "config", "{tmp_path / "tls.cfg"}")' in cfg
+    with pytest.raises(SetupError):
+        kamailio_config(port=5080, list_file=tmp_path / "ds.list", fr_timer_ms=1500, trunks=trunks, tls=tls, rtpengine_ng_port=2223)
+    with pytest.raises(SetupError):
+        tls_domains_config(trunks=trunks, tls=TlsFiles(cert_file=tls.cert_file, key_file=tls.key_file))
