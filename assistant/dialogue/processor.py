@@ -500,6 +500,8 @@ class DialogueProcessor(FrameProcessor):
         self._session.pending_confirm = {
             "transcript": text, "intent": parse.intent, "nlu_confidence": round(parse.confidence, 3),
             "asr_confidence": record.asr_confidence, **decision.detail(),
+            # in the middle of an order: its question, asked again if the read-back is declined
+            "form_question": self._session.last_bot_text if self._session.asking_slot is not None else None,
         }
         await self._say(record, [self._phrases.say(READ_BACKS[str(parse.intent)], self._session.dialect)])
         self._session.expect = "yes_no"  # it names key 1 too, but the answer is a yes or a no
@@ -512,7 +514,7 @@ class DialogueProcessor(FrameProcessor):
         pending, self._session.pending_confirm = self._session.pending_confirm or {}, None
         if not text:
             record.events.append({"event": "confirm_answer", "answer": "not_heard"})
-            await self._not_confirmed(record, reason=record.error or "empty_transcript")
+            await self._not_confirmed(record, pending, reason=record.error or "empty_transcript")
             return
         record.nlu_start_t = time.perf_counter()
         try:
@@ -529,7 +531,7 @@ class DialogueProcessor(FrameProcessor):
         elif answer == "no":
             record.intent, record.intent_confidence = parse.intent, round(parse.confidence, 3)
             record.nlu_end_t = time.perf_counter()
-            await self._not_confirmed(record, reason="no")
+            await self._not_confirmed(record, pending, reason="no")
         else:
             await self._decide(record, text, asr_confidence=asr_confidence, parse=parse,
                                read_back_intent=pending.get("intent"))
@@ -540,14 +542,19 @@ class DialogueProcessor(FrameProcessor):
         await self._ask_rasa(record, f"/{pending.get('intent')}", extra_metadata={
             "transcript": pending.get("transcript"), "decision": {**pending, "confirmed_by": "elder"}})
 
-    async def _not_confirmed(self, record: TurnRecord, *, reason: str) -> None:
-        """No, or no answer, to the read-back: nothing is done; "say it again", and a failed turn (two in a row
-        lead to the keypad menu and its hand-over, as always)."""
+    async def _not_confirmed(self, record: TurnRecord, pending: dict[str, Any], *, reason: str) -> None:
+        """No, or no answer, to the read-back: nothing is done; "say it again" (inside an order: its question
+        again), and a failed turn (two in a row lead to the keypad menu and its hand-over, as always)."""
         self._session.failed_turns += 1
         if self._session.failed_turns >= self._settings.dialogue.max_failed_turns:
             await self._keypad_menu(record, reason=f"not_confirmed:{reason}")
             return
-        await self._say(record, [self._phrases.say("read_back_declined", self._session.dialect)])
+        dialect = self._session.dialect
+        question = pending.get("form_question")
+        if question:
+            await self._say(record, [self._phrases.say("read_back_declined_in_form", dialect), question])
+            return
+        await self._say(record, [self._phrases.say("read_back_declined", dialect)])
 
     async def _start_answer_timer(self, timeout_s: float) -> None:
         await self._stop_answer_timer()
@@ -570,9 +577,9 @@ class DialogueProcessor(FrameProcessor):
             record.events.append({"event": "emergency_answer", "answer": "silence"})
             await self._resolve_emergency(record, "silence", text="")
             return
-        self._session.pending_confirm = None
+        pending, self._session.pending_confirm = self._session.pending_confirm, None
         record.events.append({"event": "confirm_answer", "answer": "silence"})
-        await self._not_confirmed(record, reason="silence")
+        await self._not_confirmed(record, pending, reason="silence")
 
     async def _say(self, record: TurnRecord, texts: list[str]) -> None:
         spoken = [t for t in [*record.reply_texts, *texts] if t]

@@ -187,8 +187,9 @@ def heard(tracker: TurnTracker, text: str, confidence: float) -> TranscriptionFr
     return frame
 
 
-async def _run(url: str, frames, tracker: TurnTracker, *, timeout_s: float = 10.0, dialect: str = "yue"):
-    session = CallSession(channel="simulate", dialect=dialect)
+async def _run(url: str, frames, tracker: TurnTracker, *, timeout_s: float = 10.0, dialect: str = "yue",
+               session: CallSession | None = None):
+    session = session or CallSession(channel="simulate", dialect=dialect)
     alerts: list[CallAlert] = []
 
     async def on_alert(alert: CallAlert) -> None:
@@ -450,6 +451,17 @@ async def test_weak_unwell_then_no_does_nothing(rasa_stub):
     spoken, alerts, _ = await _run(url, frames, tracker, timeout_s=0.3, dialect="yue")
     assert received == [] and alerts == []
     assert "你系咪话身体唔舒服" in spoken[0] and "我哋住唔安排" in spoken[-1]
+
+
+async def test_a_read_back_declined_inside_an_order_asks_the_orders_question_again(rasa_stub):
+    url, received = rasa_stub
+    tracker = TurnTracker()
+    question = "要几罐？"
+    session = CallSession(channel="simulate", dialect="cmn", asking_slot="gas_quantity", last_bot_text=question)
+    frames = [heard(tracker, TV_AD, 0.47), heard(tracker, "不是", 0.8), SleepFrame(sleep=0.3)]
+    spoken, alerts, _ = await _run(url, frames, tracker, timeout_s=0.3, session=session)
+    assert received == [] and alerts == []
+    assert spoken[-2:] == ["好的，我先不安排。", question]  # not "say what you need": the order goes on
 
 
 async def test_weak_unwell_answered_by_key_one_is_booked_and_key_two_is_the_keypad(rasa_stub):
