@@ -25,15 +25,14 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from assistant.console import models as console_models
 from assistant.dialogue.supervisor import Supervisor
 from assistant.errors import StoreError
-from assistant.fraud_guard import models as fraud_models
 from assistant.fraud_guard.identity import IdentityService, numbers_from_store
 from assistant.fraud_guard.ledger import CallLedger
 from assistant.fraud_guard.pin import PinStore
 from assistant.phrases import Phrasebook
 from assistant.pipeline import PipelineServices
+from assistant.platform import models_console, models_fraud
 from assistant.platform.backup import ServeLock
 from assistant.platform.db import create_engine_for, describe_url, session_factory
 from assistant.platform.migrate import upgrade_heads_async
@@ -49,7 +48,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
 SHUTDOWN_GRACE_S = 5.0
-_TABLES = (console_models, fraud_models)  # their tables join Base.metadata (``create_schema``)
+_TABLES = (models_console, models_fraud)  # their tables join Base.metadata (``create_schema``)
 
 
 def service_token(settings: Settings) -> str:

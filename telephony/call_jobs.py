@@ -40,8 +40,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from assistant.errors import StoreError
-from assistant.fraud_guard.models import LedgerEntry
 from assistant.platform.models import Call
+from assistant.platform.models_fraud import LedgerEntry
 from telephony.models import CallJob
 
 HELD_STATES = ("claimed", "dialling", "answered")

@@ -45,11 +45,11 @@ from typing import Any
 from assistant.console.bench import throwaway_postgres
 from assistant.errors import SetupError, TelephonyError
 from assistant.fraud_guard.ledger import CallLedger
-from assistant.fraud_guard.models import LedgerEntry
 from assistant.platform.db import create_engine_for
 from assistant.platform.migrate import upgrade_heads
 from assistant.platform.models import DISTRICTS, Elder, ElderPhone
 from assistant.platform.models import FamilyContact as FamilyContactRow
+from assistant.platform.models_fraud import LedgerEntry
 from assistant.settings import StoreSettings, load_settings
 from telephony.call_jobs import CallJobStore
 from telephony.engine import CallEngine

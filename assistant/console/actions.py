@@ -27,7 +27,6 @@ from assistant.console.auth import (
     audit,
     utcnow,
 )
-from assistant.console.models import ConsoleNote
 from assistant.console.queries import fraud_info
 from assistant.console.redaction import personal_of, redacted_text
 from assistant.console.render import LOCAL_TZ
@@ -43,6 +42,7 @@ from assistant.platform.models import (
     WorkOrder,
     normalize_phone,
 )
+from assistant.platform.models_console import ConsoleNote
 from assistant.platform.store import NewContact, PlatformStore
 from assistant.tts.registry import VOICES
 

@@ -24,10 +24,10 @@ import sys
 
 from assistant.console import users
 from assistant.console.auth import ConsoleError, unlock
-from assistant.console.models import ROLES
 from assistant.console.users import check_new_password
 from assistant.errors import StoreError
 from assistant.platform.db import create_engine_for, session_factory
+from assistant.platform.models_console import ROLES
 from assistant.settings import load_settings
 
 

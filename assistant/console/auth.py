@@ -38,14 +38,14 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from assistant.console.models import (
+from assistant.errors import AssistantError
+from assistant.platform.models_console import (
     AuditEntry,
     ConsoleSession,
     ConsoleUser,
     ConsoleUserElder,
     LoginAttempt,
 )
-from assistant.errors import AssistantError
 
 SESSION_COOKIE = "console_sid"
 LOGIN_CSRF_COOKIE = "console_login_csrf"

@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from assistant.console.models import AuditEntry, ConsoleNote
 from assistant.console.render import (
     ALERT_KIND_LABELS,
     CALL_OUTCOME_LABELS,
@@ -31,6 +30,7 @@ from assistant.platform.models import (
     Elder,
     WorkOrder,
 )
+from assistant.platform.models_console import AuditEntry, ConsoleNote
 
 PAGE_SIZE = 50
 SEVERITY_RANK = {"critical": 4, "urgent": 3, "warning": 2, "info": 1}

@@ -24,8 +24,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from assistant.console import auth
 from assistant.console.auth import ConflictError, ConsoleError, NotFoundError, Principal
 from assistant.console.handover import phone_key
-from assistant.console.models import ROLES, STAFF_ROLES, ConsoleSession, ConsoleUser, ConsoleUserElder
 from assistant.platform.models import Elder, FamilyContact
+from assistant.platform.models_console import (
+    ROLES,
+    STAFF_ROLES,
+    ConsoleSession,
+    ConsoleUser,
+    ConsoleUserElder,
+)
 
 CLI_ACTOR = "admin-cli"
 

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from assistant.console import actions, auth, handover, notices, queries
 from assistant.console.auth import Principal
 from assistant.console.events import stream
-from assistant.console.models import REVEAL_ROLES, STAFF_ROLES
 from assistant.console.redaction import display_text, personal_of, redact_text
 from assistant.console.render import (
     ALERT_KIND_LABELS,
@@ -40,6 +39,7 @@ from assistant.console.web import (
     set_session_cookie,
 )
 from assistant.platform.models import Call
+from assistant.platform.models_console import REVEAL_ROLES, STAFF_ROLES
 from assistant.services import SERVICES_KEY
 
 staff = guarded(area="console", roles=STAFF_ROLES)

@@ -9,10 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console import actions
 from assistant.console.auth import Principal
-from assistant.console.models import STAFF_ROLES
 from assistant.console.render import DIALECT_LABELS, csrf_field, elder_settings_form, error_page, esc, page
 from assistant.console.web import client_ip, guarded
 from assistant.platform.models import Elder
+from assistant.platform.models_console import STAFF_ROLES
 from assistant.services import SERVICES_KEY
 from assistant.tts.registry import VOICES
 

@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console import auth
 from assistant.console.auth import ConsoleError, Principal
-from assistant.console.models import STAFF_ROLES
 from assistant.console.render import csrf_field, error_page, esc, local_time, page
 from assistant.console.web import client_ip, guarded
 from assistant.platform.models import Elder
+from assistant.platform.models_console import STAFF_ROLES
 from assistant.services import SERVICES_KEY
 from telephony.call_jobs import CallJobStore, as_stored
 from telephony.medication import add_plan, list_plans, set_plan_enabled

@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console import auth, users
 from assistant.console.auth import Principal
-from assistant.console.models import AuditEntry, ConsoleUser
 from assistant.console.render import (
     AUDIT_LABELS,
     ROLE_LABELS,
@@ -23,6 +22,7 @@ from assistant.console.render import (
 )
 from assistant.console.web import client_ip, guarded
 from assistant.platform.models import Elder, FamilyContact
+from assistant.platform.models_console import AuditEntry, ConsoleUser
 
 admins = guarded(area="console", roles=("admin",))
 ELDER_CHOICES = 2000  # elders offered in the link field's list (any id can still be typed)

@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console import auth
 from assistant.console.auth import ConsoleError, Principal
-from assistant.console.models import STAFF_ROLES
 from assistant.console.render import error_page, esc, page
 from assistant.console.web import client_ip, guarded
 from assistant.phrases import DIALECTS
+from assistant.platform.models_console import STAFF_ROLES
 from assistant.services import SERVICES_KEY
 from assistant.settings import Settings
 from assistant.tts.voice_coverage import coverage, record, sentences

@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console import auth
 from assistant.console.auth import ConsoleError, Principal
-from assistant.console.models import REVEAL_ROLES, STAFF_ROLES
 from assistant.console.render import csrf_field, error_page, esc, local_time, page
 from assistant.console.web import client_ip, guarded
 from assistant.errors import TelephonyError
 from assistant.platform.models import DISTRICTS
+from assistant.platform.models_console import REVEAL_ROLES, STAFF_ROLES
 from assistant.services import SERVICES_KEY
 from telephony.broadcasts import Broadcast, broadcast_summary, not_reached, warning_report
 from telephony.call_jobs import CallJobStore, as_stored

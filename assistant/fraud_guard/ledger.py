@@ -24,8 +24,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from assistant.errors import FraudGuardError
-from assistant.fraud_guard.models import LedgerEntry
 from assistant.platform.models import Elder, FamilyContact, Outbox, normalize_phone, utcnow
+from assistant.platform.models_fraud import LedgerEntry
 from assistant.settings import Settings
 
 Clock = Callable[[], dt.datetime]

@@ -26,9 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from assistant.errors import FraudGuardError
 from assistant.fraud_guard.ledger import run_in_session
-from assistant.fraud_guard.models import ElderPin
 from assistant.platform.audit import add_audit
 from assistant.platform.models import Elder, utcnow
+from assistant.platform.models_fraud import ElderPin
 from assistant.settings import Settings
 
 Clock = Callable[[], dt.datetime]

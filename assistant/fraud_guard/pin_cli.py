@@ -20,11 +20,11 @@ import getpass
 import sys
 
 from assistant.errors import FraudGuardError, StoreError
-from assistant.fraud_guard.models import ElderPin
 from assistant.fraud_guard.pin import PinStore, pin_problem
 from assistant.platform.audit import cli_actor
 from assistant.platform.db import create_engine_for, session_factory
 from assistant.platform.models import utcnow
+from assistant.platform.models_fraud import ElderPin
 from assistant.settings import load_settings
 
 

@@ -1,6 +1,6 @@
 """Audit rows written by platform tools (retention purge, export, deletion on request, backup/restore).
 
-They go to the one audit log the console shows (``console_audit_log``, model ``assistant.console.models
+They go to the one audit log the console shows (``console_audit_log``, model ``assistant.platform.models_console
 .AuditEntry``), in the same transaction as the change they record. ``actor`` is the person or job
 responsible (``cli:<os user>``, ``retention``); ``detail`` never holds personal data: counts, reason codes
 and ticket references only.
@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from assistant.console.models import AuditEntry
 from assistant.errors import StoreError
+from assistant.platform.models_console import AuditEntry
 
 RETENTION_ACTOR = "retention"
 _ACTOR_RE = re.compile(r"^[\w.@:-]{1,64}$")

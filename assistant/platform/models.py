@@ -15,8 +15,10 @@ Conventions
   without a table rebuild on SQLite. Statuses, order types and dialects are CHECKed.
 - ``elders.safe_phrase`` is stored as written (the fraud guard compares it fuzzily with ASR text); the
   API never returns it.
-- Other areas add their own tables to ``Base.metadata`` in their own modules, with migrations on their
-  own Alembic branch (see ``assistant/platform/migrations/README.md``).
+- Other areas' tables join ``Base.metadata`` from modules beside this one (``models_console.py``,
+  ``models_fraud.py``; the phone line's call jobs in ``telephony/models.py``), with migrations on their own
+  Alembic branch (see ``assistant/platform/migrations/README.md``). The store imports tables from here,
+  never from an area package (console, fraud guard).
 """
 
 from __future__ import annotations

@@ -46,8 +46,8 @@ async def test_spoofed_caller_id_asking_who_are_you_gets_no_secret(settings, pho
     need_program("baresip")
     need_whisper()
     need_rasa()
-    from assistant.fraud_guard.models import LedgerEntry
     from assistant.fraud_guard.pin import PinStore
+    from assistant.platform.models_fraud import LedgerEntry
     from assistant.platform.store import NewContact
     from assistant.settings import load_settings
     from telephony.bench import _phone_pcm8k

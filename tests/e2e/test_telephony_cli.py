@@ -59,8 +59,8 @@ async def _stored(settings):
     """(ledger entries, alerts) in the database the CLI used."""
     from sqlalchemy import select
 
-    from assistant.fraud_guard.models import LedgerEntry
     from assistant.platform.db import create_engine_for
+    from assistant.platform.models_fraud import LedgerEntry
     from assistant.platform.store import PlatformStore
 
     engine = create_engine_for(settings)

@@ -185,7 +185,7 @@ async def running():
 async def ledger_refs(p: Platform) -> list[str]:
     from sqlalchemy import select
 
-    from assistant.fraud_guard.models import LedgerEntry
+    from assistant.platform.models_fraud import LedgerEntry
 
     async with p.ledger._sessions() as s:
         return list((await s.scalars(select(LedgerEntry.call_ref).order_by(LedgerEntry.id))).all())

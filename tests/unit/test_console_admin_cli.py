@@ -35,9 +35,9 @@ def test_create_users_and_refusals(cli_env):
     from sqlalchemy import select
 
     from assistant.console.auth import verify_password
-    from assistant.console.models import AuditEntry, ConsoleUser, ConsoleUserElder
     from assistant.platform.db import create_engine_for, session_factory
     from assistant.platform.models import Elder
+    from assistant.platform.models_console import AuditEntry, ConsoleUser, ConsoleUserElder
     from assistant.settings import load_settings
 
     ok = cli("admin", "create-user", "--username", "wang", "--role", "operator", "--password-stdin",
@@ -118,8 +118,8 @@ def test_unlock_lifts_a_sign_in_lock(cli_env):
     from sqlalchemy import select
 
     from assistant.console import auth
-    from assistant.console.models import LoginAttempt
     from assistant.platform.db import create_engine_for, session_factory
+    from assistant.platform.models_console import LoginAttempt
     from assistant.settings import load_settings
 
     made = cli("admin", "create-user", "--username", "wang", "--role", "operator", "--password-stdin",
@@ -153,8 +153,8 @@ def test_set_phone_links_an_operator_to_their_sip_phone(cli_env):
 
     from sqlalchemy import select
 
-    from assistant.console.models import ConsoleUser
     from assistant.platform.db import create_engine_for, session_factory
+    from assistant.platform.models_console import ConsoleUser
     from assistant.settings import load_settings
 
     for name in ("wang", "li"):

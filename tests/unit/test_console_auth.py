@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from assistant.console import auth, users
 from assistant.console.app import create_app
-from assistant.console.models import AuditEntry, ConsoleSession, ConsoleUser, LoginAttempt
+from assistant.platform.models_console import AuditEntry, ConsoleSession, ConsoleUser, LoginAttempt
 from assistant.services import SERVICES_KEY
 from tests.unit.console_helpers import PASSWORD, login
 

@@ -11,8 +11,8 @@ from sqlalchemy import select, update
 from assistant.call_alert import CallAlert
 from assistant.console import users, views_warnings
 from assistant.console.app import create_app
-from assistant.console.models import AuditEntry
 from assistant.console.seed import seed_demo
+from assistant.platform.models_console import AuditEntry
 from assistant.services import SERVICES_KEY
 from telephony.call_jobs import CallJobStore
 from telephony.medication import MedicationReminders

@@ -29,7 +29,7 @@ async def test_callback_button_dials_through_the_gateway_when_it_runs_here(env):
 
     from sqlalchemy import select
 
-    from assistant.fraud_guard.models import LedgerEntry
+    from assistant.platform.models_fraud import LedgerEntry
 
     asked: list[dict] = []
 
@@ -163,7 +163,7 @@ async def test_hand_over_steps_are_pushed_and_pop_up_on_the_ringing_operators_pa
     async with env.db() as db:  # reading the pop-up is not a transcript view
         from sqlalchemy import select
 
-        from assistant.console.models import AuditEntry
+        from assistant.platform.models_console import AuditEntry
 
         views = (await db.scalars(select(AuditEntry).where(AuditEntry.action == "view_transcript"))).all()
     assert views == []

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from assistant.console import auth, users
 from assistant.console.app import client_ip, create_app
-from assistant.console.models import AuditEntry, LoginAttempt
+from assistant.platform.models_console import AuditEntry, LoginAttempt
 from assistant.services import SERVICES_KEY
 from tests.unit.console_helpers import PASSWORD, login
 

@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from assistant.console import users
 from assistant.console.app import create_app
-from assistant.console.models import AuditEntry
 from assistant.console.seed import seed_demo
 from assistant.platform.models import Outbox, utcnow
+from assistant.platform.models_console import AuditEntry
 from assistant.services import SERVICES_KEY
 from tests.unit.console_helpers import PASSWORD, login, write_wav
 

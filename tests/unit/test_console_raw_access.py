@@ -17,9 +17,9 @@ from sqlalchemy import select
 from assistant.call_recorder import CallRecorder
 from assistant.console import users
 from assistant.console.app import setup_console
-from assistant.console.models import AuditEntry
 from assistant.platform.api import setup_platform_api
 from assistant.platform.models import Alert, CallTurn
+from assistant.platform.models_console import AuditEntry
 from assistant.platform.store import CallUpdate, NewContact
 from assistant.services import SERVICES_KEY, services_ctx
 from assistant.session import CallSession

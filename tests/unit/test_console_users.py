@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from assistant.console import auth, users
 from assistant.console.app import create_app
-from assistant.console.models import AuditEntry, ConsoleSession, ConsoleUser, ConsoleUserElder
 from assistant.console.seed import DemoIds, seed_demo
+from assistant.platform.models_console import AuditEntry, ConsoleSession, ConsoleUser, ConsoleUserElder
 from assistant.services import SERVICES_KEY
 from tests.unit.console_helpers import PASSWORD, csrf_from, login
 

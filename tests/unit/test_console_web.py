@@ -13,9 +13,9 @@ from sqlalchemy import select
 
 from assistant.console import users
 from assistant.console.app import HUB_KEY, create_app
-from assistant.console.models import AuditEntry, ConsoleNote
 from assistant.console.seed import DemoIds, seed_demo
 from assistant.platform.models import Alert, Elder, FamilyContact, Outbox, WorkOrder
+from assistant.platform.models_console import AuditEntry, ConsoleNote
 from assistant.services import SERVICES_KEY
 from tests.unit.console_helpers import PASSWORD, csrf_from, login, write_wav
 
@@ -163,7 +163,7 @@ async def test_alert_actions_change_state_and_are_audited(env):
 
 
 async def test_callback_is_registered_in_the_call_ledger(env):
-    from assistant.fraud_guard.models import LedgerEntry
+    from assistant.platform.models_fraud import LedgerEntry
 
     token = await env.as_user("op")
     r = await env.client.post(f"/console/alerts/{env.ids.fraud_alert}/callback", data={"_csrf": token})

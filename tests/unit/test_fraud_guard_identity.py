@@ -23,11 +23,11 @@ from assistant.dialogue.rasa_client import RasaClient
 from assistant.errors import FraudGuardError
 from assistant.fraud_guard.identity import IdentityService, spell_code
 from assistant.fraud_guard.ledger import CallLedger
-from assistant.fraud_guard.models import ElderPin, LedgerEntry
 from assistant.fraud_guard.pin import PinStore
 from assistant.phrases import Phrasebook
 from assistant.platform.db import create_engine_for
 from assistant.platform.migrate import upgrade_heads_async
+from assistant.platform.models_fraud import ElderPin, LedgerEntry
 from assistant.platform.store import NewContact, PlatformStore
 from assistant.session import CallSession
 from assistant.turns import TurnTracker

@@ -78,7 +78,7 @@ def test_set_status_clear(cli_env):
         from sqlalchemy import select
         from sqlalchemy.ext.asyncio import AsyncSession
 
-        from assistant.console.models import AuditEntry
+        from assistant.platform.models_console import AuditEntry
 
         async with AsyncSession(store.engine) as s:
             rows = (await s.scalars(select(AuditEntry).where(AuditEntry.target_type == "elder"))).all()

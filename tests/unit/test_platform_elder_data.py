@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from assistant.console.models import AuditEntry, ConsoleNote, ConsoleUser, ConsoleUserElder
 from assistant.errors import StoreError
-from assistant.fraud_guard.models import FraudFlagRow, LedgerEntry
 from assistant.platform.db import create_engine_for
 from assistant.platform.elder_data import ERASED_NAME, collect_elder_record, delete_elder, export_elder
 from assistant.platform.migrate import upgrade_heads
+from assistant.platform.models_console import AuditEntry, ConsoleNote, ConsoleUser, ConsoleUserElder
+from assistant.platform.models_fraud import FraudFlagRow, LedgerEntry
 from assistant.platform.retention import recordings_dir
 from assistant.platform.store import CallUpdate, NewContact, PlatformStore
 from assistant.settings import load_settings
@@ -110,7 +110,7 @@ async def _seed(store: PlatformStore, settings) -> dict:
                           created_at=clock(), valid_until=clock() + dt.timedelta(minutes=30)))
         s.add(FraudFlagRow(call_id="call-1", elder_id=e1.elder_id, risk=0.8, scam_type="impersonation",
                            evidence={"cues": ["转账"]}, transcript_redacted=REDACTED))
-        from assistant.fraud_guard.models import ElderPin
+        from assistant.platform.models_fraud import ElderPin
 
         s.add(ElderPin(elder_id=e1.elder_id, pin_hash="$argon2id$v=19$secret-hash-e1", failed_count=1))
         s.add(ElderPin(elder_id=e2.elder_id, pin_hash="$argon2id$v=19$secret-hash-e2", failed_count=0))

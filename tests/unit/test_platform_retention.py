@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from assistant.console.models import AuditEntry, LoginAttempt
-from assistant.fraud_guard.models import FraudFlagRow, LedgerEntry
 from assistant.platform.db import create_engine_for
 from assistant.platform.migrate import upgrade_heads
+from assistant.platform.models_console import AuditEntry, LoginAttempt
+from assistant.platform.models_fraud import FraudFlagRow, LedgerEntry
 from assistant.platform.retention import RetentionJob, purge, recordings_dir
 from assistant.platform.store import CallUpdate, PlatformStore
 from assistant.services import SERVICES_KEY

@@ -306,7 +306,7 @@ def test_areas_beside_the_store_reach_the_data_only_through_it():
         # (retention.py keeps sqlalchemy for Rasa's tracker store, which is not the platform's data)
         forbidden = {"sqlalchemy.orm"} | (set() if rel == "platform/retention.py" else {"sqlalchemy"})
         assert not imported & forbidden, rel
-        assert "assistant.console.models" not in imported and "assistant.fraud_guard.models" not in imported, rel
+        assert "assistant.platform.models_console" not in imported and "assistant.platform.models_fraud" not in imported, rel
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "assistant.platform.models"
                  for a in n.names}
         assert not names & {"Alert", "Call", "CallTurn", "Elder", "WorkOrder", "Outbox", "FamilyContact", "CareSchedule"}, rel

@@ -249,7 +249,7 @@ async def test_a_pushed_code_outlives_ledger_refreshes_until_the_call_ends(clien
 async def test_the_code_comes_from_the_fraud_guards_ledger(settings, aiohttp_client):
     """With the fraud guard mounted (as in `assistant serve`), its ledger entry's one-time code is shown."""
     fraud_api = pytest.importorskip("assistant.fraud_guard.api")
-    import assistant.fraud_guard.models  # noqa: F401  (its tables join Base.metadata for create_all)
+    import assistant.platform.models_fraud  # noqa: F401  (its tables join Base.metadata for create_all)
 
     await seed_demo(settings)
     app = create_app(settings)

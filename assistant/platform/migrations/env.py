@@ -20,8 +20,8 @@ from assistant.settings import StoreSettings
 # each area's model module, imported (when present) so autogenerate sees its tables
 MODEL_MODULES = (
     "assistant.platform.models",
-    "assistant.fraud_guard.models",
-    "assistant.console.models",
+    "assistant.platform.models_fraud",
+    "assistant.platform.models_console",
     "assistant.screen.models",
     "assistant.dialogue.models",
     "telephony.models",

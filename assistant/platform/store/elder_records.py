@@ -12,9 +12,7 @@ from typing import Any
 from sqlalchemy import delete, inspect, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from assistant.console.models import AuditEntry, ConsoleNote, ConsoleUser, ConsoleUserElder
 from assistant.errors import StoreError
-from assistant.fraud_guard.models import FraudFlagRow, LedgerEntry
 from assistant.platform.audit import add_audit
 from assistant.platform.models import (
     Alert,
@@ -27,6 +25,8 @@ from assistant.platform.models import (
     Outbox,
     WorkOrder,
 )
+from assistant.platform.models_console import AuditEntry, ConsoleNote, ConsoleUser, ConsoleUserElder
+from assistant.platform.models_fraud import FraudFlagRow, LedgerEntry
 from assistant.platform.store.base import StoreBase, iso
 from assistant.platform.store.records import (
     AlertInfo,

@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from assistant.console.models import AuditEntry, LoginAttempt
-from assistant.fraud_guard.models import FraudFlagRow, LedgerEntry
 from assistant.platform.models import Alert, Call, CallTurn, Outbox
+from assistant.platform.models_console import AuditEntry, LoginAttempt
+from assistant.platform.models_fraud import FraudFlagRow, LedgerEntry
 from assistant.platform.store.base import StoreBase
 
 # record kind → (table, key column, "past its period" for a cutoff)

@@ -1,7 +1,7 @@
 """console tables: users, user↔elder links, sessions, login attempts, audit log, notes
 
 Revision ID: console_0001
-Branch "console", depends on core_0001. Models: assistant/console/models.py.
+Branch "console", depends on core_0001. Models: assistant/platform/models_console.py.
 """
 
 from __future__ import annotations

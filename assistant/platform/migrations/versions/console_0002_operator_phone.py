@@ -1,7 +1,7 @@
 """console_users.phone_uri: the SIP phone an operator answers hand-overs on (issue #16: their console pops
 the call when it rings). Set with ``assistant admin set-phone``.
 
-Revision ID: console_0002 (branch "console"). Model: assistant/console/models.py.
+Revision ID: console_0002 (branch "console"). Model: assistant/platform/models_console.py.
 """
 
 from __future__ import annotations

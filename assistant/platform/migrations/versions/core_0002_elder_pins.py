@@ -1,6 +1,6 @@
 """elder_pins: the elder's keypad PIN (argon2 hash) and its attempt counter / lock-out (issue #15).
 
-Revision ID: core_0002 (branch "core"). Model: ``assistant.fraud_guard.models.ElderPin``.
+Revision ID: core_0002 (branch "core"). Model: ``assistant.platform.models_fraud.ElderPin``.
 """
 
 from __future__ import annotations

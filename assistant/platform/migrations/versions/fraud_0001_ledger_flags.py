@@ -1,7 +1,7 @@
 """fraud tables: fraud_call_ledger (calls placed, one-time codes), fraud_flags
 
 Revision ID: fraud_0001
-Branch "fraud", depends on core_0001. Models: assistant/fraud_guard/models.py.
+Branch "fraud", depends on core_0001. Models: assistant/platform/models_fraud.py.
 """
 
 from __future__ import annotations
