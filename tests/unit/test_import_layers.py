@@ -112,3 +112,18 @@ def test_our_modules_are_imported_at_the_module_top():
 def test_every_allowed_lazy_import_is_still_needed():
     modules = our_modules()
     assert sorted(m for m in LAZY_IMPORTS_ALLOWED if m not in modules) == []
+
+
+def test_every_import_of_ours_names_a_module_that_exists():
+    """``lint-imports`` skips an import of a module that does not exist (say, after a move); the import
+    would only fail when that code runs."""
+    modules = our_modules() | set(PACKAGES)
+    missing = {}
+    for module, path in sorted(our_module_paths().items()):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            gone = [n for n in names if _ours(n) and n not in modules]
+            if gone:
+                missing.setdefault(module, []).extend(f"{node.lineno}: {n}" for n in gone)
+    assert missing == {}
