@@ -197,9 +197,28 @@ def _routes(trunks: tuple[EdgeTrunk, ...], *, use_tls: bool, strict: bool) -> st
     in_dialog_media = ""
     if anchored:
         in_dialog_media = f"""            if (check_route_param("media=anchored")) {{
+                # an SRTP-mandatory trunk stays encrypted: the caller cannot downgrade to plain RTP in a re-INVITE
+                # (488) or in the ACK's answer to a late offer (body removed: the worker finds no answer and hangs up)
+                $var(plain) = 0;
+                if (check_route_param("srtp=mandatory") && is_direction("downstream") && has_body("application/sdp")
+                        && !sdp_with_transport_like("RTP/SAVP")) {{ $var(plain) = 1; }}
                 if (is_method("BYE")) {{ rtpengine_delete(); }}
-                else if (is_method("INVITE|UPDATE") && has_body("application/sdp")) {{ rtpengine_offer("{_MEDIA_FLAGS}"); t_on_reply("MEDIA"); }}
-                else if (is_method("ACK") && has_body("application/sdp")) {{ rtpengine_answer("{_MEDIA_FLAGS}"); }}
+                else if (is_method("INVITE|UPDATE") && has_body("application/sdp")) {{
+                    if ($var(plain) == 1) {{
+                        append_to_reply("Warning: 302 edge \\"SRTP (RTP/SAVP, SDES) is required on this trunk\\"\\r\\n");
+                        sl_send_reply("488", "Not Acceptable Here");
+                        exit;
+                    }}
+                    rtpengine_offer("{_MEDIA_FLAGS}");
+                    t_on_reply("MEDIA");
+                }}
+                else if (is_method("ACK") && has_body("application/sdp")) {{
+                    if ($var(plain) == 1) {{
+                        xlog("L_WARN", "$ci: a plain RTP answer on an SRTP-mandatory trunk: not passed on\\n");
+                        remove_body();
+                        remove_hf("Content-Type");
+                    }} else {{ rtpengine_answer("{_MEDIA_FLAGS}"); }}
+                }}
             }}
 """
     alias = "            handle_ruri_alias();\n" if use_tls else ""
@@ -228,6 +247,7 @@ route[TRUNK_MEDIA] {{
 {late_offers}        setflag(1);
         setflag(2);
         add_rr_param(";media=anchored");
+        if ($var(srtp) == "mandatory") {{ add_rr_param(";srtp=mandatory"); }}
         xlog("L_INFO", "trunk $var(trunk) srtp=$var(srtp) $ci media anchored (late offer)\\n");
         t_on_reply("MEDIA");
         return;
@@ -252,6 +272,7 @@ route[TRUNK_MEDIA] {{
 {offers}    if (!rtpengine_offer("$var(flags)")) {{ sl_send_reply("503", "Media relay unavailable"); exit; }}
     setflag(1);
     add_rr_param(";media=anchored");
+    if ($var(srtp) == "mandatory") {{ add_rr_param(";srtp=mandatory"); }}
     xlog("L_INFO", "trunk $var(trunk) srtp=$var(srtp) $ci media anchored\\n");
     t_on_reply("MEDIA");
 }}

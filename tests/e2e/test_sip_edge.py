@@ -427,3 +427,109 @@ async def test_a_mutual_tls_trunk_takes_a_peer_with_its_certificate_and_refuses_
     await worker_done(edge)
     assert_both_ways(result, edge)
     assert "trunk operator srtp=mandatory" in edge.kamailio.log()
+
+
+class RawTlsCaller:
+    """A hand-written SIP UAC over TLS (what a misbehaving carrier could send): requests are written as given,
+    responses and the far end's requests read off the same connection."""
+
+    def __init__(self, edge: Edge, trunk: str) -> None:
+        self.port = next(t.port for t in edge.kamailio.trunks if t.name == trunk)
+        self.cafile = str(edge.tls.cert_file)
+        self.call_id = f"raw-{trunk}-{id(self)}"
+        self.route: list[str] = []
+        self.remote_target = ""
+        self.to_tag = ""
+        self.cseq = 1
+
+    async def __aenter__(self) -> RawTlsCaller:
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=self.cafile)
+        self.r, self.w = await asyncio.open_connection("127.0.0.1", self.port, ssl=ctx, server_hostname="127.0.0.1")
+        self.local = self.w.get_extra_info("sockname")[1]
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.w.close()
+
+    def send(self, method: str, *, sdp: str = "", in_dialog: bool = True, cseq: int | None = None) -> None:
+        uri = self.remote_target if in_dialog and self.remote_target else f"sip:assistant@127.0.0.1:{self.port};transport=tls"
+        to = f"<sip:assistant@127.0.0.1:{self.port}>" + (f";tag={self.to_tag}" if in_dialog and self.to_tag else "")
+        lines = [f"{method} {uri} SIP/2.0", f"Via: SIP/2.0/TLS 127.0.0.1:{self.local};branch=z9hG4bK{secrets_hex()};rport",
+                 "Max-Forwards: 70", "From: <sip:13800000007@127.0.0.1>;tag=rawcaller", f"To: {to}", f"Call-ID: {self.call_id}",
+                 f"CSeq: {cseq or self.cseq} {method}", f"Contact: <sip:13800000007@127.0.0.1:{self.local};transport=tls>",
+                 *(f"Route: {r}" for r in (self.route if in_dialog else []))]
+        if sdp:
+            lines += ["Content-Type: application/sdp"]
+        body = sdp.replace("\n", "\r\n")
+        self.w.write(("\r\n".join([*lines, f"Content-Length: {len(body)}", "", ""]) + body).encode())
+
+    async def read(self) -> tuple[str, dict[str, list[str]], str]:
+        """(start line, headers by lower-case name, body) of the next message on the connection."""
+        head = (await self.r.readuntil(b"\r\n\r\n")).decode()
+        start, *rest = head.strip().split("\r\n")
+        headers: dict[str, list[str]] = {}
+        for line in rest:
+            name, _, value = line.partition(":")
+            headers.setdefault(name.strip().lower(), []).append(value.strip())
+        length = int(headers.get("content-length", ["0"])[0])
+        return start, headers, (await self.r.readexactly(length)).decode() if length else ""
+
+    async def final(self) -> tuple[str, dict[str, list[str]], str]:
+        while True:
+            start, headers, body = await asyncio.wait_for(self.read(), 10)
+            if start.startswith("SIP/2.0 ") and not start.startswith("SIP/2.0 1"):
+                return start, headers, body
+
+    def learn_dialog(self, headers: dict[str, list[str]]) -> None:
+        self.to_tag = headers["to"][0].split("tag=")[1].split(";")[0]
+        self.route = [r for rr in headers.get("record-route", []) for r in rr.split(",")][::-1]
+        self.remote_target = headers["contact"][0].strip("<>").split(">")[0]
+
+
+def secrets_hex() -> str:
+    import secrets
+
+    return secrets.token_hex(6)
+
+
+PLAIN_SDP = "v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 40010 RTP/AVP 0\na=sendrecv\n"
+SRTP_SDP = PLAIN_SDP.replace("RTP/AVP 0\n", "RTP/SAVP 0\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"
+                                            "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\n")
+
+
+async def test_a_caller_cannot_downgrade_a_srtp_mandatory_trunk_to_plain_rtp(edge, tmp_path):
+    """SRTP mandatory stays mandatory inside the dialog: a re-INVITE offering plain RTP/AVP gets 488 + Warning 302
+    (the call goes on encrypted), and a plain answer in the ACK to a late offer is not passed on: the worker finds
+    no answer and hangs up (BYE), so no plain media flows on the trunk. Before: the plain re-INVITE was answered
+    200 through rtpengine (the trunk side switched to plain RTP)."""
+    async with RawTlsCaller(edge, "carrier") as caller:
+        caller.send("INVITE", sdp=SRTP_SDP, in_dialog=False)
+        start, headers, body = await caller.final()
+        assert start.startswith("SIP/2.0 200") and "RTP/SAVP" in body, (start, body)
+        caller.learn_dialog(headers)
+        caller.send("ACK")
+        caller.cseq = 2
+        caller.send("INVITE", sdp=PLAIN_SDP)
+        start, headers, _ = await caller.final()
+        assert start.startswith("SIP/2.0 488") and headers["warning"][0].startswith("302 "), (start, headers)
+        caller.send("ACK", cseq=2)
+        (call,) = edge.gateway.endpoint.calls.values()
+        assert call.state == "active"
+        caller.cseq = 3
+        caller.send("BYE")
+        assert (await caller.final())[0].startswith("SIP/2.0 200")
+    await worker_done(edge)
+
+    async with RawTlsCaller(edge, "carrier") as caller:  # late offer, answered in clear
+        caller.call_id += "-late"
+        caller.send("INVITE", in_dialog=False)
+        start, headers, body = await caller.final()
+        assert start.startswith("SIP/2.0 200") and "RTP/SAVP" in body and "a=crypto" in body, (start, body)
+        caller.learn_dialog(headers)
+        caller.send("ACK", sdp=PLAIN_SDP)
+        start, _headers, _ = await asyncio.wait_for(caller.read(), 10)
+        assert start.startswith("BYE "), f"the worker did not hang up on a plain answer: {start}"
+    await worker_done(edge)
+    assert "a plain RTP answer on an SRTP-mandatory trunk" in edge.kamailio.log()
