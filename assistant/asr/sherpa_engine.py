@@ -32,7 +32,7 @@ class SherpaSenseVoiceRecognizer(Recognizer):
     engine = "sherpa-onnx"
 
     def __init__(self, *, model_id: str, model_dir: str, threads: int, dialect: str = "auto") -> None:
-        import sherpa_onnx
+        import sherpa_onnx  # optional engine (extra "sherpa"): loaded only when used
 
         folder = Path(model_dir)
         self.model_id = model_id

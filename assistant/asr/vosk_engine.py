@@ -36,7 +36,7 @@ class VoskRecognizer(Recognizer):
     engine = "vosk"
 
     def __init__(self, *, model_id: str, model_dir: str, dialect: str, sample_rate_hz: int = 16000) -> None:
-        import vosk
+        import vosk  # optional engine (extra "vosk"): loaded only when used
 
         vosk.SetLogLevel(-1)
         self.model_id = model_id
@@ -46,7 +46,7 @@ class VoskRecognizer(Recognizer):
         self._lock = threading.Lock()  # building recognizers on one model from several threads
 
     def session(self, options: RecognizerOptions | None = None) -> RecognizerSession:
-        import vosk
+        import vosk  # optional engine (extra "vosk"): loaded only when used
 
         options = options or RecognizerOptions()
         with self._lock:

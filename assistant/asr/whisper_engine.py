@@ -106,7 +106,7 @@ class WhisperRecognizer(Recognizer):
         model=None,
         lock: threading.Semaphore | None = None,
     ) -> None:
-        from faster_whisper import WhisperModel
+        from faster_whisper import WhisperModel  # optional engine (extra "whisper"): loaded only when used
 
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every utterance at INFO
         self.model_id = model_id

@@ -28,6 +28,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 from assistant.errors import TtsError
 from assistant.tts.base import SpeechAudio, TtsEngine, VoiceRequest
 
@@ -83,8 +85,6 @@ def speed_for(rate_wpm: int) -> float:
 
 
 def load_voice(path: Path):
-    import numpy as np
-
     path = Path(path)
     if not path.is_file():
         raise TtsError(f"Kokoro voice file {path} missing (run `assistant models fetch kokoro-v1.0-int8`)",
@@ -99,8 +99,7 @@ class KokoroEngine(TtsEngine):
     dialects = ("cmn",)
 
     def __init__(self, *, model_dir: Path, voice_name: str, threads: int = 2, voice: str = VOICE) -> None:
-        import numpy as np
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional engine (extra "tts"): loaded only when this voice is used
 
         self.voice = voice
         self.voice_name = voice_name
@@ -122,7 +121,7 @@ class KokoroEngine(TtsEngine):
             self.session = ort.InferenceSession(str(model_dir / MODEL_FILE), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types
             raise TtsError(f"Kokoro model {model_dir / MODEL_FILE} does not load: {exc}", code="tts_voice_missing") from exc
-        from misaki import zh
+        from misaki import zh  # optional (extra "tts"): Mandarin G2P for this voice only
 
         self.g2p = zh.ZHG2P()
         self.g2p("你好。")  # jieba builds its dictionary on first use (~1–3 s): now, not on the first reply

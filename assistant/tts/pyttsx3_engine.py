@@ -53,7 +53,7 @@ def _load_espeak_152() -> tuple[object, str]:
     try:
         import ctypes
 
-        import espeakng_loader
+        import espeakng_loader  # optional engine (extra "tts"), like pyttsx3 below: loaded only when used
 
         os.environ["ESPEAK_DATA_PATH"] = espeakng_loader.get_data_path()
         lib = ctypes.CDLL(espeakng_loader.get_library_path(), mode=ctypes.RTLD_GLOBAL)
@@ -108,7 +108,7 @@ def _set_rate(driver, rate_wpm: int) -> None:
     again until ``espeak_GetParameter(RATE, current)`` agrees makes "slower" reliable."""
     import time
 
-    from pyttsx3.drivers import _espeak
+    from pyttsx3.drivers import _espeak  # optional engine (extra "tts"), loaded by _engine() before this runs
 
     deadline = time.monotonic() + RATE_SETTLE_TIMEOUT_S
     while True:

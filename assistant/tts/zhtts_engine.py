@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from assistant.errors import TtsError
 from assistant.tts.base import SpeechAudio, TtsEngine, VoiceRequest
 
@@ -167,7 +169,5 @@ class ZhttsEngine(TtsEngine):
 def _scale(pcm: bytes, volume: float) -> bytes:
     if abs(volume - 1.0) < 1e-3:
         return pcm
-    import numpy as np
-
     x = np.frombuffer(pcm, dtype="<i2").astype(np.float32) * max(0.0, float(volume))
     return np.clip(np.round(x), -32768, 32767).astype("<i2").tobytes()
