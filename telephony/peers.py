@@ -134,6 +134,9 @@ class BaresipPeer:
     # certificate it signs
     cafile: Path | None = None
     sip_trace: bool = False  # every SIP message (with its SDP) in baresip's log
+    # offer video too (m=audio + m=video, as softphones do by default): VP8 from baresip's fakevideo source,
+    # decoded frames go to fakevideo's null display
+    video: bool = False
     proc: asyncio.subprocess.Process | None = field(default=None, init=False)
 
     @property
@@ -145,7 +148,7 @@ class BaresipPeer:
         (self.workdir / "rec").mkdir(exist_ok=True)
         wav = self.wav or write_wav8k(self.workdir / "silence.wav", bytes(8000 * 2 * 60))
         source = f"aufile,{wav}"
-        modules = ["g711", "aufile", "sndfile", *(["srtp"] if self.mediaenc else [])]
+        modules = ["g711", "aufile", "sndfile", *(["srtp"] if self.mediaenc else []), *(["vp8", "fakevideo"] if self.video else [])]
         # sndfile records every stream; aufile needs a WAV, so the player is a null-ish aufile sink
         config = "\n".join(
             [
@@ -161,6 +164,8 @@ class BaresipPeer:
                 "rtp_ports\t\t30000-39999",
                 "jitter_buffer_delay\t1-5",
                 f"snd_path\t\t{self.workdir / 'rec'}",
+                *(["video_source\t\tfakevideo,nil", "video_display\t\tfakevideo,nil", "video_size\t\t176x144", "video_fps\t\t5",
+                   "video_bitrate\t\t64000"] if self.video else []),
                 *([f"sip_cafile\t\t{self.cafile}"] if self.cafile else []),
                 f"ctrl_tcp_listen\t\t127.0.0.1:{self.ctrl_port}",
                 "module_path\t\t/usr/lib/baresip/modules",

@@ -260,14 +260,16 @@ async def test_media_from_another_address_than_the_latched_caller_is_dropped_at_
         assert foreign and foreign[0] > 20, f"control: without strict latching the rogue's packets arrive ({foreign})"
 
 
-async def baresip_call(edge: Edge, tmp_path: Path, trunk: str, *, mediaenc: str, seconds: float = 4.0) -> BaresipPeer:
+async def baresip_call(edge: Edge, tmp_path: Path, trunk: str, *, mediaenc: str, seconds: float = 4.0,
+                       video: bool = False, uri: str = "") -> BaresipPeer:
     """One baresip call into ``trunk`` (SIP over TLS when the trunk's is, the edge's demo certificate as CA),
-    offering ``mediaenc`` and playing a 1 kHz tone (the caller's voice); hangs up after ``seconds`` of call.
-    Returns the (stopped) peer: its log and its recordings of what it heard."""
+    offering ``mediaenc`` (and video with ``video``) and playing a 1 kHz tone (the caller's voice); hangs up after
+    ``seconds`` of call; ``uri``: call that instead of the trunk. Returns the (stopped) peer: its log (with the SIP
+    trace) and its recordings of what it heard."""
     voice = write_wav8k(tmp_path / "voice.wav", tone(seconds=seconds + 20, hz=1000, rate=8000, level=0.3))
     async with BaresipPeer(workdir=tmp_path / f"baresip-{trunk}", wav=voice, user="13800000009", mediaenc=mediaenc,
-                           cafile=edge.tls.cert_file, sip_trace=True) as peer:
-        await peer.command("dial", edge.uri(trunk))
+                           cafile=edge.tls.cert_file, sip_trace=True, video=video) as peer:
+        await peer.command("dial", uri or edge.uri(trunk))
         await wait_for(lambda: "Call established" in peer.log(), timeout_s=15, what="baresip's call to be established")
         await asyncio.sleep(seconds)
         await peer.command("hangup")
@@ -308,6 +310,42 @@ async def test_baresip_calls_over_tls_with_srtp_and_audio_flows_both_ways(edge, 
     assert not [k for k in offered if k in logs], "an SDES key is in the edge's logs"
 
 
+
+
+def sdp_m_lines(log: str, first_line: str) -> list[str]:
+    """The m= lines of the SDP in the first SIP message of baresip's trace that starts with ``first_line``."""
+    msg = log[log.index(first_line):]
+    body = msg[msg.index("v=0"):]
+    m_lines = []
+    for line in body.splitlines():
+        line = line.strip()
+        if not line or not line[1:2] == "=":
+            break  # the end of the SDP (baresip's next log line)
+        if line.startswith("m="):
+            m_lines.append(line)
+    return m_lines
+
+
+@pytest.mark.parametrize(("trunk", "mediaenc"), [("direct", ""), ("pbx", ""), ("carrier", "srtp-mand")],
+                         ids=["straight_to_a_worker", "plain_trunk", "tls_srtp_mandatory"])
+async def test_baresip_audio_and_video_offer_gets_a_two_line_answer_and_audio_both_ways(edge, tmp_path, trunk, mediaenc):
+    """A softphone's default offer, audio + video (baresip with VP8 from its fakevideo source): the 200's answer
+    mirrors the offer (RFC 3264 §6): two m= lines in the offer's order, audio accepted with a codec the offer
+    listed, video refused with port 0; the call goes on with audio both ways. Straight to a worker and through
+    the edge (plain UDP trunk; TLS + SRTP mandatory)."""
+    need_program("baresip")
+    uri = f"sip:assistant@127.0.0.1:{edge.gateway.endpoint.port}" if trunk == "direct" else ""
+    peer = await baresip_call(edge, tmp_path, trunk, mediaenc=mediaenc, video=True, uri=uri)
+    log = peer.log()
+    assert "Call established" in log, log[-2000:]
+    offer, answer = sdp_m_lines(log, "INVITE sip:"), sdp_m_lines(log, "SIP/2.0 200 OK")
+    assert [m.split()[0] for m in offer] == ["m=audio", "m=video"], f"baresip offered no video: {offer}"
+    assert [m.split()[0] for m in answer] == ["m=audio", "m=video"], answer
+    audio, video = answer[0].split(), answer[1].split()
+    assert audio[1] != "0" and audio[3] in offer[0].split()[3:], (offer, answer)
+    assert video[1] == "0", f"video is not refused with port 0: {answer}"
+    assert heard_rms(peer) > 300, "the caller heard only silence"
+    assert caller_rms_at_worker(edge) > 300, "the worker's recording holds no caller audio"
 
 @pytest.mark.parametrize("edge", [{"greeting_s": 12.0}], indirect=True)
 @pytest.mark.parametrize("holder", ["caller", "worker"])
