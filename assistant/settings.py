@@ -353,6 +353,11 @@ class EdgeSettings:
     rtpengine_port_max: int = 30999
     # rtpengine latches on a trunk caller's first media packet and then drops packets from any other address
     strict_media_source: bool = True
+    # the public side: the trunks' sockets listen on ``public_host`` (an IP; the dispatcher and the workers' side
+    # stay on 127.0.0.1) and rtpengine's ``public`` interface on ``public_media_ip`` ("" = public_host). A
+    # non-loopback public_host is refused at start unless every trunk is in ``tls_client_cert_trunks``
+    public_host: str = "127.0.0.1"
+    public_media_ip: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

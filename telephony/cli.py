@@ -29,7 +29,7 @@ from assistant.platform.store import PlatformStore
 from assistant.runtime import running
 from assistant.settings import load_settings
 from telephony.call_jobs import CallJobStore
-from telephony.edge import TlsFiles, make_demo_cert, tls_files, trunks_of
+from telephony.edge import TlsFiles, make_demo_cert, media_ip_of, tls_files, trunks_of
 from telephony.gateway import Gateway
 from telephony.gateway_service import place_care_call, start_gateway
 from telephony.medication import add_plan
@@ -172,7 +172,7 @@ async def _edge(args) -> int:
     trunks = trunks_of(edge)
     tls = tls_files(edge, var_dir=settings.paths.var_dir)
     if not edge.tls_cert_file and not edge.tls_key_file:
-        demo = await make_demo_cert(tls.cert_file.parent)  # kept when set-up already made it
+        demo = await make_demo_cert(tls.cert_file.parent, public_host=edge.public_host)  # kept when set-up already made it
         tls = TlsFiles(cert_file=demo.cert_file, key_file=demo.key_file, client_ca_file=tls.client_ca_file)
     gateways = args.gateway or [f"127.0.0.1:{settings.telephony.sip_port}"]
     workdir = settings.paths.var_dir / "edge" / "run"
@@ -181,12 +181,13 @@ async def _edge(args) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with Rtpengine(workdir=workdir / "rtpengine", ng_port=edge.rtpengine_ng_port, port_min=edge.rtpengine_port_min,
-                         port_max=edge.rtpengine_port_max) as rtp, \
+                         port_max=edge.rtpengine_port_max, public_media_ip=media_ip_of(edge)) as rtp, \
             KamailioDispatcher(workdir=workdir / "kamailio", port=edge.sip_port, gateways=gateways, trunks=trunks, tls=tls,
-                               rtpengine_ng_port=rtp.ng_port, strict_media_source=edge.strict_media_source):
+                               rtpengine_ng_port=rtp.ng_port, strict_media_source=edge.strict_media_source,
+                               public_host=edge.public_host, public_media_ip=edge.public_media_ip):
         for t in trunks:
             mutual = " client-cert=required" if t.client_cert else ""
-            print(f"trunk {t.name}: {t.transport}:127.0.0.1:{t.port} srtp={t.srtp}{mutual}", file=sys.stderr, flush=True)
+            print(f"trunk {t.name}: {t.transport}:{edge.public_host}:{t.port} srtp={t.srtp}{mutual}", file=sys.stderr, flush=True)
         print(f"dispatching to {', '.join(gateways)}; logs in {workdir}", file=sys.stderr, flush=True)
         await stop.wait()
     return 0

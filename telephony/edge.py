@@ -22,12 +22,21 @@ rtpengine latches on the first packet from the trunk side (immediate endpoint le
 the public side; without it rtpengine forwards them to the worker). Keys are never logged:
 kamailio logs methods and Call-IDs only, rtpengine runs below debug level (its SDP dumps are debug).
 
+**The public side** (``edge.public_host``, ``edge.public_media_ip``): the trunks' sockets listen on ``public_host``
+(default 127.0.0.1) and rtpengine gets two logical interfaces, ``public`` (``public_media_ip``) and ``internal``
+(127.0.0.1), each call's offer naming its direction (``direction=public direction=internal`` for a trunk's
+offer, the reverse for a worker's), so the caller's SDP names the public address and the worker's 127.0.0.1.
+The rule: every listener is loopback or authenticated, so a non-loopback ``public_host`` is refused at start
+(``SetupError(code="edge_public_unauthenticated")``, naming the trunk) unless every trunk is TLS with a client
+certificate required (``edge.tls_client_cert_trunks``).
+
 The plain dispatcher port (``KamailioDispatcher.port``) stays as before: no media anchoring, for an internal
 network whose media may reach the workers directly.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -52,6 +61,14 @@ _LATE_OFFER_FLAGS = {
     "optional": _MEDIA_FLAGS + " transport-protocol=RTP/AVP OSRTP-offer",  # rtpengine 10.5: RTP/AVP + a=crypto
     "mandatory": _MEDIA_FLAGS + " transport-protocol=RTP/SAVP",
 }
+
+
+LOOPBACK = "127.0.0.1"
+# rtpengine's logical interfaces when the edge has a public side (two --interface=NAME/IP options)
+PUBLIC_IF, INTERNAL_IF = "public", "internal"
+# the offer's direction through kamailio's rtpengine module: from a trunk (public → internal) / from a worker
+FROM_TRUNK = f" direction={PUBLIC_IF} direction={INTERNAL_IF}"
+FROM_WORKER = f" direction={INTERNAL_IF} direction={PUBLIC_IF}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,7 +114,43 @@ def trunks_of(settings) -> tuple[EdgeTrunk, ...]:
         raise SetupError(f"edge.tls_client_cert_trunks names no trunk: {sorted(unknown)}", code="edge_config")
     if mutual and not settings.tls_client_ca_file:
         raise SetupError("edge.tls_client_cert_trunks needs edge.tls_client_ca_file (the CA of the peers' certificates)", code="edge_config")
-    return tuple(replace(t, client_cert=t.name in mutual) for t in trunks)
+    trunks = tuple(replace(t, client_cert=t.name in mutual) for t in trunks)
+    check_exposure(trunks, public_host=settings.public_host)
+    return trunks
+
+
+def _ip(host: str, what: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        raise SetupError(f"{what} {host!r}: an IP address is needed (kamailio and rtpengine bind to it)", code="edge_config") from None
+
+
+def is_public(host: str) -> bool:
+    """``edge.public_host`` / ``public_media_ip`` other than 127.0.0.1: the edge has a public side."""
+    return str(_ip(host, "edge address")) != LOOPBACK
+
+
+def media_ip_of(settings) -> str:
+    """``edge.public_media_ip``, or ``edge.public_host`` when it is empty."""
+    return settings.public_media_ip or settings.public_host
+
+
+def check_exposure(trunks: tuple[EdgeTrunk, ...], *, public_host: str) -> None:
+    """The project's rule: every listener is loopback or authenticated. On a non-loopback ``public_host`` each
+    trunk must be TLS with a client certificate required (there is no source-IP allow-list); otherwise
+    ``SetupError(code="edge_public_unauthenticated")`` naming the first such trunk."""
+    if _ip(public_host, "edge.public_host").is_loopback:
+        return
+    for t in trunks:
+        if not (t.transport == "tls" and t.client_cert):
+            raise SetupError(f"edge trunk {t.name!r} ({t.transport}) would listen on {public_host} without authentication: "
+                             "a non-loopback edge.public_host needs every trunk in edge.tls_client_cert_trunks (TLS with a "
+                             "client certificate)", code="edge_public_unauthenticated")
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,18 +174,20 @@ def tls_files(settings, *, var_dir: Path) -> TlsFiles:
                     client_ca_file=Path(settings.tls_client_ca_file) if settings.tls_client_ca_file else None)
 
 
-async def make_demo_cert(directory: Path) -> TlsFiles:
-    """The self-signed demo pair in ``directory`` (scripts/make-edge-cert.sh, as set-up runs it; kept if there)."""
+async def make_demo_cert(directory: Path, *, public_host: str = LOOPBACK) -> TlsFiles:
+    """The self-signed demo pair in ``directory`` (scripts/make-edge-cert.sh, as set-up runs it; kept if there);
+    a non-loopback ``public_host`` is added to its SAN."""
     import asyncio
 
-    proc = await asyncio.create_subprocess_exec(str(CERT_SCRIPT), str(directory), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    extra = [public_host] if is_public(public_host) else []
+    proc = await asyncio.create_subprocess_exec(str(CERT_SCRIPT), str(directory), *extra, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     _out, err = await proc.communicate()
     if proc.returncode != 0:
         raise SetupError(f"making the edge's demo certificate failed: {err.decode(errors='replace')[-300:]}", code="edge_config")
     return TlsFiles(cert_file=directory / "edge.crt", key_file=directory / "edge.key")
 
 
-def tls_domains_config(*, trunks: tuple[EdgeTrunk, ...], tls: TlsFiles) -> str:
+def tls_domains_config(*, trunks: tuple[EdgeTrunk, ...], tls: TlsFiles, public_host: str = LOOPBACK) -> str:
     """kamailio's TLS domains file (the tls module's ``config``): the edge's certificate on every TLS socket; on a
     mutual-TLS trunk's socket the peer must present a certificate that ``tls.client_ca_file`` signs."""
     if any(t.client_cert for t in trunks) and tls.client_ca_file is None:
@@ -140,16 +195,19 @@ def tls_domains_config(*, trunks: tuple[EdgeTrunk, ...], tls: TlsFiles) -> str:
     common = f"method = TLSv1.2+\ncertificate = {tls.cert_file}\nprivate_key = {tls.key_file}\n"
     parts = [f"[server:default]\n{common}verify_certificate = no\nrequire_certificate = no\n",
              "[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n"]
-    parts += [f"[server:127.0.0.1:{t.port}]\n{common}verify_certificate = yes\nrequire_certificate = yes\nverify_depth = 3\n"
+    parts += [f"[server:{_hostport(public_host, t.port)}]\n{common}verify_certificate = yes\nrequire_certificate = yes\nverify_depth = 3\n"
               f"ca_list = {tls.client_ca_file}\n" for t in trunks if t.client_cert]
     return "\n".join(parts)
 
 
 def kamailio_config(*, port: int, list_file: Path, fr_timer_ms: int, trunks: tuple[EdgeTrunk, ...] = (),
                     tls: TlsFiles | None = None, rtpengine_ng_port: int = 0, strict_media_source: bool = True,
-                    tls_domains_file: Path | None = None) -> str:
-    """The edge's kamailio.cfg: the dispatcher on ``udp:127.0.0.1:port`` and one listening socket per trunk.
+                    tls_domains_file: Path | None = None, public_host: str = LOOPBACK, public_media_ip: str = "") -> str:
+    """The edge's kamailio.cfg: the dispatcher on ``udp:127.0.0.1:port`` and one listening socket per trunk on
+    ``public_host`` (``check_exposure``: a non-loopback one only with mutual-TLS trunks; rtpengine then has the
+    ``public`` and ``internal`` interfaces, ``rtpengine_argv(public_media_ip=…)``; ``public_media_ip`` "" = ``public_host``).
     ``tls_domains_file``: where ``tls_domains_config`` was written (needed when a trunk requires client certificates)."""
+    check_exposure(trunks, public_host=public_host)
     if trunks and not rtpengine_ng_port:
         raise SetupError("edge trunks need rtpengine (its ng port)", code="edge_config")
     use_tls = any(t.transport == "tls" for t in trunks)
@@ -157,7 +215,7 @@ def kamailio_config(*, port: int, list_file: Path, fr_timer_ms: int, trunks: tup
         raise SetupError("a TLS trunk needs the edge's certificate and key", code="edge_config")
     if any(t.client_cert for t in trunks) and tls_domains_file is None:
         raise SetupError("a trunk requiring client certificates needs the TLS domains file", code="edge_config")
-    listen = [f"listen=udp:127.0.0.1:{port}"] + [f"listen={t.transport}:127.0.0.1:{t.port}" for t in trunks]
+    listen = [f"listen=udp:127.0.0.1:{port}"] + [f"listen={t.transport}:{_hostport(public_host, t.port)}" for t in trunks]
     globals_ = ["#!KAMAILIO", "debug=2", "log_stderror=yes", "children=2", "auto_aliases=no", *listen]
     globals_ += ["disable_tcp=no", "enable_tls=yes", "tcp_children=2"] if use_tls else ["disable_tcp=yes"]
     modules = [
@@ -189,12 +247,19 @@ def kamailio_config(*, port: int, list_file: Path, fr_timer_ms: int, trunks: tup
     if trunks:
         modules += ['loadmodule "rtpengine.so"', 'loadmodule "sdpops.so"', 'loadmodule "textopsx.so"',
                     f'modparam("rtpengine", "rtpengine_sock", "udp:127.0.0.1:{rtpengine_ng_port}")']
-    return "\n".join(globals_ + modules) + "\n\n" + _routes(trunks, use_tls=use_tls, strict=strict_media_source)
+    return "\n".join(globals_ + modules) + "\n\n" + _routes(trunks, use_tls=use_tls, strict=strict_media_source,
+                                                            public=is_public(public_media_ip or public_host))
 
 
-def _routes(trunks: tuple[EdgeTrunk, ...], *, use_tls: bool, strict: bool) -> str:
+def _routes(trunks: tuple[EdgeTrunk, ...], *, use_tls: bool, strict: bool, public: bool = False) -> str:
+    # with a public side, every offer names rtpengine's interfaces: where it comes from, where it goes
+    from_trunk, from_worker = (FROM_TRUNK, FROM_WORKER) if public else ("", "")
     anchored = bool(trunks)
     in_dialog_media = ""
+    # a re-INVITE/UPDATE's offer: from the caller (downstream) or from the worker
+    reoffer = (f'                    if (is_direction("downstream")) {{ rtpengine_offer("{_MEDIA_FLAGS}{from_trunk}"); }}\n'
+               f'                    else {{ rtpengine_offer("{_MEDIA_FLAGS}{from_worker}"); }}\n') if public \
+        else f'                    rtpengine_offer("{_MEDIA_FLAGS}");\n'
     if anchored:
         in_dialog_media = f"""            if (check_route_param("media=anchored")) {{
                 # an SRTP-mandatory trunk stays encrypted: the caller cannot downgrade to plain RTP in a re-INVITE
@@ -209,8 +274,7 @@ def _routes(trunks: tuple[EdgeTrunk, ...], *, use_tls: bool, strict: bool) -> st
                         sl_send_reply("488", "Not Acceptable Here");
                         exit;
                     }}
-                    rtpengine_offer("{_MEDIA_FLAGS}");
-                    t_on_reply("MEDIA");
+{reoffer}                    t_on_reply("MEDIA");
                 }}
                 else if (is_method("ACK") && has_body("application/sdp")) {{
                     if ($var(plain) == 1) {{
@@ -228,10 +292,10 @@ def _routes(trunks: tuple[EdgeTrunk, ...], *, use_tls: bool, strict: bool) -> st
     )
     strict_flag = " strict-source" if strict else ""
     offers = "".join(
-        f'    if ($var(srtp) == "{mode}") {{ $var(flags) = "{flags}{strict_flag}"; }}\n' for mode, flags in _OFFER_FLAGS.items()
+        f'    if ($var(srtp) == "{mode}") {{ $var(flags) = "{flags}{strict_flag}{from_trunk}"; }}\n' for mode, flags in _OFFER_FLAGS.items()
     )
     late_offers = "".join(
-        f'        if ($var(srtp) == "{mode}") {{ $avp(late_flags) = "{flags}{strict_flag}"; }}\n' for mode, flags in _LATE_OFFER_FLAGS.items()
+        f'        if ($var(srtp) == "{mode}") {{ $avp(late_flags) = "{flags}{strict_flag}{from_worker}"; }}\n' for mode, flags in _LATE_OFFER_FLAGS.items()
     )
     trunk_route = ""
     if anchored:
@@ -326,13 +390,17 @@ failure_route[NEXT_GATEWAY] {{
 {trunk_route}"""
 
 
-def rtpengine_argv(*, exe: str, ng_port: int, port_min: int, port_max: int, pidfile: Path) -> list[str]:
-    """rtpengine in userspace (no kernel table), on loopback: media on 127.0.0.1, ng control on ``ng_port``
+def rtpengine_argv(*, exe: str, ng_port: int, port_min: int, port_max: int, pidfile: Path,
+                   public_media_ip: str = LOOPBACK) -> list[str]:
+    """rtpengine in userspace (no kernel table): media on 127.0.0.1, or with a non-loopback ``public_media_ip``
+    two logical interfaces, ``public`` there and ``internal`` on 127.0.0.1 (offers name them, ``FROM_TRUNK``); ng control on ``ng_port``
     (UDP) and nothing else (``--config-file=none``: not Debian's /etc/rtpengine/rtpengine.conf, whose CLI and
     HTTP ports would clash between two instances). Endpoint learning is immediate: a stream latches on its first
     packet (the default "delayed" keeps learning for 3 s, when any sender is taken, strict-source or not).
     Log level 6 (info): the SDP (and so the SDES keys) is only dumped at 7 (debug)."""
-    return [exe, "--config-file=none", "--foreground", "--log-stderr", "--table=-1", "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{ng_port}",
+    interfaces = ([f"--interface={PUBLIC_IF}/{public_media_ip}", f"--interface={INTERNAL_IF}/{LOOPBACK}"]
+                  if is_public(public_media_ip) else [f"--interface={LOOPBACK}"])
+    return [exe, "--config-file=none", "--foreground", "--log-stderr", "--table=-1", *interfaces, f"--listen-ng=127.0.0.1:{ng_port}",
             f"--port-min={port_min}", f"--port-max={port_max}", "--log-level=6", "--num-threads=2",
             "--endpoint-learning=immediate", "--no-redis-required",
             f"--pidfile={pidfile}", "--delete-delay=0"]

@@ -439,6 +439,8 @@ class KamailioDispatcher(_Kamailio):
     tls: TlsFiles | None = None
     rtpengine_ng_port: int = 0
     strict_media_source: bool = True
+    public_host: str = "127.0.0.1"  # the trunks' sockets (edge.public_host)
+    public_media_ip: str = ""  # rtpengine's public interface ("" = public_host): offers then name directions
 
     def config(self) -> str:
         ds = self.workdir / "dispatcher.list"
@@ -448,10 +450,10 @@ class KamailioDispatcher(_Kamailio):
             self.tls.check()
             if any(t.client_cert for t in self.trunks):
                 domains = self.workdir / "tls.cfg"
-                domains.write_text(tls_domains_config(trunks=self.trunks, tls=self.tls))
+                domains.write_text(tls_domains_config(trunks=self.trunks, tls=self.tls, public_host=self.public_host))
         return kamailio_config(port=self.port, list_file=ds, fr_timer_ms=self.fr_timer_ms, trunks=self.trunks, tls=self.tls,
                                rtpengine_ng_port=self.rtpengine_ng_port, strict_media_source=self.strict_media_source,
-                               tls_domains_file=domains)
+                               tls_domains_file=domains, public_host=self.public_host, public_media_ip=self.public_media_ip)
 
 
 # a carrier's session border controller, for the bench's encrypted path: plain SIP/RTP from the caller (sipp) in,
@@ -539,6 +541,7 @@ class Rtpengine(_Daemon):
     ng_port: int = 0
     port_min: int = 0
     port_max: int = 0
+    public_media_ip: str = "127.0.0.1"  # another IP: a ``public`` interface there, ``internal`` on 127.0.0.1
 
     async def __aenter__(self) -> Rtpengine:
         exe = program("rtpengine")
@@ -548,7 +551,7 @@ class Rtpengine(_Daemon):
             self.port_min = free_udp_port(even=True)
             self.port_max = min(self.port_min + 400, 65534)
         argv = rtpengine_argv(exe=exe, ng_port=self.ng_port, port_min=self.port_min, port_max=self.port_max,
-                              pidfile=self.workdir / "rtpengine.pid")
+                              pidfile=self.workdir / "rtpengine.pid", public_media_ip=self.public_media_ip)
         log = _log_fd(self.workdir / self.log_name)
         try:
             self.proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT)

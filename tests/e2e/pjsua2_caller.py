@@ -191,7 +191,8 @@ def main() -> int:
     answer = log.answers[-1] if log.answers else ""
     m_lines = _m_lines(log)
     print(json.dumps({"confirmed": call.confirmed, "status": call.status, "answer_m_lines": m_lines,
-                      "answer_crypto": "a=crypto" in answer, "rtp": rtp, "offered_keys": sorted(log.offered_keys),
+                      "answer_crypto": "a=crypto" in answer,
+                      "answer_c": re.findall(r"^c=IN IP[46] (\S+)", answer.replace("\r", ""), re.M), "rtp": rtp, "offered_keys": sorted(log.offered_keys),
                       "rtp_at_unhold": rtp_at_unhold, "answers": [_m_lines_of(a) + ["crypto" if "a=crypto" in a else "plain"] for a in log.answers]}),
           flush=True)
     call.recorders.clear()

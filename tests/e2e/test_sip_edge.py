@@ -49,7 +49,7 @@ class Edge:
 
     def uri(self, trunk: str) -> str:
         t = next(t for t in self.kamailio.trunks if t.name == trunk)
-        return f"sip:assistant@127.0.0.1:{t.port}" + (";transport=tls" if t.transport == "tls" else "")
+        return f"sip:assistant@{self.kamailio.public_host}:{t.port}" + (";transport=tls" if t.transport == "tls" else "")
 
 
 @pytest.fixture
@@ -65,14 +65,16 @@ def edge_programs() -> None:
 async def edge(edge_programs, tel_settings, tmp_path, request):
     param = getattr(request, "param", {})
     strict = param.get("strict", True)  # edge.strict_media_source
-    tls = await make_demo_cert(tmp_path / "certs")
+    public_host = param.get("public_host", "127.0.0.1")  # edge.public_host: the trunks' sockets and rtpengine's public side
+    tls = await make_demo_cert(tmp_path / "certs", public_host=public_host)
     if param.get("mtls"):  # a peer's own self-signed pair; its certificate is the CA the edge trusts
         peer_cert = await make_demo_cert(tmp_path / "peer-cert")
         tls = TlsFiles(cert_file=tls.cert_file, key_file=tls.key_file, client_ca_file=peer_cert.cert_file)
     bots: list[ReplyBot] = []
     recordings = tmp_path / "calls"
     factory = bot_pipeline_factory(settings=tel_settings, reply_pcm=tone(seconds=param.get("greeting_s", 2.0)), bots=bots, recordings_dir=recordings)
-    trunks = (
+    trunks = (EdgeTrunk(name="operator", transport="tls", port=free_tcp_port(), srtp="mandatory", client_cert=True),) \
+        if public_host != "127.0.0.1" else (
         EdgeTrunk(name="carrier", transport="tls", port=free_tcp_port(), srtp="mandatory"),
         EdgeTrunk(name="homeworker", transport="tls", port=free_tcp_port(), srtp="optional"),
         EdgeTrunk(name="pbx", transport="udp", port=free_udp_port(), srtp="off"),
@@ -80,9 +82,10 @@ async def edge(edge_programs, tel_settings, tmp_path, request):
           if param.get("mtls") else []),
     )
     async with Gateway(settings=tel_settings, pipeline_factory=factory, port=0) as gw, \
-            Rtpengine(workdir=tmp_path / "rtpengine") as rtp, \
+            Rtpengine(workdir=tmp_path / "rtpengine", public_media_ip=public_host) as rtp, \
             KamailioDispatcher(workdir=tmp_path / "kamailio", gateways=[f"127.0.0.1:{gw.endpoint.port}"], trunks=trunks,
-                               tls=tls, rtpengine_ng_port=rtp.ng_port, strict_media_source=strict) as kam:
+                               tls=tls, rtpengine_ng_port=rtp.ng_port, strict_media_source=strict,
+                               public_host=public_host) as kam:
         await asyncio.sleep(1.2)  # the dispatcher's first OPTIONS ping marks the worker up
         yield Edge(gateway=gw, kamailio=kam, rtpengine=rtp, tls=tls, bots=bots, recordings=recordings)
 
@@ -465,6 +468,34 @@ async def test_a_mutual_tls_trunk_takes_a_peer_with_its_certificate_and_refuses_
     await worker_done(edge)
     assert_both_ways(result, edge)
     assert "trunk operator srtp=mandatory" in edge.kamailio.log()
+
+
+@pytest.mark.parametrize("edge", [{"mtls": True, "public_host": "127.0.0.2"}], indirect=True)
+async def test_a_public_edge_listens_on_its_public_address_and_anchors_media_between_two_interfaces(edge, tmp_path):
+    """``edge.public_host`` (issue #25, the public side) with 127.0.0.2 standing in for the public address (Linux
+    routes all of 127/8 to lo): the mutual-TLS trunk listens there only, the caller's answer names 127.0.0.2 for
+    media (rtpengine's ``public`` interface) while the worker's offer names 127.0.0.1 (``internal``), audio flows
+    both ways, and the dispatcher stays on loopback."""
+    import socket
+
+    peer = TlsFiles(cert_file=tmp_path / "peer-cert" / "edge.crt", key_file=tmp_path / "peer-cert" / "edge.key")
+    (trunk,) = edge.kamailio.trunks
+    for host, listening in (("127.0.0.2", True), ("127.0.0.1", False)):  # the trunk: on the public address only
+        with socket.socket() as s:
+            assert (s.connect_ex((host, trunk.port)) == 0) is listening, host
+    worker_saw: dict[str, str] = {}
+
+    async def on_confirmed(_m_lines):
+        (call,) = edge.gateway.endpoint.calls.values()
+        worker_saw["sdp"] = call.plan.remote_addr[0]  # the c= of the offer the worker got from the edge
+        worker_saw["latched"] = call.stream.remote_addr[0]
+
+    result = await pjsua2_call(edge, tmp_path, "operator", srtp="mandatory", seconds=3.0, client_cert=peer, on_confirmed=on_confirmed)
+    await worker_done(edge)
+    assert_both_ways(result, edge)
+    assert result["answer_c"] and set(result["answer_c"]) == {"127.0.0.2"}, result
+    assert worker_saw == {"sdp": "127.0.0.1", "latched": "127.0.0.1"}, worker_saw
+    assert "listen=udp:127.0.0.1:" in (edge.kamailio.workdir / "kamailio.cfg").read_text()
 
 
 class RawTlsCaller:

@@ -14,6 +14,7 @@ from telephony.edge import (
     TlsFiles,
     kamailio_config,
     parse_trunk,
+    rtpengine_argv,
     tls_domains_config,
     tls_files,
     trunks_of,
@@ -100,3 +101,57 @@ def test_a_mutual_tls_trunk_gets_its_own_tls_domain_that_requires_a_verified_cli
         kamailio_config(port=5080, list_file=tmp_path / "ds.list", fr_timer_ms=1500, trunks=trunks, tls=tls, rtpengine_ng_port=2223)
     with pytest.raises(SetupError):
         tls_domains_config(trunks=trunks, tls=TlsFiles(cert_file=tls.cert_file, key_file=tls.key_file))
+
+
+PUBLIC_TRUNKS = ("carrier:tls:5061:mandatory", "ops:tls:5062:optional", "pbx:udp:5060:off")
+
+
+@pytest.mark.parametrize(("mutual", "named"), [((), "carrier"), (("carrier",), "ops"), (("carrier", "ops"), "pbx")])
+def test_a_public_host_is_refused_while_a_trunk_is_unauthenticated_and_the_error_names_it(mutual, named):
+    """Every listener is loopback or authenticated: a non-loopback edge.public_host needs every trunk to be TLS with
+    a client certificate required (there is no source-IP allow-list; a UDP trunk can never be public)."""
+    settings = EdgeSettings(trunks=PUBLIC_TRUNKS, public_host="203.0.113.7", tls_client_cert_trunks=mutual, tls_client_ca_file="/ca")
+    with pytest.raises(SetupError) as err:
+        trunks_of(settings)
+    assert err.value.code == "edge_public_unauthenticated"
+    assert repr(named) in str(err.value)
+    # the same trunks on loopback (the default: make run) are fine, and kamailio_config applies the rule itself
+    assert len(trunks_of(EdgeSettings(trunks=PUBLIC_TRUNKS, tls_client_cert_trunks=mutual, tls_client_ca_file="/ca"))) == 3
+    with pytest.raises(SetupError) as err:
+        kamailio_config(port=5080, list_file=Path("/x"), fr_timer_ms=1500, trunks=(parse_trunk("pbx:udp:5060:off"),),
+                        rtpengine_ng_port=2223, public_host="203.0.113.7")
+    assert err.value.code == "edge_public_unauthenticated" and "'pbx'" in str(err.value)
+
+
+def test_a_public_host_with_only_mutual_tls_trunks_listens_there_and_anchors_media_on_two_interfaces(tmp_path):
+    settings = EdgeSettings(trunks=("carrier:tls:5061:mandatory", "ops:tls:5062:optional"), public_host="203.0.113.7",
+                            tls_client_cert_trunks=("carrier", "ops"), tls_client_ca_file=str(tmp_path / "peers.crt"))
+    trunks = trunks_of(settings)
+    tls = tls_files(settings, var_dir=tmp_path)
+    cfg = kamailio_config(port=5080, list_file=tmp_path / "ds.list", fr_timer_ms=1500, trunks=trunks, tls=tls,
+                          rtpengine_ng_port=2223, tls_domains_file=tmp_path / "tls.cfg", public_host="203.0.113.7")
+    assert "listen=udp:127.0.0.1:5080" in cfg  # the dispatcher / the workers' side stays on loopback
+    assert "listen=tls:203.0.113.7:5061" in cfg and "listen=tls:203.0.113.7:5062" in cfg
+    assert "listen=tls:127.0.0.1" not in cfg
+    # a trunk's offer goes public → internal; the worker's (late offer in its 200, its re-INVITEs) internal → public
+    assert cfg.count("direction=public direction=internal") == 3 + 1  # the three SRTP policies + the caller's re-INVITE
+    assert cfg.count("direction=internal direction=public") == 3 + 1  # the three late-offer policies + the worker's re-INVITE
+    domains = tls_domains_config(trunks=trunks, tls=tls, public_host="203.0.113.7")
+    assert "[server:203.0.113.7:5061]" in domains and "[server:127.0.0.1:" not in domains
+    argv = rtpengine_argv(exe="rtpengine", ng_port=2223, port_min=30000, port_max=30999, pidfile=tmp_path / "p",
+                          public_media_ip="198.51.100.9")
+    assert "--interface=public/198.51.100.9" in argv and "--interface=internal/127.0.0.1" in argv
+    assert "--listen-ng=127.0.0.1:2223" in argv
+
+
+def test_the_default_loopback_edge_names_no_interfaces():
+    """Unchanged behaviour (make run): one rtpengine interface on 127.0.0.1 and no direction flags."""
+    trunks = trunks_of(EdgeSettings())
+    cfg = kamailio_config(port=5080, list_file=Path("/x"), fr_timer_ms=1500, trunks=trunks,
+                          tls=TlsFiles(cert_file=Path("/c"), key_file=Path("/k")), rtpengine_ng_port=2223)
+    assert "direction=" not in cfg and "listen=tls:127.0.0.1:5061" in cfg
+    argv = rtpengine_argv(exe="rtpengine", ng_port=2223, port_min=30000, port_max=30999, pidfile=Path("/p"))
+    assert "--interface=127.0.0.1" in argv and not any(a.startswith("--interface=public") for a in argv)
+    with pytest.raises(SetupError) as err:
+        trunks_of(EdgeSettings(public_host="edge.example.com"))
+    assert err.value.code == "edge_config"
