@@ -278,7 +278,7 @@ async def test_spoken_gas_order_on_the_real_pipeline(settings, tmp_path):
     loaded CI machine the segments whisper-base gets differ run to run; one mis-heard slot (今天 → 请天) leaves
     the form asking again where the recording already says 对, and a yes heard as a low-confidence 行 is (rightly)
     not taken as a yes: the product asks "do you need help?" instead of placing the order. Seen in session 8
-    in about one run of two on a loaded machine, none on an idle one. The assertions are unchanged."""
+    in about one run of two. The assertions are unchanged."""
     need_browser()
     from dataclasses import replace
 
