@@ -306,12 +306,14 @@ async def test_spoken_gas_order_on_the_real_pipeline(settings, tmp_path):
     await seed_demo(settings, with_orders=False, migrations=True)
     # the read-back takes a few seconds to say; "对" comes after it
     # the order, then size/quantity/time in one answer (the address is on file, so the form's next question
-    # is the read-back), then "对". Phrases chosen so whisper-base hears them (bare "对。" comes back empty).
+    # is the read-back), then "对". Phrases chosen so whisper-base hears them (bare "对。" comes back empty), and
+    # the yes without a comma: the simulated voice pauses 0.82 s at one, and after a yes/no prompt the turn ends
+    # at 0.6 s at the latest, so "对，" alone (heard as a low-confidence 行, or nothing) was the turn.
     # Turns are handled in order, so an answer that comes early (barge-in) still lands on the right question.
     wav = await _project_tts_wav(
         settings,
         tmp_path / "gas-order.wav",
-        [("我要叫煤气。", 10.0), ("要十五公斤的大罐，一罐，今天下午送。", 18.0), ("对，没问题。", 10.0), ("对，没问题。", 6.0)],
+        [("我要叫煤气。", 10.0), ("要十五公斤的大罐，一罐，今天下午送。", 18.0), ("对没问题。", 10.0), ("对没问题。", 6.0)],
     )
 
     async def gas_orders() -> list[WorkOrder]:
