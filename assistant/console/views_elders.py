@@ -19,13 +19,14 @@ from assistant.tts.registry import VOICES
 staff = guarded(area="console", roles=STAFF_ROLES)
 
 
-def _elder_id(request: web.Request) -> int:
+def elder_id_of(request: web.Request) -> int:
+    """The ``{elder_id}`` of an elder page's route (the settings and medication pages share it)."""
     return int(request.match_info["elder_id"])
 
 
 @staff
 async def elder_page(request: web.Request, p: Principal, db: AsyncSession) -> web.Response:
-    elder = await db.get(Elder, _elder_id(request))
+    elder = await db.get(Elder, elder_id_of(request))
     if elder is None:
         return error_page(404, "没有这位长者。", p)
     base = f"/console/elders/{elder.id}"
@@ -42,7 +43,7 @@ async def elder_page(request: web.Request, p: Principal, db: AsyncSession) -> we
 
 @staff
 async def elder_settings(request: web.Request, p: Principal, db: AsyncSession) -> web.StreamResponse:
-    elder_id = _elder_id(request)
+    elder_id = elder_id_of(request)
     form = await request.post()
 
     def f(name: str) -> str:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from assistant.console import auth
 from assistant.console.auth import ConsoleError, Principal
 from assistant.console.render import csrf_field, error_page, esc, local_time, page
+from assistant.console.views_elders import elder_id_of
 from assistant.console.web import client_ip, guarded
 from assistant.platform.models import Elder
 from assistant.platform.models_console import STAFF_ROLES
@@ -33,10 +34,6 @@ RESULT_LABELS = {"heard": "已吃（按1）", "need_help": "需要帮助（按2�
                  "failed": "拨不通", "missed": "已停用", "planned": "待拨打", "answered": "接听未按键"}
 
 
-def _ids(request: web.Request) -> int:
-    return int(request.match_info["elder_id"])
-
-
 def _jobs(request: web.Request) -> CallJobStore:
     return CallJobStore.for_engine(request.app[SERVICES_KEY].engine, now=lambda: dt.datetime.now().astimezone())
 
@@ -49,7 +46,7 @@ def _result(job: CallJob) -> str:
 
 @staff
 async def medication_page(request: web.Request, p: Principal, db: AsyncSession) -> web.Response:
-    elder = await db.get(Elder, _ids(request))
+    elder = await db.get(Elder, elder_id_of(request))
     if elder is None:
         return error_page(404, "没有这位长者。", p)
     base = f"/console/elders/{elder.id}/medication"
@@ -93,7 +90,7 @@ async def medication_page(request: web.Request, p: Principal, db: AsyncSession) 
 
 @staff
 async def medication_add(request: web.Request, p: Principal, db: AsyncSession) -> web.StreamResponse:
-    elder_id = _ids(request)
+    elder_id = elder_id_of(request)
     if await db.get(Elder, elder_id) is None:
         return error_page(404, "没有这位长者。", p)
     form = await request.post()
@@ -112,7 +109,7 @@ async def medication_add(request: web.Request, p: Principal, db: AsyncSession) -
 
 @staff
 async def medication_enabled(request: web.Request, p: Principal, db: AsyncSession) -> web.StreamResponse:
-    elder_id, plan_id = _ids(request), int(request.match_info["plan_id"])
+    elder_id, plan_id = elder_id_of(request), int(request.match_info["plan_id"])
     enabled = str((await request.post()).get("enabled", "")) == "1"
     if not await set_plan_enabled(_jobs(request), plan_id=plan_id, elder_id=elder_id, enabled=enabled):
         return error_page(404, "没有这条吃药提醒。", p)
