@@ -31,12 +31,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, String, case, cast, func, select
 
 from assistant.errors import TelephonyError
 from assistant.phrases import Phrasebook
 from assistant.platform.models import Elder
-from telephony.call_jobs import CallJobStore, NewJob
+from telephony.call_jobs import CallJobStore, NewJob, newest_try
 from telephony.models import CallJob
 from telephony.scheduler import CareSchedule, TimeWindow
 
@@ -138,36 +138,59 @@ async def plan_warning(jobs: CallJobStore, warning: Broadcast, schedules: Iterab
     return {"elders": len(new), "added": await jobs.plan(new)}
 
 
+def chain_like(broadcast_id: str) -> ColumnElement[bool]:
+    """The rows of one broadcast (``warn:<id>:<elder>``); ``_`` and ``%`` in an id are not wildcards."""
+    escaped = broadcast_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return CallJob.chain.like(f"warn:{escaped}:%", escape="\\")
+
+
+def broadcast_of_chain() -> ColumnElement[str]:
+    """The broadcast id of a warning row, in SQL: ``chain`` is ``warn:<id>:<elder_id>`` (SQLite and PostgreSQL)."""
+    return func.substr(CallJob.chain, 6,
+                       func.length(CallJob.chain) - 6 - func.length(cast(CallJob.elder_id, String)))
+
+
+def result_of_row() -> ColumnElement[str]:
+    """``_result`` in SQL: what a warning row's state and outcome mean for the report."""
+    return case((CallJob.state == "done",
+                 case((CallJob.outcome.in_(("heard", "need_help")), CallJob.outcome), else_="answered")),
+                (CallJob.state.in_(("no_answer", "busy")), "no_answer"),
+                (CallJob.state.in_(("failed", "missed")), "failed"),
+                else_="pending")
+
+
 async def warning_report(jobs: CallJobStore, *, broadcast_id: str | None = None,
                          since: dt.datetime | None = None) -> dict[str, dict[str, dict[str, int]]]:
     """``{broadcast: {district: {planned, heard, need_help, answered, no_answer, failed, pending}}}``: each
-    elder counted once, by the newest try of their call."""
-    q = (select(CallJob.chain, CallJob.attempt, CallJob.state, CallJob.outcome, Elder.district)
-         .join(Elder, Elder.id == CallJob.elder_id, isouter=True).where(CallJob.kind == "warning"))
+    elder counted once, by the newest try of their call. Counted in SQL (one GROUP BY over the newest tries,
+    ``telephony.call_jobs.newest_try``); ``since`` keeps the rows created since then."""
+    newest = (select(broadcast_of_chain().label("broadcast"), func.coalesce(Elder.district, "").label("district"),
+                     result_of_row().label("result"))
+              .select_from(CallJob).join(Elder, Elder.id == CallJob.elder_id, isouter=True)
+              .where(newest_try("warning", since=since)))
     if broadcast_id is not None:
-        q = q.where(CallJob.chain.like(f"warn:{broadcast_id}:%"))
+        newest = newest.where(chain_like(broadcast_id))
     if since is not None:
-        q = q.where(CallJob.created_at >= since)
+        newest = newest.where(CallJob.created_at >= since)
+    rows = newest.subquery()  # grouped outside: PostgreSQL wants GROUP BY on the very select expressions
+    q = (select(rows.c.broadcast, rows.c.district, rows.c.result, func.count())
+         .group_by(rows.c.broadcast, rows.c.district, rows.c.result))
 
     async def read(s):
         return (await s.execute(q)).all()
 
-    newest: dict[str, tuple[int, str, str | None, str]] = {}
-    for chain, attempt, state, outcome, district in await jobs._run("warning report", read):
-        if chain not in newest or attempt > newest[chain][0]:
-            newest[chain] = (attempt, state, outcome, district or "")
     report: dict[str, dict[str, dict[str, int]]] = {}
-    for chain, (_, state, outcome, district) in newest.items():
-        counts = report.setdefault(chain.split(":")[1], {}).setdefault(district, dict.fromkeys(REPORT_RESULTS, 0))
-        counts["planned"] += 1
-        counts[_result(state, outcome)] += 1
+    for broadcast, district, result, n in await jobs._run("warning report", read):
+        counts = report.setdefault(broadcast, {}).setdefault(district, dict.fromkeys(REPORT_RESULTS, 0))
+        counts["planned"] += n
+        counts[result] += n
     return report
 
 
 async def broadcast_summary(jobs: CallJobStore, broadcast_id: str) -> dict[str, Any] | None:
     """What a broadcast said and when it was sent (its first row's ``detail`` and ``created_at``), or None."""
     q = (select(CallJob.detail, CallJob.created_at)
-         .where(CallJob.kind == "warning", CallJob.attempt == 1, CallJob.chain.like(f"warn:{broadcast_id}:%"))
+         .where(CallJob.kind == "warning", CallJob.attempt == 1, chain_like(broadcast_id))
          .order_by(CallJob.id).limit(1))
 
     async def read(s):
@@ -184,23 +207,18 @@ async def broadcast_summary(jobs: CallJobStore, broadcast_id: str) -> dict[str, 
 async def not_reached(jobs: CallJobStore, broadcast_id: str) -> list[dict[str, Any]]:
     """The elders a broadcast did not reach, by the newest try of their call (``failed``: could not be dialled,
     ``no_answer``: every try unanswered): ``{elder_id, name, district, number, result, attempts}``, for the
-    operator who phones them (the console's warning page)."""
-    q = (select(CallJob.chain, CallJob.attempt, CallJob.state, CallJob.elder_id, CallJob.number, Elder.name,
-                Elder.district)
+    operator who phones them (the console's warning page). The newest tries are picked in SQL."""
+    q = (select(CallJob.attempt, CallJob.state, CallJob.elder_id, CallJob.number, Elder.name, Elder.district)
          .join(Elder, Elder.id == CallJob.elder_id, isouter=True)
-         .where(CallJob.kind == "warning", CallJob.chain.like(f"warn:{broadcast_id}:%")))
+         .where(newest_try("warning"), chain_like(broadcast_id),
+                CallJob.state.in_(("no_answer", "busy", "failed", "missed"))))
 
     async def read(s):
         return (await s.execute(q)).all()
 
-    newest: dict[str, Any] = {}
-    for row in await jobs._run("warning not reached", read):
-        if row.chain not in newest or row.attempt > newest[row.chain].attempt:
-            newest[row.chain] = row
     out = [{"elder_id": r.elder_id, "name": r.name or "", "district": r.district or "", "number": r.number,
-            "result": _result(r.state, None), "attempts": r.attempt} for r in newest.values()]
-    return sorted((o for o in out if o["result"] in ("failed", "no_answer")),
-                  key=lambda o: (o["result"] != "failed", o["district"], o["elder_id"]))
+            "result": _result(r.state, None), "attempts": r.attempt} for r in await jobs._run("warning not reached", read)]
+    return sorted(out, key=lambda o: (o["result"] != "failed", o["district"], o["elder_id"]))
 
 
 def _result(state: str, outcome: str | None) -> str:

@@ -35,9 +35,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import CTE, Select, func, or_, select, update
+from sqlalchemy import CTE, ColumnElement, Select, and_, exists, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from assistant.errors import StoreError
 from assistant.platform.models import Call
@@ -95,6 +96,24 @@ class JobInfo:
 def as_stored(t: dt.datetime) -> dt.datetime:
     """An engine-clock time as the table keeps it (a naive clock is taken as UTC)."""
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
+
+
+def elder_try(job: Any = CallJob) -> ColumnElement[bool]:
+    """The row is one of its chain's own tries (``<chain>:a<n>``), not a family step (``:f<n>``) of a
+    medication reminder. Pair it with a ``kind`` other than ``alert`` (the alert row's key is ``<chain>:alert``)."""
+    return job.job_key.like(job.chain + ":a%")
+
+
+def newest_try(kind: str, *, since: dt.datetime | None = None) -> ColumnElement[bool]:
+    """The row is the newest try of its chain among the ``kind`` rows (``since``: among those created since
+    then): no later try of the same chain exists. One index lookup per row (``ix_call_jobs_chain``); the same
+    SQL on SQLite and PostgreSQL."""
+    later = aliased(CallJob)
+    q = select(later.id).where(later.chain == CallJob.chain, later.kind == kind, later.attempt > CallJob.attempt,
+                               elder_try(later))
+    if since is not None:
+        q = q.where(later.created_at >= since)
+    return and_(CallJob.kind == kind, elder_try(), ~exists(q))
 
 
 def _locked_ids(ids: Select, name: str) -> CTE:
