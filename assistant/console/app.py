@@ -25,6 +25,7 @@ from assistant.console import (
     views_elders,
     views_family,
     views_medication,
+    views_outbound,
     views_users,
     views_voice,
     views_warnings,
@@ -126,6 +127,7 @@ def setup_console(app: web.Application) -> None:
     views_elders.add_routes(app.router)
     views_warnings.add_routes(app.router)
     views_medication.add_routes(app.router)
+    views_outbound.add_routes(app.router)
 
 
 def create_app(settings: Settings, *, create_schema: bool = True) -> web.Application:

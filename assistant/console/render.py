@@ -273,6 +273,7 @@ def _nav(principal: Principal | None, area: str, current: str) -> str:
             ("/console/orders", "工单看板"),
             ("/console/care", "关怀电话"),
             ("/console/warnings", "预警广播"),
+            ("/console/outbound", "外呼统计"),
             ("/console/voice", "语音包录音"),
         ]
         if principal.role in ("supervisor", "admin"):

@@ -72,7 +72,7 @@ async def test_console_and_family_portal_pass_axe_and_fit_a_phone(settings, tmp_
                 await audit(page, "family login")
                 await sign_in(page, base, "boss")
                 for path in ("/console/", f"/console/alerts/{alert_id}", f"/console/alerts/{demo.sos_alert}",
-                             "/console/orders", "/console/care", "/console/audit", "/console/users",
+                             "/console/orders", "/console/care", "/console/outbound", "/console/audit", "/console/users",
                              f"/console/users/{admin_id}", "/console/voice?dialect=yue", f"/console/elders/{demo.elder_a}"):
                     await page.goto(base + path)
                     await audit(page, path)
