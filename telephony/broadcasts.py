@@ -36,7 +36,7 @@ from sqlalchemy import ColumnElement, String, case, cast, func, select
 from assistant.errors import TelephonyError
 from assistant.phrases import Phrasebook
 from assistant.platform.models import Elder
-from telephony.call_jobs import CallJobStore, NewJob, newest_try
+from telephony.call_jobs import CallJobStore, NewJob, elder_column, newest_try
 from telephony.models import CallJob
 from telephony.scheduler import CareSchedule, TimeWindow
 
@@ -164,9 +164,8 @@ async def warning_report(jobs: CallJobStore, *, broadcast_id: str | None = None,
     """``{broadcast: {district: {planned, heard, need_help, answered, no_answer, failed, pending}}}``: each
     elder counted once, by the newest try of their call. Counted in SQL (one GROUP BY over the newest tries,
     ``telephony.call_jobs.newest_try``); ``since`` keeps the rows created since then."""
-    newest = (select(broadcast_of_chain().label("broadcast"), func.coalesce(Elder.district, "").label("district"),
-                     result_of_row().label("result"))
-              .select_from(CallJob).join(Elder, Elder.id == CallJob.elder_id, isouter=True)
+    newest = (select(broadcast_of_chain().label("broadcast"),
+                     func.coalesce(elder_column(Elder.district), "").label("district"), result_of_row().label("result"))
               .where(newest_try("warning", since=since)))
     if broadcast_id is not None:
         newest = newest.where(chain_like(broadcast_id))
@@ -180,7 +179,7 @@ async def warning_report(jobs: CallJobStore, *, broadcast_id: str | None = None,
         return (await s.execute(q)).all()
 
     report: dict[str, dict[str, dict[str, int]]] = {}
-    for broadcast, district, result, n in await jobs._run("warning report", read):
+    for broadcast, district, result, n in await jobs.report("warning report", read):
         counts = report.setdefault(broadcast, {}).setdefault(district, dict.fromkeys(REPORT_RESULTS, 0))
         counts["planned"] += n
         counts[result] += n
@@ -208,8 +207,8 @@ async def not_reached(jobs: CallJobStore, broadcast_id: str) -> list[dict[str, A
     """The elders a broadcast did not reach, by the newest try of their call (``failed``: could not be dialled,
     ``no_answer``: every try unanswered): ``{elder_id, name, district, number, result, attempts}``, for the
     operator who phones them (the console's warning page). The newest tries are picked in SQL."""
-    q = (select(CallJob.attempt, CallJob.state, CallJob.elder_id, CallJob.number, Elder.name, Elder.district)
-         .join(Elder, Elder.id == CallJob.elder_id, isouter=True)
+    q = (select(CallJob.attempt, CallJob.state, CallJob.elder_id, CallJob.number,
+                elder_column(Elder.name).label("name"), elder_column(Elder.district).label("district"))
          .where(newest_try("warning"), chain_like(broadcast_id),
                 CallJob.state.in_(("no_answer", "busy", "failed", "missed"))))
 
@@ -217,7 +216,7 @@ async def not_reached(jobs: CallJobStore, broadcast_id: str) -> list[dict[str, A
         return (await s.execute(q)).all()
 
     out = [{"elder_id": r.elder_id, "name": r.name or "", "district": r.district or "", "number": r.number,
-            "result": _result(r.state, None), "attempts": r.attempt} for r in await jobs._run("warning not reached", read)]
+            "result": _result(r.state, None), "attempts": r.attempt} for r in await jobs.report("warning not reached", read)]
     return sorted(out, key=lambda o: (o["result"] != "failed", o["district"], o["elder_id"]))
 
 
