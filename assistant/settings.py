@@ -316,10 +316,20 @@ class TelephonySettings:
     engine_tick_s: float = 5.0  # how often a node claims due jobs, renews its leases and resolves dead nodes' jobs
     engine_lease_s: float = 60.0  # a node's claim lasts this long past its last heartbeat (then another node resolves it)
     engine_max_calls: int = 8  # care calls in progress per node (ringing ones included); waiting retries hold none
+    # calls (inbound and outbound together) one node serves well, as measured on its hardware with
+    # `assistant bench calls --concurrent N --pipeline real` (README "Measured": 8 calls, p95 455 ms after the
+    # silence, 0 dropped on the 2-core box); the engine starts no outbound call beyond it (0 = not measured)
+    engine_measured_calls: int = 8
+    # of the gateway's max_concurrent_calls lines, this many are never taken by outbound calls: an elder's
+    # (emergency) call always finds a line while the engine dials
+    engine_inbound_reserve_calls: int = 2
     engine_dials_per_s: float = 2.0  # INVITEs per second per node at most (the trunk's call rate)
-    # a window's care calls fall due spread over its first this-many seconds (by elder), not all at its start
-    # (0 = every elder at the window's first minute, as before); capped at half the window
-    engine_spread_s: float = 0.0
+    # a line's holding time per call (claim → end) assumed for the capacity report until calls have finished
+    engine_default_hold_s: float = 60.0
+    # a window's care calls fall due spread over this many seconds from its first minute (by elder, the same place
+    # every day), capped at half the window and never into quiet hours: -1 = as long as the engine's reported
+    # capacity needs for the window's calls (telephony.capacity); 0 = every elder at the window's first minute
+    engine_spread_s: float = -1.0
     engine_plan_every_s: float = 300.0  # how often the elders' schedules are read again to plan new days
     engine_step_timeout_s: float = 30.0  # a tick step (store call) that hangs longer is given up, logged, retried
     engine_alert_retry_s: float = 60.0  # an operator alert the alert store refused is tried again after this

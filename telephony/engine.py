@@ -8,7 +8,20 @@ Each tick (``tick_s``) a node
    told), otherwise the dial counts as unanswered and the next step is planned as usual; a call that was
    answered and cut off by the crash ends the same way;
 3. plans each elder's next care call (``care:<elder>:<local date>``; every ``plan_every_s``, idempotent);
-4. claims due jobs up to its free lines (``max_calls`` calls in progress) and works each in its own task.
+4. claims due jobs up to its free lines and works each in its own task;
+5. writes its heartbeat row (``call_engine_nodes``: its lines, dial rate, tick), from which any node reports
+   the platform's capacity (``telephony.capacity``).
+
+Lines (issue #17 item 2): a node holds at most ``max_calls`` outbound calls in progress (ringing included;
+a retry wait holds none), and never more than the node can serve: ``measured_calls`` (what ``assistant
+bench calls --pipeline real`` measured this box serving well, inbound and outbound together) minus the calls
+already on the gateway that are not the engine's, and never so many that fewer than ``inbound_reserve``
+of the gateway's ``lines`` (``telephony.max_concurrent_calls``, beyond which an inbound INVITE gets 503) stay
+free: an elder calling in an emergency always finds a line. ``calls_in_progress`` counts the gateway's
+calls (inbound, outbound, operator call-backs); without it (a bench, tests) only the static limit applies.
+Dials are paced at ``dials_per_s`` per node (the trunk's call rate). A window's first calls fall due spread
+over the window (``spread_s``; ``SPREAD_BY_CAPACITY``: over the time the platform's capacity needs for them,
+at most half the window, never into quiet hours), each elder at the same place in it every day.
 
 A step's end and the next step's row are one transaction (``CallJobStore.finish``): a retry is a planned
 row with ``not_before`` = now + the retry delay, so a retry wait holds no line and survives restarts; no
@@ -35,7 +48,7 @@ from functools import partial
 from typing import Any
 
 from assistant.call_alert import CallAlert
-from telephony import broadcasts, followups, medication
+from telephony import broadcasts, capacity, followups, medication
 from telephony.call_jobs import CallJobStore, JobInfo, NewJob, as_stored
 from telephony.scheduler import (
     OUTCOME_ALERTS,
@@ -56,6 +69,7 @@ PLATFORM_KINDS = ("warning", "order_followup", "medication")
 MESSAGES = {"warning": broadcasts.message, "order_followup": followups.message, "medication": medication.message}
 JobSource = Callable[[datetime], Awaitable[Sequence[NewJob]]]  # rows to plan (idempotent keys), asked each pass
 LOST_IN_DIALLING = "lost_in_dialling"  # the node died while the INVITE was out and nobody answered
+SPREAD_BY_CAPACITY = -1.0  # spread_s: a window's first calls spread over what the capacity needs for them
 
 
 class LeaseLost(Exception):
@@ -87,9 +101,13 @@ class CallEngine:
                  plan_every_s: float = 300.0, alert_retry_s: float = 60.0, spread_s: float = 0.0,
                  step_timeout_s: float = 30.0, retry: RetryPolicy | None = None,
                  sources: Sequence[JobSource] = (),
-                 reopen_order: Callable[..., Awaitable[Any]] | None = None) -> None:
+                 reopen_order: Callable[..., Awaitable[Any]] | None = None, lines: int = 0, measured_calls: int = 0,
+                 inbound_reserve: int = 0, calls_in_progress: Callable[[], int] | None = None,
+                 default_hold_s: float = 60.0) -> None:
         if lease_s <= 2 * tick_s:
             raise ValueError("engine lease_s must be more than two ticks (a live node must renew it in time)")
+        if lines > 0 and inbound_reserve >= lines:
+            raise ValueError("engine inbound_reserve must leave the engine at least one of the gateway's lines")
         self.jobs = jobs
         self.runner = runner
         self.schedules = schedules
@@ -97,7 +115,12 @@ class CallEngine:
         self.node_id = node_id
         self.tick_s = tick_s
         self.lease_s = lease_s
-        self.max_calls = max_calls
+        # calls in all (inbound too) the node serves well, and the lines the engine may fill (see the module doc)
+        self.cpu_calls = measured_calls if measured_calls > 0 else lines
+        self.line_calls = lines - inbound_reserve if lines > 0 else 0
+        self.max_calls = min([max_calls, *(c for c in (self.cpu_calls, self.line_calls) if c > 0)])
+        self.calls_in_progress = calls_in_progress
+        self.default_hold_s = default_hold_s
         self.dial_interval_s = 1.0 / dials_per_s if dials_per_s > 0 else 0.0
         self.plan_every_s = plan_every_s
         self.alert_retry_s = alert_retry_s
@@ -118,13 +141,16 @@ class CallEngine:
     @classmethod
     def from_settings(cls, *, settings, jobs: CallJobStore, runner: CareCallRunner, schedules: SchedulesSource,
                       clock: Clock | None = None, node_id: str | None = None, sources: Sequence[JobSource] = (),
-                      reopen_order=None) -> CallEngine:
+                      reopen_order=None, calls_in_progress: Callable[[], int] | None = None) -> CallEngine:
         t = settings.telephony
         return cls(jobs=jobs, runner=runner, schedules=schedules, clock=clock or runner.clock,
                    node_id=node_id or t.engine_node_id or default_node_id(), tick_s=t.engine_tick_s,
                    lease_s=t.engine_lease_s, max_calls=t.engine_max_calls, dials_per_s=t.engine_dials_per_s,
-                   plan_every_s=t.engine_plan_every_s, alert_retry_s=t.engine_alert_retry_s, spread_s=t.engine_spread_s, step_timeout_s=t.engine_step_timeout_s,
-                   sources=sources, reopen_order=reopen_order)
+                   plan_every_s=t.engine_plan_every_s, alert_retry_s=t.engine_alert_retry_s, spread_s=t.engine_spread_s,
+                   step_timeout_s=t.engine_step_timeout_s, sources=sources, reopen_order=reopen_order,
+                   lines=t.max_concurrent_calls, measured_calls=t.engine_measured_calls,
+                   inbound_reserve=t.engine_inbound_reserve_calls, calls_in_progress=calls_in_progress,
+                   default_hold_s=t.engine_default_hold_s)
 
     def now(self) -> datetime:
         return as_stored(self.clock.now())
@@ -149,10 +175,16 @@ class CallEngine:
 
     async def tick(self, tg: asyncio.TaskGroup) -> None:
         for what, step in (("heartbeat", self._heartbeat), ("write step ends", self._write_unwritten),
-                           ("recover", self._recover), ("plan", self._plan)):
+                           ("recover", self._recover), ("node heartbeat", self._beat), ("plan", self._plan)):
             await self._guard(what, step)
         await self._guard("claim", partial(self._claim, tg))
         self.stats.in_progress = len(self._held)
+
+    async def _beat(self) -> None:
+        rate = 1.0 / self.dial_interval_s if self.dial_interval_s > 0 else 0.0
+        await capacity.beat(self.jobs, capacity.NodeBeat(node_id=self.node_id, lines=self.max_calls, dials_per_s=rate,
+                                                         tick_s=self.tick_s, lease_s=self.lease_s,
+                                                         in_progress=len(self._held)))
 
     async def _guard(self, what: str, step) -> None:
         try:
@@ -177,8 +209,20 @@ class CallEngine:
         for job_id, end in list(self._unwritten.items()):
             await self._finish(self._held[job_id], **end)
 
+    def free_lines(self) -> int:
+        """Calls this node may start now (see the module doc): its limit, less what the gateway's other
+        calls take of the CPU and of the lines kept for inbound calls."""
+        held = len(self._held)
+        free = self.max_calls - held
+        if self.calls_in_progress is not None:
+            others = max(self.calls_in_progress() - len(self._dialled), 0)  # inbound, call-backs: not the engine's
+            for cap in (self.cpu_calls, self.line_calls):
+                if cap > 0:
+                    free = min(free, cap - others - held)
+        return max(free, 0)
+
     async def _claim(self, tg: asyncio.TaskGroup) -> None:
-        free = self.max_calls - len(self._held)
+        free = self.free_lines()
         for job in await self.jobs.claim(self.node_id, limit=free, lease_s=self.lease_s):
             self.stats.claimed += 1
             self._held[job.id] = job
@@ -191,17 +235,22 @@ class CallEngine:
             return
         schedules = await self.schedules()
         self._schedules = {s.elder_id: s for s in schedules}
-        new: list[NewJob] = []
+        slots: list[tuple[CareSchedule, datetime, datetime | None]] = []  # elder, first minute, its window's end
         for i, s in enumerate(schedules):
             if i % 250 == 249:
                 await asyncio.sleep(0)  # 25,000 elders: let the calls in progress run
             until = self._planned_until.get(s.elder_id)
             if until is not None and until > now:
                 continue
-            job = self._first_call(s)
-            if job is not None:
-                new.append(job)
-                self._planned_until[s.elder_id] = as_stored(job.deadline or job.not_before)
+            first = s.next_call_time(s.local(self.clock.now()))
+            if first is not None:
+                slots.append((s, first, _window_end(s, first)))
+        spans = await self._spans(slots)
+        new: list[NewJob] = []
+        for s, first, end in slots:
+            job = self._first_call(s, first, end, spans.get(self._window_key(s, first, end), 0.0))
+            new.append(job)
+            self._planned_until[s.elder_id] = as_stored(job.deadline or job.not_before)
         if new:
             added = await self.jobs.plan(new)
             logger.info("call engine %s: %d care calls planned (%d already were)", self.node_id, added, len(new) - added)
@@ -211,15 +260,36 @@ class CallEngine:
                 logger.info("call engine %s: %d calls planned by %s", self.node_id, added, type(source).__name__)
         self._last_plan = now
 
-    def _first_call(self, s: CareSchedule) -> NewJob | None:
-        local_now = s.local(self.clock.now())
-        first = s.next_call_time(local_now)
-        if first is None:
-            return None
-        end = _window_end(s, first)
-        if self.spread_s > 0 and end is not None:  # the same place in the window every day, per elder
-            span = min(self.spread_s, (end - first).total_seconds() / 2)
-            first += timedelta(seconds=int(span * ((s.elder_id * 2654435761) % 2**32) / 2**32))
+    def _window_key(self, s: CareSchedule, first: datetime, end: datetime | None) -> tuple:
+        return (as_stored(self._to_clock(s, first)), as_stored(self._to_clock(s, end)) if end else None)
+
+    async def _spans(self, slots: Sequence[tuple[CareSchedule, datetime, datetime | None]]) -> dict[tuple, float]:
+        """Per window (its first minute and end on the engine clock): over how many seconds its first calls
+        fall due — ``spread_s``, or sized from the platform's capacity (``SPREAD_BY_CAPACITY``)."""
+        windows: dict[tuple, list[float]] = {}  # key → [elders, window seconds]
+        for s, first, end in slots:
+            if end is not None:
+                w = windows.setdefault(self._window_key(s, first, end), [0, (end - first).total_seconds()])
+                w[0] += 1
+        if not windows or self.spread_s == 0:
+            return {}
+        if self.spread_s > 0:
+            return {k: min(self.spread_s, length / 2) for k, (_, length) in windows.items()}
+        cap = await capacity.measure(self.jobs, default_hold_s=self.default_hold_s)
+        retries = len(self.retry.delays_s)
+        spans = {k: capacity.spread_span_s(int(n), cap, retries=retries, window_s=length)
+                 for k, (n, length) in windows.items()}
+        logger.info("call engine %s: %.0f calls/h on %d nodes; windows spread over %s s", self.node_id,
+                    cap.calls_per_hour, cap.nodes, sorted({round(v) for v in spans.values()}))
+        return spans
+
+    def _first_call(self, s: CareSchedule, first: datetime, end: datetime | None, span_s: float) -> NewJob:
+        if span_s > 0:  # the same place in the window every day, per elder; never into quiet hours / a nap
+            offset = span_s * ((s.elder_id * 2654435761) % 2**32) / 2**32
+            while offset >= 60 and not s.allows(first + timedelta(seconds=int(offset))):
+                offset /= 2
+            if offset >= 1 and s.allows(first + timedelta(seconds=int(offset))):
+                first += timedelta(seconds=int(offset))
         chain = f"care:{s.elder_id}:{first.date().isoformat()}"
         return NewJob(job_key=f"{chain}:a1", chain=chain, kind="care_call", elder_id=s.elder_id, number=s.number,
                       attempt=1, not_before=self._to_clock(s, first), deadline=self._to_clock(s, end) if end else None)

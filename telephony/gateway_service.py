@@ -232,13 +232,15 @@ async def store_schedules(store, *, quiet_hours: str) -> list[CareSchedule]:
             if (elder := elders.get(info.elder_id)) is not None and elder.active and elder.phones]
 
 
-def call_engine(*, settings, store, runner: CareCallRunner, schedules, node_id: str | None = None) -> CallEngine:
-    """The call engine on the platform store's database (``call_jobs``)."""
+def call_engine(*, settings, store, runner: CareCallRunner, schedules, node_id: str | None = None,
+                calls_in_progress=None) -> CallEngine:
+    """The call engine on the platform store's database (``call_jobs``); ``calls_in_progress``: the
+    gateway's calls now (the engine leaves lines free for inbound calls)."""
     jobs = CallJobStore.for_engine(store.engine, now=runner.clock.now)
     return CallEngine.from_settings(settings=settings, jobs=jobs, runner=runner, schedules=schedules, node_id=node_id,
                                     sources=[OrderFollowups.from_settings(settings=settings, jobs=jobs),
                                              MedicationReminders.from_settings(settings=settings, jobs=jobs)],
-                                    reopen_order=store.reopen_order)
+                                    reopen_order=store.reopen_order, calls_in_progress=calls_in_progress)
 
 
 @dataclass(kw_only=True)
@@ -276,7 +278,8 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
     schedules = partial(store_schedules, store, quiet_hours=settings.telephony.quiet_hours)
 
     stop = asyncio.Event()
-    engine = call_engine(settings=settings, store=store, runner=runner, schedules=schedules)
+    engine = call_engine(settings=settings, store=store, runner=runner, schedules=schedules,
+                         calls_in_progress=lambda: len(gateway.endpoint.calls))
     task = asyncio.create_task(engine.run(stop=stop), name="call-engine")
     callbacks = callbacks_task = None
     if gateway.escalation.enabled:  # the console's 安排回电 dials: elder first, then an operator's phone

@@ -9,6 +9,9 @@ the same numbers (they come from the shared table):
 - ``assistant_call_steps_24h{district,kind,state}``: the steps that ended in the last 24 hours per district
   (care calls answered / no answer / busy / failed / missed, family escalations, operator alerts), from
   which a dashboard computes answer rates;
+- ``assistant_call_engine_nodes``, ``assistant_call_engine_lines``, ``assistant_call_engine_hold_seconds``,
+  ``assistant_call_engine_capacity_calls_per_hour``: the live engine nodes, their outbound lines together,
+  the measured line holding time per call and the calls per hour they can place now (``telephony.capacity``);
 - ``assistant_warning_calls{broadcast,district,result}``: warning broadcasts of the last 48 hours, elders per
   result (planned / heard / need_help / answered / no_answer / failed / pending; ``telephony.broadcasts``).
 """
@@ -25,6 +28,7 @@ from assistant.platform.models import Elder
 from assistant.services import SERVICES_KEY
 from telephony.broadcasts import warning_report
 from telephony.call_jobs import CallJobStore
+from telephony.capacity import measure
 from telephony.models import FINAL_STATES, CallJob
 
 CONTENT_TYPE = "text/plain"  # Prometheus text exposition format 0.0.4
@@ -41,7 +45,7 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-async def render(jobs: CallJobStore) -> str:
+async def render(jobs: CallJobStore, *, default_hold_s: float = 60.0) -> str:
     """The exposition text for the rows ``jobs`` sees."""
     counts = await jobs.counts()
     oldest = await jobs.oldest_due()
@@ -73,6 +77,14 @@ async def render(jobs: CallJobStore) -> str:
             "# TYPE assistant_call_steps_24h gauge"]
     for district, kind, state, n in steps:
         out.append(_line("assistant_call_steps_24h", n, district=district or "", kind=kind, state=state))
+    cap = await measure(jobs, default_hold_s=default_hold_s)
+    for name, value, what in (
+            ("nodes", cap.nodes, "Live call-engine nodes (heartbeat within their lease)."),
+            ("lines", cap.lines, "Outbound lines of the live call-engine nodes together."),
+            ("hold_seconds", cap.hold_s, "Mean line holding time per call (claim to end; the default before data)."),
+            ("capacity_calls_per_hour", cap.calls_per_hour, "Calls per hour the live nodes can place now.")):
+        out += [f"# HELP assistant_call_engine_{name} {what}", f"# TYPE assistant_call_engine_{name} gauge",
+                _line(f"assistant_call_engine_{name}", round(value, 1))]
     out += ["# HELP assistant_warning_calls Warning broadcasts of the last 48 hours: elders per district and result.",
             "# TYPE assistant_warning_calls gauge"]
     report = await warning_report(jobs, since=now - dt.timedelta(hours=48))
@@ -85,7 +97,8 @@ async def render(jobs: CallJobStore) -> str:
 
 async def metrics(request: web.Request) -> web.Response:
     jobs = CallJobStore.for_engine(request.app[SERVICES_KEY].engine, now=lambda: dt.datetime.now(dt.UTC))
-    return web.Response(text=await render(jobs), content_type=CONTENT_TYPE)
+    hold = request.app[SERVICES_KEY].settings.telephony.engine_default_hold_s
+    return web.Response(text=await render(jobs, default_hold_s=hold), content_type=CONTENT_TYPE)
 
 
 def setup_metrics(app: web.Application) -> None:

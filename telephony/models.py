@@ -12,7 +12,8 @@ must reach an operator. Its ``state`` moves
 row while ``lease_until`` (engine clock) is in the future and renews it every tick; an expired lease is
 resolved by any node (see ``telephony.call_jobs``). Migration: ``core_0004_call_jobs``; the kinds ``warning``
 (a broadcast's call, ``telephony.broadcasts``) and ``order_followup``: ``core_0007_call_job_kinds``; ``medication``
-(a reminder of a ``medication_plans`` row, ``telephony.medication``): ``core_0008_medication_plans``.
+(a reminder of a ``medication_plans`` row, ``telephony.medication``): ``core_0008_medication_plans``; the
+nodes' heartbeats (``call_engine_nodes``, ``telephony.capacity``): ``core_0010_call_engine_nodes``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import Boolean, CheckConstraint, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from assistant.platform.models import Base, _in
@@ -74,3 +75,18 @@ class MedicationPlan(Base):
     times: Mapped[str] = mapped_column(String(64))  # local HH:MM, comma-separated
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column()
+
+
+class CallEngineNode(Base):
+    """A call-engine node's heartbeat (issue #17 item 2): written by every node each tick, read to report what
+    the platform can place (``telephony.capacity``). A node is live while ``seen_at + lease_s`` is ahead."""
+
+    __tablename__ = "call_engine_nodes"
+
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lines: Mapped[int] = mapped_column(Integer)  # outbound calls in progress it may hold (its limit, see the engine)
+    dials_per_s: Mapped[float] = mapped_column(Float)  # its trunk's call rate (0 = not paced)
+    tick_s: Mapped[float] = mapped_column(Float)  # how often it refills its lines
+    lease_s: Mapped[float] = mapped_column(Float)
+    in_progress: Mapped[int] = mapped_column(Integer, default=0)  # calls it held at its last tick
+    seen_at: Mapped[dt.datetime] = mapped_column()

@@ -2,8 +2,10 @@
 (same bearer token and coded JSON errors as ``assistant.platform.api``; ``telephony.broadcasts``).
 
 ``POST /api/warnings`` ``{"broadcast_id"?, "kind": "typhoon"|"heat"|"outage", "fields"?: {...}}`` or
-``{"text": "..."}``, optional ``"districts": ["蓬江", ...]`` → ``201 {"broadcast", "elders", "added"}``
-(the same ``broadcast_id`` again adds nobody). ``GET /api/warnings/{broadcast}`` → the delivery report
+``{"text": "..."}``, optional ``"districts": ["蓬江", ...]`` → ``201 {"broadcast", "elders", "added",
+"capacity_calls_per_h", "nodes", "expected_calls", "expected_done_s", "expected_done_at"}`` (the same
+``broadcast_id`` again adds nobody; the expected time to reach every elder comes from the call engine's
+reported capacity, ``telephony.capacity``; null while no engine node runs). ``GET /api/warnings/{broadcast}`` → the delivery report
 ``{district: {planned, heard, need_help, answered, no_answer, failed, pending}}``.
 """
 
@@ -19,6 +21,7 @@ from assistant.platform.models import DISTRICTS
 from assistant.services import SERVICES_KEY
 from telephony.broadcasts import Broadcast, warning_report
 from telephony.call_jobs import CallJobStore
+from telephony.capacity import broadcast_estimate
 from telephony.gateway_service import send_warning
 
 
@@ -41,7 +44,9 @@ async def post_warning(request: web.Request) -> web.Response:
         raise StoreError(exc.message, code="invalid") from exc
     planned = await send_warning(store=_store(request), jobs=_jobs(request), broadcast=broadcast, districts=districts,
                                  quiet_hours=request.app[SERVICES_KEY].settings.telephony.quiet_hours, now=now)
-    return web.json_response({"broadcast": broadcast.broadcast_id, **planned}, status=201)
+    eta = await broadcast_estimate(_jobs(request), broadcast.broadcast_id,
+                                   telephony=request.app[SERVICES_KEY].settings.telephony)
+    return web.json_response({"broadcast": broadcast.broadcast_id, **planned, **eta}, status=201)
 
 
 async def get_warning(request: web.Request) -> web.Response:

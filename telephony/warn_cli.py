@@ -5,9 +5,12 @@
     assistant warn report [--id ID] [--json]                            # elders per district and result
 
 ``send`` writes one ``warning`` row per active elder with a phone (of the districts, or all) into the
-configured database and prints ``{"broadcast", "elders", "added"}``; the ``assistant serve`` nodes' call
-engines place the calls at their pace (``telephony.engine_max_calls`` / ``engine_dials_per_s``), each outside
-the elder's quiet hours. Sending the same ``--id`` again adds nobody twice.
+configured database and prints ``{"broadcast", "elders", "added", "capacity_calls_per_h", "nodes",
+"expected_calls", "expected_done_s", "expected_done_at"}``: the ``assistant serve`` nodes' call engines place
+the calls at their pace (``telephony.engine_max_calls`` / ``engine_dials_per_s``), each outside the elder's
+quiet hours, and the engine's reported capacity says when every elder will have been tried
+(``telephony.capacity``; ``expected_done_s`` is null while no engine node is running). Sending the same
+``--id`` again adds nobody twice.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from assistant.platform.store import PlatformStore
 from assistant.settings import load_settings
 from telephony.broadcasts import WARNING_KEYS, Broadcast, warning_report
 from telephony.call_jobs import CallJobStore
+from telephony.capacity import broadcast_estimate
 from telephony.gateway_service import send_warning
 
 
@@ -68,7 +72,8 @@ async def _run(args: argparse.Namespace) -> int:
                               kind=args.kind, text=args.text, fields=fields)
         planned = await send_warning(store=PlatformStore(engine=engine), jobs=jobs, broadcast=broadcast,
                                      districts=args.district, quiet_hours=settings.telephony.quiet_hours, now=now)
-        print(json.dumps({"broadcast": broadcast.broadcast_id, **planned}, ensure_ascii=False), flush=True)
+        eta = await broadcast_estimate(jobs, broadcast.broadcast_id, telephony=settings.telephony)
+        print(json.dumps({"broadcast": broadcast.broadcast_id, **planned, **eta}, ensure_ascii=False), flush=True)
         return 0
     finally:
         await engine.dispose()

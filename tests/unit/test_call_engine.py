@@ -524,3 +524,138 @@ async def test_a_hung_store_step_is_given_up_and_the_next_tick_goes_on(platform,
         await drive(engine, tg, clock, seconds=300)
     assert hung.is_set() and engine.stats.errors >= 1 and "claim failed" in caplog.text
     assert phones.numbers() == [f"10{e:02d}"]
+
+
+# --- line capacity (issue #17 item 2) ---------------------------------------------------------------------
+def test_a_nodes_line_limit_is_the_smallest_of_setting_measured_capacity_and_lines_less_the_inbound_reserve():
+    runner = dataclasses.make_dataclass("R", [("retry", object)])(None)
+
+    def engine(**kw):
+        return CallEngine(jobs=None, runner=runner, schedules=None, clock=ManualClock(MON_0858), node_id="x", tick_s=5,
+                          lease_s=60, **kw)
+
+    assert engine(max_calls=8).max_calls == 8  # no gateway limit known (bench, tests)
+    assert engine(max_calls=8, lines=12, measured_calls=6, inbound_reserve=2).max_calls == 6  # the CPU's
+    assert engine(max_calls=8, lines=8, measured_calls=0, inbound_reserve=3).max_calls == 5  # the lines' less reserve
+    assert engine(max_calls=8, lines=12, measured_calls=8, inbound_reserve=2).max_calls == 8  # the settings' default
+    with pytest.raises(ValueError):
+        engine(max_calls=8, lines=2, inbound_reserve=2)  # nothing left for the engine
+
+
+async def test_outbound_calls_leave_the_cpu_and_the_reserved_lines_to_inbound_calls(platform):
+    """A node that serves 8 calls (measured) of 12 gateway lines, 2 kept for inbound: with no inbound call it
+    dials 8; with 5 inbound calls on the gateway it dials only 3 (8 − 5: the CPU is shared); with 11 on the
+    lines none (12 − 2 reserved − 11 < 0) — an elder's next call still finds a line."""
+    p = platform
+    clock = ManualClock(MON_0858)
+    elders = [(await p.store.create_elder(name=f"甲{i}", district="蓬江", phones=[f"0750-20{i:02d}"])).elder_id
+              for i in range(10)]
+    phones = Phones(clock=clock, answers={f"10{e:02d}": ["hold"] for e in elders})
+    inbound = {"n": 0}
+    engine = make_engine(p, phones, clock, schedules_for(elders))
+    engine = CallEngine(jobs=engine.jobs, runner=engine.runner, schedules=engine.schedules, clock=clock, node_id="a",
+                        tick_s=10.0, lease_s=60.0, max_calls=8, lines=12, measured_calls=8, inbound_reserve=2,
+                        calls_in_progress=lambda: inbound["n"] + sum(not c.hung_up for c in phones.calls))
+    clock.advance(120)  # 09:00
+    async with running() as tg:
+        await engine.tick(tg)
+        for _ in range(500):
+            if len(phones.calls) == 8:
+                break
+            await asyncio.sleep(0.01)
+        assert len(phones.dialled) == 8 and engine.free_lines() == 0, engine.stats
+    phones.dialled.clear()
+    phones.calls.clear()
+    engine._held.clear()
+    engine._dialled.clear()
+    inbound["n"] = 5
+    assert engine.free_lines() == 3
+    inbound["n"] = 11
+    assert engine.free_lines() == 0
+    inbound["n"] = 0
+    assert engine.free_lines() == 8
+
+
+async def test_capacity_counts_live_nodes_and_measures_the_holding_time(platform):
+    from telephony import capacity
+    from telephony.models import CallJob
+
+    p = platform
+    now = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    jobs = CallJobStore.for_engine(p.engine, now=lambda: now)
+    cap = await capacity.measure(jobs, default_hold_s=60.0)
+    assert (cap.nodes, cap.calls_per_hour) == (0, 0) and cap.seconds_for(10) is None
+    await capacity.beat(jobs, capacity.NodeBeat(node_id="a", lines=8, dials_per_s=2.0, tick_s=5.0, lease_s=60.0))
+    await capacity.beat(jobs, capacity.NodeBeat(node_id="b", lines=8, dials_per_s=0.05, tick_s=5.0, lease_s=60.0))
+    later = now
+    stale = CallJobStore.for_engine(p.engine, now=lambda: later - timedelta(minutes=5))
+    await capacity.beat(stale, capacity.NodeBeat(node_id="dead", lines=40, dials_per_s=2.0, tick_s=5.0, lease_s=60.0))
+    cap = await capacity.measure(jobs, default_hold_s=60.0)
+    # a: 8 lines × 60 calls/h at the default 60-s hold = 480; b: its trunk, 0.05/s = 180; "dead" not counted
+    assert (cap.nodes, cap.lines, cap.measured_calls) == (2, 16, 0) and cap.calls_per_hour == pytest.approx(660)
+    # 30 calls finished in the last hour, each holding its line 120 s (24 answered, 6 not): measured, not default
+    async with p.engine.begin() as conn:
+        await conn.execute(CallJob.__table__.insert(), [
+            {"job_key": f"m{i}:a1", "chain": f"m{i}", "kind": "care_call", "elder_id": 1, "number": "1", "attempt": 1,
+             "state": "no_answer" if i < 6 else "done", "not_before": now, "claims": 1, "detail": {},
+             "created_at": now, "claimed_at": now - timedelta(seconds=600), "dialled_at": now - timedelta(seconds=590),
+             "finished_at": now - timedelta(seconds=480)} for i in range(30)])
+    cap = await capacity.measure(jobs, default_hold_s=60.0)
+    assert cap.measured_calls == 30 and cap.hold_s == pytest.approx(120) and cap.unanswered_share == pytest.approx(0.2)
+    assert cap.calls_per_hour == pytest.approx(240 + 180)
+    from telephony.metrics import render
+
+    text = await render(jobs)
+    assert "assistant_call_engine_nodes 2" in text and "assistant_call_engine_capacity_calls_per_hour 420" in text
+    assert "assistant_call_engine_hold_seconds 120" in text and "assistant_call_engine_lines 16" in text
+
+
+async def test_a_broadcasts_expected_time_counts_quiet_hours_the_queue_and_the_retries(platform):
+    from telephony import capacity
+    from telephony.broadcasts import Broadcast, plan_warning
+
+    p = platform
+    at = datetime(2026, 11, 23, 7, 0)  # in quiet hours (21:00-08:00): every row is due at 08:00
+    jobs = CallJobStore.for_engine(p.engine, now=lambda: at)
+    await capacity.beat(jobs, capacity.NodeBeat(node_id="a", lines=10, dials_per_s=2.0, tick_s=5.0, lease_s=60.0))
+    schedules = [CareSchedule(elder_id=e, number=f"10{e:03d}") for e in range(1, 301)]
+    await plan_warning(jobs, Broadcast(broadcast_id="t1", kind="typhoon"), schedules, now=at)
+    cap = await capacity.measure(jobs, default_hold_s=60.0)  # 10 lines × 60/h = 600 calls/h
+    eta = await capacity.broadcast_eta(jobs, "t1", cap, retry_delays_s=(900.0, 900.0))
+    # 3600 s until 08:00 + 300 first tries at 600/h (1800 s) + 2 rounds of max(900 + 60, 60 retries → 360 s) + 60
+    assert eta["capacity_calls_per_h"] == 600 and eta["expected_calls"] == 420
+    assert eta["expected_done_s"] == 3600 + 1800 + 2 * 960 + 60
+    await plan_warning(jobs, Broadcast(broadcast_id="t2", kind="heat"), schedules, now=at)  # queued behind t1
+    eta2 = await capacity.broadcast_eta(jobs, "t2", cap, retry_delays_s=(900.0, 900.0))
+    assert eta2["expected_done_s"] == eta["expected_done_s"] + 1800
+
+
+async def test_a_windows_calls_spread_by_capacity_and_never_into_quiet_hours(platform):
+    """``spread_s = SPREAD_BY_CAPACITY``: 100 elders of 09:00-11:00 on one node of 4 lines (240 calls/h at the
+    default hold; 140 calls with the retries) fall due over 09:00-09:35, not all at 09:00; a window that runs into
+    quiet hours (20:00-22:00, quiet from 21:00) never gets a call in them. Spread 0 keeps every elder at 09:00."""
+    from telephony.engine import SPREAD_BY_CAPACITY
+
+    p = platform
+    clock = ManualClock(MON_0858)
+    phones = Phones(clock=clock, answers={})
+    engine = make_engine(p, phones, clock, schedules_for(range(101, 201)), spread_s=SPREAD_BY_CAPACITY, node="s")
+    await engine._beat()
+    await engine._plan()
+    starts = sorted(r.not_before.replace(tzinfo=None) for r in await engine.jobs.jobs())
+    assert len(starts) == 100 and starts[0] >= datetime(2026, 11, 23, 9)
+    assert starts[-1] <= datetime(2026, 11, 23, 9, 35) and starts[-1] - starts[0] > timedelta(minutes=25)
+    assert max(sum(1 for t in starts if t.replace(second=0) == m) for m in {t.replace(second=0) for t in starts}) <= 8
+
+    evening = make_engine(p, phones, clock, schedules_for(range(301, 401), windows=(TimeWindow.parse("20:00-22:00"),)),
+                          spread_s=SPREAD_BY_CAPACITY, node="s")
+    evening.default_hold_s = 600.0  # a slow capacity: the span wants the whole half window (to 21:00 and beyond)
+    await evening._plan()
+    late = [r.not_before.replace(tzinfo=None) for r in await evening.jobs.jobs() if r.elder_id > 300]
+    assert len(late) == 100 and all(datetime(2026, 11, 23, 20) <= t < datetime(2026, 11, 23, 21) for t in late)
+    assert max(late) - min(late) > timedelta(minutes=30)
+
+    flat = make_engine(p, phones, clock, schedules_for(range(501, 511)), spread_s=0.0)
+    await flat._plan()
+    assert {r.not_before.replace(tzinfo=None) for r in await flat.jobs.jobs() if r.elder_id > 500} == {
+        datetime(2026, 11, 23, 9)}

@@ -7,7 +7,7 @@ answered and which key the elder presses.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
@@ -218,9 +218,20 @@ async def test_warning_api_plans_once_per_elder_and_reports(settings):
         body = {"broadcast_id": "heat9", "kind": "heat", "districts": ["蓬江"]}
         assert (await client.post("/api/warnings", json=body)).status == 401
         first = await client.post("/api/warnings", json=body, headers=auth)
-        assert first.status == 201 and await first.json() == {"broadcast": "heat9", "elders": 1, "added": 1}
+        answer = await first.json()
+        assert first.status == 201 and answer == {"broadcast": "heat9", "elders": 1, "added": 1,
+                                                  "capacity_calls_per_h": 0, "nodes": 0, "expected_calls": 1,
+                                                  "expected_done_s": None, "expected_done_at": None}  # no engine yet
         again = await client.post("/api/warnings", json=body, headers=auth)
         assert (await again.json())["added"] == 0
+        from telephony.call_jobs import CallJobStore
+        from telephony.capacity import NodeBeat, beat
+
+        jobs = CallJobStore.for_engine(store.engine, now=lambda: datetime.now(UTC))
+        await beat(jobs, NodeBeat(node_id="n1", lines=8, dials_per_s=2.0, tick_s=5.0, lease_s=60.0))
+        eta = await (await client.post("/api/warnings", json={**body, "broadcast_id": "heat10"}, headers=auth)).json()
+        # one node of 8 lines at the default 60-s holding time: 480 calls/h; the two 15-min retries at least
+        assert eta["nodes"] == 1 and eta["capacity_calls_per_h"] == 480 and eta["expected_done_s"] >= 1800
         bad = await client.post("/api/warnings", json={"kind": "outage"}, headers=auth)  # needs its "when"
         assert bad.status == 400 and (await bad.json())["error"]["code"] == "invalid"
         report = await client.get("/api/warnings/heat9", headers=auth)

@@ -1,0 +1,194 @@
+"""What the call engine can place (issue #17 item 2): its nodes, their lines, and calls per hour.
+
+Every engine node writes a heartbeat row each tick (``call_engine_nodes``: its outbound line limit, its
+trunk's dial rate, its tick and lease); a node is live while ``seen_at + lease_s`` is ahead. The platform's
+capacity is then, per live node, the smaller of
+
+- its lines turned over: ``lines × 3600 / cycle_s``, where ``cycle_s`` is the mean time a line is held per
+  call — from claim to the step's end (trunk wait, ring, talk), measured on the last hour's finished calls
+  (``call_jobs.claimed_at → finished_at``), each rounded up to the node's tick because a freed line is
+  refilled at the next tick — and ``default_hold_s`` (``telephony.engine_default_hold_s``) while fewer than
+  ``MIN_MEASURED`` calls have finished;
+- its trunk: ``dials_per_s × 3600``;
+
+summed over the live nodes. The same rows give the share of dials nobody answered (``no_answer`` / ``busy``;
+``DEFAULT_UNANSWERED_SHARE`` before there is data), from which the calls a batch of elders needs are
+expected: ``n × (1 + retries × share)`` (the elders who did not answer are taken to miss the retries too).
+
+``broadcast_eta`` turns that into the time a warning broadcast needs to reach every elder it targets: the
+wait until its rows are due (quiet hours), the rows queued before them and its own first tries at the
+capacity, then each retry round (the retry delay, or the round's calls at the capacity if that is longer).
+Used by ``assistant warn send`` / ``POST /api/warnings``, ``/metrics``, the engine's spreading of a window's
+care calls, and ``assistant bench outbound --broadcast``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+
+from telephony.call_jobs import CallJobStore, as_stored
+from telephony.models import CallEngineNode, CallJob
+
+MEASURE_WINDOW_S = 3600.0  # finished calls of the last hour measure the holding time
+MEASURE_ROWS = 2000  # at most this many of them (the newest)
+MIN_MEASURED = 20  # fewer finished calls than this: the defaults
+DEFAULT_UNANSWERED_SHARE = 0.2
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeBeat:
+    node_id: str
+    lines: int
+    dials_per_s: float
+    tick_s: float
+    lease_s: float
+    in_progress: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Capacity:
+    nodes: int  # live engine nodes
+    lines: int  # their outbound lines together
+    in_progress: int  # calls they held at their last tick
+    dials_per_s: float  # their trunks together (0 = not paced)
+    hold_s: float  # mean line holding per call, claim → end (measured, or the default)
+    measured_calls: int  # finished calls hold_s and unanswered_share come from (0: the defaults)
+    unanswered_share: float  # of the dials: no answer or busy
+    calls_per_hour: float
+
+    def expected_calls(self, elders: int, *, retries: int) -> float:
+        return elders * (1 + retries * self.unanswered_share)
+
+    def seconds_for(self, calls: float) -> float | None:
+        """Seconds to place ``calls`` at the capacity (None: no live node)."""
+        if calls <= 0:
+            return 0.0
+        return calls * 3600.0 / self.calls_per_hour if self.calls_per_hour > 0 else None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["hold_s"] = round(self.hold_s, 1)
+        out["unanswered_share"] = round(self.unanswered_share, 3)
+        out["calls_per_hour"] = round(self.calls_per_hour)
+        return out
+
+
+async def beat(jobs: CallJobStore, node: NodeBeat) -> None:
+    """Write ``node``'s heartbeat (insert or update its row)."""
+    values = {"lines": node.lines, "dials_per_s": node.dials_per_s, "tick_s": node.tick_s, "lease_s": node.lease_s,
+              "in_progress": node.in_progress, "seen_at": jobs.now()}
+    if jobs._dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(CallEngineNode).values(node_id=node.node_id, **values).on_conflict_do_update(
+        index_elements=["node_id"], set_=values)
+
+    async def write(s) -> None:
+        await s.execute(stmt)
+        await s.commit()
+
+    await jobs._run("node heartbeat", write)
+
+
+async def live_nodes(jobs: CallJobStore) -> list[NodeBeat]:
+    now = jobs.now()
+
+    async def read(s):
+        return (await s.scalars(select(CallEngineNode).order_by(CallEngineNode.node_id))).all()
+
+    return [NodeBeat(node_id=r.node_id, lines=r.lines, dials_per_s=r.dials_per_s, tick_s=r.tick_s, lease_s=r.lease_s,
+                     in_progress=r.in_progress)
+            for r in await jobs._run("engine nodes", read)
+            if as_stored(r.seen_at) + dt.timedelta(seconds=r.lease_s) >= now]
+
+
+async def measure(jobs: CallJobStore, *, default_hold_s: float) -> Capacity:
+    """The platform's capacity now (see the module doc)."""
+    nodes = await live_nodes(jobs)
+    since = jobs.now() - dt.timedelta(seconds=MEASURE_WINDOW_S)
+    q = (select(CallJob.claimed_at, CallJob.finished_at, CallJob.state)
+         .where(CallJob.kind != "alert", CallJob.dialled_at.is_not(None), CallJob.claimed_at.is_not(None),
+                CallJob.finished_at >= since)
+         .order_by(CallJob.finished_at.desc()).limit(MEASURE_ROWS))
+
+    async def read(s):
+        return (await s.execute(q)).all()
+
+    rows = await jobs._run("capacity", read)
+    holds = [max((as_stored(f) - as_stored(c)).total_seconds(), 0.0) for c, f, _ in rows]
+    measured = len(holds) >= MIN_MEASURED
+    if not measured:
+        holds = [default_hold_s]
+    share = (sum(1 for *_, state in rows if state in ("no_answer", "busy")) / len(rows) if measured
+             else DEFAULT_UNANSWERED_SHARE)
+    per_hour = sum(_node_calls_per_hour(n, holds) for n in nodes)
+    return Capacity(nodes=len(nodes), lines=sum(n.lines for n in nodes), in_progress=sum(n.in_progress for n in nodes),
+                    dials_per_s=sum(n.dials_per_s for n in nodes), hold_s=sum(holds) / len(holds),
+                    measured_calls=len(rows) if measured else 0, unanswered_share=share, calls_per_hour=per_hour)
+
+
+def _node_calls_per_hour(node: NodeBeat, holds: Sequence[float]) -> float:
+    tick = node.tick_s if node.tick_s > 0 else 1.0
+    cycle = sum(max(math.ceil(h / tick), 1) * tick for h in holds) / len(holds)  # a freed line waits for a tick
+    lines = node.lines * 3600.0 / cycle
+    return min(lines, node.dials_per_s * 3600.0) if node.dials_per_s > 0 else lines
+
+
+async def broadcast_eta(jobs: CallJobStore, broadcast_id: str, capacity: Capacity, *,
+                        retry_delays_s: Sequence[float]) -> dict[str, Any]:
+    """When a planned broadcast is expected to have reached every elder it targets (every try done):
+    ``{"capacity_calls_per_h", "nodes", "expected_calls", "expected_done_s", "expected_done_at"}`` (the
+    seconds from now; None when no engine node is live)."""
+    now = jobs.now()
+    mine = CallJob.chain.like(f"warn:{broadcast_id}:%")
+
+    async def read(s):
+        first, last, n = (await s.execute(select(func.min(CallJob.not_before), func.max(CallJob.not_before),
+                                                 func.count()).where(mine, CallJob.attempt == 1))).one()
+        ahead = 0
+        if n:
+            ahead = (await s.execute(select(func.count()).select_from(CallJob).where(
+                ~mine, CallJob.state == "planned", CallJob.not_before <= last))).scalar_one()
+        return first, n, ahead
+
+    first, elders, ahead = await jobs._run("broadcast eta", read)
+    out: dict[str, Any] = {"capacity_calls_per_h": round(capacity.calls_per_hour), "nodes": capacity.nodes,
+                           "expected_calls": round(capacity.expected_calls(elders, retries=len(retry_delays_s))),
+                           "expected_done_s": None, "expected_done_at": None}
+    first_pass = capacity.seconds_for(ahead + elders)
+    if not elders or first_pass is None:
+        return out
+    delay = max((as_stored(first) - now).total_seconds(), 0.0)
+    rounds = sum(max(d + capacity.hold_s, capacity.seconds_for(elders * capacity.unanswered_share) or 0.0)
+                 for d in retry_delays_s)
+    done = delay + first_pass + rounds + capacity.hold_s
+    out["expected_done_s"] = round(done)
+    out["expected_done_at"] = (now + dt.timedelta(seconds=done)).isoformat(timespec="seconds")
+    return out
+
+
+async def broadcast_estimate(jobs: CallJobStore, broadcast_id: str, *, telephony) -> dict[str, Any]:
+    """``broadcast_eta`` on the capacity measured now, with ``telephony``'s settings (retries, default hold):
+    what ``assistant warn send`` and ``POST /api/warnings`` answer besides the planned rows."""
+    cap = await measure(jobs, default_hold_s=telephony.engine_default_hold_s)
+    return await broadcast_eta(jobs, broadcast_id, cap, retry_delays_s=telephony.retry_delays_s)
+
+
+def spread_span_s(elders: int, capacity: Capacity, *, retries: int, window_s: float) -> float:
+    """Over how many seconds a window's ``elders`` first calls should fall due so that the queue stays short:
+    as long as the capacity needs for their calls (retries included), at most half the window (the rest is
+    for the retries); 0 when nothing can be said (no capacity)."""
+    needed = capacity.seconds_for(capacity.expected_calls(elders, retries=retries))
+    if needed is None:
+        return 0.0
+    return min(needed, window_s / 2)
+
+
+__all__: Sequence[str] = ("Capacity", "NodeBeat", "beat", "broadcast_estimate", "broadcast_eta", "live_nodes", "measure", "spread_span_s")
