@@ -11,13 +11,14 @@ capacity is then, per live node, the smaller of
   ``MIN_MEASURED`` calls have finished;
 - its trunk: ``dials_per_s × 3600``;
 
-summed over the live nodes. The same rows give the share of dials nobody answered (``no_answer`` / ``busy``;
-``DEFAULT_UNANSWERED_SHARE`` before there is data), from which the calls a batch of elders needs are
+summed over the live nodes. The same rows give the share of first tries nobody answered (``no_answer`` /
+``busy``; ``DEFAULT_UNANSWERED_SHARE`` before there is data), from which the calls a batch of elders needs are
 expected: ``n × (1 + retries × share)`` (the elders who did not answer are taken to miss the retries too).
 
 ``broadcast_eta`` turns that into the time a warning broadcast needs to reach every elder it targets: the
 wait until its rows are due (quiet hours), the rows queued before them and its own first tries at the
-capacity, then each retry round (the retry delay, or the round's calls at the capacity if that is longer).
+capacity, then each retry round (the retry delay, a tick until a node claims it and the holding time — or the
+round's calls at the capacity if that is longer), then the last call's holding time.
 Used by ``assistant warn send`` / ``POST /api/warnings``, ``/metrics``, the engine's spreading of a window's
 care calls, and ``assistant bench outbound --broadcast``.
 """
@@ -58,6 +59,7 @@ class Capacity:
     in_progress: int  # calls they held at their last tick
     dials_per_s: float  # their trunks together (0 = not paced)
     hold_s: float  # mean line holding per call, claim → end (measured, or the default)
+    tick_s: float  # the slowest live node's tick: a due retry waits up to this long to be claimed
     measured_calls: int  # finished calls hold_s and unanswered_share come from (0: the defaults)
     unanswered_share: float  # of the dials: no answer or busy
     calls_per_hour: float
@@ -113,7 +115,7 @@ async def measure(jobs: CallJobStore, *, default_hold_s: float) -> Capacity:
     """The platform's capacity now (see the module doc)."""
     nodes = await live_nodes(jobs)
     since = jobs.now() - dt.timedelta(seconds=MEASURE_WINDOW_S)
-    q = (select(CallJob.claimed_at, CallJob.finished_at, CallJob.state)
+    q = (select(CallJob.claimed_at, CallJob.finished_at, CallJob.state, CallJob.attempt)
          .where(CallJob.kind != "alert", CallJob.dialled_at.is_not(None), CallJob.claimed_at.is_not(None),
                 CallJob.finished_at >= since)
          .order_by(CallJob.finished_at.desc()).limit(MEASURE_ROWS))
@@ -122,15 +124,17 @@ async def measure(jobs: CallJobStore, *, default_hold_s: float) -> Capacity:
         return (await s.execute(q)).all()
 
     rows = await jobs._run("capacity", read)
-    holds = [max((as_stored(f) - as_stored(c)).total_seconds(), 0.0) for c, f, _ in rows]
+    holds = [max((as_stored(f) - as_stored(c)).total_seconds(), 0.0) for c, f, _, _ in rows]
     measured = len(holds) >= MIN_MEASURED
     if not measured:
         holds = [default_hold_s]
-    share = (sum(1 for *_, state in rows if state in ("no_answer", "busy")) / len(rows) if measured
+    firsts = [state for _, _, state, attempt in rows if attempt == 1]  # retries: mostly the same elders again
+    share = (sum(1 for state in firsts if state in ("no_answer", "busy")) / len(firsts) if measured and firsts
              else DEFAULT_UNANSWERED_SHARE)
     per_hour = sum(_node_calls_per_hour(n, holds) for n in nodes)
     return Capacity(nodes=len(nodes), lines=sum(n.lines for n in nodes), in_progress=sum(n.in_progress for n in nodes),
                     dials_per_s=sum(n.dials_per_s for n in nodes), hold_s=sum(holds) / len(holds),
+                    tick_s=max((n.tick_s for n in nodes), default=0.0),
                     measured_calls=len(rows) if measured else 0, unanswered_share=share, calls_per_hour=per_hour)
 
 
@@ -166,8 +170,8 @@ async def broadcast_eta(jobs: CallJobStore, broadcast_id: str, capacity: Capacit
     if not elders or first_pass is None:
         return out
     delay = max((as_stored(first) - now).total_seconds(), 0.0)
-    rounds = sum(max(d + capacity.hold_s, capacity.seconds_for(elders * capacity.unanswered_share) or 0.0)
-                 for d in retry_delays_s)
+    rounds = sum(max(d + capacity.tick_s + capacity.hold_s,
+                     capacity.seconds_for(elders * capacity.unanswered_share) or 0.0) for d in retry_delays_s)
     done = delay + first_pass + rounds + capacity.hold_s
     out["expected_done_s"] = round(done)
     out["expected_done_at"] = (now + dt.timedelta(seconds=done)).isoformat(timespec="seconds")

@@ -24,6 +24,19 @@ end as it should: fewer dials than needed, a row still open, or a missed window)
 / ``escalations_fired`` (family told or operator alert, each counted once per elder), ``max_lag_s`` (the
 longest wait from a job's ``not_before`` to its dial, simulated seconds), ``wall_s``; and more detail.
 The schedules come from the bench (not from ``care_schedules`` rows): what is measured is the engine.
+
+``--broadcast``: instead of a care day, a warning broadcast to every elder (issue #17's acceptance: it
+completes within the capacity the engine reports). The nodes start and write their heartbeats; at 07:55
+simulated (quiet hours until 08:00) the bench plans a typhoon warning to all elders through the real planning
+path (``gateway_service.send_warning`` → ``broadcasts.plan_warning``, elders read from the store) and asks the
+engine's capacity report (``telephony.capacity.broadcast_estimate``) when every elder will have been tried;
+the nodes then run until no row is open. The same stand-in phones: answering elders press 1 (heard), unwell
+ones 2 (need help → an operator alert), busy-first ones answer the retry, the 20 % who never answer are tried
+three times (warnings call no family). Printed: ``elders``, ``jobs``, ``calls_placed``, ``duplicates``,
+``missed``, ``delivered`` ({heard, need_help, not_reached}, from ``broadcasts.warning_report``),
+``capacity_calls_per_h`` and ``expected_done_s`` (the engine's report at planning), ``done_s`` (simulated
+seconds from planning until the last warning row ended), ``within_capacity`` (``done_s <= expected_done_s``),
+``wall_s``; and more detail (the capacity the engine reports at the end, from the calls it measured).
 """
 
 from __future__ import annotations
@@ -51,7 +64,7 @@ from assistant.platform.models import DISTRICTS, Elder, ElderPhone
 from assistant.platform.models import FamilyContact as FamilyContactRow
 from assistant.platform.models_fraud import LedgerEntry
 from assistant.settings import StoreSettings, load_settings
-from telephony.call_jobs import CallJobStore
+from telephony.call_jobs import HELD_STATES, CallJobStore
 from telephony.engine import CallEngine
 from telephony.gateway_service import ledger_marker, ledger_recorder
 from telephony.models import CallJob
@@ -87,7 +100,9 @@ def family_number(elder_id: int) -> str:
     return f"8{elder_id:07d}"
 
 
-def needed_dials(kind: str) -> int:
+def needed_dials(kind: str, *, broadcast: bool = False) -> int:
+    if broadcast:  # a warning: the elder's line only, three tries at most
+        return {"answers": 1, "busy_first": 2, "unwell": 1, "family_answers": 3, "nobody": 3}[kind]
     return {"answers": 1, "busy_first": 2, "unwell": 1, "family_answers": 4, "nobody": 4}[kind]
 
 
@@ -96,9 +111,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, default=3, help="engine processes on one database (default 3)")
     parser.add_argument("--lines", type=int, default=40, help="calls in progress per node (default 40)")
     parser.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
-    parser.add_argument("--spread-s", type=float, default=0.0,
-                        help="telephony.engine_spread_s: a window's calls fall due over its first S seconds (default 0)")
+    parser.add_argument("--spread-s", type=float, default=-1.0,
+                        help="telephony.engine_spread_s: a window's calls fall due over its first S seconds; "
+                             "-1 (default, the engine's) = sized from the engine's capacity, 0 = all at the start")
     parser.add_argument("--day-end", default="19:30", help="simulated time the nodes stop (default 19:30)")
+    parser.add_argument("--broadcast", action="store_true",
+                        help="a warning broadcast to every elder instead of a care day (see the module doc)")
     parser.add_argument("--database-url", default="", help="an existing EMPTY PostgreSQL scratch database")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)  # a node's own JSON arguments
@@ -233,8 +251,11 @@ async def _node(spec: dict[str, Any]) -> dict[str, Any]:
     import dataclasses
 
     settings = load_settings()
+    # stand-in phones take no CPU per call: a node's lines are --lines (no measured pipeline capacity, the
+    # gateway's lines = --lines + the inbound reserve, which the engine leaves free)
     settings = dataclasses.replace(settings, telephony=dataclasses.replace(
         settings.telephony, engine_tick_s=TICK_S, engine_lease_s=10 * TICK_S, engine_max_calls=spec["lines"],
+        engine_measured_calls=0, max_concurrent_calls=spec["lines"] + settings.telephony.engine_inbound_reserve_calls,
         engine_plan_every_s=3600.0, engine_spread_s=spec["spread_s"]))
     clock = SharedClock(spec["clock"], node=spec["node"])
     db = create_engine_for(StoreSettings(database_url=spec["url"], pool_size=10))
@@ -254,9 +275,11 @@ async def _node(spec: dict[str, Any]) -> dict[str, Any]:
 
     runner = CareCallRunner(gateway=phones, ledger_record=record, ledger_mark=ledger_marker(ledger), on_alert=on_alert,
                             clock=clock, after_outcome_s=0.0)
-    schedules = [CareSchedule(elder_id=e, number=elder_number(e), windows=(TimeWindow.parse(window_of(e)),),
-                              family=(CallContact(name="家属", number=family_number(e)),))
-                 for e in range(1, spec["elders"] + 1)]
+    broadcast = spec.get("broadcast", False)  # the warning's rows come from the bench, no care calls
+    schedules = [] if broadcast else [
+        CareSchedule(elder_id=e, number=elder_number(e), windows=(TimeWindow.parse(window_of(e)),),
+                     family=(CallContact(name="家属", number=family_number(e)),))
+        for e in range(1, spec["elders"] + 1)]
 
     async def source():
         return schedules
@@ -264,12 +287,17 @@ async def _node(spec: dict[str, Any]) -> dict[str, Any]:
     engine = CallEngine.from_settings(settings=settings, jobs=CallJobStore.for_engine(db, now=clock.now), runner=runner,
                                       schedules=source, clock=clock, node_id=f"node{spec['node']}")
     end = datetime.combine(DAY.date(), dtime.fromisoformat(spec["day_end"]))
+    if broadcast:
+        end = DAY_START + timedelta(days=1)  # a cap: the nodes stop once no row is open
     poller = asyncio.create_task(clock.poll())
+    _dump_tasks_on_sigusr1()
     try:
         async with asyncio.TaskGroup() as tg:  # CallEngine.run's loop, telling the bench each finished tick
             while clock.now() < end:
                 await engine.tick(tg)
                 clock.ticked()
+                if broadcast and await _all_final(engine.jobs):
+                    break
                 await clock.sleep(engine.tick_s)
             clock.ticked(last=True)  # the calls in progress end on the clock the bench keeps moving
     finally:
@@ -279,6 +307,23 @@ async def _node(spec: dict[str, Any]) -> dict[str, Any]:
     s = engine.stats
     return {"node": spec["node"], "dials": phones.dials, "alerts": alerts, "claimed": s.claimed, "errors": s.errors,
             "recovered": s.recovered, "missed": s.missed, "max_lag_s": s.max_lag_s, "last_error": s.last_error}
+
+
+def _dump_tasks_on_sigusr1() -> None:
+    """``kill -USR1 <node>``: every task's stack on stderr (a stalled node says where it waits)."""
+    import signal
+
+    def dump() -> None:
+        for task in asyncio.all_tasks():
+            task.print_stack(limit=12, file=sys.stderr)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
+
+
+async def _all_final(jobs: CallJobStore) -> bool:
+    """Rows exist and none is planned or in work (a broadcast is over)."""
+    counts = await jobs.counts()
+    return bool(counts) and not any(counts.get(state, 0) for state in ("planned", *HELD_STATES))
 
 
 # --- the whole day ---------------------------------------------------------------------------------------
@@ -352,8 +397,96 @@ async def _tally(url: str, elders: int, nodes: list[dict[str, Any]]) -> dict[str
     }
 
 
+BROADCAST_ID = "bench-typhoon"
+
+
+async def _plan_broadcast(url: str, nodes: int) -> dict[str, Any]:
+    """Once every node has written its heartbeat: the warning to every elder, planned at 07:55 simulated by
+    the real planning path, and what the engine's capacity report expects of it."""
+    from assistant.platform.store import PlatformStore
+    from telephony import capacity
+    from telephony.broadcasts import Broadcast
+    from telephony.gateway_service import send_warning
+
+    settings = load_settings()
+    db = create_engine_for(StoreSettings(database_url=url))
+    jobs = CallJobStore.for_engine(db, now=lambda: DAY_START)
+    try:
+        deadline = time.monotonic() + 300
+        while len(await capacity.live_nodes(jobs)) < nodes:
+            if time.monotonic() > deadline:
+                raise SetupError("the engine nodes did not start within 300 s", code="bench_failed")
+            await asyncio.sleep(0.2)
+        planned = await send_warning(store=PlatformStore(engine=db), jobs=jobs,
+                                     broadcast=Broadcast(broadcast_id=BROADCAST_ID, kind="typhoon"),
+                                     quiet_hours=settings.telephony.quiet_hours, now=DAY_START)
+        eta = await capacity.broadcast_estimate(jobs, BROADCAST_ID, telephony=settings.telephony)
+    finally:
+        await db.dispose()
+    return {**planned, **eta}
+
+
+async def _tally_broadcast(url: str, elders: int, nodes: list[dict[str, Any]], plan: dict[str, Any]) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from telephony import capacity
+    from telephony.broadcasts import warning_report
+
+    dials = [d for n in nodes for d in n["dials"]]
+    alerts = [a for n in nodes for a in n["alerts"]]
+    by_ref = Counter(d[0] for d in dials)
+    by_elder = Counter(int(d[1][1:]) for d in dials)
+    duplicates = sum(c - 1 for c in by_ref.values() if c > 1)
+    duplicates += sum(max(0, by_elder[e] - needed_dials(behaviour(e), broadcast=True)) for e in by_elder)
+    db = create_engine_for(StoreSettings(database_url=url))
+    try:
+        async with db.connect() as conn:
+            jobs_n = (await conn.execute(select(func.count()).select_from(CallJob))).scalar_one()
+            open_chains = {int(c.split(":")[2]) for c in (await conn.execute(
+                select(CallJob.chain).where(CallJob.kind == "warning",
+                                            CallJob.state.not_in(("done", "no_answer", "busy", "failed"))))).scalars()}
+            last = (await conn.execute(select(func.max(CallJob.finished_at))
+                                       .where(CallJob.kind == "warning"))).scalar()
+            lags = (await conn.execute(select(CallJob.not_before, CallJob.dialled_at)
+                                       .where(CallJob.dialled_at.is_not(None)))).all()
+            ledger_entries = (await conn.execute(select(func.count()).select_from(LedgerEntry))).scalar_one()
+        last = last.replace(tzinfo=None) if last is not None else None
+        jobs = CallJobStore.for_engine(db, now=lambda: last or DAY_START)
+        report = (await warning_report(jobs, broadcast_id=BROADCAST_ID)).get(BROADCAST_ID, {})
+        settings = load_settings()
+        measured = await capacity.measure(jobs, default_hold_s=settings.telephony.engine_default_hold_s)
+    finally:
+        await db.dispose()
+    total = Counter()
+    for counts in report.values():
+        total.update(counts)
+    kinds = Counter(behaviour(e) for e in range(1, elders + 1))
+    missed = {e for e in range(1, elders + 1) if by_elder[e] < needed_dials(behaviour(e), broadcast=True)} | open_chains
+    done_s = round((last - DAY_START).total_seconds(), 1) if last is not None else None
+    expected = plan.get("expected_done_s")
+    waits = sorted((d - n).total_seconds() for n, d in lags)
+    return {
+        "elders": elders, "jobs": jobs_n, "calls_placed": len(dials), "duplicates": duplicates, "missed": len(missed),
+        "delivered": {"heard": total["heard"], "need_help": total["need_help"],
+                      "not_reached": total["no_answer"] + total["failed"]},
+        "capacity_calls_per_h": plan.get("capacity_calls_per_h"), "expected_done_s": expected, "done_s": done_s,
+        "within_capacity": done_s is not None and expected is not None and done_s <= expected,
+        "delivered_expected": {"heard": kinds["answers"] + kinds["busy_first"], "need_help": kinds["unwell"],
+                               "not_reached": kinds["family_answers"] + kinds["nobody"]},
+        "planned": {k: plan[k] for k in ("elders", "added", "nodes", "expected_calls", "expected_done_at")},
+        "answered_no_key": total["answered"], "pending": total["pending"],
+        "help_alerts": sum(1 for _, k in alerts if k == "help"),
+        "capacity_measured_at_end": measured.as_dict(),
+        "lag_p50_s": round(waits[len(waits) // 2], 1) if waits else 0.0,
+        "lag_p95_s": round(waits[int(len(waits) * 0.95)], 1) if waits else 0.0,
+        "max_lag_s": round(waits[-1], 1) if waits else 0.0,
+        "ledger_entries": ledger_entries, "claimed_per_node": [n["claimed"] for n in nodes],
+        "engine_errors": sum(n["errors"] for n in nodes), "recovered": sum(n["recovered"] for n in nodes),
+    }
+
+
 def bench(*, elders: int, nodes: int, lines: int, speed: float, day_end: str, database_url: str,
-          spread_s: float = 0.0) -> dict[str, Any]:
+          spread_s: float = -1.0, broadcast: bool = False) -> dict[str, Any]:
 
     t0 = time.monotonic()
     with throwaway_postgres() if not database_url else _given(database_url) as url:
@@ -368,14 +501,29 @@ def bench(*, elders: int, nodes: int, lines: int, speed: float, day_end: str, da
             procs = []
             for k in range(nodes):
                 spec = {"url": url, "node": k + 1, "elders": elders, "lines": lines, "speed": speed, "spread_s": spread_s,
-                        "day_end": day_end, "out": str(Path(tmp) / f"node{k + 1}.json"), "clock": str(clock_file)}
+                        "day_end": day_end, "out": str(Path(tmp) / f"node{k + 1}.json"), "clock": str(clock_file),
+                        "broadcast": broadcast}
                 procs.append(subprocess.Popen([sys.executable, "-m", "telephony.outbound_bench", "--worker",
                                                json.dumps(spec)]))
+            plan: dict[str, Any] = {}
+            if broadcast:  # the clock stays at 07:55 until the warning is planned
+                try:
+                    plan = asyncio.run(_plan_broadcast(url, nodes))
+                except BaseException:
+                    for p in procs:
+                        p.kill()
+                    raise
             _drive_clock(clock_file, nodes=nodes, speed=speed, tick_s=TICK_S, procs=procs)
             codes = [p.wait() for p in procs]
             if any(codes):
                 raise SetupError(f"an engine process failed (exit codes {codes})", code="bench_failed")
             results = [json.loads((Path(tmp) / f"node{k + 1}.json").read_text()) for k in range(nodes)]
+        if broadcast:
+            out = asyncio.run(_tally_broadcast(url, elders, results, plan))
+            out.update({"wall_s": round(time.monotonic() - t0, 1), "setup_s": round(setup_s, 1), "nodes": nodes,
+                        "lines_per_node": lines, "speed": speed, "planned_at": DAY_START.isoformat(),
+                        "phones": "stand-in (no SIP)"})
+            return out
         out = asyncio.run(_tally(url, elders, results))
     out.update({"wall_s": round(time.monotonic() - t0, 1), "setup_s": round(setup_s, 1), "nodes": nodes,
                 "lines_per_node": lines, "spread_s": spread_s, "speed": speed, "simulated_day": f"07:55-{day_end}",
@@ -401,8 +549,12 @@ def run(args: argparse.Namespace) -> int:
         Path(spec["out"]).write_text(json.dumps(result))
         return 0
     result = bench(elders=args.elders, nodes=args.nodes, lines=args.lines, speed=args.speed, day_end=args.day_end,
-                   database_url=args.database_url, spread_s=args.spread_s)
+                   database_url=args.database_url, spread_s=args.spread_s, broadcast=args.broadcast)
     print(json.dumps(result, ensure_ascii=False) if args.json else "\n".join(f"{k:>22}: {v}" for k, v in result.items()))
+    if args.broadcast:
+        ok = (result["duplicates"] == 0 and result["missed"] == 0 and result["within_capacity"]
+              and result["delivered"] == result["delivered_expected"])
+        return 0 if ok else 1
     ok = result["duplicates"] == 0 and result["missed"] == 0 and result["escalations_fired"] == result["escalations_expected"]
     return 0 if ok else 1
 
