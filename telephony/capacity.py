@@ -16,8 +16,8 @@ summed over the live nodes. The same rows give the share of first tries nobody a
 expected: ``n × (1 + retries × share)`` (the elders who did not answer are taken to miss the retries too).
 
 ``broadcast_eta`` turns that into the time a warning broadcast needs to reach every elder it targets: the
-wait until its rows are due (quiet hours), the rows queued before them and its own first tries at the
-capacity, then each retry round (the retry delay, a tick until a node claims it and the holding time — or the
+wait until its first tries still to make are due (quiet hours) and a node's next claim (a tick), the rows
+queued before them and those first tries at the capacity, then each retry round (the retry delay, a tick until a node claims it and the holding time — or the
 round's calls at the capacity if that is longer), then the last call's holding time.
 Used by ``assistant warn send`` / ``POST /api/warnings``, ``/metrics``, the engine's spreading of a window's
 care calls, and ``assistant bench outbound --broadcast``.
@@ -33,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from telephony.call_jobs import CallJobStore, as_stored
+from telephony.call_jobs import HELD_STATES, CallJobStore, as_stored
 from telephony.models import CallEngineNode, CallJob
 
 MEASURE_WINDOW_S = 3600.0  # finished calls of the last hour measure the holding time
@@ -47,7 +47,7 @@ class NodeBeat:
     node_id: str
     lines: int
     dials_per_s: float
-    tick_s: float
+    tick_s: float  # its tick as measured: the configured tick plus the tick's own work
     lease_s: float
     in_progress: int = 0
 
@@ -154,22 +154,25 @@ async def broadcast_eta(jobs: CallJobStore, broadcast_id: str, capacity: Capacit
     mine = CallJob.chain.like(f"warn:{broadcast_id}:%")
 
     async def read(s):
-        first, last, n = (await s.execute(select(func.min(CallJob.not_before), func.max(CallJob.not_before),
-                                                 func.count()).where(mine, CallJob.attempt == 1))).one()
+        n = (await s.execute(select(func.count()).where(mine, CallJob.attempt == 1))).scalar_one()
+        first, last, pending = (await s.execute(
+            select(func.min(CallJob.not_before), func.max(CallJob.not_before), func.count())
+            .where(mine, CallJob.attempt == 1, CallJob.state.in_(("planned", *HELD_STATES))))).one()
         ahead = 0
-        if n:
+        if pending:
             ahead = (await s.execute(select(func.count()).select_from(CallJob).where(
                 ~mine, CallJob.state == "planned", CallJob.not_before <= last))).scalar_one()
-        return first, n, ahead
+        return first, n, pending, ahead
 
-    first, elders, ahead = await jobs._run("broadcast eta", read)
+    first, elders, pending, ahead = await jobs._run("broadcast eta", read)
     out: dict[str, Any] = {"capacity_calls_per_h": round(capacity.calls_per_hour), "nodes": capacity.nodes,
                            "expected_calls": round(capacity.expected_calls(elders, retries=len(retry_delays_s))),
                            "expected_done_s": None, "expected_done_at": None}
-    first_pass = capacity.seconds_for(ahead + elders)
+    first_pass = capacity.seconds_for(ahead + pending)
     if not elders or first_pass is None:
         return out
-    delay = max((as_stored(first) - now).total_seconds(), 0.0)
+    # the first tries still to make wait for their time (quiet hours) and for a node's next claim
+    delay = max((as_stored(first) - now).total_seconds(), 0.0) + capacity.tick_s if pending else 0.0
     rounds = sum(max(d + capacity.tick_s + capacity.hold_s,
                      capacity.seconds_for(elders * capacity.unanswered_share) or 0.0) for d in retry_delays_s)
     done = delay + first_pass + rounds + capacity.hold_s

@@ -137,6 +137,8 @@ class CallEngine:
         self._planned_until: dict[int, datetime] = {}
         self._last_plan: datetime | None = None
         self._next_dial: datetime | None = None
+        self._last_beat: datetime | None = None
+        self._tick_period_s: float | None = None
 
     @classmethod
     def from_settings(cls, *, settings, jobs: CallJobStore, runner: CareCallRunner, schedules: SchedulesSource,
@@ -181,10 +183,17 @@ class CallEngine:
         self.stats.in_progress = len(self._held)
 
     async def _beat(self) -> None:
+        """The node's heartbeat row; its tick as measured (the configured tick plus the tick's own work: a
+        freed line waits that long for the next claim)."""
+        now = self.now()
+        if self._last_beat is not None and now > self._last_beat:
+            period = (now - self._last_beat).total_seconds()
+            self._tick_period_s = period if self._tick_period_s is None else 0.8 * self._tick_period_s + 0.2 * period
+        self._last_beat = now
         rate = 1.0 / self.dial_interval_s if self.dial_interval_s > 0 else 0.0
         await capacity.beat(self.jobs, capacity.NodeBeat(node_id=self.node_id, lines=self.max_calls, dials_per_s=rate,
-                                                         tick_s=self.tick_s, lease_s=self.lease_s,
-                                                         in_progress=len(self._held)))
+                                                         tick_s=max(self.tick_s, self._tick_period_s or 0.0),
+                                                         lease_s=self.lease_s, in_progress=len(self._held)))
 
     async def _guard(self, what: str, step) -> None:
         try:

@@ -63,10 +63,13 @@ from assistant.platform.migrate import upgrade_heads
 from assistant.platform.models import DISTRICTS, Elder, ElderPhone
 from assistant.platform.models import FamilyContact as FamilyContactRow
 from assistant.platform.models_fraud import LedgerEntry
+from assistant.platform.store import PlatformStore
 from assistant.settings import StoreSettings, load_settings
+from telephony import capacity
+from telephony.broadcasts import Broadcast, warning_report
 from telephony.call_jobs import HELD_STATES, CallJobStore
 from telephony.engine import CallEngine
-from telephony.gateway_service import ledger_marker, ledger_recorder
+from telephony.gateway_service import ledger_marker, ledger_recorder, send_warning
 from telephony.models import CallJob
 from telephony.scheduler import CareCallRunner, CareSchedule, TimeWindow
 from telephony.scheduler import FamilyContact as CallContact
@@ -289,6 +292,7 @@ async def _node(spec: dict[str, Any]) -> dict[str, Any]:
     end = datetime.combine(DAY.date(), dtime.fromisoformat(spec["day_end"]))
     if broadcast:
         end = DAY_START + timedelta(days=1)  # a cap: the nodes stop once no row is open
+    reestimate: dict[str, Any] | None = None
     poller = asyncio.create_task(clock.poll())
     _dump_tasks_on_sigusr1()
     try:
@@ -296,6 +300,10 @@ async def _node(spec: dict[str, Any]) -> dict[str, Any]:
             while clock.now() < end:
                 await engine.tick(tg)
                 clock.ticked()
+                if broadcast and spec["node"] == 1 and reestimate is None and clock.seconds() >= REESTIMATE_AFTER_S:
+                    at = clock.seconds()  # what the engine reports once it has measured its first calls
+                    reestimate = {"at_s": round(at), **await capacity.broadcast_estimate(
+                        engine.jobs, BROADCAST_ID, telephony=settings.telephony)}
                 if broadcast and await _all_final(engine.jobs):
                     break
                 await clock.sleep(engine.tick_s)
@@ -306,7 +314,8 @@ async def _node(spec: dict[str, Any]) -> dict[str, Any]:
     await db.dispose()
     s = engine.stats
     return {"node": spec["node"], "dials": phones.dials, "alerts": alerts, "claimed": s.claimed, "errors": s.errors,
-            "recovered": s.recovered, "missed": s.missed, "max_lag_s": s.max_lag_s, "last_error": s.last_error}
+            "recovered": s.recovered, "missed": s.missed, "max_lag_s": s.max_lag_s, "last_error": s.last_error,
+            "reestimate": reestimate}
 
 
 def _dump_tasks_on_sigusr1() -> None:
@@ -398,16 +407,12 @@ async def _tally(url: str, elders: int, nodes: list[dict[str, Any]]) -> dict[str
 
 
 BROADCAST_ID = "bench-typhoon"
+REESTIMATE_AFTER_S = 1200.0  # simulated: 15 minutes of calls after 08:00, the engine asked again
 
 
 async def _plan_broadcast(url: str, nodes: int) -> dict[str, Any]:
     """Once every node has written its heartbeat: the warning to every elder, planned at 07:55 simulated by
     the real planning path, and what the engine's capacity report expects of it."""
-    from assistant.platform.store import PlatformStore
-    from telephony import capacity
-    from telephony.broadcasts import Broadcast
-    from telephony.gateway_service import send_warning
-
     settings = load_settings()
     db = create_engine_for(StoreSettings(database_url=url))
     jobs = CallJobStore.for_engine(db, now=lambda: DAY_START)
@@ -428,9 +433,6 @@ async def _plan_broadcast(url: str, nodes: int) -> dict[str, Any]:
 
 async def _tally_broadcast(url: str, elders: int, nodes: list[dict[str, Any]], plan: dict[str, Any]) -> dict[str, Any]:
     from sqlalchemy import func, select
-
-    from telephony import capacity
-    from telephony.broadcasts import warning_report
 
     dials = [d for n in nodes for d in n["dials"]]
     alerts = [a for n in nodes for a in n["alerts"]]
@@ -464,6 +466,9 @@ async def _tally_broadcast(url: str, elders: int, nodes: list[dict[str, Any]], p
     missed = {e for e in range(1, elders + 1) if by_elder[e] < needed_dials(behaviour(e), broadcast=True)} | open_chains
     done_s = round((last - DAY_START).total_seconds(), 1) if last is not None else None
     expected = plan.get("expected_done_s")
+    again = next((n["reestimate"] for n in nodes if n.get("reestimate")), None) or {}
+    measured_expected = (again["at_s"] + again["expected_done_s"] if again.get("expected_done_s") is not None
+                         else None)
     waits = sorted((d - n).total_seconds() for n, d in lags)
     return {
         "elders": elders, "jobs": jobs_n, "calls_placed": len(dials), "duplicates": duplicates, "missed": len(missed),
@@ -474,6 +479,9 @@ async def _tally_broadcast(url: str, elders: int, nodes: list[dict[str, Any]], p
         "delivered_expected": {"heard": kinds["answers"] + kinds["busy_first"], "need_help": kinds["unwell"],
                                "not_reached": kinds["family_answers"] + kinds["nobody"]},
         "planned": {k: plan[k] for k in ("elders", "added", "nodes", "expected_calls", "expected_done_at")},
+        # the engine asked again 15 simulated minutes into the calls, on the capacity it measured by then
+        "reestimate": again, "expected_done_s_measured": measured_expected,
+        "within_measured_capacity": done_s is not None and measured_expected is not None and done_s <= measured_expected,
         "answered_no_key": total["answered"], "pending": total["pending"],
         "help_alerts": sum(1 for _, k in alerts if k == "help"),
         "capacity_measured_at_end": measured.as_dict(),

@@ -626,10 +626,10 @@ async def test_a_broadcasts_expected_time_counts_quiet_hours_the_queue_and_the_r
     await plan_warning(jobs, Broadcast(broadcast_id="t1", kind="typhoon"), schedules, now=at)
     cap = await capacity.measure(jobs, default_hold_s=60.0)  # 10 lines × 60/h = 600 calls/h
     eta = await capacity.broadcast_eta(jobs, "t1", cap, retry_delays_s=(900.0, 900.0))
-    # 3600 s until 08:00 + 300 first tries at 600/h (1800 s) + 2 rounds of max(900 + 5 (a tick) + 60, 60 retries
-    # → 360 s) + 60
+    # 3600 s until 08:00 + a tick (5 s) + 300 first tries at 600/h (1800 s) + 2 rounds of max(900 + 5 (a tick)
+    # + 60, 60 retries → 360 s) + 60
     assert eta["capacity_calls_per_h"] == 600 and eta["expected_calls"] == 420
-    assert eta["expected_done_s"] == 3600 + 1800 + 2 * 965 + 60
+    assert eta["expected_done_s"] == 3600 + 5 + 1800 + 2 * 965 + 60
     await plan_warning(jobs, Broadcast(broadcast_id="t2", kind="heat"), schedules, now=at)  # queued behind t1
     eta2 = await capacity.broadcast_eta(jobs, "t2", cap, retry_delays_s=(900.0, 900.0))
     assert eta2["expected_done_s"] == eta["expected_done_s"] + 1800
