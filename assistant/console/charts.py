@@ -13,8 +13,8 @@ from assistant.console.render import esc
 Part = tuple[str, int]  # (css class, count)
 
 
-def _open(chart_id: str, title: str, summary: str, width: int, height: int) -> str:
-    return (f'<svg id="{esc(chart_id)}" class="chart" role="img" viewBox="0 0 {width} {height}" '
+def _open(chart_id: str, title: str, summary: str, width: int, height: int, *, css: str = "chart") -> str:
+    return (f'<svg id="{esc(chart_id)}" class="{esc(css)}" role="img" viewBox="0 0 {width} {height}" '
             f'aria-labelledby="{esc(chart_id)}-t {esc(chart_id)}-d"><title id="{esc(chart_id)}-t">{esc(title)}</title>'
             f'<desc id="{esc(chart_id)}-d">{esc(summary)}</desc>')
 
@@ -24,6 +24,27 @@ def legend(items: list[tuple[str, str]]) -> str:
     keys = "".join(f'<li><svg width="18" height="18" aria-hidden="true" focusable="false"><rect width="18" height="18" '
                    f'class="{esc(c)}"/></svg> {esc(text)}</li>' for c, text in items)
     return f'<ul class="legend">{keys}</ul>'
+
+
+def stacked_bars(*, chart_id: str, title: str, summary: str, rows: list[tuple[str, list[Part]]],
+                 css: str = "chart") -> str:
+    """One horizontal bar per entry (e.g. per district), its parts side by side, the total after it."""
+    row_h, label_w, bar_w = 40, 90, 400
+    width, height = label_w + bar_w + 70, row_h * max(len(rows), 1) + 10
+    peak = max((sum(c for _, c in parts) for _, parts in rows), default=0) or 1
+    out = [_open(chart_id, title, summary, width, height, css=css)]
+    for i, (label, parts) in enumerate(rows):
+        y = i * row_h + 6
+        out.append(f'<text x="0" y="{y + 22}" class="chart-label">{esc(label)}</text>')
+        x = float(label_w)
+        for part, count in parts:
+            w = bar_w * count / peak
+            if w > 0:
+                out.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="28" class="{esc(part)}"/>')
+            x += w
+        out.append(f'<text x="{x + 8:.1f}" y="{y + 22}" class="chart-num">{sum(c for _, c in parts)}</text>')
+    out.append("</svg>")
+    return "".join(out)
 
 
 def stacked_columns(*, chart_id: str, title: str, summary: str, columns: list[tuple[str, list[Part]]]) -> str:

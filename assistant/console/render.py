@@ -1,7 +1,8 @@
 """Server-rendered HTML: one layout, escaping, labels in Chinese, local time. No template engine.
 
 Everything interpolated into HTML goes through ``esc``; pages carry no inline script or style (the
-Content-Security-Policy forbids them), so bars are SVG attributes and behaviour lives in console.js.
+Content-Security-Policy forbids them), so charts are SVG with CSS classes (``assistant.console.charts``) and
+behaviour lives in console.js.
 """
 
 from __future__ import annotations
@@ -229,37 +230,6 @@ def highlight(text: str, phrases: Iterable[str]) -> str:
         pos = end
     out.append(esc(text[pos:]))
     return "".join(out)
-
-
-def bars_svg(rows: list[tuple[str, list[tuple[str, int]]]], *, legend: list[tuple[str, str]]) -> str:
-    """Stacked horizontal bars: ``rows`` = [(label, [(css_class, count), ...])]. Accessible via <title>."""
-    total_max = max((sum(c for _, c in parts) for _, parts in rows), default=0) or 1
-    row_h, label_w, bar_w = 40, 90, 520
-    height = row_h * len(rows) + 10
-    out = [
-        f'<svg class="bars" role="img" viewBox="0 0 {label_w + bar_w + 70} {height}" '
-        f'width="100%" aria-labelledby="bars-title"><title id="bars-title">各区关怀电话统计</title>'
-    ]
-    for i, (label, parts) in enumerate(rows):
-        y = i * row_h + 6
-        out.append(f'<text x="0" y="{y + 22}" class="bar-label">{esc(label)}</text>')
-        x = float(label_w)
-        for css, count in parts:
-            w = bar_w * count / total_max
-            if w > 0:
-                out.append(
-                    f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="28" class="{esc(css)}">'
-                    f"<title>{esc(label)} {esc(dict(legend).get(css, css))}: {count}</title></rect>"
-                )
-            x += w
-        out.append(f'<text x="{x + 8:.1f}" y="{y + 22}" class="bar-total">{sum(c for _, c in parts)}</text>')
-    out.append("</svg>")
-    keys = "".join(
-        f'<li><svg width="18" height="18" aria-hidden="true"><rect width="18" height="18" class="{esc(c)}"/></svg> '
-        f"{esc(text)}</li>"
-        for c, text in legend
-    )
-    return "".join(out) + f'<ul class="legend">{keys}</ul>'
 
 
 def _nav(principal: Principal | None, area: str, current: str) -> str:

@@ -9,7 +9,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from assistant.console import actions, auth, handover, notices, queries
+from assistant.console import actions, auth, charts, handover, notices, queries
 from assistant.console.auth import Principal
 from assistant.console.events import stream
 from assistant.console.redaction import display_text, personal_of, redact_text
@@ -23,7 +23,6 @@ from assistant.console.render import (
     SEVERITY_LABELS,
     SPEAKER_LABELS,
     alert_reason_text,
-    bars_svg,
     csrf_field,
     error_page,
     esc,
@@ -537,10 +536,12 @@ async def care_page(request: web.Request, p: Principal, db: AsyncSession) -> web
     totals = "".join(
         f'<li class="stat st-{k}"><span class="num">{dash.totals[k]}</span> {esc(v)}</li>' for k, v in CARE_LABELS.items()
     )
-    bars = bars_svg(
-        [(d, [(f"c-{k}", counts[k]) for k in CARE_LABELS]) for d, counts in dash.by_district.items()],
-        legend=[(f"c-{k}", v) for k, v in CARE_LABELS.items()],
-    )
+    summary = "；".join(f"{d}：" + "，".join(f"{v} {counts[k]}" for k, v in CARE_LABELS.items())
+                        for d, counts in dash.by_district.items()) + "。"
+    bars = charts.stacked_bars(
+        chart_id="care-bars", title="各区今天的关怀电话", summary=summary, css="chart bars",
+        rows=[(d, [(f"c-{k}", counts[k]) for k in CARE_LABELS]) for d, counts in dash.by_district.items()],
+    ) + charts.legend([(f"c-{k}", v) for k, v in CARE_LABELS.items()])
     rows = "".join(
         f'<tr class="st-{r.state}"><td>{esc(r.elder_name)}</td><td>{esc(r.district)}</td><td>{esc(r.window)}</td>'
         f"<td>{esc(CARE_LABELS[r.state])}</td><td>{local_time(r.last_call_at)}</td></tr>"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from assistant.console.charts import legend, stacked_bars
 from assistant.console.queries import fraud_info, order_deadlines
 from assistant.console.redaction import display_text, fallback_redact, redacted_text
-from assistant.console.render import bars_svg, highlight
+from assistant.console.render import highlight
 
 
 def test_fallback_redact_masks_numbers_in_any_script():
@@ -58,11 +59,14 @@ def test_deadlines_follow_status():
     assert order_deadlines(done, dispatch_sla_s=180, answer_sla_s=1800) == (None, None)
 
 
-def test_bars_svg_scales_and_titles():
-    svg = bars_svg([("蓬江", [("c-answered", 3), ("c-pending", 1)]), ("江海", [("c-answered", 0)])],
-                   legend=[("c-answered", "已接听"), ("c-pending", "待拨打")])
-    assert svg.count("<rect") == 2 + 2  # two bars + two legend keys
-    assert "蓬江 已接听: 3" in svg and "style=" not in svg
+def test_stacked_bars_scale_and_say_their_numbers():
+    svg = stacked_bars(chart_id="b", title="各区", summary="蓬江：已接听 3，待拨打 1；江海：已接听 0。",
+                       rows=[("蓬江", [("c-answered", 3), ("c-pending", 1)]), ("江海", [("c-answered", 0)])])
+    keys = legend([("c-answered", "已接听"), ("c-pending", "待拨打")])
+    assert svg.count("<rect") == 2 and keys.count("<rect") == 2  # two bars (nothing drawn for 0) + two keys
+    assert 'width="300.0"' in svg and 'width="100.0"' in svg  # 3 and 1 of the longest bar's 4 (400 units)
+    assert 'role="img"' in svg and 'aria-labelledby="b-t b-d"' in svg and "蓬江：已接听 3，待拨打 1" in svg
+    assert "style=" not in svg + keys
 
 
 def test_alert_reasons_are_shown_in_chinese():
