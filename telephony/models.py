@@ -38,6 +38,7 @@ class CallJob(Base):
         CheckConstraint(_in("state", JOB_STATES), name="state"),
         Index("ix_call_jobs_state_not_before", "state", "not_before"),
         Index("ix_call_jobs_state_lease", "state", "lease_until"),
+        Index("ix_call_jobs_finished_at", "finished_at"),  # the platform view's and /metrics' windows (core_0011)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
