@@ -38,7 +38,7 @@ WARN_PARTS = (("warn_heard", "c-answered", "已听到"), ("warn_need_help", "c-h
 CALL_COLUMNS: tuple[tuple[str, Callable[[Tally], object]], ...] = (
     ("拨出", lambda t: t.placed), ("接通", lambda t: t.answered), ("接通率", lambda t: _pct(t.answer_rate)),
     ("未接", lambda t: t.no_answer), ("占线/拨不通", lambda t: t.busy_failed),
-    ("时段已过未拨", lambda t: t.not_dialled), ("家属已告知", lambda t: f"{t.family_told}/{t.family_calls}"),
+    ("时段已过未拨", lambda t: t.not_dialled), ("家属：告知/拨打", lambda t: f"{t.family_told}/{t.family_calls}"),
     ("关怀警报", lambda t: t.care_alerts))
 CARE_COLUMNS: tuple[tuple[str, Callable[[Tally], object]], ...] = (
     ("吃药：已吃", lambda t: t.med_taken), ("吃药：需帮助", lambda t: t.med_need_help),
