@@ -299,13 +299,16 @@ async def _node(spec: dict[str, Any]) -> dict[str, Any]:
         async with asyncio.TaskGroup() as tg:  # CallEngine.run's loop, telling the bench each finished tick
             while clock.now() < end:
                 await engine.tick(tg)
-                clock.ticked()
                 if broadcast and spec["node"] == 1 and reestimate is None and clock.seconds() >= REESTIMATE_AFTER_S:
                     at = clock.seconds()  # what the engine reports once it has measured its first calls
                     reestimate = {"at_s": round(at), **await capacity.broadcast_estimate(
                         engine.jobs, BROADCAST_ID, telephony=settings.telephony)}
                 if broadcast and await _all_final(engine.jobs):
                     break
+                # the tick is reported done only now, as the sleep starts: reported at the tick's end, a node whose
+                # work after it outlasted a tick slept past the point where the bench held the clock for it (the
+                # bench waits while a node is two ticks behind) — every process waited, nothing moved
+                clock.ticked()
                 await clock.sleep(engine.tick_s)
             clock.ticked(last=True)  # the calls in progress end on the clock the bench keeps moving
     finally:
