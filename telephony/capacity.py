@@ -5,10 +5,10 @@ trunk's dial rate, its tick and lease); a node is live while ``seen_at + lease_s
 capacity is then, per live node, the smaller of
 
 - its lines turned over: ``lines × 3600 / cycle_s``, where ``cycle_s`` is the mean time a line is held per
-  call — from claim to the step's end (trunk wait, ring, talk), measured on the last hour's finished calls
-  (``call_jobs.claimed_at → finished_at``), each rounded up to the node's tick because a freed line is
-  refilled at the next tick — and ``default_hold_s`` (``telephony.engine_default_hold_s``) while fewer than
-  ``MIN_MEASURED`` calls have finished;
+  call — from claim to the step's end (trunk wait, ring, talk), measured on the newest ``MEASURE_ROWS``
+  finished calls of the last week (``call_jobs.claimed_at → finished_at``), each rounded up to the node's
+  tick as it measures it (a freed line is refilled at the next tick) — and ``default_hold_s``
+  (``telephony.engine_default_hold_s``) while fewer than ``MIN_MEASURED`` calls have finished;
 - its trunk: ``dials_per_s × 3600``;
 
 summed over the live nodes. The same rows give the share of first tries nobody answered (``no_answer`` /
@@ -36,8 +36,8 @@ from sqlalchemy import func, select
 from telephony.call_jobs import HELD_STATES, CallJobStore, as_stored
 from telephony.models import CallEngineNode, CallJob
 
-MEASURE_WINDOW_S = 3600.0  # finished calls of the last hour measure the holding time
-MEASURE_ROWS = 2000  # at most this many of them (the newest)
+MEASURE_ROWS = 2000  # the newest finished calls measure the holding time …
+MEASURE_WINDOW_S = 7 * 86400.0  # … of the last week (a warning sent at 06:00 is measured on yesterday's calls)
 MIN_MEASURED = 20  # fewer finished calls than this: the defaults
 DEFAULT_UNANSWERED_SHARE = 0.2
 

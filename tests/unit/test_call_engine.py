@@ -607,6 +607,8 @@ async def test_capacity_counts_live_nodes_and_measures_the_holding_time(platform
     cap = await capacity.measure(jobs, default_hold_s=60.0)
     assert cap.measured_calls == 30 and cap.hold_s == pytest.approx(120) and cap.unanswered_share == pytest.approx(0.2)
     assert cap.calls_per_hour == pytest.approx(240 + 180)
+    next_morning = CallJobStore.for_engine(p.engine, now=lambda: now + timedelta(hours=20))  # no call since: last week's
+    assert (await capacity.measure(next_morning, default_hold_s=60.0)).hold_s == pytest.approx(120)
     from telephony.metrics import render
 
     text = await render(jobs)
