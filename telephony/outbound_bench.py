@@ -77,7 +77,7 @@ from telephony.scheduler import FamilyContact as CallContact
 DAY = datetime(2026, 11, 23)  # a Monday
 DAY_START = DAY.replace(hour=7, minute=55)
 WINDOWS = ("08:00-10:00", "10:00-12:00", "14:00-16:00", "16:00-18:00")
-TICK_S = 60.0  # the nodes' tick (simulated seconds; serve ticks every 5 real seconds); their lease is 10 ticks
+TICK_S = 5.0  # the nodes' tick in simulated seconds: serve's own (``telephony.engine_tick_s``); lease 10 ticks, ≥ 120 s
 RING_ANSWERED_S, RING_UNANSWERED_S, TALK_S = 8.0, 30.0, 40.0
 BEHAVIOURS = (("answers", 62), ("busy_first", 10), ("unwell", 8), ("family_answers", 10), ("nobody", 10))
 
@@ -117,6 +117,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spread-s", type=float, default=-1.0,
                         help="telephony.engine_spread_s: a window's calls fall due over its first S seconds; "
                              "-1 (default, the engine's) = sized from the engine's capacity, 0 = all at the start")
+    parser.add_argument("--tick-s", type=float, default=TICK_S,
+                        help="the nodes' tick, simulated seconds (default: serve's 5; a freed line waits for the next tick)")
     parser.add_argument("--day-end", default="19:30", help="simulated time the nodes stop (default 19:30)")
     parser.add_argument("--broadcast", action="store_true",
                         help="a warning broadcast to every elder instead of a care day (see the module doc)")
@@ -257,7 +259,7 @@ async def _node(spec: dict[str, Any]) -> dict[str, Any]:
     # stand-in phones take no CPU per call: a node's lines are --lines (no measured pipeline capacity, the
     # gateway's lines = --lines + the inbound reserve, which the engine leaves free)
     settings = dataclasses.replace(settings, telephony=dataclasses.replace(
-        settings.telephony, engine_tick_s=TICK_S, engine_lease_s=10 * TICK_S, engine_max_calls=spec["lines"],
+        settings.telephony, engine_tick_s=spec["tick_s"], engine_lease_s=max(10 * spec["tick_s"], 120.0), engine_max_calls=spec["lines"],
         engine_measured_calls=0, max_concurrent_calls=spec["lines"] + settings.telephony.engine_inbound_reserve_calls,
         engine_plan_every_s=3600.0, engine_spread_s=spec["spread_s"]))
     clock = SharedClock(spec["clock"], node=spec["node"])
@@ -497,7 +499,7 @@ async def _tally_broadcast(url: str, elders: int, nodes: list[dict[str, Any]], p
 
 
 def bench(*, elders: int, nodes: int, lines: int, speed: float, day_end: str, database_url: str,
-          spread_s: float = -1.0, broadcast: bool = False) -> dict[str, Any]:
+          spread_s: float = -1.0, broadcast: bool = False, tick_s: float = TICK_S) -> dict[str, Any]:
 
     t0 = time.monotonic()
     with throwaway_postgres() if not database_url else _given(database_url) as url:
@@ -511,7 +513,7 @@ def bench(*, elders: int, nodes: int, lines: int, speed: float, day_end: str, da
             clock_file.write_bytes(bytes(8 * (nodes + 1)))
             procs = []
             for k in range(nodes):
-                spec = {"url": url, "node": k + 1, "elders": elders, "lines": lines, "speed": speed, "spread_s": spread_s,
+                spec = {"url": url, "node": k + 1, "elders": elders, "lines": lines, "speed": speed, "spread_s": spread_s, "tick_s": tick_s,
                         "day_end": day_end, "out": str(Path(tmp) / f"node{k + 1}.json"), "clock": str(clock_file),
                         "broadcast": broadcast}
                 procs.append(subprocess.Popen([sys.executable, "-m", "telephony.outbound_bench", "--worker",
@@ -524,7 +526,7 @@ def bench(*, elders: int, nodes: int, lines: int, speed: float, day_end: str, da
                     for p in procs:
                         p.kill()
                     raise
-            _drive_clock(clock_file, nodes=nodes, speed=speed, tick_s=TICK_S, procs=procs)
+            _drive_clock(clock_file, nodes=nodes, speed=speed, tick_s=tick_s, procs=procs)
             codes = [p.wait() for p in procs]
             if any(codes):
                 raise SetupError(f"an engine process failed (exit codes {codes})", code="bench_failed")
@@ -532,12 +534,12 @@ def bench(*, elders: int, nodes: int, lines: int, speed: float, day_end: str, da
         if broadcast:
             out = asyncio.run(_tally_broadcast(url, elders, results, plan))
             out.update({"wall_s": round(time.monotonic() - t0, 1), "setup_s": round(setup_s, 1), "nodes": nodes,
-                        "lines_per_node": lines, "speed": speed, "planned_at": DAY_START.isoformat(),
+                        "lines_per_node": lines, "tick_s": tick_s, "speed": speed, "planned_at": DAY_START.isoformat(),
                         "phones": "stand-in (no SIP)"})
             return out
         out = asyncio.run(_tally(url, elders, results))
     out.update({"wall_s": round(time.monotonic() - t0, 1), "setup_s": round(setup_s, 1), "nodes": nodes,
-                "lines_per_node": lines, "spread_s": spread_s, "speed": speed, "simulated_day": f"07:55-{day_end}",
+                "lines_per_node": lines, "spread_s": spread_s, "tick_s": tick_s, "speed": speed, "simulated_day": f"07:55-{day_end}",
                 "phones": "stand-in (no SIP)"})
     return out
 
@@ -560,7 +562,7 @@ def run(args: argparse.Namespace) -> int:
         Path(spec["out"]).write_text(json.dumps(result))
         return 0
     result = bench(elders=args.elders, nodes=args.nodes, lines=args.lines, speed=args.speed, day_end=args.day_end,
-                   database_url=args.database_url, spread_s=args.spread_s, broadcast=args.broadcast)
+                   database_url=args.database_url, spread_s=args.spread_s, broadcast=args.broadcast, tick_s=args.tick_s)
     print(json.dumps(result, ensure_ascii=False) if args.json else "\n".join(f"{k:>22}: {v}" for k, v in result.items()))
     if args.broadcast:
         ok = (result["duplicates"] == 0 and result["missed"] == 0 and result["within_capacity"]
