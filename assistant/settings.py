@@ -63,6 +63,12 @@ class AudioSettings:
     # the wait longer; an open answer then ends after vad_end_of_turn_silence_s (or the elder's own longer
     # wait), a closed one (yes/no, keypad menu) by Smart Turn
     turn_judge_open_prompts: bool = False
+    # text-aware end of an open answer (session 9): Smart Turn's verdict AND the early recognition's text of the
+    # audio so far (assistant/text/turn_end.py: 然后, 那个, 我想, 的, a number without its noun... look
+    # unfinished). Both say finished → the answer ends at once; either says unfinished → it waits
+    # turn_incomplete_max_silence_s; no text in time (or no verdict) → the fixed vad_end_of_turn_silence_s.
+    # An elder's own longer wait is never shortened. Needs early recognition (early_asr_after_silence_s > 0)
+    turn_open_text_aware: bool = False
     turn_complete_min_probability: float = 0.5  # Smart Turn's "finished" probability that ends the turn
     # judged "not finished": keep listening this long in silence (elders pause mid-sentence to find a word);
     # a call can lengthen it for a slow speaker (CallSession.end_of_turn_max_silence_s)

@@ -25,7 +25,7 @@ from pipecat.utils.time import time_now_iso8601
 from assistant.asr.base import AsrResult, RecognizerOptions
 from assistant.asr.prompt_options import closed_prompt
 from assistant.asr.registry import call_ended, call_started, decodes_running, recognize
-from assistant.audio.vad import SpeechPausedFrame, SpeechResumedFrame
+from assistant.audio.vad import EarlyTranscriptFrame, SpeechPausedFrame, SpeechResumedFrame
 from assistant.errors import AssistantError
 from assistant.session import CallSession
 from assistant.settings import Settings
@@ -78,6 +78,7 @@ class AssistantSTTService(SegmentedSTTService):
     number with no profile), an early recognition of at least ``DIALECT_PROBE_MIN_S`` of speech goes on as
     the dialect probe. Its dialect becomes the call's, so the rest of the turn is decoded once, in that
     dialect, instead of once per dialect (about half the decoding of an unknown caller's long first turn).
+    An early recognition's text also goes back up (``EarlyTranscriptFrame``): the end of turn reads it.
     """
 
     def __init__(self, *, session: CallSession, settings: Settings, tracker: TurnTracker, **kwargs):
@@ -140,9 +141,20 @@ class AssistantSTTService(SegmentedSTTService):
         prefix = bytes(self._audio_buffer)
         dialect, options = self._session.dialect, self._options()
         task = self.create_task(
-            self._recognize(prefix + self._trailing_silence(), dialect=dialect, options=options), name="early-asr"
+            self._recognize_early(prefix + self._trailing_silence(), dialect=dialect, options=options),
+            name="early-asr",
         )
         self._early.append(EarlyRecognition(prefix=prefix, dialect=dialect, options=options, task=task))
+
+    async def _recognize_early(self, audio: bytes, *, dialect: str | None,
+                               options: RecognizerOptions | None) -> AsrResult:
+        """``_recognize``, then its text goes back up to the end-of-turn decision while its pause is still the
+        open one (not resumed, not a dialect probe, its turn not yet ended)."""
+        result = await self._recognize(audio, dialect=dialect, options=options)
+        early = self._early[-1] if self._early else None
+        if early is not None and early.task is asyncio.current_task() and not early.turn_ended:
+            await self.push_frame(EarlyTranscriptFrame(text=result.raw_text), FrameDirection.UPSTREAM)
+        return result
 
     async def _drop_open_early(self) -> None:
         """Speech went on after the pause: the open early recognition is for half a sentence."""

@@ -13,6 +13,12 @@ turn (longer for a slow speaker, shorter after a closed prompt), or the model fa
 turn goes on: ``SpeechResumedFrame``), so the stages after it see one turn as before. A "started speaking"
 outside a held turn passes at once: barge-in is unchanged. ``SpeakerDoneFrame`` (the screen's press-to-talk
 released) ends the turn at its first pause: held now, or the next stop within ``SPEAKER_DONE_VALID_S``.
+
+Text-aware open answers (``turn_open_text_aware``): the recogniser sends the early recognition's text of the
+paused turn back up (``EarlyTranscriptFrame``, from ``AssistantSTTService``); the answer ends at once only when
+Smart Turn says finished AND the words do not look unfinished (``assistant.text.turn_end``: 然后, 那个, 我想,
+的, ...), waits ``turn_incomplete_max_silence_s`` when either says unfinished, and otherwise ends after the
+fixed silence (``EndOfTurnPolicy.open_wait_s``).
 """
 
 from __future__ import annotations
@@ -33,10 +39,11 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from assistant.audio.smart_turn import MODEL_WINDOW_S, completion_probability
-from assistant.audio.vad import SpeakerDoneFrame, SpeechPausedFrame, SpeechResumedFrame
+from assistant.audio.vad import EarlyTranscriptFrame, SpeakerDoneFrame, SpeechPausedFrame, SpeechResumedFrame
 from assistant.errors import SmartTurnError
 from assistant.session import CallSession
 from assistant.settings import AudioSettings
+from assistant.text.turn_end import sounds_unfinished
 
 CLOSED_PROMPTS = ("yes_no", "menu")  # CallSession.expect values whose answers are short
 # audio the model gets from before the speech: as pipecat feeds Smart Turn (0.5 s before the first speech; the
@@ -61,6 +68,8 @@ class EndOfTurnPolicy:
     fallback_silence_s: float  # the model failed: the fixed end-of-turn silence
     judge_open: bool = True  # False: an open prompt's answer is not judged; it ends after open_silence_s
     open_silence_s: float = 0.8  # the fixed silence (or the elder's own longer wait) for an unjudged answer
+    open_by_text: bool = False  # an open answer is judged by Smart Turn AND its early text (``open_wait_s``)
+    shorten_open: bool = True  # False: open_silence_s is the elder's own longer wait, never shortened
 
     @classmethod
     def from_settings(cls, audio: AudioSettings, *, max_silence_s: float | None = None) -> EndOfTurnPolicy:
@@ -72,14 +81,19 @@ class EndOfTurnPolicy:
             fallback_silence_s=audio.vad_end_of_turn_silence_s,
             judge_open=audio.turn_judge_open_prompts,
             open_silence_s=max_silence_s or audio.vad_end_of_turn_silence_s,
+            open_by_text=audio.turn_open_text_aware,
+            shorten_open=max_silence_s is None,
         )
 
     def judges(self, *, closed: bool) -> bool:
         """Whether Smart Turn is asked about this turn at all."""
-        return closed or self.judge_open
+        return closed or self.judge_open or self.open_by_text
 
     def turn_over(self, *, silence_s: float, probability: float | None, failed: bool = False,
-                  closed: bool = False) -> bool:
+                  closed: bool = False, text: str | None = None) -> bool:
+        """``text``: the early recognition's text of the turn so far, once in (read only by ``open_by_text``)."""
+        if not closed and self.open_by_text:
+            return silence_s >= self.open_wait_s(probability=probability, failed=failed, text=text)
         if not self.judges(closed=closed):
             return silence_s >= self.open_silence_s
         if failed:
@@ -90,18 +104,32 @@ class EndOfTurnPolicy:
             return True
         return silence_s >= (self.closed_max_silence_s if closed else self.incomplete_max_silence_s)
 
+    def open_wait_s(self, *, probability: float | None, failed: bool, text: str | None) -> float:
+        """The silence a text-aware open answer ends after, given what is known so far: the words or Smart Turn
+        say unfinished → the unfinished wait; both say finished → now; otherwise (the verdict or the text not in
+        yet, the model failed, the elder's own wait) the fixed silence."""
+        judged_unfinished = not failed and probability is not None and probability < self.complete_min_probability
+        if judged_unfinished or (text is not None and sounds_unfinished(text)):
+            return max(self.incomplete_max_silence_s, self.open_silence_s)
+        if self.shorten_open and not failed and probability is not None and text is not None:
+            return 0.0
+        return self.open_silence_s
+
 
 def open_answer_silence_s(audio: AudioSettings) -> float:
     """The silence before an answer to an open prompt ends: with Smart Turn judging open prompts the pause that
     asks it (the judgement and any longer wait come after), else the fixed end-of-turn silence."""
-    judged = audio.turn_decision_silence_s > 0 and audio.turn_judge_open_prompts
+    judged = audio.turn_decision_silence_s > 0 and (audio.turn_judge_open_prompts or audio.turn_open_text_aware)
     return audio.turn_decision_silence_s if judged else audio.vad_end_of_turn_silence_s
 
 
 def smart_turn_judges(audio: AudioSettings) -> str:
-    """Which answers Smart Turn judges: "all", "closed" (yes/no read-backs, keypad menus) or "none" (off)."""
+    """Which answers Smart Turn judges: "all", "all+text" (open answers with their early text), "closed" (yes/no
+    read-backs, keypad menus) or "none" (off)."""
     if audio.turn_decision_silence_s <= 0:
         return "none"
+    if audio.turn_open_text_aware:
+        return "all+text"
     return "all" if audio.turn_judge_open_prompts else "closed"
 
 
@@ -128,6 +156,7 @@ class EndOfTurnProcessor(FrameProcessor):
         self._silence_s = 0.0
         self._probability: float | None = None
         self._failed = False
+        self._text: str | None = None  # the early recognition's text of the held turn (EarlyTranscriptFrame)
         self._judging: asyncio.Task | None = None
         self._speaker_done_s_left = 0.0  # > 0: the speaker said they are done; the next pause ends the turn
 
@@ -137,7 +166,10 @@ class EndOfTurnProcessor(FrameProcessor):
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
         if direction != FrameDirection.DOWNSTREAM:
-            await self.push_frame(frame, direction)
+            if isinstance(frame, EarlyTranscriptFrame):
+                await self._on_early_text(frame.text)
+            else:
+                await self.push_frame(frame, direction)
             return
         if isinstance(frame, InputAudioRawFrame):
             await self.push_frame(frame, direction)
@@ -212,14 +244,21 @@ class EndOfTurnProcessor(FrameProcessor):
         self._judging = None
         await self._decide()
 
+    async def _on_early_text(self, text: str) -> None:
+        if self._held is None:
+            return  # the turn ended (or went on) before its early text came
+        self._text = text
+        await self._decide()
+
     async def _decide(self) -> None:
         if self._held is None:
             return
         closed = self._session.expect in CLOSED_PROMPTS
         if self._policy().turn_over(silence_s=self._silence_s, probability=self._probability,
-                                    failed=self._failed, closed=closed):
+                                    failed=self._failed, closed=closed, text=self._text):
             p = "none" if self._probability is None else f"{self._probability:.2f}"
-            await self._release(f"silence {self._silence_s:.2f}s, complete p={p}")
+            words = "none" if self._text is None else "unfinished" if sounds_unfinished(self._text) else "finished"
+            await self._release(f"silence {self._silence_s:.2f}s, complete p={p}, words {words}")  # no text: secrets
 
     async def _release(self, why: str) -> None:
         held, self._held = self._held, None
@@ -235,7 +274,7 @@ class EndOfTurnProcessor(FrameProcessor):
         self._reset_verdict()
 
     def _reset_verdict(self) -> None:
-        self._silence_s, self._probability, self._failed = 0.0, None, False
+        self._silence_s, self._probability, self._failed, self._text = 0.0, None, False, None
 
     async def _stop_judging(self) -> None:
         task, self._judging = self._judging, None

@@ -79,6 +79,14 @@ class SpeechResumedFrame(SystemFrame):
 
 
 @dataclass
+class EarlyTranscriptFrame(SystemFrame):
+    """Upstream, from the recogniser: the early recognition's text of a paused turn's audio so far (started at
+    ``SpeechPausedFrame``; sent only while that pause is still the open one). ``EndOfTurnProcessor`` reads it."""
+
+    text: str = ""  # what the engine returned (``AsrResult.raw_text``: punctuation kept)
+
+
+@dataclass
 class SpeakerDoneFrame(SystemFrame):
     """The speaker said they have finished (the screen's press-to-talk released): the turn ends at its first
     pause instead of waiting out the end-of-turn silence (``EndOfTurnProcessor``)."""

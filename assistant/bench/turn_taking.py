@@ -43,7 +43,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pipecat.frames.frames import EndFrame, Frame, InputAudioRawFrame, VADUserStoppedSpeakingFrame
+from pipecat.frames.frames import (
+    EndFrame,
+    Frame,
+    InputAudioRawFrame,
+    TranscriptionFrame,
+    VADUserStoppedSpeakingFrame,
+)
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from assistant.audio.convert import PcmAudio, read_audio
@@ -60,6 +66,15 @@ UTTERANCE_GAP_S = 2.0
 TAIL_SILENCE_S = 2.5  # longer than the longest wait for an unfinished turn (1.5 s)
 PAUSE_RANGE_S = (0.6, 1.2)
 STAND_IN_REPLY = "stand-in: first reply audio the instant the end of turn reaches the reply stage (no ASR/NLU/TTS)"
+WITH_ASR = ("stand-in after the real recogniser (early recognition from the 0.25 s pause; its text feeds the text "
+            "scheme): the end of turn reaching the reply stage; transcript_wait = the turn's transcript reaching it")
+# the schemes an open answer can end by (``scheme_audio``)
+SCHEMES = {
+    "settings": "as configured",
+    "fixed": "fixed end-of-turn silence (turn_decision_silence_s 0): the baseline",
+    "smart_turn": "Smart Turn judges open answers (turn_judge_open_prompts)",
+    "text": "Smart Turn + the early recognition's text (turn_open_text_aware)",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +84,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=0, help="at most this many clips")
     parser.add_argument("--seed", type=int, default=19, help="seed of the pause lengths")
     parser.add_argument("--per-clip", action="store_true", help="include each clip's result")
+    parser.add_argument("--schemes", default="settings,fixed",
+                        help=f"comma-separated, in one run (same load): {', '.join(SCHEMES)}; the first is the top level")
+    parser.add_argument("--asr", action="store_true",
+                        help="the real recogniser (whisper, early recognition) after the decision in every scheme; "
+                             "implied by the text scheme")
     parser.add_argument("--json", action="store_true", help="print JSON (always JSON; kept for symmetry)")
 
 
@@ -171,31 +191,61 @@ def load_clips(data: Path, *, phone: bool, limit: int = 0) -> list[Clip]:
 
 
 class ReplyStandIn(FrameProcessor):
-    """Stands where the reply starts: notes the audio position and the time each turn's end reaches it."""
+    """Stands where the reply starts: notes the audio position and the time each turn's end (and, behind the
+    recogniser, each transcript) reaches it."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.audio_s = 0.0
         self.turn_ends: list[tuple[float, float]] = []  # (audio position s, perf_counter)
+        self.transcripts: list[tuple[float, float, str]] = []  # (audio position s, perf_counter, text)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
-        if isinstance(frame, InputAudioRawFrame):
-            self.audio_s += len(frame.audio) / 2 / frame.sample_rate
-        elif isinstance(frame, VADUserStoppedSpeakingFrame) and direction == FrameDirection.DOWNSTREAM:
-            self.turn_ends.append((self.audio_s, time.perf_counter()))
+        if direction == FrameDirection.DOWNSTREAM:
+            if isinstance(frame, InputAudioRawFrame):
+                self.audio_s += len(frame.audio) / 2 / frame.sample_rate
+            elif isinstance(frame, VADUserStoppedSpeakingFrame):
+                self.turn_ends.append((self.audio_s, time.perf_counter()))
+            elif isinstance(frame, TranscriptionFrame):
+                self.transcripts.append((self.audio_s, time.perf_counter(), frame.text))
         await self.push_frame(frame, direction)
 
 
-async def play(clip: Clip, *, audio: AudioSettings) -> list[dict[str, Any]]:
-    """One clip through the turn-taking stages in real time: per utterance, its turn ends and the wait."""
+def scheme_audio(name: str, audio: AudioSettings) -> AudioSettings:
+    """The audio settings of a scheme (``SCHEMES``) for answers to an open prompt."""
+    if name == "settings":
+        return audio
+    if name == "fixed":
+        return dataclasses.replace(audio, turn_decision_silence_s=0.0)
+    if name == "smart_turn":
+        return dataclasses.replace(audio, turn_judge_open_prompts=True, turn_open_text_aware=False)
+    if name == "text":
+        return dataclasses.replace(audio, turn_open_text_aware=True)
+    raise ValueError(f"unknown scheme {name!r}: one of {', '.join(SCHEMES)}")
+
+
+def _recogniser(session: CallSession, *, settings: Settings, rate: int) -> FrameProcessor:
+    from assistant.asr.stt_service import AssistantSTTService
+    from assistant.turns import TurnTracker
+
+    settings = dataclasses.replace(settings, audio=dataclasses.replace(settings.audio, pipeline_sample_rate_hz=rate))
+    return AssistantSTTService(session=session, settings=settings, tracker=TurnTracker(listeners=[]))
+
+
+async def play(clip: Clip, *, audio: AudioSettings, asr: Settings | None = None) -> list[dict[str, Any]]:
+    """One clip through the turn-taking stages in real time: per utterance, its turn ends and the wait.
+    ``asr``: the real recogniser (with these settings) stands between the decision and the reply stand-in."""
     from pipecat.pipeline.pipeline import Pipeline
     from pipecat.pipeline.worker import PipelineParams, PipelineWorker
     from pipecat.workers.runner import WorkerRunner
 
     rate = clip.audio.sample_rate_hz
     stand_in = ReplyStandIn()
-    stages = turn_taking_stages(session=CallSession(channel="simulate"), audio=audio)
+    session = CallSession(channel="simulate", dialect="cmn" if asr is not None else None)
+    stages = turn_taking_stages(session=session, audio=audio)
+    if asr is not None:
+        stages.append(_recogniser(session, settings=dataclasses.replace(asr, audio=audio), rate=rate))
     worker = PipelineWorker(Pipeline([*stages, stand_in]), params=PipelineParams(audio_in_sample_rate=rate),
                             idle_timeout_secs=None, enable_rtvi=False, enable_turn_tracking=False,
                             cancel_on_idle_timeout=False)
@@ -225,64 +275,103 @@ async def play(clip: Clip, *, audio: AudioSettings) -> list[dict[str, Any]]:
     await runner.add_workers(worker)
     await asyncio.gather(runner.run(), feed())
     ends = [(pos - LEAD_SILENCE_S, t) for pos, t in stand_in.turn_ends]
+    texts = [(pos - LEAD_SILENCE_S, t, text) for pos, t, text in stand_in.transcripts]
+
+    def wait_ms(end: float, t: float) -> float:
+        at_s = LEAD_SILENCE_S + end
+        frame = int(at_s * 1000) // FRAME_MS  # the frame holding the end of speech, and where in it
+        return round((t - fed_at[frame]) * 1000 - (at_s * 1000 - frame * FRAME_MS), 1)
+
     rows = []
     for start, end in clip.utterances_s:
         final = next(((pos, t) for pos, t in ends if pos >= end), None)
-        wait_ms = None
-        if final is not None:
-            at_s = LEAD_SILENCE_S + end
-            frame = int(at_s * 1000) // FRAME_MS  # the frame holding the end of speech, and where in it
-            wait_ms = round((final[1] - fed_at[frame]) * 1000 - (at_s * 1000 - frame * FRAME_MS), 1)
-        rows.append({"clip": clip.name, "utterance_s": [start, end], "pauses_s": list(clip.pauses_s),
-                     "turn_ends_s": [round(pos, 2) for pos, _ in ends if start - UTTERANCE_GAP_S < pos < end + UTTERANCE_GAP_S],
-                     "premature_cut": any(start < pos < end for pos, _ in ends), "wait_ms": wait_ms})
+        row = {"clip": clip.name, "utterance_s": [start, end], "pauses_s": list(clip.pauses_s),
+               "turn_ends_s": [round(pos, 2) for pos, _ in ends if start - UTTERANCE_GAP_S < pos < end + UTTERANCE_GAP_S],
+               "premature_cut": any(start < pos < end for pos, _ in ends),
+               "wait_ms": None if final is None else wait_ms(end, final[1])}
+        if asr is not None:
+            heard = next(((pos, t) for pos, t, _ in texts if pos >= end), None)
+            row["transcripts"] = [text for pos, _, text in texts if start < pos < end + UTTERANCE_GAP_S]
+            row["transcript_wait_ms"] = None if heard is None else wait_ms(end, heard[1])
+        rows.append(row)
     return rows
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    waits = [r["wait_ms"] for r in rows if r["wait_ms"] is not None]
-    pct = (lambda q: round(float(np.percentile(waits, q)), 1)) if waits else (lambda q: None)
-    return {
+    def pct(key: str, q: int) -> float | None:
+        values = [r[key] for r in rows if r.get(key) is not None]
+        return round(float(np.percentile(values, q)), 1) if values else None
+
+    out = {
         "n": len(rows),
         "premature_cut_rate": round(sum(r["premature_cut"] for r in rows) / len(rows), 3) if rows else None,
-        "wait_p50_ms": pct(50),
-        "wait_p95_ms": pct(95),
+        "premature_cuts": sum(r["premature_cut"] for r in rows),
+        "wait_p50_ms": pct("wait_ms", 50),
+        "wait_p95_ms": pct("wait_ms", 95),
     }
+    if any("transcript_wait_ms" in r for r in rows):
+        out |= {"transcript_wait_p50_ms": pct("transcript_wait_ms", 50),
+                "transcript_wait_p95_ms": pct("transcript_wait_ms", 95)}
+    return out
+
+
+def _warm_up(settings: Settings, *, asr: PcmAudio | None) -> None:
+    """Load the models once, as a running server has them (``asr``: speech to decode twice: whisper's first
+    decodes of speech are several times slower than the later ones)."""
+    completion_probability_sync(bytes(32000), sample_rate_hz=16000)
+    if asr is not None:
+        from assistant.asr.registry import recognize_sync
+
+        for _ in range(2):
+            recognize_sync(asr.pcm, sample_rate_hz=asr.sample_rate_hz, dialect="cmn", settings=settings)
 
 
 async def bench(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     data = Path(args.data) if args.data else settings.paths.shared_dir / "data" / "mandarin_speech"
+    schemes = [name.strip() for name in (getattr(args, "schemes", None) or "settings,fixed").split(",") if name.strip()]
+    audios = {name: scheme_audio(name, settings.audio) for name in schemes}  # unknown names fail before playing
+    asr = getattr(args, "asr", False) or "text" in schemes
     clips = load_clips(data, phone=args.phone, limit=args.limit)
     if args.pauses:
         rng = random.Random(args.seed)
         clips = [with_pauses(c, rng) for c in clips]
-    completion_probability_sync(bytes(32000), sample_rate_hz=16000)  # load the model once, as a server has
-    fixed = dataclasses.replace(settings.audio, turn_decision_silence_s=0.0)
-    smart_rows = [row for c in clips for row in await play(c, audio=settings.audio)]
-    fixed_rows = [row for c in clips for row in await play(c, audio=fixed)]
+    await asyncio.to_thread(_warm_up, settings, asr=clips[0].audio if asr and clips else None)
+    # clip by clip, every scheme in turn: the schemes share the machine's load as evenly as a run can
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in audios}
+    load = round(os.getloadavg()[0], 2)
+    for clip in clips:
+        for name, audio in audios.items():
+            rows[name] += await play(clip, audio=audio, asr=settings if asr else None)
+    runs = {name: {**summary(rows[name]), "smart_turn_judges": smart_turn_judges(audio), "rows": rows[name]}
+            for name, audio in audios.items()}
+    first = schemes[0]
     a = settings.audio
     result: dict[str, Any] = {
-        **summary(smart_rows),
-        "load_1m": round(os.getloadavg()[0], 2),
+        **{k: v for k, v in runs[first].items() if k != "rows"},
+        "scheme": first,
+        "load_1m": load,
+        "load_1m_end": round(os.getloadavg()[0], 2),
         "cpu_count": os.cpu_count(),
         "variant": "pauses" if args.pauses else "clips",
         "phone": args.phone,
-        "reply": STAND_IN_REPLY,
-        # the clips answer an open prompt: with turn_judge_open_prompts off (the default) Smart Turn is not
-        # asked and the scheme is the fixed silence; ASSISTANT_AUDIO_TURN_JUDGE_OPEN_PROMPTS=1 measures it
-        "smart_turn_judges": smart_turn_judges(a),
+        "reply": WITH_ASR if asr else STAND_IN_REPLY,
         "settings": {"turn_decision_silence_s": a.turn_decision_silence_s,
                      "turn_judge_open_prompts": a.turn_judge_open_prompts,
+                     "turn_open_text_aware": a.turn_open_text_aware,
                      "turn_complete_min_probability": a.turn_complete_min_probability,
-                     "turn_incomplete_max_silence_s": a.turn_incomplete_max_silence_s},
-        "fixed_silence_baseline": {**summary(fixed_rows), "vad_end_of_turn_silence_s": a.vad_end_of_turn_silence_s},
-        "load_1m_end": round(os.getloadavg()[0], 2),
+                     "turn_incomplete_max_silence_s": a.turn_incomplete_max_silence_s,
+                     "vad_end_of_turn_silence_s": a.vad_end_of_turn_silence_s},
+        "schemes": {name: {k: v for k, v in run.items() if k != "rows"} for name, run in runs.items()},
     }
+    if "fixed" in runs and first != "fixed":
+        result["fixed_silence_baseline"] = {**result["schemes"]["fixed"],
+                                            "vad_end_of_turn_silence_s": a.vad_end_of_turn_silence_s}
     if args.pauses:
         result["pauses_inserted"] = sum(len(c.pauses_s) for c in clips)
     if args.per_clip:
-        result["per_clip"] = smart_rows
-        result["fixed_silence_baseline"]["per_clip"] = fixed_rows
+        result["per_clip"] = runs[first]["rows"]
+        for name, run in runs.items():
+            result["schemes"][name]["per_clip"] = run["rows"]
     return result
 
 

@@ -66,11 +66,78 @@ def test_by_default_a_slow_speakers_open_answer_waits_their_own_silence():
     assert policy.turn_over(silence_s=2.5, probability=None)
 
 
+# text-aware open answers (session 9): Smart Turn AND the early recognition's text
+TEXT = AudioSettings(turn_open_text_aware=True)
+
+
+def test_text_aware_an_open_answer_ends_at_once_when_the_model_and_the_words_say_finished():
+    policy = EndOfTurnPolicy.from_settings(TEXT)
+    assert policy.judges(closed=False)
+    assert policy.turn_over(silence_s=0.3, probability=0.9, text="我想订两罐煤气")
+    assert not policy.turn_over(silence_s=0.3, probability=0.9, text=None)  # the words not in yet
+    assert not policy.turn_over(silence_s=0.3, probability=None, text="我想订两罐煤气")  # no verdict yet
+
+
+def test_text_aware_unfinished_words_wait_the_long_silence_whatever_the_model_says():
+    policy = EndOfTurnPolicy.from_settings(TEXT)
+    for text in ("我想订两罐煤气然后", "我要那个", "我想", "嗯", ""):
+        assert not policy.turn_over(silence_s=1.2, probability=0.99, text=text), text
+        assert policy.turn_over(silence_s=1.5, probability=0.99, text=text), text
+    assert not policy.turn_over(silence_s=1.2, probability=None, failed=True, text="然后")  # the model failed
+
+
+def test_text_aware_a_turn_the_model_judges_unfinished_waits_the_long_silence():
+    policy = EndOfTurnPolicy.from_settings(TEXT)
+    assert not policy.turn_over(silence_s=1.2, probability=0.2, text="我想订两罐煤气")
+    assert not policy.turn_over(silence_s=1.2, probability=0.2, text=None)
+    assert policy.turn_over(silence_s=1.5, probability=0.2, text=None)
+
+
+def test_text_aware_without_the_words_or_the_model_the_fixed_silence_decides():
+    policy = EndOfTurnPolicy.from_settings(TEXT)
+    assert not policy.turn_over(silence_s=0.7, probability=0.9, text=None)
+    assert policy.turn_over(silence_s=0.8, probability=0.9, text=None)  # no early text in time: as before
+    assert policy.turn_over(silence_s=0.8, probability=None, text=None)
+    assert not policy.turn_over(silence_s=0.7, probability=None, failed=True, text="我想订两罐煤气")
+    assert policy.turn_over(silence_s=0.8, probability=None, failed=True, text="我想订两罐煤气")
+
+
+def test_text_aware_never_shortens_a_slow_speakers_own_wait():
+    policy = EndOfTurnPolicy.from_settings(TEXT, max_silence_s=2.5)
+    assert not policy.turn_over(silence_s=2.0, probability=0.99, text="我想订两罐煤气")
+    assert policy.turn_over(silence_s=2.5, probability=0.99, text="我想订两罐煤气")
+    assert not policy.turn_over(silence_s=2.0, probability=0.99, text="然后")
+
+
+def test_text_aware_leaves_closed_prompts_as_they_were():
+    policy, before = EndOfTurnPolicy.from_settings(TEXT), EndOfTurnPolicy.from_settings(DEFAULT)
+    for p, silence_s, text in ((0.35, 0.3, "对"), (0.1, 0.6, "然后"), (0.1, 0.5, "对")):
+        assert policy.turn_over(silence_s=silence_s, probability=p, closed=True, text=text) == \
+            before.turn_over(silence_s=silence_s, probability=p, closed=True)
+
+
 # --- the processor behind the real VAD ---
 
+def _recogniser(text: str):
+    """Stands where the recogniser is: at each pause it sends ``text`` back up, as early recognition does."""
+    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+    from assistant.audio.vad import EarlyTranscriptFrame, SpeechPausedFrame
+
+    class EarlyText(FrameProcessor):
+        async def process_frame(self, frame, direction):
+            await super().process_frame(frame, direction)
+            await self.push_frame(frame, direction)
+            if isinstance(frame, SpeechPausedFrame):
+                await self.push_frame(EarlyTranscriptFrame(text=text), FrameDirection.UPSTREAM)
+
+    return EarlyText()
+
+
 async def _events(pcm: bytes, judge, *, session: CallSession | None = None, audio: AudioSettings = AUDIO,
-                  done_at_s: float | None = None) -> tuple[list[str], list[int]]:
-    """``done_at_s``: a SpeakerDoneFrame (press-to-talk released) after that much audio."""
+                  done_at_s: float | None = None, early_text: str | None = None) -> tuple[list[str], list[int]]:
+    """``done_at_s``: a SpeakerDoneFrame (press-to-talk released) after that much audio; ``early_text``: what
+    a stand-in recogniser after the stages sends back up at each pause."""
     from pipecat.frames.frames import (
         InputAudioRawFrame,
         VADUserStartedSpeakingFrame,
@@ -84,6 +151,8 @@ async def _events(pcm: bytes, judge, *, session: CallSession | None = None, audi
 
     session = session or CallSession(channel="simulate")
     stages = turn_taking_stages(session=session, audio=audio, judge=judge)
+    if early_text is not None:
+        stages.append(_recogniser(early_text))
     step = RATE * 20 // 1000 * 2
     frames = []
     for i in range(0, len(pcm), step):
@@ -217,3 +286,24 @@ async def test_a_release_with_nothing_said_does_not_cut_a_later_turn():
     pcm = silence(3.0) + voiced(1.0) + silence(0.5) + voiced(1.0) + silence(1.5)
     names, _ = await _events(pcm, _judge(0.9), audio=DEFAULT, done_at_s=0.2)
     assert names.count("StoppedSpeaking") == 1  # the later hands-free turn keeps its 0.5 s pause
+
+
+async def test_text_aware_finished_words_and_verdict_end_the_turn_after_the_short_silence():
+    names, stops = await _events(voiced(1.0) + silence(1.5), _judge(0.9), audio=TEXT, early_text="我想订两罐煤气")
+    assert names == ["StartedSpeaking", "SpeechPaused", "StoppedSpeaking"]
+    assert 50 + 12 <= stops[0] <= 50 + 20  # ~0.25 s, not the fixed 0.8 s
+
+
+async def test_text_aware_a_pause_after_unfinished_words_keeps_one_turn_though_the_model_says_finished():
+    """Smart Turn judges phrase boundaries of fluent Mandarin finished (p 0.9+): 我想订 (1.1 s) 两罐煤气 stays whole."""
+    pcm = voiced(1.0) + silence(1.1) + voiced(1.0) + silence(2.0)
+    names, _ = await _events(pcm, _judge(0.95), audio=TEXT, early_text="我想订")
+    assert names.count("StoppedSpeaking") == 1 and "SpeechResumed" in names
+    names, _ = await _events(pcm, _judge(0.95), audio=AUDIO)  # the model alone cut it
+    assert names.count("StoppedSpeaking") == 2
+
+
+async def test_text_aware_without_early_text_ends_after_the_fixed_silence():
+    names, stops = await _events(voiced(1.0) + silence(1.5), _judge(0.9), audio=TEXT)
+    assert names == ["StartedSpeaking", "SpeechPaused", "StoppedSpeaking"]
+    assert 50 + 40 <= stops[0] <= 50 + 46  # 0.8 s: the words never came
