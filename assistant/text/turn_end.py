@@ -2,7 +2,7 @@
 
 ``unfinished_tail(text)`` returns why the recognised text of a turn's audio so far (early recognition at the
 decision pause) looks cut off, or None: empty text (nothing heard yet), a trailing comma, a filler (嗯, 呃),
-a connective (然后, 就是, 因为, 但是, 还有, 和, 跟, ...), a demonstrative without its noun (那个), the
+a connective (然后, 就是, 因为, 但是, 还有, 和, 跟, ...) or an adverb before its verb (已经, 正在, 马上), a demonstrative without its noun (那个), the
 structure word 的 (or 的话 / 的时候), a wish or modal without its verb (我想, 我要, 需要), a preposition or
 verb without its object (把, 给, 叫, 说, 觉得, 订, 买), a number or a count word without its noun (两, 三个,
 两罐). Pure: no model, no state. Errs on the side of "unfinished": its cost is a longer wait, the cost of the
@@ -27,6 +27,8 @@ CONNECTIVES = (
     "还是", "以及", "另外", "接着", "比如", "那么", "然而", "只是", "只要", "虽然", "的话", "的时候", "和", "跟",
     "与", "或", "而", "那", "这", "就", "还", "都", "又", "再", "很", "太", "比较", "非常", "特别",
     "同埋", "跟住", "即系", "即係", "但系", "但係", "咁", "噉",
+    # adverbs that stand before their verb (目前工厂产量已经…)
+    "已经", "正在", "马上", "刚刚", "一直", "总是", "经常", "常常", "曾经", "快要", "将要", "立刻", "先", "才",
 )
 DEMONSTRATIVES = ("那个", "这个", "那些", "这些", "哪个", "那种", "这种", "嗰个", "嗰個", "呢个", "呢個")
 STRUCTURE = ("的", "之")

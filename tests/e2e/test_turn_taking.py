@@ -84,3 +84,29 @@ def test_the_bench_prints_smart_turn_and_the_fixed_silence_baseline():
         assert 0 < summary["wait_p50_ms"] <= summary["wait_p95_ms"]
     assert result["load_1m"] >= 0 and result["reply"].startswith("stand-in")
     assert result["smart_turn_judges"] == "closed"  # the clips answer an open prompt: not judged by default
+
+
+async def test_the_text_aware_scheme_reads_the_real_early_recognition(monkeypatch, settings):
+    """Scheme A with the real recogniser (whisper-base, early recognition at the pause): the words reach the
+    end-of-turn decision while the turn is held, and a finished sentence is not cut."""
+    import dataclasses
+
+    import assistant.audio.end_of_turn as end_of_turn
+    from assistant.bench.turn_taking import play, scheme_audio
+
+    heard: list[str] = []
+    original = end_of_turn.EndOfTurnProcessor._on_early_text
+
+    async def recording(self, text: str) -> None:
+        heard.append(text)
+        await original(self, text)
+
+    monkeypatch.setattr(end_of_turn.EndOfTurnProcessor, "_on_early_text", recording)
+    clip = _clip(FINISHED_CLIP, phone=False)
+    audio = scheme_audio("text", settings.audio)
+    # a slower box may take longer than the fixed silence to recognise: the test is about the words arriving
+    audio = dataclasses.replace(audio, vad_end_of_turn_silence_s=1.8, turn_incomplete_max_silence_s=1.8)
+    [row] = await play(clip, audio=audio, asr=settings)
+    assert not row["premature_cut"] and row["wait_ms"] is not None
+    assert heard and heard[0].strip(), heard  # whisper's text of the audio up to the pause
+    assert row["transcripts"] and row["transcripts"][0]

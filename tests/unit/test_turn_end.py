@@ -37,6 +37,8 @@ from assistant.text.turn_end import sounds_unfinished, unfinished_tail
     ("我要2罐", "2罐"),
     ("给我叫三个", "三个"),
     ("我同埋", "同埋"),  # Cantonese "and"
+    ("目前工厂产量已经", "已经"),  # an adverb before its verb (a cut in the paused bench, session 9)
+    ("煤气我马上", "马上"),
     ("我想訂", "订"),  # traditional script as whisper may write it
 ])
 def test_an_unfinished_sentence_is_told_by_its_last_word(text, tail):
