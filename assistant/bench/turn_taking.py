@@ -315,7 +315,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _warm_up(settings: Settings, *, asr: PcmAudio | None) -> None:
+def warm_up(settings: Settings, *, asr: PcmAudio | None) -> None:
     """Load the models once, as a running server has them (``asr``: speech to decode twice: whisper's first
     decodes of speech are several times slower than the later ones)."""
     completion_probability_sync(bytes(32000), sample_rate_hz=16000)
@@ -335,7 +335,7 @@ async def bench(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     if args.pauses:
         rng = random.Random(args.seed)
         clips = [with_pauses(c, rng) for c in clips]
-    await asyncio.to_thread(_warm_up, settings, asr=clips[0].audio if asr and clips else None)
+    await asyncio.to_thread(warm_up, settings, asr=clips[0].audio if asr and clips else None)
     # clip by clip, every scheme in turn: the schemes share the machine's load as evenly as a run can
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in audios}
     load = round(os.getloadavg()[0], 2)

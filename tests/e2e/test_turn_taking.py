@@ -86,14 +86,18 @@ def test_the_bench_prints_smart_turn_and_the_fixed_silence_baseline():
     assert result["smart_turn_judges"] == "closed"  # the clips answer an open prompt: not judged by default
 
 
-async def test_the_text_aware_scheme_reads_the_real_early_recognition(monkeypatch, settings):
+async def test_the_text_aware_scheme_reads_the_real_early_recognition(monkeypatch):
     """Scheme A with the real recogniser (whisper-base, early recognition at the pause): the words reach the
     end-of-turn decision while the turn is held, and a finished sentence is not cut."""
+    import asyncio
     import dataclasses
 
     import assistant.audio.end_of_turn as end_of_turn
-    from assistant.bench.turn_taking import play, scheme_audio
+    import assistant.bench.turn_taking as bench
+    from assistant.bench.turn_taking import play, scheme_audio, warm_up
+    from assistant.settings import load_settings
 
+    settings = load_settings()  # the provisioned whisper-base, as the bench uses it
     heard: list[str] = []
     original = end_of_turn.EndOfTurnProcessor._on_early_text
 
@@ -103,9 +107,12 @@ async def test_the_text_aware_scheme_reads_the_real_early_recognition(monkeypatc
 
     monkeypatch.setattr(end_of_turn.EndOfTurnProcessor, "_on_early_text", recording)
     clip = _clip(FINISHED_CLIP, phone=False)
+    await asyncio.to_thread(warm_up, settings, asr=clip.audio)
     audio = scheme_audio("text", settings.audio)
-    # a slower box may take longer than the fixed silence to recognise: the test is about the words arriving
-    audio = dataclasses.replace(audio, vad_end_of_turn_silence_s=1.8, turn_incomplete_max_silence_s=1.8)
+    # a loaded box may take seconds to recognise: the test is about the words arriving, so the turn may wait
+    audio = dataclasses.replace(audio, vad_end_of_turn_silence_s=5.0, turn_incomplete_max_silence_s=5.0)
+    monkeypatch.setattr(bench, "TAIL_SILENCE_S", 6.0)
+    monkeypatch.setattr(bench, "UTTERANCE_GAP_S", 6.0)
     [row] = await play(clip, audio=audio, asr=settings)
     assert not row["premature_cut"] and row["wait_ms"] is not None
     assert heard and heard[0].strip(), heard  # whisper's text of the audio up to the pause
