@@ -3,12 +3,17 @@
 Every clip (the WAVs of ``DIR/wav`` or ``DIR``, default ``../shared/data/mandarin_speech``: transcripts are not
 needed, so clips without a reference transcript count too) is played
 in real time, 20 ms frames, through the pipeline's own turn-taking stages (``assistant.pipeline.
-turn_taking_stages``: webrtcvad, then the end of turn by Smart Turn) followed by silence, once with the
-settings and once with the fixed end-of-turn silence (``turn_decision_silence_s`` 0, the
-baseline). After them stands a stand-in reply source that answers the instant the turn ends: the wait is
-end of speech → end-of-turn decision reaching the reply stage (Smart Turn's inference included); recognition,
-dialogue and speech synthesis are not run (``bench latency`` measures them after the end of turn; early
-recognition starts at the 0.25 s pause, in parallel with the judgement).
+turn_taking_stages``: webrtcvad, then the end of turn by Smart Turn) followed by silence, once per scheme
+(``--schemes``, default ``settings,fixed``: as configured, and the fixed end-of-turn silence,
+``turn_decision_silence_s`` 0, the baseline; also ``smart_turn``, Smart Turn judging open answers, and ``text``,
+Smart Turn + the early recognition's words). The schemes take turns clip by clip, so they share the machine's
+load. After them stands a stand-in reply source that answers the instant the turn ends: the wait is end of
+speech → end-of-turn decision reaching the reply stage (Smart Turn's inference included). Dialogue and speech
+synthesis are not run (``bench latency`` measures them after the end of turn). Recognition is not run either,
+unless ``--asr`` or the ``text`` scheme puts the real recogniser (``AssistantSTTService``, whisper through the
+ASR registry, early recognition from the 0.25 s pause, the caller's dialect known: cmn) between the decision and
+the stand-in: the text scheme reads its early text, and ``transcript_wait`` (end of speech → the turn's
+transcript reaching the stand-in) is reported for every scheme.
 
 - utterances: a clip's speech (30 ms frames webrtcvad mode 3 calls speech) split at silences of at least
   ``UTTERANCE_GAP_S`` (2 s: longer than any end-of-turn wait, so every scheme ends a turn there; one meeting
@@ -21,9 +26,9 @@ recognition starts at the 0.25 s pause, in parallel with the judgement).
   (``room_tone``); its length comes from a seeded draw.
 - ``--phone``: clips go through the 8 kHz G.711 line and are fed at 8 kHz (Smart Turn resamples to 16 kHz).
 
-The clips answer an open prompt: by default (``turn_judge_open_prompts`` off, chosen by this bench and the
-8-call bench) Smart Turn does not judge them and both schemes end turns by the fixed silence;
-``ASSISTANT_AUDIO_TURN_JUDGE_OPEN_PROMPTS=1`` measures Smart Turn on them (``smart_turn_judges`` says which).
+The clips answer an open prompt: by default (``turn_judge_open_prompts`` and ``turn_open_text_aware`` off,
+chosen by this bench and the 8-call bench) Smart Turn does not judge them and the ``settings`` scheme ends
+turns by the fixed silence (``smart_turn_judges`` says which answers are judged).
 
 Timings on a shared machine are pessimistic: ``load_1m`` is in the output.
 """
