@@ -67,7 +67,9 @@ class AudioSettings:
     # audio so far (assistant/text/turn_end.py: 然后, 那个, 我想, 的, a number without its noun... look
     # unfinished). Both say finished → the answer ends at once; either says unfinished → it waits
     # turn_incomplete_max_silence_s; no text in time (or no verdict) → the fixed vad_end_of_turn_silence_s.
-    # An elder's own longer wait is never shortened. Needs early recognition (early_asr_after_silence_s > 0)
+    # An elder's own longer wait is never shortened. Needs early recognition (early_asr_after_silence_s > 0).
+    # Off by measurement (`bench turn-taking --schemes text,fixed,smart_turn`, /work/notes/eot9.md): as safe as
+    # the fixed silence but not faster on 2 shared cores (early recognition's text rarely arrives before 0.8 s)
     turn_open_text_aware: bool = False
     turn_complete_min_probability: float = 0.5  # Smart Turn's "finished" probability that ends the turn
     # judged "not finished": keep listening this long in silence (elders pause mid-sentence to find a word);
