@@ -103,7 +103,7 @@ class CallEngine:
                  sources: Sequence[JobSource] = (),
                  reopen_order: Callable[..., Awaitable[Any]] | None = None, lines: int = 0, measured_calls: int = 0,
                  inbound_reserve: int = 0, calls_in_progress: Callable[[], int] | None = None,
-                 default_hold_s: float = 60.0) -> None:
+                 default_hold_s: float = 90.0) -> None:
         if lease_s <= 2 * tick_s:
             raise ValueError("engine lease_s must be more than two ticks (a live node must renew it in time)")
         if lines > 0 and inbound_reserve >= lines:

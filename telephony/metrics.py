@@ -45,7 +45,7 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-async def render(jobs: CallJobStore, *, default_hold_s: float = 60.0) -> str:
+async def render(jobs: CallJobStore, *, default_hold_s: float = 90.0) -> str:
     """The exposition text for the rows ``jobs`` sees."""
     counts = await jobs.counts()
     oldest = await jobs.oldest_due()

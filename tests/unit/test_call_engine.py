@@ -647,6 +647,7 @@ async def test_a_windows_calls_spread_by_capacity_and_never_into_quiet_hours(pla
     clock = ManualClock(MON_0858)
     phones = Phones(clock=clock, answers={})
     engine = make_engine(p, phones, clock, schedules_for(range(101, 201)), spread_s=SPREAD_BY_CAPACITY, node="s")
+    engine.default_hold_s = 60.0
     await engine._beat()
     await engine._plan()
     starts = sorted(r.not_before.replace(tzinfo=None) for r in await engine.jobs.jobs())

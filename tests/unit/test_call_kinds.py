@@ -230,8 +230,8 @@ async def test_warning_api_plans_once_per_elder_and_reports(settings):
         jobs = CallJobStore.for_engine(store.engine, now=lambda: datetime.now(UTC))
         await beat(jobs, NodeBeat(node_id="n1", lines=8, dials_per_s=2.0, tick_s=5.0, lease_s=60.0))
         eta = await (await client.post("/api/warnings", json={**body, "broadcast_id": "heat10"}, headers=auth)).json()
-        # one node of 8 lines at the default 60-s holding time: 480 calls/h; the two 15-min retries at least
-        assert eta["nodes"] == 1 and eta["capacity_calls_per_h"] == 480 and eta["expected_done_s"] >= 1800
+        # one node of 8 lines at the default 90-s holding time: 320 calls/h; the two 15-min retries at least
+        assert eta["nodes"] == 1 and eta["capacity_calls_per_h"] == 320 and eta["expected_done_s"] >= 1800
         bad = await client.post("/api/warnings", json={"kind": "outage"}, headers=auth)  # needs its "when"
         assert bad.status == 400 and (await bad.json())["error"]["code"] == "invalid"
         report = await client.get("/api/warnings/heat9", headers=auth)
