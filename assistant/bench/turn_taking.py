@@ -57,6 +57,8 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from assistant.asr.registry import recognize_sync
+from assistant.asr.stt_service import AssistantSTTService
 from assistant.audio.convert import PcmAudio, read_audio
 from assistant.audio.end_of_turn import smart_turn_judges
 from assistant.audio.phone_channel import phone_channel
@@ -64,6 +66,7 @@ from assistant.audio.smart_turn import completion_probability_sync
 from assistant.pipeline import turn_taking_stages
 from assistant.session import CallSession
 from assistant.settings import AudioSettings, Settings, load_settings
+from assistant.turns import TurnTracker
 
 FRAME_MS = 20
 LEAD_SILENCE_S = 0.3
@@ -231,9 +234,6 @@ def scheme_audio(name: str, audio: AudioSettings) -> AudioSettings:
 
 
 def _recogniser(session: CallSession, *, settings: Settings, rate: int) -> FrameProcessor:
-    from assistant.asr.stt_service import AssistantSTTService
-    from assistant.turns import TurnTracker
-
     settings = dataclasses.replace(settings, audio=dataclasses.replace(settings.audio, pipeline_sample_rate_hz=rate))
     return AssistantSTTService(session=session, settings=settings, tracker=TurnTracker(listeners=[]))
 
@@ -325,8 +325,6 @@ def warm_up(settings: Settings, *, asr: PcmAudio | None) -> None:
     decodes of speech are several times slower than the later ones)."""
     completion_probability_sync(bytes(32000), sample_rate_hz=16000)
     if asr is not None:
-        from assistant.asr.registry import recognize_sync
-
         for _ in range(2):
             recognize_sync(asr.pcm, sample_rate_hz=asr.sample_rate_hz, dialect="cmn", settings=settings)
 
