@@ -168,12 +168,13 @@ class CallJobStore:
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"call jobs: {what} failed ({type(exc).__name__})", code="call_jobs") from exc
 
-    def _insert(self):
+    def _insert(self, table=CallJob):
+        """An INSERT of ``table`` with this store's dialect (``on_conflict_do_nothing`` / ``_update``)."""
         if self._dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        return insert(CallJob)
+        return insert(table)
 
     def _rows(self, jobs: Sequence[NewJob]) -> list[dict[str, Any]]:
         now = self.now()

@@ -85,11 +85,7 @@ async def beat(jobs: CallJobStore, node: NodeBeat) -> None:
     """Write ``node``'s heartbeat (insert or update its row)."""
     values = {"lines": node.lines, "dials_per_s": node.dials_per_s, "tick_s": node.tick_s, "lease_s": node.lease_s,
               "in_progress": node.in_progress, "seen_at": jobs.now()}
-    if jobs._dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(CallEngineNode).values(node_id=node.node_id, **values).on_conflict_do_update(
+    stmt = jobs._insert(CallEngineNode).values(node_id=node.node_id, **values).on_conflict_do_update(
         index_elements=["node_id"], set_=values)
 
     async def write(s) -> None:
