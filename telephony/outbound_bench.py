@@ -363,16 +363,23 @@ async def _seed(url: str, elders: int) -> None:
         await db.dispose()
 
 
-async def _tally(url: str, elders: int, nodes: list[dict[str, Any]]) -> dict[str, Any]:
-    from sqlalchemy import func, select
-
-
+def _dial_tally(nodes: list[dict[str, Any]], *, broadcast: bool) -> tuple[list, list, Counter, int]:
+    """Every node's dials and alerts, dials per elder, and the duplicates: a job dialled twice, or an elder
+    dialled more often than its behaviour needs."""
     dials = [d for n in nodes for d in n["dials"]]
     alerts = [a for n in nodes for a in n["alerts"]]
     by_ref = Counter(d[0] for d in dials)
     by_elder = Counter(int(d[1][1:]) for d in dials)
     duplicates = sum(c - 1 for c in by_ref.values() if c > 1)
-    duplicates += sum(max(0, by_elder[e] - needed_dials(behaviour(e))) for e in by_elder)
+    duplicates += sum(max(0, by_elder[e] - needed_dials(behaviour(e), broadcast=broadcast)) for e in by_elder)
+    return dials, alerts, by_elder, duplicates
+
+
+async def _tally(url: str, elders: int, nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+
+    dials, alerts, by_elder, duplicates = _dial_tally(nodes, broadcast=False)
     db = create_engine_for(StoreSettings(database_url=url))
     try:
         async with db.connect() as conn:
@@ -439,12 +446,7 @@ async def _plan_broadcast(url: str, nodes: int) -> dict[str, Any]:
 async def _tally_broadcast(url: str, elders: int, nodes: list[dict[str, Any]], plan: dict[str, Any]) -> dict[str, Any]:
     from sqlalchemy import func, select
 
-    dials = [d for n in nodes for d in n["dials"]]
-    alerts = [a for n in nodes for a in n["alerts"]]
-    by_ref = Counter(d[0] for d in dials)
-    by_elder = Counter(int(d[1][1:]) for d in dials)
-    duplicates = sum(c - 1 for c in by_ref.values() if c > 1)
-    duplicates += sum(max(0, by_elder[e] - needed_dials(behaviour(e), broadcast=True)) for e in by_elder)
+    dials, alerts, by_elder, duplicates = _dial_tally(nodes, broadcast=True)
     db = create_engine_for(StoreSettings(database_url=url))
     try:
         async with db.connect() as conn:
