@@ -369,6 +369,14 @@ class EdgeSettings:
     # one, or with another, fails the handshake. ASSISTANT_EDGE_TLS_CLIENT_CERT_TRUNKS=carrier
     tls_client_cert_trunks: tuple[str, ...] = ()
     tls_client_ca_file: str = ""
+    # which carrier a mutual-TLS trunk's certificate must belong to (a CA may sign others'), one name per entry
+    # "trunk:cn=NAME" (the subject CN) or "trunk:dns=NAME" (the first subjectAltName DNS name); several of one
+    # kind = any of them, both kinds = both must match (case-insensitive); another peer gets 403.
+    # ASSISTANT_EDGE_TLS_PEER_NAMES=carrier:cn=sbc.carrier.example,carrier:dns=sbc.carrier.example
+    tls_peer_names: tuple[str, ...] = ()
+    # the source addresses a trunk takes requests from, "trunk:CIDR" (IPv4/IPv6; a bare address = one host);
+    # any other source gets 403. ASSISTANT_EDGE_TRUNK_SOURCE_NETWORKS=pbx:192.0.2.0/24,pbx:198.51.100.7
+    trunk_source_networks: tuple[str, ...] = ()
     rtpengine_ng_port: int = 2223  # rtpengine's control socket (ng protocol) on 127.0.0.1
     rtpengine_port_min: int = 30000  # rtpengine's media ports (both legs of every anchored call)
     rtpengine_port_max: int = 30999
@@ -376,7 +384,8 @@ class EdgeSettings:
     strict_media_source: bool = True
     # the public side: the trunks' sockets listen on ``public_host`` (an IP; the dispatcher and the workers' side
     # stay on 127.0.0.1) and rtpengine's ``public`` interface on ``public_media_ip`` ("" = public_host). A
-    # non-loopback public_host is refused at start unless every trunk is in ``tls_client_cert_trunks``
+    # non-loopback public_host is refused at start unless every trunk is TLS and in ``tls_client_cert_trunks`` or
+    # ``trunk_source_networks`` (a UDP trunk's source address can be forged: it can never be public)
     public_host: str = "127.0.0.1"
     public_media_ip: str = ""
 

@@ -187,7 +187,9 @@ async def _edge(args) -> int:
                                public_host=edge.public_host, public_media_ip=edge.public_media_ip):
         for t in trunks:
             mutual = " client-cert=required" if t.client_cert else ""
-            print(f"trunk {t.name}: {t.transport}:{edge.public_host}:{t.port} srtp={t.srtp}{mutual}", file=sys.stderr, flush=True)
+            peers = "".join(f" peer-{kind}={'|'.join(names)}" for kind, names in (("cn", t.peer_cns), ("dns", t.peer_dns)) if names)
+            sources = f" sources={','.join(t.source_networks)}" if t.source_networks else ""
+            print(f"trunk {t.name}: {t.transport}:{edge.public_host}:{t.port} srtp={t.srtp}{mutual}{peers}{sources}", file=sys.stderr, flush=True)
         print(f"dispatching to {', '.join(gateways)}; logs in {workdir}", file=sys.stderr, flush=True)
         await stop.wait()
     return 0

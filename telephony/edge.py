@@ -28,7 +28,14 @@ kamailio logs methods and Call-IDs only, rtpengine runs below debug level (its S
 offer, the reverse for a worker's), so the caller's SDP names the public address and the worker's 127.0.0.1.
 The rule: every listener is loopback or authenticated, so a non-loopback ``public_host`` is refused at start
 (``SetupError(code="edge_public_unauthenticated")``, naming the trunk) unless every trunk is TLS with a client
-certificate required (``edge.tls_client_cert_trunks``).
+certificate required (``edge.tls_client_cert_trunks``) or with a source-IP allow-list (``check_exposure``).
+
+**Who may connect on a trunk** (``route[TRUNK_PEER]``, before anything else in the request route, for every
+request that arrives on the trunk's socket, in-dialog ones included): a mutual-TLS trunk can name the carrier its
+certificate must belong to (``edge.tls_peer_names``: the subject CN and/or the subjectAltName DNS name), not only
+the CA that signed it; any trunk can list the source networks it takes requests from
+(``edge.trunk_source_networks``, kamailio's ``ipops`` ``is_in_subnet`` on ``$si``). Anyone else gets 403 and a
+warning in kamailio's log; the gateway workers never see the request.
 
 The plain dispatcher port (``KamailioDispatcher.port``) stays as before: no media anchoring, for an internal
 network whose media may reach the workers directly.
@@ -37,6 +44,7 @@ network whose media may reach the workers directly.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -63,6 +71,10 @@ _LATE_OFFER_FLAGS = {
 }
 
 
+# a certificate name kamailio compares with (written into kamailio.cfg in quotes: no quote, backslash or $)
+_PEER_NAME = re.compile(r"[a-z0-9*_][a-z0-9*_. @-]*")
+PEER_NAME_KINDS = ("cn", "dns")  # the subject's CN / the subjectAltName's DNS name (kamailio 5.6: the first one)
+
 LOOPBACK = "127.0.0.1"
 # rtpengine's logical interfaces when the edge has a public side (two --interface=NAME/IP options)
 PUBLIC_IF, INTERNAL_IF = "public", "internal"
@@ -80,6 +92,10 @@ class EdgeTrunk:
     port: int
     srtp: str  # "off" | "optional" | "mandatory"
     client_cert: bool = False  # mutual TLS: the peer must present a certificate signed by TlsFiles.client_ca_file
+    # mutual TLS: the names the peer's certificate must carry (lower case; each kind given: one of its names must match)
+    peer_cns: tuple[str, ...] = ()  # subject CN
+    peer_dns: tuple[str, ...] = ()  # subjectAltName DNS name (the certificate's first)
+    source_networks: tuple[str, ...] = ()  # CIDRs the trunk takes requests from; () = any source
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -92,6 +108,52 @@ class EdgeTrunk:
             raise SetupError(f"edge trunk name {self.name!r}: letters, digits and _ only", code="edge_config")
         if self.client_cert and self.transport != "tls":
             raise SetupError(f"edge trunk {self.name!r}: a client certificate needs a tls trunk, not {self.transport}", code="edge_config")
+        if (self.peer_cns or self.peer_dns) and not self.client_cert:
+            raise SetupError(f"edge trunk {self.name!r}: peer certificate names need the trunk in edge.tls_client_cert_trunks "
+                             "(a TLS trunk that requires a client certificate)", code="edge_config")
+        for name in (*self.peer_cns, *self.peer_dns):
+            if not _PEER_NAME.fullmatch(name):
+                raise SetupError(f"edge trunk {self.name!r}: peer certificate name {name!r}: lower-case letters, digits and "
+                                 "* _ . @ - (and spaces) only", code="edge_config")
+        for net in self.source_networks:
+            network(net, what=f"edge trunk {self.name!r} source network")
+
+
+def network(text: str, *, what: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """``text`` as an IP network (CIDR; a bare address is one host); host bits set or anything else that is not a
+    network is ``SetupError(code="edge_config")``."""
+    try:
+        return ipaddress.ip_network(text.strip())
+    except ValueError as exc:
+        raise SetupError(f"{what} {text!r}: not a network in CIDR notation, e.g. 192.0.2.0/24 ({exc})", code="edge_config") from None
+
+
+def _per_trunk(entries: tuple[str, ...], *, setting: str, names: set[str]) -> dict[str, list[str]]:
+    """``trunk:value`` entries by trunk; a trunk that does not exist is ``SetupError(code="edge_config")``."""
+    out: dict[str, list[str]] = {}
+    for entry in entries:
+        trunk, sep, value = entry.strip().partition(":")
+        if not sep or not value.strip():
+            raise SetupError(f"{setting} entry {entry!r}: expected trunk:value", code="edge_config")
+        if trunk not in names:
+            raise SetupError(f"{setting} names no trunk: {trunk!r} (trunks: {sorted(names)})", code="edge_config")
+        out.setdefault(trunk, []).append(value.strip())
+    return out
+
+
+def peer_names_of(settings, *, names: set[str]) -> dict[str, dict[str, tuple[str, ...]]]:
+    """``edge.tls_peer_names`` (``trunk:cn=NAME`` / ``trunk:dns=NAME``) as {trunk: {"cn": names, "dns": names}}."""
+    out: dict[str, dict[str, tuple[str, ...]]] = {}
+    for trunk, values in _per_trunk(settings.tls_peer_names, setting="edge.tls_peer_names", names=names).items():
+        kinds: dict[str, list[str]] = {k: [] for k in PEER_NAME_KINDS}
+        for value in values:
+            kind, sep, name = value.partition("=")
+            if not sep or kind.strip().lower() not in kinds or not name.strip():
+                raise SetupError(f"edge.tls_peer_names entry {trunk}:{value!r}: expected {trunk}:cn=NAME or {trunk}:dns=NAME",
+                                 code="edge_config")
+            kinds[kind.strip().lower()].append(name.strip().lower())
+        out[trunk] = {k: tuple(v) for k, v in kinds.items()}
+    return out
 
 
 def parse_trunk(text: str) -> EdgeTrunk:
@@ -105,7 +167,9 @@ def parse_trunk(text: str) -> EdgeTrunk:
 
 def trunks_of(settings) -> tuple[EdgeTrunk, ...]:
     """``edge.trunks`` parsed (``settings``: ``EdgeSettings``); names and sockets must be unique. The trunks named in
-    ``edge.tls_client_cert_trunks`` require a client certificate (mutual TLS; needs ``edge.tls_client_ca_file``)."""
+    ``edge.tls_client_cert_trunks`` require a client certificate (mutual TLS; needs ``edge.tls_client_ca_file``),
+    whose names ``edge.tls_peer_names`` may fix; ``edge.trunk_source_networks`` limits a trunk's sources. A trunk
+    these settings name that does not exist, or a malformed entry, is ``SetupError(code="edge_config")``."""
     trunks = tuple(parse_trunk(t) for t in settings.trunks)
     if len({t.name for t in trunks}) < len(trunks) or len({(t.transport, t.port) for t in trunks}) < len(trunks):
         raise SetupError(f"edge trunks: a name or a socket is used twice: {settings.trunks}", code="edge_config")
@@ -114,7 +178,14 @@ def trunks_of(settings) -> tuple[EdgeTrunk, ...]:
         raise SetupError(f"edge.tls_client_cert_trunks names no trunk: {sorted(unknown)}", code="edge_config")
     if mutual and not settings.tls_client_ca_file:
         raise SetupError("edge.tls_client_cert_trunks needs edge.tls_client_ca_file (the CA of the peers' certificates)", code="edge_config")
-    trunks = tuple(replace(t, client_cert=t.name in mutual) for t in trunks)
+    names = {t.name for t in trunks}
+    peers = peer_names_of(settings, names=names)
+    sources = _per_trunk(settings.trunk_source_networks, setting="edge.trunk_source_networks", names=names)
+    trunks = tuple(replace(t, client_cert=t.name in mutual, peer_cns=peers.get(t.name, {}).get("cn", ()),
+                           peer_dns=peers.get(t.name, {}).get("dns", ()),
+                           source_networks=tuple(str(network(n, what=f"edge.trunk_source_networks entry {t.name}:"))
+                                                 for n in sources.get(t.name, ())))
+                   for t in trunks)
     check_exposure(trunks, public_host=settings.public_host)
     return trunks
 
@@ -136,17 +207,26 @@ def media_ip_of(settings) -> str:
     return settings.public_media_ip or settings.public_host
 
 
+def is_authenticated(trunk: EdgeTrunk) -> bool:
+    """A TLS trunk that requires a client certificate, or that takes requests from its source networks only. TLS runs
+    over TCP, whose handshake proves the source address (off the path it cannot be forged); a UDP trunk's source
+    networks do not count: one forged INVITE from an allowed address would have the worker send its audio to the
+    address in the forged SDP."""
+    return trunk.transport == "tls" and (trunk.client_cert or bool(trunk.source_networks))
+
+
 def check_exposure(trunks: tuple[EdgeTrunk, ...], *, public_host: str) -> None:
-    """The project's rule: every listener is loopback or authenticated. On a non-loopback ``public_host`` each
-    trunk must be TLS with a client certificate required (there is no source-IP allow-list); otherwise
+    """The project's rule: every listener is loopback or authenticated (``is_authenticated``). On a non-loopback
+    ``public_host`` each trunk must be TLS with a client certificate required or with source networks; otherwise
     ``SetupError(code="edge_public_unauthenticated")`` naming the first such trunk."""
     if _ip(public_host, "edge.public_host").is_loopback:
         return
     for t in trunks:
-        if not (t.transport == "tls" and t.client_cert):
-            raise SetupError(f"edge trunk {t.name!r} ({t.transport}) would listen on {public_host} without authentication: "
-                             "a non-loopback edge.public_host needs every trunk in edge.tls_client_cert_trunks (TLS with a "
-                             "client certificate)", code="edge_public_unauthenticated")
+        if not is_authenticated(t):
+            why = " (a UDP source address can be forged: source networks do not count there)" if t.source_networks else ""
+            raise SetupError(f"edge trunk {t.name!r} ({t.transport}) would listen on {public_host} without authentication{why}: "
+                             "a non-loopback edge.public_host needs every trunk to be TLS, in edge.tls_client_cert_trunks "
+                             "(a client certificate) or in edge.trunk_source_networks", code="edge_public_unauthenticated")
 
 
 def _hostport(host: str, port: int) -> str:
@@ -247,6 +327,8 @@ def kamailio_config(*, port: int, list_file: Path, fr_timer_ms: int, trunks: tup
     if trunks:
         modules += ['loadmodule "rtpengine.so"', 'loadmodule "sdpops.so"', 'loadmodule "textopsx.so"',
                     f'modparam("rtpengine", "rtpengine_sock", "udp:127.0.0.1:{rtpengine_ng_port}")']
+    if any(t.source_networks for t in trunks):
+        modules += ['loadmodule "ipops.so"']  # is_in_subnet: the trunks' source networks
     return "\n".join(globals_ + modules) + "\n\n" + _routes(trunks, use_tls=use_tls, strict=strict_media_source,
                                                             public=is_public(public_media_ip or public_host))
 
@@ -352,8 +434,10 @@ onreply_route[MEDIA] {{
     media_initial = "        route(TRUNK_MEDIA);\n" if anchored else ""
     # flag 1 (the transaction's): this INVITE's media was offered to rtpengine; a failed call releases it
     failure_delete = "    if (isflagset(1)) { rtpengine_delete(); }\n" if anchored else ""
+    guarded = [t for t in trunks if t.source_networks or t.peer_cns or t.peer_dns]
+    peer_initial = "    route(TRUNK_PEER);\n" if guarded else ""
     return f"""request_route {{
-    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+{peer_initial}    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
     if (has_totag()) {{
         if (loose_route()) {{
 {alias}{in_dialog_media}            t_relay();
@@ -387,7 +471,47 @@ failure_route[NEXT_GATEWAY] {{
         exit;
     }}
 {failure_delete}}}
-{trunk_route}"""
+{trunk_route}{_peer_route(guarded)}"""
+
+
+def _any_of(pv: str, values: tuple[str, ...]) -> str:
+    return " || ".join(f'{pv} == "{v}"' for v in values)
+
+
+def _peer_route(trunks: list[EdgeTrunk]) -> str:
+    """route[TRUNK_PEER]: a request on a trunk's socket from outside its source networks, or over mutual TLS from a
+    certificate without the trunk's names, is logged and gets 403 (an ACK gets nothing). Fail closed: ``$var(ok)``
+    is set only by a condition that held (a kamailio expression that cannot be evaluated is false)."""
+    if not trunks:
+        return ""
+    checks = []
+    for t in trunks:
+        body = ""
+        if t.source_networks:
+            nets = " || ".join(f'is_in_subnet("$si", "{n}")' for n in t.source_networks)
+            body += (f"        $var(ok) = 0;\n        if ({nets}) {{ $var(ok) = 1; }}\n"
+                     f'        if ($var(ok) != 1) {{\n            xlog("L_WARN", "trunk {t.name} refused $rm $ci from $si: '
+                     f'not in its source networks\\n");\n            $var(refused) = 1;\n        }}\n')
+        if t.peer_cns or t.peer_dns:
+            names = ["$tls_peer_verified == 1",
+                     *([f"({_any_of('$(tls_peer_subject_cn{s.tolower})', t.peer_cns)})"] if t.peer_cns else []),
+                     *([f"({_any_of('$(tls_peer_san_hostname{s.tolower})', t.peer_dns)})"] if t.peer_dns else [])]
+            body += (f"        $var(ok) = 0;\n        if ({' && '.join(names)}) {{ $var(ok) = 1; }}\n"
+                     f'        if ($var(ok) != 1) {{\n            xlog("L_WARN", "trunk {t.name} refused $rm $ci from $si: certificate '
+                     f"cn=$tls_peer_subject_cn dns=$tls_peer_san_hostname is not the trunk's peer\\n\");\n"
+                     "            $var(refused) = 1;\n        }\n")
+        checks.append(f'    if ($Rp == {t.port} && $pr == "{t.transport}") {{\n{body}    }}\n')
+    return f"""
+# who may connect (edge.trunk_source_networks, edge.tls_peer_names): every request on a trunk's socket, in-dialog
+# ones included; anyone else never reaches a worker
+route[TRUNK_PEER] {{
+    $var(refused) = 0;
+{"".join(checks)}    if ($var(refused) == 1) {{
+        if (!is_method("ACK")) {{ sl_send_reply("403", "Forbidden"); }}
+        exit;
+    }}
+}}
+"""
 
 
 def rtpengine_argv(*, exe: str, ng_port: int, port_min: int, port_max: int, pidfile: Path,

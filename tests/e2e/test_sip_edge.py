@@ -12,7 +12,7 @@ import json
 import re
 import sys
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +81,8 @@ async def edge(edge_programs, tel_settings, tmp_path, request):
         *([EdgeTrunk(name="operator", transport="tls", port=free_tcp_port(), srtp="mandatory", client_cert=True)]
           if param.get("mtls") else []),
     )
+    who = param.get("who", {})  # trunk name -> EdgeTrunk fields: peer_cns, peer_dns, source_networks
+    trunks = tuple(replace(t, **who.get(t.name, {})) for t in trunks)
     async with Gateway(settings=tel_settings, pipeline_factory=factory, port=0) as gw, \
             Rtpengine(workdir=tmp_path / "rtpengine", public_media_ip=public_host) as rtp, \
             KamailioDispatcher(workdir=tmp_path / "kamailio", gateways=[f"127.0.0.1:{gw.endpoint.port}"], trunks=trunks,
@@ -430,37 +432,15 @@ async def test_a_mutual_tls_trunk_takes_a_peer_with_its_certificate_and_refuses_
     client CA signs. pjsua2 with its pair calls through (SRTP, audio both ways); pjsua2 without a certificate, and a
     TLS client without one or with a stranger's, fail the handshake and never reach a worker. The other TLS trunks
     still take peers without certificates (the control)."""
-    import ssl
-
     peer = TlsFiles(cert_file=tmp_path / "peer-cert" / "edge.crt", key_file=tmp_path / "peer-cert" / "edge.key")
     port = next(t.port for t in edge.kamailio.trunks if t.name == "operator")
     open_port = next(t.port for t in edge.kamailio.trunks if t.name == "carrier")
     stranger = await make_demo_cert(tmp_path / "stranger")
 
-    async def options_answered(p: int, cert: TlsFiles | None) -> bool:
-        """An OPTIONS to the edge itself over TLS (``cert``: the client certificate presented): answered 200?"""
-        ctx = ssl.create_default_context(cafile=str(edge.tls.cert_file))
-        if cert is not None:
-            ctx.load_cert_chain(str(cert.cert_file), str(cert.key_file))
-        options = (f"OPTIONS sip:127.0.0.1:{p};transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK-mtls-{p}\r\n"
-                   "Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\n"
-                   f"Call-ID: mtls-{p}-{cert is not None}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
-        try:
-            r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", p, ssl=ctx, server_hostname="127.0.0.1"), 5)
-            try:
-                # TLS 1.3: a refused client certificate shows as an alert on the first read, after the handshake
-                w.write(options.encode())
-                await w.drain()
-                return (await asyncio.wait_for(r.readline(), 5)).startswith(b"SIP/2.0 200")
-            finally:
-                w.close()
-        except (ssl.SSLError, ConnectionError):
-            return False
-
-    assert not await options_answered(port, None), "a peer without a client certificate was let in"
-    assert not await options_answered(port, stranger), "a peer with a certificate the edge does not trust was let in"
-    assert await options_answered(port, peer)
-    assert await options_answered(open_port, None)  # the control: a trunk without mutual TLS
+    assert not await tls_options(port), "a peer without a client certificate was let in"
+    assert not await tls_options(port, stranger), "a peer with a certificate the edge does not trust was let in"
+    assert (await tls_options(port, peer)).startswith("SIP/2.0 200")
+    assert (await tls_options(open_port)).startswith("SIP/2.0 200")  # the control: a trunk without mutual TLS
 
     refused = await pjsua2_call(edge, tmp_path, "operator", srtp="mandatory", seconds=1.0)
     assert not refused["confirmed"] and not edge.gateway.reports, refused
@@ -563,6 +543,73 @@ def secrets_hex() -> str:
     return secrets.token_hex(6)
 
 
+async def tls_options(port: int, cert: TlsFiles | None = None, *, source: str = "127.0.0.1") -> str:
+    """An OPTIONS to the edge itself over TLS from ``source`` (``cert``: the client certificate presented): the
+    response's status line, "" when the handshake failed or the connection closed without one. The edge's server
+    certificate is not checked here (the tests of who may connect are about the edge checking the peer)."""
+    import ssl
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    if cert is not None:
+        ctx.load_cert_chain(str(cert.cert_file), str(cert.key_file))
+    try:
+        r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=ctx, local_addr=(source, 0)), 5)
+        try:
+            # the response comes back on this connection whatever the Via says (it may be closed already: no sockname)
+            w.write((f"OPTIONS sip:127.0.0.1:{port};transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS {source}:5999;branch=z9hG4bK{secrets_hex()}\r\n"
+                     f"Max-Forwards: 70\r\nFrom: <sip:probe@{source}>;tag=1\r\nTo: <sip:127.0.0.1>\r\n"
+                     f"Call-ID: probe-{secrets_hex()}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode())
+            await w.drain()
+            # TLS 1.3: a refused client certificate shows as an alert on the first read, after the handshake
+            return (await asyncio.wait_for(r.readline(), 5)).decode().strip()
+        finally:
+            w.close()
+    except (ssl.SSLError, ConnectionError):
+        return ""
+
+
+async def udp_request(port: int, method: str, *, source: str, sdp: str = "") -> str:
+    """One request over UDP from ``source`` (an address on lo) to the edge's ``port``: the final response's status
+    line, "" when none came within 3 s."""
+    import socket
+
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source, 0))
+        sock.setblocking(False)
+        local = sock.getsockname()[1]
+        body = sdp.replace("\n", "\r\n")
+        head = [f"{method} sip:assistant@127.0.0.1:{port} SIP/2.0", f"Via: SIP/2.0/UDP {source}:{local};branch=z9hG4bK{secrets_hex()};rport",
+                "Max-Forwards: 70", f"From: <sip:13800000007@{source}>;tag=udp", f"To: <sip:assistant@127.0.0.1:{port}>",
+                f"Call-ID: udp-{secrets_hex()}", f"CSeq: 1 {method}", f"Contact: <sip:13800000007@{source}:{local}>",
+                *(["Content-Type: application/sdp"] if sdp else []), f"Content-Length: {len(body)}"]
+        await loop.sock_sendto(sock, ("\r\n".join([*head, "", ""]) + body).encode(), ("127.0.0.1", port))
+        try:
+            async with asyncio.timeout(3):
+                while not (line := (await loop.sock_recv(sock, 65535)).decode().split("\r\n")[0]).startswith(("SIP/2.0 2", "SIP/2.0 3", "SIP/2.0 4", "SIP/2.0 5", "SIP/2.0 6")):
+                    pass
+                return line
+        except TimeoutError:
+            return ""
+
+
+async def sign_peer_cert(ca: TlsFiles, directory: Path, name: str, *, cn: str, dns: str) -> TlsFiles:
+    """A carrier's client certificate (EC P-256) with subject CN ``cn`` and subjectAltName DNS ``dns``, signed by
+    ``ca`` (the CA the edge trusts, ``edge.tls_client_ca_file``): what a shared CA gives every carrier. Files
+    ``directory/name.crt|key``."""
+    pair = TlsFiles(cert_file=directory / f"{name}.crt", key_file=directory / f"{name}.key")
+    csr = directory / f"{name}.csr"
+    for argv in (["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", f"/CN={cn}",
+                  "-addext", f"subjectAltName=DNS:{dns}", "-keyout", str(pair.key_file), "-out", str(csr)],
+                 ["x509", "-req", "-in", str(csr), "-CA", str(ca.cert_file), "-CAkey", str(ca.key_file), "-CAcreateserial",
+                  "-days", "2", "-copy_extensions", "copy", "-out", str(pair.cert_file)]):
+        proc = await asyncio.create_subprocess_exec("openssl", *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _out, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+    return pair
+
+
 PLAIN_SDP = "v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 40010 RTP/AVP 0\na=sendrecv\n"
 SRTP_SDP = PLAIN_SDP.replace("RTP/AVP 0\n", "RTP/SAVP 0\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"
                                             "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\n")
@@ -602,3 +649,63 @@ async def test_a_caller_cannot_downgrade_a_srtp_mandatory_trunk_to_plain_rtp(edg
         assert start.startswith("BYE "), f"the worker did not hang up on a plain answer: {start}"
     await worker_done(edge)
     assert "a plain RTP answer on an SRTP-mandatory trunk" in edge.kamailio.log()
+
+
+# the CA the edge trusts on the mutual-TLS trunk (the edge fixture's "peer-cert" pair) signs both carriers' certificates
+CARRIER_A, CARRIER_B = "sbc.carrier-a.example", "sbc.carrier-b.example"
+
+
+@pytest.mark.parametrize("edge", [{"mtls": True, "who": {"operator": {"peer_cns": (CARRIER_A,)}}}], indirect=True)
+async def test_a_mutual_tls_trunk_takes_only_the_carrier_its_certificate_names_not_anyone_its_ca_signed(edge, tmp_path):
+    """``edge.tls_peer_names`` (cn=): carrier B holds a certificate from the same CA as carrier A; on A's trunk it
+    is refused with 403 and logged, its INVITE never reaches a worker, while A calls through (SRTP, audio both
+    ways). Before: the CA chain was all the edge checked, and B's call was taken as A's."""
+    ca = TlsFiles(cert_file=tmp_path / "peer-cert" / "edge.crt", key_file=tmp_path / "peer-cert" / "edge.key")
+    a = await sign_peer_cert(ca, tmp_path, "carrier-a", cn=CARRIER_A, dns=CARRIER_A)
+    b = await sign_peer_cert(ca, tmp_path, "carrier-b", cn=CARRIER_B, dns=CARRIER_B)
+    port = next(t.port for t in edge.kamailio.trunks if t.name == "operator")
+
+    assert (await tls_options(port, b)).startswith("SIP/2.0 403"), "carrier B's certificate was taken on carrier A's trunk"
+    refused = await pjsua2_call(edge, tmp_path, "operator", srtp="mandatory", seconds=1.0, client_cert=b)
+    assert not refused["confirmed"] and refused["status"] == 403, refused
+    assert not edge.gateway.reports and "dispatch INVITE" not in edge.kamailio.log()  # the gateway never saw it
+    assert "trunk operator refused INVITE" in edge.kamailio.log() and f"cn={CARRIER_B}" in edge.kamailio.log()
+
+    assert (await tls_options(port, a)).startswith("SIP/2.0 200")
+    result = await pjsua2_call(edge, tmp_path, "operator", srtp="mandatory", seconds=3.0, client_cert=a)
+    await worker_done(edge)
+    assert_both_ways(result, edge)
+    assert "trunk operator srtp=mandatory" in edge.kamailio.log()
+
+
+@pytest.mark.parametrize("edge", [{"mtls": True, "who": {"operator": {"peer_dns": (CARRIER_A,)}}}], indirect=True)
+async def test_a_trunk_that_names_its_peers_dns_name_is_not_fooled_by_a_matching_cn(edge, tmp_path):
+    """``edge.tls_peer_names`` (dns=): the subjectAltName DNS name must be carrier A's; a certificate of the same CA
+    whose CN claims A but whose DNS name is B's gets 403."""
+    ca = TlsFiles(cert_file=tmp_path / "peer-cert" / "edge.crt", key_file=tmp_path / "peer-cert" / "edge.key")
+    a = await sign_peer_cert(ca, tmp_path, "carrier-a", cn="carrier a", dns=CARRIER_A)
+    b = await sign_peer_cert(ca, tmp_path, "carrier-b", cn=CARRIER_A, dns=CARRIER_B)
+    port = next(t.port for t in edge.kamailio.trunks if t.name == "operator")
+    assert (await tls_options(port, b)).startswith("SIP/2.0 403")
+    assert (await tls_options(port, a)).startswith("SIP/2.0 200")
+    assert f"dns={CARRIER_B} is not the trunk's peer" in edge.kamailio.log()
+
+
+@pytest.mark.parametrize("edge", [{"who": {"pbx": {"source_networks": ("127.0.0.1/32",)},
+                                           "carrier": {"source_networks": ("127.0.0.1/32",)}}}], indirect=True)
+async def test_a_trunk_with_source_networks_refuses_requests_from_any_other_address(edge, tmp_path):
+    """``edge.trunk_source_networks``: on the UDP trunk and on a TLS trunk allowed from 127.0.0.1 only, requests
+    from 127.0.0.2 (another address on lo) get 403 and never reach a worker; from 127.0.0.1 a call goes through with
+    audio both ways. A trunk without source networks takes 127.0.0.2 (the control). Before: every source was taken."""
+    port = {t.name: t.port for t in edge.kamailio.trunks}
+    assert (await udp_request(port["pbx"], "INVITE", source="127.0.0.2", sdp=PLAIN_SDP)).startswith("SIP/2.0 403")
+    assert (await udp_request(port["pbx"], "OPTIONS", source="127.0.0.2")).startswith("SIP/2.0 403")
+    assert (await tls_options(port["carrier"], source="127.0.0.2")).startswith("SIP/2.0 403")
+    assert not edge.gateway.reports and "dispatch INVITE" not in edge.kamailio.log()
+    assert "trunk pbx refused INVITE" in edge.kamailio.log() and "from 127.0.0.2: not in its source networks" in edge.kamailio.log()
+    assert (await tls_options(port["homeworker"], source="127.0.0.2")).startswith("SIP/2.0 200")  # the control
+    assert (await tls_options(port["carrier"], source="127.0.0.1")).startswith("SIP/2.0 200")
+
+    result = await pjsua2_call(edge, tmp_path, "pbx", srtp="off", seconds=3.0)
+    await worker_done(edge)
+    assert_both_ways(result, edge)

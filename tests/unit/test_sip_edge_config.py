@@ -109,7 +109,7 @@ PUBLIC_TRUNKS = ("carrier:tls:5061:mandatory", "ops:tls:5062:optional", "pbx:udp
 @pytest.mark.parametrize(("mutual", "named"), [((), "carrier"), (("carrier",), "ops"), (("carrier", "ops"), "pbx")])
 def test_a_public_host_is_refused_while_a_trunk_is_unauthenticated_and_the_error_names_it(mutual, named):
     """Every listener is loopback or authenticated: a non-loopback edge.public_host needs every trunk to be TLS with
-    a client certificate required (there is no source-IP allow-list; a UDP trunk can never be public)."""
+    a client certificate required or source networks (a UDP trunk can never be public)."""
     settings = EdgeSettings(trunks=PUBLIC_TRUNKS, public_host="203.0.113.7", tls_client_cert_trunks=mutual, tls_client_ca_file="/ca")
     with pytest.raises(SetupError) as err:
         trunks_of(settings)
@@ -155,3 +155,79 @@ def test_the_default_loopback_edge_names_no_interfaces():
     with pytest.raises(SetupError) as err:
         trunks_of(EdgeSettings(public_host="edge.example.com"))
     assert err.value.code == "edge_config"
+
+
+WHO_TRUNKS = ("carrier:tls:5061:mandatory", "ops:tls:5062:optional", "pbx:udp:5060:off")
+
+
+def who_settings(**kw) -> EdgeSettings:
+    return EdgeSettings(**{"trunks": WHO_TRUNKS, "tls_client_cert_trunks": ("carrier",), "tls_client_ca_file": "/ca", **kw})
+
+
+def test_peer_names_and_source_networks_come_from_settings_per_trunk():
+    trunks = {t.name: t for t in trunks_of(who_settings(
+        tls_peer_names=("carrier:cn=SBC.Carrier-A.example", "carrier:cn=sbc2.carrier-a.example", "carrier:dns=sbc.carrier-a.example"),
+        trunk_source_networks=("pbx:192.0.2.0/24", "pbx:198.51.100.7", "ops:2001:db8::/32")))}
+    assert trunks["carrier"].peer_cns == ("sbc.carrier-a.example", "sbc2.carrier-a.example")  # names compare in lower case
+    assert trunks["carrier"].peer_dns == ("sbc.carrier-a.example",)
+    assert trunks["pbx"].source_networks == ("192.0.2.0/24", "198.51.100.7/32")  # a bare address is one host
+    assert trunks["ops"].source_networks == ("2001:db8::/32",)
+    assert trunks["ops"].peer_cns == trunks["pbx"].peer_cns == () and trunks["carrier"].source_networks == ()
+
+
+@pytest.mark.parametrize(("kw", "says"), [
+    ({"tls_peer_names": ("nobody:cn=x",)}, "names no trunk: 'nobody'"),
+    ({"trunk_source_networks": ("nobody:10.0.0.0/8",)}, "names no trunk: 'nobody'"),
+    ({"trunk_source_networks": ("pbx:10.0.0.300/8",)}, "not a network"),
+    ({"trunk_source_networks": ("pbx:10.0.0.1/8",)}, "has host bits set"),  # 10.0.0.1/8: which one was meant?
+    ({"trunk_source_networks": ("pbx",)}, "expected trunk:value"),
+    ({"tls_peer_names": ("carrier:o=carrier-a",)}, "expected carrier:cn=NAME or carrier:dns=NAME"),
+    ({"tls_peer_names": ("carrier:sbc.carrier-a.example",)}, "expected carrier:cn=NAME"),
+    ({"tls_peer_names": ('carrier:cn=a"; exit; "',)}, "lower-case letters"),  # never into kamailio.cfg
+    ({"tls_peer_names": ("carrier:cn=$si",)}, "lower-case letters"),
+    ({"tls_peer_names": ("ops:cn=sbc.carrier-a.example",)}, "edge.tls_client_cert_trunks"),  # no client certificate there
+])
+def test_a_wrong_peer_name_or_source_network_is_a_coded_setup_error(kw, says):
+    with pytest.raises(SetupError) as err:
+        trunks_of(who_settings(**kw))
+    assert err.value.code == "edge_config" and says in str(err.value), str(err.value)
+
+
+def test_kamailio_refuses_a_request_from_outside_the_source_networks_or_from_another_certificate_first():
+    """route[TRUNK_PEER] runs before anything else for every request (in-dialog ones too) and fails closed."""
+    trunks = trunks_of(who_settings(tls_peer_names=("carrier:cn=sbc.carrier-a.example", "carrier:dns=sbc.carrier-a.example"),
+                                    trunk_source_networks=("pbx:192.0.2.0/24", "pbx:198.51.100.7")))
+    cfg = kamailio_config(port=5080, list_file=Path("/x"), fr_timer_ms=1500, trunks=trunks,
+                          tls=TlsFiles(cert_file=Path("/c"), key_file=Path("/k"), client_ca_file=Path("/ca")),
+                          rtpengine_ng_port=2223, tls_domains_file=Path("/tls.cfg"))
+    assert cfg.split("request_route {\n")[1].startswith("    route(TRUNK_PEER);\n")
+    assert 'loadmodule "ipops.so"' in cfg
+    peer = cfg.split("route[TRUNK_PEER] {")[1]
+    carrier = peer.split('if ($Rp == 5061 && $pr == "tls") {')[1].split("\n    }\n")[0]
+    assert ('if ($tls_peer_verified == 1 && ($(tls_peer_subject_cn{s.tolower}) == "sbc.carrier-a.example") '
+            '&& ($(tls_peer_san_hostname{s.tolower}) == "sbc.carrier-a.example")) { $var(ok) = 1; }') in carrier
+    pbx = peer.split('if ($Rp == 5060 && $pr == "udp") {')[1].split("\n    }\n")[0]
+    assert 'if (is_in_subnet("$si", "192.0.2.0/24") || is_in_subnet("$si", "198.51.100.7/32")) { $var(ok) = 1; }' in pbx
+    for block in (carrier, pbx):
+        assert "$var(ok) = 0;" in block and "if ($var(ok) != 1) {" in block and "$var(refused) = 1;" in block
+        assert 'xlog("L_WARN", "trunk ' in block
+    assert '$Rp == 5062' not in peer  # ops: no rule, no check
+    assert 'if (!is_method("ACK")) { sl_send_reply("403", "Forbidden"); }' in peer
+    default = kamailio_config(port=5080, list_file=Path("/x"), fr_timer_ms=1500, trunks=trunks_of(EdgeSettings()),
+                              tls=TlsFiles(cert_file=Path("/c"), key_file=Path("/k")), rtpengine_ng_port=2223)
+    assert "TRUNK_PEER" not in default and "ipops" not in default and "tls_peer" not in default
+
+
+def test_a_public_host_takes_a_tls_trunk_with_source_networks_but_never_a_udp_one():
+    """TLS runs over TCP, whose handshake proves the source address; a UDP source can be forged (one forged INVITE
+    from an allowed address would have the worker send its audio wherever the forged SDP says)."""
+    public = {"public_host": "203.0.113.7", "trunks": ("carrier:tls:5061:mandatory", "ops:tls:5062:optional")}
+    trunks = trunks_of(who_settings(**public, trunk_source_networks=("ops:198.51.100.0/24",)))
+    assert [t.name for t in trunks] == ["carrier", "ops"]
+    with pytest.raises(SetupError) as err:
+        trunks_of(who_settings(**public))  # ops: TLS, neither a client certificate nor source networks
+    assert err.value.code == "edge_public_unauthenticated" and "'ops'" in str(err.value)
+    with pytest.raises(SetupError) as err:
+        trunks_of(who_settings(public_host="203.0.113.7", trunks=("carrier:tls:5061:mandatory", "pbx:udp:5060:off"),
+                               trunk_source_networks=("pbx:198.51.100.0/24",)))
+    assert err.value.code == "edge_public_unauthenticated" and "'pbx'" in str(err.value) and "forged" in str(err.value)
