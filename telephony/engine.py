@@ -17,8 +17,12 @@ a retry wait holds none), and never more than the node can serve: ``measured_cal
 bench calls --pipeline real`` measured this box serving well, inbound and outbound together) minus the calls
 already on the gateway that are not the engine's, and never so many that fewer than ``inbound_reserve``
 of the gateway's ``lines`` (``telephony.max_concurrent_calls``, beyond which an inbound INVITE gets 503) stay
-free: an elder calling in an emergency always finds a line. ``calls_in_progress`` counts the gateway's
-calls (inbound, outbound, operator call-backs); without it (a bench, tests) only the static limit applies.
+free: an elder calling in an emergency always finds a line. ``line_gate`` is the gateway's
+``telephony.lines.LineGate``, which every outbound call of the gateway asks for a line (operator call-backs
+and hand-over legs too): a claimed job holds a routine line ticket from its claim to its call's end, the
+engine claims only lines nobody else is waiting for (a queued operator call-back gets the next free line)
+and counts the gateway's other calls against the CPU. Without a gate (a bench, tests) only the static
+limit applies.
 Dials are paced at ``dials_per_s`` per node (the trunk's call rate). A window's first calls fall due spread
 over the window (``spread_s``; ``SPREAD_BY_CAPACITY``: over the time the platform's capacity needs for them,
 at most half the window, never into quiet hours), each elder at the same place in it every day.
@@ -50,6 +54,7 @@ from typing import Any
 from assistant.call_alert import CallAlert
 from telephony import broadcasts, capacity, followups, medication
 from telephony.call_jobs import CallJobStore, JobInfo, NewJob, as_stored
+from telephony.lines import LineGate, LineTicket, LineUse
 from telephony.scheduler import (
     OUTCOME_ALERTS,
     RETRYABLE,
@@ -102,7 +107,7 @@ class CallEngine:
                  step_timeout_s: float = 30.0, retry: RetryPolicy | None = None,
                  sources: Sequence[JobSource] = (),
                  reopen_order: Callable[..., Awaitable[Any]] | None = None, lines: int = 0, measured_calls: int = 0,
-                 inbound_reserve: int = 0, calls_in_progress: Callable[[], int] | None = None,
+                 inbound_reserve: int = 0, line_gate: LineGate | None = None,
                  default_hold_s: float = 90.0) -> None:
         if lease_s <= 2 * tick_s:
             raise ValueError("engine lease_s must be more than two ticks (a live node must renew it in time)")
@@ -119,7 +124,7 @@ class CallEngine:
         self.cpu_calls = measured_calls if measured_calls > 0 else lines
         self.line_calls = lines - inbound_reserve if lines > 0 else 0
         self.max_calls = min([max_calls, *(c for c in (self.cpu_calls, self.line_calls) if c > 0)])
-        self.calls_in_progress = calls_in_progress
+        self.line_gate = line_gate
         self.default_hold_s = default_hold_s
         self.dial_interval_s = 1.0 / dials_per_s if dials_per_s > 0 else 0.0
         self.plan_every_s = plan_every_s
@@ -132,6 +137,7 @@ class CallEngine:
         self.stats = EngineStats()
         self._held: dict[int, JobInfo] = {}
         self._dialled: set[int] = set()
+        self._tickets: dict[int, LineTicket] = {}  # job id → the line its call goes out on (with a line gate)
         self._unwritten: dict[int, dict[str, Any]] = {}  # step ends the store refused: written again each tick
         self._schedules: dict[int, CareSchedule] = {}
         self._planned_until: dict[int, datetime] = {}
@@ -143,7 +149,7 @@ class CallEngine:
     @classmethod
     def from_settings(cls, *, settings, jobs: CallJobStore, runner: CareCallRunner, schedules: SchedulesSource,
                       clock: Clock | None = None, node_id: str | None = None, sources: Sequence[JobSource] = (),
-                      reopen_order=None, calls_in_progress: Callable[[], int] | None = None) -> CallEngine:
+                      reopen_order=None, line_gate: LineGate | None = None) -> CallEngine:
         t = settings.telephony
         return cls(jobs=jobs, runner=runner, schedules=schedules, clock=clock or runner.clock,
                    node_id=node_id or t.engine_node_id or default_node_id(), tick_s=t.engine_tick_s,
@@ -151,7 +157,7 @@ class CallEngine:
                    plan_every_s=t.engine_plan_every_s, alert_retry_s=t.engine_alert_retry_s, spread_s=t.engine_spread_s,
                    step_timeout_s=t.engine_step_timeout_s, sources=sources, reopen_order=reopen_order,
                    lines=t.max_concurrent_calls, measured_calls=t.engine_measured_calls,
-                   inbound_reserve=t.engine_inbound_reserve_calls, calls_in_progress=calls_in_progress,
+                   inbound_reserve=t.engine_inbound_reserve_calls, line_gate=line_gate,
                    default_hold_s=t.engine_default_hold_s)
 
     def now(self) -> datetime:
@@ -220,22 +226,34 @@ class CallEngine:
 
     def free_lines(self) -> int:
         """Calls this node may start now (see the module doc): its limit, less what the gateway's other
-        calls take of the CPU and of the lines kept for inbound calls."""
+        calls take of the CPU, and no more than the line gate gives routine calls (never the lines kept for
+        inbound calls, nor the ones other outbound calls wait for)."""
         held = len(self._held)
         free = self.max_calls - held
-        if self.calls_in_progress is not None:
-            others = max(self.calls_in_progress() - len(self._dialled), 0)  # inbound, call-backs: not the engine's
-            for cap in (self.cpu_calls, self.line_calls):
-                if cap > 0:
-                    free = min(free, cap - others - held)
+        if self.line_gate is not None:
+            others = max(self.line_gate.busy - len(self._tickets), 0)  # inbound, call-backs, hand-overs
+            if self.cpu_calls > 0:
+                free = min(free, self.cpu_calls - others - held)
+            free = min(free, self.line_gate.free(LineUse.ROUTINE))
         return max(free, 0)
 
     async def _claim(self, tg: asyncio.TaskGroup) -> None:
+        """Claims up to the free lines, each job (but an operator alert, which dials nothing) with its line
+        ticket taken before the claim: nobody takes the line while the claim is on its way to the store."""
         free = self.free_lines()
-        for job in await self.jobs.claim(self.node_id, limit=free, lease_s=self.lease_s):
-            self.stats.claimed += 1
-            self._held[job.id] = job
-            tg.create_task(self._run_job(job), name=f"call-job-{job.id}")
+        gate = self.line_gate
+        tickets = [t for _ in range(free) if (t := gate.try_take(LineUse.ROUTINE)) is not None] if gate else []
+        try:
+            claimed = await self.jobs.claim(self.node_id, limit=len(tickets) if gate else free, lease_s=self.lease_s)
+            for job in claimed:
+                self.stats.claimed += 1
+                self._held[job.id] = job
+                if tickets and job.kind != "alert":
+                    self._tickets[job.id] = tickets.pop()
+                tg.create_task(self._run_job(job), name=f"call-job-{job.id}")
+        finally:
+            for t in tickets:  # fewer due jobs than lines
+                t.release()
 
     # --- planning --------------------------------------------------------------------------------------
     async def _plan(self) -> None:
@@ -325,6 +343,9 @@ class CallEngine:
                 await self._release(job, not_before=self.clock.now() + timedelta(seconds=self.tick_s), why="error")
         finally:
             self._dialled.discard(job.id)
+            ticket = self._tickets.pop(job.id, None)
+            if ticket is not None:  # not dialled (spent: the call has ended and counts no more)
+                ticket.release()
             if job.id not in self._unwritten:
                 self._held.pop(job.id, None)
 
@@ -352,7 +373,7 @@ class CallEngine:
         self.stats.max_lag_s = max(self.stats.max_lag_s, (self.now() - job.not_before).total_seconds())
         placed = await self.runner.place(schedule, number=job.number, purpose=job.kind, attempt=job.attempt,
                                          call_ref=f"job:{job.job_key}", before_dial=partial(self._before_dial, job),
-                                         on_answered=partial(self._on_answered, job))
+                                         on_answered=partial(self._on_answered, job), line=self._line(job))
         await self._end_step(job, schedule, placed)
 
     async def _place_platform_call(self, job: JobInfo) -> None:
@@ -364,7 +385,7 @@ class CallEngine:
         purpose = "family_escalation" if job.detail.get("to_family") else job.kind  # family: the code, no safe phrase
         placed = await self.runner.place(schedule, number=job.number, purpose=purpose, attempt=job.attempt,
                                          call_ref=f"job:{job.job_key}", before_dial=partial(self._before_dial, job),
-                                         on_answered=partial(self._on_answered, job),
+                                         on_answered=partial(self._on_answered, job), line=self._line(job),
                                          message=MESSAGES[job.kind](self.runner.phrases, job.detail, schedule.dialect))
         await self._end_platform_step(job, schedule, placed)
 
@@ -411,6 +432,10 @@ class CallEngine:
             logger.error("call engine %s: %s could not be dialled (%s)%s", self.node_id, job.job_key, placed.result,
                          "" if family_index else "; an operator is told")
         await self._finish(job, state=state, result=placed.result, next_jobs=nxt)
+
+    def _line(self, job: JobInfo) -> LineTicket | LineUse:
+        """The line the job's call goes out on: its ticket (with a line gate), else a routine line."""
+        return self._tickets.get(job.id, LineUse.ROUTINE)
 
     async def _wait_for_trunk(self) -> None:
         """Each dial takes the next free slot of the node's dial rate and waits for it (no lock is held

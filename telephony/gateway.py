@@ -34,6 +34,7 @@ from assistant.pipeline import build_call_pipeline
 from assistant.session import CallSession
 from assistant.settings import Settings
 from telephony.handover import Escalation, HandOverState, Speaker, tts_speaker
+from telephony.lines import LineGate, LineTicket, LineUse
 from telephony.screening import CallScreener, Recognise, ScreeningState
 from telephony.sip import PhoneCall, SipEndpoint
 from telephony.transport import SipCallTransport, run_call_pipeline
@@ -131,7 +132,8 @@ class Gateway:
         self.directory = directory
         self.on_alert = on_alert
         self.call_back = call_back  # set by gateway_service once the care-call runner exists
-        self.endpoint = SipEndpoint(settings=settings.telephony, host=host, port=port, on_incoming=self.handle_inbound)
+        self.endpoint = SipEndpoint(settings=settings.telephony, host=host, port=port, on_incoming=self.handle_inbound,
+                                    on_refused=self._missed_call)
         # the latest calls' reports (benchmarks, tests): bounded, a gateway runs for months
         self.reports: deque[CallReport] = deque(maxlen=max_reports)
         # a person answers (issue #16): operators' phones, family alert calls, the duty phone
@@ -145,6 +147,11 @@ class Gateway:
         self.screenings: deque[ScreeningState] = deque(maxlen=max_reports)
         self._live: dict[str, _LiveCall] = {}
         self.handovers: deque[HandOverState] = deque(maxlen=max_reports)
+
+    @property
+    def lines(self) -> LineGate:
+        """Who may take a line (``telephony.lines``): every outbound call of this gateway asks it."""
+        return self.endpoint.lines
 
     async def start(self) -> None:
         await asyncio.to_thread(_prewarm)
@@ -193,6 +200,37 @@ class Gateway:
         await self.run_call(call, session=session, greeting=greeting_text(phrases=self.phrases, dialect=session.dialect, kind=kind))
         if session.callback_requested and session.elder_id is not None:
             await self._call_back(session)
+
+    async def _missed_call(self, number: str, call_id: str) -> None:
+        """Every line was busy and an inbound call got 503 (the endpoint's ``on_refused``): when the number
+        is an elder's, an operator alert so that a person calls them back — an elder in an emergency who
+        found the lines full is not left with a busy tone only. One open alert per elder (its key is
+        ``missed:<elder>``: redialling while it is open raises nothing new). Unknown numbers are only counted
+        (``endpoint.refusals["busy"]``): a flood of made-up caller IDs must not flood the console."""
+        if self.on_alert is None or self.directory is None or not number:
+            return
+        try:
+            elder = await _maybe_await(self.directory.elder_by_phone(number))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("elder lookup for a call refused as busy failed: %s", exc)
+            return
+        elder_id = getattr(elder, "elder_id", None) or getattr(elder, "id", None) if elder is not None else None
+        if elder_id is None:
+            return
+        lines = self.settings.telephony.max_concurrent_calls
+        logger.warning("elder %s called in while all %d lines were busy (503): an operator is asked to call back",
+                       elder_id, lines)
+        try:
+            await self.on_alert(CallAlert(kind="missed_call", call_id=f"missed:{elder_id}", elder_id=elder_id, number=number,
+                                          detail={"source": "lines_busy", "reason": "all_lines_busy", "sip_call_id": call_id,
+                                                  "lines": lines,
+                                                  "summary": f"长者来电时全部 {lines} 条线路占线，未能接通：请尽快回电"}))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the alert store is down: at least the log line above says it
+            logger.error("missed-call alert for elder %s not stored: %s", elder_id, exc)
 
     async def _call_back(self, session: CallSession) -> None:
         """The call-back the caller asked for; without a dialer (or when it fails) an operator is asked
@@ -344,12 +382,14 @@ class Gateway:
         await native_heap.trim()  # the call's native buffers (decoder, voices) go back to the system
         return report
 
-    async def dial(self, number: str, *, timeout_s: float | None = None) -> PhoneCall:
+    async def dial(self, number: str, *, timeout_s: float | None = None,
+                   line: LineTicket | LineUse = LineUse.ROUTINE) -> PhoneCall:
         """The platform's own call (care call, call-back): to a screened line it rings the elder's phone
-        directly (it carries its own proof and is never screened)."""
+        directly (it carries its own proof and is never screened). ``line``: the ticket it goes out on
+        (``telephony.lines``), or the kind of line to take now (``no_free_line`` when there is none)."""
         if self.screening is not None:
             number = self.screening.route_outbound(number)
-        return await self.endpoint.dial(number, timeout_s=timeout_s)
+        return await self.endpoint.dial(number, timeout_s=timeout_s, line=line)
 
 
 def _prewarm() -> None:

@@ -27,6 +27,7 @@ from telephony.engine import CallEngine
 from telephony.followups import OrderFollowups
 from telephony.gateway import Gateway, _maybe_await, default_pipeline_factory
 from telephony.handover import OperatorCallbacks
+from telephony.lines import LineGate
 from telephony.medication import MedicationReminders
 from telephony.scheduler import (
     INTENT_OUTCOMES,
@@ -233,14 +234,14 @@ async def store_schedules(store, *, quiet_hours: str) -> list[CareSchedule]:
 
 
 def call_engine(*, settings, store, runner: CareCallRunner, schedules, node_id: str | None = None,
-                calls_in_progress=None) -> CallEngine:
-    """The call engine on the platform store's database (``call_jobs``); ``calls_in_progress``: the
-    gateway's calls now (the engine leaves lines free for inbound calls)."""
+                line_gate: LineGate | None = None) -> CallEngine:
+    """The call engine on the platform store's database (``call_jobs``); ``line_gate``: the gateway's
+    (``telephony.lines``: the engine's calls take routine lines, never the inbound reserve)."""
     jobs = CallJobStore.for_engine(store.engine, now=runner.clock.now)
     return CallEngine.from_settings(settings=settings, jobs=jobs, runner=runner, schedules=schedules, node_id=node_id,
                                     sources=[OrderFollowups.from_settings(settings=settings, jobs=jobs),
                                              MedicationReminders.from_settings(settings=settings, jobs=jobs)],
-                                    reopen_order=store.reopen_order, calls_in_progress=calls_in_progress)
+                                    reopen_order=store.reopen_order, line_gate=line_gate)
 
 
 @dataclass(kw_only=True)
@@ -278,8 +279,7 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
     schedules = partial(store_schedules, store, quiet_hours=settings.telephony.quiet_hours)
 
     stop = asyncio.Event()
-    engine = call_engine(settings=settings, store=store, runner=runner, schedules=schedules,
-                         calls_in_progress=lambda: len(gateway.endpoint.calls))
+    engine = call_engine(settings=settings, store=store, runner=runner, schedules=schedules, line_gate=gateway.lines)
     task = asyncio.create_task(engine.run(stop=stop), name="call-engine")
     callbacks = callbacks_task = None
     if gateway.escalation.enabled:  # the console's 安排回电 dials: elder first, then an operator's phone

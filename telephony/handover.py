@@ -17,6 +17,12 @@ guard's flag of a high-risk scam moment):
 4. then the duty phone (``handover.duty_uri``), bridged like an operator;
 5. nobody at all: the elder hears that the request is on record and the bot listens again.
 
+Lines (``telephony.lines``): the legs of an urgent hand-over (SOS, an unconfirmed emergency, a scam moment:
+``URGENT_KINDS``) and the emergency number's leg may take the lines kept for inbound calls — they serve the
+elder in an emergency who is on the line now; every other hand-over's legs take routine lines, waiting
+for one (ahead of the call engine) within their ring time. The console's call-back (``OperatorCallbacks``)
+waits for a routine line as long as it takes (state ``waiting_for_line`` on the alert), never the reserve.
+
 Every step is written to the alert's detail (``detail.handover``: state, operator, times) so the console
 sees ringing / connected / family_acknowledged. Nothing here is fire-and-forget: the gateway awaits the
 escalation before its call handler returns (family calls go on after the elder hung up: an SOS stands).
@@ -41,6 +47,7 @@ from assistant.phrases import Phrasebook
 from assistant.session import CallSession
 from assistant.settings import Settings
 from assistant.tts.registry import synthesize
+from telephony.lines import LineUse
 from telephony.sip import PhoneCall, SipEndpoint
 
 logger = logging.getLogger(__name__)
@@ -71,8 +78,15 @@ REPLY_START_WAIT_S = 2.0  # the bot's reply to the words that asked for a person
 # hand-over reason → the alert kind it stands on
 REASON_KINDS = {"emergency": "sos", "sos": "sos", "unconfirmed_emergency": "unconfirmed_emergency",
                 "misunderstanding": "misunderstanding", "fraud": "fraud"}
-# an alert that stands after the elder hung up: family are still phoned (a scam may go on off our line)
+# an alert that stands after the elder hung up: family are still phoned (a scam may go on off our line);
+# its legs may take the lines kept for inbound calls (telephony.lines)
 URGENT_KINDS = frozenset({"sos", "unconfirmed_emergency", "fraud"})
+
+
+def line_use(reason: str) -> LineUse:
+    """The lines a hand-over's legs may take (``telephony.lines``): an urgent one's any line, the inbound
+    reserve included (the elder in the emergency the reserve is for is on the line); others routine ones."""
+    return LineUse.URGENT if REASON_KINDS.get(reason, "human") in URGENT_KINDS else LineUse.ROUTINE
 
 
 def tts_speaker(settings: Settings, *, persist: bool = True) -> Speaker:
@@ -504,7 +518,8 @@ class Escalation:
         uri = self.cfg.emergency_uri
         logger.info("call %s: the operator conferences in the emergency number %s", conf.anchor.call_id, uri)
         try:
-            leg = await self.endpoint.dial(uri, timeout_s=self.cfg.emergency_ring_timeout_s)
+            leg = await self.endpoint.dial(uri, timeout_s=self.cfg.emergency_ring_timeout_s, line=LineUse.URGENT,
+                                           line_wait_s=self.cfg.emergency_ring_timeout_s)
         except TelephonyError as exc:
             state.attempts.append({"who": "emergency", "uri": uri, "result": exc.code})
             await self._note(state)
@@ -588,7 +603,9 @@ class Escalation:
                     parallel: bool = False) -> PhoneCall | None:
         """Ring ``uris`` (all at once) for ``total_s``; the first answered call, the others cancelled. Stops
         ringing when the elder hangs up (nobody to connect)."""
-        dials = {asyncio.ensure_future(self.endpoint.dial(u, timeout_s=total_s)): u for u in uris}
+        use = line_use(state.reason)
+        dials = {asyncio.ensure_future(self.endpoint.dial(u, timeout_s=total_s, line=use, line_wait_s=total_s)): u
+                 for u in uris}
         elder_gone = asyncio.ensure_future(elder.wait_ended()) if elder is not None else None
         winner: PhoneCall | None = None
         try:
@@ -671,7 +688,8 @@ class Escalation:
         what = self.phrases.piece(f"family_what_{kind if kind in FAMILY_WHAT_KINDS else 'human'}", dialect)
         for contact in contacts:
             try:
-                fam = await self.endpoint.dial(contact.phone, timeout_s=self.cfg.family_ring_timeout_s)
+                fam = await self.endpoint.dial(contact.phone, timeout_s=self.cfg.family_ring_timeout_s,
+                                               line=line_use(state.reason), line_wait_s=self.cfg.family_ring_timeout_s)
             except TelephonyError as exc:
                 state.attempts.append({"who": "family", "uri": contact.phone, "result": exc.code})
                 continue
@@ -759,7 +777,12 @@ class OperatorCallbacks:
     """The console's 安排回电 button dials (issue #16): the gateway calls the elder's number on file, says
     who is calling with the call's one-time code (the same the elder's screen and family SMS show), and puts
     an operator on the line (the hand-over's operator phones; no family calls). Requests are queued and
-    placed one at a time by ``run()``, a task the gateway service owns."""
+    placed one at a time by ``run()``, a task the gateway service owns.
+
+    A call-back is routine (``telephony.lines``): nobody is on the line in danger while it waits, so it never
+    takes the lines kept for elders calling in. With every other line busy it waits for one — first in line
+    before the call engine, for as long as it takes, never dropped — and the alert shows it
+    (``detail.handover.state`` = ``waiting_for_line``); the requests behind it stay queued."""
 
     def __init__(self, *, gateway, max_queued: int = 50) -> None:
         self.gateway = gateway
@@ -792,8 +815,17 @@ class OperatorCallbacks:
         esc: Escalation = self.gateway.escalation
         state = HandOverState(call_id="", reason="operator_callback", alert_id=req.alert_id)
         self.results.append(state)
+        lines = self.gateway.lines
+        ticket = lines.try_take(line_use(state.reason))
+        if ticket is None:
+            state.state = "waiting_for_line"
+            logger.info("console call-back to elder %s waits for a free line (%d of %d busy, %d kept for inbound calls)",
+                        req.elder_id, lines.busy, lines.lines, lines.inbound_reserve)
+            await esc._note(state)
+            ticket = await lines.take(line_use(state.reason), wait_s=None)
+            state.state = "requested"
         try:
-            call = await self.gateway.dial(req.number, timeout_s=esc.cfg.family_ring_timeout_s)
+            call = await self.gateway.dial(req.number, timeout_s=esc.cfg.family_ring_timeout_s, line=ticket)
         except TelephonyError as exc:
             state.attempts.append({"who": "elder", "uri": req.number, "result": exc.code})
             state.state = "elder_no_answer"

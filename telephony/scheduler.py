@@ -38,6 +38,7 @@ from assistant.errors import TelephonyError
 from assistant.fraud_guard.identity import proof_utterances
 from assistant.phrases import Phrasebook
 from assistant.session import CallSession
+from telephony.lines import LineTicket, LineUse
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ INTENT_OUTCOMES: dict[str, Outcome] = {
     "request_repair": "needs_something",
     "book_appointment": "needs_something",
 }
-RETRYABLE = {"busy", "no_answer", "unreachable", "rejected"}
+# no_free_line: every line the call may take was busy (telephony.lines), like a busy callee it passes
+RETRYABLE = {"busy", "no_answer", "unreachable", "rejected", "no_free_line"}
 
 
 # --- time ------------------------------------------------------------------------------------------
@@ -244,7 +246,10 @@ class PlacedCall:
 
 
 class Dialer(Protocol):
-    async def dial(self, number: str, *, timeout_s: float | None = None) -> Any: ...
+    """``telephony.gateway.Gateway.dial``: ``line`` is the ticket the call goes out on (``telephony.lines``)
+    or the kind of line to take at the dial."""
+
+    async def dial(self, number: str, *, timeout_s: float | None = None, line: LineTicket | LineUse = LineUse.ROUTINE) -> Any: ...
 
 
 LedgerRecord = Callable[[LedgerIntent], Awaitable[Any]]
@@ -351,7 +356,8 @@ class CareCallRunner:
             logger.warning("ledger entry %s for call %s not marked answered: %s", entry_id, call_id, getattr(exc, "code", None) or type(exc).__name__)
 
     async def _dial(self, schedule: CareSchedule, number: str, purpose: str, attempt: int, result: CareCallResult,
-                    *, call_ref: str | None = None, before_dial: Callable[[Any], Awaitable[None]] | None = None):
+                    *, call_ref: str | None = None, before_dial: Callable[[Any], Awaitable[None]] | None = None,
+                    line: LineTicket | LineUse = LineUse.ROUTINE):
         intent = LedgerIntent(elder_id=schedule.elder_id, number=number, purpose=purpose, attempt=attempt,
                               call_ref=call_ref or f"{schedule.elder_id}-{self.clock.now():%Y%m%d%H%M}-{attempt}")
         entry = await _maybe_await(self.ledger_record(intent))  # BEFORE dialling
@@ -360,7 +366,7 @@ class CareCallRunner:
         record = Attempt(number=number, purpose=purpose, at=self.clock.now(), result="dialling", ledger_entry=entry)
         result.attempts.append(record)
         try:
-            call = await self.gateway.dial(number, timeout_s=self.answer_timeout_s)
+            call = await self.gateway.dial(number, timeout_s=self.answer_timeout_s, line=line)
         except TelephonyError as exc:
             record.result = exc.code
             if exc.code not in RETRYABLE:  # a configuration fault (no route, no ports): retrying cannot help
@@ -453,19 +459,20 @@ class CareCallRunner:
 
     async def place(self, schedule: CareSchedule, *, number: str, purpose: str, attempt: int, call_ref: str,
                     before_dial: Callable[[Any], Awaitable[None]], on_answered: Callable[[str], Awaitable[None]],
-                    message: str | None = None) -> PlacedCall:
+                    message: str | None = None, line: LineTicket | LineUse = LineUse.ROUTINE) -> PlacedCall:
         """One dial of the call engine's job (no retries here: the engine plans them as rows). The ledger
         entry (``call_ref``: one entry per job) is written first, then ``before_dial(entry)``, then the
         INVITE; an answered call runs with the same opening and keypad as ``run_care_call``. ``message``
         (a warning, an order follow-up: ``telephony.broadcasts``) replaces the check-in question after the
-        elder's identity proof; the keypad answers the same way (1 / 2 / 0).
+        elder's identity proof; the keypad answers the same way (1 / 2 / 0). ``line``: the line ticket the
+        engine took for the job when it claimed it (``telephony.lines``).
         ``on_answered(call_id)`` must not raise (the engine logs its own failures)."""
         family = purpose == "family_escalation"
         phrase = None if family else await self._safe_phrase(schedule.elder_id)
         scratch = CareCallResult(elder_id=schedule.elder_id)
         try:
             call, entry, record = await self._dial(schedule, number, purpose, attempt, scratch, call_ref=call_ref,
-                                                   before_dial=before_dial)
+                                                   before_dial=before_dial, line=line)
         except TelephonyError as exc:  # a configuration fault (no route, no ports)
             return PlacedCall(result=exc.code, entry=scratch.attempts[-1].ledger_entry if scratch.attempts else None)
         if call is None:

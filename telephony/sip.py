@@ -13,7 +13,9 @@ omits it), Record-Route copied into 18x/2xx and learnt from 2xx (route sets thro
 is screened (``telephony.sip_requests``: 405/400/416/420/481/406/415, issue #25) before aiosipua's UAS sees
 it; a retransmitted INVITE of a ringing call is dropped (aiosipua would start a second call).
 Limits (issue #15): at most ``max_concurrent_calls`` calls (more INVITEs get 503 + Retry-After, no call in
-progress is touched), optionally ``max_calls_per_source`` per signalling IP; an active call with no RTP for
+progress is touched; ``on_refused`` hears of each), of which outbound calls never take the
+``engine_inbound_reserve_calls`` kept for elders calling in (``telephony.lines``: every ``dial`` goes out on a
+line ticket), optionally ``max_calls_per_source`` per signalling IP; an active call with no RTP for
 ``idle_timeout_s`` or older than ``max_call_duration_s`` (after ``PhoneCall.on_time_limit``, e.g. a spoken
 goodbye) is hung up; a 200 OK never ACKed ends the call (aiosipua's 64*T1). An inbound offer's c= address
 must be the signalling source's IP or a trusted network (``telephony.offer_answer``); an unparseable SDP gets
@@ -55,6 +57,7 @@ from aiosipua.transport import _stamp_via_received
 from assistant.errors import TelephonyError
 from assistant.settings import TelephonySettings
 from telephony.dialog import CallEnded, HoldChanged, PhoneCall, uri_user
+from telephony.lines import LineGate, LineTicket, LineUse
 from telephony.offer_answer import OfferAnswer
 from telephony.rtp import PortAllocator, RtpStream
 from telephony.sdp import WARN_CODES, MediaPlan
@@ -171,6 +174,8 @@ def _first_line(message) -> str:
 
 
 IncomingHandler = Callable[[PhoneCall], Awaitable[None]]
+# an inbound INVITE refused because every line was busy: (caller's number, its Call-ID)
+RefusedHandler = Callable[[str, str], Awaitable[None]]
 
 
 class SipEndpoint:
@@ -187,18 +192,23 @@ class SipEndpoint:
         port: int | None = None,
         user: str | None = None,
         on_incoming: IncomingHandler | None = None,
+        on_refused: RefusedHandler | None = None,
     ) -> None:
         self.settings = settings
         self.host = host or settings.sip_host
         self.port = settings.sip_port if port is None else port
         self.user = user or settings.sip_user
         self.on_incoming = on_incoming
+        self.on_refused = on_refused
         self.media = OfferAnswer(settings=settings, media_host=self.host)
         self._ports = PortAllocator(port_min=settings.rtp_port_min, port_max=settings.rtp_port_max)
         self._transport = QuietUdpSipTransport(local_addr=(self.host, self.port))
         self._uac = SipUAC(self._transport)
         self._uas = SipUAS(self._transport, uac=self._uac, user_agent=USER_AGENT)
         self._calls: dict[str, PhoneCall] = {}
+        # who may take a line (telephony.lines): inbound any, outbound never the inbound reserve
+        self.lines = LineGate(lines=settings.max_concurrent_calls, inbound_reserve=settings.engine_inbound_reserve_calls,
+                              calls=lambda: len(self._calls))
         self.refusals: Counter[str] = Counter()  # INVITEs turned away: "busy" (503), "media" (488), "bad_sdp" (400)
         self._outgoing: dict[str, OutgoingCall] = {}  # our INVITEs of calls in progress, by Call-ID
         self._recent_outgoing: dict[str, OutgoingCall] = {}  # ... and of ended ones (a late final still needs its ACK)
@@ -306,7 +316,8 @@ class SipEndpoint:
 
     def call_gone(self, call: PhoneCall) -> None:
         call_id = call.call_id
-        self._calls.pop(call_id, None)
+        if self._calls.pop(call_id, None) is not None:
+            self.lines.changed()
         oc = self._outgoing.pop(call_id, None)
         if oc is not None:  # a 487 / late final may still need its ACK
             self._recent_outgoing[call_id] = oc
@@ -342,8 +353,9 @@ class SipEndpoint:
                 return
 
     def _admit(self, source_ip: str) -> str | None:
-        """Why a new inbound call cannot be taken now (None: it can)."""
-        if len(self._calls) >= self.settings.max_concurrent_calls:
+        """Why a new inbound call cannot be taken now (None: it can). An inbound call may take any free line,
+        the ones kept from outbound calls included (``telephony.lines``)."""
+        if not self.lines.admits_inbound():
             return "call limit reached"
         per_source = self.settings.max_calls_per_source
         if per_source > 0 and sum(1 for c in self._calls.values() if c.source_ip == source_ip) >= per_source:
@@ -354,6 +366,7 @@ class SipEndpoint:
         call = self._calls.pop(call_id, None)
         self._outgoing.pop(call_id, None)
         if call is not None:
+            self.lines.changed()
             call.terminated(reason, status)
 
     # --- registration ------------------------------------------------------------------------
@@ -394,22 +407,48 @@ class SipEndpoint:
         domain = self._domain or self._proxy[0]
         return f"sip:{target}@{domain}", self._proxy
 
-    async def dial(self, target: str, *, timeout_s: float | None = None, caller_id: str | None = None) -> PhoneCall:
+    async def dial(self, target: str, *, timeout_s: float | None = None, caller_id: str | None = None,
+                   line: LineTicket | LineUse = LineUse.ROUTINE, line_wait_s: float | None = 0.0) -> PhoneCall:
         """INVITE ``target``; returns the answered call. Raises ``TelephonyError`` with code ``busy``,
-        ``no_answer`` (rang out / timed out, CANCEL sent), ``unreachable`` (no response at all) or ``rejected``."""
+        ``no_answer`` (rang out / timed out, CANCEL sent), ``unreachable`` (no response at all), ``rejected``
+        or ``no_free_line``.
+
+        ``line``: the ticket the INVITE goes out on (``telephony.lines``; spent here, or released when the
+        INVITE is not sent), or the kind of line to take now, waiting up to ``line_wait_s`` (None: until one
+        is free) — no free line in that time: ``no_free_line``. The wait counts within ``timeout_s``."""
         if not self._started:
+            if isinstance(line, LineTicket):
+                line.release()
             raise TelephonyError("the SIP endpoint is not started", code="sip_not_started")
-        uri, addr = self.resolve(target)
-        addr = await _resolved(addr)
-        stream = RtpStream(host=self.media_host, remote_addr=("0.0.0.0", 0), codec="PCMU", dtmf_payload_type=101, ports=self._ports)
-        await stream.bind()
+        ring_s = timeout_s or self.settings.answer_timeout_s
+        if isinstance(line, LineTicket):
+            ticket = line
+        else:
+            started = time.monotonic()
+            ticket = await self.lines.take(line, wait_s=line_wait_s)
+            if ticket is None:
+                raise TelephonyError(f"no free line to dial {target} ({line} call)", code="no_free_line")
+            ring_s = max(ring_s - (time.monotonic() - started), 0.5)
+        try:
+            uri, addr = self.resolve(target)
+            addr = await _resolved(addr)
+            stream = RtpStream(host=self.media_host, remote_addr=("0.0.0.0", 0), codec="PCMU", dtmf_payload_type=101, ports=self._ports)
+            await stream.bind()
+        except BaseException:
+            ticket.release()
+            raise
         from_uri = f"sip:{caller_id or self.user}@{self._domain or self.host}"
-        oc = self._uac.send_invite(from_uri, uri, addr, self.media.offer(port=stream.port), user_agent=USER_AGENT, auth=self._auth)
+        try:
+            oc = self._uac.send_invite(from_uri, uri, addr, self.media.offer(port=stream.port), user_agent=USER_AGENT, auth=self._auth)
+        except BaseException:
+            ticket.release()
+            raise
         call = PhoneCall(host=self, leg=OutboundLeg(outgoing=oc, uac=self._uac), call_id=oc.call_id,
                          direction="outbound", remote_uri=uri)
         self._calls[oc.call_id] = call
+        ticket.spend()  # the call counts itself from here (same step: no await between)
         self._outgoing[oc.call_id] = oc
-        await call.wait_answered(stream, target=target, timeout_s=timeout_s or self.settings.answer_timeout_s)
+        await call.wait_answered(stream, target=target, timeout_s=ring_s)
         return call
 
     # --- inbound -----------------------------------------------------------------------------
@@ -533,6 +572,8 @@ class SipEndpoint:
                                len(self._calls), self.refusals["busy"])
             leg.refuse(503, "Service Unavailable", headers={"Retry-After": str(self.settings.busy_retry_after_s)})
             self._uas._calls.pop(inc.call_id, None)
+            if self.on_refused is not None and full == "call limit reached":  # (not a flood from one source)
+                self.spawn(self.on_refused(uri_user(inc.caller), inc.call_id), name=f"sip-refused-{inc.call_id[:12]}")
             return
         try:
             # no SDP at all = late offer: we offer in the 200 OK (PhoneCall.answer); a multipart body's SDP

@@ -18,6 +18,7 @@ from assistant.console.render import ALERT_KIND_LABELS, alert_reason_text, esc
 
 HANDOVER_STATES = {
     "requested": "正在转接人工",
+    "waiting_for_line": "线路全忙：回电在排队，有空闲线路即拨出",
     "ringing_operators": "正在呼叫值班人员电话",
     "connected_operator": "已接通值班人员",
     "conference_emergency": "已接通值班人员，急救电话已加入通话",

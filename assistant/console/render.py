@@ -33,6 +33,7 @@ ALERT_KIND_LABELS = {
     "misunderstanding": "多次听不懂",
     "unconfirmed_emergency": "未确认的紧急求助",
     "sos_cancelled": "紧急求助已取消，请回电",
+    "missed_call": "来电占线未接通，请回电",
 }
 SEVERITY_LABELS = {"critical": "危急", "urgent": "紧急", "warning": "注意", "info": "提示"}
 ALERT_STATUS_LABELS = {"open": "待处理", "acknowledged": "已确认", "resolved": "已解决", "false_alarm": "误报"}

@@ -70,6 +70,8 @@ ALERT_KINDS = (
     "unconfirmed_emergency",
     # the elder pressed "按错了，取消" after a screen SOS (issue #26): the operator's call-back task
     "sos_cancelled",
+    # an elder called in while every phone line was busy (503, telephony.lines): an operator calls back
+    "missed_call",
 )
 ALERT_SEVERITIES = ("info", "warning", "urgent", "critical")
 ALERT_STATUSES = ("open", "acknowledged", "resolved", "false_alarm")

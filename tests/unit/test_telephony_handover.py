@@ -96,7 +96,7 @@ async def test_two_hand_overs_at_once_ring_different_operators(settings):
     rung: list[str] = []
 
     class Endpoint:
-        async def dial(self, uri, *, timeout_s):
+        async def dial(self, uri, *, timeout_s, line=None, line_wait_s=0.0):
             from assistant.errors import TelephonyError
 
             rung.append(uri)
@@ -121,7 +121,7 @@ def _queue_escalation(settings, *, uris=("sip:op1@x",), timeout_s=5.0, reminder_
     rung: list[str] = []
 
     class Endpoint:
-        async def dial(self, uri, *, timeout_s):
+        async def dial(self, uri, *, timeout_s, line=None, line_wait_s=0.0):
             rung.append(uri)
             await asyncio.sleep(0)
             return SimpleNamespace(call_id=f"op-{len(rung)}", state="active", remote_uri=uri)
@@ -299,7 +299,7 @@ async def test_family_phones_ring_while_the_elders_prompt_is_synthesised(setting
     t0 = time.monotonic()
 
     class Endpoint:
-        async def dial(self, uri, *, timeout_s):
+        async def dial(self, uri, *, timeout_s, line=None, line_wait_s=0.0):
             events.append((f"dial {uri}", time.monotonic() - t0))
             raise TelephonyError("no answer", code="no_answer")
 

@@ -72,7 +72,7 @@ class FakeGateway:
     log: list[str] = field(default_factory=list)
     greetings: dict[str, str] = field(default_factory=dict)  # number → the opening line it heard
 
-    async def dial(self, number, *, timeout_s=None):
+    async def dial(self, number, *, timeout_s=None, line=None):
         self.log.append(f"dial {number}")
         self.dialled.append((number, self.clock.now()))
         result = self.answers[number].pop(0)

@@ -37,7 +37,8 @@
 
   var KIND = { sos: "紧急求助", unwell: "身体不适", fraud: "疑似诈骗", human: "要求人工", no_answer: "关怀电话未接",
     sla_dispatch: "派单超时", sla_answer: "响应超时", misunderstanding: "多次听不懂", nurse_callback: "护士回电",
-    unconfirmed_emergency: "未确认的紧急求助", sos_cancelled: "紧急求助已取消，请回电" };
+    unconfirmed_emergency: "未确认的紧急求助", sos_cancelled: "紧急求助已取消，请回电",
+    missed_call: "来电占线未接通，请回电" };
 
   // a hand-over ringing this operator's phone pops up (issue #16); the banner follows the outcome
   var pops = {};  // alert id → the latest fetch's number while its banner is shown

@@ -42,6 +42,7 @@ DEFAULT_SEVERITY = {
     "misunderstanding": "info",
     "unconfirmed_emergency": "critical",
     "sos_cancelled": "urgent",
+    "missed_call": "urgent",  # an elder who found every line busy may be the emergency the reserve was for
 }
 # the call-back task's line in the console queue (an SOS family message counts as told once it left the
 # queue or a dispatcher claimed it: it may be on its way)
