@@ -98,6 +98,7 @@ HANDOVER_KEY = "0"  # keypad 0 = 转人工: a person, live (telephony.handover)
 # emergency, a dialogue outage) and "emergency" (SOS, with the alert's id); the fraud guard's flag too
 # (``_fraud_listener``, reason "fraud")
 HANDOVER_EVENTS = ("handover", "emergency")
+MISSED_CALL_LOOKUPS_MAX = 8  # calls refused as busy whose caller is being looked up at once (more: only counted)
 
 
 @dataclass(kw_only=True)
@@ -147,6 +148,7 @@ class Gateway:
         self.screenings: deque[ScreeningState] = deque(maxlen=max_reports)
         self._live: dict[str, _LiveCall] = {}
         self.handovers: deque[HandOverState] = deque(maxlen=max_reports)
+        self._missed_lookups = 0  # elder lookups for calls refused as busy, in progress
 
     @property
     def lines(self) -> LineGate:
@@ -206,9 +208,13 @@ class Gateway:
         is an elder's, an operator alert so that a person calls them back — an elder in an emergency who
         found the lines full is not left with a busy tone only. One open alert per elder (its key is
         ``missed:<elder>``: redialling while it is open raises nothing new). Unknown numbers are only counted
-        (``endpoint.refusals["busy"]``): a flood of made-up caller IDs must not flood the console."""
+        (``endpoint.refusals["busy"]``): a flood of made-up caller IDs must not flood the console, nor the
+        database (at most ``MISSED_CALL_LOOKUPS_MAX`` lookups at once; more refusals are only counted)."""
         if self.on_alert is None or self.directory is None or not number:
             return
+        if self._missed_lookups >= MISSED_CALL_LOOKUPS_MAX:  # a flood of INVITEs: no database work per INVITE
+            return
+        self._missed_lookups += 1
         try:
             elder = await _maybe_await(self.directory.elder_by_phone(number))
         except asyncio.CancelledError:
@@ -216,7 +222,9 @@ class Gateway:
         except Exception as exc:
             logger.warning("elder lookup for a call refused as busy failed: %s", exc)
             return
-        elder_id = getattr(elder, "elder_id", None) or getattr(elder, "id", None) if elder is not None else None
+        finally:
+            self._missed_lookups -= 1
+        elder_id = (getattr(elder, "elder_id", None) or getattr(elder, "id", None)) if elder is not None else None
         if elder_id is None:
             return
         lines = self.settings.telephony.max_concurrent_calls
@@ -386,7 +394,8 @@ class Gateway:
                    line: LineTicket | LineUse = LineUse.ROUTINE) -> PhoneCall:
         """The platform's own call (care call, call-back): to a screened line it rings the elder's phone
         directly (it carries its own proof and is never screened). ``line``: the ticket it goes out on
-        (``telephony.lines``), or the kind of line to take now (``no_free_line`` when there is none)."""
+        (``telephony.lines``), or the kind of line to take now (``no_free_line`` when there is none: a
+        routine call never takes the lines kept for elders calling in)."""
         if self.screening is not None:
             number = self.screening.route_outbound(number)
         return await self.endpoint.dial(number, timeout_s=timeout_s, line=line)

@@ -44,6 +44,7 @@ from assistant.phrases import Phrasebook
 from assistant.platform.models import normalize_phone
 from assistant.settings import ScreeningSettings, Settings
 from telephony.handover import Speaker, bridge
+from telephony.lines import LineUse
 from telephony.sip import PhoneCall, SipEndpoint
 
 logger = logging.getLogger(__name__)
@@ -461,7 +462,8 @@ class CallScreener:
             if elder_leg.state != "active":
                 return
             try:
-                fam = await self.endpoint.dial(contact.phone, timeout_s=self.cfg.family_ring_timeout_s)
+                fam = await self.endpoint.dial(contact.phone, timeout_s=self.cfg.family_ring_timeout_s, line=LineUse.ROUTINE,
+                                               line_wait_s=self.cfg.family_ring_timeout_s)
             except TelephonyError as exc:
                 state.attempts.append({"who": "family", "uri": contact.phone, "result": exc.code})
                 continue
@@ -484,7 +486,10 @@ class CallScreener:
         """Ring the elder's phone while the caller is still there; None when it is not answered (or the
         caller hung up meanwhile)."""
         state.state = "ringing_elder" if state.screened else state.state
-        dial = asyncio.ensure_future(self.endpoint.dial(line.ring_uri, timeout_s=self.cfg.elder_ring_timeout_s, caller_id=caller_id))
+        # a routine line (telephony.lines: a screened caller never takes the inbound reserve), waited for within
+        # the ring time while the caller holds
+        dial = asyncio.ensure_future(self.endpoint.dial(line.ring_uri, timeout_s=self.cfg.elder_ring_timeout_s, caller_id=caller_id,
+                                                        line=LineUse.ROUTINE, line_wait_s=self.cfg.elder_ring_timeout_s))
         gone = asyncio.ensure_future(caller.wait_ended())
         try:
             await asyncio.wait({dial, gone}, return_when=asyncio.FIRST_COMPLETED)

@@ -83,7 +83,7 @@ class FakeEndpoint:
         self.phones = phones
         self.dialled: list[tuple[str, str | None]] = []
 
-    async def dial(self, uri, *, timeout_s=None, caller_id=None):
+    async def dial(self, uri, *, timeout_s=None, caller_id=None, line=None, line_wait_s=0.0):
         self.dialled.append((uri, caller_id))
         leg = self.phones.get(uri)
         if leg is None:

@@ -272,9 +272,9 @@ async def test_ring_all_after_the_queue_rings_only_for_the_time_left(settings):
     given: list[float] = []
     dial = esc.endpoint.dial
 
-    async def timed_dial(uri, *, timeout_s):
+    async def timed_dial(uri, *, timeout_s, **line):
         given.append(timeout_s)
-        return await dial(uri, timeout_s=timeout_s)
+        return await dial(uri, timeout_s=timeout_s, **line)
 
     esc.endpoint.dial = timed_dial
     esc.pool.take("sip:op1@x")
