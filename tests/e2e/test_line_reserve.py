@@ -35,6 +35,7 @@ from telephony.peers import BaresipPeer
 from telephony.scheduler import CareSchedule
 from telephony.testing import bot_pipeline_factory, tone
 from tests.conftest import need_program
+from tests.e2e.conftest import wait_for
 from tests.e2e.raw_sip import RawCaller, header
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sip]
@@ -43,13 +44,12 @@ CALLER_A = "07506601111"  # the elder who calls in and must be answered
 CALLER_B = "13800009999"  # RawCaller's From: the elder who calls when every line is busy
 
 
-async def wait_until(pred, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
+async def until(pred, *, timeout_s: float, what: str, context=lambda: "") -> None:
+    """``wait_for``, and on a time-out what ``context()`` says then (peer logs, states)."""
+    try:
+        await wait_for(pred, timeout_s=timeout_s, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {context()}") from None
 
 
 async def tone_speaker(text: str, dialect: str) -> bytes:  # the hand-over's prompts: a short tone, no TTS
@@ -115,7 +115,8 @@ async def test_an_elder_calling_in_finds_the_reserved_line_while_the_engine_and_
             def answered_care_calls() -> int:
                 return sum(1 for p in peers for c in calls_to(gw, p.uri) if c.state == "active")
 
-            assert await wait_until(lambda: answered_care_calls() == 2, 15), (gw.endpoint.calls, peers[0].log()[-600:])
+            await until(lambda: answered_care_calls() == 2, timeout_s=15, what="two care calls answered",
+                        context=lambda: (gw.endpoint.calls, peers[0].log()[-600:]))
             await asyncio.sleep(1.5)  # five engine ticks
             states = {e: (await engine.jobs.jobs(elder_id=e))[-1].state for e in cared}
             assert answered_care_calls() == 2 and len(gw.endpoint.calls) == 2, gw.endpoint.calls
@@ -124,14 +125,16 @@ async def test_an_elder_calling_in_finds_the_reserved_line_while_the_engine_and_
 
             # 2. a routine call-back does not take the reserved line: it waits, visibly, no INVITE
             assert callbacks.request(alert_id=None, elder_id=called_back, number=x.uri, code="4827", dialect="cmn")
-            assert await wait_until(lambda: callbacks.results and callbacks.results[0].state == "waiting_for_line", 5)
+            await until(lambda: callbacks.results and callbacks.results[0].state == "waiting_for_line", timeout_s=5,
+                        what="the call-back waiting for a line", context=lambda: list(callbacks.results))
             await asyncio.sleep(1.0)
             assert not calls_to(gw, x.uri) and len(gw.endpoint.calls) == 2 and gw.lines.waiting == 1
 
             # 3. an elder calls in: answered on the reserved line
             await a.command("dial", f"sip:assistant@127.0.0.1:{gw.endpoint.port}")
-            assert await wait_until(lambda: any(c.direction == "inbound" and c.remote_number == CALLER_A
-                                                and c.state == "active" for c in gw.endpoint.calls.values()), 10), a.log()[-800:]
+            await until(lambda: any(c.direction == "inbound" and c.remote_number == CALLER_A and c.state == "active"
+                                    for c in gw.endpoint.calls.values()), timeout_s=10, what="the elder's call answered",
+                        context=lambda: (gw.endpoint.refusals, a.log()[-800:]))
             assert gw.endpoint.refusals["busy"] == 0 and len(gw.endpoint.calls) == 3
 
             # 4. every line busy: the next elder gets 503 + Retry-After, and an operator is asked to call back
@@ -153,7 +156,8 @@ async def test_an_elder_calling_in_finds_the_reserved_line_while_the_engine_and_
 
             # 5. a care call ends: the waiting call-back takes that line, before the engine's queued job
             await peers[0].command("hangup")
-            assert await wait_until(lambda: calls_to(gw, x.uri), 10), (callbacks.results[0].to_json(), x.log()[-600:])
+            await until(lambda: calls_to(gw, x.uri), timeout_s=10, what="the call-back dialled",
+                        context=lambda: (callbacks.results[0].to_json(), x.log()[-600:]))
             third = next(e for e, st in states.items() if st == "planned")
             assert (await engine.jobs.jobs(elder_id=third))[-1].state == "planned"
             assert any(c.remote_number == CALLER_A and c.state == "active" for c in gw.endpoint.calls.values())  # still on
