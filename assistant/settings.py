@@ -328,8 +328,10 @@ class TelephonySettings:
     # `assistant bench calls --concurrent N --pipeline real` (README "Measured": 8 calls, p95 455 ms after the
     # silence, 0 dropped on the 2-core box); the engine starts no outbound call beyond it (0 = not measured)
     engine_measured_calls: int = 8
-    # of the gateway's max_concurrent_calls lines, this many are never taken by outbound calls: an elder's
-    # (emergency) call always finds a line while the engine dials
+    # of the gateway's max_concurrent_calls lines, this many are never taken by routine outbound calls (the
+    # engine's, operator call-backs, screening legs, non-urgent hand-overs: telephony.lines): an elder's
+    # (emergency) call always finds a line while the platform dials. Only an urgent hand-over's legs (SOS,
+    # unconfirmed emergency, fraud) may take them; must be below max_concurrent_calls
     engine_inbound_reserve_calls: int = 2
     engine_dials_per_s: float = 2.0  # INVITEs per second per node at most (the trunk's call rate)
     # a line's holding time per call (claim → end) assumed for the capacity report until calls have finished:

@@ -8,7 +8,8 @@ with a real ``Gateway`` on loopback and real SIP peers: 3 lines, 1 kept for inbo
 3. an elder calls in (baresip): answered (200) on the reserved line;
 4. a second elder calls in (a raw SIP INVITE, to read the exact status): every line is busy → 503 with
    Retry-After, and an operator alert ``missed_call`` for that elder so someone calls back;
-5. a care call ends: the waiting call-back gets that line — before the engine's queued job.
+5. the elder hangs up: one line is free, which is the reserve again — the call-back still waits; a care
+   call ends: the waiting call-back gets that line, before the engine's queued job.
 """
 
 from __future__ import annotations
@@ -154,15 +155,19 @@ async def test_an_elder_calling_in_finds_the_reserved_line_while_the_engine_and_
             assert missed[0].severity == "urgent" and missed[0].detail["reason"] == "all_lines_busy"
             assert callbacks.results[0].state == "waiting_for_line" and not calls_to(gw, x.uri)
 
-            # 5. a care call ends: the waiting call-back takes that line, before the engine's queued job
+            # 5. the elder hangs up: that line is the reserve again (one line kept free), the call-back still waits
+            await a.command("hangup")
+            await until(lambda: len(gw.endpoint.calls) == 2, timeout_s=10, what="the elder's call to end",
+                        context=lambda: gw.endpoint.calls)
+            await asyncio.sleep(1.0)
+            assert callbacks.results[0].state == "waiting_for_line" and not calls_to(gw, x.uri)
+            # a care call ends: the waiting call-back takes that line, before the engine's queued job
             await peers[0].command("hangup")
             await until(lambda: calls_to(gw, x.uri), timeout_s=10, what="the call-back dialled",
-                        context=lambda: (callbacks.results[0].to_json(), x.log()[-600:]))
+                        context=lambda: (callbacks.results[0].to_json(), gw.endpoint.calls, gw.lines.busy, peers[0].log()[-600:]))
             third = next(e for e, st in states.items() if st == "planned")
             assert (await engine.jobs.jobs(elder_id=third))[-1].state == "planned"
-            assert any(c.remote_number == CALLER_A and c.state == "active" for c in gw.endpoint.calls.values())  # still on
-            assert len(gw.endpoint.calls) <= 3
-            await a.command("hangup")
+            assert len(gw.endpoint.calls) == 2 and gw.lines.admits_inbound()  # the reserve is free again
             alerts_a = await store.list_alerts(elder_id=elder_a, kind="missed_call")
     finally:
         await end_tasks()
