@@ -195,14 +195,22 @@ async def test_srtp_only_offer_is_refused_on_a_plain_trunk(edge, tmp_path):
 
 async def test_phone_edge_command_runs_the_configured_trunks_until_interrupted(edge_programs, tmp_path):
     """``assistant phone edge``: kamailio + rtpengine from ``edge.*`` settings (the demo pair made when none is
-    configured); Ctrl-C stops both."""
+    configured; ``ASSISTANT_EDGE_TRUNK_SOURCE_NETWORKS`` applied: a source outside gets 403); Ctrl-C stops both. A
+    source network naming no trunk is a coded error at start, before kamailio runs."""
     import os
     import signal
 
-    tls_port = free_tcp_port()
+    tls_port, pbx_port = free_tcp_port(), free_udp_port()
     env = {**os.environ, "ASSISTANT_VAR_DIR": str(tmp_path), "ASSISTANT_EDGE_SIP_PORT": str(free_udp_port()),
-           "ASSISTANT_EDGE_TRUNKS": f"carrier:tls:{tls_port}:mandatory,pbx:udp:{free_udp_port()}:off",
+           "ASSISTANT_EDGE_TRUNKS": f"carrier:tls:{tls_port}:mandatory,pbx:udp:{pbx_port}:off",
            "ASSISTANT_EDGE_RTPENGINE_NG_PORT": str(free_udp_port())}
+    bad = await asyncio.create_subprocess_exec(sys.executable, "-m", "assistant.cli", "phone", "edge",
+                                               env={**env, "ASSISTANT_EDGE_TRUNK_SOURCE_NETWORKS": "pbx:10.0.0.0/8,nobody:10.0.0.0/8"},
+                                               stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _out, err = await asyncio.wait_for(bad.communicate(), 60)
+    assert bad.returncode != 0 and "error[edge_config]" in err.decode() and "'nobody'" in err.decode(), err.decode()
+    assert not (tmp_path / "edge" / "run" / "kamailio").exists()  # refused before kamailio was configured
+    env["ASSISTANT_EDGE_TRUNK_SOURCE_NETWORKS"] = "pbx:127.0.0.1/32"
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "assistant.cli", "phone", "edge", "--gateway", "127.0.0.1:5999",
                                                 env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     lines: list[str] = []
@@ -212,6 +220,8 @@ async def test_phone_edge_command_runs_the_configured_trunks_until_interrupted(e
             assert line, "".join(lines)
             lines.append(line)
     assert any("trunk carrier: tls:" in ln and "srtp=mandatory" in ln for ln in lines), lines
+    assert any("trunk pbx: udp:" in ln and "sources=127.0.0.1/32" in ln for ln in lines), lines
+    assert (await udp_request(pbx_port, "OPTIONS", source="127.0.0.2")).startswith("SIP/2.0 403")
     # the TLS trunk answers a handshake with the demo certificate (verified against it, for 127.0.0.1)
     import ssl
 
@@ -482,8 +492,9 @@ class RawTlsCaller:
     """A hand-written SIP UAC over TLS (what a misbehaving carrier could send): requests are written as given,
     responses and the far end's requests read off the same connection."""
 
-    def __init__(self, edge: Edge, trunk: str) -> None:
+    def __init__(self, edge: Edge, trunk: str, *, source: str = "127.0.0.1") -> None:
         self.port = next(t.port for t in edge.kamailio.trunks if t.name == trunk)
+        self.source = source  # the local address (any on lo)
         self.cafile = str(edge.tls.cert_file)
         self.call_id = f"raw-{trunk}-{id(self)}"
         self.route: list[str] = []
@@ -495,7 +506,8 @@ class RawTlsCaller:
         import ssl
 
         ctx = ssl.create_default_context(cafile=self.cafile)
-        self.r, self.w = await asyncio.open_connection("127.0.0.1", self.port, ssl=ctx, server_hostname="127.0.0.1")
+        self.r, self.w = await asyncio.open_connection("127.0.0.1", self.port, ssl=ctx, server_hostname="127.0.0.1",
+                                                       local_addr=(self.source, 0))
         self.local = self.w.get_extra_info("sockname")[1]
         return self
 
@@ -505,7 +517,7 @@ class RawTlsCaller:
     def send(self, method: str, *, sdp: str = "", in_dialog: bool = True, cseq: int | None = None) -> None:
         uri = self.remote_target if in_dialog and self.remote_target else f"sip:assistant@127.0.0.1:{self.port};transport=tls"
         to = f"<sip:assistant@127.0.0.1:{self.port}>" + (f";tag={self.to_tag}" if in_dialog and self.to_tag else "")
-        lines = [f"{method} {uri} SIP/2.0", f"Via: SIP/2.0/TLS 127.0.0.1:{self.local};branch=z9hG4bK{secrets_hex()};rport",
+        lines = [f"{method} {uri} SIP/2.0", f"Via: SIP/2.0/TLS {self.source}:{self.local};branch=z9hG4bK{secrets_hex()};rport",
                  "Max-Forwards: 70", "From: <sip:13800000007@127.0.0.1>;tag=rawcaller", f"To: {to}", f"Call-ID: {self.call_id}",
                  f"CSeq: {cseq or self.cseq} {method}", f"Contact: <sip:13800000007@127.0.0.1:{self.local};transport=tls>",
                  *(f"Route: {r}" for r in (self.route if in_dialog else []))]
@@ -709,3 +721,24 @@ async def test_a_trunk_with_source_networks_refuses_requests_from_any_other_addr
     result = await pjsua2_call(edge, tmp_path, "pbx", srtp="off", seconds=3.0)
     await worker_done(edge)
     assert_both_ways(result, edge)
+
+    # in-dialog requests are checked too: a BYE carrying a live call's dialog (Call-ID, tags, route set) from
+    # 127.0.0.2 gets 403 and the call goes on; the caller's own BYE ends it
+    async with RawTlsCaller(edge, "carrier") as caller:
+        caller.send("INVITE", sdp=SRTP_SDP, in_dialog=False)
+        start, headers, _ = await caller.final()
+        assert start.startswith("SIP/2.0 200"), start
+        caller.learn_dialog(headers)
+        caller.send("ACK")
+        async with RawTlsCaller(edge, "carrier", source="127.0.0.2") as intruder:
+            intruder.call_id, intruder.to_tag, intruder.route, intruder.remote_target = (
+                caller.call_id, caller.to_tag, caller.route, caller.remote_target)
+            intruder.cseq = 2
+            intruder.send("BYE")
+            assert (await intruder.final())[0].startswith("SIP/2.0 403")
+        await asyncio.sleep(0.3)
+        assert [c.state for c in edge.gateway.endpoint.calls.values()] == ["active"]
+        caller.cseq = 3
+        caller.send("BYE")
+        assert (await caller.final())[0].startswith("SIP/2.0 200")
+    assert "trunk carrier refused BYE" in edge.kamailio.log()
