@@ -36,7 +36,7 @@ from sqlalchemy import ColumnElement, String, case, cast, func, select
 from assistant.errors import TelephonyError
 from assistant.phrases import Phrasebook
 from assistant.platform.models import Elder
-from telephony.call_jobs import CallJobStore, NewJob, elder_column, newest_try
+from telephony.call_jobs import HELD_STATES, CallJobStore, NewJob, elder_column, newest_try
 from telephony.models import CallJob
 from telephony.scheduler import CareSchedule, TimeWindow
 
@@ -184,6 +184,18 @@ async def warning_report(jobs: CallJobStore, *, broadcast_id: str | None = None,
         counts["planned"] += n
         counts[result] += n
     return report
+
+
+async def broadcasts_under_way(jobs: CallJobStore) -> list[str]:
+    """The broadcasts being sent: with a try still to make or in a call (newest id first). Read through the
+    state index: the open rows only."""
+    q = (select(broadcast_of_chain()).distinct()
+         .where(CallJob.kind == "warning", CallJob.state.in_(("planned", *HELD_STATES))))
+
+    async def read(s):
+        return list((await s.scalars(q)).all())
+
+    return sorted(await jobs._run("broadcasts under way", read), reverse=True)
 
 
 async def broadcast_summary(jobs: CallJobStore, broadcast_id: str) -> dict[str, Any] | None:

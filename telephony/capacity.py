@@ -16,11 +16,12 @@ summed over the live nodes. The same rows give the share of first tries nobody a
 expected: ``n × (1 + retries × share)`` (the elders who did not answer are taken to miss the retries too).
 
 ``broadcast_eta`` turns that into the time a warning broadcast needs to reach every elder it targets: the
-wait until its first tries still to make are due (quiet hours) and a node's next claim (a tick), the rows
-queued before them and those first tries at the capacity, then each retry round (the retry delay, a tick until a node claims it and the holding time — or the
-round's calls at the capacity if that is longer), then the last call's holding time.
-Used by ``assistant warn send`` / ``POST /api/warnings``, ``/metrics``, the engine's spreading of a window's
-care calls, and ``assistant bench outbound --broadcast``.
+wait until its tries still to make are due (quiet hours) and a node's next claim (a tick), the rows queued
+before them and those tries at the capacity, then each retry round still ahead (the retry delay, a tick until
+a node claims it and the holding time — or the round's calls at the capacity if that is longer), then the last
+call's holding time. Asked while the broadcast is being sent it counts only what is left.
+Used by ``assistant warn send`` / ``POST /api/warnings``, the console (``/console/warnings``, 外呼统计),
+``/metrics``, the engine's spreading of a window's care calls, and ``assistant bench outbound --broadcast``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 
+from telephony.broadcasts import chain_like
 from telephony.call_jobs import HELD_STATES, CallJobStore, as_stored
 from telephony.models import CallEngineNode, CallJob
 
@@ -40,6 +42,7 @@ MEASURE_ROWS = 2000  # the newest finished calls measure the holding time …
 MEASURE_WINDOW_S = 7 * 86400.0  # … of the last week (a warning sent at 06:00 is measured on yesterday's calls)
 MIN_MEASURED = 20  # fewer finished calls than this: the defaults
 DEFAULT_UNANSWERED_SHARE = 0.2
+OPEN_STATES = ("planned", *HELD_STATES)  # a try still to make or in a call
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,45 +146,73 @@ def _node_calls_per_hour(node: NodeBeat, holds: Sequence[float]) -> float:
 
 async def broadcast_eta(jobs: CallJobStore, broadcast_id: str, capacity: Capacity, *,
                         retry_delays_s: Sequence[float]) -> dict[str, Any]:
-    """When a planned broadcast is expected to have reached every elder it targets (every try done):
-    ``{"capacity_calls_per_h", "nodes", "expected_calls", "expected_done_s", "expected_done_at"}`` (the
-    seconds from now; None when no engine node is live)."""
+    """When a broadcast is expected to have reached every elder it targets (every try done), planned or under
+    way: ``{"capacity_calls_per_h", "nodes", "expected_calls", "expected_done_s", "expected_done_at"}`` (the
+    seconds from now; None when no engine node is live; 0 when no try is left).
+
+    The broadcast's open rows (planned or in a call) are at the stage of their lowest attempt ``a``: those rows
+    and the rows queued before the last of them are placed at the capacity from the first one's due time (quiet
+    hours) and a node's next claim (a tick), then come the retry rounds still ahead (``retry_delays_s[a-1:]``,
+    each the delay, a tick and the holding time, or the round's calls at the capacity if that is longer), then
+    the last call's holding time. Before any call that is the whole broadcast; while it is being sent the
+    estimate counts only what is left (the console shows it)."""
     now = jobs.now()
-    mine = CallJob.chain.like(f"warn:{broadcast_id}:%")
+    mine = and_(CallJob.kind == "warning", chain_like(broadcast_id))
 
     async def read(s):
-        n = (await s.execute(select(func.count()).where(mine, CallJob.attempt == 1))).scalar_one()
-        first, last, pending = (await s.execute(
-            select(func.min(CallJob.not_before), func.max(CallJob.not_before), func.count())
-            .where(mine, CallJob.attempt == 1, CallJob.state.in_(("planned", *HELD_STATES))))).one()
+        elders = (await s.execute(select(func.count()).where(mine, CallJob.attempt == 1))).scalar_one()
+        stages = (await s.execute(
+            select(CallJob.attempt, func.min(CallJob.not_before), func.max(CallJob.not_before), func.count())
+            .where(mine, CallJob.state.in_(OPEN_STATES)).group_by(CallJob.attempt)
+            .order_by(CallJob.attempt))).all()
         ahead = 0
-        if pending:
-            ahead = (await s.execute(select(func.count()).select_from(CallJob).where(
-                ~mine, CallJob.state == "planned", CallJob.not_before <= last))).scalar_one()
-        return first, n, pending, ahead
+        if stages:
+            ahead = (await s.execute(select(func.count()).select_from(CallJob).where(  # calls, not alert rows
+                ~mine, CallJob.kind != "alert", CallJob.state == "planned", CallJob.not_before <= stages[0][2]))).scalar_one()
+        return elders, stages, ahead
 
-    first, elders, pending, ahead = await jobs._run("broadcast eta", read)
+    elders, stages, ahead = await jobs._run("broadcast eta", read)
     out: dict[str, Any] = {"capacity_calls_per_h": round(capacity.calls_per_hour), "nodes": capacity.nodes,
                            "expected_calls": round(capacity.expected_calls(elders, retries=len(retry_delays_s))),
                            "expected_done_s": None, "expected_done_at": None}
-    first_pass = capacity.seconds_for(ahead + pending)
-    if not elders or first_pass is None:
+    if not elders:
         return out
-    # the first tries still to make wait for their time (quiet hours) and for a node's next claim
-    delay = max((as_stored(first) - now).total_seconds(), 0.0) + capacity.tick_s if pending else 0.0
-    rounds = sum(max(d + capacity.tick_s + capacity.hold_s,
-                     capacity.seconds_for(elders * capacity.unanswered_share) or 0.0) for d in retry_delays_s)
-    done = delay + first_pass + rounds + capacity.hold_s
+    if not stages:  # every elder tried
+        out["expected_done_s"], out["expected_done_at"] = 0, now.isoformat(timespec="seconds")
+        return out
+    stage, first, last, _ = stages[0]
+    in_play = sum(n for *_, n in stages)
+    first_pass = capacity.seconds_for(ahead + in_play)
+    if first_pass is None:
+        return out
+    tick = capacity.tick_s
+
+    def wait(t: dt.datetime) -> float:  # until a row is due, and a node's next claim
+        return max((as_stored(t) - now).total_seconds(), 0.0) + tick
+
+    stage_done = max(wait(first) + first_pass, wait(last))
+    round_calls = (elders if stage == 1 else in_play) * capacity.unanswered_share
+    rounds = sum(max(d + tick + capacity.hold_s, capacity.seconds_for(round_calls) or 0.0)
+                 for d in retry_delays_s[stage - 1:])
+    done = stage_done + rounds + capacity.hold_s
     out["expected_done_s"] = round(done)
     out["expected_done_at"] = (now + dt.timedelta(seconds=done)).isoformat(timespec="seconds")
     return out
 
 
-async def broadcast_estimate(jobs: CallJobStore, broadcast_id: str, *, telephony) -> dict[str, Any]:
-    """``broadcast_eta`` on the capacity measured now, with ``telephony``'s settings (retries, default hold):
-    what ``assistant warn send`` and ``POST /api/warnings`` answer besides the planned rows."""
+async def broadcast_estimates(jobs: CallJobStore, broadcast_ids: Sequence[str], *,
+                              telephony) -> tuple[Capacity, dict[str, dict[str, Any]]]:
+    """The capacity measured now and ``broadcast_eta`` of each of ``broadcast_ids`` on it, with ``telephony``'s
+    settings (retries, default hold): what the console shows for the broadcasts being sent."""
     cap = await measure(jobs, default_hold_s=telephony.engine_default_hold_s)
-    return await broadcast_eta(jobs, broadcast_id, cap, retry_delays_s=telephony.retry_delays_s)
+    return cap, {b: await broadcast_eta(jobs, b, cap, retry_delays_s=telephony.retry_delays_s) for b in broadcast_ids}
+
+
+async def broadcast_estimate(jobs: CallJobStore, broadcast_id: str, *, telephony) -> dict[str, Any]:
+    """``broadcast_estimates`` of one broadcast: what ``assistant warn send`` and ``POST /api/warnings`` answer
+    besides the planned rows."""
+    _, etas = await broadcast_estimates(jobs, [broadcast_id], telephony=telephony)
+    return etas[broadcast_id]
 
 
 def spread_span_s(elders: int, capacity: Capacity, *, retries: int, window_s: float) -> float:
@@ -194,4 +225,4 @@ def spread_span_s(elders: int, capacity: Capacity, *, retries: int, window_s: fl
     return min(needed, window_s / 2)
 
 
-__all__: Sequence[str] = ("Capacity", "NodeBeat", "beat", "broadcast_estimate", "broadcast_eta", "live_nodes", "measure", "spread_span_s")
+__all__: Sequence[str] = ("Capacity", "NodeBeat", "beat", "broadcast_estimate", "broadcast_estimates", "broadcast_eta", "live_nodes", "measure", "spread_span_s")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 
 from aiohttp import web
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from assistant.platform.api import _api
 from assistant.platform.models import Elder
@@ -29,7 +29,7 @@ from assistant.services import SERVICES_KEY
 from telephony.broadcasts import warning_report
 from telephony.call_jobs import CallJobStore
 from telephony.capacity import measure
-from telephony.models import FINAL_STATES, CallJob
+from telephony.models import CallJob
 
 CONTENT_TYPE = "text/plain"  # Prometheus text exposition format 0.0.4
 
@@ -45,6 +45,17 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+def steps_query(since: dt.datetime) -> Select:
+    """The steps that ended since ``since`` per district, kind and state. ``finished_at`` is written only with an
+    end state (``CallJobStore.finish``, a medication plan stopped), so the window alone picks the ended steps and
+    is read through ``ix_call_jobs_finished_at`` (core_0011): a ``state IN (…)`` filter made SQLite, which has no
+    statistics, read every row through the state index instead."""
+    return (select(Elder.district, CallJob.kind, CallJob.state, func.count())
+            .join(Elder, Elder.id == CallJob.elder_id, isouter=True)
+            .where(CallJob.finished_at >= since)
+            .group_by(Elder.district, CallJob.kind, CallJob.state))
+
+
 async def render(jobs: CallJobStore, *, default_hold_s: float = 90.0) -> str:
     """The exposition text for the rows ``jobs`` sees."""
     counts = await jobs.counts()
@@ -53,17 +64,13 @@ async def render(jobs: CallJobStore, *, default_hold_s: float = 90.0) -> str:
     since = now - dt.timedelta(hours=24)
 
     async def per_district(s):
-        q = (select(Elder.district, CallJob.kind, CallJob.state, func.count())
-             .join(Elder, Elder.id == CallJob.elder_id, isouter=True)
-             .where(CallJob.state.in_(FINAL_STATES), CallJob.finished_at >= since)
-             .group_by(Elder.district, CallJob.kind, CallJob.state))
-        return (await s.execute(q)).all()
+        return (await s.execute(steps_query(since))).all()
 
     async def due(s):
         q = select(func.count()).select_from(CallJob).where(CallJob.state == "planned", CallJob.not_before <= now)
         return (await s.execute(q)).scalar_one()
 
-    steps = await jobs._run("metrics", per_district)
+    steps = await jobs.report("metrics", per_district)
     due_n = await jobs._run("metrics", due)
     out = ["# HELP assistant_call_jobs Call-engine job rows per state.", "# TYPE assistant_call_jobs gauge"]
     for state in sorted(set(counts) | {"planned", "claimed", "dialling", "answered"}):

@@ -10,8 +10,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from assistant.console.render import (
     ALERT_KIND_LABELS,
@@ -298,6 +299,8 @@ async def order_board(
 
 
 CARE_STATES = ("answered", "unanswered", "escalated", "pending")
+CARE_URGENCY = ("escalated", "unanswered", "pending", "answered")  # the list's order
+CARE_ROWS = 300  # elders listed on the page, most urgent first (the counts cover every elder)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -313,80 +316,68 @@ class CareRow:
 @dataclass(frozen=True, kw_only=True)
 class CareDashboard:
     day: dt.date
-    rows: list[CareRow]
+    rows: list[CareRow]  # the ``CARE_ROWS`` most urgent
     by_district: dict[str, dict[str, int]]
     totals: dict[str, int]
 
+    @property
+    def elders(self) -> int:
+        return sum(self.totals.values())
+
+
+def _today(schedule: Any, weekday: str) -> ColumnElement[bool]:
+    return and_(schedule.enabled.is_(True), schedule.days.contains(weekday))
+
+
+def _care_state(start: dt.datetime) -> ColumnElement[str]:
+    """The elder's (``Elder``, correlated) care calls since ``start``, in SQL: answered (an outbound call with an
+    answered outcome), escalated (a ``no_answer`` alert), unanswered (outbound calls, none answered, not
+    escalated yet) or pending (no call yet). Each test is one lookup on ``ix_calls_elder_started`` /
+    ``ix_alerts_elder_created``."""
+    outbound = and_(Call.elder_id == Elder.id, Call.direction == "outbound", Call.started_at >= start)
+    answered = exists().where(outbound, Call.outcome.is_not(None), Call.outcome != "",
+                              Call.outcome.not_in(sorted(UNANSWERED_OUTCOMES)))
+    escalated = exists().where(Alert.elder_id == Elder.id, Alert.kind == "no_answer", Alert.created_at >= start)
+    return case((answered, "answered"), (escalated, "escalated"), (exists().where(outbound), "unanswered"),
+                else_="pending")
+
 
 async def care_dashboard(db: AsyncSession, *, now: dt.datetime) -> CareDashboard:
-    """Today's (local time) scheduled care calls and their outcome, with per-district counts.
-
-    answered: an outbound call today with an answered outcome; escalated: a ``no_answer`` alert today;
-    unanswered: outbound calls today, none answered, not escalated yet; pending: no call yet.
-    """
+    """Today's (local time) scheduled care calls and their outcome (``_care_state``): the counts per district
+    over every active elder with an enabled schedule for today's weekday, and the ``CARE_ROWS`` most urgent of
+    them (escalated, unanswered, pending, answered; then by their first window today). Counted in SQL, the same
+    SQL on SQLite and PostgreSQL."""
     local = now.astimezone(LOCAL_TZ)
     day = local.date()
     start = dt.datetime.combine(day, dt.time(0), tzinfo=LOCAL_TZ).astimezone(dt.UTC)
     weekday = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[local.weekday()]
-    schedules = (
-        await db.execute(
-            select(CareSchedule, Elder.name, Elder.district)
-            .join(Elder, Elder.id == CareSchedule.elder_id)
-            .where(CareSchedule.enabled.is_(True), Elder.active.is_(True), CareSchedule.days.contains(weekday))
-            .order_by(CareSchedule.window_start, Elder.id)
-        )
-    ).all()
-    elder_ids = {s.elder_id for s, _, _ in schedules}
-    calls: dict[int, list[Call]] = {}
-    escalated: set[int] = set()
-    if elder_ids:
-        for c in (
-            await db.execute(
-                select(Call).where(Call.direction == "outbound", Call.started_at >= start, Call.elder_id.in_(elder_ids))
-            )
-        ).scalars():
-            calls.setdefault(c.elder_id, []).append(c)
-        escalated = set(
-            (
-                await db.execute(
-                    select(Alert.elder_id).where(
-                        Alert.kind == "no_answer", Alert.created_at >= start, Alert.elder_id.in_(elder_ids)
-                    )
-                )
-            ).scalars()
-        )
-    rows: list[CareRow] = []
-    seen: set[int] = set()
-    for sched, name, district in schedules:
-        if sched.elder_id in seen:
-            continue
-        seen.add(sched.elder_id)
-        elder_calls = calls.get(sched.elder_id, [])
-        if any(c.outcome and c.outcome not in UNANSWERED_OUTCOMES for c in elder_calls):
-            state = "answered"
-        elif sched.elder_id in escalated:
-            state = "escalated"
-        elif elder_calls:
-            state = "unanswered"
-        else:
-            state = "pending"
-        rows.append(
-            CareRow(
-                elder_id=sched.elder_id,
-                elder_name=name,
-                district=district,
-                window=f"{sched.window_start:%H:%M}–{sched.window_end:%H:%M}",
-                state=state,
-                last_call_at=max((c.started_at for c in elder_calls), default=None),
-            )
-        )
+    elders = (select(Elder.district.label("district"), _care_state(start).label("state"))
+              .where(Elder.active.is_(True), exists().where(CareSchedule.elder_id == Elder.id, _today(CareSchedule, weekday)))
+              .subquery())
+    tally = select(elders.c.district, elders.c.state, func.count()).group_by(elders.c.district, elders.c.state)
     by_district = {d: dict.fromkeys(CARE_STATES, 0) for d in DISTRICTS}
     totals = dict.fromkeys(CARE_STATES, 0)
-    for r in rows:
-        by_district.setdefault(r.district, dict.fromkeys(CARE_STATES, 0))[r.state] += 1
-        totals[r.state] += 1
-    urgency = {"escalated": 0, "unanswered": 1, "pending": 2, "answered": 3}
-    rows.sort(key=lambda r: urgency[r.state])
+    for district, state, n in (await db.execute(tally)).all():
+        by_district.setdefault(district, dict.fromkeys(CARE_STATES, 0))[state] += n
+        totals[state] += n
+    # each elder once, with their first window today (an earlier one, or an equal one of a lower id, is not there)
+    earlier = aliased(CareSchedule)
+    first = ~exists().where(earlier.elder_id == CareSchedule.elder_id, _today(earlier, weekday),
+                            or_(earlier.window_start < CareSchedule.window_start,
+                                and_(earlier.window_start == CareSchedule.window_start, earlier.id < CareSchedule.id)))
+    last_call = (select(func.max(Call.started_at))
+                 .where(Call.elder_id == Elder.id, Call.direction == "outbound", Call.started_at >= start)
+                 .scalar_subquery())
+    listed = (select(Elder.id, Elder.name, Elder.district, CareSchedule.window_start, CareSchedule.window_end,
+                     _care_state(start).label("state"), last_call.label("last_call_at"))
+              .join(Elder, Elder.id == CareSchedule.elder_id)
+              .where(Elder.active.is_(True), _today(CareSchedule, weekday), first)
+              .subquery())
+    urgency = case(*((listed.c.state == s, i) for i, s in enumerate(CARE_URGENCY)))
+    rows = [CareRow(elder_id=r.id, elder_name=r.name, district=r.district,
+                    window=f"{r.window_start:%H:%M}–{r.window_end:%H:%M}", state=r.state, last_call_at=r.last_call_at)
+            for r in (await db.execute(select(listed).order_by(urgency, listed.c.window_start, listed.c.id)
+                                        .limit(CARE_ROWS))).all()]
     return CareDashboard(day=day, rows=rows, by_district=by_district, totals=totals)
 
 

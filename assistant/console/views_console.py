@@ -545,14 +545,15 @@ async def care_page(request: web.Request, p: Principal, db: AsyncSession) -> web
     rows = "".join(
         f'<tr class="st-{r.state}"><td>{esc(r.elder_name)}</td><td>{esc(r.district)}</td><td>{esc(r.window)}</td>'
         f"<td>{esc(CARE_LABELS[r.state])}</td><td>{local_time(r.last_call_at)}</td></tr>"
-        for r in dash.rows[:300]
+        for r in dash.rows
     )
     table = (
         '<table><thead><tr><th scope=col>长者</th><th scope=col>区</th><th scope=col>时段</th><th scope=col>结果</th>'
         f"<th scope=col>最近拨打</th></tr></thead><tbody>{rows}</tbody></table>"
         if rows else '<p class="empty">今天没有排定的关怀电话。</p>'
     )
-    body = f"""<p class="hint">{dash.day:%Y年%m月%d日}（北京时间）排定的关怀电话：共 {len(dash.rows)} 位长者。</p>
+    more = f"（下面列出最需要关注的 {len(dash.rows)} 位）" if dash.elders > len(dash.rows) else ""
+    body = f"""<p class="hint">{dash.day:%Y年%m月%d日}（北京时间）排定的关怀电话：共 {dash.elders} 位长者{more}。</p>
 <ul class="stats">{totals}</ul>
 <section aria-labelledby="h-dist" class="card"><h2 id="h-dist">各区情况</h2>{bars}</section>
 <section aria-labelledby="h-list"><h2 id="h-list">名单（未接和升级的在前）</h2>{table}</section>"""

@@ -7,6 +7,7 @@ per district, warnings per day; ``assistant.console.charts``), each followed by 
 and every district × day in a table under a disclosure. Staff (operators, supervisors, admins): the page
 shows counts only, no elder's name or number, and the night operator is the one who acts on a bad answer rate;
 family accounts are refused. Query: ``days`` (1, 7, 14 or 30; default 7), ``district`` (one of ``DISTRICTS``).
+Above the statistics: the call engine now and the warnings being sent (``assistant.console.engine_status``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console.auth import ConsoleError, Principal
 from assistant.console.charts import legend, rate_bars, stacked_columns
+from assistant.console.engine_status import engine_now, engine_section
 from assistant.console.render import LOCAL_TZ, esc, page, select_field
 from assistant.console.web import guarded
 from assistant.platform.models import DISTRICTS
@@ -109,6 +111,7 @@ async def outbound_page(request: web.Request, p: Principal, db: AsyncSession) ->
     jobs = CallJobStore.for_engine(request.app[SERVICES_KEY].engine, now=lambda: dt.datetime.now(dt.UTC))
     today = dt.datetime.now(LOCAL_TZ).date()
     r = await outbound_report(jobs, today=today, days=int(days), tz=LOCAL_TZ, district=district or None)
+    engine = await engine_now(jobs, request.app[SERVICES_KEY].settings.telephony)
     total = r.total()
     stats = "".join(f'<li class="stat"><span class="num">{esc(v)}</span> {esc(k)}</li>' for k, v in (
         ("拨出电话", total.placed), ("接通率", _pct(total.answer_rate)), ("未接", total.no_answer),
@@ -139,7 +142,7 @@ async def outbound_page(request: web.Request, p: Principal, db: AsyncSession) ->
 {_table("care-cells", "各区每天的吃药提醒和预警", "日期 区", cells, CARE_COLUMNS)}</details>"""
     body = f"""<p class="hint">关怀电话、家属通知、吃药提醒、预警和回访电话，按区和天统计（北京时间；每一步按结束的那天计）。
 接通率 = 接通 / 拨出（含重拨和打给家属的电话）；预警和吃药提醒的“未通知到/未接”按每位长者最后一次拨打计。</p>
-{form}{content}"""
+{engine_section(engine)}{form}{content}"""
     return page("外呼统计", body, principal=p, current="/console/outbound")
 
 

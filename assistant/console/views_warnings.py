@@ -1,12 +1,13 @@
 """Console pages for warning broadcasts (issue #17): what was sent, the delivery report per district (heard,
 need help, not reached), and the elders it did not reach with a call link for the night operator.
 
-- ``GET /console/warnings``: the last 30 days' broadcasts with their totals, and the send form
-  (supervisors and admins send; ``telephony.gateway_service.send_warning``, the CLI's and the API's way; audited
-  ``send_warning``).
-- ``GET /console/warnings/{broadcast}``: the report per district and the elders not reached (could not be dialled
-  first, then every try unanswered), each with a ``tel:`` link and a link to the elder's page; audited
-  ``view_warning`` (the page lists elders' phone numbers).
+- ``GET /console/warnings``: the call engine now (lines, calls per hour) and the broadcasts being sent with
+  their progress and expected finish (``assistant.console.engine_status``), the last 30 days' broadcasts with
+  their totals, and the send form (supervisors and admins send; ``telephony.gateway_service.send_warning``, the
+  CLI's and the API's way; audited ``send_warning``).
+- ``GET /console/warnings/{broadcast}``: while it is being sent its progress and expected finish; the report per
+  district and the elders not reached (could not be dialled first, then every try unanswered), each with a
+  ``tel:`` link and a link to the elder's page; audited ``view_warning`` (the page lists elders' phone numbers).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistant.console import auth
 from assistant.console.auth import ConsoleError, Principal
+from assistant.console.engine_status import engine_now, engine_section, eta_sentence
 from assistant.console.render import csrf_field, error_page, esc, local_time, page
 from assistant.console.web import client_ip, guarded
 from assistant.errors import TelephonyError
@@ -74,7 +76,9 @@ def _send_form(p: Principal) -> str:
 @staff
 async def warnings_page(request: web.Request, p: Principal, db: AsyncSession) -> web.Response:
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=LIST_DAYS)
-    report = await warning_report(_jobs(request), since=since)
+    jobs = _jobs(request)
+    report = await warning_report(jobs, since=since)
+    engine = await engine_now(jobs, request.app[SERVICES_KEY].settings.telephony)
     rows = []
     for broadcast in sorted(report, reverse=True):
         t = _totals(report[broadcast])
@@ -86,6 +90,7 @@ async def warnings_page(request: web.Request, p: Principal, db: AsyncSession) ->
              f'<tbody>{"".join(rows)}</tbody></table>') if rows else f'<p class="empty">最近 {LIST_DAYS} 天没有发送预警。</p>'
     body = f"""<p class="hint">台风、高温、停电等预警由电话逐一通知长者：按1表示听到，按2表示需要帮助（会生成警报）。
 拨不通的长者会各生成一条警报，请值班人员电话联系。</p>
+{engine_section(engine)}
 <section aria-labelledby="h-list"><h2 id="h-list">最近的预警</h2>{table}</section>
 <section aria-labelledby="h-send" class="card"><h2 id="h-send">发送预警</h2>{_send_form(p)}</section>"""
     return page("预警广播", body, principal=p, current="/console/warnings")
@@ -126,6 +131,9 @@ async def warning_page(request: web.Request, p: Principal, db: AsyncSession) -> 
         return error_page(404, "没有这条预警。", p)
     report = (await warning_report(jobs, broadcast_id=broadcast)).get(broadcast, {})
     missed = await not_reached(jobs, broadcast)
+    sending = []
+    if sum(c["pending"] for c in report.values()):
+        sending = (await engine_now(jobs, request.app[SERVICES_KEY].settings.telephony, broadcast_ids=[broadcast])).sending
     await auth.audit(db, p, "view_warning", target_type="broadcast", target_id=broadcast, ip=client_ip(request))
     await db.commit()
     head = "".join(f"<th scope=col>{esc(v)}</th>" for v in RESULT_LABELS.values())
@@ -148,8 +156,9 @@ async def warning_page(request: web.Request, p: Principal, db: AsyncSession) -> 
     added = request.query.get("added")
     flash = (f'<p class="flash" role="status">预警已发送：新增 {esc(added)} 位长者的电话。</p>'
              if added is not None else "")
+    progress = "".join(f'<p id="eta" class="card">{esc(eta_sentence(s))}</p>' for s in sending)
     body = f"""{flash}<p class="hint">{esc(_what(summary))} · 发送于 {local_time(as_stored(summary["sent_at"]))}</p>
-<section aria-labelledby="h-report" class="card"><h2 id="h-report">各区送达情况</h2>{by_district}</section>
+{progress}<section aria-labelledby="h-report" class="card"><h2 id="h-report">各区送达情况</h2>{by_district}</section>
 <section aria-labelledby="h-missed"><h2 id="h-missed">未通知到的长者（请电话联系）</h2>{more}{people_table}</section>
 <p><a href="/console/warnings">返回预警列表</a></p>"""
     return page(f"预警 {broadcast}", body, principal=p, current="/console/warnings")

@@ -10,16 +10,11 @@ import datetime as dt
 import pytest
 from sqlalchemy import insert
 
-from assistant.console import users
-from assistant.console.app import create_app
-from assistant.console.seed import seed_demo
-from assistant.services import SERVICES_KEY
 from telephony.models import CallJob
-from tests.e2e.a11y import axe_violations, need_axe, screenshots_dir, sideways_overflow_px
-from tests.e2e.test_console_browser import ARGS, CHROMIUM, need_browser, sign_in, start_site
-from tests.unit.console_helpers import PASSWORD, write_wav
+from tests.e2e.a11y import axe_violations, screenshots_dir, sideways_overflow_px
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+pytest_plugins = ["tests.e2e.fixtures_console_site"]
 
 
 def _week_of_rows(elders: list[int]) -> list[dict]:
@@ -41,60 +36,41 @@ def _week_of_rows(elders: list[int]) -> list[dict]:
             for k, kind, e, n, state, outcome, t in out]
 
 
-async def test_outbound_page_in_chromium(settings, tmp_path):
-    need_browser()
-    need_axe()
-    from playwright.async_api import async_playwright
+async def test_outbound_page_in_chromium(console_site, settings):
+    site = console_site
+    async with site.services.engine.begin() as conn:
+        await conn.execute(insert(CallJob), _week_of_rows([site.demo.elder_a, site.demo.elder_b]))
+    found: dict[str, list] = {}
+    shots = screenshots_dir(settings.paths.reports_dir)
+    page = await site.page("op")
+    await page.click("nav a[href='/console/outbound']")
+    await page.wait_for_url("**/console/outbound")
+    for chart in ("#chart-calls", "#chart-rate", "#chart-warn"):
+        assert await page.locator(chart).get_attribute("role") == "img"
+    assert await page.locator("#by-day tbody tr").count() == 7
+    assert await page.locator("#by-district tbody tr").count() == 2
+    assert await page.locator("#engine-capacity").is_visible()  # the engine now, above the statistics
+    found["outbound (desktop)"] = await axe_violations(page)
+    await page.screenshot(path=str(shots / "console-outbound-1366.png"), full_page=True)
+    await page.click("details summary")
+    assert await page.locator("#cells").is_visible()
+    found["outbound, details open"] = await axe_violations(page)
+    await page.select_option("#s-district", "蓬江")
+    await page.select_option("#s-days", "14")
+    await page.click("form.filters button")
+    await page.wait_for_url("**/console/outbound?days=14&district=*")
+    assert await page.locator("#by-district tbody tr").count() == 1
+    found["outbound, one district"] = await axe_violations(page)
 
-    app = create_app(settings)
-    runner, base = await start_site(app)
-    try:
-        services = app[SERVICES_KEY]
-        async with services.sessions() as db:
-            demo = await seed_demo(db, audio_path=write_wav(tmp_path / "demo.wav"))
-            await users.create_user(db, username="op", role="operator", password=PASSWORD, display_name="李接线")
-        async with services.engine.begin() as conn:
-            await conn.execute(insert(CallJob), _week_of_rows([demo.elder_a, demo.elder_b]))
-        found: dict[str, list] = {}
-        shots = screenshots_dir(settings.paths.reports_dir)
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-            try:
-                page = await (await browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN")).new_page()
-                await sign_in(page, base, "op")
-                await page.click("nav a[href='/console/outbound']")
-                await page.wait_for_url("**/console/outbound")
-                for chart in ("#chart-calls", "#chart-rate", "#chart-warn"):
-                    assert await page.locator(chart).get_attribute("role") == "img"
-                assert await page.locator("#by-day tbody tr").count() == 7
-                assert await page.locator("#by-district tbody tr").count() == 2
-                found["outbound (desktop)"] = await axe_violations(page)
-                await page.screenshot(path=str(shots / "console-outbound-1366.png"), full_page=True)
-                await page.click("details summary")
-                assert await page.locator("#cells").is_visible()
-                found["outbound, details open"] = await axe_violations(page)
-                await page.select_option("#s-district", "蓬江")
-                await page.select_option("#s-days", "14")
-                await page.click("form.filters button")
-                await page.wait_for_url("**/console/outbound?days=14&district=*")
-                assert await page.locator("#by-district tbody tr").count() == 1
-                found["outbound, one district"] = await axe_violations(page)
-
-                phone = await (await browser.new_context(viewport={"width": 360, "height": 780}, locale="zh-CN",
-                                                         is_mobile=True, has_touch=True)).new_page()
-                await sign_in(phone, base, "op")
-                await phone.goto(f"{base}/console/outbound")
-                found["outbound (360 px)"] = await axe_violations(phone)
-                for width in (320, 360, 390, 430):
-                    await phone.set_viewport_size({"width": width, "height": 780})
-                    assert await sideways_overflow_px(phone) <= 0, f"sideways scrolling at {width} px"
-                    box = await phone.locator("#chart-calls").bounding_box()
-                    assert box is not None and box["width"] <= width
-                await phone.set_viewport_size({"width": 360, "height": 780})
-                await phone.screenshot(path=str(shots / "console-outbound-360.png"), full_page=True)
-            finally:
-                await browser.close()
-        assert len(found) == 4
-        assert {name: v for name, v in found.items() if v} == {}
-    finally:
-        await runner.cleanup()
+    phone = await site.page("op", width=360, height=780, phone=True)
+    await phone.goto(f"{site.base}/console/outbound")
+    found["outbound (360 px)"] = await axe_violations(phone)
+    for width in (320, 360, 390, 430):
+        await phone.set_viewport_size({"width": width, "height": 780})
+        assert await sideways_overflow_px(phone) <= 0, f"sideways scrolling at {width} px"
+        box = await phone.locator("#chart-calls").bounding_box()
+        assert box is not None and box["width"] <= width
+    await phone.set_viewport_size({"width": 360, "height": 780})
+    await phone.screenshot(path=str(shots / "console-outbound-360.png"), full_page=True)
+    assert len(found) == 4
+    assert {name: v for name, v in found.items() if v} == {}

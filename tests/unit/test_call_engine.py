@@ -643,6 +643,66 @@ async def test_a_broadcasts_expected_time_counts_quiet_hours_the_queue_and_the_r
     assert eta2["expected_done_s"] == eta["expected_done_s"] + 1800
 
 
+async def test_a_broadcast_under_way_is_estimated_on_what_is_left(platform):
+    """Asked while the broadcast is being sent (the console asks every time it shows it), the estimate counts
+    the tries left at their stage and the retry rounds still ahead — not the whole broadcast again from now,
+    which would move the expected finish later and later. Another broadcast whose id matches a LIKE pattern
+    (``a_1`` / ``ab1``) and the need-help alert rows of the same chains are not this broadcast's elders."""
+    from sqlalchemy import insert, update
+
+    from telephony import capacity
+    from telephony.broadcasts import Broadcast, broadcasts_under_way, plan_warning
+    from telephony.models import CallJob
+
+    p = platform
+    at = datetime(2026, 11, 23, 7, 0)
+    jobs = CallJobStore.for_engine(p.engine, now=lambda: at)
+    await capacity.beat(jobs, capacity.NodeBeat(node_id="a", lines=10, dials_per_s=2.0, tick_s=5.0, lease_s=3600.0))
+    schedules = [CareSchedule(elder_id=e, number=f"10{e:03d}") for e in range(1, 301)]
+    await plan_warning(jobs, Broadcast(broadcast_id="a_1", kind="typhoon"), schedules, now=at)
+    delays = (900.0, 900.0)
+    before = await capacity.broadcast_eta(jobs, "a_1", await capacity.measure(jobs, default_hold_s=60.0),
+                                         retry_delays_s=delays)
+    assert before["expected_done_s"] == 3600 + 5 + 1800 + 2 * 965 + 60  # as planned (the test above)
+    # 08:30: every first try made, 240 heard, 60 unanswered with their retries due at 08:45; one need-help alert
+    # row planned on a chain of a_1; a broadcast "ab1" (which "a_1" matched as a LIKE pattern) still planned
+    at = datetime(2026, 11, 23, 8, 30)
+    async with p.engine.begin() as conn:
+        await conn.execute(update(CallJob).where(CallJob.kind == "warning", CallJob.elder_id <= 60)
+                           .values(state="no_answer", finished_at=at.replace(tzinfo=UTC)))
+        await conn.execute(update(CallJob).where(CallJob.kind == "warning", CallJob.elder_id > 60)
+                           .values(state="done", outcome="heard", finished_at=at.replace(tzinfo=UTC)))
+        retry = datetime(2026, 11, 23, 8, 45, tzinfo=UTC)
+        await conn.execute(insert(CallJob), [
+            {"job_key": f"warn:a_1:{e}:a2", "chain": f"warn:a_1:{e}", "kind": "warning", "elder_id": e, "number": "1",
+             "attempt": 2, "state": "planned", "not_before": retry, "created_at": retry, "detail": {}} for e in range(1, 61)]
+            + [{"job_key": "warn:a_1:299:alert", "chain": "warn:a_1:299", "kind": "alert", "elder_id": 299, "number": "",
+                "attempt": 1, "state": "planned", "not_before": retry, "created_at": retry, "detail": {}}]
+            + [{"job_key": f"warn:ab1:{e}:a1", "chain": f"warn:ab1:{e}", "kind": "warning", "elder_id": e, "number": "1",
+                "attempt": 1, "state": "planned", "not_before": retry, "created_at": retry, "detail": {}}
+               for e in range(400, 500)])
+    cap = await capacity.measure(jobs, default_hold_s=60.0)  # nothing measured (no dial times): 600/h, share 0.2
+    eta = await capacity.broadcast_eta(jobs, "a_1", cap, retry_delays_s=delays)
+    assert eta["expected_calls"] == 420  # 300 elders (not 301 with the alert row, nor 400 with ab1's)
+    # the retries wait until 08:45 + a tick (905 s); they and ab1's 100 first tries queued with them go at 600/h
+    # (960 s; the alert row takes no line); then the one round left: max(900 + 5 + 60, 12 calls) = 965; then the last hold (60)
+    assert eta["expected_done_s"] == 905 + 960 + 965 + 60
+    assert await broadcasts_under_way(jobs) == ["ab1", "a_1"]
+    # 08:50: the retries are in their calls (dialling): 5 + 960 + 965 + 60 from now, earlier than at 08:30
+    at = datetime(2026, 11, 23, 8, 50)
+    async with p.engine.begin() as conn:
+        await conn.execute(update(CallJob).where(CallJob.attempt == 2).values(state="dialling"))
+    eta = await capacity.broadcast_eta(jobs, "a_1", cap, retry_delays_s=delays)
+    assert eta["expected_done_s"] == 5 + 960 + 965 + 60
+    # every try made (the alert row is not a try): 0 s, now
+    async with p.engine.begin() as conn:
+        await conn.execute(update(CallJob).where(CallJob.attempt == 2).values(state="no_answer",
+                                                                               finished_at=at.replace(tzinfo=UTC)))
+    done = await capacity.broadcast_eta(jobs, "a_1", cap, retry_delays_s=delays)
+    assert done["expected_done_s"] == 0 and done["expected_done_at"].startswith("2026-11-23T08:50")
+    assert await broadcasts_under_way(jobs) == ["ab1"]
+
+
 async def test_a_windows_calls_spread_by_capacity_and_never_into_quiet_hours(platform):
     """``spread_s = SPREAD_BY_CAPACITY``: 100 elders of 09:00-11:00 on one node of 4 lines (240 calls/h at the
     default hold; 140 calls with the retries) fall due over 09:00-09:35, not all at 09:00; a window that runs into
