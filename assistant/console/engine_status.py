@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from assistant.console.render import cn_time, esc
+from assistant.settings import TelephonySettings
 from telephony.broadcasts import broadcasts_under_way, warning_report
 from telephony.call_jobs import CallJobStore
 from telephony.capacity import Capacity, broadcast_estimates
@@ -45,7 +46,8 @@ class EngineNow:
     sending: list[Sending]
 
 
-async def engine_now(jobs: CallJobStore, telephony, *, broadcast_ids: list[str] | None = None) -> EngineNow:
+async def engine_now(jobs: CallJobStore, telephony: TelephonySettings, *,
+                     broadcast_ids: list[str] | None = None) -> EngineNow:
     """The capacity now and ``broadcast_ids`` (default: every broadcast being sent) with their progress and
     estimate; a broadcast with nothing left to try is left out."""
     ids = await broadcasts_under_way(jobs) if broadcast_ids is None else broadcast_ids
