@@ -657,7 +657,7 @@ async def test_a_broadcast_under_way_is_estimated_on_what_is_left(platform):
     p = platform
     at = datetime(2026, 11, 23, 7, 0)
     jobs = CallJobStore.for_engine(p.engine, now=lambda: at)
-    await capacity.beat(jobs, capacity.NodeBeat(node_id="a", lines=10, dials_per_s=2.0, tick_s=5.0, lease_s=3600.0))
+    await capacity.beat(jobs, capacity.NodeBeat(node_id="a", lines=10, dials_per_s=2.0, tick_s=5.0, lease_s=3 * 3600.0))  # live all morning
     schedules = [CareSchedule(elder_id=e, number=f"10{e:03d}") for e in range(1, 301)]
     await plan_warning(jobs, Broadcast(broadcast_id="a_1", kind="typhoon"), schedules, now=at)
     delays = (900.0, 900.0)
