@@ -5,7 +5,8 @@ being sent, how many elders are done and when every elder is expected to have be
 The estimate is ``telephony.capacity.broadcast_estimates``: the same code ``assistant warn send`` and
 ``POST /api/warnings`` answer with, asked again now (it counts what is left of a broadcast under way).
 Shown on ``/console/warnings`` (each broadcast's page says its own) and on 外呼统计 ``/console/outbound``: staff
-pages, family accounts never reach them. Times are Beijing time; the table scrolls inside its own box on a phone.
+pages, family accounts never reach them. Times are Beijing time; on a phone the tiles go two to a row and each
+broadcast is a short item.
 """
 
 from __future__ import annotations
@@ -76,12 +77,20 @@ def _pct(done: int, total: int) -> str:
     return f"{done / total:.0%}" if total else "—"
 
 
+def eta_text(s: Sending) -> str:
+    """When every elder will have been tried, in Beijing time, and how long that is from now."""
+    if s.done_at is None:
+        return "没有在线的外呼节点，无法估计完成时间。"
+    return f"预计 {cn_time(s.done_at)}（北京时间）全部拨完，还需{duration(s.eta['expected_done_s'])}。"
+
+
+def progress_text(s: Sending) -> str:
+    return f"已完成 {s.done} / {s.elders} 位（{_pct(s.done, s.elders)}），待拨打 {s.pending} 位。"
+
+
 def eta_sentence(s: Sending) -> str:
     """One line for a broadcast's own page."""
-    progress = f"正在发送：已完成 {s.done} / {s.elders} 位（{_pct(s.done, s.elders)}），待拨打 {s.pending} 位。"
-    if s.done_at is None:
-        return progress + "没有在线的外呼节点，无法估计完成时间。"
-    return progress + f"预计 {cn_time(s.done_at)}（北京时间）全部拨完，还需{duration(s.eta['expected_done_s'])}。"
+    return f"正在发送：{eta_text(s)}{progress_text(s)}"
 
 
 def _capacity_tiles(c: Capacity) -> str:
@@ -95,23 +104,19 @@ def _capacity_tiles(c: Capacity) -> str:
     return f'{down}<ul class="stats" id="engine-capacity">{items}</ul><p class="hint">{esc(how)}。</p>'
 
 
-def _sending_table(sending: list[Sending]) -> str:
+def _sending_list(sending: list[Sending]) -> str:
+    """One item per broadcast, the expected finish first (a list, not a table: on a phone it wraps and nothing
+    hides behind a sideways scroll)."""
     if not sending:
         return '<p class="empty" id="sending-none">现在没有正在发送的预警。</p>'
-    rows = "".join(
-        f'<tr><th scope=row><a href="/console/warnings/{esc(s.broadcast)}">{esc(s.broadcast)}</a></th>'
-        f"<td>{s.done} / {s.elders}（{_pct(s.done, s.elders)}）</td><td>{s.pending}</td>"
-        f"<td>{esc(cn_time(s.done_at)) if s.done_at else '无法估计'}</td>"
-        f"<td>{esc(duration(s.eta['expected_done_s'])) if s.done_at else '—'}</td></tr>"
+    items = "".join(
+        f'<li><p><a href="/console/warnings/{esc(s.broadcast)}">{esc(s.broadcast)}</a></p>'
+        f'<p class="eta">{esc(eta_text(s))}</p><p class="item-meta">{esc(progress_text(s))}</p></li>'
         for s in sending)
-    return ('<div class="table-scroll" role="region" aria-labelledby="sending-c" tabindex="0">'
-            '<table id="sending" class="numbers"><caption id="sending-c">正在发送的预警</caption>'
-            '<thead><tr><th scope=col>预警</th><th scope=col>已完成（位）</th><th scope=col>待拨打</th>'
-            '<th scope=col>预计全部拨完（北京时间）</th><th scope=col>还需</th></tr></thead>'
-            f"<tbody>{rows}</tbody></table></div>")
+    return f'<h3 id="h-sending">正在发送的预警</h3><ul class="items" id="sending" aria-labelledby="h-sending">{items}</ul>'
 
 
 def engine_section(now: EngineNow) -> str:
     """The card: the capacity tiles, then the broadcasts being sent."""
     return (f'<section aria-labelledby="h-engine" class="card" id="engine"><h2 id="h-engine">外呼线路（现在）</h2>'
-            f"{_capacity_tiles(now.capacity)}{_sending_table(now.sending)}</section>")
+            f"{_capacity_tiles(now.capacity)}{_sending_list(now.sending)}</section>")

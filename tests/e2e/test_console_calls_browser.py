@@ -48,12 +48,13 @@ async def test_warning_and_medication_pages_in_chromium(console_site):
     eta = await capacity.broadcast_estimate(jobs, "tf-browser", telephony=services.settings.telephony)
     when = cn_time(dt.datetime.fromisoformat(eta["expected_done_at"]))  # what POST /api/warnings would answer
     await page.reload()
-    assert f"已完成 0 / 1 位（0%），待拨打 1 位。预计 {when}（北京时间）全部拨完" in await page.inner_text("#eta")
+    assert f"正在发送：预计 {when}（北京时间）全部拨完" in await page.inner_text("#eta")
+    assert "已完成 0 / 1 位（0%），待拨打 1 位。" in await page.inner_text("#eta")
     found["warning being sent"] = await axe_violations(page)
     await page.goto(f"{base}/console/warnings")
     assert "每小时可拨" in await page.inner_text("#engine-capacity")
-    row = await page.inner_text("#sending tbody tr")
-    assert "tf-browser" in row and "0 / 1（0%）" in row and when in row
+    item = await page.inner_text("#sending li")
+    assert "tf-browser" in item and "已完成 0 / 1 位（0%）" in item and f"预计 {when}（北京时间）全部拨完" in item
     found["warnings (one being sent)"] = await axe_violations(page)
     phone = await site.page("op", width=360, height=780, phone=True)
     await phone.goto(f"{base}/console/warnings")
@@ -62,6 +63,9 @@ async def test_warning_and_medication_pages_in_chromium(console_site):
     for width in (320, 360, 390, 430):
         await phone.set_viewport_size({"width": width, "height": 780})
         assert await sideways_overflow_px(phone) <= 0, f"sideways scrolling at {width} px"
+    await phone.set_viewport_size({"width": 360, "height": 780})
+    box = await phone.locator("#sending .eta").bounding_box()  # the expected finish, on the screen
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360
     await phone.screenshot(path=str(screenshots_dir(services.settings.paths.reports_dir) / "console-warnings-360.png"),
                            full_page=True)
 

@@ -191,23 +191,23 @@ async def test_capacity_and_a_broadcast_being_sent_with_the_apis_estimate(env):
         assert _tiles(html) == {"在线节点": "1", "外呼线路": "8", "通话中": "3", "每通占线": "90 秒",
                                 "每小时可拨": "320 通"}, path
         assert "按默认 90 秒估算" in html
-        table = re.search(r'<table id="sending".*?</table>', html, re.S).group(0)
-        row = re.findall(r"<tr><th scope=row>(.*?)</th>((?:<td>[^<]*</td>)+)</tr>", table)
-        [(link, cells)] = [(link, re.findall(r"<td>([^<]*)</td>", tds)) for link, tds in row]
-        assert link == '<a href="/console/warnings/tf-eta">tf-eta</a>' and cells[:3] == ["0 / 2（0%）", "2", when], path
+        items = re.findall(r'<li><p><a href="/console/warnings/tf-eta">tf-eta</a></p><p class="eta">([^<]*)</p>'
+                           r'<p class="item-meta">([^<]*)</p></li>', html)
+        assert len(items) == 1, path
+        [(eta, progress)] = items
         left = api["expected_done_s"]  # asked a moment before the page: the same within a second or two
-        assert cells[3].startswith("约 2 小时") and cells[3] in {duration(left + d) for d in (-3, 0, 3)}, path
-        assert '<div class="table-scroll" role="region" aria-labelledby="sending-c" tabindex="0">' in html
+        assert eta in {f"预计 {when}（北京时间）全部拨完，还需{duration(left + d)}。" for d in (-3, 0, 3)}, path
+        assert "还需约 2 小时" in eta and progress == "已完成 0 / 2 位（0%），待拨打 2 位。", path
         assert " style=" not in html and "<script>" not in html  # the CSP holds
     page = await (await c.get("/console/warnings/tf-eta")).text()
-    assert f"正在发送：已完成 0 / 2 位（0%），待拨打 2 位。预计 {when}（北京时间）全部拨完" in page
+    assert f"正在发送：预计 {when}（北京时间）全部拨完" in page and "已完成 0 / 2 位（0%），待拨打 2 位。" in page
 
     # one elder heard it: 1 / 2; then the other: no longer being sent, no line on its page
     async with c.server.app[SERVICES_KEY].engine.begin() as conn:
         await conn.execute(update(CallJob).where(CallJob.elder_id == c.ids.elder_a).values(
             state="done", outcome="heard", finished_at=dt.datetime.now(dt.UTC)))
     html = await (await c.get("/console/warnings")).text()
-    assert "<td>1 / 2（50%）</td><td>1</td>" in html
+    assert "已完成 1 / 2 位（50%），待拨打 1 位。" in html
     async with c.server.app[SERVICES_KEY].engine.begin() as conn:
         await conn.execute(update(CallJob).where(CallJob.elder_id == c.ids.elder_b).values(
             state="done", outcome="heard", finished_at=dt.datetime.now(dt.UTC)))
