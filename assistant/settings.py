@@ -333,6 +333,9 @@ class TelephonySettings:
     # (emergency) call always finds a line while the platform dials. Only an urgent hand-over's legs (SOS,
     # unconfirmed emergency, fraud) may take them; must be below max_concurrent_calls
     engine_inbound_reserve_calls: int = 2
+    # a caller who pressed 9 (call me back) waits at most this long for a line that is not kept for inbound
+    # calls; then an operator is asked to call them instead (telephony.lines)
+    callback_line_wait_s: float = 600.0
     engine_dials_per_s: float = 2.0  # INVITEs per second per node at most (the trunk's call rate)
     # a line's holding time per call (claim → end) assumed for the capacity report until calls have finished:
     # ring (up to answer_timeout_s), identity proof, message, keypad, and the trunk's pacing. 60 s (a bare call)

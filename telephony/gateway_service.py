@@ -27,7 +27,7 @@ from telephony.engine import CallEngine
 from telephony.followups import OrderFollowups
 from telephony.gateway import Gateway, _maybe_await, default_pipeline_factory
 from telephony.handover import OperatorCallbacks
-from telephony.lines import LineGate
+from telephony.lines import LineGate, LineUse
 from telephony.medication import MedicationReminders
 from telephony.scheduler import (
     INTENT_OUTCOMES,
@@ -189,10 +189,14 @@ def with_checkin_outcomes(base, runner: CareCallRunner):
     return factory
 
 
-def identity_call_back(*, runner: CareCallRunner, store, settings):
+def identity_call_back(*, runner: CareCallRunner, store, settings, line_gate: LineGate | None = None):
     """``Gateway.call_back``: the caller on an inbound call pressed 9 → after ``fraud.callback_delay_s``
     (their line is free again) one outbound call to the number on file they rang from — caller ID picked
-    the elder, but only the real subscriber of that number answers our call — with the full proof."""
+    the elder, but only the real subscriber of that number answers our call — with the full proof.
+
+    A routine call (``telephony.lines``): with ``line_gate`` (the gateway's), it waits up to
+    ``telephony.callback_line_wait_s`` for a line that is not kept for inbound calls; none by then → the
+    dial fails ``no_free_line`` and an operator is asked to call (the "no answer" alert)."""
 
     async def call_back(session) -> None:
         elder = await store.get_elder(session.elder_id)
@@ -202,7 +206,17 @@ def identity_call_back(*, runner: CareCallRunner, store, settings):
             raise TelephonyError("the caller's number is not on file: no call-back", code="unknown_elder")
         await asyncio.sleep(settings.fraud.callback_delay_s)
         schedule = schedule_for_elder(elder, number=number, quiet_hours=settings.telephony.quiet_hours)
-        result = await runner.run_identity_callback(schedule)
+        ticket = None
+        if line_gate is not None:
+            ticket = await line_gate.take(LineUse.ROUTINE, wait_s=settings.telephony.callback_line_wait_s)
+            if ticket is None:
+                logger.warning("identity call-back to elder %s: no free line within %.0f s", session.elder_id,
+                               settings.telephony.callback_line_wait_s)
+        try:
+            result = await runner.run_identity_callback(schedule, line=ticket or LineUse.ROUTINE)
+        finally:
+            if ticket is not None:  # not dialled (the ledger write failed): the line goes back
+                ticket.release()
         logger.info("identity call-back to elder %s: %s", session.elder_id, result.status)
 
     return call_back
@@ -273,7 +287,7 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
         gateway.pipeline_factory = default_pipeline_factory(with_handover_alerts(runtime.services, gateway))
     runner = care_call_runner(gateway=gateway, store=store, ledger=ledger, on_alert=sink)
     gateway.pipeline_factory = with_checkin_outcomes(gateway.pipeline_factory, runner)
-    gateway.call_back = identity_call_back(runner=runner, store=store, settings=settings)
+    gateway.call_back = identity_call_back(runner=runner, store=store, settings=settings, line_gate=gateway.lines)
     await gateway.start()
 
     schedules = partial(store_schedules, store, quiet_hours=settings.telephony.quiet_hours)

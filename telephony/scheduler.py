@@ -490,14 +490,16 @@ class CareCallRunner:
             await self._mark_answered(entry, call.call_id)
         return PlacedCall(result="answered", entry=entry, call_id=call.call_id, outcome=outcome)
 
-    async def run_identity_callback(self, schedule: CareSchedule) -> CareCallResult:
+    async def run_identity_callback(self, schedule: CareSchedule, *,
+                                    line: LineTicket | LineUse = LineUse.ROUTINE) -> CareCallResult:
         """The call-back an inbound caller asked for (they pressed 9 instead of keying the PIN): one dial to
         ``schedule.number`` (a number on file), written to the ledger first like every platform call, opened
-        with the full proof; the callee ends the call. No answer → an operator alert (no retries, no family)."""
+        with the full proof; the callee ends the call. No answer (or no free line: ``no_free_line``) → an
+        operator alert (no retries, no family). ``line``: the ticket it goes out on (``telephony.lines``)."""
 
         result = CareCallResult(elder_id=schedule.elder_id)
         phrase = await self._safe_phrase(schedule.elder_id)
-        call, entry, record = await self._dial(schedule, schedule.number, "identity_callback", 1, result)
+        call, entry, record = await self._dial(schedule, schedule.number, "identity_callback", 1, result, line=line)
         if call is None:
             result.status = "escalated_operator"
             result.alerts.append("no_answer")

@@ -17,8 +17,9 @@ from assistant.platform.migrate import upgrade_heads_async
 from assistant.platform.store import PlatformStore
 from telephony.engine import CallEngine
 from telephony.gateway import Gateway
+from telephony.gateway_service import identity_call_back
 from telephony.handover import Escalation, HandOverState, OperatorCallbacks, line_use
-from telephony.lines import LineGate, LineUse
+from telephony.lines import LineGate, LineTicket, LineUse
 from telephony.scheduler import RETRYABLE
 
 
@@ -239,3 +240,37 @@ async def test_a_known_elder_refused_as_busy_raises_one_missed_call_alert(settin
         await engine.dispose()
     assert [(a.kind, a.severity) for a in alerts] == [("missed_call", "urgent")] and len(every) == 1
     assert alerts[0].detail["reason"] == "all_lines_busy" and "请尽快回电" in alerts[0].detail["summary"]
+
+
+async def test_the_identity_call_back_waits_for_a_routine_line_then_asks_an_operator(settings):
+    """The caller pressed 9: the call-back waits (``callback_line_wait_s``) for a line outside the reserve,
+    dials on that ticket; with none in time it dials nothing that could take the reserve."""
+    s = dataclasses.replace(settings, fraud=dataclasses.replace(settings.fraud, callback_delay_s=0.0),
+                            telephony=dataclasses.replace(settings.telephony, callback_line_wait_s=0.3))
+    elder = SimpleNamespace(elder_id=7, phones=[SimpleNamespace(number="0750-333 1234", is_primary=True)], contacts=[],
+                            dialect="cmn")
+
+    class Store:
+        async def get_elder(self, elder_id):
+            return elder
+
+    lines_given: list[object] = []
+
+    class Runner:
+        async def run_identity_callback(self, schedule, *, line):
+            lines_given.append(line)
+            return SimpleNamespace(status="completed")
+
+    g, calls = gate(lines=3, reserve=1, calls=2)
+    call_back = identity_call_back(runner=Runner(), store=Store(), settings=s, line_gate=g)
+    session = SimpleNamespace(elder_id=7, caller_number="07503331234")
+    await call_back(session)  # no line outside the reserve within 0.3 s
+    assert lines_given == [LineUse.ROUTINE] and g.busy == 2  # the dial takes a routine line or fails no_free_line
+    placing = asyncio.create_task(call_back(session))
+    await asyncio.sleep(0.1)
+    assert len(lines_given) == 1 and g.waiting == 1
+    calls.n = 1
+    g.changed()
+    await asyncio.wait_for(placing, 1.0)
+    assert isinstance(lines_given[1], LineTicket) and lines_given[1].use is LineUse.ROUTINE
+    assert lines_given[1].state == "released" and g.busy == 1  # not spent by this stand-in: given back
