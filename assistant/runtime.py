@@ -33,6 +33,7 @@ from assistant.services import Services, open_services
 from assistant.settings import Settings
 from assistant.tts.registry import warm
 from telephony.handover import OperatorCallbacks
+from telephony.lines import LineGate
 
 
 def free_port() -> int:
@@ -123,6 +124,10 @@ class Runtime:
     def use_callback_dialler(self, dialler: OperatorCallbacks) -> None:
         """The phone gateway's call-back dialler for the console's 安排回电, once the gateway runs here."""
         self.root.callbacks = dialler
+
+    def use_phone_lines(self, lines: LineGate) -> None:
+        """The phone gateway's lines (busy, waiting) for ``/metrics``, once the gateway runs here."""
+        self.root.lines = lines
 
 
 def with_free_ports(settings: Settings) -> Settings:

@@ -43,6 +43,7 @@ from assistant.platform.sla import SlaWatcher
 from assistant.platform.store import AlertInfo, PlatformStore
 from assistant.settings import Settings
 from telephony.handover import OperatorCallbacks
+from telephony.lines import LineGate
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class Services:
     supervisor: Supervisor | None = None
     pipeline: PipelineServices | None = None
     callbacks: OperatorCallbacks | None = None  # the console's 安排回电 dialler, when the phone gateway runs here
+    lines: LineGate | None = None  # the phone gateway's lines (telephony.lines), when it runs here: /metrics
     _serve_lock: ServeLock | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
 

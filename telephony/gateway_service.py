@@ -295,6 +295,7 @@ async def start_gateway(runtime, *, pipeline_factory=None, host: str | None = No
     stop = asyncio.Event()
     engine = call_engine(settings=settings, store=store, runner=runner, schedules=schedules, line_gate=gateway.lines)
     task = asyncio.create_task(engine.run(stop=stop), name="call-engine")
+    runtime.use_phone_lines(gateway.lines)
     callbacks = callbacks_task = None
     if gateway.escalation.enabled:  # the console's 安排回电 dials: elder first, then an operator's phone
         callbacks = OperatorCallbacks(gateway=gateway)

@@ -89,6 +89,7 @@ class LineGate:
         self.calls = calls
         self._held: set[LineTicket] = set()
         self._waiters: list[_Waiter] = []  # urgent ones first, then routine; each kind first come first served
+        self.refused_inbound = 0  # inbound calls refused (503) because every line was busy (SipEndpoint counts)
 
     @property
     def busy(self) -> int:

@@ -14,6 +14,12 @@ the same numbers (they come from the shared table):
   the measured line holding time per call and the calls per hour they can place now (``telephony.capacity``);
 - ``assistant_warning_calls{broadcast,district,result}``: warning broadcasts of the last 48 hours, elders per
   result (planned / heard / need_help / answered / no_answer / failed / pending; ``telephony.broadcasts``).
+
+When the phone gateway runs in this process, also its own lines (``telephony.lines``; per node, not shared):
+``assistant_gateway_lines`` (``MAX_CONCURRENT_CALLS``), ``assistant_gateway_lines_reserved`` (kept for
+inbound calls), ``assistant_gateway_lines_busy`` (calls and promised lines), ``assistant_gateway_lines_waiting``
+(outbound calls waiting for a line: console call-backs, hand-over legs) and
+``assistant_gateway_refused_busy_total`` (inbound calls refused with 503 since the start).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from assistant.services import SERVICES_KEY
 from telephony.broadcasts import warning_report
 from telephony.call_jobs import CallJobStore
 from telephony.capacity import measure
+from telephony.lines import LineGate
 from telephony.models import CallJob
 
 CONTENT_TYPE = "text/plain"  # Prometheus text exposition format 0.0.4
@@ -54,6 +61,20 @@ def steps_query(since: dt.datetime) -> Select:
             .join(Elder, Elder.id == CallJob.elder_id, isouter=True)
             .where(CallJob.finished_at >= since)
             .group_by(Elder.district, CallJob.kind, CallJob.state))
+
+
+def lines_text(lines: LineGate, *, refused_busy: int) -> list[str]:
+    """The phone gateway's lines (``telephony.lines``) as exposition lines."""
+    out = []
+    for name, value, kind, what in (
+            ("lines", lines.lines, "gauge", "The phone gateway's lines (MAX_CONCURRENT_CALLS)."),
+            ("lines_reserved", lines.inbound_reserve, "gauge", "Lines no routine outbound call takes (kept for inbound calls)."),
+            ("lines_busy", lines.busy, "gauge", "Lines taken now: calls in progress and lines promised to outbound calls."),
+            ("lines_waiting", lines.waiting, "gauge", "Outbound calls waiting for a line (call-backs, hand-over legs)."),
+            ("refused_busy_total", refused_busy, "counter", "Inbound calls refused with 503 because every line was busy.")):
+        out += [f"# HELP assistant_gateway_{name} {what}", f"# TYPE assistant_gateway_{name} {kind}",
+                _line(f"assistant_gateway_{name}", value)]
+    return out
 
 
 async def render(jobs: CallJobStore, *, default_hold_s: float = 90.0) -> str:
@@ -103,9 +124,12 @@ async def render(jobs: CallJobStore, *, default_hold_s: float = 90.0) -> str:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    jobs = CallJobStore.for_engine(request.app[SERVICES_KEY].engine, now=lambda: dt.datetime.now(dt.UTC))
-    hold = request.app[SERVICES_KEY].settings.telephony.engine_default_hold_s
-    return web.Response(text=await render(jobs, default_hold_s=hold), content_type=CONTENT_TYPE)
+    services = request.app[SERVICES_KEY]
+    jobs = CallJobStore.for_engine(services.engine, now=lambda: dt.datetime.now(dt.UTC))
+    text = await render(jobs, default_hold_s=services.settings.telephony.engine_default_hold_s)
+    if services.lines is not None:
+        text += "\n".join(lines_text(services.lines, refused_busy=services.lines.refused_inbound)) + "\n"
+    return web.Response(text=text, content_type=CONTENT_TYPE)
 
 
 def setup_metrics(app: web.Application) -> None:

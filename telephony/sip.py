@@ -356,6 +356,7 @@ class SipEndpoint:
         """Why a new inbound call cannot be taken now (None: it can). An inbound call may take any free line,
         the ones kept from outbound calls included (``telephony.lines``)."""
         if not self.lines.admits_inbound():
+            self.lines.refused_inbound += 1
             return "call limit reached"
         per_source = self.settings.max_calls_per_source
         if per_source > 0 and sum(1 for c in self._calls.values() if c.source_ip == source_ip) >= per_source:

@@ -142,6 +142,7 @@ async def test_an_elder_calling_in_finds_the_reserved_line_while_the_engine_and_
             async with RawCaller(gw.endpoint.port) as caller_b:
                 resp, _ = await caller_b.invite()
             assert resp.startswith("SIP/2.0 503") and header(resp, "Retry-After") == str(s.telephony.busy_retry_after_s), resp
+            assert gw.lines.refused_inbound == 1  # /metrics: assistant_gateway_refused_busy_total
             missed: list = []
 
             async def missed_alert() -> bool:

@@ -15,11 +15,13 @@ from assistant.errors import TelephonyError
 from assistant.platform.db import create_engine_for
 from assistant.platform.migrate import upgrade_heads_async
 from assistant.platform.store import PlatformStore
+from assistant.services import SERVICES_KEY
 from telephony.engine import CallEngine
 from telephony.gateway import Gateway
 from telephony.gateway_service import identity_call_back
 from telephony.handover import Escalation, HandOverState, OperatorCallbacks, line_use
 from telephony.lines import LineGate, LineTicket, LineUse
+from telephony.metrics import metrics
 from telephony.scheduler import RETRYABLE
 
 
@@ -274,3 +276,23 @@ async def test_the_identity_call_back_waits_for_a_routine_line_then_asks_an_oper
     await asyncio.wait_for(placing, 1.0)
     assert isinstance(lines_given[1], LineTicket) and lines_given[1].use is LineUse.ROUTINE
     assert lines_given[1].state == "released" and g.busy == 1  # not spent by this stand-in: given back
+
+
+async def test_metrics_show_the_gateways_lines_and_the_waiting_calls(settings):
+    await upgrade_heads_async(settings.store.database_url)
+    engine = create_engine_for(settings)
+    g, calls = gate(lines=3, reserve=1, calls=2)
+    g._waiters.append(SimpleNamespace(use=LineUse.ROUTINE))  # a call-back waiting
+    g.refused_inbound = 4
+    try:
+        services = SimpleNamespace(engine=engine, settings=settings, lines=None)
+        without = (await metrics(SimpleNamespace(app={SERVICES_KEY: services}))).text
+        services.lines = g  # the phone gateway runs in this process
+        text = (await metrics(SimpleNamespace(app={SERVICES_KEY: services}))).text
+    finally:
+        await engine.dispose()
+    assert "assistant_call_jobs_due 0" in without.splitlines() and "assistant_gateway" not in without
+    for line in ("assistant_gateway_lines 3", "assistant_gateway_lines_reserved 1", "assistant_gateway_lines_busy 2",
+                 "assistant_gateway_lines_waiting 1", "assistant_gateway_refused_busy_total 4",
+                 "# TYPE assistant_gateway_refused_busy_total counter"):
+        assert line in text.splitlines(), text
