@@ -329,29 +329,51 @@ def _today(schedule: Any, weekday: str) -> ColumnElement[bool]:
     return and_(schedule.enabled.is_(True), schedule.days.contains(weekday))
 
 
-def _care_state(start: dt.datetime) -> ColumnElement[str]:
-    """The elder's (``Elder``, correlated) care calls since ``start``, in SQL: answered (an outbound call with an
-    answered outcome), escalated (a ``no_answer`` alert), unanswered (outbound calls, none answered, not
-    escalated yet) or pending (no call yet). Each test is one lookup on ``ix_calls_elder_started`` /
-    ``ix_alerts_elder_created``."""
-    outbound = and_(Call.elder_id == Elder.id, Call.direction == "outbound", Call.started_at >= start)
-    answered = exists().where(outbound, Call.outcome.is_not(None), Call.outcome != "",
-                              Call.outcome.not_in(sorted(UNANSWERED_OUTCOMES)))
-    escalated = exists().where(Alert.elder_id == Elder.id, Alert.kind == "no_answer", Alert.created_at >= start)
-    return case((answered, "answered"), (escalated, "escalated"), (exists().where(outbound), "unanswered"),
-                else_="pending")
+@dataclass(frozen=True, kw_only=True)
+class _CareToday:
+    """Today's outbound calls per elder (answered or not, the last one) and today's no-answer escalations, as
+    derived tables read once each through ``ix_calls_started_at`` / the alerts table, joined to the elders."""
+
+    calls: Any
+    escalations: Any
+
+    @classmethod
+    def between(cls, start: dt.datetime, end: dt.datetime) -> _CareToday:
+        answered = and_(Call.outcome.is_not(None), Call.outcome != "", Call.outcome.not_in(sorted(UNANSWERED_OUTCOMES)))
+        calls = (select(Call.elder_id.label("elder_id"), func.max(case((answered, 1), else_=0)).label("answered"),
+                        func.max(Call.started_at).label("last_call_at"))
+                 # today, bounded on both sides: SQLite (no statistics) then reads the day through
+                 # ix_calls_started_at; with ">= start" alone it read every call ever through
+                 # (elder_id, started_at) to group in order
+                 .where(Call.direction == "outbound", Call.started_at >= start, Call.started_at < end)
+                 .group_by(Call.elder_id).subquery("care_calls"))
+        escalations = (select(Alert.elder_id.label("elder_id"))
+                       .where(Alert.kind == "no_answer", Alert.created_at >= start)
+                       .group_by(Alert.elder_id).subquery("care_escalations"))
+        return cls(calls=calls, escalations=escalations)
+
+    def join(self, q: Any) -> Any:
+        return (q.outerjoin(self.calls, self.calls.c.elder_id == Elder.id)
+                .outerjoin(self.escalations, self.escalations.c.elder_id == Elder.id))
+
+    def state(self) -> ColumnElement[str]:
+        """answered (an outbound call with an answered outcome), escalated (a ``no_answer`` alert), unanswered
+        (outbound calls, none answered, not escalated yet) or pending (no call yet)."""
+        return case((self.calls.c.answered == 1, "answered"), (self.escalations.c.elder_id.is_not(None), "escalated"),
+                    (self.calls.c.elder_id.is_not(None), "unanswered"), else_="pending")
 
 
 async def care_dashboard(db: AsyncSession, *, now: dt.datetime) -> CareDashboard:
-    """Today's (local time) scheduled care calls and their outcome (``_care_state``): the counts per district
-    over every active elder with an enabled schedule for today's weekday, and the ``CARE_ROWS`` most urgent of
-    them (escalated, unanswered, pending, answered; then by their first window today). Counted in SQL, the same
-    SQL on SQLite and PostgreSQL."""
+    """Today's (local time) scheduled care calls and their outcome (``_CareToday.state``): the counts per
+    district over every active elder with an enabled schedule for today's weekday, and the ``CARE_ROWS`` most
+    urgent of them (escalated, unanswered, pending, answered; then by their first window today). Counted in SQL,
+    the same SQL on SQLite and PostgreSQL."""
     local = now.astimezone(LOCAL_TZ)
     day = local.date()
     start = dt.datetime.combine(day, dt.time(0), tzinfo=LOCAL_TZ).astimezone(dt.UTC)
     weekday = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[local.weekday()]
-    elders = (select(Elder.district.label("district"), _care_state(start).label("state"))
+    today = _CareToday.between(start, start + dt.timedelta(days=1))
+    elders = (today.join(select(Elder.district.label("district"), today.state().label("state")).select_from(Elder))
               .where(Elder.active.is_(True), exists().where(CareSchedule.elder_id == Elder.id, _today(CareSchedule, weekday)))
               .subquery())
     tally = select(elders.c.district, elders.c.state, func.count()).group_by(elders.c.district, elders.c.state)
@@ -365,12 +387,10 @@ async def care_dashboard(db: AsyncSession, *, now: dt.datetime) -> CareDashboard
     first = ~exists().where(earlier.elder_id == CareSchedule.elder_id, _today(earlier, weekday),
                             or_(earlier.window_start < CareSchedule.window_start,
                                 and_(earlier.window_start == CareSchedule.window_start, earlier.id < CareSchedule.id)))
-    last_call = (select(func.max(Call.started_at))
-                 .where(Call.elder_id == Elder.id, Call.direction == "outbound", Call.started_at >= start)
-                 .scalar_subquery())
-    listed = (select(Elder.id, Elder.name, Elder.district, CareSchedule.window_start, CareSchedule.window_end,
-                     _care_state(start).label("state"), last_call.label("last_call_at"))
-              .join(Elder, Elder.id == CareSchedule.elder_id)
+    listed = (today.join(select(Elder.id, Elder.name, Elder.district, CareSchedule.window_start,
+                                CareSchedule.window_end, today.state().label("state"),
+                                today.calls.c.last_call_at)
+                         .select_from(CareSchedule).join(Elder, Elder.id == CareSchedule.elder_id))
               .where(Elder.active.is_(True), _today(CareSchedule, weekday), first)
               .subquery())
     urgency = case(*((listed.c.state == s, i) for i, s in enumerate(CARE_URGENCY)))

@@ -203,6 +203,7 @@ class Call(Base):
     __table_args__ = (
         CheckConstraint(_in("direction", CALL_DIRECTIONS), name="direction"),
         Index("ix_calls_elder_started", "elder_id", "started_at"),
+        Index("ix_calls_started_at", "started_at"),  # today's calls for the care page (core_0012)
     )
 
     call_id: Mapped[str] = mapped_column(String(64), primary_key=True)

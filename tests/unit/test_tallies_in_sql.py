@@ -5,7 +5,7 @@
   ``EXPLAIN QUERY PLAN``); the old ``state IN (…)`` filter is kept here as the reference;
 - the care page's tally (``assistant.console.queries.care_dashboard``: today's care calls per district, and the
   list most urgent first) against the Python count it replaced, kept here as the reference, on seeded random
-  elders, schedules, calls and alerts.
+  elders, schedules, calls and alerts; SQLite reads today's calls through ``ix_calls_started_at`` (core_0012).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import datetime as dt
 import random
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import event, func, insert, select
 
 from assistant.console import queries
 from assistant.console.queries import (
@@ -183,6 +183,16 @@ async def test_care_tally_in_sql_equals_the_python_count(engine, monkeypatch):
         assert new.elders < await db.scalar(select(func.count()).select_from(Elder))
     # the page lists the most urgent first, as many as CARE_ROWS; the counts still cover every elder
     monkeypatch.setattr(queries, "CARE_ROWS", 10)
+    statements: list[tuple[str, tuple]] = []
+    listen = lambda conn, cursor, sql, params, context, many: statements.append((sql, params))  # noqa: E731
+    event.listen(engine.sync_engine, "before_cursor_execute", listen)
     async with session_factory(engine)() as db:
         few = await care_dashboard(db, now=NOW)
+    event.remove(engine.sync_engine, "before_cursor_execute", listen)
     assert few.rows == old.rows[:10] and few.totals == old.totals and few.elders == len(old.rows)
+    if engine.dialect.name == "sqlite":  # both reads take today's calls through ix_calls_started_at (core_0012)
+        async with engine.connect() as conn:
+            plans = [(await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)).all() for sql, params in statements]
+        for plan in ("\n".join(r[-1] for r in rows) for rows in plans):
+            assert "SEARCH calls USING INDEX ix_calls_started_at (started_at>? AND started_at<?)" in plan, plan
+            assert "SCAN calls" not in plan, plan
