@@ -71,6 +71,13 @@ class AudioSettings:
     # Off by measurement (`bench turn-taking --schemes text,fixed,smart_turn`, /work/notes/eot9.md): as safe as
     # the fixed silence but not faster on 2 shared cores (early recognition's text rarely arrives before 0.8 s)
     turn_open_text_aware: bool = False
+    # the words may only lengthen an open answer's wait (session 10): the fixed vad_end_of_turn_silence_s (or the
+    # elder's own wait) stays the shortest, but when a quick words check of the speech so far (the last 4 s,
+    # decoded with a short encoder window at the decision pause: AssistantSTTService) looks unfinished (我想问,
+    # 然后, 那个, 的, a number without its noun...) the answer waits turn_unfinished_words_silence_s
+    turn_open_words_wait: bool = False
+    # how long unfinished-looking words wait (words wait and text-aware): a person waits after "我想问…"
+    turn_unfinished_words_silence_s: float = 2.0
     turn_complete_min_probability: float = 0.5  # Smart Turn's "finished" probability that ends the turn
     # judged "not finished": keep listening this long in silence (elders pause mid-sentence to find a word);
     # a call can lengthen it for a slow speaker (CallSession.end_of_turn_max_silence_s)

@@ -39,12 +39,15 @@ class RecognizerOptions:
     """Per-utterance options. ``grammar`` restricts output to one of the phrases (closed prompts);
     ``phrases`` biases an open prompt (hotwords / phrase scoring). The load, set by the registry (not by
     callers): ``others``, how many other utterances were being recognised when this one started, and
-    ``other_calls``, how many other calls were open; an engine may then trade some accuracy for speed."""
+    ``other_calls``, how many other calls were open; an engine may then trade some accuracy for speed.
+    ``words_check``: not a transcript but a quick look at the last words for the end-of-turn decision
+    (``assistant.text.turn_end``): the engine takes its fastest trade-off, and the load does not count it."""
 
     grammar: Sequence[str] | None = None
     phrases: Sequence[str] | None = None
     others: int = 0
     other_calls: int = 0
+    words_check: bool = False
 
 
 class RecognizerSession(ABC):

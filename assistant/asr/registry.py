@@ -236,12 +236,13 @@ async def recognize(
     they still share one encoding): whisper encodes less of its window when the machine is shared."""
     _check(pcm16, sample_rate_hz)
     options = replace(options or RecognizerOptions(), others=_IN_FLIGHT[0], other_calls=len(_CALLS - {call_id}))
-    _IN_FLIGHT[0] += 1
+    counted = 0 if options.words_check else 1  # a words check is short: it does not make the machine "shared"
+    _IN_FLIGHT[0] += counted
     try:
         return await _recognize(pcm16, sample_rate_hz=sample_rate_hz, dialect=dialect, options=options,
                                 settings=settings)
     finally:
-        _IN_FLIGHT[0] -= 1
+        _IN_FLIGHT[0] -= counted
 
 
 async def _recognize(

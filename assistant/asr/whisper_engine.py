@@ -82,8 +82,9 @@ class WhisperDecoding:
     def encoder_margin_for(self, options: RecognizerOptions) -> float:
         """The encoder margin for an utterance decoded under ``options``' load: the whole window when alone;
         the shared margin when other calls are open or another utterance is in flight (an utterance decoded
-        alone with the whole window delays every other caller's next one); the busy margin when several are."""
-        if options.others >= BUSY_OTHERS:
+        alone with the whole window delays every other caller's next one); the busy margin when several are,
+        or for a words check (its text only has to arrive before the end-of-turn silence runs out)."""
+        if options.others >= BUSY_OTHERS or options.words_check:
             return self.busy_encoder_margin_s
         if options.others or options.other_calls:
             return self.shared_encoder_margin_s

@@ -18,7 +18,9 @@ Text-aware open answers (``turn_open_text_aware``): the recogniser sends the ear
 paused turn back up (``EarlyTranscriptFrame``, from ``AssistantSTTService``); the answer ends at once only when
 Smart Turn says finished AND the words do not look unfinished (``assistant.text.turn_end``: 然后, 那个, 我想,
 的, ...), waits ``turn_incomplete_max_silence_s`` when either says unfinished, and otherwise ends after the
-fixed silence (``EndOfTurnPolicy.open_wait_s``).
+fixed silence (``EndOfTurnPolicy.open_wait_s``). Words wait (``turn_open_words_wait``): the same words, read from a
+quick words check of the last seconds (``AssistantSTTService``), can only lengthen the fixed silence of an open
+answer, to ``turn_unfinished_words_silence_s``; Smart Turn is not asked.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class EndOfTurnPolicy:
     judge_open: bool = True  # False: an open prompt's answer is not judged; it ends after open_silence_s
     open_silence_s: float = 0.8  # the fixed silence (or the elder's own longer wait) for an unjudged answer
     open_by_text: bool = False  # an open answer is judged by Smart Turn AND its early text (``open_wait_s``)
+    words_wait: bool = False  # unfinished-looking words lengthen an open answer's wait, never shorten it
+    unfinished_words_silence_s: float = 2.0  # the wait after unfinished-looking words (words_wait, open_by_text)
     shorten_open: bool = True  # False: open_silence_s is the elder's own longer wait, never shortened
 
     @classmethod
@@ -82,6 +86,8 @@ class EndOfTurnPolicy:
             judge_open=audio.turn_judge_open_prompts,
             open_silence_s=max_silence_s or audio.vad_end_of_turn_silence_s,
             open_by_text=audio.turn_open_text_aware,
+            words_wait=audio.turn_open_words_wait,
+            unfinished_words_silence_s=audio.turn_unfinished_words_silence_s,
             shorten_open=max_silence_s is None,
         )
 
@@ -92,7 +98,7 @@ class EndOfTurnPolicy:
     def turn_over(self, *, silence_s: float, probability: float | None, failed: bool = False,
                   closed: bool = False, text: str | None = None) -> bool:
         """``text``: the early recognition's text of the turn so far, once in (read only by ``open_by_text``)."""
-        if not closed and self.open_by_text:
+        if not closed and (self.open_by_text or self.words_wait):
             return silence_s >= self.open_wait_s(probability=probability, failed=failed, text=text)
         if not self.judges(closed=closed):
             return silence_s >= self.open_silence_s
@@ -105,11 +111,16 @@ class EndOfTurnPolicy:
         return silence_s >= (self.closed_max_silence_s if closed else self.incomplete_max_silence_s)
 
     def open_wait_s(self, *, probability: float | None, failed: bool, text: str | None) -> float:
-        """The silence a text-aware open answer ends after, given what is known so far: the words or Smart Turn
-        say unfinished → the unfinished wait; both say finished → now; otherwise (the verdict or the text not in
-        yet, the model failed, the elder's own wait) the fixed silence."""
+        """The silence an open answer judged by its words ends after, given what is known so far: the words look
+        unfinished → the unfinished-words wait; (text-aware only) Smart Turn says unfinished → the unfinished
+        wait, both say finished → now; otherwise (the verdict or the text not in yet, the model failed, the
+        elder's own wait, words wait only) the fixed silence."""
+        if text is not None and sounds_unfinished(text):
+            return max(self.unfinished_words_silence_s, self.open_silence_s)
+        if not self.open_by_text:
+            return self.open_silence_s
         judged_unfinished = not failed and probability is not None and probability < self.complete_min_probability
-        if judged_unfinished or (text is not None and sounds_unfinished(text)):
+        if judged_unfinished:
             return max(self.incomplete_max_silence_s, self.open_silence_s)
         if self.shorten_open and not failed and probability is not None and text is not None:
             return 0.0
@@ -138,8 +149,9 @@ def longest_end_of_turn_silence_s(audio: AudioSettings, *, max_silence_s: float 
     ``max_silence_s``: the elder's own longer wait (``CallSession.end_of_turn_max_silence_s``)."""
     if audio.turn_decision_silence_s <= 0:
         return audio.vad_end_of_turn_silence_s
+    words = audio.turn_unfinished_words_silence_s if audio.turn_open_words_wait or audio.turn_open_text_aware else 0.0
     return max(audio.vad_end_of_turn_silence_s, audio.turn_incomplete_max_silence_s, audio.turn_closed_max_silence_s,
-               max_silence_s or 0.0)
+               words, max_silence_s or 0.0)
 
 
 class EndOfTurnProcessor(FrameProcessor):

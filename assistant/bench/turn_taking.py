@@ -71,7 +71,7 @@ from assistant.turns import TurnTracker
 FRAME_MS = 20
 LEAD_SILENCE_S = 0.3
 UTTERANCE_GAP_S = 2.0
-TAIL_SILENCE_S = 2.5  # longer than the longest wait for an unfinished turn (1.5 s)
+TAIL_SILENCE_S = 2.5  # longer than the longest wait for an unfinished turn (2 s)
 PAUSE_RANGE_S = (0.6, 1.2)
 STAND_IN_REPLY = "stand-in: first reply audio the instant the end of turn reaches the reply stage (no ASR/NLU/TTS)"
 WITH_ASR = ("stand-in after the real recogniser (early recognition from the 0.25 s pause; its text feeds the text "
@@ -82,6 +82,7 @@ SCHEMES = {
     "fixed": "fixed end-of-turn silence (turn_decision_silence_s 0): the baseline",
     "smart_turn": "Smart Turn judges open answers (turn_judge_open_prompts)",
     "text": "Smart Turn + the early recognition's text (turn_open_text_aware)",
+    "words": "the fixed silence, lengthened when a quick words check looks unfinished (turn_open_words_wait)",
 }
 
 
@@ -230,6 +231,9 @@ def scheme_audio(name: str, audio: AudioSettings) -> AudioSettings:
         return dataclasses.replace(audio, turn_judge_open_prompts=True, turn_open_text_aware=False)
     if name == "text":
         return dataclasses.replace(audio, turn_open_text_aware=True)
+    if name == "words":
+        return dataclasses.replace(audio, turn_open_words_wait=True, turn_open_text_aware=False,
+                                   turn_judge_open_prompts=False)
     raise ValueError(f"unknown scheme {name!r}: one of {', '.join(SCHEMES)}")
 
 
@@ -333,7 +337,7 @@ async def bench(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     data = Path(args.data) if args.data else settings.paths.shared_dir / "data" / "mandarin_speech"
     schemes = [name.strip() for name in (getattr(args, "schemes", None) or "settings,fixed").split(",") if name.strip()]
     audios = {name: scheme_audio(name, settings.audio) for name in schemes}  # unknown names fail before playing
-    asr = getattr(args, "asr", False) or "text" in schemes
+    asr = getattr(args, "asr", False) or bool({"text", "words"} & set(schemes))
     clips = load_clips(data, phone=args.phone, limit=args.limit)
     if args.pauses:
         rng = random.Random(args.seed)
@@ -361,6 +365,8 @@ async def bench(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         "settings": {"turn_decision_silence_s": a.turn_decision_silence_s,
                      "turn_judge_open_prompts": a.turn_judge_open_prompts,
                      "turn_open_text_aware": a.turn_open_text_aware,
+                     "turn_open_words_wait": a.turn_open_words_wait,
+                     "turn_unfinished_words_silence_s": a.turn_unfinished_words_silence_s,
                      "turn_complete_min_probability": a.turn_complete_min_probability,
                      "turn_incomplete_max_silence_s": a.turn_incomplete_max_silence_s,
                      "vad_end_of_turn_silence_s": a.vad_end_of_turn_silence_s},

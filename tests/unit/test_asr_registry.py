@@ -197,6 +197,10 @@ async def test_an_utterance_is_told_the_load_other_utterances_and_other_calls(fa
         assert sorted(seen) == [("fake-a", 0, 0), ("fake-b", 0, 0)]
         assert registry._IN_FLIGHT[0] == 0 and registry.decodes_running() == 0
         seen.clear()
+        # a words check (end of turn) in flight does not make the next utterance's decode "shared"
+        await asyncio.gather(say(options=RecognizerOptions(words_check=True)), say())
+        assert [n for _, n, _ in seen] == [0, 0]
+        seen.clear()
         registry.call_started("call-1")
         registry.call_started("call-2")
         try:

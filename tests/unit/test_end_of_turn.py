@@ -81,8 +81,8 @@ def test_text_aware_an_open_answer_ends_at_once_when_the_model_and_the_words_say
 def test_text_aware_unfinished_words_wait_the_long_silence_whatever_the_model_says():
     policy = EndOfTurnPolicy.from_settings(TEXT)
     for text in ("我想订两罐煤气然后", "我要那个", "我想", "嗯", ""):
-        assert not policy.turn_over(silence_s=1.2, probability=0.99, text=text), text
-        assert policy.turn_over(silence_s=1.5, probability=0.99, text=text), text
+        assert not policy.turn_over(silence_s=1.9, probability=0.99, text=text), text
+        assert policy.turn_over(silence_s=TEXT.turn_unfinished_words_silence_s, probability=0.99, text=text), text
     assert not policy.turn_over(silence_s=1.2, probability=None, failed=True, text="然后")  # the model failed
 
 
@@ -307,3 +307,38 @@ async def test_text_aware_without_early_text_ends_after_the_fixed_silence():
     names, stops = await _events(voiced(1.0) + silence(1.5), _judge(0.9), audio=TEXT)
     assert names == ["StartedSpeaking", "SpeechPaused", "StoppedSpeaking"]
     assert 50 + 40 <= stops[0] <= 50 + 46  # 0.8 s: the words never came
+
+
+# words wait (session 10): unfinished-looking words only lengthen the fixed silence of an open answer
+WORDS = AudioSettings(turn_open_words_wait=True)
+
+
+def test_words_wait_never_ends_an_open_answer_before_the_fixed_silence():
+    policy = EndOfTurnPolicy.from_settings(WORDS)
+    assert not policy.judges(closed=False)  # Smart Turn is not asked about open answers
+    for probability in (None, 0.99):
+        assert not policy.turn_over(silence_s=0.7, probability=probability, text="我想订两罐煤气")
+    assert policy.turn_over(silence_s=0.8, probability=None, text="我想订两罐煤气")
+    assert policy.turn_over(silence_s=0.8, probability=None, text=None)  # no words in time: as before
+
+
+def test_words_wait_unfinished_words_wait_the_unfinished_words_silence():
+    policy = EndOfTurnPolicy.from_settings(WORDS)
+    for text in ("我想问", "我想订两罐煤气，", "然后", "那个", "我要两罐"):
+        assert not policy.turn_over(silence_s=1.9, probability=None, text=text), text
+        assert policy.turn_over(silence_s=2.0, probability=None, text=text), text
+
+
+def test_words_wait_keeps_a_slow_speakers_longer_wait_and_closed_prompts():
+    policy = EndOfTurnPolicy.from_settings(WORDS, max_silence_s=2.5)
+    assert not policy.turn_over(silence_s=2.2, probability=None, text="我想问")  # never shortened
+    assert policy.turn_over(silence_s=2.5, probability=None, text="我想问")
+    closed = EndOfTurnPolicy.from_settings(WORDS)
+    assert closed.turn_over(silence_s=0.3, probability=0.35, closed=True, text="我想问")  # judged as before
+
+
+def test_words_wait_is_in_the_longest_wait_feeders_send():
+    from assistant.audio.end_of_turn import longest_end_of_turn_silence_s
+
+    assert longest_end_of_turn_silence_s(WORDS) == WORDS.turn_unfinished_words_silence_s
+    assert longest_end_of_turn_silence_s(DEFAULT) == DEFAULT.turn_incomplete_max_silence_s

@@ -8,16 +8,20 @@ from assistant.asr.base import AsrResult
 RATE = 16000
 
 
-def _fake_recognize(monkeypatch, *, delay_s: float, raw_text: str = "我想订，") -> list[int]:
+def _fake_recognize(monkeypatch, *, delay_s: float, raw_text: str = "我想订，", words_delay_s: float = 0.0,
+                    options_seen: list | None = None) -> list[int]:
     import assistant.asr.stt_service as stt_service
 
     calls: list[int] = []
 
     async def recognize(pcm16, *, sample_rate_hz, dialect, options, settings, call_id=None):
         calls.append(len(pcm16))
-        await asyncio.sleep(delay_s)
-        return AsrResult(text="我想订", raw_text=raw_text, confidence=0.9, dialect="cmn", engine="fake",
-                         model_id="fake")
+        if options_seen is not None:
+            options_seen.append(options)
+        words = options is not None and options.words_check
+        await asyncio.sleep(words_delay_s if words else delay_s)
+        return AsrResult(text="我想订", raw_text="words:" + raw_text if words else raw_text, confidence=0.9,
+                         dialect="cmn", engine="fake", model_id="fake")
 
     monkeypatch.setattr(stt_service, "recognize", recognize)
     return calls
@@ -35,7 +39,7 @@ async def _run(settings, frames_after_pause):
 
     stt = AssistantSTTService(session=CallSession(channel="simulate", dialect="cmn"), settings=settings,
                               tracker=TurnTracker())
-    audio = [InputAudioRawFrame(audio=bytes(640), sample_rate=RATE, num_channels=1) for _ in range(25)]
+    audio = [InputAudioRawFrame(audio=bytes(640), sample_rate=RATE, num_channels=1) for _ in range(250)]
     frames = [VADUserStartedSpeakingFrame(), *audio, SpeechPausedFrame(silence_s=0.25), *frames_after_pause,
               SleepFrame(sleep=0.3)]
     _, up = await run_test(Pipeline([stt]), frames_to_send=frames)
@@ -66,3 +70,41 @@ async def test_no_early_text_once_the_turn_has_ended(settings, monkeypatch):
     calls = _fake_recognize(monkeypatch, delay_s=0.1)
     assert await _run(settings, [VADUserStoppedSpeakingFrame()]) == []
     assert len(calls) == 1  # the early result served the turn's transcript instead
+
+
+def _words_wait(settings):
+    import dataclasses
+
+    return dataclasses.replace(settings, audio=dataclasses.replace(settings.audio, turn_open_words_wait=True))
+
+
+async def test_with_words_wait_a_quick_words_check_of_the_last_seconds_goes_up_first(settings, monkeypatch):
+    from pipecat.tests.utils import SleepFrame
+
+    from assistant.asr.stt_service import WORDS_CHECK_S
+
+    seen: list = []
+    calls = _fake_recognize(monkeypatch, delay_s=0.15, words_delay_s=0.02, options_seen=seen)
+    texts = await _run(_words_wait(settings), [SleepFrame(sleep=0.3)])
+    assert texts == ["words:我想订，", "我想订，"]  # the words check first, then the early recognition's text
+    assert [o is not None and o.words_check for o in seen] == [True, False]  # started first
+    assert calls[0] <= int(WORDS_CHECK_S * RATE) * 2 < calls[1]  # only the last seconds (5 s of audio were sent)
+
+
+async def test_no_words_check_text_after_the_speaker_went_on(settings, monkeypatch):
+    from pipecat.tests.utils import SleepFrame
+
+    from assistant.audio.vad import SpeechResumedFrame
+
+    calls = _fake_recognize(monkeypatch, delay_s=0.2, words_delay_s=0.2)
+    assert await _run(_words_wait(settings), [SleepFrame(sleep=0.05), SpeechResumedFrame()]) == []
+    assert len(calls) == 2  # both had started
+
+
+async def test_no_words_check_without_words_wait(settings, monkeypatch):
+    from pipecat.tests.utils import SleepFrame
+
+    seen: list = []
+    _fake_recognize(monkeypatch, delay_s=0.05, options_seen=seen)
+    assert await _run(settings, [SleepFrame(sleep=0.2)]) == ["我想订，"]
+    assert not any(o is not None and o.words_check for o in seen)
