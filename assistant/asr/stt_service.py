@@ -178,6 +178,7 @@ class AssistantSTTService(SegmentedSTTService):
     async def _start_words_check(self, audio: bytes, *, dialect: str | None) -> None:
         await self._drop_words_check()
         tail = audio[-int(WORDS_CHECK_S * self.sample_rate) * 2 :]
+        logger.debug(f"call {self._session.call_id}: words check started ({decodes_running()} decodes running)")
         self._words = self.create_task(self._check_words(tail, dialect=dialect or "cmn"), name="words-check")
 
     async def _check_words(self, audio: bytes, *, dialect: str) -> None:
@@ -189,6 +190,7 @@ class AssistantSTTService(SegmentedSTTService):
         except AssistantError as exc:
             logger.debug(f"call {self._session.call_id}: words check failed: error[{exc.code}]")
             return
+        logger.debug(f"call {self._session.call_id}: words check of {result.audio_s:.1f}s decoded in {result.decode_s:.2f}s")
         if self._words is asyncio.current_task():
             self._words = None
             await self.push_frame(EarlyTranscriptFrame(text=result.raw_text), FrameDirection.UPSTREAM)

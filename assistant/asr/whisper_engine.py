@@ -15,7 +15,9 @@ Decoding choices (measured with ``assistant eval asr``; see reports/asr.md):
 - for closed prompts (``RecognizerOptions.grammar``) the phrases become hotwords, the no-speech gate is
   off (a one-syllable answer often scores as "no speech"), and the free hypothesis is matched to the allowed
   phrases (``assistant.asr.phrases``); for open prompts ``phrases`` become hotwords;
-- a hypothesis that merely repeats the initial prompt (whisper does this on a lone syllable) is dropped.
+- a hypothesis that merely repeats the initial prompt (whisper does this on a lone syllable) is dropped;
+- a words check for the end of turn (``RecognizerOptions.words_check``: only its last words are read) is decoded
+  greedily, without the VAD pass or the loop retry, with the busy encoder margin, beside the shared encoder.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -154,9 +156,11 @@ class WhisperRecognizer(Recognizer):
         pad = np.zeros(int(pad_s * SAMPLE_RATE_HZ), dtype=np.float32)
         audio = np.concatenate([pad, x / 32768.0, pad])
         margin_s = d.encoder_margin_for(options)
+        if options.words_check:  # only its last words are read: greedy, no VAD pass, no loop retry
+            d = replace(d, beam_size=1, vad_filter=False, loop_retry_repetition_penalty=1.0)
         with self._lock:
-            set_encoder_margin(int(margin_s * FRAMES_PER_S))
-            segments = self._transcribe(audio, options, prompt, hotwords, repetition_penalty=1.0)
+            set_encoder_margin(int(margin_s * FRAMES_PER_S), beside=options.words_check)
+            segments = self._transcribe(audio, options, prompt, hotwords, repetition_penalty=1.0, decoding=d)
             first = "".join(s.text for s in segments)
             looped = _loop_share(first)
             if looped > 0.0 and d.loop_retry_repetition_penalty != 1.0:
@@ -188,8 +192,8 @@ class WhisperRecognizer(Recognizer):
         return self._result(text, raw, confidence, tokens, audio_s, time.perf_counter() - t0)
 
     def _transcribe(self, audio: np.ndarray, options: RecognizerOptions, prompt: str | None, hotwords: str | None,
-                    *, repetition_penalty: float) -> list:
-        d = self.decoding
+                    *, repetition_penalty: float, decoding: WhisperDecoding | None = None) -> list:
+        d = decoding or self.decoding
         segments, _info = self._model.transcribe(
             audio,
             language=d.language,
@@ -245,9 +249,12 @@ ENCODER_CACHE_SIZE = 4  # recent encoder outputs kept (two callers' utterances, 
 _ENCODE = threading.local()  # this thread's encoder margin (frames; None: the whole window)
 
 
-def set_encoder_margin(frames: int | None) -> None:
-    """The encoder margin for decodes made by this thread (read by the wrapped ``encode``)."""
+def set_encoder_margin(frames: int | None, *, beside: bool = False) -> None:
+    """The encoder margin for decodes made by this thread (read by the wrapped ``encode``); ``beside``: encode on
+    this decode worker's own thread instead of queueing for the shared encoder (a words check: a short window
+    whose text must come before the end-of-turn silence runs out, not after another utterance's whole window)."""
     _ENCODE.margin_frames = frames
+    _ENCODE.beside = beside
 
 
 def encoder_margin() -> int | None:
@@ -258,13 +265,17 @@ def _wrap_encoder(model, full_encode=None) -> None:
     """Make ``model.encode`` honour this thread's ``_ENCODE.margin_frames`` (set by ``decode``), run
     ``full_encode`` (default: the model's own) one encode at a time, and reuse recent encoder outputs for
     identical features: an unknown caller's utterance is decoded once per dialect (different prompts, same
-    audio, decoded side by side), and the encoder is most of the cost of a short utterance."""
-    full_encode = full_encode or model.encode
+    audio, decoded side by side), and the encoder is most of the cost of a short utterance. A words check
+    (``set_encoder_margin(..., beside=True)``) encodes on the model's own worker, neither queued nor cached."""
+    own_encode = model.encode
+    full_encode = full_encode or own_encode
     recent: OrderedDict[str, object] = OrderedDict()
     lock = threading.Lock()  # the second view waits for the first view's encode instead of repeating it
 
     def encode(features):
         x = np.ascontiguousarray(trimmed_features(features, margin_frames=encoder_margin()))
+        if getattr(_ENCODE, "beside", False):
+            return own_encode(x)
         key = hashlib.blake2b(x.tobytes(), digest_size=16).hexdigest() + str(x.shape)
         with lock:
             if key not in recent:

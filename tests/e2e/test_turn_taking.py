@@ -117,3 +117,63 @@ async def test_the_text_aware_scheme_reads_the_real_early_recognition(monkeypatc
     assert not row["premature_cut"] and row["wait_ms"] is not None
     assert heard and heard[0].strip(), heard  # whisper's text of the audio up to the pause
     assert row["transcripts"] and row["transcripts"][0]
+
+
+# real speech with a real 1.41 s pause after 我想问 (the words ask for more), then the question goes on
+ASKING_CLIP = "funasr_llamacpp_sample.wav"
+
+
+def _with_pause_doubled(clip):
+    """The clip with its longest pause inside the speech played twice (the pause's own audio: a room tone
+    spliced in is not always silence to webrtcvad)."""
+    import numpy as np
+
+    from assistant.audio.convert import PcmAudio
+    from assistant.bench.turn_taking import Clip, speech_frames, utterances_s
+
+    pcm, rate = clip.audio.pcm, clip.audio.sample_rate_hz
+    speech = np.flatnonzero(speech_frames(pcm, rate))
+    longest = int(np.argmax(np.diff(speech)))
+    start, end = (int((speech[i] + 1) * 0.03 * rate) * 2 for i in (longest, longest + 1))
+    end -= int(0.03 * rate) * 2
+    out = pcm[:end] + pcm[start:end] + pcm[end:]
+    return Clip(name=clip.name, audio=PcmAudio(pcm=out, sample_rate_hz=rate), utterances_s=utterances_s(out, rate))
+
+
+async def test_the_words_wait_keeps_a_real_pause_after_unfinished_words_in_one_turn(monkeypatch):
+    """Words wait with the real recogniser: the quick words check of the speech before the pause (whisper-base,
+    short encoder window) says 我想问 — unfinished — so the turn waits past a pause that the fixed silence cuts."""
+    import asyncio
+    import dataclasses
+
+    import assistant.audio.end_of_turn as end_of_turn
+    import assistant.bench.turn_taking as bench
+    from assistant.bench.turn_taking import play, scheme_audio, warm_up
+    from assistant.settings import load_settings
+    from assistant.text.turn_end import sounds_unfinished
+
+    settings = load_settings()
+    heard: list[str] = []
+    original = end_of_turn.EndOfTurnProcessor._on_early_text
+
+    async def recording(self, text: str) -> None:
+        heard.append(text)
+        await original(self, text)
+
+    monkeypatch.setattr(end_of_turn.EndOfTurnProcessor, "_on_early_text", recording)
+    monkeypatch.setattr(bench, "UTTERANCE_GAP_S", 4.0)
+    monkeypatch.setattr(bench, "TAIL_SILENCE_S", 6.0)
+    clip = _with_pause_doubled(_clip(ASKING_CLIP, phone=False))  # 我想问 (2.8 s) 我在…
+    assert len(clip.utterances_s) == 1
+    await asyncio.to_thread(warm_up, settings, asr=clip.audio)
+    # a fixed silence of 1.5 s (well inside the pause) leaves a loaded box 1.25 s for the words check
+    fixed = dataclasses.replace(scheme_audio("fixed", settings.audio), vad_end_of_turn_silence_s=1.5)
+    words = dataclasses.replace(scheme_audio("words", settings.audio), vad_end_of_turn_silence_s=1.5,
+                                turn_unfinished_words_silence_s=5.0)
+    [cut] = await play(clip, audio=fixed, asr=settings)
+    assert cut["premature_cut"], cut  # the fixed silence alone ends the turn inside the pause
+    heard.clear()
+    [kept] = await play(clip, audio=words, asr=settings)
+    assert heard and sounds_unfinished(heard[0]), heard  # 我想问: the words check came in time
+    assert not kept["premature_cut"], kept
+    assert kept["wait_ms"] is not None

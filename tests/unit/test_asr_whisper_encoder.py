@@ -77,3 +77,31 @@ def test_views_decoding_side_by_side_share_one_encode_and_recent_outputs_are_kep
     assert encoder.calls == 5
     model.encode(others[0])
     assert encoder.calls == 6
+
+
+def test_a_words_check_encodes_beside_the_shared_encoder_without_waiting_for_it():
+    import threading
+    import time
+
+    release = threading.Event()
+
+    class _BusyEncoder:
+        def encode(self, features):
+            release.wait(2.0)  # another utterance's whole window, still encoding
+            return "window"
+
+    model = _CountingModel()
+    _wrap_encoder(model, _BusyEncoder().encode)
+    busy = threading.Thread(target=lambda: model.encode(_features(3000)))
+    busy.start()
+    time.sleep(0.05)
+    set_encoder_margin(500, beside=True)
+    try:
+        t0 = time.perf_counter()
+        assert model.encode(_features(300)) == "encoded1"  # the model's own encode, at once
+        assert time.perf_counter() - t0 < 0.5
+    finally:
+        set_encoder_margin(None)
+        release.set()
+        busy.join()
+    assert model.calls == [(80, 800)]

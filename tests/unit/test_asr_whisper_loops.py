@@ -104,3 +104,21 @@ def test_under_load_whisper_encodes_only_the_utterance_plus_a_margin():
     for options in loads:
         rec.decode(pcm, options)
     assert seen == [30 * FRAMES_PER_S, 15 * FRAMES_PER_S, 15 * FRAMES_PER_S, 5 * FRAMES_PER_S, 5 * FRAMES_PER_S]
+
+
+def test_a_words_check_is_decoded_greedily_without_the_vad_pass_or_the_loop_retry():
+    seen: list[dict] = []
+
+    class _Model(_FakeModel):
+        def transcribe(self, audio, *, repetition_penalty, **kw):
+            seen.append({"beam_size": kw["beam_size"], "vad_filter": kw["vad_filter"]})
+            return super().transcribe(audio, repetition_penalty=repetition_penalty, **kw)
+
+    model = _Model({1.0: "我想问听听听听听听", 1.3: "我想问"})
+    rec = WhisperRecognizer(model_id="fake", model_dir="", dialect="cmn", threads=0, lock=threading.Lock(),
+                            model=model, decoding=WhisperDecoding(beam_size=5, vad_filter=True))
+    pcm = (np.sin(np.arange(32000) / 3) * 6000).astype("<i2").tobytes()
+    rec.decode(pcm, RecognizerOptions(words_check=True))
+    assert seen == [{"beam_size": 1, "vad_filter": False}] and model.penalties == [1.0]  # no retry
+    rec.decode(pcm, RecognizerOptions())  # a transcript: as configured, the loop retried
+    assert seen[1:] == [{"beam_size": 5, "vad_filter": True}] * 2 and model.penalties[1:] == [1.0, 1.3]
