@@ -191,6 +191,7 @@ def turn_taking_stages(*, session: CallSession, audio: AudioSettings, judge: Jud
             params=vad_params(audio, stop_s=audio.turn_decision_silence_s if smart else None),
         ),
         pause_s=0 if smart else audio.early_asr_after_silence_s,  # EndOfTurnProcessor announces the pause
+        speech_heard=smart,  # and keeps its silence clock as the VAD would
         audio_idle_timeout=0,
     )
     return [vad, EndOfTurnProcessor(session=session, audio=audio, judge=judge)] if smart else [vad]

@@ -41,7 +41,13 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from assistant.audio.smart_turn import MODEL_WINDOW_S, completion_probability
-from assistant.audio.vad import EarlyTranscriptFrame, SpeakerDoneFrame, SpeechPausedFrame, SpeechResumedFrame
+from assistant.audio.vad import (
+    EarlyTranscriptFrame,
+    SpeakerDoneFrame,
+    SpeechHeardFrame,
+    SpeechPausedFrame,
+    SpeechResumedFrame,
+)
 from assistant.errors import SmartTurnError
 from assistant.session import CallSession
 from assistant.settings import AudioSettings
@@ -197,6 +203,9 @@ class EndOfTurnProcessor(FrameProcessor):
                 keep = self._bytes(PRE_SPEECH_S + self._audio.vad_start_s)
                 del self._turn_audio[: max(0, len(self._turn_audio) - keep)]
                 await self.push_frame(frame, direction)
+        elif isinstance(frame, SpeechHeardFrame):
+            if self._held is not None:  # silence means continuous silence, as for the VAD's own stop
+                self._silence_s = 0.0
         elif isinstance(frame, SpeakerDoneFrame):
             await self.push_frame(frame, direction)
             self._speaker_done_s_left = SPEAKER_DONE_VALID_S

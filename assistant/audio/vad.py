@@ -79,6 +79,13 @@ class SpeechResumedFrame(SystemFrame):
 
 
 @dataclass
+class SpeechHeardFrame(SystemFrame):
+    """Speech heard after the VAD's short stop, not yet long enough to start a turn (its STARTING state): the
+    end of turn's silence clock starts again, as the VAD's own does while it is stopping. Without it the clock
+    ran through the first 0.2 s of resumed speech, and pauses shorter than the end-of-turn silence ended turns."""
+
+
+@dataclass
 class EarlyTranscriptFrame(SystemFrame):
     """Upstream, from the recogniser: the early recognition's text of a paused turn's audio so far (started at
     ``SpeechPausedFrame``; sent only while that pause is still the open one). ``EndOfTurnProcessor`` reads it."""
@@ -97,19 +104,26 @@ class PauseAwareVADProcessor(VADProcessor):
 
     The end-of-turn silence is long because elders pause mid-sentence; recognition can start at the pause and
     is kept when the turn then ends without more speech. ``pause_s`` 0 (or ≥ the end-of-turn silence) disables.
+    ``speech_heard``: a ``SpeechHeardFrame`` for every audio frame in which speech is starting (the end-of-turn
+    stage after a short VAD stop keeps its silence clock with it).
     """
 
-    def __init__(self, *, vad_analyzer: WebRtcVadAnalyzer, pause_s: float, **kwargs):
+    def __init__(self, *, vad_analyzer: WebRtcVadAnalyzer, pause_s: float, speech_heard: bool = False, **kwargs):
         super().__init__(vad_analyzer=vad_analyzer, **kwargs)
         self._analyzer = vad_analyzer
         self._pause_s = pause_s
+        self._speech_heard = speech_heard
         self._paused = False
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
-        if self._pause_s <= 0 or not isinstance(frame, InputAudioRawFrame):
+        if not isinstance(frame, InputAudioRawFrame):
             return
         state = self._analyzer.state
+        if self._speech_heard and state == VADState.STARTING:
+            await self.push_frame(SpeechHeardFrame())
+        if self._pause_s <= 0:
+            return
         if not self._paused:
             silence_s = self._analyzer.trailing_silence_s
             if silence_s >= self._pause_s:

@@ -342,3 +342,20 @@ def test_words_wait_is_in_the_longest_wait_feeders_send():
 
     assert longest_end_of_turn_silence_s(WORDS) == WORDS.turn_unfinished_words_silence_s
     assert longest_end_of_turn_silence_s(DEFAULT) == DEFAULT.turn_incomplete_max_silence_s
+
+
+async def test_by_default_a_pause_shorter_than_the_fixed_silence_does_not_end_an_open_answer():
+    """The silence clock restarts when speech is heard again, as the VAD's own stop does: before, it ran through
+    the resumed speech until the VAD called it a start, so a 0.75 s pause cut the sentence in two (real speech,
+    whose onset the VAD hears on and off: pauses from 0.64 s), while the fixed 0.8 s VAD kept it whole."""
+    for audio in (DEFAULT, AudioSettings(turn_decision_silence_s=0.0)):  # the default and the fixed silence
+        names, _ = await _events(voiced(1.0) + silence(0.75) + voiced(1.0) + silence(1.5), _judge(0.9), audio=audio)
+        assert names.count("StoppedSpeaking") == 1, (audio.turn_decision_silence_s, names)
+    names, _ = await _events(voiced(1.0) + silence(0.9) + voiced(1.0) + silence(1.5), _judge(0.9), audio=DEFAULT)
+    assert names.count("StoppedSpeaking") == 2  # a pause longer than the fixed silence still ends the turn
+
+
+async def test_a_blip_of_noise_in_the_pause_restarts_the_silence_like_the_vad():
+    names, stops = await _events(voiced(1.0) + silence(0.5) + voiced(0.06) + silence(1.5), _judge(0.9), audio=DEFAULT)
+    assert names.count("StoppedSpeaking") == 1
+    assert stops[0] >= 50 + 25 + 3 + 40  # 0.8 s of silence after the blip, not after the first pause
