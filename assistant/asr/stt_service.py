@@ -25,6 +25,7 @@ from pipecat.utils.time import time_now_iso8601
 from assistant.asr.base import AsrResult, RecognizerOptions
 from assistant.asr.prompt_options import closed_prompt
 from assistant.asr.registry import call_ended, call_started, decodes_running, recognize
+from assistant.audio.end_of_turn import reads_words
 from assistant.audio.vad import EarlyTranscriptFrame, SpeechPausedFrame, SpeechResumedFrame
 from assistant.errors import AssistantError
 from assistant.session import CallSession
@@ -172,8 +173,7 @@ class AssistantSTTService(SegmentedSTTService):
         return result
 
     def _wants_words_check(self) -> bool:
-        audio = self._app_settings.audio
-        return audio.turn_open_words_wait or audio.turn_open_text_aware
+        return reads_words(self._app_settings.audio)
 
     async def _start_words_check(self, audio: bytes, *, dialect: str | None) -> None:
         await self._drop_words_check()

@@ -104,10 +104,10 @@ class EndOfTurnPolicy:
     def turn_over(self, *, silence_s: float, probability: float | None, failed: bool = False,
                   closed: bool = False, text: str | None = None) -> bool:
         """``text``: the early recognition's text of the turn so far, once in (read only by ``open_by_text``)."""
-        if not closed and (self.open_by_text or self.words_wait):
+        if not closed and self.open_by_text:
             return silence_s >= self.open_wait_s(probability=probability, failed=failed, text=text)
         if not self.judges(closed=closed):
-            return silence_s >= self.open_silence_s
+            return silence_s >= self.unjudged_wait_s(text=text)
         if failed:
             return silence_s >= self.fallback_silence_s
         if probability is not None and probability >= (
@@ -116,15 +116,20 @@ class EndOfTurnPolicy:
             return True
         return silence_s >= (self.closed_max_silence_s if closed else self.incomplete_max_silence_s)
 
+    def unjudged_wait_s(self, *, text: str | None) -> float:
+        """The silence an open answer Smart Turn does not judge ends after: the fixed silence (or the elder's own
+        longer wait), lengthened to the unfinished-words wait when the words so far look unfinished (words wait)."""
+        if self.words_wait and text is not None and sounds_unfinished(text):
+            return max(self.unfinished_words_silence_s, self.open_silence_s)
+        return self.open_silence_s
+
     def open_wait_s(self, *, probability: float | None, failed: bool, text: str | None) -> float:
-        """The silence an open answer judged by its words ends after, given what is known so far: the words look
-        unfinished → the unfinished-words wait; (text-aware only) Smart Turn says unfinished → the unfinished
-        wait, both say finished → now; otherwise (the verdict or the text not in yet, the model failed, the
-        elder's own wait, words wait only) the fixed silence."""
+        """The silence a text-aware open answer ends after, given what is known so far: the words look unfinished
+        → the unfinished-words wait; Smart Turn says unfinished → the unfinished wait; both say finished → now;
+        otherwise (the verdict or the text not in yet, the model failed, the elder's own wait) the fixed
+        silence."""
         if text is not None and sounds_unfinished(text):
             return max(self.unfinished_words_silence_s, self.open_silence_s)
-        if not self.open_by_text:
-            return self.open_silence_s
         judged_unfinished = not failed and probability is not None and probability < self.complete_min_probability
         if judged_unfinished:
             return max(self.incomplete_max_silence_s, self.open_silence_s)
@@ -150,12 +155,20 @@ def smart_turn_judges(audio: AudioSettings) -> str:
     return "all" if audio.turn_judge_open_prompts else "closed"
 
 
+def reads_words(audio: AudioSettings) -> bool:
+    """Whether the end of an open answer reads the words said so far (the recogniser then sends them up at each
+    pause): text-aware, or words wait while Smart Turn does not judge open answers."""
+    if audio.turn_decision_silence_s <= 0:
+        return False
+    return audio.turn_open_text_aware or (audio.turn_open_words_wait and not audio.turn_judge_open_prompts)
+
+
 def longest_end_of_turn_silence_s(audio: AudioSettings, *, max_silence_s: float | None = None) -> float:
     """The most silence a turn can take to end (feeders that send silence after speech send this much);
     ``max_silence_s``: the elder's own longer wait (``CallSession.end_of_turn_max_silence_s``)."""
     if audio.turn_decision_silence_s <= 0:
         return audio.vad_end_of_turn_silence_s
-    words = audio.turn_unfinished_words_silence_s if audio.turn_open_words_wait or audio.turn_open_text_aware else 0.0
+    words = audio.turn_unfinished_words_silence_s if reads_words(audio) else 0.0
     return max(audio.vad_end_of_turn_silence_s, audio.turn_incomplete_max_silence_s, audio.turn_closed_max_silence_s,
                words, max_silence_s or 0.0)
 

@@ -60,7 +60,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from assistant.asr.registry import recognize_sync
 from assistant.asr.stt_service import AssistantSTTService
 from assistant.audio.convert import PcmAudio, read_audio
-from assistant.audio.end_of_turn import smart_turn_judges
+from assistant.audio.end_of_turn import reads_words, smart_turn_judges
 from assistant.audio.phone_channel import phone_channel
 from assistant.audio.smart_turn import completion_probability_sync
 from assistant.pipeline import turn_taking_stages
@@ -230,7 +230,7 @@ def scheme_audio(name: str, audio: AudioSettings) -> AudioSettings:
     if name == "smart_turn":
         return dataclasses.replace(audio, turn_judge_open_prompts=True, turn_open_text_aware=False)
     if name == "text":
-        return dataclasses.replace(audio, turn_open_text_aware=True)
+        return dataclasses.replace(audio, turn_open_text_aware=True, turn_open_words_wait=False)
     if name == "words":
         return dataclasses.replace(audio, turn_open_words_wait=True, turn_open_text_aware=False,
                                    turn_judge_open_prompts=False)
@@ -337,7 +337,7 @@ async def bench(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     data = Path(args.data) if args.data else settings.paths.shared_dir / "data" / "mandarin_speech"
     schemes = [name.strip() for name in (getattr(args, "schemes", None) or "settings,fixed").split(",") if name.strip()]
     audios = {name: scheme_audio(name, settings.audio) for name in schemes}  # unknown names fail before playing
-    asr = getattr(args, "asr", False) or bool({"text", "words"} & set(schemes))
+    asr = getattr(args, "asr", False) or any(reads_words(audio) for audio in audios.values())
     clips = load_clips(data, phone=args.phone, limit=args.limit)
     if args.pauses:
         rng = random.Random(args.seed)

@@ -14,7 +14,7 @@ from assistant.settings import AudioSettings
 from tests.unit.test_audio_vad import RATE, silence, voiced
 
 # Smart Turn judging every answer: decision after 0.25 s, unfinished waits 1.5 s, closed 0.6 s, fallback 0.8 s
-AUDIO = AudioSettings(turn_judge_open_prompts=True)
+AUDIO = AudioSettings(turn_judge_open_prompts=True)  # Smart Turn judges open answers (words wait then unused)
 DEFAULT = AudioSettings()  # by measurement, only answers to closed prompts are judged
 
 
@@ -310,7 +310,7 @@ async def test_text_aware_without_early_text_ends_after_the_fixed_silence():
 
 
 # words wait (session 10): unfinished-looking words only lengthen the fixed silence of an open answer
-WORDS = AudioSettings(turn_open_words_wait=True)
+WORDS = AudioSettings(turn_open_words_wait=True)  # the default since session 10
 
 
 def test_words_wait_never_ends_an_open_answer_before_the_fixed_silence():
@@ -341,7 +341,8 @@ def test_words_wait_is_in_the_longest_wait_feeders_send():
     from assistant.audio.end_of_turn import longest_end_of_turn_silence_s
 
     assert longest_end_of_turn_silence_s(WORDS) == WORDS.turn_unfinished_words_silence_s
-    assert longest_end_of_turn_silence_s(DEFAULT) == DEFAULT.turn_incomplete_max_silence_s
+    no_words = AudioSettings(turn_open_words_wait=False)
+    assert longest_end_of_turn_silence_s(no_words) == no_words.turn_incomplete_max_silence_s
 
 
 async def test_by_default_a_pause_shorter_than_the_fixed_silence_does_not_end_an_open_answer():

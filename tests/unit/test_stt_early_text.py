@@ -50,7 +50,7 @@ async def test_the_early_text_goes_up_while_the_pause_is_open(settings, monkeypa
     from pipecat.tests.utils import SleepFrame
 
     calls = _fake_recognize(monkeypatch, delay_s=0.05)
-    assert await _run(settings, [SleepFrame(sleep=0.2)]) == ["我想订，"]  # the engine's text, comma kept
+    assert await _run(_words_wait(settings, False), [SleepFrame(sleep=0.2)]) == ["我想订，"]  # comma kept
     assert len(calls) == 1
 
 
@@ -60,7 +60,7 @@ async def test_no_early_text_after_the_speaker_went_on(settings, monkeypatch):
     from assistant.audio.vad import SpeechResumedFrame
 
     calls = _fake_recognize(monkeypatch, delay_s=0.2)
-    assert await _run(settings, [SleepFrame(sleep=0.05), SpeechResumedFrame()]) == []
+    assert await _run(_words_wait(settings, False), [SleepFrame(sleep=0.05), SpeechResumedFrame()]) == []
     assert len(calls) == 1  # it had started
 
 
@@ -72,10 +72,10 @@ async def test_no_early_text_once_the_turn_has_ended(settings, monkeypatch):
     assert len(calls) == 1  # the early result served the turn's transcript instead
 
 
-def _words_wait(settings):
+def _words_wait(settings, on: bool = True):
     import dataclasses
 
-    return dataclasses.replace(settings, audio=dataclasses.replace(settings.audio, turn_open_words_wait=True))
+    return dataclasses.replace(settings, audio=dataclasses.replace(settings.audio, turn_open_words_wait=on))
 
 
 async def test_with_words_wait_a_quick_words_check_of_the_last_seconds_goes_up_first(settings, monkeypatch):
@@ -106,5 +106,5 @@ async def test_no_words_check_without_words_wait(settings, monkeypatch):
 
     seen: list = []
     _fake_recognize(monkeypatch, delay_s=0.05, options_seen=seen)
-    assert await _run(settings, [SleepFrame(sleep=0.2)]) == ["我想订，"]
+    assert await _run(_words_wait(settings, False), [SleepFrame(sleep=0.2)]) == ["我想订，"]
     assert not any(o is not None and o.words_check for o in seen)
