@@ -45,6 +45,21 @@ def judged(monkeypatch):
     return calls
 
 
+def _early_texts(monkeypatch) -> list[str]:
+    """The texts that reach the end-of-turn decision (``EndOfTurnProcessor._on_early_text``), in order."""
+    import assistant.audio.end_of_turn as end_of_turn
+
+    heard: list[str] = []
+    original = end_of_turn.EndOfTurnProcessor._on_early_text
+
+    async def recording(self, text: str) -> None:
+        heard.append(text)
+        await original(self, text)
+
+    monkeypatch.setattr(end_of_turn.EndOfTurnProcessor, "_on_early_text", recording)
+    return heard
+
+
 @pytest.mark.parametrize("phone", [False, True], ids=["screen-16k", "phone-8k"])
 async def test_a_finished_sentence_ends_sooner_than_an_unfinished_one_may_wait(judged, phone):
     from assistant.bench.turn_taking import play
@@ -92,20 +107,12 @@ async def test_the_text_aware_scheme_reads_the_real_early_recognition(monkeypatc
     import asyncio
     import dataclasses
 
-    import assistant.audio.end_of_turn as end_of_turn
     import assistant.bench.turn_taking as bench
     from assistant.bench.turn_taking import play, scheme_audio, warm_up
     from assistant.settings import load_settings
 
     settings = load_settings()  # the provisioned whisper-base, as the bench uses it
-    heard: list[str] = []
-    original = end_of_turn.EndOfTurnProcessor._on_early_text
-
-    async def recording(self, text: str) -> None:
-        heard.append(text)
-        await original(self, text)
-
-    monkeypatch.setattr(end_of_turn.EndOfTurnProcessor, "_on_early_text", recording)
+    heard = _early_texts(monkeypatch)
     clip = _clip(FINISHED_CLIP, phone=False)
     await asyncio.to_thread(warm_up, settings, asr=clip.audio)
     audio = scheme_audio("text", settings.audio)
@@ -146,21 +153,13 @@ async def test_the_words_wait_keeps_a_real_pause_after_unfinished_words_in_one_t
     import asyncio
     import dataclasses
 
-    import assistant.audio.end_of_turn as end_of_turn
     import assistant.bench.turn_taking as bench
     from assistant.bench.turn_taking import play, scheme_audio, warm_up
     from assistant.settings import load_settings
     from assistant.text.turn_end import sounds_unfinished
 
     settings = load_settings()
-    heard: list[str] = []
-    original = end_of_turn.EndOfTurnProcessor._on_early_text
-
-    async def recording(self, text: str) -> None:
-        heard.append(text)
-        await original(self, text)
-
-    monkeypatch.setattr(end_of_turn.EndOfTurnProcessor, "_on_early_text", recording)
+    heard = _early_texts(monkeypatch)
     monkeypatch.setattr(bench, "UTTERANCE_GAP_S", 4.0)
     monkeypatch.setattr(bench, "TAIL_SILENCE_S", 6.0)
     clip = _with_pause_doubled(_clip(ASKING_CLIP, phone=False))  # 我想问 (2.8 s) 我在…
