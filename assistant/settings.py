@@ -74,10 +74,12 @@ class AudioSettings:
     # the words may only lengthen an open answer's wait (session 10): the fixed vad_end_of_turn_silence_s (or the
     # elder's own wait) stays the shortest, but when a quick words check of the speech so far (the last 4 s,
     # decoded with a short encoder window at the decision pause: AssistantSTTService) looks unfinished (我想问,
-    # 然后, 那个, 的, a number without its noun...) the answer waits turn_unfinished_words_silence_s. On by
-    # measurement (`bench turn-taking --schemes settings,words,fixed`, idle box): fewer premature cuts on the
-    # clips, the paused clips and the phone line, the same wait p50 / p95 (README, Turn-taking)
-    turn_open_words_wait: bool = True
+    # 然后, 那个, 的, a number without its noun...) the answer waits turn_unfinished_words_silence_s. Off by
+    # measurement (README, Turn-taking): alone on an idle box it cut fewer answers at the same wait (`bench
+    # turn-taking --schemes settings,words,fixed`), but with 8 calls its extra decodes took the early
+    # recognition's worker (`bench calls --concurrent 8 ... --stagger`: after the silence p50 589 / p95 1415 ms
+    # against 358 / 690 without it)
+    turn_open_words_wait: bool = False
     # how long unfinished-looking words wait (words wait and text-aware): a person waits after "我想问…"
     turn_unfinished_words_silence_s: float = 2.0
     turn_complete_min_probability: float = 0.5  # Smart Turn's "finished" probability that ends the turn

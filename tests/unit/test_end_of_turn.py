@@ -310,7 +310,7 @@ async def test_text_aware_without_early_text_ends_after_the_fixed_silence():
 
 
 # words wait (session 10): unfinished-looking words only lengthen the fixed silence of an open answer
-WORDS = AudioSettings(turn_open_words_wait=True)  # the default since session 10
+WORDS = AudioSettings(turn_open_words_wait=True)
 
 
 def test_words_wait_never_ends_an_open_answer_before_the_fixed_silence():
