@@ -153,11 +153,12 @@ class AssistantSTTService(SegmentedSTTService):
             return  # only on an idle decode worker: never queue behind (or delay) another decode
         await self._drop_open_early()
         prefix = bytes(self._audio_buffer)
+        audio = prefix + self._trailing_silence()
         dialect, options = self._session.dialect, self._options()
-        if options is None and self._wants_words_check():  # first: its short encode must not queue behind
-            await self._start_words_check(prefix + self._trailing_silence(), dialect=dialect)
+        if options is None and reads_words(self._app_settings.audio):  # first: its short encode must not queue
+            await self._start_words_check(audio, dialect=dialect)
         task = self.create_task(
-            self._recognize_early(prefix + self._trailing_silence(), dialect=dialect, options=options),
+            self._recognize_early(audio, dialect=dialect, options=options),
             name="early-asr",
         )
         self._early.append(EarlyRecognition(prefix=prefix, dialect=dialect, options=options, task=task))
@@ -172,13 +173,9 @@ class AssistantSTTService(SegmentedSTTService):
             await self.push_frame(EarlyTranscriptFrame(text=result.raw_text), FrameDirection.UPSTREAM)
         return result
 
-    def _wants_words_check(self) -> bool:
-        return reads_words(self._app_settings.audio)
-
     async def _start_words_check(self, audio: bytes, *, dialect: str | None) -> None:
         await self._drop_words_check()
         tail = audio[-int(WORDS_CHECK_S * self.sample_rate) * 2 :]
-        logger.debug(f"call {self._session.call_id}: words check started ({decodes_running()} decodes running)")
         self._words = self.create_task(self._check_words(tail, dialect=dialect or "cmn"), name="words-check")
 
     async def _check_words(self, audio: bytes, *, dialect: str) -> None:

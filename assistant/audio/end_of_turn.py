@@ -119,17 +119,23 @@ class EndOfTurnPolicy:
     def unjudged_wait_s(self, *, text: str | None) -> float:
         """The silence an open answer Smart Turn does not judge ends after: the fixed silence (or the elder's own
         longer wait), lengthened to the unfinished-words wait when the words so far look unfinished (words wait)."""
-        if self.words_wait and text is not None and sounds_unfinished(text):
+        wait_s = self._unfinished_words_wait_s(text) if self.words_wait else None
+        return self.open_silence_s if wait_s is None else wait_s
+
+    def _unfinished_words_wait_s(self, text: str | None) -> float | None:
+        """The wait after words that look unfinished, or None (no words yet, or they may be complete)."""
+        if text is not None and sounds_unfinished(text):
             return max(self.unfinished_words_silence_s, self.open_silence_s)
-        return self.open_silence_s
+        return None
 
     def open_wait_s(self, *, probability: float | None, failed: bool, text: str | None) -> float:
         """The silence a text-aware open answer ends after, given what is known so far: the words look unfinished
         → the unfinished-words wait; Smart Turn says unfinished → the unfinished wait; both say finished → now;
         otherwise (the verdict or the text not in yet, the model failed, the elder's own wait) the fixed
         silence."""
-        if text is not None and sounds_unfinished(text):
-            return max(self.unfinished_words_silence_s, self.open_silence_s)
+        words_wait_s = self._unfinished_words_wait_s(text)
+        if words_wait_s is not None:
+            return words_wait_s
         judged_unfinished = not failed and probability is not None and probability < self.complete_min_probability
         if judged_unfinished:
             return max(self.incomplete_max_silence_s, self.open_silence_s)
